@@ -1,0 +1,236 @@
+//! Signed events: the only thing the Raft log carries.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ClusterId, EventHash, KeyAttribute, KeyAttributes, KeyId, KeySpec, NodeId, RequestId, Role,
+    Signature, Username,
+};
+
+/// A cluster member as every replica knows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Raft node id.
+    pub id: NodeId,
+    /// ed25519 public key the node signs events with.
+    pub signing_key: [u8; 32],
+    /// x25519 public key the domain key is wrapped to for this node.
+    pub agreement_key: [u8; 32],
+    /// Availability zone label that clients see.
+    pub zone: String,
+    /// Address (`host:port`) other members and clients reach it at.
+    pub address: String,
+}
+
+/// Who asked for a change.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Actor {
+    /// An authenticated user.
+    User(Username),
+    /// A node acting on its own (cluster init, login bookkeeping).
+    Node(NodeId),
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::User(u) => write!(f, "user {u}"),
+            Actor::Node(n) => write!(f, "node {n}"),
+        }
+    }
+}
+
+/// What changes. Secrets never appear here in plain form: passwords only as
+/// Argon2id PHC strings, key material only wrapped under the cluster domain
+/// key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    /// The cluster's first event: its id, its first member and the
+    /// unactivated `admin` user.
+    ClusterInitialized {
+        /// New cluster id.
+        cluster_id: ClusterId,
+        /// The initializing node, which also signs this event.
+        first_node: NodeRecord,
+        /// Argon2id PHC string of the initial `admin` password.
+        admin_password_hash: String,
+    },
+    /// A crypto officer created a user.
+    UserCreated {
+        /// New user's name.
+        username: Username,
+        /// New user's role (never [`Role::Preco`]).
+        role: Role,
+        /// Argon2id PHC string.
+        password_hash: String,
+    },
+    /// A crypto officer deleted a user.
+    UserDeleted {
+        /// The user.
+        username: Username,
+    },
+    /// A password changed (by its user, or by a crypto officer).
+    PasswordChanged {
+        /// Whose password.
+        username: Username,
+        /// Argon2id PHC string of the new password.
+        password_hash: String,
+    },
+    /// A login attempt failed; the fifth in a row locks the user.
+    LoginFailed {
+        /// The user named in the attempt.
+        username: Username,
+    },
+    /// A login succeeded after earlier failures; resets the failure count.
+    LoginSucceeded {
+        /// The user.
+        username: Username,
+    },
+    /// A crypto officer unlocked a locked user.
+    UserUnlocked {
+        /// The user.
+        username: Username,
+    },
+    /// A crypto user created (generated, imported or unwrapped) a key, which
+    /// it owns.
+    KeyCreated {
+        /// Id chosen by the leader.
+        key: KeyId,
+        /// Type and size.
+        spec: KeySpec,
+        /// Initial attributes.
+        attributes: KeyAttributes,
+        /// Key material sealed under the cluster domain key.
+        #[serde(with = "serde_bytes")]
+        wrapped_material: Vec<u8>,
+        /// Public half of a pair, DER encoded; empty for secret keys.
+        #[serde(with = "serde_bytes")]
+        public_key: Vec<u8>,
+        /// Refuse the key if its owner already has a key with this label.
+        unique_label: bool,
+    },
+    /// The owner shared a key with another crypto user.
+    KeyShared {
+        /// The key.
+        key: KeyId,
+        /// The user it is shared with.
+        with: Username,
+    },
+    /// The owner stopped sharing a key.
+    KeyUnshared {
+        /// The key.
+        key: KeyId,
+        /// The user it was shared with.
+        with: Username,
+    },
+    /// One attribute changed.
+    KeyAttributeSet {
+        /// The key.
+        key: KeyId,
+        /// The change.
+        attribute: KeyAttribute,
+    },
+    /// The owner deleted a key.
+    KeyDeleted {
+        /// The key.
+        key: KeyId,
+    },
+    /// A crypto officer approved a new member.
+    NodeAdded {
+        /// The new member.
+        node: NodeRecord,
+    },
+    /// A crypto officer removed a member.
+    NodeRemoved {
+        /// The member.
+        node: NodeId,
+    },
+}
+
+impl EventBody {
+    /// Short name of the event kind, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::ClusterInitialized { .. } => "cluster-initialized",
+            EventBody::UserCreated { .. } => "user-created",
+            EventBody::UserDeleted { .. } => "user-deleted",
+            EventBody::PasswordChanged { .. } => "password-changed",
+            EventBody::LoginFailed { .. } => "login-failed",
+            EventBody::LoginSucceeded { .. } => "login-succeeded",
+            EventBody::UserUnlocked { .. } => "user-unlocked",
+            EventBody::KeyCreated { .. } => "key-created",
+            EventBody::KeyShared { .. } => "key-shared",
+            EventBody::KeyUnshared { .. } => "key-unshared",
+            EventBody::KeyAttributeSet { .. } => "key-attribute-set",
+            EventBody::KeyDeleted { .. } => "key-deleted",
+            EventBody::NodeAdded { .. } => "node-added",
+            EventBody::NodeRemoved { .. } => "node-removed",
+        }
+    }
+}
+
+/// Debug shows the kind and the names involved, never hashes or wrapped
+/// material, so an event can be logged as it is.
+impl fmt::Debug for EventBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct(self.kind());
+        match self {
+            EventBody::ClusterInitialized {
+                cluster_id,
+                first_node,
+                ..
+            } => d
+                .field("cluster_id", cluster_id)
+                .field("first_node", &first_node.id),
+            EventBody::UserCreated { username, role, .. } => {
+                d.field("username", username).field("role", role)
+            }
+            EventBody::UserDeleted { username }
+            | EventBody::PasswordChanged { username, .. }
+            | EventBody::LoginFailed { username }
+            | EventBody::LoginSucceeded { username }
+            | EventBody::UserUnlocked { username } => d.field("username", username),
+            EventBody::KeyCreated { key, spec, .. } => d.field("key", key).field("spec", spec),
+            EventBody::KeyShared { key, with } | EventBody::KeyUnshared { key, with } => {
+                d.field("key", key).field("with", with)
+            }
+            EventBody::KeyAttributeSet { key, attribute } => {
+                d.field("key", key).field("attribute", attribute)
+            }
+            EventBody::KeyDeleted { key } => d.field("key", key),
+            EventBody::NodeAdded { node } => d.field("node", &node.id),
+            EventBody::NodeRemoved { node } => d.field("node", node),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+/// An event before signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Idempotency id: a retried write carries the same id.
+    pub request_id: RequestId,
+    /// The leader's clock when it built the event, in ms since the Unix
+    /// epoch. The state machine never reads a clock itself.
+    pub timestamp_ms: u64,
+    /// Who asked for it.
+    pub actor: Actor,
+    /// Hash of the previous signed event in the log.
+    pub prev_hash: EventHash,
+    /// What changes.
+    pub body: EventBody,
+}
+
+/// An event with the ed25519 signature of the node that built it, over the
+/// canonical encoding of [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEvent {
+    /// The event.
+    pub event: Event,
+    /// The node that signed it.
+    pub signer: NodeId,
+    /// Signature over `codec::encode(&event)`.
+    pub signature: Signature,
+}

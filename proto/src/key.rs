@@ -1,0 +1,193 @@
+//! Key types and attributes.
+
+use serde::{Deserialize, Serialize};
+
+/// The type and size of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum KeySpec {
+    /// AES with a 128, 192 or 256 bit key.
+    Aes {
+        /// Key length in bits.
+        bits: u16,
+    },
+    /// A generic secret (for HMAC) of 1 to 800 bytes.
+    GenericSecret {
+        /// Key length in bytes.
+        bytes: u16,
+    },
+    /// ECDSA / ECDH on NIST P-256.
+    EcP256,
+    /// ECDSA / ECDH on NIST P-384.
+    EcP384,
+    /// ECDSA on secp256k1.
+    EcSecp256k1,
+    /// Ed25519 signing key pair.
+    Ed25519,
+    /// X25519 key agreement pair.
+    X25519,
+    /// RSA with a 2048, 3072 or 4096 bit modulus.
+    Rsa {
+        /// Modulus length in bits.
+        bits: u16,
+    },
+}
+
+impl KeySpec {
+    /// Whether the size is one the cluster supports.
+    pub fn is_valid(self) -> bool {
+        match self {
+            KeySpec::Aes { bits } => matches!(bits, 128 | 192 | 256),
+            KeySpec::GenericSecret { bytes } => (1..=800).contains(&bytes),
+            KeySpec::Rsa { bits } => matches!(bits, 2048 | 3072 | 4096),
+            KeySpec::EcP256
+            | KeySpec::EcP384
+            | KeySpec::EcSecp256k1
+            | KeySpec::Ed25519
+            | KeySpec::X25519 => true,
+        }
+    }
+
+    /// Whether the key is a pair with a public half.
+    pub fn is_asymmetric(self) -> bool {
+        !matches!(self, KeySpec::Aes { .. } | KeySpec::GenericSecret { .. })
+    }
+}
+
+/// A boolean key attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum KeyFlag {
+    /// May encrypt.
+    Encrypt,
+    /// May decrypt.
+    Decrypt,
+    /// May sign (including HMAC).
+    Sign,
+    /// May verify.
+    Verify,
+    /// May wrap other keys.
+    Wrap,
+    /// May unwrap other keys.
+    Unwrap,
+    /// May derive other keys (key agreement).
+    Derive,
+    /// May leave the HSM wrapped. May only ever change from true to false.
+    Extractable,
+    /// Material may never leave in plaintext. May only ever change from false
+    /// to true.
+    Sensitive,
+    /// Trusted to wrap keys marked wrap-with-trusted. Set by a crypto officer.
+    Trusted,
+    /// May only be wrapped by a trusted key.
+    WrapWithTrusted,
+}
+
+/// The attributes of a key other than its owner and share list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyAttributes {
+    /// Free text label; unique per owner when the creator asks for it.
+    pub label: String,
+    /// Application-chosen id bytes (PKCS#11 `CKA_ID`).
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    /// See [`KeyFlag::Encrypt`].
+    pub encrypt: bool,
+    /// See [`KeyFlag::Decrypt`].
+    pub decrypt: bool,
+    /// See [`KeyFlag::Sign`].
+    pub sign: bool,
+    /// See [`KeyFlag::Verify`].
+    pub verify: bool,
+    /// See [`KeyFlag::Wrap`].
+    pub wrap: bool,
+    /// See [`KeyFlag::Unwrap`].
+    pub unwrap: bool,
+    /// See [`KeyFlag::Derive`].
+    pub derive: bool,
+    /// See [`KeyFlag::Extractable`].
+    pub extractable: bool,
+    /// See [`KeyFlag::Sensitive`].
+    pub sensitive: bool,
+    /// See [`KeyFlag::Trusted`].
+    pub trusted: bool,
+    /// See [`KeyFlag::WrapWithTrusted`].
+    pub wrap_with_trusted: bool,
+}
+
+/// Longest label accepted, in bytes.
+pub const MAX_LABEL_LEN: usize = 127;
+/// Longest id attribute accepted, in bytes.
+pub const MAX_KEY_ATTR_ID_LEN: usize = 128;
+
+impl Default for KeyAttributes {
+    /// No usages, extractable, sensitive, not trusted.
+    fn default() -> Self {
+        KeyAttributes {
+            label: String::new(),
+            id: Vec::new(),
+            encrypt: false,
+            decrypt: false,
+            sign: false,
+            verify: false,
+            wrap: false,
+            unwrap: false,
+            derive: false,
+            extractable: true,
+            sensitive: true,
+            trusted: false,
+            wrap_with_trusted: false,
+        }
+    }
+}
+
+impl KeyAttributes {
+    /// The value of a boolean attribute.
+    pub fn flag(&self, flag: KeyFlag) -> bool {
+        match flag {
+            KeyFlag::Encrypt => self.encrypt,
+            KeyFlag::Decrypt => self.decrypt,
+            KeyFlag::Sign => self.sign,
+            KeyFlag::Verify => self.verify,
+            KeyFlag::Wrap => self.wrap,
+            KeyFlag::Unwrap => self.unwrap,
+            KeyFlag::Derive => self.derive,
+            KeyFlag::Extractable => self.extractable,
+            KeyFlag::Sensitive => self.sensitive,
+            KeyFlag::Trusted => self.trusted,
+            KeyFlag::WrapWithTrusted => self.wrap_with_trusted,
+        }
+    }
+
+    /// Sets a boolean attribute, with no rule checks.
+    pub fn set_flag(&mut self, flag: KeyFlag, value: bool) {
+        let slot = match flag {
+            KeyFlag::Encrypt => &mut self.encrypt,
+            KeyFlag::Decrypt => &mut self.decrypt,
+            KeyFlag::Sign => &mut self.sign,
+            KeyFlag::Verify => &mut self.verify,
+            KeyFlag::Wrap => &mut self.wrap,
+            KeyFlag::Unwrap => &mut self.unwrap,
+            KeyFlag::Derive => &mut self.derive,
+            KeyFlag::Extractable => &mut self.extractable,
+            KeyFlag::Sensitive => &mut self.sensitive,
+            KeyFlag::Trusted => &mut self.trusted,
+            KeyFlag::WrapWithTrusted => &mut self.wrap_with_trusted,
+        };
+        *slot = value;
+    }
+
+    /// Whether label and id are within their length limits.
+    pub fn is_within_limits(&self) -> bool {
+        self.label.len() <= MAX_LABEL_LEN && self.id.len() <= MAX_KEY_ATTR_ID_LEN
+    }
+}
+
+/// One attribute change, as carried by a key-attribute-set event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum KeyAttribute {
+    /// New label.
+    Label(String),
+    /// New id bytes.
+    Id(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A boolean attribute and its new value.
+    Flag(KeyFlag, bool),
+}

@@ -1,0 +1,25 @@
+//! Wire types shared by HSM nodes and clients.
+//!
+//! This crate holds the plain data that crosses a process boundary: ids, the
+//! signed events that the Raft log carries, the typed reasons an event can be
+//! rejected for, and the one canonical codec every other crate uses.
+//!
+//! Invariant: no IO, no cryptography, no storage or consensus types. The client
+//! SDK depends on this crate, so nothing here may pull in RocksDB, openraft or
+//! a TLS stack. Every type that a peer can send decodes through [`codec`] with
+//! a size limit, and a decode error is a value, never a panic.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+mod event;
+mod ids;
+mod key;
+mod rejection;
+mod user;
+
+pub use event::{Actor, Event, EventBody, NodeRecord, SignedEvent};
+pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
+pub use key::{KeyAttribute, KeyAttributes, KeyFlag, KeySpec};
+pub use rejection::Rejection;
+pub use user::Role;

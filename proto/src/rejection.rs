@@ -1,0 +1,108 @@
+//! Why an event was refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{KeyFlag, KeyId, NodeId, Role, Username};
+
+/// The typed reason a state machine refused an event. A refused event changes
+/// nothing; every replica refuses it for the same reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The signature does not verify under the signer's key.
+    #[error("event signature from {0} does not verify")]
+    BadSignature(NodeId),
+    /// The signer is not a cluster member.
+    #[error("event signed by {0}, which is not a cluster member")]
+    UnknownSigner(NodeId),
+    /// The event does not point back at the previous event.
+    #[error("event does not extend the event chain")]
+    ChainMismatch,
+    /// The cluster has not been initialized.
+    #[error("cluster is not initialized")]
+    NotInitialized,
+    /// The cluster was initialized already.
+    #[error("cluster is already initialized")]
+    AlreadyInitialized,
+    /// The cluster's `admin` has not set its password yet.
+    #[error("cluster is not activated: the admin user must change its password first")]
+    NotActivated,
+    /// The actor is not a user of this cluster.
+    #[error("unknown actor {0}")]
+    UnknownActor(String),
+    /// The actor's role does not allow this.
+    #[error("role {role} may not {action}")]
+    RoleDenied {
+        /// The actor's role.
+        role: Role,
+        /// What it tried.
+        action: String,
+    },
+    /// The actor is locked out.
+    #[error("user {0} is locked")]
+    Locked(Username),
+    /// A user of that name exists already.
+    #[error("user {0} exists already")]
+    UserExists(Username),
+    /// No user of that name.
+    #[error("no user named {0}")]
+    UserNotFound(Username),
+    /// The role cannot be given to a new user.
+    #[error("cannot create a user with role {0}")]
+    InvalidRole(Role),
+    /// The user owns keys and cannot be deleted.
+    #[error("user {user} owns {keys} keys and cannot be deleted")]
+    UserOwnsKeys {
+        /// The user.
+        user: Username,
+        /// How many keys it owns.
+        keys: usize,
+    },
+    /// A user may not delete itself.
+    #[error("a user cannot delete itself")]
+    CannotDeleteSelf,
+    /// The user is not locked.
+    #[error("user {0} is not locked")]
+    NotLocked(Username),
+    /// The key id is in use.
+    #[error("key {0} exists already")]
+    KeyExists(KeyId),
+    /// No such key, or not visible to the actor.
+    #[error("no key {0}")]
+    KeyNotFound(KeyId),
+    /// Only the key's owner may do this.
+    #[error("only the owner of key {key} may {action}")]
+    NotOwner {
+        /// The key.
+        key: KeyId,
+        /// What was tried.
+        action: String,
+    },
+    /// The owner has a key with this label already.
+    #[error("label {0:?} is already used by another key of this owner")]
+    LabelNotUnique(String),
+    /// The attribute may only move one way.
+    #[error("attribute {0:?} may not change in that direction")]
+    AttributeRatchet(KeyFlag),
+    /// The key spec is not supported.
+    #[error("unsupported key type or size")]
+    InvalidKeySpec,
+    /// A label or id attribute is too long, or material is missing.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// Shares go to other crypto users.
+    #[error("cannot share a key with {0}: {1}")]
+    InvalidShare(Username, String),
+    /// A node with that id exists already.
+    #[error("node {0} is already a member")]
+    NodeExists(NodeId),
+    /// No member with that id.
+    #[error("node {0} is not a member")]
+    NodeNotFound(NodeId),
+    /// Cluster size limits.
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    /// A password hash that is not an Argon2id PHC string.
+    #[error("password hash is not an Argon2id PHC string")]
+    InvalidPasswordHash,
+}

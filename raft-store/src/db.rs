@@ -1,0 +1,257 @@
+//! The RocksDB handle shared by the log store and the state machine.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rocksdb::{
+    ColumnFamilyDescriptor, DBRecoveryMode, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::error::{Result, StoreError};
+use crate::seal::{Sealer, StorageKey};
+
+/// Column families. Keys are never secret: log indexes, fixed names, and
+/// keyed hashes of state record names.
+pub(crate) mod cf {
+    /// Raft log entries by big-endian index.
+    pub const LOG: &str = "log";
+    /// Vote, committed log id, last purged log id, key check.
+    pub const META: &str = "meta";
+    /// State machine records by keyed hash of their entity key.
+    pub const SM: &str = "sm";
+    /// Applied log id and membership of the state machine.
+    pub const SM_META: &str = "sm_meta";
+    /// The current snapshot: its meta and data chunks.
+    pub const SNAPSHOT: &str = "snapshot";
+    /// All of them.
+    pub const ALL: [&str; 5] = [LOG, META, SM, SM_META, SNAPSHOT];
+}
+
+const KEY_CHECK: &[u8] = b"key_check";
+const KEY_CHECK_VALUE: &[u8] = b"hsm-store key check v1";
+
+/// One open data directory.
+pub(crate) struct Db {
+    db: DB,
+    sealer: Sealer,
+    poisoned: AtomicBool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the data directory and checks that the
+    /// storage key is the one it was created with.
+    pub(crate) fn open(dir: &Path, key: &StorageKey) -> Result<Arc<Db>> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_paranoid_checks(true);
+        // A damaged write-ahead log must stop the open, not silently drop
+        // acknowledged writes at the damage point.
+        opts.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
+        let cfs = cf::ALL
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        crate::manifest_check::check(dir)?;
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)
+            .map_err(|source| StoreError::Rocks { op: "open", source })?;
+        let db = Db {
+            db,
+            sealer: Sealer::new(key),
+            poisoned: AtomicBool::new(false),
+        };
+        db.check_key()?;
+        Ok(Arc::new(db))
+    }
+
+    fn check_key(&self) -> Result<()> {
+        match self.get_raw(cf::META, KEY_CHECK)? {
+            None => {
+                let mut b = self.batch();
+                b.put_bytes(cf::META, KEY_CHECK, KEY_CHECK_VALUE);
+                self.write(b)
+            }
+            Some(sealed) => {
+                let opened = self
+                    .sealer
+                    .open(cf::META, KEY_CHECK, &sealed, || "key_check".into())
+                    .map_err(|_| StoreError::WrongKey)?;
+                if opened.as_slice() == KEY_CHECK_VALUE {
+                    Ok(())
+                } else {
+                    Err(StoreError::WrongKey)
+                }
+            }
+        }
+    }
+
+    fn handle(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Inconsistent(format!("column family {name} is missing")))
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            Err(StoreError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn get_raw(&self, name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_poison()?;
+        let cf = self.handle(name)?;
+        self.db
+            .get_cf(&cf, key)
+            .map_err(|source| StoreError::Rocks { op: "get", source })
+    }
+
+    /// Reads, opens and decodes one value.
+    pub(crate) fn get<T: DeserializeOwned>(
+        &self,
+        name: &'static str,
+        key: &[u8],
+        record: impl Fn() -> String,
+    ) -> Result<Option<T>> {
+        let Some(sealed) = self.get_raw(name, key)? else {
+            return Ok(None);
+        };
+        self.open_value(name, key, &sealed, record).map(Some)
+    }
+
+    /// Opens and decodes a raw value read from `name` at `key`.
+    pub(crate) fn open_value<T: DeserializeOwned>(
+        &self,
+        name: &'static str,
+        key: &[u8],
+        sealed: &[u8],
+        record: impl Fn() -> String,
+    ) -> Result<T> {
+        let plain = self.sealer.open(name, key, sealed, &record)?;
+        hsm_proto::codec::decode("stored value", &plain).map_err(|source| StoreError::Decode {
+            cf: name,
+            record: record(),
+            source,
+        })
+    }
+
+    /// Visits every raw `(key, sealed value)` of a column family in key
+    /// order, from `from` on, stopping when `f` returns false.
+    pub(crate) fn scan(
+        &self,
+        name: &'static str,
+        from: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.check_poison()?;
+        let cf = self.handle(name)?;
+        let iter = self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(from, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(|source| StoreError::Rocks { op: "scan", source })?;
+            if !f(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last key of a column family.
+    pub(crate) fn last_key(&self, name: &'static str) -> Result<Option<Box<[u8]>>> {
+        self.check_poison()?;
+        let cf = self.handle(name)?;
+        match self.db.iterator_cf(&cf, IteratorMode::End).next() {
+            None => Ok(None),
+            Some(item) => item
+                .map(|(k, _)| Some(k))
+                .map_err(|source| StoreError::Rocks { op: "seek", source }),
+        }
+    }
+
+    pub(crate) fn batch(&self) -> Batch<'_> {
+        Batch {
+            db: self,
+            inner: WriteBatch::default(),
+            error: None,
+        }
+    }
+
+    /// Writes a batch atomically and syncs the write-ahead log before
+    /// returning. A failed write poisons the store.
+    pub(crate) fn write(&self, batch: Batch<'_>) -> Result<()> {
+        self.check_poison()?;
+        if let Some(e) = batch.error {
+            return Err(e);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch.inner, &opts).map_err(|source| {
+            self.poisoned.store(true, Ordering::Release);
+            tracing::error!(error = %source, "store write failed; store is poisoned");
+            StoreError::Rocks {
+                op: "write",
+                source,
+            }
+        })
+    }
+
+    /// Flushes memtables to SST files (used by tests and before backups).
+    pub fn flush(&self) -> Result<()> {
+        for name in cf::ALL {
+            let cf = self.handle(name)?;
+            self.db.flush_cf(&cf).map_err(|source| StoreError::Rocks {
+                op: "flush",
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A write batch whose values are sealed as they are added.
+pub(crate) struct Batch<'a> {
+    db: &'a Db,
+    inner: WriteBatch,
+    error: Option<StoreError>,
+}
+
+impl Batch<'_> {
+    /// Seals and adds `plaintext` at `key`.
+    pub(crate) fn put_bytes(&mut self, name: &'static str, key: &[u8], plaintext: &[u8]) {
+        match self.db.handle(name) {
+            Ok(cf) => {
+                let sealed = self.db.sealer.seal(name, key, plaintext);
+                self.inner.put_cf(&cf, key, sealed);
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Encodes, seals and adds `value` at `key`.
+    pub(crate) fn put<T: Serialize>(&mut self, name: &'static str, key: &[u8], value: &T) {
+        match hsm_proto::codec::encode("stored value", value) {
+            Ok(bytes) => self.put_bytes(name, key, &Zeroizing::new(bytes)),
+            Err(e) => self.error = Some(StoreError::Encode(e)),
+        }
+    }
+
+    pub(crate) fn delete(&mut self, name: &'static str, key: &[u8]) {
+        match self.db.handle(name) {
+            Ok(cf) => self.inner.delete_cf(&cf, key),
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Deletes keys in `[from, to)`.
+    pub(crate) fn delete_range(&mut self, name: &'static str, from: &[u8], to: &[u8]) {
+        match self.db.handle(name) {
+            Ok(cf) => self.inner.delete_range_cf(&cf, from, to),
+            Err(e) => self.error = Some(e),
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The state machine (openraft `RaftStateMachine`): the pure [`State`] in
+//! memory, every changed record persisted in the same write as the applied
+//! log id, and snapshots.
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use hsm_proto::NodeId;
+use hsm_state::{Entity, EntityKey, State, StateDigest};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StoredMembership,
+};
+use tokio::sync::watch;
+
+use crate::db::{cf, Db};
+use crate::error::StoreError;
+use crate::snapshot_format;
+use crate::{ApplyResponse, TypeConfig};
+
+const APPLIED: &[u8] = b"applied";
+const MEMBERSHIP: &[u8] = b"membership";
+const SNAP_META: &[u8] = b"meta";
+const SNAP_CHUNK_PREFIX: u8 = b'c';
+/// Snapshot data is stored in chunks of this size, each sealed on its own.
+const SNAP_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+type SResult<T> = Result<T, StorageError<NodeId>>;
+type Membership = StoredMembership<NodeId, BasicNode>;
+
+/// What the state machine holds in memory.
+pub struct Applied {
+    /// The replicated state.
+    pub state: State,
+    /// Last applied log id.
+    pub applied: Option<LogId<NodeId>>,
+    /// Last applied membership.
+    pub membership: Membership,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSnapshotMeta {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    chunks: u32,
+    data_hash: [u8; 32],
+}
+
+/// The state machine store. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<Db>,
+    data: Arc<RwLock<Applied>>,
+    record_key: Arc<[u8; 32]>,
+    snapshot_seq: Arc<AtomicU64>,
+    applied_tx: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for StateMachineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let applied = self.read(|a| a.applied);
+        f.debug_struct("StateMachineStore")
+            .field("applied", &applied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateMachineStore {
+    /// Loads and verifies everything stored for the state machine.
+    pub(crate) fn load(db: Arc<Db>, record_key: [u8; 32]) -> Result<StateMachineStore, StoreError> {
+        let mut entities = Vec::new();
+        db.scan(cf::SM, &[], |k, v| {
+            let record = || format!("record {}", short_hex(k));
+            let e: Entity = db.open_value(cf::SM, k, v, record)?;
+            if record_id(&record_key, &e.key()) != k {
+                return Err(StoreError::Inconsistent(format!(
+                    "{} is stored under the wrong key",
+                    record()
+                )));
+            }
+            entities.push(e);
+            Ok(true)
+        })?;
+        let state =
+            State::from_entities(entities).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+        let applied: Option<Option<LogId<NodeId>>> =
+            db.get(cf::SM_META, APPLIED, || "applied".into())?;
+        let membership: Option<Membership> =
+            db.get(cf::SM_META, MEMBERSHIP, || "membership".into())?;
+        let applied = applied.flatten();
+        let sm = StateMachineStore {
+            db,
+            data: Arc::new(RwLock::new(Applied {
+                state,
+                applied,
+                membership: membership.unwrap_or_default(),
+            })),
+            record_key: Arc::new(record_key),
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+            applied_tx: Arc::new(watch::Sender::new(applied.map_or(0, |l| l.index))),
+        };
+        // Open the stored snapshot too, so damage there is found now.
+        sm.read_snapshot()?;
+        Ok(sm)
+    }
+
+    fn read_guard(&self) -> RwLockReadGuard<'_, Applied> {
+        // A panic while holding the lock cannot leave `Applied` half-changed
+        // in a way readers could misuse: apply mutates the state only through
+        // `State::apply`, which finishes each event. So a poisoned lock is
+        // still safe to read.
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_guard(&self) -> RwLockWriteGuard<'_, Applied> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with read access to the applied state. Keep `f` short: it
+    /// holds off `apply`.
+    pub fn read<R>(&self, f: impl FnOnce(&Applied) -> R) -> R {
+        f(&self.read_guard())
+    }
+
+    /// The digest of the applied state.
+    pub fn digest(&self) -> StateDigest {
+        self.read(|a| a.state.digest())
+    }
+
+    /// A receiver that sees the last applied log index, for waiting until a
+    /// given write has been applied on this node.
+    pub fn applied_index(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    /// Flushes all memtables to SST files.
+    ///
+    /// # Errors
+    /// If RocksDB fails to flush.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()
+    }
+
+    fn write_records(
+        &self,
+        applied: &Applied,
+        changed: &BTreeSet<EntityKey>,
+    ) -> Result<(), StoreError> {
+        let mut b = self.db.batch();
+        for k in changed {
+            let id = record_id(&self.record_key, k);
+            match applied.state.entity(k) {
+                Some(e) => b.put(cf::SM, &id, &e),
+                None => b.delete(cf::SM, &id),
+            }
+        }
+        b.put(cf::SM_META, APPLIED, &applied.applied);
+        b.put(cf::SM_META, MEMBERSHIP, &applied.membership);
+        self.db.write(b)
+    }
+
+    fn read_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+        let Some(stored): Option<StoredSnapshotMeta> =
+            self.db.get(cf::SNAPSHOT, SNAP_META, || "meta".into())?
+        else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        for i in 0..stored.chunks {
+            let key = chunk_key(i);
+            let chunk: Option<serde_bytes::ByteBuf> =
+                self.db.get(cf::SNAPSHOT, &key, || format!("chunk {i}"))?;
+            let chunk = chunk.ok_or_else(|| {
+                StoreError::Inconsistent(format!("snapshot chunk {i} is missing"))
+            })?;
+            data.extend_from_slice(&chunk);
+        }
+        if *blake3::hash(&data).as_bytes() != stored.data_hash {
+            return Err(StoreError::Inconsistent(
+                "snapshot data does not match its recorded hash".into(),
+            ));
+        }
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+
+    /// Adds the current-snapshot records to a batch, replacing any older one.
+    fn stage_snapshot(
+        b: &mut crate::db::Batch<'_>,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        b.delete_range(cf::SNAPSHOT, &chunk_key(0), &chunk_key(u32::MAX));
+        let mut chunks = 0u32;
+        for (i, chunk) in data.chunks(SNAP_CHUNK_BYTES).enumerate() {
+            let i = u32::try_from(i)
+                .map_err(|_| StoreError::Inconsistent("snapshot has too many chunks".into()))?;
+            b.put(cf::SNAPSHOT, &chunk_key(i), &serde_bytes::Bytes::new(chunk));
+            chunks = i + 1;
+        }
+        b.put(
+            cf::SNAPSHOT,
+            SNAP_META,
+            &StoredSnapshotMeta {
+                meta: meta.clone(),
+                chunks,
+                data_hash: *blake3::hash(data).as_bytes(),
+            },
+        );
+        Ok(())
+    }
+}
+
+fn chunk_key(i: u32) -> [u8; 5] {
+    let b = i.to_be_bytes();
+    [SNAP_CHUNK_PREFIX, b[0], b[1], b[2], b[3]]
+}
+
+/// Where a state record is stored: a keyed hash of its entity key, so user
+/// names and key ids do not appear in RocksDB keys.
+fn record_id(record_key: &[u8; 32], key: &EntityKey) -> [u8; 32] {
+    *blake3::keyed_hash(record_key, &key.to_bytes()).as_bytes()
+}
+
+fn short_hex(k: &[u8]) -> String {
+    k.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> SResult<(Option<LogId<NodeId>>, Membership)> {
+        Ok(self.read(|a| (a.applied, a.membership.clone())))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<ApplyResponse>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut guard = self.write_guard();
+        let applied = &mut *guard;
+        let mut changed = BTreeSet::new();
+        let mut responses = Vec::new();
+        for entry in entries {
+            applied.applied = Some(entry.log_id);
+            let index = entry.log_id.index;
+            match entry.payload {
+                EntryPayload::Blank => responses.push(ApplyResponse::none(index)),
+                EntryPayload::Normal(signed) => {
+                    let outcome = applied.state.apply(&signed);
+                    if let Err(reason) = &outcome.result {
+                        tracing::info!(index, kind = signed.event.body.kind(), %reason, "event refused");
+                    }
+                    changed.extend(outcome.changed);
+                    responses.push(ApplyResponse {
+                        index,
+                        result: outcome.result,
+                        replayed: outcome.replayed,
+                    });
+                }
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    responses.push(ApplyResponse::none(index));
+                }
+            }
+        }
+        self.write_records(applied, &changed)
+            .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        let index = applied.applied.map_or(0, |l| l.index);
+        drop(guard);
+        self.applied_tx.send_replace(index);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> SResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> SResult<()> {
+        let fail = |e: StoreError| {
+            e.into_raft(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            )
+        };
+        let data = snapshot.into_inner();
+        let state = snapshot_format::decode(&data).map_err(fail)?;
+        let mut guard = self.write_guard();
+        let mut b = self.db.batch();
+        b.delete_range(cf::SM, &[], &[0xff; 33]);
+        for e in state.entities() {
+            b.put(cf::SM, &record_id(&self.record_key, &e.key()), &e);
+        }
+        b.put(cf::SM_META, APPLIED, &meta.last_log_id);
+        b.put(cf::SM_META, MEMBERSHIP, &meta.last_membership);
+        Self::stage_snapshot(&mut b, meta, &data).map_err(fail)?;
+        self.db.write(b).map_err(fail)?;
+        *guard = Applied {
+            state,
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        drop(guard);
+        self.applied_tx
+            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
+        self.read_snapshot()
+            .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
+        let fail = |e: StoreError| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write);
+        let (data, last_log_id, last_membership) = {
+            let guard = self.read_guard();
+            let data = snapshot_format::encode(&guard.state).map_err(fail)?;
+            (data, guard.applied, guard.membership.clone())
+        };
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last_log_id {
+            Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
+            None => format!("none-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        let mut b = self.db.batch();
+        Self::stage_snapshot(&mut b, &meta, &data).map_err(fail)?;
+        self.db.write(b).map_err(fail)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! The store keeps what it acknowledged across restarts, and moves state
+//! between nodes through snapshots without changing it.
+
+mod common;
+
+use common::*;
+use hsm_proto::{KeyId, NodeId};
+use hsm_raft_store::{open, StorageKey};
+use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{CommittedLeaderId, LogId, RaftLogReader, Vote};
+
+#[tokio::test]
+async fn reopen_after_drop_keeps_vote_log_state_and_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = StorageKey::from_bytes([5; 32]);
+    let mut chain = Chain::new();
+    let (digest, snapshot_meta, applied) = {
+        let (mut log, mut sm) = open(dir.path(), &key).expect("opens");
+        log.save_vote(&Vote::new(3, NodeId(1))).await.expect("vote");
+        let responses =
+            append_and_apply(&mut log, &mut sm, setup_events(&mut chain, &[1; 40])).await;
+        assert!(responses.iter().all(|r| r.result.is_ok()), "{responses:?}");
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        (
+            sm.digest(),
+            snap.meta,
+            sm.applied_state().await.expect("applied"),
+        )
+    };
+
+    let (mut log, mut sm) = open(dir.path(), &key).expect("reopens");
+    assert_eq!(
+        log.read_vote().await.expect("vote"),
+        Some(Vote::new(3, NodeId(1)))
+    );
+    assert_eq!(
+        log.try_get_log_entries(1..5).await.expect("entries").len(),
+        4
+    );
+    assert_eq!(sm.digest(), digest);
+    assert_eq!(sm.applied_state().await.expect("applied"), applied);
+    assert!(sm.read(|a| a.state.key(KeyId(0x5eed)).is_some()));
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("a snapshot");
+    assert_eq!(current.meta, snapshot_meta);
+}
+
+#[tokio::test]
+async fn snapshot_installed_on_another_store_gives_the_same_state() {
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (mut a_log, mut a_sm) = open(a_dir.path(), &StorageKey::generate()).expect("a opens");
+    let mut chain = Chain::new();
+    append_and_apply(&mut a_log, &mut a_sm, setup_events(&mut chain, &[7; 40])).await;
+    let snap = a_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+
+    let b_key = StorageKey::generate();
+    {
+        let (_b_log, mut b_sm) = open(b_dir.path(), &b_key).expect("b opens");
+        let mut data = b_sm.begin_receiving_snapshot().await.expect("begin");
+        *data = *snap.snapshot.clone();
+        b_sm.install_snapshot(&snap.meta, data)
+            .await
+            .expect("install");
+        assert_eq!(b_sm.digest(), a_sm.digest());
+        assert_eq!(
+            b_sm.applied_state().await.expect("applied"),
+            a_sm.applied_state().await.expect("applied")
+        );
+    }
+    // Installed state survives a restart of the receiving node.
+    let (_b_log, b_sm) = open(b_dir.path(), &b_key).expect("b reopens");
+    assert_eq!(b_sm.digest(), a_sm.digest());
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_is_refused_at_install() {
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (mut a_log, mut a_sm) = open(a_dir.path(), &StorageKey::generate()).expect("a opens");
+    let mut chain = Chain::new();
+    append_and_apply(&mut a_log, &mut a_sm, setup_events(&mut chain, &[7; 40])).await;
+    let snap = a_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    let (_b_log, mut b_sm) = open(b_dir.path(), &StorageKey::generate()).expect("b opens");
+    let before = b_sm.digest();
+    let mut bytes = snap.snapshot.into_inner();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    let err = b_sm
+        .install_snapshot(&snap.meta, Box::new(std::io::Cursor::new(bytes)))
+        .await
+        .expect_err("damaged snapshot refused");
+    assert!(err.to_string().contains("snapshot"), "{err}");
+    assert_eq!(b_sm.digest(), before, "nothing installed");
+}
+
+#[tokio::test]
+async fn purged_log_stays_purged_and_state_survives_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = StorageKey::generate();
+    let mut chain = Chain::new();
+    let digest = {
+        let (mut log, mut sm) = open(dir.path(), &key).expect("opens");
+        append_and_apply(&mut log, &mut sm, setup_events(&mut chain, &[9; 40])).await;
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let upto = snap.meta.last_log_id.expect("snapshot has a log id");
+        log.purge(upto).await.expect("purge");
+        let state = log.get_log_state().await.expect("log state");
+        assert_eq!(state.last_purged_log_id, Some(upto));
+        assert_eq!(state.last_log_id, Some(upto));
+        assert!(log
+            .try_get_log_entries(0..10)
+            .await
+            .expect("read")
+            .is_empty());
+        sm.digest()
+    };
+    let (mut log, sm) = open(dir.path(), &key).expect("reopens");
+    let state = log.get_log_state().await.expect("log state");
+    assert_eq!(
+        state.last_purged_log_id,
+        Some(LogId::new(CommittedLeaderId::new(1, NODE), 4))
+    );
+    assert_eq!(sm.digest(), digest);
+}

@@ -1,0 +1,604 @@
+//! `State::apply`: verification, the rules, and the change set.
+
+use std::collections::BTreeSet;
+
+use hsm_proto::{
+    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, NodeRecord, Rejection, Role, SignedEvent,
+    Username,
+};
+
+use crate::authz::{self, Action};
+use crate::entity::EntityKey;
+use crate::records::{ClusterInfo, Key, RequestRecord, User, MAX_FAILED_LOGINS};
+use crate::sign::{event_hash, verify_signature};
+use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
+
+/// The name of the first user of every cluster.
+pub const ADMIN: &str = "admin";
+
+type Rule = Result<(), Rejection>;
+
+impl State {
+    /// Applies one signed event.
+    ///
+    /// Order of checks: signature by a member (for the first event, by the
+    /// node it introduces), then the chain link. An event failing either is
+    /// refused and changes nothing at all. An event passing both extends the
+    /// chain; if its request id was applied before, the first outcome is
+    /// returned and nothing else changes; otherwise the role table and the
+    /// rules decide, and a refusal changes nothing but the chain head.
+    pub fn apply(&mut self, signed: &SignedEvent) -> Applied {
+        let mut changed = BTreeSet::new();
+        if let Err(reason) = self.check_authenticity(signed) {
+            return Applied {
+                result: Err(reason),
+                replayed: false,
+                changed,
+            };
+        }
+        self.meta.head = event_hash(signed);
+        self.meta.events += 1;
+        changed.insert(EntityKey::Meta);
+
+        let request_id = signed.event.request_id;
+        if let Some(prior) = self.requests.get(&request_id) {
+            return Applied {
+                result: prior.result.clone(),
+                replayed: true,
+                changed,
+            };
+        }
+
+        let mut tx = Tx {
+            state: self,
+            changed: &mut changed,
+            now_ms: signed.event.timestamp_ms,
+        };
+        let result = tx.rules(&signed.event.actor, &signed.event.body);
+        self.remember(request_id, result.clone(), &mut changed);
+        Applied {
+            result,
+            replayed: false,
+            changed,
+        }
+    }
+
+    fn check_authenticity(&self, signed: &SignedEvent) -> Rule {
+        let event = &signed.event;
+        let signer_key = match (&event.body, &self.meta.cluster) {
+            (EventBody::ClusterInitialized { first_node, .. }, None) => {
+                if first_node.id != signed.signer {
+                    return Err(Rejection::UnknownSigner(signed.signer));
+                }
+                first_node.signing_key
+            }
+            (EventBody::ClusterInitialized { .. }, Some(_)) => {
+                // Still require a member's signature before saying anything.
+                self.member_key(signed)?
+            }
+            (_, None) => return Err(Rejection::NotInitialized),
+            (_, Some(_)) => self.member_key(signed)?,
+        };
+        if !verify_signature(signed, &signer_key) {
+            return Err(Rejection::BadSignature(signed.signer));
+        }
+        if event.prev_hash != self.meta.head {
+            return Err(Rejection::ChainMismatch);
+        }
+        if matches!(event.body, EventBody::ClusterInitialized { .. }) && self.meta.cluster.is_some()
+        {
+            return Err(Rejection::AlreadyInitialized);
+        }
+        Ok(())
+    }
+
+    fn member_key(&self, signed: &SignedEvent) -> Result<[u8; 32], Rejection> {
+        self.nodes
+            .get(&signed.signer)
+            .map(|n| n.signing_key)
+            .ok_or(Rejection::UnknownSigner(signed.signer))
+    }
+
+    fn remember(
+        &mut self,
+        request_id: hsm_proto::RequestId,
+        result: Rule,
+        changed: &mut BTreeSet<EntityKey>,
+    ) {
+        let seq = self.meta.events;
+        self.requests.insert(
+            request_id,
+            RequestRecord {
+                request_id,
+                seq,
+                result,
+            },
+        );
+        self.request_order.insert(seq, request_id);
+        changed.insert(EntityKey::Request(request_id));
+        while self.requests.len() > MAX_REMEMBERED_REQUESTS {
+            let Some((_, oldest)) = self.request_order.pop_first() else {
+                break;
+            };
+            self.requests.remove(&oldest);
+            changed.insert(EntityKey::Request(oldest));
+        }
+    }
+}
+
+/// One event's rule evaluation. Checks first, mutations last, so a refusal
+/// leaves the state as it was.
+struct Tx<'a> {
+    state: &'a mut State,
+    changed: &'a mut BTreeSet<EntityKey>,
+    now_ms: u64,
+}
+
+impl Tx<'_> {
+    fn rules(&mut self, actor: &Actor, body: &EventBody) -> Rule {
+        match body {
+            EventBody::ClusterInitialized {
+                cluster_id,
+                first_node,
+                admin_password_hash,
+            } => {
+                if *actor != Actor::Node(first_node.id) {
+                    return Err(Rejection::UnknownActor(actor.to_string()));
+                }
+                check_password_hash(admin_password_hash)?;
+                let admin = admin_name();
+                self.state.meta.cluster = Some(ClusterInfo {
+                    cluster_id: *cluster_id,
+                    created_ms: self.now_ms,
+                    activated: false,
+                });
+                self.put_node(first_node.clone());
+                self.put_user(User {
+                    username: admin,
+                    role: Role::Preco,
+                    password_hash: admin_password_hash.clone(),
+                    password_epoch: 0,
+                    failed_logins: 0,
+                    locked: false,
+                    created_ms: self.now_ms,
+                });
+                Ok(())
+            }
+            EventBody::LoginFailed { username } => {
+                self.node_actor(actor)?;
+                let mut user = self.existing_user(username)?.clone();
+                user.failed_logins = user.failed_logins.saturating_add(1).min(MAX_FAILED_LOGINS);
+                if user.failed_logins >= MAX_FAILED_LOGINS {
+                    user.locked = true;
+                }
+                self.put_user(user);
+                Ok(())
+            }
+            EventBody::LoginSucceeded { username } => {
+                self.node_actor(actor)?;
+                let mut user = self.existing_user(username)?.clone();
+                if user.locked {
+                    return Err(Rejection::Locked(username.clone()));
+                }
+                user.failed_logins = 0;
+                self.put_user(user);
+                Ok(())
+            }
+            _ => {
+                let (name, role) = self.user_actor(actor)?;
+                self.user_rules(&name, role, body)
+            }
+        }
+    }
+
+    fn user_rules(&mut self, me: &Username, role: Role, body: &EventBody) -> Rule {
+        let activated = self
+            .state
+            .meta
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.activated);
+        let own_password =
+            matches!(body, EventBody::PasswordChanged { username, .. } if username == me);
+        if !activated && !own_password {
+            return Err(Rejection::NotActivated);
+        }
+        match body {
+            EventBody::UserCreated {
+                username,
+                role: new_role,
+                password_hash,
+            } => {
+                allow(role, Action::CreateUser)?;
+                if self.state.users.contains_key(username) {
+                    return Err(Rejection::UserExists(username.clone()));
+                }
+                if *new_role == Role::Preco {
+                    return Err(Rejection::InvalidRole(*new_role));
+                }
+                check_password_hash(password_hash)?;
+                self.put_user(User {
+                    username: username.clone(),
+                    role: *new_role,
+                    password_hash: password_hash.clone(),
+                    password_epoch: 0,
+                    failed_logins: 0,
+                    locked: false,
+                    created_ms: self.now_ms,
+                });
+                Ok(())
+            }
+            EventBody::UserDeleted { username } => {
+                allow(role, Action::DeleteUser)?;
+                self.existing_user(username)?;
+                if username == me {
+                    return Err(Rejection::CannotDeleteSelf);
+                }
+                let owned = self.state.owned.get(username).map_or(0, BTreeSet::len);
+                if owned > 0 {
+                    return Err(Rejection::UserOwnsKeys {
+                        user: username.clone(),
+                        keys: owned,
+                    });
+                }
+                let shared: Vec<KeyId> = self
+                    .state
+                    .keys
+                    .values()
+                    .filter(|k| k.shared_with.contains(username))
+                    .map(|k| k.id)
+                    .collect();
+                for id in shared {
+                    self.update_key(id, |k| {
+                        k.shared_with.remove(username);
+                    });
+                }
+                self.state.users.remove(username);
+                self.changed.insert(EntityKey::User(username.clone()));
+                Ok(())
+            }
+            EventBody::PasswordChanged {
+                username,
+                password_hash,
+            } => {
+                let action = if username == me {
+                    Action::ChangeOwnPassword
+                } else {
+                    Action::ChangeOtherPassword
+                };
+                allow(role, action)?;
+                let mut user = self.existing_user(username)?.clone();
+                check_password_hash(password_hash)?;
+                user.password_hash = password_hash.clone();
+                user.password_epoch += 1;
+                if user.role == Role::Preco {
+                    user.role = Role::Co;
+                    if let Some(c) = self.state.meta.cluster.as_mut() {
+                        c.activated = true;
+                    }
+                }
+                self.put_user(user);
+                Ok(())
+            }
+            EventBody::UserUnlocked { username } => {
+                allow(role, Action::UnlockUser)?;
+                let mut user = self.existing_user(username)?.clone();
+                if !user.locked && user.failed_logins == 0 {
+                    return Err(Rejection::NotLocked(username.clone()));
+                }
+                user.locked = false;
+                user.failed_logins = 0;
+                self.put_user(user);
+                Ok(())
+            }
+            EventBody::KeyCreated {
+                key,
+                spec,
+                attributes,
+                wrapped_material,
+                public_key,
+                unique_label,
+            } => {
+                allow(role, Action::CreateKey)?;
+                if self.state.keys.contains_key(key) {
+                    return Err(Rejection::KeyExists(*key));
+                }
+                if !spec.is_valid() {
+                    return Err(Rejection::InvalidKeySpec);
+                }
+                if !attributes.is_within_limits() {
+                    return Err(Rejection::InvalidKey(
+                        "label or id attribute too long".into(),
+                    ));
+                }
+                if wrapped_material.is_empty() {
+                    return Err(Rejection::InvalidKey("no key material".into()));
+                }
+                if spec.is_asymmetric() == public_key.is_empty() {
+                    return Err(Rejection::InvalidKey(
+                        "a public key is required for key pairs and only for them".into(),
+                    ));
+                }
+                if attributes.trusted {
+                    return Err(Rejection::RoleDenied {
+                        role,
+                        action: Action::SetTrusted.as_str().into(),
+                    });
+                }
+                if *unique_label
+                    && self
+                        .state
+                        .labels
+                        .contains_key(&(me.clone(), attributes.label.clone()))
+                {
+                    return Err(Rejection::LabelNotUnique(attributes.label.clone()));
+                }
+                let k = Key {
+                    id: *key,
+                    spec: *spec,
+                    owner: me.clone(),
+                    shared_with: BTreeSet::new(),
+                    attributes: attributes.clone(),
+                    wrapped_material: wrapped_material.clone(),
+                    public_key: public_key.clone(),
+                    created_ms: self.now_ms,
+                };
+                self.state.index_key(&k);
+                self.state.keys.insert(*key, k);
+                self.changed.insert(EntityKey::Key(*key));
+                Ok(())
+            }
+            EventBody::KeyShared { key, with } | EventBody::KeyUnshared { key, with } => {
+                let share = matches!(body, EventBody::KeyShared { .. });
+                allow(role, Action::ManageKey)?;
+                let k = self.managed_key(me, *key, if share { "share" } else { "unshare" })?;
+                let is_shared = k.shared_with.contains(with);
+                if share {
+                    let target = self.existing_user(with)?;
+                    if target.role != Role::Cu {
+                        return Err(Rejection::InvalidShare(
+                            with.clone(),
+                            "not a crypto user".into(),
+                        ));
+                    }
+                    if with == me {
+                        return Err(Rejection::InvalidShare(
+                            with.clone(),
+                            "owner of the key".into(),
+                        ));
+                    }
+                    if is_shared {
+                        return Err(Rejection::InvalidShare(
+                            with.clone(),
+                            "already shared".into(),
+                        ));
+                    }
+                } else if !is_shared {
+                    return Err(Rejection::InvalidShare(with.clone(), "not shared".into()));
+                }
+                self.update_key(*key, |k| {
+                    if share {
+                        k.shared_with.insert(with.clone());
+                    } else {
+                        k.shared_with.remove(with);
+                    }
+                });
+                Ok(())
+            }
+            EventBody::KeyAttributeSet { key, attribute } => {
+                self.set_attribute(me, role, *key, attribute)
+            }
+            EventBody::KeyDeleted { key } => {
+                allow(role, Action::ManageKey)?;
+                let k = self.managed_key(me, *key, "delete it")?.clone();
+                self.state.unindex_key(&k);
+                self.state.keys.remove(key);
+                self.changed.insert(EntityKey::Key(*key));
+                Ok(())
+            }
+            EventBody::NodeAdded { node } => {
+                allow(role, Action::AddNode)?;
+                if self.state.nodes.contains_key(&node.id) {
+                    return Err(Rejection::NodeExists(node.id));
+                }
+                if self.state.nodes.len() >= MAX_NODES {
+                    return Err(Rejection::Membership(
+                        "the cluster has 28 members already".into(),
+                    ));
+                }
+                if self
+                    .state
+                    .nodes
+                    .values()
+                    .any(|n| n.signing_key == node.signing_key)
+                {
+                    return Err(Rejection::Membership(
+                        "signing key already used by a member".into(),
+                    ));
+                }
+                self.put_node(node.clone());
+                Ok(())
+            }
+            EventBody::NodeRemoved { node } => {
+                allow(role, Action::RemoveNode)?;
+                if !self.state.nodes.contains_key(node) {
+                    return Err(Rejection::NodeNotFound(*node));
+                }
+                if self.state.nodes.len() == 1 {
+                    return Err(Rejection::Membership(
+                        "cannot remove the last member".into(),
+                    ));
+                }
+                self.state.nodes.remove(node);
+                self.changed.insert(EntityKey::Node(*node));
+                Ok(())
+            }
+            EventBody::ClusterInitialized { .. }
+            | EventBody::LoginFailed { .. }
+            | EventBody::LoginSucceeded { .. } => {
+                // Handled in `rules` before a user actor is resolved.
+                Err(Rejection::UnknownActor(me.to_string()))
+            }
+        }
+    }
+
+    fn set_attribute(
+        &mut self,
+        me: &Username,
+        role: Role,
+        key: KeyId,
+        attr: &KeyAttribute,
+    ) -> Rule {
+        if let KeyAttribute::Flag(KeyFlag::Trusted, value) = attr {
+            allow(role, Action::SetTrusted)?;
+            self.existing_key(key)?;
+            let value = *value;
+            self.update_key(key, |k| k.attributes.trusted = value);
+            return Ok(());
+        }
+        allow(role, Action::ManageKey)?;
+        let current = self
+            .managed_key(me, key, "set its attributes")?
+            .attributes
+            .clone();
+        let mut next = current.clone();
+        match attr {
+            KeyAttribute::Label(l) => next.label = l.clone(),
+            KeyAttribute::Id(id) => next.id = id.clone(),
+            KeyAttribute::Flag(flag, value) => {
+                let ratchet_broken = match flag {
+                    KeyFlag::Sensitive => current.sensitive && !*value,
+                    KeyFlag::Extractable => !current.extractable && *value,
+                    _ => false,
+                };
+                if ratchet_broken {
+                    return Err(Rejection::AttributeRatchet(*flag));
+                }
+                next.set_flag(*flag, *value);
+            }
+        }
+        if !next.is_within_limits() {
+            return Err(Rejection::InvalidKey(
+                "label or id attribute too long".into(),
+            ));
+        }
+        if next == current {
+            return Ok(());
+        }
+        // Re-index around a label change.
+        let mut k = self.existing_key(key)?.clone();
+        self.state.unindex_key(&k);
+        k.attributes = next;
+        self.state.index_key(&k);
+        self.state.keys.insert(key, k);
+        self.changed.insert(EntityKey::Key(key));
+        Ok(())
+    }
+
+    fn node_actor(&self, actor: &Actor) -> Rule {
+        match actor {
+            Actor::Node(n) if self.state.nodes.contains_key(n) => Ok(()),
+            _ => Err(Rejection::UnknownActor(actor.to_string())),
+        }
+    }
+
+    fn user_actor(&self, actor: &Actor) -> Result<(Username, Role), Rejection> {
+        let Actor::User(name) = actor else {
+            return Err(Rejection::UnknownActor(actor.to_string()));
+        };
+        let user = self
+            .state
+            .users
+            .get(name)
+            .ok_or_else(|| Rejection::UnknownActor(actor.to_string()))?;
+        if user.locked {
+            return Err(Rejection::Locked(name.clone()));
+        }
+        Ok((name.clone(), user.role))
+    }
+
+    fn existing_user(&self, name: &Username) -> Result<&User, Rejection> {
+        self.state
+            .users
+            .get(name)
+            .ok_or_else(|| Rejection::UserNotFound(name.clone()))
+    }
+
+    fn existing_key(&self, id: KeyId) -> Result<&Key, Rejection> {
+        self.state.keys.get(&id).ok_or(Rejection::KeyNotFound(id))
+    }
+
+    /// The key if `me` owns it. A key `me` cannot even see is "not found",
+    /// so refusals do not reveal other users' keys.
+    fn managed_key(
+        &self,
+        me: &Username,
+        id: KeyId,
+        action: &'static str,
+    ) -> Result<&Key, Rejection> {
+        let key = self.existing_key(id)?;
+        if !authz::can_use_key(me, key) {
+            return Err(Rejection::KeyNotFound(id));
+        }
+        if !authz::can_manage_key(me, key) {
+            return Err(Rejection::NotOwner {
+                key: id,
+                action: action.into(),
+            });
+        }
+        Ok(key)
+    }
+
+    // The writers below list an entity in `changed` only if its value really
+    // changes, so `changed` is exactly the set of entities that differ.
+
+    fn put_user(&mut self, user: User) {
+        if self.state.users.get(&user.username) == Some(&user) {
+            return;
+        }
+        self.changed.insert(EntityKey::User(user.username.clone()));
+        self.state.users.insert(user.username.clone(), user);
+    }
+
+    fn put_node(&mut self, node: NodeRecord) {
+        if self.state.nodes.get(&node.id) == Some(&node) {
+            return;
+        }
+        self.changed.insert(EntityKey::Node(node.id));
+        self.state.nodes.insert(node.id, node);
+    }
+
+    fn update_key(&mut self, id: KeyId, f: impl FnOnce(&mut Key)) {
+        if let Some(k) = self.state.keys.get_mut(&id) {
+            let before = k.clone();
+            f(k);
+            if *k != before {
+                self.changed.insert(EntityKey::Key(id));
+            }
+        }
+    }
+}
+
+fn allow(role: Role, action: Action) -> Rule {
+    if authz::permits(role, action) {
+        Ok(())
+    } else {
+        Err(Rejection::RoleDenied {
+            role,
+            action: action.as_str().into(),
+        })
+    }
+}
+
+fn admin_name() -> Username {
+    // "admin" satisfies the user name rules.
+    Username::new(ADMIN).unwrap_or_else(|_| unreachable!("admin is a valid user name"))
+}
+
+fn check_password_hash(phc: &str) -> Rule {
+    if phc.starts_with("$argon2id$") && phc.len() <= 512 {
+        Ok(())
+    } else {
+        Err(Rejection::InvalidPasswordHash)
+    }
+}

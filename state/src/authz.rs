@@ -1,0 +1,174 @@
+//! The role table: which role may do what, and who may touch which key.
+//!
+//! Both the node (pre-checking a request, and serving crypto from its
+//! replica) and [`State::apply`](crate::State::apply) (re-checking every
+//! write on every replica) use these functions, so there is one table.
+
+use hsm_proto::{Role, Username};
+
+use crate::records::Key;
+
+/// Everything a user can ask of the cluster, at the granularity the role
+/// table distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Read members, leader, zones and health.
+    ReadClusterInfo,
+    /// Change one's own password.
+    ChangeOwnPassword,
+    /// List users.
+    ListUsers,
+    /// Create a user.
+    CreateUser,
+    /// Delete a user.
+    DeleteUser,
+    /// Change another user's password.
+    ChangeOtherPassword,
+    /// Unlock a locked user.
+    UnlockUser,
+    /// Set or clear the `trusted` attribute of any key.
+    SetTrusted,
+    /// Approve a new member node.
+    AddNode,
+    /// Remove a member node.
+    RemoveNode,
+    /// Clone or synchronise the domain key to an approved node.
+    CloneToNode,
+    /// List keys visible to the caller.
+    ListKeys,
+    /// Generate, import or unwrap a key.
+    CreateKey,
+    /// Use a key: encrypt, decrypt, sign, verify, derive, unwrap with it,
+    /// export its public half.
+    UseKey,
+    /// Owner-only key management: share, unshare, set attributes, wrap
+    /// (export), delete.
+    ManageKey,
+    /// Random bytes and digests, which touch no key.
+    KeylessCrypto,
+}
+
+impl Action {
+    /// Every action, for exhaustive tests.
+    pub const ALL: [Action; 16] = [
+        Action::ReadClusterInfo,
+        Action::ChangeOwnPassword,
+        Action::ListUsers,
+        Action::CreateUser,
+        Action::DeleteUser,
+        Action::ChangeOtherPassword,
+        Action::UnlockUser,
+        Action::SetTrusted,
+        Action::AddNode,
+        Action::RemoveNode,
+        Action::CloneToNode,
+        Action::ListKeys,
+        Action::CreateKey,
+        Action::UseKey,
+        Action::ManageKey,
+        Action::KeylessCrypto,
+    ];
+
+    /// Lowercase description, used in rejections.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ReadClusterInfo => "read cluster info",
+            Action::ChangeOwnPassword => "change its own password",
+            Action::ListUsers => "list users",
+            Action::CreateUser => "create users",
+            Action::DeleteUser => "delete users",
+            Action::ChangeOtherPassword => "change other users' passwords",
+            Action::UnlockUser => "unlock users",
+            Action::SetTrusted => "set the trusted attribute",
+            Action::AddNode => "add nodes",
+            Action::RemoveNode => "remove nodes",
+            Action::CloneToNode => "clone to nodes",
+            Action::ListKeys => "list keys",
+            Action::CreateKey => "create keys",
+            Action::UseKey => "use keys",
+            Action::ManageKey => "manage keys",
+            Action::KeylessCrypto => "use crypto",
+        }
+    }
+}
+
+/// The role table. A precrypto officer may read and change its own password;
+/// a crypto officer manages users and membership but never uses keys; a
+/// crypto user manages and uses keys; an appliance user only clones.
+pub fn permits(role: Role, action: Action) -> bool {
+    use Action as A;
+    match role {
+        Role::Preco => matches!(action, A::ReadClusterInfo | A::ChangeOwnPassword),
+        Role::Co => matches!(
+            action,
+            A::ReadClusterInfo
+                | A::ChangeOwnPassword
+                | A::ListUsers
+                | A::CreateUser
+                | A::DeleteUser
+                | A::ChangeOtherPassword
+                | A::UnlockUser
+                | A::SetTrusted
+                | A::AddNode
+                | A::RemoveNode
+                | A::ListKeys
+        ),
+        Role::Cu => matches!(
+            action,
+            A::ReadClusterInfo
+                | A::ChangeOwnPassword
+                | A::ListKeys
+                | A::CreateKey
+                | A::UseKey
+                | A::ManageKey
+                | A::KeylessCrypto
+        ),
+        Role::Au => matches!(
+            action,
+            A::ReadClusterInfo | A::ChangeOwnPassword | A::CloneToNode
+        ),
+    }
+}
+
+/// Whether `user` may see and use `key`: it owns it or it is shared with it.
+pub fn can_use_key(user: &Username, key: &Key) -> bool {
+    key.owner == *user || key.shared_with.contains(user)
+}
+
+/// Whether `user` may manage `key` (share, unshare, set attributes, wrap,
+/// delete): only its owner.
+pub fn can_manage_key(user: &Username, key: &Key) -> bool {
+    key.owner == *user
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypto_officers_never_use_keys_and_crypto_users_never_manage_users() {
+        for a in [Action::UseKey, Action::CreateKey, Action::ManageKey] {
+            assert!(!permits(Role::Co, a));
+        }
+        for a in [
+            Action::CreateUser,
+            Action::DeleteUser,
+            Action::UnlockUser,
+            Action::AddNode,
+        ] {
+            assert!(!permits(Role::Cu, a));
+        }
+    }
+
+    #[test]
+    fn precrypto_officer_can_only_read_and_change_its_password() {
+        let allowed: Vec<_> = Action::ALL
+            .into_iter()
+            .filter(|a| permits(Role::Preco, *a))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![Action::ReadClusterInfo, Action::ChangeOwnPassword]
+        );
+    }
+}

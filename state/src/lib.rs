@@ -1,0 +1,27 @@
+//! The HSM's replicated state and the pure, deterministic `apply`.
+//!
+//! Every replica feeds the same signed events, in log order, through
+//! [`State::apply`] and reaches byte-identical state; [`State::digest`]
+//! proves it. `apply` verifies each event's ed25519 signature and its link in
+//! the blake3 event chain, re-checks the role table ([`authz`]) against the
+//! state it has, and either changes the state or refuses the event with a
+//! typed [`Rejection`](hsm_proto::Rejection) and changes nothing.
+//!
+//! Invariant: no IO, no clock, no randomness, no hash maps. Time comes from
+//! the leader's timestamp inside the event. Secrets never pass through here:
+//! key material is already wrapped under the domain key and passwords are
+//! already Argon2id hashes, so this crate cannot leak them.
+
+#![forbid(unsafe_code)]
+
+mod apply;
+pub mod authz;
+mod entity;
+mod records;
+mod sign;
+mod state;
+
+pub use entity::{Entity, EntityKey, LoadError};
+pub use records::{ClusterInfo, Key, Meta, RequestRecord, User, MAX_FAILED_LOGINS};
+pub use sign::{event_hash, sign_event, verify_signature};
+pub use state::{Applied, State, StateDigest, MAX_NODES, MAX_REMEMBERED_REQUESTS};

@@ -1,0 +1,99 @@
+//! The records the state is made of.
+
+use std::collections::BTreeSet;
+
+use hsm_proto::{
+    ClusterId, EventHash, KeyAttributes, KeyId, KeySpec, Rejection, RequestId, Role, Username,
+};
+use serde::{Deserialize, Serialize};
+
+/// Consecutive failed logins that lock a user until a crypto officer unlocks it.
+pub const MAX_FAILED_LOGINS: u8 = 5;
+
+/// Cluster-wide facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Fixed at init.
+    pub cluster_id: ClusterId,
+    /// Leader time of the init event, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Whether `admin` has set its password.
+    pub activated: bool,
+}
+
+/// The single record that changes with every event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Set by the init event.
+    pub cluster: Option<ClusterInfo>,
+    /// Hash of the last event that extended the chain.
+    pub head: EventHash,
+    /// Events that extended the chain so far.
+    pub events: u64,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            cluster: None,
+            head: EventHash::GENESIS,
+            events: 0,
+        }
+    }
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Login name.
+    pub username: Username,
+    /// What it may do.
+    pub role: Role,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Bumped on every password change; sessions issued under an older epoch
+    /// are void.
+    pub password_epoch: u64,
+    /// Consecutive failed logins.
+    pub failed_logins: u8,
+    /// Locked after [`MAX_FAILED_LOGINS`] failures until unlocked.
+    pub locked: bool,
+    /// Leader time of creation.
+    pub created_ms: u64,
+}
+
+/// A key and its metadata. The material is sealed under the domain key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    /// Id.
+    pub id: KeyId,
+    /// Type and size.
+    pub spec: KeySpec,
+    /// The crypto user that created it.
+    pub owner: Username,
+    /// Crypto users it is shared with (may use, may not manage).
+    pub shared_with: BTreeSet<Username>,
+    /// Attributes.
+    pub attributes: KeyAttributes,
+    /// Material sealed under the cluster domain key.
+    #[serde(with = "serde_bytes")]
+    pub wrapped_material: Vec<u8>,
+    /// DER public key of a pair; empty for secret keys.
+    #[serde(with = "serde_bytes")]
+    pub public_key: Vec<u8>,
+    /// Leader time of creation.
+    pub created_ms: u64,
+}
+
+/// The remembered outcome of a write, so a retry with the same request id is
+/// answered without applying twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request id.
+    pub request_id: RequestId,
+    /// Position in the chain (the value of `Meta::events` when applied); the
+    /// oldest records are forgotten first.
+    pub seq: u64,
+    /// The outcome the first time.
+    pub result: Result<(), Rejection>,
+}

@@ -1,0 +1,259 @@
+//! The state: records, derived indexes, digest and (re)construction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use hsm_proto::{EventHash, KeyId, NodeId, NodeRecord, Rejection, RequestId, Username};
+
+use crate::entity::{Entity, EntityKey, LoadError};
+use crate::records::{ClusterInfo, Key, Meta, RequestRecord, User};
+
+/// Most members a cluster may have.
+pub const MAX_NODES: usize = 28;
+
+/// How many write outcomes are remembered for idempotent retries. The oldest
+/// are forgotten first; a retry arrives within seconds, long before that.
+pub const MAX_REMEMBERED_REQUESTS: usize = 100_000;
+
+/// blake3 digest of a whole state; equal on every replica that applied the
+/// same events.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateDigest(pub [u8; 32]);
+
+impl fmt::Debug for StateDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StateDigest({self})")
+    }
+}
+
+impl fmt::Display for StateDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Accepted, or the reason it was refused.
+    pub result: Result<(), Rejection>,
+    /// The request id had been applied before; `result` is the outcome of
+    /// that first time and nothing changed now except the chain head.
+    pub replayed: bool,
+    /// Entities to write (present in the state) or delete (absent).
+    pub changed: BTreeSet<EntityKey>,
+}
+
+/// The replicated state of one cluster.
+///
+/// Fields are private: the only way to change a state is [`State::apply`]
+/// (or rebuilding it with [`State::from_entities`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub(crate) meta: Meta,
+    pub(crate) users: BTreeMap<Username, User>,
+    pub(crate) keys: BTreeMap<KeyId, Key>,
+    pub(crate) nodes: BTreeMap<NodeId, NodeRecord>,
+    pub(crate) requests: BTreeMap<RequestId, RequestRecord>,
+    // Derived indexes, rebuilt on load; never stored or digested.
+    pub(crate) request_order: BTreeMap<u64, RequestId>,
+    pub(crate) owned: BTreeMap<Username, BTreeSet<KeyId>>,
+    pub(crate) labels: BTreeMap<(Username, String), usize>,
+}
+
+impl State {
+    /// An empty, uninitialized state.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Cluster facts, once initialized.
+    pub fn cluster(&self) -> Option<&ClusterInfo> {
+        self.meta.cluster.as_ref()
+    }
+
+    /// Hash of the last event that extended the chain; the next event must
+    /// carry it as `prev_hash`.
+    pub fn head(&self) -> EventHash {
+        self.meta.head
+    }
+
+    /// Events that extended the chain so far.
+    pub fn events(&self) -> u64 {
+        self.meta.events
+    }
+
+    /// A user by name.
+    pub fn user(&self, name: &Username) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    /// All users in name order.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
+    /// A key by id.
+    pub fn key(&self, id: KeyId) -> Option<&Key> {
+        self.keys.get(&id)
+    }
+
+    /// All keys in id order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.keys.values()
+    }
+
+    /// Number of keys.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Keys owned by `user`.
+    pub fn keys_owned_by(&self, user: &Username) -> impl Iterator<Item = &Key> {
+        self.owned
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.keys.get(id))
+    }
+
+    /// A member by id.
+    pub fn node(&self, id: NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(&id)
+    }
+
+    /// All members in id order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values()
+    }
+
+    /// The remembered outcome of a write, if still remembered.
+    pub fn request(&self, id: &RequestId) -> Option<&RequestRecord> {
+        self.requests.get(id)
+    }
+
+    /// The current entity at `key`, or `None` if absent (deleted).
+    pub fn entity(&self, key: &EntityKey) -> Option<Entity> {
+        match key {
+            EntityKey::Meta => Some(Entity::Meta(self.meta.clone())),
+            EntityKey::User(u) => self.users.get(u).cloned().map(Entity::User),
+            EntityKey::Key(k) => self.keys.get(k).cloned().map(Entity::Key),
+            EntityKey::Node(n) => self.nodes.get(n).cloned().map(Entity::Node),
+            EntityKey::Request(r) => self.requests.get(r).cloned().map(Entity::Request),
+        }
+    }
+
+    /// Every entity, in [`EntityKey`] order.
+    pub fn entities(&self) -> impl Iterator<Item = Entity> + '_ {
+        std::iter::once(Entity::Meta(self.meta.clone()))
+            .chain(self.users.values().cloned().map(Entity::User))
+            .chain(self.keys.values().cloned().map(Entity::Key))
+            .chain(self.nodes.values().cloned().map(Entity::Node))
+            .chain(self.requests.values().cloned().map(Entity::Request))
+    }
+
+    /// Number of entities [`State::entities`] yields.
+    pub fn entity_count(&self) -> usize {
+        1 + self.users.len() + self.keys.len() + self.nodes.len() + self.requests.len()
+    }
+
+    /// Rebuilds a state from stored entities, in any order.
+    ///
+    /// # Errors
+    /// If an entity appears twice or a key refers to a missing user.
+    pub fn from_entities(entities: impl IntoIterator<Item = Entity>) -> Result<State, LoadError> {
+        let mut s = State::new();
+        let mut seen_meta = false;
+        for e in entities {
+            let key = e.key();
+            let dup = match e {
+                Entity::Meta(m) => {
+                    std::mem::replace(&mut seen_meta, true) || {
+                        s.meta = m;
+                        false
+                    }
+                }
+                Entity::User(u) => s.users.insert(u.username.clone(), u).is_some(),
+                Entity::Key(k) => s.keys.insert(k.id, k).is_some(),
+                Entity::Node(n) => s.nodes.insert(n.id, n).is_some(),
+                Entity::Request(r) => s.requests.insert(r.request_id, r).is_some(),
+            };
+            if dup {
+                return Err(LoadError::Duplicate(key));
+            }
+        }
+        for key in s.keys.values() {
+            if !s.users.contains_key(&key.owner) {
+                return Err(LoadError::DanglingOwner {
+                    key: key.id,
+                    owner: key.owner.clone(),
+                });
+            }
+            if let Some(user) = key.shared_with.iter().find(|u| !s.users.contains_key(*u)) {
+                return Err(LoadError::DanglingShare {
+                    key: key.id,
+                    user: user.clone(),
+                });
+            }
+        }
+        s.rebuild_indexes();
+        Ok(s)
+    }
+
+    fn rebuild_indexes(&mut self) {
+        self.request_order = self
+            .requests
+            .values()
+            .map(|r| (r.seq, r.request_id))
+            .collect();
+        self.owned.clear();
+        self.labels.clear();
+        let keys: Vec<Key> = self.keys.values().cloned().collect();
+        for key in &keys {
+            self.index_key(key);
+        }
+    }
+
+    pub(crate) fn index_key(&mut self, key: &Key) {
+        self.owned
+            .entry(key.owner.clone())
+            .or_default()
+            .insert(key.id);
+        *self
+            .labels
+            .entry((key.owner.clone(), key.attributes.label.clone()))
+            .or_default() += 1;
+    }
+
+    pub(crate) fn unindex_key(&mut self, key: &Key) {
+        if let Some(set) = self.owned.get_mut(&key.owner) {
+            set.remove(&key.id);
+            if set.is_empty() {
+                self.owned.remove(&key.owner);
+            }
+        }
+        let label = (key.owner.clone(), key.attributes.label.clone());
+        if let Some(n) = self.labels.get_mut(&label) {
+            *n -= 1;
+            if *n == 0 {
+                self.labels.remove(&label);
+            }
+        }
+    }
+
+    /// blake3 over the canonical encoding of every entity in key order.
+    pub fn digest(&self) -> StateDigest {
+        let mut h = blake3::Hasher::new_derive_key("hsm-cluster state digest v1");
+        for e in self.entities() {
+            // Entities in memory always encode (they decoded or were built
+            // within the codec's limits).
+            let bytes = e.to_bytes().unwrap_or_default();
+            h.update(&(bytes.len() as u64).to_be_bytes());
+            h.update(&bytes);
+        }
+        StateDigest(*h.finalize().as_bytes())
+    }
+}

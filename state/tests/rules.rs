@@ -1,0 +1,1387 @@
+//! Scenario tests of the state machine's rules, one behaviour per test.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use hsm_proto::{
+    Actor, EventBody, EventHash, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId,
+    Rejection, Role, Signature,
+};
+use hsm_state::{sign_event, EntityKey, LoadError, State, MAX_FAILED_LOGINS, MAX_NODES};
+
+fn role_denied(role: Role) -> impl Fn(&Result<(), Rejection>) -> bool {
+    move |r| matches!(r, Err(Rejection::RoleDenied { role: got, .. }) if *got == role)
+}
+
+fn pw(name: &str, hash: &str) -> EventBody {
+    EventBody::PasswordChanged {
+        username: user(name),
+        password_hash: hash.into(),
+    }
+}
+
+fn create(name: &str, role: Role) -> EventBody {
+    EventBody::UserCreated {
+        username: user(name),
+        role,
+        password_hash: HASH.into(),
+    }
+}
+
+fn delete(name: &str) -> EventBody {
+    EventBody::UserDeleted {
+        username: user(name),
+    }
+}
+
+fn unlock(name: &str) -> EventBody {
+    EventBody::UserUnlocked {
+        username: user(name),
+    }
+}
+
+fn login_failed(name: &str) -> EventBody {
+    EventBody::LoginFailed {
+        username: user(name),
+    }
+}
+
+fn login_ok(name: &str) -> EventBody {
+    EventBody::LoginSucceeded {
+        username: user(name),
+    }
+}
+
+fn share(id: u64, with: &str) -> EventBody {
+    EventBody::KeyShared {
+        key: KeyId(id),
+        with: user(with),
+    }
+}
+
+fn unshare(id: u64, with: &str) -> EventBody {
+    EventBody::KeyUnshared {
+        key: KeyId(id),
+        with: user(with),
+    }
+}
+
+fn set_label(id: u64, label: &str) -> EventBody {
+    EventBody::KeyAttributeSet {
+        key: KeyId(id),
+        attribute: KeyAttribute::Label(label.into()),
+    }
+}
+
+fn delete_key(id: u64) -> EventBody {
+    EventBody::KeyDeleted { key: KeyId(id) }
+}
+
+fn add_node(id: u64) -> EventBody {
+    EventBody::NodeAdded {
+        node: node_record(id),
+    }
+}
+
+fn remove_node(id: u64) -> EventBody {
+    EventBody::NodeRemoved { node: NodeId(id) }
+}
+
+fn key_body(
+    spec: KeySpec,
+    attributes: KeyAttributes,
+    material: Vec<u8>,
+    public: Vec<u8>,
+) -> EventBody {
+    EventBody::KeyCreated {
+        key: KeyId(50),
+        spec,
+        attributes,
+        wrapped_material: material,
+        public_key: public,
+        unique_label: false,
+    }
+}
+
+fn shares(c: &Cluster, id: u64) -> Vec<String> {
+    c.state
+        .key(KeyId(id))
+        .unwrap()
+        .shared_with
+        .iter()
+        .map(|u| u.to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------- activation
+
+#[test]
+fn uninitialized_state_refuses_every_event_but_init_and_changes_nothing() {
+    let mut c = Cluster::new();
+    let before = c.state.digest();
+    for body in [create("bob", Role::Cu), pw("admin", HASH2), add_node(2)] {
+        let a = c.by("admin", body);
+        assert_eq!(a.result, Err(Rejection::NotInitialized));
+        assert!(a.changed.is_empty());
+    }
+    let a = c.by_node(1, login_failed("admin"));
+    assert_eq!(a.result, Err(Rejection::NotInitialized));
+    assert_eq!(c.state.digest(), before);
+    assert_eq!(c.state.events(), 0);
+    assert_eq!(c.state.head(), EventHash::GENESIS);
+}
+
+#[test]
+fn init_creates_the_first_node_and_an_unactivated_precrypto_admin() {
+    let c = Cluster::initialized();
+    let cluster = c.state.cluster().unwrap();
+    assert!(!cluster.activated);
+    let admin = c.state.user(&user("admin")).unwrap();
+    assert_eq!(admin.role, Role::Preco);
+    assert_eq!(admin.password_hash, HASH);
+    assert_eq!(
+        c.state.nodes().cloned().collect::<Vec<_>>(),
+        vec![node_record(1)]
+    );
+    assert_eq!(c.state.users().count(), 1);
+    assert_eq!(c.state.events(), 1);
+}
+
+#[test]
+fn init_must_be_signed_by_the_node_it_introduces() {
+    // Signed by node 2, introducing node 1.
+    let mut c = Cluster::new();
+    c.signer = NodeId(2);
+    let a = c.by_node(1, init_body(1, HASH));
+    assert_eq!(a.result, Err(Rejection::UnknownSigner(NodeId(2))));
+    assert!(a.changed.is_empty());
+    assert_eq!(c.state, State::new());
+
+    // Claims to be node 1 but signed with node 2's key.
+    let mut c = Cluster::new();
+    let event = c.event(Actor::Node(NodeId(1)), init_body(1, HASH));
+    let forged = sign_event(event, NodeId(1), &node_key(2));
+    let a = c.apply(&forged);
+    assert_eq!(a.result, Err(Rejection::BadSignature(NodeId(1))));
+    assert_eq!(c.state, State::new());
+}
+
+#[test]
+fn init_by_another_actor_or_with_a_bad_hash_is_refused_and_leaves_the_cluster_uninitialized() {
+    let mut c = Cluster::new();
+    let a = c.by_node(2, init_body(1, HASH));
+    assert!(matches!(a.result, Err(Rejection::UnknownActor(_))));
+    assert!(c.state.cluster().is_none());
+    let a = c.by("admin", init_body(1, HASH));
+    assert!(matches!(a.result, Err(Rejection::UnknownActor(_))));
+    let a = c.by_node(1, init_body(1, BAD_HASH));
+    assert_eq!(a.result, Err(Rejection::InvalidPasswordHash));
+    assert!(c.state.cluster().is_none());
+    assert_eq!(c.state.users().count(), 0);
+    assert_eq!(c.state.nodes().count(), 0);
+    // The refusals extended the chain; a correct init still works.
+    assert_eq!(c.state.events(), 3);
+    assert_eq!(c.init().result, Ok(()));
+    assert!(c.state.cluster().is_some());
+}
+
+#[test]
+fn a_second_init_is_refused_and_changes_nothing() {
+    let mut c = Cluster::activated();
+    let before = c.state.clone();
+    let a = c.by_node(1, init_body(1, HASH));
+    assert_eq!(a.result, Err(Rejection::AlreadyInitialized));
+    assert!(a.changed.is_empty());
+    assert_eq!(c.state, before);
+    assert_eq!(c.state.digest(), before.digest());
+}
+
+#[test]
+fn before_activation_admin_may_only_change_its_own_password() {
+    let mut c = Cluster::initialized();
+    for body in [
+        create("bob", Role::Cu),
+        delete("admin"),
+        pw("bob", HASH2),
+        unlock("admin"),
+        aes_key(1, "a", false),
+        share(1, "bob"),
+        unshare(1, "bob"),
+        set_label(1, "x"),
+        set_flag(1, KeyFlag::Trusted, true),
+        delete_key(1),
+        add_node(2),
+        remove_node(1),
+    ] {
+        c.refused("admin", body, Rejection::NotActivated);
+    }
+    // Not even a bad hash is looked at before the activation check.
+    c.refused("admin", create("bob", Role::Cu), Rejection::NotActivated);
+    assert!(!c.state.cluster().unwrap().activated);
+}
+
+#[test]
+fn changing_its_own_password_activates_the_cluster_and_makes_admin_a_crypto_officer() {
+    let mut c = Cluster::initialized();
+    let a = c.by("admin", pw("admin", HASH2));
+    assert_eq!(a.result, Ok(()));
+    assert!(c.state.cluster().unwrap().activated);
+    let admin = c.state.user(&user("admin")).unwrap();
+    assert_eq!(admin.role, Role::Co);
+    assert_eq!(admin.password_hash, HASH2);
+    assert_eq!(admin.password_epoch, 1);
+    // Now admin manages users.
+    c.create_user("bob", Role::Cu);
+}
+
+#[test]
+fn activation_requires_an_argon2id_hash() {
+    let mut c = Cluster::initialized();
+    c.refused(
+        "admin",
+        pw("admin", BAD_HASH),
+        Rejection::InvalidPasswordHash,
+    );
+    assert!(!c.state.cluster().unwrap().activated);
+    assert_eq!(c.state.user(&user("admin")).unwrap().role, Role::Preco);
+}
+
+#[test]
+fn password_changes_bump_the_epoch_and_keep_the_role() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.by("bob", pw("bob", HASH2)).result.unwrap();
+    c.by("admin", pw("bob", HASH)).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!(bob.password_epoch, 2);
+    assert_eq!(bob.password_hash, HASH);
+    assert_eq!(bob.role, Role::Cu);
+    c.refused(
+        "admin",
+        pw("nobody", HASH),
+        Rejection::UserNotFound(user("nobody")),
+    );
+    c.refused("bob", pw("bob", "plain"), Rejection::InvalidPasswordHash);
+}
+
+// ---------------------------------------------------------------- role table
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Co,
+    Cu,
+    Anyone,
+}
+
+/// For each role, a cluster where every user event would succeed if the role
+/// permits it, then every event kind applied to a copy of it.
+#[test]
+fn role_table_is_enforced_for_every_event_kind_and_role() {
+    for role in [Role::Co, Role::Cu, Role::Au] {
+        let mut base = Cluster::with_users(&[
+            ("actor", role),
+            ("victim", Role::Cu),
+            ("peer", Role::Cu),
+            ("sharee", Role::Cu),
+        ]);
+        base.fail_logins("victim", 2);
+        base.by("admin", add_node(2)).result.unwrap();
+        let owner = if role == Role::Cu { "actor" } else { "peer" };
+        base.create_key(owner, 1, "k");
+        base.share(owner, 1, "sharee");
+
+        let cases: Vec<(&str, EventBody, Who)> = vec![
+            ("create user", create("newbie", Role::Au), Who::Co),
+            ("delete user", delete("victim"), Who::Co),
+            ("change other password", pw("victim", HASH2), Who::Co),
+            ("change own password", pw("actor", HASH2), Who::Anyone),
+            ("unlock", unlock("victim"), Who::Co),
+            ("create key", aes_key(2, "n", false), Who::Cu),
+            ("share", share(1, "victim"), Who::Cu),
+            ("unshare", unshare(1, "sharee"), Who::Cu),
+            ("set label", set_label(1, "z"), Who::Cu),
+            ("set flag", set_flag(1, KeyFlag::Sign, true), Who::Cu),
+            ("set trusted", set_flag(1, KeyFlag::Trusted, true), Who::Co),
+            ("delete key", delete_key(1), Who::Cu),
+            ("add node", add_node(3), Who::Co),
+            ("remove node", remove_node(2), Who::Co),
+        ];
+        for (what, body, who) in cases {
+            let mut c = base.clone();
+            let before = c.state.clone();
+            let a = c.by("actor", body);
+            let allowed = match who {
+                Who::Co => role == Role::Co,
+                Who::Cu => role == Role::Cu,
+                Who::Anyone => true,
+            };
+            if allowed {
+                assert_eq!(a.result, Ok(()), "{role:?} {what}");
+            } else {
+                assert!(
+                    role_denied(role)(&a.result),
+                    "{role:?} {what}: {:?}",
+                    a.result
+                );
+                assert_only_chain_changed(&before, &c.state);
+            }
+        }
+        // Login bookkeeping is never a user's event.
+        for body in [login_failed("victim"), login_ok("victim")] {
+            let mut c = base.clone();
+            c.expect_refused(
+                as_user("actor"),
+                body,
+                Rejection::UnknownActor("user actor".into()),
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unknown_user_actor_is_refused_for_every_user_event() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.create_key("bob", 1, "k");
+    for body in [
+        create("eve", Role::Co),
+        delete("bob"),
+        pw("ghost", HASH2),
+        unlock("bob"),
+        aes_key(2, "a", false),
+        share(1, "bob"),
+        set_flag(1, KeyFlag::Trusted, true),
+        delete_key(1),
+        add_node(2),
+    ] {
+        c.expect_refused(
+            as_user("ghost"),
+            body,
+            Rejection::UnknownActor("user ghost".into()),
+        );
+    }
+}
+
+#[test]
+fn a_node_actor_is_refused_for_user_events() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    for body in [
+        create("eve", Role::Co),
+        pw("bob", HASH2),
+        add_node(2),
+        aes_key(1, "a", false),
+    ] {
+        c.expect_refused(
+            Actor::Node(NodeId(1)),
+            body,
+            Rejection::UnknownActor("node n1".into()),
+        );
+    }
+}
+
+#[test]
+fn login_events_need_a_member_node_actor_and_an_existing_user() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.expect_refused(
+        Actor::Node(NodeId(9)),
+        login_failed("bob"),
+        Rejection::UnknownActor("node n9".into()),
+    );
+    c.expect_refused(
+        as_user("admin"),
+        login_failed("bob"),
+        Rejection::UnknownActor("user admin".into()),
+    );
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_failed("nobody"),
+        Rejection::UserNotFound(user("nobody")),
+    );
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_ok("nobody"),
+        Rejection::UserNotFound(user("nobody")),
+    );
+    // Another member node may report logins.
+    c.by("admin", add_node(2)).result.unwrap();
+    assert_eq!(c.by_node(2, login_failed("bob")).result, Ok(()));
+    assert_eq!(c.state.user(&user("bob")).unwrap().failed_logins, 1);
+}
+
+#[test]
+fn user_creation_rules() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.refused(
+        "admin",
+        create("bob", Role::Au),
+        Rejection::UserExists(user("bob")),
+    );
+    c.refused(
+        "admin",
+        create("admin", Role::Co),
+        Rejection::UserExists(user("admin")),
+    );
+    c.refused(
+        "admin",
+        create("pre", Role::Preco),
+        Rejection::InvalidRole(Role::Preco),
+    );
+    c.refused(
+        "admin",
+        EventBody::UserCreated {
+            username: user("carol"),
+            role: Role::Cu,
+            password_hash: BAD_HASH.into(),
+        },
+        Rejection::InvalidPasswordHash,
+    );
+    for (name, role) in [("c1", Role::Co), ("c2", Role::Cu), ("c3", Role::Au)] {
+        c.create_user(name, role);
+        let u = c.state.user(&user(name)).unwrap();
+        assert_eq!(
+            (u.role, u.locked, u.failed_logins, u.password_epoch),
+            (role, false, 0, 0)
+        );
+    }
+    // A second crypto officer manages users too.
+    c.by("c1", create("c4", Role::Cu)).result.unwrap();
+}
+
+#[test]
+fn user_deletion_rules() {
+    let mut c = Cluster::with_users(&[("co2", Role::Co), ("bob", Role::Cu), ("carol", Role::Au)]);
+    c.refused("admin", delete("admin"), Rejection::CannotDeleteSelf);
+    c.refused(
+        "admin",
+        delete("nobody"),
+        Rejection::UserNotFound(user("nobody")),
+    );
+    c.by("admin", delete("carol")).result.unwrap();
+    assert!(c.state.user(&user("carol")).is_none());
+    // A crypto officer may delete another one, even `admin`.
+    c.by("co2", delete("admin")).result.unwrap();
+    assert!(c.state.user(&user("admin")).is_none());
+    // And the name can be reused (never as a precrypto officer).
+    c.by("co2", create("admin", Role::Au)).result.unwrap();
+    assert_eq!(c.state.user(&user("admin")).unwrap().role, Role::Au);
+}
+
+// ---------------------------------------------------------------- lockout
+
+#[test]
+fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.fail_logins("bob", usize::from(MAX_FAILED_LOGINS) - 1);
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.locked), (4, false));
+    c.create_key("bob", 1, "k");
+    c.fail_logins("bob", 1);
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.locked), (5, true));
+    c.refused(
+        "bob",
+        aes_key(2, "k2", false),
+        Rejection::Locked(user("bob")),
+    );
+    c.refused("bob", pw("bob", HASH2), Rejection::Locked(user("bob")));
+    c.refused("bob", delete_key(1), Rejection::Locked(user("bob")));
+    // A successful login is refused while locked.
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_ok("bob"),
+        Rejection::Locked(user("bob")),
+    );
+    // More failures keep it locked at the cap.
+    c.fail_logins("bob", 3);
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.locked), (MAX_FAILED_LOGINS, true));
+    // Others are unaffected.
+    c.create_user("carol", Role::Cu);
+}
+
+#[test]
+fn a_successful_login_resets_the_failure_count() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.fail_logins("bob", 4);
+    c.by_node(1, login_ok("bob")).result.unwrap();
+    assert_eq!(c.state.user(&user("bob")).unwrap().failed_logins, 0);
+    c.fail_logins("bob", 4);
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.locked), (4, false));
+    c.fail_logins("bob", 1);
+    assert!(c.state.user(&user("bob")).unwrap().locked);
+}
+
+#[test]
+fn a_crypto_officer_unlocks_and_resets_the_count() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("co2", Role::Co)]);
+    c.refused("admin", unlock("bob"), Rejection::NotLocked(user("bob")));
+    c.refused(
+        "admin",
+        unlock("nobody"),
+        Rejection::UserNotFound(user("nobody")),
+    );
+    c.fail_logins("bob", 5);
+    c.refused("bob", unlock("bob"), Rejection::Locked(user("bob")));
+    c.by("admin", unlock("bob")).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.locked), (0, false));
+    c.create_key("bob", 1, "k");
+    // Unlocking a user with failures that is not locked yet resets the count.
+    c.fail_logins("bob", 2);
+    c.by("admin", unlock("bob")).result.unwrap();
+    assert_eq!(c.state.user(&user("bob")).unwrap().failed_logins, 0);
+    // A locked crypto officer cannot act; another one unlocks it.
+    c.fail_logins("admin", 5);
+    c.refused(
+        "admin",
+        create("x", Role::Au),
+        Rejection::Locked(user("admin")),
+    );
+    c.by("co2", unlock("admin")).result.unwrap();
+    c.create_user("x", Role::Au);
+}
+
+// ---------------------------------------------------------------- keys
+
+#[test]
+fn a_crypto_user_owns_the_keys_it_creates() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.create_key("bob", 1, "a");
+    c.by("bob", ed_key(2, "b")).result.unwrap();
+    let k = c.state.key(KeyId(1)).unwrap();
+    assert_eq!(k.owner, user("bob"));
+    assert!(k.shared_with.is_empty());
+    assert_eq!(k.attributes.label, "a");
+    let owned: Vec<_> = c.state.keys_owned_by(&user("bob")).map(|k| k.id).collect();
+    assert_eq!(owned, vec![KeyId(1), KeyId(2)]);
+}
+
+#[test]
+fn key_creation_validates_the_key() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    c.create_key("carol", 7, "x");
+    c.refused(
+        "bob",
+        aes_key(7, "y", false),
+        Rejection::KeyExists(KeyId(7)),
+    );
+    let mat = vec![1; 32];
+    c.refused(
+        "bob",
+        key_body(KeySpec::Aes { bits: 100 }, attrs("a"), mat.clone(), vec![]),
+        Rejection::InvalidKeySpec,
+    );
+    c.refused(
+        "bob",
+        key_body(
+            KeySpec::Rsa { bits: 1024 },
+            attrs("a"),
+            mat.clone(),
+            vec![1],
+        ),
+        Rejection::InvalidKeySpec,
+    );
+    let cases = [
+        key_body(KeySpec::Aes { bits: 128 }, attrs("a"), vec![], vec![]),
+        key_body(
+            KeySpec::Aes { bits: 128 },
+            attrs("a"),
+            mat.clone(),
+            vec![1, 2],
+        ),
+        key_body(KeySpec::EcP256, attrs("a"), mat.clone(), vec![]),
+        key_body(
+            KeySpec::Aes { bits: 128 },
+            attrs(&"l".repeat(128)),
+            mat.clone(),
+            vec![],
+        ),
+    ];
+    for body in cases {
+        let before = c.state.clone();
+        let a = c.by("bob", body);
+        assert!(
+            matches!(a.result, Err(Rejection::InvalidKey(_))),
+            "{:?}",
+            a.result
+        );
+        assert_only_chain_changed(&before, &c.state);
+    }
+    // The valid counterparts are accepted.
+    c.by(
+        "bob",
+        key_body(KeySpec::EcP256, attrs("a"), mat.clone(), vec![1]),
+    )
+    .result
+    .unwrap();
+    c.by(
+        "bob",
+        EventBody::KeyCreated {
+            key: KeyId(51),
+            spec: KeySpec::GenericSecret { bytes: 32 },
+            attributes: attrs(&"l".repeat(127)),
+            wrapped_material: mat,
+            public_key: vec![],
+            unique_label: false,
+        },
+    )
+    .result
+    .unwrap();
+}
+
+#[test]
+fn a_shared_user_sees_the_key_but_cannot_manage_it() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu), ("dave", Role::Cu)]);
+    c.create_key("bob", 1, "k");
+    c.share("bob", 1, "carol");
+    assert_eq!(shares(&c, 1), vec!["carol"]);
+    let not_owner = |r: &Result<(), Rejection>| matches!(r, Err(Rejection::NotOwner { key, .. }) if *key == KeyId(1));
+    for body in [
+        delete_key(1),
+        share(1, "dave"),
+        unshare(1, "carol"),
+        set_label(1, "mine"),
+        set_flag(1, KeyFlag::Sign, true),
+    ] {
+        let before = c.state.clone();
+        let a = c.by("carol", body);
+        assert!(not_owner(&a.result), "{:?}", a.result);
+        assert_only_chain_changed(&before, &c.state);
+    }
+    // A user the key is not shared with cannot even see it.
+    for body in [
+        delete_key(1),
+        share(1, "carol"),
+        unshare(1, "carol"),
+        set_label(1, "m"),
+    ] {
+        c.refused("dave", body, Rejection::KeyNotFound(KeyId(1)));
+    }
+    // A key that does not exist is not found either.
+    c.refused("bob", delete_key(9), Rejection::KeyNotFound(KeyId(9)));
+    // Unsharing makes it invisible again.
+    c.by("bob", unshare(1, "carol")).result.unwrap();
+    c.refused("carol", delete_key(1), Rejection::KeyNotFound(KeyId(1)));
+    // The owner deletes it.
+    c.by("bob", delete_key(1)).result.unwrap();
+    assert!(c.state.key(KeyId(1)).is_none());
+    // And the id may be used again.
+    c.create_key("carol", 1, "k");
+}
+
+#[test]
+fn sharing_rules() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu), ("ann", Role::Au)]);
+    c.create_key("bob", 1, "k");
+    let invalid_share = |r: &Result<(), Rejection>, who: &str| matches!(r, Err(Rejection::InvalidShare(u, _)) if *u == user(who));
+    for (with, body) in [
+        ("ann", share(1, "ann")),
+        ("admin", share(1, "admin")),
+        ("bob", share(1, "bob")),
+        ("carol", unshare(1, "carol")),
+    ] {
+        let before = c.state.clone();
+        let a = c.by("bob", body);
+        assert!(invalid_share(&a.result, with), "{with}: {:?}", a.result);
+        assert_only_chain_changed(&before, &c.state);
+    }
+    c.refused(
+        "bob",
+        share(1, "nobody"),
+        Rejection::UserNotFound(user("nobody")),
+    );
+    c.share("bob", 1, "carol");
+    let a = c.by("bob", share(1, "carol"));
+    assert!(invalid_share(&a.result, "carol"));
+    assert_eq!(shares(&c, 1), vec!["carol"]);
+}
+
+#[test]
+fn deleting_a_user_removes_it_from_share_lists() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu), ("dave", Role::Cu)]);
+    c.create_key("bob", 1, "k1");
+    c.create_key("bob", 2, "k2");
+    c.create_key("dave", 3, "k3");
+    c.share("bob", 1, "carol");
+    c.share("bob", 2, "carol");
+    c.share("bob", 2, "dave");
+    c.share("dave", 3, "carol");
+    let a = c.by("admin", delete("carol"));
+    assert_eq!(a.result, Ok(()));
+    assert_eq!(shares(&c, 1), Vec::<String>::new());
+    assert_eq!(shares(&c, 2), vec!["dave"]);
+    assert_eq!(shares(&c, 3), Vec::<String>::new());
+    let want: BTreeSet<EntityKey> = [
+        EntityKey::Meta,
+        EntityKey::User(user("carol")),
+        EntityKey::Key(KeyId(1)),
+        EntityKey::Key(KeyId(2)),
+        EntityKey::Key(KeyId(3)),
+    ]
+    .into_iter()
+    .collect();
+    let got: BTreeSet<EntityKey> = a
+        .changed
+        .into_iter()
+        .filter(|k| !matches!(k, EntityKey::Request(_)))
+        .collect();
+    assert_eq!(got, want);
+    // A new user of the same name does not inherit the shares.
+    c.create_user("carol", Role::Cu);
+    c.refused("carol", delete_key(1), Rejection::KeyNotFound(KeyId(1)));
+    // The state reloads (no dangling shares).
+    assert_eq!(State::from_entities(c.state.entities()).unwrap(), c.state);
+}
+
+#[test]
+fn a_user_that_owns_keys_cannot_be_deleted() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.create_key("bob", 1, "a");
+    c.create_key("bob", 2, "b");
+    c.refused(
+        "admin",
+        delete("bob"),
+        Rejection::UserOwnsKeys {
+            user: user("bob"),
+            keys: 2,
+        },
+    );
+    c.by("bob", delete_key(1)).result.unwrap();
+    c.refused(
+        "admin",
+        delete("bob"),
+        Rejection::UserOwnsKeys {
+            user: user("bob"),
+            keys: 1,
+        },
+    );
+    c.by("bob", delete_key(2)).result.unwrap();
+    c.by("admin", delete("bob")).result.unwrap();
+    assert!(c.state.user(&user("bob")).is_none());
+}
+
+// ---------------------------------------------------------------- attributes
+
+fn key_with(c: &mut Cluster, owner: &str, id: u64, sensitive: bool, extractable: bool) {
+    let attributes = KeyAttributes {
+        sensitive,
+        extractable,
+        ..attrs("r")
+    };
+    let body = EventBody::KeyCreated {
+        key: KeyId(id),
+        spec: KeySpec::Aes { bits: 128 },
+        attributes,
+        wrapped_material: vec![9; 32],
+        public_key: vec![],
+        unique_label: false,
+    };
+    c.by(owner, body).result.unwrap();
+}
+
+fn flag(c: &Cluster, id: u64, f: KeyFlag) -> bool {
+    c.state.key(KeyId(id)).unwrap().attributes.flag(f)
+}
+
+#[test]
+fn sensitive_may_only_go_from_false_to_true() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    key_with(&mut c, "bob", 1, false, true);
+    c.by("bob", set_flag(1, KeyFlag::Sensitive, false))
+        .result
+        .unwrap();
+    c.by("bob", set_flag(1, KeyFlag::Sensitive, true))
+        .result
+        .unwrap();
+    assert!(flag(&c, 1, KeyFlag::Sensitive));
+    c.refused(
+        "bob",
+        set_flag(1, KeyFlag::Sensitive, false),
+        Rejection::AttributeRatchet(KeyFlag::Sensitive),
+    );
+    c.by("bob", set_flag(1, KeyFlag::Sensitive, true))
+        .result
+        .unwrap();
+    assert!(flag(&c, 1, KeyFlag::Sensitive));
+}
+
+#[test]
+fn extractable_may_only_go_from_true_to_false() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    key_with(&mut c, "bob", 1, true, true);
+    c.by("bob", set_flag(1, KeyFlag::Extractable, true))
+        .result
+        .unwrap();
+    c.by("bob", set_flag(1, KeyFlag::Extractable, false))
+        .result
+        .unwrap();
+    assert!(!flag(&c, 1, KeyFlag::Extractable));
+    c.refused(
+        "bob",
+        set_flag(1, KeyFlag::Extractable, true),
+        Rejection::AttributeRatchet(KeyFlag::Extractable),
+    );
+    c.by("bob", set_flag(1, KeyFlag::Extractable, false))
+        .result
+        .unwrap();
+    // A key created non-extractable can never become extractable.
+    key_with(&mut c, "bob", 2, true, false);
+    c.refused(
+        "bob",
+        set_flag(2, KeyFlag::Extractable, true),
+        Rejection::AttributeRatchet(KeyFlag::Extractable),
+    );
+}
+
+#[test]
+fn other_flags_label_and_id_change_both_ways() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    key_with(&mut c, "bob", 1, true, true);
+    for f in [
+        KeyFlag::Encrypt,
+        KeyFlag::Decrypt,
+        KeyFlag::Sign,
+        KeyFlag::Verify,
+        KeyFlag::Wrap,
+        KeyFlag::Unwrap,
+        KeyFlag::Derive,
+        KeyFlag::WrapWithTrusted,
+    ] {
+        for v in [true, false, true] {
+            c.by("bob", set_flag(1, f, v)).result.unwrap();
+            assert_eq!(flag(&c, 1, f), v, "{f:?}");
+        }
+    }
+    c.by("bob", set_label(1, "new")).result.unwrap();
+    c.by(
+        "bob",
+        EventBody::KeyAttributeSet {
+            key: KeyId(1),
+            attribute: KeyAttribute::Id(vec![1, 2, 3]),
+        },
+    )
+    .result
+    .unwrap();
+    let a = &c.state.key(KeyId(1)).unwrap().attributes;
+    assert_eq!(
+        (a.label.as_str(), a.id.as_slice()),
+        ("new", &[1u8, 2, 3][..])
+    );
+    let before = c.state.clone();
+    let r = c.by("bob", set_label(1, &"x".repeat(200)));
+    assert!(matches!(r.result, Err(Rejection::InvalidKey(_))));
+    assert_only_chain_changed(&before, &c.state);
+}
+
+#[test]
+fn only_a_crypto_officer_sets_trusted() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("ann", Role::Au)]);
+    c.create_key("bob", 1, "k");
+    for who in ["bob", "ann"] {
+        let before = c.state.clone();
+        let a = c.by(who, set_flag(1, KeyFlag::Trusted, true));
+        assert!(
+            matches!(a.result, Err(Rejection::RoleDenied { .. })),
+            "{who}"
+        );
+        assert_only_chain_changed(&before, &c.state);
+    }
+    c.by("admin", set_flag(1, KeyFlag::Trusted, true))
+        .result
+        .unwrap();
+    assert!(flag(&c, 1, KeyFlag::Trusted));
+    c.by("admin", set_flag(1, KeyFlag::Trusted, false))
+        .result
+        .unwrap();
+    assert!(!flag(&c, 1, KeyFlag::Trusted));
+    c.refused(
+        "admin",
+        set_flag(9, KeyFlag::Trusted, true),
+        Rejection::KeyNotFound(KeyId(9)),
+    );
+}
+
+#[test]
+fn a_key_cannot_be_created_trusted() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let body = EventBody::KeyCreated {
+        key: KeyId(1),
+        spec: KeySpec::Aes { bits: 256 },
+        attributes: KeyAttributes {
+            trusted: true,
+            ..attrs("t")
+        },
+        wrapped_material: vec![1; 32],
+        public_key: vec![],
+        unique_label: false,
+    };
+    let before = c.state.clone();
+    let a = c.by("bob", body);
+    assert!(role_denied(Role::Cu)(&a.result), "{:?}", a.result);
+    assert_only_chain_changed(&before, &c.state);
+}
+
+// ---------------------------------------------------------------- labels
+
+#[test]
+fn a_unique_label_is_refused_if_the_owner_has_a_key_with_that_label() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    c.create_key("bob", 1, "a");
+    c.refused(
+        "bob",
+        aes_key(2, "a", true),
+        Rejection::LabelNotUnique("a".into()),
+    );
+    // Without the flag duplicates are fine.
+    c.by("bob", aes_key(2, "a", false)).result.unwrap();
+    // Another owner's label does not count, even if shared.
+    c.share("bob", 1, "carol");
+    c.by("carol", aes_key(3, "a", true)).result.unwrap();
+    // A label freed by a relabel or a delete is available again.
+    c.by("bob", aes_key(4, "b", true)).result.unwrap();
+    c.refused(
+        "bob",
+        aes_key(5, "b", true),
+        Rejection::LabelNotUnique("b".into()),
+    );
+    c.by("bob", set_label(4, "c")).result.unwrap();
+    c.refused(
+        "bob",
+        aes_key(5, "c", true),
+        Rejection::LabelNotUnique("c".into()),
+    );
+    c.by("bob", aes_key(5, "b", true)).result.unwrap();
+    c.by("bob", delete_key(1)).result.unwrap();
+    c.refused(
+        "bob",
+        aes_key(6, "a", true),
+        Rejection::LabelNotUnique("a".into()),
+    );
+    c.by("bob", delete_key(2)).result.unwrap();
+    c.by("bob", aes_key(6, "a", true)).result.unwrap();
+}
+
+// ---------------------------------------------------------------- replay
+
+#[test]
+fn the_same_request_id_twice_applies_once_and_replays_the_result() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let id = c.next_request_id();
+    let event = c.event_with_id(id, as_user("bob"), aes_key(1, "a", false));
+    let first = c.apply(&c.sign(event));
+    assert_eq!(first.result, Ok(()));
+    assert!(!first.replayed);
+    let before = c.state.clone();
+
+    let event = c.event_with_id(id, as_user("bob"), aes_key(1, "a", false));
+    let again = c.apply(&c.sign(event));
+    assert_eq!(again.result, first.result);
+    assert!(again.replayed);
+    assert_eq!(again.changed, [EntityKey::Meta].into_iter().collect());
+    assert_only_chain_changed(&before, &c.state);
+    assert_eq!(c.state.events(), before.events() + 1);
+    assert_ne!(c.state.head(), before.head());
+    assert_eq!(c.state.request(&id), before.request(&id));
+    assert_eq!(c.state.key_count(), 1);
+}
+
+#[test]
+fn a_replayed_refusal_stays_refused_even_if_it_would_now_succeed() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    c.create_key("carol", 5, "c");
+    let id = c.next_request_id();
+    let ev = c.event_with_id(id, as_user("bob"), aes_key(5, "b", false));
+    let first = c.apply(&c.sign(ev));
+    assert_eq!(first.result, Err(Rejection::KeyExists(KeyId(5))));
+    c.by("carol", delete_key(5)).result.unwrap();
+    let before = c.state.clone();
+    // Even a different body under the same id returns the first outcome.
+    for body in [aes_key(5, "b", false), aes_key(6, "b", false)] {
+        let ev = c.event_with_id(id, as_user("bob"), body);
+        let a = c.apply(&c.sign(ev));
+        assert_eq!((a.result, a.replayed), (first.result.clone(), true));
+    }
+    assert_only_chain_changed(&before, &c.state);
+    assert_eq!(c.state.key_count(), 0);
+}
+
+#[test]
+fn an_event_refused_before_the_chain_is_not_remembered() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let id = c.next_request_id();
+    let mut ev = c.event_with_id(id, as_user("bob"), aes_key(1, "a", false));
+    ev.prev_hash = EventHash([3; 32]);
+    let a = c.apply(&c.sign(ev));
+    assert_eq!(a.result, Err(Rejection::ChainMismatch));
+    assert!(c.state.request(&id).is_none());
+    let ev = c.event_with_id(id, as_user("bob"), aes_key(1, "a", false));
+    let a = c.apply(&c.sign(ev));
+    assert_eq!((a.result, a.replayed), (Ok(()), false));
+    assert_eq!(c.state.key_count(), 1);
+}
+
+// ---------------------------------------------------------------- authenticity
+
+fn assert_nothing_changed(c: &Cluster, before: &State, a: &hsm_state::Applied) {
+    assert!(a.changed.is_empty(), "{:?}", a.changed);
+    assert!(!a.replayed);
+    assert_eq!(c.state.digest(), before.digest());
+    assert_eq!(&c.state, before);
+}
+
+#[test]
+fn a_tampered_signature_is_refused_and_changes_nothing() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let before = c.state.clone();
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let mut signed = c.sign(ev);
+    signed.signature.0[10] ^= 1;
+    let a = c.apply(&signed);
+    assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
+    assert_nothing_changed(&c, &before, &a);
+
+    // A body changed after signing.
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let mut signed = c.sign(ev);
+    signed.event.actor = as_user("admin");
+    let a = c.apply(&signed);
+    assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
+    assert_nothing_changed(&c, &before, &a);
+
+    // An all-zero signature.
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let mut signed = c.sign(ev);
+    signed.signature = Signature([0; 64]);
+    let a = c.apply(&signed);
+    assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
+    assert_nothing_changed(&c, &before, &a);
+}
+
+#[test]
+fn an_unknown_signer_is_refused_and_changes_nothing() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let before = c.state.clone();
+    c.signer = NodeId(9);
+    let a = c.by("bob", aes_key(1, "a", false));
+    assert_eq!(a.result, Err(Rejection::UnknownSigner(NodeId(9))));
+    assert_nothing_changed(&c, &before, &a);
+    // A member's id with a non-member's key.
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let a = c.apply(&sign_event(ev, FIRST, &node_key(9)));
+    assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
+    assert_nothing_changed(&c, &before, &a);
+}
+
+#[test]
+fn a_wrong_prev_hash_is_refused_and_changes_nothing() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let stale = c.state.head();
+    c.create_user("carol", Role::Cu);
+    let before = c.state.clone();
+    for prev in [stale, EventHash::GENESIS, EventHash([0xFF; 32])] {
+        let mut ev = c.event(as_user("bob"), aes_key(1, "a", false));
+        ev.prev_hash = prev;
+        let a = c.apply(&c.sign(ev));
+        assert_eq!(a.result, Err(Rejection::ChainMismatch));
+        assert_nothing_changed(&c, &before, &a);
+    }
+    // The same event applied twice: the second no longer extends the chain.
+    let signed = {
+        let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+        c.sign(ev)
+    };
+    assert_eq!(c.apply(&signed).result, Ok(()));
+    let before = c.state.clone();
+    let a = c.apply(&signed);
+    assert_eq!(a.result, Err(Rejection::ChainMismatch));
+    assert_nothing_changed(&c, &before, &a);
+}
+
+#[test]
+fn a_rule_refusal_changes_nothing_but_the_chain_head() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    c.create_key("bob", 1, "a");
+    c.share("bob", 1, "carol");
+    let before = c.state.clone();
+    let a = c.by("carol", delete_key(1));
+    assert!(a.result.is_err());
+    assert_eq!(
+        c.state.users().collect::<Vec<_>>(),
+        before.users().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        c.state.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    assert_ne!(c.state.head(), before.head());
+    assert_eq!(c.state.events(), before.events() + 1);
+    let rid: BTreeSet<_> = diff(&before, &c.state);
+    assert_eq!(rid.len(), 2, "{rid:?}");
+    assert!(rid.contains(&EntityKey::Meta));
+    assert_eq!(a.changed, rid);
+}
+
+#[test]
+fn signatures_follow_membership() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.by("admin", add_node(2)).result.unwrap();
+    c.signer = NodeId(2);
+    c.create_user("carol", Role::Cu);
+    c.by("admin", remove_node(1)).result.unwrap();
+    let before = c.state.clone();
+    c.signer = FIRST;
+    let a = c.by("admin", create("dave", Role::Cu));
+    assert_eq!(a.result, Err(Rejection::UnknownSigner(FIRST)));
+    assert_nothing_changed(&c, &before, &a);
+}
+
+// ---------------------------------------------------------------- nodes
+
+#[test]
+fn nodes_are_added_up_to_the_maximum() {
+    let mut c = Cluster::activated();
+    for id in 2..=MAX_NODES as u64 {
+        c.by("admin", add_node(id)).result.unwrap();
+    }
+    assert_eq!(c.state.nodes().count(), MAX_NODES);
+    let before = c.state.clone();
+    let a = c.by("admin", add_node(100));
+    assert!(
+        matches!(a.result, Err(Rejection::Membership(_))),
+        "{:?}",
+        a.result
+    );
+    assert_only_chain_changed(&before, &c.state);
+    c.refused("admin", add_node(2), Rejection::NodeExists(NodeId(2)));
+    // After a removal there is room again.
+    c.by("admin", remove_node(5)).result.unwrap();
+    c.by("admin", add_node(100)).result.unwrap();
+    assert_eq!(c.state.node(NodeId(100)), Some(&node_record(100)));
+}
+
+#[test]
+fn a_node_must_bring_its_own_signing_key() {
+    let mut c = Cluster::activated();
+    let mut node = node_record(2);
+    node.signing_key = node_record(1).signing_key;
+    let before = c.state.clone();
+    let a = c.by("admin", EventBody::NodeAdded { node });
+    assert!(
+        matches!(a.result, Err(Rejection::Membership(_))),
+        "{:?}",
+        a.result
+    );
+    assert_only_chain_changed(&before, &c.state);
+}
+
+#[test]
+fn nodes_are_removed_but_never_the_last() {
+    let mut c = Cluster::activated();
+    c.refused("admin", remove_node(7), Rejection::NodeNotFound(NodeId(7)));
+    let before = c.state.clone();
+    let a = c.by("admin", remove_node(1));
+    assert!(
+        matches!(a.result, Err(Rejection::Membership(_))),
+        "{:?}",
+        a.result
+    );
+    assert_only_chain_changed(&before, &c.state);
+    c.by("admin", add_node(2)).result.unwrap();
+    c.by("admin", remove_node(1)).result.unwrap();
+    assert_eq!(
+        c.state.nodes().map(|n| n.id).collect::<Vec<_>>(),
+        vec![NodeId(2)]
+    );
+    c.signer = NodeId(2);
+    let a = c.by("admin", remove_node(2));
+    assert!(
+        matches!(a.result, Err(Rejection::Membership(_))),
+        "{:?}",
+        a.result
+    );
+    // A removed node may be added back.
+    c.by("admin", add_node(1)).result.unwrap();
+}
+
+// ---------------------------------------------------------------- entities
+
+/// A cluster that has been through a bit of everything.
+fn busy_cluster() -> Cluster {
+    let mut c = Cluster::with_users(&[
+        ("co2", Role::Co),
+        ("bob", Role::Cu),
+        ("carol", Role::Cu),
+        ("ann", Role::Au),
+        ("gone", Role::Cu),
+    ]);
+    c.by("admin", add_node(2)).result.unwrap();
+    c.by("admin", add_node(3)).result.unwrap();
+    c.by("admin", remove_node(2)).result.unwrap();
+    c.create_key("bob", 1, "a");
+    c.by("bob", ed_key(2, "b")).result.unwrap();
+    c.create_key("carol", 3, "a");
+    c.share("bob", 1, "carol");
+    c.share("bob", 2, "gone");
+    c.share("carol", 3, "bob");
+    c.by("bob", set_flag(1, KeyFlag::Extractable, false))
+        .result
+        .unwrap();
+    c.by("admin", set_flag(3, KeyFlag::Trusted, true))
+        .result
+        .unwrap();
+    c.by("bob", set_label(2, "relabelled")).result.unwrap();
+    c.by("admin", delete("gone")).result.unwrap();
+    c.fail_logins("ann", 5);
+    c.fail_logins("carol", 2);
+    let _ = c.by("carol", delete_key(1));
+    let _ = c.by("bob", aes_key(4, "a", true));
+    c.by("bob", delete_key(2)).result.unwrap();
+    c
+}
+
+#[test]
+fn from_entities_reproduces_the_same_state_and_digest() {
+    let c = busy_cluster();
+    let entities: Vec<_> = c.state.entities().collect();
+    assert_eq!(entities.len(), c.state.entity_count());
+    let rebuilt = State::from_entities(entities.clone()).unwrap();
+    assert_eq!(rebuilt, c.state);
+    assert_eq!(rebuilt.digest(), c.state.digest());
+    // In any order, and through the byte encoding.
+    let mut reversed = entities.clone();
+    reversed.reverse();
+    let rebuilt = State::from_entities(reversed).unwrap();
+    assert_eq!(rebuilt, c.state);
+    let decoded: Vec<_> = entities
+        .iter()
+        .map(|e| hsm_state::Entity::from_bytes(&e.to_bytes().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        State::from_entities(decoded).unwrap().digest(),
+        c.state.digest()
+    );
+    // The rebuilt state keeps applying the same way (indexes were rebuilt).
+    let mut a = c.clone();
+    let mut b = c.clone();
+    b.state = State::from_entities(c.state.entities()).unwrap();
+    for cl in [&mut a, &mut b] {
+        assert_eq!(
+            cl.by("admin", delete("bob")).result,
+            Err(Rejection::UserOwnsKeys {
+                user: user("bob"),
+                keys: 1
+            })
+        );
+        assert_eq!(
+            cl.by("bob", aes_key(9, "a", true)).result,
+            Err(Rejection::LabelNotUnique("a".into()))
+        );
+    }
+    assert_eq!(a.state, b.state);
+}
+
+#[test]
+fn from_entities_rejects_inconsistent_entities() {
+    let c = busy_cluster();
+    let mut entities: Vec<_> = c.state.entities().collect();
+    entities.push(entities[1].clone());
+    assert!(matches!(
+        State::from_entities(entities),
+        Err(LoadError::Duplicate(_))
+    ));
+    let without_bob = c
+        .state
+        .entities()
+        .filter(|e| e.key() != EntityKey::User(user("bob")));
+    assert!(matches!(
+        State::from_entities(without_bob),
+        Err(LoadError::DanglingOwner { .. } | LoadError::DanglingShare { .. })
+    ));
+}
+
+#[test]
+fn digests_differ_when_states_differ_and_agree_when_equal() {
+    let a = busy_cluster();
+    let b = busy_cluster();
+    assert_eq!(a.state.digest(), b.state.digest());
+    assert_ne!(a.state.digest(), Cluster::activated().state.digest());
+}
+
+// ---------------------------------------------------------------- changed
+
+/// Applies and checks that `changed` lists exactly the entities that differ.
+fn checked(c: &mut Cluster, actor: Actor, body: EventBody) -> Result<(), Rejection> {
+    let before = c.state.clone();
+    let a = c.submit(actor, body);
+    assert_eq!(a.changed, diff(&before, &c.state), "{:?}", a.result);
+    a.result
+}
+
+#[test]
+fn changed_lists_exactly_the_entities_that_differ() {
+    let mut c = Cluster::new();
+    let n1 = || Actor::Node(NodeId(1));
+    let u = as_user;
+    checked(&mut c, u("admin"), create("x", Role::Cu)).unwrap_err();
+    checked(&mut c, n1(), init_body(1, BAD_HASH)).unwrap_err();
+    checked(&mut c, n1(), init_body(1, HASH)).unwrap();
+    checked(&mut c, u("admin"), create("x", Role::Cu)).unwrap_err();
+    checked(&mut c, u("admin"), pw("admin", HASH2)).unwrap();
+    for (name, role) in [("bob", Role::Cu), ("carol", Role::Cu), ("co2", Role::Co)] {
+        checked(&mut c, u("admin"), create(name, role)).unwrap();
+    }
+    let steps: Vec<(Actor, EventBody)> = vec![
+        (u("bob"), aes_key(1, "a", false)),
+        (u("bob"), aes_key(2, "a", true)),
+        (u("bob"), ed_key(2, "b")),
+        (u("bob"), share(1, "carol")),
+        (u("bob"), share(1, "carol")),
+        (u("carol"), delete_key(1)),
+        (u("bob"), set_label(1, "c")),
+        (u("bob"), set_label(1, "c")),
+        (u("bob"), set_flag(1, KeyFlag::Sensitive, true)),
+        (u("bob"), set_flag(1, KeyFlag::Extractable, false)),
+        (u("bob"), set_flag(1, KeyFlag::Extractable, false)),
+        (u("admin"), set_flag(1, KeyFlag::Trusted, false)),
+        (u("admin"), set_flag(1, KeyFlag::Trusted, true)),
+        (u("admin"), set_flag(1, KeyFlag::Trusted, true)),
+        (n1(), login_ok("carol")),
+        (n1(), login_failed("carol")),
+        (n1(), login_ok("carol")),
+        (n1(), login_failed("carol")),
+        (n1(), login_failed("carol")),
+        (n1(), login_failed("carol")),
+        (n1(), login_failed("carol")),
+        (n1(), login_failed("carol")),
+        (n1(), login_failed("carol")),
+        (n1(), login_ok("carol")),
+        (u("admin"), unlock("carol")),
+        (u("admin"), unlock("carol")),
+        (u("admin"), pw("carol", HASH)),
+        (u("admin"), add_node(2)),
+        (u("admin"), add_node(2)),
+        (u("admin"), remove_node(2)),
+        (u("bob"), unshare(1, "carol")),
+        (u("bob"), share(2, "carol")),
+        (u("admin"), delete("carol")),
+        (u("admin"), delete("bob")),
+        (u("bob"), delete_key(1)),
+        (u("bob"), delete_key(2)),
+        (u("admin"), delete("bob")),
+        (n1(), init_body(1, HASH)),
+    ];
+    for (actor, body) in steps {
+        let _ = checked(&mut c, actor, body);
+    }
+    // Tampered: nothing changes and nothing is listed.
+    let ev = c.event(as_user("admin"), create("y", Role::Au));
+    let mut s = c.sign(ev);
+    s.signature.0[0] ^= 0x80;
+    let before = c.state.clone();
+    let a = c.apply(&s);
+    assert!(a.changed.is_empty());
+    assert_eq!(diff(&before, &c.state), BTreeSet::new());
+}
