@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use hsm_proto::{KeyId, NodeId};
-use hsm_raft_store::{open, StorageKey};
-use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+use hsm_raft_store::{open, StateMachineStore, StorageKey, TypeConfig};
+use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{CommittedLeaderId, LogId, RaftLogReader, Vote};
 
 #[tokio::test]
@@ -53,21 +53,24 @@ async fn reopen_after_drop_keeps_vote_log_state_and_snapshot() {
     assert_eq!(current.meta, snapshot_meta);
 }
 
-#[tokio::test]
-async fn snapshot_installed_on_another_store_gives_the_same_state() {
-    let (a_dir, b_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let (mut a_log, mut a_sm) = open(a_dir.path(), &StorageKey::generate()).expect("a opens");
-    let mut chain = Chain::new();
-    append_and_apply(&mut a_log, &mut a_sm, setup_events(&mut chain, &[7; 40])).await;
-    let snap = a_sm
+/// A store with the setup events applied and a snapshot built.
+async fn store_with_snapshot() -> (tempfile::TempDir, StateMachineStore, Snapshot<TypeConfig>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, mut sm) = open(dir.path(), &StorageKey::generate()).expect("opens");
+    append_and_apply(&mut log, &mut sm, setup_events(&mut Chain::new(), &[7; 40])).await;
+    let snap = sm
         .get_snapshot_builder()
         .await
         .build_snapshot()
         .await
         .expect("build");
+    (dir, sm, snap)
+}
+
+#[tokio::test]
+async fn snapshot_installed_on_another_store_gives_the_same_state() {
+    let (_a_dir, mut a_sm, snap) = store_with_snapshot().await;
+    let b_dir = tempfile::tempdir().expect("b");
 
     let b_key = StorageKey::generate();
     {
@@ -90,19 +93,8 @@ async fn snapshot_installed_on_another_store_gives_the_same_state() {
 
 #[tokio::test]
 async fn a_damaged_snapshot_is_refused_at_install() {
-    let (a_dir, b_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let (mut a_log, mut a_sm) = open(a_dir.path(), &StorageKey::generate()).expect("a opens");
-    let mut chain = Chain::new();
-    append_and_apply(&mut a_log, &mut a_sm, setup_events(&mut chain, &[7; 40])).await;
-    let snap = a_sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("build");
+    let (_a_dir, _a_sm, snap) = store_with_snapshot().await;
+    let b_dir = tempfile::tempdir().expect("b");
     let (_b_log, mut b_sm) = open(b_dir.path(), &StorageKey::generate()).expect("b opens");
     let before = b_sm.digest();
     let mut bytes = snap.snapshot.into_inner();
