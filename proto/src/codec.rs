@@ -56,10 +56,22 @@ fn config() -> impl bincode::config::Config {
 /// Fails only if the value is larger than [`MAX_DECODE_BYTES`] or a type's
 /// `Serialize` impl fails.
 pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode {
+    let bytes = bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode {
         what,
         reason: e.to_string(),
-    })
+    })?;
+    // Never produce what `decode` would refuse: a value written but
+    // unreadable would be lost after it was acknowledged.
+    if bytes.len() > MAX_DECODE_BYTES {
+        return Err(CodecError::Encode {
+            what,
+            reason: format!(
+                "{} bytes exceed the {MAX_DECODE_BYTES} byte limit",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 /// Decodes a whole `T` from `bytes`; trailing bytes are an error.
@@ -96,6 +108,15 @@ mod tests {
         assert!(matches!(
             decode::<(KeyId, Username)>("pair", &bytes),
             Err(CodecError::Trailing { trailing: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn encode_refuses_what_decode_would_refuse() {
+        let too_big = vec![0u8; MAX_DECODE_BYTES];
+        assert!(matches!(
+            encode("blob", &too_big),
+            Err(CodecError::Encode { .. })
         ));
     }
 

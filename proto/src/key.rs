@@ -117,6 +117,9 @@ pub struct KeyAttributes {
 pub const MAX_LABEL_LEN: usize = 127;
 /// Longest id attribute accepted, in bytes.
 pub const MAX_KEY_ATTR_ID_LEN: usize = 128;
+/// Longest wrapped key material or public key accepted, in bytes (an
+/// RSA-4096 private key in DER is about 2.4 KiB).
+pub const MAX_KEY_BLOB_LEN: usize = 16 * 1024;
 
 impl Default for KeyAttributes {
     /// No usages, extractable, sensitive, not trusted.

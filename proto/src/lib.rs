@@ -20,6 +20,9 @@ mod user;
 
 pub use event::{Actor, Event, EventBody, NodeRecord, SignedEvent};
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
-pub use key::{KeyAttribute, KeyAttributes, KeyFlag, KeySpec};
+pub use key::{
+    KeyAttribute, KeyAttributes, KeyFlag, KeySpec, MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN,
+    MAX_LABEL_LEN,
+};
 pub use rejection::Rejection;
 pub use user::Role;

@@ -42,11 +42,28 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the data directory and checks that the
-    /// storage key is the one it was created with.
-    pub(crate) fn open(dir: &Path, key: &StorageKey) -> Result<Arc<Db>> {
+    /// Opens the data directory and checks that the storage key is the one
+    /// it was created with. With `create`, the directory must be absent or
+    /// empty and a new store is made in it; without, it must hold a store:
+    /// a missing directory (an unmounted volume, a typo) is an error rather
+    /// than a fresh, empty node that has forgotten its vote.
+    pub(crate) fn open(dir: &Path, key: &StorageKey, create: bool) -> Result<Arc<Db>> {
+        if create {
+            let occupied = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+            if occupied {
+                return Err(StoreError::Inconsistent(format!(
+                    "cannot create a store in {}: the directory is not empty",
+                    dir.display()
+                )));
+            }
+        } else if !dir.join("CURRENT").exists() {
+            return Err(StoreError::Inconsistent(format!(
+                "no store in {} (expected an existing data directory)",
+                dir.display()
+            )));
+        }
         let mut opts = Options::default();
-        opts.create_if_missing(true);
+        opts.create_if_missing(create);
         opts.create_missing_column_families(true);
         opts.set_paranoid_checks(true);
         // A damaged write-ahead log must stop the open, not silently drop
@@ -63,17 +80,20 @@ impl Db {
             sealer: Sealer::new(key),
             poisoned: AtomicBool::new(false),
         };
+        if create {
+            let mut b = db.batch();
+            b.put_bytes(cf::META, KEY_CHECK, KEY_CHECK_VALUE);
+            db.write(b)?;
+        }
         db.check_key()?;
         Ok(Arc::new(db))
     }
 
     fn check_key(&self) -> Result<()> {
         match self.get_raw(cf::META, KEY_CHECK)? {
-            None => {
-                let mut b = self.batch();
-                b.put_bytes(cf::META, KEY_CHECK, KEY_CHECK_VALUE);
-                self.write(b)
-            }
+            None => Err(StoreError::Inconsistent(
+                "the storage key check record is missing".into(),
+            )),
             Some(sealed) => {
                 let opened = self
                     .sealer
@@ -186,6 +206,9 @@ impl Db {
     pub(crate) fn write(&self, batch: Batch<'_>) -> Result<()> {
         self.check_poison()?;
         if let Some(e) = batch.error {
+            // The caller may already have changed memory to match this
+            // batch; refusing it without poisoning would let them diverge.
+            self.poisoned.store(true, Ordering::Release);
             return Err(e);
         }
         let mut opts = WriteOptions::default();

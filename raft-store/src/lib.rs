@@ -70,18 +70,35 @@ impl ApplyResponse {
     }
 }
 
-/// Opens (or creates) the store in `dir` under `key`, verifying every stored
+/// Creates a new, empty store in `dir` (absent or empty) sealed under `key`.
+///
+/// # Errors
+/// If `dir` is not empty or RocksDB cannot create the database.
+pub fn create(dir: &Path, key: &StorageKey) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let db = db::Db::open(dir, key, true)?;
+    Ok((
+        LogStore::new(db.clone()),
+        StateMachineStore::load(db, record_key(key))?,
+    ))
+}
+
+/// Opens the existing store in `dir` under `key`, verifying every stored
 /// value.
 ///
 /// # Errors
-/// [`StoreError::WrongKey`] for another directory's key, [`StoreError::Unseal`]
-/// or [`StoreError::Decode`] naming the first damaged value,
-/// [`StoreError::Rocks`] when RocksDB itself finds corruption or cannot open.
+/// [`StoreError::Inconsistent`] if `dir` holds no store, [`StoreError::WrongKey`]
+/// for another directory's key, [`StoreError::Unseal`] or
+/// [`StoreError::Decode`] naming the first damaged value, [`StoreError::Rocks`]
+/// when RocksDB itself finds corruption.
 pub fn open(dir: &Path, key: &StorageKey) -> Result<(LogStore, StateMachineStore), StoreError> {
-    let db = db::Db::open(dir, key)?;
+    let db = db::Db::open(dir, key, false)?;
     let log = LogStore::new(db.clone());
     let entries = log.verify_all()?;
-    let sm = StateMachineStore::load(db, key.derive("hsm-store record ids v1"))?;
+    let sm = StateMachineStore::load(db, record_key(key))?;
     tracing::info!(dir = %dir.display(), log_entries = entries, "store opened");
     Ok((log, sm))
+}
+
+fn record_key(key: &StorageKey) -> [u8; 32] {
+    key.derive("hsm-store record ids v1")
 }

@@ -46,7 +46,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<State, StoreError> {
             rest.len()
         )));
     }
-    let mut entities = Vec::with_capacity(count as usize);
+    let mut entities = Vec::with_capacity(count.min(65_536) as usize);
     for i in 0..count {
         if rest.len() < 4 {
             return Err(bad(format!("truncated at entity {i}")));

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hsm_proto::NodeId;
 use hsm_state::{Entity, EntityKey, State, StateDigest};
@@ -55,6 +55,9 @@ pub struct StateMachineStore {
     data: Arc<RwLock<Applied>>,
     record_key: Arc<[u8; 32]>,
     snapshot_seq: Arc<AtomicU64>,
+    /// Serialises replacing the stored snapshot, so a slow build can never
+    /// overwrite a newer installed snapshot.
+    snapshot_lock: Arc<Mutex<()>>,
     applied_tx: Arc<watch::Sender<u64>>,
 }
 
@@ -99,6 +102,7 @@ impl StateMachineStore {
             })),
             record_key: Arc::new(record_key),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
+            snapshot_lock: Arc::new(Mutex::new(())),
             applied_tx: Arc::new(watch::Sender::new(applied.map_or(0, |l| l.index))),
         };
         // Open the stored snapshot too, so damage there is found now.
@@ -298,6 +302,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         let data = snapshot.into_inner();
         let state = snapshot_format::decode(&data).map_err(fail)?;
+        let _snapshot_guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut guard = self.write_guard();
         let mut b = self.db.batch();
         b.delete_range(cf::SM, &[], &[0xff; 33]);
@@ -344,9 +349,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership,
             snapshot_id,
         };
-        let mut b = self.db.batch();
-        Self::stage_snapshot(&mut b, &meta, &data).map_err(fail)?;
-        self.db.write(b).map_err(fail)?;
+        let _snapshot_guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let stored: Option<StoredSnapshotMeta> = self
+            .db
+            .get(cf::SNAPSHOT, SNAP_META, || "meta".into())
+            .map_err(fail)?;
+        // An install may have stored a newer snapshot while this one was
+        // being built; keep that one.
+        if stored.is_none_or(|s| s.meta.last_log_id <= meta.last_log_id) {
+            let mut b = self.db.batch();
+            Self::stage_snapshot(&mut b, &meta, &data).map_err(fail)?;
+            self.db.write(b).map_err(fail)?;
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

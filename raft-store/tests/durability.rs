@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use hsm_proto::{KeyId, NodeId};
-use hsm_raft_store::{open, StateMachineStore, StorageKey, TypeConfig};
+use hsm_raft_store::{create, open, StateMachineStore, StorageKey, TypeConfig};
 use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{CommittedLeaderId, LogId, RaftLogReader, Vote};
 
@@ -15,7 +15,7 @@ async fn reopen_after_drop_keeps_vote_log_state_and_snapshot() {
     let key = StorageKey::from_bytes([5; 32]);
     let mut chain = Chain::new();
     let (digest, snapshot_meta, applied) = {
-        let (mut log, mut sm) = open(dir.path(), &key).expect("opens");
+        let (mut log, mut sm) = create(dir.path(), &key).expect("created");
         log.save_vote(&Vote::new(3, NodeId(1))).await.expect("vote");
         let responses =
             append_and_apply(&mut log, &mut sm, setup_events(&mut chain, &[1; 40])).await;
@@ -56,7 +56,7 @@ async fn reopen_after_drop_keeps_vote_log_state_and_snapshot() {
 /// A store with the setup events applied and a snapshot built.
 async fn store_with_snapshot() -> (tempfile::TempDir, StateMachineStore, Snapshot<TypeConfig>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut log, mut sm) = open(dir.path(), &StorageKey::generate()).expect("opens");
+    let (mut log, mut sm) = create(dir.path(), &StorageKey::generate()).expect("created");
     append_and_apply(&mut log, &mut sm, setup_events(&mut Chain::new(), &[7; 40])).await;
     let snap = sm
         .get_snapshot_builder()
@@ -74,7 +74,7 @@ async fn snapshot_installed_on_another_store_gives_the_same_state() {
 
     let b_key = StorageKey::generate();
     {
-        let (_b_log, mut b_sm) = open(b_dir.path(), &b_key).expect("b opens");
+        let (_b_log, mut b_sm) = create(b_dir.path(), &b_key).expect("b created");
         let mut data = b_sm.begin_receiving_snapshot().await.expect("begin");
         *data = *snap.snapshot.clone();
         b_sm.install_snapshot(&snap.meta, data)
@@ -95,7 +95,7 @@ async fn snapshot_installed_on_another_store_gives_the_same_state() {
 async fn a_damaged_snapshot_is_refused_at_install() {
     let (_a_dir, _a_sm, snap) = store_with_snapshot().await;
     let b_dir = tempfile::tempdir().expect("b");
-    let (_b_log, mut b_sm) = open(b_dir.path(), &StorageKey::generate()).expect("b opens");
+    let (_b_log, mut b_sm) = create(b_dir.path(), &StorageKey::generate()).expect("b created");
     let before = b_sm.digest();
     let mut bytes = snap.snapshot.into_inner();
     let mid = bytes.len() / 2;
@@ -114,7 +114,7 @@ async fn purged_log_stays_purged_and_state_survives_restart() {
     let key = StorageKey::generate();
     let mut chain = Chain::new();
     let digest = {
-        let (mut log, mut sm) = open(dir.path(), &key).expect("opens");
+        let (mut log, mut sm) = create(dir.path(), &key).expect("created");
         append_and_apply(&mut log, &mut sm, setup_events(&mut chain, &[9; 40])).await;
         let snap = sm
             .get_snapshot_builder()
@@ -141,4 +141,18 @@ async fn purged_log_stays_purged_and_state_survives_restart() {
         Some(LogId::new(CommittedLeaderId::new(1, NODE), 4))
     );
     assert_eq!(sm.digest(), digest);
+}
+
+#[test]
+fn open_refuses_a_missing_store_and_create_refuses_an_occupied_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = StorageKey::generate();
+    let missing = dir.path().join("not-mounted");
+    let err = open(&missing, &key).expect_err("no store there");
+    assert!(err.to_string().contains("no store"), "{err}");
+    assert!(!missing.exists(), "open must not create a directory");
+    drop(create(&missing, &key).expect("created"));
+    let err = create(&missing, &key).expect_err("occupied");
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert!(open(&missing, &key).is_ok());
 }

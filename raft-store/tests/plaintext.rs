@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::*;
-use hsm_raft_store::{open, StorageKey};
+use hsm_raft_store::{create, StorageKey};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 
 /// Distinctive material: no run of it can occur by chance.
@@ -69,7 +69,7 @@ fn the_scanner_finds_each_encoding_when_it_is_there() {
 async fn no_secret_or_name_appears_in_plaintext_anywhere_in_the_data_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let (mut log, mut sm) = open(dir.path(), &StorageKey::generate()).expect("opens");
+        let (mut log, mut sm) = create(dir.path(), &StorageKey::generate()).expect("created");
         let mut chain = Chain::new();
         let responses =
             append_and_apply(&mut log, &mut sm, setup_events(&mut chain, &MATERIAL)).await;

@@ -1,6 +1,6 @@
 //! openraft's own storage test suite, run against the RocksDB store.
 
-use hsm_raft_store::{open, LogStore, StateMachineStore, StorageKey, TypeConfig};
+use hsm_raft_store::{create, LogStore, StateMachineStore, StorageKey, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 use tempfile::TempDir;
@@ -12,7 +12,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBui
         &self,
     ) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<hsm_proto::NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, sm) = open(dir.path(), &StorageKey::generate()).expect("store opens");
+        let (log, sm) = create(dir.path(), &StorageKey::generate()).expect("store created");
         Ok((dir, log, sm))
     }
 }

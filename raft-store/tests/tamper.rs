@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use hsm_raft_store::{open, StorageKey, StoreError};
+use hsm_raft_store::{create, open, StorageKey, StoreError};
 
 const KEY: [u8; 32] = [0x11; 32];
 
@@ -18,7 +18,7 @@ fn populated_dir(flush: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (mut log, mut sm) = open(dir.path(), &StorageKey::from_bytes(KEY)).expect("opens");
+        let (mut log, mut sm) = create(dir.path(), &StorageKey::from_bytes(KEY)).expect("created");
         let mut chain = Chain::new();
         append_and_apply(&mut log, &mut sm, setup_events(&mut chain, &[0xab; 40])).await;
         if flush {

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, NodeRecord, Rejection, Role, SignedEvent,
-    Username,
+    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, NodeId, NodeRecord, Rejection, Role,
+    SignedEvent, Username, MAX_KEY_BLOB_LEN,
 };
 
 use crate::authz::{self, Action};
@@ -53,6 +53,7 @@ impl State {
             state: self,
             changed: &mut changed,
             now_ms: signed.event.timestamp_ms,
+            signer: signed.signer,
         };
         let result = tx.rules(&signed.event.actor, &signed.event.body);
         self.remember(request_id, result.clone(), &mut changed);
@@ -132,6 +133,7 @@ struct Tx<'a> {
     state: &'a mut State,
     changed: &'a mut BTreeSet<EntityKey>,
     now_ms: u64,
+    signer: NodeId,
 }
 
 impl Tx<'_> {
@@ -311,6 +313,10 @@ impl Tx<'_> {
                         "label or id attribute too long".into(),
                     ));
                 }
+                if wrapped_material.len() > MAX_KEY_BLOB_LEN || public_key.len() > MAX_KEY_BLOB_LEN
+                {
+                    return Err(Rejection::InvalidKey("key material too large".into()));
+                }
                 if wrapped_material.is_empty() {
                     return Err(Rejection::InvalidKey("no key material".into()));
                 }
@@ -423,6 +429,13 @@ impl Tx<'_> {
                 allow(role, Action::RemoveNode)?;
                 if !self.state.nodes.contains_key(node) {
                     return Err(Rejection::NodeNotFound(*node));
+                }
+                if *node == self.signer {
+                    // Its own pipelined events after this one would no
+                    // longer verify and would break the chain for good.
+                    return Err(Rejection::Membership(
+                        "a node cannot sign its own removal; move leadership first".into(),
+                    ));
                 }
                 if self.state.nodes.len() == 1 {
                     return Err(Rejection::Membership(

@@ -42,8 +42,8 @@ impl Default for Meta {
     }
 }
 
-/// A user account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user account. `Debug` leaves out the password hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Login name.
     pub username: Username,
@@ -63,7 +63,8 @@ pub struct User {
 }
 
 /// A key and its metadata. The material is sealed under the domain key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` leaves out the material.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
     /// Id.
     pub id: KeyId,
@@ -96,4 +97,28 @@ pub struct RequestRecord {
     pub seq: u64,
     /// The outcome the first time.
     pub result: Result<(), Rejection>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("password_epoch", &self.password_epoch)
+            .field("failed_logins", &self.failed_logins)
+            .field("locked", &self.locked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("spec", &self.spec)
+            .field("owner", &self.owner)
+            .field("shared_with", &self.shared_with)
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
+    }
 }

@@ -528,7 +528,7 @@ impl Model {
             return (r.clone(), true);
         }
         let mut next = self.clone();
-        let out = next.rules(actor, op);
+        let out = next.rules(actor, op, signer.0);
         if out.is_ok() {
             *self = next;
         }
@@ -582,7 +582,7 @@ impl Model {
 
     /// The rules; may leave `self` half changed on a refusal (the caller
     /// throws the copy away).
-    fn rules(&mut self, actor: &MActor, op: &Op) -> Out {
+    fn rules(&mut self, actor: &MActor, op: &Op, signer: u64) -> Out {
         match op {
             Op::Init { good_hash, .. } => {
                 need(*actor == MActor::Node(1), R::UnknownActor)?;
@@ -778,6 +778,8 @@ impl Model {
             Op::RemoveNode { node } => {
                 co?;
                 need(self.nodes.contains_key(node), R::NodeNotFound(*node))?;
+                // A node never signs its own removal.
+                need(*node != signer, R::Membership)?;
                 need(self.nodes.len() > 1, R::Membership)?;
                 self.nodes.remove(node);
             }

@@ -1190,12 +1190,22 @@ fn nodes_are_removed_but_never_the_last() {
     );
     assert_only_chain_changed(&before, &c.state);
     c.by("admin", add_node(2)).result.unwrap();
+    // Node 1 signs; it may not sign its own removal (its pipelined events
+    // would stop verifying and break the chain). Node 2 may remove it.
+    let before = c.state.clone();
+    let a = c.by("admin", remove_node(1));
+    assert!(
+        matches!(&a.result, Err(Rejection::Membership(m)) if m.contains("own removal")),
+        "{:?}",
+        a.result
+    );
+    assert_only_chain_changed(&before, &c.state);
+    c.signer = NodeId(2);
     c.by("admin", remove_node(1)).result.unwrap();
     assert_eq!(
         c.state.nodes().map(|n| n.id).collect::<Vec<_>>(),
         vec![NodeId(2)]
     );
-    c.signer = NodeId(2);
     let a = c.by("admin", remove_node(2));
     assert!(
         matches!(a.result, Err(Rejection::Membership(_))),
@@ -1384,4 +1394,24 @@ fn changed_lists_exactly_the_entities_that_differ() {
     let a = c.apply(&s);
     assert!(a.changed.is_empty());
     assert_eq!(diff(&before, &c.state), BTreeSet::new());
+}
+
+#[test]
+fn oversized_key_material_is_refused() {
+    let mut c = Cluster::with_users(&[("alice", Role::Cu)]);
+    let mut body = aes_key(9, "big", false);
+    if let EventBody::KeyCreated {
+        wrapped_material, ..
+    } = &mut body
+    {
+        *wrapped_material = vec![1; hsm_proto::MAX_KEY_BLOB_LEN + 1];
+    }
+    let before = c.state.clone();
+    let a = c.by("alice", body);
+    assert!(
+        matches!(&a.result, Err(Rejection::InvalidKey(m)) if m.contains("too large")),
+        "{:?}",
+        a.result
+    );
+    assert_only_chain_changed(&before, &c.state);
 }
