@@ -1,0 +1,164 @@
+//! The mechanisms a caller picks for each operation.
+//!
+//! Plain, serde-serialisable enums so the node and the SDK can carry them
+//! over the wire (they are expected to move to `hsm-proto`). Each has a
+//! stable lowercase `name` used in errors and logs, and `ALL` for tests and
+//! listings. Which key types accept which mechanism is documented on each
+//! variant and checked by every operation.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident => $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[ $( $name::$variant, )+ ];
+
+            /// The stable lowercase name, as used in error messages.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+
+            /// The variant with this [`name`](Self::name), if any.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $( $text => Some($name::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// A signature or MAC mechanism.
+    ///
+    /// RSA PSS uses MGF1 with the same hash and a salt as long as the hash.
+    /// ECDSA signatures are DER `SEQUENCE { r, s }` as OpenSSL emits; the hash
+    /// is applied to the message and, per FIPS 186-4, truncated to the curve
+    /// order's length (SHA-384 on P-256 or secp256k1) or used whole (SHA-256
+    /// on P-384). Ed25519 is pure Ed25519 (RFC 8032) over the message.
+    pub enum SignMechanism {
+        /// RSASSA-PKCS1-v1_5 with SHA-256. RSA keys.
+        RsaPkcs1v15Sha256 => "rsa-pkcs1v15-sha256",
+        /// RSASSA-PKCS1-v1_5 with SHA-384. RSA keys.
+        RsaPkcs1v15Sha384 => "rsa-pkcs1v15-sha384",
+        /// RSASSA-PKCS1-v1_5 with SHA-512. RSA keys.
+        RsaPkcs1v15Sha512 => "rsa-pkcs1v15-sha512",
+        /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt. RSA keys.
+        RsaPssSha256 => "rsa-pss-sha256",
+        /// RSASSA-PSS with SHA-384, MGF1-SHA-384, 48-byte salt. RSA keys.
+        RsaPssSha384 => "rsa-pss-sha384",
+        /// RSASSA-PSS with SHA-512, MGF1-SHA-512, 64-byte salt. RSA keys.
+        RsaPssSha512 => "rsa-pss-sha512",
+        /// ECDSA with SHA-256. P-256, P-384 and secp256k1 keys.
+        EcdsaSha256 => "ecdsa-sha256",
+        /// ECDSA with SHA-384. P-256, P-384 and secp256k1 keys.
+        EcdsaSha384 => "ecdsa-sha384",
+        /// Pure Ed25519. Ed25519 keys.
+        Ed25519 => "ed25519",
+        /// HMAC-SHA-256 (32-byte tag). Generic secret keys.
+        HmacSha256 => "hmac-sha256",
+        /// HMAC-SHA-384 (48-byte tag). Generic secret keys.
+        HmacSha384 => "hmac-sha384",
+        /// HMAC-SHA-512 (64-byte tag). Generic secret keys.
+        HmacSha512 => "hmac-sha512",
+    }
+}
+
+named_enum! {
+    /// An encryption mechanism.
+    pub enum EncryptMechanism {
+        /// AES-GCM with a random 96-bit IV chosen by the HSM and a 128-bit
+        /// tag; the associated data is authenticated, not encrypted. The
+        /// output is `iv (12) || ciphertext || tag (16)`, and decryption takes
+        /// the same layout. AES keys of any size.
+        AesGcm => "aes-gcm",
+        /// RSAES-OAEP with SHA-256 and MGF1-SHA-256; the associated data, if
+        /// not empty, is the OAEP label. Encrypts at most
+        /// `modulus bytes - 66` bytes. RSA keys.
+        RsaOaepSha256 => "rsa-oaep-sha256",
+    }
+}
+
+named_enum! {
+    /// A mechanism for wrapping one key under another.
+    ///
+    /// What is wrapped is the key's canonical material: the raw bytes of a
+    /// symmetric key, the PKCS#8 DER of a private key.
+    pub enum WrapMechanism {
+        /// AES key wrap with padding (RFC 5649, NIST SP 800-38F KWP). AES
+        /// wrapping keys of any size; deterministic, output 8 bytes longer
+        /// than the material rounded up to 8.
+        AesKeyWrapPad => "aes-key-wrap-pad",
+        /// AES-GCM as [`EncryptMechanism::AesGcm`] with empty associated
+        /// data: `iv || ciphertext || tag`. AES wrapping keys.
+        AesGcm => "aes-gcm",
+        /// RSAES-OAEP with SHA-256 as [`EncryptMechanism::RsaOaepSha256`],
+        /// no label. RSA wrapping keys; the material must fit in one block
+        /// (AES and generic secrets, not private keys).
+        RsaOaepSha256 => "rsa-oaep-sha256",
+    }
+}
+
+named_enum! {
+    /// A key agreement mechanism: ECDH between our private key and a peer's
+    /// public key of the same type, then a key derivation over the shared
+    /// secret with caller-given context bytes.
+    pub enum DeriveMechanism {
+        /// ECDH, then HKDF-SHA-256 (RFC 5869) with an empty salt, the shared
+        /// secret as input key material and the context as `info`.
+        /// X25519, P-256 and P-384 keys.
+        EcdhHkdfSha256 => "ecdh-hkdf-sha256",
+        /// ECDH, then BLAKE3 in key derivation mode with the context string
+        /// [`BLAKE3_DERIVE_CONTEXT`](crate::BLAKE3_DERIVE_CONTEXT) over
+        /// `len(context) as u64 little-endian || context || shared secret`,
+        /// read to the output length. X25519, P-256 and P-384 keys.
+        EcdhBlake3 => "ecdh-blake3",
+    }
+}
+
+named_enum! {
+    /// A message digest.
+    pub enum DigestAlgorithm {
+        /// SHA-256 (32 bytes).
+        Sha256 => "sha256",
+        /// SHA-384 (48 bytes).
+        Sha384 => "sha384",
+        /// SHA-512 (64 bytes).
+        Sha512 => "sha512",
+        /// BLAKE3 (32 bytes).
+        Blake3 => "blake3",
+    }
+}
+
+impl DigestAlgorithm {
+    /// Output length in bytes.
+    pub const fn output_len(self) -> usize {
+        match self {
+            DigestAlgorithm::Sha256 | DigestAlgorithm::Blake3 => 32,
+            DigestAlgorithm::Sha384 => 48,
+            DigestAlgorithm::Sha512 => 64,
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Shared keys and the OpenSSL harness.
+
+use hsm_crypto::{KeySpec, LoadedKey};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// One spec of every key type and size the cluster supports.
+pub const SPECS: [KeySpec; 12] = [
+    KeySpec::Aes { bits: 128 },
+    KeySpec::Aes { bits: 192 },
+    KeySpec::Aes { bits: 256 },
+    KeySpec::GenericSecret { bytes: 32 },
+    KeySpec::EcP256,
+    KeySpec::EcP384,
+    KeySpec::EcSecp256k1,
+    KeySpec::Ed25519,
+    KeySpec::X25519,
+    KeySpec::Rsa { bits: 2048 },
+    KeySpec::Rsa { bits: 3072 },
+    KeySpec::Rsa { bits: 4096 },
+];
+
+pub const RSA_2048: KeySpec = KeySpec::Rsa { bits: 2048 };
+pub const AES_256: KeySpec = KeySpec::Aes { bits: 256 };
+
+/// A key of `spec`, generated once per test binary (RSA keys are slow to
+/// make, RSA-4096 especially).
+pub fn key(spec: KeySpec) -> &'static LoadedKey {
+    static KEYS: [OnceLock<LoadedKey>; 12] = [const { OnceLock::new() }; 12];
+    let index = SPECS
+        .iter()
+        .position(|s| *s == spec)
+        .expect("spec in SPECS");
+    KEYS[index].get_or_init(|| LoadedKey::generate(spec).expect("generate"))
+}
+
+/// A temporary directory to run the OpenSSL 3 command line in.
+pub struct Ossl {
+    dir: tempfile::TempDir,
+}
+
+impl Ossl {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).expect("write");
+        path_str(&path)
+    }
+
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).expect("read openssl output")
+    }
+
+    /// Runs `openssl args...` in the directory; returns (success, stdout,
+    /// stderr).
+    pub fn try_run(&self, args: &[&str]) -> (bool, Vec<u8>, String) {
+        let out = Command::new(openssl())
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run openssl (OpenSSL 3 CLI must be installed)");
+        (
+            out.status.success(),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `openssl args...` and panics with its stderr if it fails.
+    pub fn run(&self, args: &[&str]) -> Vec<u8> {
+        let (ok, stdout, stderr) = self.try_run(args);
+        assert!(ok, "openssl {args:?} failed: {stderr}");
+        stdout
+    }
+}
+
+fn openssl() -> &'static str {
+    if Path::new("/usr/bin/openssl").exists() {
+        "/usr/bin/openssl"
+    } else {
+        "openssl"
+    }
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_str().expect("utf-8 temp path").to_owned()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+pub fn unhex(text: &str) -> Vec<u8> {
+    hex::decode(text).expect("hex")
+}

@@ -1,0 +1,10 @@
+//! Raft between nodes: the RPC messages and the openraft network over QUIC.
+
+mod network;
+mod rpc;
+
+pub use network::{QuicNetwork, QuicPeer};
+pub use rpc::{serve_raft_stream, RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
+
+/// The openraft handle of this cluster.
+pub type Raft = openraft::Raft<hsm_raft_store::TypeConfig>;

@@ -1,0 +1,185 @@
+//! openraft's network over QUIC with mutual TLS: one cached connection per
+//! peer, one bidirectional stream per RPC.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hsm_proto::{codec, NodeId};
+use hsm_raft_store::TypeConfig;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+
+use super::rpc::{RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
+use crate::transport::{read_frame, write_frame, SERVER_NAME};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NetError(String);
+
+type Conns = Arc<Mutex<HashMap<NodeId, quinn::Connection>>>;
+
+/// Creates a [`QuicPeer`] per target; all share one client endpoint (with
+/// this node's certificate) and a connection cache.
+#[derive(Clone)]
+pub struct QuicNetwork {
+    endpoint: quinn::Endpoint,
+    conns: Conns,
+}
+
+impl QuicNetwork {
+    /// A network over `endpoint`, which must carry the node's client TLS
+    /// configuration (`transport::node_client_tls`).
+    pub fn new(endpoint: quinn::Endpoint) -> QuicNetwork {
+        QuicNetwork {
+            endpoint,
+            conns: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
+    type Network = QuicPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> QuicPeer {
+        QuicPeer {
+            target,
+            addr: node.addr.clone(),
+            endpoint: self.endpoint.clone(),
+            conns: self.conns.clone(),
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct QuicPeer {
+    target: NodeId,
+    addr: String,
+    endpoint: quinn::Endpoint,
+    conns: Conns,
+}
+
+enum CallError {
+    /// Could not reach the peer at all: openraft backs off.
+    Unreachable(String),
+    /// Reached it, but the exchange failed.
+    Network(String),
+}
+
+impl QuicPeer {
+    fn cached(&self) -> Option<quinn::Connection> {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns
+            .get(&self.target)
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
+    }
+
+    async fn connection(&self) -> Result<quinn::Connection, CallError> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let addr: SocketAddr = tokio::net::lookup_host(&self.addr)
+            .await
+            .map_err(|e| CallError::Unreachable(format!("resolve {}: {e}", self.addr)))?
+            .next()
+            .ok_or_else(|| CallError::Unreachable(format!("no address for {}", self.addr)))?;
+        let conn = self
+            .endpoint
+            .connect(addr, SERVER_NAME)
+            .map_err(|e| CallError::Unreachable(e.to_string()))?
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.insert(self.target, conn.clone());
+        Ok(conn)
+    }
+
+    async fn call(&self, rpc: &RaftRpc) -> Result<RaftReply, CallError> {
+        let conn = self.connection().await?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let bytes =
+            codec::encode("raft rpc", rpc).map_err(|e| CallError::Network(e.to_string()))?;
+        write_frame(&mut send, &bytes)
+            .await
+            .map_err(|e| CallError::Network(e.to_string()))?;
+        let reply = read_frame(&mut recv, MAX_RAFT_FRAME_BYTES)
+            .await
+            .map_err(|e| CallError::Network(e.to_string()))?;
+        codec::decode("raft reply", &reply).map_err(|e| CallError::Network(e.to_string()))
+    }
+
+    fn rpc_error<E: std::error::Error>(&self, e: CallError) -> RPCError<NodeId, BasicNode, E> {
+        match e {
+            CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::new(&NetError(m))),
+            CallError::Network(m) => RPCError::Network(NetworkError::new(&NetError(m))),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(
+        &self,
+        reply: &RaftReply,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        let m = match reply {
+            RaftReply::BadRequest(m) => format!("peer refused the request: {m}"),
+            _ => "peer answered a different rpc".to_string(),
+        };
+        RPCError::Network(NetworkError::new(&NetError(m)))
+    }
+}
+
+type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl RaftNetwork<TypeConfig> for QuicPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        match self.call(&RaftRpc::AppendEntries(rpc)).await {
+            Ok(RaftReply::AppendEntries(r)) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(other) => Err(self.unexpected(&other)),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        match self.call(&RaftRpc::InstallSnapshot(rpc)).await {
+            Ok(RaftReply::InstallSnapshot(r)) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(other) => Err(self.unexpected(&other)),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Rpc<VoteResponse<NodeId>> {
+        match self.call(&RaftRpc::Vote(rpc)).await {
+            Ok(RaftReply::Vote(r)) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(other) => Err(self.unexpected(&other)),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+}

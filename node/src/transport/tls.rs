@@ -1,0 +1,189 @@
+//! rustls and quinn configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::pki::NodeCert;
+use super::TransportError;
+
+/// ALPN of node-to-node Raft traffic (mutual TLS).
+pub const ALPN_RAFT: &[u8] = b"hsm-raft/1";
+/// ALPN of client traffic (server-authenticated TLS).
+pub const ALPN_CLIENT: &[u8] = b"hsm-client/1";
+/// The DNS name every node certificate carries; clients and nodes connect
+/// with it as the server name.
+pub const SERVER_NAME: &str = "hsm-node";
+
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tls_err(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Tls(e.to_string())
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca_pem: &str) -> Result<Arc<RootCertStore>, TransportError> {
+    let mut roots = RootCertStore::empty();
+    let mut found = false;
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| TransportError::Certificate(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        found = true;
+    }
+    if !found {
+        return Err(TransportError::Certificate(
+            "no certificate in the CA file".into(),
+        ));
+    }
+    Ok(Arc::new(roots))
+}
+
+fn chain_and_key(
+    node: &NodeCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TransportError> {
+    let chain = CertificateDer::pem_slice_iter(node.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransportError::Certificate(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(node.key_pem.as_bytes())
+        .map_err(|e| TransportError::Certificate(e.to_string()))?;
+    Ok((chain, key))
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    // 10 s fits in a VarInt, so this conversion cannot fail.
+    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    Arc::new(t)
+}
+
+/// Server side of a node: its certificate, both ALPNs, and client
+/// certificates verified against the cluster CA when presented (required
+/// for [`ALPN_RAFT`], which the accept loop enforces with
+/// [`peer_is_cluster_member`]).
+///
+/// # Errors
+/// If the CA or node certificate does not parse or fit.
+pub fn server_tls(ca_pem: &str, node: &NodeCert) -> Result<quinn::ServerConfig, TransportError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(tls_err)?;
+    let (chain, key) = chain_and_key(node)?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_CLIENT.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(tls_err)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    server.transport_config(transport());
+    Ok(server)
+}
+
+/// Client side of a node talking Raft to its peers: presents its
+/// certificate and trusts only the cluster CA.
+///
+/// # Errors
+/// If the CA or node certificate does not parse or fit.
+pub fn node_client_tls(
+    ca_pem: &str,
+    node: &NodeCert,
+) -> Result<quinn::ClientConfig, TransportError> {
+    let (chain, key) = chain_and_key(node)?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(chain, key)
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN_RAFT.to_vec()];
+    client_from(tls)
+}
+
+/// Client side of the SDK and CLI: trusts only the cluster CA, presents no
+/// certificate.
+///
+/// # Errors
+/// If the CA certificate does not parse.
+pub fn client_tls(ca_pem: &str) -> Result<quinn::ClientConfig, TransportError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN_CLIENT.to_vec()];
+    client_from(tls)
+}
+
+fn client_from(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, TransportError> {
+    let quic = QuicClientConfig::try_from(tls).map_err(tls_err)?;
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(transport());
+    Ok(client)
+}
+
+/// A QUIC endpoint that accepts connections on `addr`.
+///
+/// # Errors
+/// If the socket cannot be bound.
+pub fn server_endpoint(
+    addr: SocketAddr,
+    config: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, TransportError> {
+    quinn::Endpoint::server(config, addr).map_err(|e| TransportError::Endpoint {
+        addr,
+        reason: e.to_string(),
+    })
+}
+
+/// A QUIC endpoint that only makes connections, on an ephemeral port of
+/// the same address family as `like`.
+///
+/// # Errors
+/// If the socket cannot be bound.
+pub fn client_endpoint(
+    like: SocketAddr,
+    config: quinn::ClientConfig,
+) -> Result<quinn::Endpoint, TransportError> {
+    let addr: SocketAddr = if like.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(addr).map_err(|e| TransportError::Endpoint {
+        addr,
+        reason: e.to_string(),
+    })?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// Whether the peer of an accepted connection negotiated [`ALPN_RAFT`] and
+/// presented a certificate that the cluster CA verified.
+pub fn peer_is_cluster_member(conn: &quinn::Connection) -> bool {
+    let alpn_is_raft = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|p| p == ALPN_RAFT);
+    let has_cert = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .is_some_and(|certs| !certs.is_empty());
+    alpn_is_raft && has_cert
+}
