@@ -12,6 +12,9 @@ pub enum Rejection {
     /// The signature does not verify under the signer's key.
     #[error("event signature from {0} does not verify")]
     BadSignature(NodeId),
+    /// The request id was used before for a different request.
+    #[error("request id was already used for a different request")]
+    RequestIdReused,
     /// The signer is not a cluster member.
     #[error("event signed by {0}, which is not a cluster member")]
     UnknownSigner(NodeId),

@@ -41,10 +41,19 @@ impl State {
         changed.insert(EntityKey::Meta);
 
         let request_id = signed.event.request_id;
+        let fingerprint = request_fingerprint(&signed.event.actor, &signed.event.body);
         if let Some(prior) = self.requests.get(&request_id) {
+            // A retry is the same request again; another request under a
+            // used id is refused rather than answered with the first
+            // request's outcome (and silently not applied).
+            let (result, replayed) = if prior.fingerprint == fingerprint {
+                (prior.result.clone(), true)
+            } else {
+                (Err(Rejection::RequestIdReused), false)
+            };
             return Applied {
-                result: prior.result.clone(),
-                replayed: true,
+                result,
+                replayed,
                 changed,
             };
         }
@@ -56,7 +65,7 @@ impl State {
             signer: signed.signer,
         };
         let result = tx.rules(&signed.event.actor, &signed.event.body);
-        self.remember(request_id, result.clone(), &mut changed);
+        self.remember(request_id, fingerprint, result.clone(), &mut changed);
         Applied {
             result,
             replayed: false,
@@ -103,6 +112,7 @@ impl State {
     fn remember(
         &mut self,
         request_id: hsm_proto::RequestId,
+        fingerprint: [u8; 32],
         result: Rule,
         changed: &mut BTreeSet<EntityKey>,
     ) {
@@ -112,6 +122,7 @@ impl State {
             RequestRecord {
                 request_id,
                 seq,
+                fingerprint,
                 result,
             },
         );
@@ -590,6 +601,15 @@ impl Tx<'_> {
             }
         }
     }
+}
+
+/// blake3 over the canonical encoding of who asked for what: equal for a
+/// retry of the same request, different for any other request.
+fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
+    // Encoding in-memory event parts cannot fail (they are far below the
+    // codec's size limit once the event itself decoded).
+    let bytes = hsm_proto::codec::encode("request", &(actor, body)).unwrap_or_default();
+    *blake3::hash(&bytes).as_bytes()
 }
 
 fn allow(role: Role, action: Action) -> Rule {

@@ -95,6 +95,9 @@ pub struct RequestRecord {
     /// Position in the chain (the value of `Meta::events` when applied); the
     /// oldest records are forgotten first.
     pub seq: u64,
+    /// blake3 of the request's actor and body, so a different request
+    /// reusing the id is told apart from a retry.
+    pub fingerprint: [u8; 32],
     /// The outcome the first time.
     pub result: Result<(), Rejection>,
 }

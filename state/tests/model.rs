@@ -397,6 +397,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 /// A refusal as the model predicts it: the variant and its simple payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum R {
+    RequestIdReused,
     BadSignature(u64),
     UnknownSigner(u64),
     ChainMismatch,
@@ -456,6 +457,7 @@ fn reduce(r: &Rejection) -> R {
         Rejection::NodeNotFound(n) => R::NodeNotFound(n.0),
         Rejection::Membership(_) => R::Membership,
         Rejection::InvalidPasswordHash => R::InvalidPasswordHash,
+        Rejection::RequestIdReused => R::RequestIdReused,
         other => panic!("a rejection the model does not know: {other:?}"),
     }
 }
@@ -495,7 +497,8 @@ struct Model {
     keys: BTreeMap<u64, MKey>,
     /// Member id -> the id of the node whose signing key it carries.
     nodes: BTreeMap<u64, u64>,
-    results: BTreeMap<u128, Result<(), R>>,
+    /// Outcome of each request id, with the actor and operation it was for.
+    results: BTreeMap<u128, (Result<(), R>, MActor, Op)>,
 }
 
 type Out = Result<(), R>;
@@ -524,15 +527,21 @@ impl Model {
             return (Err(r), false);
         }
         self.events += 1;
-        if let Some(r) = self.results.get(&req) {
-            return (r.clone(), true);
+        if let Some((r, a, o)) = self.results.get(&req) {
+            // The same request again is a replay; another request under a
+            // used id is refused.
+            if a == actor && o == op {
+                return (r.clone(), true);
+            }
+            return (Err(R::RequestIdReused), false);
         }
         let mut next = self.clone();
         let out = next.rules(actor, op, signer.0);
         if out.is_ok() {
             *self = next;
         }
-        self.results.insert(req, out.clone());
+        self.results
+            .insert(req, (out.clone(), actor.clone(), op.clone()));
         (out, false)
     }
 

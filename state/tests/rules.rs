@@ -998,12 +998,17 @@ fn a_replayed_refusal_stays_refused_even_if_it_would_now_succeed() {
     assert_eq!(first.result, Err(Rejection::KeyExists(KeyId(5))));
     c.by("carol", delete_key(5)).result.unwrap();
     let before = c.state.clone();
-    // Even a different body under the same id returns the first outcome.
-    for body in [aes_key(5, "b", false), aes_key(6, "b", false)] {
-        let ev = c.event_with_id(id, as_user("bob"), body);
-        let a = c.apply(&c.sign(ev));
-        assert_eq!((a.result, a.replayed), (first.result.clone(), true));
-    }
+    // The same request again returns the first outcome; a different body
+    // under the same id is refused as a reused id.
+    let ev = c.event_with_id(id, as_user("bob"), aes_key(5, "b", false));
+    let a = c.apply(&c.sign(ev));
+    assert_eq!((a.result, a.replayed), (first.result.clone(), true));
+    let ev = c.event_with_id(id, as_user("bob"), aes_key(6, "b", false));
+    let a = c.apply(&c.sign(ev));
+    assert_eq!(
+        (a.result, a.replayed),
+        (Err(Rejection::RequestIdReused), false)
+    );
     assert_only_chain_changed(&before, &c.state);
     assert_eq!(c.state.key_count(), 0);
 }
@@ -1414,4 +1419,30 @@ fn oversized_key_material_is_refused() {
         a.result
     );
     assert_only_chain_changed(&before, &c.state);
+}
+
+#[test]
+fn a_different_request_reusing_an_id_is_refused_not_answered_as_a_replay() {
+    let mut c = Cluster::with_users(&[("alice", Role::Cu)]);
+    let id = c.next_request_id();
+    let first = c.event_with_id(id, as_user("alice"), aes_key(1, "one", false));
+    let first = c.sign(first);
+    assert_eq!(c.apply(&first).result, Ok(()));
+
+    // Same id, another body: refused, nothing but the chain moves.
+    let before = c.state.clone();
+    let other = c.event_with_id(id, as_user("alice"), aes_key(2, "two", false));
+    let other = c.sign(other);
+    let a = c.apply(&other);
+    assert_eq!(a.result, Err(Rejection::RequestIdReused));
+    assert!(!a.replayed);
+    assert_only_chain_changed(&before, &c.state);
+    assert!(c.state.key(hsm_proto::KeyId(2)).is_none());
+
+    // The real retry is still answered as a replay.
+    let retry = c.event_with_id(id, as_user("alice"), aes_key(1, "one", false));
+    let retry = c.sign(retry);
+    let a = c.apply(&retry);
+    assert!(a.replayed);
+    assert_eq!(a.result, Ok(()));
 }
