@@ -82,3 +82,44 @@ fn check_records(bytes: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    #[test]
+    fn random_bytes_are_checked_without_panicking() {
+        let seed: u64 = rand::random();
+        eprintln!("seed {seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for _ in 0..2000 {
+            let len = rng.gen_range(0..3 * BLOCK_BYTES / 2);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let _ = check_records(&bytes);
+        }
+        assert!(
+            check_records(&[]).is_ok(),
+            "an empty file has no bad record"
+        );
+        assert!(
+            check_records(&[0; 100]).is_ok(),
+            "zero padding is not a record"
+        );
+    }
+
+    #[test]
+    fn a_record_with_a_wrong_checksum_is_named() {
+        // type 1 (full), length 3, payload "abc", checksum of something else.
+        let mut rec = vec![0, 0, 0, 0, 3, 0, 1];
+        rec.extend_from_slice(b"abc");
+        let err = check_records(&rec).expect_err("bad checksum");
+        assert!(err.contains("byte 0"), "{err}");
+        // The right masked checksum makes it pass.
+        let crc = crc32c::crc32c(&rec[6..]);
+        let masked = (crc.rotate_right(15)).wrapping_add(MASK_DELTA);
+        rec[..4].copy_from_slice(&masked.to_le_bytes());
+        assert!(check_records(&rec).is_ok());
+    }
+}
