@@ -1,6 +1,8 @@
 //! The HSM node: a Raft member over QUIC that serves users, keys and crypto.
 //!
 //! Modules:
+//! - [`config`]: the node's TOML configuration, its `HSM_NODE_*`
+//!   environment overrides and their validation.
 //! - [`secrets`]: the cluster domain key and what hangs off it (wrapping key
 //!   material, handing the domain key to a joining node, session tokens),
 //!   node identities, and password hashing.
@@ -15,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod raft;
 pub mod secrets;
 pub mod server;
