@@ -8,6 +8,8 @@
 //!   node identities, and password hashing.
 //! - [`transport`]: TLS 1.3 over QUIC, the cluster CA and certificates, and
 //!   size-limited frames.
+//! - [`proposer`]: the leader builds, signs and submits events in chain
+//!   order.
 //! - [`raft`]: openraft's network over that transport, and the server side
 //!   of Raft RPCs.
 //!
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod proposer;
 pub mod raft;
 pub mod secrets;
 pub mod server;

@@ -1,0 +1,191 @@
+//! The leader's side of a write: build the next event of the chain, sign
+//! it, and hand it to Raft, in chain order.
+//!
+//! The chain head the leader builds on is the hash of the last event *in
+//! its log*, which may not be applied yet. It is re-read from the log each
+//! time this node starts a new term as leader, and advanced in memory as
+//! events are submitted; the lock is held from building an event until Raft
+//! has queued it, so events enter the log in the order they were chained,
+//! while their replication and apply overlap.
+
+use ed25519_dalek::SigningKey;
+use hsm_proto::{Actor, Event, EventBody, EventHash, NodeId, RequestId};
+use hsm_raft_store::{ApplyResponse, LogStore, StateMachineStore};
+use hsm_state::{event_hash, sign_event};
+use openraft::storage::RaftLogStorage;
+use openraft::{EntryPayload, RaftLogReader};
+use tokio::sync::Mutex;
+
+use crate::raft::Raft;
+
+/// How many log entries are read per step when looking back for the last
+/// event.
+const SCAN_STEP: u64 = 64;
+
+/// Why a write was not applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// This node is not the leader; the leader, if known, is given.
+    #[error("not the leader (leader is {leader:?})")]
+    NotLeader {
+        /// The current leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// Raft stopped or failed while handling the write.
+    #[error("raft failed: {0}")]
+    Raft(String),
+    /// The log or state could not be read to find the chain head.
+    #[error("cannot read the chain head: {0}")]
+    Store(String),
+}
+
+struct Chain {
+    /// Term in which `head` was read from the log.
+    term: Option<u64>,
+    head: EventHash,
+}
+
+/// Builds, signs and submits events on the leader.
+pub struct Proposer {
+    raft: Raft,
+    log: LogStore,
+    sm: StateMachineStore,
+    node: NodeId,
+    signing: SigningKey,
+    chain: Mutex<Chain>,
+}
+
+impl std::fmt::Debug for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposer")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proposer {
+    /// A proposer for node `node`, signing with its identity key.
+    pub fn new(
+        raft: Raft,
+        log: LogStore,
+        sm: StateMachineStore,
+        node: NodeId,
+        signing: SigningKey,
+    ) -> Proposer {
+        Proposer {
+            raft,
+            log,
+            sm,
+            node,
+            signing,
+            chain: Mutex::new(Chain {
+                term: None,
+                head: EventHash::GENESIS,
+            }),
+        }
+    }
+
+    /// Builds the event, submits it, and waits until it is committed and
+    /// applied on this node. The reply carries the log index and the state
+    /// machine's verdict.
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] when this node is not the leader (also
+    /// when it lost leadership while the write was in flight: the write may
+    /// or may not have been applied, and a retry with the same request id
+    /// is safe), [`ProposeError::Raft`] or [`ProposeError::Store`].
+    pub async fn propose(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        body: EventBody,
+        now_ms: u64,
+    ) -> Result<ApplyResponse, ProposeError> {
+        let receiver = {
+            let mut chain = self.chain.lock().await;
+            let (leader, term) = {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                (m.current_leader, m.current_term)
+            };
+            if leader != Some(self.node) {
+                return Err(ProposeError::NotLeader { leader });
+            }
+            if chain.term != Some(term) {
+                chain.head = self.last_event_hash().await?;
+                chain.term = Some(term);
+            }
+            let signed = sign_event(
+                Event {
+                    request_id,
+                    timestamp_ms: now_ms,
+                    actor,
+                    prev_hash: chain.head,
+                    body,
+                },
+                self.node,
+                &self.signing,
+            );
+            let hash = event_hash(&signed);
+            let receiver = self
+                .raft
+                .client_write_ff(signed)
+                .await
+                .map_err(|e| ProposeError::Raft(e.to_string()))?;
+            chain.head = hash;
+            receiver
+        };
+        match receiver.await {
+            Ok(Ok(reply)) => Ok(reply.data),
+            Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
+                self.forget_head().await;
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(e)) => {
+                self.forget_head().await;
+                Err(ProposeError::Raft(e.to_string()))
+            }
+            Err(e) => {
+                self.forget_head().await;
+                Err(ProposeError::Raft(e.to_string()))
+            }
+        }
+    }
+
+    /// After a failed write the head in memory may name an event that never
+    /// reached the log; read it again next time.
+    async fn forget_head(&self) {
+        self.chain.lock().await.term = None;
+    }
+
+    /// The hash of the last event in the log, or, if the log holds none
+    /// (empty, or purged past the last event), the applied state's head.
+    async fn last_event_hash(&self) -> Result<EventHash, ProposeError> {
+        let mut log = self.log.clone();
+        let state = log
+            .get_log_state()
+            .await
+            .map_err(|e| ProposeError::Store(e.to_string()))?;
+        let first = state.last_purged_log_id.map_or(0, |l| l.index + 1);
+        let mut end = state.last_log_id.map_or(0, |l| l.index + 1);
+        while end > first {
+            let start = end.saturating_sub(SCAN_STEP).max(first);
+            let entries = log
+                .try_get_log_entries(start..end)
+                .await
+                .map_err(|e| ProposeError::Store(e.to_string()))?;
+            let last_event = entries.iter().rev().find_map(|e| match &e.payload {
+                EntryPayload::Normal(signed) => Some(event_hash(signed)),
+                _ => None,
+            });
+            if let Some(hash) = last_event {
+                return Ok(hash);
+            }
+            end = start;
+        }
+        Ok(self.sm.read(|a| a.state.head()))
+    }
+}

@@ -1,0 +1,103 @@
+//! In-process cluster members with real stores and real QUIC on loopback.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use hsm_node::proposer::Proposer;
+use hsm_node::raft::{QuicNetwork, Raft};
+use hsm_node::server::spawn_accept_loop;
+use hsm_node::transport::{
+    client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa,
+};
+use hsm_proto::{NodeId, NodeRecord};
+use hsm_raft_store::{create, StateMachineStore, StorageKey};
+
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub proposer: Proposer,
+    pub signing: SigningKey,
+    server: quinn::Endpoint,
+    acceptor: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Member {
+    /// Stops the member as a crash would look to its peers: Raft stops,
+    /// the endpoint closes, nothing more is answered.
+    pub async fn kill(self) {
+        self.acceptor.abort();
+        self.server.close(0u32.into(), b"killed");
+        let _ = self.raft.shutdown().await;
+    }
+
+    pub fn record(&self) -> NodeRecord {
+        NodeRecord {
+            id: self.id,
+            signing_key: self.signing.verifying_key().to_bytes(),
+            agreement_key: [0; 32],
+            zone: format!("zone-{}", self.id.0),
+            address: self.addr.clone(),
+        }
+    }
+}
+
+pub async fn start(id: u64, ca: &ClusterCa) -> Member {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, sm) = create(dir.path(), &StorageKey::generate()).expect("store");
+    let cert = ca
+        .issue_node(NodeId(id), &["127.0.0.1".into()])
+        .expect("cert");
+    let server = server_endpoint(
+        "127.0.0.1:0".parse().expect("addr"),
+        server_tls(ca.cert_pem(), &cert).expect("server tls"),
+    )
+    .expect("server endpoint");
+    let addr = server.local_addr().expect("addr");
+    let client = client_endpoint(addr, node_client_tls(ca.cert_pem(), &cert).expect("tls"))
+        .expect("client endpoint");
+    let config = openraft::Config {
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        ..Default::default()
+    };
+    let raft = Raft::new(
+        NodeId(id),
+        Arc::new(config.validate().expect("config")),
+        QuicNetwork::new(client),
+        log.clone(),
+        sm.clone(),
+    )
+    .await
+    .expect("raft");
+    let acceptor = spawn_accept_loop(server.clone(), raft.clone());
+    let signing = SigningKey::from_bytes(&[id as u8; 32]);
+    let proposer = Proposer::new(raft.clone(), log, sm.clone(), NodeId(id), signing.clone());
+    Member {
+        id: NodeId(id),
+        addr: addr.to_string(),
+        raft,
+        sm,
+        proposer,
+        signing,
+        server,
+        acceptor,
+        _dir: dir,
+    }
+}
+
+pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
