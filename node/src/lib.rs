@@ -10,6 +10,7 @@
 //!   size-limited frames.
 //! - [`proposer`]: the leader builds, signs and submits events in chain
 //!   order.
+//! - [`writer`]: a write entering on any node reaches the leader.
 //! - [`raft`]: openraft's network over that transport, and the server side
 //!   of Raft RPCs.
 //!
@@ -25,3 +26,4 @@ pub mod raft;
 pub mod secrets;
 pub mod server;
 pub mod transport;
+pub mod writer;

@@ -155,6 +155,22 @@ impl Proposer {
         }
     }
 
+    /// [`Proposer::propose`] stamped with this node's clock.
+    ///
+    /// # Errors
+    /// As [`Proposer::propose`].
+    pub async fn propose_now(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        body: EventBody,
+    ) -> Result<ApplyResponse, ProposeError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.propose(request_id, actor, body, now_ms).await
+    }
+
     /// After a failed write the head in memory may name an event that never
     /// reached the log; read it again next time.
     async fn forget_head(&self) {

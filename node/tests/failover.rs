@@ -145,4 +145,50 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
     }
     let digests: Vec<_> = members.values().map(|m| m.sm.digest()).collect();
     assert_eq!(digests[0], digests[1], "survivors differ");
+
+    // A write entering at the follower is forwarded to the new leader.
+    let follower = members
+        .values()
+        .find(|m| m.id != new_leader)
+        .expect("a follower");
+    let reply = follower
+        .writer
+        .write(
+            request(300),
+            admin(),
+            EventBody::UserCreated {
+                username: Username::new("via-follower").expect("valid"),
+                role: Role::Cu,
+                password_hash: HASH.into(),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("forwarded write applied");
+    assert_eq!(reply.result, Ok(()));
+    // Retried with the same request id (as the SDK would after a timeout):
+    // answered as a replay, applied once.
+    let again = follower
+        .writer
+        .write(
+            request(300),
+            admin(),
+            EventBody::UserCreated {
+                username: Username::new("via-follower").expect("valid"),
+                role: Role::Cu,
+                password_hash: HASH.into(),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("retry answered");
+    assert!(again.replayed && again.result.is_ok(), "{again:?}");
+    wait_for("the follower to apply", Duration::from_secs(10), || {
+        (*follower.sm.applied_index().borrow() >= again.index).then_some(())
+    })
+    .await;
+    assert_eq!(
+        follower.sm.read(|a| a.state.users().count()),
+        1 + 20 + 10 + 1
+    );
 }

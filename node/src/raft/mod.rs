@@ -4,7 +4,9 @@ mod network;
 mod rpc;
 
 pub use network::{QuicNetwork, QuicPeer};
-pub use rpc::{serve_raft_stream, RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
+pub use rpc::{
+    serve_raft_stream, ForwardRefused, ForwardedWrite, RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES,
+};
 
 /// The openraft handle of this cluster.
 pub type Raft = openraft::Raft<hsm_raft_store::TypeConfig>;

@@ -45,6 +45,34 @@ impl QuicNetwork {
     }
 }
 
+impl QuicNetwork {
+    /// Sends a write to the leader `target` at `addr` and returns its
+    /// answer.
+    ///
+    /// # Errors
+    /// A description of why the leader could not be reached or did not
+    /// answer.
+    pub async fn forward(
+        &self,
+        target: NodeId,
+        addr: &str,
+        write: super::ForwardedWrite,
+    ) -> Result<Result<hsm_raft_store::ApplyResponse, super::ForwardRefused>, String> {
+        let peer = QuicPeer {
+            target,
+            addr: addr.to_string(),
+            endpoint: self.endpoint.clone(),
+            conns: self.conns.clone(),
+        };
+        match peer.call(&RaftRpc::Forward(write)).await {
+            Ok(RaftReply::Forward(r)) => Ok(r),
+            Ok(RaftReply::BadRequest(m)) => Err(format!("leader refused the request: {m}")),
+            Ok(_) => Err("leader answered a different rpc".into()),
+            Err(CallError::Unreachable(m) | CallError::Network(m)) => Err(m),
+        }
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
     type Network = QuicPeer;
 

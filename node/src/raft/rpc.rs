@@ -1,7 +1,7 @@
 //! Raft RPC messages and the server side of one RPC stream.
 
-use hsm_proto::{codec, NodeId};
-use hsm_raft_store::TypeConfig;
+use hsm_proto::{codec, Actor, EventBody, NodeId, RequestId};
+use hsm_raft_store::{ApplyResponse, TypeConfig};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -9,7 +9,31 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::proposer::{ProposeError, Proposer};
 use crate::transport::{read_frame, write_frame, FrameError};
+
+/// A write a follower received and hands to the leader, which builds,
+/// stamps and signs the event.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForwardedWrite {
+    /// Idempotency id, kept across forwarding and retries.
+    pub request_id: RequestId,
+    /// The user (or node) the follower authenticated.
+    pub actor: Actor,
+    /// What changes.
+    pub body: EventBody,
+}
+
+/// Why a forwarded write was not applied.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardRefused {
+    /// The receiver is not (or no longer) the leader.
+    #[error("not the leader (leader is {0:?})")]
+    NotLeader(Option<NodeId>),
+    /// Raft failed on the leader.
+    #[error("leader failed: {0}")]
+    Failed(String),
+}
 
 /// Largest Raft frame accepted: a batch of entries or a snapshot chunk.
 pub const MAX_RAFT_FRAME_BYTES: usize = 32 * 1024 * 1024;
@@ -24,6 +48,8 @@ pub enum RaftRpc {
     Vote(VoteRequest<NodeId>),
     /// One chunk of a snapshot.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write for the leader to propose.
+    Forward(ForwardedWrite),
 }
 
 /// The answer to a [`RaftRpc`], as openraft returned it on the receiving
@@ -38,6 +64,8 @@ pub enum RaftReply {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
+    /// Answer to [`RaftRpc::Forward`].
+    Forward(Result<ApplyResponse, ForwardRefused>),
     /// The request frame could not be read or decoded.
     BadRequest(String),
 }
@@ -50,6 +78,7 @@ pub enum RaftReply {
 /// Only if the reply cannot be written (the peer went away).
 pub async fn serve_raft_stream(
     raft: &super::Raft,
+    proposer: &Proposer,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), FrameError> {
@@ -64,6 +93,15 @@ pub async fn serve_raft_stream(
             Ok(RaftRpc::InstallSnapshot(req)) => {
                 RaftReply::InstallSnapshot(raft.install_snapshot(req).await)
             }
+            Ok(RaftRpc::Forward(w)) => RaftReply::Forward(
+                proposer
+                    .propose_now(w.request_id, w.actor, w.body)
+                    .await
+                    .map_err(|e| match e {
+                        ProposeError::NotLeader { leader } => ForwardRefused::NotLeader(leader),
+                        other => ForwardRefused::Failed(other.to_string()),
+                    }),
+            ),
         },
     };
     let bytes = codec::encode("raft reply", &reply)

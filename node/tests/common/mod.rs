@@ -11,6 +11,7 @@ use hsm_node::server::spawn_accept_loop;
 use hsm_node::transport::{
     client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa,
 };
+use hsm_node::writer::Writer;
 use hsm_proto::{NodeId, NodeRecord};
 use hsm_raft_store::{create, StateMachineStore, StorageKey};
 
@@ -19,7 +20,8 @@ pub struct Member {
     pub addr: String,
     pub raft: Raft,
     pub sm: StateMachineStore,
-    pub proposer: Proposer,
+    pub proposer: Arc<Proposer>,
+    pub writer: Writer,
     pub signing: SigningKey,
     server: quinn::Endpoint,
     acceptor: tokio::task::JoinHandle<()>,
@@ -66,24 +68,33 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         election_timeout_max: 800,
         ..Default::default()
     };
+    let network = QuicNetwork::new(client);
     let raft = Raft::new(
         NodeId(id),
         Arc::new(config.validate().expect("config")),
-        QuicNetwork::new(client),
+        network.clone(),
         log.clone(),
         sm.clone(),
     )
     .await
     .expect("raft");
-    let acceptor = spawn_accept_loop(server.clone(), raft.clone());
     let signing = SigningKey::from_bytes(&[id as u8; 32]);
-    let proposer = Proposer::new(raft.clone(), log, sm.clone(), NodeId(id), signing.clone());
+    let proposer = Arc::new(Proposer::new(
+        raft.clone(),
+        log,
+        sm.clone(),
+        NodeId(id),
+        signing.clone(),
+    ));
+    let acceptor = spawn_accept_loop(server.clone(), raft.clone(), proposer.clone());
+    let writer = Writer::new(raft.clone(), proposer.clone(), network);
     Member {
         id: NodeId(id),
         addr: addr.to_string(),
         raft,
         sm,
         proposer,
+        writer,
         signing,
         server,
         acceptor,

@@ -1,0 +1,118 @@
+//! Where a write enters the cluster on any node: proposed here when this
+//! node leads, forwarded to the leader otherwise, retried with the same
+//! request id until it is applied or the deadline passes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hsm_proto::{Actor, EventBody, NodeId, RequestId};
+use hsm_raft_store::ApplyResponse;
+
+use crate::proposer::{ProposeError, Proposer};
+use crate::raft::{ForwardRefused, ForwardedWrite, QuicNetwork, Raft};
+
+/// Pause before retrying while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why a write did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// No leader could apply it before the deadline. The write may still be
+    /// applied later; retrying with the same request id is safe.
+    #[error("no leader applied the write within {timeout:?}: {last}")]
+    Unavailable {
+        /// The deadline given.
+        timeout: Duration,
+        /// The last reason seen.
+        last: String,
+    },
+}
+
+/// Submits writes from any node.
+#[derive(Clone)]
+pub struct Writer {
+    raft: Raft,
+    proposer: Arc<Proposer>,
+    network: QuicNetwork,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// A writer using this node's proposer and its Raft network for
+    /// forwarding.
+    pub fn new(raft: Raft, proposer: Arc<Proposer>, network: QuicNetwork) -> Writer {
+        Writer {
+            raft,
+            proposer,
+            network,
+        }
+    }
+
+    /// Applies one write through the current leader, wherever it is.
+    ///
+    /// # Errors
+    /// [`WriteError::Unavailable`] when no leader applied it within
+    /// `timeout`.
+    pub async fn write(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        body: EventBody,
+        timeout: Duration,
+    ) -> Result<ApplyResponse, WriteError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no attempt made");
+        loop {
+            let leader = match self
+                .proposer
+                .propose_now(request_id, actor.clone(), body.clone())
+                .await
+            {
+                Ok(reply) => return Ok(reply),
+                Err(ProposeError::NotLeader { leader }) => leader,
+                Err(e) => {
+                    last = e.to_string();
+                    None
+                }
+            };
+            if let Some((id, addr)) = leader.and_then(|l| self.address_of(l)) {
+                let write = ForwardedWrite {
+                    request_id,
+                    actor: actor.clone(),
+                    body: body.clone(),
+                };
+                match self.network.forward(id, &addr, write).await {
+                    Ok(Ok(reply)) => return Ok(reply),
+                    Ok(Err(ForwardRefused::NotLeader(_))) => {
+                        last = format!("{id} is no longer the leader")
+                    }
+                    Ok(Err(e)) => last = e.to_string(),
+                    Err(e) => last = format!("forwarding to {id}: {e}"),
+                }
+            } else if leader.is_none() {
+                last = "no leader known".into();
+            }
+            if Instant::now() + RETRY_PAUSE > deadline {
+                return Err(WriteError::Unavailable { timeout, last });
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    fn address_of(&self, node: NodeId) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let found = m
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == node)
+            .map(|(id, n)| (*id, n.addr.clone()));
+        found
+    }
+}
