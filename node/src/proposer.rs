@@ -9,7 +9,7 @@
 //! while their replication and apply overlap.
 
 use ed25519_dalek::SigningKey;
-use hsm_proto::{Actor, Event, EventBody, EventHash, NodeId, RequestId};
+use hsm_proto::{Actor, Event, EventBody, EventHash, NodeId, Rejection, RequestId};
 use hsm_raft_store::{ApplyResponse, LogStore, StateMachineStore};
 use hsm_state::{event_hash, sign_event};
 use openraft::storage::RaftLogStorage;
@@ -38,6 +38,10 @@ pub enum ProposeError {
     /// The log or state could not be read to find the chain head.
     #[error("cannot read the chain head: {0}")]
     Store(String),
+    /// Refused before proposing: the event could not be authentic yet
+    /// (see [`Proposer::propose`]).
+    #[error("refused before proposing: {0}")]
+    Refused(Rejection),
 }
 
 struct Chain {
@@ -112,6 +116,7 @@ impl Proposer {
             if leader != Some(self.node) {
                 return Err(ProposeError::NotLeader { leader });
             }
+            self.precheck(&body)?;
             if chain.term != Some(term) {
                 chain.head = self.last_event_hash().await?;
                 chain.term = Some(term);
@@ -169,6 +174,32 @@ impl Proposer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.propose(request_id, actor, body, now_ms).await
+    }
+
+    /// Refuses, without proposing, an event that every replica would refuse
+    /// as inauthentic: anything before the cluster is initialized, a second
+    /// init, or an event signed by a node not yet registered as a member.
+    /// Such an event would not extend the state's chain while this
+    /// proposer's head moved past it, so every later event would be refused
+    /// as unchained. (The applied state can lag the log; a refusal here is
+    /// safe to retry.)
+    fn precheck(&self, body: &EventBody) -> Result<(), ProposeError> {
+        let (initialized, registered) = self.sm.read(|a| {
+            (
+                a.state.cluster().is_some(),
+                a.state.node(self.node).is_some(),
+            )
+        });
+        let refusal = match body {
+            EventBody::ClusterInitialized { .. } if initialized => {
+                Some(Rejection::AlreadyInitialized)
+            }
+            EventBody::ClusterInitialized { .. } => None,
+            _ if !initialized => Some(Rejection::NotInitialized),
+            _ if !registered => Some(Rejection::UnknownSigner(self.node)),
+            _ => None,
+        };
+        refusal.map_or(Ok(()), |r| Err(ProposeError::Refused(r)))
     }
 
     /// After a failed write the head in memory may name an event that never

@@ -18,6 +18,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
+    /// The leader refused to propose the write; retrying later may succeed
+    /// (for example once this node's membership is applied).
+    #[error("write refused: {0}")]
+    Refused(hsm_proto::Rejection),
     /// No leader could apply it before the deadline. The write may still be
     /// applied later; retrying with the same request id is safe.
     #[error("no leader applied the write within {timeout:?}: {last}")]
@@ -75,6 +79,7 @@ impl Writer {
                 .await
             {
                 Ok(reply) => return Ok(reply),
+                Err(ProposeError::Refused(r)) => return Err(WriteError::Refused(r)),
                 Err(ProposeError::NotLeader { leader }) => leader,
                 Err(e) => {
                     last = e.to_string();
@@ -89,6 +94,7 @@ impl Writer {
                 };
                 match self.network.forward(id, &addr, write).await {
                     Ok(Ok(reply)) => return Ok(reply),
+                    Ok(Err(ForwardRefused::Refused(r))) => return Err(WriteError::Refused(r)),
                     Ok(Err(ForwardRefused::NotLeader(_))) => {
                         last = format!("{id} is no longer the leader")
                     }

@@ -84,6 +84,29 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
     .await;
     let l = members[&leader].clone();
 
+    // Before init, a write is refused without being proposed, so it cannot
+    // leave an unchainable event in the log.
+    let early = l
+        .proposer
+        .propose(
+            request(9_999),
+            admin(),
+            EventBody::UserDeleted {
+                username: Username::new("nobody").expect("valid"),
+            },
+            5,
+        )
+        .await;
+    assert!(
+        matches!(
+            early,
+            Err(hsm_node::proposer::ProposeError::Refused(
+                hsm_proto::Rejection::NotInitialized
+            ))
+        ),
+        "{early:?}"
+    );
+
     // Init, activate, and register every member's signing key.
     let init = EventBody::ClusterInitialized {
         cluster_id: ClusterId([4; 16]),

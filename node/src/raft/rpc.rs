@@ -30,6 +30,9 @@ pub enum ForwardRefused {
     /// The receiver is not (or no longer) the leader.
     #[error("not the leader (leader is {0:?})")]
     NotLeader(Option<NodeId>),
+    /// The leader refused to propose it (see `Proposer::propose`).
+    #[error("refused: {0}")]
+    Refused(hsm_proto::Rejection),
     /// Raft failed on the leader.
     #[error("leader failed: {0}")]
     Failed(String),
@@ -99,6 +102,7 @@ pub async fn serve_raft_stream(
                     .await
                     .map_err(|e| match e {
                         ProposeError::NotLeader { leader } => ForwardRefused::NotLeader(leader),
+                        ProposeError::Refused(r) => ForwardRefused::Refused(r),
                         other => ForwardRefused::Failed(other.to_string()),
                     }),
             ),
