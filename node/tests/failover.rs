@@ -3,14 +3,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use hsm_node::transport::ClusterCa;
-use hsm_proto::{Actor, ClusterId, EventBody, NodeId, RequestId, Role, Username};
-use openraft::BasicNode;
+use hsm_proto::{Actor, ClusterId, EventBody, RequestId, Role, Username};
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 
@@ -58,30 +56,7 @@ async fn create_users(member: &Arc<Member>, prefix: &str, count: u64, first_requ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
     let ca = ClusterCa::generate("failover").expect("ca");
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        members.insert(NodeId(id), Arc::new(start(id, &ca).await));
-    }
-    let nodes: BTreeMap<_, _> = members
-        .values()
-        .map(|m| {
-            (
-                m.id,
-                BasicNode {
-                    addr: m.addr.clone(),
-                },
-            )
-        })
-        .collect();
-    members[&NodeId(1)]
-        .raft
-        .initialize(nodes)
-        .await
-        .expect("initialize");
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        members[&NodeId(1)].raft.metrics().borrow().current_leader
-    })
-    .await;
+    let (mut members, leader) = start_cluster(3, &ca).await;
     let l = members[&leader].clone();
 
     // Before init, a write is refused without being proposed, so it cannot
@@ -174,9 +149,8 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
         .values()
         .find(|m| m.id != new_leader)
         .expect("a follower");
-    let reply = follower
-        .writer
-        .write(
+    let via_follower = || {
+        follower.writer.write(
             request(300),
             admin(),
             EventBody::UserCreated {
@@ -186,25 +160,12 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
             },
             Duration::from_secs(10),
         )
-        .await
-        .expect("forwarded write applied");
+    };
+    let reply = via_follower().await.expect("forwarded write applied");
     assert_eq!(reply.result, Ok(()));
     // Retried with the same request id (as the SDK would after a timeout):
     // answered as a replay, applied once.
-    let again = follower
-        .writer
-        .write(
-            request(300),
-            admin(),
-            EventBody::UserCreated {
-                username: Username::new("via-follower").expect("valid"),
-                role: Role::Cu,
-                password_hash: HASH.into(),
-            },
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("retry answered");
+    let again = via_follower().await.expect("retry answered");
     assert!(again.replayed && again.result.is_ok(), "{again:?}");
     wait_for("the follower to apply", Duration::from_secs(10), || {
         (*follower.sm.applied_index().borrow() >= again.index).then_some(())

@@ -3,43 +3,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
 use hsm_node::transport::{client_endpoint, client_tls, ClusterCa, SERVER_NAME};
 use hsm_proto::{Actor, ClusterId, Event, EventBody, EventHash, RequestId};
-use openraft::BasicNode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_elect_a_leader_and_replicate_a_signed_event() {
     let ca = ClusterCa::generate("raft-test").expect("ca");
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        members.insert(id, start(id, &ca).await);
-    }
-    let nodes: BTreeMap<_, _> = members
-        .values()
-        .map(|m| {
-            (
-                m.id,
-                BasicNode {
-                    addr: m.addr.clone(),
-                },
-            )
-        })
-        .collect();
-    members[&1]
-        .raft
-        .initialize(nodes)
-        .await
-        .expect("initialize");
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        members[&1].raft.metrics().borrow().current_leader
-    })
-    .await;
+    let (members, leader) = start_cluster(3, &ca).await;
 
-    let l = &members[&leader.0];
+    let l = &members[&leader];
     let event = Event {
         request_id: RequestId([1; 16]),
         timestamp_ms: 1,
@@ -69,7 +44,9 @@ async fn three_members_elect_a_leader_and_replicate_a_signed_event() {
         digests.windows(2).all(|w| w[0] == w[1]),
         "replicas differ: {digests:?}"
     );
-    assert!(members[&3].sm.read(|a| a.state.cluster().is_some()));
+    assert!(members[&hsm_proto::NodeId(3)]
+        .sm
+        .read(|a| a.state.cluster().is_some()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

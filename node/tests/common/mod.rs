@@ -1,6 +1,7 @@
 //! In-process cluster members with real stores and real QUIC on loopback.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,4 +112,31 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> O
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `n` members (ids 1..=n) formed into one Raft cluster; returns them with
+/// the elected leader.
+pub async fn start_cluster(n: u64, ca: &ClusterCa) -> (BTreeMap<NodeId, Arc<Member>>, NodeId) {
+    let mut members = BTreeMap::new();
+    for id in 1..=n {
+        members.insert(NodeId(id), Arc::new(start(id, ca).await));
+    }
+    let nodes: BTreeMap<_, _> = members
+        .values()
+        .map(|m| {
+            (
+                m.id,
+                openraft::BasicNode {
+                    addr: m.addr.clone(),
+                },
+            )
+        })
+        .collect();
+    let first = members.values().next().expect("a member").clone();
+    first.raft.initialize(nodes).await.expect("initialize");
+    let leader = wait_for("a leader", Duration::from_secs(10), || {
+        first.raft.metrics().borrow().current_leader
+    })
+    .await;
+    (members, leader)
 }
