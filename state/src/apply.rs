@@ -21,17 +21,21 @@ type Rule = Result<(), Rejection>;
 impl State {
     /// Applies one signed event.
     ///
-    /// Order of checks: signature by a member (for the first event, by the
-    /// node it introduces), then the chain link. An event failing either is
-    /// refused and changes nothing at all. An event passing both extends the
-    /// chain; if its request id was applied before, the first outcome is
-    /// returned and nothing else changes; otherwise the role table and the
-    /// rules decide, and a refusal changes nothing but the chain head.
+    /// Order of checks: the chain link first; an event that does not point
+    /// at the current head is refused and changes nothing at all. Every
+    /// linked event extends the chain, authentic or not, so the chain is
+    /// the chain of the log and a leader can always build on the last event
+    /// in its log. Then the signature: it must be a member's (for the first
+    /// event, the node it introduces); an inauthentic event changes nothing
+    /// but the chain head. Then the request id: if it was applied before,
+    /// the first outcome is returned and nothing else changes. Then the
+    /// role table and the rules; a refusal changes nothing but the chain
+    /// head and the remembered outcome.
     pub fn apply(&mut self, signed: &SignedEvent) -> Applied {
         let mut changed = BTreeSet::new();
-        if let Err(reason) = self.check_authenticity(signed) {
+        if signed.event.prev_hash != self.meta.head {
             return Applied {
-                result: Err(reason),
+                result: Err(Rejection::ChainMismatch),
                 replayed: false,
                 changed,
             };
@@ -39,6 +43,13 @@ impl State {
         self.meta.head = event_hash(signed);
         self.meta.events += 1;
         changed.insert(EntityKey::Meta);
+        if let Err(reason) = self.check_signature(signed) {
+            return Applied {
+                result: Err(reason),
+                replayed: false,
+                changed,
+            };
+        }
 
         let request_id = signed.event.request_id;
         let fingerprint = request_fingerprint(&signed.event.actor, &signed.event.body);
@@ -73,33 +84,22 @@ impl State {
         }
     }
 
-    fn check_authenticity(&self, signed: &SignedEvent) -> Rule {
-        let event = &signed.event;
-        let signer_key = match (&event.body, &self.meta.cluster) {
+    fn check_signature(&self, signed: &SignedEvent) -> Rule {
+        let signer_key = match (&signed.event.body, &self.meta.cluster) {
             (EventBody::ClusterInitialized { first_node, .. }, None) => {
                 if first_node.id != signed.signer {
                     return Err(Rejection::UnknownSigner(signed.signer));
                 }
                 first_node.signing_key
             }
-            (EventBody::ClusterInitialized { .. }, Some(_)) => {
-                // Still require a member's signature before saying anything.
-                self.member_key(signed)?
-            }
             (_, None) => return Err(Rejection::NotInitialized),
             (_, Some(_)) => self.member_key(signed)?,
         };
-        if !verify_signature(signed, &signer_key) {
-            return Err(Rejection::BadSignature(signed.signer));
+        if verify_signature(signed, &signer_key) {
+            Ok(())
+        } else {
+            Err(Rejection::BadSignature(signed.signer))
         }
-        if event.prev_hash != self.meta.head {
-            return Err(Rejection::ChainMismatch);
-        }
-        if matches!(event.body, EventBody::ClusterInitialized { .. }) && self.meta.cluster.is_some()
-        {
-            return Err(Rejection::AlreadyInitialized);
-        }
-        Ok(())
     }
 
     fn member_key(&self, signed: &SignedEvent) -> Result<[u8; 32], Rejection> {
@@ -155,6 +155,9 @@ impl Tx<'_> {
                 first_node,
                 admin_password_hash,
             } => {
+                if self.state.meta.cluster.is_some() {
+                    return Err(Rejection::AlreadyInitialized);
+                }
                 if *actor != Actor::Node(first_node.id) {
                     return Err(Rejection::UnknownActor(actor.to_string()));
                 }

@@ -522,11 +522,14 @@ impl Model {
         tamper: Option<Tamper>,
     ) -> (Out, bool) {
         let is_init = matches!(op, Op::Init { .. });
-        let front = self.authenticate(is_init, signer, tamper);
-        if let Err(r) = front {
-            return (Err(r), false);
+        // Only a linked event extends the chain; then authenticity.
+        if tamper == Some(Tamper::PrevHash) {
+            return (Err(R::ChainMismatch), false);
         }
         self.events += 1;
+        if let Err(r) = self.authenticate(is_init, signer, tamper) {
+            return (Err(r), false);
+        }
         if let Some((r, a, o)) = self.results.get(&req) {
             // The same request again is a replay; another request under a
             // used id is refused.
@@ -564,9 +567,7 @@ impl Model {
         need(
             expected_key == key_of && tamper != Some(Tamper::Signature),
             R::BadSignature(signer),
-        )?;
-        need(tamper != Some(Tamper::PrevHash), R::ChainMismatch)?;
-        need(!(is_init && self.initialized), R::AlreadyInitialized)
+        )
     }
 
     fn user(&self, i: usize) -> Result<&MUser, R> {
@@ -594,6 +595,7 @@ impl Model {
     fn rules(&mut self, actor: &MActor, op: &Op, signer: u64) -> Out {
         match op {
             Op::Init { good_hash, .. } => {
+                need(!self.initialized, R::AlreadyInitialized)?;
                 need(*actor == MActor::Node(1), R::UnknownActor)?;
                 need(*good_hash, R::InvalidPasswordHash)?;
                 self.initialized = true;

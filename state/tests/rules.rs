@@ -120,19 +120,21 @@ fn shares(c: &Cluster, id: u64) -> Vec<String> {
 // ---------------------------------------------------------------- activation
 
 #[test]
-fn uninitialized_state_refuses_every_event_but_init_and_changes_nothing() {
+fn uninitialized_state_refuses_every_event_but_init_and_only_the_chain_moves() {
     let mut c = Cluster::new();
-    let before = c.state.digest();
     for body in [create("bob", Role::Cu), pw("admin", HASH2), add_node(2)] {
         let a = c.by("admin", body);
         assert_eq!(a.result, Err(Rejection::NotInitialized));
-        assert!(a.changed.is_empty());
+        assert_eq!(a.changed, BTreeSet::from([EntityKey::Meta]));
     }
     let a = c.by_node(1, login_failed("admin"));
     assert_eq!(a.result, Err(Rejection::NotInitialized));
-    assert_eq!(c.state.digest(), before);
-    assert_eq!(c.state.events(), 0);
-    assert_eq!(c.state.head(), EventHash::GENESIS);
+    assert!(c.state.cluster().is_none());
+    assert_eq!(c.state.users().count() + c.state.nodes().count(), 0);
+    assert_eq!(c.state.events(), 4);
+    assert_ne!(c.state.head(), EventHash::GENESIS);
+    // The chain is intact: an init linked to the last refusal works.
+    assert_eq!(c.init().result, Ok(()));
 }
 
 #[test]
@@ -158,8 +160,12 @@ fn init_must_be_signed_by_the_node_it_introduces() {
     c.signer = NodeId(2);
     let a = c.by_node(1, init_body(1, HASH));
     assert_eq!(a.result, Err(Rejection::UnknownSigner(NodeId(2))));
-    assert!(a.changed.is_empty());
-    assert_eq!(c.state, State::new());
+    assert_eq!(a.changed, BTreeSet::from([EntityKey::Meta]));
+    assert!(c.state.cluster().is_none());
+    assert!(!c
+        .state
+        .entities()
+        .any(|e| matches!(e, hsm_state::Entity::Request(_))));
 
     // Claims to be node 1 but signed with node 2's key.
     let mut c = Cluster::new();
@@ -167,7 +173,8 @@ fn init_must_be_signed_by_the_node_it_introduces() {
     let forged = sign_event(event, NodeId(1), &node_key(2));
     let a = c.apply(&forged);
     assert_eq!(a.result, Err(Rejection::BadSignature(NodeId(1))));
-    assert_eq!(c.state, State::new());
+    assert!(c.state.cluster().is_none());
+    assert_eq!(c.state.nodes().count(), 0);
 }
 
 #[test]
@@ -190,14 +197,13 @@ fn init_by_another_actor_or_with_a_bad_hash_is_refused_and_leaves_the_cluster_un
 }
 
 #[test]
-fn a_second_init_is_refused_and_changes_nothing() {
+fn a_second_init_is_refused_and_only_the_chain_moves() {
     let mut c = Cluster::activated();
     let before = c.state.clone();
     let a = c.by_node(1, init_body(1, HASH));
     assert_eq!(a.result, Err(Rejection::AlreadyInitialized));
-    assert!(a.changed.is_empty());
-    assert_eq!(c.state, before);
-    assert_eq!(c.state.digest(), before.digest());
+    assert_only_chain_changed(&before, &c.state);
+    assert_eq!(c.state.cluster(), before.cluster());
 }
 
 #[test]
@@ -1037,47 +1043,64 @@ fn assert_nothing_changed(c: &Cluster, before: &State, a: &hsm_state::Applied) {
     assert_eq!(&c.state, before);
 }
 
+/// An inauthentic but linked event: the chain moves (so later events can
+/// link to it), nothing else does, and its request id is not remembered.
+fn assert_only_chain_moved(c: &Cluster, before: &State, a: &hsm_state::Applied) {
+    assert_eq!(
+        a.changed,
+        BTreeSet::from([EntityKey::Meta]),
+        "{:?}",
+        a.changed
+    );
+    assert!(!a.replayed);
+    assert_eq!(c.state.events(), before.events() + 1);
+    assert_only_chain_changed(before, &c.state);
+}
+
 #[test]
-fn a_tampered_signature_is_refused_and_changes_nothing() {
+fn a_tampered_signature_is_refused_and_only_the_chain_moves() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    let before = c.state.clone();
     let ev = c.event(as_user("bob"), aes_key(1, "a", false));
     let mut signed = c.sign(ev);
     signed.signature.0[10] ^= 1;
+    let before = c.state.clone();
     let a = c.apply(&signed);
     assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
-    assert_nothing_changed(&c, &before, &a);
+    assert_only_chain_moved(&c, &before, &a);
 
     // A body changed after signing.
     let ev = c.event(as_user("bob"), aes_key(1, "a", false));
     let mut signed = c.sign(ev);
     signed.event.actor = as_user("admin");
+    let before = c.state.clone();
     let a = c.apply(&signed);
     assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
-    assert_nothing_changed(&c, &before, &a);
+    assert_only_chain_moved(&c, &before, &a);
 
     // An all-zero signature.
     let ev = c.event(as_user("bob"), aes_key(1, "a", false));
     let mut signed = c.sign(ev);
     signed.signature = Signature([0; 64]);
+    let before = c.state.clone();
     let a = c.apply(&signed);
     assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
-    assert_nothing_changed(&c, &before, &a);
+    assert_only_chain_moved(&c, &before, &a);
 }
 
 #[test]
-fn an_unknown_signer_is_refused_and_changes_nothing() {
+fn an_unknown_signer_is_refused_and_only_the_chain_moves() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    let before = c.state.clone();
     c.signer = NodeId(9);
+    let before = c.state.clone();
     let a = c.by("bob", aes_key(1, "a", false));
     assert_eq!(a.result, Err(Rejection::UnknownSigner(NodeId(9))));
-    assert_nothing_changed(&c, &before, &a);
+    assert_only_chain_moved(&c, &before, &a);
     // A member's id with a non-member's key.
     let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let before = c.state.clone();
     let a = c.apply(&sign_event(ev, FIRST, &node_key(9)));
     assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
-    assert_nothing_changed(&c, &before, &a);
+    assert_only_chain_moved(&c, &before, &a);
 }
 
 #[test]
@@ -1140,7 +1163,7 @@ fn signatures_follow_membership() {
     c.signer = FIRST;
     let a = c.by("admin", create("dave", Role::Cu));
     assert_eq!(a.result, Err(Rejection::UnknownSigner(FIRST)));
-    assert_nothing_changed(&c, &before, &a);
+    assert_only_chain_moved(&c, &before, &a);
 }
 
 // ---------------------------------------------------------------- nodes
@@ -1391,12 +1414,19 @@ fn changed_lists_exactly_the_entities_that_differ() {
     for (actor, body) in steps {
         let _ = checked(&mut c, actor, body);
     }
-    // Tampered: nothing changes and nothing is listed.
+    // Tampered: only the chain moves, and only that is listed.
     let ev = c.event(as_user("admin"), create("y", Role::Au));
     let mut s = c.sign(ev);
     s.signature.0[0] ^= 0x80;
     let before = c.state.clone();
     let a = c.apply(&s);
+    assert_eq!(a.changed, BTreeSet::from([EntityKey::Meta]));
+    assert_eq!(diff(&before, &c.state), a.changed);
+    // Unlinked: nothing changes and nothing is listed.
+    let mut ev = c.event(as_user("admin"), create("y", Role::Au));
+    ev.prev_hash = EventHash([9; 32]);
+    let before = c.state.clone();
+    let a = c.apply(&c.sign(ev));
     assert!(a.changed.is_empty());
     assert_eq!(diff(&before, &c.state), BTreeSet::new());
 }
