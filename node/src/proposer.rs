@@ -179,10 +179,10 @@ impl Proposer {
     /// Refuses, without proposing, an event that every replica would refuse
     /// as inauthentic: anything before the cluster is initialized, a second
     /// init, or an event signed by a node not yet registered as a member.
-    /// Such an event would not extend the state's chain while this
-    /// proposer's head moved past it, so every later event would be refused
-    /// as unchained. (The applied state can lag the log; a refusal here is
-    /// safe to retry.)
+    /// Replicas would only move their chain head past it, so this just
+    /// keeps useless events out of the log and gives the caller a clear
+    /// reason. (The applied state can lag the log; a refusal here is safe
+    /// to retry.)
     fn precheck(&self, body: &EventBody) -> Result<(), ProposeError> {
         let (initialized, registered) = self.sm.read(|a| {
             (
