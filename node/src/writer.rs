@@ -71,17 +71,28 @@ impl Writer {
         timeout: Duration,
     ) -> Result<ApplyResponse, WriteError> {
         let deadline = Instant::now() + timeout;
+        let until = tokio::time::Instant::from_std(deadline);
+        let unavailable = |last: String| WriteError::Unavailable { timeout, last };
         let mut last = String::from("no attempt made");
         loop {
-            let leader = match self
-                .proposer
-                .propose_now(request_id, actor.clone(), body.clone())
-                .await
-            {
-                Ok(reply) => return Ok(reply),
-                Err(ProposeError::Refused(r)) => return Err(WriteError::Refused(r)),
-                Err(ProposeError::NotLeader { leader }) => leader,
-                Err(e) => {
+            // Each attempt is bounded by the deadline: a leader cut off from
+            // the majority keeps a write pending forever.
+            let attempt = tokio::time::timeout_at(
+                until,
+                self.proposer
+                    .propose_now(request_id, actor.clone(), body.clone()),
+            )
+            .await;
+            let leader = match attempt {
+                Err(_) => return Err(unavailable(format!("not committed in time ({last})"))),
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(ProposeError::Refused(r))) => return Err(WriteError::Refused(r)),
+                Ok(Err(ProposeError::NotLeader { leader: None })) => {
+                    last = "no leader known".into();
+                    None
+                }
+                Ok(Err(ProposeError::NotLeader { leader })) => leader,
+                Ok(Err(e)) => {
                     last = e.to_string();
                     None
                 }
@@ -92,20 +103,21 @@ impl Writer {
                     actor: actor.clone(),
                     body: body.clone(),
                 };
-                match self.network.forward(id, &addr, write).await {
-                    Ok(Ok(reply)) => return Ok(reply),
-                    Ok(Err(ForwardRefused::Refused(r))) => return Err(WriteError::Refused(r)),
-                    Ok(Err(ForwardRefused::NotLeader(_))) => {
-                        last = format!("{id} is no longer the leader")
+                match tokio::time::timeout_at(until, self.network.forward(id, &addr, write)).await {
+                    Err(_) => {
+                        return Err(unavailable(format!("{id} did not answer in time")));
                     }
-                    Ok(Err(e)) => last = e.to_string(),
-                    Err(e) => last = format!("forwarding to {id}: {e}"),
+                    Ok(Ok(Ok(reply))) => return Ok(reply),
+                    Ok(Ok(Err(ForwardRefused::Refused(r)))) => return Err(WriteError::Refused(r)),
+                    Ok(Ok(Err(ForwardRefused::NotLeader(_)))) => {
+                        last = format!("{id} is no longer the leader");
+                    }
+                    Ok(Ok(Err(e))) => last = e.to_string(),
+                    Ok(Err(e)) => last = format!("forwarding to {id}: {e}"),
                 }
-            } else if leader.is_none() {
-                last = "no leader known".into();
             }
             if Instant::now() + RETRY_PAUSE > deadline {
-                return Err(WriteError::Unavailable { timeout, last });
+                return Err(unavailable(last));
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }

@@ -176,3 +176,54 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
         1 + 20 + 10 + 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_without_a_majority_fails_at_its_deadline_instead_of_hanging() {
+    let ca = ClusterCa::generate("no-quorum").expect("ca");
+    let (mut members, leader) = start_cluster(3, &ca).await;
+    let l = members[&leader].clone();
+    let init = EventBody::ClusterInitialized {
+        cluster_id: ClusterId([5; 16]),
+        first_node: l.record(),
+        admin_password_hash: HASH.into(),
+    };
+    let reply = l
+        .proposer
+        .propose(request(1), Actor::Node(leader), init, 1)
+        .await
+        .expect("init");
+    assert_eq!(reply.result, Ok(()));
+
+    // Both followers die: the leader can no longer commit anything.
+    let followers: Vec<_> = members.keys().copied().filter(|id| *id != leader).collect();
+    for id in followers {
+        let m = Arc::try_unwrap(members.remove(&id).expect("member"))
+            .unwrap_or_else(|_| panic!("member still shared"));
+        m.kill().await;
+    }
+
+    let started = std::time::Instant::now();
+    let write = l.writer.write(
+        request(2),
+        Actor::Node(leader),
+        EventBody::LoginFailed {
+            username: Username::new("admin").expect("valid"),
+        },
+        Duration::from_millis(800),
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(10), write)
+        .await
+        .expect("the write must give up at its deadline, not hang");
+    assert!(
+        matches!(
+            outcome,
+            Err(hsm_node::writer::WriteError::Unavailable { .. })
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

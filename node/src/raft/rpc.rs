@@ -38,6 +38,10 @@ pub enum ForwardRefused {
     Failed(String),
 }
 
+/// Longest a leader works on a forwarded write before answering that it
+/// could not commit it (the follower's caller may retry with the same id).
+pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Largest Raft frame accepted: a batch of entries or a snapshot chunk.
 pub const MAX_RAFT_FRAME_BYTES: usize = 32 * 1024 * 1024;
 
@@ -97,14 +101,21 @@ pub async fn serve_raft_stream(
                 RaftReply::InstallSnapshot(raft.install_snapshot(req).await)
             }
             Ok(RaftRpc::Forward(w)) => RaftReply::Forward(
-                proposer
-                    .propose_now(w.request_id, w.actor, w.body)
-                    .await
-                    .map_err(|e| match e {
+                match tokio::time::timeout(
+                    FORWARD_TIMEOUT,
+                    proposer.propose_now(w.request_id, w.actor, w.body),
+                )
+                .await
+                {
+                    Err(_) => Err(ForwardRefused::Failed(format!(
+                        "not committed within {FORWARD_TIMEOUT:?}"
+                    ))),
+                    Ok(r) => r.map_err(|e| match e {
                         ProposeError::NotLeader { leader } => ForwardRefused::NotLeader(leader),
                         ProposeError::Refused(r) => ForwardRefused::Refused(r),
                         other => ForwardRefused::Failed(other.to_string()),
                     }),
+                },
             ),
         },
     };
