@@ -106,7 +106,7 @@ impl Proposer {
         body: EventBody,
         now_ms: u64,
     ) -> Result<ApplyResponse, ProposeError> {
-        let receiver = {
+        let (receiver, term) = {
             let mut chain = self.chain.lock().await;
             let (leader, term) = {
                 let m = self.raft.metrics();
@@ -139,22 +139,28 @@ impl Proposer {
                 .await
                 .map_err(|e| ProposeError::Raft(e.to_string()))?;
             chain.head = hash;
-            receiver
+            (receiver, term)
         };
         match receiver.await {
-            Ok(Ok(reply)) => Ok(reply.data),
+            Ok(Ok(reply)) => {
+                if reply.data.result == Err(Rejection::ChainMismatch) {
+                    // Our head was not the log's: read it again.
+                    self.forget_head(term).await;
+                }
+                Ok(reply.data)
+            }
             Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
-                self.forget_head().await;
+                self.forget_head(term).await;
                 Err(ProposeError::NotLeader {
                     leader: f.leader_id,
                 })
             }
             Ok(Err(e)) => {
-                self.forget_head().await;
+                self.forget_head(term).await;
                 Err(ProposeError::Raft(e.to_string()))
             }
             Err(e) => {
-                self.forget_head().await;
+                self.forget_head(term).await;
                 Err(ProposeError::Raft(e.to_string()))
             }
         }
@@ -203,9 +209,13 @@ impl Proposer {
     }
 
     /// After a failed write the head in memory may name an event that never
-    /// reached the log; read it again next time.
-    async fn forget_head(&self) {
-        self.chain.lock().await.term = None;
+    /// reached the log; read it again next time, unless this node has since
+    /// started another term (whose head was read after this write failed).
+    async fn forget_head(&self, term: u64) {
+        let mut chain = self.chain.lock().await;
+        if chain.term == Some(term) {
+            chain.term = None;
+        }
     }
 
     /// The hash of the last event in the log, or, if the log holds none
