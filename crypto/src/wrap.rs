@@ -20,17 +20,23 @@ fn mismatch(mechanism: WrapMechanism, spec: KeySpec) -> CryptoError {
     }
 }
 
+/// AWS-LC's key-wrap key for a 128- or 256-bit KEK (the callers match on
+/// the length first).
+fn aws_kek(kek: &[u8]) -> std::result::Result<key_wrap::AesKek, aws_lc_rs::error::Unspecified> {
+    let cipher = if kek.len() == 16 {
+        &key_wrap::AES_128
+    } else {
+        &key_wrap::AES_256
+    };
+    key_wrap::AesKek::new(cipher, kek)
+}
+
 fn kwp_wrap(kek: &[u8], data: &[u8]) -> Result<Vec<u8>> {
     let failed = CryptoError::Internal("aes key wrap");
     let mut out = vec![0u8; data.len().div_ceil(SEMIBLOCK) * SEMIBLOCK + SEMIBLOCK];
     let len = match kek.len() {
         16 | 32 => {
-            let cipher = if kek.len() == 16 {
-                &key_wrap::AES_128
-            } else {
-                &key_wrap::AES_256
-            };
-            let kek = key_wrap::AesKek::new(cipher, kek).map_err(|_| failed.clone())?;
+            let kek = aws_kek(kek).map_err(|_| failed.clone())?;
             kek.wrap_with_padding(data, &mut out)
                 .map_err(|_| failed)?
                 .len()
@@ -58,13 +64,7 @@ fn kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     let mut out = Zeroizing::new(vec![0u8; wrapped.len() - SEMIBLOCK]);
     let len = match kek.len() {
         16 | 32 => {
-            let cipher = if kek.len() == 16 {
-                &key_wrap::AES_128
-            } else {
-                &key_wrap::AES_256
-            };
-            let kek = key_wrap::AesKek::new(cipher, kek)
-                .map_err(|_| CryptoError::Internal("aes key wrap"))?;
+            let kek = aws_kek(kek).map_err(|_| CryptoError::Internal("aes key wrap"))?;
             kek.unwrap_with_padding(wrapped, &mut out)
                 .map_err(|_| CryptoError::UnwrapFailed)?
                 .len()
