@@ -42,7 +42,6 @@ mod encoding;
 mod error;
 mod keys;
 mod loaded;
-pub mod mechanism;
 mod sign;
 mod wrap;
 
@@ -50,7 +49,7 @@ pub use agree::{BLAKE3_DERIVE_CONTEXT, MAX_DERIVE_CONTEXT_LEN};
 pub use cipher::{AES_GCM_IV_LEN, AES_GCM_TAG_LEN};
 pub use digest::{digest, random_bytes, MAX_RANDOM_LEN};
 pub use error::{CryptoError, Result};
-pub use hsm_proto::KeySpec;
+pub use hsm_proto::{mechanism, KeySpec};
 pub use keys::{generate, import, KeyMaterial, PublicKey};
 pub use loaded::LoadedKey;
 pub use mechanism::{

@@ -11,10 +11,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod codec;
 mod event;
 mod ids;
 mod key;
+pub mod mechanism;
 mod rejection;
 mod user;
 

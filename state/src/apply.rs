@@ -609,9 +609,35 @@ impl Tx<'_> {
 /// blake3 over the canonical encoding of who asked for what: equal for a
 /// retry of the same request, different for any other request.
 fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
+    // A retry of a write is built again by whichever node receives it, so
+    // what that node makes fresh each time (password hash salts, generated
+    // key material) differs between attempts of the same request; the
+    // fingerprint leaves those out and keeps the caller's intent.
+    let mut intent = body.clone();
+    match &mut intent {
+        EventBody::ClusterInitialized {
+            admin_password_hash: h,
+            ..
+        }
+        | EventBody::UserCreated {
+            password_hash: h, ..
+        }
+        | EventBody::PasswordChanged {
+            password_hash: h, ..
+        } => h.clear(),
+        EventBody::KeyCreated {
+            wrapped_material,
+            public_key,
+            ..
+        } => {
+            wrapped_material.clear();
+            public_key.clear();
+        }
+        _ => {}
+    }
     // Encoding in-memory event parts cannot fail (they are far below the
     // codec's size limit once the event itself decoded).
-    let bytes = hsm_proto::codec::encode("request", &(actor, body)).unwrap_or_default();
+    let bytes = hsm_proto::codec::encode("request", &(actor, &intent)).unwrap_or_default();
     *blake3::hash(&bytes).as_bytes()
 }
 

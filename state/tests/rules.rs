@@ -995,6 +995,59 @@ fn the_same_request_id_twice_applies_once_and_replays_the_result() {
 }
 
 #[test]
+fn a_retry_rebuilt_with_fresh_salt_or_material_is_still_a_replay() {
+    // A retried write may be rebuilt by another node: new password salt,
+    // newly generated key material. It is the same request.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let id = c.next_request_id();
+    let with_material = |material: u8| match aes_key(1, "a", false) {
+        EventBody::KeyCreated {
+            key,
+            spec,
+            attributes,
+            unique_label,
+            ..
+        } => EventBody::KeyCreated {
+            key,
+            spec,
+            attributes,
+            wrapped_material: vec![material; 40],
+            public_key: vec![],
+            unique_label,
+        },
+        other => other,
+    };
+    let event = c.event_with_id(id, as_user("bob"), with_material(1));
+    assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
+    let event = c.event_with_id(id, as_user("bob"), with_material(2));
+    let again = c.apply(&c.sign(event));
+    assert!(again.replayed);
+    let key = c.state.key(hsm_proto::KeyId(1)).expect("key");
+    assert_eq!(
+        key.wrapped_material,
+        vec![1; 40],
+        "the first material stays"
+    );
+
+    let id = c.next_request_id();
+    let change = |hash: &str| EventBody::PasswordChanged {
+        username: user("bob"),
+        password_hash: hash.into(),
+    };
+    let event = c.event_with_id(id, as_user("bob"), change(HASH));
+    assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
+    let epoch = c.state.user(&user("bob")).expect("bob").password_epoch;
+    let event = c.event_with_id(id, as_user("bob"), change(HASH2));
+    let again = c.apply(&c.sign(event));
+    assert!(again.replayed);
+    let bob = c.state.user(&user("bob")).expect("bob");
+    assert_eq!(
+        (bob.password_hash.as_str(), bob.password_epoch),
+        (HASH, epoch)
+    );
+}
+
+#[test]
 fn a_replayed_refusal_stays_refused_even_if_it_would_now_succeed() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
     c.create_key("carol", 5, "c");

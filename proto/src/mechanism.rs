@@ -1,7 +1,7 @@
 //! The mechanisms a caller picks for each operation.
 //!
-//! Plain, serde-serialisable enums so the node and the SDK can carry them
-//! over the wire (they are expected to move to `hsm-proto`). Each has a
+//! Plain, serde-serialisable enums that the node and the SDK carry over the
+//! wire; `hsm-crypto` implements them. Each has a
 //! stable lowercase `name` used in errors and logs, and `ALL` for tests and
 //! listings. Which key types accept which mechanism is documented on each
 //! variant and checked by every operation.
@@ -131,7 +131,7 @@ named_enum! {
         /// X25519, P-256 and P-384 keys.
         EcdhHkdfSha256 => "ecdh-hkdf-sha256",
         /// ECDH, then BLAKE3 in key derivation mode with the context string
-        /// [`BLAKE3_DERIVE_CONTEXT`](crate::BLAKE3_DERIVE_CONTEXT) over
+        /// `hsm_crypto::BLAKE3_DERIVE_CONTEXT` over
         /// `len(context) as u64 little-endian || context || shared secret`,
         /// read to the output length. X25519, P-256 and P-384 keys.
         EcdhBlake3 => "ecdh-blake3",

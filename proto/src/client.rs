@@ -1,0 +1,740 @@
+//! The client protocol: what the SDK and the `hsm` command line send to a
+//! node, and what they get back.
+//!
+//! One request per QUIC stream under the `hsm-client/1` ALPN: the client
+//! writes one length-prefixed [`Request`] frame, the node answers with one
+//! [`Response`] frame. Every request names its idempotency id; a write sent
+//! again with the same id (to any node) is applied once and answered with
+//! the first outcome.
+//!
+//! Consistency: every response carries the node's applied log index (after
+//! a write, at least the write's own index). A request with
+//! [`Request::min_index`] is served only once the node has applied that
+//! index, so a client that passes the highest index it has seen reads its
+//! own writes on every node. [`Request::linearizable`] additionally has the
+//! node confirm with the leader that no newer write exists.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::mechanism::{
+    DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
+};
+use crate::{
+    ClusterId, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, Rejection,
+    RequestId, Role, Username,
+};
+
+/// Secret bytes on the wire: a password, a session token, plaintext key
+/// material or decrypted data. Zeroized on drop; `Debug` shows only the
+/// length.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps bytes (which the caller should not keep another copy of).
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+
+    /// The secret bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes as UTF-8 text (passwords), if they are.
+    pub fn expose_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.as_bytes().to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Secret {
+    fn from(v: Vec<u8>) -> Secret {
+        Secret(v)
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        let buf = serde_bytes::ByteBuf::deserialize(d)?;
+        Ok(Secret(buf.into_vec()))
+    }
+}
+
+/// One request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The session token from [`Reply::LoggedIn`]; `None` before login.
+    pub session: Option<Secret>,
+    /// Idempotency id. A write retried with the same id, on any node, is
+    /// applied once. Reads ignore it.
+    pub request_id: RequestId,
+    /// Serve only once this node has applied this log index (0: no wait).
+    pub min_index: u64,
+    /// Confirm with the leader before serving a read, so it reflects every
+    /// write acknowledged anywhere before the request was sent.
+    pub linearizable: bool,
+    /// What to do.
+    pub op: Operation,
+}
+
+/// Which keys [`Operation::ListKeys`] returns. Every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFilter {
+    /// Exact label.
+    pub label: Option<String>,
+    /// Exact id attribute bytes.
+    pub id: Option<Vec<u8>>,
+    /// Key type and size.
+    pub spec: Option<KeySpec>,
+    /// Owner.
+    pub owner: Option<Username>,
+    /// Boolean attributes and the value each must have.
+    pub flags: Vec<(KeyFlag, bool)>,
+}
+
+impl KeyFilter {
+    /// Whether `key` passes the filter.
+    pub fn matches(&self, key: &KeyInfo) -> bool {
+        self.label
+            .as_ref()
+            .is_none_or(|l| *l == key.attributes.label)
+            && self.id.as_ref().is_none_or(|i| *i == key.attributes.id)
+            && self.spec.is_none_or(|s| s == key.spec)
+            && self.owner.as_ref().is_none_or(|o| *o == key.owner)
+            && self
+                .flags
+                .iter()
+                .all(|(flag, value)| key.attributes.flag(*flag) == *value)
+    }
+}
+
+/// Everything a client can ask. Which role may do what is the role table
+/// in `hsm-state`'s `authz` module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    /// Log in; the reply carries a session token any node accepts. A wrong
+    /// password is recorded cluster-wide; the fifth in a row locks the user.
+    Login {
+        /// User name.
+        username: Username,
+        /// Password.
+        password: Secret,
+    },
+    /// Members, leader, zones and this node's progress. Needs no session.
+    ClusterInfo,
+    /// Approve a new member (crypto officer). The node must already hold a
+    /// certificate from the cluster CA for its id.
+    AddNode {
+        /// The new member's id, public keys, zone and address.
+        node: NodeRecord,
+    },
+    /// Remove a member (crypto officer).
+    RemoveNode {
+        /// The member.
+        node: NodeId,
+    },
+    /// Change a password: one's own, or (crypto officer) another user's.
+    /// The unactivated `admin` changing its own activates the cluster.
+    ChangePassword {
+        /// Whose password.
+        username: Username,
+        /// The new password.
+        new_password: Secret,
+    },
+    /// Create a user (crypto officer).
+    CreateUser {
+        /// Name.
+        username: Username,
+        /// Role: crypto officer, crypto user or appliance user.
+        role: Role,
+        /// Initial password.
+        password: Secret,
+    },
+    /// Delete a user that owns no keys (crypto officer).
+    DeleteUser {
+        /// Name.
+        username: Username,
+    },
+    /// List users (crypto officer).
+    ListUsers,
+    /// Unlock a locked user (crypto officer).
+    UnlockUser {
+        /// Name.
+        username: Username,
+    },
+    /// Generate a key in the HSM; the caller owns it.
+    GenerateKey {
+        /// Type and size.
+        spec: KeySpec,
+        /// Initial attributes.
+        attributes: KeyAttributes,
+        /// Refuse if the caller already owns a key with this label.
+        unique_label: bool,
+    },
+    /// Import plaintext key material. Only for keys marked not sensitive;
+    /// sensitive keys come in wrapped ([`Operation::UnwrapKey`]).
+    ImportKey {
+        /// Type and size.
+        spec: KeySpec,
+        /// Attributes (`sensitive` must be false).
+        attributes: KeyAttributes,
+        /// Raw bytes for AES and generic secrets; PKCS#8 DER for private
+        /// keys.
+        material: Secret,
+        /// As for [`Operation::GenerateKey`].
+        unique_label: bool,
+    },
+    /// Import a key wrapped under a key in the HSM.
+    UnwrapKey {
+        /// The unwrapping key (needs the `unwrap` attribute).
+        wrapping_key: KeyId,
+        /// How it was wrapped.
+        mechanism: WrapMechanism,
+        /// The wrapped material.
+        wrapped: Vec<u8>,
+        /// Type and size of the wrapped key.
+        spec: KeySpec,
+        /// Attributes of the new key.
+        attributes: KeyAttributes,
+        /// As for [`Operation::GenerateKey`].
+        unique_label: bool,
+    },
+    /// Export a key wrapped under another key in the HSM (owner only; the
+    /// key must be extractable).
+    WrapKey {
+        /// The wrapping key (needs the `wrap` attribute).
+        wrapping_key: KeyId,
+        /// The key to export.
+        key: KeyId,
+        /// How to wrap it.
+        mechanism: WrapMechanism,
+    },
+    /// Agree a secret with a peer's public key and keep a new key derived
+    /// from it in the HSM.
+    DeriveKey {
+        /// Our private key (X25519, P-256 or P-384, with `derive`).
+        key: KeyId,
+        /// Key derivation.
+        mechanism: DeriveMechanism,
+        /// The peer's public key, SubjectPublicKeyInfo DER.
+        peer_public_key: Vec<u8>,
+        /// Context bytes for the key derivation.
+        context: Vec<u8>,
+        /// The new key's type and size (AES or generic secret).
+        spec: KeySpec,
+        /// The new key's attributes.
+        attributes: KeyAttributes,
+        /// As for [`Operation::GenerateKey`].
+        unique_label: bool,
+    },
+    /// One key's metadata.
+    GetKey {
+        /// The key.
+        key: KeyId,
+    },
+    /// Keys visible to the caller that match the filter.
+    ListKeys {
+        /// The filter.
+        filter: KeyFilter,
+    },
+    /// The public half of a pair, DER and PEM.
+    ExportPublicKey {
+        /// The key.
+        key: KeyId,
+    },
+    /// Share a key with another crypto user (owner only).
+    ShareKey {
+        /// The key.
+        key: KeyId,
+        /// The user.
+        with: Username,
+    },
+    /// Stop sharing a key (owner only).
+    UnshareKey {
+        /// The key.
+        key: KeyId,
+        /// The user.
+        with: Username,
+    },
+    /// Change one attribute (owner; `trusted` by a crypto officer).
+    SetKeyAttribute {
+        /// The key.
+        key: KeyId,
+        /// The change.
+        attribute: KeyAttribute,
+    },
+    /// Delete a key (owner only).
+    DeleteKey {
+        /// The key.
+        key: KeyId,
+    },
+    /// Sign a message (or compute an HMAC).
+    Sign {
+        /// The key (needs `sign`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: SignMechanism,
+        /// The message, unhashed.
+        message: Vec<u8>,
+    },
+    /// Verify a signature (or an HMAC).
+    Verify {
+        /// The key (needs `verify`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: SignMechanism,
+        /// The message, unhashed.
+        message: Vec<u8>,
+        /// The signature.
+        signature: Vec<u8>,
+    },
+    /// Encrypt. For AES-GCM the HSM picks the IV; the output is
+    /// `iv || ciphertext || tag`.
+    Encrypt {
+        /// The key (needs `encrypt`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: EncryptMechanism,
+        /// The data.
+        plaintext: Secret,
+        /// Associated data (AES-GCM) or OAEP label (RSA).
+        aad: Vec<u8>,
+    },
+    /// Decrypt.
+    Decrypt {
+        /// The key (needs `decrypt`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: EncryptMechanism,
+        /// As [`Operation::Encrypt`] produced it.
+        ciphertext: Vec<u8>,
+        /// The same associated data or label.
+        aad: Vec<u8>,
+    },
+    /// Hash data.
+    Digest {
+        /// Algorithm.
+        algorithm: DigestAlgorithm,
+        /// The data.
+        data: Vec<u8>,
+    },
+    /// Random bytes from the HSM's generator.
+    Random {
+        /// How many, at most 65536.
+        len: u32,
+    },
+}
+
+impl Operation {
+    /// Short name of the operation, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Login { .. } => "login",
+            Operation::ClusterInfo => "cluster-info",
+            Operation::AddNode { .. } => "add-node",
+            Operation::RemoveNode { .. } => "remove-node",
+            Operation::ChangePassword { .. } => "change-password",
+            Operation::CreateUser { .. } => "create-user",
+            Operation::DeleteUser { .. } => "delete-user",
+            Operation::ListUsers => "list-users",
+            Operation::UnlockUser { .. } => "unlock-user",
+            Operation::GenerateKey { .. } => "generate-key",
+            Operation::ImportKey { .. } => "import-key",
+            Operation::UnwrapKey { .. } => "unwrap-key",
+            Operation::WrapKey { .. } => "wrap-key",
+            Operation::DeriveKey { .. } => "derive-key",
+            Operation::GetKey { .. } => "get-key",
+            Operation::ListKeys { .. } => "list-keys",
+            Operation::ExportPublicKey { .. } => "export-public-key",
+            Operation::ShareKey { .. } => "share-key",
+            Operation::UnshareKey { .. } => "unshare-key",
+            Operation::SetKeyAttribute { .. } => "set-key-attribute",
+            Operation::DeleteKey { .. } => "delete-key",
+            Operation::Sign { .. } => "sign",
+            Operation::Verify { .. } => "verify",
+            Operation::Encrypt { .. } => "encrypt",
+            Operation::Decrypt { .. } => "decrypt",
+            Operation::Digest { .. } => "digest",
+            Operation::Random { .. } => "random",
+        }
+    }
+}
+
+/// A node's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The log index this node had applied when it answered; after a write,
+    /// at least that write's index. Pass the highest seen as
+    /// [`Request::min_index`] to read your writes anywhere.
+    pub applied_index: u64,
+    /// The outcome.
+    pub result: Result<Reply, ClientError>,
+}
+
+/// A user as [`Operation::ListUsers`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Name.
+    pub username: Username,
+    /// Role.
+    pub role: Role,
+    /// Locked after too many failed logins.
+    pub locked: bool,
+    /// Consecutive failed logins.
+    pub failed_logins: u8,
+}
+
+/// A key's metadata. Never its material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Id.
+    pub id: KeyId,
+    /// Type and size.
+    pub spec: KeySpec,
+    /// Owner.
+    pub owner: Username,
+    /// Crypto users it is shared with.
+    pub shared_with: Vec<Username>,
+    /// Attributes.
+    pub attributes: KeyAttributes,
+    /// Public key (SubjectPublicKeyInfo DER) of a pair; empty otherwise.
+    #[serde(with = "serde_bytes")]
+    pub public_key: Vec<u8>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// A member as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Node id.
+    pub id: NodeId,
+    /// `host:port` for clients.
+    pub address: String,
+    /// Zone label.
+    pub zone: String,
+    /// Whether it votes (a new member first catches up as a learner).
+    pub voter: bool,
+}
+
+/// What [`Operation::ClusterInfo`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The cluster id, once initialized.
+    pub cluster_id: Option<ClusterId>,
+    /// Whether `admin` has set its password.
+    pub activated: bool,
+    /// The node that answered.
+    pub answered_by: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its current Raft term.
+    pub term: u64,
+    /// Members, voters and learners, in id order.
+    pub members: Vec<MemberInfo>,
+    /// Keys in the cluster.
+    pub keys: u64,
+    /// Users in the cluster.
+    pub users: u64,
+}
+
+/// The successful answer to each [`Operation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The write was applied (or had been, for a retry).
+    Done,
+    /// A session for the user.
+    LoggedIn {
+        /// Bearer token for [`Request::session`].
+        token: Secret,
+        /// The user.
+        username: Username,
+        /// Its role.
+        role: Role,
+        /// When the token stops working, ms since the Unix epoch.
+        expires_ms: u64,
+    },
+    /// Cluster status.
+    ClusterInfo(ClusterStatus),
+    /// Users, in name order.
+    Users(Vec<UserInfo>),
+    /// A key (created, or looked up).
+    Key(KeyInfo),
+    /// Keys, in id order.
+    Keys(Vec<KeyInfo>),
+    /// A public key.
+    PublicKey {
+        /// SubjectPublicKeyInfo DER.
+        #[serde(with = "serde_bytes")]
+        der: Vec<u8>,
+        /// The same as PEM (`-----BEGIN PUBLIC KEY-----`).
+        pem: String,
+    },
+    /// Wrapped key material.
+    Wrapped(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A signature or MAC.
+    Signature(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Whether a signature verified.
+    Verified(bool),
+    /// Ciphertext.
+    Ciphertext(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Decrypted data.
+    Plaintext(Secret),
+    /// A digest.
+    Digest(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Random bytes.
+    Random(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+/// The class of a failure: what the caller should do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// No session, or the session is not valid (expired, forged, or ended
+    /// by a password change or deletion): log in again.
+    Unauthenticated,
+    /// Wrong user name or password.
+    LoginFailed,
+    /// The user is locked after too many failed logins; a crypto officer
+    /// must unlock it.
+    Locked,
+    /// The cluster's `admin` has not set its password yet.
+    NotActivated,
+    /// The caller's role or relation to the key does not allow this.
+    PermissionDenied,
+    /// No such user, key or node (or not visible to the caller).
+    NotFound,
+    /// Exists already, or in use.
+    Conflict,
+    /// The request is malformed or asks for something unsupported.
+    InvalidInput,
+    /// The cluster could not serve it in time (no leader, node catching
+    /// up); retrying later, or elsewhere, may succeed.
+    Unavailable,
+    /// A fault in the node; see its log.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Stable lowercase name for output and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::LoginFailed => "login-failed",
+            ErrorKind::Locked => "locked",
+            ErrorKind::NotActivated => "not-activated",
+            ErrorKind::PermissionDenied => "permission-denied",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request failed: a class and a message for people. Messages name
+/// users, keys and rules, never secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct ClientError {
+    /// The class.
+    pub kind: ErrorKind,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ClientError {
+    /// An error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ClientError {
+        ClientError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// [`ErrorKind::InvalidInput`].
+    pub fn invalid(message: impl Into<String>) -> ClientError {
+        ClientError::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// [`ErrorKind::PermissionDenied`].
+    pub fn denied(message: impl Into<String>) -> ClientError {
+        ClientError::new(ErrorKind::PermissionDenied, message)
+    }
+
+    /// [`ErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> ClientError {
+        ClientError::new(ErrorKind::NotFound, message)
+    }
+
+    /// [`ErrorKind::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> ClientError {
+        ClientError::new(ErrorKind::Unavailable, message)
+    }
+
+    /// [`ErrorKind::Internal`].
+    pub fn internal(message: impl Into<String>) -> ClientError {
+        ClientError::new(ErrorKind::Internal, message)
+    }
+}
+
+impl From<Rejection> for ClientError {
+    fn from(r: Rejection) -> ClientError {
+        use Rejection as R;
+        let kind = match &r {
+            R::RoleDenied { .. } | R::NotOwner { .. } | R::CannotDeleteSelf => {
+                ErrorKind::PermissionDenied
+            }
+            R::UnknownActor(_) => ErrorKind::Unauthenticated,
+            R::Locked(_) => ErrorKind::Locked,
+            R::NotActivated => ErrorKind::NotActivated,
+            R::UserNotFound(_) | R::KeyNotFound(_) | R::NodeNotFound(_) => ErrorKind::NotFound,
+            R::UserExists(_)
+            | R::KeyExists(_)
+            | R::LabelNotUnique(_)
+            | R::NodeExists(_)
+            | R::UserOwnsKeys { .. }
+            | R::NotLocked(_)
+            | R::RequestIdReused => ErrorKind::Conflict,
+            R::InvalidRole(_)
+            | R::InvalidKeySpec
+            | R::InvalidKey(_)
+            | R::InvalidShare(..)
+            | R::AttributeRatchet(_)
+            | R::Membership(_)
+            | R::InvalidPasswordHash => ErrorKind::InvalidInput,
+            R::NotInitialized | R::ChainMismatch => ErrorKind::Unavailable,
+            R::BadSignature(_) | R::UnknownSigner(_) | R::AlreadyInitialized => ErrorKind::Internal,
+        };
+        ClientError::new(kind, r.to_string())
+    }
+}
+
+/// A node as the client config lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientNode {
+    /// Node id.
+    pub id: u64,
+    /// `host:port` of its QUIC endpoint.
+    pub address: String,
+    /// Zone label.
+    pub zone: String,
+}
+
+/// The client config file that `hsm-node init` and `hsm-node dev` write and
+/// the SDK and `hsm` read (TOML): where the nodes are and which CA to trust.
+/// The SDK learns later membership changes from the cluster itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The cluster id, hex.
+    pub cluster_id: String,
+    /// The cluster CA certificate, PEM.
+    pub ca_cert_pem: String,
+    /// The caller's zone: nodes in it are preferred. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Nodes to contact first.
+    pub nodes: Vec<ClientNode>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn secrets_are_redacted_and_round_trip() {
+        let s = Secret::from("correct horse battery staple");
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("horse"), "{dbg}");
+        let bytes = codec::encode("secret", &s).expect("encodes");
+        let back: Secret = codec::decode("secret", &bytes).expect("decodes");
+        assert_eq!(back.expose_str(), Some("correct horse battery staple"));
+        let req = Request {
+            session: Some(Secret::from("token-bytes")),
+            request_id: RequestId([7; 16]),
+            min_index: 3,
+            linearizable: false,
+            op: Operation::Login {
+                username: Username::new("alice").expect("name"),
+                password: Secret::from("hunter2hunter2"),
+            },
+        };
+        let dbg = format!("{req:?}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("token-bytes"),
+            "{dbg}"
+        );
+        let bytes = codec::encode("request", &req).expect("encodes");
+        assert_eq!(
+            codec::decode::<Request>("request", &bytes).expect("decodes"),
+            req
+        );
+    }
+
+    #[test]
+    fn every_rejection_maps_to_a_kind_callers_can_act_on() {
+        let alice = Username::new("alice").expect("name");
+        let cases = [
+            (
+                Rejection::RoleDenied {
+                    role: Role::Co,
+                    action: "use keys".into(),
+                },
+                ErrorKind::PermissionDenied,
+            ),
+            (Rejection::Locked(alice.clone()), ErrorKind::Locked),
+            (Rejection::KeyNotFound(KeyId(1)), ErrorKind::NotFound),
+            (Rejection::UserExists(alice), ErrorKind::Conflict),
+            (Rejection::InvalidKeySpec, ErrorKind::InvalidInput),
+            (Rejection::NotActivated, ErrorKind::NotActivated),
+        ];
+        for (rejection, kind) in cases {
+            assert_eq!(ClientError::from(rejection).kind, kind);
+        }
+    }
+}
