@@ -13,6 +13,14 @@
 //! - [`writer`]: a write entering on any node reaches the leader.
 //! - [`raft`]: openraft's network over that transport, and the server side
 //!   of Raft RPCs.
+//! - [`local`]: a whole cluster on loopback under one directory
+//!   (`hsm-node dev`).
+//! - [`membership`]: Raft membership follows the members the state
+//!   records (approved by a crypto officer).
+//! - [`runtime`]: a running node assembled from its configuration, and
+//!   cluster creation.
+//! - [`service`]: the client protocol: sessions, the role table, users,
+//!   keys and crypto operations.
 //!
 //! Invariant: rules live in `hsm-state`; this crate is IO and secrets
 //! handling around it. Plain secrets live only in zeroizing types whose
@@ -21,9 +29,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod local;
+pub mod membership;
 pub mod proposer;
 pub mod raft;
+pub mod runtime;
 pub mod secrets;
 pub mod server;
+pub mod service;
 pub mod transport;
 pub mod writer;

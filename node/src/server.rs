@@ -1,31 +1,49 @@
 //! The accept loop of a node's QUIC endpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use hsm_proto::client::{ClientError, Request, Response};
+use hsm_proto::codec;
 use tokio::task::JoinHandle;
 
 use crate::proposer::Proposer;
-use crate::raft::{serve_raft_stream, Raft};
-use crate::transport::peer_is_cluster_member;
+use crate::raft::{serve_raft_stream, DomainSource, Raft};
+use crate::service::Service;
+use crate::transport::{
+    negotiated_alpn, peer_is_cluster_member, read_frame, write_frame, ALPN_CLIENT,
+};
 
 /// QUIC application close code: the peer is not a cluster member.
 pub const CLOSE_NOT_MEMBER: u32 = 1;
 
-/// Accepts connections on `endpoint` until it is closed. Connections from
-/// cluster members (Raft ALPN with a CA-verified certificate) get their Raft
-/// RPCs (and writes forwarded to this node as leader) served, one task per
-/// stream; any other connection is closed with
-/// [`CLOSE_NOT_MEMBER`] before a byte of it is read. (Client connections
-/// are served once the client protocol lands.)
-pub fn spawn_accept_loop(
-    endpoint: quinn::Endpoint,
-    raft: Raft,
-    proposer: Arc<Proposer>,
-) -> JoinHandle<()> {
+/// Longest a client may take to send its request once it opened a stream.
+pub const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the accept loop serves.
+#[derive(Clone)]
+pub struct Handlers {
+    /// Raft RPCs from members.
+    pub raft: Raft,
+    /// Writes forwarded to this node as leader.
+    pub proposer: Arc<Proposer>,
+    /// Hands the domain key to approved joining nodes; `None` refuses.
+    pub domain: Option<DomainSource>,
+    /// Client requests; `None` refuses client connections.
+    pub service: Option<Arc<Service>>,
+    /// Largest client request accepted, in bytes.
+    pub max_client_frame: usize,
+}
+
+/// Accepts connections on `endpoint` until it is closed, one task per
+/// connection and per stream. Cluster members (Raft ALPN with a
+/// CA-verified certificate) get their Raft RPCs served; clients (client
+/// ALPN) get the client protocol; any other connection is closed with
+/// [`CLOSE_NOT_MEMBER`] before a byte of it is read.
+pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
-            let raft = raft.clone();
-            let proposer = proposer.clone();
+            let handlers = handlers.clone();
             tokio::spawn(async move {
                 let conn = match incoming.await {
                     Ok(c) => c,
@@ -34,21 +52,68 @@ pub fn spawn_accept_loop(
                         return;
                     }
                 };
-                if !peer_is_cluster_member(&conn) {
+                if peer_is_cluster_member(&conn) {
+                    serve_member(conn, handlers).await;
+                } else if negotiated_alpn(&conn).as_deref() == Some(ALPN_CLIENT) {
+                    match handlers.service.clone() {
+                        Some(service) => {
+                            serve_client(conn, service, handlers.max_client_frame).await
+                        }
+                        None => conn.close(CLOSE_NOT_MEMBER.into(), b"clients are not served"),
+                    }
+                } else {
                     tracing::warn!(peer = %conn.remote_address(), "refused a connection that is not from a cluster member");
                     conn.close(CLOSE_NOT_MEMBER.into(), b"not a cluster member");
-                    return;
-                }
-                while let Ok((send, recv)) = conn.accept_bi().await {
-                    let raft = raft.clone();
-                    let proposer = proposer.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = serve_raft_stream(&raft, &proposer, send, recv).await {
-                            tracing::debug!(error = %e, "raft stream failed");
-                        }
-                    });
                 }
             });
         }
     })
+}
+
+async fn serve_member(conn: quinn::Connection, handlers: Handlers) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        let raft = handlers.raft.clone();
+        let proposer = handlers.proposer.clone();
+        let domain = handlers.domain.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_raft_stream(&raft, &proposer, domain.as_ref(), send, recv).await {
+                tracing::debug!(error = %e, "raft stream failed");
+            }
+        });
+    }
+}
+
+async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame: usize) {
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let read =
+                tokio::time::timeout(CLIENT_READ_TIMEOUT, read_frame(&mut recv, max_frame)).await;
+            let response = match read {
+                Err(_) => refused(&service, "the request was not sent in time".into()),
+                Ok(Err(e)) => refused(&service, format!("malformed request frame: {e}")),
+                Ok(Ok(bytes)) => match codec::decode::<Request>("request", &bytes) {
+                    Err(e) => refused(&service, e.to_string()),
+                    Ok(request) => service.handle(request).await,
+                },
+            };
+            let bytes = match codec::encode("response", &response) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot encode a response");
+                    return;
+                }
+            };
+            if write_frame(&mut send, &bytes).await.is_err() {
+                tracing::debug!("client went away before its answer");
+            }
+        });
+    }
+}
+
+fn refused(service: &Service, message: String) -> Response {
+    Response {
+        applied_index: service.applied_index(),
+        result: Err(ClientError::invalid(message)),
+    }
 }

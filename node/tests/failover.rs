@@ -86,6 +86,7 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
     let init = EventBody::ClusterInitialized {
         cluster_id: ClusterId([4; 16]),
         first_node: l.record(),
+        other_nodes: vec![],
         admin_password_hash: HASH.into(),
     };
     let mut setup = vec![
@@ -185,6 +186,7 @@ async fn a_write_without_a_majority_fails_at_its_deadline_instead_of_hanging() {
     let init = EventBody::ClusterInitialized {
         cluster_id: ClusterId([5; 16]),
         first_node: l.record(),
+        other_nodes: vec![],
         admin_password_hash: HASH.into(),
     };
     let reply = l

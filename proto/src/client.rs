@@ -66,6 +66,12 @@ impl From<&str> for Secret {
     }
 }
 
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s.into_bytes())
+    }
+}
+
 impl From<Vec<u8>> for Secret {
     fn from(v: Vec<u8>) -> Secret {
         Secret(v)

@@ -54,6 +54,11 @@ pub enum EventBody {
         cluster_id: ClusterId,
         /// The initializing node, which also signs this event.
         first_node: NodeRecord,
+        /// Further founding members the operator set up together with the
+        /// first (each holds the domain key from init); usually empty, as
+        /// members are normally added later with a crypto officer's
+        /// approval.
+        other_nodes: Vec<NodeRecord>,
         /// Argon2id PHC string of the initial `admin` password.
         admin_password_hash: String,
     },

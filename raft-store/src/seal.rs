@@ -97,6 +97,13 @@ impl StorageKey {
     pub(crate) fn derive(&self, context: &str) -> [u8; 32] {
         blake3::derive_key(context, self.0.as_ref())
     }
+
+    /// A subkey for sealing the node's other files (its identity and the
+    /// domain key), derived under `context`, which must differ from every
+    /// context this crate uses (they all start with `hsm-store`).
+    pub fn subkey(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.derive(context))
+    }
 }
 
 /// Seals and opens values for one store.

@@ -153,6 +153,7 @@ impl Tx<'_> {
             EventBody::ClusterInitialized {
                 cluster_id,
                 first_node,
+                other_nodes,
                 admin_password_hash,
             } => {
                 if self.state.meta.cluster.is_some() {
@@ -162,6 +163,23 @@ impl Tx<'_> {
                     return Err(Rejection::UnknownActor(actor.to_string()));
                 }
                 check_password_hash(admin_password_hash)?;
+                let founders: Vec<&NodeRecord> =
+                    std::iter::once(first_node).chain(other_nodes).collect();
+                if founders.len() > MAX_NODES {
+                    return Err(Rejection::Membership(format!(
+                        "a cluster has at most {MAX_NODES} members"
+                    )));
+                }
+                let ids: BTreeSet<NodeId> = founders.iter().map(|n| n.id).collect();
+                let keys: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.signing_key).collect();
+                if ids.len() != founders.len() || keys.len() != founders.len() {
+                    return Err(Rejection::Membership(
+                        "founding members need distinct ids and signing keys".into(),
+                    ));
+                }
+                for node in other_nodes {
+                    self.put_node(node.clone());
+                }
                 let admin = admin_name();
                 self.state.meta.cluster = Some(ClusterInfo {
                     cluster_id: *cluster_id,

@@ -154,6 +154,50 @@ fn init_creates_the_first_node_and_an_unactivated_precrypto_admin() {
 }
 
 #[test]
+fn init_may_name_founding_members_that_then_sign_events() {
+    let mut c = Cluster::new();
+    let body = |others: Vec<hsm_proto::NodeRecord>| match init_body(1, HASH) {
+        EventBody::ClusterInitialized {
+            cluster_id,
+            first_node,
+            admin_password_hash,
+            ..
+        } => EventBody::ClusterInitialized {
+            cluster_id,
+            first_node,
+            other_nodes: others,
+            admin_password_hash,
+        },
+        other => other,
+    };
+    // The first node twice, or two members sharing a key: refused.
+    let a = c.by_node(1, body(vec![node_record(1)]));
+    assert!(matches!(a.result, Err(Rejection::Membership(_))), "{a:?}");
+    let mut twin = node_record(3);
+    twin.signing_key = node_record(2).signing_key;
+    let a = c.by_node(1, body(vec![node_record(2), twin]));
+    assert!(matches!(a.result, Err(Rejection::Membership(_))), "{a:?}");
+    assert!(c.state.cluster().is_none());
+
+    let a = c.by_node(1, body(vec![node_record(2), node_record(3)]));
+    assert_eq!(a.result, Ok(()));
+    assert_eq!(
+        c.state.nodes().map(|n| n.id).collect::<Vec<_>>(),
+        vec![NodeId(1), NodeId(2), NodeId(3)]
+    );
+    // A founding member's signature is accepted.
+    c.signer = NodeId(3);
+    let a = c.by(
+        "admin",
+        EventBody::PasswordChanged {
+            username: user("admin"),
+            password_hash: HASH2.into(),
+        },
+    );
+    assert_eq!(a.result, Ok(()));
+}
+
+#[test]
 fn init_must_be_signed_by_the_node_it_introduces() {
     // Signed by node 2, introducing node 1.
     let mut c = Cluster::new();

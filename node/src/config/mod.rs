@@ -358,6 +358,22 @@ impl NodeConfig {
         self.tls_file(&self.tls.node_key, "node.key")
     }
 
+    /// The node's sealed identity (event-signing and key-agreement keys):
+    /// `<data_dir>/identity.sealed`.
+    pub fn identity_file(&self) -> PathBuf {
+        self.data_dir.join("identity.sealed")
+    }
+
+    /// The sealed cluster domain key: `<data_dir>/domain.sealed`.
+    pub fn domain_key_file(&self) -> PathBuf {
+        self.data_dir.join("domain.sealed")
+    }
+
+    /// The RocksDB store of the Raft log and state: `<data_dir>/raft`.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("raft")
+    }
+
     fn tls_file(&self, set: &Option<PathBuf>, name: &str) -> PathBuf {
         set.clone()
             .unwrap_or_else(|| self.data_dir.join("tls").join(name))

@@ -71,6 +71,56 @@ impl QuicNetwork {
             Err(CallError::Unreachable(m) | CallError::Network(m)) => Err(m),
         }
     }
+
+    /// Asks the member at `addr` for the domain key, sealed to this node's
+    /// agreement key once a crypto officer approved it.
+    ///
+    /// # Errors
+    /// A description of why the member could not be reached or refused.
+    pub async fn fetch_domain_key(
+        &self,
+        me: NodeId,
+        addr: &str,
+    ) -> Result<(hsm_proto::ClusterId, crate::secrets::SealedDomainKey), String> {
+        let peer = QuicPeer {
+            target: me,
+            addr: addr.to_string(),
+            endpoint: self.endpoint.clone(),
+            // A one-off call: its connection is not cached with members'.
+            conns: Arc::new(Mutex::new(HashMap::new())),
+        };
+        match peer.call(&RaftRpc::FetchDomainKey { node: me }).await {
+            Ok(RaftReply::DomainKey(r)) => r,
+            Ok(RaftReply::BadRequest(m)) => Err(format!("{addr} refused the request: {m}")),
+            Ok(_) => Err(format!("{addr} answered a different rpc")),
+            Err(CallError::Unreachable(m) | CallError::Network(m)) => Err(m),
+        }
+    }
+
+    /// Asks the leader `target` at `addr` for its read index: the log index
+    /// a linearizable read must wait for, confirmed by a quorum.
+    ///
+    /// # Errors
+    /// A description of why the leader could not be reached or did not
+    /// answer.
+    pub async fn read_index(
+        &self,
+        target: NodeId,
+        addr: &str,
+    ) -> Result<Result<u64, super::ForwardRefused>, String> {
+        let peer = QuicPeer {
+            target,
+            addr: addr.to_string(),
+            endpoint: self.endpoint.clone(),
+            conns: self.conns.clone(),
+        };
+        match peer.call(&RaftRpc::ReadIndex).await {
+            Ok(RaftReply::ReadIndex(r)) => Ok(r),
+            Ok(RaftReply::BadRequest(m)) => Err(format!("leader refused the request: {m}")),
+            Ok(_) => Err("leader answered a different rpc".into()),
+            Err(CallError::Unreachable(m) | CallError::Network(m)) => Err(m),
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for QuicNetwork {

@@ -1,6 +1,7 @@
 //! Raft RPC messages and the server side of one RPC stream.
 
-use hsm_proto::{codec, Actor, EventBody, NodeId, RequestId};
+use hsm_proto::{codec, Actor, ClusterId, EventBody, NodeId, RequestId};
+use hsm_raft_store::StateMachineStore;
 use hsm_raft_store::{ApplyResponse, TypeConfig};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -10,6 +11,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use crate::proposer::{ProposeError, Proposer};
+use crate::secrets::{DomainKey, SealedDomainKey};
 use crate::transport::{read_frame, write_frame, FrameError};
 
 /// A write a follower received and hands to the leader, which builds,
@@ -57,6 +59,14 @@ pub enum RaftRpc {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A write for the leader to propose.
     Forward(ForwardedWrite),
+    /// The leader's read index, for a linearizable read on a follower.
+    ReadIndex,
+    /// A node a crypto officer approved asks for the domain key, sealed to
+    /// the agreement key its approval recorded.
+    FetchDomainKey {
+        /// The asking node.
+        node: NodeId,
+    },
 }
 
 /// The answer to a [`RaftRpc`], as openraft returned it on the receiving
@@ -73,6 +83,11 @@ pub enum RaftReply {
     ),
     /// Answer to [`RaftRpc::Forward`].
     Forward(Result<ApplyResponse, ForwardRefused>),
+    /// Answer to [`RaftRpc::ReadIndex`].
+    ReadIndex(Result<u64, ForwardRefused>),
+    /// Answer to [`RaftRpc::FetchDomainKey`]: the cluster id and the sealed
+    /// key, or why not (for example, not approved yet).
+    DomainKey(Result<(ClusterId, SealedDomainKey), String>),
     /// The request frame could not be read or decoded.
     BadRequest(String),
 }
@@ -86,6 +101,7 @@ pub enum RaftReply {
 pub async fn serve_raft_stream(
     raft: &super::Raft,
     proposer: &Proposer,
+    domain: Option<&DomainSource>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), FrameError> {
@@ -117,9 +133,70 @@ pub async fn serve_raft_stream(
                     }),
                 },
             ),
+            Ok(RaftRpc::ReadIndex) => RaftReply::ReadIndex(read_index(raft).await),
+            Ok(RaftRpc::FetchDomainKey { node }) => RaftReply::DomainKey(match domain {
+                Some(d) => d.seal_for(node),
+                None => Err("this node does not hand out the domain key".into()),
+            }),
         },
     };
     let bytes = codec::encode("raft reply", &reply)
         .map_err(|e| FrameError::Stream(format!("cannot encode reply: {e}")))?;
     write_frame(&mut send, &bytes).await
+}
+
+/// What a member needs to hand the domain key to an approved node.
+#[derive(Clone)]
+pub struct DomainSource {
+    /// The domain key.
+    pub domain: std::sync::Arc<DomainKey>,
+    /// The replica whose member records say who is approved.
+    pub sm: StateMachineStore,
+}
+
+impl DomainSource {
+    /// The domain key sealed to `node`'s recorded agreement key, if a
+    /// crypto officer approved `node` (its record is in the state). Only
+    /// the holder of that key's private half can open it.
+    ///
+    /// # Errors
+    /// A message saying why not: not approved (yet), or sealing failed.
+    pub fn seal_for(&self, node: NodeId) -> Result<(ClusterId, SealedDomainKey), String> {
+        let found = self.sm.read(|a| {
+            let cluster = a.state.cluster().map(|c| c.cluster_id);
+            let record = a.state.node(node).map(|r| r.agreement_key);
+            cluster.zip(record)
+        });
+        let Some((cluster, agreement)) = found else {
+            return Err(format!(
+                "node {node} is not an approved member (yet): a crypto officer must add it first"
+            ));
+        };
+        let sealed = self
+            .domain
+            .seal_for_node(&x25519_dalek::PublicKey::from(agreement), cluster, node)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%node, "handed the domain key to an approved member");
+        Ok((cluster, sealed))
+    }
+}
+
+/// This node's read index as leader: the index a linearizable read waits
+/// for, after a quorum confirmed the leadership.
+///
+/// # Errors
+/// [`ForwardRefused::NotLeader`] when this node does not lead,
+/// [`ForwardRefused::Failed`] when the quorum could not be reached in time.
+pub async fn read_index(raft: &super::Raft) -> Result<u64, ForwardRefused> {
+    use openraft::error::{CheckIsLeaderError, RaftError as RE};
+    match tokio::time::timeout(FORWARD_TIMEOUT, raft.ensure_linearizable()).await {
+        Err(_) => Err(ForwardRefused::Failed(format!(
+            "leadership not confirmed within {FORWARD_TIMEOUT:?}"
+        ))),
+        Ok(Ok(log_id)) => Ok(log_id.map_or(0, |l| l.index)),
+        Ok(Err(RE::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Err(ForwardRefused::NotLeader(f.leader_id))
+        }
+        Ok(Err(e)) => Err(ForwardRefused::Failed(e.to_string())),
+    }
 }

@@ -173,14 +173,17 @@ pub fn client_endpoint(
     Ok(endpoint)
 }
 
+/// The ALPN protocol the connection negotiated, if any.
+pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+}
+
 /// Whether the peer of an accepted connection negotiated [`ALPN_RAFT`] and
 /// presented a certificate that the cluster CA verified.
 pub fn peer_is_cluster_member(conn: &quinn::Connection) -> bool {
-    let alpn_is_raft = conn
-        .handshake_data()
-        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|d| d.protocol)
-        .is_some_and(|p| p == ALPN_RAFT);
+    let alpn_is_raft = negotiated_alpn(conn).is_some_and(|p| p == ALPN_RAFT);
     let has_cert = conn
         .peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())

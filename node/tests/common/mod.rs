@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use hsm_node::proposer::Proposer;
 use hsm_node::raft::{QuicNetwork, Raft};
-use hsm_node::server::spawn_accept_loop;
+use hsm_node::server::{spawn_accept_loop, Handlers};
 use hsm_node::transport::{
     client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa,
 };
@@ -87,7 +87,16 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         NodeId(id),
         signing.clone(),
     ));
-    let acceptor = spawn_accept_loop(server.clone(), raft.clone(), proposer.clone());
+    let acceptor = spawn_accept_loop(
+        server.clone(),
+        Handlers {
+            raft: raft.clone(),
+            proposer: proposer.clone(),
+            domain: None,
+            service: None,
+            max_client_frame: 1 << 20,
+        },
+    );
     let writer = Writer::new(raft.clone(), proposer.clone(), network);
     Member {
         id: NodeId(id),

@@ -87,6 +87,7 @@ pub fn setup_events(chain: &mut Chain, material: &[u8]) -> Vec<Entry<TypeConfig>
             EventBody::ClusterInitialized {
                 cluster_id: ClusterId([3; 16]),
                 first_node: chain.node_record(),
+                other_nodes: vec![],
                 admin_password_hash: ADMIN_HASH.into(),
             },
         ),

@@ -51,6 +51,7 @@ pub fn init_body(first: u64, admin_hash: &str) -> EventBody {
     EventBody::ClusterInitialized {
         cluster_id: ClusterId([7; 16]),
         first_node: node_record(first),
+        other_nodes: vec![],
         admin_password_hash: admin_hash.into(),
     }
 }

@@ -1,0 +1,95 @@
+//! Which operations are writes, and names of replies for errors.
+//!
+//! Both matches list every variant, so a new operation or reply does not
+//! compile until it is classified here.
+
+use hsm_proto::client::{Operation, Reply};
+
+/// Whether `op` changes the replicated state (and so goes through the
+/// leader and carries an idempotency id that matters). `Login` is a write:
+/// a failed login is recorded cluster-wide.
+pub(crate) fn is_write(op: &Operation) -> bool {
+    match op {
+        Operation::Login { .. }
+        | Operation::AddNode { .. }
+        | Operation::RemoveNode { .. }
+        | Operation::ChangePassword { .. }
+        | Operation::CreateUser { .. }
+        | Operation::DeleteUser { .. }
+        | Operation::UnlockUser { .. }
+        | Operation::GenerateKey { .. }
+        | Operation::ImportKey { .. }
+        | Operation::UnwrapKey { .. }
+        | Operation::DeriveKey { .. }
+        | Operation::ShareKey { .. }
+        | Operation::UnshareKey { .. }
+        | Operation::SetKeyAttribute { .. }
+        | Operation::DeleteKey { .. } => true,
+        Operation::ClusterInfo
+        | Operation::ListUsers
+        | Operation::WrapKey { .. }
+        | Operation::GetKey { .. }
+        | Operation::ListKeys { .. }
+        | Operation::ExportPublicKey { .. }
+        | Operation::Sign { .. }
+        | Operation::Verify { .. }
+        | Operation::Encrypt { .. }
+        | Operation::Decrypt { .. }
+        | Operation::Digest { .. }
+        | Operation::Random { .. } => false,
+    }
+}
+
+/// A reply's variant name, without its contents (which may be secret).
+pub(crate) fn reply_name(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Done => "done",
+        Reply::LoggedIn { .. } => "logged-in",
+        Reply::ClusterInfo(_) => "cluster-info",
+        Reply::Users(_) => "users",
+        Reply::Key(_) => "key",
+        Reply::Keys(_) => "keys",
+        Reply::PublicKey { .. } => "public-key",
+        Reply::Wrapped(_) => "wrapped",
+        Reply::Signature(_) => "signature",
+        Reply::Verified(_) => "verified",
+        Reply::Ciphertext(_) => "ciphertext",
+        Reply::Plaintext(_) => "plaintext",
+        Reply::Digest(_) => "digest",
+        Reply::Random(_) => "random",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hsm_proto::mechanism::SignMechanism;
+    use hsm_proto::{KeyId, Username};
+
+    #[test]
+    fn state_changes_are_writes_and_crypto_is_not() {
+        let alice = Username::new("alice").expect("name");
+        assert!(is_write(&Operation::Login {
+            username: alice.clone(),
+            password: "pw".into()
+        }));
+        assert!(is_write(&Operation::DeleteKey { key: KeyId(1) }));
+        assert!(!is_write(&Operation::ClusterInfo));
+        assert!(!is_write(&Operation::Sign {
+            key: KeyId(1),
+            mechanism: SignMechanism::Ed25519,
+            message: vec![]
+        }));
+        assert!(!is_write(&Operation::WrapKey {
+            wrapping_key: KeyId(1),
+            key: KeyId(2),
+            mechanism: hsm_proto::mechanism::WrapMechanism::AesGcm
+        }));
+    }
+
+    #[test]
+    fn reply_names_never_show_contents() {
+        let r = Reply::Plaintext("attack at dawn".into());
+        assert_eq!(reply_name(&r), "plaintext");
+    }
+}

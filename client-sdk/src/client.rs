@@ -1,0 +1,542 @@
+//! The client handle: configuration, sessions, membership, and the retry
+//! loop every call goes through.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hsm_proto::client::{
+    ClientConfig, ClusterStatus, ErrorKind, Operation, Reply, Request, Response, Secret,
+};
+use hsm_proto::{codec, NodeId, RequestId};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+use crate::balancer::{Balancer, KnownNode, Outcome, Pick};
+use crate::classify::is_write;
+use crate::config::{load_config, load_config_from_env, validate_config};
+use crate::connections::{exchange, AttemptError, Connections};
+use crate::error::{Error, Result};
+use crate::failures::Failures;
+use crate::options::ClientOptions;
+use crate::progress::AppliedIndex;
+use crate::tls::client_config;
+
+/// Pause after every node failed once, before the call tries them all
+/// again; doubles per round up to [`MAX_ROUND_PAUSE`].
+const ROUND_PAUSE: Duration = Duration::from_millis(50);
+const MAX_ROUND_PAUSE: Duration = Duration::from_secs(1);
+/// Least time between two member refreshes that failures trigger.
+const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
+/// Longest a background member refresh may take.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(5);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A connection to an HSM cluster.
+///
+/// Cheap to clone: clones share the connections, the in-flight limit, the
+/// session and the read-your-writes index. [`Client::with_deadline`] and
+/// [`Client::with_linearizable_reads`] return such clones with different
+/// per-call settings. Every method is async and needs a tokio runtime.
+///
+/// Each call goes to one node; when that node fails at the transport level
+/// (cannot connect, connection lost, stream reset, timeout) or answers
+/// `unavailable`, the call is retried on another node until its deadline.
+/// Writes are retried with the same request id, so they apply once. Any
+/// other refusal is returned at once as [`Error::Server`].
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    deadline: Duration,
+    linearizable_reads: bool,
+}
+
+struct Inner {
+    cluster_id: String,
+    options: ClientOptions,
+    balancer: Mutex<Balancer>,
+    connections: Connections,
+    permits: Semaphore,
+    applied: AppliedIndex,
+    session: Mutex<Option<Secret>>,
+    refresh: RefreshState,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    running: AtomicBool,
+    stale: AtomicBool,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.connections.close_all();
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("cluster_id", &self.inner.cluster_id)
+            .field("deadline", &self.deadline)
+            .field("linearizable_reads", &self.linearizable_reads)
+            .field("logged_in", &self.is_logged_in())
+            .field("applied_index", &self.applied_index())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The user a [`Client::login`] opened a session for. The token itself
+/// stays inside the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The user.
+    pub username: hsm_proto::Username,
+    /// Its role.
+    pub role: hsm_proto::Role,
+    /// When the session ends, ms since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// Whose request this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routing {
+    /// The caller's: read-your-writes, linearizable if asked.
+    Caller,
+    /// The client's own member refresh: any node's view is good enough
+    /// for routing, so no wait for an index or the leader.
+    Refresh,
+}
+
+/// One attempt counted as outstanding on a node until it ends; dropped
+/// unfinished (the call was cancelled), it ends as abandoned.
+struct InFlight<'a> {
+    balancer: &'a Mutex<Balancer>,
+    id: NodeId,
+    done: bool,
+}
+
+impl InFlight<'_> {
+    fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        lock(self.balancer).finish(self.id, outcome, Instant::now());
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(self.balancer).finish(self.id, Outcome::Abandoned, Instant::now());
+        }
+    }
+}
+
+impl Client {
+    /// A client for the cluster `config` describes. Makes no connection:
+    /// the first call connects, and learns the members from the cluster in
+    /// the background.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the config or options are invalid (see
+    /// [`validate_config`]) or the CA certificate is unusable.
+    pub fn new(config: ClientConfig, options: ClientOptions) -> Result<Client> {
+        validate_config(&config)?;
+        options.validate().map_err(Error::Config)?;
+        let tls = client_config(&config.ca_cert_pem)?;
+        let zone = options.zone.clone().or(config.zone.clone());
+        let balancer = Balancer::new(
+            config
+                .nodes
+                .iter()
+                .map(|n| (NodeId(n.id), n.address.clone(), n.zone.clone())),
+            zone,
+        );
+        let deadline = options.deadline;
+        let linearizable_reads = options.linearizable_reads;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cluster_id: config.cluster_id.to_ascii_lowercase(),
+                permits: Semaphore::new(options.max_in_flight),
+                options,
+                balancer: Mutex::new(balancer),
+                connections: Connections::new(tls),
+                applied: AppliedIndex::default(),
+                session: Mutex::new(None),
+                refresh: RefreshState::default(),
+            }),
+            deadline,
+            linearizable_reads,
+        })
+    }
+
+    /// A client for the cluster `config` describes, after the cluster has
+    /// answered: the member list and leader are learned before it returns.
+    ///
+    /// # Errors
+    /// As [`Client::new`]; [`Error::Unavailable`] or
+    /// [`Error::DeadlineExceeded`] if no node answers within the deadline;
+    /// [`Error::Config`] if the cluster is not the one the config names.
+    pub async fn connect(config: ClientConfig, options: ClientOptions) -> Result<Client> {
+        let client = Client::new(config, options)?;
+        client.refresh_members().await?;
+        Ok(client)
+    }
+
+    /// [`Client::connect`] with the config file at `path` and default
+    /// options.
+    ///
+    /// # Errors
+    /// As [`load_config`] and [`Client::connect`].
+    pub async fn connect_file(path: impl AsRef<Path>) -> Result<Client> {
+        Client::connect(load_config(path)?, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with the config file that the `HSM_CLUSTER`
+    /// environment variable names, and `options`.
+    ///
+    /// # Errors
+    /// As [`load_config_from_env`] and [`Client::connect`].
+    pub async fn connect_env(options: ClientOptions) -> Result<Client> {
+        Client::connect(load_config_from_env()?, options).await
+    }
+
+    /// A clone whose calls have `deadline` instead (sharing everything
+    /// else).
+    pub fn with_deadline(&self, deadline: Duration) -> Client {
+        Client {
+            deadline,
+            ..self.clone()
+        }
+    }
+
+    /// A clone whose reads are linearizable or not (see
+    /// [`ClientOptions::linearizable_reads`]).
+    pub fn with_linearizable_reads(&self, linearizable: bool) -> Client {
+        Client {
+            linearizable_reads: linearizable,
+            ..self.clone()
+        }
+    }
+
+    /// The deadline of this handle's calls.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The highest log index seen applied in any response. Every request
+    /// asks the node to have applied at least this much.
+    pub fn applied_index(&self) -> u64 {
+        self.inner.applied.current()
+    }
+
+    /// Makes later requests wait for `index` too, e.g. an index another
+    /// client wrote at, to read its writes.
+    pub fn observe_index(&self, index: u64) {
+        self.inner.applied.observe(index);
+    }
+
+    /// The nodes the client knows, in id order, with their health and load
+    /// as this client sees them.
+    pub fn nodes(&self) -> Vec<KnownNode> {
+        lock(&self.inner.balancer).snapshot(Instant::now())
+    }
+
+    /// The leader last reported by the cluster.
+    pub fn leader(&self) -> Option<NodeId> {
+        lock(&self.inner.balancer).leader()
+    }
+
+    /// Whether the client holds a session.
+    pub fn is_logged_in(&self) -> bool {
+        lock(&self.inner.session).is_some()
+    }
+
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.inner.options.max_in_flight
+    }
+
+    pub(crate) fn set_session(&self, token: Option<Secret>) {
+        *lock(&self.inner.session) = token;
+    }
+
+    /// Runs `op` with a fresh request id and returns the node's reply.
+    /// The typed methods are built on this.
+    ///
+    /// # Errors
+    /// [`Error::Server`] when the cluster refuses; [`Error::Unavailable`] or
+    /// [`Error::DeadlineExceeded`] when no node served it in time;
+    /// [`Error::Protocol`] for an answer the protocol does not allow, or a
+    /// request too large to encode (over 64 MiB).
+    pub async fn call(&self, op: Operation) -> Result<Reply> {
+        self.call_with_request_id(RequestId(rand::random()), op)
+            .await
+    }
+
+    /// Runs `op` with the caller's request id. Sending a write again with
+    /// the id of an attempt whose outcome is unknown (after
+    /// [`Error::Unavailable`] or [`Error::DeadlineExceeded`]) applies it
+    /// at most once and returns the first outcome.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn call_with_request_id(
+        &self,
+        request_id: RequestId,
+        op: Operation,
+    ) -> Result<Reply> {
+        self.send(request_id, op, Routing::Caller).await
+    }
+
+    /// Asks a node for the cluster status and adopts its member list and
+    /// leader.
+    pub(crate) async fn refresh_members(&self) -> Result<ClusterStatus> {
+        *lock(&self.inner.refresh.last) = Some(Instant::now());
+        match self
+            .send(
+                RequestId(rand::random()),
+                Operation::ClusterInfo,
+                Routing::Refresh,
+            )
+            .await?
+        {
+            Reply::ClusterInfo(status) => Ok(status),
+            other => Err(crate::ops::unexpected(
+                "cluster-info",
+                "cluster-info",
+                &other,
+            )),
+        }
+    }
+
+    /// Starts a background member refresh when one is due: every
+    /// `refresh_interval`, or sooner after a failure.
+    fn maybe_refresh(&self) {
+        let refresh = &self.inner.refresh;
+        let now = Instant::now();
+        let due = match *lock(&refresh.last) {
+            None => true,
+            Some(last) => {
+                let age = now.saturating_duration_since(last);
+                age >= self.inner.options.refresh_interval
+                    || (refresh.stale.load(Ordering::Acquire) && age >= MIN_REFRESH_GAP)
+            }
+        };
+        if !due || refresh.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        refresh.stale.store(false, Ordering::Release);
+        let client = self.with_deadline(self.deadline.min(REFRESH_DEADLINE));
+        tokio::spawn(async move {
+            if let Err(e) = client.refresh_members().await {
+                tracing::debug!(error = %e, "member refresh failed");
+            }
+            client.inner.refresh.running.store(false, Ordering::Release);
+        });
+    }
+
+    fn adopt(&self, status: &ClusterStatus) -> Result<()> {
+        if let Some(id) = &status.cluster_id {
+            if id.to_string() != self.inner.cluster_id {
+                return Err(Error::Config(format!(
+                    "node {} belongs to cluster {id}, but the config names cluster {}",
+                    status.answered_by, self.inner.cluster_id
+                )));
+            }
+        }
+        let addresses = {
+            let mut balancer = lock(&self.inner.balancer);
+            balancer.set_members(&status.members);
+            balancer.set_leader(status.leader);
+            balancer.addresses()
+        };
+        self.inner.connections.retain(&addresses);
+        Ok(())
+    }
+
+    /// Encodes the request once and runs it to completion.
+    async fn send(&self, request_id: RequestId, op: Operation, routing: Routing) -> Result<Reply> {
+        let deadline = Instant::now() + self.deadline;
+        let _permit =
+            match tokio::time::timeout_at(deadline.into(), self.inner.permits.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                // The semaphore is never closed.
+                Ok(Err(_)) => return Err(Error::Protocol("request limiter closed".into())),
+                Err(_) => return Err(Error::DeadlineExceeded),
+            };
+        self.maybe_refresh();
+        let write = is_write(&op);
+        let name = op.name();
+        let session = match op {
+            Operation::Login { .. } => None,
+            _ => lock(&self.inner.session).clone(),
+        };
+        let (min_index, linearizable) = match routing {
+            Routing::Caller => (
+                self.inner.applied.current(),
+                !write && self.linearizable_reads,
+            ),
+            Routing::Refresh => (0, false),
+        };
+        let request = Request {
+            session,
+            request_id,
+            min_index,
+            linearizable,
+            op,
+        };
+        // The bytes hold passwords, tokens or plaintext: zeroized on drop.
+        let bytes = Zeroizing::new(
+            codec::encode("request", &request).map_err(|e| Error::Protocol(e.to_string()))?,
+        );
+        drop(request);
+        let reply = self
+            .attempts(&bytes, write, deadline, request_id, name)
+            .await?;
+        if let Reply::ClusterInfo(status) = &reply {
+            self.adopt(status)?;
+        }
+        Ok(reply)
+    }
+
+    /// Tries nodes until one answers, a refusal comes, or the deadline.
+    async fn attempts(
+        &self,
+        request: &[u8],
+        write: bool,
+        deadline: Instant,
+        request_id: RequestId,
+        op: &'static str,
+    ) -> Result<Reply> {
+        let inner = &*self.inner;
+        let mut failures = Failures::default();
+        let mut tried: Vec<NodeId> = Vec::new();
+        let mut round: u32 = 0;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(failures.at_deadline());
+            }
+            let pick = {
+                let mut balancer = lock(&inner.balancer);
+                let prefer = if write { balancer.leader() } else { None };
+                balancer.pick(now, &tried, prefer, &mut rand::thread_rng())
+            };
+            let Some(pick) = pick else {
+                if tried.is_empty() {
+                    return Err(failures.unavailable());
+                }
+                // Every node failed once: pause, then try them all again.
+                round += 1;
+                let pause = (ROUND_PAUSE * (1 << round.min(5))).min(MAX_ROUND_PAUSE);
+                if now + pause >= deadline {
+                    return Err(failures.unavailable());
+                }
+                tracing::debug!(%request_id, op, round, "every node failed; trying again");
+                tokio::time::sleep(pause).await;
+                tried.clear();
+                continue;
+            };
+            tried.push(pick.id);
+            let guard = InFlight {
+                balancer: &inner.balancer,
+                id: pick.id,
+                done: false,
+            };
+            let attempt_end = match inner.options.attempt_timeout {
+                Some(t) => (now + t).min(deadline),
+                None => deadline,
+            };
+            let result =
+                tokio::time::timeout_at(attempt_end.into(), self.attempt(&pick, request)).await;
+            let reason = match result {
+                Ok(Ok(Response {
+                    applied_index,
+                    result,
+                })) => {
+                    inner.applied.observe(applied_index);
+                    match result {
+                        Ok(reply) => {
+                            guard.finish(Outcome::Answered);
+                            return Ok(reply);
+                        }
+                        Err(e) if e.kind == ErrorKind::Unavailable => {
+                            guard.finish(Outcome::Failed);
+                            format!("unavailable: {}", e.message)
+                        }
+                        Err(e) => {
+                            guard.finish(Outcome::Answered);
+                            return Err(Error::Server(e));
+                        }
+                    }
+                }
+                Ok(Err(AttemptError::Transport(reason))) => {
+                    guard.finish(Outcome::Failed);
+                    reason
+                }
+                Ok(Err(AttemptError::Protocol(reason))) => {
+                    guard.finish(Outcome::Answered);
+                    return Err(Error::Protocol(format!(
+                        "node {} at {}: {reason}",
+                        pick.id, pick.address
+                    )));
+                }
+                Err(_elapsed) if attempt_end >= deadline => {
+                    guard.finish(Outcome::Failed);
+                    failures.record(&pick.address, "deadline exceeded".into());
+                    return Err(failures.at_deadline());
+                }
+                Err(_elapsed) => {
+                    guard.finish(Outcome::Failed);
+                    format!("no answer within {:?}", attempt_end - now)
+                }
+            };
+            tracing::debug!(
+                %request_id, op, node_id = %pick.id, address = %pick.address, %reason,
+                "attempt failed; trying another node"
+            );
+            inner.refresh.stale.store(true, Ordering::Release);
+            failures.push(&pick.address, reason);
+        }
+    }
+
+    async fn attempt(
+        &self,
+        pick: &Pick,
+        request: &[u8],
+    ) -> std::result::Result<Response, AttemptError> {
+        let conn = self
+            .inner
+            .connections
+            .connection(pick.id, &pick.address, self.inner.options.connect_timeout)
+            .await?;
+        exchange(&conn, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_and_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+
+    #[test]
+    fn clients_and_their_calls_move_between_threads() {
+        send_and_sync::<Client>();
+        let config = ClientConfig {
+            cluster_id: "00".repeat(16),
+            ca_cert_pem: String::new(),
+            zone: None,
+            nodes: Vec::new(),
+        };
+        // Not a usable config; only the types matter here.
+        if let Ok(client) = Client::new(config, ClientOptions::default()) {
+            send(&client.call(Operation::ClusterInfo));
+        }
+    }
+}

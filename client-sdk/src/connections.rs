@@ -1,0 +1,204 @@
+//! One cached QUIC connection per node, made again when it closed, and the
+//! exchange of one request on one stream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hsm_proto::client::Response;
+use hsm_proto::{codec, NodeId};
+
+use crate::frame::{read_frame, write_frame, FrameError, MAX_RESPONSE_BYTES};
+use crate::tls::SERVER_NAME;
+
+/// Why one attempt on one node failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AttemptError {
+    /// The node could not be reached or the exchange broke off: try
+    /// another node.
+    Transport(String),
+    /// The node answered bytes the protocol does not allow.
+    Protocol(String),
+}
+
+/// A node's cached connection.
+#[derive(Debug)]
+struct NodeConn {
+    address: String,
+    cached: Mutex<Option<quinn::Connection>>,
+    /// Held while connecting, so concurrent callers wait for one handshake
+    /// instead of each making their own.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl NodeConn {
+    fn live(&self) -> Option<quinn::Connection> {
+        lock(&self.cached)
+            .as_ref()
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The client's QUIC endpoints (one per address family, made on first use)
+/// and its connections.
+#[derive(Debug)]
+pub(crate) struct Connections {
+    config: quinn::ClientConfig,
+    v4: Mutex<Option<quinn::Endpoint>>,
+    v6: Mutex<Option<quinn::Endpoint>>,
+    nodes: Mutex<HashMap<NodeId, Arc<NodeConn>>>,
+}
+
+impl Connections {
+    /// No connections yet; `config` is the TLS and transport configuration
+    /// for every connection.
+    pub(crate) fn new(config: quinn::ClientConfig) -> Connections {
+        Connections {
+            config,
+            v4: Mutex::new(None),
+            v6: Mutex::new(None),
+            nodes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn node(&self, id: NodeId, address: &str) -> Arc<NodeConn> {
+        let mut nodes = lock(&self.nodes);
+        match nodes.get(&id) {
+            Some(n) if n.address == address => n.clone(),
+            _ => {
+                let n = Arc::new(NodeConn {
+                    address: address.to_string(),
+                    cached: Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                });
+                if let Some(old) = nodes.insert(id, n.clone()) {
+                    close(&old, b"node moved");
+                }
+                n
+            }
+        }
+    }
+
+    /// Closes and forgets the connections of nodes not in `keep`.
+    pub(crate) fn retain(&self, keep: &[(NodeId, String)]) {
+        let mut nodes = lock(&self.nodes);
+        nodes.retain(|id, n| {
+            let stays = keep.iter().any(|(k, a)| k == id && *a == n.address);
+            if !stays {
+                close(n, b"node left");
+            }
+            stays
+        });
+    }
+
+    /// Closes every connection and endpoint.
+    pub(crate) fn close_all(&self) {
+        for endpoint in [lock(&self.v4).take(), lock(&self.v6).take()]
+            .into_iter()
+            .flatten()
+        {
+            endpoint.close(0u32.into(), b"client closed");
+        }
+    }
+
+    fn endpoint(&self, peer: SocketAddr) -> Result<quinn::Endpoint, String> {
+        let (slot, bind): (_, SocketAddr) = if peer.is_ipv6() {
+            (&self.v6, (std::net::Ipv6Addr::UNSPECIFIED, 0).into())
+        } else {
+            (&self.v4, (std::net::Ipv4Addr::UNSPECIFIED, 0).into())
+        };
+        let mut slot = lock(slot);
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.clone());
+        }
+        let mut endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| format!("cannot open a UDP socket on {bind}: {e}"))?;
+        endpoint.set_default_client_config(self.config.clone());
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// A live connection to node `id` at `address`: the cached one, or a
+    /// new one made within `connect_timeout`.
+    pub(crate) async fn connection(
+        &self,
+        id: NodeId,
+        address: &str,
+        connect_timeout: Duration,
+    ) -> Result<quinn::Connection, AttemptError> {
+        let node = self.node(id, address);
+        if let Some(c) = node.live() {
+            return Ok(c);
+        }
+        let made = tokio::time::timeout(connect_timeout, async {
+            let _one_at_a_time = node.connecting.lock().await;
+            if let Some(c) = node.live() {
+                return Ok(c);
+            }
+            let c = self.connect(address).await?;
+            *lock(&node.cached) = Some(c.clone());
+            Ok(c)
+        })
+        .await;
+        match made {
+            Ok(r) => r.map_err(AttemptError::Transport),
+            Err(_) => Err(AttemptError::Transport(format!(
+                "no connection within {connect_timeout:?}"
+            ))),
+        }
+    }
+
+    async fn connect(&self, address: &str) -> Result<quinn::Connection, String> {
+        let peer = tokio::net::lookup_host(address)
+            .await
+            .map_err(|e| format!("cannot resolve {address}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{address} resolves to no address"))?;
+        let endpoint = self.endpoint(peer)?;
+        let connecting = endpoint
+            .connect(peer, SERVER_NAME)
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let conn = connecting
+            .await
+            .map_err(|e| format!("handshake failed: {e}"))?;
+        tracing::debug!(address, "connected");
+        Ok(conn)
+    }
+}
+
+fn close(node: &NodeConn, reason: &[u8]) {
+    if let Some(c) = lock(&node.cached).take() {
+        c.close(0u32.into(), reason);
+    }
+}
+
+/// Sends one encoded request on a new stream of `conn` and reads the
+/// response.
+pub(crate) async fn exchange(
+    conn: &quinn::Connection,
+    request: &[u8],
+) -> Result<Response, AttemptError> {
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| AttemptError::Transport(format!("connection lost: {e}")))?;
+    write_frame(&mut send, request).await.map_err(|e| match e {
+        FrameError::TooLarge { .. } => AttemptError::Protocol(e.to_string()),
+        _ => AttemptError::Transport(format!("sending failed: {e}")),
+    })?;
+    let bytes = read_frame(&mut recv, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|e| match e {
+            FrameError::TooLarge { .. } => AttemptError::Protocol(format!("response refused: {e}")),
+            FrameError::Truncated { .. } | FrameError::Stream(_) => {
+                AttemptError::Transport(format!("no response: {e}"))
+            }
+        })?;
+    codec::decode("response", &bytes).map_err(|e| AttemptError::Protocol(e.to_string()))
+}

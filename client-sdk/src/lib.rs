@@ -1,0 +1,110 @@
+//! Client SDK of the HSM cluster.
+//!
+//! A [`Client`] talks to every node of a cluster over QUIC (TLS 1.3, ALPN
+//! `hsm-client/1`, trusting only the cluster CA) with one request per
+//! stream, and offers a typed method for every operation of the client
+//! protocol ([`hsm_proto::client`]).
+//!
+//! - **Load balancing:** reads and crypto go to the less loaded of two
+//!   random nodes that are up, preferring the caller's zone; writes go to
+//!   the leader when known.
+//! - **Failover:** a node that fails at the transport level, or answers
+//!   `unavailable`, is set aside for a backoff and the call moves to
+//!   another node within its deadline; writes keep their request id, so a
+//!   retried write applies once.
+//! - **Read your writes:** the client sends the highest log index it has
+//!   seen with every request, so any node answers only once it is at least
+//!   that far along.
+//! - **Membership:** the node list in the config file is only where to
+//!   start; the client follows the cluster's member list and leader.
+//! - **Bounded:** at most [`ClientOptions::max_in_flight`] requests are in
+//!   flight per client; every call has a deadline.
+//!
+//! Secrets (passwords, session tokens, plaintext) travel as [`Secret`],
+//! which is zeroized on drop and never printed, and are never logged.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use hsm_client::mechanism::SignMechanism;
+//! use hsm_client::{Client, KeyAttributes, KeySpec, Username};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // The client config file written by `hsm-node init`.
+//! let client = Client::connect_file("cluster.toml").await?;
+//! client
+//!     .login(Username::new("alice")?, "correct horse battery staple")
+//!     .await?;
+//!
+//! let attributes = KeyAttributes {
+//!     label: "release-signing".into(),
+//!     sign: true,
+//!     verify: true,
+//!     ..KeyAttributes::default()
+//! };
+//! let key = client.generate_key(KeySpec::EcP256, attributes, true).await?;
+//!
+//! let mechanism = SignMechanism::EcdsaSha256;
+//! let signature = client.sign(key.id, mechanism, b"hello".as_slice()).await?;
+//! assert!(client.verify(key.id, mechanism, b"hello".as_slice(), signature).await?);
+//!
+//! // Many signatures at once, within the in-flight bound.
+//! let messages = (0..1000u32).map(|i| i.to_be_bytes().to_vec());
+//! for result in client.sign_many(key.id, mechanism, messages).await {
+//!     result?;
+//! }
+//!
+//! // A tighter deadline for one call.
+//! let bytes = client
+//!     .with_deadline(std::time::Duration::from_millis(500))
+//!     .random(32)
+//!     .await?;
+//! assert_eq!(bytes.len(), 32);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Errors
+//!
+//! Every call returns [`Error`]: [`Error::Server`] when the cluster refuses
+//! (see [`Error::kind`]), [`Error::Unavailable`] with each address tried and
+//! why it failed, [`Error::DeadlineExceeded`], [`Error::Config`] and
+//! [`Error::Protocol`].
+//!
+//! Invariant: the SDK knows only the wire types of [`hsm_proto`]; it has no
+//! storage, consensus or node code, and nothing a node sends can make it
+//! panic.
+
+#![forbid(unsafe_code)]
+
+mod balancer;
+mod classify;
+mod client;
+mod config;
+mod connections;
+mod error;
+mod failures;
+mod frame;
+mod ops;
+mod options;
+mod progress;
+mod tls;
+
+pub use balancer::KnownNode;
+pub use client::{Client, Session};
+pub use config::{load_config, load_config_from_env, parse_config, validate_config, CONFIG_ENV};
+pub use error::{Error, Result};
+pub use frame::MAX_RESPONSE_BYTES;
+pub use options::ClientOptions;
+pub use tls::{ALPN, SERVER_NAME};
+
+pub use hsm_proto;
+pub use hsm_proto::client::{
+    ClientConfig, ClientError, ClientNode, ClusterStatus, ErrorKind, KeyFilter, KeyInfo,
+    MemberInfo, Operation, Reply, Secret, UserInfo,
+};
+pub use hsm_proto::mechanism;
+pub use hsm_proto::{
+    KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, RequestId, Role,
+    Username,
+};

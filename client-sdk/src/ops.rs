@@ -1,0 +1,511 @@
+//! Typed methods, one per [`Operation`], and batches.
+
+use hsm_proto::client::{ClusterStatus, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo};
+use hsm_proto::mechanism::{
+    DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
+};
+use hsm_proto::{KeyAttribute, KeyAttributes, KeyId, KeySpec, NodeId, NodeRecord, Role, Username};
+use tokio::task::JoinSet;
+
+use crate::classify::reply_name;
+use crate::client::{Client, Session};
+use crate::error::{Error, Result};
+
+/// The error for a reply of the wrong type.
+pub(crate) fn unexpected(op: &str, expected: &str, got: &Reply) -> Error {
+    Error::Protocol(format!(
+        "expected a {expected} reply to {op}, got {}",
+        reply_name(got)
+    ))
+}
+
+/// Unpacks the one reply variant an operation may get.
+macro_rules! expect_reply {
+    ($reply:expr, $op:literal, $expected:literal, $pattern:pat => $value:expr) => {
+        match $reply {
+            $pattern => Ok($value),
+            other => Err(unexpected($op, $expected, &other)),
+        }
+    };
+}
+
+impl Client {
+    async fn done(&self, op: Operation) -> Result<()> {
+        let name = op.name();
+        match self.call(op).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(name, "done", &other)),
+        }
+    }
+
+    async fn key(&self, op: Operation) -> Result<KeyInfo> {
+        let name = op.name();
+        match self.call(op).await? {
+            Reply::Key(key) => Ok(key),
+            other => Err(unexpected(name, "key", &other)),
+        }
+    }
+
+    /// Logs in and keeps the session token: later calls (on this client and
+    /// its clones) carry it. A failed login keeps the previous session.
+    ///
+    /// # Errors
+    /// [`Error::Server`] of kind `LoginFailed`, `Locked` or `NotActivated`,
+    /// or as [`Client::call`].
+    pub async fn login(&self, username: Username, password: impl Into<Secret>) -> Result<Session> {
+        let reply = self
+            .call(Operation::Login {
+                username,
+                password: password.into(),
+            })
+            .await?;
+        expect_reply!(reply, "login", "logged-in",
+        Reply::LoggedIn { token, username, role, expires_ms } => {
+            self.set_session(Some(token));
+            Session { username, role, expires_ms }
+        })
+    }
+
+    /// Forgets the session token; later calls are anonymous.
+    pub fn logout(&self) {
+        self.set_session(None);
+    }
+
+    /// Members, leader and progress of the cluster; also refreshes the
+    /// client's member list and leader. Needs no session.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; [`Error::Config`] if the cluster is not the one
+    /// the config names.
+    pub async fn cluster_info(&self) -> Result<ClusterStatus> {
+        let reply = self.call(Operation::ClusterInfo).await?;
+        expect_reply!(reply, "cluster-info", "cluster-info", Reply::ClusterInfo(s) => s)
+    }
+
+    /// Approves a new member (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn add_node(&self, node: NodeRecord) -> Result<()> {
+        self.done(Operation::AddNode { node }).await
+    }
+
+    /// Removes a member (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn remove_node(&self, node: NodeId) -> Result<()> {
+        self.done(Operation::RemoveNode { node }).await
+    }
+
+    /// Changes a password: one's own, or (crypto officer) another user's.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn change_password(
+        &self,
+        username: Username,
+        new_password: impl Into<Secret>,
+    ) -> Result<()> {
+        self.done(Operation::ChangePassword {
+            username,
+            new_password: new_password.into(),
+        })
+        .await
+    }
+
+    /// Creates a user (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn create_user(
+        &self,
+        username: Username,
+        role: Role,
+        password: impl Into<Secret>,
+    ) -> Result<()> {
+        self.done(Operation::CreateUser {
+            username,
+            role,
+            password: password.into(),
+        })
+        .await
+    }
+
+    /// Deletes a user that owns no keys (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn delete_user(&self, username: Username) -> Result<()> {
+        self.done(Operation::DeleteUser { username }).await
+    }
+
+    /// Lists users, in name order (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
+        let reply = self.call(Operation::ListUsers).await?;
+        expect_reply!(reply, "list-users", "users", Reply::Users(u) => u)
+    }
+
+    /// Unlocks a user locked after failed logins (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn unlock_user(&self, username: Username) -> Result<()> {
+        self.done(Operation::UnlockUser { username }).await
+    }
+
+    /// Generates a key in the HSM, owned by the caller. With
+    /// `unique_label`, refused if the caller owns a key with the same label.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn generate_key(
+        &self,
+        spec: KeySpec,
+        attributes: KeyAttributes,
+        unique_label: bool,
+    ) -> Result<KeyInfo> {
+        self.key(Operation::GenerateKey {
+            spec,
+            attributes,
+            unique_label,
+        })
+        .await
+    }
+
+    /// Imports plaintext key material (only for keys not marked
+    /// sensitive): raw bytes for AES and generic secrets, PKCS#8 DER for
+    /// private keys.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn import_key(
+        &self,
+        spec: KeySpec,
+        attributes: KeyAttributes,
+        material: Secret,
+        unique_label: bool,
+    ) -> Result<KeyInfo> {
+        self.key(Operation::ImportKey {
+            spec,
+            attributes,
+            material,
+            unique_label,
+        })
+        .await
+    }
+
+    /// Imports a key wrapped under `wrapping_key`, which is in the HSM.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn unwrap_key(
+        &self,
+        wrapping_key: KeyId,
+        mechanism: WrapMechanism,
+        wrapped: Vec<u8>,
+        spec: KeySpec,
+        attributes: KeyAttributes,
+        unique_label: bool,
+    ) -> Result<KeyInfo> {
+        self.key(Operation::UnwrapKey {
+            wrapping_key,
+            mechanism,
+            wrapped,
+            spec,
+            attributes,
+            unique_label,
+        })
+        .await
+    }
+
+    /// Exports `key` wrapped under `wrapping_key` (owner only; the key must
+    /// be extractable).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn wrap_key(
+        &self,
+        wrapping_key: KeyId,
+        key: KeyId,
+        mechanism: WrapMechanism,
+    ) -> Result<Vec<u8>> {
+        let reply = self
+            .call(Operation::WrapKey {
+                wrapping_key,
+                key,
+                mechanism,
+            })
+            .await?;
+        expect_reply!(reply, "wrap-key", "wrapped", Reply::Wrapped(w) => w)
+    }
+
+    /// Agrees a secret between `key` and a peer's public key
+    /// (SubjectPublicKeyInfo DER) and keeps a key derived from it in the
+    /// HSM. The arguments are those of [`Operation::DeriveKey`].
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn derive_key(
+        &self,
+        key: KeyId,
+        mechanism: DeriveMechanism,
+        peer_public_key: Vec<u8>,
+        context: Vec<u8>,
+        spec: KeySpec,
+        attributes: KeyAttributes,
+        unique_label: bool,
+    ) -> Result<KeyInfo> {
+        self.key(Operation::DeriveKey {
+            key,
+            mechanism,
+            peer_public_key,
+            context,
+            spec,
+            attributes,
+            unique_label,
+        })
+        .await
+    }
+
+    /// One key's metadata.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn get_key(&self, key: KeyId) -> Result<KeyInfo> {
+        self.key(Operation::GetKey { key }).await
+    }
+
+    /// The keys visible to the caller that match `filter`, in id order.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<KeyInfo>> {
+        let reply = self.call(Operation::ListKeys { filter }).await?;
+        expect_reply!(reply, "list-keys", "keys", Reply::Keys(k) => k)
+    }
+
+    /// The public half of a key pair: SubjectPublicKeyInfo DER and PEM.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn export_public_key(&self, key: KeyId) -> Result<(Vec<u8>, String)> {
+        let reply = self.call(Operation::ExportPublicKey { key }).await?;
+        expect_reply!(reply, "export-public-key", "public-key",
+            Reply::PublicKey { der, pem } => (der, pem))
+    }
+
+    /// Shares a key with another crypto user (owner only).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn share_key(&self, key: KeyId, with: Username) -> Result<()> {
+        self.done(Operation::ShareKey { key, with }).await
+    }
+
+    /// Stops sharing a key (owner only).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn unshare_key(&self, key: KeyId, with: Username) -> Result<()> {
+        self.done(Operation::UnshareKey { key, with }).await
+    }
+
+    /// Changes one attribute of a key.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn set_key_attribute(&self, key: KeyId, attribute: KeyAttribute) -> Result<()> {
+        self.done(Operation::SetKeyAttribute { key, attribute })
+            .await
+    }
+
+    /// Deletes a key (owner only).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn delete_key(&self, key: KeyId) -> Result<()> {
+        self.done(Operation::DeleteKey { key }).await
+    }
+
+    /// Signs a message (or computes an HMAC); the message is unhashed.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn sign(
+        &self,
+        key: KeyId,
+        mechanism: SignMechanism,
+        message: impl Into<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let reply = self
+            .call(Operation::Sign {
+                key,
+                mechanism,
+                message: message.into(),
+            })
+            .await?;
+        expect_reply!(reply, "sign", "signature", Reply::Signature(s) => s)
+    }
+
+    /// Verifies a signature (or an HMAC). A signature that does not verify
+    /// is `Ok(false)`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn verify(
+        &self,
+        key: KeyId,
+        mechanism: SignMechanism,
+        message: impl Into<Vec<u8>>,
+        signature: impl Into<Vec<u8>>,
+    ) -> Result<bool> {
+        let reply = self
+            .call(Operation::Verify {
+                key,
+                mechanism,
+                message: message.into(),
+                signature: signature.into(),
+            })
+            .await?;
+        expect_reply!(reply, "verify", "verified", Reply::Verified(v) => v)
+    }
+
+    /// Encrypts. `aad` is the associated data (AES-GCM) or OAEP label
+    /// (RSA). For AES-GCM the output is `iv || ciphertext || tag`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn encrypt(
+        &self,
+        key: KeyId,
+        mechanism: EncryptMechanism,
+        plaintext: impl Into<Secret>,
+        aad: impl Into<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let reply = self
+            .call(Operation::Encrypt {
+                key,
+                mechanism,
+                plaintext: plaintext.into(),
+                aad: aad.into(),
+            })
+            .await?;
+        expect_reply!(reply, "encrypt", "ciphertext", Reply::Ciphertext(c) => c)
+    }
+
+    /// Decrypts what [`Client::encrypt`] produced, with the same `aad`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn decrypt(
+        &self,
+        key: KeyId,
+        mechanism: EncryptMechanism,
+        ciphertext: impl Into<Vec<u8>>,
+        aad: impl Into<Vec<u8>>,
+    ) -> Result<Secret> {
+        let reply = self
+            .call(Operation::Decrypt {
+                key,
+                mechanism,
+                ciphertext: ciphertext.into(),
+                aad: aad.into(),
+            })
+            .await?;
+        expect_reply!(reply, "decrypt", "plaintext", Reply::Plaintext(p) => p)
+    }
+
+    /// Hashes `data`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn digest(
+        &self,
+        algorithm: DigestAlgorithm,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let reply = self
+            .call(Operation::Digest {
+                algorithm,
+                data: data.into(),
+            })
+            .await?;
+        expect_reply!(reply, "digest", "digest", Reply::Digest(d) => d)
+    }
+
+    /// `len` random bytes (at most 65536) from the HSM's generator.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn random(&self, len: u32) -> Result<Vec<u8>> {
+        let reply = self.call(Operation::Random { len }).await?;
+        expect_reply!(reply, "random", "random", Reply::Random(r) => r)
+    }
+
+    /// Runs many operations concurrently, within the client's in-flight
+    /// bound, and returns their results in the order given. Each has its
+    /// own request id and deadline, counted from when it starts. Dropping
+    /// the future cancels the operations not yet done.
+    pub async fn call_many(&self, ops: impl IntoIterator<Item = Operation>) -> Vec<Result<Reply>> {
+        let window = self.max_in_flight();
+        let mut results: Vec<Option<Result<Reply>>> = Vec::new();
+        let mut running = JoinSet::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            results.push(None);
+            // At most `window` tasks exist at once: memory stays bounded
+            // however many operations come.
+            if running.len() >= window {
+                collect(&mut running, &mut results).await;
+            }
+            let client = self.clone();
+            running.spawn(async move { (i, client.call(op).await) });
+        }
+        while !running.is_empty() {
+            collect(&mut running, &mut results).await;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Protocol("call task failed".into()))))
+            .collect()
+    }
+
+    /// Signs many messages with one key concurrently (see
+    /// [`Client::call_many`]); one result per message, in order.
+    pub async fn sign_many(
+        &self,
+        key: KeyId,
+        mechanism: SignMechanism,
+        messages: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Vec<Result<Vec<u8>>> {
+        let ops = messages.into_iter().map(|message| Operation::Sign {
+            key,
+            mechanism,
+            message,
+        });
+        self.call_many(ops)
+            .await
+            .into_iter()
+            .map(|r| expect_reply!(r?, "sign", "signature", Reply::Signature(s) => s))
+            .collect()
+    }
+}
+
+type Done = (usize, Result<Reply>);
+
+async fn collect(running: &mut JoinSet<Done>, results: &mut [Option<Result<Reply>>]) {
+    match running.join_next().await {
+        Some(Ok((i, r))) => {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        // A task that panicked leaves its slot empty.
+        Some(Err(e)) => tracing::warn!(error = %e, "call task failed"),
+        None => {}
+    }
+}

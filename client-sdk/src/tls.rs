@@ -1,0 +1,65 @@
+//! TLS 1.3 over QUIC to the nodes: trust only the cluster CA, present no
+//! certificate, speak [`ALPN`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::RootCertStore;
+
+use crate::config::ca_certificates;
+use crate::error::{Error, Result};
+
+/// ALPN of the client protocol.
+pub const ALPN: &[u8] = b"hsm-client/1";
+/// The DNS name every node certificate carries; the client connects with
+/// it as the server name, whatever address it dials.
+pub const SERVER_NAME: &str = "hsm-node";
+
+/// QUIC keep-alive: a connection to a node that vanished without a word is
+/// noticed within [`IDLE_TIMEOUT`].
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// Idle time after which a connection counts as lost.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tls_err(e: impl std::fmt::Display) -> Error {
+    Error::Config(format!("tls: {e}"))
+}
+
+/// The quinn client configuration for a cluster whose CA certificate is
+/// `ca_pem`.
+pub(crate) fn client_config(ca_pem: &str) -> Result<quinn::ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in ca_certificates(ca_pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| Error::Config(format!("ca_cert_pem: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(tls_err)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    // 10 s fits in a VarInt, so the conversion cannot fail.
+    transport.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(Arc::new(transport));
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_that_is_not_a_certificate_is_a_config_error() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(client_config(pem), Err(Error::Config(_))));
+        assert!(matches!(client_config(""), Err(Error::Config(_))));
+    }
+}

@@ -1,0 +1,159 @@
+//! A local cluster on loopback, as `hsm-node dev` runs it: every node's
+//! files under one directory, created with the same steps a real
+//! deployment uses (a cluster CA, each node prepared with its own storage
+//! key, identity and certificate, the domain key sealed to each founding
+//! member's agreement key, one signed init event).
+//!
+//! Layout of the directory:
+//! - `ca/ca.pem`, `ca/ca.key` (0600): the cluster CA;
+//! - `node<i>.toml`: each node's configuration; `node<i>/`: its data;
+//! - `client.toml`: the client config for the SDK and `hsm`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use hsm_proto::client::{ClientConfig, ClientNode};
+use hsm_proto::ClusterId;
+
+use crate::config::NodeConfig;
+use crate::runtime::{init_cluster, prepare, write_private, write_public};
+use crate::transport::ClusterCa;
+
+/// Zones the local nodes are spread over, in turn.
+const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+
+/// What [`create`] made.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Each node's configuration file.
+    pub config_files: Vec<PathBuf>,
+    /// The client config file.
+    pub client_config: PathBuf,
+    /// The cluster id.
+    pub cluster_id: ClusterId,
+}
+
+/// The client config file of a local cluster directory.
+pub fn client_config_path(dir: &Path) -> PathBuf {
+    dir.join("client.toml")
+}
+
+/// Node `i`'s configuration file in a local cluster directory.
+pub fn node_config_path(dir: &Path, i: u64) -> PathBuf {
+    dir.join(format!("node{i}.toml"))
+}
+
+/// Whether `dir` holds a local cluster made by [`create`].
+pub fn exists(dir: &Path) -> bool {
+    client_config_path(dir).exists()
+}
+
+/// The configuration files of the local cluster in `dir`, in node order.
+///
+/// # Errors
+/// If `dir` holds no node configuration.
+pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for i in 1.. {
+        let path = node_config_path(dir, i);
+        if !path.exists() {
+            break;
+        }
+        files.push(path);
+    }
+    if files.is_empty() {
+        bail!("{} holds no node configuration", dir.display());
+    }
+    Ok(files)
+}
+
+/// Creates a local cluster of `nodes` members listening on
+/// `127.0.0.1:<base_port + i - 1>`, with `admin_password` as the
+/// unactivated admin's password.
+///
+/// # Errors
+/// If `dir` holds a cluster already, or a file cannot be written.
+pub async fn create(
+    dir: &Path,
+    nodes: u64,
+    base_port: u16,
+    admin_password: &str,
+) -> Result<LocalCluster> {
+    if exists(dir) {
+        bail!("{} holds a cluster already", dir.display());
+    }
+    if !(1..=28).contains(&nodes) {
+        bail!("a cluster has 1 to 28 nodes");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let ca = ClusterCa::generate("hsm-cluster dev")?;
+    write_public(&dir.join("ca/ca.pem"), ca.cert_pem().as_bytes())?;
+    write_private(&dir.join("ca/ca.key"), ca.key_pem().as_bytes())?;
+
+    let mut prepared = Vec::new();
+    let mut config_files = Vec::new();
+    for i in 1..=nodes {
+        let port = base_port
+            .checked_add(u16::try_from(i - 1)?)
+            .context("port out of range")?;
+        let mut config = NodeConfig::new(i, dir.join(format!("node{i}")));
+        config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        config.zone = ZONES[usize::try_from((i - 1) % 3)?].to_owned();
+        // Loopback: elect fast.
+        config.raft.heartbeat_interval_ms = 100;
+        config.raft.election_timeout_min_ms = 500;
+        config.raft.election_timeout_max_ms = 1000;
+        let text = toml::to_string(&config).context("cannot encode a node configuration")?;
+        let path = node_config_path(&dir, i);
+        write_public(&path, text.as_bytes())?;
+        let record = prepare(&config, &ca)?.record;
+        prepared.push((config, record));
+        config_files.push(path);
+    }
+    let (first, first_record) = prepared.remove(0);
+    let cluster_id = init_cluster(&first, &prepared, first_record.clone(), admin_password).await?;
+
+    let mut members = vec![first_record];
+    members.extend(prepared.iter().map(|(_, r)| r.clone()));
+    let client = ClientConfig {
+        cluster_id: cluster_id.to_string(),
+        ca_cert_pem: ca.cert_pem().to_owned(),
+        zone: None,
+        nodes: members
+            .iter()
+            .map(|r| ClientNode {
+                id: r.id.0,
+                address: r.address.clone(),
+                zone: r.zone.clone(),
+            })
+            .collect(),
+    };
+    let client_config = client_config_path(&dir);
+    write_client_config(&client_config, &client)?;
+    Ok(LocalCluster {
+        dir,
+        config_files,
+        client_config,
+        cluster_id,
+    })
+}
+
+/// Writes a client config file.
+///
+/// # Errors
+/// If it exists already or cannot be written.
+pub fn write_client_config(path: &Path, config: &ClientConfig) -> Result<()> {
+    let text = format!(
+        "# Client configuration of HSM cluster {}: the SDK and `hsm` read it\n\
+         # (point HSM_CLUSTER at this file).\n{}",
+        config.cluster_id,
+        toml::to_string(config).context("cannot encode the client configuration")?
+    );
+    write_public(path, text.as_bytes())
+}

@@ -1,0 +1,291 @@
+//! `hsm-node`: create, run and develop against an HSM cluster.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hsm_node::config::{LogFormat, NodeConfig};
+use hsm_node::local;
+use hsm_node::runtime::{init_cluster, prepare, write_private, write_public, RunningNode};
+use hsm_node::transport::ClusterCa;
+use hsm_proto::client::{ClientConfig, ClientNode};
+use rand::RngCore;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "hsm-node",
+    version,
+    about = "A node of a Raft-replicated HSM cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new cluster with this node as its first member.
+    Init {
+        /// The node's configuration file.
+        #[arg(long, env = "HSM_NODE_CONFIG")]
+        config: PathBuf,
+        /// Directory for a new self-signed cluster CA (`ca.pem`, and
+        /// `ca.key`, which you then keep offline). Ignored with --ca-cert.
+        #[arg(long, default_value = "cluster-ca")]
+        ca_dir: PathBuf,
+        /// Your own CA certificate (PEM) to issue node certificates from,
+        /// instead of a new self-signed one.
+        #[arg(long, requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        /// The private key (PEM) of --ca-cert.
+        #[arg(long, requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+        /// Where to write the client config file.
+        #[arg(long, default_value = "cluster.toml")]
+        client_config: PathBuf,
+    },
+    /// Run a node.
+    Start {
+        /// The node's configuration file.
+        #[arg(long, env = "HSM_NODE_CONFIG")]
+        config: PathBuf,
+        /// For a node just added: the address of a member to fetch the
+        /// domain key from once a crypto officer has approved this node.
+        #[arg(long)]
+        join: Option<String>,
+    },
+    /// Prepare a node to join an existing cluster: creates its storage key,
+    /// identity and certificate, and writes the join request
+    /// (`<data_dir>/join-request.toml`) that a crypto officer approves with
+    /// `hsm node add`.
+    Prepare {
+        /// The new node's configuration file.
+        #[arg(long, env = "HSM_NODE_CONFIG")]
+        config: PathBuf,
+        /// The cluster CA certificate (PEM).
+        #[arg(long)]
+        ca_cert: PathBuf,
+        /// The cluster CA private key (PEM).
+        #[arg(long)]
+        ca_key: PathBuf,
+    },
+    /// Run a local cluster on loopback for development, until Ctrl-C.
+    /// Creates it on first use; later runs restart it.
+    Dev {
+        /// Directory of the cluster's files.
+        #[arg(long, default_value = "hsm-dev")]
+        dir: PathBuf,
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// UDP port of the first node; the others follow.
+        #[arg(long, default_value_t = 7401)]
+        base_port: u16,
+        /// Create the cluster's files and exit without serving (start each
+        /// node with `hsm-node start --config <dir>/node<i>.toml`).
+        #[arg(long)]
+        setup_only: bool,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_env("HSM_LOG")
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A one-time password for the unactivated `admin`, shown once.
+fn activation_password() -> String {
+    if let Ok(p) = std::env::var("HSM_ADMIN_PASSWORD") {
+        return p;
+    }
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("hsm-node: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init {
+            config,
+            ca_dir,
+            ca_cert,
+            ca_key,
+            client_config,
+        } => {
+            let config = NodeConfig::from_env_and_file(&config)?;
+            init_logging(&config.log.level, config.log.format);
+            init(config, ca_dir, ca_cert.zip(ca_key), client_config).await
+        }
+        Command::Start { config, join } => {
+            let config = NodeConfig::from_env_and_file(&config)?;
+            init_logging(&config.log.level, config.log.format);
+            let node = RunningNode::start_joining(&config, join.as_deref()).await?;
+            println!("node {} serving on {}", node.id, node.local_addr);
+            wait_for_shutdown().await;
+            node.shutdown().await;
+            Ok(())
+        }
+        Command::Prepare {
+            config,
+            ca_cert,
+            ca_key,
+        } => {
+            let config = NodeConfig::from_env_and_file(&config)?;
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let ca = ClusterCa::from_pem(&read(&ca_cert)?, &read(&ca_key)?)?;
+            let record = prepare(&config, &ca)?.record;
+            let path = config.data_dir.join("join-request.toml");
+            let text = toml::to_string(&record).context("cannot encode the join request")?;
+            write_public(&path, text.as_bytes())?;
+            println!(
+                "Prepared node {}. Join request: {}",
+                record.id,
+                path.display()
+            );
+            println!(
+                "Next: a crypto officer approves it (hsm node add --request {}),",
+                path.display()
+            );
+            println!("then: hsm-node start --config <this config> --join <address of a member>");
+            Ok(())
+        }
+        Command::Dev {
+            dir,
+            nodes,
+            base_port,
+            setup_only,
+        } => {
+            init_logging("error,hsm_node=info", LogFormat::Text);
+            dev(dir, nodes, base_port, setup_only).await
+        }
+    }
+}
+
+async fn wait_for_shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn init(
+    config: NodeConfig,
+    ca_dir: PathBuf,
+    own_ca: Option<(PathBuf, PathBuf)>,
+    client_config: PathBuf,
+) -> Result<()> {
+    if client_config.exists() {
+        bail!("{} exists already", client_config.display());
+    }
+    let ca = match own_ca {
+        Some((cert, key)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?
+        }
+        None => {
+            let ca = ClusterCa::generate("hsm-cluster")?;
+            write_public(&ca_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
+            write_private(&ca_dir.join("ca.key"), ca.key_pem().as_bytes())?;
+            println!(
+                "Created a cluster CA in {}: keep ca.key offline; you need it to add nodes.",
+                ca_dir.display()
+            );
+            ca
+        }
+    };
+    let record = prepare(&config, &ca)?.record;
+    let password = activation_password();
+    let cluster_id = init_cluster(&config, &[], record.clone(), &password).await?;
+    local::write_client_config(
+        &client_config,
+        &ClientConfig {
+            cluster_id: cluster_id.to_string(),
+            ca_cert_pem: ca.cert_pem().to_owned(),
+            zone: None,
+            nodes: vec![ClientNode {
+                id: record.id.0,
+                address: record.address,
+                zone: record.zone,
+            }],
+        },
+    )?;
+    println!(
+        "Initialized cluster {cluster_id} with node {}.",
+        config.id()
+    );
+    println!("Client config: {}", client_config.display());
+    if std::env::var("HSM_ADMIN_PASSWORD").is_err() {
+        println!("One-time admin password (shown once; activation replaces it): {password}");
+    }
+    println!("Next: hsm-node start --config <this config>, then activate the cluster as admin.");
+    Ok(())
+}
+
+async fn dev(dir: PathBuf, nodes: u64, base_port: u16, setup_only: bool) -> Result<()> {
+    if !local::exists(&dir) {
+        let password = activation_password();
+        let cluster = local::create(&dir, nodes, base_port, &password).await?;
+        println!(
+            "Created a {nodes}-node cluster {} in {}",
+            cluster.cluster_id,
+            cluster.dir.display()
+        );
+        if std::env::var("HSM_ADMIN_PASSWORD").is_err() {
+            println!("admin password (one-time, until you activate): {password}");
+        }
+    }
+    let client = local::client_config_path(&dir);
+    if setup_only {
+        println!("client config: {}", client.display());
+        return Ok(());
+    }
+    let mut running = Vec::new();
+    for file in local::config_files(&dir)? {
+        let config = NodeConfig::from_env_and_file(&file)?;
+        running.push(RunningNode::start(&config).await?);
+    }
+    println!("Serving {} nodes:", running.len());
+    for node in &running {
+        println!("  node {} on {}", node.id, node.local_addr);
+    }
+    println!("client config: {}", client.display());
+    println!("Next, in another terminal:");
+    println!("  export HSM_CLUSTER={}", client.display());
+    println!("  hsm cluster activate   # as admin, with the password above");
+    println!("Press Ctrl-C to stop.");
+    wait_for_shutdown().await;
+    println!("Stopping...");
+    for node in running {
+        node.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! A running node: everything `hsm-node start` assembles from its
+//! configuration, and the one-time setup that `hsm-node init` does.
+//!
+//! Files under the data directory (paths from [`NodeConfig`]):
+//! - `storage.key`: the node storage key (0600), unless configured
+//!   elsewhere;
+//! - `identity.sealed`, `domain.sealed`: the node identity and the cluster
+//!   domain key, sealed under a subkey of the storage key;
+//! - `tls/ca.pem`, `tls/node.pem`, `tls/node.key` (0600): the cluster CA
+//!   certificate and this node's certificate and key;
+//! - `raft/`: the sealed RocksDB store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use hsm_proto::{Actor, ClusterId, EventBody, NodeId, NodeRecord, RequestId};
+use hsm_raft_store::{StateMachineStore, StorageKey};
+use openraft::BasicNode;
+use rand::RngCore;
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+use crate::config::NodeConfig;
+use crate::proposer::Proposer;
+use crate::raft::{DomainSource, QuicNetwork, Raft};
+use crate::secrets::{hash_password, DomainKey, NodeIdentity};
+use crate::server::{spawn_accept_loop, Handlers};
+use crate::service::{Service, ServiceParts};
+use crate::transport::{
+    client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa, NodeCert,
+};
+use crate::writer::Writer;
+
+/// Context of the subkey that seals the identity and domain key files.
+const FILE_KEY_CONTEXT: &str = "hsm-node key files v1";
+
+/// How many loaded keys a node keeps in memory.
+const KEY_CACHE_ENTRIES: usize = 10_000;
+
+/// The sealing key for a node's key files.
+pub fn file_key(storage: &StorageKey) -> Zeroizing<[u8; 32]> {
+    storage.subkey(FILE_KEY_CONTEXT)
+}
+
+/// A running node. Dropping it does not stop it; call
+/// [`RunningNode::shutdown`].
+pub struct RunningNode {
+    /// This node's id.
+    pub id: NodeId,
+    /// Its Raft handle.
+    pub raft: Raft,
+    /// Its state machine.
+    pub sm: StateMachineStore,
+    /// The client service.
+    pub service: Arc<Service>,
+    /// Where writes go.
+    pub writer: Writer,
+    /// The address it listens on.
+    pub local_addr: std::net::SocketAddr,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("id", &self.id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Writes a new file readable by its owner only; refuses to overwrite.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a new public file (certificates, configs); refuses to overwrite.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What [`prepare`] made for a node that is to join (or found) a cluster.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The node as the cluster will record it.
+    pub record: NodeRecord,
+}
+
+/// First step for every node: creates the storage key, the node identity
+/// and the TLS files (certificate issued by `ca` for the advertised host)
+/// under the data directory. Refuses a directory that holds a node already.
+///
+/// # Errors
+/// If a file exists already or cannot be written, or the configuration is
+/// incomplete.
+pub fn prepare(config: &NodeConfig, ca: &ClusterCa) -> Result<Prepared> {
+    config.validate()?;
+    let address = config.advertise_addr()?;
+    if config.identity_file().exists() || config.store_dir().exists() {
+        bail!(
+            "{} holds a node already; choose an empty data directory",
+            config.data_dir.display()
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let storage = StorageKey::create_file(&config.storage_key_file())?;
+    let identity = NodeIdentity::generate();
+    identity.save(&config.identity_file(), &file_key(&storage))?;
+    let host = address
+        .rsplit_once(':')
+        .map_or(address.as_str(), |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let cert = ca.issue_node(config.id(), &[host])?;
+    write_public(&config.ca_cert(), ca.cert_pem().as_bytes())?;
+    write_public(&config.node_cert(), cert.cert_pem.as_bytes())?;
+    write_private(&config.node_key(), cert.key_pem.as_bytes())?;
+    Ok(Prepared {
+        record: NodeRecord {
+            id: config.id(),
+            signing_key: identity.verifying_key_bytes(),
+            agreement_key: identity.agreement_public().to_bytes(),
+            zone: config.zone.clone(),
+            address,
+        },
+    })
+}
+
+/// Hands the domain key to a prepared founding member through the same
+/// sealed transfer a joining node gets (X25519 to its agreement key, bound
+/// to the cluster and node id), and stores it under that node's storage
+/// key.
+///
+/// # Errors
+/// If the member's files cannot be read or written.
+pub fn install_domain_key(
+    domain: &DomainKey,
+    cluster: ClusterId,
+    member: &NodeConfig,
+) -> Result<()> {
+    let storage = StorageKey::load_file(&member.storage_key_file())?;
+    let identity = NodeIdentity::load(&member.identity_file(), &file_key(&storage))?;
+    let sealed = domain.seal_for_node(&identity.agreement_public(), cluster, member.id())?;
+    let opened =
+        DomainKey::open_sealed(&sealed, identity.agreement_secret(), cluster, member.id())?;
+    opened.save(&member.domain_key_file(), &file_key(&storage))?;
+    Ok(())
+}
+
+/// Creates a cluster: `first` (prepared) becomes its first member and
+/// `others` (prepared, each given the domain key) its other founding
+/// members; the cluster's `admin` gets `admin_password` (to be changed at
+/// activation). Starts the first node just long enough to commit the
+/// cluster's first event. Returns the cluster id.
+///
+/// # Errors
+/// If a node's files cannot be created or the first node cannot commit.
+pub async fn init_cluster(
+    first: &NodeConfig,
+    others: &[(NodeConfig, NodeRecord)],
+    first_record: NodeRecord,
+    admin_password: &str,
+) -> Result<ClusterId> {
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let cluster_id = ClusterId(id);
+    let storage = StorageKey::load_file(&first.storage_key_file())?;
+    let domain = DomainKey::generate();
+    domain.save(&first.domain_key_file(), &file_key(&storage))?;
+    for (config, _) in others {
+        install_domain_key(&domain, cluster_id, config)?;
+    }
+    hsm_raft_store::create(&first.store_dir(), &storage)?;
+    drop(storage);
+    let admin_password_hash = hash_password(admin_password)?;
+
+    let node = RunningNode::start(first).await?;
+    let mut members: BTreeMap<NodeId, BasicNode> = BTreeMap::new();
+    members.insert(
+        first.id(),
+        BasicNode {
+            addr: first_record.address.clone(),
+        },
+    );
+    for (_, record) in others {
+        members.insert(
+            record.id,
+            BasicNode {
+                addr: record.address.clone(),
+            },
+        );
+    }
+    let voters: BTreeSet<NodeId> = members.keys().copied().collect();
+    if voters.len() == 1 {
+        node.raft
+            .initialize(members)
+            .await
+            .map_err(|e| anyhow!("cannot initialize raft: {e}"))?;
+    } else {
+        // The other founders are not running yet: start as a single voter,
+        // then add them once they are (`RunningNode::start` on each and
+        // the membership task do that).
+        let mut only_first = BTreeMap::new();
+        only_first.insert(
+            first.id(),
+            BasicNode {
+                addr: first_record.address.clone(),
+            },
+        );
+        node.raft
+            .initialize(only_first)
+            .await
+            .map_err(|e| anyhow!("cannot initialize raft: {e}"))?;
+    }
+    let mut request = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut request);
+    let reply = node
+        .writer
+        .write(
+            RequestId(request),
+            Actor::Node(first.id()),
+            EventBody::ClusterInitialized {
+                cluster_id,
+                first_node: first_record,
+                other_nodes: others.iter().map(|(_, r)| r.clone()).collect(),
+                admin_password_hash,
+            },
+            Duration::from_secs(30),
+        )
+        .await?;
+    reply
+        .result
+        .map_err(|r| anyhow!("the cluster's first event was refused: {r}"))?;
+    node.shutdown().await;
+    Ok(cluster_id)
+}
+
+impl RunningNode {
+    /// Starts a node from its configuration: unseals its files, opens its
+    /// store, joins Raft and serves members and clients on `listen`.
+    ///
+    /// # Errors
+    /// If a file is missing or does not open, the store does not open, or
+    /// the address cannot be bound.
+    pub async fn start(config: &NodeConfig) -> Result<RunningNode> {
+        RunningNode::start_joining(config, None).await
+    }
+
+    /// Starts a node; a node that has no domain key yet (one just added to
+    /// the cluster) first fetches it from the member at `join`, waiting
+    /// until a crypto officer has approved it.
+    ///
+    /// # Errors
+    /// As [`RunningNode::start`]; also when the node has no domain key and
+    /// `join` is `None`.
+    pub async fn start_joining(config: &NodeConfig, join: Option<&str>) -> Result<RunningNode> {
+        config.validate()?;
+        let id = config.id();
+        let storage = StorageKey::load_file(&config.storage_key_file())?;
+        let files = file_key(&storage);
+        let identity = NodeIdentity::load(&config.identity_file(), &files)?;
+        let ca_pem = read_text(&config.ca_cert(), "CA certificate")?;
+        let cert = NodeCert {
+            cert_pem: read_text(&config.node_cert(), "node certificate")?,
+            key_pem: Zeroizing::new(read_text(&config.node_key(), "node key")?),
+        };
+        let server = server_endpoint(config.listen, server_tls(&ca_pem, &cert)?)?;
+        let local_addr = server.local_addr()?;
+        let client = client_endpoint(local_addr, node_client_tls(&ca_pem, &cert)?)?;
+        let network = QuicNetwork::new(client);
+        let domain_file = config.domain_key_file();
+        let domain = Arc::new(if domain_file.exists() {
+            DomainKey::load(&domain_file, &files)?
+        } else {
+            let Some(join) = join else {
+                bail!(
+                    "this node has no domain key yet: start it with --join <address of a member> \
+                     once a crypto officer has added it"
+                );
+            };
+            let domain = fetch_domain_key(&network, &identity, id, join).await?;
+            domain.save(&domain_file, &files)?;
+            domain
+        });
+        let store = config.store_dir();
+        // A member that holds the domain key but no store yet (a founding
+        // member, or a node just added) starts with an empty one and is
+        // brought up to date by the leader.
+        let (log, sm) = if store.exists() {
+            hsm_raft_store::open(&store, &storage)
+        } else {
+            tracing::info!(dir = %store.display(), "creating an empty store for a new member");
+            hsm_raft_store::create(&store, &storage)
+        }
+        .with_context(|| format!("cannot open the store in {}", store.display()))?;
+        drop(storage);
+        let raft = Raft::new(
+            id,
+            Arc::new(config.raft_config()?),
+            network.clone(),
+            log.clone(),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!("cannot start raft: {e}"))?;
+        let proposer = Arc::new(Proposer::new(
+            raft.clone(),
+            log,
+            sm.clone(),
+            id,
+            identity.signing_key().clone(),
+        ));
+        let writer = Writer::new(raft.clone(), proposer.clone(), network.clone());
+        let service = Arc::new(Service::new(ServiceParts {
+            node: id,
+            raft: raft.clone(),
+            sm: sm.clone(),
+            writer: writer.clone(),
+            network,
+            domain: domain.clone(),
+            session_lifetime: Duration::from_secs(config.sessions.lifetime_s),
+            key_cache_entries: KEY_CACHE_ENTRIES,
+        }));
+        let domain_for_peers = domain;
+        let acceptor = spawn_accept_loop(
+            server.clone(),
+            Handlers {
+                raft: raft.clone(),
+                proposer,
+                domain: Some(DomainSource {
+                    domain: domain_for_peers,
+                    sm: sm.clone(),
+                }),
+                service: Some(service.clone()),
+                max_client_frame: config.limits.max_client_frame_bytes,
+            },
+        );
+        let membership = crate::membership::spawn(raft.clone(), sm.clone(), id);
+        tracing::info!(node = %id, addr = %local_addr, "node started");
+        Ok(RunningNode {
+            id,
+            raft,
+            sm,
+            service,
+            writer,
+            local_addr,
+            endpoint: server,
+            tasks: vec![acceptor, membership],
+        })
+    }
+
+    /// Stops serving and shuts Raft down.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.endpoint.close(0u32.into(), b"shutting down");
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        if let Err(e) = self.sm.flush() {
+            tracing::warn!(error = %e, "cannot flush the store");
+        }
+    }
+}
+
+/// How often a joining node asks again while it waits for approval.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+
+/// Asks the member at `join` for the domain key until a crypto officer has
+/// approved this node, then opens it with this node's agreement key.
+async fn fetch_domain_key(
+    network: &QuicNetwork,
+    identity: &NodeIdentity,
+    me: NodeId,
+    join: &str,
+) -> Result<DomainKey> {
+    let mut told = false;
+    loop {
+        match network.fetch_domain_key(me, join).await {
+            Ok((cluster, sealed)) => {
+                let domain =
+                    DomainKey::open_sealed(&sealed, identity.agreement_secret(), cluster, me)?;
+                tracing::info!(cluster = %cluster, "received the domain key; joining");
+                return Ok(domain);
+            }
+            Err(reason) => {
+                if !told {
+                    tracing::info!(member = join, %reason, "waiting for approval to join");
+                    told = true;
+                }
+                tokio::time::sleep(JOIN_RETRY).await;
+            }
+        }
+    }
+}

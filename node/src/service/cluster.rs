@@ -1,0 +1,64 @@
+//! Cluster status and membership approvals.
+
+use hsm_proto::client::{ClusterStatus, MemberInfo, Reply};
+use hsm_proto::{EventBody, NodeId, NodeRecord};
+
+use super::{Ctx, Outcome, Service};
+
+impl Service {
+    /// Members (voters and learners, with the zones the state records),
+    /// the leader this node knows of, and counts.
+    pub(super) fn cluster_info(&self) -> Reply {
+        let (leader, term, voters, nodes) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let voters: std::collections::BTreeSet<NodeId> =
+                m.membership_config.membership().voter_ids().collect();
+            let nodes: Vec<(NodeId, String)> = m
+                .membership_config
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect();
+            (m.current_leader, m.current_term, voters, nodes)
+        };
+        let status = self.state(|s| {
+            let members = nodes
+                .iter()
+                .map(|(id, addr)| {
+                    let record = s.node(*id);
+                    MemberInfo {
+                        id: *id,
+                        address: record.map_or_else(|| addr.clone(), |r| r.address.clone()),
+                        zone: record.map_or_else(String::new, |r| r.zone.clone()),
+                        voter: voters.contains(id),
+                    }
+                })
+                .collect();
+            ClusterStatus {
+                cluster_id: s.cluster().map(|c| c.cluster_id),
+                activated: s.cluster().is_some_and(|c| c.activated),
+                answered_by: self.node,
+                leader,
+                term,
+                members,
+                keys: s.key_count() as u64,
+                users: s.users().count() as u64,
+            }
+        });
+        Reply::ClusterInfo(status)
+    }
+
+    /// Records a crypto officer's approval of a new member. The leader's
+    /// membership task then adds it to Raft, first as a learner.
+    pub(super) async fn add_node(&self, ctx: &Ctx, node: NodeRecord) -> Outcome {
+        self.write(ctx, EventBody::NodeAdded { node }).await?;
+        Ok(Reply::Done)
+    }
+
+    /// Records a crypto officer's removal of a member; the leader's
+    /// membership task takes it out of Raft.
+    pub(super) async fn remove_node(&self, ctx: &Ctx, node: NodeId) -> Outcome {
+        self.write(ctx, EventBody::NodeRemoved { node }).await?;
+        Ok(Reply::Done)
+    }
+}

@@ -1,0 +1,427 @@
+//! The client-facing service: authenticates each request, checks it
+//! against the role table, and serves it from this node's replica (reads
+//! and crypto) or through the leader (writes).
+//!
+//! One [`Request`] in, one [`Response`] out ([`Service::handle`]). Order of
+//! checks for every request:
+//!
+//! 1. consistency: wait until this node has applied `min_index`, and for a
+//!    linearizable request (and every login) until it has applied the
+//!    leader's quorum-confirmed read index;
+//! 2. authentication: the session token's MAC and expiry under the domain
+//!    key, then the user as this replica has it (same account, role and
+//!    password epoch; not locked);
+//! 3. authorization: the operation's [`Action`] against the role table
+//!    ([`hsm_state::authz::permits`]), then the key's owner and share list;
+//! 4. the operation. Writes are re-checked by every replica's state
+//!    machine when applied.
+//!
+//! Invariants: passwords, tokens and plaintext key material exist only in
+//! zeroizing buffers and never reach an error message or a log line; slow
+//! work (Argon2id, key generation, RSA) runs on the blocking pool, so a
+//! slow request never stalls others.
+
+mod cluster;
+mod crypto_ops;
+mod keys;
+mod users;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hsm_proto::client::{ClientError, ErrorKind, Operation, Reply, Request, Response};
+use hsm_proto::{Actor, EventBody, KeyFlag, KeyId, NodeId, RequestId, Role, Username};
+use hsm_raft_store::StateMachineStore;
+use hsm_state::authz::{self, Action};
+use hsm_state::{Key, State};
+use tokio::time::Instant;
+
+use crate::raft::{read_index, ForwardRefused, QuicNetwork, Raft};
+use crate::secrets::{session, DomainKey};
+use crate::writer::{WriteError, Writer};
+
+pub use keys::KeyCache;
+
+/// Longest a request may take on a node (waiting for an index, a write to
+/// commit) before it is answered [`ErrorKind::Unavailable`].
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a node needs to serve clients.
+pub struct ServiceParts {
+    /// This node.
+    pub node: NodeId,
+    /// Its Raft handle.
+    pub raft: Raft,
+    /// Its state machine.
+    pub sm: StateMachineStore,
+    /// Where writes go.
+    pub writer: Writer,
+    /// For asking the leader for a read index.
+    pub network: QuicNetwork,
+    /// The cluster domain key.
+    pub domain: Arc<DomainKey>,
+    /// How long a session token lasts.
+    pub session_lifetime: Duration,
+    /// How many unwrapped keys to keep loaded.
+    pub key_cache_entries: usize,
+}
+
+/// Serves client requests on one node. Cheap to share (`Arc`).
+pub struct Service {
+    node: NodeId,
+    raft: Raft,
+    sm: StateMachineStore,
+    writer: Writer,
+    network: QuicNetwork,
+    domain: Arc<DomainKey>,
+    session_lifetime: Duration,
+    cache: KeyCache,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) username: Username,
+    pub(crate) role: Role,
+}
+
+pub(crate) type Outcome = Result<Reply, ClientError>;
+
+impl Service {
+    /// A service over the given parts.
+    pub fn new(parts: ServiceParts) -> Service {
+        Service {
+            node: parts.node,
+            raft: parts.raft,
+            sm: parts.sm,
+            writer: parts.writer,
+            network: parts.network,
+            domain: parts.domain,
+            session_lifetime: parts.session_lifetime,
+            cache: KeyCache::new(parts.key_cache_entries),
+        }
+    }
+
+    /// Serves one request. Never panics on any input; every failure is a
+    /// typed [`ClientError`] in the response.
+    pub async fn handle(&self, request: Request) -> Response {
+        let deadline = Instant::now() + REQUEST_DEADLINE;
+        let name = request.op.name();
+        let result = self.serve(request, deadline).await;
+        if let Err(e) = &result {
+            if e.kind == ErrorKind::Internal {
+                tracing::warn!(op = name, error = %e, "request failed");
+            } else {
+                tracing::debug!(op = name, error = %e, "request refused");
+            }
+        }
+        Response {
+            applied_index: self.applied_index(),
+            result,
+        }
+    }
+
+    async fn serve(&self, request: Request, deadline: Instant) -> Outcome {
+        let Request {
+            session,
+            request_id,
+            min_index,
+            linearizable,
+            op,
+        } = request;
+        self.wait_applied(min_index, deadline).await?;
+        if linearizable || matches!(op, Operation::Login { .. }) {
+            self.linearize(deadline).await?;
+        }
+        match op {
+            Operation::Login { username, password } => {
+                return self.login(request_id, username, password, deadline).await;
+            }
+            Operation::ClusterInfo => return Ok(self.cluster_info()),
+            _ => {}
+        }
+        let token = session.ok_or_else(|| {
+            ClientError::new(ErrorKind::Unauthenticated, "log in first: no session token")
+        })?;
+        let caller = self.authenticate(token.expose())?;
+        let action = action_of(&caller, &op);
+        if !authz::permits(caller.role, action) {
+            return Err(ClientError::denied(format!(
+                "role {} may not {}",
+                caller.role,
+                action.as_str()
+            )));
+        }
+        let ctx = Ctx {
+            caller,
+            request_id,
+            deadline,
+        };
+        self.dispatch(&ctx, op).await
+    }
+
+    async fn dispatch(&self, ctx: &Ctx, op: Operation) -> Outcome {
+        use Operation as O;
+        match op {
+            O::Login { .. } | O::ClusterInfo => Err(ClientError::internal("dispatched twice")),
+            O::AddNode { node } => self.add_node(ctx, node).await,
+            O::RemoveNode { node } => self.remove_node(ctx, node).await,
+            O::ChangePassword {
+                username,
+                new_password,
+            } => self.change_password(ctx, username, new_password).await,
+            O::CreateUser {
+                username,
+                role,
+                password,
+            } => self.create_user(ctx, username, role, password).await,
+            O::DeleteUser { username } => {
+                self.write_done(ctx, EventBody::UserDeleted { username })
+                    .await
+            }
+            O::UnlockUser { username } => {
+                self.write_done(ctx, EventBody::UserUnlocked { username })
+                    .await
+            }
+            O::ListUsers => Ok(self.list_users()),
+            op => self.key_or_crypto(ctx, op).await,
+        }
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    /// Runs `f` against this node's applied state.
+    pub(crate) fn state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        self.sm.read(|a| f(&a.state))
+    }
+
+    /// The last log index this node applied.
+    pub fn applied_index(&self) -> u64 {
+        *self.sm.applied_index().borrow()
+    }
+
+    /// Waits until this node has applied `index`.
+    pub(crate) async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        if index == 0 {
+            return Ok(());
+        }
+        let mut rx = self.sm.applied_index();
+        let waited =
+            tokio::time::timeout_at(deadline, rx.wait_for(|applied| *applied >= index)).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ClientError::unavailable(format!(
+                "node {} is shutting down",
+                self.node
+            ))),
+            Err(_) => Err(ClientError::unavailable(format!(
+                "node {} has applied up to index {}, the request needs {index}; try another node",
+                self.node,
+                self.applied_index()
+            ))),
+        }
+    }
+
+    /// Waits until this node has applied everything committed before now,
+    /// as the leader confirms with a quorum.
+    async fn linearize(&self, deadline: Instant) -> Result<(), ClientError> {
+        let mut last = String::from("no leader known");
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let answer = match leader {
+                Some(l) if l == self.node => Some(read_index(&self.raft).await),
+                Some(l) => match self.address_of(l) {
+                    Some(addr) => {
+                        match tokio::time::timeout_at(deadline, self.network.read_index(l, &addr))
+                            .await
+                        {
+                            Err(_) => None,
+                            Ok(Ok(r)) => Some(r),
+                            Ok(Err(e)) => {
+                                last = format!("leader {l}: {e}");
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            match answer {
+                Some(Ok(index)) => return self.wait_applied(index, deadline).await,
+                Some(Err(ForwardRefused::NotLeader(_))) => last = "leader changed".into(),
+                Some(Err(e)) => last = e.to_string(),
+                None => {}
+            }
+            if Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(ClientError::unavailable(format!(
+                    "node {} could not confirm it is up to date with the leader: {last}",
+                    self.node
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) fn address_of(&self, node: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let found = m
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == node)
+            .map(|(_, n)| n.addr.clone());
+        found
+    }
+
+    /// Checks a session token and returns its user.
+    fn authenticate(&self, token: &[u8]) -> Result<Caller, ClientError> {
+        let claims = session::verify(&self.domain, token, now_ms()).map_err(|e| {
+            ClientError::new(ErrorKind::Unauthenticated, format!("{e}; log in again"))
+        })?;
+        self.state(|s| match s.user(&claims.username) {
+            Some(user) if claims.is_current(user) => {
+                if user.locked {
+                    Err(ClientError::new(
+                        ErrorKind::Locked,
+                        format!("user {} is locked", user.username),
+                    ))
+                } else {
+                    Ok(Caller {
+                        username: user.username.clone(),
+                        role: user.role,
+                    })
+                }
+            }
+            _ => Err(ClientError::new(
+                ErrorKind::Unauthenticated,
+                "the session has ended (password changed or user deleted); log in again",
+            )),
+        })
+    }
+
+    /// Writes one event as the caller and waits until this node has applied
+    /// it; returns its log index.
+    pub(crate) async fn write(&self, ctx: &Ctx, body: EventBody) -> Result<u64, ClientError> {
+        self.write_as(
+            ctx.request_id,
+            Actor::User(ctx.caller.username.clone()),
+            body,
+            ctx.deadline,
+        )
+        .await
+    }
+
+    pub(crate) async fn write_as(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        body: EventBody,
+        deadline: Instant,
+    ) -> Result<u64, ClientError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let applied = self
+            .writer
+            .write(request_id, actor, body, left)
+            .await
+            .map_err(|e| match e {
+                WriteError::Refused(r) => ClientError::from(r),
+                other => ClientError::unavailable(other.to_string()),
+            })?;
+        applied.result.map_err(ClientError::from)?;
+        self.wait_applied(applied.index, deadline).await?;
+        Ok(applied.index)
+    }
+
+    async fn write_done(&self, ctx: &Ctx, body: EventBody) -> Outcome {
+        self.write(ctx, body).await.map(|_| Reply::Done)
+    }
+
+    /// A key the caller may use (owns or is shared with). Others' keys are
+    /// "not found", so a refusal does not reveal they exist.
+    pub(crate) fn usable_key(&self, caller: &Caller, id: KeyId) -> Result<Key, ClientError> {
+        self.state(|s| {
+            s.key(id)
+                .filter(|k| authz::can_use_key(&caller.username, k))
+                .cloned()
+        })
+        .ok_or_else(|| ClientError::not_found(format!("no key {id}")))
+    }
+}
+
+/// One authenticated request being served.
+pub(crate) struct Ctx {
+    pub(crate) caller: Caller,
+    pub(crate) request_id: RequestId,
+    pub(crate) deadline: Instant,
+}
+
+/// The role-table action an operation needs from `caller`. Login and
+/// cluster info need no session and are not mapped.
+pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
+    use Operation as O;
+    Some(match op {
+        O::Login { .. } | O::ClusterInfo => return None,
+        O::AddNode { .. } => Action::AddNode,
+        O::RemoveNode { .. } => Action::RemoveNode,
+        O::ChangePassword { username: u, .. } if u == username => Action::ChangeOwnPassword,
+        O::ChangePassword { .. } => Action::ChangeOtherPassword,
+        O::CreateUser { .. } => Action::CreateUser,
+        O::DeleteUser { .. } => Action::DeleteUser,
+        O::ListUsers => Action::ListUsers,
+        O::UnlockUser { .. } => Action::UnlockUser,
+        O::GenerateKey { .. } | O::ImportKey { .. } | O::UnwrapKey { .. } | O::DeriveKey { .. } => {
+            Action::CreateKey
+        }
+        O::GetKey { .. } | O::ListKeys { .. } => Action::ListKeys,
+        O::SetKeyAttribute {
+            attribute: hsm_proto::KeyAttribute::Flag(KeyFlag::Trusted, _),
+            ..
+        } => Action::SetTrusted,
+        O::WrapKey { .. }
+        | O::ShareKey { .. }
+        | O::UnshareKey { .. }
+        | O::SetKeyAttribute { .. }
+        | O::DeleteKey { .. } => Action::ManageKey,
+        O::ExportPublicKey { .. }
+        | O::Sign { .. }
+        | O::Verify { .. }
+        | O::Encrypt { .. }
+        | O::Decrypt { .. } => Action::UseKey,
+        O::Digest { .. } | O::Random { .. } => Action::KeylessCrypto,
+    })
+}
+
+fn action_of(caller: &Caller, op: &Operation) -> Action {
+    // Login and cluster info are served before a session is checked.
+    action_for(&caller.username, op).unwrap_or(Action::ReadClusterInfo)
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs CPU-heavy work (Argon2id, key generation, RSA) off the async
+/// workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ClientError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ClientError::internal("a worker task failed"))
+}

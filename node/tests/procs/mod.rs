@@ -1,0 +1,239 @@
+//! A cluster of real `hsm-node` processes on loopback, for tests.
+//!
+//! `hsm-node dev --setup-only` creates the files (exactly what the README's
+//! first command does), then each node runs as its own
+//! `hsm-node start --config node<i>.toml` process that a test can kill
+//! (SIGKILL, as a crash) and restart. Logs go to `node<i>.log` in the
+//! cluster directory and are printed when a test fails.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hsm_client::{Client, ClientOptions};
+use hsm_proto::client::ClientConfig;
+use hsm_proto::Username;
+
+/// The unactivated admin's password in test clusters.
+pub const ADMIN_PASSWORD: &str = "initial-admin-pw";
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: u64,
+    procs: BTreeMap<u64, Child>,
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hsm-node")
+}
+
+/// A base port with `n` free UDP ports after it.
+fn free_ports(n: u64) -> u16 {
+    for _ in 0..200 {
+        let base: u16 = 20_000 + (rand::random::<u16>() % 30_000);
+        let ok = (0..n).all(|i| UdpSocket::bind(("127.0.0.1", base + i as u16)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free ports");
+}
+
+impl Cluster {
+    /// Creates an `n`-node cluster and starts every node.
+    pub fn start(n: u64) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = free_ports(n);
+        let out = Command::new(bin())
+            .args([
+                "dev",
+                "--setup-only",
+                "--nodes",
+                &n.to_string(),
+                "--base-port",
+            ])
+            .arg(base.to_string())
+            .arg("--dir")
+            .arg(dir.path())
+            .env("HSM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .expect("run hsm-node dev");
+        assert!(
+            out.status.success(),
+            "hsm-node dev --setup-only failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut c = Cluster {
+            dir,
+            nodes: n,
+            procs: BTreeMap::new(),
+        };
+        for i in 1..=n {
+            c.start_node(i);
+        }
+        c
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn client_config(&self) -> PathBuf {
+        self.path().join("client.toml")
+    }
+
+    pub fn config_file(&self, i: u64) -> PathBuf {
+        self.path().join(format!("node{i}.toml"))
+    }
+
+    pub fn log_file(&self, i: u64) -> PathBuf {
+        self.path().join(format!("node{i}.log"))
+    }
+
+    /// Starts node `i` (again) as its own process.
+    pub fn start_node(&mut self, i: u64) {
+        self.start_node_with(i, &[]);
+    }
+
+    pub fn start_node_with(&mut self, i: u64, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file(i))
+            .expect("log file");
+        let child = Command::new(bin())
+            .arg("start")
+            .arg("--config")
+            .arg(self.config_file(i))
+            .args(extra)
+            .env("HSM_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hsm-node");
+        self.procs.insert(i, child);
+    }
+
+    /// Kills node `i` with SIGKILL, as a crash.
+    pub fn kill(&mut self, i: u64) {
+        if let Some(mut child) = self.procs.remove(&i) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A client of the whole cluster.
+    pub async fn client(&self) -> Client {
+        self.client_with(ClientOptions::default()).await
+    }
+
+    pub async fn client_with(&self, options: ClientOptions) -> Client {
+        let text = std::fs::read_to_string(self.client_config()).expect("client config");
+        let config: ClientConfig = toml::from_str(&text).expect("parse client config");
+        Client::connect(config, options).await.expect("connect")
+    }
+
+    /// A client that talks to node `i` only.
+    pub async fn client_of(&self, i: u64) -> Client {
+        let text = std::fs::read_to_string(self.client_config()).expect("client config");
+        let mut config: ClientConfig = toml::from_str(&text).expect("parse client config");
+        config.nodes.retain(|n| n.id == i);
+        let options = ClientOptions::default().refresh_interval(Duration::from_secs(3600));
+        Client::connect(config, options).await.expect("connect")
+    }
+
+    /// Waits until every running node reports a leader and all members are
+    /// voters.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut ready = true;
+            for i in self.procs.keys() {
+                let client = self.client_of(*i).await;
+                match client.cluster_info().await {
+                    Ok(s)
+                        if s.leader.is_some()
+                            && s.members.len() as u64 == self.nodes
+                            && s.members.iter().all(|m| m.voter) => {}
+                    _ => ready = false,
+                }
+            }
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The leader as node `i` sees it.
+    pub async fn leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for i in self.procs.keys() {
+                if let Ok(s) = self.client_of(*i).await.cluster_info().await {
+                    if let Some(l) = s.leader {
+                        if self.procs.contains_key(&l.0) {
+                            return l.0;
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.nodes + 4 {
+            if let Ok(text) = std::fs::read_to_string(self.log_file(i)) {
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                out.push_str(&format!("---- node {i} (last lines)\n"));
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// Activates the cluster (admin sets `password`) and returns a client
+    /// logged in as that crypto officer.
+    pub async fn activate(&self, password: &str) -> Client {
+        let admin = self.client().await;
+        admin
+            .login(user("admin"), ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        admin
+            .change_password(user("admin"), password)
+            .await
+            .expect("activate");
+        admin.login(user("admin"), password).await.expect("login");
+        admin
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.procs) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn user(name: &str) -> Username {
+    Username::new(name).expect("user name")
+}

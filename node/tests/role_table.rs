@@ -1,0 +1,417 @@
+//! Every operation of the client protocol, run as every role (and without a
+//! session) against three `hsm-node` processes, compared with the role
+//! table written out below. The table here is the product's promise; it is
+//! deliberately not computed from the code under test.
+
+mod procs;
+
+use hsm_client::Client;
+use hsm_proto::client::{ErrorKind, KeyFilter, Operation, Secret};
+use hsm_proto::mechanism::{
+    DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
+};
+use hsm_proto::{KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, Role};
+use procs::{user, Cluster, ADMIN_PASSWORD};
+
+/// Who asks: no session, or a user of a role.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Nobody,
+    Preco,
+    Co,
+    Cu,
+    Au,
+}
+
+/// The role table: for each operation, whether it is allowed to
+/// [nobody, precrypto officer, crypto officer, crypto user, appliance user].
+const TABLE: &[(&str, [bool; 5])] = &[
+    ("cluster-info", [true, true, true, true, true]),
+    ("change-own-password", [false, true, true, true, true]),
+    ("change-other-password", [false, false, true, false, false]),
+    ("create-user", [false, false, true, false, false]),
+    ("list-users", [false, false, true, false, false]),
+    ("unlock-user", [false, false, true, false, false]),
+    ("delete-user", [false, false, true, false, false]),
+    ("add-node", [false, false, true, false, false]),
+    ("remove-node", [false, false, true, false, false]),
+    ("set-trusted", [false, false, true, false, false]),
+    ("list-keys", [false, false, true, true, false]),
+    ("get-key", [false, false, true, true, false]),
+    ("generate-key", [false, false, false, true, false]),
+    ("import-key", [false, false, false, true, false]),
+    ("unwrap-key", [false, false, false, true, false]),
+    ("derive-key", [false, false, false, true, false]),
+    ("export-public-key", [false, false, false, true, false]),
+    ("sign", [false, false, false, true, false]),
+    ("verify", [false, false, false, true, false]),
+    ("encrypt", [false, false, false, true, false]),
+    ("decrypt", [false, false, false, true, false]),
+    ("wrap-key", [false, false, false, true, false]),
+    ("share-key", [false, false, false, true, false]),
+    ("unshare-key", [false, false, false, true, false]),
+    ("set-key-attribute", [false, false, false, true, false]),
+    ("digest", [false, false, false, true, false]),
+    ("random", [false, false, false, true, false]),
+    ("delete-key", [false, false, false, true, false]),
+];
+
+fn allowed(op: &str, who: Who) -> bool {
+    let row = TABLE
+        .iter()
+        .find(|(name, _)| *name == op)
+        .unwrap_or_else(|| panic!("{op} is not in the table"));
+    row.1[who as usize]
+}
+
+/// Keys owned by the crypto user `carol`, made before the run.
+struct Keys {
+    ec: KeyId,
+    aes: KeyId,
+    x25519: KeyId,
+    ciphertext: Vec<u8>,
+    signature: Vec<u8>,
+    wrapped: Vec<u8>,
+    peer_public: Vec<u8>,
+    doomed: KeyId,
+}
+
+fn all_usages() -> KeyAttributes {
+    KeyAttributes {
+        encrypt: true,
+        decrypt: true,
+        sign: true,
+        verify: true,
+        wrap: true,
+        unwrap: true,
+        derive: true,
+        ..KeyAttributes::default()
+    }
+}
+
+/// One instance of every operation, in an order where each can succeed
+/// for a role that may run it (`me` is the caller's own name).
+fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation)> {
+    let other = if me == "carl" { "victim" } else { "carl" };
+    vec![
+        ("cluster-info", Operation::ClusterInfo),
+        ("list-users", Operation::ListUsers),
+        (
+            "create-user",
+            Operation::CreateUser {
+                username: user(&format!("made{round}")),
+                role: Role::Cu,
+                password: Secret::from("made-password-1"),
+            },
+        ),
+        (
+            "change-other-password",
+            Operation::ChangePassword {
+                username: user(other),
+                new_password: Secret::from(format!("other-password-{round}").as_str()),
+            },
+        ),
+        (
+            "unlock-user",
+            Operation::UnlockUser {
+                username: user("victim"),
+            },
+        ),
+        (
+            "add-node",
+            Operation::AddNode {
+                node: NodeRecord {
+                    id: NodeId(90 + u64::from(round)),
+                    signing_key: [round as u8 + 1; 32],
+                    agreement_key: [9; 32],
+                    zone: "nowhere".into(),
+                    address: "127.0.0.1:9".into(),
+                },
+            },
+        ),
+        (
+            "remove-node",
+            Operation::RemoveNode {
+                node: NodeId(90 + u64::from(round)),
+            },
+        ),
+        (
+            "set-trusted",
+            Operation::SetKeyAttribute {
+                key: keys.aes,
+                attribute: KeyAttribute::Flag(KeyFlag::Trusted, true),
+            },
+        ),
+        (
+            "list-keys",
+            Operation::ListKeys {
+                filter: KeyFilter::default(),
+            },
+        ),
+        ("get-key", Operation::GetKey { key: keys.ec }),
+        (
+            "generate-key",
+            Operation::GenerateKey {
+                spec: KeySpec::Aes { bits: 128 },
+                attributes: KeyAttributes::default(),
+                unique_label: false,
+            },
+        ),
+        (
+            "import-key",
+            Operation::ImportKey {
+                spec: KeySpec::Aes { bits: 128 },
+                attributes: KeyAttributes {
+                    sensitive: false,
+                    ..KeyAttributes::default()
+                },
+                material: Secret::new(vec![7; 16]),
+                unique_label: false,
+            },
+        ),
+        (
+            "unwrap-key",
+            Operation::UnwrapKey {
+                wrapping_key: keys.aes,
+                mechanism: WrapMechanism::AesKeyWrapPad,
+                wrapped: keys.wrapped.clone(),
+                spec: KeySpec::Aes { bits: 128 },
+                attributes: KeyAttributes::default(),
+                unique_label: false,
+            },
+        ),
+        (
+            "derive-key",
+            Operation::DeriveKey {
+                key: keys.x25519,
+                mechanism: DeriveMechanism::EcdhHkdfSha256,
+                peer_public_key: keys.peer_public.clone(),
+                context: b"ctx".to_vec(),
+                spec: KeySpec::Aes { bits: 256 },
+                attributes: KeyAttributes::default(),
+                unique_label: false,
+            },
+        ),
+        (
+            "export-public-key",
+            Operation::ExportPublicKey { key: keys.ec },
+        ),
+        (
+            "sign",
+            Operation::Sign {
+                key: keys.ec,
+                mechanism: SignMechanism::EcdsaSha256,
+                message: b"m".to_vec(),
+            },
+        ),
+        (
+            "verify",
+            Operation::Verify {
+                key: keys.ec,
+                mechanism: SignMechanism::EcdsaSha256,
+                message: b"m".to_vec(),
+                signature: keys.signature.clone(),
+            },
+        ),
+        (
+            "encrypt",
+            Operation::Encrypt {
+                key: keys.aes,
+                mechanism: EncryptMechanism::AesGcm,
+                plaintext: Secret::from("p"),
+                aad: vec![],
+            },
+        ),
+        (
+            "decrypt",
+            Operation::Decrypt {
+                key: keys.aes,
+                mechanism: EncryptMechanism::AesGcm,
+                ciphertext: keys.ciphertext.clone(),
+                aad: vec![],
+            },
+        ),
+        (
+            "wrap-key",
+            Operation::WrapKey {
+                wrapping_key: keys.aes,
+                key: keys.doomed,
+                mechanism: WrapMechanism::AesKeyWrapPad,
+            },
+        ),
+        (
+            "share-key",
+            Operation::ShareKey {
+                key: keys.ec,
+                with: user("dora"),
+            },
+        ),
+        (
+            "unshare-key",
+            Operation::UnshareKey {
+                key: keys.ec,
+                with: user("dora"),
+            },
+        ),
+        (
+            "set-key-attribute",
+            Operation::SetKeyAttribute {
+                key: keys.ec,
+                attribute: KeyAttribute::Label(format!("relabelled-{round}")),
+            },
+        ),
+        (
+            "digest",
+            Operation::Digest {
+                algorithm: DigestAlgorithm::Sha256,
+                data: b"d".to_vec(),
+            },
+        ),
+        ("random", Operation::Random { len: 16 }),
+        ("delete-key", Operation::DeleteKey { key: keys.doomed }),
+        (
+            "delete-user",
+            Operation::DeleteUser {
+                username: user(&format!("made{round}")),
+            },
+        ),
+    ]
+}
+
+/// Runs every operation as `client` and checks each verdict against the
+/// table: refused for the role exactly when the table says so (and never
+/// refused for another reason it could hide behind).
+async fn check(client: &Client, who: Who, me: &str, keys: &Keys, round: u32) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut ops = operations(me, keys, round);
+    ops.push((
+        "change-own-password",
+        Operation::ChangePassword {
+            username: user(me),
+            new_password: Secret::from(format!("{me}-password-{round}-new").as_str()),
+        },
+    ));
+    for (name, op) in ops {
+        let result = client.call(op).await;
+        let refused_kind = match who {
+            Who::Nobody => ErrorKind::Unauthenticated,
+            _ => ErrorKind::PermissionDenied,
+        };
+        let refused = matches!(&result, Err(e) if e.kind() == Some(refused_kind));
+        let expect = allowed(name, who);
+        if refused == expect {
+            wrong.push(format!(
+                "{who:?} {name}: expected allowed={expect}, got {result:?}"
+            ));
+        } else if expect {
+            // Allowed operations succeed, except unlocking a user that is
+            // not locked, which is a conflict.
+            let conflict_ok = name == "unlock-user";
+            match &result {
+                Err(e) if conflict_ok && e.kind() == Some(ErrorKind::Conflict) => {}
+                Err(e) => wrong.push(format!("{who:?} {name}: allowed but failed: {e}")),
+                Ok(_) => {}
+            }
+        }
+    }
+    wrong
+}
+
+async fn login(cluster: &Cluster, name: &str, password: &str) -> Client {
+    let c = cluster.client().await;
+    c.login(user(name), password).await.expect("login");
+    c
+}
+
+async fn carol_keys(carol: &Client) -> Keys {
+    let ec = carol
+        .generate_key(KeySpec::EcP256, all_usages(), false)
+        .await
+        .expect("ec");
+    let aes = carol
+        .generate_key(KeySpec::Aes { bits: 256 }, all_usages(), false)
+        .await
+        .expect("aes");
+    let x25519 = carol
+        .generate_key(KeySpec::X25519, all_usages(), false)
+        .await
+        .expect("x25519");
+    let doomed = carol
+        .generate_key(KeySpec::Aes { bits: 128 }, all_usages(), false)
+        .await
+        .expect("doomed");
+    let peer = carol
+        .generate_key(KeySpec::X25519, all_usages(), false)
+        .await
+        .expect("peer");
+    Keys {
+        ec: ec.id,
+        aes: aes.id,
+        x25519: x25519.id,
+        ciphertext: carol
+            .encrypt(aes.id, EncryptMechanism::AesGcm, "p", vec![])
+            .await
+            .expect("encrypt"),
+        signature: carol
+            .sign(ec.id, SignMechanism::EcdsaSha256, b"m".to_vec())
+            .await
+            .expect("sign"),
+        wrapped: carol
+            .wrap_key(aes.id, doomed.id, WrapMechanism::AesKeyWrapPad)
+            .await
+            .expect("wrap"),
+        peer_public: peer.public_key,
+        doomed: doomed.id,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_operation_as_every_role_matches_the_role_table() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let no_keys = Keys {
+        ec: KeyId(1),
+        aes: KeyId(2),
+        x25519: KeyId(3),
+        ciphertext: vec![0; 40],
+        signature: vec![0; 64],
+        wrapped: vec![0; 24],
+        peer_public: vec![0; 44],
+        doomed: KeyId(4),
+    };
+    let mut wrong = Vec::new();
+
+    // Before activation: the precrypto officer, and nobody.
+    let nobody = cluster.client().await;
+    wrong.extend(check(&nobody, Who::Nobody, "admin", &no_keys, 0).await);
+    let preco = login(&cluster, "admin", ADMIN_PASSWORD).await;
+    // Its last operation (changing its own password) activates the cluster.
+    wrong.extend(check(&preco, Who::Preco, "admin", &no_keys, 0).await);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    let admin = login(&cluster, "admin", "admin-password-0-new").await;
+    for (name, role) in [
+        ("carl", Role::Co),
+        ("carol", Role::Cu),
+        ("dora", Role::Cu),
+        ("abe", Role::Au),
+        ("victim", Role::Cu),
+    ] {
+        admin
+            .create_user(user(name), role, format!("{name}-password-0"))
+            .await
+            .expect("create");
+    }
+    let carol = login(&cluster, "carol", "carol-password-0").await;
+    let keys = carol_keys(&carol).await;
+
+    let carl = login(&cluster, "carl", "carl-password-0").await;
+    wrong.extend(check(&carl, Who::Co, "carl", &keys, 1).await);
+    let abe = login(&cluster, "abe", "abe-password-0").await;
+    wrong.extend(check(&abe, Who::Au, "abe", &keys, 2).await);
+    let nobody = cluster.client().await;
+    wrong.extend(check(&nobody, Who::Nobody, "carol", &keys, 3).await);
+    // The crypto user last: it deletes its own key on the way.
+    wrong.extend(check(&carol, Who::Cu, "carol", &keys, 4).await);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
