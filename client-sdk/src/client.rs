@@ -57,6 +57,9 @@ pub struct Client {
 
 struct Inner {
     cluster_id: String,
+    /// The config's node ids, when the client keeps to them
+    /// ([`ClientOptions::follow_membership`] false).
+    pinned: Option<std::collections::BTreeSet<u64>>,
     options: ClientOptions,
     balancer: Mutex<Balancer>,
     connections: Connections,
@@ -161,6 +164,8 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 cluster_id: config.cluster_id.to_ascii_lowercase(),
+                pinned: (!options.follow_membership)
+                    .then(|| config.nodes.iter().map(|n| n.id).collect()),
                 permits: Semaphore::new(options.max_in_flight),
                 options,
                 balancer: Mutex::new(balancer),
@@ -348,9 +353,18 @@ impl Client {
                 )));
             }
         }
+        let members: Vec<_> = match &self.inner.pinned {
+            None => status.members.clone(),
+            Some(ids) => status
+                .members
+                .iter()
+                .filter(|m| ids.contains(&m.id.0))
+                .cloned()
+                .collect(),
+        };
         let addresses = {
             let mut balancer = lock(&self.inner.balancer);
-            balancer.set_members(&status.members);
+            balancer.set_members(&members);
             balancer.set_leader(status.leader);
             balancer.addresses()
         };

@@ -42,6 +42,11 @@ pub struct ClientOptions {
     /// How often the member list and leader are refreshed from the cluster
     /// while calls are made. Failures also trigger a refresh. Default 30 s.
     pub refresh_interval: Duration,
+    /// Follow the cluster's membership: use nodes added after the config
+    /// was written and stop using removed ones. When false, only the nodes
+    /// the config lists are ever used (to talk to one node on purpose, for
+    /// diagnostics). Default true.
+    pub follow_membership: bool,
 }
 
 impl Default for ClientOptions {
@@ -54,6 +59,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(2),
             attempt_timeout: None,
             refresh_interval: Duration::from_secs(30),
+            follow_membership: true,
         }
     }
 }
@@ -98,6 +104,12 @@ impl ClientOptions {
     /// Sets [`ClientOptions::refresh_interval`].
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
+        self
+    }
+
+    /// Sets [`ClientOptions::follow_membership`].
+    pub fn follow_membership(mut self, follow: bool) -> Self {
+        self.follow_membership = follow;
         self
     }
 

@@ -16,11 +16,13 @@ pub const ALPN: &[u8] = b"hsm-client/1";
 /// it as the server name, whatever address it dials.
 pub const SERVER_NAME: &str = "hsm-node";
 
-/// QUIC keep-alive: a connection to a node that vanished without a word is
-/// noticed within [`IDLE_TIMEOUT`].
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
-/// Idle time after which a connection counts as lost.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// QUIC keep-alive: a connection to a node that vanished without a word
+/// (a crash, a cut cable) is noticed within [`IDLE_TIMEOUT`], and calls in
+/// flight on it are retried elsewhere.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Idle time after which a connection counts as lost (the lower of this
+/// and the node's own timeout applies).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn tls_err(e: impl std::fmt::Display) -> Error {
     Error::Config(format!("tls: {e}"))

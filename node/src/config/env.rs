@@ -117,6 +117,11 @@ pub(super) static VARS: &[Var] = &[
         set: |c, v| parsed(v).map(|n| c.raft.snapshot_every_logs = n),
     },
     Var {
+        name: "HSM_NODE_RAFT_LOGS_KEPT_AFTER_SNAPSHOT",
+        expected: INTEGER,
+        set: |c, v| parsed(v).map(|n| c.raft.logs_kept_after_snapshot = n),
+    },
+    Var {
         name: "HSM_NODE_RAFT_MAX_FRAME_BYTES",
         expected: INTEGER,
         set: |c, v| parsed(v).map(|n| c.raft.max_frame_bytes = n),

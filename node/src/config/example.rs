@@ -84,6 +84,8 @@ data_dir = {data_dir}
 # election_timeout_max_ms = {election_max}
 # Build a snapshot after this many log entries.
 # snapshot_every_logs = {snapshot_every_logs}
+# Log entries kept behind a snapshot for followers that lag slightly.
+# logs_kept_after_snapshot = {logs_kept_after_snapshot}
 # Largest Raft message accepted from a peer, in bytes.
 # max_frame_bytes = {max_frame_bytes}
 
@@ -113,6 +115,7 @@ data_dir = {data_dir}
             election_min = raft.election_timeout_min_ms,
             election_max = raft.election_timeout_max_ms,
             snapshot_every_logs = raft.snapshot_every_logs,
+            logs_kept_after_snapshot = raft.logs_kept_after_snapshot,
             max_frame_bytes = raft.max_frame_bytes,
             lifetime_s = sessions.lifetime_s,
             level = quote(&log.level),

@@ -39,6 +39,9 @@ pub const DEFAULT_PORT: u16 = 7400;
 /// Snapshot chunk size given to openraft: each chunk travels in one Raft
 /// frame, so [`RaftSettings::max_frame_bytes`] must exceed it.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 3 * 1024 * 1024;
+/// How long sending one snapshot chunk (and installing the snapshot, for
+/// the last) may take, in milliseconds.
+pub const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
 /// Smallest accepted [`RaftSettings::max_frame_bytes`]: a snapshot chunk
 /// plus room for the rest of the request.
 pub const MIN_RAFT_FRAME_BYTES: usize = SNAPSHOT_CHUNK_BYTES + 1024 * 1024;
@@ -137,6 +140,10 @@ pub struct RaftSettings {
     /// Build a snapshot after this many log entries since the last one.
     /// Default 5000.
     pub snapshot_every_logs: u64,
+    /// Log entries kept behind a snapshot when the log is purged, so a
+    /// follower that lags slightly catches up without a snapshot. Default
+    /// 1000.
+    pub logs_kept_after_snapshot: u64,
     /// Largest Raft message accepted from a peer, in bytes: 4 MiB to
     /// 64 MiB. Default 32 MiB.
     pub max_frame_bytes: usize,
@@ -149,6 +156,7 @@ impl Default for RaftSettings {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_every_logs: 5000,
+            logs_kept_after_snapshot: 1000,
             max_frame_bytes: crate::raft::MAX_RAFT_FRAME_BYTES,
         }
     }
@@ -380,7 +388,7 @@ impl NodeConfig {
     }
 
     /// The openraft configuration: the `[raft]` timing and snapshot policy,
-    /// 1000 snapshotted log entries kept for followers that lag slightly,
+    /// `logs_kept_after_snapshot` entries kept for followers that lag slightly,
     /// and snapshot chunks of [`SNAPSHOT_CHUNK_BYTES`].
     ///
     /// # Errors
@@ -393,8 +401,12 @@ impl NodeConfig {
             election_timeout_min: self.raft.election_timeout_min_ms,
             election_timeout_max: self.raft.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.raft.snapshot_every_logs),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: self.raft.logs_kept_after_snapshot,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+            // A snapshot chunk (3 MiB) and, for the last one, the install
+            // (a synced RocksDB batch) must fit; openraft's 200 ms default
+            // does not on a busy or distant node.
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..openraft::Config::default()
         }
         .validate()

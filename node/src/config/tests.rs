@@ -25,6 +25,7 @@ heartbeat_interval_ms = 100
 election_timeout_min_ms = 500
 election_timeout_max_ms = 900
 snapshot_every_logs = 20000
+logs_kept_after_snapshot = 5000
 max_frame_bytes = 8388608
 
 [sessions]
@@ -88,6 +89,7 @@ pub(super) fn full() -> NodeConfig {
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 900,
             snapshot_every_logs: 20_000,
+            logs_kept_after_snapshot: 5000,
             max_frame_bytes: 8 * 1024 * 1024,
         },
         sessions: SessionSettings { lifetime_s: 600 },
@@ -448,7 +450,11 @@ fn the_raft_settings_reach_openraft() {
         config.snapshot_policy,
         openraft::SnapshotPolicy::LogsSinceLast(20_000)
     );
-    assert_eq!(config.max_in_snapshot_log_to_keep, 1000);
+    assert_eq!(config.max_in_snapshot_log_to_keep, 5000);
+    assert_eq!(
+        config.install_snapshot_timeout,
+        crate::config::INSTALL_SNAPSHOT_TIMEOUT_MS
+    );
     assert!(config.snapshot_max_chunk_size < full().raft.max_frame_bytes as u64);
     valid().raft_config().expect("defaults accepted");
 }

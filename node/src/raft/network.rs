@@ -180,6 +180,35 @@ impl QuicPeer {
         Ok(conn)
     }
 
+    /// [`QuicPeer::call`] bounded by the RPC's soft deadline. A peer that
+    /// does not answer in time loses its cached connection, so the next
+    /// call reconnects: a restarted peer is reached at once instead of
+    /// after the dead connection's idle timeout.
+    async fn call_within(&self, rpc: &RaftRpc, option: &RPCOption) -> Result<RaftReply, CallError> {
+        match tokio::time::timeout(option.soft_ttl(), self.call(rpc)).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                self.evict();
+                Err(e)
+            }
+            Err(_) => {
+                self.evict();
+                Err(CallError::Unreachable(format!(
+                    "{} did not answer within {:?}",
+                    self.target,
+                    option.soft_ttl()
+                )))
+            }
+        }
+    }
+
+    fn evict(&self) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = conns.remove(&self.target) {
+            conn.close(0u32.into(), b"no answer");
+        }
+    }
+
     async fn call(&self, rpc: &RaftRpc) -> Result<RaftReply, CallError> {
         let conn = self.connection().await?;
         let (mut send, mut recv) = conn
@@ -222,9 +251,12 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        match self.call(&RaftRpc::AppendEntries(rpc)).await {
+        match self
+            .call_within(&RaftRpc::AppendEntries(rpc), &option)
+            .await
+        {
             Ok(RaftReply::AppendEntries(r)) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -236,9 +268,12 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        match self.call(&RaftRpc::InstallSnapshot(rpc)).await {
+        match self
+            .call_within(&RaftRpc::InstallSnapshot(rpc), &option)
+            .await
+        {
             Ok(RaftReply::InstallSnapshot(r)) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -250,9 +285,9 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Rpc<VoteResponse<NodeId>> {
-        match self.call(&RaftRpc::Vote(rpc)).await {
+        match self.call_within(&RaftRpc::Vote(rpc), &option).await {
             Ok(RaftReply::Vote(r)) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

@@ -21,8 +21,11 @@ pub const ALPN_CLIENT: &[u8] = b"hsm-client/1";
 /// with it as the server name.
 pub const SERVER_NAME: &str = "hsm-node";
 
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keep-alive on every connection, so a peer that vanished (a crash, a cut
+/// link) is noticed within [`IDLE_TIMEOUT`] rather than never.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Idle time after which a connection counts as lost.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn tls_err(e: impl std::fmt::Display) -> TransportError {
     TransportError::Tls(e.to_string())

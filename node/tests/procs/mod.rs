@@ -24,6 +24,7 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: u64,
     procs: BTreeMap<u64, Child>,
+    env: Vec<(String, String)>,
 }
 
 fn bin() -> &'static str {
@@ -45,6 +46,12 @@ fn free_ports(n: u64) -> u16 {
 impl Cluster {
     /// Creates an `n`-node cluster and starts every node.
     pub fn start(n: u64) -> Cluster {
+        Cluster::start_with_env(n, &[])
+    }
+
+    /// As [`Cluster::start`], with extra environment (such as `HSM_NODE_*`
+    /// overrides) for every node process.
+    pub fn start_with_env(n: u64, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_ports(n);
         let out = Command::new(bin())
@@ -71,6 +78,10 @@ impl Cluster {
             dir,
             nodes: n,
             procs: BTreeMap::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for i in 1..=n {
             c.start_node(i);
@@ -111,11 +122,53 @@ impl Cluster {
             .arg(self.config_file(i))
             .args(extra)
             .env("HSM_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn hsm-node");
         self.procs.insert(i, child);
+    }
+
+    /// The address node `i` listens on.
+    pub fn member_address(&self, i: u64) -> String {
+        let text = std::fs::read_to_string(self.config_file(i)).expect("config");
+        let config = hsm_node::config::NodeConfig::from_toml_str(&text).expect("parse");
+        config.listen.to_string()
+    }
+
+    /// Writes node `i`'s configuration and prepares it with the cluster CA
+    /// (`hsm-node prepare`), as an operator adding a node does; returns its
+    /// join request.
+    pub fn prepare_node(&mut self, i: u64, zone: &str) -> hsm_proto::NodeRecord {
+        let port = free_ports(1);
+        let mut config = hsm_node::config::NodeConfig::new(i, self.path().join(format!("node{i}")));
+        config.listen = ([127, 0, 0, 1], port).into();
+        config.zone = zone.to_owned();
+        config.raft.heartbeat_interval_ms = 100;
+        config.raft.election_timeout_min_ms = 500;
+        config.raft.election_timeout_max_ms = 1000;
+        std::fs::write(self.config_file(i), toml::to_string(&config).expect("toml"))
+            .expect("write config");
+        let out = Command::new(bin())
+            .arg("prepare")
+            .arg("--config")
+            .arg(self.config_file(i))
+            .arg("--ca-cert")
+            .arg(self.path().join("ca/ca.pem"))
+            .arg("--ca-key")
+            .arg(self.path().join("ca/ca.key"))
+            .output()
+            .expect("run hsm-node prepare");
+        assert!(
+            out.status.success(),
+            "prepare failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(config.data_dir.join("join-request.toml"))
+            .expect("join request");
+        self.nodes = self.nodes.max(i);
+        toml::from_str(&text).expect("parse join request")
     }
 
     /// Kills node `i` with SIGKILL, as a crash.
@@ -142,7 +195,15 @@ impl Cluster {
         let text = std::fs::read_to_string(self.client_config()).expect("client config");
         let mut config: ClientConfig = toml::from_str(&text).expect("parse client config");
         config.nodes.retain(|n| n.id == i);
-        let options = ClientOptions::default().refresh_interval(Duration::from_secs(3600));
+        if config.nodes.is_empty() {
+            // A node added after the cluster was created.
+            config.nodes.push(hsm_proto::client::ClientNode {
+                id: i,
+                address: self.member_address(i),
+                zone: String::new(),
+            });
+        }
+        let options = ClientOptions::default().follow_membership(false);
         Client::connect(config, options).await.expect("connect")
     }
 

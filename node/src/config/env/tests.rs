@@ -22,6 +22,7 @@ fn every_setting_can_be_overridden_from_the_environment() {
             ("HSM_NODE_RAFT_ELECTION_TIMEOUT_MIN_MS", "500"),
             ("HSM_NODE_RAFT_ELECTION_TIMEOUT_MAX_MS", "900"),
             ("HSM_NODE_RAFT_SNAPSHOT_EVERY_LOGS", "20000"),
+            ("HSM_NODE_RAFT_LOGS_KEPT_AFTER_SNAPSHOT", "5000"),
             ("HSM_NODE_RAFT_MAX_FRAME_BYTES", "8388608"),
             ("HSM_NODE_SESSIONS_LIFETIME_S", "600"),
             ("HSM_NODE_LOG_LEVEL", "info,hsm_node=debug"),

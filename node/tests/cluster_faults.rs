@@ -1,0 +1,389 @@
+//! Faults and membership with real `hsm-node` processes on loopback: the
+//! leader killed while clients write and sign, a node that missed enough
+//! writes to need a snapshot, and a node added (and removed) while the
+//! cluster serves.
+
+mod procs;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hsm_client::{Client, ClientOptions};
+use hsm_proto::client::KeyFilter;
+use hsm_proto::mechanism::SignMechanism;
+use hsm_proto::{KeyAttributes, KeyId, KeySpec, NodeRecord, Role};
+use procs::{user, Cluster};
+
+fn signing() -> KeyAttributes {
+    KeyAttributes {
+        sign: true,
+        verify: true,
+        ..KeyAttributes::default()
+    }
+}
+
+/// Activates the cluster and returns (admin, alice) clients; alice is a
+/// crypto user with one Ed25519 signing key.
+async fn setup(cluster: &Cluster) -> (Client, Client, KeyId) {
+    let admin = cluster.activate("admin-password-1").await;
+    admin
+        .create_user(user("alice"), Role::Cu, "alice-password-1")
+        .await
+        .expect("create alice");
+    let alice = cluster.client().await;
+    alice
+        .login(user("alice"), "alice-password-1")
+        .await
+        .expect("login");
+    let key = alice
+        .generate_key(KeySpec::Ed25519, signing(), false)
+        .await
+        .expect("key");
+    (admin, alice, key.id)
+}
+
+/// Signs in a loop until `stop`, counting successes and failures.
+fn spawn_signer(
+    client: Client,
+    key: KeyId,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            match client
+                .sign(key, SignMechanism::Ed25519, b"still serving".to_vec())
+                .await
+            {
+                Ok(_) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => failed.lock().expect("lock").push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_loses_no_acknowledged_write_and_crypto_keeps_serving() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let (_admin, alice, key) = setup(&cluster).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let signed = Arc::new(AtomicU64::new(0));
+    let sign_failures = Arc::new(Mutex::new(Vec::new()));
+    let signer = spawn_signer(
+        alice.clone(),
+        key,
+        stop.clone(),
+        signed.clone(),
+        sign_failures.clone(),
+    );
+
+    // Four writers create keys; every acknowledged id is recorded with the
+    // time it was acknowledged.
+    let acked: Arc<Mutex<Vec<(KeyId, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let write_failures = Arc::new(Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let client = cluster.client().await;
+        client
+            .login(user("alice"), "alice-password-1")
+            .await
+            .expect("login");
+        let (stop, acked, failures) = (stop.clone(), acked.clone(), write_failures.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let attributes = KeyAttributes {
+                    label: format!("w{w}-{i}"),
+                    ..signing()
+                };
+                match client
+                    .generate_key(KeySpec::Aes { bits: 128 }, attributes, false)
+                    .await
+                {
+                    Ok(k) => acked.lock().expect("lock").push((k.id, Instant::now())),
+                    Err(e) => failures.lock().expect("lock").push(e.to_string()),
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let leader = cluster.leader().await;
+    let before = acked.lock().expect("lock").len();
+    assert!(before > 0, "writes were acknowledged before the kill");
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+
+    // A new leader takes writes within a few seconds.
+    let deadline = killed_at + Duration::from_secs(20);
+    let resumed = loop {
+        let after_kill = acked
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(_, t)| *t > killed_at + Duration::from_millis(100))
+            .map(|(_, t)| *t);
+        if let Some(t) = after_kill {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write after the kill:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let gap = resumed - killed_at;
+    assert!(
+        gap < Duration::from_secs(8),
+        "writes resumed only after {gap:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    signer.await.expect("signer");
+
+    // Crypto never failed while the leader died.
+    let failures = sign_failures.lock().expect("lock").clone();
+    assert!(
+        failures.is_empty(),
+        "{} of {} sign calls failed: {:?}",
+        failures.len(),
+        signed.load(Ordering::Relaxed) + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(signed.load(Ordering::Relaxed) > 50);
+
+    // Every acknowledged key is on both survivors.
+    let acked: Vec<KeyId> = acked
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(k, _)| *k)
+        .collect();
+    let index = alice.applied_index();
+    for node in (1..=3).filter(|n| *n != leader) {
+        let c = cluster.client_of(node).await;
+        c.observe_index(index);
+        c.login(user("alice"), "alice-password-1")
+            .await
+            .expect("login");
+        let keys: std::collections::BTreeSet<KeyId> = c
+            .list_keys(KeyFilter::default())
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        let missing: Vec<&KeyId> = acked.iter().filter(|k| !keys.contains(k)).collect();
+        assert!(
+            missing.is_empty(),
+            "node {node} lacks {} acknowledged keys",
+            missing.len()
+        );
+    }
+
+    // The old leader comes back and catches up.
+    cluster.start_node(leader);
+    cluster.wait_ready().await;
+    let c = cluster.client_of(leader).await;
+    c.observe_index(alice.applied_index());
+    c.login(user("alice"), "alice-password-1")
+        .await
+        .expect("login");
+    let n = c.list_keys(KeyFilter::default()).await.expect("list").len();
+    assert!(n > acked.len(), "restarted node has {n} keys");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_missed_many_writes_catches_up_from_a_snapshot() {
+    // Snapshot every 20 entries and keep no log behind it, so a node that
+    // was away for 150 writes can only catch up from a snapshot.
+    let mut cluster = Cluster::start_with_env(
+        3,
+        &[
+            ("HSM_NODE_RAFT_SNAPSHOT_EVERY_LOGS", "20"),
+            ("HSM_NODE_RAFT_LOGS_KEPT_AFTER_SNAPSHOT", "0"),
+        ],
+    );
+    cluster.wait_ready().await;
+    let (_admin, alice, _) = setup(&cluster).await;
+    let leader = cluster.leader().await;
+    let away = (1..=3).find(|n| *n != leader).expect("a follower");
+    cluster.kill(away);
+
+    let mut created = Vec::new();
+    for i in 0..150 {
+        let k = alice
+            .generate_key(
+                KeySpec::Aes { bits: 128 },
+                KeyAttributes {
+                    label: format!("missed-{i}"),
+                    ..signing()
+                },
+                false,
+            )
+            .await
+            .expect("write while a node is away");
+        created.push(k.id);
+    }
+    cluster.start_node(away);
+    cluster.wait_ready().await;
+
+    let c = cluster.client_of(away).await;
+    c.observe_index(alice.applied_index());
+    c.login(user("alice"), "alice-password-1")
+        .await
+        .expect("login on the returning node");
+    let keys: std::collections::BTreeSet<KeyId> = c
+        .list_keys(KeyFilter::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert!(created.iter().all(|k| keys.contains(k)), "keys missing");
+    let log = std::fs::read_to_string(cluster.log_file(away)).expect("log");
+    assert!(
+        log.contains("installed snapshot"),
+        "node {away} caught up without a snapshot:\n{log}\n{}",
+        cluster.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_added_while_serving_gets_every_key_and_can_sign() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let (admin, alice, key) = setup(&cluster).await;
+    for i in 0..20 {
+        alice
+            .generate_key(
+                KeySpec::EcP256,
+                KeyAttributes {
+                    label: format!("before-{i}"),
+                    ..signing()
+                },
+                false,
+            )
+            .await
+            .expect("key");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let signed = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let signer = spawn_signer(
+        alice.clone(),
+        key,
+        stop.clone(),
+        signed.clone(),
+        failures.clone(),
+    );
+
+    // The operator prepares node 4 with the cluster CA; it waits for
+    // approval; a crypto officer approves it.
+    let record: NodeRecord = cluster.prepare_node(4, "zone-d");
+    let first = cluster.member_address(1);
+    cluster.start_node_with(4, &["--join", &first]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info = alice.cluster_info().await.expect("info");
+    assert_eq!(info.members.len(), 3, "not a member before approval");
+    admin.add_node(record.clone()).await.expect("approve");
+
+    // It becomes a voter and serves every key.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = cluster.client_of(4).await.cluster_info().await;
+        if let Ok(info) = info {
+            if info.members.len() == 4 && info.members.iter().all(|m| m.voter) {
+                assert!(info.members.iter().any(|m| m.zone == "zone-d"));
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 never became a voter:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let four = cluster.client_of(4).await;
+    four.observe_index(alice.applied_index());
+    four.login(user("alice"), "alice-password-1")
+        .await
+        .expect("login on node 4");
+    let on_four = four.list_keys(KeyFilter::default()).await.expect("list");
+    let on_one = alice.list_keys(KeyFilter::default()).await.expect("list");
+    assert_eq!(on_four, on_one);
+    for k in &on_four {
+        let sig = four
+            .sign(
+                k.id,
+                if k.spec == KeySpec::Ed25519 {
+                    SignMechanism::Ed25519
+                } else {
+                    SignMechanism::EcdsaSha256
+                },
+                b"from node 4".to_vec(),
+            )
+            .await
+            .expect("node 4 signs");
+        let mechanism = if k.spec == KeySpec::Ed25519 {
+            SignMechanism::Ed25519
+        } else {
+            SignMechanism::EcdsaSha256
+        };
+        assert!(alice
+            .verify(k.id, mechanism, b"from node 4".to_vec(), sig)
+            .await
+            .expect("verify"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    signer.await.expect("signer");
+    let failures = failures.lock().expect("lock").clone();
+    assert!(
+        failures.is_empty(),
+        "sign calls failed while a node joined: {failures:?}"
+    );
+
+    // Removing it: Raft membership follows.
+    admin.remove_node(record.id).await.expect("remove");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = cluster
+            .client_of(1)
+            .await
+            .cluster_info()
+            .await
+            .expect("info");
+        if info.members.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 still a member:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The SDK keeps serving from the remaining nodes.
+    let c = cluster
+        .client_with(ClientOptions::default().deadline(Duration::from_secs(10)))
+        .await;
+    c.login(user("alice"), "alice-password-1")
+        .await
+        .expect("login");
+    c.sign(key, SignMechanism::Ed25519, b"after".to_vec())
+        .await
+        .expect("sign after removal");
+}
