@@ -32,7 +32,8 @@ use crate::secrets::{hash_password, DomainKey, NodeIdentity};
 use crate::server::{spawn_accept_loop, Handlers};
 use crate::service::{Service, ServiceParts};
 use crate::transport::{
-    client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa, NodeCert,
+    client_endpoint, node_client_tls, server_endpoint, server_tls, with_stream_limit, ClusterCa,
+    NodeCert,
 };
 use crate::writer::Writer;
 
@@ -298,7 +299,13 @@ impl RunningNode {
             cert_pem: read_text(&config.node_cert(), "node certificate")?,
             key_pem: Zeroizing::new(read_text(&config.node_key(), "node key")?),
         };
-        let server = server_endpoint(config.listen, server_tls(&ca_pem, &cert)?)?;
+        let server = server_endpoint(
+            config.listen,
+            with_stream_limit(
+                server_tls(&ca_pem, &cert)?,
+                config.limits.max_in_flight_per_connection,
+            ),
+        )?;
         let local_addr = server.local_addr()?;
         let client = client_endpoint(local_addr, node_client_tls(&ca_pem, &cert)?)?;
         let network = QuicNetwork::new(client);

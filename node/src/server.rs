@@ -4,20 +4,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hsm_proto::client::{ClientError, Request, Response};
-use hsm_proto::codec;
+use hsm_proto::{codec, NodeId};
 use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
 
 use crate::proposer::Proposer;
 use crate::raft::{serve_raft_stream, DomainSource, Raft};
 use crate::service::Service;
 use crate::transport::{
-    negotiated_alpn, peer_is_cluster_member, read_frame, write_frame, ALPN_CLIENT,
+    negotiated_alpn, peer_is_cluster_member, peer_node_id, read_frame, write_frame, ALPN_CLIENT,
 };
 
 /// QUIC application close code: the peer is not a cluster member.
 pub const CLOSE_NOT_MEMBER: u32 = 1;
 
-/// Longest a client may take to send its request once it opened a stream.
+/// Longest a client may take to send its request once it opened a stream,
+/// and to take its answer.
 pub const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the accept loop serves.
@@ -53,7 +55,12 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
                     }
                 };
                 if peer_is_cluster_member(&conn) {
-                    serve_member(conn, handlers).await;
+                    let Some(peer) = peer_node_id(&conn) else {
+                        tracing::warn!(peer = %conn.remote_address(), "refused a certificate that names no node");
+                        conn.close(CLOSE_NOT_MEMBER.into(), b"certificate names no node");
+                        return;
+                    };
+                    serve_member(conn, peer, handlers).await;
                 } else if negotiated_alpn(&conn).as_deref() == Some(ALPN_CLIENT) {
                     match handlers.service.clone() {
                         Some(service) => {
@@ -70,13 +77,15 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
     })
 }
 
-async fn serve_member(conn: quinn::Connection, handlers: Handlers) {
+async fn serve_member(conn: quinn::Connection, peer: NodeId, handlers: Handlers) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         let raft = handlers.raft.clone();
         let proposer = handlers.proposer.clone();
         let domain = handlers.domain.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_raft_stream(&raft, &proposer, domain.as_ref(), send, recv).await {
+            if let Err(e) =
+                serve_raft_stream(&raft, &proposer, domain.as_ref(), peer, send, recv).await
+            {
                 tracing::debug!(error = %e, "raft stream failed");
             }
         });
@@ -84,6 +93,8 @@ async fn serve_member(conn: quinn::Connection, handlers: Handlers) {
 }
 
 async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame: usize) {
+    // Streams per connection are bounded by the endpoint's transport
+    // configuration (`limits.max_in_flight_per_connection`).
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
         let service = service.clone();
         tokio::spawn(async move {
@@ -92,20 +103,35 @@ async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame:
             let response = match read {
                 Err(_) => refused(&service, "the request was not sent in time".into()),
                 Ok(Err(e)) => refused(&service, format!("malformed request frame: {e}")),
-                Ok(Ok(bytes)) => match codec::decode::<Request>("request", &bytes) {
-                    Err(e) => refused(&service, e.to_string()),
-                    Ok(request) => service.handle(request).await,
-                },
-            };
-            let bytes = match codec::encode("response", &response) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot encode a response");
-                    return;
+                Ok(Ok(bytes)) => {
+                    // The frame may hold a password, a token or plaintext.
+                    let bytes = Zeroizing::new(bytes);
+                    match codec::decode::<Request>("request", &bytes) {
+                        Err(e) => refused(&service, e.to_string()),
+                        Ok(request) => service.handle(request).await,
+                    }
                 }
             };
-            if write_frame(&mut send, &bytes).await.is_err() {
-                tracing::debug!("client went away before its answer");
+            let bytes = match codec::encode("response", &response) {
+                Ok(b) => Zeroizing::new(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot encode a response");
+                    let fallback = Response {
+                        applied_index: response.applied_index,
+                        result: Err(ClientError::internal(
+                            "the answer is too large to send; narrow the request",
+                        )),
+                    };
+                    match codec::encode("response", &fallback) {
+                        Ok(b) => Zeroizing::new(b),
+                        Err(_) => return,
+                    }
+                }
+            };
+            let written =
+                tokio::time::timeout(CLIENT_READ_TIMEOUT, write_frame(&mut send, &bytes)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::debug!("client did not take its answer");
             }
         });
     }

@@ -596,6 +596,28 @@ async fn activation_users_every_key_type_and_operation() {
             .expect("the unwrapped copy decrypts");
         assert_eq!(pt.expose(), b"database master key");
     }
+    // A key that may also decrypt only wraps with AES key wrap: AES-GCM
+    // wrapping output is a ciphertext it could decrypt.
+    let dual = alice
+        .generate_key(
+            KeySpec::Aes { bits: 256 },
+            KeyAttributes {
+                wrap: true,
+                decrypt: true,
+                ..KeyAttributes::default()
+            },
+            false,
+        )
+        .await
+        .expect("dual-use key");
+    assert_eq!(
+        kind(alice.wrap_key(dual.id, aes.id, WrapMechanism::AesGcm).await),
+        ErrorKind::PermissionDenied
+    );
+    alice
+        .wrap_key(dual.id, aes.id, WrapMechanism::AesKeyWrapPad)
+        .await
+        .expect("key wrap is not decryptable");
     // Not extractable: no wrap.
     alice
         .set_key_attribute(aes.id, KeyAttribute::Flag(KeyFlag::Extractable, false))
@@ -650,6 +672,8 @@ async fn activation_users_every_key_type_and_operation() {
     carl.set_key_attribute(wrapping.id, KeyAttribute::Flag(KeyFlag::Trusted, true))
         .await
         .expect("trusted");
+    // Another client's write: alice reads it once she has seen its index.
+    alice.observe_index(carl.applied_index());
     alice
         .wrap_key(wrapping.id, precious.id, WrapMechanism::AesKeyWrapPad)
         .await
@@ -662,6 +686,7 @@ async fn activation_users_every_key_type_and_operation() {
         ErrorKind::NotFound
     );
     alice.share_key(ed, user("bob")).await.expect("share");
+    bob.observe_index(alice.applied_index());
     let sig = bob
         .sign(ed, SignMechanism::Ed25519, msg.clone())
         .await
@@ -678,6 +703,7 @@ async fn activation_users_every_key_type_and_operation() {
     let bobs = bob.list_keys(KeyFilter::default()).await.expect("list");
     assert_eq!(bobs.iter().map(|k| k.id).collect::<Vec<_>>(), vec![ed]);
     alice.unshare_key(ed, user("bob")).await.expect("unshare");
+    bob.observe_index(alice.applied_index());
     assert_eq!(
         kind(bob.sign(ed, SignMechanism::Ed25519, msg.clone()).await),
         ErrorKind::NotFound
@@ -736,6 +762,7 @@ async fn activation_users_every_key_type_and_operation() {
         .change_password(user("alice"), "alice-password-2")
         .await
         .expect("change");
+    alice_elsewhere.observe_index(alice.applied_index());
     assert_eq!(
         kind(alice_elsewhere.random(8).await),
         ErrorKind::Unauthenticated
@@ -745,12 +772,14 @@ async fn activation_users_every_key_type_and_operation() {
         .change_password(user("bob"), "bob-password-2")
         .await
         .expect("reset");
+    bob.observe_index(admin.applied_index());
     assert_eq!(kind(bob.random(8).await), ErrorKind::Unauthenticated);
     let audrey = logged_in(&cluster, "audrey", "audrey-password-1").await;
     admin
         .delete_user(user("audrey"))
         .await
         .expect("delete user");
+    audrey.observe_index(admin.applied_index());
     assert_eq!(
         kind(
             audrey
@@ -802,7 +831,11 @@ async fn five_failed_logins_lock_a_user_on_every_node() {
             "node {node}"
         );
     }
-    let users = admin.list_users().await.expect("list");
+    let users = admin
+        .with_linearizable_reads(true)
+        .list_users()
+        .await
+        .expect("list");
     let dave = users
         .iter()
         .find(|u| u.username == user("dave"))
@@ -827,10 +860,81 @@ async fn five_failed_logins_lock_a_user_on_every_node() {
         .login(user("dave"), "dave-password-1")
         .await
         .expect("login");
-    let users = admin.list_users().await.expect("list");
+    let users = admin
+        .with_linearizable_reads(true)
+        .list_users()
+        .await
+        .expect("list");
     let dave = users
         .iter()
         .find(|u| u.username == user("dave"))
         .expect("dave");
     assert_eq!((dave.locked, dave.failed_logins), (false, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_are_bounded_however_they_arrive() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate("admin-password-1").await;
+    for name in ["erin", "fred"] {
+        admin
+            .create_user(user(name), Role::Cu, format!("{name}-password-1"))
+            .await
+            .expect("create");
+    }
+
+    // The same request id over and over (a replayed login) still counts
+    // every attempt.
+    let c = cluster.client().await;
+    let id = hsm_proto::RequestId([42; 16]);
+    let mut kinds = Vec::new();
+    for _ in 0..8 {
+        let op = hsm_proto::client::Operation::Login {
+            username: user("erin"),
+            password: Secret::from("guess-guess-guess"),
+        };
+        kinds.push(kind(c.call_with_request_id(id, op).await));
+    }
+    let failed = kinds
+        .iter()
+        .filter(|k| **k == ErrorKind::LoginFailed)
+        .count();
+    assert_eq!(failed, 4, "{kinds:?}");
+    assert!(
+        kinds[4..].iter().all(|k| *k == ErrorKind::Locked),
+        "{kinds:?}"
+    );
+
+    // Thirty guesses at once, spread over every node: at most five are
+    // ever checked, the rest are refused as locked.
+    let mut tasks = Vec::new();
+    for i in 0..30u64 {
+        let c = cluster.client_of(i % 3 + 1).await;
+        tasks.push(tokio::spawn(async move {
+            c.login(user("fred"), format!("wrong-guess-{i}")).await
+        }));
+    }
+    let mut checked = 0;
+    for t in tasks {
+        match kind(t.await.expect("task")) {
+            ErrorKind::LoginFailed => checked += 1,
+            ErrorKind::Locked => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        checked <= 4,
+        "{checked} guesses were answered as plain failures"
+    );
+    assert_eq!(
+        kind(
+            cluster
+                .client()
+                .await
+                .login(user("fred"), "fred-password-1")
+                .await
+        ),
+        ErrorKind::Locked
+    );
 }

@@ -69,3 +69,39 @@ async fn a_connection_that_is_not_from_a_member_is_closed_unread() {
         other => panic!("expected an application close, got {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certified_node_that_is_not_a_member_cannot_forward_writes_or_fetch_the_domain_key() {
+    use hsm_node::raft::{ForwardedWrite, QuicNetwork};
+    use hsm_node::transport::node_client_tls;
+
+    let ca = ClusterCa::generate("raft-test").expect("ca");
+    let (members, leader) = start_cluster(3, &ca).await;
+    let l = &members[&leader];
+    // A host the CA certified as node 9, never approved as a member.
+    let rogue_cert = ca
+        .issue_node(hsm_proto::NodeId(9), &["127.0.0.1".into()])
+        .expect("cert");
+    let addr: std::net::SocketAddr = l.addr.parse().expect("addr");
+    let rogue = QuicNetwork::new(
+        client_endpoint(
+            addr,
+            node_client_tls(ca.cert_pem(), &rogue_cert).expect("tls"),
+        )
+        .expect("endpoint"),
+    );
+    let write = ForwardedWrite {
+        request_id: RequestId([9; 16]),
+        actor: Actor::User(hsm_proto::Username::new("admin").expect("name")),
+        body: EventBody::UserDeleted {
+            username: hsm_proto::Username::new("alice").expect("name"),
+        },
+    };
+    let answer = rogue.forward(leader, &l.addr, write).await;
+    let refusal = answer.expect_err("a non-member's write is refused");
+    assert!(refusal.contains("not a member"), "{refusal}");
+    // Nor may it fetch the domain key for a member's id.
+    let answer = rogue.fetch_domain_key(leader, &l.addr).await;
+    let refusal = answer.expect_err("refused");
+    assert!(refusal.contains("not a member"), "{refusal}");
+}

@@ -74,6 +74,8 @@ struct Keys {
     wrapped: Vec<u8>,
     peer_public: Vec<u8>,
     doomed: KeyId,
+    /// The log index after they were made.
+    index: u64,
 }
 
 fn all_usages() -> KeyAttributes {
@@ -282,6 +284,8 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
 /// table: refused for the role exactly when the table says so (and never
 /// refused for another reason it could hide behind).
 async fn check(client: &Client, who: Who, me: &str, keys: &Keys, round: u32) -> Vec<String> {
+    // Read what every earlier client wrote.
+    client.observe_index(keys.index);
     let mut wrong = Vec::new();
     let mut ops = operations(me, keys, round);
     ops.push((
@@ -362,6 +366,7 @@ async fn carol_keys(carol: &Client) -> Keys {
             .expect("wrap"),
         peer_public: peer.public_key,
         doomed: doomed.id,
+        index: carol.applied_index(),
     }
 }
 
@@ -378,6 +383,7 @@ async fn every_operation_as_every_role_matches_the_role_table() {
         wrapped: vec![0; 24],
         peer_public: vec![0; 44],
         doomed: KeyId(4),
+        index: 0,
     };
     let mut wrong = Vec::new();
 

@@ -77,7 +77,8 @@ pub enum KeyFlag {
     Sensitive,
     /// Trusted to wrap keys marked wrap-with-trusted. Set by a crypto officer.
     Trusted,
-    /// May only be wrapped by a trusted key.
+    /// May only be wrapped by a trusted key. May only ever change from false
+    /// to true.
     WrapWithTrusted,
 }
 

@@ -199,11 +199,19 @@ impl Tx<'_> {
                 Ok(())
             }
             EventBody::LoginFailed { username } => {
+                // Recorded before the password is checked (the node reserves
+                // the attempt), so at most MAX_FAILED_LOGINS attempts are
+                // ever checked, however many arrive at once. The attempt
+                // after the last allowed failure locks the user.
                 self.node_actor(actor)?;
                 let mut user = self.existing_user(username)?.clone();
-                user.failed_logins = user.failed_logins.saturating_add(1).min(MAX_FAILED_LOGINS);
+                if user.locked {
+                    return Err(Rejection::Locked(username.clone()));
+                }
                 if user.failed_logins >= MAX_FAILED_LOGINS {
                     user.locked = true;
+                } else {
+                    user.failed_logins += 1;
                 }
                 self.put_user(user);
                 Ok(())
@@ -513,6 +521,7 @@ impl Tx<'_> {
             KeyAttribute::Flag(flag, value) => {
                 let ratchet_broken = match flag {
                     KeyFlag::Sensitive => current.sensitive && !*value,
+                    KeyFlag::WrapWithTrusted => current.wrap_with_trusted && !*value,
                     KeyFlag::Extractable => !current.extractable && *value,
                     _ => false,
                 };
@@ -556,7 +565,7 @@ impl Tx<'_> {
             .users
             .get(name)
             .ok_or_else(|| Rejection::UnknownActor(actor.to_string()))?;
-        if user.locked {
+        if user.is_locked() {
             return Err(Rejection::Locked(name.clone()));
         }
         Ok((name.clone(), user.role))

@@ -56,7 +56,8 @@ pub struct User {
     pub password_epoch: u64,
     /// Consecutive failed logins.
     pub failed_logins: u8,
-    /// Locked after [`MAX_FAILED_LOGINS`] failures until unlocked.
+    /// Set by the first login attempt after [`MAX_FAILED_LOGINS`] failures;
+    /// cleared by a crypto officer. See [`User::is_locked`].
     pub locked: bool,
     /// Leader time of creation.
     pub created_ms: u64,
@@ -100,6 +101,15 @@ pub struct RequestRecord {
     pub fingerprint: [u8; 32],
     /// The outcome the first time.
     pub result: Result<(), Rejection>,
+}
+
+impl User {
+    /// Whether the user is locked out: flagged, or at the failure limit (a
+    /// login in progress may still succeed and reset the count; nothing
+    /// else is allowed).
+    pub fn is_locked(&self) -> bool {
+        self.locked || self.failed_logins >= MAX_FAILED_LOGINS
+    }
 }
 
 impl std::fmt::Debug for User {

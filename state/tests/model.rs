@@ -641,8 +641,12 @@ impl Model {
                 self.user(*user)?;
                 let u = self.user_mut(*user);
                 if matches!(op, Op::LoginFailed { .. }) {
-                    u.failed = (u.failed + 1).min(LOCK_AFTER);
-                    u.locked |= u.failed == LOCK_AFTER;
+                    need(!u.locked, R::Locked(USERS[*user].into()))?;
+                    if u.failed >= LOCK_AFTER {
+                        u.locked = true;
+                    } else {
+                        u.failed += 1;
+                    }
                 } else {
                     need(!u.locked, R::Locked(USERS[*user].into()))?;
                     u.failed = 0;
@@ -656,7 +660,10 @@ impl Model {
         };
         let me = me.clone();
         let mine = self.users.get(&me).ok_or(R::UnknownActor)?.clone();
-        need(!mine.locked, R::Locked(me.clone()))?;
+        need(
+            !mine.locked && mine.failed < LOCK_AFTER,
+            R::Locked(me.clone()),
+        )?;
         let own_password = matches!(op, Op::ChangePassword { user, .. } if USERS[*user] == me);
         need(self.activated || own_password, R::NotActivated)?;
         let co = need(mine.role == Role::Co, R::RoleDenied(mine.role));

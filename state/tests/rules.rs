@@ -525,11 +525,14 @@ fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     c.fail_logins("bob", usize::from(MAX_FAILED_LOGINS) - 1);
     let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.locked), (4, false));
+    assert_eq!(
+        (bob.failed_logins, bob.locked, bob.is_locked()),
+        (4, false, false)
+    );
     c.create_key("bob", 1, "k");
     c.fail_logins("bob", 1);
     let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.locked), (5, true));
+    assert_eq!((bob.failed_logins, bob.is_locked()), (5, true));
     c.refused(
         "bob",
         aes_key(2, "k2", false),
@@ -537,16 +540,23 @@ fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
     );
     c.refused("bob", pw("bob", HASH2), Rejection::Locked(user("bob")));
     c.refused("bob", delete_key(1), Rejection::Locked(user("bob")));
-    // A successful login is refused while locked.
+    // The next attempt after the fifth failure sets the lock.
+    c.fail_logins("bob", 1);
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.locked), (MAX_FAILED_LOGINS, true));
+    // Then no attempt is recorded (none is checked) and no login succeeds.
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        EventBody::LoginFailed {
+            username: user("bob"),
+        },
+        Rejection::Locked(user("bob")),
+    );
     c.expect_refused(
         Actor::Node(NodeId(1)),
         login_ok("bob"),
         Rejection::Locked(user("bob")),
     );
-    // More failures keep it locked at the cap.
-    c.fail_logins("bob", 3);
-    let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.locked), (MAX_FAILED_LOGINS, true));
     // Others are unaffected.
     c.create_user("carol", Role::Cu);
 }
@@ -560,8 +570,13 @@ fn a_successful_login_resets_the_failure_count() {
     c.fail_logins("bob", 4);
     let bob = c.state.user(&user("bob")).unwrap();
     assert_eq!((bob.failed_logins, bob.locked), (4, false));
+    // The fifth attempt is recorded before its password is checked; when
+    // it was right, the login still succeeds and resets the count.
     c.fail_logins("bob", 1);
-    assert!(c.state.user(&user("bob")).unwrap().locked);
+    assert!(c.state.user(&user("bob")).unwrap().is_locked());
+    c.by_node(1, login_ok("bob")).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.is_locked()), (0, false));
 }
 
 #[test]
@@ -887,6 +902,26 @@ fn extractable_may_only_go_from_true_to_false() {
 }
 
 #[test]
+fn wrap_with_trusted_once_set_stays_set() {
+    // Otherwise the owner could clear it and wrap the key under a key of
+    // its own (PKCS#11 makes CKA_WRAP_WITH_TRUSTED one-way too).
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    key_with(&mut c, "bob", 1, true, true);
+    c.by("bob", set_flag(1, KeyFlag::WrapWithTrusted, false))
+        .result
+        .unwrap();
+    c.by("bob", set_flag(1, KeyFlag::WrapWithTrusted, true))
+        .result
+        .unwrap();
+    c.refused(
+        "bob",
+        set_flag(1, KeyFlag::WrapWithTrusted, false),
+        Rejection::AttributeRatchet(KeyFlag::WrapWithTrusted),
+    );
+    assert!(flag(&c, 1, KeyFlag::WrapWithTrusted));
+}
+
+#[test]
 fn other_flags_label_and_id_change_both_ways() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     key_with(&mut c, "bob", 1, true, true);
@@ -898,7 +933,6 @@ fn other_flags_label_and_id_change_both_ways() {
         KeyFlag::Wrap,
         KeyFlag::Unwrap,
         KeyFlag::Derive,
-        KeyFlag::WrapWithTrusted,
     ] {
         for v in [true, false, true] {
             c.by("bob", set_flag(1, f, v)).result.unwrap();

@@ -102,6 +102,7 @@ pub async fn serve_raft_stream(
     raft: &super::Raft,
     proposer: &Proposer,
     domain: Option<&DomainSource>,
+    peer: NodeId,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), FrameError> {
@@ -109,6 +110,12 @@ pub async fn serve_raft_stream(
         Err(e) => RaftReply::BadRequest(e.to_string()),
         Ok(bytes) => match codec::decode::<RaftRpc>("raft rpc", &bytes) {
             Err(e) => RaftReply::BadRequest(e.to_string()),
+            Ok(rpc) if !peer_may_send(raft, domain, peer, &rpc) => {
+                tracing::warn!(%peer, rpc = rpc_name(&rpc), "refused an rpc from a node that may not send it");
+                RaftReply::BadRequest(format!(
+                    "{peer} is not a member of this cluster (or not the node it speaks for)"
+                ))
+            }
             Ok(RaftRpc::AppendEntries(req)) => {
                 RaftReply::AppendEntries(raft.append_entries(req).await)
             }
@@ -143,6 +150,51 @@ pub async fn serve_raft_stream(
     let bytes = codec::encode("raft reply", &reply)
         .map_err(|e| FrameError::Stream(format!("cannot encode reply: {e}")))?;
     write_frame(&mut send, &bytes).await
+}
+
+fn rpc_name(rpc: &RaftRpc) -> &'static str {
+    match rpc {
+        RaftRpc::AppendEntries(_) => "append-entries",
+        RaftRpc::Vote(_) => "vote",
+        RaftRpc::InstallSnapshot(_) => "install-snapshot",
+        RaftRpc::Forward(_) => "forward",
+        RaftRpc::ReadIndex => "read-index",
+        RaftRpc::FetchDomainKey { .. } => "fetch-domain-key",
+    }
+}
+
+/// Whether `peer` (the node id its CA-issued certificate names) may send
+/// `rpc`: Raft messages only from a current member speaking for itself,
+/// forwarded writes and read-index requests only from current members, a
+/// domain key request only for the peer's own id. A node that holds no
+/// membership yet (a founding or joining member before its first entries)
+/// accepts Raft messages from any certified node, so its leader can reach
+/// it.
+fn peer_may_send(
+    raft: &super::Raft,
+    domain: Option<&DomainSource>,
+    peer: NodeId,
+    rpc: &RaftRpc,
+) -> bool {
+    let (in_raft, raft_empty) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let mut nodes = m.membership_config.nodes().peekable();
+        let empty = nodes.peek().is_none();
+        let found = m.membership_config.nodes().any(|(id, _)| *id == peer);
+        (found, empty)
+    };
+    let approved = domain.is_some_and(|d| d.sm.read(|a| a.state.node(peer).is_some()));
+    let member = in_raft || approved;
+    let speaks_for_itself =
+        |vote: &openraft::Vote<NodeId>| vote.leader_id().voted_for().is_none_or(|v| v == peer);
+    match rpc {
+        RaftRpc::AppendEntries(req) => (member || raft_empty) && speaks_for_itself(&req.vote),
+        RaftRpc::InstallSnapshot(req) => (member || raft_empty) && speaks_for_itself(&req.vote),
+        RaftRpc::Vote(req) => (member || raft_empty) && speaks_for_itself(&req.vote),
+        RaftRpc::Forward(_) | RaftRpc::ReadIndex => member,
+        RaftRpc::FetchDomainKey { node } => *node == peer,
+    }
 }
 
 /// What a member needs to hand the domain key to an approved node.

@@ -50,6 +50,13 @@ impl KeyCache {
         }
     }
 
+    /// Drops a key's loaded copy (its plaintext is freed once no operation
+    /// uses it).
+    pub fn evict(&self, id: KeyId) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(&id);
+    }
+
     fn put(&self, key: &Key, loaded: Arc<LoadedKey>) {
         if self.capacity == 0 {
             return;
@@ -174,6 +181,13 @@ impl Service {
                 check_new_key(spec, &attributes)?;
                 let unwrapping = self.usable_key(&ctx.caller, wrapping_key)?;
                 require(&unwrapping, KeyFlag::Unwrap, "unwrapping")?;
+                // What a trusted key unwraps may have been wrapped because
+                // it must only ever be wrapped by trusted keys: the copy
+                // keeps that rule.
+                let mut attributes = attributes;
+                if unwrapping.attributes.trusted {
+                    attributes.wrap_with_trusted = true;
+                }
                 let loaded = self.loaded(&unwrapping).await?;
                 let material = blocking(move || loaded.unwrap_key(mechanism, &wrapped, spec))
                     .await?
@@ -247,6 +261,7 @@ impl Service {
             O::DeleteKey { key } => {
                 self.owned_key(&ctx.caller, key)?;
                 self.write(ctx, EventBody::KeyDeleted { key }).await?;
+                self.cache.evict(key);
                 Ok(Reply::Done)
             }
             op => self.crypto(ctx, op).await,
@@ -341,6 +356,16 @@ impl Service {
     ) -> Outcome {
         let wrapping = self.usable_key(&ctx.caller, wrapping_key)?;
         require(&wrapping, KeyFlag::Wrap, "wrapping")?;
+        // AES-GCM and RSA-OAEP wrapping produce exactly what encryption
+        // does: a key that may also decrypt would turn any wrapped key
+        // into plaintext. (AES key wrap output is no ciphertext `decrypt`
+        // accepts.)
+        if wrapping.attributes.decrypt && mechanism != hsm_crypto::WrapMechanism::AesKeyWrapPad {
+            return Err(ClientError::denied(format!(
+                "key {wrapping_key} may also decrypt, so it may only wrap with {}",
+                hsm_crypto::WrapMechanism::AesKeyWrapPad
+            )));
+        }
         let target = self.owned_key(&ctx.caller, key)?;
         require(&target, KeyFlag::Extractable, "export")?;
         if target.attributes.wrap_with_trusted && !wrapping.attributes.trusted {

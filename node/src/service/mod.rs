@@ -76,6 +76,10 @@ pub struct Service {
     domain: Arc<DomainKey>,
     session_lifetime: Duration,
     cache: KeyCache,
+    /// Bounds concurrent Argon2id work (19 MiB and a core each) to the
+    /// number of cores, so a flood of logins cannot exhaust memory or starve
+    /// crypto on the blocking pool.
+    argon2_slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Service {
@@ -107,6 +111,9 @@ impl Service {
             domain: parts.domain,
             session_lifetime: parts.session_lifetime,
             cache: KeyCache::new(parts.key_cache_entries),
+            argon2_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
         }
     }
 
@@ -143,7 +150,7 @@ impl Service {
         }
         match op {
             Operation::Login { username, password } => {
-                return self.login(request_id, username, password, deadline).await;
+                return self.login(username, password, deadline).await;
             }
             Operation::ClusterInfo => return Ok(self.cluster_info()),
             _ => {}
@@ -201,6 +208,19 @@ impl Service {
     /// Runs `f` against this node's applied state.
     pub(crate) fn state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         self.sm.read(|a| f(&a.state))
+    }
+
+    /// Runs Argon2id work in one of the bounded slots.
+    pub(crate) async fn argon2<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let _slot = self
+            .argon2_slots
+            .acquire()
+            .await
+            .map_err(|_| ClientError::unavailable("the node is shutting down"))?;
+        blocking(f).await
     }
 
     /// The last log index this node applied.
@@ -293,7 +313,7 @@ impl Service {
         })?;
         self.state(|s| match s.user(&claims.username) {
             Some(user) if claims.is_current(user) => {
-                if user.locked {
+                if user.is_locked() {
                     Err(ClientError::new(
                         ErrorKind::Locked,
                         format!("user {} is locked", user.username),

@@ -6,7 +6,7 @@ use hsm_proto::client::{ClientError, ErrorKind, Reply, Secret, UserInfo};
 use hsm_proto::{Actor, EventBody, RequestId, Role, Username};
 use tokio::time::Instant;
 
-use super::{blocking, now_ms, Ctx, Outcome, Service};
+use super::{now_ms, Ctx, Outcome, Service};
 use crate::secrets::{check_password_policy, hash_password, session, verify_password};
 
 /// A real Argon2id hash of a random password, checked when a login names
@@ -21,67 +21,91 @@ fn decoy_hash() -> &'static str {
     })
 }
 
+fn locked(username: &Username) -> ClientError {
+    ClientError::new(
+        ErrorKind::Locked,
+        format!(
+            "user {username} is locked after too many failed logins; a crypto officer must unlock it"
+        ),
+    )
+}
+
+/// A fresh id for an event the node writes on its own behalf (login
+/// bookkeeping): never the client's id, which a client could replay.
+fn random_request_id() -> RequestId {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    RequestId(id)
+}
+
 fn login_failed() -> ClientError {
     ClientError::new(ErrorKind::LoginFailed, "wrong user name or password")
 }
 
-/// Checks a new password against the policy and hashes it on the blocking
-/// pool.
-async fn new_password_hash(password: Secret) -> Result<String, ClientError> {
-    let text = password
-        .expose_str()
-        .ok_or_else(|| ClientError::invalid("a password must be UTF-8 text"))?;
-    check_password_policy(text).map_err(|e| ClientError::invalid(e.to_string()))?;
-    blocking(move || {
-        let text = password.expose_str().unwrap_or_default();
-        hash_password(text)
-    })
-    .await?
-    .map_err(|e| ClientError::internal(e.to_string()))
-}
-
 impl Service {
-    /// Verifies a password against this node's replica (brought up to date
-    /// with the leader first) and issues a session token. A wrong password
-    /// is recorded as a replicated event before the caller is answered, so
-    /// the lockout after five failures holds on every node.
+    /// Checks a new password against the policy and hashes it.
+    async fn new_password_hash(&self, password: Secret) -> Result<String, ClientError> {
+        let text = password
+            .expose_str()
+            .ok_or_else(|| ClientError::invalid("a password must be UTF-8 text"))?;
+        check_password_policy(text).map_err(|e| ClientError::invalid(e.to_string()))?;
+        self.argon2(move || {
+            let text = password.expose_str().unwrap_or_default();
+            hash_password(text)
+        })
+        .await?
+        .map_err(|e| ClientError::internal(e.to_string()))
+    }
+
+    /// Logs a user in. The attempt is first recorded as a failure through
+    /// Raft (a reservation); only then is the password checked, and a
+    /// correct one clears the count again. So at most five guesses are ever
+    /// checked per lockout, however many arrive at once on however many
+    /// nodes, and nothing about the password is revealed when the attempt
+    /// cannot be recorded. The token is issued for the account exactly as
+    /// it was checked.
     pub(super) async fn login(
         &self,
-        request_id: RequestId,
         username: Username,
         password: Secret,
         deadline: Instant,
     ) -> Outcome {
-        let user = self.state(|s| s.user(&username).cloned());
-        let Some(user) = user else {
-            let _ = blocking(move || {
-                verify_password(password.expose_str().unwrap_or(""), decoy_hash())
-            })
-            .await;
+        let known = self.state(|s| s.user(&username).is_some());
+        if !known {
+            let _ = self
+                .argon2(move || verify_password(password.expose_str().unwrap_or(""), decoy_hash()))
+                .await;
             return Err(login_failed());
-        };
-        if user.locked {
-            return Err(ClientError::new(
-                ErrorKind::Locked,
-                format!("user {username} is locked after too many failed logins; a crypto officer must unlock it"),
-            ));
         }
-        let phc = user.password_hash.clone();
-        let ok =
-            blocking(move || verify_password(password.expose_str().unwrap_or(""), &phc)).await?;
         let me = Actor::Node(self.node);
-        if !ok {
-            self.write_as(
-                request_id,
-                me,
+        let reserved = self
+            .write_as(
+                random_request_id(),
+                me.clone(),
                 EventBody::LoginFailed {
                     username: username.clone(),
                 },
                 deadline,
             )
+            .await;
+        match reserved {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::Locked => return Err(locked(&username)),
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(login_failed()),
+            Err(e) => return Err(e),
+        }
+        let Some(checked) = self.state(|s| s.user(&username).cloned()) else {
+            return Err(login_failed());
+        };
+        if checked.locked {
+            return Err(locked(&username));
+        }
+        let phc = checked.password_hash.clone();
+        let ok = self
+            .argon2(move || verify_password(password.expose_str().unwrap_or(""), &phc))
             .await?;
-            let locked = self.state(|s| s.user(&username).is_some_and(|u| u.locked));
-            if locked {
+        if !ok {
+            if checked.is_locked() {
                 return Err(ClientError::new(
                     ErrorKind::Locked,
                     format!("wrong password; user {username} is now locked"),
@@ -89,30 +113,45 @@ impl Service {
             }
             return Err(login_failed());
         }
-        if user.failed_logins > 0 {
-            self.write_as(
-                request_id,
+        match self
+            .write_as(
+                random_request_id(),
                 me,
                 EventBody::LoginSucceeded {
                     username: username.clone(),
                 },
                 deadline,
             )
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::Locked => return Err(locked(&username)),
+            Err(e) => return Err(e),
         }
-        // Issue against the user as it is now (the count reset above does
-        // not change its epoch).
-        let user = self
-            .state(|s| s.user(&username).cloned())
-            .ok_or_else(login_failed)?;
-        let claims = session::SessionClaims::new(&user, now_ms(), self.session_lifetime);
+        // Issue only for the account as it was checked: a password change,
+        // a re-creation or a lock in the meantime voids this login.
+        let now = self.state(|s| s.user(&username).cloned());
+        let unchanged = now.as_ref().is_some_and(|u| {
+            u.password_epoch == checked.password_epoch
+                && u.created_ms == checked.created_ms
+                && u.password_hash == checked.password_hash
+                && u.role == checked.role
+                && !u.is_locked()
+        });
+        if !unchanged {
+            return Err(ClientError::new(
+                ErrorKind::LoginFailed,
+                "the account changed during login; try again",
+            ));
+        }
+        let claims = session::SessionClaims::new(&checked, now_ms(), self.session_lifetime);
         let expires_ms = claims.expires_ms;
         let token = session::issue(&self.domain, &claims);
         tracing::info!(user = %username, "login");
         Ok(Reply::LoggedIn {
             token: Secret::new(token.as_bytes().to_vec()),
             username,
-            role: user.role,
+            role: checked.role,
             expires_ms,
         })
     }
@@ -123,7 +162,7 @@ impl Service {
         username: Username,
         new_password: Secret,
     ) -> Outcome {
-        let password_hash = new_password_hash(new_password).await?;
+        let password_hash = self.new_password_hash(new_password).await?;
         self.write(
             ctx,
             EventBody::PasswordChanged {
@@ -154,7 +193,7 @@ impl Service {
                 format!("user {username} exists already"),
             ));
         }
-        let password_hash = new_password_hash(password).await?;
+        let password_hash = self.new_password_hash(password).await?;
         self.write(
             ctx,
             EventBody::UserCreated {
@@ -173,7 +212,7 @@ impl Service {
                 .map(|u| UserInfo {
                     username: u.username.clone(),
                     role: u.role,
-                    locked: u.locked,
+                    locked: u.is_locked(),
                     failed_logins: u.failed_logins,
                 })
                 .collect()

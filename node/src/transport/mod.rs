@@ -23,6 +23,7 @@ pub use error::{FrameError, TransportError};
 pub use frame::{read_frame, write_frame, FRAME_HEADER_BYTES};
 pub use pki::{ClusterCa, NodeCert};
 pub use tls::{
-    client_endpoint, client_tls, negotiated_alpn, node_client_tls, peer_is_cluster_member,
-    server_endpoint, server_tls, ALPN_CLIENT, ALPN_RAFT, SERVER_NAME,
+    client_endpoint, client_tls, negotiated_alpn, node_client_tls, node_id_of_cert,
+    peer_is_cluster_member, peer_node_id, server_endpoint, server_tls, with_stream_limit,
+    ALPN_CLIENT, ALPN_RAFT, SERVER_NAME,
 };

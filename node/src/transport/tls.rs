@@ -65,7 +65,15 @@ fn chain_and_key(
 }
 
 fn transport() -> Arc<quinn::TransportConfig> {
+    transport_with_streams(None)
+}
+
+fn transport_with_streams(max_streams: Option<u32>) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
+    if let Some(n) = max_streams {
+        t.max_concurrent_bidi_streams(n.into());
+        t.max_concurrent_uni_streams(0u32.into());
+    }
     t.keep_alive_interval(Some(KEEP_ALIVE));
     // 10 s fits in a VarInt, so this conversion cannot fail.
     t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
@@ -96,6 +104,14 @@ pub fn server_tls(ca_pem: &str, node: &NodeCert) -> Result<quinn::ServerConfig, 
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server.transport_config(transport());
     Ok(server)
+}
+
+/// `server` with at most `max_streams` requests in progress per
+/// connection: a peer that opens more waits (QUIC flow control) instead of
+/// being served.
+pub fn with_stream_limit(mut server: quinn::ServerConfig, max_streams: u32) -> quinn::ServerConfig {
+    server.transport_config(transport_with_streams(Some(max_streams)));
+    server
 }
 
 /// Client side of a node talking Raft to its peers: presents its
@@ -192,4 +208,32 @@ pub fn peer_is_cluster_member(conn: &quinn::Connection) -> bool {
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
         .is_some_and(|certs| !certs.is_empty());
     alpn_is_raft && has_cert
+}
+
+/// The node id a cluster member's certificate names (its `n<id>.hsm-node`
+/// DNS name, which [`ClusterCa::issue_node`](super::ClusterCa::issue_node)
+/// writes), for a connection whose certificate the cluster CA verified.
+/// `None` if the peer presented no certificate or it names no node.
+pub fn peer_node_id(conn: &quinn::Connection) -> Option<hsm_proto::NodeId> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    node_id_of_cert(certs.first()?.as_ref())
+}
+
+/// The node id in a DER certificate's `n<id>.hsm-node` DNS name.
+pub fn node_id_of_cert(der: &[u8]) -> Option<hsm_proto::NodeId> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let suffix = format!(".{SERVER_NAME}");
+    san.value.general_names.iter().find_map(|name| match name {
+        GeneralName::DNSName(dns) => dns
+            .strip_prefix('n')
+            .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+            .and_then(|id| id.parse::<u64>().ok())
+            .map(hsm_proto::NodeId),
+        _ => None,
+    })
 }
