@@ -1,6 +1,9 @@
 # Convenience recipes for people who have `just`; each calls ./x, which is
 # what the README and CI use.
 
+dev *ARGS:
+    ./x dev {{ARGS}}
+
 test:
     ./x test
 

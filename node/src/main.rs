@@ -1,5 +1,6 @@
 //! `hsm-node`: create, run and develop against an HSM cluster.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -175,7 +176,7 @@ async fn run(cli: Cli) -> Result<()> {
             base_port,
             setup_only,
         } => {
-            init_logging("error,hsm_node=info", LogFormat::Text);
+            init_logging("warn,hsm_node=info,openraft=off", LogFormat::Text);
             dev(dir, nodes, base_port, setup_only).await
         }
     }
@@ -246,7 +247,10 @@ async fn init(
     if std::env::var("HSM_ADMIN_PASSWORD").is_err() {
         println!("One-time admin password (shown once; activation replaces it): {password}");
     }
-    println!("Next: hsm-node start --config <this config>, then activate the cluster as admin.");
+    println!(
+        "Next: hsm-node start --config <this config>, then activate the cluster: log in as admin \
+         with the one-time password and change it."
+    );
     Ok(())
 }
 
@@ -280,10 +284,13 @@ async fn dev(dir: PathBuf, nodes: u64, base_port: u16, setup_only: bool) -> Resu
     println!("client config: {}", client.display());
     println!("Next, in another terminal:");
     println!("  export HSM_CLUSTER={}", client.display());
-    println!("  hsm cluster activate   # as admin, with the password above");
+    println!(
+        "  HSM_ADMIN_PASSWORD=<the admin password> cargo run -p hsm-client --example quickstart"
+    );
     println!("Press Ctrl-C to stop.");
     wait_for_shutdown().await;
-    println!("Stopping...");
+    // stdout may be closed by now (a pipe whose reader left): not an error.
+    let _ = writeln!(std::io::stdout(), "Stopping...");
     for node in running {
         node.shutdown().await;
     }
