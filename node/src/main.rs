@@ -104,13 +104,15 @@ fn init_logging(level: &str, format: LogFormat) {
 }
 
 /// A one-time password for the unactivated `admin`, shown once.
-fn activation_password() -> String {
+fn activation_password() -> Result<String> {
     if let Ok(p) = std::env::var("HSM_ADMIN_PASSWORD") {
-        return p;
+        hsm_node::secrets::check_password_policy(&p)
+            .context("HSM_ADMIN_PASSWORD does not meet the password policy")?;
+        return Ok(p);
     }
     let mut bytes = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[tokio::main]
@@ -224,7 +226,7 @@ async fn init(
         }
     };
     let record = prepare(&config, &ca)?.record;
-    let password = activation_password();
+    let password = activation_password()?;
     let cluster_id = init_cluster(&config, &[], record.clone(), &password).await?;
     local::write_client_config(
         &client_config,
@@ -256,7 +258,7 @@ async fn init(
 
 async fn dev(dir: PathBuf, nodes: u64, base_port: u16, setup_only: bool) -> Result<()> {
     if !local::exists(&dir) {
-        let password = activation_password();
+        let password = activation_password()?;
         let cluster = local::create(&dir, nodes, base_port, &password).await?;
         println!(
             "Created a {nodes}-node cluster {} in {}",

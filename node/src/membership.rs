@@ -21,6 +21,10 @@ use crate::raft::Raft;
 /// How often the leader compares the two.
 const TICK: Duration = Duration::from_millis(300);
 
+/// Longest one membership change may take before the task tries again
+/// (a change waits for a quorum, which may be gone).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A learner this close to the leader's last log index is promoted.
 const CAUGHT_UP_ENTRIES: u64 = 64;
 
@@ -84,8 +88,10 @@ pub fn spawn(raft: Raft, sm: StateMachineStore, me: NodeId) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(TICK).await;
-            if let Err(e) = tick(&raft, &sm, me).await {
-                tracing::warn!(error = %e, "membership change failed; retrying");
+            match tokio::time::timeout(CHANGE_TIMEOUT, tick(&raft, &sm, me)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "membership change failed; retrying"),
+                Err(_) => tracing::warn!("membership change not committed in time; retrying"),
             }
         }
     })

@@ -679,6 +679,86 @@ async fn activation_users_every_key_type_and_operation() {
         .await
         .expect("a trusted key wraps it");
 
+    // RSA-OAEP wrapping with a key that wraps and unwraps but never
+    // decrypts.
+    let rsa_wrap = alice
+        .generate_key(
+            KeySpec::Rsa { bits: 2048 },
+            KeyAttributes {
+                wrap: true,
+                unwrap: true,
+                ..KeyAttributes::default()
+            },
+            false,
+        )
+        .await
+        .expect("rsa wrapping key");
+    let target = alice
+        .generate_key(KeySpec::Aes { bits: 128 }, enc_attrs.clone(), false)
+        .await
+        .expect("target");
+    let wrapped = alice
+        .wrap_key(rsa_wrap.id, target.id, WrapMechanism::RsaOaepSha256)
+        .await
+        .expect("oaep wrap");
+    let copy = alice
+        .unwrap_key(
+            rsa_wrap.id,
+            WrapMechanism::RsaOaepSha256,
+            wrapped,
+            KeySpec::Aes { bits: 128 },
+            enc_attrs.clone(),
+            false,
+        )
+        .await
+        .expect("oaep unwrap");
+    let ct = alice
+        .encrypt(target.id, EncryptMechanism::AesGcm, "through oaep", vec![])
+        .await
+        .expect("encrypt");
+    let pt = alice
+        .decrypt(copy.id, EncryptMechanism::AesGcm, ct, vec![])
+        .await
+        .expect("the copy decrypts");
+    assert_eq!(pt.expose(), b"through oaep");
+
+    // ECDH on P-256 (HKDF): both parties inside the HSM derive the same
+    // secret from their own private key and the other's public key.
+    let derive_attrs = KeyAttributes {
+        derive: true,
+        ..KeyAttributes::default()
+    };
+    let p1 = alice
+        .generate_key(KeySpec::EcP256, derive_attrs.clone(), false)
+        .await
+        .expect("p256");
+    let p2 = alice
+        .generate_key(KeySpec::EcP256, derive_attrs.clone(), false)
+        .await
+        .expect("p256");
+    let mut tags = Vec::new();
+    for (mine, theirs) in [(&p1, &p2), (&p2, &p1)] {
+        let k = alice
+            .derive_key(
+                mine.id,
+                DeriveMechanism::EcdhHkdfSha256,
+                theirs.public_key.clone(),
+                b"p256 session".to_vec(),
+                KeySpec::GenericSecret { bytes: 32 },
+                signing(),
+                false,
+            )
+            .await
+            .expect("derive");
+        tags.push(
+            alice
+                .sign(k.id, SignMechanism::HmacSha256, msg.clone())
+                .await
+                .expect("hmac"),
+        );
+    }
+    assert_eq!(tags[0], tags[1], "both sides derive the same key");
+
     // Sharing: bob may use a shared key but not manage it.
     let ed = key_of(KeySpec::Ed25519);
     assert_eq!(
@@ -937,4 +1017,60 @@ async fn guesses_are_bounded_however_they_arrive() {
         ),
         ErrorKind::Locked
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generating_slow_keys_does_not_stall_other_requests() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate("admin-password-1").await;
+    admin
+        .create_user(user("gina"), Role::Cu, "gina-password-1")
+        .await
+        .expect("create");
+    // Everything on one node: the one that generates.
+    let gina = cluster.client_of(1).await;
+    gina.login(user("gina"), "gina-password-1")
+        .await
+        .expect("login");
+    let ed = gina
+        .generate_key(KeySpec::Ed25519, signing(), false)
+        .await
+        .expect("key");
+    // More RSA-4096 generations at once than the node has worker threads,
+    // then signatures: signatures are served while the first generations
+    // are still running (a generation on an async worker would hold it,
+    // and nothing else on that worker would move until it finished).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let count = 3 * cores + 3;
+    let first_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut slow = Vec::new();
+    for _ in 0..count {
+        let (gina, first_done) = (gina.clone(), first_done.clone());
+        slow.push(tokio::spawn(async move {
+            let r = gina
+                .generate_key(KeySpec::Rsa { bits: 4096 }, signing(), false)
+                .await;
+            first_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut signed_meanwhile = 0;
+    for _ in 0..200 {
+        gina.sign(ed.id, SignMechanism::Ed25519, b"quick".to_vec())
+            .await
+            .expect("sign");
+        if first_done.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        signed_meanwhile += 1;
+    }
+    assert!(
+        signed_meanwhile >= 5,
+        "only {signed_meanwhile} signatures were served before the first RSA-4096 key was ready"
+    );
+    for t in slow {
+        t.await.expect("task").expect("rsa-4096");
+    }
 }

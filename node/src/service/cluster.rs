@@ -1,6 +1,6 @@
 //! Cluster status and membership approvals.
 
-use hsm_proto::client::{ClusterStatus, MemberInfo, Reply};
+use hsm_proto::client::{ClientError, ClusterStatus, MemberInfo, Reply};
 use hsm_proto::{EventBody, NodeId, NodeRecord};
 
 use super::{Ctx, Outcome, Service};
@@ -51,6 +51,7 @@ impl Service {
     /// Records a crypto officer's approval of a new member. The leader's
     /// membership task then adds it to Raft, first as a learner.
     pub(super) async fn add_node(&self, ctx: &Ctx, node: NodeRecord) -> Outcome {
+        check_record(&node)?;
         self.write(ctx, EventBody::NodeAdded { node }).await?;
         Ok(Reply::Done)
     }
@@ -61,4 +62,34 @@ impl Service {
         self.write(ctx, EventBody::NodeRemoved { node }).await?;
         Ok(Reply::Done)
     }
+}
+
+/// A new member's record must be usable: an id Raft accepts, a zone label
+/// as a node's configuration allows, and a `host:port` address.
+fn check_record(node: &NodeRecord) -> Result<(), ClientError> {
+    if node.id.0 == 0 || node.id.0 > i64::MAX as u64 {
+        return Err(ClientError::invalid("node id must be 1 to 2^63-1"));
+    }
+    let zone_ok = !node.zone.is_empty()
+        && node.zone.len() <= 64
+        && node
+            .zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !zone_ok {
+        return Err(ClientError::invalid(
+            "zone must be 1 to 64 ASCII letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let address_ok = node.address.len() <= 255
+        && node.address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+    if !address_ok {
+        return Err(ClientError::invalid(format!(
+            "address {:?} is not host:port",
+            node.address
+        )));
+    }
+    Ok(())
 }
