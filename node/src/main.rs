@@ -204,8 +204,24 @@ async fn init(
     own_ca: Option<(PathBuf, PathBuf)>,
     client_config: PathBuf,
 ) -> Result<()> {
+    // Everything that could conflict is checked before anything is
+    // written, so a refused init leaves the host as it was.
+    config.validate()?;
     if client_config.exists() {
         bail!("{} exists already", client_config.display());
+    }
+    if config.identity_file().exists() || config.store_dir().exists() {
+        bail!(
+            "{} holds a node already (this host was initialized before); \
+             choose an empty data directory to create another cluster",
+            config.data_dir.display()
+        );
+    }
+    if own_ca.is_none() && ca_dir.join("ca.key").exists() {
+        bail!(
+            "{} holds a CA already: pass --ca-cert and --ca-key to use it, or choose another --ca-dir",
+            ca_dir.display()
+        );
     }
     let ca = match own_ca {
         Some((cert, key)) => {
