@@ -1,0 +1,217 @@
+//! After a cluster of `hsm-node` processes has created users, imported
+//! known keys, served logins (right and wrong) and decrypted known data,
+//! with debug logging on and snapshots taken, none of those secrets is found
+//! anywhere under the cluster's directory (stores, sealed files, snapshots,
+//! configuration, every node's log): not raw, not hex, not base64.
+
+mod procs;
+
+use std::path::{Path, PathBuf};
+
+use hsm_proto::client::Secret;
+use hsm_proto::mechanism::{EncryptMechanism, SignMechanism};
+use hsm_proto::{KeyAttributes, KeySpec, Role};
+use procs::{user, Cluster, ADMIN_PASSWORD};
+
+/// Distinctive key bytes: no run of them occurs by chance.
+const AES_KEY: [u8; 32] = [
+    0x8e, 0x21, 0xf3, 0x5a, 0x07, 0xc4, 0x9d, 0x62, 0xb8, 0x13, 0xe7, 0x4f, 0x30, 0xa9, 0x56, 0xdb,
+    0x1c, 0x75, 0xfa, 0x88, 0x03, 0x6e, 0xc1, 0x94, 0x2b, 0xd0, 0x47, 0xbe, 0x69, 0x15, 0xe2, 0x7d,
+];
+const HMAC_KEY: [u8; 24] = [
+    0x5d, 0xa0, 0x3c, 0xe9, 0x71, 0x0b, 0xf6, 0x28, 0x94, 0xc7, 0x1e, 0x83, 0x4a, 0xbd, 0x06, 0x5f,
+    0xe4, 0x39, 0x92, 0x7c, 0x11, 0xa8, 0x6b, 0xd3,
+];
+const ADMIN_NEW: &str = "Zq8-admin-secret-pw";
+const ALICE_PW: &str = "Kv3-alice-secret-pw";
+const WRONG_PW: &str = "Wx5-wrong-guess-pw";
+const PLAINTEXT: &str = "Tq9 the database master key";
+
+fn hex(bytes: &[u8], upper: bool) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|b| {
+            if upper {
+                format!("{b:02X}")
+            } else {
+                format!("{b:02x}")
+            }
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize]);
+        }
+    }
+    out
+}
+
+const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// The forms a secret could be written in; base64 at every alignment
+/// (encoded from offsets 0, 1 and 2, the last partial characters dropped).
+fn forms(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![
+        ("raw".to_string(), secret.to_vec()),
+        ("hex".to_string(), hex(secret, false)),
+        ("HEX".to_string(), hex(secret, true)),
+    ];
+    for offset in 0..3 {
+        for (name, alphabet) in [("base64", STD), ("base64url", URL)] {
+            let enc = base64(&secret[offset..], alphabet);
+            let keep = enc.len().saturating_sub(2);
+            out.push((format!("{name}@{offset}"), enc[..keep].to_vec()));
+        }
+    }
+    out
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn find(dir: &Path, secret: &[u8]) -> Vec<String> {
+    let forms = forms(secret);
+    let mut hits = Vec::new();
+    for path in files(dir) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for (name, needle) in &forms {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                hits.push(format!("{} ({name})", path.display()));
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_scanner_finds_each_form_when_it_is_there() {
+    for (name, needle) in forms(&AES_KEY) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut content = b"prefix ".to_vec();
+        content.extend_from_slice(&needle);
+        std::fs::write(dir.path().join("control"), content).expect("write");
+        let hits = find(dir.path(), &AES_KEY);
+        assert!(
+            hits.iter().any(|h| h.ends_with(&format!("({name})"))),
+            "{name} not found: {hits:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_password_or_plaintext_reaches_any_file_of_the_cluster() {
+    let mut cluster = Cluster::start_with_env(
+        3,
+        &[
+            ("HSM_LOG", "debug"),
+            ("HSM_NODE_RAFT_SNAPSHOT_EVERY_LOGS", "5"),
+        ],
+    );
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN_NEW).await;
+    admin
+        .create_user(user("alice"), Role::Cu, ALICE_PW)
+        .await
+        .expect("create");
+    let alice = cluster.client().await;
+    assert!(alice.login(user("alice"), WRONG_PW).await.is_err());
+    alice.login(user("alice"), ALICE_PW).await.expect("login");
+    let aes = alice
+        .import_key(
+            KeySpec::Aes { bits: 256 },
+            KeyAttributes {
+                encrypt: true,
+                decrypt: true,
+                sensitive: false,
+                ..KeyAttributes::default()
+            },
+            Secret::new(AES_KEY.to_vec()),
+            false,
+        )
+        .await
+        .expect("import aes");
+    let hmac = alice
+        .import_key(
+            KeySpec::GenericSecret { bytes: 24 },
+            KeyAttributes {
+                sign: true,
+                sensitive: false,
+                ..KeyAttributes::default()
+            },
+            Secret::new(HMAC_KEY.to_vec()),
+            false,
+        )
+        .await
+        .expect("import hmac");
+    let ct = alice
+        .encrypt(aes.id, EncryptMechanism::AesGcm, PLAINTEXT, vec![])
+        .await
+        .expect("encrypt");
+    let pt = alice
+        .decrypt(aes.id, EncryptMechanism::AesGcm, ct, vec![])
+        .await
+        .expect("decrypt");
+    assert_eq!(pt.expose(), PLAINTEXT.as_bytes());
+    alice
+        .sign(hmac.id, SignMechanism::HmacSha256, b"m".to_vec())
+        .await
+        .expect("hmac");
+    // More writes so every node builds snapshots.
+    for i in 0..12 {
+        alice
+            .generate_key(
+                KeySpec::Aes { bits: 128 },
+                KeyAttributes {
+                    label: format!("filler-{i}"),
+                    ..KeyAttributes::default()
+                },
+                false,
+            )
+            .await
+            .expect("filler");
+    }
+    for i in 1..=3 {
+        cluster.kill(i);
+    }
+
+    let mut hits = Vec::new();
+    for (what, secret) in [
+        ("aes key", AES_KEY.as_slice()),
+        ("hmac key", HMAC_KEY.as_slice()),
+        ("admin password", ADMIN_NEW.as_bytes()),
+        ("one-time admin password", ADMIN_PASSWORD.as_bytes()),
+        ("alice's password", ALICE_PW.as_bytes()),
+        ("a wrong password", WRONG_PW.as_bytes()),
+        ("decrypted data", PLAINTEXT.as_bytes()),
+    ] {
+        for hit in find(cluster.path(), secret) {
+            hits.push(format!("{what}: {hit}"));
+        }
+    }
+    assert!(hits.is_empty(), "secrets found:\n{}", hits.join("\n"));
+    // The scan did look at the logs and the stores.
+    let scanned = files(cluster.path());
+    assert!(scanned.iter().any(|p| p.ends_with("node1.log")));
+    assert!(scanned.iter().any(|p| p.to_string_lossy().contains("raft")
+        && p.extension().is_some_and(|e| e == "log" || e == "sst")));
+}
