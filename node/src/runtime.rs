@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::config::NodeConfig;
 use crate::proposer::Proposer;
-use crate::raft::{DomainSource, QuicNetwork, Raft};
+use crate::raft::{DomainSource, LeaderContact, QuicNetwork, Raft};
 use crate::secrets::{hash_password, DomainKey, NodeIdentity};
 use crate::server::{spawn_accept_loop, Handlers};
 use crate::service::{Service, ServiceParts};
@@ -352,6 +352,7 @@ impl RunningNode {
             identity.signing_key().clone(),
         ));
         let writer = Writer::new(raft.clone(), proposer.clone(), network.clone());
+        let contact = LeaderContact::default();
         let service = Arc::new(Service::new(ServiceParts {
             node: id,
             raft: raft.clone(),
@@ -361,6 +362,8 @@ impl RunningNode {
             domain: domain.clone(),
             session_lifetime: Duration::from_secs(config.sessions.lifetime_s),
             key_cache_entries: KEY_CACHE_ENTRIES,
+            contact: contact.clone(),
+            stale_after: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
         }));
         let domain_for_peers = domain;
         let acceptor = spawn_accept_loop(
@@ -372,6 +375,7 @@ impl RunningNode {
                     domain: domain_for_peers,
                     sm: sm.clone(),
                 }),
+                contact,
                 service: Some(service.clone()),
                 max_client_frame: config.limits.max_client_frame_bytes,
             },

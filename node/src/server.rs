@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::proposer::Proposer;
-use crate::raft::{serve_raft_stream, DomainSource, Raft};
+use crate::raft::{serve_raft_stream, DomainSource, LeaderContact, Raft};
 use crate::service::Service;
 use crate::transport::{
     negotiated_alpn, peer_is_cluster_member, peer_node_id, read_frame, write_frame, ALPN_CLIENT,
@@ -31,6 +31,8 @@ pub struct Handlers {
     pub proposer: Arc<Proposer>,
     /// Hands the domain key to approved joining nodes; `None` refuses.
     pub domain: Option<DomainSource>,
+    /// Updated whenever a leader's append-entries or snapshot is accepted.
+    pub contact: LeaderContact,
     /// Client requests; `None` refuses client connections.
     pub service: Option<Arc<Service>>,
     /// Largest client request accepted, in bytes.
@@ -82,9 +84,18 @@ async fn serve_member(conn: quinn::Connection, peer: NodeId, handlers: Handlers)
         let raft = handlers.raft.clone();
         let proposer = handlers.proposer.clone();
         let domain = handlers.domain.clone();
+        let contact = handlers.contact.clone();
         tokio::spawn(async move {
-            if let Err(e) =
-                serve_raft_stream(&raft, &proposer, domain.as_ref(), peer, send, recv).await
+            if let Err(e) = serve_raft_stream(
+                &raft,
+                &proposer,
+                domain.as_ref(),
+                &contact,
+                peer,
+                send,
+                recv,
+            )
+            .await
             {
                 tracing::debug!(error = %e, "raft stream failed");
             }

@@ -387,3 +387,58 @@ async fn a_node_added_while_serving_gets_every_key_and_can_sign() {
         .await
         .expect("sign after removal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_the_others_stops_serving_until_it_hears_from_them() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let (_admin, _alice, key) = setup(&cluster).await;
+    let one = cluster.client_of(1).await;
+    one.login(user("alice"), "alice-password-1")
+        .await
+        .expect("login");
+    one.sign(key, SignMechanism::Ed25519, b"before".to_vec())
+        .await
+        .expect("served while connected");
+
+    // Freeze the other two: node 1 can no longer learn of revocations.
+    cluster.signal(2, "STOP");
+    cluster.signal(3, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        match one
+            .with_deadline(Duration::from_millis(500))
+            .sign(key, SignMechanism::Ed25519, b"cut off".to_vec())
+            .await
+        {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "node 1 kept serving while cut off"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(
+        refused.to_string().contains("may be out of date"),
+        "{refused}"
+    );
+
+    cluster.signal(2, "CONT");
+    cluster.signal(3, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match one
+            .sign(key, SignMechanism::Ed25519, b"again".to_vec())
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "node 1 never served again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

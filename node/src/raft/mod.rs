@@ -5,8 +5,8 @@ mod rpc;
 
 pub use network::{QuicNetwork, QuicPeer};
 pub use rpc::{
-    read_index, serve_raft_stream, DomainSource, ForwardRefused, ForwardedWrite, RaftReply,
-    RaftRpc, MAX_RAFT_FRAME_BYTES,
+    read_index, serve_raft_stream, DomainSource, ForwardRefused, ForwardedWrite, LeaderContact,
+    RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES,
 };
 
 /// The openraft handle of this cluster.

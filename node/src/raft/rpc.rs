@@ -102,6 +102,7 @@ pub async fn serve_raft_stream(
     raft: &super::Raft,
     proposer: &Proposer,
     domain: Option<&DomainSource>,
+    contact: &LeaderContact,
     peer: NodeId,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -117,11 +118,24 @@ pub async fn serve_raft_stream(
                 ))
             }
             Ok(RaftRpc::AppendEntries(req)) => {
-                RaftReply::AppendEntries(raft.append_entries(req).await)
+                let answer = raft.append_entries(req).await;
+                if matches!(
+                    answer,
+                    Ok(AppendEntriesResponse::Success
+                        | AppendEntriesResponse::PartialSuccess(_)
+                        | AppendEntriesResponse::Conflict)
+                ) {
+                    contact.touch();
+                }
+                RaftReply::AppendEntries(answer)
             }
             Ok(RaftRpc::Vote(req)) => RaftReply::Vote(raft.vote(req).await),
             Ok(RaftRpc::InstallSnapshot(req)) => {
-                RaftReply::InstallSnapshot(raft.install_snapshot(req).await)
+                let answer = raft.install_snapshot(req).await;
+                if answer.is_ok() {
+                    contact.touch();
+                }
+                RaftReply::InstallSnapshot(answer)
             }
             Ok(RaftRpc::Forward(w)) => RaftReply::Forward(
                 match tokio::time::timeout(
@@ -194,6 +208,42 @@ fn peer_may_send(
         RaftRpc::Vote(req) => (member || raft_empty) && speaks_for_itself(&req.vote),
         RaftRpc::Forward(_) | RaftRpc::ReadIndex => member,
         RaftRpc::FetchDomainKey { node } => *node == peer,
+    }
+}
+
+/// When this node last heard from a leader that it accepted (an
+/// append-entries or snapshot it processed), so it can tell whether its
+/// replica may be out of date. Cheap to clone; clones share the clock.
+#[derive(Clone, Debug)]
+pub struct LeaderContact {
+    start: std::time::Instant,
+    last_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact {
+            start: std::time::Instant::now(),
+            last_ms: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+        }
+    }
+}
+
+impl LeaderContact {
+    /// Records contact now.
+    pub fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time since the last contact; `None` if there was none yet.
+    pub fn since(&self) -> Option<std::time::Duration> {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        (last != u64::MAX).then(|| {
+            let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            std::time::Duration::from_millis(now.saturating_sub(last))
+        })
     }
 }
 

@@ -36,7 +36,7 @@ use hsm_state::authz::{self, Action};
 use hsm_state::{Key, State};
 use tokio::time::Instant;
 
-use crate::raft::{read_index, ForwardRefused, QuicNetwork, Raft};
+use crate::raft::{read_index, ForwardRefused, LeaderContact, QuicNetwork, Raft};
 use crate::secrets::{session, DomainKey};
 use crate::writer::{WriteError, Writer};
 
@@ -64,6 +64,11 @@ pub struct ServiceParts {
     pub session_lifetime: Duration,
     /// How many unwrapped keys to keep loaded.
     pub key_cache_entries: usize,
+    /// When this node last heard from a leader.
+    pub contact: LeaderContact,
+    /// Longest this node serves from its replica without hearing from a
+    /// leader (as a follower) or from a quorum (as the leader).
+    pub stale_after: Duration,
 }
 
 /// Serves client requests on one node. Cheap to share (`Arc`).
@@ -76,6 +81,8 @@ pub struct Service {
     domain: Arc<DomainKey>,
     session_lifetime: Duration,
     cache: KeyCache,
+    contact: LeaderContact,
+    stale_after: Duration,
     /// Bounds concurrent Argon2id work (19 MiB and a core each) to the
     /// number of cores, so a flood of logins cannot exhaust memory or starve
     /// crypto on the blocking pool.
@@ -111,6 +118,8 @@ impl Service {
             domain: parts.domain,
             session_lifetime: parts.session_lifetime,
             cache: KeyCache::new(parts.key_cache_entries),
+            contact: parts.contact,
+            stale_after: parts.stale_after,
             argon2_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
@@ -144,6 +153,9 @@ impl Service {
             linearizable,
             op,
         } = request;
+        if !matches!(op, Operation::ClusterInfo) {
+            self.check_fresh()?;
+        }
         self.wait_applied(min_index, deadline).await?;
         if linearizable || matches!(op, Operation::Login { .. }) {
             self.linearize(deadline).await?;
@@ -251,6 +263,35 @@ impl Service {
                 self.node,
                 self.applied_index()
             ))),
+        }
+    }
+
+    /// Refuses to serve from a replica that may have missed revocations: a
+    /// follower that has not heard from a leader, or a leader that has not
+    /// heard from a quorum, within `stale_after`. The client retries on
+    /// another node.
+    fn check_fresh(&self) -> Result<(), ClientError> {
+        let (leader_here, quorum_ack, voters) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.current_leader == Some(self.node),
+                m.millis_since_quorum_ack,
+                m.membership_config.membership().voter_ids().count(),
+            )
+        };
+        let fresh = if leader_here {
+            voters <= 1 || quorum_ack.is_some_and(|ms| Duration::from_millis(ms) < self.stale_after)
+        } else {
+            self.contact.since().is_some_and(|d| d < self.stale_after)
+        };
+        if fresh {
+            Ok(())
+        } else {
+            Err(ClientError::unavailable(format!(
+                "node {} has not heard from the cluster recently and may be out of date; try another node",
+                self.node
+            )))
         }
     }
 

@@ -93,6 +93,7 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
             raft: raft.clone(),
             proposer: proposer.clone(),
             domain: None,
+            contact: Default::default(),
             service: None,
             max_client_frame: 1 << 20,
         },

@@ -171,6 +171,17 @@ impl Cluster {
         toml::from_str(&text).expect("parse join request")
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to node `i`'s process.
+    pub fn signal(&self, i: u64, signal: &str) {
+        let child = self.procs.get(&i).expect("running node");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// Kills node `i` with SIGKILL, as a crash.
     pub fn kill(&mut self, i: u64) {
         if let Some(mut child) = self.procs.remove(&i) {
@@ -289,6 +300,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for (_, mut child) in std::mem::take(&mut self.procs) {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
