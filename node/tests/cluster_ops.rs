@@ -831,6 +831,12 @@ async fn activation_users_every_key_type_and_operation() {
             .expect("others stay");
     }
     assert_eq!(kind(alice.get_key(KeyId(12345)).await), ErrorKind::NotFound);
+    // Cluster info needs no session, but says how many keys and users there
+    // are only to a signed-in user.
+    let anonymous = cluster.client().await.cluster_info().await.expect("info");
+    assert_eq!((anonymous.keys, anonymous.users), (0, 0));
+    let signed_in = alice.cluster_info().await.expect("info");
+    assert!(signed_in.keys > 10 && signed_in.users == 5, "{signed_in:?}");
 
     // A password change ends the user's sessions on every node.
     let alice_elsewhere = cluster.client_of(3).await;

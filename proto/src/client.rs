@@ -163,7 +163,8 @@ pub enum Operation {
         /// Password.
         password: Secret,
     },
-    /// Members, leader, zones and this node's progress. Needs no session.
+    /// Members, leader, zones and activation. Needs no session; key and
+    /// user counts only with one.
     ClusterInfo,
     /// Approve a new member (crypto officer). The node must already hold a
     /// certificate from the cluster CA for its id.
@@ -475,9 +476,9 @@ pub struct ClusterStatus {
     pub term: u64,
     /// Members, voters and learners, in id order.
     pub members: Vec<MemberInfo>,
-    /// Keys in the cluster.
+    /// Keys in the cluster (0 when asked without a session).
     pub keys: u64,
-    /// Users in the cluster.
+    /// Users in the cluster (0 when asked without a session).
     pub users: u64,
 }
 

@@ -8,7 +8,7 @@ use super::{Ctx, Outcome, Service};
 impl Service {
     /// Members (voters and learners, with the zones the state records),
     /// the leader this node knows of, and counts.
-    pub(super) fn cluster_info(&self) -> Reply {
+    pub(super) fn cluster_info(&self, with_counts: bool) -> Reply {
         let (leader, term, voters, nodes) = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
@@ -41,8 +41,12 @@ impl Service {
                 leader,
                 term,
                 members,
-                keys: s.key_count() as u64,
-                users: s.users().count() as u64,
+                keys: if with_counts { s.key_count() as u64 } else { 0 },
+                users: if with_counts {
+                    s.users().count() as u64
+                } else {
+                    0
+                },
             }
         });
         Reply::ClusterInfo(status)

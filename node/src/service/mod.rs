@@ -164,7 +164,14 @@ impl Service {
             Operation::Login { username, password } => {
                 return self.login(username, password, deadline).await;
             }
-            Operation::ClusterInfo => return Ok(self.cluster_info()),
+            Operation::ClusterInfo => {
+                // Members and leader are for anyone who trusts the CA (the
+                // client config lists them anyway); counts only for users.
+                let signed_in = session
+                    .as_ref()
+                    .is_some_and(|t| self.authenticate(t.expose()).is_ok());
+                return Ok(self.cluster_info(signed_in));
+            }
             _ => {}
         }
         let token = session.ok_or_else(|| {
