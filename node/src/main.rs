@@ -90,10 +90,13 @@ enum Command {
     },
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_env("HSM_LOG")
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(level: &str, format: LogFormat) -> Result<()> {
+    let filter = match std::env::var("HSM_LOG") {
+        Ok(directive) => EnvFilter::try_new(&directive)
+            .with_context(|| format!("HSM_LOG={directive:?} is not a log filter"))?,
+        Err(_) => EnvFilter::try_new(level)
+            .with_context(|| format!("log.level {level:?} is not a log filter"))?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -101,6 +104,7 @@ fn init_logging(level: &str, format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    Ok(())
 }
 
 /// A one-time password for the unactivated `admin`, shown once.
@@ -134,17 +138,25 @@ async fn run(cli: Cli) -> Result<()> {
             client_config,
         } => {
             let config = NodeConfig::from_env_and_file(&config)?;
-            init_logging(&config.log.level, config.log.format);
+            init_logging(&config.log.level, config.log.format)?;
             init(config, ca_dir, ca_cert.zip(ca_key), client_config).await
         }
         Command::Start { config, join } => {
             let config = NodeConfig::from_env_and_file(&config)?;
-            init_logging(&config.log.level, config.log.format);
+            init_logging(&config.log.level, config.log.format)?;
             let node = RunningNode::start_joining(&config, join.as_deref()).await?;
             println!("node {} serving on {}", node.id, node.local_addr);
-            wait_for_shutdown().await;
-            node.shutdown().await;
-            Ok(())
+            tokio::select! {
+                () = wait_for_shutdown() => {
+                    node.shutdown().await;
+                    Ok(())
+                }
+                reason = node.fatal() => {
+                    tracing::error!(%reason, "raft stopped; exiting");
+                    node.shutdown().await;
+                    bail!("raft stopped: {reason}")
+                }
+            }
         }
         Command::Prepare {
             config,
@@ -166,7 +178,7 @@ async fn run(cli: Cli) -> Result<()> {
                 path.display()
             );
             println!(
-                "Next: a crypto officer approves it (hsm node add --request {}),",
+                "Next: a crypto officer approves it with this request ({}; see docs/operator-guide.md),",
                 path.display()
             );
             println!("then: hsm-node start --config <this config> --join <address of a member>");
@@ -178,7 +190,7 @@ async fn run(cli: Cli) -> Result<()> {
             base_port,
             setup_only,
         } => {
-            init_logging("warn,hsm_node=info,openraft=off", LogFormat::Text);
+            init_logging("warn,hsm_node=info,openraft=off", LogFormat::Text)?;
             dev(dir, nodes, base_port, setup_only).await
         }
     }
@@ -306,11 +318,47 @@ async fn dev(dir: PathBuf, nodes: u64, base_port: u16, setup_only: bool) -> Resu
         "  HSM_ADMIN_PASSWORD=<the admin password> cargo run -p hsm-client --example quickstart"
     );
     println!("Press Ctrl-C to stop.");
-    wait_for_shutdown().await;
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(running.len());
+    let watchers: Vec<_> = running
+        .iter()
+        .map(|node| {
+            let raft = node.raft.clone();
+            let tx = failed_tx.clone();
+            let id = node.id;
+            tokio::spawn(async move {
+                let mut metrics = raft.metrics();
+                loop {
+                    let failed = metrics
+                        .borrow()
+                        .running_state
+                        .as_ref()
+                        .err()
+                        .map(|e| e.to_string());
+                    if let Some(e) = failed {
+                        let _ = tx.send(format!("node {id}: {e}")).await;
+                        return;
+                    }
+                    if metrics.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    let failure = tokio::select! {
+        () = wait_for_shutdown() => None,
+        reason = failed_rx.recv() => reason,
+    };
+    for w in watchers {
+        w.abort();
+    }
     // stdout may be closed by now (a pipe whose reader left): not an error.
     let _ = writeln!(std::io::stdout(), "Stopping...");
     for node in running {
         node.shutdown().await;
     }
-    Ok(())
+    match failure {
+        Some(reason) => bail!("raft stopped: {reason}"),
+        None => Ok(()),
+    }
 }

@@ -315,8 +315,8 @@ impl RunningNode {
         } else {
             let Some(join) = join else {
                 bail!(
-                    "this node has no domain key yet: start it with --join <address of a member> \
-                     once a crypto officer has added it"
+                    "this node has no domain key yet: start it with --join <address of a member>; \
+                     it waits there until a crypto officer approves it"
                 );
             };
             let domain = fetch_domain_key(&network, &identity, id, join).await?;
@@ -394,6 +394,28 @@ impl RunningNode {
         })
     }
 
+    /// Resolves when Raft stops on its own because of a fatal error (for
+    /// example the store failed a write and refuses all further work), with
+    /// the reason. The process should then exit, so a supervisor restarts it
+    /// and the store's checks run again at open.
+    pub async fn fatal(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let failed = metrics
+                .borrow()
+                .running_state
+                .as_ref()
+                .err()
+                .map(|e| e.to_string());
+            if let Some(e) = failed {
+                return e;
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
+    }
+
     /// Stops serving and shuts Raft down.
     pub async fn shutdown(self) {
         for t in &self.tasks {
@@ -420,7 +442,7 @@ async fn fetch_domain_key(
     me: NodeId,
     join: &str,
 ) -> Result<DomainKey> {
-    let mut told = false;
+    let mut told: Option<String> = None;
     loop {
         match network.fetch_domain_key(me, join).await {
             Ok((cluster, sealed)) => {
@@ -430,9 +452,9 @@ async fn fetch_domain_key(
                 return Ok(domain);
             }
             Err(reason) => {
-                if !told {
+                if told.as_deref() != Some(reason.as_str()) {
                     tracing::info!(member = join, %reason, "waiting for approval to join");
-                    told = true;
+                    told = Some(reason);
                 }
                 tokio::time::sleep(JOIN_RETRY).await;
             }

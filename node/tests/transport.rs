@@ -220,3 +220,18 @@ fn a_ca_round_trips_through_pem_and_keeps_issuing() {
         "debug is redacted"
     );
 }
+
+#[test]
+fn a_ca_key_that_does_not_belong_to_the_certificate_is_refused() {
+    let ours = ClusterCa::generate("ours").expect("ca");
+    let other = ClusterCa::generate("other").expect("ca");
+    ClusterCa::from_pem(ours.cert_pem(), &ours.key_pem()).expect("the matching pair loads");
+    let err = ClusterCa::from_pem(ours.cert_pem(), &other.key_pem()).expect_err("mismatch");
+    assert!(err.to_string().contains("does not belong"), "{err}");
+    let err = ClusterCa::from_pem(
+        ours.cert_pem(),
+        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+    )
+    .expect_err("not pkcs8");
+    assert!(err.to_string().contains("PKCS#8"), "{err}");
+}

@@ -39,6 +39,64 @@ pub(crate) struct Db {
     db: DB,
     sealer: Sealer,
     poisoned: AtomicBool,
+    marker: WriteFailedMarker,
+}
+
+/// A small file that records, when a write fails, that the write-ahead
+/// log may end in a torn record of that (never acknowledged) write: a full
+/// disk can cut a record short. The next open then drops a torn last
+/// record instead of refusing to start; without the marker any damage in
+/// the log stops the open. The file is made full size at every open, so
+/// recording a failure overwrites bytes in place and needs no free space;
+/// its content is a MAC under the storage key, so it cannot be forged to
+/// hide damage.
+struct WriteFailedMarker {
+    path: std::path::PathBuf,
+    tag: [u8; 32],
+}
+
+const MARKER_FILE: &str = "WRITE_FAILED";
+
+impl WriteFailedMarker {
+    fn new(dir: &Path, key: &StorageKey) -> WriteFailedMarker {
+        let mac_key = key.derive("hsm-store write-failed marker v1");
+        WriteFailedMarker {
+            path: dir.join(MARKER_FILE),
+            tag: *blake3::keyed_hash(&mac_key, b"the last write failed").as_bytes(),
+        }
+    }
+
+    /// Whether the file records a failed write.
+    fn is_set(&self) -> bool {
+        std::fs::read(&self.path).is_ok_and(|b| b.as_slice() == self.tag.as_slice())
+    }
+
+    /// Makes the file full size and clear.
+    fn reset(&self) -> Result<()> {
+        self.overwrite(&[0u8; 32], true)
+    }
+
+    /// Records a failed write, in place.
+    fn set(&self) {
+        if let Err(e) = self.overwrite(&self.tag, false) {
+            tracing::error!(error = %e, "cannot record the failed write");
+        }
+    }
+
+    fn overwrite(&self, bytes: &[u8; 32], create: bool) -> Result<()> {
+        use std::io::Write;
+        let fail = |e: std::io::Error| {
+            StoreError::Inconsistent(format!("cannot write {}: {e}", self.path.display()))
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(fail)?;
+        f.write_all(bytes).map_err(fail)?;
+        f.sync_all().map_err(fail)
+    }
 }
 
 impl Db {
@@ -62,13 +120,25 @@ impl Db {
                 dir.display()
             )));
         }
+        let marker = WriteFailedMarker::new(dir, key);
+        let torn_tail_expected = !create && marker.is_set();
         let mut opts = Options::default();
         opts.create_if_missing(create);
         opts.create_missing_column_families(true);
         opts.set_paranoid_checks(true);
         // A damaged write-ahead log must stop the open, not silently drop
-        // acknowledged writes at the damage point.
-        opts.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
+        // acknowledged writes at the damage point; except the torn end of a
+        // write that failed (and so was never acknowledged).
+        if torn_tail_expected {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the last write before this start failed (a full disk?); \
+                 a torn record it left at the end of the write-ahead log is dropped"
+            );
+            opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        } else {
+            opts.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
+        }
         let cfs = cf::ALL
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
@@ -79,6 +149,7 @@ impl Db {
             db,
             sealer: Sealer::new(key),
             poisoned: AtomicBool::new(false),
+            marker,
         };
         if create {
             let mut b = db.batch();
@@ -86,6 +157,7 @@ impl Db {
             db.write(b)?;
         }
         db.check_key()?;
+        db.marker.reset()?;
         Ok(Arc::new(db))
     }
 
@@ -215,6 +287,7 @@ impl Db {
         opts.set_sync(true);
         self.db.write_opt(batch.inner, &opts).map_err(|source| {
             self.poisoned.store(true, Ordering::Release);
+            self.marker.set();
             tracing::error!(error = %source, "store write failed; store is poisoned");
             StoreError::Rocks {
                 op: "write",

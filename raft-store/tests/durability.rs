@@ -156,3 +156,39 @@ fn open_refuses_a_missing_store_and_create_refuses_an_occupied_directory() {
     assert!(err.to_string().contains("not empty"), "{err}");
     assert!(open(&missing, &key).is_ok());
 }
+
+#[tokio::test]
+async fn a_torn_log_tail_stops_the_open_unless_a_failed_write_was_recorded_under_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = StorageKey::from_bytes([6; 32]);
+    let mut chain = Chain::new();
+    {
+        let (mut log, mut sm) = create(dir.path(), &key).expect("created");
+        let responses =
+            append_and_apply(&mut log, &mut sm, setup_events(&mut chain, &[1; 40])).await;
+        assert!(responses.iter().all(|r| r.result.is_ok()), "{responses:?}");
+    }
+    // Cut the newest write-ahead log short, as a full disk or a crash in
+    // the middle of an append would.
+    let wal = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 100))
+        .max()
+        .expect("a write-ahead log");
+    let len = std::fs::metadata(&wal).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .expect("open");
+    f.set_len(len - 7).expect("truncate");
+    drop(f);
+
+    // Nothing recorded a failed write: the damage stops the open.
+    assert!(open(dir.path(), &key).is_err());
+    // A marker not made with the storage key changes nothing.
+    std::fs::write(dir.path().join("WRITE_FAILED"), [0xab; 32]).expect("forge");
+    assert!(open(dir.path(), &key).is_err());
+}

@@ -181,8 +181,10 @@ impl Service {
         let action = action_of(&caller, &op);
         if !authz::permits(caller.role, action) {
             return Err(ClientError::denied(format!(
-                "role {} may not {}",
+                "user {} has role {} ({}), which may not {}",
+                caller.username,
                 caller.role,
+                role_name(caller.role),
                 action.as_str()
             )));
         }
@@ -475,6 +477,16 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
 fn action_of(caller: &Caller, op: &Operation) -> Action {
     // Login and cluster info are served before a session is checked.
     action_for(&caller.username, op).unwrap_or(Action::ReadClusterInfo)
+}
+
+/// What a role is, in words (its short name `admin` is also a user's).
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Preco => "the unactivated precrypto officer",
+        Role::Co => "crypto officer",
+        Role::Cu => "crypto user",
+        Role::Au => "appliance user",
+    }
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

@@ -68,7 +68,26 @@ impl ClusterCa {
     /// # Errors
     /// If either does not parse or they do not belong together.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<ClusterCa, TransportError> {
-        let key = KeyPair::from_pem(key_pem).map_err(cert_err)?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| {
+            TransportError::Certificate(format!(
+                "cannot read the CA key ({e}); it must be an unencrypted PKCS#8 PEM \
+                 (BEGIN PRIVATE KEY): convert with `openssl pkcs8 -topk8 -nocrypt`"
+            ))
+        })?;
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| {
+                TransportError::Certificate(format!("cannot read the CA certificate: {e}"))
+            })
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c)?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| {
+            TransportError::Certificate(format!("cannot parse the CA certificate: {e}"))
+        })?;
+        if parsed.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+        {
+            return Err(TransportError::Certificate(
+                "the CA key does not belong to the CA certificate".into(),
+            ));
+        }
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(cert_err)?;
         Ok(ClusterCa {
             cert_pem: cert_pem.to_string(),
