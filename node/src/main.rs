@@ -312,11 +312,9 @@ async fn dev(dir: PathBuf, nodes: u64, base_port: u16, setup_only: bool) -> Resu
         println!("  node {} on {}", node.id, node.local_addr);
     }
     println!("client config: {}", client.display());
-    println!("Next, in another terminal:");
+    println!("Next, in another terminal (hsm is built next to hsm-node):");
     println!("  export HSM_CLUSTER={}", client.display());
-    println!(
-        "  HSM_ADMIN_PASSWORD=<the admin password> cargo run -p hsm-client --example quickstart"
-    );
+    println!("  HSM_PASSWORD=<the admin password> hsm cluster activate");
     println!("Press Ctrl-C to stop.");
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(running.len());
     let watchers: Vec<_> = running

@@ -442,3 +442,54 @@ async fn a_node_cut_off_from_the_others_stops_serving_until_it_hears_from_them()
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_carrying_an_index_waits_until_that_node_has_applied_it() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let (_admin, alice, _) = setup(&cluster).await;
+    let leader = cluster.leader().await;
+    let behind = (1..=3).find(|n| *n != leader).expect("a follower");
+
+    // The follower is frozen while a key is created: it cannot have it.
+    cluster.signal(behind, "STOP");
+    let key = alice
+        .generate_key(KeySpec::Aes { bits: 128 }, signing(), false)
+        .await
+        .expect("written by the majority");
+    let written_at = alice.applied_index();
+    assert!(written_at > 0);
+    cluster.signal(behind, "CONT");
+
+    // Asked with the write's index, the follower answers only once it has
+    // caught up, and then has the key.
+    let reader = cluster.client_of(behind).await;
+    reader.observe_index(written_at);
+    reader
+        .login(user("alice"), "alice-password-1")
+        .await
+        .expect("login");
+    let got = reader.get_key(key.id).await.expect("read your write");
+    assert_eq!(got.id, key.id);
+    assert!(reader.applied_index() >= written_at);
+
+    // An index no node has reached is answered as unavailable, not served
+    // from an older state.
+    let ahead = cluster
+        .client_of(behind)
+        .await
+        .with_deadline(Duration::from_secs(3));
+    ahead
+        .login(user("alice"), "alice-password-1")
+        .await
+        .expect("login");
+    ahead.observe_index(written_at + 1_000_000);
+    let err = ahead.get_key(key.id).await.expect_err("not served");
+    // The node waits for the index until its own 10 s request deadline;
+    // this client gives up first.
+    assert!(
+        matches!(err, hsm_client::Error::DeadlineExceeded)
+            || err.to_string().contains("applied up to index"),
+        "{err}"
+    );
+}

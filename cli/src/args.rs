@@ -1,0 +1,746 @@
+//! The command line grammar (clap). Doc comments here are the help text.
+
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Format;
+
+const ABOUT: &str = "Command line of the HSM cluster, modelled on the AWS CloudHSM CLI.";
+
+const LONG_ABOUT: &str = "\
+Command line of the HSM cluster, modelled on the AWS CloudHSM CLI.
+
+Every invocation is one command: commands that need a session log in first
+as HSM_USER (or --username, given before the command) with the password in
+HSM_PASSWORD, or asked for without echo when run in a terminal. No session
+is kept between invocations.
+
+Output is JSON ({\"error_code\": 0, \"data\": {...}}) unless --output table.
+Exit codes: 0 ok, 1 other failure, 2 usage, 3 authentication, permission or
+locked user, 4 not found, conflict or invalid input, 5 cluster unavailable.";
+
+/// `hsm`.
+#[derive(Debug, Parser)]
+#[command(name = "hsm", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// The cluster's client config file, as `hsm-node init` or
+    /// `hsm-node dev` wrote it.
+    #[arg(long, global = true, env = "HSM_CLUSTER", value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+    /// Output format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "HSM_OUTPUT",
+        default_value = "json"
+    )]
+    pub output: Format,
+    /// Time each call to the cluster may take, in seconds, retries on other
+    /// nodes included.
+    #[arg(
+        long,
+        global = true,
+        env = "HSM_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub timeout_secs: u64,
+    /// The user to log in as, for commands that need a session. Give it
+    /// before the command: `hsm --username alice key list`. The password
+    /// comes from HSM_PASSWORD, or a prompt in a terminal.
+    #[arg(long, env = "HSM_USER", value_name = "NAME")]
+    pub username: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check credentials: log in and print the user and its role.
+    Login(LoginArgs),
+    /// Does nothing: hsm keeps no session between invocations.
+    Logout,
+    /// Activate the cluster and show its state.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Manage users (crypto officers).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create, find, share, change, wrap and delete keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Sign, verify, encrypt, decrypt, hash and draw random bytes.
+    #[command(subcommand)]
+    Crypto(CryptoCommand),
+    /// Approve or remove member nodes (crypto officers).
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The user (default: --username before the command, or HSM_USER).
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+}
+
+/// `cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The unactivated `admin` sets its password, which activates the
+    /// cluster. Logs in as admin with the one-time password (HSM_PASSWORD
+    /// or a prompt).
+    Activate {
+        /// Read the new admin password from this environment variable
+        /// instead of asking twice.
+        #[arg(long, value_name = "VAR")]
+        new_password_env: Option<String>,
+    },
+    /// Members, leader, zones and each member's health; with a login
+    /// (HSM_USER), also the key and user counts.
+    Info,
+}
+
+/// A role as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// A crypto officer: manages users, never uses keys.
+    Admin,
+    /// A crypto user: creates, manages and uses keys.
+    CryptoUser,
+    /// An appliance user: cloning and synchronisation only.
+    ApplianceUser,
+}
+
+/// `user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (crypto officer).
+    Create {
+        /// The new user's name.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Its role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Read the new user's password from this environment variable
+        /// instead of asking twice.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
+    /// Delete a user that owns no keys (crypto officer).
+    Delete {
+        /// The user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// List users (crypto officer).
+    List,
+    /// Change your own password, or (crypto officer) another user's.
+    ChangePassword {
+        /// Whose password (default: your own).
+        #[arg(long, value_name = "NAME")]
+        username: Option<String>,
+        /// Read the new password from this environment variable instead of
+        /// asking twice.
+        #[arg(long, visible_alias = "new-password-env", value_name = "VAR")]
+        password_env: Option<String>,
+    },
+    /// Unlock a user locked after failed logins (crypto officer).
+    Unlock {
+        /// The user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+}
+
+/// Filter tokens that select keys: `attr.label=L`, `attr.id=HEX`,
+/// `attr.key-type=aes|generic-secret|rsa|ec|ed25519|x25519`,
+/// `owner=NAME`, `key-reference=0x...`, `attr.<flag>=true|false`.
+#[derive(Debug, Clone, Args)]
+pub struct KeyFilterArgs {
+    /// Selects exactly one key: `attr.label=L`, `attr.id=HEX`,
+    /// `attr.key-type=T`, `owner=NAME`, `key-reference=0x...` or
+    /// `attr.<flag>=true|false`; all given must match.
+    #[arg(
+        long = "key-filter",
+        visible_alias = "filter",
+        num_args = 1..,
+        required = true,
+        value_name = "FILTER"
+    )]
+    pub key_filter: Vec<String>,
+}
+
+/// Attributes of a key being created.
+#[derive(Debug, Clone, Args)]
+pub struct NewKeyArgs {
+    /// The key's label.
+    #[arg(long, value_name = "LABEL")]
+    pub label: String,
+    /// The key's id attribute (CKA_ID), hex.
+    #[arg(long, value_name = "HEX")]
+    pub id: Option<String>,
+    /// What the key may do: encrypt, decrypt, sign, verify, wrap, unwrap,
+    /// derive (comma or space separated, each optionally `=true|false`).
+    /// Without it: encrypt,decrypt for AES; sign,verify for generic
+    /// secrets, RSA, EC and Ed25519; derive for X25519.
+    #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "ATTR")]
+    pub attributes: Vec<String>,
+    /// Whether the key may leave the HSM wrapped (default true; may only
+    /// ever be turned off later).
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    pub extractable: Option<bool>,
+    /// Whether the key material may never leave in plaintext (default true,
+    /// false for `key import`).
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    pub sensitive: Option<bool>,
+    /// Whether the key may only be wrapped by a trusted key (default false).
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    pub wrap_with_trusted: Option<bool>,
+    /// Refuse if you already own a key with this label.
+    #[arg(long)]
+    pub unique_label: bool,
+}
+
+/// A symmetric key type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SymmetricType {
+    /// AES, 16, 24 or 32 bytes.
+    Aes,
+    /// A generic secret for HMAC, 1 to 800 bytes.
+    GenericSecret,
+}
+
+/// An elliptic curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Curve {
+    /// NIST P-256.
+    #[value(alias = "secp256r1", alias = "p-256")]
+    Prime256v1,
+    /// NIST P-384.
+    #[value(alias = "p-384")]
+    Secp384r1,
+    /// secp256k1.
+    Secp256k1,
+}
+
+/// `key generate-asymmetric-pair ...`.
+#[derive(Debug, Subcommand)]
+pub enum PairCommand {
+    /// An RSA key pair.
+    Rsa {
+        /// Modulus size: 2048, 3072 or 4096 (public exponent 65537).
+        #[arg(long, value_name = "BITS")]
+        modulus_size_bits: u16,
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
+    /// An elliptic curve key pair.
+    Ec {
+        /// The curve.
+        #[arg(long, value_enum)]
+        curve: Curve,
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
+    /// An Ed25519 signing key pair.
+    Ed25519 {
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
+    /// An X25519 key agreement pair.
+    X25519 {
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
+}
+
+/// Any key type, with its size (for import and unwrap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    /// AES.
+    Aes,
+    /// A generic secret.
+    GenericSecret,
+    /// RSA.
+    Rsa,
+    /// Elliptic curve (give --curve).
+    Ec,
+    /// Ed25519.
+    Ed25519,
+    /// X25519.
+    X25519,
+}
+
+/// The type and size of a key that comes in from outside.
+#[derive(Debug, Clone, Args)]
+pub struct KeyTypeArgs {
+    /// The key's type.
+    #[arg(long, value_enum)]
+    pub key_type: KeyType,
+    /// Size of an AES key or generic secret (default for import: the
+    /// file's length).
+    #[arg(long, value_name = "BYTES")]
+    pub key_length_bytes: Option<u16>,
+    /// Modulus size of an RSA key.
+    #[arg(long, value_name = "BITS")]
+    pub modulus_size_bits: Option<u16>,
+    /// Curve of an EC key.
+    #[arg(long, value_enum)]
+    pub curve: Option<Curve>,
+}
+
+/// Data given as text or read from a file.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct DataArgs {
+    /// Read the data from this file (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub data_path: Option<PathBuf>,
+    /// The data, as text (its UTF-8 bytes).
+    #[arg(long, value_name = "TEXT")]
+    pub data: Option<String>,
+}
+
+/// Binary data given as base64 or read from a file.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct BinaryDataArgs {
+    /// Read the data from this file (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub data_path: Option<PathBuf>,
+    /// The data, base64 (as the JSON output of hsm gives it).
+    #[arg(long, value_name = "BASE64")]
+    pub data: Option<String>,
+}
+
+/// A wrapping mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WrapMech {
+    /// AES key wrap with padding (RFC 5649).
+    AesKeyWrapPad,
+    /// AES-GCM: iv || ciphertext || tag.
+    AesGcm,
+    /// RSA-OAEP with SHA-256 (symmetric keys only).
+    RsaOaep,
+}
+
+/// `key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate an AES key or generic secret in the HSM.
+    GenerateSymmetric {
+        /// The key type.
+        #[arg(value_enum)]
+        key_type: SymmetricType,
+        /// Key size in bytes.
+        #[arg(long, value_name = "BYTES")]
+        key_length_bytes: u16,
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
+    /// Generate a key pair in the HSM (one key reference for both halves).
+    #[command(subcommand)]
+    GenerateAsymmetricPair(PairCommand),
+    /// List the keys you can see, optionally filtered.
+    List {
+        /// Only keys matching all of these: `attr.label=L`, `attr.id=HEX`,
+        /// `attr.key-type=T`, `owner=NAME`, `key-reference=0x...`,
+        /// `attr.<flag>=true|false`.
+        #[arg(
+            long,
+            visible_alias = "key-filter",
+            num_args = 1..,
+            value_name = "FILTER"
+        )]
+        filter: Vec<String>,
+    },
+    /// Share a key you own with a crypto user.
+    Share {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The crypto user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// Stop sharing a key you own with a crypto user.
+    Unshare {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The crypto user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// Change one attribute of a key.
+    SetAttribute {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// label, id, encrypt, decrypt, sign, verify, wrap, unwrap, derive,
+        /// extractable, sensitive, trusted or wrap-with-trusted.
+        #[arg(long, value_name = "ATTR")]
+        name: String,
+        /// The new value: text for label, hex for id, true|false otherwise.
+        #[arg(long, value_name = "VALUE", allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Delete a key you own.
+    Delete {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+    },
+    /// Export a key you own wrapped under another key in the HSM.
+    Wrap {
+        /// How to wrap.
+        #[arg(value_enum)]
+        mechanism: WrapMech,
+        /// The wrapping key (needs the wrap attribute).
+        #[arg(
+            long,
+            visible_alias = "wrapping-filter",
+            num_args = 1..,
+            required = true,
+            value_name = "FILTER"
+        )]
+        wrapping_key_filter: Vec<String>,
+        /// The key to wrap (extractable).
+        #[arg(
+            long,
+            visible_alias = "payload-filter",
+            num_args = 1..,
+            required = true,
+            value_name = "FILTER"
+        )]
+        key_filter: Vec<String>,
+        /// Write the wrapped key to this file instead of base64 in the
+        /// output.
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+    },
+    /// Import a wrapped key, unwrapping it under a key in the HSM.
+    Unwrap {
+        /// How it was wrapped.
+        #[arg(value_enum)]
+        mechanism: WrapMech,
+        /// The unwrapping key (needs the unwrap attribute).
+        #[arg(
+            long,
+            visible_alias = "wrapping-filter",
+            num_args = 1..,
+            required = true,
+            value_name = "FILTER"
+        )]
+        wrapping_key_filter: Vec<String>,
+        /// The wrapped key.
+        #[command(flatten)]
+        data: BinaryDataArgs,
+        /// Type and size of the wrapped key.
+        #[command(flatten)]
+        key_type: KeyTypeArgs,
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
+    /// Import plaintext key material (keys not marked sensitive only):
+    /// raw bytes for AES and generic secrets, PKCS#8 (DER or PEM) for
+    /// private keys.
+    Import {
+        /// Type and size of the key.
+        #[command(flatten)]
+        key_type: KeyTypeArgs,
+        /// The key file (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        path: PathBuf,
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
+    /// Write the public half of a key pair to a file.
+    GenerateFile {
+        /// PEM (`-----BEGIN PUBLIC KEY-----`) or DER SubjectPublicKeyInfo.
+        #[arg(long, value_enum, default_value = "pem")]
+        encoding: Encoding,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        path: PathBuf,
+        /// The key pair.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+    },
+}
+
+/// A public key file encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Encoding {
+    /// PEM text.
+    Pem,
+    /// DER bytes.
+    Der,
+}
+
+/// A signature mechanism family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignMech {
+    /// RSASSA-PKCS1-v1_5 (RSA keys).
+    RsaPkcs,
+    /// RSASSA-PSS, salt as long as the hash (RSA keys).
+    RsaPss,
+    /// ECDSA, DER signature (EC keys; sha256 or sha384).
+    Ecdsa,
+    /// Pure Ed25519 (no --hash-function).
+    Ed25519,
+    /// HMAC (generic secrets).
+    Hmac,
+}
+
+/// A hash function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HashFunction {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+/// An encryption mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncryptMech {
+    /// AES-GCM; the HSM picks the IV; output iv || ciphertext || tag.
+    AesGcm,
+    /// RSA-OAEP with SHA-256; --aad is the OAEP label.
+    RsaOaep,
+}
+
+/// A digest algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DigestArg {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+    /// BLAKE3.
+    Blake3,
+}
+
+/// The signature for `crypto verify`.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct SignatureArgs {
+    /// Read the signature (raw bytes) from this file.
+    #[arg(long, value_name = "FILE")]
+    pub signature_path: Option<PathBuf>,
+    /// The signature, base64.
+    #[arg(long, value_name = "BASE64")]
+    pub signature: Option<String>,
+}
+
+/// `crypto ...`.
+#[derive(Debug, Subcommand)]
+pub enum CryptoCommand {
+    /// Sign data (or compute an HMAC) with a key in the HSM.
+    Sign {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: SignMech,
+        /// The hash function (not for ed25519).
+        #[arg(long, value_enum)]
+        hash_function: Option<HashFunction>,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The data (unhashed).
+        #[command(flatten)]
+        data: DataArgs,
+        /// Also write the signature (raw bytes) to this file.
+        #[arg(long, value_name = "FILE")]
+        signature_path: Option<PathBuf>,
+    },
+    /// Verify a signature (or an HMAC); exit code 4 if it does not verify.
+    Verify {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: SignMech,
+        /// The hash function (not for ed25519).
+        #[arg(long, value_enum)]
+        hash_function: Option<HashFunction>,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The data (unhashed).
+        #[command(flatten)]
+        data: DataArgs,
+        /// The signature.
+        #[command(flatten)]
+        signature: SignatureArgs,
+    },
+    /// Encrypt data with a key in the HSM.
+    Encrypt {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: EncryptMech,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The plaintext.
+        #[command(flatten)]
+        data: DataArgs,
+        /// Associated data (AES-GCM) or OAEP label (RSA), as text.
+        #[arg(long, value_name = "TEXT")]
+        aad: Option<String>,
+        /// Write the ciphertext to this file instead of base64 in the
+        /// output.
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+    },
+    /// Decrypt data with a key in the HSM.
+    Decrypt {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: EncryptMech,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The ciphertext, as `crypto encrypt` produced it.
+        #[command(flatten)]
+        data: BinaryDataArgs,
+        /// The same associated data or label as for encryption.
+        #[arg(long, value_name = "TEXT")]
+        aad: Option<String>,
+        /// Write the plaintext to this file (mode 0600) instead of base64
+        /// in the output.
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+    },
+    /// Hash data in the HSM.
+    Digest {
+        /// The algorithm.
+        #[arg(value_enum)]
+        algorithm: DigestArg,
+        /// The data.
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Random bytes from the HSM's generator.
+    Random {
+        /// How many bytes, 1 to 65536.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=65536))]
+        length: u32,
+        /// Write them to this file instead of base64 in the output.
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+    },
+}
+
+/// `node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Approve a prepared node (its join-request.toml from
+    /// `hsm-node prepare`) as a new member (crypto officer).
+    Add {
+        /// The join request file.
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+    },
+    /// Remove a member (crypto officer).
+    Remove {
+        /// The member's node id.
+        #[arg(long, value_name = "ID")]
+        node_id: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_login_user_goes_before_the_command_and_targets_after() {
+        let cli = Cli::try_parse_from([
+            "hsm",
+            "--username",
+            "admin",
+            "user",
+            "create",
+            "--username",
+            "bob",
+            "--role",
+            "crypto-user",
+        ])
+        .expect("parses");
+        assert_eq!(cli.username.as_deref(), Some("admin"));
+        match cli.command {
+            Command::User(UserCommand::Create { username, role, .. }) => {
+                assert_eq!(username, "bob");
+                assert_eq!(role, RoleArg::CryptoUser);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn filters_take_several_tokens_and_data_is_one_of_two() {
+        let cli = Cli::try_parse_from([
+            "hsm",
+            "crypto",
+            "sign",
+            "ecdsa",
+            "--hash-function",
+            "sha256",
+            "--key-filter",
+            "attr.label=k",
+            "attr.sign=true",
+            "--data",
+            "hello",
+            "--output",
+            "table",
+        ])
+        .expect("parses");
+        assert_eq!(cli.output, Format::Table);
+        match cli.command {
+            Command::Crypto(CryptoCommand::Sign { key, data, .. }) => {
+                assert_eq!(key.key_filter, ["attr.label=k", "attr.sign=true"]);
+                assert_eq!(data.data.as_deref(), Some("hello"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let both = Cli::try_parse_from([
+            "hsm",
+            "crypto",
+            "digest",
+            "sha256",
+            "--data",
+            "x",
+            "--data-path",
+            "f",
+        ]);
+        assert!(both.is_err());
+        let none = Cli::try_parse_from(["hsm", "crypto", "digest", "sha256"]);
+        assert!(none.is_err());
+    }
+}

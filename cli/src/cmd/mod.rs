@@ -1,0 +1,52 @@
+//! One module per command group; each turns parsed arguments into an
+//! [`Outcome`] or a [`CliError`].
+
+mod cluster;
+mod crypto;
+mod key;
+mod node;
+mod user;
+
+use serde_json::json;
+
+use crate::args::{Command, LoginArgs};
+use crate::error::Result;
+use crate::output::Outcome;
+use crate::session::{role_name, Context};
+
+/// Runs one command.
+///
+/// # Errors
+/// Whatever the command fails with.
+pub async fn run(ctx: &Context, command: Command) -> Result<Outcome> {
+    match command {
+        Command::Login(args) => login(ctx, args).await,
+        Command::Logout => Ok(logout()),
+        Command::Cluster(c) => cluster::run(ctx, c).await,
+        Command::User(c) => user::run(ctx, c).await,
+        Command::Key(c) => key::run(ctx, c).await,
+        Command::Crypto(c) => crypto::run(ctx, c).await,
+        Command::Node(c) => node::run(ctx, c).await,
+    }
+}
+
+async fn login(ctx: &Context, args: LoginArgs) -> Result<Outcome> {
+    let logged_in = ctx.login(args.username.as_deref()).await?;
+    let session = &logged_in.session;
+    Ok(Outcome::new(json!({
+        "username": session.username.as_str(),
+        "role": role_name(session.role),
+        "session-expires-ms": session.expires_ms,
+        "note": "credentials are valid; hsm keeps no session between invocations, so every \
+                 command logs in again with HSM_USER and HSM_PASSWORD",
+    })))
+}
+
+fn logout() -> Outcome {
+    Outcome::new(json!({
+        "message": "nothing to log out of: hsm keeps no session between invocations; each \
+                    command logs in, holds its session token in memory only, and forgets it \
+                    when it exits (the token itself stays valid on the cluster until it \
+                    expires)",
+    }))
+}

@@ -1,0 +1,109 @@
+//! `user create|delete|list|change-password|unlock`.
+
+use hsm_client::Role;
+use serde_json::{json, Value};
+
+use crate::args::{RoleArg, UserCommand};
+use crate::error::Result;
+use crate::output::{table, Outcome};
+use crate::session::{new_password, role_name, username, Context};
+
+fn role(arg: RoleArg) -> Role {
+    match arg {
+        RoleArg::Admin => Role::Co,
+        RoleArg::CryptoUser => Role::Cu,
+        RoleArg::ApplianceUser => Role::Au,
+    }
+}
+
+pub(super) async fn run(ctx: &Context, command: UserCommand) -> Result<Outcome> {
+    match command {
+        UserCommand::Create {
+            username: name,
+            role: role_arg,
+            password_env,
+        } => {
+            let target = username(&name)?;
+            let me = ctx.login(None).await?;
+            let password = new_password(password_env.as_deref(), "--password-env", &name)?;
+            let role = role(role_arg);
+            me.client
+                .create_user(target, role, password.as_str())
+                .await
+                .map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({
+                "username": name,
+                "role": role_name(role),
+            })))
+        }
+        UserCommand::Delete { username: name } => {
+            let target = username(&name)?;
+            let me = ctx.login(None).await?;
+            me.client
+                .delete_user(target)
+                .await
+                .map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({ "username": name, "deleted": true })))
+        }
+        UserCommand::List => {
+            let me = ctx.login(None).await?;
+            let users = me.client.list_users().await.map_err(|e| me.explain(e))?;
+            let rows: Vec<Vec<String>> = users
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.username.to_string(),
+                        role_name(u.role).to_string(),
+                        u.locked.to_string(),
+                        u.failed_logins.to_string(),
+                    ]
+                })
+                .collect();
+            let header: Vec<String> = ["username", "role", "locked", "login-failure-count"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let users: Vec<Value> = users
+                .iter()
+                .map(|u| {
+                    json!({
+                        "username": u.username.as_str(),
+                        "role": role_name(u.role),
+                        "locked": u.locked,
+                        "login-failure-count": u.failed_logins,
+                    })
+                })
+                .collect();
+            Ok(Outcome::new(json!({ "users": users })).with_table(table(&header, &rows)))
+        }
+        UserCommand::ChangePassword {
+            username: name,
+            password_env,
+        } => {
+            let me = ctx.login(None).await?;
+            let target = match &name {
+                Some(n) => username(n)?,
+                None => me.session.username.clone(),
+            };
+            let password =
+                new_password(password_env.as_deref(), "--password-env", target.as_str())?;
+            me.client
+                .change_password(target.clone(), password.as_str())
+                .await
+                .map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({
+                "username": target.as_str(),
+                "message": format!("password of {target} changed; its open sessions have ended"),
+            })))
+        }
+        UserCommand::Unlock { username: name } => {
+            let target = username(&name)?;
+            let me = ctx.login(None).await?;
+            me.client
+                .unlock_user(target)
+                .await
+                .map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({ "username": name, "locked": false })))
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The `hsm` command line driven as a new user would, against three real
+//! `hsm-node` processes: activate, create crypto users, generate every key
+//! type, sign and check the signatures with OpenSSL against the exported
+//! PEM, encrypt and decrypt, share a key with a second user who can use it
+//! but not delete it; and the mistakes people make (wrong password, locked
+//! user, ambiguous or unknown key filter, missing login, unreachable
+//! cluster), each with its exit code and JSON error.
+//!
+//! The `hsm` binary belongs to another package (`hsm-cli`): it is taken
+//! from beside `hsm-node`, built first with cargo when it is not there.
+
+mod procs;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use procs::{Cluster, ADMIN_PASSWORD};
+use serde_json::Value;
+
+const ADMIN_NEW_PASSWORD: &str = "admin-password-after-activation";
+const ALICE_PASSWORD: &str = "alice-password-1";
+const BOB_PASSWORD: &str = "bob-password-1";
+
+/// The `hsm` binary beside `hsm-node`, built (or brought up to date) once
+/// per test process: `cargo test -p hsm-node` alone does not build another
+/// package's binaries, and a stale `hsm` would test old code.
+fn hsm_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let node = Path::new(env!("CARGO_BIN_EXE_hsm-node"));
+        let bin = node.with_file_name(format!("hsm{}", std::env::consts::EXE_SUFFIX));
+        let profile_dir = node.parent().expect("binary directory");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            // `--workspace` resolves features as the workspace build does,
+            // so nothing is recompiled for this build alone.
+            .args(["build", "--quiet", "--workspace", "--bin", "hsm"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        // CARGO_TARGET_DIR, when set, is inherited; otherwise build into
+        // the target directory this test binary came from.
+        if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+            if let Some(target) = profile_dir.parent() {
+                cargo.arg("--target-dir").arg(target);
+            }
+        }
+        let built = cargo.status().is_ok_and(|s| s.success());
+        match (built, bin.exists()) {
+            (true, true) => {}
+            (false, true) => eprintln!(
+                "warning: cargo build --bin hsm failed; testing the existing {}",
+                bin.display()
+            ),
+            (_, false) => panic!("no {} and cargo build --bin hsm failed", bin.display()),
+        }
+        bin
+    })
+}
+
+/// What one `hsm` invocation did.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "output is not JSON ({e}):\n{}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The `data` of a success.
+    fn ok(&self) -> Value {
+        let doc = self.json();
+        assert_eq!(
+            (self.code, doc["error_code"].as_i64()),
+            (0, Some(0)),
+            "expected success:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
+        doc["data"].clone()
+    }
+
+    /// The `error` of a failure with exit code `code` and kind `kind`.
+    fn fails(&self, code: i32, kind: &str) -> Value {
+        let doc = self.json();
+        assert_eq!(
+            (
+                self.code,
+                doc["error_code"].as_i64(),
+                doc["error"]["kind"].as_str()
+            ),
+            (code, Some(i64::from(code)), Some(kind)),
+            "expected a {kind} failure with exit code {code}:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
+        let message = doc["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty(),
+            "error without message: {}",
+            self.stdout
+        );
+        doc["error"].clone()
+    }
+}
+
+fn message(error: &Value) -> &str {
+    error["message"].as_str().unwrap_or_default()
+}
+
+/// `hsm` with a client config and a working directory, as a shell user
+/// with `HSM_CLUSTER` exported.
+struct Hsm {
+    config: PathBuf,
+    dir: PathBuf,
+}
+
+impl Hsm {
+    fn run(&self, login: Option<(&str, &str)>, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(hsm_bin());
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("HSM_CLUSTER", &self.config)
+            .env_remove("HSM_USER")
+            .env_remove("HSM_PASSWORD")
+            .env_remove("HSM_OUTPUT")
+            .env_remove("HSM_TIMEOUT_SECS")
+            .envs(env.iter().copied());
+        if let Some((user, password)) = login {
+            cmd.env("HSM_USER", user).env("HSM_PASSWORD", password);
+        }
+        let out = cmd.output().expect("run hsm");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (./x installs it)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// OpenSSL's verdict on `sig` over `data` with the public key in `pem`.
+fn openssl_verifies(dir: &Path, ed25519: bool, pem: &str, data: &str, sig: &str) -> bool {
+    let (ok, out) = if ed25519 {
+        openssl(
+            dir,
+            &[
+                "pkeyutl", "-verify", "-pubin", "-inkey", pem, "-rawin", "-in", data, "-sigfile",
+                sig,
+            ],
+        )
+    } else {
+        openssl(
+            dir,
+            &["dgst", "-sha256", "-verify", pem, "-signature", sig, data],
+        )
+    };
+    assert!(ok || out.contains("Verif"), "openssl failed to run: {out}");
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let hsm = Hsm {
+        config: cluster.client_config(),
+        dir: work.path().to_path_buf(),
+    };
+    let admin = Some(("admin", ADMIN_NEW_PASSWORD));
+    let alice = Some(("alice", ALICE_PASSWORD));
+    let bob = Some(("bob", BOB_PASSWORD));
+
+    // The cluster as a newcomer first sees it: no login needed.
+    let info = hsm.run(None, &["cluster", "info"], &[]).ok();
+    assert_eq!(info["activated"], false);
+    assert_eq!(info["members"].as_array().map(Vec::len), Some(3));
+    assert!(info["leader"].is_u64(), "{info}");
+    assert!(
+        info["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["health"] == "ok" && m["voter"] == true),
+        "{info}"
+    );
+
+    // Activation: admin's one-time password, then its own.
+    let activated = hsm
+        .run(
+            Some(("admin", ADMIN_PASSWORD)),
+            &["cluster", "activate", "--new-password-env", "NEW_ADMIN"],
+            &[("NEW_ADMIN", ADMIN_NEW_PASSWORD)],
+        )
+        .ok();
+    assert_eq!(activated["activated"], true);
+    hsm.run(
+        Some(("admin", ADMIN_PASSWORD)),
+        &["cluster", "activate", "--new-password-env", "NEW_ADMIN"],
+        &[("NEW_ADMIN", "another-password")],
+    )
+    .fails(4, "conflict");
+    let who = hsm.run(admin, &["login"], &[]).ok();
+    assert_eq!(
+        (who["username"].as_str(), who["role"].as_str()),
+        (Some("admin"), Some("admin"))
+    );
+
+    // Two crypto users.
+    for (name, password) in [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)] {
+        let created = hsm
+            .run(
+                admin,
+                &[
+                    "user",
+                    "create",
+                    "--username",
+                    name,
+                    "--role",
+                    "crypto-user",
+                    "--password-env",
+                    "NEW_USER_PASSWORD",
+                ],
+                &[("NEW_USER_PASSWORD", password)],
+            )
+            .ok();
+        assert_eq!(created["role"], "crypto-user");
+    }
+    let users = hsm.run(admin, &["user", "list"], &[]).ok();
+    let names: Vec<&str> = users["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert_eq!(names, ["admin", "alice", "bob"]);
+
+    // Every key type alice needs.
+    let generate = |args: &[&str]| {
+        let data = hsm.run(alice, args, &[]).ok();
+        data["key"]["key-reference"]
+            .as_str()
+            .expect("key reference")
+            .to_string()
+    };
+    generate(&[
+        "key",
+        "generate-asymmetric-pair",
+        "rsa",
+        "--modulus-size-bits",
+        "2048",
+        "--label",
+        "rsa-signing",
+    ]);
+    generate(&[
+        "key",
+        "generate-asymmetric-pair",
+        "ec",
+        "--curve",
+        "prime256v1",
+        "--label",
+        "ec-signing",
+    ]);
+    let ed = generate(&[
+        "key",
+        "generate-asymmetric-pair",
+        "ed25519",
+        "--label",
+        "ed-signing",
+    ]);
+    generate(&[
+        "key",
+        "generate-symmetric",
+        "aes",
+        "--key-length-bytes",
+        "32",
+        "--label",
+        "aes-data",
+    ]);
+    let listed = hsm.run(alice, &["key", "list"], &[]).ok();
+    assert_eq!(listed["total_key_count"], 4, "{listed}");
+    let ec_only = hsm
+        .run(alice, &["key", "list", "--filter", "attr.key-type=ec"], &[])
+        .ok();
+    assert_eq!(ec_only["total_key_count"], 1);
+    assert_eq!(
+        ec_only["matched_keys"][0]["attributes"]["curve"],
+        "prime256v1"
+    );
+    let counted = hsm.run(alice, &["cluster", "info"], &[]).ok();
+    assert_eq!(
+        (counted["keys"].as_u64(), counted["users"].as_u64()),
+        (Some(4), Some(3))
+    );
+
+    // Sign in the HSM; OpenSSL verifies with the exported PEM.
+    std::fs::write(hsm.file("message.txt"), b"release 1.2.3 of the firmware\n").expect("write");
+    let cases: [(&str, &[&str]); 3] = [
+        ("rsa-signing", &["rsa-pkcs", "--hash-function", "sha256"]),
+        ("ec-signing", &["ecdsa", "--hash-function", "sha256"]),
+        ("ed-signing", &["ed25519"]),
+    ];
+    for (label, mechanism) in cases {
+        let filter = format!("attr.label={label}");
+        let sig = format!("{label}.sig");
+        let pem = format!("{label}.pem");
+        let mut sign = vec!["crypto", "sign"];
+        sign.extend_from_slice(mechanism);
+        sign.extend_from_slice(&[
+            "--key-filter",
+            &filter,
+            "--data-path",
+            "message.txt",
+            "--signature-path",
+            &sig,
+        ]);
+        let signed = hsm.run(alice, &sign, &[]).ok();
+        assert!(signed["signature"].as_str().is_some_and(|s| !s.is_empty()));
+        let exported = hsm
+            .run(
+                alice,
+                &[
+                    "key",
+                    "generate-file",
+                    "--encoding",
+                    "pem",
+                    "--path",
+                    &pem,
+                    "--key-filter",
+                    &filter,
+                ],
+                &[],
+            )
+            .ok();
+        assert_eq!(exported["encoding"], "pem");
+        let text = std::fs::read_to_string(hsm.file(&pem)).expect("pem written");
+        assert!(text.starts_with("-----BEGIN PUBLIC KEY-----"), "{text}");
+        let ed25519 = label == "ed-signing";
+        assert!(
+            openssl_verifies(work.path(), ed25519, &pem, "message.txt", &sig),
+            "openssl did not verify the {label} signature"
+        );
+        std::fs::write(hsm.file("tampered.txt"), b"release 6.6.6\n").expect("write");
+        assert!(!openssl_verifies(
+            work.path(),
+            ed25519,
+            &pem,
+            "tampered.txt",
+            &sig
+        ));
+
+        // The HSM verifies it too, and refuses a tampered message.
+        let mut verify = vec!["crypto", "verify"];
+        verify.extend_from_slice(mechanism);
+        verify.extend_from_slice(&["--key-filter", &filter, "--signature-path", &sig]);
+        let mut good = verify.clone();
+        good.extend_from_slice(&["--data-path", "message.txt"]);
+        assert_eq!(hsm.run(alice, &good, &[]).ok()["verified"], true);
+        let mut bad = verify.clone();
+        bad.extend_from_slice(&["--data", "release 6.6.6"]);
+        hsm.run(alice, &bad, &[]).fails(4, "verification-failed");
+    }
+
+    // AES-GCM round trip through files.
+    let secret = b"database master key \x00\x01\x02 and more".to_vec();
+    std::fs::write(hsm.file("plain.bin"), &secret).expect("write");
+    let enc = hsm
+        .run(
+            alice,
+            &[
+                "crypto",
+                "encrypt",
+                "aes-gcm",
+                "--key-filter",
+                "attr.label=aes-data",
+                "--data-path",
+                "plain.bin",
+                "--aad",
+                "table=users",
+                "--path",
+                "cipher.bin",
+            ],
+            &[],
+        )
+        .ok();
+    assert_eq!(enc["bytes"], secret.len() + 12 + 16);
+    let decrypt = |aad: &str| {
+        hsm.run(
+            alice,
+            &[
+                "crypto",
+                "decrypt",
+                "aes-gcm",
+                "--key-filter",
+                "attr.label=aes-data",
+                "--data-path",
+                "cipher.bin",
+                "--aad",
+                aad,
+                "--path",
+                "decrypted.bin",
+            ],
+            &[],
+        )
+    };
+    decrypt("table=users").ok();
+    assert_eq!(
+        std::fs::read(hsm.file("decrypted.bin")).expect("read"),
+        secret
+    );
+    decrypt("table=orders").fails(4, "invalid-input");
+
+    // Keyless crypto.
+    let digest = hsm
+        .run(alice, &["crypto", "digest", "sha256", "--data", "abc"], &[])
+        .ok();
+    assert_eq!(
+        digest["digest-hex"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let random = hsm
+        .run(
+            alice,
+            &["crypto", "random", "--length", "48", "--path", "r.bin"],
+            &[],
+        )
+        .ok();
+    assert_eq!(random["bytes"], 48);
+    assert_eq!(std::fs::metadata(hsm.file("r.bin")).expect("r").len(), 48);
+
+    // Sharing: bob can sign with alice's key but not delete it.
+    let bob_signs = |extra: &[&str]| {
+        let mut args = vec![
+            "crypto",
+            "sign",
+            "ed25519",
+            "--key-filter",
+            "attr.label=ed-signing",
+            "--data-path",
+            "message.txt",
+        ];
+        args.extend_from_slice(extra);
+        hsm.run(bob, &args, &[])
+    };
+    bob_signs(&[]).fails(4, "not-found");
+    let shared = hsm
+        .run(
+            alice,
+            &[
+                "key",
+                "share",
+                "--key-filter",
+                "attr.label=ed-signing",
+                "--username",
+                "bob",
+            ],
+            &[],
+        )
+        .ok();
+    assert_eq!(shared["key-reference"], ed.as_str());
+    let bobs = bob_signs(&["--signature-path", "bob.sig"]).ok();
+    assert_eq!(bobs["key-reference"], ed.as_str());
+    assert!(openssl_verifies(
+        work.path(),
+        true,
+        "ed-signing.pem",
+        "message.txt",
+        "bob.sig"
+    ));
+    let denied = hsm
+        .run(
+            bob,
+            &["key", "delete", "--key-filter", "attr.label=ed-signing"],
+            &[],
+        )
+        .fails(3, "permission-denied");
+    assert!(message(&denied).contains("bob"), "{denied}");
+
+    // Filters that do not select exactly one key say so.
+    let many = hsm
+        .run(
+            alice,
+            &["key", "delete", "--key-filter", "attr.sign=true"],
+            &[],
+        )
+        .fails(4, "ambiguous-key-filter");
+    assert!(message(&many).contains("exactly one"), "{many}");
+    hsm.run(
+        alice,
+        &["key", "delete", "--key-filter", "attr.label=no-such-key"],
+        &[],
+    )
+    .fails(4, "not-found");
+    let unknown = hsm
+        .run(alice, &["key", "list", "--filter", "attr.colour=red"], &[])
+        .fails(4, "invalid-input");
+    assert!(
+        message(&unknown).contains("unknown key filter"),
+        "{unknown}"
+    );
+
+    // A crypto officer cannot use keys.
+    hsm.run(admin, &["crypto", "random", "--length", "8"], &[])
+        .fails(3, "permission-denied");
+
+    // A wrong password; five lock the user; a crypto officer unlocks it.
+    let wrong = hsm
+        .run(Some(("bob", "not-bobs-password")), &["key", "list"], &[])
+        .fails(3, "login-failed");
+    assert!(message(&wrong).contains("bob"), "{wrong}");
+    for _ in 0..4 {
+        hsm.run(Some(("bob", "not-bobs-password")), &["key", "list"], &[]);
+    }
+    let locked = hsm.run(bob, &["key", "list"], &[]).fails(3, "locked");
+    assert!(message(&locked).contains("user unlock"), "{locked}");
+    hsm.run(admin, &["user", "unlock", "--username", "bob"], &[])
+        .ok();
+    hsm.run(bob, &["key", "list"], &[]).ok();
+
+    // People read tables.
+    let table = hsm.run(alice, &["--output", "table", "key", "list"], &[]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(
+        table.stdout.contains("rsa-2048") && table.stdout.contains("ed-signing"),
+        "{}",
+        table.stdout
+    );
+
+    // Alice deletes her own key.
+    hsm.run(
+        alice,
+        &["key", "delete", "--key-filter", "attr.label=rsa-signing"],
+        &[],
+    )
+    .ok();
+}
+
+#[test]
+fn mistakes_before_any_cluster_answers_have_their_own_exit_codes() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // A cluster whose only node is a closed port.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let address = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let ca = rcgen::generate_simple_self_signed(vec!["hsm-test-ca".into()]).expect("ca");
+    let config = work.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster_id = \"{}\"\nca_cert_pem = \"\"\"\n{}\"\"\"\n\n[[nodes]]\nid = 1\n\
+             address = \"{address}\"\nzone = \"a\"\n",
+            "ab".repeat(16),
+            ca.cert.pem()
+        ),
+    )
+    .expect("write config");
+    let hsm = Hsm {
+        config,
+        dir: work.path().to_path_buf(),
+    };
+
+    let error = hsm
+        .run(None, &["--timeout-secs", "3", "cluster", "info"], &[])
+        .fails(5, "unavailable");
+    assert_eq!(error["tried"][0]["address"], address.as_str(), "{error}");
+    assert!(message(&error).contains(&address), "{error}");
+
+    // No login given for a command that needs one.
+    let missing = hsm.run(None, &["key", "list"], &[]).fails(2, "usage");
+    assert!(message(&missing).contains("HSM_USER"), "{missing}");
+
+    // Wrong flags are clap's: exit code 2 and a message on stderr.
+    let wrong = hsm.run(
+        None,
+        &["key", "generate-symmetric", "aes", "--label", "k"],
+        &[],
+    );
+    assert_eq!(wrong.code, 2);
+    assert!(
+        wrong.stderr.contains("--key-length-bytes"),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(hsm.run(None, &["key", "frobnicate"], &[]).code, 2);
+
+    // Help works, and logout is honest about sessions.
+    assert_eq!(hsm.run(None, &["--help"], &[]).code, 0);
+    let logout = hsm.run(None, &["logout"], &[]).ok();
+    assert!(message(&logout).contains("no session"), "{logout}");
+}
