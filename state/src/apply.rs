@@ -185,6 +185,7 @@ impl Tx<'_> {
                     cluster_id: *cluster_id,
                     created_ms: self.now_ms,
                     activated: false,
+                    retired_nodes: BTreeSet::new(),
                 });
                 self.put_node(first_node.clone());
                 self.put_user(User {
@@ -447,6 +448,18 @@ impl Tx<'_> {
                 if self.state.nodes.contains_key(&node.id) {
                     return Err(Rejection::NodeExists(node.id));
                 }
+                let retired = self
+                    .state
+                    .meta
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.retired_nodes.contains(&node.id));
+                if retired {
+                    return Err(Rejection::Membership(format!(
+                        "node id {} belonged to a removed member; ids are never reused",
+                        node.id
+                    )));
+                }
                 if self.state.nodes.len() >= MAX_NODES {
                     return Err(Rejection::Membership(
                         "the cluster has 28 members already".into(),
@@ -484,6 +497,10 @@ impl Tx<'_> {
                 }
                 self.state.nodes.remove(node);
                 self.changed.insert(EntityKey::Node(*node));
+                if let Some(c) = self.state.meta.cluster.as_mut() {
+                    c.retired_nodes.insert(*node);
+                }
+                self.changed.insert(EntityKey::Meta);
                 Ok(())
             }
             EventBody::ClusterInitialized { .. }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    ClusterId, EventHash, KeyAttributes, KeyId, KeySpec, Rejection, RequestId, Role, Username,
+    ClusterId, EventHash, NodeId, KeyAttributes, KeyId, KeySpec, Rejection, RequestId, Role, Username,
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,10 @@ pub struct ClusterInfo {
     pub created_ms: u64,
     /// Whether `admin` has set its password.
     pub activated: bool,
+    /// Ids of members removed so far. An id is never given to another node:
+    /// certificates name node ids, and an old host's certificate must not
+    /// speak for a new member.
+    pub retired_nodes: BTreeSet<NodeId>,
 }
 
 /// The single record that changes with every event.

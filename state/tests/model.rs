@@ -497,6 +497,8 @@ struct Model {
     keys: BTreeMap<u64, MKey>,
     /// Member id -> the id of the node whose signing key it carries.
     nodes: BTreeMap<u64, u64>,
+    /// Ids of removed members, never given out again.
+    retired: BTreeSet<u64>,
     /// Outcome of each request id, with the actor and operation it was for.
     results: BTreeMap<u128, (Result<(), R>, MActor, Op)>,
 }
@@ -814,6 +816,7 @@ impl Model {
             Op::AddNode { node, reuse_key } => {
                 co?;
                 need(!self.nodes.contains_key(node), R::NodeExists(*node))?;
+                need(!self.retired.contains(node), R::Membership)?;
                 need(self.nodes.len() < MAX_MEMBERS, R::Membership)?;
                 let key_of = if *reuse_key { 1 } else { *node };
                 need(!self.nodes.values().any(|k| *k == key_of), R::Membership)?;
@@ -826,6 +829,7 @@ impl Model {
                 need(*node != signer, R::Membership)?;
                 need(self.nodes.len() > 1, R::Membership)?;
                 self.nodes.remove(node);
+                self.retired.insert(*node);
             }
         }
         Ok(())

@@ -1371,8 +1371,15 @@ fn nodes_are_removed_but_never_the_last() {
         "{:?}",
         a.result
     );
-    // A removed node may be added back.
-    c.by("admin", add_node(1)).result.unwrap();
+    // A removed node's id is never given out again: certificates name
+    // node ids. A new member gets a new id.
+    let a = c.by("admin", add_node(1));
+    assert!(
+        matches!(&a.result, Err(Rejection::Membership(m)) if m.contains("never reused")),
+        "{:?}",
+        a.result
+    );
+    c.by("admin", add_node(3)).result.unwrap();
 }
 
 // ---------------------------------------------------------------- entities
