@@ -15,12 +15,12 @@ use hsm_proto::KeySpec;
 #[non_exhaustive]
 pub enum CryptoError {
     /// The key spec names a size the cluster does not support.
-    #[error("unsupported key spec {0:?}")]
+    #[error("unsupported key type or size {0}")]
     UnsupportedKeySpec(KeySpec),
 
     /// The mechanism cannot be used with this type of key (for example ECDSA
     /// with an RSA key, or HMAC with an AES key).
-    #[error("mechanism {mechanism} cannot be used with a {spec:?} key")]
+    #[error("mechanism {mechanism} cannot be used with a {spec} key")]
     MechanismMismatch {
         /// The mechanism's stable name (see the mechanism enums' `name`).
         mechanism: &'static str,
@@ -30,7 +30,7 @@ pub enum CryptoError {
 
     /// Imported or unwrapped key material is of another type or size than
     /// the spec the caller gave.
-    #[error("key material is not a {expected:?} key{}", found_suffix(.found))]
+    #[error("key material is not a {expected} key{}", found_suffix(.found))]
     KeySpecMismatch {
         /// The spec the caller asked for.
         expected: KeySpec,
@@ -55,7 +55,7 @@ pub enum CryptoError {
     },
 
     /// The two keys of a key agreement are not of the same type.
-    #[error("peer public key is a {peer:?} key, expected {expected:?}")]
+    #[error("peer public key is a {peer} key, expected {expected}")]
     PeerKeyMismatch {
         /// The spec of our private key.
         expected: KeySpec,
@@ -81,7 +81,7 @@ pub enum CryptoError {
 
 fn found_suffix(found: &Option<KeySpec>) -> String {
     match found {
-        Some(spec) => format!(" (found {spec:?})"),
+        Some(spec) => format!(" (found {spec})"),
         None => String::new(),
     }
 }

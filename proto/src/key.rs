@@ -53,6 +53,42 @@ impl KeySpec {
     }
 }
 
+impl std::fmt::Display for KeySpec {
+    /// The name people use: `aes-256`, `generic-secret-32`, `ec-p256`,
+    /// `ec-p384`, `ec-secp256k1`, `ed25519`, `x25519`, `rsa-2048`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySpec::Aes { bits } => write!(f, "aes-{bits}"),
+            KeySpec::GenericSecret { bytes } => write!(f, "generic-secret-{bytes}"),
+            KeySpec::EcP256 => f.write_str("ec-p256"),
+            KeySpec::EcP384 => f.write_str("ec-p384"),
+            KeySpec::EcSecp256k1 => f.write_str("ec-secp256k1"),
+            KeySpec::Ed25519 => f.write_str("ed25519"),
+            KeySpec::X25519 => f.write_str("x25519"),
+            KeySpec::Rsa { bits } => write!(f, "rsa-{bits}"),
+        }
+    }
+}
+
+impl KeyFlag {
+    /// The attribute's name as people use it (`encrypt`, `wrap-with-trusted`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyFlag::Encrypt => "encrypt",
+            KeyFlag::Decrypt => "decrypt",
+            KeyFlag::Sign => "sign",
+            KeyFlag::Verify => "verify",
+            KeyFlag::Wrap => "wrap",
+            KeyFlag::Unwrap => "unwrap",
+            KeyFlag::Derive => "derive",
+            KeyFlag::Extractable => "extractable",
+            KeyFlag::Sensitive => "sensitive",
+            KeyFlag::Trusted => "trusted",
+            KeyFlag::WrapWithTrusted => "wrap-with-trusted",
+        }
+    }
+}
+
 /// A boolean key attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum KeyFlag {

@@ -85,7 +85,7 @@ pub enum Rejection {
     #[error("label {0:?} is already used by another key of this owner")]
     LabelNotUnique(String),
     /// The attribute may only move one way.
-    #[error("attribute {0:?} may not change in that direction")]
+    #[error("attribute {} may not change in that direction", .0.name())]
     AttributeRatchet(KeyFlag),
     /// The key spec is not supported.
     #[error("unsupported key type or size")]

@@ -109,8 +109,9 @@ pub(crate) fn require(key: &Key, flag: KeyFlag, what: &str) -> Result<(), Client
         Ok(())
     } else {
         Err(ClientError::denied(format!(
-            "key {} does not allow {what} (its {flag:?} attribute is false)",
-            key.id
+            "key {} does not allow {what} (its {} attribute is false)",
+            key.id,
+            flag.name()
         )))
     }
 }
@@ -118,7 +119,7 @@ pub(crate) fn require(key: &Key, flag: KeyFlag, what: &str) -> Result<(), Client
 fn check_new_key(spec: KeySpec, attributes: &KeyAttributes) -> Result<(), ClientError> {
     if !spec.is_valid() {
         return Err(ClientError::invalid(format!(
-            "unsupported key type or size {spec:?}"
+            "unsupported key type or size {spec}"
         )));
     }
     if !attributes.is_within_limits() {
