@@ -45,6 +45,10 @@ struct NodeState {
     zone: String,
     outstanding: usize,
     health: Health,
+    /// Attempts this node answered.
+    completed: u64,
+    /// Attempts that failed on this node.
+    failed: u64,
 }
 
 /// How an attempt on a node ended.
@@ -80,6 +84,36 @@ pub struct KnownNode {
     pub in_flight: usize,
 }
 
+/// What this client has seen of one node: its health, its load, and how
+/// many attempts it answered or failed since the client was made.
+///
+/// Counted per attempt, not per call: a call that failed on one node and
+/// was answered by another counts one failure on the first and one
+/// completion on the second. The client's own member refreshes count too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Node id.
+    pub id: NodeId,
+    /// `host:port` the client connects to.
+    pub address: String,
+    /// Zone label.
+    pub zone: String,
+    /// Whether the client would choose it now (as [`KnownNode::up`]).
+    pub up: bool,
+    /// Requests of this client in flight on it.
+    pub in_flight: usize,
+    /// Attempts it answered, with a result or with a refusal of the
+    /// caller's request (a node that answers is serving).
+    pub completed: u64,
+    /// Attempts that failed on it: transport failure, timeout, or an
+    /// `unavailable` answer.
+    pub failed: u64,
+    /// While it is set aside after a failure, when its backoff ends;
+    /// `None` when it is up or being probed.
+    pub down_until: Option<Instant>,
+}
+
 /// Health, load and leader of every known node.
 #[derive(Debug)]
 pub(crate) struct Balancer {
@@ -103,6 +137,8 @@ impl Balancer {
                 zone,
                 outstanding: 0,
                 health: Health::Up,
+                completed: 0,
+                failed: 0,
             })
             .collect();
         nodes.sort_by_key(|n| n.id);
@@ -135,6 +171,8 @@ impl Balancer {
                         Some(n) if n.address == m.address => n.health,
                         _ => Health::Up,
                     },
+                    completed: old.map_or(0, |n| n.completed),
+                    failed: old.map_or(0, |n| n.failed),
                 }
             })
             .collect();
@@ -169,23 +207,42 @@ impl Balancer {
                 id: n.id,
                 address: n.address.clone(),
                 zone: n.zone.clone(),
-                up: match n.health {
-                    Health::Up => true,
-                    Health::Down { until, .. } => now >= until,
-                    Health::Probing { .. } => false,
-                },
+                up: Self::is_up(n.health, now),
                 in_flight: n.outstanding,
             })
             .collect()
     }
 
+    /// Every known node's counters, in id order.
+    pub(crate) fn stats(&self, now: Instant) -> Vec<NodeStats> {
+        self.nodes
+            .iter()
+            .map(|n| NodeStats {
+                id: n.id,
+                address: n.address.clone(),
+                zone: n.zone.clone(),
+                up: Self::is_up(n.health, now),
+                in_flight: n.outstanding,
+                completed: n.completed,
+                failed: n.failed,
+                down_until: match n.health {
+                    Health::Down { until, .. } if now < until => Some(until),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    fn is_up(health: Health, now: Instant) -> bool {
+        match health {
+            Health::Up => true,
+            Health::Down { until, .. } => now >= until,
+            Health::Probing { .. } => false,
+        }
+    }
+
     fn eligible(n: &NodeState, now: Instant, tried: &[NodeId]) -> bool {
-        !tried.contains(&n.id)
-            && match n.health {
-                Health::Up => true,
-                Health::Down { until, .. } => now >= until,
-                Health::Probing { .. } => false,
-            }
+        !tried.contains(&n.id) && Self::is_up(n.health, now)
     }
 
     /// Chooses the node for the next attempt of a call that has already
@@ -280,6 +337,11 @@ impl Balancer {
             return;
         };
         node.outstanding = node.outstanding.saturating_sub(1);
+        match outcome {
+            Outcome::Answered => node.completed = node.completed.saturating_add(1),
+            Outcome::Failed => node.failed = node.failed.saturating_add(1),
+            Outcome::Abandoned => {}
+        }
         node.health = match (outcome, node.health) {
             (Outcome::Answered, _) => Health::Up,
             (Outcome::Failed, Health::Up) => Health::Down {
@@ -497,6 +559,51 @@ mod tests {
         assert_eq!(
             b.pick(now, &[], leader, &mut rng).map(|p| p.id),
             Some(NodeId(1))
+        );
+    }
+
+    #[test]
+    fn stats_count_each_nodes_answers_and_failures_per_attempt() {
+        let mut rng = StdRng::seed_from_u64(23);
+        let t0 = Instant::now();
+        let mut b = balancer(&["a", "b"], None);
+        for _ in 0..3 {
+            let _ = b.pick(t0, &[], Some(NodeId(1)), &mut rng);
+            b.finish(NodeId(1), Outcome::Answered, t0);
+        }
+        // Of three attempts on node 2, one is abandoned, one fails and one
+        // is still in flight.
+        for _ in 0..3 {
+            let _ = b.pick(t0, &[], Some(NodeId(2)), &mut rng);
+        }
+        b.finish(NodeId(2), Outcome::Abandoned, t0);
+        b.finish(NodeId(2), Outcome::Failed, t0);
+        let s = b.stats(t0);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].id, s[0].zone.as_str()), (NodeId(1), "a"));
+        assert_eq!((s[0].completed, s[0].failed, s[0].in_flight), (3, 0, 0));
+        assert!(s[0].up && s[0].down_until.is_none());
+        assert_eq!((s[1].completed, s[1].failed, s[1].in_flight), (0, 1, 1));
+        assert!(!s[1].up);
+        assert_eq!(s[1].down_until, Some(t0 + INITIAL_BACKOFF));
+        // Backoff over: up again, no longer set aside.
+        let t1 = t0 + INITIAL_BACKOFF;
+        let s = b.stats(t1);
+        assert!(s[1].up && s[1].down_until.is_none());
+        // The counters survive a member refresh.
+        let member = |id: u64| MemberInfo {
+            id: NodeId(id),
+            address: format!("10.0.0.{id}:4000"),
+            zone: "c".into(),
+            voter: true,
+        };
+        b.set_members(&[member(1), member(2), member(3)]);
+        let s = b.stats(t1);
+        assert_eq!(
+            s.iter()
+                .map(|n| (n.id.0, n.completed, n.failed))
+                .collect::<Vec<_>>(),
+            vec![(1, 3, 0), (2, 0, 1), (3, 0, 0)]
         );
     }
 

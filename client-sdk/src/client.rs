@@ -13,7 +13,7 @@ use hsm_proto::{codec, NodeId, RequestId};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::balancer::{Balancer, KnownNode, Outcome, Pick};
+use crate::balancer::{Balancer, KnownNode, NodeStats, Outcome, Pick};
 use crate::classify::is_write;
 use crate::config::{load_config, load_config_from_env, validate_config};
 use crate::connections::{exchange, AttemptError, Connections};
@@ -249,6 +249,21 @@ impl Client {
     /// as this client sees them.
     pub fn nodes(&self) -> Vec<KnownNode> {
         lock(&self.inner.balancer).snapshot(Instant::now())
+    }
+
+    /// Per-node counters of this client (shared by its clones): attempts
+    /// each node answered or failed, requests in flight on it, and whether
+    /// it is set aside after a failure. In id order.
+    ///
+    /// ```no_run
+    /// # async fn run(client: hsm_client::Client) {
+    /// for node in client.stats() {
+    ///     println!("node {} served {} requests", node.id, node.completed);
+    /// }
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Vec<NodeStats> {
+        lock(&self.inner.balancer).stats(Instant::now())
     }
 
     /// The leader last reported by the cluster.

@@ -64,6 +64,16 @@
 //! # }
 //! ```
 //!
+//! # Keys that stay in the HSM, for other libraries
+//!
+//! - [`envelope`]: envelope encryption of data keys under a master key in
+//!   the HSM (transparent data encryption of a database).
+//! - `offload` (feature `rustls`): a rustls server signing key in the HSM
+//!   (TLS offload).
+//! - `ca` (feature `rcgen`): an rcgen certificate-signing key in the HSM
+//!   (a small certificate authority).
+//! - [`blocking`]: the synchronous signer both build on.
+//!
 //! # Errors
 //!
 //! Every call returns [`Error`]: [`Error::Server`] when the cluster refuses
@@ -78,19 +88,26 @@
 #![forbid(unsafe_code)]
 
 mod balancer;
+pub mod blocking;
+#[cfg(feature = "rcgen")]
+pub mod ca;
 mod classify;
 mod client;
 mod config;
 mod connections;
+pub mod envelope;
 mod error;
 mod failures;
 mod frame;
+#[cfg(feature = "rustls")]
+pub mod offload;
 mod ops;
 mod options;
 mod progress;
 mod tls;
 
-pub use balancer::KnownNode;
+pub use balancer::{KnownNode, NodeStats};
+pub use blocking::{BlockingSigner, RemoteKeyError};
 pub use client::{Client, Session};
 pub use config::{load_config, load_config_from_env, parse_config, validate_config, CONFIG_ENV};
 pub use error::{Error, Result};

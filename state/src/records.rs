@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    ClusterId, EventHash, NodeId, KeyAttributes, KeyId, KeySpec, Rejection, RequestId, Role, Username,
+    ClusterId, EventHash, KeyAttributes, KeyId, KeySpec, NodeId, Rejection, RequestId, Role,
+    Username,
 };
 use serde::{Deserialize, Serialize};
 

@@ -244,12 +244,12 @@ impl Service {
                 mechanism,
             } => self.wrap_key(ctx, wrapping_key, key, mechanism).await,
             O::ShareKey { key, with } => {
-                self.owned_key(&ctx.caller, key)?;
+                self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
                 self.write(ctx, EventBody::KeyShared { key, with }).await?;
                 Ok(Reply::Done)
             }
             O::UnshareKey { key, with } => {
-                self.owned_key(&ctx.caller, key)?;
+                self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
                 self.write(ctx, EventBody::KeyUnshared { key, with })
                     .await?;
                 Ok(Reply::Done)
@@ -260,7 +260,7 @@ impl Service {
                 Ok(Reply::Done)
             }
             O::DeleteKey { key } => {
-                self.owned_key(&ctx.caller, key)?;
+                self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
                 self.write(ctx, EventBody::KeyDeleted { key }).await?;
                 self.cache.evict(key);
                 Ok(Reply::Done)

@@ -231,6 +231,29 @@ impl Service {
         self.sm.read(|a| f(&a.state))
     }
 
+    /// Whether this replica has applied a write under `request_id`.
+    pub(crate) fn remembered(&self, request_id: RequestId) -> bool {
+        self.state(|s| s.request(&request_id).is_some())
+    }
+
+    /// `check` (made ahead of a write, against the state the write
+    /// changes), passed when it failed only because this very request was
+    /// applied already: a retry is answered with the remembered outcome by
+    /// the write itself, and the state machine checks everything again.
+    /// `check` must be made first: state only moves forward, so a check
+    /// that fails because of this request is followed by a remembered id.
+    pub(crate) fn unless_retry<T>(
+        &self,
+        request_id: RequestId,
+        check: Result<T, ClientError>,
+    ) -> Result<(), ClientError> {
+        match check {
+            Ok(_) => Ok(()),
+            Err(_) if self.remembered(request_id) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs Argon2id work in one of the bounded slots.
     pub(crate) async fn argon2<T: Send + 'static>(
         &self,

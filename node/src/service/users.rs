@@ -187,7 +187,7 @@ impl Service {
             ));
         }
         let exists = self.state(|s| s.user(&username).is_some());
-        if exists {
+        if exists && !self.remembered(ctx.request_id) {
             return Err(ClientError::new(
                 ErrorKind::Conflict,
                 format!("user {username} exists already"),

@@ -1,0 +1,329 @@
+//! AES-256-GCM-SIV sealing of chunks and wrapping of the backup key.
+//!
+//! Chunk object: `version(1) || nonce(12) || ciphertext || tag(16)`, with
+//! associated data `"hsm-backup chunk v1\0" || backup id(16) || cluster
+//! id(16) || chunk number(u32 BE) || chunk count(u32 BE)`.
+//!
+//! A wrapped backup key: `nonce(12)`, `ciphertext || tag (48)`, under
+//! - the domain wrap key `blake3::derive_key("hsm-backup backup key wrap v1
+//!   (domain key)", domain key)`, or
+//! - a recovery wrap key `blake3::derive_key("hsm-backup backup key wrap v1
+//!   (recovery key)", X25519 shared secret || ephemeral public || recipient
+//!   public)`,
+//!
+//! with associated data `"hsm-backup wrapped key v1\0" || manifest binding
+//! (32) || kind(1: 1 domain, 2 recovery) || recipient fingerprint (32, zero
+//! for the domain key)`. The binding hashes every manifest field except the
+//! wrapped keys, so a wrapped key opens only with the manifest it was made
+//! for.
+
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use rand::RngCore;
+use x25519_dalek::{EphemeralSecret, PublicKey};
+use zeroize::Zeroizing;
+
+use crate::id::BackupId;
+use crate::keys::{BackupDomainKey, Fingerprint, RecoveryKey, RecoveryPublicKey};
+
+/// Format version byte of a chunk object.
+pub(crate) const CHUNK_VERSION: u8 = 1;
+/// Length of a nonce.
+pub(crate) const NONCE_LEN: usize = 12;
+/// Length of an authentication tag.
+pub(crate) const TAG_LEN: usize = 16;
+/// Bytes before a chunk's ciphertext.
+pub(crate) const CHUNK_HEADER_LEN: usize = 1 + NONCE_LEN;
+/// Bytes a chunk object has beyond its plaintext: version, nonce and tag.
+pub const CHUNK_OVERHEAD: usize = CHUNK_HEADER_LEN + TAG_LEN;
+/// Length of a wrapped backup key's ciphertext (key and tag).
+pub(crate) const WRAPPED_LEN: usize = 32 + TAG_LEN;
+
+const CHUNK_AAD: &[u8] = b"hsm-backup chunk v1\0";
+const WRAP_AAD: &[u8] = b"hsm-backup wrapped key v1\0";
+const DOMAIN_WRAP_CONTEXT: &str = "hsm-backup backup key wrap v1 (domain key)";
+const RECOVERY_WRAP_CONTEXT: &str = "hsm-backup backup key wrap v1 (recovery key)";
+const KIND_DOMAIN: u8 = 1;
+const KIND_RECOVERY: u8 = 2;
+
+/// The ephemeral key that seals one backup's chunks. Zeroized on drop.
+pub(crate) struct BackupKey(Zeroizing<[u8; 32]>);
+
+impl BackupKey {
+    pub(crate) fn generate() -> BackupKey {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(k.as_mut());
+        BackupKey(k)
+    }
+
+    fn cipher(&self) -> Aes256GcmSiv {
+        Aes256GcmSiv::new(self.0.as_ref().into())
+    }
+}
+
+/// Where a chunk sits: the associated data of its sealing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChunkPosition {
+    pub(crate) backup: BackupId,
+    pub(crate) cluster: [u8; 16],
+    pub(crate) index: u32,
+    pub(crate) count: u32,
+}
+
+impl ChunkPosition {
+    fn aad(&self) -> [u8; CHUNK_AAD.len() + 40] {
+        let mut aad = [0u8; CHUNK_AAD.len() + 40];
+        let (prefix, rest) = aad.split_at_mut(CHUNK_AAD.len());
+        prefix.copy_from_slice(CHUNK_AAD);
+        rest[..16].copy_from_slice(&self.backup.0);
+        rest[16..32].copy_from_slice(&self.cluster);
+        rest[32..36].copy_from_slice(&self.index.to_be_bytes());
+        rest[36..].copy_from_slice(&self.count.to_be_bytes());
+        aad
+    }
+}
+
+/// A buffer laid out for [`seal_chunk`]: header room, `plain_len` zero
+/// bytes to read the plaintext into, and capacity for the tag, so sealing
+/// never reallocates (which would leave a plaintext copy behind).
+pub(crate) fn chunk_buffer(plain_len: usize) -> Zeroizing<Vec<u8>> {
+    let mut buf = Vec::with_capacity(plain_len + CHUNK_OVERHEAD);
+    buf.resize(CHUNK_HEADER_LEN + plain_len, 0);
+    Zeroizing::new(buf)
+}
+
+/// Seals the plaintext in `buf[CHUNK_HEADER_LEN..]` in place, turning `buf`
+/// into the chunk object.
+pub(crate) fn seal_chunk(key: &BackupKey, pos: &ChunkPosition, buf: &mut Vec<u8>) {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    buf[0] = CHUNK_VERSION;
+    buf[1..CHUNK_HEADER_LEN].copy_from_slice(&nonce);
+    let tag = key
+        .cipher()
+        .encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &pos.aad(),
+            &mut buf[CHUNK_HEADER_LEN..],
+        )
+        // Fails only for plaintexts over 2^36 bytes; chunks are at most
+        // MAX_CHUNK_BYTES.
+        .unwrap_or_else(|_| unreachable!("chunk within the AES-GCM-SIV limit"));
+    buf.extend_from_slice(&tag);
+}
+
+/// Opens a chunk object in place; on success the plaintext is
+/// `obj[CHUNK_HEADER_LEN..obj.len() - TAG_LEN]`.
+pub(crate) fn open_chunk(key: &BackupKey, pos: &ChunkPosition, obj: &mut [u8]) -> Result<(), ()> {
+    if obj.len() < CHUNK_OVERHEAD || obj[0] != CHUNK_VERSION {
+        return Err(());
+    }
+    let (head, rest) = obj.split_at_mut(CHUNK_HEADER_LEN);
+    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    key.cipher()
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&head[1..]),
+            &pos.aad(),
+            ct,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| ())
+}
+
+fn wrap_aad(binding: &[u8; 32], kind: u8, fingerprint: &[u8; 32]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(WRAP_AAD.len() + 65);
+    aad.extend_from_slice(WRAP_AAD);
+    aad.extend_from_slice(binding);
+    aad.push(kind);
+    aad.extend_from_slice(fingerprint);
+    aad
+}
+
+fn wrap(wrap_key: &[u8; 32], aad: &[u8], key: &BackupKey) -> ([u8; NONCE_LEN], Vec<u8>) {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let mut buf = key.0.to_vec();
+    let tag = Aes256GcmSiv::new(wrap_key.into())
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut buf)
+        .unwrap_or_else(|_| unreachable!("32 bytes are within the AES-GCM-SIV limit"));
+    buf.extend_from_slice(&tag);
+    (nonce, buf)
+}
+
+fn unwrap(
+    wrap_key: &[u8; 32],
+    aad: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    ciphertext: &[u8],
+) -> Result<BackupKey, &'static str> {
+    if ciphertext.len() != WRAPPED_LEN {
+        return Err("wrong wrapped key length");
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&ciphertext[..32]);
+    Aes256GcmSiv::new(wrap_key.into())
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            aad,
+            key.as_mut(),
+            Tag::from_slice(&ciphertext[32..]),
+        )
+        .map_err(|_| "authentication failed: another key, or a changed manifest")?;
+    Ok(BackupKey(key))
+}
+
+/// Wraps the backup key under the domain key.
+pub(crate) fn wrap_for_domain(
+    domain: &BackupDomainKey,
+    binding: &[u8; 32],
+    key: &BackupKey,
+) -> ([u8; NONCE_LEN], Vec<u8>) {
+    let aad = wrap_aad(binding, KIND_DOMAIN, &[0; 32]);
+    wrap(&domain.derive(DOMAIN_WRAP_CONTEXT), &aad, key)
+}
+
+/// Opens a backup key wrapped by [`wrap_for_domain`].
+pub(crate) fn unwrap_with_domain(
+    domain: &BackupDomainKey,
+    binding: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    ciphertext: &[u8],
+) -> Result<BackupKey, &'static str> {
+    let aad = wrap_aad(binding, KIND_DOMAIN, &[0; 32]);
+    unwrap(&domain.derive(DOMAIN_WRAP_CONTEXT), &aad, nonce, ciphertext)
+}
+
+fn recovery_wrap_key(
+    shared: &[u8; 32],
+    ephemeral: &PublicKey,
+    recipient: &PublicKey,
+) -> Zeroizing<[u8; 32]> {
+    let mut ikm = Zeroizing::new([0u8; 96]);
+    ikm[..32].copy_from_slice(shared);
+    ikm[32..64].copy_from_slice(ephemeral.as_bytes());
+    ikm[64..].copy_from_slice(recipient.as_bytes());
+    Zeroizing::new(blake3::derive_key(RECOVERY_WRAP_CONTEXT, ikm.as_ref()))
+}
+
+/// A backup key wrapped for one recovery key.
+pub(crate) struct RecoveryWrap {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) ephemeral_public: [u8; 32],
+    pub(crate) nonce: [u8; NONCE_LEN],
+    pub(crate) ciphertext: Vec<u8>,
+}
+
+/// Wraps the backup key for a recovery public key: an ephemeral X25519
+/// exchange, then [`RECOVERY_WRAP_CONTEXT`] and AES-256-GCM-SIV. `None` if
+/// the recipient is a low-order point.
+pub(crate) fn wrap_for_recovery(
+    recipient: &RecoveryPublicKey,
+    binding: &[u8; 32],
+    key: &BackupKey,
+) -> Option<RecoveryWrap> {
+    let ephemeral = EphemeralSecret::random_from_rng(rand::rngs::OsRng);
+    let ephemeral_public = PublicKey::from(&ephemeral);
+    let shared = ephemeral.diffie_hellman(recipient.x25519());
+    if !shared.was_contributory() {
+        return None;
+    }
+    let wrap_key = recovery_wrap_key(shared.as_bytes(), &ephemeral_public, recipient.x25519());
+    let fingerprint = recipient.fingerprint();
+    let aad = wrap_aad(binding, KIND_RECOVERY, &fingerprint.0);
+    let (nonce, ciphertext) = wrap(&wrap_key, &aad, key);
+    Some(RecoveryWrap {
+        fingerprint,
+        ephemeral_public: ephemeral_public.to_bytes(),
+        nonce,
+        ciphertext,
+    })
+}
+
+/// Opens a backup key wrapped by [`wrap_for_recovery`].
+pub(crate) fn unwrap_with_recovery(
+    recovery: &RecoveryKey,
+    binding: &[u8; 32],
+    ephemeral_public: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    ciphertext: &[u8],
+) -> Result<BackupKey, &'static str> {
+    let ephemeral = PublicKey::from(*ephemeral_public);
+    let shared = recovery.secret().diffie_hellman(&ephemeral);
+    if !shared.was_contributory() {
+        return Err("the ephemeral key is a low-order point");
+    }
+    let me = recovery.public_key();
+    let wrap_key = recovery_wrap_key(shared.as_bytes(), &ephemeral, me.x25519());
+    let aad = wrap_aad(binding, KIND_RECOVERY, &me.fingerprint().0);
+    unwrap(&wrap_key, &aad, nonce, ciphertext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(index: u32) -> ChunkPosition {
+        ChunkPosition {
+            backup: BackupId([7; 16]),
+            cluster: [9; 16],
+            index,
+            count: 3,
+        }
+    }
+
+    #[test]
+    fn chunks_open_only_at_their_own_position_and_under_their_key() {
+        let key = BackupKey::generate();
+        let mut buf = chunk_buffer(1000);
+        buf[CHUNK_HEADER_LEN..].fill(0x5a);
+        let cap = buf.capacity();
+        seal_chunk(&key, &pos(1), &mut buf);
+        assert_eq!(buf.capacity(), cap, "sealing reallocated");
+        assert_eq!(buf.len(), 1000 + CHUNK_OVERHEAD);
+
+        let mut ok = buf.to_vec();
+        open_chunk(&key, &pos(1), &mut ok).expect("opens");
+        assert!(ok[CHUNK_HEADER_LEN..ok.len() - TAG_LEN]
+            .iter()
+            .all(|&b| b == 0x5a));
+        for other in [pos(0), pos(2), ChunkPosition { count: 4, ..pos(1) }] {
+            assert!(open_chunk(&key, &other, &mut buf.to_vec()).is_err());
+        }
+        assert!(open_chunk(&BackupKey::generate(), &pos(1), &mut buf.to_vec()).is_err());
+    }
+
+    #[test]
+    fn wrapped_keys_open_only_with_their_key_and_binding() {
+        let key = BackupKey::generate();
+        let domain = BackupDomainKey::new(Zeroizing::new([3; 32]));
+        let (nonce, ct) = wrap_for_domain(&domain, &[1; 32], &key);
+        let opened = unwrap_with_domain(&domain, &[1; 32], &nonce, &ct).expect("opens");
+        assert_eq!(*opened.0, *key.0);
+        assert!(unwrap_with_domain(&domain, &[2; 32], &nonce, &ct).is_err());
+        let other = BackupDomainKey::new(Zeroizing::new([4; 32]));
+        assert!(unwrap_with_domain(&other, &[1; 32], &nonce, &ct).is_err());
+
+        let recovery = RecoveryKey::generate();
+        let w = wrap_for_recovery(&recovery.public_key(), &[1; 32], &key).expect("wraps");
+        let opened = unwrap_with_recovery(
+            &recovery,
+            &[1; 32],
+            &w.ephemeral_public,
+            &w.nonce,
+            &w.ciphertext,
+        )
+        .expect("opens");
+        assert_eq!(*opened.0, *key.0);
+        assert!(unwrap_with_recovery(
+            &RecoveryKey::generate(),
+            &[1; 32],
+            &w.ephemeral_public,
+            &w.nonce,
+            &w.ciphertext
+        )
+        .is_err());
+        assert!(
+            wrap_for_recovery(&RecoveryPublicKey::from_bytes([0; 32]), &[1; 32], &key).is_none()
+        );
+    }
+}
