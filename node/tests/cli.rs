@@ -391,6 +391,149 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
         hsm.run(alice, &bad, &[]).fails(4, "verification-failed");
     }
 
+    // The other key types and sizes: EC P-384 and secp256k1 and RSA-3072
+    // sign as OpenSSL expects; a generic secret computes HMACs; X25519 and
+    // RSA-4096 are generated.
+    let more: [(&str, Vec<&str>, Option<(&[&str], &str)>); 6] = [
+        (
+            "ec-384",
+            vec!["generate-asymmetric-pair", "ec", "--curve", "secp384r1"],
+            Some((&["ecdsa", "--hash-function", "sha384"], "-sha384")),
+        ),
+        (
+            "ec-k1",
+            vec!["generate-asymmetric-pair", "ec", "--curve", "secp256k1"],
+            Some((&["ecdsa", "--hash-function", "sha256"], "-sha256")),
+        ),
+        (
+            "rsa-3072",
+            vec![
+                "generate-asymmetric-pair",
+                "rsa",
+                "--modulus-size-bits",
+                "3072",
+            ],
+            Some((&["rsa-pss", "--hash-function", "sha256"], "-sha256")),
+        ),
+        (
+            "rsa-4096",
+            vec![
+                "generate-asymmetric-pair",
+                "rsa",
+                "--modulus-size-bits",
+                "4096",
+            ],
+            None,
+        ),
+        ("x-agree", vec!["generate-asymmetric-pair", "x25519"], None),
+        (
+            "mac-key",
+            vec![
+                "generate-symmetric",
+                "generic-secret",
+                "--key-length-bytes",
+                "48",
+            ],
+            None,
+        ),
+    ];
+    for (label, kind, signing) in more {
+        let mut args = vec!["key"];
+        args.extend(kind);
+        args.extend(["--label", label]);
+        generate(&args);
+        let Some((mechanism, digest)) = signing else {
+            continue;
+        };
+        let filter = format!("attr.label={label}");
+        let (sig, pem) = (format!("{label}.sig"), format!("{label}.pem"));
+        let mut sign = vec!["crypto", "sign"];
+        sign.extend_from_slice(mechanism);
+        sign.extend([
+            "--key-filter",
+            &filter,
+            "--data-path",
+            "message.txt",
+            "--signature-path",
+            &sig,
+        ]);
+        hsm.run(alice, &sign, &[]).ok();
+        hsm.run(
+            alice,
+            &[
+                "key",
+                "generate-file",
+                "--encoding",
+                "pem",
+                "--path",
+                &pem,
+                "--key-filter",
+                &filter,
+            ],
+            &[],
+        )
+        .ok();
+        let mut check = vec![
+            "dgst",
+            digest,
+            "-verify",
+            pem.as_str(),
+            "-signature",
+            sig.as_str(),
+        ];
+        if label == "rsa-3072" {
+            check.extend([
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:-1",
+            ]);
+        }
+        check.push("message.txt");
+        let (ok, out) = openssl(work.path(), &check);
+        assert!(ok, "openssl did not verify the {label} signature: {out}");
+    }
+    let mac = hsm
+        .run(
+            alice,
+            &[
+                "crypto",
+                "sign",
+                "hmac",
+                "--hash-function",
+                "sha384",
+                "--key-filter",
+                "attr.label=mac-key",
+                "--data-path",
+                "message.txt",
+                "--signature-path",
+                "mac.bin",
+            ],
+            &[],
+        )
+        .ok();
+    assert!(mac["signature"].as_str().is_some_and(|s| !s.is_empty()));
+    let checked = hsm
+        .run(
+            alice,
+            &[
+                "crypto",
+                "verify",
+                "hmac",
+                "--hash-function",
+                "sha384",
+                "--key-filter",
+                "attr.label=mac-key",
+                "--data-path",
+                "message.txt",
+                "--signature-path",
+                "mac.bin",
+            ],
+            &[],
+        )
+        .ok();
+    assert_eq!(checked["verified"], true);
+
     // AES-GCM round trip through files.
     let secret = b"database master key \x00\x01\x02 and more".to_vec();
     std::fs::write(hsm.file("plain.bin"), &secret).expect("write");
