@@ -152,6 +152,10 @@ impl Hsm {
     }
 }
 
+/// A key to generate: label, `key` subcommand arguments, and for signing
+/// keys the `crypto sign` mechanism arguments with OpenSSL's digest flag.
+type MoreKey<'a> = (&'a str, Vec<&'a str>, Option<(&'a [&'a str], &'a str)>);
+
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")
         .args(args)
@@ -394,7 +398,7 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
     // The other key types and sizes: EC P-384 and secp256k1 and RSA-3072
     // sign as OpenSSL expects; a generic secret computes HMACs; X25519 and
     // RSA-4096 are generated.
-    let more: [(&str, Vec<&str>, Option<(&[&str], &str)>); 6] = [
+    let more: [MoreKey; 6] = [
         (
             "ec-384",
             vec!["generate-asymmetric-pair", "ec", "--curve", "secp384r1"],
