@@ -178,7 +178,7 @@ async fn run(cli: Cli) -> Result<()> {
                 path.display()
             );
             println!(
-                "Next: a crypto officer approves it with this request ({}; see docs/operator-guide.md),",
+                "Next: a crypto officer approves it: hsm node add --request {}",
                 path.display()
             );
             println!("then: hsm-node start --config <this config> --join <address of a member>");

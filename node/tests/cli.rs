@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use procs::{Cluster, ADMIN_PASSWORD};
+use procs::{openssl, Cluster, ADMIN_PASSWORD};
 use serde_json::Value;
 
 const ADMIN_NEW_PASSWORD: &str = "admin-password-after-activation";
@@ -155,22 +155,6 @@ impl Hsm {
 /// A key to generate: label, `key` subcommand arguments, and for signing
 /// keys the `crypto sign` mechanism arguments with OpenSSL's digest flag.
 type MoreKey<'a> = (&'a str, Vec<&'a str>, Option<(&'a [&'a str], &'a str)>);
-
-fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (./x installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 /// OpenSSL's verdict on `sig` over `data` with the public key in `pem`.
 fn openssl_verifies(dir: &Path, ed25519: bool, pem: &str, data: &str, sig: &str) -> bool {

@@ -5,16 +5,13 @@
 
 mod procs;
 
-use std::path::Path;
-use std::process::Command;
-
 use hsm_client::{Client, Error};
 use hsm_proto::client::{ErrorKind, KeyFilter, Secret};
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
 use hsm_proto::{KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, Role};
-use procs::{user, Cluster, ADMIN_PASSWORD};
+use procs::{openssl, user, Cluster, ADMIN_PASSWORD};
 
 fn kind<T: std::fmt::Debug>(r: Result<T, Error>) -> ErrorKind {
     match r {
@@ -44,22 +41,6 @@ async fn logged_in(cluster: &Cluster, name: &str, password: &str) -> Client {
     let c = cluster.client().await;
     c.login(user(name), password).await.expect("login");
     c
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (./x installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -537,7 +518,7 @@ async fn activation_users_every_key_type_and_operation() {
     let mut input = (b"session 1".len() as u64).to_le_bytes().to_vec();
     input.extend_from_slice(b"session 1");
     input.extend_from_slice(shared.as_bytes());
-    let expected = blake3::derive_key(hsm_crypto_context(), &input);
+    let expected = blake3::derive_key(hsm_crypto::BLAKE3_DERIVE_CONTEXT, &input);
     let tag = alice
         .sign(derived.id, SignMechanism::HmacSha256, msg.clone())
         .await
@@ -879,12 +860,6 @@ async fn activation_users_every_key_type_and_operation() {
         ErrorKind::Conflict,
         "a user that owns keys stays"
     );
-}
-
-/// The context string of the BLAKE3 key derivation, as `hsm-crypto`
-/// publishes it.
-fn hsm_crypto_context() -> &'static str {
-    hsm_crypto::BLAKE3_DERIVE_CONTEXT
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

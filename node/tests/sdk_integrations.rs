@@ -30,7 +30,7 @@ use hsm_client::offload::{certified_key, server_config, HsmSigningKey};
 use hsm_client::{Client, ErrorKind, RemoteKeyError};
 use hsm_proto::mechanism::{DigestAlgorithm, SignMechanism};
 use hsm_proto::{KeyAttributes, KeyId, KeySpec, Role};
-use procs::{user, Cluster};
+use procs::{openssl, user, Cluster};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -520,22 +520,6 @@ fn tls_signing_inside_a_task_of_a_one_worker_runtime_completes() {
 }
 
 // ---------------------------------------------------------------- CA
-
-fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (./x installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn certificates_issued_by_hsm_ca_keys_verify_with_openssl() {

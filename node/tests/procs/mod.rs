@@ -313,3 +313,21 @@ impl Drop for Cluster {
 pub fn user(name: &str) -> Username {
     Username::new(name).expect("user name")
 }
+
+/// Runs the OpenSSL command line in `dir` (`./x` installs it): whether it
+/// succeeded, and what it printed.
+pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (./x installs it)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
