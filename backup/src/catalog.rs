@@ -9,9 +9,9 @@ use hsm_proto::{ClusterId, NodeId};
 
 use crate::destination::{Destination, KEEP_FOREVER_NAME, MANIFEST_NAME};
 use crate::error::BackupError;
-use crate::id::BackupId;
 use crate::manifest::Manifest;
 use crate::read::read_manifest;
+use hsm_proto::BackupId;
 
 /// A listed backup, from its manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,8 +23,8 @@ use rand::RngCore;
 use x25519_dalek::{EphemeralSecret, PublicKey};
 use zeroize::Zeroizing;
 
-use crate::id::BackupId;
 use crate::keys::{BackupDomainKey, Fingerprint, RecoveryKey, RecoveryPublicKey};
+use hsm_proto::BackupId;
 
 /// Format version byte of a chunk object.
 pub(crate) const CHUNK_VERSION: u8 = 1;

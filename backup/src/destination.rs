@@ -14,8 +14,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::BackupError;
-use crate::id::BackupId;
 use crate::manifest::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
+use hsm_proto::BackupId;
 
 /// Name of the manifest object in a backup's folder.
 pub(crate) const MANIFEST_NAME: &str = "manifest";

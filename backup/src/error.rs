@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::id::BackupId;
+use hsm_proto::BackupId;
 
 /// Everything that can go wrong writing, reading or managing a backup.
 #[derive(Debug, thiserror::Error)]

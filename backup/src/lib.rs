@@ -33,7 +33,6 @@ mod catalog;
 mod crypto;
 mod destination;
 mod error;
-mod id;
 mod keys;
 mod manifest;
 pub mod progress;
@@ -48,7 +47,7 @@ pub use catalog::{
 pub use crypto::CHUNK_OVERHEAD;
 pub use destination::{Destination, WriteOptions, MIN_PART_BYTES};
 pub use error::BackupError;
-pub use id::{BackupId, ParseBackupIdError};
+pub use hsm_proto::{BackupId, ParseBackupIdError};
 pub use keys::{BackupDomainKey, Fingerprint, Opener, RecoveryKey, RecoveryPublicKey};
 pub use manifest::{
     ChunkEntry, Manifest, WrappedKey, FORMAT_VERSION, MAX_CHUNKS, MAX_CHUNK_BYTES,

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{NONCE_LEN, WRAPPED_LEN};
 use crate::error::BackupError;
-use crate::id::BackupId;
 use crate::keys::Fingerprint;
+use hsm_proto::BackupId;
 
 /// The manifest format this crate writes and reads.
 pub const FORMAT_VERSION: u16 = 1;

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::id::BackupId;
+use hsm_proto::BackupId;
 
 /// What is in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

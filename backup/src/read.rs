@@ -8,10 +8,10 @@ use zeroize::Zeroizing;
 use crate::crypto::{self, BackupKey, ChunkPosition, CHUNK_HEADER_LEN, CHUNK_OVERHEAD, TAG_LEN};
 use crate::destination::Destination;
 use crate::error::BackupError;
-use crate::id::BackupId;
 use crate::keys::Opener;
 use crate::manifest::{self, Manifest, WrappedKey, MAX_MANIFEST_BYTES};
 use crate::progress::{Meter, Phase, Progress};
+use hsm_proto::BackupId;
 
 /// What [`verify_backup`] checked.
 #[derive(Debug, Clone)]

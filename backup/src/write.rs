@@ -12,10 +12,10 @@ use tracing::Instrument;
 use crate::crypto::{self, BackupKey, ChunkPosition, CHUNK_HEADER_LEN};
 use crate::destination::Destination;
 use crate::error::BackupError;
-use crate::id::BackupId;
 use crate::keys::{BackupDomainKey, RecoveryPublicKey};
 use crate::manifest::{self, ChunkEntry, Manifest, WrappedKey, FORMAT_VERSION, MAX_CHUNKS};
 use crate::progress::{Meter, Phase, Progress};
+use hsm_proto::BackupId;
 
 /// What the node says about the state it backs up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub async fn write_backup<R: AsyncRead + Unpin + Send>(
             max: MAX_CHUNKS,
         });
     }
-    let id = BackupId::random();
+    let id = new_backup_id();
     let span = tracing::info_span!("backup", backup_id = %id, destination = %dest.url());
     async move {
         tracing::info!(
@@ -310,4 +310,11 @@ async fn remove_partial(dest: &Destination, id: BackupId) {
             tracing::warn!(error = %e, "cannot remove an object of a failed backup");
         }
     }
+}
+
+/// A fresh random backup id from the operating system's generator.
+fn new_backup_id() -> BackupId {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    BackupId(id)
 }

@@ -9,11 +9,7 @@
 //! explicitly (it then says so on stderr).
 
 mod common;
-
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod s3_server;
 
 use common::*;
 use hsm_backup::{
@@ -23,132 +19,7 @@ use hsm_backup::{
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-
-const BUCKET: &str = "hsm-backups";
-const ACCESS_KEY: &str = "AKIDHSMTEST";
-const SECRET_KEY: &str = "hsm-test-secret-key";
-
-/// A server process, stopped (by its own handle) when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-    name: &'static str,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn wait_until_listening(child: &mut Child, port: u16, name: &str) -> Result<(), String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{name} exited at start: {status}"));
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("{name} did not listen on {addr} within 30 s"))
-}
-
-fn s3s_fs_binary() -> Result<PathBuf, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_server.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("path")
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {script}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{script} path failed ({})", out.status));
-    }
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok(PathBuf::from(path))
-}
-
-fn start_s3s_fs() -> Result<Server, String> {
-    let bin = s3s_fs_binary()?;
-    let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-    // s3s-fs serves each directory under its root as a bucket.
-    std::fs::create_dir(data.path().join(BUCKET)).map_err(|e| e.to_string())?;
-    let port = free_port();
-    let mut child = Command::new(&bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    wait_until_listening(&mut child, port, "s3s-fs")?;
-    Ok(Server {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        name: "s3s-fs",
-        _data: data,
-    })
-}
-
-fn start_moto() -> Result<Server, String> {
-    let port = free_port();
-    let mut child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start moto_server: {e}"))?;
-    wait_until_listening(&mut child, port, "moto_server")?;
-    // moto takes any credentials and starts empty: create the bucket.
-    let status = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "PUT",
-            &format!("http://127.0.0.1:{port}/{BUCKET}"),
-        ])
-        .status()
-        .map_err(|e| format!("cannot run curl to create the bucket: {e}"))?;
-    if !status.success() {
-        return Err(format!("creating the bucket on moto failed: {status}"));
-    }
-    Ok(Server {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        name: "moto",
-        _data: tempfile::tempdir().map_err(|e| e.to_string())?,
-    })
-}
-
-/// The server `HSM_TEST_S3_SERVER` names (`s3s-fs` or `moto`), else s3s-fs
-/// and moto when s3s-fs cannot be had; `Err` with every reason when none
-/// starts.
-fn start_server() -> Result<Server, String> {
-    match std::env::var("HSM_TEST_S3_SERVER").as_deref() {
-        Ok("s3s-fs") => start_s3s_fs(),
-        Ok("moto") => start_moto(),
-        Ok(other) => Err(format!(
-            "HSM_TEST_S3_SERVER={other:?}: expected s3s-fs or moto"
-        )),
-        Err(_) => match start_s3s_fs() {
-            Ok(s) => Ok(s),
-            Err(s3s) => start_moto().map_err(|moto| format!("s3s-fs: {s3s}; moto: {moto}")),
-        },
-    }
-}
+use s3_server::{server_or_skip, ACCESS_KEY, BUCKET, SECRET_KEY};
 
 /// A plain S3 client on the same server, to look at and damage objects.
 fn raw_store(endpoint: &str) -> impl ObjectStore {
@@ -165,18 +36,9 @@ fn raw_store(endpoint: &str) -> impl ObjectStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_round_trip_through_a_real_s3_server() {
-    let server = match start_server() {
-        Ok(s) => s,
-        Err(reason) if std::env::var_os("HSM_TEST_S3_SKIP").is_some() => {
-            eprintln!("SKIPPED (HSM_TEST_S3_SKIP set): no S3-compatible server: {reason}");
-            return;
-        }
-        Err(reason) => panic!(
-            "no S3-compatible server could be started on loopback: {reason} \
-             (set HSM_TEST_S3_SKIP=1 to skip this test explicitly)"
-        ),
+    let Some(server) = server_or_skip() else {
+        return;
     };
-    eprintln!("S3 server: {} at {}", server.name, server.endpoint);
     // This test binary has this one test, so setting the process
     // environment races with nothing.
     for (k, v) in [

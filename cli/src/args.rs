@@ -81,6 +81,9 @@ pub enum Command {
     /// Approve or remove member nodes (crypto officers).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Take, list, check and delete sealed backups (crypto officers).
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 /// `login`.
@@ -666,6 +669,47 @@ pub enum NodeCommand {
         /// The member's node id.
         #[arg(long, value_name = "ID")]
         node_id: u64,
+    },
+}
+
+/// `backup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup now, on the leader, to the cluster's backup
+    /// destination. It holds every write acknowledged before the command.
+    /// Waits until it is written (at least 30 minutes, or --timeout-secs).
+    Create,
+    /// List the backups at the destination, newest first.
+    List,
+    /// Show one backup's manifest.
+    Describe {
+        /// The backup id (32 hex digits, from `hsm backup list`).
+        #[arg(long, value_name = "ID")]
+        backup_id: String,
+    },
+    /// Check a backup without restoring it: the manifest's signature and
+    /// every chunk's size and hash. Exit code 4 names the first damaged
+    /// object.
+    Verify {
+        /// The backup id.
+        #[arg(long, value_name = "ID")]
+        backup_id: String,
+    },
+    /// Delete a backup (refused while it is marked keep-forever).
+    Delete {
+        /// The backup id.
+        #[arg(long, value_name = "ID")]
+        backup_id: String,
+    },
+    /// Mark a backup keep-forever, so retention never deletes it, or clear
+    /// the mark with --clear.
+    Keep {
+        /// The backup id.
+        #[arg(long, value_name = "ID")]
+        backup_id: String,
+        /// Clear the mark instead.
+        #[arg(long)]
+        clear: bool,
     },
 }
 

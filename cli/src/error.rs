@@ -41,7 +41,10 @@ impl Class {
             | ErrorKind::Locked
             | ErrorKind::NotActivated
             | ErrorKind::PermissionDenied => Class::Auth,
-            ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::InvalidInput => Class::Input,
+            ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::InvalidInput
+            | ErrorKind::Damaged => Class::Input,
             ErrorKind::Unavailable => Class::Unavailable,
             ErrorKind::Internal => Class::Other,
         }

@@ -24,7 +24,10 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::ShareKey { .. }
         | Operation::UnshareKey { .. }
         | Operation::SetKeyAttribute { .. }
-        | Operation::DeleteKey { .. } => true,
+        | Operation::DeleteKey { .. }
+        // Goes to the leader, which takes backups; a retry after a lost
+        // answer may take a second one, which is harmless.
+        | Operation::CreateBackup => true,
         Operation::ClusterInfo
         | Operation::ListUsers
         | Operation::WrapKey { .. }
@@ -36,7 +39,14 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::Encrypt { .. }
         | Operation::Decrypt { .. }
         | Operation::Digest { .. }
-        | Operation::Random { .. } => false,
+        | Operation::Random { .. }
+        | Operation::ListBackups
+        | Operation::DescribeBackup { .. }
+        | Operation::VerifyBackup { .. }
+        // Not replicated state: each member deletes or marks at the shared
+        // destination, and doing either twice is harmless.
+        | Operation::DeleteBackup { .. }
+        | Operation::KeepBackup { .. } => false,
     }
 }
 
@@ -57,6 +67,9 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::Plaintext(_) => "plaintext",
         Reply::Digest(_) => "digest",
         Reply::Random(_) => "random",
+        Reply::Backup(_) => "backup",
+        Reply::Backups(_) => "backups",
+        Reply::BackupVerified(_) => "backup-verified",
     }
 }
 

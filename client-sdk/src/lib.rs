@@ -122,6 +122,6 @@ pub use hsm_proto::client::{
 };
 pub use hsm_proto::mechanism;
 pub use hsm_proto::{
-    KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, RequestId, Role,
-    Username,
+    BackupId, BackupInfo, BackupList, BackupVerified, KeyAttribute, KeyAttributes, KeyFlag, KeyId,
+    KeySpec, NodeId, NodeRecord, RequestId, Role, Username,
 };

@@ -4,7 +4,10 @@ use hsm_proto::client::{ClusterStatus, KeyFilter, KeyInfo, Operation, Reply, Sec
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
-use hsm_proto::{KeyAttribute, KeyAttributes, KeyId, KeySpec, NodeId, NodeRecord, Role, Username};
+use hsm_proto::{
+    BackupId, BackupInfo, BackupList, BackupVerified, KeyAttribute, KeyAttributes, KeyId, KeySpec,
+    NodeId, NodeRecord, Role, Username,
+};
 use tokio::task::JoinSet;
 
 use crate::classify::reply_name;
@@ -88,6 +91,65 @@ impl Client {
     /// As [`Client::call`].
     pub async fn add_node(&self, node: NodeRecord) -> Result<()> {
         self.done(Operation::AddNode { node }).await
+    }
+
+    /// Takes a backup of the cluster state now, on the leader, to its
+    /// backup destination (crypto officer). It holds every write
+    /// acknowledged before the call. A large state takes a while: give the
+    /// call a deadline to match ([`Client::with_deadline`]).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `invalid-input` when the node has no backup
+    /// destination.
+    pub async fn create_backup(&self) -> Result<BackupInfo> {
+        let reply = self.call(Operation::CreateBackup).await?;
+        expect_reply!(reply, "create-backup", "backup", Reply::Backup(b) => b)
+    }
+
+    /// Lists the backups at the backup destination, newest first (crypto
+    /// officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn list_backups(&self) -> Result<BackupList> {
+        let reply = self.call(Operation::ListBackups).await?;
+        expect_reply!(reply, "list-backups", "backups", Reply::Backups(b) => b)
+    }
+
+    /// One backup's manifest (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `not-found`, or `damaged` naming the object.
+    pub async fn describe_backup(&self, id: BackupId) -> Result<BackupInfo> {
+        let reply = self.call(Operation::DescribeBackup { id }).await?;
+        expect_reply!(reply, "describe-backup", "backup", Reply::Backup(b) => b)
+    }
+
+    /// Checks a backup's signature and every chunk without restoring it
+    /// (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `damaged` naming the first object that fails.
+    pub async fn verify_backup(&self, id: BackupId) -> Result<BackupVerified> {
+        let reply = self.call(Operation::VerifyBackup { id }).await?;
+        expect_reply!(reply, "verify-backup", "backup-verified", Reply::BackupVerified(v) => v)
+    }
+
+    /// Deletes a backup (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `conflict` while it is marked keep-forever.
+    pub async fn delete_backup(&self, id: BackupId) -> Result<()> {
+        self.done(Operation::DeleteBackup { id }).await
+    }
+
+    /// Marks a backup keep-forever, or clears the mark (crypto officer).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn keep_backup(&self, id: BackupId, forever: bool) -> Result<BackupInfo> {
+        let reply = self.call(Operation::KeepBackup { id, forever }).await?;
+        expect_reply!(reply, "keep-backup", "backup", Reply::Backup(b) => b)
     }
 
     /// Removes a member (crypto officer).

@@ -28,11 +28,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod config;
 pub mod local;
 pub mod membership;
 pub mod proposer;
 pub mod raft;
+pub mod restore;
 pub mod runtime;
 pub mod secrets;
 pub mod server;

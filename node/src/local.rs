@@ -7,12 +7,17 @@
 //! Layout of the directory:
 //! - `ca/ca.pem`, `ca/ca.key` (0600): the cluster CA;
 //! - `node<i>.toml`: each node's configuration; `node<i>/`: its data;
-//! - `client.toml`: the client config for the SDK and `hsm`.
+//! - `client.toml`: the client config for the SDK and `hsm`;
+//! - `backups/`: the backup destination (an hourly backup, and
+//!   `hsm backup create`);
+//! - `recovery/recovery.key` (0600), `recovery/recovery.pub`: the recovery
+//!   key pair backups are sealed to (`hsm-node restore --recovery-key`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use hsm_backup::RecoveryKey;
 use hsm_proto::client::{ClientConfig, ClientNode};
 use hsm_proto::ClusterId;
 
@@ -39,6 +44,11 @@ pub struct LocalCluster {
 /// The client config file of a local cluster directory.
 pub fn client_config_path(dir: &Path) -> PathBuf {
     dir.join("client.toml")
+}
+
+/// The recovery private key of a local cluster directory.
+pub fn recovery_key_path(dir: &Path) -> PathBuf {
+    dir.join("recovery/recovery.key")
 }
 
 /// Node `i`'s configuration file in a local cluster directory.
@@ -95,6 +105,21 @@ pub async fn create(
     let ca = ClusterCa::generate("hsm-cluster dev")?;
     write_public(&dir.join("ca/ca.pem"), ca.cert_pem().as_bytes())?;
     write_private(&dir.join("ca/ca.key"), ca.key_pem().as_bytes())?;
+    let recovery = RecoveryKey::generate();
+    std::fs::create_dir_all(dir.join("recovery"))
+        .with_context(|| format!("cannot create {}", dir.join("recovery").display()))?;
+    recovery.save(&recovery_key_path(&dir))?;
+    let recovery_public = dir.join("recovery/recovery.pub");
+    recovery.public_key().save(&recovery_public)?;
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups)
+        .with_context(|| format!("cannot create {}", backups.display()))?;
+    let backups_url = format!(
+        "file://{}",
+        backups
+            .to_str()
+            .context("the cluster directory's path is not valid unicode")?
+    );
 
     let mut prepared = Vec::new();
     let mut config_files = Vec::new();
@@ -109,6 +134,9 @@ pub async fn create(
         config.raft.heartbeat_interval_ms = 100;
         config.raft.election_timeout_min_ms = 500;
         config.raft.election_timeout_max_ms = 1000;
+        config.backup.destination = Some(backups_url.clone());
+        config.backup.recovery_keys = vec![recovery_public.clone()];
+        config.backup.interval_s = 3600;
         let text = toml::to_string(&config).context("cannot encode a node configuration")?;
         let path = node_config_path(&dir, i);
         write_public(&path, text.as_bytes())?;

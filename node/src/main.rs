@@ -1,15 +1,18 @@
 //! `hsm-node`: create, run and develop against an HSM cluster.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use hsm_backup::{Destination, RecoveryKey};
 use hsm_node::config::{LogFormat, NodeConfig};
 use hsm_node::local;
+use hsm_node::restore::{choose_backup, restore_cluster};
 use hsm_node::runtime::{init_cluster, prepare, write_private, write_public, RunningNode};
 use hsm_node::transport::ClusterCa;
 use hsm_proto::client::{ClientConfig, ClientNode};
+use hsm_proto::BackupId;
 use rand::RngCore;
 use tracing_subscriber::EnvFilter;
 
@@ -71,6 +74,41 @@ enum Command {
         #[arg(long)]
         ca_key: PathBuf,
     },
+    /// Build a new cluster from a backup: this node becomes its first
+    /// member (new cluster id, domain key and node identity; the backup's
+    /// users, passwords and keys). Add more nodes as usual.
+    Restore {
+        /// The new node's configuration file (an empty data directory, and
+        /// a node id the backed-up cluster never used).
+        #[arg(long, env = "HSM_NODE_CONFIG")]
+        config: PathBuf,
+        /// The backup destination (file:///dir or s3://bucket/prefix), or
+        /// one backup's location (the destination followed by its id).
+        #[arg(long, value_name = "URL")]
+        backup: String,
+        /// Which backup at the destination (default: the newest).
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// The recovery private key file (`hsm-node recovery-key new`).
+        #[arg(long, value_name = "FILE")]
+        recovery_key: PathBuf,
+        /// Directory for a new self-signed cluster CA. Ignored with
+        /// --ca-cert.
+        #[arg(long, default_value = "cluster-ca")]
+        ca_dir: PathBuf,
+        /// Your own CA certificate (PEM) instead of a new one.
+        #[arg(long, requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        /// The private key (PEM) of --ca-cert.
+        #[arg(long, requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+        /// Where to write the new cluster's client config file.
+        #[arg(long, default_value = "cluster.toml")]
+        client_config: PathBuf,
+    },
+    /// Recovery keys for backups.
+    #[command(subcommand)]
+    RecoveryKey(RecoveryKeyCommand),
     /// Run a local cluster on loopback for development, until Ctrl-C.
     /// Creates it on first use; later runs restart it.
     Dev {
@@ -87,6 +125,21 @@ enum Command {
         /// node with `hsm-node start --config <dir>/node<i>.toml`).
         #[arg(long)]
         setup_only: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecoveryKeyCommand {
+    /// Create a recovery key pair: the private key (mode 0600; keep it
+    /// offline, it restores every backup sealed to it) and the public key
+    /// to list in every node's `[backup] recovery_keys`.
+    New {
+        /// The private key file to create.
+        #[arg(long, value_name = "FILE")]
+        private: PathBuf,
+        /// The public key file to create.
+        #[arg(long, value_name = "FILE")]
+        public: PathBuf,
     },
 }
 
@@ -184,6 +237,45 @@ async fn run(cli: Cli) -> Result<()> {
             println!("then: hsm-node start --config <this config> --join <address of a member>");
             Ok(())
         }
+        Command::Restore {
+            config,
+            backup,
+            id,
+            recovery_key,
+            ca_dir,
+            ca_cert,
+            ca_key,
+            client_config,
+        } => {
+            let config = NodeConfig::from_env_and_file(&config)?;
+            init_logging(&config.log.level, config.log.format)?;
+            restore(
+                config,
+                &backup,
+                id.as_deref(),
+                &recovery_key,
+                ca_dir,
+                ca_cert.zip(ca_key),
+                client_config,
+            )
+            .await
+        }
+        Command::RecoveryKey(RecoveryKeyCommand::New { private, public }) => {
+            let key = RecoveryKey::generate();
+            if public.exists() {
+                bail!("{} exists already", public.display());
+            }
+            key.save(&private)?;
+            key.public_key().save(&public)?;
+            println!(
+                "Recovery key {}: private key {} (keep it offline), public key {}",
+                key.public_key().fingerprint(),
+                private.display(),
+                public.display()
+            );
+            println!("Next: list the public key in every node's [backup] recovery_keys.");
+            Ok(())
+        }
         Command::Dev {
             dir,
             nodes,
@@ -218,41 +310,8 @@ async fn init(
 ) -> Result<()> {
     // Everything that could conflict is checked before anything is
     // written, so a refused init leaves the host as it was.
-    config.validate()?;
-    if client_config.exists() {
-        bail!("{} exists already", client_config.display());
-    }
-    if config.identity_file().exists() || config.store_dir().exists() {
-        bail!(
-            "{} holds a node already (this host was initialized before); \
-             choose an empty data directory to create another cluster",
-            config.data_dir.display()
-        );
-    }
-    if own_ca.is_none() && ca_dir.join("ca.key").exists() {
-        bail!(
-            "{} holds a CA already: pass --ca-cert and --ca-key to use it, or choose another --ca-dir",
-            ca_dir.display()
-        );
-    }
-    let ca = match own_ca {
-        Some((cert, key)) => {
-            let read = |p: &PathBuf| {
-                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
-            };
-            ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?
-        }
-        None => {
-            let ca = ClusterCa::generate("hsm-cluster")?;
-            write_public(&ca_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
-            write_private(&ca_dir.join("ca.key"), ca.key_pem().as_bytes())?;
-            println!(
-                "Created a cluster CA in {}: keep ca.key offline; you need it to add nodes.",
-                ca_dir.display()
-            );
-            ca
-        }
-    };
+    check_new_cluster(&config, &client_config, &ca_dir, own_ca.as_ref())?;
+    let ca = cluster_ca(&ca_dir, own_ca)?;
     let record = prepare(&config, &ca)?.record;
     let password = activation_password()?;
     let cluster_id = init_cluster(&config, &[], record.clone(), &password).await?;
@@ -280,6 +339,144 @@ async fn init(
     println!(
         "Next: hsm-node start --config <this config>, then activate the cluster: log in as admin \
          with the one-time password and change it."
+    );
+    Ok(())
+}
+
+/// What `init` and `restore` check before they write anything: a valid
+/// configuration, an empty data directory, no client config and (unless
+/// the operator brings a CA) no CA where a new one would go.
+fn check_new_cluster(
+    config: &NodeConfig,
+    client_config: &Path,
+    ca_dir: &Path,
+    own_ca: Option<&(PathBuf, PathBuf)>,
+) -> Result<()> {
+    config.validate()?;
+    if client_config.exists() {
+        bail!("{} exists already", client_config.display());
+    }
+    if config.identity_file().exists() || config.store_dir().exists() {
+        bail!(
+            "{} holds a node already (this host was initialized before); \
+             choose an empty data directory to create another cluster",
+            config.data_dir.display()
+        );
+    }
+    if own_ca.is_none() && ca_dir.join("ca.key").exists() {
+        bail!(
+            "{} holds a CA already: pass --ca-cert and --ca-key to use it, or choose another --ca-dir",
+            ca_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The operator's CA (`--ca-cert`, `--ca-key`), or a new one written to
+/// `ca_dir`.
+fn cluster_ca(ca_dir: &Path, own_ca: Option<(PathBuf, PathBuf)>) -> Result<ClusterCa> {
+    Ok(match own_ca {
+        Some((cert, key)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?
+        }
+        None => {
+            let ca = ClusterCa::generate("hsm-cluster")?;
+            write_public(&ca_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
+            write_private(&ca_dir.join("ca.key"), ca.key_pem().as_bytes())?;
+            println!(
+                "Created a cluster CA in {}: keep ca.key offline; you need it to add nodes.",
+                ca_dir.display()
+            );
+            ca
+        }
+    })
+}
+
+/// Splits `--backup`: a destination URL, or a backup's location (the
+/// destination followed by a backup id).
+fn backup_location(url: &str, id: Option<&str>) -> Result<(String, Option<BackupId>)> {
+    let parse = |text: &str| -> Result<BackupId> { Ok(text.parse()?) };
+    if let Some(id) = id {
+        return Ok((url.to_owned(), Some(parse(id)?)));
+    }
+    let trimmed = url.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((dest, last)) if last.parse::<BackupId>().is_ok() => {
+            Ok((dest.to_owned(), Some(parse(last)?)))
+        }
+        _ => Ok((url.to_owned(), None)),
+    }
+}
+
+async fn restore(
+    config: NodeConfig,
+    backup: &str,
+    id: Option<&str>,
+    recovery_key: &Path,
+    ca_dir: PathBuf,
+    own_ca: Option<(PathBuf, PathBuf)>,
+    client_config: PathBuf,
+) -> Result<()> {
+    // What could conflict or fail cheaply is checked before anything is
+    // read from the destination or written here.
+    check_new_cluster(&config, &client_config, &ca_dir, own_ca.as_ref())?;
+    let recovery = RecoveryKey::load(recovery_key)?;
+    let (url, id) = backup_location(backup, id)?;
+    let dest = Destination::from_url(&url)?;
+    let id = choose_backup(&dest, id).await?;
+    println!("Restoring backup {id} from {}", dest.url());
+    // The CA is made only now: a refused backup leaves nothing behind.
+    let manifest = hsm_backup::read_manifest(&dest, id, None).await?;
+    println!(
+        "  cluster {}, index {}, term {}, written by node {}",
+        manifest.cluster_id, manifest.applied_index, manifest.term, manifest.writer_node_id.0
+    );
+    let progress = hsm_backup::progress::for_stderr();
+    let ca_made = own_ca.is_none();
+    let ca = cluster_ca(&ca_dir, own_ca)?;
+    let restored =
+        match restore_cluster(&config, &ca, &dest, id, &recovery, progress.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => {
+                if ca_made {
+                    // Nothing uses the new CA yet.
+                    let _ = std::fs::remove_file(ca_dir.join("ca.key"));
+                    let _ = std::fs::remove_file(ca_dir.join("ca.pem"));
+                }
+                return Err(e);
+            }
+        };
+    local::write_client_config(
+        &client_config,
+        &ClientConfig {
+            cluster_id: restored.cluster_id.to_string(),
+            ca_cert_pem: ca.cert_pem().to_owned(),
+            zone: None,
+            nodes: vec![ClientNode {
+                id: restored.first_node.id.0,
+                address: restored.first_node.address.clone(),
+                zone: restored.first_node.zone.clone(),
+            }],
+        },
+    )?;
+    println!(
+        "Restored backup {} of cluster {} (index {}) as new cluster {} with node {}.",
+        restored.backup,
+        restored.from_cluster,
+        restored.applied_index,
+        restored.cluster_id,
+        restored.first_node.id.0
+    );
+    println!("  users: {}, keys: {}", restored.users, restored.keys);
+    println!("  backup state digest: {}", restored.backup_digest);
+    println!("  new cluster state digest: {}", restored.digest);
+    println!("Client config: {}", client_config.display());
+    println!(
+        "Next: hsm-node start --config <this config>; users log in with their passwords. \
+         Add nodes with hsm-node prepare, hsm node add and hsm-node start --join."
     );
     Ok(())
 }

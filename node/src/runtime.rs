@@ -25,6 +25,7 @@ use rand::RngCore;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
+use crate::backup::Snapshotter;
 use crate::config::NodeConfig;
 use crate::proposer::Proposer;
 use crate::raft::{DomainSource, LeaderContact, QuicNetwork, Raft};
@@ -353,6 +354,14 @@ impl RunningNode {
         ));
         let writer = Writer::new(raft.clone(), proposer.clone(), network.clone());
         let contact = LeaderContact::default();
+        let backups = Snapshotter::from_settings(
+            &config.backup,
+            id,
+            sm.clone(),
+            domain.clone(),
+            identity.signing_key().clone(),
+        )?
+        .map(Arc::new);
         let service = Arc::new(Service::new(ServiceParts {
             node: id,
             raft: raft.clone(),
@@ -364,6 +373,7 @@ impl RunningNode {
             key_cache_entries: KEY_CACHE_ENTRIES,
             contact: contact.clone(),
             stale_after: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
+            backups: backups.clone(),
         }));
         let domain_for_peers = domain;
         let acceptor = spawn_accept_loop(
@@ -381,6 +391,11 @@ impl RunningNode {
             },
         );
         let membership = crate::membership::spawn(raft.clone(), sm.clone(), id);
+        let mut tasks = vec![acceptor, membership];
+        if let Some(b) = backups {
+            tracing::info!(destination = %b.destination(), interval_s = config.backup.interval_s, "backups enabled");
+            tasks.push(crate::backup::spawn_scheduler(b, raft.clone(), id));
+        }
         tracing::info!(node = %id, addr = %local_addr, "node started");
         Ok(RunningNode {
             id,
@@ -390,7 +405,7 @@ impl RunningNode {
             writer,
             local_addr,
             endpoint: server,
-            tasks: vec![acceptor, membership],
+            tasks,
         })
     }
 

@@ -10,7 +10,9 @@ use hsm_proto::client::{ErrorKind, KeyFilter, Operation, Secret};
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
-use hsm_proto::{KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, Role};
+use hsm_proto::{
+    BackupId, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, Role,
+};
 use procs::{user, Cluster, ADMIN_PASSWORD};
 
 /// Who asks: no session, or a user of a role.
@@ -54,6 +56,12 @@ const TABLE: &[(&str, [bool; 5])] = &[
     ("digest", [false, false, false, true, false]),
     ("random", [false, false, false, true, false]),
     ("delete-key", [false, false, false, true, false]),
+    ("create-backup", [false, false, true, false, false]),
+    ("list-backups", [false, false, true, false, false]),
+    ("describe-backup", [false, false, true, false, false]),
+    ("verify-backup", [false, false, true, false, false]),
+    ("keep-backup", [false, false, true, false, false]),
+    ("delete-backup", [false, false, true, false, false]),
 ];
 
 fn allowed(op: &str, who: Who) -> bool {
@@ -74,6 +82,8 @@ struct Keys {
     wrapped: Vec<u8>,
     peer_public: Vec<u8>,
     doomed: KeyId,
+    /// A backup made by the admin, which the crypto officer deletes.
+    backup: BackupId,
     /// The log index after they were made.
     index: u64,
 }
@@ -271,6 +281,21 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
         ),
         ("random", Operation::Random { len: 16 }),
         ("delete-key", Operation::DeleteKey { key: keys.doomed }),
+        ("create-backup", Operation::CreateBackup),
+        ("list-backups", Operation::ListBackups),
+        (
+            "describe-backup",
+            Operation::DescribeBackup { id: keys.backup },
+        ),
+        ("verify-backup", Operation::VerifyBackup { id: keys.backup }),
+        (
+            "keep-backup",
+            Operation::KeepBackup {
+                id: keys.backup,
+                forever: false,
+            },
+        ),
+        ("delete-backup", Operation::DeleteBackup { id: keys.backup }),
         (
             "delete-user",
             Operation::DeleteUser {
@@ -366,6 +391,7 @@ async fn carol_keys(carol: &Client) -> Keys {
             .expect("wrap"),
         peer_public: peer.public_key,
         doomed: doomed.id,
+        backup: BackupId([7; 16]),
         index: carol.applied_index(),
     }
 }
@@ -383,6 +409,7 @@ async fn every_operation_as_every_role_matches_the_role_table() {
         wrapped: vec![0; 24],
         peer_public: vec![0; 44],
         doomed: KeyId(4),
+        backup: BackupId([7; 16]),
         index: 0,
     };
     let mut wrong = Vec::new();
@@ -409,7 +436,8 @@ async fn every_operation_as_every_role_matches_the_role_table() {
             .expect("create");
     }
     let carol = login(&cluster, "carol", "carol-password-0").await;
-    let keys = carol_keys(&carol).await;
+    let mut keys = carol_keys(&carol).await;
+    keys.backup = admin.create_backup().await.expect("backup").id;
 
     let carl = login(&cluster, "carl", "carl-password-0").await;
     wrong.extend(check(&carl, Who::Co, "carl", &keys, 1).await);

@@ -2,7 +2,8 @@
 //! known keys, served logins (right and wrong) and decrypted known data,
 //! with debug logging on and snapshots taken, none of those secrets is found
 //! anywhere under the cluster's directory (stores, sealed files, snapshots,
-//! configuration, every node's log): not raw, not hex, not base64.
+//! configuration, every node's log, the objects of its sealed backups): not
+//! raw, not hex, not base64.
 
 mod procs;
 
@@ -190,6 +191,11 @@ async fn no_key_password_or_plaintext_reaches_any_file_of_the_cluster() {
             .await
             .expect("filler");
     }
+    // Two sealed backups (on demand; the node's hourly schedule may add
+    // one) land in the cluster's backup directory, which is scanned too.
+    for _ in 0..2 {
+        admin.create_backup().await.expect("backup");
+    }
     for i in 1..=3 {
         cluster.kill(i);
     }
@@ -212,6 +218,14 @@ async fn no_key_password_or_plaintext_reaches_any_file_of_the_cluster() {
     // The scan did look at the logs and the stores.
     let scanned = files(cluster.path());
     assert!(scanned.iter().any(|p| p.ends_with("node1.log")));
+    let chunks = scanned
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/backups/") && p.ends_with("chunk-000000"))
+        .count();
+    assert!(
+        chunks >= 2,
+        "expected the backups' chunk objects among {scanned:?}"
+    );
     assert!(scanned.iter().any(|p| p.to_string_lossy().contains("raft")
         && p.extension().is_some_and(|e| e == "log" || e == "sst")));
 }

@@ -23,8 +23,8 @@ use crate::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
 use crate::{
-    ClusterId, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, Rejection,
-    RequestId, Role, Username,
+    BackupId, BackupInfo, BackupList, BackupVerified, ClusterId, KeyAttribute, KeyAttributes,
+    KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, Rejection, RequestId, Role, Username,
 };
 
 /// Secret bytes on the wire: a password, a session token, plaintext key
@@ -367,6 +367,34 @@ pub enum Operation {
         /// How many, at most 65536.
         len: u32,
     },
+    /// Take a backup of the cluster state now, to the node's backup
+    /// destination (reflecting every write acknowledged before the request).
+    CreateBackup,
+    /// List the backups at the node's backup destination.
+    ListBackups,
+    /// One backup's manifest.
+    DescribeBackup {
+        /// The backup.
+        id: BackupId,
+    },
+    /// Check a backup without restoring it: the manifest's signature and
+    /// every chunk's size and hash.
+    VerifyBackup {
+        /// The backup.
+        id: BackupId,
+    },
+    /// Delete a backup (refused while it is marked keep-forever).
+    DeleteBackup {
+        /// The backup.
+        id: BackupId,
+    },
+    /// Mark a backup keep-forever (retention leaves it), or clear the mark.
+    KeepBackup {
+        /// The backup.
+        id: BackupId,
+        /// Set (`true`) or clear the mark.
+        forever: bool,
+    },
 }
 
 impl Operation {
@@ -400,6 +428,12 @@ impl Operation {
             Operation::Decrypt { .. } => "decrypt",
             Operation::Digest { .. } => "digest",
             Operation::Random { .. } => "random",
+            Operation::CreateBackup => "create-backup",
+            Operation::ListBackups => "list-backups",
+            Operation::DescribeBackup { .. } => "describe-backup",
+            Operation::VerifyBackup { .. } => "verify-backup",
+            Operation::DeleteBackup { .. } => "delete-backup",
+            Operation::KeepBackup { .. } => "keep-backup",
         }
     }
 }
@@ -528,6 +562,12 @@ pub enum Reply {
     Digest(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Random bytes.
     Random(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A backup (created or described).
+    Backup(BackupInfo),
+    /// The backups at the destination.
+    Backups(BackupList),
+    /// A backup passed every check.
+    BackupVerified(BackupVerified),
 }
 
 /// The class of a failure: what the caller should do about it.
@@ -554,6 +594,9 @@ pub enum ErrorKind {
     /// The cluster could not serve it in time (no leader, node catching
     /// up); retrying later, or elsewhere, may succeed.
     Unavailable,
+    /// Stored data failed an integrity check (a backup's manifest,
+    /// signature or chunk); the message names the object.
+    Damaged,
     /// A fault in the node; see its log.
     Internal,
 }
@@ -571,6 +614,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidInput => "invalid-input",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Damaged => "damaged",
             ErrorKind::Internal => "internal",
         }
     }

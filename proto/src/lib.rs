@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backup;
 pub mod client;
 pub mod codec;
 mod event;
@@ -20,6 +21,9 @@ pub mod mechanism;
 mod rejection;
 mod user;
 
+pub use backup::{
+    BackupId, BackupInfo, BackupList, BackupVerified, ParseBackupIdError, UnreadableBackup,
+};
 pub use event::{Actor, Event, EventBody, NodeRecord, SignedEvent};
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
 pub use key::{

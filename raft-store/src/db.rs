@@ -106,6 +106,25 @@ impl Db {
     /// a missing directory (an unmounted volume, a typo) is an error rather
     /// than a fresh, empty node that has forgotten its vote.
     pub(crate) fn open(dir: &Path, key: &StorageKey, create: bool) -> Result<Arc<Db>> {
+        Db::open_with(dir, key, create, |_| Ok(()))
+    }
+
+    /// Creates a new store, like [`Db::open`] with `create`, whose first
+    /// write holds the key check and whatever `fill` adds, in one batch.
+    pub(crate) fn create_with(
+        dir: &Path,
+        key: &StorageKey,
+        fill: impl FnOnce(&mut Batch<'_>) -> Result<()>,
+    ) -> Result<Arc<Db>> {
+        Db::open_with(dir, key, true, fill)
+    }
+
+    fn open_with(
+        dir: &Path,
+        key: &StorageKey,
+        create: bool,
+        fill: impl FnOnce(&mut Batch<'_>) -> Result<()>,
+    ) -> Result<Arc<Db>> {
         if create {
             let occupied = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
             if occupied {
@@ -152,8 +171,12 @@ impl Db {
             marker,
         };
         if create {
+            // The key check goes in the same write as the initial content: a
+            // store without it does not open, so a failed create is never
+            // mistaken for an empty store.
             let mut b = db.batch();
             b.put_bytes(cf::META, KEY_CHECK, KEY_CHECK_VALUE);
+            fill(&mut b)?;
             db.write(b)?;
         }
         db.check_key()?;

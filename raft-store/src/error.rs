@@ -61,6 +61,10 @@ pub enum StoreError {
     /// Stored records are individually valid but inconsistent together.
     #[error("stored state is inconsistent: {0}")]
     Inconsistent(String),
+    /// The inputs of [`create_restored`](crate::create_restored) do not
+    /// make a store a node can start on.
+    #[error("cannot create the restored store: {0}")]
+    Restore(String),
     /// An earlier write failed; the store refuses all further work until the
     /// node restarts and re-verifies its data.
     #[error("store is poisoned by an earlier failed write; restart the node")]

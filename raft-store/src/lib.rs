@@ -4,6 +4,10 @@
 //! [`LogStore`] (log, vote, committed id) and [`StateMachineStore`] (the
 //! pure `hsm_state::State` in memory, persisted record by record, and
 //! snapshots). Both share one RocksDB with a column family per concern.
+//! [`create`] makes an empty store; [`create_restored`] makes the store of
+//! a new cluster's first node from a restored state. [`encode_snapshot`]
+//! and [`decode_snapshot`] are the snapshot byte format (what backups hold);
+//! [`StateMachineStore::export`] gives the applied state in it.
 //!
 //! Invariants:
 //! - Every value written is sealed with AES-256-GCM-SIV under a key derived
@@ -16,6 +20,11 @@
 //!   [`StoreError`] naming it, and the store does not open; nothing is
 //!   skipped.
 //! - The state machine only calls `State::apply`; rules live in `hsm-state`.
+//! - A store from [`create_restored`] reads as if a snapshot at the given
+//!   log id had been installed and the log purged up to it, with an
+//!   uncommitted vote at that log id's term: the first election uses a
+//!   higher term, the first new entry follows the given index, and a node
+//!   that joins later is sent the snapshot.
 
 #![forbid(unsafe_code)]
 
@@ -27,9 +36,12 @@ mod seal;
 mod snapshot_format;
 mod state_machine;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use hsm_proto::{NodeId, Rejection, SignedEvent};
+use hsm_state::State;
+use openraft::{BasicNode, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use serde::{Deserialize, Serialize};
 
 pub use error::StoreError;
@@ -97,6 +109,92 @@ pub fn open(dir: &Path, key: &StorageKey) -> Result<(LogStore, StateMachineStore
     let sm = StateMachineStore::load(db, record_key(key))?;
     tracing::info!(dir = %dir.display(), log_entries = entries, "store opened");
     Ok((log, sm))
+}
+
+/// Creates, in `dir` (absent or empty) under `key`, the store of the first
+/// node of a cluster whose state starts as `state` at `last_log_id`: `state`
+/// applied at `last_log_id` and stored as the current snapshot, membership
+/// `nodes` (all voters) as of `last_log_id`, an empty log purged up to
+/// `last_log_id`, and an uncommitted vote for the first node of `nodes` at
+/// `last_log_id`'s term. All in one synced write. Start the node with
+/// [`open`] and no `initialize`: it elects itself and appends after
+/// `last_log_id`.
+///
+/// # Errors
+/// [`StoreError::Restore`] if `nodes` is empty or its ids are not the
+/// members of `state`; [`StoreError::Encode`] if the state does not encode;
+/// as [`create`] if `dir` is not empty or RocksDB fails. A failed create may
+/// leave a database without its key check in `dir`, which [`open`] refuses;
+/// empty the directory before trying again.
+pub fn create_restored(
+    dir: &Path,
+    key: &StorageKey,
+    state: &State,
+    last_log_id: LogId<NodeId>,
+    nodes: BTreeMap<NodeId, BasicNode>,
+) -> Result<(), StoreError> {
+    let voters: BTreeSet<NodeId> = nodes.keys().copied().collect();
+    let Some(&first) = voters.first() else {
+        return Err(StoreError::Restore("no member nodes given".into()));
+    };
+    let members: BTreeSet<NodeId> = state.nodes().map(|n| n.id).collect();
+    if voters != members {
+        return Err(StoreError::Restore(format!(
+            "the Raft members [{}] are not the state's members [{}]",
+            ids(&voters),
+            ids(&members)
+        )));
+    }
+    let data = snapshot_format::encode(state)?;
+    let meta = SnapshotMeta {
+        last_log_id: Some(last_log_id),
+        last_membership: StoredMembership::new(
+            Some(last_log_id),
+            Membership::new(vec![voters], nodes),
+        ),
+        snapshot_id: format!("restored-{}", last_log_id.index),
+    };
+    let vote = Vote::new(last_log_id.leader_id.term, first);
+    let record_key = record_key(key);
+    db::Db::create_with(dir, key, |b| {
+        StateMachineStore::stage_state(b, &record_key, state, &meta, &data)?;
+        log_store::stage_restored(b, last_log_id, &vote);
+        Ok(())
+    })?;
+    tracing::info!(
+        dir = %dir.display(),
+        last_log_id = %last_log_id,
+        digest = %state.digest(),
+        "restored store created"
+    );
+    Ok(())
+}
+
+/// Encodes a whole state in the snapshot format: `"HSMSNAP1"`, the state
+/// digest, the entity count, then each entity length-prefixed.
+///
+/// # Errors
+/// [`StoreError::Encode`] if an entity does not encode.
+pub fn encode_snapshot(state: &State) -> Result<Vec<u8>, StoreError> {
+    snapshot_format::encode(state)
+}
+
+/// Decodes snapshot bytes into a state, checking that every entity decodes,
+/// the records are consistent and the rebuilt state has the digest the
+/// header names.
+///
+/// # Errors
+/// [`StoreError::Inconsistent`] or [`StoreError::Decode`] for bytes that
+/// are not such a snapshot.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<State, StoreError> {
+    snapshot_format::decode(bytes)
+}
+
+fn ids(set: &BTreeSet<NodeId>) -> String {
+    set.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn record_key(key: &StorageKey) -> [u8; 32] {

@@ -10,7 +10,7 @@ use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
 };
 
-use crate::db::{cf, Db};
+use crate::db::{cf, Batch, Db};
 use crate::error::StoreError;
 use crate::TypeConfig;
 
@@ -107,6 +107,14 @@ impl LogStore {
         })?;
         Ok(out)
     }
+}
+
+/// Adds to `b` the log records of a store that starts at `last_log_id`: an
+/// empty log purged (and committed) up to it, and `vote`.
+pub(crate) fn stage_restored(b: &mut Batch<'_>, last_log_id: LogId<NodeId>, vote: &Vote<NodeId>) {
+    b.put(cf::META, LAST_PURGED, &last_log_id);
+    b.put(cf::META, COMMITTED, &Some(last_log_id));
+    b.put(cf::META, VOTE, vote);
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

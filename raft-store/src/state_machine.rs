@@ -16,7 +16,7 @@ use openraft::{
 };
 use tokio::sync::watch;
 
-use crate::db::{cf, Db};
+use crate::db::{cf, Batch, Db};
 use crate::error::StoreError;
 use crate::snapshot_format;
 use crate::{ApplyResponse, TypeConfig};
@@ -139,6 +139,19 @@ impl StateMachineStore {
         self.applied_tx.subscribe()
     }
 
+    /// The applied state in the snapshot format (see
+    /// [`decode_snapshot`](crate::decode_snapshot)) and the log id it was
+    /// applied at, read together. Stores nothing. Holds off `apply` while it
+    /// encodes.
+    ///
+    /// # Errors
+    /// If an entity of the state does not encode.
+    pub fn export(&self) -> Result<(Vec<u8>, Option<LogId<NodeId>>), StoreError> {
+        let guard = self.read_guard();
+        let data = snapshot_format::encode(&guard.state)?;
+        Ok((data, guard.applied))
+    }
+
     /// Flushes all memtables to SST files.
     ///
     /// # Errors
@@ -192,9 +205,27 @@ impl StateMachineStore {
         }))
     }
 
+    /// Adds to a batch every record of `state` (into an empty record
+    /// column family), `meta`'s applied log id and membership, and `data`,
+    /// the encoding of `state`, as the current snapshot.
+    pub(crate) fn stage_state(
+        b: &mut Batch<'_>,
+        record_key: &[u8; 32],
+        state: &State,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        for e in state.entities() {
+            b.put(cf::SM, &record_id(record_key, &e.key()), &e);
+        }
+        b.put(cf::SM_META, APPLIED, &meta.last_log_id);
+        b.put(cf::SM_META, MEMBERSHIP, &meta.last_membership);
+        Self::stage_snapshot(b, meta, data)
+    }
+
     /// Adds the current-snapshot records to a batch, replacing any older one.
     fn stage_snapshot(
-        b: &mut crate::db::Batch<'_>,
+        b: &mut Batch<'_>,
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: &[u8],
     ) -> Result<(), StoreError> {
@@ -306,12 +337,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut guard = self.write_guard();
         let mut b = self.db.batch();
         b.delete_range(cf::SM, &[], &[0xff; 33]);
-        for e in state.entities() {
-            b.put(cf::SM, &record_id(&self.record_key, &e.key()), &e);
-        }
-        b.put(cf::SM_META, APPLIED, &meta.last_log_id);
-        b.put(cf::SM_META, MEMBERSHIP, &meta.last_membership);
-        Self::stage_snapshot(&mut b, meta, &data).map_err(fail)?;
+        Self::stage_state(&mut b, &self.record_key, &state, meta, &data).map_err(fail)?;
         self.db.write(b).map_err(fail)?;
         *guard = Applied {
             state,

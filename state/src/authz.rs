@@ -46,11 +46,13 @@ pub enum Action {
     ManageKey,
     /// Random bytes and digests, which touch no key.
     KeylessCrypto,
+    /// Take, list, check, delete and mark backups.
+    ManageBackups,
 }
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::ReadClusterInfo,
         Action::ChangeOwnPassword,
         Action::ListUsers,
@@ -67,6 +69,7 @@ impl Action {
         Action::UseKey,
         Action::ManageKey,
         Action::KeylessCrypto,
+        Action::ManageBackups,
     ];
 
     /// Lowercase description, used in rejections.
@@ -88,12 +91,14 @@ impl Action {
             Action::UseKey => "use keys",
             Action::ManageKey => "manage keys",
             Action::KeylessCrypto => "use crypto",
+            Action::ManageBackups => "manage backups",
         }
     }
 }
 
 /// The role table. A precrypto officer may read and change its own password;
-/// a crypto officer manages users and membership but never uses keys; a
+/// a crypto officer manages users, membership and backups but never uses
+/// keys; a
 /// crypto user manages and uses keys; an appliance user only clones.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action as A;
@@ -112,6 +117,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::AddNode
                 | A::RemoveNode
                 | A::ListKeys
+                | A::ManageBackups
         ),
         Role::Cu => matches!(
             action,

@@ -11,6 +11,10 @@
 //! the leader's timestamp inside the event. Secrets never pass through here:
 //! key material is already wrapped under the domain key and passwords are
 //! already Argon2id hashes, so this crate cannot leak them.
+//!
+//! [`State::restored_as`] turns a backed-up state into the first state of a
+//! new cluster (new cluster id, one new member, key material re-wrapped by
+//! the caller); see [`RestoreTarget`].
 
 #![forbid(unsafe_code)]
 
@@ -18,10 +22,12 @@ mod apply;
 pub mod authz;
 mod entity;
 mod records;
+mod restore;
 mod sign;
 mod state;
 
 pub use entity::{Entity, EntityKey, LoadError};
 pub use records::{ClusterInfo, Key, Meta, RequestRecord, User, MAX_FAILED_LOGINS};
+pub use restore::{RestoreError, RestoreTarget};
 pub use sign::{event_hash, sign_event, verify_signature};
 pub use state::{Applied, State, StateDigest, MAX_NODES, MAX_REMEMBERED_REQUESTS};

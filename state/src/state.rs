@@ -50,7 +50,8 @@ pub struct Applied {
 /// The replicated state of one cluster.
 ///
 /// Fields are private: the only way to change a state is [`State::apply`]
-/// (or rebuilding it with [`State::from_entities`]).
+/// (or rebuilding it with [`State::from_entities`], or deriving a new
+/// cluster's first state with [`State::restored_as`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     pub(crate) meta: Meta,
@@ -203,7 +204,7 @@ impl State {
         Ok(s)
     }
 
-    fn rebuild_indexes(&mut self) {
+    pub(crate) fn rebuild_indexes(&mut self) {
         self.request_order = self
             .requests
             .values()

@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into an
 //! [`Outcome`] or a [`CliError`].
 
+mod backup;
 mod cluster;
 mod crypto;
 mod key;
@@ -27,6 +28,7 @@ pub async fn run(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Key(c) => key::run(ctx, c).await,
         Command::Crypto(c) => crypto::run(ctx, c).await,
         Command::Node(c) => node::run(ctx, c).await,
+        Command::Backup(c) => backup::run(ctx, c).await,
     }
 }
 

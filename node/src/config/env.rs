@@ -161,6 +161,42 @@ pub(super) static VARS: &[Var] = &[
         expected: "an unsigned 32-bit integer",
         set: |c, v| parsed(v).map(|n| c.limits.max_in_flight_per_connection = n),
     },
+    Var {
+        name: "HSM_NODE_BACKUP_DESTINATION",
+        expected: "a URL such as file:///var/backups/hsm or s3://bucket/prefix",
+        set: |c, v| {
+            c.backup.destination = Some(v.to_owned());
+            Some(())
+        },
+    },
+    Var {
+        name: "HSM_NODE_BACKUP_RECOVERY_KEYS",
+        expected: "paths separated by commas",
+        set: |c, v| {
+            c.backup.recovery_keys = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            Some(())
+        },
+    },
+    Var {
+        name: "HSM_NODE_BACKUP_INTERVAL_S",
+        expected: INTEGER,
+        set: |c, v| parsed(v).map(|n| c.backup.interval_s = n),
+    },
+    Var {
+        name: "HSM_NODE_BACKUP_KEEP_LAST",
+        expected: "an unsigned 32-bit integer",
+        set: |c, v| parsed(v).map(|n| c.backup.keep_last = n),
+    },
+    Var {
+        name: "HSM_NODE_BACKUP_MAX_AGE_S",
+        expected: INTEGER,
+        set: |c, v| parsed(v).map(|n| c.backup.max_age_s = n),
+    },
 ];
 
 fn parsed<T: FromStr>(value: &str) -> Option<T> {

@@ -103,6 +103,21 @@ data_dir = {data_dir}
 # Largest client request, in bytes, and requests in flight per connection.
 # max_client_frame_bytes = {max_client_frame_bytes}
 # max_in_flight_per_connection = {max_in_flight}
+
+[backup]
+# Where sealed backups go: "file:///absolute/dir" or "s3://bucket/prefix"
+# (AWS_* environment variables give S3 credentials, region and endpoint).
+# Unset: no backups. Give every member the same section.
+# destination = "file:///var/backups/hsm"
+# Recovery public key files; a backup is sealed to each (required with a
+# destination). Keep the private keys offline: one restores a backup alone.
+# recovery_keys = ["/etc/hsm/recovery.pub"]
+# Seconds between periodic backups (taken by the leader); 0: on demand only.
+# interval_s = {interval_s}
+# Retention: keep the newest keep_last; delete those older than max_age_s
+# (0: no age limit). The newest and keep-forever backups are always kept.
+# keep_last = {keep_last}
+# max_age_s = {max_age_s}
 "#,
             zone = quote(&config.zone),
             listen = quote(&listen.to_string()),
@@ -122,6 +137,9 @@ data_dir = {data_dir}
             format = quote(log.format.as_str()),
             max_client_frame_bytes = limits.max_client_frame_bytes,
             max_in_flight = limits.max_in_flight_per_connection,
+            interval_s = config.backup.interval_s,
+            keep_last = config.backup.keep_last,
+            max_age_s = config.backup.max_age_s,
         ))
     }
 }

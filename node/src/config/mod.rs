@@ -96,6 +96,9 @@ pub struct NodeConfig {
     /// `[limits]`: per-connection limits on client traffic.
     #[serde(default)]
     pub limits: LimitSettings,
+    /// `[backup]`: where backups go, how often, and how long they are kept.
+    #[serde(default)]
+    pub backup: BackupSettings,
 }
 
 /// `[unseal]`: the source of the node storage key.
@@ -240,6 +243,45 @@ impl Default for LimitSettings {
     }
 }
 
+/// `[backup]`: sealed backups to object storage. Every member should have
+/// the same section: the leader takes the periodic backups, and any member
+/// may serve `hsm backup` requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// Where backups are written: `file:///absolute/dir` or
+    /// `s3://bucket/prefix` (credentials, region and endpoint from the AWS
+    /// environment variables). `None`: no backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Recovery public key files (`hsm-backup-recovery-public-v1 <hex>`):
+    /// each backup's key is wrapped for every one, and the matching private
+    /// key alone restores it into a new cluster. At least one is required
+    /// with a destination.
+    pub recovery_keys: Vec<PathBuf>,
+    /// Seconds between periodic backups; 0 takes backups only on demand.
+    /// Default 86400 (daily).
+    pub interval_s: u64,
+    /// Retention: how many of the newest backups to keep (1 to 100000).
+    /// Default 30.
+    pub keep_last: u32,
+    /// Retention: delete backups older than this many seconds (the newest
+    /// is always kept); 0 keeps them regardless of age. Default 0.
+    pub max_age_s: u64,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            destination: None,
+            recovery_keys: Vec::new(),
+            interval_s: 86_400,
+            keep_last: 30,
+            max_age_s: 0,
+        }
+    }
+}
+
 fn default_zone() -> String {
     "default".to_owned()
 }
@@ -274,6 +316,7 @@ impl NodeConfig {
             sessions: SessionSettings::default(),
             log: LogSettings::default(),
             limits: LimitSettings::default(),
+            backup: BackupSettings::default(),
         }
     }
 

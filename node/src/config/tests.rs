@@ -38,6 +38,13 @@ format = "json"
 [limits]
 max_client_frame_bytes = 2097152
 max_in_flight_per_connection = 64
+
+[backup]
+destination = "s3://hsm-backups/prod"
+recovery_keys = ["/etc/hsm/recovery-a.pub", "/etc/hsm/recovery-b.pub"]
+interval_s = 3600
+keep_last = 48
+max_age_s = 604800
 "#;
 
 pub(super) fn parse(text: &str) -> NodeConfig {
@@ -100,6 +107,16 @@ pub(super) fn full() -> NodeConfig {
         limits: LimitSettings {
             max_client_frame_bytes: 2 * 1024 * 1024,
             max_in_flight_per_connection: 64,
+        },
+        backup: BackupSettings {
+            destination: Some("s3://hsm-backups/prod".to_owned()),
+            recovery_keys: vec![
+                "/etc/hsm/recovery-a.pub".into(),
+                "/etc/hsm/recovery-b.pub".into(),
+            ],
+            interval_s: 3600,
+            keep_last: 48,
+            max_age_s: 604_800,
         },
     }
 }

@@ -13,6 +13,8 @@ const MAX_ZONE_LEN: usize = 64;
 const SESSION_LIFETIME_S: (u64, u64) = (60, 86_400);
 /// Most requests in flight on one client connection.
 const MAX_IN_FLIGHT: u64 = 65_536;
+/// Most backups retention may be told to keep.
+const MAX_KEEP_LAST: u64 = 100_000;
 /// Largest node id: TOML integers are signed 64-bit, and a node id must be
 /// writable into a config file.
 const MAX_NODE_ID: u64 = i64::MAX as u64;
@@ -66,7 +68,41 @@ impl NodeConfig {
             u64::from(self.limits.max_in_flight_per_connection),
             1,
             MAX_IN_FLIGHT,
-        )
+        )?;
+        self.validate_backup()
+    }
+
+    fn validate_backup(&self) -> Result<(), ConfigError> {
+        let b = &self.backup;
+        range("backup.keep_last", u64::from(b.keep_last), 1, MAX_KEEP_LAST)?;
+        for path in &b.recovery_keys {
+            non_empty_path("backup.recovery_keys", path)?;
+        }
+        let Some(url) = &b.destination else {
+            return Ok(());
+        };
+        let well_formed = url
+            .strip_prefix("file:///")
+            .is_some_and(|rest| !rest.trim_matches('/').is_empty())
+            || url
+                .strip_prefix("s3://")
+                .is_some_and(|rest| !rest.split('/').next().unwrap_or("").is_empty());
+        if !well_formed {
+            return Err(invalid(
+                "backup.destination",
+                "file:///absolute/dir or s3://bucket[/prefix]",
+                url,
+            ));
+        }
+        if b.recovery_keys.is_empty() {
+            return Err(invalid(
+                "backup.recovery_keys",
+                "at least one recovery public key file when backup.destination is set \
+                 (without one, a backup opens only inside the cluster it came from)",
+                "[]",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_zone(&self) -> Result<(), ConfigError> {

@@ -18,6 +18,8 @@ use super::SecretsError;
 const WRAP_CONTEXT: &str = "hsm-cluster key material wrap v1";
 /// Associated-data prefix of wrapped material (followed by the key id).
 const WRAP_AAD: &[u8] = b"hsm-cluster key material v1\0";
+/// Context of the subkey the backup key of each backup is wrapped under.
+const BACKUP_WRAP_CONTEXT: &str = "hsm-cluster backup key wrap v1";
 /// Context of the subkey that MACs session tokens.
 const SESSION_CONTEXT: &str = "hsm-cluster session tokens v1";
 /// Context of the transfer key derived from an X25519 exchange, and the
@@ -48,6 +50,46 @@ pub struct DomainKey(Zeroizing<[u8; 32]>);
 impl fmt::Debug for DomainKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DomainKey(<redacted>)")
+    }
+}
+
+/// The subkey of a domain key that wraps key material
+/// ([`DomainKey::material_key`]). Zeroized on drop; `Debug` is redacted.
+pub struct MaterialKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for MaterialKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaterialKey(<redacted>)")
+    }
+}
+
+impl MaterialKey {
+    /// The key from its 32 bytes (as a backup carries it).
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> MaterialKey {
+        MaterialKey(bytes)
+    }
+
+    /// Its 32 bytes, to seal into a backup.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Unwraps material wrapped for key `key` under the domain key this
+    /// subkey came from.
+    ///
+    /// # Errors
+    /// [`SecretsError::Unwrap`] if `wrapped` is truncated, of an unknown
+    /// version, changed, wrapped for another key id, or under another domain
+    /// key.
+    pub fn unwrap_material(
+        &self,
+        key: KeyId,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
+        seal::open(&self.0, &DomainKey::wrap_aad(key), wrapped).map_err(|e| SecretsError::Unwrap {
+            key,
+            reason: e.reason(),
+        })
     }
 }
 
@@ -84,6 +126,19 @@ impl DomainKey {
 
     fn derive(&self, context: &'static str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(context, self.0.as_ref()))
+    }
+
+    /// The subkey that wraps key material: all a backup needs to carry for
+    /// its keys to be restored, and nothing more (it neither signs sessions
+    /// nor opens domain key transfers).
+    pub fn material_key(&self) -> MaterialKey {
+        MaterialKey(self.derive(WRAP_CONTEXT))
+    }
+
+    /// The subkey each backup's key is wrapped under, so any member can
+    /// open the cluster's backups.
+    pub fn backup_wrap_key(&self) -> Zeroizing<[u8; 32]> {
+        self.derive(BACKUP_WRAP_CONTEXT)
     }
 
     /// The key that MACs session tokens.
@@ -130,12 +185,7 @@ impl DomainKey {
         key: KeyId,
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
-        seal::open(&self.derive(WRAP_CONTEXT), &Self::wrap_aad(key), wrapped).map_err(|e| {
-            SecretsError::Unwrap {
-                key,
-                reason: e.reason(),
-            }
-        })
+        self.material_key().unwrap_material(key, wrapped)
     }
 
     fn transfer_key(

@@ -30,7 +30,7 @@ pub mod password;
 mod seal;
 pub mod session;
 
-pub use domain::{DomainKey, SealedDomainKey, MAX_MATERIAL_LEN};
+pub use domain::{DomainKey, MaterialKey, SealedDomainKey, MAX_MATERIAL_LEN};
 pub use error::{KeyFileProblem, SecretsError};
 pub use identity::NodeIdentity;
 pub use password::{check_password_policy, hash_password, verify_password};

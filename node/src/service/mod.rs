@@ -21,6 +21,7 @@
 //! work (Argon2id, key generation, RSA) runs on the blocking pool, so a
 //! slow request never stalls others.
 
+mod backups;
 mod cluster;
 mod crypto_ops;
 mod keys;
@@ -36,6 +37,7 @@ use hsm_state::authz::{self, Action};
 use hsm_state::{Key, State};
 use tokio::time::Instant;
 
+use crate::backup::Snapshotter;
 use crate::raft::{read_index, ForwardRefused, LeaderContact, QuicNetwork, Raft};
 use crate::secrets::{session, DomainKey};
 use crate::writer::{WriteError, Writer};
@@ -69,6 +71,8 @@ pub struct ServiceParts {
     /// Longest this node serves from its replica without hearing from a
     /// leader (as a follower) or from a quorum (as the leader).
     pub stale_after: Duration,
+    /// The snapshotter, when `[backup]` names a destination.
+    pub backups: Option<Arc<Snapshotter>>,
 }
 
 /// Serves client requests on one node. Cheap to share (`Arc`).
@@ -83,6 +87,7 @@ pub struct Service {
     cache: KeyCache,
     contact: LeaderContact,
     stale_after: Duration,
+    backups: Option<Arc<Snapshotter>>,
     /// Bounds concurrent Argon2id work (19 MiB and a core each) to the
     /// number of cores, so a flood of logins cannot exhaust memory or starve
     /// crypto on the blocking pool.
@@ -120,6 +125,7 @@ impl Service {
             cache: KeyCache::new(parts.key_cache_entries),
             contact: parts.contact,
             stale_after: parts.stale_after,
+            backups: parts.backups,
             argon2_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
@@ -220,6 +226,12 @@ impl Service {
                     .await
             }
             O::ListUsers => Ok(self.list_users()),
+            O::CreateBackup => self.create_backup(ctx).await,
+            O::ListBackups => self.list_backups().await,
+            O::DescribeBackup { id } => self.describe_backup(id).await,
+            O::VerifyBackup { id } => self.verify_backup(id).await,
+            O::DeleteBackup { id } => self.delete_backup(id).await,
+            O::KeepBackup { id, forever } => self.keep_backup(id, forever).await,
             op => self.key_or_crypto(ctx, op).await,
         }
     }
@@ -329,7 +341,7 @@ impl Service {
 
     /// Waits until this node has applied everything committed before now,
     /// as the leader confirms with a quorum.
-    async fn linearize(&self, deadline: Instant) -> Result<(), ClientError> {
+    pub(crate) async fn linearize(&self, deadline: Instant) -> Result<(), ClientError> {
         let mut last = String::from("no leader known");
         loop {
             let leader = self.raft.metrics().borrow().current_leader;
@@ -494,6 +506,12 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         | O::Encrypt { .. }
         | O::Decrypt { .. } => Action::UseKey,
         O::Digest { .. } | O::Random { .. } => Action::KeylessCrypto,
+        O::CreateBackup
+        | O::ListBackups
+        | O::DescribeBackup { .. }
+        | O::VerifyBackup { .. }
+        | O::DeleteBackup { .. }
+        | O::KeepBackup { .. } => Action::ManageBackups,
     })
 }
 

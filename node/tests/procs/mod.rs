@@ -267,7 +267,20 @@ impl Cluster {
     /// Every node's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for i in 1..=self.nodes + 4 {
+        let mut ids: Vec<u64> = std::fs::read_dir(self.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("node")?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        for i in ids {
             if let Ok(text) = std::fs::read_to_string(self.log_file(i)) {
                 let tail: Vec<&str> = text.lines().rev().take(60).collect();
                 out.push_str(&format!("---- node {i} (last lines)\n"));
@@ -294,6 +307,76 @@ impl Cluster {
             .expect("activate");
         admin.login(user("admin"), password).await.expect("login");
         admin
+    }
+}
+
+/// Runs `hsm-node restore` for a new node `id` in `dir` (its config
+/// `node<id>.toml`, data `node<id>/`, CA `ca/`, client config `client.toml`)
+/// from `backup` with `recovery_key`, with extra environment `env`.
+pub fn restore_command(
+    dir: &Path,
+    id: u64,
+    backup: &str,
+    recovery_key: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let port = free_ports(1);
+    let mut config = hsm_node::config::NodeConfig::new(id, dir.join(format!("node{id}")));
+    config.listen = ([127, 0, 0, 1], port).into();
+    config.raft.heartbeat_interval_ms = 100;
+    config.raft.election_timeout_min_ms = 500;
+    config.raft.election_timeout_max_ms = 1000;
+    let config_file = dir.join(format!("node{id}.toml"));
+    std::fs::write(&config_file, toml::to_string(&config).expect("toml")).expect("write config");
+    Command::new(bin())
+        .arg("restore")
+        .arg("--config")
+        .arg(&config_file)
+        .arg("--backup")
+        .arg(backup)
+        .arg("--recovery-key")
+        .arg(recovery_key)
+        .arg("--ca-dir")
+        .arg(dir.join("ca"))
+        .arg("--client-config")
+        .arg(dir.join("client.toml"))
+        .env("HSM_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run hsm-node restore")
+}
+
+impl Cluster {
+    /// A new one-node cluster restored from `backup` (node id `id`), its
+    /// node started; also what `hsm-node restore` printed.
+    pub fn restore(backup: &str, recovery_key: &Path, id: u64) -> (Cluster, String) {
+        Cluster::restore_with_env(backup, recovery_key, id, &[])
+    }
+
+    /// As [`Cluster::restore`], with extra environment for `hsm-node
+    /// restore` (such as S3 credentials).
+    pub fn restore_with_env(
+        backup: &str,
+        recovery_key: &Path,
+        id: u64,
+        env: &[(&str, &str)],
+    ) -> (Cluster, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = restore_command(dir.path(), id, backup, recovery_key, env);
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "hsm-node restore failed: {printed}");
+        let mut c = Cluster {
+            dir,
+            nodes: 1,
+            procs: BTreeMap::new(),
+            env: Vec::new(),
+        };
+        c.start_node(id);
+        (c, printed)
     }
 }
 

@@ -29,6 +29,14 @@ fn every_setting_can_be_overridden_from_the_environment() {
             ("HSM_NODE_LOG_FORMAT", "json"),
             ("HSM_NODE_LIMITS_MAX_CLIENT_FRAME_BYTES", "2097152"),
             ("HSM_NODE_LIMITS_MAX_IN_FLIGHT_PER_CONNECTION", "64"),
+            ("HSM_NODE_BACKUP_DESTINATION", "s3://hsm-backups/prod"),
+            (
+                "HSM_NODE_BACKUP_RECOVERY_KEYS",
+                "/etc/hsm/recovery-a.pub, /etc/hsm/recovery-b.pub",
+            ),
+            ("HSM_NODE_BACKUP_INTERVAL_S", "3600"),
+            ("HSM_NODE_BACKUP_KEEP_LAST", "48"),
+            ("HSM_NODE_BACKUP_MAX_AGE_S", "604800"),
         ]))
         .expect("applies");
     assert_eq!(config, full());

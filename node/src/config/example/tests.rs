@@ -51,6 +51,9 @@ fn the_example_shows_the_true_defaults() {
         node_cert: Some(expected.node_cert()),
         node_key: Some(expected.node_key()),
     };
+    // Backups have no default destination: the example shows one.
+    expected.backup.destination = Some("file:///var/backups/hsm".to_owned());
+    expected.backup.recovery_keys = vec!["/etc/hsm/recovery.pub".into()];
     assert_eq!(config, expected);
 }
 

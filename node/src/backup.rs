@@ -1,0 +1,400 @@
+//! The snapshotter: sealed backups of this node's applied state to the
+//! destination in `[backup]`, on demand and on a schedule.
+//!
+//! A backup's sealed payload is this module's format:
+//!
+//! ```text
+//! "HSMBKPL1" || material key (32) || snapshot ("HSMSNAP1" ..., raft-store)
+//! ```
+//!
+//! The material key is the domain key's subkey that wraps key material
+//! ([`DomainKey::material_key`]): with it, whoever opens the backup (a
+//! recovery key holder, at `hsm-node restore`) can re-wrap every key for a
+//! new cluster. It cannot sign sessions or open domain key transfers, so a
+//! recovery key gives no hold on the running cluster. The backup key is
+//! also wrapped under another subkey of the domain key, so every member can
+//! open the cluster's backups.
+//!
+//! **Schedule.** Only the leader takes periodic backups, and it decides from
+//! the destination: a backup is due when the newest backup of this cluster
+//! there is `interval_s` old. So a new leader, or a restarted node, keeps
+//! the schedule without any state of its own; before writing, the leader
+//! confirms with a quorum that it still leads. After each backup, retention
+//! runs.
+//!
+//! **Invariants:** the payload exists only in a zeroizing buffer; one backup
+//! at a time per node; a failed or interrupted backup is never listed
+//! (hsm-backup writes the manifest last).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hsm_backup::{
+    BackupDomainKey, BackupError, BackupKeys, BackupMeta, Destination, LogProgress, Manifest,
+    RecoveryPublicKey, SnapshotSource,
+};
+use hsm_proto::{BackupId, BackupInfo, ClusterId, NodeId};
+use hsm_raft_store::StateMachineStore;
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+use crate::config::BackupSettings;
+use crate::raft::{read_index, Raft};
+use crate::secrets::{DomainKey, MaterialKey};
+
+/// Magic of the sealed payload, format 1.
+const PAYLOAD_MAGIC: &[u8; 8] = b"HSMBKPL1";
+const PAYLOAD_HEADER: usize = PAYLOAD_MAGIC.len() + 32;
+
+/// How often progress of a long backup is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// The sealed payload of a backup: the material key and the snapshot.
+///
+/// # Errors
+/// If the buffer cannot be reserved.
+pub fn encode_payload(material: &MaterialKey, snapshot: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::new());
+    // Reserve once: growing would leave unzeroized copies of the key.
+    out.try_reserve_exact(PAYLOAD_HEADER + snapshot.len())
+        .map_err(|_| anyhow!("cannot reserve {} bytes for a backup", snapshot.len()))?;
+    out.extend_from_slice(PAYLOAD_MAGIC);
+    out.extend_from_slice(material.expose());
+    out.extend_from_slice(snapshot);
+    Ok(out)
+}
+
+/// Splits a restored payload into the material key and the snapshot bytes.
+///
+/// # Errors
+/// If it does not start with the payload magic or is too short.
+pub fn decode_payload(payload: &[u8]) -> Result<(MaterialKey, &[u8])> {
+    if payload.len() < PAYLOAD_HEADER || &payload[..PAYLOAD_MAGIC.len()] != PAYLOAD_MAGIC {
+        bail!("the backup does not hold an hsm-node payload (unknown format)");
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&payload[PAYLOAD_MAGIC.len()..PAYLOAD_HEADER]);
+    Ok((MaterialKey::from_bytes(key), &payload[PAYLOAD_HEADER..]))
+}
+
+/// Loads the recovery public keys named in `[backup]`.
+///
+/// # Errors
+/// Naming the first file that does not read or parse.
+pub fn load_recovery_keys(paths: &[impl AsRef<Path>]) -> Result<Vec<RecoveryPublicKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            RecoveryPublicKey::load(p.as_ref()).with_context(|| {
+                format!("backup.recovery_keys: cannot load {}", p.as_ref().display())
+            })
+        })
+        .collect()
+}
+
+/// Takes, lists and manages the backups of one node.
+pub struct Snapshotter {
+    node: NodeId,
+    dest: Destination,
+    recovery: Vec<RecoveryPublicKey>,
+    interval: Duration,
+    keep_last: usize,
+    max_age: Option<Duration>,
+    sm: StateMachineStore,
+    domain: Arc<DomainKey>,
+    signer: SigningKey,
+    /// One backup at a time on this node.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Snapshotter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshotter")
+            .field("node", &self.node)
+            .field("destination", &self.dest.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshotter {
+    /// The snapshotter `[backup]` describes, or `None` without a
+    /// destination.
+    ///
+    /// # Errors
+    /// If the destination URL is not usable or a recovery key file does not
+    /// load.
+    pub fn from_settings(
+        settings: &BackupSettings,
+        node: NodeId,
+        sm: StateMachineStore,
+        domain: Arc<DomainKey>,
+        signer: SigningKey,
+    ) -> Result<Option<Snapshotter>> {
+        let Some(url) = &settings.destination else {
+            return Ok(None);
+        };
+        let dest = Destination::from_url(url).context("backup.destination")?;
+        let recovery = load_recovery_keys(&settings.recovery_keys)?;
+        Ok(Some(Snapshotter {
+            node,
+            dest,
+            recovery,
+            interval: Duration::from_secs(settings.interval_s),
+            keep_last: usize::try_from(settings.keep_last).unwrap_or(usize::MAX),
+            max_age: (settings.max_age_s > 0).then(|| Duration::from_secs(settings.max_age_s)),
+            sm,
+            domain,
+            signer,
+            running: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The destination's URL.
+    pub fn destination(&self) -> String {
+        self.dest.url()
+    }
+
+    /// The destination itself.
+    pub fn dest(&self) -> &Destination {
+        &self.dest
+    }
+
+    fn cluster_id(&self) -> Option<ClusterId> {
+        self.sm.read(|a| a.state.cluster().map(|c| c.cluster_id))
+    }
+
+    /// Signing keys of the current members, to tell whether a backup's
+    /// writer is one of them.
+    pub fn member_keys(&self) -> Vec<VerifyingKey> {
+        self.sm.read(|a| {
+            a.state
+                .nodes()
+                .filter_map(|n| VerifyingKey::from_bytes(&n.signing_key).ok())
+                .collect()
+        })
+    }
+
+    /// Backs up the state this node has applied now, then applies
+    /// retention. The caller makes sure that state is recent enough (the
+    /// service linearizes first; the scheduler runs on the leader).
+    ///
+    /// # Errors
+    /// If the cluster is not initialized, the state cannot be exported, or
+    /// the backup cannot be written ([`BackupError`] in the chain).
+    pub async fn create(&self) -> Result<Manifest> {
+        let _one = self.running.lock().await;
+        let Some(cluster_id) = self.cluster_id() else {
+            bail!("the cluster is not initialized yet; there is nothing to back up");
+        };
+        let sm = self.sm.clone();
+        let material = self.domain.material_key();
+        let (payload, applied) = tokio::task::spawn_blocking(move || {
+            let (snapshot, applied) = sm.export()?;
+            let payload = encode_payload(&material, &snapshot)?;
+            anyhow::Ok((payload, applied))
+        })
+        .await
+        .map_err(|_| anyhow!("the snapshot task failed"))??;
+        let applied = applied.ok_or_else(|| anyhow!("nothing applied yet"))?;
+        let meta = BackupMeta {
+            cluster_id,
+            applied_index: applied.index,
+            term: applied.leader_id.term,
+            created_at_ms: crate::service::now_ms(),
+            node_id: self.node,
+        };
+        let domain_key = BackupDomainKey::new(self.domain.backup_wrap_key());
+        let keys = BackupKeys {
+            domain_key: &domain_key,
+            recovery_keys: &self.recovery,
+            signer: &self.signer,
+        };
+        let manifest = hsm_backup::write_backup(
+            &self.dest,
+            &meta,
+            SnapshotSource::from_bytes(&payload),
+            &keys,
+            &LogProgress::new(PROGRESS_EVERY),
+        )
+        .await?;
+        drop(payload);
+        tracing::info!(
+            backup_id = %manifest.backup_id,
+            applied_index = meta.applied_index,
+            destination = %self.dest.url(),
+            "backup written"
+        );
+        self.apply_retention().await;
+        Ok(manifest)
+    }
+
+    /// Deletes what retention says, logging what it did.
+    async fn apply_retention(&self) {
+        let report = hsm_backup::apply_retention(
+            &self.dest,
+            self.keep_last,
+            self.max_age,
+            crate::service::now_ms(),
+        )
+        .await;
+        match report {
+            Ok(r) => {
+                for id in &r.deleted {
+                    tracing::info!(backup_id = %id, "retention deleted a backup");
+                }
+                for (id, why) in r.unreadable.iter().chain(&r.failed) {
+                    tracing::warn!(backup_id = %id, reason = %why, "retention left a backup alone");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention could not run"),
+        }
+    }
+
+    /// When the newest backup of this cluster at the destination was taken,
+    /// ms since the Unix epoch; `None` if there is none.
+    async fn newest_ms(&self) -> Result<Option<u64>, BackupError> {
+        let cluster = self.cluster_id();
+        let listed = hsm_backup::list_backups(&self.dest).await?;
+        Ok(listed
+            .iter()
+            .filter_map(|b| b.details.as_ref())
+            .filter(|d| Some(d.cluster_id) == cluster)
+            .map(|d| d.created_at_ms)
+            .max())
+    }
+
+    /// A backup as clients see it.
+    pub fn info(&self, manifest: &Manifest, keep_forever: bool) -> BackupInfo {
+        let members = self.member_keys();
+        BackupInfo {
+            id: manifest.backup_id,
+            location: format!(
+                "{}/{}",
+                self.dest.url().trim_end_matches('/'),
+                manifest.backup_id
+            ),
+            cluster_id: manifest.cluster_id,
+            applied_index: manifest.applied_index,
+            term: manifest.term,
+            created_ms: manifest.created_at_ms,
+            writer: manifest.writer_node_id,
+            writer_is_member: members
+                .iter()
+                .any(|k| k.as_bytes() == &manifest.writer_public_key),
+            plain_bytes: manifest.total_plain_bytes,
+            stored_bytes: manifest.stored_bytes(),
+            chunks: u32::try_from(manifest.chunks.len()).unwrap_or(u32::MAX),
+            recovery_keys: manifest
+                .recovery_fingerprints()
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+            keep_forever,
+        }
+    }
+
+    /// Looks up a backup by id.
+    ///
+    /// # Errors
+    /// [`BackupError::NotFound`] and the other errors of reading a manifest.
+    pub async fn describe(&self, id: BackupId) -> Result<BackupInfo, BackupError> {
+        let d = hsm_backup::describe_backup(&self.dest, id).await?;
+        Ok(self.info(&d.manifest, d.keep_forever))
+    }
+}
+
+/// Runs the backup schedule: while this node leads, takes a backup when the
+/// newest one at the destination is `interval_s` old, then applies
+/// retention. Does nothing when the interval is 0.
+pub fn spawn_scheduler(snapshotter: Arc<Snapshotter>, raft: Raft, me: NodeId) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let interval = snapshotter.interval;
+        if interval.is_zero() {
+            return;
+        }
+        // Check often enough to be on time, rarely enough not to load the
+        // destination: a quarter of the interval, between 1 s and 60 s.
+        let tick = (interval / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        // The newest backup seen, so the destination is listed only when a
+        // backup may be due; reset when leadership is lost.
+        let mut newest: Option<Option<u64>> = None;
+        loop {
+            tokio::time::sleep(tick).await;
+            let leading = raft.metrics().borrow().current_leader == Some(me);
+            if !leading {
+                newest = None;
+                continue;
+            }
+            let now = crate::service::now_ms();
+            let due = |seen: Option<u64>| {
+                seen.is_none_or(|ms| now.saturating_sub(ms) >= interval.as_millis() as u64)
+            };
+            if newest.is_some_and(|seen| !due(seen)) {
+                continue;
+            }
+            // Due by what this node saw: look again, another leader may
+            // have taken one since.
+            let seen = match snapshotter.newest_ms().await {
+                Ok(seen) => seen,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list backups to schedule the next one");
+                    continue;
+                }
+            };
+            newest = Some(seen);
+            if !due(seen) {
+                continue;
+            }
+            if let Err(e) = read_index(&raft).await {
+                tracing::info!(reason = ?e, "not taking the scheduled backup: leadership not confirmed");
+                continue;
+            }
+            match snapshotter.create().await {
+                Ok(m) => newest = Some(Some(m.created_at_ms)),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "scheduled backup failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_round_trips_and_refuses_other_bytes() {
+        let domain = DomainKey::generate();
+        let payload = encode_payload(&domain.material_key(), b"HSMSNAP1 state").expect("encodes");
+        let (key, snapshot) = decode_payload(&payload).expect("decodes");
+        assert_eq!(key.expose(), domain.material_key().expose());
+        assert_eq!(snapshot, b"HSMSNAP1 state");
+        for bad in [
+            &b""[..],
+            b"HSMBKPL1",
+            b"HSMSNAP1 and more bytes than a header holds",
+        ] {
+            assert!(decode_payload(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn the_material_key_unwraps_what_the_domain_key_wrapped() {
+        let domain = DomainKey::generate();
+        let id = hsm_proto::KeyId(9);
+        let wrapped = domain
+            .wrap_material(id, b"secret key bytes")
+            .expect("wraps");
+        let opened = domain
+            .material_key()
+            .unwrap_material(id, &wrapped)
+            .expect("opens");
+        assert_eq!(&opened[..], b"secret key bytes");
+        assert!(DomainKey::generate()
+            .material_key()
+            .unwrap_material(id, &wrapped)
+            .is_err());
+    }
+}

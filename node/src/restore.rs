@@ -1,0 +1,195 @@
+//! `hsm-node restore`: a new cluster from a backup and a recovery key.
+//!
+//! The new cluster has a new cluster id, a new domain key and a first
+//! member with a new identity; it keeps the backup's users (with their
+//! passwords) and keys. Steps, every check before anything is written:
+//!
+//! 1. read the backup: manifest signature, every chunk's hash and
+//!    authentication, the backup key opened with the recovery key
+//!    (hsm-backup refuses anything that does not check out, naming the
+//!    object);
+//! 2. split the payload ([`crate::backup::decode_payload`]) and decode the
+//!    snapshot, which checks the state digest its header names;
+//! 3. refuse a node id the backed-up cluster used (a member or retired);
+//! 4. unwrap every key's material with the backup's material key and wrap
+//!    it again under the new domain key;
+//! 5. prepare the node (storage key, identity, certificate), then write the
+//!    new state ([`hsm_state::State::restored_as`]) as the node's store, at
+//!    the backup's log position, with this node as the only voter.
+//!
+//! The restored state's digest before step 4 equals the backed-up
+//! cluster's digest at the backup's index: restoring the same backup twice
+//! reports the same `backup_digest`. Other nodes join the new cluster as
+//! usual (`hsm-node prepare`, `hsm node add`, `hsm-node start --join`).
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use hsm_backup::{Destination, Opener, Progress, RecoveryKey};
+use hsm_proto::{BackupId, ClusterId, KeyId, NodeRecord};
+use hsm_raft_store::StorageKey;
+use hsm_state::{RestoreTarget, StateDigest};
+use openraft::{BasicNode, CommittedLeaderId, LogId};
+use rand::RngCore;
+
+use crate::backup::decode_payload;
+use crate::config::NodeConfig;
+use crate::runtime::{file_key, prepare};
+use crate::secrets::DomainKey;
+use crate::transport::ClusterCa;
+
+/// What [`restore_cluster`] made.
+#[derive(Debug, Clone)]
+pub struct RestoredCluster {
+    /// The new cluster's id.
+    pub cluster_id: ClusterId,
+    /// Its first member.
+    pub first_node: NodeRecord,
+    /// The backup restored.
+    pub backup: BackupId,
+    /// The cluster the backup came from.
+    pub from_cluster: ClusterId,
+    /// The log index of the backed-up state (the new cluster continues
+    /// after it).
+    pub applied_index: u64,
+    /// Digest of the state as backed up (equal to the source cluster's at
+    /// that index, and the same on every restore of this backup).
+    pub backup_digest: StateDigest,
+    /// Digest of the new cluster's first state.
+    pub digest: StateDigest,
+    /// Users restored.
+    pub users: usize,
+    /// Keys restored.
+    pub keys: usize,
+}
+
+/// The backup to restore: `id`, or the newest complete backup at `dest`.
+///
+/// # Errors
+/// If `dest` cannot be listed or holds no readable backup.
+pub async fn choose_backup(dest: &Destination, id: Option<BackupId>) -> Result<BackupId> {
+    if let Some(id) = id {
+        return Ok(id);
+    }
+    let listed = hsm_backup::list_backups(dest).await?;
+    listed
+        .iter()
+        .find(|b| b.details.is_some())
+        .map(|b| b.id)
+        .ok_or_else(|| anyhow!("{} holds no complete backup", dest.url()))
+}
+
+/// Builds the first member of a new cluster from backup `id` at `dest`,
+/// opened with `recovery`, in the (empty) data directory of `config`, with
+/// a certificate from `ca`.
+///
+/// # Errors
+/// If the backup does not check out (the error names the object), its
+/// payload or state does not decode, the node id was used by the backed-up
+/// cluster, a key does not re-wrap, or the node's files cannot be written.
+pub async fn restore_cluster(
+    config: &NodeConfig,
+    ca: &ClusterCa,
+    dest: &Destination,
+    id: BackupId,
+    recovery: &RecoveryKey,
+    progress: &dyn Progress,
+) -> Result<RestoredCluster> {
+    config.validate()?;
+    if config.identity_file().exists() || config.store_dir().exists() {
+        bail!(
+            "{} holds a node already; restore into an empty data directory",
+            config.data_dir.display()
+        );
+    }
+    let restored =
+        hsm_backup::restore_backup(dest, id, Opener::RecoveryKey(recovery), None, progress)
+            .await
+            .with_context(|| format!("cannot restore backup {id}"))?;
+    let manifest = &restored.manifest;
+    let (material, snapshot) = decode_payload(&restored.snapshot)?;
+    let state = hsm_raft_store::decode_snapshot(snapshot)
+        .with_context(|| format!("backup {id} holds a state that does not decode"))?;
+    let backup_digest = state.digest();
+    let Some(old) = state.cluster() else {
+        bail!("backup {id} holds a state that was never initialized");
+    };
+    if old.cluster_id != manifest.cluster_id {
+        bail!(
+            "backup {id}: its manifest names cluster {} but the state is cluster {}",
+            manifest.cluster_id,
+            old.cluster_id
+        );
+    }
+    let me = config.id();
+    if state.node(me).is_some() || old.retired_nodes.contains(&me) {
+        bail!(
+            "node id {} was used by the backed-up cluster; give the new node an id it never had",
+            me.0
+        );
+    }
+
+    let domain = DomainKey::generate();
+    let mut rewrapped: BTreeMap<KeyId, Vec<u8>> = BTreeMap::new();
+    for key in state.keys() {
+        let plain = material
+            .unwrap_material(key.id, &key.wrapped_material)
+            .with_context(|| format!("backup {id}: key {} does not open", key.id))?;
+        rewrapped.insert(key.id, domain.wrap_material(key.id, &plain)?);
+    }
+    drop(material);
+
+    // Everything checked: write the node.
+    let record = prepare(config, ca)?.record;
+    let mut cluster = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut cluster);
+    let cluster_id = ClusterId(cluster);
+    let new_state = state.restored_as(
+        RestoreTarget {
+            cluster_id,
+            first_node: record.clone(),
+        },
+        |key, _old| {
+            rewrapped
+                .remove(&key)
+                .ok_or_else(|| format!("key {key} was not re-wrapped"))
+        },
+    )?;
+    let storage = StorageKey::load_file(&config.storage_key_file())?;
+    domain.save(&config.domain_key_file(), &file_key(&storage))?;
+    let log_id = LogId::new(
+        CommittedLeaderId::new(manifest.term, me),
+        manifest.applied_index,
+    );
+    let mut nodes = BTreeMap::new();
+    nodes.insert(
+        me,
+        BasicNode {
+            addr: record.address.clone(),
+        },
+    );
+    hsm_raft_store::create_restored(&config.store_dir(), &storage, &new_state, log_id, nodes)
+        .with_context(|| {
+            format!(
+                "cannot create the store in {}",
+                config.store_dir().display()
+            )
+        })?;
+    tracing::info!(
+        backup_id = %id,
+        cluster = %cluster_id,
+        applied_index = manifest.applied_index,
+        "restored a backup into a new cluster"
+    );
+    Ok(RestoredCluster {
+        cluster_id,
+        first_node: record,
+        backup: id,
+        from_cluster: manifest.cluster_id,
+        applied_index: manifest.applied_index,
+        backup_digest,
+        digest: new_state.digest(),
+        users: new_state.users().count(),
+        keys: new_state.key_count(),
+    })
+}

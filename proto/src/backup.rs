@@ -1,0 +1,126 @@
+//! Backups as clients see them: the backup id and what `hsm backup list`,
+//! `describe` and `verify` show. The format and the IO are in `hsm-backup`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClusterId, NodeId};
+
+/// Identity of one backup: 16 random bytes, shown as 32 lowercase hex
+/// digits, which is also the name of the backup's folder of objects.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BackupId(pub [u8; 16]);
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BackupId({self})")
+    }
+}
+
+/// Text that is not 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a backup id is 32 lowercase hex digits, got {0:?}")]
+pub struct ParseBackupIdError(pub String);
+
+impl FromStr for BackupId {
+    type Err = ParseBackupIdError;
+
+    fn from_str(s: &str) -> Result<BackupId, ParseBackupIdError> {
+        let bad = || ParseBackupIdError(s.chars().take(64).collect());
+        if s.len() != 32
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(bad());
+        }
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(s, &mut id).map_err(|_| bad())?;
+        Ok(BackupId(id))
+    }
+}
+
+/// One backup, from its signed manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// The backup.
+    pub id: BackupId,
+    /// Where its objects are (`<destination>/<id>`).
+    pub location: String,
+    /// The cluster whose state it holds.
+    pub cluster_id: ClusterId,
+    /// The log index of that state.
+    pub applied_index: u64,
+    /// The term of that entry.
+    pub term: u64,
+    /// When it was taken, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The node that wrote and signed it.
+    pub writer: NodeId,
+    /// Whether the writer's signing key is that of a current member of the
+    /// cluster answering.
+    pub writer_is_member: bool,
+    /// Bytes of the sealed state.
+    pub plain_bytes: u64,
+    /// Bytes stored (chunk objects).
+    pub stored_bytes: u64,
+    /// Number of chunk objects.
+    pub chunks: u32,
+    /// Fingerprints (hex) of the recovery public keys that open it.
+    pub recovery_keys: Vec<String>,
+    /// Whether retention leaves it alone.
+    pub keep_forever: bool,
+}
+
+/// A listed backup whose manifest could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableBackup {
+    /// The backup.
+    pub id: BackupId,
+    /// Why it could not be read.
+    pub problem: String,
+}
+
+/// What `hsm backup list` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupList {
+    /// The destination, as a URL.
+    pub destination: String,
+    /// Complete backups, newest first.
+    pub backups: Vec<BackupInfo>,
+    /// Backups with a manifest that does not read or verify.
+    pub unreadable: Vec<UnreadableBackup>,
+}
+
+/// What `hsm backup verify` checked, when every check passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupVerified {
+    /// The backup.
+    pub backup: BackupInfo,
+    /// Chunk objects read and hashed (all of them).
+    pub chunks_checked: u32,
+    /// Bytes read.
+    pub bytes_checked: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_text_and_refuse_other_text() {
+        let id = BackupId([0xa5; 16]);
+        assert_eq!(id.to_string().parse::<BackupId>(), Ok(id));
+        for bad in ["", "00", &"A".repeat(32), &"0".repeat(33), &"g".repeat(32)] {
+            assert!(bad.parse::<BackupId>().is_err(), "{bad:?} accepted");
+        }
+    }
+}
