@@ -26,6 +26,8 @@ pub struct BackupDetails {
     pub created_at_ms: u64,
     /// The node that wrote it.
     pub writer_node_id: NodeId,
+    /// That node's ed25519 public key (the manifest is signed with it).
+    pub writer_public_key: [u8; 32],
     /// Snapshot bytes.
     pub total_plain_bytes: u64,
     /// Bytes of its chunk objects.
@@ -44,6 +46,7 @@ impl From<&Manifest> for BackupDetails {
             term: m.term,
             created_at_ms: m.created_at_ms,
             writer_node_id: m.writer_node_id,
+            writer_public_key: m.writer_public_key,
             total_plain_bytes: m.total_plain_bytes,
             stored_bytes: m.stored_bytes(),
             chunk_count: m.chunks.len(),
@@ -240,6 +243,8 @@ pub struct RetentionReport {
     pub unreadable: Vec<(BackupId, String)>,
     /// Backups that should have gone but could not be deleted, with why.
     pub failed: Vec<(BackupId, String)>,
+    /// Backups of other clusters under the prefix, left alone.
+    pub other_clusters: Vec<BackupId>,
 }
 
 /// Which of `backups` (newest first: `(id, created_at_ms, keep_forever)`)
@@ -264,18 +269,19 @@ pub fn retention_victims(
         .collect()
 }
 
-/// Applies a retention policy to the listed backups: keeps the newest
-/// `keep_last` and, when `max_age` is given, deletes those older than it at
-/// `now_ms`. The newest backup and backups marked keep-forever are never
-/// deleted, nor are backups whose manifest does not read (they are
-/// reported). Incomplete backups (no manifest) are not touched: one may be
-/// in progress.
+/// Applies a retention policy to the listed backups of `cluster`: keeps
+/// the newest `keep_last` and, when `max_age` is given, deletes those older
+/// than it at `now_ms`. The newest backup and backups marked keep-forever
+/// are never deleted, nor are backups whose manifest does not read, nor
+/// backups of other clusters (each is reported). Incomplete backups (no
+/// manifest) are not touched: one may be in progress.
 ///
 /// # Errors
 /// [`BackupError::Store`] if the destination cannot be listed; a backup
 /// that cannot be deleted is reported in `failed` instead.
 pub async fn apply_retention(
     dest: &Destination,
+    cluster: ClusterId,
     keep_last: usize,
     max_age: Option<Duration>,
     now_ms: u64,
@@ -284,6 +290,7 @@ pub async fn apply_retention(
     let mut readable = Vec::new();
     for s in list_backups(dest).await? {
         match (&s.details, s.problem) {
+            (Some(d), _) if d.cluster_id != cluster => report.other_clusters.push(s.id),
             (Some(d), _) => readable.push((s.id, d.created_at_ms, s.keep_forever)),
             (None, problem) => report.unreadable.push((s.id, problem.unwrap_or_default())),
         }

@@ -60,7 +60,7 @@ async fn retention_keeps_the_newest_n_and_the_keep_forever_ones() {
     );
 
     let now = fx.meta.created_at_ms + 8 * HOUR_MS;
-    let report = apply_retention(&fx.dest, 3, None, now)
+    let report = apply_retention(&fx.dest, fx.meta.cluster_id, 3, None, now)
         .await
         .expect("applies");
     let mut deleted = report.deleted.clone();
@@ -76,7 +76,7 @@ async fn retention_keeps_the_newest_n_and_the_keep_forever_ones() {
     }
 
     // Applying it again changes nothing.
-    let again = apply_retention(&fx.dest, 3, None, now)
+    let again = apply_retention(&fx.dest, fx.meta.cluster_id, 3, None, now)
         .await
         .expect("applies");
     assert!(again.deleted.is_empty());
@@ -91,9 +91,15 @@ async fn retention_by_age_never_deletes_the_newest_or_a_marked_backup() {
         .expect("marks");
     // Ages at `now`: 6.5h (ids[0]) ... 2.5h (ids[4]); keep at most 3h.
     let now = fx.meta.created_at_ms + 6 * HOUR_MS + HOUR_MS / 2;
-    let report = apply_retention(&fx.dest, 10, Some(Duration::from_secs(3 * 3600)), now)
-        .await
-        .expect("applies");
+    let report = apply_retention(
+        &fx.dest,
+        fx.meta.cluster_id,
+        10,
+        Some(Duration::from_secs(3 * 3600)),
+        now,
+    )
+    .await
+    .expect("applies");
     let mut deleted = report.deleted.clone();
     deleted.sort();
     let mut expected = vec![ids[1], ids[2], ids[3]];
@@ -102,9 +108,15 @@ async fn retention_by_age_never_deletes_the_newest_or_a_marked_backup() {
     assert_eq!(listed_ids(&fx).await, vec![ids[4], ids[0]]);
 
     // A day later everything is too old: the newest stays regardless.
-    let report = apply_retention(&fx.dest, 0, Some(Duration::ZERO), now + 24 * HOUR_MS)
-        .await
-        .expect("applies");
+    let report = apply_retention(
+        &fx.dest,
+        fx.meta.cluster_id,
+        0,
+        Some(Duration::ZERO),
+        now + 24 * HOUR_MS,
+    )
+    .await
+    .expect("applies");
     assert!(report.deleted.is_empty());
     assert_eq!(listed_ids(&fx).await, vec![ids[4], ids[0]]);
 }
@@ -150,9 +162,15 @@ async fn a_backup_with_a_damaged_manifest_is_listed_with_its_problem_and_kept() 
             .contains("manifest"),
         "{damaged:?}"
     );
-    let report = apply_retention(&fx.dest, 1, None, fx.meta.created_at_ms + 10 * HOUR_MS)
-        .await
-        .expect("applies");
+    let report = apply_retention(
+        &fx.dest,
+        fx.meta.cluster_id,
+        1,
+        None,
+        fx.meta.created_at_ms + 10 * HOUR_MS,
+    )
+    .await
+    .expect("applies");
     assert_eq!(report.deleted, vec![ids[1]]);
     assert_eq!(report.unreadable.len(), 1);
     assert!(fx.root.join(ids[0].to_string()).exists());

@@ -49,6 +49,13 @@ use crate::secrets::{DomainKey, MaterialKey};
 const PAYLOAD_MAGIC: &[u8; 8] = b"HSMBKPL1";
 const PAYLOAD_HEADER: usize = PAYLOAD_MAGIC.len() + 32;
 
+/// How far in the future a backup's time may be (clocks differ) and still
+/// count for the schedule.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Longest wait after failed scheduled backups before trying again.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
 /// How often progress of a long backup is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
@@ -162,7 +169,7 @@ impl Snapshotter {
         &self.dest
     }
 
-    fn cluster_id(&self) -> Option<ClusterId> {
+    pub(crate) fn cluster_id(&self) -> Option<ClusterId> {
         self.sm.read(|a| a.state.cluster().map(|c| c.cluster_id))
     }
 
@@ -231,10 +238,15 @@ impl Snapshotter {
         Ok(manifest)
     }
 
-    /// Deletes what retention says, logging what it did.
+    /// Deletes what retention says among this cluster's backups, logging
+    /// what it did.
     async fn apply_retention(&self) {
+        let Some(cluster) = self.cluster_id() else {
+            return;
+        };
         let report = hsm_backup::apply_retention(
             &self.dest,
+            cluster,
             self.keep_last,
             self.max_age,
             crate::service::now_ms(),
@@ -242,6 +254,13 @@ impl Snapshotter {
         .await;
         match report {
             Ok(r) => {
+                if !r.other_clusters.is_empty() {
+                    tracing::warn!(
+                        others = r.other_clusters.len(),
+                        destination = %self.dest.url(),
+                        "the backup destination holds other clusters' backups (left alone); give each cluster its own prefix"
+                    );
+                }
                 for id in &r.deleted {
                     tracing::info!(backup_id = %id, "retention deleted a backup");
                 }
@@ -254,16 +273,33 @@ impl Snapshotter {
     }
 
     /// When the newest backup of this cluster at the destination was taken,
-    /// ms since the Unix epoch; `None` if there is none.
-    async fn newest_ms(&self) -> Result<Option<u64>, BackupError> {
+    /// ms since the Unix epoch; `None` if there is none. Only backups
+    /// signed by a current member count, and a time more than
+    /// [`CLOCK_SKEW`] in the future is not believed: neither a forged
+    /// manifest nor a node with a fast clock can stop the schedule.
+    async fn newest_ms(&self, now_ms: u64) -> Result<Option<u64>, BackupError> {
         let cluster = self.cluster_id();
+        let members = self.member_keys();
         let listed = hsm_backup::list_backups(&self.dest).await?;
-        Ok(listed
-            .iter()
-            .filter_map(|b| b.details.as_ref())
-            .filter(|d| Some(d.cluster_id) == cluster)
-            .map(|d| d.created_at_ms)
-            .max())
+        let skew = CLOCK_SKEW.as_millis() as u64;
+        let mut newest = None;
+        for d in listed.iter().filter_map(|b| b.details.as_ref()) {
+            if Some(d.cluster_id) != cluster
+                || !members.iter().any(|k| k.as_bytes() == &d.writer_public_key)
+            {
+                continue;
+            }
+            if d.created_at_ms > now_ms.saturating_add(skew) {
+                tracing::warn!(
+                    created_at_ms = d.created_at_ms,
+                    now_ms,
+                    "a backup claims a time in the future; not counting it for the schedule"
+                );
+                continue;
+            }
+            newest = newest.max(Some(d.created_at_ms));
+        }
+        Ok(newest)
     }
 
     /// A backup as clients see it.
@@ -281,6 +317,7 @@ impl Snapshotter {
             term: manifest.term,
             created_ms: manifest.created_at_ms,
             writer: manifest.writer_node_id,
+            writer_key: hex::encode(manifest.writer_public_key),
             writer_is_member: members
                 .iter()
                 .any(|k| k.as_bytes() == &manifest.writer_public_key),
@@ -321,6 +358,10 @@ pub fn spawn_scheduler(snapshotter: Arc<Snapshotter>, raft: Raft, me: NodeId) ->
         // The newest backup seen, so the destination is listed only when a
         // backup may be due; reset when leadership is lost.
         let mut newest: Option<Option<u64>> = None;
+        // After failures, wait (doubling, up to MAX_BACKOFF) before the next
+        // try: each try exports the whole state.
+        let mut failures = 0u32;
+        let mut not_before = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(tick).await;
             let leading = raft.metrics().borrow().current_leader == Some(me);
@@ -328,16 +369,19 @@ pub fn spawn_scheduler(snapshotter: Arc<Snapshotter>, raft: Raft, me: NodeId) ->
                 newest = None;
                 continue;
             }
+            if tokio::time::Instant::now() < not_before {
+                continue;
+            }
             let now = crate::service::now_ms();
-            let due = |seen: Option<u64>| {
-                seen.is_none_or(|ms| now.saturating_sub(ms) >= interval.as_millis() as u64)
-            };
+            let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+            let due =
+                |seen: Option<u64>| seen.is_none_or(|ms| now.saturating_sub(ms) >= interval_ms);
             if newest.is_some_and(|seen| !due(seen)) {
                 continue;
             }
             // Due by what this node saw: look again, another leader may
             // have taken one since.
-            let seen = match snapshotter.newest_ms().await {
+            let seen = match snapshotter.newest_ms(now).await {
                 Ok(seen) => seen,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list backups to schedule the next one");
@@ -353,8 +397,23 @@ pub fn spawn_scheduler(snapshotter: Arc<Snapshotter>, raft: Raft, me: NodeId) ->
                 continue;
             }
             match snapshotter.create().await {
-                Ok(m) => newest = Some(Some(m.created_at_ms)),
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "scheduled backup failed"),
+                Ok(m) => {
+                    newest = Some(Some(m.created_at_ms));
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let wait = tick
+                        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+                        .min(MAX_BACKOFF);
+                    not_before = tokio::time::Instant::now() + wait;
+                    tracing::warn!(
+                        error = %format!("{e:#}"),
+                        failures,
+                        retry_in_s = wait.as_secs(),
+                        "scheduled backup failed"
+                    );
+                }
             }
         }
     })

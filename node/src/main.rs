@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
 use hsm_backup::{Destination, RecoveryKey};
 use hsm_node::config::{LogFormat, NodeConfig};
 use hsm_node::local;
@@ -92,6 +93,13 @@ enum Command {
         /// The recovery private key file (`hsm-node recovery-key new`).
         #[arg(long, value_name = "FILE")]
         recovery_key: PathBuf,
+        /// Refuse a backup not signed by one of these node signing keys (64
+        /// hex digits; `hsm backup describe` shows the writer of a backup
+        /// and restore prints it). Anyone who can write to the backup
+        /// storage can seal a backup to a recovery public key; this tells
+        /// whose backup it is. Repeatable.
+        #[arg(long, value_name = "HEX")]
+        trusted_writer_key: Vec<String>,
         /// Directory for a new self-signed cluster CA. Ignored with
         /// --ca-cert.
         #[arg(long, default_value = "cluster-ca")]
@@ -242,6 +250,7 @@ async fn run(cli: Cli) -> Result<()> {
             backup,
             id,
             recovery_key,
+            trusted_writer_key,
             ca_dir,
             ca_cert,
             ca_key,
@@ -254,6 +263,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &backup,
                 id.as_deref(),
                 &recovery_key,
+                &trusted_writer_key,
                 ca_dir,
                 ca_cert.zip(ca_key),
                 client_config,
@@ -311,7 +321,10 @@ async fn init(
     // Everything that could conflict is checked before anything is
     // written, so a refused init leaves the host as it was.
     check_new_cluster(&config, &client_config, &ca_dir, own_ca.as_ref())?;
-    let ca = cluster_ca(&ca_dir, own_ca)?;
+    let (ca, new_ca) = cluster_ca(own_ca)?;
+    if new_ca {
+        save_new_ca(&ca_dir, &ca)?;
+    }
     let record = prepare(&config, &ca)?.record;
     let password = activation_password()?;
     let cluster_id = init_cluster(&config, &[], record.clone(), &password).await?;
@@ -372,50 +385,74 @@ fn check_new_cluster(
     Ok(())
 }
 
-/// The operator's CA (`--ca-cert`, `--ca-key`), or a new one written to
-/// `ca_dir`.
-fn cluster_ca(ca_dir: &Path, own_ca: Option<(PathBuf, PathBuf)>) -> Result<ClusterCa> {
+/// The operator's CA (`--ca-cert`, `--ca-key`), or a new one (`true`:
+/// not yet written; see [`save_new_ca`]).
+fn cluster_ca(own_ca: Option<(PathBuf, PathBuf)>) -> Result<(ClusterCa, bool)> {
     Ok(match own_ca {
         Some((cert, key)) => {
             let read = |p: &PathBuf| {
                 std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
             };
-            ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?
+            (ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?, false)
         }
-        None => {
-            let ca = ClusterCa::generate("hsm-cluster")?;
-            write_public(&ca_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
-            write_private(&ca_dir.join("ca.key"), ca.key_pem().as_bytes())?;
-            println!(
-                "Created a cluster CA in {}: keep ca.key offline; you need it to add nodes.",
-                ca_dir.display()
-            );
-            ca
-        }
+        None => (ClusterCa::generate("hsm-cluster")?, true),
     })
 }
 
-/// Splits `--backup`: a destination URL, or a backup's location (the
-/// destination followed by a backup id).
-fn backup_location(url: &str, id: Option<&str>) -> Result<(String, Option<BackupId>)> {
-    let parse = |text: &str| -> Result<BackupId> { Ok(text.parse()?) };
-    if let Some(id) = id {
-        return Ok((url.to_owned(), Some(parse(id)?)));
-    }
-    let trimmed = url.trim_end_matches('/');
-    match trimmed.rsplit_once('/') {
-        Some((dest, last)) if last.parse::<BackupId>().is_ok() => {
-            Ok((dest.to_owned(), Some(parse(last)?)))
-        }
-        _ => Ok((url.to_owned(), None)),
-    }
+/// Writes a new CA to `ca_dir`.
+fn save_new_ca(ca_dir: &Path, ca: &ClusterCa) -> Result<()> {
+    write_public(&ca_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
+    write_private(&ca_dir.join("ca.key"), ca.key_pem().as_bytes())?;
+    println!(
+        "Created a cluster CA in {}: keep ca.key offline; you need it to add nodes.",
+        ca_dir.display()
+    );
+    Ok(())
 }
 
+/// Splits `--backup`: a backup's location (the destination followed by
+/// the id of a backup that is there), or a destination URL.
+async fn backup_location(url: &str, id: Option<&str>) -> Result<(Destination, Option<BackupId>)> {
+    if let Some(id) = id {
+        return Ok((Destination::from_url(url)?, Some(id.parse()?)));
+    }
+    let trimmed = url.trim_end_matches('/');
+    if let Some((dest, last)) = trimmed.rsplit_once('/') {
+        if let Ok(id) = last.parse::<BackupId>() {
+            if let Ok(d) = Destination::from_url(dest) {
+                // A backup is there if its manifest is, readable or not (a
+                // damaged one is reported by the restore, naming it).
+                match hsm_backup::read_manifest(&d, id, None).await {
+                    Err(hsm_backup::BackupError::NotFound { .. }) => {}
+                    _ => return Ok((d, Some(id))),
+                }
+            }
+        }
+    }
+    Ok((Destination::from_url(url)?, None))
+}
+
+/// Parses `--trusted-writer-key` values (64 hex digits each).
+fn writer_keys(hex_keys: &[String]) -> Result<Vec<VerifyingKey>> {
+    hex_keys
+        .iter()
+        .map(|h| {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(h.trim(), &mut bytes)
+                .ok()
+                .and_then(|()| VerifyingKey::from_bytes(&bytes).ok())
+                .with_context(|| format!("--trusted-writer-key {h:?}: expected an ed25519 public key as 64 hex digits"))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn restore(
     config: NodeConfig,
     backup: &str,
     id: Option<&str>,
     recovery_key: &Path,
+    trusted_writer_keys: &[String],
     ca_dir: PathBuf,
     own_ca: Option<(PathBuf, PathBuf)>,
     client_config: PathBuf,
@@ -424,31 +461,26 @@ async fn restore(
     // read from the destination or written here.
     check_new_cluster(&config, &client_config, &ca_dir, own_ca.as_ref())?;
     let recovery = RecoveryKey::load(recovery_key)?;
-    let (url, id) = backup_location(backup, id)?;
-    let dest = Destination::from_url(&url)?;
+    let trusted = writer_keys(trusted_writer_keys)?;
+    let (dest, id) = backup_location(backup, id).await?;
     let id = choose_backup(&dest, id).await?;
     println!("Restoring backup {id} from {}", dest.url());
-    // The CA is made only now: a refused backup leaves nothing behind.
-    let manifest = hsm_backup::read_manifest(&dest, id, None).await?;
-    println!(
-        "  cluster {}, index {}, term {}, written by node {}",
-        manifest.cluster_id, manifest.applied_index, manifest.term, manifest.writer_node_id.0
-    );
+    // A new CA is written only once the restore succeeded.
+    let (ca, new_ca) = cluster_ca(own_ca)?;
     let progress = hsm_backup::progress::for_stderr();
-    let ca_made = own_ca.is_none();
-    let ca = cluster_ca(&ca_dir, own_ca)?;
-    let restored =
-        match restore_cluster(&config, &ca, &dest, id, &recovery, progress.as_ref()).await {
-            Ok(r) => r,
-            Err(e) => {
-                if ca_made {
-                    // Nothing uses the new CA yet.
-                    let _ = std::fs::remove_file(ca_dir.join("ca.key"));
-                    let _ = std::fs::remove_file(ca_dir.join("ca.pem"));
-                }
-                return Err(e);
-            }
-        };
+    let restored = restore_cluster(
+        &config,
+        &ca,
+        &dest,
+        id,
+        &recovery,
+        (!trusted.is_empty()).then_some(trusted.as_slice()),
+        progress.as_ref(),
+    )
+    .await?;
+    if new_ca {
+        save_new_ca(&ca_dir, &ca)?;
+    }
     local::write_client_config(
         &client_config,
         &ClientConfig {
@@ -462,13 +494,26 @@ async fn restore(
             }],
         },
     )?;
+    let (writer, writer_key) = restored.writer;
     println!(
-        "Restored backup {} of cluster {} (index {}) as new cluster {} with node {}.",
+        "Restored backup {} of cluster {} (index {}, term {}, taken at {} ms) as new cluster {} with node {}.",
         restored.backup,
         restored.from_cluster,
         restored.applied_index,
+        restored.term,
+        restored.created_ms,
         restored.cluster_id,
         restored.first_node.id.0
+    );
+    println!(
+        "  written by node {} with signing key {}{}",
+        writer.0,
+        hex::encode(writer_key),
+        if trusted.is_empty() {
+            " (not checked: pass --trusted-writer-key to require a known writer)"
+        } else {
+            " (trusted)"
+        }
     );
     println!("  users: {}, keys: {}", restored.users, restored.keys);
     println!("  backup state digest: {}", restored.backup_digest);

@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context, Result};
+use ed25519_dalek::VerifyingKey;
 use hsm_backup::{Destination, Opener, Progress, RecoveryKey};
 use hsm_proto::{BackupId, ClusterId, KeyId, NodeRecord};
 use hsm_raft_store::StorageKey;
@@ -52,6 +53,12 @@ pub struct RestoredCluster {
     /// The log index of the backed-up state (the new cluster continues
     /// after it).
     pub applied_index: u64,
+    /// The term of that entry.
+    pub term: u64,
+    /// When the backup was taken, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The node that wrote and signed the backup, and its public key.
+    pub writer: (hsm_proto::NodeId, [u8; 32]),
     /// Digest of the state as backed up (equal to the source cluster's at
     /// that index, and the same on every restore of this backup).
     pub backup_digest: StateDigest,
@@ -63,15 +70,28 @@ pub struct RestoredCluster {
     pub keys: usize,
 }
 
-/// The backup to restore: `id`, or the newest complete backup at `dest`.
+/// The backup to restore: `id`, or the newest complete backup at `dest`
+/// when every backup there is of one cluster.
 ///
 /// # Errors
-/// If `dest` cannot be listed or holds no readable backup.
+/// If `dest` cannot be listed, holds no readable backup, or holds backups
+/// of several clusters (then the operator names one).
 pub async fn choose_backup(dest: &Destination, id: Option<BackupId>) -> Result<BackupId> {
     if let Some(id) = id {
         return Ok(id);
     }
     let listed = hsm_backup::list_backups(dest).await?;
+    let clusters: std::collections::BTreeSet<ClusterId> = listed
+        .iter()
+        .filter_map(|b| b.details.as_ref().map(|d| d.cluster_id))
+        .collect();
+    if clusters.len() > 1 {
+        bail!(
+            "{} holds backups of {} clusters; name the one to restore with --id (hsm backup list shows ids)",
+            dest.url(),
+            clusters.len()
+        );
+    }
     listed
         .iter()
         .find(|b| b.details.is_some())
@@ -81,7 +101,8 @@ pub async fn choose_backup(dest: &Destination, id: Option<BackupId>) -> Result<B
 
 /// Builds the first member of a new cluster from backup `id` at `dest`,
 /// opened with `recovery`, in the (empty) data directory of `config`, with
-/// a certificate from `ca`.
+/// a certificate from `ca`. With `trusted` writer keys, a backup signed by
+/// any other key is refused. On failure, nothing it wrote is left.
 ///
 /// # Errors
 /// If the backup does not check out (the error names the object), its
@@ -93,6 +114,7 @@ pub async fn restore_cluster(
     dest: &Destination,
     id: BackupId,
     recovery: &RecoveryKey,
+    trusted: Option<&[VerifyingKey]>,
     progress: &dyn Progress,
 ) -> Result<RestoredCluster> {
     config.validate()?;
@@ -103,7 +125,7 @@ pub async fn restore_cluster(
         );
     }
     let restored =
-        hsm_backup::restore_backup(dest, id, Opener::RecoveryKey(recovery), None, progress)
+        hsm_backup::restore_backup(dest, id, Opener::RecoveryKey(recovery), trusted, progress)
             .await
             .with_context(|| format!("cannot restore backup {id}"))?;
     let manifest = &restored.manifest;
@@ -139,7 +161,60 @@ pub async fn restore_cluster(
     }
     drop(material);
 
-    // Everything checked: write the node.
+    // Everything checked: write the node, and remove what was written if
+    // a step fails, so the operator can run restore again.
+    let files = node_files(config);
+    let existed: Vec<bool> = files.iter().map(|f| f.exists()).collect();
+    let data_dir_existed = config.data_dir.exists();
+    let written = write_node(config, ca, &state, &domain, &mut rewrapped, manifest);
+    let (record, cluster_id, new_state) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            for (file, existed) in files.iter().zip(existed) {
+                if !existed {
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            let _ = std::fs::remove_dir_all(config.store_dir());
+            let _ = std::fs::remove_dir(config.data_dir.join("tls"));
+            if !data_dir_existed {
+                let _ = std::fs::remove_dir(&config.data_dir);
+            }
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        backup_id = %id,
+        cluster = %cluster_id,
+        applied_index = manifest.applied_index,
+        "restored a backup into a new cluster"
+    );
+    Ok(RestoredCluster {
+        cluster_id,
+        first_node: record,
+        backup: id,
+        from_cluster: manifest.cluster_id,
+        applied_index: manifest.applied_index,
+        term: manifest.term,
+        created_ms: manifest.created_at_ms,
+        writer: (manifest.writer_node_id, manifest.writer_public_key),
+        backup_digest,
+        digest: new_state.digest(),
+        users: new_state.users().count(),
+        keys: new_state.key_count(),
+    })
+}
+
+/// Prepares the node and writes its domain key and store.
+fn write_node(
+    config: &NodeConfig,
+    ca: &ClusterCa,
+    state: &hsm_state::State,
+    domain: &DomainKey,
+    rewrapped: &mut BTreeMap<KeyId, Vec<u8>>,
+    manifest: &hsm_backup::Manifest,
+) -> Result<(NodeRecord, ClusterId, hsm_state::State)> {
+    let me = config.id();
     let record = prepare(config, ca)?.record;
     let mut cluster = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut cluster);
@@ -175,21 +250,17 @@ pub async fn restore_cluster(
                 config.store_dir().display()
             )
         })?;
-    tracing::info!(
-        backup_id = %id,
-        cluster = %cluster_id,
-        applied_index = manifest.applied_index,
-        "restored a backup into a new cluster"
-    );
-    Ok(RestoredCluster {
-        cluster_id,
-        first_node: record,
-        backup: id,
-        from_cluster: manifest.cluster_id,
-        applied_index: manifest.applied_index,
-        backup_digest,
-        digest: new_state.digest(),
-        users: new_state.users().count(),
-        keys: new_state.key_count(),
-    })
+    Ok((record, cluster_id, new_state))
+}
+
+/// The files [`write_node`] (and `prepare`) create.
+fn node_files(config: &NodeConfig) -> Vec<std::path::PathBuf> {
+    vec![
+        config.identity_file(),
+        config.domain_key_file(),
+        config.storage_key_file(),
+        config.ca_cert(),
+        config.node_cert(),
+        config.node_key(),
+    ]
 }

@@ -189,7 +189,7 @@ async fn a_destroyed_cluster_is_restored_from_a_backup_and_its_keys_still_work()
     let (restored, out) = Cluster::restore(&url, &recovery, 11);
     // Restoring the same backup again gives the same state.
     let again = tempfile::tempdir().expect("tempdir");
-    let out2 = restore_command(again.path(), 12, &url, &recovery, &[]);
+    let out2 = restore_command(again.path(), 12, &url, &recovery, &[], &[]);
     let out2 = String::from_utf8_lossy(&out2.stdout).into_owned();
     let digest = printed(&out, "backup state digest:");
     assert_eq!(digest.len(), 64, "{out}");
@@ -324,20 +324,49 @@ async fn a_changed_byte_in_any_object_is_refused_by_verify_and_by_restore() {
             );
             assert!(err.to_string().contains(&name), "{name}@{at}: {err}");
             let dir = tempfile::tempdir().expect("tempdir");
-            let out = restore_command(dir.path(), 21, &url, &recovery, &[]);
+            let out = restore_command(dir.path(), 21, &url, &recovery, &[], &[]);
             let text = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{name}@{at}: restored");
             assert!(text.contains(&name), "{name}@{at}: {text}");
-            assert!(
-                !dir.path().join("node21/raft").exists(),
-                "{name}@{at}: a refused restore wrote a store"
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("dir")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(
+                left,
+                ["node21.toml"],
+                "{name}@{at}: a refused restore left files behind"
             );
             std::fs::write(object, &original).expect("restore the object");
         }
     }
     admin.verify_backup(backup.id).await.expect("intact again");
+    // A writer key the operator trusts: another key is refused.
+    let other = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = restore_command(dir.path(), 22, &url, &recovery, &[]);
+    let out = restore_command(
+        dir.path(),
+        23,
+        &url,
+        &recovery,
+        &["--trusted-writer-key", other],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("not a trusted signer"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = restore_command(
+        dir.path(),
+        22,
+        &url,
+        &recovery,
+        &["--trusted-writer-key", &backup.writer_key],
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -432,6 +461,15 @@ async fn backups_taken_while_the_leader_is_killed_are_complete_and_restorable() 
             .unwrap_or_else(|e| panic!("backup {} does not verify: {e}", b.id));
     }
     assert!(list.backups.iter().any(|b| b.created_ms >= killed_at));
+    // Periodic backups come from the leader only: before the kill, from the
+    // first leader; after it, never from the dead one.
+    for b in &list.backups {
+        if b.created_ms + 100 < killed_at {
+            assert_eq!(b.writer.0, leader, "backup {} before the kill", b.id);
+        } else if b.created_ms > killed_at + 1000 {
+            assert_ne!(b.writer.0, leader, "backup {} after the kill", b.id);
+        }
+    }
 
     let recovery = cluster.path().join("recovery/recovery.key");
     let url = format!(
@@ -499,4 +537,74 @@ async fn backups_go_to_a_real_s3_server_and_a_cluster_is_restored_from_it() {
         .expect("sign");
     assert!(openssl_verifies(&pem, &message, &sig));
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_keeps_to_its_own_cluster_at_a_shared_destination() {
+    // Cluster A keeps its newest two backups.
+    let a = Cluster::start_with_env(1, &[("HSM_NODE_BACKUP_KEEP_LAST", "2")]);
+    a.wait_ready().await;
+    let admin_a = a.activate(ADMIN_NEW).await;
+    let mut made_a = Vec::new();
+    for _ in 0..3 {
+        made_a.push(admin_a.create_backup().await.expect("backup A").id);
+    }
+    let list = admin_a.list_backups().await.expect("list A");
+    let listed: Vec<_> = list.backups.iter().map(|b| b.id).collect();
+    assert_eq!(
+        listed,
+        vec![made_a[2], made_a[1]],
+        "newest two, newest first"
+    );
+
+    // Cluster B writes to the same destination and keeps one.
+    let shared = format!("file://{}", a.path().join("backups").display());
+    let b = Cluster::start_with_env(
+        1,
+        &[
+            ("HSM_NODE_BACKUP_KEEP_LAST", "1"),
+            ("HSM_NODE_BACKUP_DESTINATION", shared.as_str()),
+        ],
+    );
+    b.wait_ready().await;
+    let admin_b = b.activate(ADMIN_NEW).await;
+    let mut made_b = Vec::new();
+    for _ in 0..2 {
+        made_b.push(admin_b.create_backup().await.expect("backup B").id);
+    }
+    let list_b = admin_b.list_backups().await.expect("list B");
+    let listed_b: Vec<_> = list_b.backups.iter().map(|b| b.id).collect();
+    assert_eq!(listed_b, vec![made_b[1]]);
+    assert_eq!(list_b.other_clusters, 2, "A's two backups, not shown");
+    // A's backups are untouched by B's retention, and B cannot delete them.
+    let list_a = admin_a.list_backups().await.expect("list A");
+    let listed_a: Vec<_> = list_a.backups.iter().map(|b| b.id).collect();
+    assert_eq!(listed_a, vec![made_a[2], made_a[1]]);
+    assert_eq!(list_a.other_clusters, 1);
+    let err = admin_b
+        .delete_backup(made_a[2])
+        .await
+        .expect_err("another cluster's backup");
+    assert_eq!(err.kind(), Some(ErrorKind::PermissionDenied), "{err}");
+    admin_a.verify_backup(made_a[2]).await.expect("still there");
+
+    // Restoring from the shared destination needs the backup named.
+    let recovery = a.path().join("recovery/recovery.key");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = restore_command(dir.path(), 51, &shared, &recovery, &[], &[]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("--id"), "{text}");
+    let out = restore_command(
+        dir.path(),
+        51,
+        &shared,
+        &recovery,
+        &["--id", &made_a[2].to_string()],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -65,6 +65,9 @@ pub struct BackupInfo {
     pub created_ms: u64,
     /// The node that wrote and signed it.
     pub writer: NodeId,
+    /// That node's ed25519 signing key, hex (what `hsm-node restore
+    /// --trusted-writer-key` takes).
+    pub writer_key: String,
     /// Whether the writer's signing key is that of a current member of the
     /// cluster answering.
     pub writer_is_member: bool,
@@ -89,7 +92,8 @@ pub struct UnreadableBackup {
     pub problem: String,
 }
 
-/// What `hsm backup list` shows.
+/// What `hsm backup list` shows: the complete backups of the cluster
+/// answering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupList {
     /// The destination, as a URL.
@@ -98,6 +102,9 @@ pub struct BackupList {
     pub backups: Vec<BackupInfo>,
     /// Backups with a manifest that does not read or verify.
     pub unreadable: Vec<UnreadableBackup>,
+    /// Backups of other clusters at the destination (not listed, never
+    /// touched by this cluster's retention).
+    pub other_clusters: u32,
 }
 
 /// What `hsm backup verify` checked, when every check passed.

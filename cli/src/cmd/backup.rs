@@ -30,6 +30,7 @@ fn backup_json(b: &BackupInfo) -> Value {
         "created-ms": b.created_ms,
         "created": rfc3339(b.created_ms),
         "writer-node-id": b.writer.0,
+        "writer-key": b.writer_key,
         "writer-is-member": b.writer_is_member,
         "plain-bytes": b.plain_bytes,
         "stored-bytes": b.stored_bytes,
@@ -81,6 +82,7 @@ fn backup_table(b: &BackupInfo) -> String {
                 }
             ),
         ),
+        ("writer-key", b.writer_key.clone()),
         ("stored-bytes", b.stored_bytes.to_string()),
         ("chunks", b.chunks.to_string()),
         ("recovery-keys", b.recovery_keys.join(", ")),
@@ -139,6 +141,7 @@ pub(super) async fn run(ctx: &Context, command: BackupCommand) -> Result<Outcome
             }));
             let data = json!({
                 "destination": list.destination,
+                "other-clusters": list.other_clusters,
                 "backups": list.backups.iter().map(backup_json).collect::<Vec<_>>(),
                 "unreadable": list.unreadable.iter().map(|u| json!({
                     "backup-id": u.id.to_string(),
@@ -146,8 +149,9 @@ pub(super) async fn run(ctx: &Context, command: BackupCommand) -> Result<Outcome
                 })).collect::<Vec<_>>(),
             });
             Ok(Outcome::new(data).with_table(format!(
-                "destination: {}\n{}",
+                "destination: {} ({} backups of other clusters not shown)\n{}",
                 list.destination,
+                list.other_clusters,
                 table(&header, &rows)
             )))
         }

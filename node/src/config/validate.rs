@@ -13,6 +13,8 @@ const MAX_ZONE_LEN: usize = 64;
 const SESSION_LIFETIME_S: (u64, u64) = (60, 86_400);
 /// Most requests in flight on one client connection.
 const MAX_IN_FLIGHT: u64 = 65_536;
+/// Longest interval between periodic backups: a year.
+const MAX_BACKUP_INTERVAL_S: u64 = 366 * 86_400;
 /// Most backups retention may be told to keep.
 const MAX_KEEP_LAST: u64 = 100_000;
 /// Largest node id: TOML integers are signed 64-bit, and a node id must be
@@ -75,6 +77,7 @@ impl NodeConfig {
     fn validate_backup(&self) -> Result<(), ConfigError> {
         let b = &self.backup;
         range("backup.keep_last", u64::from(b.keep_last), 1, MAX_KEEP_LAST)?;
+        range("backup.interval_s", b.interval_s, 0, MAX_BACKUP_INTERVAL_S)?;
         for path in &b.recovery_keys {
             non_empty_path("backup.recovery_keys", path)?;
         }

@@ -62,6 +62,7 @@ impl Service {
 
     pub(super) async fn list_backups(&self) -> Outcome {
         let s = self.snapshotter()?;
+        let cluster = s.cluster_id();
         let listed = hsm_backup::list_backups(s.dest())
             .await
             .map_err(|e| backup_error(&e))?;
@@ -69,9 +70,11 @@ impl Service {
             destination: s.destination(),
             backups: Vec::new(),
             unreadable: Vec::new(),
+            other_clusters: 0,
         };
         for b in listed {
             match (b.details, b.problem) {
+                (Some(d), _) if Some(d.cluster_id) != cluster => list.other_clusters += 1,
                 (Some(_), _) => match s.describe(b.id).await {
                     Ok(info) => list.backups.push(info),
                     // Deleted or changed since it was listed.
@@ -87,6 +90,21 @@ impl Service {
             }
         }
         Ok(Reply::Backups(list))
+    }
+
+    /// Refuses a backup whose manifest names another cluster: one
+    /// cluster's officers do not delete or mark another's backups. A
+    /// backup whose manifest does not read may still be deleted.
+    async fn check_ours(&self, s: &Snapshotter, id: BackupId) -> Result<(), ClientError> {
+        match hsm_backup::describe_backup(s.dest(), id).await {
+            Ok(d) if Some(d.manifest.cluster_id) != s.cluster_id() => {
+                Err(ClientError::denied(format!(
+                    "backup {id} belongs to cluster {}, not this one",
+                    d.manifest.cluster_id
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(super) async fn describe_backup(&self, id: BackupId) -> Outcome {
@@ -118,7 +136,7 @@ impl Service {
 
     pub(super) async fn delete_backup(&self, id: BackupId) -> Outcome {
         let s = self.snapshotter()?;
-        // A damaged backup (its manifest does not read) can be deleted too.
+        self.check_ours(s, id).await?;
         hsm_backup::delete_backup(s.dest(), id)
             .await
             .map_err(|e| backup_error(&e))?;
@@ -128,6 +146,7 @@ impl Service {
 
     pub(super) async fn keep_backup(&self, id: BackupId, forever: bool) -> Outcome {
         let s = self.snapshotter()?;
+        self.check_ours(s, id).await?;
         hsm_backup::set_keep_forever(s.dest(), id, forever)
             .await
             .map_err(|e| backup_error(&e))?;

@@ -312,12 +312,14 @@ impl Cluster {
 
 /// Runs `hsm-node restore` for a new node `id` in `dir` (its config
 /// `node<id>.toml`, data `node<id>/`, CA `ca/`, client config `client.toml`)
-/// from `backup` with `recovery_key`, with extra environment `env`.
+/// from `backup` with `recovery_key`, with extra arguments `args` and
+/// environment `env`.
 pub fn restore_command(
     dir: &Path,
     id: u64,
     backup: &str,
     recovery_key: &Path,
+    args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
     let port = free_ports(1);
@@ -340,6 +342,7 @@ pub fn restore_command(
         .arg(dir.join("ca"))
         .arg("--client-config")
         .arg(dir.join("client.toml"))
+        .args(args)
         .env("HSM_LOG", "warn")
         .envs(env.iter().copied())
         .output()
@@ -362,7 +365,7 @@ impl Cluster {
         env: &[(&str, &str)],
     ) -> (Cluster, String) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = restore_command(dir.path(), id, backup, recovery_key, env);
+        let out = restore_command(dir.path(), id, backup, recovery_key, &[], env);
         let printed = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
