@@ -9,3 +9,9 @@ test:
 
 deny:
     ./x deny
+
+bench *ARGS:
+    ./x bench {{ARGS}}
+
+bench-setup:
+    ./x bench-setup

@@ -1,0 +1,389 @@
+//! Peer systems measured in the same run, through the scripts in
+//! `../shared/peers/` beside the project: OpenSSL `speed` (the CPU's crypto
+//! ceiling with a mature C library), SoftHSM2 through PKCS#11 (a
+//! single-node software HSM, no network) and a 3-member etcd cluster (a
+//! replicated write). A peer that is missing is reported as skipped with
+//! the reason; `./x bench-setup` installs them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::ops::Op;
+
+/// A peer's figure for one operation at one parallelism.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerFigure {
+    /// The peer.
+    pub peer: &'static str,
+    /// What it ran, exactly.
+    pub what: String,
+    /// Operations per second.
+    pub ops_per_s: f64,
+    /// Median latency, ms, when the peer reports it.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency, ms, when the peer reports it.
+    pub p99_ms: Option<f64>,
+}
+
+/// What the peers gave, per (operation, parallelism), and which were
+/// skipped and why.
+#[derive(Debug, Default, Serialize)]
+pub struct PeerResults {
+    /// Figures by operation and parallelism (processes, threads or
+    /// clients).
+    pub figures: BTreeMap<(Op, usize), Vec<PeerFigure>>,
+    /// Peers that did not run, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl PeerResults {
+    fn add(&mut self, op: Op, parallel: usize, f: PeerFigure) {
+        self.figures.entry((op, parallel)).or_default().push(f);
+    }
+
+    fn skip(&mut self, peer: &str, reason: impl Into<String>) {
+        self.skipped.push((peer.to_owned(), reason.into()));
+    }
+
+    /// The figure of `peer` for `op` at `parallel`, if measured.
+    pub fn get(&self, op: Op, parallel: usize, peer: &str) -> Option<&PeerFigure> {
+        self.figures
+            .get(&(op, parallel))?
+            .iter()
+            .find(|f| f.peer == peer)
+    }
+}
+
+/// The default peers directory: `../shared/peers` beside the project.
+pub fn default_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The two per-second figures at the end of an `openssl speed` line that
+/// starts with `prefix` (sign/s and verify/s).
+fn speed_pair(text: &str, contains: &str) -> Option<(f64, f64)> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(contains) && l.contains('s'))?;
+    let nums: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<f64>().ok())
+        .collect();
+    match nums.as_slice() {
+        [.., a, b] => Some((*a, *b)),
+        _ => None,
+    }
+}
+
+/// The ops/s of an `openssl speed -evp|-hmac ... -bytes <block>` table
+/// line (one column, in 1000s of bytes per second).
+fn speed_single(text: &str, row: &str, block: f64) -> Option<f64> {
+    let line = text.lines().rev().find(|l| l.starts_with(row))?;
+    let cell = line.split_whitespace().last()?;
+    let kbytes: f64 = cell.trim_end_matches('k').parse().ok()?;
+    Some(kbytes * 1000.0 / block)
+}
+
+/// OpenSSL `speed` with `parallel` processes (`-multi`) for the
+/// operations it has.
+pub fn openssl(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &[Op]) {
+    if Command::new("openssl").arg("version").output().is_err() {
+        results.skip("openssl", "the openssl command is not installed");
+        return;
+    }
+    let multi: Vec<String> = if parallel > 1 {
+        vec!["-multi".into(), parallel.to_string()]
+    } else {
+        Vec::new()
+    };
+    let secs = seconds.max(1).to_string();
+    let what = |t: &str| {
+        let mut words = vec!["openssl speed -seconds".to_owned(), secs.clone()];
+        words.extend(multi.iter().cloned());
+        words.push(t.to_owned());
+        words.join(" ")
+    };
+    let wants = |op: Op| ops.contains(&op);
+    if [
+        Op::SignP256,
+        Op::VerifyP256,
+        Op::SignEd25519,
+        Op::SignRsa2048,
+    ]
+    .into_iter()
+    .any(wants)
+    {
+        match run(Command::new("openssl")
+            .args(["speed", "-seconds", &secs])
+            .args(&multi)
+            .args(["rsa2048", "ecdsap256", "ed25519"]))
+        {
+            Ok(text) => {
+                let mut put = |op: Op, v: Option<f64>, t: &str| {
+                    if let (true, Some(v)) = (wants(op), v) {
+                        results.add(
+                            op,
+                            parallel,
+                            PeerFigure {
+                                peer: "openssl",
+                                what: what(t),
+                                ops_per_s: v,
+                                p50_ms: None,
+                                p99_ms: None,
+                            },
+                        );
+                    }
+                };
+                let rsa = speed_pair(&text, "rsa 2048 bits");
+                let ec = speed_pair(&text, "ecdsa (nistp256)");
+                let ed = speed_pair(&text, "EdDSA (Ed25519)");
+                put(Op::SignRsa2048, rsa.map(|p| p.0), "rsa2048");
+                put(Op::SignP256, ec.map(|p| p.0), "ecdsap256");
+                put(Op::VerifyP256, ec.map(|p| p.1), "ecdsap256");
+                put(Op::SignEd25519, ed.map(|p| p.0), "ed25519");
+            }
+            Err(e) => results.skip("openssl", format!("{e:#}")),
+        }
+    }
+    let tables = [
+        (
+            Op::AesGcm1k,
+            vec!["-evp", "aes-256-gcm", "-bytes", "1024"],
+            "AES-256-GCM",
+            1024.0,
+        ),
+        (
+            Op::HmacSha256,
+            vec!["-hmac", "sha256", "-bytes", "64"],
+            "hmac(sha256)",
+            64.0,
+        ),
+    ];
+    for (op, args, row, block) in tables {
+        if !wants(op) {
+            continue;
+        }
+        match run(Command::new("openssl")
+            .args(["speed", "-seconds", &secs])
+            .args(&multi)
+            .args(&args))
+        {
+            Ok(text) => match speed_single(&text, row, block) {
+                Some(v) => results.add(
+                    op,
+                    parallel,
+                    PeerFigure {
+                        peer: "openssl",
+                        what: what(&args.join(" ")),
+                        ops_per_s: v,
+                        p50_ms: None,
+                        p99_ms: None,
+                    },
+                ),
+                None if text.contains("hmac(md5)") => results.skip(
+                    "openssl",
+                    format!(
+                        "openssl speed -multi {parallel} -hmac sha256 measures hmac(md5) instead \
+                         (an OpenSSL 3.0 bug), so there is no HMAC-SHA-256 figure at {parallel} processes"
+                    ),
+                ),
+                None => results.skip("openssl", format!("no {row} line in openssl speed output")),
+            },
+            Err(e) => results.skip("openssl", format!("{e:#}")),
+        }
+    }
+}
+
+/// The SoftHSM2 benchmark's name for an operation.
+fn softhsm_op(op: Op) -> Option<&'static str> {
+    Some(match op {
+        Op::SignRsa2048 => "rsa-sign",
+        Op::SignP256 => "ec-sign",
+        Op::SignEd25519 => "ed-sign",
+        Op::AesGcm1k => "aes-gcm-1k",
+        Op::Keygen => "keygen-aes",
+        Op::Random32 => "random-16",
+        _ => return None,
+    })
+}
+
+/// The Python with python-pkcs11 that the peers' setup makes.
+const PEER_PYTHON: &str = "/tmp/peervenv/bin/python";
+/// The token the peers' setup makes.
+const SOFTHSM_CONF: &str = "/tmp/peer-softhsm/softhsm2.conf";
+
+/// SoftHSM2 through PKCS#11 (python-pkcs11), `parallel` processes.
+pub fn softhsm2(results: &mut PeerResults, dir: &Path, parallel: usize, seconds: u64, ops: &[Op]) {
+    let module = Path::new("/usr/lib/softhsm/libsofthsm2.so");
+    if !module.exists() {
+        results.skip(
+            "softhsm2",
+            "SoftHSM2 is not installed (./x bench-setup installs it: apt-get install softhsm2 opensc)",
+        );
+        return;
+    }
+    if !Path::new(PEER_PYTHON).exists() {
+        results.skip(
+            "softhsm2",
+            "python-pkcs11 is not installed (./x bench-setup makes /tmp/peervenv)",
+        );
+        return;
+    }
+    if !Path::new(SOFTHSM_CONF).exists() {
+        if let Err(e) = run(Command::new("bash").arg(dir.join("softhsm2/setup_token.sh"))) {
+            results.skip("softhsm2", format!("cannot set up the token: {e:#}"));
+            return;
+        }
+    }
+    for op in ops {
+        let Some(name) = softhsm_op(*op) else {
+            continue;
+        };
+        let out = run(Command::new(PEER_PYTHON)
+            .arg(dir.join("softhsm2/bench_pkcs11.py"))
+            .args(["--op", name, "--procs", &parallel.to_string()])
+            .args(["--seconds", &seconds.max(1).to_string()])
+            .env("SOFTHSM2_CONF", SOFTHSM_CONF));
+        let parsed = out.and_then(|text| {
+            let line = text.lines().last().unwrap_or("");
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("unexpected output {line:?}"))?;
+            v["ops_per_s"].as_f64().context("no ops_per_s")
+        });
+        match parsed {
+            Ok(v) => results.add(
+                *op,
+                parallel,
+                PeerFigure {
+                    peer: "softhsm2",
+                    what: format!("SoftHSM2 PKCS#11 {name}, {parallel} processes"),
+                    ops_per_s: v,
+                    p50_ms: None,
+                    p99_ms: None,
+                },
+            ),
+            Err(e) => results.skip("softhsm2", format!("{name}: {e:#}")),
+        }
+    }
+}
+
+/// The Rust etcd put benchmark the peers' setup builds.
+const ETCD_BENCH: &str = "/tmp/rust-etcd-bench/target/release/peer-etcd-bench";
+
+/// A 3-member etcd cluster on loopback; puts of 256-byte values from
+/// `clients` concurrent clients (the peer of a replicated write).
+pub fn etcd(results: &mut PeerResults, dir: &Path, clients: &[usize], seconds: u64) {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        results.skip(
+            "etcd",
+            "etcd is not installed (./x bench-setup installs it: apt-get install etcd-server etcd-client)",
+        );
+        return;
+    }
+    if !Path::new(ETCD_BENCH).exists() {
+        results.skip(
+            "etcd",
+            "the Rust etcd put benchmark is not built (./x bench-setup builds it in /tmp/rust-etcd-bench)",
+        );
+        return;
+    }
+    let script = dir.join("etcd/cluster.sh");
+    let _ = run(Command::new("bash").arg(&script).arg("stop"));
+    if let Err(e) = run(Command::new("bash").arg(&script).arg("start3")) {
+        results.skip("etcd", format!("cannot start 3 members: {e:#}"));
+        return;
+    }
+    let leader = run(Command::new("bash").arg(&script).arg("leader")).map(|s| s.trim().to_owned());
+    match leader {
+        Ok(leader) => {
+            for &c in clients {
+                let out = run(Command::new(ETCD_BENCH)
+                    .args(["--endpoints", &leader, "--clients", &c.to_string()])
+                    .args(["--conns", "1", "--seconds", &seconds.max(1).to_string()])
+                    .args(["--val-size", "256"]));
+                let parsed = out.and_then(|text| {
+                    let line = text.lines().last().unwrap_or("");
+                    let v: serde_json::Value = serde_json::from_str(line)
+                        .with_context(|| format!("unexpected output {line:?}"))?;
+                    Ok((
+                        v["ops_per_s"].as_f64().context("no ops_per_s")?,
+                        v["p50_ms"].as_f64(),
+                        v["p99_ms"].as_f64(),
+                    ))
+                });
+                match parsed {
+                    Ok((ops, p50, p99)) => results.add(
+                        Op::Keygen,
+                        c,
+                        PeerFigure {
+                            peer: "etcd",
+                            what: format!("etcd 3 members, put 256 B, {c} clients"),
+                            ops_per_s: ops,
+                            p50_ms: p50,
+                            p99_ms: p99,
+                        },
+                    ),
+                    Err(e) => results.skip("etcd", format!("{c} clients: {e:#}")),
+                }
+            }
+        }
+        Err(e) => results.skip("etcd", format!("no leader: {e:#}")),
+    }
+    let _ = run(Command::new("bash").arg(&script).arg("stop"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEED: &str = "\
+                  sign    verify    sign/s verify/s
+rsa 2048 bits 0.000221s 0.000014s   4531.3  72069.0
+                              sign    verify    sign/s verify/s
+ 256 bits ecdsa (nistp256)   0.0000s   0.0000s  62399.0  22007.0
+                              sign    verify    sign/s verify/s
+ 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  44327.0  13152.0
+";
+    const EVP: &str = "\
+type           1024 bytes
+AES-256-GCM    1775411.20k
+";
+
+    #[test]
+    fn openssl_speed_output_is_read() {
+        assert_eq!(speed_pair(SPEED, "rsa 2048 bits"), Some((4531.3, 72069.0)));
+        assert_eq!(
+            speed_pair(SPEED, "ecdsa (nistp256)"),
+            Some((62399.0, 22007.0))
+        );
+        assert_eq!(
+            speed_pair(SPEED, "EdDSA (Ed25519)"),
+            Some((44327.0, 13152.0))
+        );
+        let aes = speed_single(EVP, "AES-256-GCM", 1024.0).expect("aes");
+        assert!((aes - 1_775_411.2 * 1000.0 / 1024.0).abs() < 1e-6);
+        assert_eq!(speed_single(EVP, "hmac(sha256)", 64.0), None);
+    }
+}
