@@ -169,22 +169,7 @@ fn ratio(ours: f64, theirs: f64) -> String {
     }
 }
 
-/// The Markdown tables.
-pub fn markdown(report: &Report) -> String {
-    let mut out = String::new();
-    let m = &report.machine;
-    let _ = writeln!(
-        out,
-        "Measured {} on {} ({} cores, {:.0} GiB), hsm-bench built {}; {}-node cluster on loopback, {} s per figure.\n",
-        report.started,
-        m.cpu,
-        m.cores,
-        m.memory_gib,
-        m.profile,
-        report.nodes,
-        report.seconds
-    );
-    let _ = writeln!(out, "Command: `{}`\n", report.command);
+fn rows_table(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
         "| operation | callers | ops/s | p50 ms | p99 ms | p99.9 ms | errors | in-process limit ops/s (threads) | of limit | peer | peer ops/s | ours / peer |"
@@ -228,6 +213,27 @@ pub fn markdown(report: &Report) -> String {
                 ratio(r.ours.ops_per_s, p.ops_per_s)
             );
         }
+    }
+}
+
+/// The Markdown tables.
+pub fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    let _ = writeln!(
+        out,
+        "Measured {} on {} ({} cores, {:.0} GiB), hsm-bench built {}; {}-node cluster on loopback, {} s per figure.\n",
+        report.started,
+        m.cpu,
+        m.cores,
+        m.memory_gib,
+        m.profile,
+        report.nodes,
+        report.seconds
+    );
+    let _ = writeln!(out, "Command: `{}`\n", report.command);
+    if !report.rows.is_empty() {
+        rows_table(&mut out, report);
     }
     let mut whats: Vec<&str> = report
         .rows

@@ -938,7 +938,7 @@ async fn guesses_are_bounded_however_they_arrive() {
     let cluster = Cluster::start(3);
     cluster.wait_ready().await;
     let admin = cluster.activate("admin-password-1").await;
-    for name in ["erin", "fred"] {
+    for name in ["erin", "fred", "gina"] {
         admin
             .create_user(user(name), Role::Cu, format!("{name}-password-1"))
             .await
@@ -998,6 +998,26 @@ async fn guesses_are_bounded_however_they_arrive() {
         ),
         ErrorKind::Locked
     );
+
+    // Sixteen logins at once with the right password (a service starting
+    // its workers): at most five are checked at a time, the others wait
+    // (the SDK retries them), and all get in; the user is not locked.
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let c = cluster.client_of(i % 3 + 1).await;
+        tasks.push(tokio::spawn(async move {
+            c.login(user("gina"), "gina-password-1").await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("a right password logs in");
+    }
+    let users = admin.list_users().await.expect("list");
+    let gina = users
+        .iter()
+        .find(|u| u.username == user("gina"))
+        .expect("gina");
+    assert!(!gina.locked && gina.failed_logins == 0, "{gina:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

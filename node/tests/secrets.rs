@@ -57,6 +57,7 @@ fn a_joining_node_shares_material_and_sessions_with_the_cluster() {
         password_hash: secrets::hash_password("a good password").expect("hashes"),
         password_epoch: 0,
         failed_logins: 0,
+        pending_logins: 0,
         locked: false,
         created_ms: NOW_MS - 1,
     };

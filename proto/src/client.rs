@@ -697,7 +697,7 @@ impl From<Rejection> for ClientError {
             | R::AttributeRatchet(_)
             | R::Membership(_)
             | R::InvalidPasswordHash => ErrorKind::InvalidInput,
-            R::NotInitialized | R::ChainMismatch => ErrorKind::Unavailable,
+            R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) => ErrorKind::Unavailable,
             R::BadSignature(_) | R::UnknownSigner(_) | R::AlreadyInitialized => ErrorKind::Internal,
         };
         ClientError::new(kind, r.to_string())

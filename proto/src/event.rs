@@ -83,12 +83,22 @@ pub enum EventBody {
         /// Argon2id PHC string of the new password.
         password_hash: String,
     },
-    /// A login attempt failed; the fifth in a row locks the user.
+    /// A login attempt, recorded before its password is checked: it counts
+    /// as a failure (and as in progress) until the check's outcome is
+    /// recorded, so at most five checks happen however many attempts
+    /// arrive at once. The attempt after five failures locks the user.
     LoginFailed {
         /// The user named in the attempt.
         username: Username,
     },
-    /// A login succeeded after earlier failures; resets the failure count.
+    /// The password of an attempt was wrong: no longer in progress; it
+    /// stays counted as a failure.
+    LoginRejected {
+        /// The user.
+        username: Username,
+    },
+    /// The password of an attempt was right: the failures before it no
+    /// longer count (attempts still in progress do).
     LoginSucceeded {
         /// The user.
         username: Username,
@@ -163,6 +173,7 @@ impl EventBody {
             EventBody::UserDeleted { .. } => "user-deleted",
             EventBody::PasswordChanged { .. } => "password-changed",
             EventBody::LoginFailed { .. } => "login-failed",
+            EventBody::LoginRejected { .. } => "login-rejected",
             EventBody::LoginSucceeded { .. } => "login-succeeded",
             EventBody::UserUnlocked { .. } => "user-unlocked",
             EventBody::KeyCreated { .. } => "key-created",
@@ -195,6 +206,7 @@ impl fmt::Debug for EventBody {
             EventBody::UserDeleted { username }
             | EventBody::PasswordChanged { username, .. }
             | EventBody::LoginFailed { username }
+            | EventBody::LoginRejected { username }
             | EventBody::LoginSucceeded { username }
             | EventBody::UserUnlocked { username } => d.field("username", username),
             EventBody::KeyCreated { key, spec, .. } => d.field("key", key).field("spec", spec),

@@ -44,6 +44,10 @@ pub enum Rejection {
     /// The actor is locked out.
     #[error("user {0} is locked")]
     Locked(Username),
+    /// As many login attempts as failures allow are being checked for the
+    /// user; one more waits until they are (transient).
+    #[error("user {0} has as many logins in progress as are allowed at once; try again shortly")]
+    LoginsInProgress(Username),
     /// A user of that name exists already.
     #[error("user {0} exists already")]
     UserExists(Username),

@@ -194,6 +194,7 @@ impl Tx<'_> {
                     password_hash: admin_password_hash.clone(),
                     password_epoch: 0,
                     failed_logins: 0,
+                    pending_logins: 0,
                     locked: false,
                     created_ms: self.now_ms,
                 });
@@ -202,18 +203,30 @@ impl Tx<'_> {
             EventBody::LoginFailed { username } => {
                 // Recorded before the password is checked (the node reserves
                 // the attempt), so at most MAX_FAILED_LOGINS attempts are
-                // ever checked, however many arrive at once. The attempt
-                // after the last allowed failure locks the user.
+                // ever checked, however many arrive at once. At the limit,
+                // an attempt waits while others are being checked (one may
+                // succeed), and locks the user once all of them failed.
                 self.node_actor(actor)?;
                 let mut user = self.existing_user(username)?.clone();
                 if user.locked {
                     return Err(Rejection::Locked(username.clone()));
                 }
+                if user.logins_busy() {
+                    return Err(Rejection::LoginsInProgress(username.clone()));
+                }
                 if user.failed_logins >= MAX_FAILED_LOGINS {
                     user.locked = true;
                 } else {
                     user.failed_logins += 1;
+                    user.pending_logins = user.pending_logins.saturating_add(1);
                 }
+                self.put_user(user);
+                Ok(())
+            }
+            EventBody::LoginRejected { username } => {
+                self.node_actor(actor)?;
+                let mut user = self.existing_user(username)?.clone();
+                user.pending_logins = user.pending_logins.saturating_sub(1);
                 self.put_user(user);
                 Ok(())
             }
@@ -223,7 +236,10 @@ impl Tx<'_> {
                 if user.locked {
                     return Err(Rejection::Locked(username.clone()));
                 }
-                user.failed_logins = 0;
+                // The failures before this attempt no longer count; the
+                // attempts still being checked do, until they are.
+                user.pending_logins = user.pending_logins.saturating_sub(1);
+                user.failed_logins = user.pending_logins;
                 self.put_user(user);
                 Ok(())
             }
@@ -266,6 +282,7 @@ impl Tx<'_> {
                     password_hash: password_hash.clone(),
                     password_epoch: 0,
                     failed_logins: 0,
+                    pending_logins: 0,
                     locked: false,
                     created_ms: self.now_ms,
                 });
@@ -331,6 +348,7 @@ impl Tx<'_> {
                 }
                 user.locked = false;
                 user.failed_logins = 0;
+                user.pending_logins = 0;
                 self.put_user(user);
                 Ok(())
             }
@@ -505,6 +523,7 @@ impl Tx<'_> {
             }
             EventBody::ClusterInitialized { .. }
             | EventBody::LoginFailed { .. }
+            | EventBody::LoginRejected { .. }
             | EventBody::LoginSucceeded { .. } => {
                 // Handled in `rules` before a user actor is resolved.
                 Err(Rejection::UnknownActor(me.to_string()))

@@ -59,8 +59,11 @@ pub struct User {
     /// Bumped on every password change; sessions issued under an older epoch
     /// are void.
     pub password_epoch: u64,
-    /// Consecutive failed logins.
+    /// Consecutive failed logins, counting attempts still being checked.
     pub failed_logins: u8,
+    /// Attempts recorded whose check has not been recorded yet (among
+    /// `failed_logins`).
+    pub pending_logins: u8,
     /// Set by the first login attempt after [`MAX_FAILED_LOGINS`] failures;
     /// cleared by a crypto officer. See [`User::is_locked`].
     pub locked: bool,
@@ -109,11 +112,16 @@ pub struct RequestRecord {
 }
 
 impl User {
-    /// Whether the user is locked out: flagged, or at the failure limit (a
-    /// login in progress may still succeed and reset the count; nothing
-    /// else is allowed).
+    /// Whether the user is locked out: flagged, or at the failure limit
+    /// with every attempt checked and failed.
     pub fn is_locked(&self) -> bool {
-        self.locked || self.failed_logins >= MAX_FAILED_LOGINS
+        self.locked || (self.failed_logins >= MAX_FAILED_LOGINS && self.pending_logins == 0)
+    }
+
+    /// Whether the failure limit is reached with attempts still being
+    /// checked: a new attempt waits (one of them may succeed).
+    pub fn logins_busy(&self) -> bool {
+        !self.locked && self.failed_logins >= MAX_FAILED_LOGINS && self.pending_logins > 0
     }
 }
 
@@ -124,6 +132,7 @@ impl std::fmt::Debug for User {
             .field("role", &self.role)
             .field("password_epoch", &self.password_epoch)
             .field("failed_logins", &self.failed_logins)
+            .field("pending_logins", &self.pending_logins)
             .field("locked", &self.locked)
             .finish_non_exhaustive()
     }

@@ -98,6 +98,9 @@ enum Op {
     LoginFailed {
         user: usize,
     },
+    LoginRejected {
+        user: usize,
+    },
     LoginSucceeded {
         user: usize,
     },
@@ -302,6 +305,7 @@ fn user_op() -> impl Strategy<Value = (Who, Op)> {
 fn node_op() -> impl Strategy<Value = (Who, Op)> {
     let op = prop_oneof![
         4 => login_target().prop_map(|user| Op::LoginFailed { user }),
+        3 => login_target().prop_map(|user| Op::LoginRejected { user }),
         1 => login_target().prop_map(|user| Op::LoginSucceeded { user }),
     ];
     (node_actor(), op)
@@ -407,6 +411,7 @@ enum R {
     UnknownActor,
     RoleDenied(Role),
     Locked(String),
+    LoginsInProgress(String),
     UserExists(String),
     UserNotFound(String),
     InvalidRole(Role),
@@ -439,6 +444,7 @@ fn reduce(r: &Rejection) -> R {
         Rejection::UnknownActor(_) => R::UnknownActor,
         Rejection::RoleDenied { role, .. } => R::RoleDenied(*role),
         Rejection::Locked(u) => R::Locked(u.to_string()),
+        Rejection::LoginsInProgress(u) => R::LoginsInProgress(u.to_string()),
         Rejection::UserExists(u) => R::UserExists(u.to_string()),
         Rejection::UserNotFound(u) => R::UserNotFound(u.to_string()),
         Rejection::InvalidRole(r) => R::InvalidRole(*r),
@@ -467,6 +473,7 @@ struct MUser {
     role: Role,
     locked: bool,
     failed: u8,
+    pending: u8,
     epoch: u64,
 }
 
@@ -632,26 +639,38 @@ impl Model {
                     role: Role::Preco,
                     locked: false,
                     failed: 0,
+                    pending: 0,
                     epoch: 0,
                 };
                 self.users.insert("admin".into(), admin);
                 return Ok(());
             }
-            Op::LoginFailed { user } | Op::LoginSucceeded { user } => {
+            Op::LoginFailed { user } | Op::LoginRejected { user } | Op::LoginSucceeded { user } => {
                 let member = matches!(actor, MActor::Node(n) if self.nodes.contains_key(n));
                 need(member, R::UnknownActor)?;
                 self.user(*user)?;
                 let u = self.user_mut(*user);
-                if matches!(op, Op::LoginFailed { .. }) {
-                    need(!u.locked, R::Locked(USERS[*user].into()))?;
-                    if u.failed >= LOCK_AFTER {
-                        u.locked = true;
-                    } else {
-                        u.failed += 1;
+                match op {
+                    Op::LoginFailed { .. } => {
+                        need(!u.locked, R::Locked(USERS[*user].into()))?;
+                        let at_limit = u.failed >= LOCK_AFTER;
+                        need(
+                            !(at_limit && u.pending > 0),
+                            R::LoginsInProgress(USERS[*user].into()),
+                        )?;
+                        if at_limit {
+                            u.locked = true;
+                        } else {
+                            u.failed += 1;
+                            u.pending += 1;
+                        }
                     }
-                } else {
-                    need(!u.locked, R::Locked(USERS[*user].into()))?;
-                    u.failed = 0;
+                    Op::LoginRejected { .. } => u.pending = u.pending.saturating_sub(1),
+                    _ => {
+                        need(!u.locked, R::Locked(USERS[*user].into()))?;
+                        u.pending = u.pending.saturating_sub(1);
+                        u.failed = u.pending;
+                    }
                 }
                 return Ok(());
             }
@@ -663,7 +682,7 @@ impl Model {
         let me = me.clone();
         let mine = self.users.get(&me).ok_or(R::UnknownActor)?.clone();
         need(
-            !mine.locked && mine.failed < LOCK_AFTER,
+            !(mine.locked || (mine.failed >= LOCK_AFTER && mine.pending == 0)),
             R::Locked(me.clone()),
         )?;
         let own_password = matches!(op, Op::ChangePassword { user, .. } if USERS[*user] == me);
@@ -671,7 +690,10 @@ impl Model {
         let co = need(mine.role == Role::Co, R::RoleDenied(mine.role));
         let cu = need(mine.role == Role::Cu, R::RoleDenied(mine.role));
         match op {
-            Op::Init { .. } | Op::LoginFailed { .. } | Op::LoginSucceeded { .. } => unreachable!(),
+            Op::Init { .. }
+            | Op::LoginFailed { .. }
+            | Op::LoginRejected { .. }
+            | Op::LoginSucceeded { .. } => unreachable!(),
             Op::CreateUser {
                 user,
                 role,
@@ -688,6 +710,7 @@ impl Model {
                     role: *role,
                     locked: false,
                     failed: 0,
+                    pending: 0,
                     epoch: 0,
                 };
                 self.users.insert(USERS[*user].into(), u);
@@ -724,6 +747,7 @@ impl Model {
                 let u = self.user_mut(*user);
                 u.locked = false;
                 u.failed = 0;
+                u.pending = 0;
             }
             Op::CreateKey {
                 key,
@@ -843,7 +867,7 @@ impl Model {
             users: self
                 .users
                 .iter()
-                .map(|(n, u)| (n.clone(), (u.role, u.locked, u.failed, u.epoch)))
+                .map(|(n, u)| (n.clone(), (u.role, u.locked, u.failed, u.pending, u.epoch)))
                 .collect(),
             keys: self
                 .keys
@@ -865,7 +889,7 @@ impl Model {
     }
 }
 
-type UserView = (Role, bool, u8, u64);
+type UserView = (Role, bool, u8, u8, u64);
 type KeyView = (String, BTreeSet<String>, String, [bool; 4]);
 
 /// What both the model and the real state can show.
@@ -887,7 +911,13 @@ fn project(s: &State) -> Projection {
         users: s
             .users()
             .map(|u| {
-                let view = (u.role, u.locked, u.failed_logins, u.password_epoch);
+                let view = (
+                    u.role,
+                    u.locked,
+                    u.failed_logins,
+                    u.pending_logins,
+                    u.password_epoch,
+                );
                 (u.username.to_string(), view)
             })
             .collect(),
@@ -940,6 +970,9 @@ fn body(op: &Op) -> EventBody {
             password_hash: hash(*good_hash),
         },
         Op::LoginFailed { user } => EventBody::LoginFailed {
+            username: username(USERS[*user]),
+        },
+        Op::LoginRejected { user } => EventBody::LoginRejected {
             username: username(USERS[*user]),
         },
         Op::LoginSucceeded { user } => EventBody::LoginSucceeded {

@@ -44,8 +44,8 @@ fn unlock(name: &str) -> EventBody {
     }
 }
 
-fn login_failed(name: &str) -> EventBody {
-    EventBody::LoginFailed {
+fn login_rejected(name: &str) -> EventBody {
+    EventBody::LoginRejected {
         username: user(name),
     }
 }
@@ -127,7 +127,7 @@ fn uninitialized_state_refuses_every_event_but_init_and_only_the_chain_moves() {
         assert_eq!(a.result, Err(Rejection::NotInitialized));
         assert_eq!(a.changed, BTreeSet::from([EntityKey::Meta]));
     }
-    let a = c.by_node(1, login_failed("admin"));
+    let a = c.by_node(1, login_attempt("admin"));
     assert_eq!(a.result, Err(Rejection::NotInitialized));
     assert!(c.state.cluster().is_none());
     assert_eq!(c.state.users().count() + c.state.nodes().count(), 0);
@@ -380,7 +380,7 @@ fn role_table_is_enforced_for_every_event_kind_and_role() {
             }
         }
         // Login bookkeeping is never a user's event.
-        for body in [login_failed("victim"), login_ok("victim")] {
+        for body in [login_attempt("victim"), login_ok("victim")] {
             let mut c = base.clone();
             c.expect_refused(
                 as_user("actor"),
@@ -436,17 +436,17 @@ fn login_events_need_a_member_node_actor_and_an_existing_user() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     c.expect_refused(
         Actor::Node(NodeId(9)),
-        login_failed("bob"),
+        login_attempt("bob"),
         Rejection::UnknownActor("node n9".into()),
     );
     c.expect_refused(
         as_user("admin"),
-        login_failed("bob"),
+        login_attempt("bob"),
         Rejection::UnknownActor("user admin".into()),
     );
     c.expect_refused(
         Actor::Node(NodeId(1)),
-        login_failed("nobody"),
+        login_attempt("nobody"),
         Rejection::UserNotFound(user("nobody")),
     );
     c.expect_refused(
@@ -456,7 +456,7 @@ fn login_events_need_a_member_node_actor_and_an_existing_user() {
     );
     // Another member node may report logins.
     c.by("admin", add_node(2)).result.unwrap();
-    assert_eq!(c.by_node(2, login_failed("bob")).result, Ok(()));
+    assert_eq!(c.by_node(2, login_attempt("bob")).result, Ok(()));
     assert_eq!(c.state.user(&user("bob")).unwrap().failed_logins, 1);
 }
 
@@ -570,13 +570,78 @@ fn a_successful_login_resets_the_failure_count() {
     c.fail_logins("bob", 4);
     let bob = c.state.user(&user("bob")).unwrap();
     assert_eq!((bob.failed_logins, bob.locked), (4, false));
-    // The fifth attempt is recorded before its password is checked; when
-    // it was right, the login still succeeds and resets the count.
-    c.fail_logins("bob", 1);
-    assert!(c.state.user(&user("bob")).unwrap().is_locked());
+    // The fifth attempt is recorded before its password is checked: while
+    // it is, the user is at the limit but not locked; when it was right,
+    // the login succeeds and resets the count.
+    c.by_node(1, login_attempt("bob")).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert!(bob.logins_busy() && !bob.is_locked());
     c.by_node(1, login_ok("bob")).result.unwrap();
     let bob = c.state.user(&user("bob")).unwrap();
     assert_eq!((bob.failed_logins, bob.is_locked()), (0, false));
+}
+
+#[test]
+fn concurrent_logins_wait_at_the_limit_instead_of_locking_the_user() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    // Five attempts in progress at once (a service starting five workers).
+    for _ in 0..usize::from(MAX_FAILED_LOGINS) {
+        c.by_node(1, login_attempt("bob")).result.unwrap();
+    }
+    // A sixth waits: not checked, not locking.
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_attempt("bob"),
+        Rejection::LoginsInProgress(user("bob")),
+    );
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert!(!bob.is_locked() && !bob.locked);
+    // Its own events still go through: sessions are not ended by attempts.
+    c.create_key("bob", 1, "k");
+    // Four were wrong, one right: the count is back to zero.
+    for _ in 0..4 {
+        c.by_node(1, login_rejected("bob")).result.unwrap();
+    }
+    c.by_node(1, login_ok("bob")).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!(
+        (bob.failed_logins, bob.pending_logins, bob.is_locked()),
+        (0, 0, false)
+    );
+}
+
+#[test]
+fn a_success_keeps_the_attempts_still_in_progress_counted() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.by_node(1, login_attempt("bob")).result.unwrap();
+    c.by_node(1, login_attempt("bob")).result.unwrap();
+    c.by_node(1, login_ok("bob")).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.pending_logins), (1, 1));
+    // The other was wrong: it stays a failure.
+    c.by_node(1, login_rejected("bob")).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failed_logins, bob.pending_logins), (1, 0));
+}
+
+#[test]
+fn five_attempts_in_progress_that_all_fail_lock_the_user() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    for _ in 0..5 {
+        c.by_node(1, login_attempt("bob")).result.unwrap();
+    }
+    for _ in 0..5 {
+        c.by_node(1, login_rejected("bob")).result.unwrap();
+    }
+    assert!(c.state.user(&user("bob")).unwrap().is_locked());
+    c.refused(
+        "bob",
+        aes_key(1, "k", false),
+        Rejection::Locked(user("bob")),
+    );
+    // A later attempt is not checked, and sets the lock.
+    c.by_node(1, login_attempt("bob")).result.unwrap();
+    assert!(c.state.user(&user("bob")).unwrap().locked);
 }
 
 #[test]
@@ -1525,14 +1590,14 @@ fn changed_lists_exactly_the_entities_that_differ() {
         (u("admin"), set_flag(1, KeyFlag::Trusted, true)),
         (u("admin"), set_flag(1, KeyFlag::Trusted, true)),
         (n1(), login_ok("carol")),
-        (n1(), login_failed("carol")),
+        (n1(), login_attempt("carol")),
         (n1(), login_ok("carol")),
-        (n1(), login_failed("carol")),
-        (n1(), login_failed("carol")),
-        (n1(), login_failed("carol")),
-        (n1(), login_failed("carol")),
-        (n1(), login_failed("carol")),
-        (n1(), login_failed("carol")),
+        (n1(), login_attempt("carol")),
+        (n1(), login_attempt("carol")),
+        (n1(), login_attempt("carol")),
+        (n1(), login_attempt("carol")),
+        (n1(), login_attempt("carol")),
+        (n1(), login_attempt("carol")),
         (n1(), login_ok("carol")),
         (u("admin"), unlock("carol")),
         (u("admin"), unlock("carol")),

@@ -7,6 +7,8 @@ use hsm_proto::{Actor, EventBody, RequestId, Role, Username};
 use tokio::time::Instant;
 
 use super::{now_ms, Ctx, Outcome, Service};
+use hsm_state::User;
+
 use crate::secrets::{check_password_policy, hash_password, session, verify_password};
 
 /// A real Argon2id hash of a random password, checked when a login names
@@ -105,7 +107,22 @@ impl Service {
             .argon2(move || verify_password(password.expose_str().unwrap_or(""), &phc))
             .await?;
         if !ok {
-            if checked.is_locked() {
+            // Record that this attempt was checked (it stays a failure), so
+            // it no longer holds back other attempts. If the record is lost
+            // (this node stops first), the attempt stays "in progress" until
+            // a crypto officer unlocks the user: the safe side.
+            let _ = self
+                .write_as(
+                    random_request_id(),
+                    me,
+                    EventBody::LoginRejected {
+                        username: username.clone(),
+                    },
+                    deadline,
+                )
+                .await;
+            let now_locked = self.state(|s| s.user(&username).is_some_and(User::is_locked));
+            if now_locked {
                 return Err(ClientError::new(
                     ErrorKind::Locked,
                     format!("wrong password; user {username} is now locked"),

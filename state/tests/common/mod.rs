@@ -56,6 +56,13 @@ pub fn init_body(first: u64, admin_hash: &str) -> EventBody {
     }
 }
 
+/// A login attempt of `name`, recorded before its password is checked.
+pub fn login_attempt(name: &str) -> EventBody {
+    EventBody::LoginFailed {
+        username: user(name),
+    }
+}
+
 /// Attributes with a label and everything else at its default.
 pub fn attrs(label: &str) -> KeyAttributes {
     KeyAttributes {
@@ -257,12 +264,15 @@ impl Cluster {
         assert_eq!(a.result, Ok(()), "sharing key {id} with {with}");
     }
 
-    /// `times` failed logins of `name`, reported by node 1.
+    /// `times` failed logins of `name`, reported by node 1: each attempt
+    /// recorded, then its wrong password.
     pub fn fail_logins(&mut self, name: &str, times: usize) {
         for _ in 0..times {
+            let a = self.by_node(FIRST.0, login_attempt(name));
+            assert_eq!(a.result, Ok(()));
             let a = self.by_node(
                 FIRST.0,
-                EventBody::LoginFailed {
+                EventBody::LoginRejected {
                     username: user(name),
                 },
             );

@@ -13,6 +13,7 @@ fn user() -> User {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         password_epoch: 3,
         failed_logins: 0,
+        pending_logins: 0,
         locked: false,
         created_ms: 1_000,
     }
