@@ -141,15 +141,17 @@ impl StateMachineStore {
 
     /// The applied state in the snapshot format (see
     /// [`decode_snapshot`](crate::decode_snapshot)) and the log id it was
-    /// applied at, read together. Stores nothing. Holds off `apply` while it
-    /// encodes.
+    /// applied at, read together. Stores nothing. Holds off `apply` only while
+    /// it copies the state (the encoding happens outside the lock).
     ///
     /// # Errors
     /// If an entity of the state does not encode.
     pub fn export(&self) -> Result<(Vec<u8>, Option<LogId<NodeId>>), StoreError> {
-        let guard = self.read_guard();
-        let data = snapshot_format::encode(&guard.state)?;
-        Ok((data, guard.applied))
+        let (state, applied) = {
+            let guard = self.read_guard();
+            (guard.state.clone(), guard.applied)
+        };
+        Ok((snapshot_format::encode(&state)?, applied))
     }
 
     /// Flushes all memtables to SST files.
@@ -360,11 +362,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
         let fail = |e: StoreError| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write);
-        let (data, last_log_id, last_membership) = {
+        // Copy the state under the lock and encode it outside: encoding
+        // (and the digest it carries) takes far longer than the copy, and
+        // apply waits for the lock.
+        let (state, last_log_id, last_membership) = {
             let guard = self.read_guard();
-            let data = snapshot_format::encode(&guard.state).map_err(fail)?;
-            (data, guard.applied, guard.membership.clone())
+            (guard.state.clone(), guard.applied, guard.membership.clone())
         };
+        let data = snapshot_format::encode(&state).map_err(fail)?;
+        drop(state);
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_log_id {
             Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
