@@ -67,7 +67,7 @@ impl Measured {
 }
 
 /// Throughput and latency of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Figures {
     /// Successful calls.
     pub ops: u64,

@@ -47,6 +47,15 @@ enum Command {
     /// Load many keys, then report memory, snapshot size and time, restart
     /// time and signing latency at that size.
     Scale(ScaleArgs),
+    /// Render the Markdown and images again from a run's results.json.
+    Report {
+        /// The results.json of a run.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Where to write them (default: beside results.json).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -116,6 +125,17 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Run(args) => run(args, command).await,
             Command::Scale(args) => scale(args, command).await,
+            Command::Report { from, out } => {
+                let text = std::fs::read_to_string(&from)
+                    .with_context(|| format!("cannot read {}", from.display()))?;
+                let report: Report = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not hsm-bench results", from.display()))?;
+                let dir = out.unwrap_or_else(|| {
+                    from.parent()
+                        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                });
+                write_outputs(&report, &dir, true)
+            }
         }
     })
 }

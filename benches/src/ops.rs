@@ -8,12 +8,12 @@ use anyhow::{bail, Context, Result};
 use hsm_client::{Client, KeyAttributes, KeyId, KeySpec, Username};
 use hsm_crypto::mechanism::{EncryptMechanism, SignMechanism};
 use hsm_crypto::LoadedKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::Measured;
 
 /// One measured operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Op {
     /// ECDSA P-256 with SHA-256 over 32 bytes.
@@ -37,7 +37,8 @@ pub enum Op {
 }
 
 impl Op {
-    /// Every operation, in report order.
+    /// Every operation, in the order measured: key generation last, as it
+    /// grows the state (and the stores compact behind it).
     pub const ALL: [Op; 9] = [
         Op::SignP256,
         Op::SignEd25519,
@@ -46,8 +47,8 @@ impl Op {
         Op::AesGcm1k,
         Op::HmacSha256,
         Op::Random32,
-        Op::Keygen,
         Op::Login,
+        Op::Keygen,
     ];
 
     /// The name on the command line and in reports.

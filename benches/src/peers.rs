@@ -10,15 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ops::Op;
 
 /// A peer's figure for one operation at one parallelism.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerFigure {
     /// The peer.
-    pub peer: &'static str,
+    pub peer: String,
     /// What it ran, exactly.
     pub what: String,
     /// Operations per second.
@@ -147,7 +147,7 @@ pub fn openssl(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &[
                             op,
                             parallel,
                             PeerFigure {
-                                peer: "openssl",
+                                peer: "openssl".into(),
                                 what: what(t),
                                 ops_per_s: v,
                                 p50_ms: None,
@@ -195,7 +195,7 @@ pub fn openssl(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &[
                     op,
                     parallel,
                     PeerFigure {
-                        peer: "openssl",
+                        peer: "openssl".into(),
                         what: what(&args.join(" ")),
                         ops_per_s: v,
                         p50_ms: None,
@@ -277,7 +277,7 @@ pub fn softhsm2(results: &mut PeerResults, dir: &Path, parallel: usize, seconds:
                 *op,
                 parallel,
                 PeerFigure {
-                    peer: "softhsm2",
+                    peer: "softhsm2".into(),
                     what: format!("SoftHSM2 PKCS#11 {name}, {parallel} processes"),
                     ops_per_s: v,
                     p50_ms: None,
@@ -338,7 +338,7 @@ pub fn etcd(results: &mut PeerResults, dir: &Path, clients: &[usize], seconds: u
                         Op::Keygen,
                         c,
                         PeerFigure {
-                            peer: "etcd",
+                            peer: "etcd".into(),
                             what: format!("etcd 3 members, put 256 B, {c} clients"),
                             ops_per_s: ops,
                             p50_ms: p50,

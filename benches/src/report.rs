@@ -4,14 +4,14 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::Figures;
 use crate::ops::Op;
 use crate::peers::{PeerFigure, PeerResults};
 
 /// One operation at one concurrency.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// The operation.
     pub op: Op,
@@ -31,7 +31,7 @@ pub struct Row {
 }
 
 /// The scale run: the cluster with many keys.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScaleReport {
     /// Keys in the cluster.
     pub keys: u64,
@@ -57,7 +57,7 @@ pub struct ScaleReport {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The command line that produced it.
     pub command: String,
@@ -78,7 +78,7 @@ pub struct Report {
 }
 
 /// What the figures were measured on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     /// Logical CPUs.
     pub cores: usize,
@@ -161,6 +161,14 @@ fn num(v: f64) -> String {
     }
 }
 
+/// A peer's name, with its latency when it reports one.
+fn peer_cell(p: &PeerFigure) -> String {
+    match (p.p50_ms, p.p99_ms) {
+        (Some(p50), Some(p99)) => format!("{} (p50 {} ms, p99 {} ms)", p.peer, num(p50), num(p99)),
+        _ => p.peer.clone(),
+    }
+}
+
 fn ratio(ours: f64, theirs: f64) -> String {
     if theirs > 0.0 {
         format!("{:.0}%", 100.0 * ours / theirs)
@@ -200,7 +208,7 @@ fn rows_table(out: &mut String, report: &Report) {
             r.ours.errors,
             limit,
             of_limit,
-            first.map_or("—".to_owned(), |p| p.peer.to_owned()),
+            first.map_or("—".to_owned(), |p| peer_cell(p)),
             first.map_or("—".to_owned(), |p| num(p.ops_per_s)),
             first.map_or("—".to_owned(), |p| ratio(r.ours.ops_per_s, p.ops_per_s)),
         );
@@ -208,7 +216,7 @@ fn rows_table(out: &mut String, report: &Report) {
             let _ = writeln!(
                 out,
                 "| | | | | | | | | | {} | {} | {} |",
-                p.peer,
+                peer_cell(p),
                 num(p.ops_per_s),
                 ratio(r.ours.ops_per_s, p.ops_per_s)
             );
