@@ -3,60 +3,11 @@
 //! recovery private key or the node's signing key.
 
 mod common;
+#[path = "../../raft-store/tests/secret_scan/mod.rs"]
+mod secret_scan;
 
-use std::path::Path;
-
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine;
 use common::*;
-
-/// The forms a secret could be written in. For base64 every alignment is
-/// covered by encoding the secret from offsets 0, 1 and 2 and dropping the
-/// last, partial characters.
-fn encodings(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![
-        ("raw".to_string(), secret.to_vec()),
-        ("hex".to_string(), hex::encode(secret).into_bytes()),
-        ("HEX".to_string(), hex::encode_upper(secret).into_bytes()),
-    ];
-    for offset in 0..3 {
-        for (name, engine) in [("base64", &STANDARD), ("base64url", &URL_SAFE_NO_PAD)] {
-            let enc = engine.encode(&secret[offset..]);
-            let keep = enc.trim_end_matches('=').len().saturating_sub(2);
-            out.push((format!("{name}@{offset}"), enc.as_bytes()[..keep].to_vec()));
-        }
-    }
-    out
-}
-
-/// Every (file, encoding) pair under `dir` containing `secret`.
-fn find(dir: &Path, secret: &[u8]) -> Vec<String> {
-    let forms = encodings(secret);
-    let mut hits = Vec::new();
-    for (path, bytes) in files_under(dir) {
-        for (name, needle) in &forms {
-            if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
-                hits.push(format!("{} ({name})", path.display()));
-            }
-        }
-    }
-    hits
-}
-
-#[test]
-fn the_scanner_finds_each_encoding_when_it_is_there() {
-    for (name, needle) in encodings(&KNOWN_KEY) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut content = b"prefix ".to_vec();
-        content.extend_from_slice(&needle);
-        std::fs::write(dir.path().join("control"), content).expect("write");
-        let hits = find(dir.path(), &KNOWN_KEY);
-        assert!(
-            hits.iter().any(|h| h.ends_with(&format!("({name})"))),
-            "{name} not found by the scanner: {hits:?}"
-        );
-    }
-}
+use secret_scan::find;
 
 #[tokio::test]
 async fn no_known_key_or_password_appears_in_any_backup_object() {

@@ -6,13 +6,14 @@
 //! raw, not hex, not base64.
 
 mod procs;
-
-use std::path::{Path, PathBuf};
+#[path = "../../raft-store/tests/secret_scan/mod.rs"]
+mod secret_scan;
 
 use hsm_proto::client::Secret;
 use hsm_proto::mechanism::{EncryptMechanism, SignMechanism};
 use hsm_proto::{KeyAttributes, KeySpec, Role};
 use procs::{user, Cluster, ADMIN_PASSWORD};
+use secret_scan::{files, find};
 
 /// Distinctive key bytes: no run of them occurs by chance.
 const AES_KEY: [u8; 32] = [
@@ -27,97 +28,6 @@ const ADMIN_NEW: &str = "Zq8-admin-secret-pw";
 const ALICE_PW: &str = "Kv3-alice-secret-pw";
 const WRONG_PW: &str = "Wx5-wrong-guess-pw";
 const PLAINTEXT: &str = "Tq9 the database master key";
-
-fn hex(bytes: &[u8], upper: bool) -> Vec<u8> {
-    bytes
-        .iter()
-        .map(|b| {
-            if upper {
-                format!("{b:02X}")
-            } else {
-                format!("{b:02x}")
-            }
-        })
-        .collect::<String>()
-        .into_bytes()
-}
-
-fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize]);
-        }
-    }
-    out
-}
-
-const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// The forms a secret could be written in; base64 at every alignment
-/// (encoded from offsets 0, 1 and 2, the last partial characters dropped).
-fn forms(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![
-        ("raw".to_string(), secret.to_vec()),
-        ("hex".to_string(), hex(secret, false)),
-        ("HEX".to_string(), hex(secret, true)),
-    ];
-    for offset in 0..3 {
-        for (name, alphabet) in [("base64", STD), ("base64url", URL)] {
-            let enc = base64(&secret[offset..], alphabet);
-            let keep = enc.len().saturating_sub(2);
-            out.push((format!("{name}@{offset}"), enc[..keep].to_vec()));
-        }
-    }
-    out
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-fn find(dir: &Path, secret: &[u8]) -> Vec<String> {
-    let forms = forms(secret);
-    let mut hits = Vec::new();
-    for path in files(dir) {
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        for (name, needle) in &forms {
-            if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
-                hits.push(format!("{} ({name})", path.display()));
-            }
-        }
-    }
-    hits
-}
-
-#[test]
-fn the_scanner_finds_each_form_when_it_is_there() {
-    for (name, needle) in forms(&AES_KEY) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut content = b"prefix ".to_vec();
-        content.extend_from_slice(&needle);
-        std::fs::write(dir.path().join("control"), content).expect("write");
-        let hits = find(dir.path(), &AES_KEY);
-        assert!(
-            hits.iter().any(|h| h.ends_with(&format!("({name})"))),
-            "{name} not found: {hits:?}"
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_password_or_plaintext_reaches_any_file_of_the_cluster() {
