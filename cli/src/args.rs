@@ -460,9 +460,9 @@ pub enum KeyCommand {
         #[command(flatten)]
         key: NewKeyArgs,
     },
-    /// Import plaintext key material (keys not marked sensitive only):
-    /// raw bytes for AES and generic secrets, PKCS#8 (DER or PEM) for
-    /// private keys.
+    /// Import plaintext key material: raw bytes for AES and generic
+    /// secrets, PKCS#8 (DER or PEM) for private keys. The key is marked as
+    /// known outside the cluster (not local).
     Import {
         /// Type and size of the key.
         #[command(flatten)]

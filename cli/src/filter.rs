@@ -151,6 +151,7 @@ mod tests {
                 sign: true,
                 ..KeyAttributes::default()
             },
+            provenance: hsm_client::KeyProvenance::known_outside(hsm_client::KeyOrigin::Imported),
             public_key: Vec::new(),
             created_ms: 0,
         }

@@ -1,7 +1,7 @@
 //! Keys as the command line names and shows them: key types, attribute
 //! names, the attributes of a new key, and a key's JSON form.
 
-use hsm_client::{KeyAttributes, KeyFlag, KeyId, KeyInfo, KeySpec};
+use hsm_client::{KeyAttributes, KeyFlag, KeyId, KeyInfo, KeyProvenance, KeySpec};
 use serde_json::{json, Map, Value};
 
 use crate::args::{Curve, KeyType, KeyTypeArgs, NewKeyArgs};
@@ -195,12 +195,24 @@ pub fn default_usages(spec: KeySpec) -> &'static [KeyFlag] {
     }
 }
 
-/// The attributes of a new key of `spec` from the command line. Imports
-/// default to not sensitive (plaintext import requires it).
-pub fn new_attributes(args: &NewKeyArgs, spec: KeySpec, import: bool) -> Result<KeyAttributes> {
+/// How a new key comes to be, for its command-line defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewKey {
+    /// Generated: the type's default usages, sensitive.
+    Generate,
+    /// Imported from plaintext: the type's default usages, not sensitive
+    /// unless asked (its material is known outside the cluster either way).
+    Import,
+    /// Unwrapped: the usages the wrapped key carries unless `--attributes`
+    /// narrows them; the carried one-way attributes are restored.
+    Unwrap,
+}
+
+/// The attributes of a new key of `spec` from the command line.
+pub fn new_attributes(args: &NewKeyArgs, spec: KeySpec, new: NewKey) -> Result<KeyAttributes> {
     let mut attributes = KeyAttributes {
         label: args.label.clone(),
-        sensitive: !import,
+        sensitive: new != NewKey::Import,
         ..KeyAttributes::default()
     };
     if let Some(id) = &args.id {
@@ -212,7 +224,7 @@ pub fn new_attributes(args: &NewKeyArgs, spec: KeySpec, import: bool) -> Result<
         .flat_map(|a| a.split([',', ' ']))
         .filter(|t| !t.is_empty())
         .collect();
-    if tokens.is_empty() {
+    if tokens.is_empty() && new != NewKey::Unwrap {
         for usage in default_usages(spec) {
             attributes.set_flag(*usage, true);
         }
@@ -240,17 +252,11 @@ pub fn new_attributes(args: &NewKeyArgs, spec: KeySpec, import: bool) -> Result<
     if let Some(v) = args.wrap_with_trusted {
         attributes.wrap_with_trusted = v;
     }
-    if import && attributes.sensitive {
-        return Err(CliError::invalid(
-            "plaintext import is only for keys that are not sensitive: leave --sensitive out \
-             or set it false; bring sensitive keys in wrapped with `hsm key unwrap`",
-        ));
-    }
     Ok(attributes)
 }
 
 /// A key's attributes as JSON, CloudHSM-style names.
-pub fn attributes_json(spec: KeySpec, a: &KeyAttributes) -> Value {
+pub fn attributes_json(spec: KeySpec, a: &KeyAttributes, p: &KeyProvenance) -> Value {
     let mut map = Map::new();
     map.insert("key-type".into(), json!(type_name(spec)));
     map.insert("label".into(), json!(a.label));
@@ -274,6 +280,10 @@ pub fn attributes_json(spec: KeySpec, a: &KeyAttributes) -> Value {
     for (name, flag) in FLAGS {
         map.insert((*name).into(), json!(a.flag(*flag)));
     }
+    map.insert("origin".into(), json!(p.origin.name()));
+    map.insert("local".into(), json!(p.local));
+    map.insert("always-sensitive".into(), json!(p.always_sensitive));
+    map.insert("never-extractable".into(), json!(p.never_extractable));
     Value::Object(map)
 }
 
@@ -287,7 +297,7 @@ pub fn key_json(key: &KeyInfo) -> Value {
             "shared-users": key.shared_with.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
             "created-ms": key.created_ms,
         },
-        "attributes": attributes_json(key.spec, &key.attributes),
+        "attributes": attributes_json(key.spec, &key.attributes, &key.provenance),
     });
     if !key.public_key.is_empty() {
         if let Some(map) = value.as_object_mut() {
@@ -367,28 +377,39 @@ mod tests {
 
     #[test]
     fn new_keys_get_type_defaults_or_exactly_the_listed_usages() {
-        let a = new_attributes(&args(&[]), KeySpec::Aes { bits: 256 }, false).expect("ok");
+        let a =
+            new_attributes(&args(&[]), KeySpec::Aes { bits: 256 }, NewKey::Generate).expect("ok");
         assert!(a.encrypt && a.decrypt && !a.sign && a.sensitive && a.extractable);
         assert_eq!(a.id, vec![10, 11]);
         let a = new_attributes(
             &args(&["sign", "verify=false", "attr.wrap"]),
             KeySpec::EcP256,
-            false,
+            NewKey::Generate,
         )
         .expect("ok");
         assert!(a.sign && !a.verify && a.wrap && !a.encrypt);
-        let bad = new_attributes(&args(&["sing"]), KeySpec::EcP256, false).expect_err("unknown");
+        let bad = new_attributes(&args(&["sing"]), KeySpec::EcP256, NewKey::Generate)
+            .expect_err("unknown");
         assert!(bad.message.contains("sing") && bad.message.contains("sign"));
     }
 
     #[test]
-    fn imports_are_not_sensitive_and_say_so_when_asked_otherwise() {
-        let a = new_attributes(&args(&[]), KeySpec::Ed25519, true).expect("ok");
-        assert!(!a.sensitive);
+    fn imports_are_not_sensitive_unless_asked_and_unwraps_keep_the_carried_usages() {
+        let a = new_attributes(&args(&[]), KeySpec::Ed25519, NewKey::Import).expect("ok");
+        assert!(!a.sensitive && a.sign);
         let mut sensitive = args(&[]);
         sensitive.sensitive = Some(true);
-        let e = new_attributes(&sensitive, KeySpec::Ed25519, true).expect_err("refused");
-        assert!(e.message.contains("key unwrap"), "{}", e.message);
+        let a = new_attributes(&sensitive, KeySpec::Ed25519, NewKey::Import).expect("ok");
+        assert!(a.sensitive);
+        let a = new_attributes(&args(&[]), KeySpec::Aes { bits: 128 }, NewKey::Unwrap).expect("ok");
+        assert!(!a.encrypt && !a.decrypt && a.sensitive, "{a:?}");
+        let a = new_attributes(
+            &args(&["decrypt"]),
+            KeySpec::Aes { bits: 128 },
+            NewKey::Unwrap,
+        )
+        .expect("ok");
+        assert!(a.decrypt && !a.encrypt);
     }
 
     #[test]

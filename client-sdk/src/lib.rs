@@ -123,5 +123,5 @@ pub use hsm_proto::client::{
 pub use hsm_proto::mechanism;
 pub use hsm_proto::{
     BackupId, BackupInfo, BackupList, BackupVerified, KeyAttribute, KeyAttributes, KeyFlag, KeyId,
-    KeySpec, NodeId, NodeRecord, RequestId, Role, Username,
+    KeyOrigin, KeyProvenance, KeySpec, NodeId, NodeRecord, RequestId, Role, Username,
 };

@@ -238,9 +238,10 @@ impl Client {
         .await
     }
 
-    /// Imports plaintext key material (only for keys not marked
-    /// sensitive): raw bytes for AES and generic secrets, PKCS#8 DER for
-    /// private keys.
+    /// Imports plaintext key material: raw bytes for AES and generic
+    /// secrets, PKCS#8 DER for private keys. The key is marked as known
+    /// outside the cluster (`provenance.local` false), so it wraps
+    /// sensitive keys only once a crypto officer marks it trusted.
     ///
     /// # Errors
     /// As [`Client::call`].

@@ -91,6 +91,16 @@ pub(crate) fn aes_gcm_open(
     Ok(buf)
 }
 
+/// Refuses the OAEP labels the wrapped-key format reserves, so data never
+/// unwraps as a key and a wrapped key never decrypts as data.
+fn check_label(label: &[u8]) -> Result<()> {
+    if label.starts_with(crate::wrap::RESERVED_OAEP_LABEL_PREFIX) {
+        Err(CryptoError::ReservedLabel)
+    } else {
+        Ok(())
+    }
+}
+
 /// RSA-OAEP (SHA-256) encryption to an RSA public key.
 pub(crate) fn oaep_encrypt(public: &PublicKey, plaintext: &[u8], label: &[u8]) -> Result<Vec<u8>> {
     let key = rsa::PublicEncryptingKey::from_der(public.der())
@@ -159,7 +169,7 @@ impl LoadedKey {
         match (&self.inner, mechanism) {
             (Inner::Aes(key), EncryptMechanism::AesGcm) => aes_gcm_seal(key, plaintext, aad),
             (Inner::Rsa { .. }, EncryptMechanism::RsaOaepSha256) => match self.public_key() {
-                Some(public) => oaep_encrypt(public, plaintext, aad),
+                Some(public) => public.encrypt(EncryptMechanism::RsaOaepSha256, plaintext, aad),
                 None => Err(CryptoError::Internal("rsa key without public key")),
             },
             _ => Err(mismatch(mechanism, self.spec())),
@@ -186,6 +196,7 @@ impl LoadedKey {
                 aes_gcm_open(key, ciphertext, aad, failed)
             }
             (Inner::Rsa { decrypt, .. }, EncryptMechanism::RsaOaepSha256) => {
+                check_label(aad)?;
                 oaep_decrypt(decrypt, ciphertext, aad, failed)
             }
             _ => Err(mismatch(mechanism, self.spec())),
@@ -209,6 +220,7 @@ impl PublicKey {
     ) -> Result<Vec<u8>> {
         match (self.spec(), mechanism) {
             (KeySpec::Rsa { .. }, EncryptMechanism::RsaOaepSha256) => {
+                check_label(label)?;
                 oaep_encrypt(self, plaintext, label)
             }
             _ => Err(mismatch(mechanism, self.spec())),

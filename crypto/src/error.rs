@@ -73,6 +73,21 @@ pub enum CryptoError {
     #[error("unwrap failed")]
     UnwrapFailed,
 
+    /// What was given to unwrap is not a wrapped key in this cluster's
+    /// format (data, or a key wrapped by something else).
+    #[error("not a wrapped key: unwrap takes only what wrap produced")]
+    NotAWrappedKey,
+
+    /// The wrapped key was made with another mechanism than the one named.
+    #[error("the key was wrapped with {0}")]
+    WrappedWithOther(&'static str),
+
+    /// An RSA-OAEP label that the wrapped-key format reserves.
+    #[error(
+        "rsa-oaep labels beginning with \"hsm-cluster wrapped key\" are reserved for wrapped keys"
+    )]
+    ReservedLabel,
+
     /// The underlying crypto library refused an operation that the checks
     /// before it had accepted. Not expected to happen; names the step.
     #[error("crypto library failure in {0}")]

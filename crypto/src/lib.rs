@@ -31,6 +31,9 @@
 //! - Secrets are held in zeroizing buffers (or AWS-LC allocations, which
 //!   AWS-LC overwrites on free); `Debug` of [`KeyMaterial`] and
 //!   [`LoadedKey`] never shows them; no error message contains key bytes.
+//! - Wrapped keys are in one format of this crate's (`wrap`), apart from
+//!   data encryption: a wrapped key never decrypts as data, data never
+//!   unwraps as a key, and the key's carried attributes are bound to it.
 //! - Imported and unwrapped material is parsed, checked against the spec
 //!   the caller gave, and re-encoded canonically.
 #![forbid(unsafe_code)]
@@ -54,4 +57,7 @@ pub use keys::{generate, import, KeyMaterial, PublicKey};
 pub use loaded::LoadedKey;
 pub use mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
+};
+pub use wrap::{
+    wrapping_subkey, WrappedKey, RESERVED_OAEP_LABEL_PREFIX, WRAPPED_KEY_MAGIC, WRAPPED_KEY_VERSION,
 };

@@ -332,19 +332,21 @@ async fn activation_users_every_key_type_and_operation() {
             .await
             .expect("verify"));
     }
-    // A sensitive key is never imported in plaintext.
+    // A key imported sensitive is sensitive from now on, and marked as
+    // known outside the cluster (not local, never always sensitive).
+    let imported = alice
+        .import_key(
+            KeySpec::GenericSecret { bytes: 32 },
+            signing(),
+            Secret::new(secret.clone()),
+            false,
+        )
+        .await
+        .expect("import sensitive");
+    assert!(imported.attributes.sensitive);
     assert_eq!(
-        kind(
-            alice
-                .import_key(
-                    KeySpec::GenericSecret { bytes: 32 },
-                    signing(),
-                    Secret::new(secret.clone()),
-                    false
-                )
-                .await
-        ),
-        ErrorKind::InvalidInput
+        imported.provenance,
+        hsm_client::KeyProvenance::known_outside(hsm_client::KeyOrigin::Imported)
     );
 
     // AES-GCM with associated data; the HSM picks the IV.
@@ -577,8 +579,8 @@ async fn activation_users_every_key_type_and_operation() {
             .expect("the unwrapped copy decrypts");
         assert_eq!(pt.expose(), b"database master key");
     }
-    // A key that may also decrypt only wraps with AES key wrap: AES-GCM
-    // wrapping output is a ciphertext it could decrypt.
+    // A key that may wrap never decrypts (whatever it wrapped would come
+    // out as plaintext), from its creation on.
     let dual = alice
         .generate_key(
             KeySpec::Aes { bits: 256 },
@@ -589,16 +591,8 @@ async fn activation_users_every_key_type_and_operation() {
             },
             false,
         )
-        .await
-        .expect("dual-use key");
-    assert_eq!(
-        kind(alice.wrap_key(dual.id, aes.id, WrapMechanism::AesGcm).await),
-        ErrorKind::PermissionDenied
-    );
-    alice
-        .wrap_key(dual.id, aes.id, WrapMechanism::AesKeyWrapPad)
-        .await
-        .expect("key wrap is not decryptable");
+        .await;
+    assert_eq!(kind(dual), ErrorKind::InvalidInput);
     // Not extractable: no wrap.
     alice
         .set_key_attribute(aes.id, KeyAttribute::Flag(KeyFlag::Extractable, false))

@@ -76,6 +76,8 @@ fn allowed(op: &str, who: Who) -> bool {
 struct Keys {
     ec: KeyId,
     aes: KeyId,
+    /// A wrapping key (wrap and unwrap conflict with decrypt and encrypt).
+    kek: KeyId,
     x25519: KeyId,
     ciphertext: Vec<u8>,
     signature: Vec<u8>,
@@ -88,15 +90,22 @@ struct Keys {
     index: u64,
 }
 
+/// Every usage but wrap and unwrap, which conflict with encrypt and decrypt.
 fn all_usages() -> KeyAttributes {
     KeyAttributes {
         encrypt: true,
         decrypt: true,
         sign: true,
         verify: true,
+        derive: true,
+        ..KeyAttributes::default()
+    }
+}
+
+fn wrapping_usages() -> KeyAttributes {
+    KeyAttributes {
         wrap: true,
         unwrap: true,
-        derive: true,
         ..KeyAttributes::default()
     }
 }
@@ -184,7 +193,7 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
         (
             "unwrap-key",
             Operation::UnwrapKey {
-                wrapping_key: keys.aes,
+                wrapping_key: keys.kek,
                 mechanism: WrapMechanism::AesKeyWrapPad,
                 wrapped: keys.wrapped.clone(),
                 spec: KeySpec::Aes { bits: 128 },
@@ -246,7 +255,7 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
         (
             "wrap-key",
             Operation::WrapKey {
-                wrapping_key: keys.aes,
+                wrapping_key: keys.kek,
                 key: keys.doomed,
                 mechanism: WrapMechanism::AesKeyWrapPad,
             },
@@ -365,6 +374,10 @@ async fn carol_keys(carol: &Client) -> Keys {
         .generate_key(KeySpec::X25519, all_usages(), false)
         .await
         .expect("x25519");
+    let kek = carol
+        .generate_key(KeySpec::Aes { bits: 256 }, wrapping_usages(), false)
+        .await
+        .expect("kek");
     let doomed = carol
         .generate_key(KeySpec::Aes { bits: 128 }, all_usages(), false)
         .await
@@ -376,6 +389,7 @@ async fn carol_keys(carol: &Client) -> Keys {
     Keys {
         ec: ec.id,
         aes: aes.id,
+        kek: kek.id,
         x25519: x25519.id,
         ciphertext: carol
             .encrypt(aes.id, EncryptMechanism::AesGcm, "p", vec![])
@@ -386,7 +400,7 @@ async fn carol_keys(carol: &Client) -> Keys {
             .await
             .expect("sign"),
         wrapped: carol
-            .wrap_key(aes.id, doomed.id, WrapMechanism::AesKeyWrapPad)
+            .wrap_key(kek.id, doomed.id, WrapMechanism::AesKeyWrapPad)
             .await
             .expect("wrap"),
         peer_public: peer.public_key,
@@ -403,6 +417,7 @@ async fn every_operation_as_every_role_matches_the_role_table() {
     let no_keys = Keys {
         ec: KeyId(1),
         aes: KeyId(2),
+        kek: KeyId(5),
         x25519: KeyId(3),
         ciphertext: vec![0; 40],
         signature: vec![0; 64],

@@ -24,7 +24,8 @@ use crate::mechanism::{
 };
 use crate::{
     BackupId, BackupInfo, BackupList, BackupVerified, ClusterId, KeyAttribute, KeyAttributes,
-    KeyFlag, KeyId, KeySpec, NodeId, NodeRecord, Rejection, RequestId, Role, Username,
+    KeyFlag, KeyId, KeyProvenance, KeySpec, NodeId, NodeRecord, Rejection, RequestId, Role,
+    Username,
 };
 
 /// Secret bytes on the wire: a password, a session token, plaintext key
@@ -215,12 +216,13 @@ pub enum Operation {
         /// Refuse if the caller already owns a key with this label.
         unique_label: bool,
     },
-    /// Import plaintext key material. Only for keys marked not sensitive;
-    /// sensitive keys come in wrapped ([`Operation::UnwrapKey`]).
+    /// Import plaintext key material. The key is marked as known outside
+    /// the cluster ([`KeyProvenance`]`::local` false), whatever its
+    /// attributes say.
     ImportKey {
         /// Type and size.
         spec: KeySpec,
-        /// Attributes (`sensitive` must be false).
+        /// Attributes.
         attributes: KeyAttributes,
         /// Raw bytes for AES and generic secrets; PKCS#8 DER for private
         /// keys.
@@ -228,7 +230,9 @@ pub enum Operation {
         /// As for [`Operation::GenerateKey`].
         unique_label: bool,
     },
-    /// Import a key wrapped under a key in the HSM.
+    /// Import a key that [`Operation::WrapKey`] wrapped (in this cluster or
+    /// another one): the copy gets the type, usages, one-way attributes
+    /// and provenance the wrapped key carries (`hsm_state::policy`).
     UnwrapKey {
         /// The unwrapping key (needs the `unwrap` attribute).
         wrapping_key: KeyId,
@@ -236,9 +240,11 @@ pub enum Operation {
         mechanism: WrapMechanism,
         /// The wrapped material.
         wrapped: Vec<u8>,
-        /// Type and size of the wrapped key.
+        /// Type and size of the wrapped key (must be what it carries).
         spec: KeySpec,
-        /// Attributes of the new key.
+        /// Label and id of the new key; usages, if any are set, narrow
+        /// the carried ones (none set: the carried ones); `sensitive`,
+        /// `wrap_with_trusted` true and `extractable` false tighten them.
         attributes: KeyAttributes,
         /// As for [`Operation::GenerateKey`].
         unique_label: bool,
@@ -475,6 +481,8 @@ pub struct KeyInfo {
     pub shared_with: Vec<Username>,
     /// Attributes.
     pub attributes: KeyAttributes,
+    /// Where its material has been (local, always sensitive, ...).
+    pub provenance: KeyProvenance,
     /// Public key (SubjectPublicKeyInfo DER) of a pair; empty otherwise.
     #[serde(with = "serde_bytes")]
     pub public_key: Vec<u8>,
@@ -672,6 +680,33 @@ impl ClientError {
     }
 }
 
+impl crate::KeyPolicyError {
+    /// The kind of error a caller sees: a use the key's attributes or
+    /// trust do not allow is denied; a request that can never be right
+    /// (conflicting attributes, a copy wider than its original) is invalid.
+    pub fn kind(&self) -> ErrorKind {
+        use crate::KeyPolicyError as P;
+        match self {
+            P::NotAllowed { .. }
+            | P::TrustedKeyFrozen(_)
+            | P::CreatedTrusted
+            | P::NotExtractable(_)
+            | P::NeedsTrustedWrappingKey { .. }
+            | P::WrappingKeyKnownOutside { .. } => ErrorKind::PermissionDenied,
+            P::Conflict(..)
+            | P::UnwrapWidens(_)
+            | P::UnwrapSpecMismatch { .. }
+            | P::InconsistentProvenance => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+impl From<crate::KeyPolicyError> for ClientError {
+    fn from(p: crate::KeyPolicyError) -> ClientError {
+        ClientError::new(p.kind(), p.to_string())
+    }
+}
+
 impl From<Rejection> for ClientError {
     fn from(r: Rejection) -> ClientError {
         use Rejection as R;
@@ -697,6 +732,7 @@ impl From<Rejection> for ClientError {
             | R::AttributeRatchet(_)
             | R::Membership(_)
             | R::InvalidPasswordHash => ErrorKind::InvalidInput,
+            R::KeyPolicy(p) => p.kind(),
             R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) => ErrorKind::Unavailable,
             R::BadSignature(_) | R::UnknownSigner(_) | R::AlreadyInitialized => ErrorKind::Internal,
         };

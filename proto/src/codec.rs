@@ -127,6 +127,7 @@ mod tests {
                     key: KeyId(9),
                     spec: KeySpec::Rsa { bits: 2048 },
                     attributes: KeyAttributes::default(),
+                    provenance: crate::KeyProvenance::known_outside(crate::KeyOrigin::Imported),
                     wrapped_material: vec![3; 40],
                     public_key: vec![4; 30],
                     unique_label: true,

@@ -5,8 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClusterId, EventHash, KeyAttribute, KeyAttributes, KeyId, KeySpec, NodeId, RequestId, Role,
-    Signature, Username,
+    ClusterId, EventHash, KeyAttribute, KeyAttributes, KeyId, KeyProvenance, KeySpec, NodeId,
+    RequestId, Role, Signature, Username,
 };
 
 /// A cluster member as every replica knows it.
@@ -117,6 +117,8 @@ pub enum EventBody {
         spec: KeySpec,
         /// Initial attributes.
         attributes: KeyAttributes,
+        /// Where its material has been; fixed for the key's life.
+        provenance: KeyProvenance,
         /// Key material sealed under the cluster domain key.
         #[serde(with = "serde_bytes")]
         wrapped_material: Vec<u8>,

@@ -231,3 +231,91 @@ pub enum KeyAttribute {
     /// A boolean attribute and its new value.
     Flag(KeyFlag, bool),
 }
+
+/// How a key came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum KeyOrigin {
+    /// Generated inside the cluster.
+    Generated,
+    /// Imported from plaintext material the caller had.
+    Imported,
+    /// Unwrapped from a wrapped key.
+    Unwrapped,
+    /// Derived by key agreement with a peer (who can derive it as well).
+    Derived,
+}
+
+impl KeyOrigin {
+    /// The name people use: `generated`, `imported`, `unwrapped`, `derived`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyOrigin::Generated => "generated",
+            KeyOrigin::Imported => "imported",
+            KeyOrigin::Unwrapped => "unwrapped",
+            KeyOrigin::Derived => "derived",
+        }
+    }
+}
+
+/// Where a key's material has been, fixed when the key is created: the
+/// PKCS#11 attributes `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and
+/// `CKA_NEVER_EXTRACTABLE`. No attribute change touches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyProvenance {
+    /// How the key came to be.
+    pub origin: KeyOrigin,
+    /// The material was made inside the cluster and was never known
+    /// outside it: generated here, or unwrapped from a key this cluster
+    /// wrapped from such a key under a symmetric key that was itself never
+    /// known outside. Imported, derived and publicly wrapped (RSA-OAEP)
+    /// keys are not local.
+    pub local: bool,
+    /// Sensitive ever since the material was made (an unwrapped copy
+    /// inherits the original's, when the wrapping proves where it came
+    /// from).
+    pub always_sensitive: bool,
+    /// Never extractable: generated not extractable.
+    pub never_extractable: bool,
+}
+
+impl KeyProvenance {
+    /// Provenance of a key generated inside the cluster with `attributes`.
+    pub fn generated(attributes: &KeyAttributes) -> KeyProvenance {
+        KeyProvenance {
+            origin: KeyOrigin::Generated,
+            local: true,
+            always_sensitive: attributes.sensitive,
+            never_extractable: !attributes.extractable,
+        }
+    }
+
+    /// Provenance of a key whose material the caller brought or can
+    /// compute (imported or derived).
+    pub fn known_outside(origin: KeyOrigin) -> KeyProvenance {
+        KeyProvenance {
+            origin,
+            local: false,
+            always_sensitive: false,
+            never_extractable: false,
+        }
+    }
+
+    /// Whether the material has never been outside the cluster in any
+    /// form someone could read: local and sensitive ever since.
+    pub fn never_known_outside(&self) -> bool {
+        self.local && self.always_sensitive
+    }
+}
+
+/// What a wrapped key carries besides its material, bound to it by the
+/// wrapping (so unwrap restores it or refuses): type, usages, the one-way
+/// attributes and provenance. Label, id and `trusted` are never carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedAttributes {
+    /// Type and size of the wrapped key.
+    pub spec: KeySpec,
+    /// Its attributes, with an empty label and id and `trusted` false.
+    pub attributes: KeyAttributes,
+    /// Its provenance when it was wrapped.
+    pub provenance: KeyProvenance,
+}

@@ -27,8 +27,8 @@ pub use backup::{
 pub use event::{Actor, Event, EventBody, NodeRecord, SignedEvent};
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
 pub use key::{
-    KeyAttribute, KeyAttributes, KeyFlag, KeySpec, MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN,
-    MAX_LABEL_LEN,
+    CarriedAttributes, KeyAttribute, KeyAttributes, KeyFlag, KeyOrigin, KeyProvenance, KeySpec,
+    MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN, MAX_LABEL_LEN,
 };
-pub use rejection::Rejection;
+pub use rejection::{KeyPolicyError, Rejection};
 pub use user::Role;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{KeyFlag, KeyId, NodeId, Role, Username};
+use crate::{KeyFlag, KeyId, KeySpec, NodeId, Role, Username};
 
 /// The typed reason a state machine refused an event. A refused event changes
 /// nothing; every replica refuses it for the same reason.
@@ -112,4 +112,84 @@ pub enum Rejection {
     /// A password hash that is not an Argon2id PHC string.
     #[error("password hash is not an Argon2id PHC string")]
     InvalidPasswordHash,
+    /// The key policy refuses it (`hsm_state::policy`).
+    #[error("{0}")]
+    KeyPolicy(KeyPolicyError),
+}
+
+/// Why the key policy refused an operation or a change. One variant per
+/// rule, each typed, so every replica and every version words it alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyPolicyError {
+    /// The key's attribute for this use is false.
+    #[error("key {key} does not allow {} (its {} attribute is false)", use_name(*.flag), .flag.name())]
+    NotAllowed {
+        /// The key.
+        key: KeyId,
+        /// The attribute the use needs.
+        flag: KeyFlag,
+    },
+    /// Two capabilities that may not be on one key.
+    #[error("a key may not have both {} and {}: whatever one produces the other would turn into plaintext", .0.name(), .1.name())]
+    Conflict(KeyFlag, KeyFlag),
+    /// A trusted key's attributes are frozen.
+    #[error(
+        "key {0} is trusted: its attributes change only after a crypto officer removes trusted"
+    )]
+    TrustedKeyFrozen(KeyId),
+    /// A key cannot be created trusted.
+    #[error("only a crypto officer may mark a key trusted, after it exists")]
+    CreatedTrusted,
+    /// The key is not extractable.
+    #[error("key {0} is not extractable")]
+    NotExtractable(KeyId),
+    /// A wrap-with-trusted key and a wrapping key that is not trusted.
+    #[error(
+        "key {key} may only be wrapped by a trusted key, and key {wrapping_key} is not trusted"
+    )]
+    NeedsTrustedWrappingKey {
+        /// The key to wrap.
+        key: KeyId,
+        /// The wrapping key.
+        wrapping_key: KeyId,
+    },
+    /// A sensitive key and a wrapping key whose material may be known
+    /// outside the cluster.
+    #[error("key {key} is sensitive and key {wrapping_key} may be known outside the cluster (imported, derived, unwrapped from outside data, or once not sensitive): it wraps sensitive keys only once a crypto officer marks it trusted")]
+    WrappingKeyKnownOutside {
+        /// The key to wrap.
+        key: KeyId,
+        /// The wrapping key.
+        wrapping_key: KeyId,
+    },
+    /// Unwrap asked for a usage the wrapped key did not have.
+    #[error("the wrapped key does not allow {}; an unwrapped copy may only have fewer usages", .0.name())]
+    UnwrapWidens(KeyFlag),
+    /// Unwrap named another key type than the wrapped key's.
+    #[error("the wrapped key is {wrapped}, not {asked}")]
+    UnwrapSpecMismatch {
+        /// The type the wrapped key carries.
+        wrapped: KeySpec,
+        /// The type the caller named.
+        asked: KeySpec,
+    },
+    /// The provenance of a new key does not fit how it was made.
+    #[error("the provenance of a new key does not fit how it was made")]
+    InconsistentProvenance,
+}
+
+/// What an attribute allows, in words.
+fn use_name(flag: KeyFlag) -> &'static str {
+    match flag {
+        KeyFlag::Encrypt => "encryption",
+        KeyFlag::Decrypt => "decryption",
+        KeyFlag::Sign => "signing",
+        KeyFlag::Verify => "verification",
+        KeyFlag::Wrap => "wrapping",
+        KeyFlag::Unwrap => "unwrapping",
+        KeyFlag::Derive => "key derivation",
+        KeyFlag::Extractable => "export",
+        KeyFlag::Sensitive | KeyFlag::Trusted | KeyFlag::WrapWithTrusted => flag.name(),
+    }
 }

@@ -75,6 +75,9 @@ async fn a_full_disk_poisons_the_store_and_loses_no_acknowledged_write() {
                     key: KeyId(n),
                     spec: KeySpec::Aes { bits: 256 },
                     attributes: KeyAttributes::default(),
+                    provenance: hsm_proto::KeyProvenance::known_outside(
+                        hsm_proto::KeyOrigin::Imported,
+                    ),
                     wrapped_material: vec![n as u8; 16 * 1024],
                     public_key: Vec::new(),
                     unique_label: false,

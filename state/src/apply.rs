@@ -9,6 +9,7 @@ use hsm_proto::{
 
 use crate::authz::{self, Action};
 use crate::entity::EntityKey;
+use crate::policy;
 use crate::records::{ClusterInfo, Key, RequestRecord, User, MAX_FAILED_LOGINS};
 use crate::sign::{event_hash, verify_signature};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
@@ -356,6 +357,7 @@ impl Tx<'_> {
                 key,
                 spec,
                 attributes,
+                provenance,
                 wrapped_material,
                 public_key,
                 unique_label,
@@ -364,14 +366,7 @@ impl Tx<'_> {
                 if self.state.keys.contains_key(key) {
                     return Err(Rejection::KeyExists(*key));
                 }
-                if !spec.is_valid() {
-                    return Err(Rejection::InvalidKeySpec);
-                }
-                if !attributes.is_within_limits() {
-                    return Err(Rejection::InvalidKey(
-                        "label or id attribute too long".into(),
-                    ));
-                }
+                policy::check_new_key(*spec, attributes, provenance)?;
                 if wrapped_material.len() > MAX_KEY_BLOB_LEN || public_key.len() > MAX_KEY_BLOB_LEN
                 {
                     return Err(Rejection::InvalidKey("key material too large".into()));
@@ -383,12 +378,6 @@ impl Tx<'_> {
                     return Err(Rejection::InvalidKey(
                         "a public key is required for key pairs and only for them".into(),
                     ));
-                }
-                if attributes.trusted {
-                    return Err(Rejection::RoleDenied {
-                        role,
-                        action: Action::SetTrusted.as_str().into(),
-                    });
                 }
                 if *unique_label
                     && self
@@ -404,6 +393,7 @@ impl Tx<'_> {
                     owner: me.clone(),
                     shared_with: BTreeSet::new(),
                     attributes: attributes.clone(),
+                    provenance: *provenance,
                     wrapped_material: wrapped_material.clone(),
                     public_key: public_key.clone(),
                     created_ms: self.now_ms,
@@ -546,33 +536,10 @@ impl Tx<'_> {
             return Ok(());
         }
         allow(role, Action::ManageKey)?;
-        let current = self
-            .managed_key(me, key, "set its attributes")?
-            .attributes
-            .clone();
-        let mut next = current.clone();
-        match attr {
-            KeyAttribute::Label(l) => next.label = l.clone(),
-            KeyAttribute::Id(id) => next.id = id.clone(),
-            KeyAttribute::Flag(flag, value) => {
-                let ratchet_broken = match flag {
-                    KeyFlag::Sensitive => current.sensitive && !*value,
-                    KeyFlag::WrapWithTrusted => current.wrap_with_trusted && !*value,
-                    KeyFlag::Extractable => !current.extractable && *value,
-                    _ => false,
-                };
-                if ratchet_broken {
-                    return Err(Rejection::AttributeRatchet(*flag));
-                }
-                next.set_flag(*flag, *value);
-            }
-        }
-        if !next.is_within_limits() {
-            return Err(Rejection::InvalidKey(
-                "label or id attribute too long".into(),
-            ));
-        }
-        if next == current {
+        let current = self.managed_key(me, key, "set its attributes")?;
+        let next = policy::changed_by_owner(current, attr)?;
+        let current = &current.attributes;
+        if next == *current {
             return Ok(());
         }
         // Re-index around a label change.

@@ -147,6 +147,12 @@ pub fn can_manage_key(user: &Username, key: &Key) -> bool {
     key.owner == *user
 }
 
+/// Whether `user` (of `role`) sees who else `key` is shared with: its owner
+/// and crypto officers do; a user it is shared with does not.
+pub fn sees_share_list(user: &Username, role: Role, key: &Key) -> bool {
+    role == Role::Co || can_manage_key(user, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@
 mod apply;
 pub mod authz;
 mod entity;
+pub mod policy;
 mod records;
 mod restore;
 mod sign;

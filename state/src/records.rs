@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    ClusterId, EventHash, KeyAttributes, KeyId, KeySpec, NodeId, Rejection, RequestId, Role,
-    Username,
+    ClusterId, EventHash, KeyAttributes, KeyId, KeyProvenance, KeySpec, NodeId, Rejection,
+    RequestId, Role, Username,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,8 @@ pub struct Key {
     pub shared_with: BTreeSet<Username>,
     /// Attributes.
     pub attributes: KeyAttributes,
+    /// Where its material has been; fixed at creation.
+    pub provenance: KeyProvenance,
     /// Material sealed under the cluster domain key.
     #[serde(with = "serde_bytes")]
     pub wrapped_material: Vec<u8>,
@@ -146,6 +148,7 @@ impl std::fmt::Debug for Key {
             .field("owner", &self.owner)
             .field("shared_with", &self.shared_with)
             .field("attributes", &self.attributes)
+            .field("provenance", &self.provenance)
             .finish_non_exhaustive()
     }
 }

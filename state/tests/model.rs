@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{diff, init_body, node_key, node_record, HASH, HASH2};
 use hsm_proto::{
-    Actor, Event, EventBody, EventHash, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec,
-    NodeId, NodeRecord, Rejection, RequestId, Role, SignedEvent, Username,
+    Actor, Event, EventBody, EventHash, KeyAttribute, KeyAttributes, KeyFlag, KeyId,
+    KeyPolicyError, KeySpec, NodeId, NodeRecord, Rejection, RequestId, Role, SignedEvent, Username,
 };
 use hsm_state::{sign_event, Applied, EntityKey, State};
 use proptest::prelude::*;
@@ -430,6 +430,7 @@ enum R {
     NodeNotFound(u64),
     Membership,
     InvalidPasswordHash,
+    Policy(KeyPolicyError),
 }
 
 /// The real refusal, reduced to what the model predicts.
@@ -464,6 +465,7 @@ fn reduce(r: &Rejection) -> R {
         Rejection::Membership(_) => R::Membership,
         Rejection::InvalidPasswordHash => R::InvalidPasswordHash,
         Rejection::RequestIdReused => R::RequestIdReused,
+        Rejection::KeyPolicy(p) => R::Policy(p.clone()),
         other => panic!("a rejection the model does not know: {other:?}"),
     }
 }
@@ -762,12 +764,12 @@ impl Model {
                 need(!self.keys.contains_key(key), R::KeyExists(*key))?;
                 need(*kind != KeyKind::BadSpec, R::InvalidKeySpec)?;
                 need(*label != Label::Long, R::InvalidKey)?;
+                need(!trusted, R::Policy(KeyPolicyError::CreatedTrusted))?;
                 need(*kind != KeyKind::NoMaterial, R::InvalidKey)?;
                 need(
                     !matches!(kind, KeyKind::AesWithPublic | KeyKind::EdWithoutPublic),
                     R::InvalidKey,
                 )?;
-                need(!trusted, R::RoleDenied(Role::Cu))?;
                 let label = label.text();
                 let taken = self
                     .keys
@@ -804,6 +806,10 @@ impl Model {
             Op::SetLabel { key, label } => {
                 cu?;
                 let k = self.my_key(&me, *key)?;
+                need(
+                    !k.trusted,
+                    R::Policy(KeyPolicyError::TrustedKeyFrozen(KeyId(*key))),
+                )?;
                 need(*label != Label::Long, R::InvalidKey)?;
                 k.label = label.text();
             }
@@ -818,6 +824,10 @@ impl Model {
             Op::SetFlag { key, flag, value } => {
                 cu?;
                 let k = self.my_key(&me, *key)?;
+                need(
+                    !k.trusted,
+                    R::Policy(KeyPolicyError::TrustedKeyFrozen(KeyId(*key))),
+                )?;
                 let slot = match flag {
                     KeyFlag::Sensitive => {
                         need(k.sensitive <= *value, R::AttributeRatchet(*flag))?;
@@ -1008,6 +1018,7 @@ fn body(op: &Op) -> EventBody {
                     extractable: *extractable,
                     ..KeyAttributes::default()
                 },
+                provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
                 wrapped_material: material,
                 public_key: public,
                 unique_label: *unique,

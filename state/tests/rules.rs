@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use hsm_proto::{
-    Actor, EventBody, EventHash, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeySpec, NodeId,
-    Rejection, Role, Signature,
+    Actor, EventBody, EventHash, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeyOrigin,
+    KeyPolicyError, KeyProvenance, KeySpec, NodeId, Rejection, Role, Signature,
 };
 use hsm_state::{sign_event, EntityKey, LoadError, State, MAX_FAILED_LOGINS, MAX_NODES};
 
@@ -101,6 +101,7 @@ fn key_body(
         key: KeyId(50),
         spec,
         attributes,
+        provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
         wrapped_material: material,
         public_key: public,
         unique_label: false,
@@ -753,6 +754,7 @@ fn key_creation_validates_the_key() {
             key: KeyId(51),
             spec: KeySpec::GenericSecret { bytes: 32 },
             attributes: attrs(&"l".repeat(127)),
+            provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
             wrapped_material: mat,
             public_key: vec![],
             unique_label: false,
@@ -905,6 +907,7 @@ fn key_with(c: &mut Cluster, owner: &str, id: u64, sensitive: bool, extractable:
         key: KeyId(id),
         spec: KeySpec::Aes { bits: 128 },
         attributes,
+        provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
         wrapped_material: vec![9; 32],
         public_key: vec![],
         unique_label: false,
@@ -990,7 +993,7 @@ fn wrap_with_trusted_once_set_stays_set() {
 fn other_flags_label_and_id_change_both_ways() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     key_with(&mut c, "bob", 1, true, true);
-    for f in [
+    let usages = [
         KeyFlag::Encrypt,
         KeyFlag::Decrypt,
         KeyFlag::Sign,
@@ -998,8 +1001,12 @@ fn other_flags_label_and_id_change_both_ways() {
         KeyFlag::Wrap,
         KeyFlag::Unwrap,
         KeyFlag::Derive,
-    ] {
-        for v in [true, false, true] {
+    ];
+    for f in usages {
+        c.by("bob", set_flag(1, f, false)).result.unwrap();
+    }
+    for f in usages {
+        for v in [true, false, true, false] {
             c.by("bob", set_flag(1, f, v)).result.unwrap();
             assert_eq!(flag(&c, 1, f), v, "{f:?}");
         }
@@ -1063,14 +1070,256 @@ fn a_key_cannot_be_created_trusted() {
             trusted: true,
             ..attrs("t")
         },
+        provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
         wrapped_material: vec![1; 32],
         public_key: vec![],
         unique_label: false,
     };
     let before = c.state.clone();
     let a = c.by("bob", body);
-    assert!(role_denied(Role::Cu)(&a.result), "{:?}", a.result);
+    assert_eq!(
+        a.result,
+        Err(Rejection::KeyPolicy(KeyPolicyError::CreatedTrusted))
+    );
     assert_only_chain_changed(&before, &c.state);
+}
+
+fn created(id: u64, attributes: KeyAttributes, provenance: KeyProvenance) -> EventBody {
+    EventBody::KeyCreated {
+        key: KeyId(id),
+        spec: KeySpec::Aes { bits: 256 },
+        attributes,
+        provenance,
+        wrapped_material: vec![1; 32],
+        public_key: vec![],
+        unique_label: false,
+    }
+}
+
+fn usages(flags: &[KeyFlag]) -> KeyAttributes {
+    let mut a = KeyAttributes {
+        label: "k".into(),
+        ..KeyAttributes::default()
+    };
+    for f in flags {
+        a.set_flag(*f, true);
+    }
+    a
+}
+
+#[test]
+fn wrap_with_decrypt_and_unwrap_with_encrypt_are_refused_at_creation() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    for (pair, conflict) in [
+        (
+            [KeyFlag::Wrap, KeyFlag::Decrypt],
+            KeyPolicyError::Conflict(KeyFlag::Wrap, KeyFlag::Decrypt),
+        ),
+        (
+            [KeyFlag::Unwrap, KeyFlag::Encrypt],
+            KeyPolicyError::Conflict(KeyFlag::Unwrap, KeyFlag::Encrypt),
+        ),
+    ] {
+        let a = usages(&pair);
+        for provenance in [
+            KeyProvenance::generated(&a),
+            KeyProvenance::known_outside(KeyOrigin::Imported),
+        ] {
+            let before = c.state.clone();
+            let r = c.by("bob", created(1, a.clone(), provenance));
+            assert_eq!(r.result, Err(Rejection::KeyPolicy(conflict.clone())));
+            assert_only_chain_changed(&before, &c.state);
+        }
+    }
+    // Each on its own, and wrap with encrypt, unwrap with decrypt, are fine.
+    let fine = usages(&[KeyFlag::Wrap, KeyFlag::Unwrap, KeyFlag::Sign]);
+    c.by(
+        "bob",
+        created(2, fine.clone(), KeyProvenance::generated(&fine)),
+    )
+    .result
+    .unwrap();
+    let fine = usages(&[KeyFlag::Encrypt, KeyFlag::Decrypt]);
+    c.by(
+        "bob",
+        created(3, fine.clone(), KeyProvenance::generated(&fine)),
+    )
+    .result
+    .unwrap();
+}
+
+#[test]
+fn no_attribute_change_makes_a_wrapping_key_decrypt_or_an_unwrapping_key_encrypt() {
+    // The attack this closes: wrap a secret under W, let W decrypt, and
+    // decrypt the wrapped secret as data; or let W encrypt chosen bytes
+    // and unwrap them as a "sensitive" key.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let kek = usages(&[KeyFlag::Wrap, KeyFlag::Unwrap]);
+    c.by(
+        "bob",
+        created(1, kek.clone(), KeyProvenance::generated(&kek)),
+    )
+    .result
+    .unwrap();
+    let data = usages(&[KeyFlag::Encrypt, KeyFlag::Decrypt]);
+    c.by(
+        "bob",
+        created(2, data.clone(), KeyProvenance::generated(&data)),
+    )
+    .result
+    .unwrap();
+    for (key, flag, conflict) in [
+        (1, KeyFlag::Decrypt, (KeyFlag::Wrap, KeyFlag::Decrypt)),
+        (1, KeyFlag::Encrypt, (KeyFlag::Unwrap, KeyFlag::Encrypt)),
+        (2, KeyFlag::Wrap, (KeyFlag::Wrap, KeyFlag::Decrypt)),
+        (2, KeyFlag::Unwrap, (KeyFlag::Unwrap, KeyFlag::Encrypt)),
+    ] {
+        let before = c.state.clone();
+        let r = c.by("bob", set_flag(key, flag, true));
+        assert_eq!(
+            r.result,
+            Err(Rejection::KeyPolicy(KeyPolicyError::Conflict(
+                conflict.0, conflict.1
+            ))),
+            "key {key} {flag:?}"
+        );
+        assert_only_chain_changed(&before, &c.state);
+    }
+    // Dropping one side first makes the other allowed.
+    c.by("bob", set_flag(1, KeyFlag::Wrap, false))
+        .result
+        .unwrap();
+    c.by("bob", set_flag(1, KeyFlag::Decrypt, true))
+        .result
+        .unwrap();
+}
+
+#[test]
+fn a_trusted_keys_attributes_change_only_after_an_officer_removes_trusted() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let kek = usages(&[KeyFlag::Wrap, KeyFlag::Unwrap]);
+    c.by(
+        "bob",
+        created(1, kek.clone(), KeyProvenance::generated(&kek)),
+    )
+    .result
+    .unwrap();
+    c.by("admin", set_flag(1, KeyFlag::Trusted, true))
+        .result
+        .unwrap();
+    let frozen = Rejection::KeyPolicy(KeyPolicyError::TrustedKeyFrozen(KeyId(1)));
+    for change in [
+        set_flag(1, KeyFlag::Wrap, false),
+        set_flag(1, KeyFlag::Sign, true),
+        set_flag(1, KeyFlag::Sensitive, true),
+        set_flag(1, KeyFlag::Extractable, false),
+        set_label(1, "renamed"),
+    ] {
+        c.refused("bob", change, frozen.clone());
+    }
+    c.by("admin", set_flag(1, KeyFlag::Trusted, false))
+        .result
+        .unwrap();
+    c.by("bob", set_label(1, "renamed")).result.unwrap();
+}
+
+#[test]
+fn a_new_keys_provenance_must_fit_how_it_was_made() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let a = usages(&[KeyFlag::Encrypt]);
+    let bad = [
+        // Generated keys are local, and always sensitive iff sensitive.
+        KeyProvenance {
+            local: false,
+            ..KeyProvenance::generated(&a)
+        },
+        KeyProvenance {
+            always_sensitive: false,
+            ..KeyProvenance::generated(&a)
+        },
+        // Imported and derived keys are known outside.
+        KeyProvenance {
+            local: true,
+            ..KeyProvenance::known_outside(KeyOrigin::Imported)
+        },
+        KeyProvenance {
+            always_sensitive: true,
+            local: true,
+            ..KeyProvenance::known_outside(KeyOrigin::Derived)
+        },
+        // An unwrapped copy is never "never extractable", and always
+        // sensitive only when local.
+        KeyProvenance {
+            origin: KeyOrigin::Unwrapped,
+            local: false,
+            always_sensitive: true,
+            never_extractable: false,
+        },
+        KeyProvenance {
+            origin: KeyOrigin::Unwrapped,
+            local: true,
+            always_sensitive: true,
+            never_extractable: true,
+        },
+    ];
+    for p in bad {
+        c.refused(
+            "bob",
+            created(1, a.clone(), p),
+            Rejection::KeyPolicy(KeyPolicyError::InconsistentProvenance),
+        );
+    }
+    // Always sensitive needs sensitive.
+    let open = KeyAttributes {
+        sensitive: false,
+        ..a.clone()
+    };
+    c.refused(
+        "bob",
+        created(
+            1,
+            open,
+            KeyProvenance {
+                origin: KeyOrigin::Unwrapped,
+                local: true,
+                always_sensitive: true,
+                never_extractable: false,
+            },
+        ),
+        Rejection::KeyPolicy(KeyPolicyError::InconsistentProvenance),
+    );
+    let copy = KeyProvenance {
+        origin: KeyOrigin::Unwrapped,
+        local: true,
+        always_sensitive: true,
+        never_extractable: false,
+    };
+    c.by("bob", created(1, a.clone(), copy)).result.unwrap();
+    assert_eq!(c.state.key(KeyId(1)).unwrap().provenance, copy);
+}
+
+#[test]
+fn attribute_changes_never_touch_provenance() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let a = KeyAttributes {
+        sensitive: false,
+        ..usages(&[KeyFlag::Encrypt])
+    };
+    let p = KeyProvenance::generated(&a);
+    c.by("bob", created(1, a, p)).result.unwrap();
+    c.by("bob", set_flag(1, KeyFlag::Sensitive, true))
+        .result
+        .unwrap();
+    c.by("bob", set_flag(1, KeyFlag::Extractable, false))
+        .result
+        .unwrap();
+    let key = c.state.key(KeyId(1)).unwrap();
+    assert!(key.attributes.sensitive && !key.attributes.extractable);
+    assert_eq!(
+        key.provenance, p,
+        "once not sensitive, never always sensitive"
+    );
+    assert!(!key.provenance.never_known_outside());
 }
 
 // ---------------------------------------------------------------- labels
@@ -1154,6 +1403,7 @@ fn a_retry_rebuilt_with_fresh_salt_or_material_is_still_a_replay() {
             key,
             spec,
             attributes,
+            provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
             wrapped_material: vec![material; 40],
             public_key: vec![],
             unique_label,

@@ -16,7 +16,7 @@ use crate::filter::Filter;
 use crate::io::{b64, binary_data, read_file, write_file};
 use crate::keys::{
     aes_spec, ec_spec, flag, generic_secret_spec, key_json, key_table, new_attributes, parse_bool,
-    parse_hex, rsa_spec, spec_from_args, spec_text, usages_text, FLAGS,
+    parse_hex, rsa_spec, spec_from_args, spec_text, usages_text, NewKey, FLAGS,
 };
 use crate::output::{table, Outcome};
 use crate::pem::pkcs8_der;
@@ -135,7 +135,7 @@ fn key_outcome(key: &KeyInfo) -> Outcome {
 }
 
 async fn generate(ctx: &Context, spec: KeySpec, args: &NewKeyArgs) -> Result<Outcome> {
-    let attributes = new_attributes(args, spec, false)?;
+    let attributes = new_attributes(args, spec, NewKey::Generate)?;
     let me = ctx.login(None).await?;
     let key = me
         .client
@@ -318,7 +318,7 @@ async fn unwrap(
     let wrapping_filter = Filter::parse(wrapping_tokens)?;
     let wrapped = binary_data(data)?;
     let spec = spec_from_args(key_type, None)?;
-    let attributes = new_attributes(args, spec, false)?;
+    let attributes = new_attributes(args, spec, NewKey::Unwrap)?;
     let me = ctx.login(None).await?;
     let wrapping = wrapping_filter
         .one(&me.client, "--wrapping-key-filter")
@@ -359,7 +359,7 @@ async fn import(
             symmetric_len(spec)
         )));
     }
-    let attributes = new_attributes(args, spec, true)?;
+    let attributes = new_attributes(args, spec, NewKey::Import)?;
     let me: LoggedIn = ctx.login(None).await?;
     let key = me
         .client

@@ -1,6 +1,7 @@
 //! Shared keys and the OpenSSL harness.
 
-use hsm_crypto::{KeySpec, LoadedKey};
+use hsm_crypto::{KeyMaterial, KeySpec, LoadedKey};
+use hsm_proto::{CarriedAttributes, KeyAttributes, KeyProvenance};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -33,6 +34,16 @@ pub fn key(spec: KeySpec) -> &'static LoadedKey {
         .position(|s| *s == spec)
         .expect("spec in SPECS");
     KEYS[index].get_or_init(|| LoadedKey::generate(spec).expect("generate"))
+}
+
+/// What a wrapping of `target` carries: default attributes, generated.
+pub fn carried(target: &KeyMaterial) -> CarriedAttributes {
+    let attributes = KeyAttributes::default();
+    CarriedAttributes {
+        spec: target.spec(),
+        provenance: KeyProvenance::generated(&attributes),
+        attributes,
+    }
 }
 
 /// A temporary directory to run the OpenSSL 3 command line in.

@@ -1,7 +1,7 @@
 //! Interoperability with an independent implementation: the OpenSSL 3
 //! command line, run in a temporary directory per test.
 
-use crate::common::{hex, key, Ossl, RSA_2048, SPECS};
+use crate::common::{carried, hex, key, Ossl, RSA_2048, SPECS};
 use crate::roundtrip::sign_applies;
 use hsm_crypto::*;
 
@@ -260,16 +260,21 @@ fn rsa_oaep_interoperates_both_ways() {
             o.run(&args);
             assert_eq!(o.read("dec.bin"), b"from us");
         }
-        // A key wrapped with RSA-OAEP is the raw key under OAEP.
+        // The body of an RSA-OAEP wrapped key is the raw key under OAEP,
+        // with the format's label: OpenSSL opens it with the private key.
         let target = generate(KeySpec::Aes { bits: 256 }).expect("generate");
         let wrapped = k
-            .wrap_key(WrapMechanism::RsaOaepSha256, &target)
+            .wrap_key(WrapMechanism::RsaOaepSha256, &carried(&target), &target)
             .expect("wrap");
-        let ct = o.write("wrapped.bin", &wrapped);
+        let parts = WrappedKey::parse(&wrapped).expect("parse");
+        let mut label = b"hsm-cluster wrapped key v1".to_vec();
+        label.extend_from_slice(blake3::hash(parts.prefix).as_bytes());
+        let label_opt = format!("rsa_oaep_label:{}", hex(&label));
+        let ct = o.write("wrapped.bin", parts.body);
         let out = o.path("unwrapped.bin").to_str().expect("path").to_owned();
         let mut args = vec![
             "pkeyutl", "-decrypt", "-inkey", &priv_path, "-keyform", "DER", "-in", &ct, "-out",
-            &out,
+            &out, "-pkeyopt", &label_opt,
         ];
         args.extend(oaep);
         o.run(&args);
@@ -355,11 +360,13 @@ fn ecdh_derives_what_openssl_derives() {
 
 #[test]
 fn key_wrap_with_padding_matches_openssl() {
+    // The body of an aes-key-wrap-pad wrapped key is RFC 5649 under the
+    // wrapping subkey, over the digest of the header and the material.
     let p256 = key(KeySpec::EcP256).material().clone();
     for bits in [128u16, 192, 256] {
         let kek = LoadedKey::generate(KeySpec::Aes { bits }).expect("kek");
         let cipher = format!("-id-aes{bits}-wrap-pad");
-        let kek_hex = hex(kek.material().secret());
+        let kek_hex = hex(&wrapping_subkey(kek.material().secret()));
         for target in [
             generate(KeySpec::GenericSecret { bytes: 1 }).expect("g"),
             generate(KeySpec::GenericSecret { bytes: 7 }).expect("g"),
@@ -368,20 +375,28 @@ fn key_wrap_with_padding_matches_openssl() {
             p256.clone(),
         ] {
             let o = Ossl::new();
-            let input = o.write("in.bin", target.secret());
+            let ours = kek
+                .wrap_key(WrapMechanism::AesKeyWrapPad, &carried(&target), &target)
+                .expect("wrap");
+            let parts = WrappedKey::parse(&ours).expect("parse");
+            let mut plain = blake3::hash(parts.prefix).as_bytes().to_vec();
+            plain.extend_from_slice(target.secret());
+            let input = o.write("in.bin", &plain);
             let out = o.path("out.bin").to_str().expect("path").to_owned();
             o.run(&[
                 "enc", &cipher, "-K", &kek_hex, "-iv", "A65959A6", "-in", &input, "-out", &out,
             ]);
-            let ours = kek
-                .wrap_key(WrapMechanism::AesKeyWrapPad, &target)
-                .expect("wrap");
-            assert_eq!(ours, o.read("out.bin"), "aes-{bits} {:?}", target.spec());
+            assert_eq!(
+                parts.body,
+                o.read("out.bin"),
+                "aes-{bits} {:?}",
+                target.spec()
+            );
             let back = o.path("back.bin").to_str().expect("path").to_owned();
             o.run(&[
                 "enc", "-d", &cipher, "-K", &kek_hex, "-iv", "A65959A6", "-in", &out, "-out", &back,
             ]);
-            assert_eq!(o.read("back.bin"), target.secret());
+            assert_eq!(o.read("back.bin"), plain);
         }
     }
 }

@@ -8,4 +8,5 @@ mod errors;
 mod fuzz;
 mod interop;
 mod roundtrip;
+mod separation;
 mod vectors;

@@ -1,6 +1,6 @@
 //! Round trips of every key type and operation through this crate alone.
 
-use crate::common::{key, RSA_2048, SPECS};
+use crate::common::{carried, key, RSA_2048, SPECS};
 use hsm_crypto::*;
 
 /// Which sign mechanisms each key type accepts, written out independently
@@ -267,7 +267,7 @@ fn wrap_and_unwrap_every_key_under_every_wrapping_key() {
                     KeySpec::Rsa { bits } => target.secret().len() <= usize::from(bits) / 8 - 66,
                     _ => true,
                 };
-                let result = wrapping.wrap_key(mechanism, target);
+                let result = wrapping.wrap_key(mechanism, &carried(target), target);
                 if mechanism == WrapMechanism::RsaOaepSha256 && !fits_oaep {
                     assert!(
                         matches!(result, Err(CryptoError::BadLength { .. })),
@@ -277,13 +277,13 @@ fn wrap_and_unwrap_every_key_under_every_wrapping_key() {
                 }
                 let wrapped = result.expect("wrap");
                 assert_ne!(wrapped.as_slice(), target.secret());
-                let back = wrapping
-                    .unwrap_key(mechanism, &wrapped, target_spec)
-                    .expect("unwrap");
+                let (back_carried, back) =
+                    wrapping.unwrap_key(mechanism, &wrapped).expect("unwrap");
                 assert_eq!(
                     &back, target,
                     "{wrapping_spec:?} {mechanism} {target_spec:?}"
                 );
+                assert_eq!(back_carried, carried(target));
                 checked += 1;
             }
         }
@@ -300,10 +300,10 @@ fn rsa_public_key_wraps_for_its_private_key() {
     let target = generate(KeySpec::Aes { bits: 256 }).expect("generate");
     let public = k.public_key().expect("public");
     let wrapped = public
-        .wrap_key(WrapMechanism::RsaOaepSha256, &target)
+        .wrap_key(WrapMechanism::RsaOaepSha256, &carried(&target), &target)
         .expect("wrap");
-    let back = k
-        .unwrap_key(WrapMechanism::RsaOaepSha256, &wrapped, target.spec())
+    let (_, back) = k
+        .unwrap_key(WrapMechanism::RsaOaepSha256, &wrapped)
         .expect("unwrap");
     assert_eq!(back, target);
 }
@@ -314,13 +314,15 @@ fn key_wrap_with_padding_is_deterministic_and_sized() {
     for len in [1u16, 7, 8, 9, 16, 800] {
         let target = generate(KeySpec::GenericSecret { bytes: len }).expect("generate");
         let a = kek
-            .wrap_key(WrapMechanism::AesKeyWrapPad, &target)
+            .wrap_key(WrapMechanism::AesKeyWrapPad, &carried(&target), &target)
             .expect("wrap");
         let b = kek
-            .wrap_key(WrapMechanism::AesKeyWrapPad, &target)
+            .wrap_key(WrapMechanism::AesKeyWrapPad, &carried(&target), &target)
             .expect("wrap");
         assert_eq!(a, b);
-        assert_eq!(a.len(), usize::from(len).div_ceil(8) * 8 + 8);
+        // The header, then RFC 5649 over a 32-byte digest and the material.
+        let body = WrappedKey::parse(&a).expect("parse").body.len();
+        assert_eq!(body, (usize::from(len) + 32).div_ceil(8) * 8 + 8);
     }
 }
 

@@ -1,11 +1,12 @@
 //! Crypto operations served from this node's replica with no Raft round
 //! trip: sign, verify, encrypt, decrypt, digest, random.
 
-use hsm_crypto::MAX_RANDOM_LEN;
-use hsm_proto::client::{ClientError, Operation, Reply};
-use hsm_proto::{KeyFlag, KeySpec};
+use hsm_crypto::{DigestAlgorithm, EncryptMechanism, SignMechanism, MAX_RANDOM_LEN};
+use hsm_proto::client::{ClientError, Reply, Secret};
+use hsm_proto::{KeyId, KeySpec};
+use hsm_state::policy::KeyUse;
 
-use super::keys::{crypto_error, plaintext_reply, require};
+use super::keys::{allow_use, crypto_error, plaintext_reply};
 use super::{blocking, Ctx, Outcome, Service};
 
 /// Inputs up to this size are processed on the async worker when the
@@ -35,93 +36,99 @@ async fn run<T: Send + 'static>(
 }
 
 impl Service {
-    pub(super) async fn crypto(&self, ctx: &Ctx, op: Operation) -> Outcome {
-        use Operation as O;
-        match op {
-            O::Sign {
-                key,
-                mechanism,
-                message,
-            } => {
-                let k = self.usable_key(&ctx.caller, key)?;
-                require(&k, KeyFlag::Sign, "signing")?;
-                let loaded = self.loaded(&k).await?;
-                let inline = quick(k.spec, true, message.len());
-                let sig = run(inline, move || loaded.sign(mechanism, &message))
-                    .await?
-                    .map_err(crypto_error)?;
-                Ok(Reply::Signature(sig))
-            }
-            O::Verify {
-                key,
-                mechanism,
-                message,
-                signature,
-            } => {
-                let k = self.usable_key(&ctx.caller, key)?;
-                require(&k, KeyFlag::Verify, "verification")?;
-                let loaded = self.loaded(&k).await?;
-                let inline = quick(k.spec, false, message.len());
-                let ok = run(inline, move || {
-                    loaded.verify(mechanism, &message, &signature)
-                })
-                .await?
-                .map_err(crypto_error)?;
-                Ok(Reply::Verified(ok))
-            }
-            O::Encrypt {
-                key,
-                mechanism,
-                plaintext,
-                aad,
-            } => {
-                let k = self.usable_key(&ctx.caller, key)?;
-                require(&k, KeyFlag::Encrypt, "encryption")?;
-                let loaded = self.loaded(&k).await?;
-                let inline = quick(k.spec, false, plaintext.expose().len() + aad.len());
-                let out = run(inline, move || {
-                    loaded.encrypt(mechanism, plaintext.expose(), &aad)
-                })
-                .await?
-                .map_err(crypto_error)?;
-                Ok(Reply::Ciphertext(out))
-            }
-            O::Decrypt {
-                key,
-                mechanism,
-                ciphertext,
-                aad,
-            } => {
-                let k = self.usable_key(&ctx.caller, key)?;
-                require(&k, KeyFlag::Decrypt, "decryption")?;
-                let loaded = self.loaded(&k).await?;
-                let inline = quick(k.spec, true, ciphertext.len() + aad.len());
-                let out = run(inline, move || loaded.decrypt(mechanism, &ciphertext, &aad))
-                    .await?
-                    .map_err(crypto_error)?;
-                Ok(plaintext_reply(out))
-            }
-            O::Digest { algorithm, data } => Ok(Reply::Digest(
-                run(data.len() <= INLINE_MAX_BYTES, move || {
-                    hsm_crypto::digest(algorithm, &data)
-                })
-                .await?,
-            )),
-            O::Random { len } => {
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                if len > MAX_RANDOM_LEN {
-                    return Err(ClientError::invalid(format!(
-                        "at most {MAX_RANDOM_LEN} random bytes per request"
-                    )));
-                }
-                let bytes = hsm_crypto::random_bytes(len).map_err(crypto_error)?;
-                Ok(Reply::Random(bytes))
-            }
-            other => Err(ClientError::internal(format!(
-                "operation {} reached the crypto handler",
-                other.name()
-            ))),
+    pub(super) async fn sign(
+        &self,
+        ctx: &Ctx,
+        key: KeyId,
+        mechanism: SignMechanism,
+        message: Vec<u8>,
+    ) -> Outcome {
+        let k = self.usable_key(&ctx.caller, key)?;
+        allow_use(&k, KeyUse::Sign)?;
+        let loaded = self.loaded(&k).await?;
+        let inline = quick(k.spec, true, message.len());
+        let sig = run(inline, move || loaded.sign(mechanism, &message))
+            .await?
+            .map_err(crypto_error)?;
+        Ok(Reply::Signature(sig))
+    }
+
+    pub(super) async fn verify(
+        &self,
+        ctx: &Ctx,
+        key: KeyId,
+        mechanism: SignMechanism,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Outcome {
+        let k = self.usable_key(&ctx.caller, key)?;
+        allow_use(&k, KeyUse::Verify)?;
+        let loaded = self.loaded(&k).await?;
+        let inline = quick(k.spec, false, message.len());
+        let ok = run(inline, move || {
+            loaded.verify(mechanism, &message, &signature)
+        })
+        .await?
+        .map_err(crypto_error)?;
+        Ok(Reply::Verified(ok))
+    }
+
+    pub(super) async fn encrypt(
+        &self,
+        ctx: &Ctx,
+        key: KeyId,
+        mechanism: EncryptMechanism,
+        plaintext: Secret,
+        aad: Vec<u8>,
+    ) -> Outcome {
+        let k = self.usable_key(&ctx.caller, key)?;
+        allow_use(&k, KeyUse::Encrypt)?;
+        let loaded = self.loaded(&k).await?;
+        let inline = quick(k.spec, false, plaintext.expose().len() + aad.len());
+        let out = run(inline, move || {
+            loaded.encrypt(mechanism, plaintext.expose(), &aad)
+        })
+        .await?
+        .map_err(crypto_error)?;
+        Ok(Reply::Ciphertext(out))
+    }
+
+    pub(super) async fn decrypt(
+        &self,
+        ctx: &Ctx,
+        key: KeyId,
+        mechanism: EncryptMechanism,
+        ciphertext: Vec<u8>,
+        aad: Vec<u8>,
+    ) -> Outcome {
+        let k = self.usable_key(&ctx.caller, key)?;
+        allow_use(&k, KeyUse::Decrypt)?;
+        let loaded = self.loaded(&k).await?;
+        let inline = quick(k.spec, true, ciphertext.len() + aad.len());
+        let out = run(inline, move || loaded.decrypt(mechanism, &ciphertext, &aad))
+            .await?
+            .map_err(crypto_error)?;
+        Ok(plaintext_reply(out))
+    }
+
+    pub(super) async fn digest(algorithm: DigestAlgorithm, data: Vec<u8>) -> Outcome {
+        Ok(Reply::Digest(
+            run(data.len() <= INLINE_MAX_BYTES, move || {
+                hsm_crypto::digest(algorithm, &data)
+            })
+            .await?,
+        ))
+    }
+
+    pub(super) fn random(len: u32) -> Outcome {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > MAX_RANDOM_LEN {
+            return Err(ClientError::invalid(format!(
+                "at most {MAX_RANDOM_LEN} random bytes per request"
+            )));
         }
+        let bytes = hsm_crypto::random_bytes(len).map_err(crypto_error)?;
+        Ok(Reply::Random(bytes))
     }
 }
 

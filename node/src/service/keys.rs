@@ -5,13 +5,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use hsm_crypto::{KeyMaterial, LoadedKey, PublicKey};
-use hsm_proto::client::{ClientError, ErrorKind, KeyFilter, KeyInfo, Operation, Reply, Secret};
-use hsm_proto::{EventBody, KeyAttributes, KeyFlag, KeyId, KeySpec, RequestId};
+use hsm_crypto::{KeyMaterial, LoadedKey, PublicKey, WrapMechanism};
+use hsm_proto::client::{ClientError, ErrorKind, KeyFilter, KeyInfo, Reply, Secret};
+use hsm_proto::{
+    EventBody, KeyAttribute, KeyAttributes, KeyId, KeyOrigin, KeyProvenance, KeySpec, RequestId,
+    Username,
+};
 use hsm_state::authz;
+use hsm_state::policy::{self, KeyUse};
 use hsm_state::Key;
 
-use super::{blocking, Caller, Ctx, Outcome, Service};
+use super::{blocking, Caller, Ctx, DeriveRequest, Outcome, Service, UnwrapRequest};
 use crate::secrets::DomainKey;
 
 /// Loaded (unwrapped and parsed) keys, so a hot key is not unwrapped and
@@ -83,13 +87,21 @@ pub(crate) fn key_id_for(request_id: RequestId) -> KeyId {
     KeyId(u64::from_be_bytes(id) >> 1)
 }
 
-pub(crate) fn key_info(key: &Key) -> KeyInfo {
+/// A key's metadata as `caller` may see it: the share list only for its
+/// owner and crypto officers (a user it is shared with sees itself).
+pub(crate) fn key_info(caller: &Caller, key: &Key) -> KeyInfo {
+    let shared_with = if authz::sees_share_list(&caller.username, caller.role, key) {
+        key.shared_with.iter().cloned().collect()
+    } else {
+        vec![caller.username.clone()]
+    };
     KeyInfo {
         id: key.id,
         spec: key.spec,
         owner: key.owner.clone(),
-        shared_with: key.shared_with.iter().cloned().collect(),
+        shared_with,
         attributes: key.attributes.clone(),
+        provenance: key.provenance,
         public_key: key.public_key.clone(),
         created_ms: key.created_ms,
     }
@@ -103,170 +115,162 @@ fn crypto_err(e: hsm_crypto::CryptoError) -> ClientError {
     }
 }
 
-/// Refuses an operation the key's attributes do not allow.
-pub(crate) fn require(key: &Key, flag: KeyFlag, what: &str) -> Result<(), ClientError> {
-    if key.attributes.flag(flag) {
-        Ok(())
-    } else {
-        Err(ClientError::denied(format!(
-            "key {} does not allow {what} (its {} attribute is false)",
-            key.id,
-            flag.name()
-        )))
-    }
+/// Refuses a use of `key` its attributes do not allow (the key policy).
+pub(crate) fn allow_use(key: &Key, use_: KeyUse) -> Result<(), ClientError> {
+    policy::check_use(key, use_).map_err(ClientError::from)
 }
 
-fn check_new_key(spec: KeySpec, attributes: &KeyAttributes) -> Result<(), ClientError> {
-    if !spec.is_valid() {
-        return Err(ClientError::invalid(format!(
-            "unsupported key type or size {spec}"
-        )));
-    }
-    if !attributes.is_within_limits() {
-        return Err(ClientError::invalid(format!(
-            "label at most {} bytes and id at most {} bytes",
-            hsm_proto::MAX_LABEL_LEN,
-            hsm_proto::MAX_KEY_ATTR_ID_LEN
-        )));
-    }
-    if attributes.trusted {
-        return Err(ClientError::denied(
-            "only a crypto officer may mark a key trusted, after it exists",
-        ));
-    }
-    Ok(())
+/// Refuses a new key the key policy refuses.
+fn check_new_key(
+    spec: KeySpec,
+    attributes: &KeyAttributes,
+    provenance: &KeyProvenance,
+) -> Result<(), ClientError> {
+    policy::check_new_key(spec, attributes, provenance).map_err(ClientError::from)
 }
 
 impl Service {
-    pub(super) async fn key_or_crypto(&self, ctx: &Ctx, op: Operation) -> Outcome {
-        use Operation as O;
-        match op {
-            O::GenerateKey {
-                spec,
-                attributes,
-                unique_label,
-            } => {
-                check_new_key(spec, &attributes)?;
-                let material = blocking(move || KeyMaterial::generate(spec))
-                    .await?
-                    .map_err(crypto_err)?;
-                self.create_key(ctx, material, attributes, unique_label)
-                    .await
-            }
-            O::ImportKey {
-                spec,
-                attributes,
-                material,
-                unique_label,
-            } => {
-                check_new_key(spec, &attributes)?;
-                if attributes.sensitive {
-                    return Err(ClientError::invalid(
-                        "plaintext import is only for keys marked not sensitive; import sensitive keys wrapped (unwrap-key)",
-                    ));
+    pub(super) async fn generate_key(
+        &self,
+        ctx: &Ctx,
+        spec: KeySpec,
+        attributes: KeyAttributes,
+        unique_label: bool,
+    ) -> Outcome {
+        let provenance = KeyProvenance::generated(&attributes);
+        check_new_key(spec, &attributes, &provenance)?;
+        let material = blocking(move || KeyMaterial::generate(spec))
+            .await?
+            .map_err(crypto_err)?;
+        self.create_key(ctx, material, attributes, provenance, unique_label)
+            .await
+    }
+
+    /// Plaintext material the caller has: the key is marked as known
+    /// outside the cluster, so it never protects a sensitive key unless a
+    /// crypto officer trusts it.
+    pub(super) async fn import_key(
+        &self,
+        ctx: &Ctx,
+        spec: KeySpec,
+        attributes: KeyAttributes,
+        material: Secret,
+        unique_label: bool,
+    ) -> Outcome {
+        let provenance = KeyProvenance::known_outside(KeyOrigin::Imported);
+        check_new_key(spec, &attributes, &provenance)?;
+        let material = blocking(move || KeyMaterial::import(spec, material.expose()))
+            .await?
+            .map_err(crypto_err)?;
+        self.create_key(ctx, material, attributes, provenance, unique_label)
+            .await
+    }
+
+    pub(super) async fn unwrap_key(&self, ctx: &Ctx, request: UnwrapRequest) -> Outcome {
+        let UnwrapRequest {
+            wrapping_key,
+            mechanism,
+            wrapped,
+            spec,
+            attributes: template,
+            unique_label,
+        } = request;
+        let unwrapping = self.usable_key(&ctx.caller, wrapping_key)?;
+        allow_use(&unwrapping, KeyUse::Unwrap)?;
+        let loaded = self.loaded(&unwrapping).await?;
+        let (carried, material) = blocking(move || loaded.unwrap_key(mechanism, &wrapped))
+            .await?
+            .map_err(|e| match e {
+                hsm_crypto::CryptoError::UnwrapFailed => {
+                    ClientError::invalid("unwrap failed: wrong unwrapping key or damaged input")
                 }
-                let material = blocking(move || KeyMaterial::import(spec, material.expose()))
-                    .await?
-                    .map_err(crypto_err)?;
-                self.create_key(ctx, material, attributes, unique_label)
-                    .await
-            }
-            O::UnwrapKey {
-                wrapping_key,
-                mechanism,
-                wrapped,
-                spec,
-                attributes,
-                unique_label,
-            } => {
-                check_new_key(spec, &attributes)?;
-                let unwrapping = self.usable_key(&ctx.caller, wrapping_key)?;
-                require(&unwrapping, KeyFlag::Unwrap, "unwrapping")?;
-                // What a trusted key unwraps may have been wrapped because
-                // it must only ever be wrapped by trusted keys: the copy
-                // keeps that rule.
-                let mut attributes = attributes;
-                if unwrapping.attributes.trusted {
-                    attributes.wrap_with_trusted = true;
-                }
-                let loaded = self.loaded(&unwrapping).await?;
-                let material = blocking(move || loaded.unwrap_key(mechanism, &wrapped, spec))
-                    .await?
-                    .map_err(|e| match e {
-                        hsm_crypto::CryptoError::UnwrapFailed => ClientError::invalid(
-                            "unwrap failed: wrong unwrapping key or damaged input",
-                        ),
-                        other => crypto_err(other),
-                    })?;
-                self.create_key(ctx, material, attributes, unique_label)
-                    .await
-            }
-            O::DeriveKey {
-                key,
-                mechanism,
-                peer_public_key,
-                context,
-                spec,
-                attributes,
-                unique_label,
-            } => {
-                check_new_key(spec, &attributes)?;
-                let base = self.usable_key(&ctx.caller, key)?;
-                require(&base, KeyFlag::Derive, "key derivation")?;
-                let peer = PublicKey::from_der(&peer_public_key).map_err(crypto_err)?;
-                let loaded = self.loaded(&base).await?;
-                let material = blocking(move || loaded.derive(mechanism, &peer, &context, spec))
-                    .await?
-                    .map_err(crypto_err)?;
-                self.create_key(ctx, material, attributes, unique_label)
-                    .await
-            }
-            O::GetKey { key } => self
-                .visible_key(&ctx.caller, key)
-                .map(|k| Reply::Key(key_info(&k))),
-            O::ListKeys { filter } => Ok(self.list_keys(&ctx.caller, &filter)),
-            O::ExportPublicKey { key } => {
-                let k = self.usable_key(&ctx.caller, key)?;
-                if k.public_key.is_empty() {
-                    return Err(ClientError::invalid(format!(
-                        "key {key} is a secret key and has no public half"
-                    )));
-                }
-                let public = PublicKey::from_der(&k.public_key).map_err(crypto_err)?;
-                Ok(Reply::PublicKey {
-                    pem: public.to_pem(),
-                    der: k.public_key,
-                })
-            }
-            O::WrapKey {
-                wrapping_key,
-                key,
-                mechanism,
-            } => self.wrap_key(ctx, wrapping_key, key, mechanism).await,
-            O::ShareKey { key, with } => {
-                self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
-                self.write(ctx, EventBody::KeyShared { key, with }).await?;
-                Ok(Reply::Done)
-            }
-            O::UnshareKey { key, with } => {
-                self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
-                self.write(ctx, EventBody::KeyUnshared { key, with })
-                    .await?;
-                Ok(Reply::Done)
-            }
-            O::SetKeyAttribute { key, attribute } => {
-                self.write(ctx, EventBody::KeyAttributeSet { key, attribute })
-                    .await?;
-                Ok(Reply::Done)
-            }
-            O::DeleteKey { key } => {
-                self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
-                self.write(ctx, EventBody::KeyDeleted { key }).await?;
-                self.cache.evict(key);
-                Ok(Reply::Done)
-            }
-            op => self.crypto(ctx, op).await,
+                other => crypto_err(other),
+            })?;
+        let public_wrap = mechanism == WrapMechanism::RsaOaepSha256;
+        let (attributes, provenance) =
+            policy::unwrapped(&carried, &unwrapping, public_wrap, spec, &template)?;
+        check_new_key(material.spec(), &attributes, &provenance)?;
+        self.create_key(ctx, material, attributes, provenance, unique_label)
+            .await
+    }
+
+    /// A key agreed with a peer: the peer can derive it too, so it is
+    /// marked as known outside the cluster.
+    pub(super) async fn derive_key(&self, ctx: &Ctx, request: DeriveRequest) -> Outcome {
+        let DeriveRequest {
+            key,
+            mechanism,
+            peer_public_key,
+            context,
+            spec,
+            attributes,
+            unique_label,
+        } = request;
+        let provenance = KeyProvenance::known_outside(KeyOrigin::Derived);
+        check_new_key(spec, &attributes, &provenance)?;
+        let base = self.usable_key(&ctx.caller, key)?;
+        allow_use(&base, KeyUse::Derive)?;
+        let peer = PublicKey::from_der(&peer_public_key).map_err(crypto_err)?;
+        let loaded = self.loaded(&base).await?;
+        let material = blocking(move || loaded.derive(mechanism, &peer, &context, spec))
+            .await?
+            .map_err(crypto_err)?;
+        self.create_key(ctx, material, attributes, provenance, unique_label)
+            .await
+    }
+
+    pub(super) fn get_key(&self, ctx: &Ctx, key: KeyId) -> Outcome {
+        self.visible_key(&ctx.caller, key)
+            .map(|k| Reply::Key(key_info(&ctx.caller, &k)))
+    }
+
+    pub(super) fn export_public_key(&self, ctx: &Ctx, key: KeyId) -> Outcome {
+        let k = self.usable_key(&ctx.caller, key)?;
+        if k.public_key.is_empty() {
+            return Err(ClientError::invalid(format!(
+                "key {key} is a secret key and has no public half"
+            )));
         }
+        let public = PublicKey::from_der(&k.public_key).map_err(crypto_err)?;
+        Ok(Reply::PublicKey {
+            pem: public.to_pem(),
+            der: k.public_key,
+        })
+    }
+
+    pub(super) async fn share_key(
+        &self,
+        ctx: &Ctx,
+        key: KeyId,
+        with: Username,
+        share: bool,
+    ) -> Outcome {
+        self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
+        let body = if share {
+            EventBody::KeyShared { key, with }
+        } else {
+            EventBody::KeyUnshared { key, with }
+        };
+        self.write(ctx, body).await?;
+        Ok(Reply::Done)
+    }
+
+    pub(super) async fn set_key_attribute(
+        &self,
+        ctx: &Ctx,
+        key: KeyId,
+        attribute: KeyAttribute,
+    ) -> Outcome {
+        self.write(ctx, EventBody::KeyAttributeSet { key, attribute })
+            .await?;
+        Ok(Reply::Done)
+    }
+
+    pub(super) async fn delete_key(&self, ctx: &Ctx, key: KeyId) -> Outcome {
+        self.unless_retry(ctx.request_id, self.owned_key(&ctx.caller, key))?;
+        self.write(ctx, EventBody::KeyDeleted { key }).await?;
+        self.cache.evict(key);
+        Ok(Reply::Done)
     }
 
     /// Wraps new material under the domain key and records the key; answers
@@ -276,6 +280,7 @@ impl Service {
         ctx: &Ctx,
         material: KeyMaterial,
         attributes: KeyAttributes,
+        provenance: KeyProvenance,
         unique_label: bool,
     ) -> Outcome {
         let id = key_id_for(ctx.request_id);
@@ -298,6 +303,7 @@ impl Service {
                 key: id,
                 spec,
                 attributes,
+                provenance,
                 wrapped_material,
                 public_key,
                 unique_label,
@@ -307,7 +313,7 @@ impl Service {
         let key = self
             .state(|s| s.key(id).cloned())
             .ok_or_else(|| ClientError::not_found(format!("key {id} was deleted already")))?;
-        Ok(Reply::Key(key_info(&key)))
+        Ok(Reply::Key(key_info(&ctx.caller, &key)))
     }
 
     /// A key the caller may see: usable by it, or any key for a crypto
@@ -337,46 +343,31 @@ impl Service {
         }
     }
 
-    fn list_keys(&self, caller: &Caller, filter: &KeyFilter) -> Reply {
+    pub(super) fn list_keys(&self, caller: &Caller, filter: &KeyFilter) -> Reply {
         let all = caller.role == hsm_proto::Role::Co;
         Reply::Keys(self.state(|s| {
             s.keys()
                 .filter(|k| all || authz::can_use_key(&caller.username, k))
-                .map(key_info)
+                .map(|k| key_info(caller, k))
                 .filter(|k| filter.matches(k))
                 .collect()
         }))
     }
 
-    async fn wrap_key(
+    pub(super) async fn wrap_key(
         &self,
         ctx: &Ctx,
         wrapping_key: KeyId,
         key: KeyId,
-        mechanism: hsm_crypto::WrapMechanism,
+        mechanism: WrapMechanism,
     ) -> Outcome {
         let wrapping = self.usable_key(&ctx.caller, wrapping_key)?;
-        require(&wrapping, KeyFlag::Wrap, "wrapping")?;
-        // AES-GCM and RSA-OAEP wrapping produce exactly what encryption
-        // does: a key that may also decrypt would turn any wrapped key
-        // into plaintext. (AES key wrap output is no ciphertext `decrypt`
-        // accepts.)
-        if wrapping.attributes.decrypt && mechanism != hsm_crypto::WrapMechanism::AesKeyWrapPad {
-            return Err(ClientError::denied(format!(
-                "key {wrapping_key} may also decrypt, so it may only wrap with {}",
-                hsm_crypto::WrapMechanism::AesKeyWrapPad
-            )));
-        }
         let target = self.owned_key(&ctx.caller, key)?;
-        require(&target, KeyFlag::Extractable, "export")?;
-        if target.attributes.wrap_with_trusted && !wrapping.attributes.trusted {
-            return Err(ClientError::denied(format!(
-                "key {key} may only be wrapped by a trusted key, and key {wrapping_key} is not trusted"
-            )));
-        }
+        policy::check_wrap(&wrapping, &target)?;
+        let carried = policy::carried(&target);
         let wrapper = self.loaded(&wrapping).await?;
         let target = self.loaded(&target).await?;
-        let wrapped = blocking(move || wrapper.wrap_key(mechanism, target.material()))
+        let wrapped = blocking(move || wrapper.wrap_key(mechanism, &carried, target.material()))
             .await?
             .map_err(crypto_err)?;
         Ok(Reply::Wrapped(wrapped))

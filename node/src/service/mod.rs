@@ -232,7 +232,97 @@ impl Service {
             O::VerifyBackup { id } => self.verify_backup(id).await,
             O::DeleteBackup { id } => self.delete_backup(id).await,
             O::KeepBackup { id, forever } => self.keep_backup(id, forever).await,
-            op => self.key_or_crypto(ctx, op).await,
+            O::GenerateKey {
+                spec,
+                attributes,
+                unique_label,
+            } => self.generate_key(ctx, spec, attributes, unique_label).await,
+            O::ImportKey {
+                spec,
+                attributes,
+                material,
+                unique_label,
+            } => {
+                self.import_key(ctx, spec, attributes, material, unique_label)
+                    .await
+            }
+            O::UnwrapKey {
+                wrapping_key,
+                mechanism,
+                wrapped,
+                spec,
+                attributes,
+                unique_label,
+            } => {
+                let request = UnwrapRequest {
+                    wrapping_key,
+                    mechanism,
+                    wrapped,
+                    spec,
+                    attributes,
+                    unique_label,
+                };
+                self.unwrap_key(ctx, request).await
+            }
+            O::DeriveKey {
+                key,
+                mechanism,
+                peer_public_key,
+                context,
+                spec,
+                attributes,
+                unique_label,
+            } => {
+                let request = DeriveRequest {
+                    key,
+                    mechanism,
+                    peer_public_key,
+                    context,
+                    spec,
+                    attributes,
+                    unique_label,
+                };
+                self.derive_key(ctx, request).await
+            }
+            O::GetKey { key } => self.get_key(ctx, key),
+            O::ListKeys { filter } => Ok(self.list_keys(&ctx.caller, &filter)),
+            O::ExportPublicKey { key } => self.export_public_key(ctx, key),
+            O::WrapKey {
+                wrapping_key,
+                key,
+                mechanism,
+            } => self.wrap_key(ctx, wrapping_key, key, mechanism).await,
+            O::ShareKey { key, with } => self.share_key(ctx, key, with, true).await,
+            O::UnshareKey { key, with } => self.share_key(ctx, key, with, false).await,
+            O::SetKeyAttribute { key, attribute } => {
+                self.set_key_attribute(ctx, key, attribute).await
+            }
+            O::DeleteKey { key } => self.delete_key(ctx, key).await,
+            O::Sign {
+                key,
+                mechanism,
+                message,
+            } => self.sign(ctx, key, mechanism, message).await,
+            O::Verify {
+                key,
+                mechanism,
+                message,
+                signature,
+            } => self.verify(ctx, key, mechanism, message, signature).await,
+            O::Encrypt {
+                key,
+                mechanism,
+                plaintext,
+                aad,
+            } => self.encrypt(ctx, key, mechanism, plaintext, aad).await,
+            O::Decrypt {
+                key,
+                mechanism,
+                ciphertext,
+                aad,
+            } => self.decrypt(ctx, key, mechanism, ciphertext, aad).await,
+            O::Digest { algorithm, data } => Service::digest(algorithm, data).await,
+            O::Random { len } => Service::random(len),
         }
     }
 
@@ -464,6 +554,27 @@ impl Service {
         })
         .ok_or_else(|| ClientError::not_found(format!("no key {id}")))
     }
+}
+
+/// An unwrap request's parts.
+pub(crate) struct UnwrapRequest {
+    pub(crate) wrapping_key: KeyId,
+    pub(crate) mechanism: hsm_crypto::WrapMechanism,
+    pub(crate) wrapped: Vec<u8>,
+    pub(crate) spec: hsm_proto::KeySpec,
+    pub(crate) attributes: hsm_proto::KeyAttributes,
+    pub(crate) unique_label: bool,
+}
+
+/// A key derivation request's parts.
+pub(crate) struct DeriveRequest {
+    pub(crate) key: KeyId,
+    pub(crate) mechanism: hsm_crypto::DeriveMechanism,
+    pub(crate) peer_public_key: Vec<u8>,
+    pub(crate) context: Vec<u8>,
+    pub(crate) spec: hsm_proto::KeySpec,
+    pub(crate) attributes: hsm_proto::KeyAttributes,
+    pub(crate) unique_label: bool,
 }
 
 /// One authenticated request being served.

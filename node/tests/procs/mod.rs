@@ -7,6 +7,8 @@
 //! cluster directory and are printed when a test fails.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};

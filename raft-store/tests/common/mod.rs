@@ -117,6 +117,7 @@ pub fn setup_events(chain: &mut Chain, material: &[u8]) -> Vec<Entry<TypeConfig>
                     decrypt: true,
                     ..KeyAttributes::default()
                 },
+                provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
                 wrapped_material: material.to_vec(),
                 public_key: Vec::new(),
                 unique_label: true,
