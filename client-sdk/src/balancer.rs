@@ -596,6 +596,7 @@ mod tests {
             address: format!("10.0.0.{id}:4000"),
             zone: "c".into(),
             voter: true,
+            transport_key: [0; 32],
         };
         b.set_members(&[member(1), member(2), member(3)]);
         let s = b.stats(t1);
@@ -620,6 +621,7 @@ mod tests {
             address: format!("10.0.0.{id}:4000"),
             zone: zone.into(),
             voter: true,
+            transport_key: [0; 32],
         };
         b.set_members(&[member(1, "z"), member(2, "y"), member(5, "z")]);
         let s = b.snapshot(now);

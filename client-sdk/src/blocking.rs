@@ -222,6 +222,7 @@ mod tests {
                 id: 1,
                 address: format!("127.0.0.1:{port}"),
                 zone: String::new(),
+                transport_key: [0; 32],
             }],
         };
         let options = ClientOptions::default()

@@ -169,7 +169,11 @@ impl Client {
                 permits: Semaphore::new(options.max_in_flight),
                 options,
                 balancer: Mutex::new(balancer),
-                connections: Connections::new(tls),
+                connections: {
+                    let c = Connections::new(tls);
+                    c.set_pins(config.nodes.iter().map(|n| (NodeId(n.id), n.transport_key)));
+                    c
+                },
                 applied: AppliedIndex::default(),
                 session: Mutex::new(None),
                 refresh: RefreshState::default(),
@@ -377,6 +381,9 @@ impl Client {
                 .cloned()
                 .collect(),
         };
+        self.inner
+            .connections
+            .set_pins(members.iter().map(|m| (m.id, m.transport_key)));
         let addresses = {
             let mut balancer = lock(&self.inner.balancer);
             balancer.set_members(&members);

@@ -135,7 +135,8 @@ mod tests {
     }
 
     const ID: &str = "00112233445566778899aabbccddeeff";
-    const NODE: &str = "[[nodes]]\nid = 1\naddress = \"127.0.0.1:4000\"\nzone = \"a\"\n";
+    const NODE: &str = "[[nodes]]\nid = 1\naddress = \"127.0.0.1:4000\"\nzone = \"a\"\n\
+        transport_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n";
 
     fn message(r: Result<ClientConfig>) -> String {
         match r {
@@ -165,6 +166,10 @@ mod tests {
         assert!(message(parse_config(&no_ca)).contains("no certificate"));
         let unknown = format!("colour = \"blue\"\n{}", text(ID, NODE));
         assert!(message(parse_config(&unknown)).contains("colour"));
+        let short_pin = NODE.replace("eeff\"", "\"");
+        assert!(message(parse_config(&text(ID, &short_pin))).contains("64 hex digits"));
+        let no_pin = NODE.lines().take(4).collect::<Vec<_>>().join("\n") + "\n";
+        assert!(message(parse_config(&text(ID, &no_pin))).contains("transport_key"));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use hsm_proto::client::Response;
 use hsm_proto::{codec, NodeId};
 
 use crate::frame::{read_frame, write_frame, FrameError, MAX_RESPONSE_BYTES};
-use crate::tls::SERVER_NAME;
+use crate::tls::{key_pin_of_cert, server_name};
+use rustls_pki_types::CertificateDer;
 
 /// Why one attempt on one node failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub(crate) enum AttemptError {
 #[derive(Debug)]
 struct NodeConn {
     address: String,
+    /// The key its certificate must carry.
+    pin: [u8; 32],
     cached: Mutex<Option<quinn::Connection>>,
     /// Held while connecting, so concurrent callers wait for one handshake
     /// instead of each making their own.
@@ -53,6 +56,9 @@ pub(crate) struct Connections {
     v4: Mutex<Option<quinn::Endpoint>>,
     v6: Mutex<Option<quinn::Endpoint>>,
     nodes: Mutex<HashMap<NodeId, Arc<NodeConn>>>,
+    /// Each node's key pin, from the config file and then from the
+    /// cluster's member records (learned from pinned nodes only).
+    pins: Mutex<HashMap<NodeId, [u8; 32]>>,
 }
 
 impl Connections {
@@ -64,16 +70,31 @@ impl Connections {
             v4: Mutex::new(None),
             v6: Mutex::new(None),
             nodes: Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::new()),
         }
     }
 
-    fn node(&self, id: NodeId, address: &str) -> Arc<NodeConn> {
+    /// Sets the key pins of nodes; a node whose pin changed is connected
+    /// to again.
+    pub(crate) fn set_pins(&self, pins: impl IntoIterator<Item = (NodeId, [u8; 32])>) {
+        let mut known = lock(&self.pins);
+        for (id, pin) in pins {
+            if known.insert(id, pin).is_some_and(|old| old != pin) {
+                if let Some(n) = lock(&self.nodes).remove(&id) {
+                    close(&n, b"node key changed");
+                }
+            }
+        }
+    }
+
+    fn node(&self, id: NodeId, address: &str, pin: [u8; 32]) -> Arc<NodeConn> {
         let mut nodes = lock(&self.nodes);
         match nodes.get(&id) {
-            Some(n) if n.address == address => n.clone(),
+            Some(n) if n.address == address && n.pin == pin => n.clone(),
             _ => {
                 let n = Arc::new(NodeConn {
                     address: address.to_string(),
+                    pin,
                     cached: Mutex::new(None),
                     connecting: tokio::sync::Mutex::new(()),
                 });
@@ -132,7 +153,11 @@ impl Connections {
         address: &str,
         connect_timeout: Duration,
     ) -> Result<quinn::Connection, AttemptError> {
-        let node = self.node(id, address);
+        let pin = lock(&self.pins)
+            .get(&id)
+            .copied()
+            .ok_or_else(|| AttemptError::Transport(format!("no key is known for node {id}")))?;
+        let node = self.node(id, address, pin);
         if let Some(c) = node.live() {
             return Ok(c);
         }
@@ -141,7 +166,7 @@ impl Connections {
             if let Some(c) = node.live() {
                 return Ok(c);
             }
-            let c = self.connect(address).await?;
+            let c = self.connect(id, address, pin).await?;
             *lock(&node.cached) = Some(c.clone());
             Ok(c)
         })
@@ -154,7 +179,17 @@ impl Connections {
         }
     }
 
-    async fn connect(&self, address: &str) -> Result<quinn::Connection, String> {
+    /// Connects to node `id` at `address`: the CA must have issued its
+    /// certificate for `n<id>.hsm-node` (checked in the handshake), and its
+    /// key must be `pin`, the one its member record pins, so a node of
+    /// another cluster on the same CA, or a removed member, is never
+    /// spoken to (nor sent a password).
+    async fn connect(
+        &self,
+        id: NodeId,
+        address: &str,
+        pin: [u8; 32],
+    ) -> Result<quinn::Connection, String> {
         let peer = tokio::net::lookup_host(address)
             .await
             .map_err(|e| format!("cannot resolve {address}: {e}"))?
@@ -162,11 +197,23 @@ impl Connections {
             .ok_or_else(|| format!("{address} resolves to no address"))?;
         let endpoint = self.endpoint(peer)?;
         let connecting = endpoint
-            .connect(peer, SERVER_NAME)
+            .connect(peer, &server_name(id))
             .map_err(|e| format!("cannot connect: {e}"))?;
         let conn = connecting
             .await
             .map_err(|e| format!("handshake failed: {e}"))?;
+        let presented = conn
+            .peer_identity()
+            .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|certs| certs.first().and_then(key_pin_of_cert));
+        if presented != Some(pin) {
+            conn.close(0u32.into(), b"not the member");
+            return Err(format!(
+                "the node at {address} is not member {id} of this cluster: its TLS key is not \
+                 the one the member record pins (another cluster on the same CA, or a removed \
+                 member?)"
+            ));
+        }
         tracing::debug!(address, "connected");
         Ok(conn)
     }

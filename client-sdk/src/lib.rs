@@ -113,7 +113,7 @@ pub use config::{load_config, load_config_from_env, parse_config, validate_confi
 pub use error::{Error, Result};
 pub use frame::MAX_RESPONSE_BYTES;
 pub use options::ClientOptions;
-pub use tls::{ALPN, SERVER_NAME};
+pub use tls::{key_pin_of_cert, server_name, ALPN, SERVER_NAME};
 
 pub use hsm_proto;
 pub use hsm_proto::client::{

@@ -12,9 +12,22 @@ use crate::error::{Error, Result};
 
 /// ALPN of the client protocol.
 pub const ALPN: &[u8] = b"hsm-client/1";
-/// The DNS name every node certificate carries; the client connects with
-/// it as the server name, whatever address it dials.
+/// The DNS name every node certificate carries; node `n` also carries
+/// `n<n>.hsm-node` ([`server_name`]), which the client connects with.
 pub const SERVER_NAME: &str = "hsm-node";
+
+/// The server name of node `node`'s certificate: `n<id>.hsm-node`.
+pub fn server_name(node: hsm_proto::NodeId) -> String {
+    format!("n{}.{SERVER_NAME}", node.0)
+}
+
+/// The pin of a certificate's key: blake3 of its SubjectPublicKeyInfo DER,
+/// as a member record's `transport_key` holds it. `None` if the
+/// certificate does not parse.
+pub fn key_pin_of_cert(der: &rustls_pki_types::CertificateDer<'_>) -> Option<[u8; 32]> {
+    let cert = webpki::EndEntityCert::try_from(der).ok()?;
+    Some(*blake3::hash(cert.subject_public_key_info().as_ref()).as_bytes())
+}
 
 /// QUIC keep-alive: a connection to a node that vanished without a word
 /// (a crash, a cut cable) is noticed within [`IDLE_TIMEOUT`], and calls in

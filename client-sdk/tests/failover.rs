@@ -147,6 +147,7 @@ async fn a_node_that_never_answers_the_handshake_is_skipped() {
         id: 9,
         address: silent.local_addr().expect("addr").to_string(),
         zone: "a".into(),
+        transport_key: [9; 32],
     };
     view.lock()
         .expect("lock")
@@ -156,6 +157,7 @@ async fn a_node_that_never_answers_the_handshake_is_skipped() {
             address: silent_node.address.clone(),
             zone: "a".into(),
             voter: true,
+            transport_key: [9; 32],
         });
     let cfg = config(&pki, &[silent_node, nodes[0].client_node()]);
     let options = prefer_a().connect_timeout(Duration::from_millis(300));

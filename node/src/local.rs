@@ -153,14 +153,7 @@ pub async fn create(
         cluster_id: cluster_id.to_string(),
         ca_cert_pem: ca.cert_pem().to_owned(),
         zone: None,
-        nodes: members
-            .iter()
-            .map(|r| ClientNode {
-                id: r.id.0,
-                address: r.address.clone(),
-                zone: r.zone.clone(),
-            })
-            .collect(),
+        nodes: members.iter().map(ClientNode::of_record).collect(),
     };
     let client_config = client_config_path(&dir);
     write_client_config(&client_config, &client)?;

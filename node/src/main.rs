@@ -10,7 +10,9 @@ use hsm_backup::{Destination, RecoveryKey};
 use hsm_node::config::{LogFormat, NodeConfig};
 use hsm_node::local;
 use hsm_node::restore::{choose_backup, restore_cluster};
-use hsm_node::runtime::{init_cluster, prepare, write_private, write_public, RunningNode};
+use hsm_node::runtime::{
+    init_cluster, prepare, read_private, write_private, write_public, RunningNode,
+};
 use hsm_node::transport::ClusterCa;
 use hsm_proto::client::{ClientConfig, ClientNode};
 use hsm_proto::BackupId;
@@ -225,10 +227,9 @@ async fn run(cli: Cli) -> Result<()> {
             ca_key,
         } => {
             let config = NodeConfig::from_env_and_file(&config)?;
-            let read = |p: &PathBuf| {
-                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
-            };
-            let ca = ClusterCa::from_pem(&read(&ca_cert)?, &read(&ca_key)?)?;
+            let ca_pem = std::fs::read_to_string(&ca_cert)
+                .with_context(|| format!("cannot read {}", ca_cert.display()))?;
+            let ca = ClusterCa::from_pem(&ca_pem, &read_private(&ca_key, "CA key")?)?;
             let record = prepare(&config, &ca)?.record;
             let path = config.data_dir.join("join-request.toml");
             let text = toml::to_string(&record).context("cannot encode the join request")?;
@@ -334,11 +335,7 @@ async fn init(
             cluster_id: cluster_id.to_string(),
             ca_cert_pem: ca.cert_pem().to_owned(),
             zone: None,
-            nodes: vec![ClientNode {
-                id: record.id.0,
-                address: record.address,
-                zone: record.zone,
-            }],
+            nodes: vec![ClientNode::of_record(&record)],
         },
     )?;
     println!(
@@ -390,10 +387,12 @@ fn check_new_cluster(
 fn cluster_ca(own_ca: Option<(PathBuf, PathBuf)>) -> Result<(ClusterCa, bool)> {
     Ok(match own_ca {
         Some((cert, key)) => {
-            let read = |p: &PathBuf| {
-                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
-            };
-            (ClusterCa::from_pem(&read(&cert)?, &read(&key)?)?, false)
+            let cert_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("cannot read {}", cert.display()))?;
+            (
+                ClusterCa::from_pem(&cert_pem, &read_private(&key, "CA key")?)?,
+                false,
+            )
         }
         None => (ClusterCa::generate("hsm-cluster")?, true),
     })
@@ -487,11 +486,7 @@ async fn restore(
             cluster_id: restored.cluster_id.to_string(),
             ca_cert_pem: ca.cert_pem().to_owned(),
             zone: None,
-            nodes: vec![ClientNode {
-                id: restored.first_node.id.0,
-                address: restored.first_node.address.clone(),
-                zone: restored.first_node.zone.clone(),
-            }],
+            nodes: vec![ClientNode::of_record(&restored.first_node)],
         },
     )?;
     let (writer, writer_key) = restored.writer;

@@ -33,8 +33,8 @@ use crate::secrets::{hash_password, DomainKey, NodeIdentity};
 use crate::server::{spawn_accept_loop, Handlers};
 use crate::service::{Service, ServiceParts};
 use crate::transport::{
-    client_endpoint, node_client_tls, server_endpoint, server_tls, with_stream_limit, ClusterCa,
-    NodeCert,
+    client_endpoint, key_pin_of_pem, node_client_tls, server_endpoint, server_tls,
+    with_stream_limit, ClusterCa, NodeCert,
 };
 use crate::writer::Writer;
 
@@ -79,6 +79,29 @@ impl std::fmt::Debug for RunningNode {
 
 fn read_text(path: &Path, what: &str) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Reads a private key file (TLS key, CA key) that only its owner may
+/// read: one that group or others can read is refused, naming the fix.
+///
+/// # Errors
+/// If the file cannot be read or group or others can read it.
+pub fn read_private(path: &Path, what: &str) -> Result<Zeroizing<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{what} {}: permissions are {mode:o}; expected 600 (readable by its owner only): \
+             chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(Zeroizing::new(read_text(path, what)?))
 }
 
 /// Writes a new file readable by its owner only; refuses to overwrite.
@@ -156,6 +179,7 @@ pub fn prepare(config: &NodeConfig, ca: &ClusterCa) -> Result<Prepared> {
             id: config.id(),
             signing_key: identity.verifying_key_bytes(),
             agreement_key: identity.agreement_public().to_bytes(),
+            transport_key: key_pin_of_pem(&cert.cert_pem)?,
             zone: config.zone.clone(),
             address,
         },
@@ -255,6 +279,7 @@ pub async fn init_cluster(
         .write(
             RequestId(request),
             Actor::Node(first.id()),
+            None,
             EventBody::ClusterInitialized {
                 cluster_id,
                 first_node: first_record,
@@ -298,7 +323,7 @@ impl RunningNode {
         let ca_pem = read_text(&config.ca_cert(), "CA certificate")?;
         let cert = NodeCert {
             cert_pem: read_text(&config.node_cert(), "node certificate")?,
-            key_pem: Zeroizing::new(read_text(&config.node_key(), "node key")?),
+            key_pem: read_private(&config.node_key(), "node TLS key")?,
         };
         let server = server_endpoint(
             config.listen,
@@ -336,6 +361,7 @@ impl RunningNode {
         }
         .with_context(|| format!("cannot open the store in {}", store.display()))?;
         drop(storage);
+        network.check_members_with(sm.clone());
         let raft = Raft::new(
             id,
             Arc::new(config.raft_config()?),

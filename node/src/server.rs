@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hsm_proto::client::{ClientError, Request, Response};
-use hsm_proto::{codec, NodeId};
+use hsm_proto::codec;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
@@ -12,7 +12,8 @@ use crate::proposer::Proposer;
 use crate::raft::{serve_raft_stream, DomainSource, LeaderContact, Raft};
 use crate::service::Service;
 use crate::transport::{
-    negotiated_alpn, peer_is_cluster_member, peer_node_id, read_frame, write_frame, ALPN_CLIENT,
+    negotiated_alpn, peer_identity, peer_is_cluster_member, read_frame, write_frame, PeerIdentity,
+    ALPN_CLIENT,
 };
 
 /// QUIC application close code: the peer is not a cluster member.
@@ -57,7 +58,7 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
                     }
                 };
                 if peer_is_cluster_member(&conn) {
-                    let Some(peer) = peer_node_id(&conn) else {
+                    let Some(peer) = peer_identity(&conn) else {
                         tracing::warn!(peer = %conn.remote_address(), "refused a certificate that names no node");
                         conn.close(CLOSE_NOT_MEMBER.into(), b"certificate names no node");
                         return;
@@ -79,7 +80,7 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
     })
 }
 
-async fn serve_member(conn: quinn::Connection, peer: NodeId, handlers: Handlers) {
+async fn serve_member(conn: quinn::Connection, peer: PeerIdentity, handlers: Handlers) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         let raft = handlers.raft.clone();
         let proposer = handlers.proposer.clone();

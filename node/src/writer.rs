@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hsm_proto::client::Secret;
 use hsm_proto::{Actor, EventBody, NodeId, RequestId};
 use hsm_raft_store::ApplyResponse;
 
@@ -63,10 +64,14 @@ impl Writer {
     /// # Errors
     /// [`WriteError::Unavailable`] when no leader applied it within
     /// `timeout`.
+    /// `session` is the user's session token when `actor` is a user: a
+    /// leader proposes a write forwarded in a user's name only with that
+    /// user's current token (see [`crate::raft::ForwardedWrite`]).
     pub async fn write(
         &self,
         request_id: RequestId,
         actor: Actor,
+        session: Option<&Secret>,
         body: EventBody,
         timeout: Duration,
     ) -> Result<ApplyResponse, WriteError> {
@@ -101,6 +106,7 @@ impl Writer {
                 let write = ForwardedWrite {
                     request_id,
                     actor: actor.clone(),
+                    session: session.cloned(),
                     body: body.clone(),
                 };
                 match tokio::time::timeout_at(until, self.network.forward(id, &addr, write)).await {

@@ -576,9 +576,10 @@ fn mistakes_before_any_cluster_answers_have_their_own_exit_codes() {
         &config,
         format!(
             "cluster_id = \"{}\"\nca_cert_pem = \"\"\"\n{}\"\"\"\n\n[[nodes]]\nid = 1\n\
-             address = \"{address}\"\nzone = \"a\"\n",
+             address = \"{address}\"\nzone = \"a\"\ntransport_key = \"{}\"\n",
             "ab".repeat(16),
-            ca.cert.pem()
+            ca.cert.pem(),
+            "cd".repeat(32),
         ),
     )
     .expect("write config");

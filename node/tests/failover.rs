@@ -150,10 +150,12 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
         .values()
         .find(|m| m.id != new_leader)
         .expect("a follower");
+    let token = session_of(follower, "admin");
     let via_follower = || {
         follower.writer.write(
             request(300),
             admin(),
+            Some(&token),
             EventBody::UserCreated {
                 username: Username::new("via-follower").expect("valid"),
                 role: Role::Cu,
@@ -208,6 +210,7 @@ async fn a_write_without_a_majority_fails_at_its_deadline_instead_of_hanging() {
     let write = l.writer.write(
         request(2),
         Actor::Node(leader),
+        None,
         EventBody::LoginFailed {
             username: Username::new("admin").expect("valid"),
         },

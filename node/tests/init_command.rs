@@ -178,19 +178,40 @@ async fn init_with_the_operators_ca_issues_the_node_certificate_from_it() {
     let ca = ClusterCa::generate("operator root").expect("ca");
     std::fs::write(dir.path().join("my-ca.pem"), ca.cert_pem()).expect("write");
     std::fs::write(dir.path().join("my-ca.key"), ca.key_pem().as_bytes()).expect("write");
-    let out = run(
-        dir.path(),
-        &[
-            "init",
-            "--config",
-            "node.toml",
-            "--ca-cert",
-            "my-ca.pem",
-            "--ca-key",
-            "my-ca.key",
-        ],
-        &[("HSM_ADMIN_PASSWORD", "given-admin-pw")],
+    // A CA key others may read is refused, naming the fix.
+    let chmod = |name: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join(name), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    };
+    let init = || {
+        run(
+            dir.path(),
+            &[
+                "init",
+                "--config",
+                "node.toml",
+                "--ca-cert",
+                "my-ca.pem",
+                "--ca-key",
+                "my-ca.key",
+            ],
+            &[("HSM_ADMIN_PASSWORD", "given-admin-pw")],
+        )
+    };
+    chmod("my-ca.key", 0o644);
+    let refused = init();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("chmod 600"),
+        "a world-readable CA key was used: {stderr}"
     );
+    assert!(
+        !dir.path().join("data").exists(),
+        "a refused init wrote files"
+    );
+    chmod("my-ca.key", 0o600);
+    let out = init();
     assert!(
         out.status.success(),
         "{}",
@@ -208,6 +229,18 @@ async fn init_with_the_operators_ca_issues_the_node_certificate_from_it() {
         &[("HSM_ADMIN_PASSWORD", "short")],
     );
     assert!(!weak.status.success());
+
+    // A node whose TLS key others may read refuses to start.
+    chmod("data/tls/node.key", 0o640);
+    let refused = run(dir.path(), &["start", "--config", "node.toml"], &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("node TLS key")
+            && stderr.contains("chmod 600"),
+        "a node started with a group-readable TLS key: {stderr}"
+    );
+    chmod("data/tls/node.key", 0o600);
 
     let mut node = start(dir.path());
     activate_and_sign(dir.path(), "given-admin-pw").await;

@@ -93,6 +93,7 @@ async fn a_certified_node_that_is_not_a_member_cannot_forward_writes_or_fetch_th
     let write = ForwardedWrite {
         request_id: RequestId([9; 16]),
         actor: Actor::User(hsm_proto::Username::new("admin").expect("name")),
+        session: None,
         body: EventBody::UserDeleted {
             username: hsm_proto::Username::new("alice").expect("name"),
         },

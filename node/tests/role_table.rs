@@ -145,6 +145,7 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
                     id: NodeId(90 + u64::from(round)),
                     signing_key: [round as u8 + 1; 32],
                     agreement_key: [9; 32],
+                    transport_key: [9; 32],
                     zone: "nowhere".into(),
                     address: "127.0.0.1:9".into(),
                 },

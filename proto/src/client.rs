@@ -501,6 +501,9 @@ pub struct MemberInfo {
     pub zone: String,
     /// Whether it votes (a new member first catches up as a learner).
     pub voter: bool,
+    /// The pin of its TLS key, from its member record: the client talks to
+    /// it only if its certificate carries that key.
+    pub transport_key: [u8; 32],
 }
 
 /// What [`Operation::ClusterInfo`] returns.
@@ -749,6 +752,50 @@ pub struct ClientNode {
     pub address: String,
     /// Zone label.
     pub zone: String,
+    /// The pin of the node's TLS key (its member record's
+    /// `transport_key`), hex: the client talks to this node only if the
+    /// node's certificate carries that key.
+    #[serde(with = "pin_hex")]
+    pub transport_key: [u8; 32],
+}
+
+impl ClientNode {
+    /// The node a member record describes.
+    pub fn of_record(record: &NodeRecord) -> ClientNode {
+        ClientNode {
+            id: record.id.0,
+            address: record.address.clone(),
+            zone: record.zone.clone(),
+            transport_key: record.transport_key,
+        }
+    }
+
+    /// The node cluster info describes.
+    pub fn of_member(member: &MemberInfo) -> ClientNode {
+        ClientNode {
+            id: member.id.0,
+            address: member.address.clone(),
+            zone: member.zone.clone(),
+            transport_key: member.transport_key,
+        }
+    }
+}
+
+/// A 32-byte key pin as 64 hex digits (readable in a config file).
+mod pin_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(pin: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(pin))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        bytes.try_into().map_err(|_| {
+            serde::de::Error::custom("expected 64 hex digits (the 32-byte pin of a TLS key)")
+        })
+    }
 }
 
 /// The client config file that `hsm-node init` and `hsm-node dev` write and

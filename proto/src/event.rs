@@ -18,6 +18,11 @@ pub struct NodeRecord {
     pub signing_key: [u8; 32],
     /// x25519 public key the domain key is wrapped to for this node.
     pub agreement_key: [u8; 32],
+    /// The pin of the node's TLS key: blake3 of its certificate's
+    /// SubjectPublicKeyInfo. Members and clients accept a connection as
+    /// this node only with that key: a certificate the same CA issued to
+    /// anyone else for the same id is refused.
+    pub transport_key: [u8; 32],
     /// Availability zone label that clients see.
     pub zone: String,
     /// Address (`host:port`) other members and clients reach it at.

@@ -40,6 +40,7 @@ fn new_node_record() -> NodeRecord {
         id: NEW_NODE,
         signing_key: new_node_key().verifying_key().to_bytes(),
         agreement_key: [8; 32],
+        transport_key: [8; 32],
         zone: "zone-b".into(),
         address: "127.0.0.1:7100".into(),
     }

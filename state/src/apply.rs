@@ -173,9 +173,13 @@ impl Tx<'_> {
                 }
                 let ids: BTreeSet<NodeId> = founders.iter().map(|n| n.id).collect();
                 let keys: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.signing_key).collect();
-                if ids.len() != founders.len() || keys.len() != founders.len() {
+                let pins: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.transport_key).collect();
+                if ids.len() != founders.len()
+                    || keys.len() != founders.len()
+                    || pins.len() != founders.len()
+                {
                     return Err(Rejection::Membership(
-                        "founding members need distinct ids and signing keys".into(),
+                        "founding members need distinct ids, signing keys and TLS keys".into(),
                     ));
                 }
                 for node in other_nodes {
@@ -481,6 +485,16 @@ impl Tx<'_> {
                 {
                     return Err(Rejection::Membership(
                         "signing key already used by a member".into(),
+                    ));
+                }
+                if self
+                    .state
+                    .nodes
+                    .values()
+                    .any(|n| n.transport_key == node.transport_key)
+                {
+                    return Err(Rejection::Membership(
+                        "TLS key already used by a member".into(),
                     ));
                 }
                 self.put_node(node.clone());

@@ -4,7 +4,7 @@
 //! replica) and [`State::apply`](crate::State::apply) (re-checking every
 //! write on every replica) use these functions, so there is one table.
 
-use hsm_proto::{Role, Username};
+use hsm_proto::{NodeId, Role, Username};
 
 use crate::records::Key;
 
@@ -145,6 +145,36 @@ pub fn can_use_key(user: &Username, key: &Key) -> bool {
 /// delete): only its owner.
 pub fn can_manage_key(user: &Username, key: &Key) -> bool {
     key.owner == *user
+}
+
+/// How a node that presented a CA-certified TLS key relates to the members
+/// a state records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerStanding {
+    /// A member, holding the key its record pins.
+    Member,
+    /// The id of a member, but another key: a certificate the same CA
+    /// issued to someone else (another cluster, a removed host).
+    WrongKey,
+    /// No member has that id.
+    NotMember,
+    /// The state records no cluster yet, so nothing can be checked (a
+    /// founding or joining member before its first entries).
+    NoClusterYet,
+}
+
+/// Whether node `id` presenting a TLS key whose pin is `key_pin` is a
+/// member of the cluster `state` records. A CA is not an identity: the
+/// member record pins the key.
+pub fn peer_standing(state: &crate::State, id: NodeId, key_pin: &[u8; 32]) -> PeerStanding {
+    if state.cluster().is_none() {
+        return PeerStanding::NoClusterYet;
+    }
+    match state.node(id) {
+        None => PeerStanding::NotMember,
+        Some(record) if record.transport_key == *key_pin => PeerStanding::Member,
+        Some(_) => PeerStanding::WrongKey,
+    }
 }
 
 /// Whether `user` (of `role`) sees who else `key` is shared with: its owner

@@ -60,11 +60,7 @@ async fn info(ctx: &Context) -> Result<Outcome> {
     let mut checks = JoinSet::new();
     for (i, member) in status.members.iter().enumerate() {
         let mut member_config = config.clone();
-        member_config.nodes = vec![ClientNode {
-            id: member.id.0,
-            address: member.address.clone(),
-            zone: member.zone.clone(),
-        }];
+        member_config.nodes = vec![ClientNode::of_member(member)];
         let options = ctx
             .options()
             .follow_membership(false)
@@ -100,6 +96,7 @@ async fn info(ctx: &Context) -> Result<Outcome> {
                 "node-id": m.id.0,
                 "address": m.address,
                 "zone": m.zone,
+                "transport-key": hex::encode(m.transport_key),
                 "voter": m.voter,
                 "leader": status.leader == Some(m.id),
                 "health": state,

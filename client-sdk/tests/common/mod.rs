@@ -49,15 +49,21 @@ impl Pki {
         }
     }
 
-    /// A server configuration for node `id` with SAN `hsm-node`.
-    pub fn server_config(&self, id: u64) -> quinn::ServerConfig {
+    /// A server configuration for node `id` with SANs `hsm-node` and
+    /// `n<id>.hsm-node`, and the pin of its key.
+    pub fn server_config(&self, id: u64) -> (quinn::ServerConfig, [u8; 32]) {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params
             .distinguished_name
             .push(DnType::CommonName, format!("hsm node {id}"));
-        params.subject_alt_names = vec![SanType::DnsName(
-            hsm_client::SERVER_NAME.try_into().expect("dns name"),
-        )];
+        params.subject_alt_names = vec![
+            SanType::DnsName(hsm_client::SERVER_NAME.try_into().expect("dns name")),
+            SanType::DnsName(
+                hsm_client::server_name(NodeId(id))
+                    .try_into()
+                    .expect("dns name"),
+            ),
+        ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -67,6 +73,7 @@ impl Pki {
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.issuer).expect("signed");
         let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
+        let pin = hsm_client::key_pin_of_cert(cert.der()).expect("pin");
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -77,7 +84,7 @@ impl Pki {
             .expect("cert");
         tls.alpn_protocols = vec![hsm_client::ALPN.to_vec()];
         let quic = QuicServerConfig::try_from(tls).expect("quic");
-        quinn::ServerConfig::with_crypto(Arc::new(quic))
+        (quinn::ServerConfig::with_crypto(Arc::new(quic)), pin)
     }
 }
 
@@ -135,6 +142,8 @@ pub struct FakeNode {
     pub id: u64,
     pub addr: SocketAddr,
     pub zone: String,
+    /// The pin of its TLS key.
+    pub pin: [u8; 32],
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
 }
@@ -148,9 +157,9 @@ impl Drop for FakeNode {
 impl FakeNode {
     /// Starts node `id` in `zone` with a certificate from `pki`.
     pub fn start(pki: &Pki, id: u64, zone: &str, view: &SharedView) -> FakeNode {
-        let endpoint =
-            quinn::Endpoint::server(pki.server_config(id), "127.0.0.1:0".parse().expect("addr"))
-                .expect("endpoint");
+        let (server, pin) = pki.server_config(id);
+        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().expect("addr"))
+            .expect("endpoint");
         let addr = endpoint.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             id,
@@ -168,6 +177,7 @@ impl FakeNode {
             id,
             addr,
             zone: zone.to_string(),
+            pin,
             shared,
             endpoint,
         }
@@ -216,6 +226,7 @@ impl FakeNode {
             address: self.addr.to_string(),
             zone: self.zone.clone(),
             voter: true,
+            transport_key: self.pin,
         }
     }
 
@@ -224,6 +235,7 @@ impl FakeNode {
             id: self.id,
             address: self.addr.to_string(),
             zone: self.zone.clone(),
+            transport_key: self.pin,
         }
     }
 }

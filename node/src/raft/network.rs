@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hsm_proto::{codec, NodeId};
 use hsm_raft_store::TypeConfig;
@@ -17,8 +17,11 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
+use hsm_raft_store::StateMachineStore;
+use hsm_state::authz::{self, PeerStanding};
+
 use super::rpc::{RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
-use crate::transport::{read_frame, write_frame, SERVER_NAME};
+use crate::transport::{peer_identity, read_frame, write_frame, SERVER_NAME};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -26,12 +29,17 @@ struct NetError(String);
 
 type Conns = Arc<Mutex<HashMap<NodeId, quinn::Connection>>>;
 
+/// This node's replica, once it is open: its member records say which key
+/// each member's certificate must carry.
+type Members = Arc<OnceLock<StateMachineStore>>;
+
 /// Creates a [`QuicPeer`] per target; all share one client endpoint (with
 /// this node's certificate) and a connection cache.
 #[derive(Clone)]
 pub struct QuicNetwork {
     endpoint: quinn::Endpoint,
     conns: Conns,
+    members: Members,
 }
 
 impl QuicNetwork {
@@ -41,8 +49,36 @@ impl QuicNetwork {
         QuicNetwork {
             endpoint,
             conns: Arc::new(Mutex::new(HashMap::new())),
+            members: Arc::new(OnceLock::new()),
         }
     }
+
+    /// From now on, every connection this network makes checks the
+    /// server's certificate against the member record in `sm`.
+    pub fn check_members_with(&self, sm: StateMachineStore) {
+        let _ = self.members.set(sm);
+    }
+
+    fn peer(&self, target: NodeId, addr: &str, expect: Expect, conns: Conns) -> QuicPeer {
+        QuicPeer {
+            target,
+            addr: addr.to_string(),
+            endpoint: self.endpoint.clone(),
+            conns,
+            members: self.members.clone(),
+            expect,
+        }
+    }
+}
+
+/// Whom a connection must reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The member with this id, holding the key its record pins.
+    Member(NodeId),
+    /// Any node the cluster CA certified (a joining node, which has no
+    /// member records yet, asking for the domain key).
+    AnyCertified,
 }
 
 impl QuicNetwork {
@@ -58,12 +94,7 @@ impl QuicNetwork {
         addr: &str,
         write: super::ForwardedWrite,
     ) -> Result<Result<hsm_raft_store::ApplyResponse, super::ForwardRefused>, String> {
-        let peer = QuicPeer {
-            target,
-            addr: addr.to_string(),
-            endpoint: self.endpoint.clone(),
-            conns: self.conns.clone(),
-        };
+        let peer = self.peer(target, addr, Expect::Member(target), self.conns.clone());
         match peer.call(&RaftRpc::Forward(write)).await {
             Ok(RaftReply::Forward(r)) => Ok(r),
             Ok(RaftReply::BadRequest(m)) => Err(format!("leader refused the request: {m}")),
@@ -82,13 +113,13 @@ impl QuicNetwork {
         me: NodeId,
         addr: &str,
     ) -> Result<(hsm_proto::ClusterId, crate::secrets::SealedDomainKey), String> {
-        let peer = QuicPeer {
-            target: me,
-            addr: addr.to_string(),
-            endpoint: self.endpoint.clone(),
-            // A one-off call: its connection is not cached with members'.
-            conns: Arc::new(Mutex::new(HashMap::new())),
-        };
+        // A one-off call: its connection is not cached with members'.
+        let peer = self.peer(
+            me,
+            addr,
+            Expect::AnyCertified,
+            Arc::new(Mutex::new(HashMap::new())),
+        );
         match peer.call(&RaftRpc::FetchDomainKey { node: me }).await {
             Ok(RaftReply::DomainKey(r)) => r,
             Ok(RaftReply::BadRequest(m)) => Err(format!("{addr} refused the request: {m}")),
@@ -108,12 +139,7 @@ impl QuicNetwork {
         target: NodeId,
         addr: &str,
     ) -> Result<Result<u64, super::ForwardRefused>, String> {
-        let peer = QuicPeer {
-            target,
-            addr: addr.to_string(),
-            endpoint: self.endpoint.clone(),
-            conns: self.conns.clone(),
-        };
+        let peer = self.peer(target, addr, Expect::Member(target), self.conns.clone());
         match peer.call(&RaftRpc::ReadIndex).await {
             Ok(RaftReply::ReadIndex(r)) => Ok(r),
             Ok(RaftReply::BadRequest(m)) => Err(format!("leader refused the request: {m}")),
@@ -127,12 +153,12 @@ impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
     type Network = QuicPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> QuicPeer {
-        QuicPeer {
+        self.peer(
             target,
-            addr: node.addr.clone(),
-            endpoint: self.endpoint.clone(),
-            conns: self.conns.clone(),
-        }
+            &node.addr,
+            Expect::Member(target),
+            self.conns.clone(),
+        )
     }
 }
 
@@ -142,6 +168,8 @@ pub struct QuicPeer {
     addr: String,
     endpoint: quinn::Endpoint,
     conns: Conns,
+    members: Members,
+    expect: Expect,
 }
 
 enum CallError {
@@ -175,9 +203,45 @@ impl QuicPeer {
             .map_err(|e| CallError::Unreachable(e.to_string()))?
             .await
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        if let Err(why) = self.check_server(&conn) {
+            tracing::warn!(target = %self.target, addr = %self.addr, %why, "refused to talk to a node that is not the member it should be");
+            conn.close(0u32.into(), b"not the expected member");
+            return Err(CallError::Unreachable(format!("{}: {why}", self.addr)));
+        }
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         conns.insert(self.target, conn.clone());
         Ok(conn)
+    }
+
+    /// Whether the server at the other end of `conn` is the node this call
+    /// must reach: its certificate (already verified against the cluster
+    /// CA) names the target's id, and its key is the one the target's
+    /// member record pins. A node whose replica records no cluster yet can
+    /// only check the id; so can a node whose replica has no record of the
+    /// target (a member being removed, still in Raft's membership until
+    /// that change commits, which may need its answers).
+    fn check_server(&self, conn: &quinn::Connection) -> Result<(), String> {
+        let Some(peer) = peer_identity(conn) else {
+            return Err("its certificate names no node".into());
+        };
+        let Expect::Member(target) = self.expect else {
+            return Ok(());
+        };
+        if peer.node != target {
+            return Err(format!(
+                "its certificate is for {}, not {target}",
+                peer.node
+            ));
+        }
+        let standing = self.members.get().map_or(PeerStanding::NoClusterYet, |sm| {
+            sm.read(|a| authz::peer_standing(&a.state, target, &peer.key_pin))
+        });
+        match standing {
+            PeerStanding::Member | PeerStanding::NoClusterYet | PeerStanding::NotMember => Ok(()),
+            PeerStanding::WrongKey => Err(format!(
+                "its key is not the one the member record of {target} pins (another node with a certificate from the same CA?)"
+            )),
+        }
     }
 
     /// [`QuicPeer::call`] bounded by the RPC's soft deadline. A peer that

@@ -1,5 +1,6 @@
 //! Raft RPC messages and the server side of one RPC stream.
 
+use hsm_proto::client::Secret;
 use hsm_proto::{codec, Actor, ClusterId, EventBody, NodeId, RequestId};
 use hsm_raft_store::StateMachineStore;
 use hsm_raft_store::{ApplyResponse, TypeConfig};
@@ -10,18 +11,26 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use hsm_state::authz::{self, PeerStanding};
+
 use crate::proposer::{ProposeError, Proposer};
-use crate::secrets::{DomainKey, SealedDomainKey};
-use crate::transport::{read_frame, write_frame, FrameError};
+use crate::secrets::{session, DomainKey, SealedDomainKey};
+use crate::service::now_ms;
+use crate::transport::{read_frame, write_frame, FrameError, PeerIdentity};
 
 /// A write a follower received and hands to the leader, which builds,
-/// stamps and signs the event.
+/// stamps and signs the event. The leader believes no member about a
+/// user: a write in a user's name carries that user's session token, which
+/// the leader checks again (`forward_is_proven`); a member acts as a node
+/// only as itself.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ForwardedWrite {
     /// Idempotency id, kept across forwarding and retries.
     pub request_id: RequestId,
     /// The user (or node) the follower authenticated.
     pub actor: Actor,
+    /// The user's session token, for a user actor.
+    pub session: Option<Secret>,
     /// What changes.
     pub body: EventBody,
 }
@@ -103,15 +112,16 @@ pub async fn serve_raft_stream(
     proposer: &Proposer,
     domain: Option<&DomainSource>,
     contact: &LeaderContact,
-    peer: NodeId,
+    identity: PeerIdentity,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), FrameError> {
+    let peer = identity.node;
     let reply = match read_frame(&mut recv, MAX_RAFT_FRAME_BYTES).await {
         Err(e) => RaftReply::BadRequest(e.to_string()),
         Ok(bytes) => match codec::decode::<RaftRpc>("raft rpc", &bytes) {
             Err(e) => RaftReply::BadRequest(e.to_string()),
-            Ok(rpc) if !peer_may_send(raft, domain, peer, &rpc) => {
+            Ok(rpc) if !peer_may_send(raft, domain, identity, &rpc) => {
                 tracing::warn!(%peer, rpc = rpc_name(&rpc), "refused an rpc from a node that may not send it");
                 RaftReply::BadRequest(format!(
                     "{peer} is not a member of this cluster (or not the node it speaks for)"
@@ -137,26 +147,32 @@ pub async fn serve_raft_stream(
                 }
                 RaftReply::InstallSnapshot(answer)
             }
-            Ok(RaftRpc::Forward(w)) => RaftReply::Forward(
-                match tokio::time::timeout(
-                    FORWARD_TIMEOUT,
-                    proposer.propose_now(w.request_id, w.actor, w.body),
-                )
-                .await
-                {
-                    Err(_) => Err(ForwardRefused::Failed(format!(
-                        "not committed within {FORWARD_TIMEOUT:?}"
-                    ))),
-                    Ok(r) => r.map_err(|e| match e {
-                        ProposeError::NotLeader { leader } => ForwardRefused::NotLeader(leader),
-                        ProposeError::Refused(r) => ForwardRefused::Refused(r),
-                        other => ForwardRefused::Failed(other.to_string()),
-                    }),
-                },
-            ),
+            Ok(RaftRpc::Forward(w)) => {
+                RaftReply::Forward(match forward_is_proven(domain, peer, &w) {
+                    Err(r) => {
+                        tracing::warn!(%peer, actor = %w.actor, "refused a forwarded write its member could not prove");
+                        Err(ForwardRefused::Refused(r))
+                    }
+                    Ok(()) => match tokio::time::timeout(
+                        FORWARD_TIMEOUT,
+                        proposer.propose_now(w.request_id, w.actor, w.body),
+                    )
+                    .await
+                    {
+                        Err(_) => Err(ForwardRefused::Failed(format!(
+                            "not committed within {FORWARD_TIMEOUT:?}"
+                        ))),
+                        Ok(r) => r.map_err(|e| match e {
+                            ProposeError::NotLeader { leader } => ForwardRefused::NotLeader(leader),
+                            ProposeError::Refused(r) => ForwardRefused::Refused(r),
+                            other => ForwardRefused::Failed(other.to_string()),
+                        }),
+                    },
+                })
+            }
             Ok(RaftRpc::ReadIndex) => RaftReply::ReadIndex(read_index(raft).await),
             Ok(RaftRpc::FetchDomainKey { node }) => RaftReply::DomainKey(match domain {
-                Some(d) => d.seal_for(node),
+                Some(d) => d.seal_for(node, &identity.key_pin),
                 None => Err("this node does not hand out the domain key".into()),
             }),
         },
@@ -164,6 +180,47 @@ pub async fn serve_raft_stream(
     let bytes = codec::encode("raft reply", &reply)
         .map_err(|e| FrameError::Stream(format!("cannot encode reply: {e}")))?;
     write_frame(&mut send, &bytes).await
+}
+
+/// Whether the member `peer` proved the actor of a write it forwards: a
+/// node actor must be `peer` itself; a user actor needs that user's
+/// current session token (so a compromised member cannot act as any user
+/// it likes). A request this replica applied already needs no proof: its
+/// proposal only replays the remembered outcome (or is refused as a
+/// reused id), changing nothing.
+fn forward_is_proven(
+    domain: Option<&DomainSource>,
+    peer: NodeId,
+    write: &ForwardedWrite,
+) -> Result<(), hsm_proto::Rejection> {
+    let refuse = |why: &str| {
+        Err(hsm_proto::Rejection::UnknownActor(format!(
+            "{} (forwarded by {peer}): {why}",
+            write.actor
+        )))
+    };
+    match &write.actor {
+        Actor::Node(n) if *n == peer => Ok(()),
+        Actor::Node(_) => refuse("a member acts as a node only as itself"),
+        Actor::User(name) => {
+            let Some(d) = domain else {
+                return refuse("this node cannot check sessions");
+            };
+            d.sm.read(|a| {
+                if a.state.request(&write.request_id).is_some() {
+                    return Ok(());
+                }
+                let Some(token) = &write.session else {
+                    return refuse("no session token came with it");
+                };
+                match session::authenticate(&d.domain, &a.state, token.expose(), now_ms()) {
+                    Ok(user) if user.username == *name => Ok(()),
+                    Ok(_) => refuse("the session token is another user's"),
+                    Err(e) => refuse(&e.to_string()),
+                }
+            })
+        }
+    }
 }
 
 fn rpc_name(rpc: &RaftRpc) -> &'static str {
@@ -177,17 +234,21 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
     }
 }
 
-/// Whether `peer` (the node id its CA-issued certificate names) may send
-/// `rpc`: Raft messages only from a current member speaking for itself,
-/// forwarded writes and read-index requests only from current members, a
-/// domain key request only for the peer's own id. A node that holds no
-/// membership yet (a founding or joining member before its first entries)
-/// accepts Raft messages from any certified node, so its leader can reach
-/// it.
+/// Whether `peer` (the node id its CA-issued certificate names, and its
+/// key's pin) may send `rpc`. First, who it is: a member only if this
+/// replica's member record of that id pins the key it presented
+/// ([`hsm_state::authz::peer_standing`]); a certificate the same CA issued
+/// to anyone else for that id is refused. Then what it may send: Raft
+/// messages only from a member speaking for itself, forwarded writes and
+/// read-index requests only from members, a domain key request only for
+/// the peer's own id. A node whose replica records no cluster yet (a
+/// founding or joining member before its first entries) cannot check pins:
+/// it accepts Raft messages from nodes in its Raft membership, or from any
+/// certified node while it has none, so its leader can reach it.
 fn peer_may_send(
     raft: &super::Raft,
     domain: Option<&DomainSource>,
-    peer: NodeId,
+    peer: PeerIdentity,
     rpc: &RaftRpc,
 ) -> bool {
     let (in_raft, raft_empty) = {
@@ -195,19 +256,25 @@ fn peer_may_send(
         let m = m.borrow();
         let mut nodes = m.membership_config.nodes().peekable();
         let empty = nodes.peek().is_none();
-        let found = m.membership_config.nodes().any(|(id, _)| *id == peer);
+        let found = m.membership_config.nodes().any(|(id, _)| *id == peer.node);
         (found, empty)
     };
-    let approved = domain.is_some_and(|d| d.sm.read(|a| a.state.node(peer).is_some()));
-    let member = in_raft || approved;
+    let standing = domain.map_or(PeerStanding::NoClusterYet, |d| {
+        d.sm.read(|a| authz::peer_standing(&a.state, peer.node, &peer.key_pin))
+    });
+    let member = match standing {
+        PeerStanding::Member => true,
+        PeerStanding::WrongKey | PeerStanding::NotMember => return false,
+        PeerStanding::NoClusterYet => in_raft || raft_empty,
+    };
     let speaks_for_itself =
-        |vote: &openraft::Vote<NodeId>| vote.leader_id().voted_for().is_none_or(|v| v == peer);
+        |vote: &openraft::Vote<NodeId>| vote.leader_id().voted_for().is_none_or(|v| v == peer.node);
     match rpc {
-        RaftRpc::AppendEntries(req) => (member || raft_empty) && speaks_for_itself(&req.vote),
-        RaftRpc::InstallSnapshot(req) => (member || raft_empty) && speaks_for_itself(&req.vote),
-        RaftRpc::Vote(req) => (member || raft_empty) && speaks_for_itself(&req.vote),
-        RaftRpc::Forward(_) | RaftRpc::ReadIndex => member,
-        RaftRpc::FetchDomainKey { node } => *node == peer,
+        RaftRpc::AppendEntries(req) => member && speaks_for_itself(&req.vote),
+        RaftRpc::InstallSnapshot(req) => member && speaks_for_itself(&req.vote),
+        RaftRpc::Vote(req) => member && speaks_for_itself(&req.vote),
+        RaftRpc::Forward(_) | RaftRpc::ReadIndex => standing == PeerStanding::Member,
+        RaftRpc::FetchDomainKey { node } => *node == peer.node,
     }
 }
 
@@ -258,20 +325,31 @@ pub struct DomainSource {
 
 impl DomainSource {
     /// The domain key sealed to `node`'s recorded agreement key, if a
-    /// crypto officer approved `node` (its record is in the state). Only
-    /// the holder of that key's private half can open it.
+    /// crypto officer approved `node` (its record is in the state) and the
+    /// asker presented the TLS key the record pins (`key_pin`). Only the
+    /// holder of the agreement key's private half can open it.
     ///
     /// # Errors
-    /// A message saying why not: not approved (yet), or sealing failed.
-    pub fn seal_for(&self, node: NodeId) -> Result<(ClusterId, SealedDomainKey), String> {
+    /// A message saying why not: not approved (yet), another key, or
+    /// sealing failed.
+    pub fn seal_for(
+        &self,
+        node: NodeId,
+        key_pin: &[u8; 32],
+    ) -> Result<(ClusterId, SealedDomainKey), String> {
         let found = self.sm.read(|a| {
             let cluster = a.state.cluster().map(|c| c.cluster_id);
-            let record = a.state.node(node).map(|r| r.agreement_key);
+            let record = a
+                .state
+                .node(node)
+                .filter(|r| r.transport_key == *key_pin)
+                .map(|r| r.agreement_key);
             cluster.zip(record)
         });
         let Some((cluster, agreement)) = found else {
             return Err(format!(
-                "node {node} is not an approved member (yet): a crypto officer must add it first"
+                "node {node} is not an approved member (yet) with this TLS key: a crypto officer \
+                 must add it first, from the join request its `prepare` wrote"
             ));
         };
         let sealed = self

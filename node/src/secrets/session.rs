@@ -161,5 +161,46 @@ pub fn verify(
     Ok(claims)
 }
 
+/// Why a token does not prove its user now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unproven {
+    /// The token itself is refused.
+    #[error("{0}")]
+    Token(#[from] SessionError),
+    /// Authentic, but the account changed since (password, role,
+    /// deletion and re-creation).
+    #[error("the session has ended (password changed or user deleted)")]
+    Ended,
+    /// The user is locked.
+    #[error("user {0} is locked")]
+    Locked(Username),
+}
+
+/// The user `token` proves in `state` at `now_ms`: an authentic, unexpired
+/// token for the account exactly as the state has it, not locked. What the
+/// node checks for every request, and the leader for every write a member
+/// forwards in a user's name.
+///
+/// # Errors
+/// [`Unproven`] says why not.
+pub fn authenticate<'s>(
+    domain: &DomainKey,
+    state: &'s hsm_state::State,
+    token: &[u8],
+    now_ms: u64,
+) -> Result<&'s User, Unproven> {
+    let claims = verify(domain, token, now_ms)?;
+    match state.user(&claims.username) {
+        Some(user) if claims.is_current(user) => {
+            if user.is_locked() {
+                Err(Unproven::Locked(user.username.clone()))
+            } else {
+                Ok(user)
+            }
+        }
+        _ => Err(Unproven::Ended),
+    }
+}
+
 #[cfg(test)]
 mod tests;

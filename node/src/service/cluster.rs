@@ -31,6 +31,8 @@ impl Service {
                         address: record.map_or_else(|| addr.clone(), |r| r.address.clone()),
                         zone: record.map_or_else(String::new, |r| r.zone.clone()),
                         voter: voters.contains(id),
+                        // No record (yet): no key a client would accept.
+                        transport_key: record.map_or([0; 32], |r| r.transport_key),
                     }
                 })
                 .collect();

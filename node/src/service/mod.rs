@@ -30,7 +30,7 @@ mod users;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hsm_proto::client::{ClientError, ErrorKind, Operation, Reply, Request, Response};
+use hsm_proto::client::{ClientError, ErrorKind, Operation, Reply, Request, Response, Secret};
 use hsm_proto::{Actor, EventBody, KeyFlag, KeyId, NodeId, RequestId, Role, Username};
 use hsm_raft_store::StateMachineStore;
 use hsm_state::authz::{self, Action};
@@ -196,6 +196,7 @@ impl Service {
         }
         let ctx = Ctx {
             caller,
+            session: token,
             request_id,
             deadline,
         };
@@ -483,27 +484,18 @@ impl Service {
 
     /// Checks a session token and returns its user.
     fn authenticate(&self, token: &[u8]) -> Result<Caller, ClientError> {
-        let claims = session::verify(&self.domain, token, now_ms()).map_err(|e| {
-            ClientError::new(ErrorKind::Unauthenticated, format!("{e}; log in again"))
-        })?;
-        self.state(|s| match s.user(&claims.username) {
-            Some(user) if claims.is_current(user) => {
-                if user.is_locked() {
-                    Err(ClientError::new(
-                        ErrorKind::Locked,
-                        format!("user {} is locked", user.username),
-                    ))
-                } else {
-                    Ok(Caller {
-                        username: user.username.clone(),
-                        role: user.role,
-                    })
-                }
-            }
-            _ => Err(ClientError::new(
-                ErrorKind::Unauthenticated,
-                "the session has ended (password changed or user deleted); log in again",
-            )),
+        self.state(|s| {
+            session::authenticate(&self.domain, s, token, now_ms())
+                .map(|user| Caller {
+                    username: user.username.clone(),
+                    role: user.role,
+                })
+                .map_err(|e| match e {
+                    session::Unproven::Locked(_) => {
+                        ClientError::new(ErrorKind::Locked, e.to_string())
+                    }
+                    _ => ClientError::new(ErrorKind::Unauthenticated, format!("{e}; log in again")),
+                })
         })
     }
 
@@ -513,23 +505,28 @@ impl Service {
         self.write_as(
             ctx.request_id,
             Actor::User(ctx.caller.username.clone()),
+            Some(&ctx.session),
             body,
             ctx.deadline,
         )
         .await
     }
 
+    /// Writes one event as `actor`; `session` is the user's token when the
+    /// actor is a user (the leader checks it again if this node forwards
+    /// the write), `None` for this node's own writes.
     pub(crate) async fn write_as(
         &self,
         request_id: RequestId,
         actor: Actor,
+        session: Option<&Secret>,
         body: EventBody,
         deadline: Instant,
     ) -> Result<u64, ClientError> {
         let left = deadline.saturating_duration_since(Instant::now());
         let applied = self
             .writer
-            .write(request_id, actor, body, left)
+            .write(request_id, actor, session, body, left)
             .await
             .map_err(|e| match e {
                 WriteError::Refused(r) => ClientError::from(r),
@@ -580,6 +577,9 @@ pub(crate) struct DeriveRequest {
 /// One authenticated request being served.
 pub(crate) struct Ctx {
     pub(crate) caller: Caller,
+    /// The caller's session token, which proves the caller to the leader
+    /// when this node forwards a write.
+    pub(crate) session: Secret,
     pub(crate) request_id: RequestId,
     pub(crate) deadline: Instant,
 }

@@ -84,6 +84,7 @@ impl Service {
             .write_as(
                 random_request_id(),
                 me.clone(),
+                None,
                 EventBody::LoginFailed {
                     username: username.clone(),
                 },
@@ -115,6 +116,7 @@ impl Service {
                 .write_as(
                     random_request_id(),
                     me,
+                    None,
                     EventBody::LoginRejected {
                         username: username.clone(),
                     },
@@ -134,6 +136,7 @@ impl Service {
             .write_as(
                 random_request_id(),
                 me,
+                None,
                 EventBody::LoginSucceeded {
                     username: username.clone(),
                 },

@@ -4,7 +4,10 @@
 //! One UDP port per node serves two ALPN protocols:
 //! - [`ALPN_RAFT`]: node to node, mutual TLS; both sides present a
 //!   certificate issued by the cluster CA, and a connection without one is
-//!   closed before any message is read.
+//!   closed before any message is read. A CA is not an identity: each side
+//!   also checks that the other's key is the one its member record pins
+//!   ([`PeerIdentity`], [`key_pin_of_cert`]), on inbound and outbound
+//!   connections alike.
 //! - [`ALPN_CLIENT`]: SDK and CLI; the client verifies the node against the
 //!   cluster CA and authenticates itself later with a password or session.
 //!
@@ -23,7 +26,7 @@ pub use error::{FrameError, TransportError};
 pub use frame::{read_frame, write_frame, FRAME_HEADER_BYTES};
 pub use pki::{ClusterCa, NodeCert};
 pub use tls::{
-    client_endpoint, client_tls, negotiated_alpn, node_client_tls, node_id_of_cert,
-    peer_is_cluster_member, peer_node_id, server_endpoint, server_tls, with_stream_limit,
-    ALPN_CLIENT, ALPN_RAFT, SERVER_NAME,
+    client_endpoint, client_tls, key_pin_of_cert, key_pin_of_pem, negotiated_alpn, node_client_tls,
+    node_id_of_cert, peer_identity, peer_is_cluster_member, peer_node_id, server_endpoint,
+    server_tls, with_stream_limit, PeerIdentity, ALPN_CLIENT, ALPN_RAFT, SERVER_NAME,
 };

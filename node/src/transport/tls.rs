@@ -210,6 +210,53 @@ pub fn peer_is_cluster_member(conn: &quinn::Connection) -> bool {
     alpn_is_raft && has_cert
 }
 
+/// Who is at the other end of a member connection: the node id its
+/// certificate names and the pin of the certificate's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The node id in the certificate's `n<id>.hsm-node` name.
+    pub node: hsm_proto::NodeId,
+    /// blake3 of the certificate's SubjectPublicKeyInfo ([`key_pin_of_cert`]).
+    pub key_pin: [u8; 32],
+}
+
+/// The pin of a certificate's key: blake3 of its SubjectPublicKeyInfo DER.
+/// A member record pins its node's TLS key with it, so a certificate the
+/// same CA issued to anyone else for the same node id is told apart.
+pub fn key_pin_of_cert(der: &[u8]) -> Option<[u8; 32]> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(*blake3::hash(cert.public_key().raw).as_bytes())
+}
+
+/// The key pin of the first certificate in `pem`.
+///
+/// # Errors
+/// If `pem` holds no certificate that parses.
+pub fn key_pin_of_pem(pem: &str) -> Result<[u8; 32], TransportError> {
+    let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .ok_or_else(|| TransportError::Certificate("no certificate in the PEM".into()))?
+        .map_err(|e| TransportError::Certificate(e.to_string()))?;
+    key_pin_of_cert(der.as_ref())
+        .ok_or_else(|| TransportError::Certificate("the certificate does not parse".into()))
+}
+
+/// The identity of a connection's peer (client certificate of an accepted
+/// member connection, or server certificate of one this node made), for a
+/// certificate the cluster CA verified. `None` if there is no certificate
+/// or it names no node.
+pub fn peer_identity(conn: &quinn::Connection) -> Option<PeerIdentity> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    let der = certs.first()?.as_ref();
+    Some(PeerIdentity {
+        node: node_id_of_cert(der)?,
+        key_pin: key_pin_of_cert(der)?,
+    })
+}
+
 /// The node id a cluster member's certificate names (its `n<id>.hsm-node`
 /// DNS name, which [`ClusterCa::issue_node`](super::ClusterCa::issue_node)
 /// writes), for a connection whose certificate the cluster CA verified.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use hsm_node::proposer::Proposer;
-use hsm_node::raft::{QuicNetwork, Raft};
+use hsm_node::raft::{DomainSource, QuicNetwork, Raft};
+use hsm_node::secrets::{session, DomainKey};
 use hsm_node::server::{spawn_accept_loop, Handlers};
 use hsm_node::transport::{
     client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa,
@@ -24,6 +25,8 @@ pub struct Member {
     pub proposer: Arc<Proposer>,
     pub writer: Writer,
     pub signing: SigningKey,
+    /// The pin of its TLS key.
+    pub transport_key: [u8; 32],
     server: quinn::Endpoint,
     acceptor: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -43,10 +46,47 @@ impl Member {
             id: self.id,
             signing_key: self.signing.verifying_key().to_bytes(),
             agreement_key: [0; 32],
+            transport_key: self.transport_key,
             zone: format!("zone-{}", self.id.0),
             address: self.addr.clone(),
         }
     }
+}
+
+/// The domain key of the in-process members of this test binary.
+pub fn domain() -> Arc<DomainKey> {
+    static DOMAIN: std::sync::OnceLock<Arc<DomainKey>> = std::sync::OnceLock::new();
+    DOMAIN
+        .get_or_init(|| Arc::new(DomainKey::generate()))
+        .clone()
+}
+
+/// A session token for user `name` as `member`'s replica has it, as a
+/// login on any node would issue it.
+pub fn session_of(member: &Member, name: &str) -> hsm_proto::client::Secret {
+    let user = member
+        .sm
+        .read(|a| {
+            a.state
+                .user(&hsm_proto::Username::new(name).expect("name"))
+                .cloned()
+        })
+        .expect("user");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let claims = session::SessionClaims {
+        username: user.username.clone(),
+        role: user.role,
+        password_epoch: user.password_epoch,
+        user_created_ms: user.created_ms,
+        issued_ms: now,
+        expires_ms: now + 3_600_000,
+        token_id: [7; 16],
+    };
+    let token = session::issue(&domain(), &claims);
+    hsm_proto::client::Secret::new(token.as_bytes().to_vec())
 }
 
 pub async fn start(id: u64, ca: &ClusterCa) -> Member {
@@ -70,6 +110,7 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         ..Default::default()
     };
     let network = QuicNetwork::new(client);
+    network.check_members_with(sm.clone());
     let raft = Raft::new(
         NodeId(id),
         Arc::new(config.validate().expect("config")),
@@ -92,7 +133,10 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         Handlers {
             raft: raft.clone(),
             proposer: proposer.clone(),
-            domain: None,
+            domain: Some(DomainSource {
+                domain: domain(),
+                sm: sm.clone(),
+            }),
             contact: Default::default(),
             service: None,
             max_client_frame: 1 << 20,
@@ -107,6 +151,7 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         proposer,
         writer,
         signing,
+        transport_key: hsm_node::transport::key_pin_of_pem(&cert.cert_pem).expect("pin"),
         server,
         acceptor,
         _dir: dir,

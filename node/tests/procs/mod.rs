@@ -139,6 +139,14 @@ impl Cluster {
         config.listen.to_string()
     }
 
+    /// The pin of node `i`'s TLS key (as its member record holds it).
+    pub fn member_pin(&self, i: u64) -> [u8; 32] {
+        let text = std::fs::read_to_string(self.config_file(i)).expect("config");
+        let config = hsm_node::config::NodeConfig::from_toml_str(&text).expect("parse");
+        let pem = std::fs::read_to_string(config.node_cert()).expect("node certificate");
+        hsm_node::transport::key_pin_of_pem(&pem).expect("pin")
+    }
+
     /// Writes node `i`'s configuration and prepares it with the cluster CA
     /// (`hsm-node prepare`), as an operator adding a node does; returns its
     /// join request.
@@ -214,6 +222,7 @@ impl Cluster {
                 id: i,
                 address: self.member_address(i),
                 zone: String::new(),
+                transport_key: self.member_pin(i),
             });
         }
         let options = ClientOptions::default().follow_membership(false);

@@ -66,6 +66,7 @@ impl Chain {
             id: NODE,
             signing_key: self.key.verifying_key().to_bytes(),
             agreement_key: [9; 32],
+            transport_key: [9; 32],
             zone: "zone-a".into(),
             address: "127.0.0.1:7000".into(),
         }

@@ -41,6 +41,7 @@ pub fn node_record(id: u64) -> NodeRecord {
         id: NodeId(id),
         signing_key: node_key(id).verifying_key().to_bytes(),
         agreement_key: [id as u8; 32],
+        transport_key: [id as u8; 32],
         zone: format!("zone-{}", id % 3),
         address: format!("10.0.0.{id}:7000"),
     }

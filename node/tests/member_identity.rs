@@ -1,0 +1,346 @@
+//! A CA is not an identity: two clusters on one CA (as `hsm-node init
+//! --ca-cert` invites, with an organisation's CA), and the node of the
+//! second cluster that has a member's id in its certificate.
+//!
+//! - Inbound: that node connects to the first cluster's leader as if it
+//!   were the member and forwards a write naming `admin` as the actor (a
+//!   new crypto officer), asks for a read index and for the domain key.
+//!   Each is refused: the member record pins another key.
+//! - Outbound: with the real followers down, a server with that
+//!   certificate answers at a follower's address and acknowledges every
+//!   append; the leader must not count it towards a quorum, so no write is
+//!   acknowledged. A client whose config names that member sends it
+//!   nothing.
+//! - A genuine member (a compromised host) forwards writes in a user's
+//!   name only with that user's session, and acts as a node only as
+//!   itself.
+
+mod procs;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hsm_node::config::NodeConfig;
+use hsm_node::raft::{ForwardedWrite, RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
+use hsm_node::transport::{
+    client_endpoint, node_client_tls, read_frame, server_endpoint, server_tls, write_frame,
+    NodeCert, SERVER_NAME,
+};
+use hsm_proto::{codec, Actor, EventBody, NodeId, RequestId, Role};
+use openraft::raft::AppendEntriesResponse;
+use procs::{user, Cluster};
+use zeroize::Zeroizing;
+
+const ADMIN: &str = "admin-password-identity";
+
+/// A second cluster, with one node of id `id`, initialized with the first
+/// cluster's CA (`hsm-node init --ca-cert --ca-key`); returns its node's
+/// certificate and key.
+fn second_cluster_on_the_same_ca(first: &Cluster, id: u64, dir: &Path) -> NodeCert {
+    let mut config = NodeConfig::new(id, dir.join("b-node"));
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.advertise = Some("127.0.0.1:1".into());
+    let config_file = dir.join("b-node.toml");
+    std::fs::write(&config_file, toml::to_string(&config).expect("toml")).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsm-node"))
+        .arg("init")
+        .arg("--config")
+        .arg(&config_file)
+        .arg("--ca-cert")
+        .arg(first.path().join("ca/ca.pem"))
+        .arg("--ca-key")
+        .arg(first.path().join("ca/ca.key"))
+        .arg("--client-config")
+        .arg(dir.join("b-cluster.toml"))
+        .env("HSM_ADMIN_PASSWORD", "second-cluster-admin-pw")
+        .output()
+        .expect("run hsm-node init");
+    assert!(
+        out.status.success(),
+        "init of the second cluster failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    NodeCert {
+        cert_pem: std::fs::read_to_string(config.node_cert()).expect("cert"),
+        key_pem: Zeroizing::new(std::fs::read_to_string(config.node_key()).expect("key")),
+    }
+}
+
+/// A server at `at` with `cert` that reads one frame per stream, counts
+/// it, and writes back what `answer` makes of it (if anything).
+fn impostor_at(
+    at: std::net::SocketAddr,
+    ca: &str,
+    cert: &NodeCert,
+    answer: fn(&[u8]) -> Option<Vec<u8>>,
+) -> (
+    quinn::Endpoint,
+    Arc<AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let endpoint = server_endpoint(at, server_tls(ca, cert).expect("tls")).expect("bind");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let server = endpoint.clone();
+    let task = tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let Ok(bytes) = read_frame(&mut recv, MAX_RAFT_FRAME_BYTES).await else {
+                        return;
+                    };
+                    if let Some(reply) = answer(&bytes) {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let _ = write_frame(&mut send, &reply).await;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, seen, task)
+}
+
+fn ca_pem(cluster: &Cluster) -> String {
+    std::fs::read_to_string(cluster.path().join("ca/ca.pem")).expect("ca")
+}
+
+/// One Raft RPC from a node holding `cert`, to the member at `addr`.
+async fn call_as(
+    ca: &str,
+    cert: &NodeCert,
+    addr: &str,
+    rpc: &RaftRpc,
+) -> Result<RaftReply, String> {
+    let addr: std::net::SocketAddr = addr.parse().expect("addr");
+    let endpoint =
+        client_endpoint(addr, node_client_tls(ca, cert).expect("tls")).expect("endpoint");
+    let conn = endpoint
+        .connect(addr, SERVER_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let bytes = codec::encode("raft rpc", rpc).expect("encode");
+    write_frame(&mut send, &bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = read_frame(&mut recv, MAX_RAFT_FRAME_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    codec::decode("raft reply", &reply).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_on_the_same_ca_is_no_member() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    let work = tempfile::tempdir().expect("tempdir");
+    let rogue = second_cluster_on_the_same_ca(&cluster, follower, work.path());
+    let ca = ca_pem(&cluster);
+    let leader_addr = cluster.member_address(leader);
+
+    let forged = RaftRpc::Forward(ForwardedWrite {
+        request_id: RequestId(rand::random()),
+        actor: Actor::User(user("admin")),
+        session: None,
+        body: EventBody::UserCreated {
+            username: user("mallory"),
+            role: Role::Co,
+            password_hash: hsm_node::secrets::hash_password("mallory-password-1").expect("hash"),
+        },
+    });
+    for rpc in [
+        forged,
+        RaftRpc::ReadIndex,
+        RaftRpc::FetchDomainKey {
+            node: NodeId(follower),
+        },
+    ] {
+        let reply = call_as(&ca, &rogue, &leader_addr, &rpc).await;
+        match reply {
+            Ok(RaftReply::BadRequest(_)) | Err(_) => {}
+            Ok(RaftReply::DomainKey(Err(_))) => {}
+            other => panic!("{rpc:?} from another cluster's node was answered: {other:?}"),
+        }
+    }
+    let users = admin.list_users().await.expect("users");
+    assert!(
+        users.iter().all(|u| u.username != user("mallory")),
+        "a node of another cluster created a crypto officer: {users:?}"
+    );
+    let logs = cluster.logs();
+    assert!(logs.contains("refused an rpc"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_never_counts_another_clusters_node_towards_a_quorum() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    cluster.activate(ADMIN).await;
+    let leader = cluster.leader().await;
+    // Logged in while the followers are up (a login confirms with a quorum).
+    let client = cluster.client_of(leader).await;
+    client.login(user("admin"), ADMIN).await.expect("login");
+    let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    let work = tempfile::tempdir().expect("tempdir");
+    let rogue = second_cluster_on_the_same_ca(&cluster, followers[0], work.path());
+    let ca = ca_pem(&cluster);
+    let at: std::net::SocketAddr = cluster.member_address(followers[0]).parse().expect("addr");
+    for f in &followers {
+        cluster.kill(*f);
+    }
+    // At the follower's address: a server with the other cluster's
+    // certificate for the follower's id, acknowledging every append.
+    let (endpoint, acked, task) = impostor_at(at, &ca, &rogue, |bytes| {
+        let reply = match codec::decode::<RaftRpc>("raft rpc", bytes) {
+            Ok(RaftRpc::AppendEntries(_)) => {
+                RaftReply::AppendEntries(Ok(AppendEntriesResponse::Success))
+            }
+            _ => return None,
+        };
+        codec::encode("raft reply", &reply).ok()
+    });
+
+    let written = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.create_user(user("quorum-of-one"), Role::Cu, "quorum-password-1"),
+    )
+    .await
+    .expect("the write ends within its deadline");
+    assert!(
+        written.is_err(),
+        "a write was acknowledged with only another cluster's node agreeing"
+    );
+    assert_eq!(
+        acked.load(Ordering::Relaxed),
+        0,
+        "the leader sent appends to a node whose key its member record does not pin"
+    );
+    let logs = cluster.logs();
+    assert!(logs.contains("not the member it should be"), "{logs}");
+    endpoint.close(0u32.into(), b"done");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_never_sends_a_password_to_another_clusters_node_at_a_members_address() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    cluster.activate(ADMIN).await;
+    let target = cluster.leader().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let rogue = second_cluster_on_the_same_ca(&cluster, target, work.path());
+    let ca = ca_pem(&cluster);
+    let at: std::net::SocketAddr = cluster.member_address(target).parse().expect("addr");
+    cluster.kill(target);
+    // At the member's address: the other cluster's node, reading whatever
+    // clients send it.
+    let (endpoint, received, task) = impostor_at(at, &ca, &rogue, |_| Some(Vec::new()));
+    // A client whose config names only that member (with its real pin).
+    let text = std::fs::read_to_string(cluster.client_config()).expect("client config");
+    let mut config: hsm_proto::client::ClientConfig = toml::from_str(&text).expect("parse");
+    config.nodes.retain(|n| n.id == target);
+    let options = hsm_client::ClientOptions::default()
+        .follow_membership(false)
+        .deadline(Duration::from_secs(3));
+    let client = hsm_client::Client::new(config, options).expect("client");
+    let login = client.login(user("admin"), ADMIN).await;
+    let error = login.expect_err("logged in at another cluster's node");
+    assert!(
+        error.to_string().contains("not member"),
+        "the refusal says why: {error}"
+    );
+    assert_eq!(
+        received.load(Ordering::Relaxed),
+        0,
+        "the client sent a request (a password) to a node whose key is not pinned"
+    );
+    endpoint.close(0u32.into(), b"done");
+    task.abort();
+}
+
+/// The certificate and key of member `i` of `cluster`, as its host has them.
+fn member_cert(cluster: &Cluster, i: u64) -> NodeCert {
+    let text = std::fs::read_to_string(cluster.config_file(i)).expect("config");
+    let config = NodeConfig::from_toml_str(&text).expect("parse");
+    NodeCert {
+        cert_pem: std::fs::read_to_string(config.node_cert()).expect("cert"),
+        key_pem: Zeroizing::new(std::fs::read_to_string(config.node_key()).expect("key")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_acts_for_a_user_only_with_that_users_session() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    // A member's own credentials, as a compromised member host has them.
+    let member = member_cert(&cluster, follower);
+    let ca = ca_pem(&cluster);
+    let leader_addr = cluster.member_address(leader);
+    let new_officer = || EventBody::UserCreated {
+        username: user("mallory"),
+        role: Role::Co,
+        password_hash: hsm_node::secrets::hash_password("mallory-password-1").expect("hash"),
+    };
+    let attempts = [
+        (
+            "no session",
+            Actor::User(user("admin")),
+            None,
+            new_officer(),
+        ),
+        (
+            "a made-up session",
+            Actor::User(user("admin")),
+            Some(hsm_proto::client::Secret::new(vec![1; 120])),
+            new_officer(),
+        ),
+        (
+            "another node's name",
+            Actor::Node(NodeId(leader)),
+            None,
+            EventBody::UserUnlocked {
+                username: user("admin"),
+            },
+        ),
+    ];
+    for (what, actor, session, body) in attempts {
+        let rpc = RaftRpc::Forward(ForwardedWrite {
+            request_id: RequestId(rand::random()),
+            actor,
+            session,
+            body,
+        });
+        match call_as(&ca, &member, &leader_addr, &rpc).await {
+            Ok(RaftReply::Forward(Err(_))) => {}
+            other => panic!("a member's forwarded write with {what} was answered: {other:?}"),
+        }
+    }
+    let users = admin.list_users().await.expect("users");
+    assert!(
+        users.iter().all(|u| u.username != user("mallory")),
+        "a member created a crypto officer without the officer's session: {users:?}"
+    );
+    // Writes a member forwards with the user's session still go through.
+    let through_follower = cluster.client_of(follower).await;
+    through_follower
+        .login(user("admin"), ADMIN)
+        .await
+        .expect("login");
+    through_follower
+        .create_user(user("carol"), Role::Cu, "carol-password-1")
+        .await
+        .expect("a forwarded write with the user's session");
+}
