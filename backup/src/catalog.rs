@@ -245,6 +245,30 @@ pub struct RetentionReport {
     pub failed: Vec<(BackupId, String)>,
     /// Backups of other clusters under the prefix, left alone.
     pub other_clusters: Vec<BackupId>,
+    /// Backups of this cluster id that retention does not believe, left
+    /// alone and not counted: signed by a key that is no trusted writer
+    /// (a forged manifest, or a member since removed), or dated further in
+    /// the future than the clock skew allows. With why.
+    pub untrusted: Vec<(BackupId, String)>,
+}
+
+/// What retention keeps, and whose backups it counts.
+#[derive(Debug, Clone)]
+pub struct RetentionPolicy<'a> {
+    /// The cluster whose backups it manages.
+    pub cluster: ClusterId,
+    /// The ed25519 keys whose backups count (the cluster's members): a
+    /// backup another key signed is never deleted and never pushes a
+    /// genuine one out.
+    pub trusted_writers: &'a [[u8; 32]],
+    /// How many of the newest backups to keep.
+    pub keep_last: usize,
+    /// Delete backups older than this, when given.
+    pub max_age: Option<Duration>,
+    /// Now, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// How far in the future a backup's time may lie and still count.
+    pub clock_skew: Duration,
 }
 
 /// Which of `backups` (newest first: `(id, created_at_ms, keep_forever)`)
@@ -269,32 +293,53 @@ pub fn retention_victims(
         .collect()
 }
 
-/// Applies a retention policy to the listed backups of `cluster`: keeps
-/// the newest `keep_last` and, when `max_age` is given, deletes those older
-/// than it at `now_ms`. The newest backup and backups marked keep-forever
-/// are never deleted, nor are backups whose manifest does not read, nor
-/// backups of other clusters (each is reported). Incomplete backups (no
-/// manifest) are not touched: one may be in progress.
+/// Applies `policy` to the listed backups of its cluster: keeps the newest
+/// `keep_last` and, when `max_age` is given, deletes those older than it.
+/// Only backups a trusted writer signed, dated no further in the future
+/// than the clock skew, are counted and may be deleted: a forged manifest
+/// (anyone who can write to the destination can sign one for this cluster
+/// id), dated in the future to rank first, never makes retention delete a
+/// genuine backup. The newest backup and backups marked keep-forever are
+/// never deleted, nor are backups whose manifest does not read, backups of
+/// other clusters, or untrusted ones (each is reported). Incomplete
+/// backups (no manifest) are not touched: one may be in progress.
 ///
 /// # Errors
 /// [`BackupError::Store`] if the destination cannot be listed; a backup
 /// that cannot be deleted is reported in `failed` instead.
 pub async fn apply_retention(
     dest: &Destination,
-    cluster: ClusterId,
-    keep_last: usize,
-    max_age: Option<Duration>,
-    now_ms: u64,
+    policy: &RetentionPolicy<'_>,
 ) -> Result<RetentionReport, BackupError> {
     let mut report = RetentionReport::default();
     let mut readable = Vec::new();
+    let latest_ms = policy
+        .now_ms
+        .saturating_add(u64::try_from(policy.clock_skew.as_millis()).unwrap_or(u64::MAX));
     for s in list_backups(dest).await? {
         match (&s.details, s.problem) {
-            (Some(d), _) if d.cluster_id != cluster => report.other_clusters.push(s.id),
+            (Some(d), _) if d.cluster_id != policy.cluster => report.other_clusters.push(s.id),
+            (Some(d), _) if !policy.trusted_writers.contains(&d.writer_public_key) => {
+                report.untrusted.push((
+                    s.id,
+                    format!(
+                        "signed by {}, which is not a member's key",
+                        hex::encode(d.writer_public_key)
+                    ),
+                ));
+            }
+            (Some(d), _) if d.created_at_ms > latest_ms => report.untrusted.push((
+                s.id,
+                format!(
+                    "dated {} ms, later than now ({} ms) and the allowed clock skew",
+                    d.created_at_ms, policy.now_ms
+                ),
+            )),
             (Some(d), _) => readable.push((s.id, d.created_at_ms, s.keep_forever)),
             (None, problem) => report.unreadable.push((s.id, problem.unwrap_or_default())),
         }
     }
+    let (keep_last, max_age, now_ms) = (policy.keep_last, policy.max_age, policy.now_ms);
     let victims = retention_victims(&readable, keep_last, max_age, now_ms);
     for (id, _, _) in readable {
         if !victims.contains(&id) {
@@ -314,6 +359,7 @@ pub async fn apply_retention(
         deleted = report.deleted.len(),
         unreadable = report.unreadable.len(),
         failed = report.failed.len(),
+        untrusted = report.untrusted.len(),
         "retention applied"
     );
     Ok(report)

@@ -42,7 +42,7 @@ mod write;
 pub use catalog::{
     apply_retention, delete_backup, describe_backup, list_backups, list_incomplete,
     retention_victims, set_keep_forever, BackupDescription, BackupDetails, BackupSummary,
-    RetentionReport,
+    RetentionPolicy, RetentionReport,
 };
 pub use crypto::CHUNK_OVERHEAD;
 pub use destination::{Destination, WriteOptions, MIN_PART_BYTES};

@@ -1,5 +1,7 @@
 //! Retention keeps the newest backups and those marked keep-forever, and
-//! deletes the rest by count and age; delete refuses a marked backup.
+//! deletes the rest by count and age; delete refuses a marked backup; and
+//! manifests forged for the cluster (by anyone who can write to the
+//! destination), dated in the future, never push a genuine backup out.
 
 mod common;
 
@@ -60,7 +62,7 @@ async fn retention_keeps_the_newest_n_and_the_keep_forever_ones() {
     );
 
     let now = fx.meta.created_at_ms + 8 * HOUR_MS;
-    let report = apply_retention(&fx.dest, fx.meta.cluster_id, 3, None, now)
+    let report = apply_retention(&fx.dest, &policy(&fx, 3, None, now))
         .await
         .expect("applies");
     let mut deleted = report.deleted.clone();
@@ -76,7 +78,7 @@ async fn retention_keeps_the_newest_n_and_the_keep_forever_ones() {
     }
 
     // Applying it again changes nothing.
-    let again = apply_retention(&fx.dest, fx.meta.cluster_id, 3, None, now)
+    let again = apply_retention(&fx.dest, &policy(&fx, 3, None, now))
         .await
         .expect("applies");
     assert!(again.deleted.is_empty());
@@ -93,10 +95,7 @@ async fn retention_by_age_never_deletes_the_newest_or_a_marked_backup() {
     let now = fx.meta.created_at_ms + 6 * HOUR_MS + HOUR_MS / 2;
     let report = apply_retention(
         &fx.dest,
-        fx.meta.cluster_id,
-        10,
-        Some(Duration::from_secs(3 * 3600)),
-        now,
+        &policy(&fx, 10, Some(Duration::from_secs(3 * 3600)), now),
     )
     .await
     .expect("applies");
@@ -110,10 +109,7 @@ async fn retention_by_age_never_deletes_the_newest_or_a_marked_backup() {
     // A day later everything is too old: the newest stays regardless.
     let report = apply_retention(
         &fx.dest,
-        fx.meta.cluster_id,
-        0,
-        Some(Duration::ZERO),
-        now + 24 * HOUR_MS,
+        &policy(&fx, 0, Some(Duration::ZERO), now + 24 * HOUR_MS),
     )
     .await
     .expect("applies");
@@ -164,14 +160,64 @@ async fn a_backup_with_a_damaged_manifest_is_listed_with_its_problem_and_kept() 
     );
     let report = apply_retention(
         &fx.dest,
-        fx.meta.cluster_id,
-        1,
-        None,
-        fx.meta.created_at_ms + 10 * HOUR_MS,
+        &policy(&fx, 1, None, fx.meta.created_at_ms + 10 * HOUR_MS),
     )
     .await
     .expect("applies");
     assert_eq!(report.deleted, vec![ids[1]]);
     assert_eq!(report.unreadable.len(), 1);
     assert!(fx.root.join(ids[0].to_string()).exists());
+}
+
+#[tokio::test]
+async fn forged_manifests_dated_in_the_future_never_make_retention_delete_a_genuine_backup() {
+    let fx = Fixture::new();
+    let genuine = hourly_backups(&fx, 4).await;
+    // Someone who can write to the destination signs backups for this
+    // cluster id with a key of its own, dated a week ahead so they rank
+    // first; and a member's backup from a clock far ahead.
+    let mut forger = Fixture::new();
+    forger.meta.cluster_id = fx.meta.cluster_id;
+    forger.dest = fx.dest.clone();
+    let data = snapshot_bytes(4 * 1024, 9);
+    let mut forged = Vec::new();
+    for i in 0..3 {
+        let meta = BackupMeta {
+            created_at_ms: fx.meta.created_at_ms + (24 * 7 + i) * HOUR_MS,
+            ..fx.meta
+        };
+        forged.push(
+            forger
+                .backup_to(&fx.dest, &meta, &data)
+                .await
+                .expect("forged")
+                .backup_id,
+        );
+    }
+    let ahead = BackupMeta {
+        created_at_ms: fx.meta.created_at_ms + 24 * 30 * HOUR_MS,
+        ..fx.meta
+    };
+    let far_future = fx
+        .backup_to(&fx.dest, &ahead, &data)
+        .await
+        .expect("backup")
+        .backup_id;
+
+    let now = fx.meta.created_at_ms + 4 * HOUR_MS;
+    let report = apply_retention(&fx.dest, &policy(&fx, 3, None, now))
+        .await
+        .expect("applies");
+    // Of the genuine four, the newest three stay: only the oldest goes.
+    assert_eq!(report.deleted, vec![genuine[0]], "{report:?}");
+    let mut untrusted: Vec<BackupId> = report.untrusted.iter().map(|(id, _)| *id).collect();
+    untrusted.sort();
+    let mut expected = forged.clone();
+    expected.push(far_future);
+    expected.sort();
+    assert_eq!(untrusted, expected, "{report:?}");
+    let left = listed_ids(&fx).await;
+    for id in genuine[1..].iter().chain(&forged).chain([&far_future]) {
+        assert!(left.contains(id), "{id} was deleted");
+    }
 }

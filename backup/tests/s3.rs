@@ -183,15 +183,9 @@ async fn backups_round_trip_through_a_real_s3_server() {
     set_keep_forever(&dest, m.backup_id, true)
         .await
         .expect("marks");
-    let report = apply_retention(
-        &dest,
-        fx.meta.cluster_id,
-        1,
-        None,
-        fx.meta.created_at_ms + 3000,
-    )
-    .await
-    .expect("retention");
+    let report = apply_retention(&dest, &policy(&fx, 1, None, fx.meta.created_at_ms + 3000))
+        .await
+        .expect("retention");
     assert_eq!(report.deleted, vec![second.backup_id], "{report:?}");
     let left: Vec<_> = list_backups(&dest)
         .await

@@ -244,14 +244,16 @@ impl Snapshotter {
         let Some(cluster) = self.cluster_id() else {
             return;
         };
-        let report = hsm_backup::apply_retention(
-            &self.dest,
+        let members: Vec<[u8; 32]> = self.member_keys().iter().map(|k| k.to_bytes()).collect();
+        let policy = hsm_backup::RetentionPolicy {
             cluster,
-            self.keep_last,
-            self.max_age,
-            crate::service::now_ms(),
-        )
-        .await;
+            trusted_writers: &members,
+            keep_last: self.keep_last,
+            max_age: self.max_age,
+            now_ms: crate::service::now_ms(),
+            clock_skew: CLOCK_SKEW,
+        };
+        let report = hsm_backup::apply_retention(&self.dest, &policy).await;
         match report {
             Ok(r) => {
                 if !r.other_clusters.is_empty() {
@@ -264,7 +266,7 @@ impl Snapshotter {
                 for id in &r.deleted {
                     tracing::info!(backup_id = %id, "retention deleted a backup");
                 }
-                for (id, why) in r.unreadable.iter().chain(&r.failed) {
+                for (id, why) in r.unreadable.iter().chain(&r.failed).chain(&r.untrusted) {
                     tracing::warn!(backup_id = %id, reason = %why, "retention left a backup alone");
                 }
             }

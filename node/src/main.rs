@@ -462,7 +462,13 @@ async fn restore(
     let recovery = RecoveryKey::load(recovery_key)?;
     let trusted = writer_keys(trusted_writer_keys)?;
     let (dest, id) = backup_location(backup, id).await?;
-    let id = choose_backup(&dest, id).await?;
+    let id = choose_backup(
+        &dest,
+        id,
+        (!trusted.is_empty()).then_some(trusted.as_slice()),
+        hsm_node::service::now_ms(),
+    )
+    .await?;
     println!("Restoring backup {id} from {}", dest.url());
     // A new CA is written only once the restore succeeded.
     let (ca, new_ca) = cluster_ca(own_ca)?;

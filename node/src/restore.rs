@@ -71,16 +71,33 @@ pub struct RestoredCluster {
 }
 
 /// The backup to restore: `id`, or the newest complete backup at `dest`
-/// when every backup there is of one cluster.
+/// when every backup there is of one cluster. With `trusted` writer keys,
+/// only backups signed by one of them are candidates; backups dated more
+/// than a day after `now_ms` never are (a forged manifest dated in the
+/// future must not become the default).
 ///
 /// # Errors
-/// If `dest` cannot be listed, holds no readable backup, or holds backups
-/// of several clusters (then the operator names one).
-pub async fn choose_backup(dest: &Destination, id: Option<BackupId>) -> Result<BackupId> {
+/// If `dest` cannot be listed, holds no readable backup (by a trusted
+/// writer), or holds backups of several clusters (then the operator names
+/// one).
+pub async fn choose_backup(
+    dest: &Destination,
+    id: Option<BackupId>,
+    trusted: Option<&[VerifyingKey]>,
+    now_ms: u64,
+) -> Result<BackupId> {
     if let Some(id) = id {
         return Ok(id);
     }
-    let listed = hsm_backup::list_backups(dest).await?;
+    let latest_ms = now_ms.saturating_add(24 * 3_600_000);
+    let mut listed = hsm_backup::list_backups(dest).await?;
+    listed.retain(|b| {
+        b.details.as_ref().is_some_and(|d| {
+            d.created_at_ms <= latest_ms
+                && trusted
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_bytes() == &d.writer_public_key))
+        })
+    });
     let clusters: std::collections::BTreeSet<ClusterId> = listed
         .iter()
         .filter_map(|b| b.details.as_ref().map(|d| d.cluster_id))
@@ -96,7 +113,17 @@ pub async fn choose_backup(dest: &Destination, id: Option<BackupId>) -> Result<B
         .iter()
         .find(|b| b.details.is_some())
         .map(|b| b.id)
-        .ok_or_else(|| anyhow!("{} holds no complete backup", dest.url()))
+        .ok_or_else(|| {
+            anyhow!(
+                "{} holds no complete backup{}",
+                dest.url(),
+                if trusted.is_some() {
+                    " signed by a --trusted-writer-key"
+                } else {
+                    ""
+                }
+            )
+        })
 }
 
 /// Builds the first member of a new cluster from backup `id` at `dest`,

@@ -608,3 +608,61 @@ async fn retention_keeps_to_its_own_cluster_at_a_shared_destination() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_chooses_no_forged_backup_when_the_writers_are_named() {
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN_NEW).await;
+    let genuine = admin.create_backup().await.expect("backup");
+    let dest_dir = cluster.path().join("backups");
+    let recovery = cluster.path().join("recovery/recovery.key");
+    // Anyone who can write to the destination seals a backup of its own
+    // for this cluster id to the recovery public key, signs it with a key
+    // of its own and dates it an hour ahead, so it is the newest.
+    let dest =
+        hsm_backup::Destination::from_url(&format!("file://{}", dest_dir.display())).expect("dest");
+    let recovery_public = hsm_backup::RecoveryKey::load(&recovery)
+        .expect("recovery key")
+        .public_key();
+    let forger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let domain = hsm_backup::BackupDomainKey::new(zeroize::Zeroizing::new(rand::random()));
+    let forged = hsm_backup::write_backup(
+        &dest,
+        &hsm_backup::BackupMeta {
+            cluster_id: genuine.cluster_id,
+            applied_index: genuine.applied_index + 100,
+            term: genuine.term,
+            created_at_ms: genuine.created_ms + 3_600_000,
+            node_id: genuine.writer,
+        },
+        hsm_backup::SnapshotSource::from_bytes(b"a state of the forger's choosing"),
+        &hsm_backup::BackupKeys {
+            domain_key: &domain,
+            recovery_keys: &[recovery_public],
+            signer: &forger,
+        },
+        &hsm_backup::NoProgress,
+    )
+    .await
+    .expect("forged backup");
+    assert_ne!(forged.backup_id, genuine.id);
+    // Naming the cluster's writer keys, the destination alone (no --id)
+    // restores the genuine backup, not the newer forged one.
+    let url = format!("file://{}", dest_dir.display());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = restore_command(
+        dir.path(),
+        31,
+        &url,
+        &recovery,
+        &["--trusted-writer-key", &genuine.writer_key],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&genuine.id.to_string()),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -74,13 +74,34 @@ pub struct Fixture {
     pub domain: BackupDomainKey,
     pub recovery: RecoveryKey,
     pub signer: SigningKey,
+    /// The signer's public key: the one writer retention trusts.
+    pub trusted: [[u8; 32]; 1],
     pub meta: BackupMeta,
+}
+
+/// Retention of `fx`'s cluster trusting `fx`'s signer, with a 5-minute
+/// clock skew.
+pub fn policy(
+    fx: &Fixture,
+    keep_last: usize,
+    max_age: Option<std::time::Duration>,
+    now_ms: u64,
+) -> hsm_backup::RetentionPolicy<'_> {
+    hsm_backup::RetentionPolicy {
+        cluster: fx.meta.cluster_id,
+        trusted_writers: &fx.trusted,
+        keep_last,
+        max_age,
+        now_ms,
+        clock_skew: std::time::Duration::from_secs(300),
+    }
 }
 
 impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("backups");
+        let signer = SigningKey::generate(&mut rand::rngs::OsRng);
         let url = format!("file://{}", root.display());
         let dest = Destination::from_url(&url)
             .expect("file destination")
@@ -92,7 +113,8 @@ impl Fixture {
             dest,
             domain: BackupDomainKey::new(Zeroizing::new(rand::random())),
             recovery: RecoveryKey::generate(),
-            signer: SigningKey::generate(&mut rand::rngs::OsRng),
+            signer: signer.clone(),
+            trusted: [signer.verifying_key().to_bytes()],
             meta: BackupMeta {
                 cluster_id: ClusterId(rand::random()),
                 applied_index: 1234,
