@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the hot inner paths: signing and
 //! verifying an event, applying one to a state, sealing and opening key
-//! material under the domain key, and building and installing a snapshot.
+//! material under the domain key, building and installing a snapshot, and
+//! the Argon2id password check of a login beside the OWASP floor.
 //!
 //! `cargo bench -p hsm-bench --bench hot_paths` measures; `cargo test`
 //! runs each once (criterion's test mode), so they cannot rot.
@@ -69,6 +70,34 @@ fn sealing(c: &mut Criterion) {
     });
 }
 
+fn passwords(c: &mut Criterion) {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::{Algorithm, Argon2, Version};
+    use hsm_node::secrets::password::{ARGON2_PARAMS, OWASP_FLOOR_PARAMS};
+    let password = "correct horse battery staple";
+    let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+    let mut group = c.benchmark_group("argon2id login check");
+    group.sample_size(10);
+    for (name, params) in [
+        ("owasp floor (m=19 MiB, t=2)", OWASP_FLOOR_PARAMS),
+        ("this cluster (m=40 MiB, t=2)", ARGON2_PARAMS),
+    ] {
+        let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(password.as_bytes(), &salt)
+            .expect("hash")
+            .to_string();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                assert!(hsm_node::secrets::verify_password(
+                    black_box(password),
+                    &phc
+                ))
+            });
+        });
+    }
+    group.finish();
+}
+
 fn snapshots(c: &mut Criterion) {
     let cluster = cluster_with_keys(SNAPSHOT_KEYS);
     let bytes = hsm_raft_store::encode_snapshot(&cluster.state).expect("encodes");
@@ -83,5 +112,5 @@ fn snapshots(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(hot_paths, events, sealing, snapshots);
+criterion_group!(hot_paths, events, sealing, passwords, snapshots);
 criterion_main!(hot_paths);
