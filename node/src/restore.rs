@@ -70,16 +70,16 @@ pub struct RestoredCluster {
     pub keys: usize,
 }
 
-/// The backup to restore: `id`, or the newest complete backup at `dest`
-/// when every backup there is of one cluster. With `trusted` writer keys,
-/// only backups signed by one of them are candidates; backups dated more
-/// than a day after `now_ms` never are (a forged manifest dated in the
-/// future must not become the default).
+/// The backup to restore: `id`, or, given `trusted` writer keys, the newest
+/// complete backup at `dest` that one of them signed, dated no more than a
+/// day after `now_ms`, when every backup there is of one cluster. Without
+/// `id` or `trusted` keys there is no default: a forged manifest could be
+/// the newest.
 ///
 /// # Errors
-/// If `dest` cannot be listed, holds no readable backup (by a trusted
-/// writer), or holds backups of several clusters (then the operator names
-/// one).
+/// If neither `id` nor `trusted` is given, `dest` cannot be listed, holds
+/// no readable backup by a trusted writer, or holds backups of several
+/// clusters (then the operator names one).
 pub async fn choose_backup(
     dest: &Destination,
     id: Option<BackupId>,
@@ -88,6 +88,17 @@ pub async fn choose_backup(
 ) -> Result<BackupId> {
     if let Some(id) = id {
         return Ok(id);
+    }
+    if trusted.is_none() {
+        // Anyone who can write to the destination can seal a complete
+        // backup to the recovery public key and date it newest: without
+        // knowing whose backups to trust, there is no safe default.
+        bail!(
+            "{} holds backups and none is named: name the one to restore (its id at the end of \
+             --backup, or --id; hsm backup list shows them), or pass --trusted-writer-key with \
+             your members' keys to restore the newest they signed",
+            dest.url()
+        );
     }
     let latest_ms = now_ms.saturating_add(24 * 3_600_000);
     let mut listed = hsm_backup::list_backups(dest).await?;

@@ -63,6 +63,19 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
                         conn.close(CLOSE_NOT_MEMBER.into(), b"certificate names no node");
                         return;
                     };
+                    // Another key for a member's id (another cluster on the
+                    // same CA, an old host): closed before a byte is read.
+                    let impostor = handlers.domain.as_ref().is_some_and(|d| {
+                        d.sm.read(|a| {
+                            hsm_state::authz::peer_standing(&a.state, peer.node, &peer.key_pin)
+                                == hsm_state::authz::PeerStanding::WrongKey
+                        })
+                    });
+                    if impostor {
+                        tracing::warn!(peer = %conn.remote_address(), node = %peer.node, "refused a certificate whose key is not the one the member record pins");
+                        conn.close(CLOSE_NOT_MEMBER.into(), b"not the member's key");
+                        return;
+                    }
                     serve_member(conn, peer, handlers).await;
                 } else if negotiated_alpn(&conn).as_deref() == Some(ALPN_CLIENT) {
                     match handlers.service.clone() {

@@ -82,14 +82,19 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
         "{early:?}"
     );
 
-    // Init, activate, and register every member's signing key.
+    // Init with every member founding (their signing keys and TLS key
+    // pins), then activate.
     let init = EventBody::ClusterInitialized {
         cluster_id: ClusterId([4; 16]),
         first_node: l.record(),
-        other_nodes: vec![],
+        other_nodes: members
+            .values()
+            .filter(|m| m.id != leader)
+            .map(|m| m.record())
+            .collect(),
         admin_password_hash: HASH.into(),
     };
-    let mut setup = vec![
+    let setup = vec![
         (Actor::Node(leader), init),
         (
             admin(),
@@ -99,9 +104,6 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
             },
         ),
     ];
-    for m in members.values().filter(|m| m.id != leader) {
-        setup.push((admin(), EventBody::NodeAdded { node: m.record() }));
-    }
     for (n, (actor, body)) in setup.into_iter().enumerate() {
         let reply = l
             .proposer

@@ -178,7 +178,10 @@ async fn a_node_of_another_cluster_on_the_same_ca_is_no_member() {
         "a node of another cluster created a crypto officer: {users:?}"
     );
     let logs = cluster.logs();
-    assert!(logs.contains("refused an rpc"), "{logs}");
+    assert!(
+        logs.contains("refused a certificate whose key is not the one the member record pins"),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,13 @@ async fn three_members_elect_a_leader_and_replicate_a_signed_event() {
         body: EventBody::ClusterInitialized {
             cluster_id: ClusterId([2; 16]),
             first_node: l.record(),
-            other_nodes: vec![],
+            // Every Raft member has a member record (with its TLS key pin)
+            // from the start, as `hsm-node dev` founds a cluster.
+            other_nodes: members
+                .values()
+                .filter(|m| m.id != leader)
+                .map(|m| m.record())
+                .collect(),
             admin_password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         },
     };

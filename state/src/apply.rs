@@ -191,6 +191,7 @@ impl Tx<'_> {
                     created_ms: self.now_ms,
                     activated: false,
                     retired_nodes: BTreeSet::new(),
+                    retired_transport_keys: std::collections::BTreeMap::new(),
                 });
                 self.put_node(first_node.clone());
                 self.put_user(User {
@@ -517,10 +518,13 @@ impl Tx<'_> {
                         "cannot remove the last member".into(),
                     ));
                 }
-                self.state.nodes.remove(node);
+                let removed = self.state.nodes.remove(node);
                 self.changed.insert(EntityKey::Node(*node));
                 if let Some(c) = self.state.meta.cluster.as_mut() {
                     c.retired_nodes.insert(*node);
+                    if let Some(r) = removed {
+                        c.retired_transport_keys.insert(*node, r.transport_key);
+                    }
                 }
                 self.changed.insert(EntityKey::Meta);
                 Ok(())

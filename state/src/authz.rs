@@ -156,6 +156,9 @@ pub enum PeerStanding {
     /// The id of a member, but another key: a certificate the same CA
     /// issued to someone else (another cluster, a removed host).
     WrongKey,
+    /// A removed member, holding the key it had: Raft may still need its
+    /// answers until its removal commits; it may send nothing.
+    Retired,
     /// No member has that id.
     NotMember,
     /// The state records no cluster yet, so nothing can be checked (a
@@ -170,10 +173,15 @@ pub fn peer_standing(state: &crate::State, id: NodeId, key_pin: &[u8; 32]) -> Pe
     if state.cluster().is_none() {
         return PeerStanding::NoClusterYet;
     }
-    match state.node(id) {
-        None => PeerStanding::NotMember,
-        Some(record) if record.transport_key == *key_pin => PeerStanding::Member,
-        Some(_) => PeerStanding::WrongKey,
+    let retired = state
+        .cluster()
+        .and_then(|c| c.retired_transport_keys.get(&id));
+    match (state.node(id), retired) {
+        (Some(record), _) if record.transport_key == *key_pin => PeerStanding::Member,
+        (Some(_), _) => PeerStanding::WrongKey,
+        (None, Some(pin)) if pin == key_pin => PeerStanding::Retired,
+        (None, Some(_)) => PeerStanding::WrongKey,
+        (None, None) => PeerStanding::NotMember,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The records the state is made of.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hsm_proto::{
     ClusterId, EventHash, KeyAttributes, KeyId, KeyProvenance, KeySpec, NodeId, Rejection,
@@ -24,6 +24,10 @@ pub struct ClusterInfo {
     /// certificates name node ids, and an old host's certificate must not
     /// speak for a new member.
     pub retired_nodes: BTreeSet<NodeId>,
+    /// The TLS key pins of members removed from this cluster: a member
+    /// being removed stays in Raft's membership until that change commits,
+    /// and the others may still talk to it then, but only to its own key.
+    pub retired_transport_keys: BTreeMap<NodeId, [u8; 32]>,
 }
 
 /// The single record that changes with every event.

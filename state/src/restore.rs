@@ -105,6 +105,8 @@ impl State {
                     created_ms: old.created_ms,
                     activated: old.activated,
                     retired_nodes,
+                    // The old cluster's members never reach the new one.
+                    retired_transport_keys: std::collections::BTreeMap::new(),
                 }),
                 head: self.meta.head,
                 events: self.meta.events,

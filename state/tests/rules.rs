@@ -1929,3 +1929,63 @@ fn a_different_request_reusing_an_id_is_refused_not_answered_as_a_replay() {
     assert!(a.replayed);
     assert_eq!(a.result, Ok(()));
 }
+
+#[test]
+fn a_removed_member_keeps_its_key_pin_and_nothing_else() {
+    use hsm_state::authz::{peer_standing, PeerStanding};
+    let mut c = Cluster::activated();
+    c.by("admin", add_node(2)).result.unwrap();
+    let pin = node_record(2).transport_key;
+    assert_eq!(
+        peer_standing(&c.state, NodeId(2), &pin),
+        PeerStanding::Member
+    );
+    assert_eq!(
+        peer_standing(&c.state, NodeId(2), &[0xEE; 32]),
+        PeerStanding::WrongKey
+    );
+    c.by("admin", remove_node(2)).result.unwrap();
+    // Raft may still need its answers until the removal commits: its own
+    // key is known as retired, any other key for its id is an impostor.
+    assert_eq!(
+        peer_standing(&c.state, NodeId(2), &pin),
+        PeerStanding::Retired
+    );
+    assert_eq!(
+        peer_standing(&c.state, NodeId(2), &[0xEE; 32]),
+        PeerStanding::WrongKey
+    );
+    assert_eq!(
+        peer_standing(&c.state, NodeId(9), &pin),
+        PeerStanding::NotMember
+    );
+    assert_eq!(
+        peer_standing(&State::new(), NodeId(2), &pin),
+        PeerStanding::NoClusterYet
+    );
+}
+
+#[test]
+fn founding_members_need_distinct_tls_keys() {
+    let mut twin = node_record(2);
+    twin.transport_key = node_record(1).transport_key;
+    let mut c = Cluster::new();
+    let body = EventBody::ClusterInitialized {
+        cluster_id: hsm_proto::ClusterId([1; 16]),
+        first_node: node_record(1),
+        other_nodes: vec![twin.clone()],
+        admin_password_hash: HASH.into(),
+    };
+    let a = c.by_node(1, body);
+    assert!(
+        matches!(a.result, Err(Rejection::Membership(_))),
+        "{:?}",
+        a.result
+    );
+    let mut c = Cluster::activated();
+    c.refused(
+        "admin",
+        EventBody::NodeAdded { node: twin },
+        Rejection::Membership("TLS key already used by a member".into()),
+    );
+}

@@ -216,10 +216,10 @@ impl QuicPeer {
     /// Whether the server at the other end of `conn` is the node this call
     /// must reach: its certificate (already verified against the cluster
     /// CA) names the target's id, and its key is the one the target's
-    /// member record pins. A node whose replica records no cluster yet can
-    /// only check the id; so can a node whose replica has no record of the
-    /// target (a member being removed, still in Raft's membership until
-    /// that change commits, which may need its answers).
+    /// member record pins (or, for a member being removed, the pin it had:
+    /// it stays in Raft's membership until that change commits, which may
+    /// need its answers). A node whose replica records no cluster yet can
+    /// only check the id.
     fn check_server(&self, conn: &quinn::Connection) -> Result<(), String> {
         let Some(peer) = peer_identity(conn) else {
             return Err("its certificate names no node".into());
@@ -237,9 +237,12 @@ impl QuicPeer {
             sm.read(|a| authz::peer_standing(&a.state, target, &peer.key_pin))
         });
         match standing {
-            PeerStanding::Member | PeerStanding::NoClusterYet | PeerStanding::NotMember => Ok(()),
+            PeerStanding::Member | PeerStanding::NoClusterYet | PeerStanding::Retired => Ok(()),
             PeerStanding::WrongKey => Err(format!(
                 "its key is not the one the member record of {target} pins (another node with a certificate from the same CA?)"
+            )),
+            PeerStanding::NotMember => Err(format!(
+                "{target} is not a member, so no key of its is known"
             )),
         }
     }

@@ -184,10 +184,11 @@ pub async fn serve_raft_stream(
 
 /// Whether the member `peer` proved the actor of a write it forwards: a
 /// node actor must be `peer` itself; a user actor needs that user's
-/// current session token (so a compromised member cannot act as any user
-/// it likes). A request this replica applied already needs no proof: its
-/// proposal only replays the remembered outcome (or is refused as a
-/// reused id), changing nothing.
+/// current session token, always (so a compromised member cannot act as
+/// any user it likes; not even under a request id the leader remembers,
+/// which could be forgotten before the write applies). A retry whose
+/// token ended meanwhile (its own password change) is refused, and the
+/// user logs in again.
 fn forward_is_proven(
     domain: Option<&DomainSource>,
     peer: NodeId,
@@ -206,13 +207,10 @@ fn forward_is_proven(
             let Some(d) = domain else {
                 return refuse("this node cannot check sessions");
             };
+            let Some(token) = &write.session else {
+                return refuse("no session token came with it");
+            };
             d.sm.read(|a| {
-                if a.state.request(&write.request_id).is_some() {
-                    return Ok(());
-                }
-                let Some(token) = &write.session else {
-                    return refuse("no session token came with it");
-                };
                 match session::authenticate(&d.domain, &a.state, token.expose(), now_ms()) {
                     Ok(user) if user.username == *name => Ok(()),
                     Ok(_) => refuse("the session token is another user's"),
@@ -264,7 +262,7 @@ fn peer_may_send(
     });
     let member = match standing {
         PeerStanding::Member => true,
-        PeerStanding::WrongKey | PeerStanding::NotMember => return false,
+        PeerStanding::WrongKey | PeerStanding::NotMember | PeerStanding::Retired => return false,
         PeerStanding::NoClusterYet => in_raft || raft_empty,
     };
     let speaks_for_itself =

@@ -88,7 +88,7 @@ pub struct Service {
     contact: LeaderContact,
     stale_after: Duration,
     backups: Option<Arc<Snapshotter>>,
-    /// Bounds concurrent Argon2id work (19 MiB and a core each) to the
+    /// Bounds concurrent Argon2id work (40 MiB and a core each) to the
     /// number of cores, so a flood of logins cannot exhaust memory or starve
     /// crypto on the blocking pool.
     argon2_slots: tokio::sync::Semaphore,
