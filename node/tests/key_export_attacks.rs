@@ -380,3 +380,55 @@ async fn a_user_a_key_is_shared_with_sees_no_other_users_of_it() {
         serde_json::json!(["bob"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_wrapped_under_a_trusted_outside_key_protects_nothing_after() {
+    let (_cluster, hsm, _work) = cluster().await;
+    // A key-encryption key the caller knows (a partner HSM's, say), which
+    // an officer trusts so alice may export keys under it.
+    std::fs::write(hsm.file("partner.key"), [5u8; 32]).expect("write");
+    hsm.run(
+        AS_ALICE,
+        &[
+            "key",
+            "import",
+            "--key-type",
+            "aes",
+            "--key-length-bytes",
+            "32",
+            "--path",
+            "partner.key",
+            "--label",
+            "partner",
+            "--attributes",
+            "wrap",
+        ],
+        &[],
+    )
+    .ok();
+    set(&hsm, AS_ADMIN, "partner", "trusted", "true").ok();
+    aes(&hsm, "kek", "wrap,unwrap", &[]);
+    aes(&hsm, "secret", "encrypt,decrypt", &[]);
+    assert_eq!(attribute(&hsm, "kek", "local"), true);
+    // The kek goes out under the partner's key: whoever holds that key
+    // now knows the kek...
+    wrap(&hsm, "aes-key-wrap-pad", "partner", "kek", "kek.kwp");
+    assert_eq!(attribute(&hsm, "kek", "local"), false);
+    assert_eq!(attribute(&hsm, "kek", "always-sensitive"), false);
+    // ...so it no longer wraps sensitive keys on its own.
+    let refused = hsm.run(
+        AS_ALICE,
+        &[
+            "key",
+            "wrap",
+            "aes-key-wrap-pad",
+            "--wrapping-key-filter",
+            &filter("kek"),
+            "--key-filter",
+            &filter("secret"),
+        ],
+        &[],
+    );
+    let error = refused.fails(3, "permission-denied");
+    assert!(message(&error).contains("known outside"), "{error}");
+}

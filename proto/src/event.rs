@@ -159,6 +159,14 @@ pub enum EventBody {
         /// The key.
         key: KeyId,
     },
+    /// The owner wrapped a key whose material was never known outside the
+    /// cluster under a key that may be (a trusted key someone outside may
+    /// hold): from now on the key counts as known outside, so it no longer
+    /// protects sensitive keys on its own.
+    KeyWrappedOut {
+        /// The key that was wrapped.
+        key: KeyId,
+    },
     /// A crypto officer approved a new member.
     NodeAdded {
         /// The new member.
@@ -188,6 +196,7 @@ impl EventBody {
             EventBody::KeyUnshared { .. } => "key-unshared",
             EventBody::KeyAttributeSet { .. } => "key-attribute-set",
             EventBody::KeyDeleted { .. } => "key-deleted",
+            EventBody::KeyWrappedOut { .. } => "key-wrapped-out",
             EventBody::NodeAdded { .. } => "node-added",
             EventBody::NodeRemoved { .. } => "node-removed",
         }
@@ -223,7 +232,7 @@ impl fmt::Debug for EventBody {
             EventBody::KeyAttributeSet { key, attribute } => {
                 d.field("key", key).field("attribute", attribute)
             }
-            EventBody::KeyDeleted { key } => d.field("key", key),
+            EventBody::KeyDeleted { key } | EventBody::KeyWrappedOut { key } => d.field("key", key),
             EventBody::NodeAdded { node } => d.field("node", &node.id),
             EventBody::NodeRemoved { node } => d.field("node", node),
         };

@@ -448,6 +448,15 @@ impl Tx<'_> {
             EventBody::KeyAttributeSet { key, attribute } => {
                 self.set_attribute(me, role, *key, attribute)
             }
+            EventBody::KeyWrappedOut { key } => {
+                allow(role, Action::ManageKey)?;
+                self.managed_key(me, *key, "wrap it")?;
+                self.update_key(*key, |k| {
+                    k.provenance.local = false;
+                    k.provenance.always_sensitive = false;
+                });
+                Ok(())
+            }
             EventBody::KeyDeleted { key } => {
                 allow(role, Action::ManageKey)?;
                 let k = self.managed_key(me, *key, "delete it")?.clone();

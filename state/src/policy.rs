@@ -23,6 +23,9 @@
 //!   or could once wrap out while not sensitive might be known, so it
 //!   protects nothing.
 //! - **Wrap-with-trusted**: only a trusted key wraps such a key.
+//! - **Wrapping out marks the key**: a key never known outside that is
+//!   wrapped under a key that may be (allowed because an officer trusts it)
+//!   counts as known outside from then on ([`exposes`]).
 //! - **Unwrap restores**: a wrapped key carries its type, usages, one-way
 //!   attributes and provenance ([`CarriedAttributes`]); the copy gets them
 //!   back. The caller may narrow usages and tighten the one-way attributes,
@@ -124,6 +127,16 @@ pub fn check_wrap(wrapping: &Key, target: &Key) -> Result<(), KeyPolicyError> {
         });
     }
     Ok(())
+}
+
+/// Whether wrapping `target` under `wrapping` (allowed by [`check_wrap`])
+/// puts material that was never known outside the cluster under a key that
+/// may be known outside (a trusted key someone outside may hold): then the
+/// target must be marked known outside first (`KeyWrappedOut`), or
+/// whoever holds the wrapping key would learn a key that still counts as
+/// protecting sensitive keys on its own.
+pub fn exposes(wrapping: &Key, target: &Key) -> bool {
+    target.provenance.never_known_outside() && !wrapping.provenance.never_known_outside()
 }
 
 /// The first pair of conflicting capabilities `attributes` has, if any.

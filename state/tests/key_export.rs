@@ -466,6 +466,7 @@ impl World {
                     self.log.push(format!("{op:?} -> refused"));
                     return;
                 }
+                let t = self.wrapped_out(*by, &w, t);
                 let carried = policy::carried(&t);
                 let blob = self.loaded(&w).wrap_key(
                     mechanism_for(*mechanism, w.spec),
@@ -625,6 +626,19 @@ impl World {
         }
     }
 
+    /// As the node does before wrapping `t` under `w`: a key never known
+    /// outside that goes out under a key that may be is marked so first.
+    fn wrapped_out(&mut self, by: usize, w: &Key, t: Key) -> Key {
+        if !policy::exposes(w, &t) {
+            return t;
+        }
+        let applied = self
+            .cluster
+            .by(user(by), EventBody::KeyWrappedOut { key: t.id });
+        assert_eq!(applied.result, Ok(()));
+        self.cluster.state.key(t.id).cloned().unwrap_or(t)
+    }
+
     fn import(&mut self, by: usize, material: KeyMaterial, usages: u8, sensitive: bool, op: &Op) {
         let attributes = KeyAttributes {
             sensitive,
@@ -667,6 +681,7 @@ impl World {
                         if !self.tried.insert(memo) {
                             continue;
                         }
+                        let t = &self.wrapped_out(by, w, t.clone());
                         let carried = policy::carried(t);
                         if let Ok(blob) =
                             self.loaded(w)

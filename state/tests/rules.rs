@@ -1989,3 +1989,32 @@ fn founding_members_need_distinct_tls_keys() {
         Rejection::Membership("TLS key already used by a member".into()),
     );
 }
+
+#[test]
+fn a_key_wrapped_out_counts_as_known_outside_from_then_on() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carl", Role::Cu)]);
+    let kek = usages(&[KeyFlag::Wrap, KeyFlag::Unwrap]);
+    c.by(
+        "bob",
+        created(1, kek.clone(), KeyProvenance::generated(&kek)),
+    )
+    .result
+    .unwrap();
+    assert!(c
+        .state
+        .key(KeyId(1))
+        .unwrap()
+        .provenance
+        .never_known_outside());
+    // Only the owner records it.
+    let a = c.by("carl", EventBody::KeyWrappedOut { key: KeyId(1) });
+    assert_eq!(a.result, Err(Rejection::KeyNotFound(KeyId(1))));
+    c.by("bob", EventBody::KeyWrappedOut { key: KeyId(1) })
+        .result
+        .unwrap();
+    let p = c.state.key(KeyId(1)).unwrap().provenance;
+    assert!(
+        !p.local && !p.always_sensitive && !p.never_known_outside(),
+        "{p:?}"
+    );
+}

@@ -362,8 +362,14 @@ impl Service {
         mechanism: WrapMechanism,
     ) -> Outcome {
         let wrapping = self.usable_key(&ctx.caller, wrapping_key)?;
-        let target = self.owned_key(&ctx.caller, key)?;
+        let mut target = self.owned_key(&ctx.caller, key)?;
         policy::check_wrap(&wrapping, &target)?;
+        if policy::exposes(&wrapping, &target) {
+            // Recorded before the material leaves, so it is never out
+            // while the key still counts as never known outside.
+            self.write(ctx, EventBody::KeyWrappedOut { key }).await?;
+            target = self.owned_key(&ctx.caller, key)?;
+        }
         let carried = policy::carried(&target);
         let wrapper = self.loaded(&wrapping).await?;
         let target = self.loaded(&target).await?;
