@@ -329,12 +329,13 @@ pub struct BinaryDataArgs {
     pub data: Option<String>,
 }
 
-/// A wrapping mechanism.
+/// A wrapping mechanism; the result is in the cluster's wrapped-key
+/// format (docs/crypto.md), which carries the key's attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WrapMech {
-    /// AES key wrap with padding (RFC 5649).
+    /// AES key wrap with padding (RFC 5649) under the key's wrapping subkey.
     AesKeyWrapPad,
-    /// AES-GCM: iv || ciphertext || tag.
+    /// AES-GCM under the key's wrapping subkey.
     AesGcm,
     /// RSA-OAEP with SHA-256 (symmetric keys only).
     RsaOaep,

@@ -261,7 +261,11 @@ impl Client {
         .await
     }
 
-    /// Imports a key wrapped under `wrapping_key`, which is in the HSM.
+    /// Imports a key that [`Client::wrap_key`] wrapped under
+    /// `wrapping_key` (in this cluster or another): the copy gets the
+    /// type, usages, one-way attributes and provenance the wrapped key
+    /// carries; `attributes` gives label and id, and may only narrow the
+    /// usages (none set: the carried ones) and tighten the rest.
     ///
     /// # Errors
     /// As [`Client::call`].
@@ -286,7 +290,9 @@ impl Client {
     }
 
     /// Exports `key` wrapped under `wrapping_key` (owner only; the key must
-    /// be extractable).
+    /// be extractable, and a sensitive key needs a wrapping key that is
+    /// trusted or was never known outside the cluster), in the cluster's
+    /// wrapped-key format, which carries the key's attributes.
     ///
     /// # Errors
     /// As [`Client::call`].

@@ -104,19 +104,25 @@ named_enum! {
 named_enum! {
     /// A mechanism for wrapping one key under another.
     ///
-    /// What is wrapped is the key's canonical material: the raw bytes of a
-    /// symmetric key, the PKCS#8 DER of a private key.
+    /// What is wrapped is the key's canonical material (the raw bytes of a
+    /// symmetric key, the PKCS#8 DER of a private key), in the cluster's
+    /// wrapped-key format: a header carrying the key's type, usages,
+    /// one-way attributes and provenance, bound to a body made with the
+    /// mechanism below (`hsm-crypto`'s `wrap` module and docs/crypto.md
+    /// give the exact layout). The format is apart from data encryption:
+    /// a wrapped key never decrypts as data, and data never unwraps.
     pub enum WrapMechanism {
-        /// AES key wrap with padding (RFC 5649, NIST SP 800-38F KWP). AES
-        /// wrapping keys of any size; deterministic, output 8 bytes longer
-        /// than the material rounded up to 8.
+        /// AES key wrap with padding (RFC 5649, NIST SP 800-38F KWP) under
+        /// the AES key's wrapping subkey. AES wrapping keys of any size;
+        /// deterministic.
         AesKeyWrapPad => "aes-key-wrap-pad",
-        /// AES-GCM as [`EncryptMechanism::AesGcm`] with empty associated
-        /// data: `iv || ciphertext || tag`. AES wrapping keys.
+        /// AES-GCM under the AES key's wrapping subkey, with the header as
+        /// associated data. AES wrapping keys.
         AesGcm => "aes-gcm",
-        /// RSAES-OAEP with SHA-256 as [`EncryptMechanism::RsaOaepSha256`],
-        /// no label. RSA wrapping keys; the material must fit in one block
-        /// (AES and generic secrets, not private keys).
+        /// RSAES-OAEP with SHA-256 and MGF1-SHA-256, with a label of the
+        /// format's own (which data encryption refuses). RSA wrapping keys;
+        /// the material must fit in one block (AES and generic secrets,
+        /// not private keys).
         RsaOaepSha256 => "rsa-oaep-sha256",
     }
 }
