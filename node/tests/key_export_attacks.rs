@@ -61,23 +61,77 @@ fn filter(label: &str) -> String {
     format!("attr.label={label}")
 }
 
-fn wrap(hsm: &Hsm, mechanism: &str, wrapping: &str, target: &str, path: &str) {
+/// `key wrap` as alice: the key labelled `target` under `wrapping`,
+/// written to `path` (or into the JSON output when `None`).
+fn wrap(
+    hsm: &Hsm,
+    mechanism: &str,
+    wrapping: &str,
+    target: &str,
+    path: Option<&str>,
+) -> procs::cli::Run {
+    let (wrapping, target) = (filter(wrapping), filter(target));
+    let mut args = vec![
+        "key",
+        "wrap",
+        mechanism,
+        "--wrapping-key-filter",
+        &wrapping,
+        "--key-filter",
+        &target,
+    ];
+    if let Some(path) = path {
+        args.extend(["--path", path]);
+    }
+    hsm.run(AS_ALICE, &args, &[])
+}
+
+/// `key unwrap` as alice of the AES-256 key in `path` under `wrapping`.
+fn unwrap(hsm: &Hsm, mechanism: &str, wrapping: &str, path: &str, label: &str) -> procs::cli::Run {
     hsm.run(
         AS_ALICE,
         &[
             "key",
-            "wrap",
+            "unwrap",
             mechanism,
             "--wrapping-key-filter",
             &filter(wrapping),
-            "--key-filter",
-            &filter(target),
-            "--path",
+            "--data-path",
             path,
+            "--key-type",
+            "aes",
+            "--key-length-bytes",
+            "32",
+            "--label",
+            label,
         ],
         &[],
     )
-    .ok();
+}
+
+/// `key import` as alice of the AES-256 key `material`, so alice knows it.
+fn import_aes(hsm: &Hsm, label: &str, material: [u8; 32], attributes: &str) -> serde_json::Value {
+    let file = format!("{label}.key");
+    std::fs::write(hsm.file(&file), material).expect("write");
+    hsm.run(
+        AS_ALICE,
+        &[
+            "key",
+            "import",
+            "--key-type",
+            "aes",
+            "--key-length-bytes",
+            "32",
+            "--path",
+            &file,
+            "--label",
+            label,
+            "--attributes",
+            attributes,
+        ],
+        &[],
+    )
+    .ok()
 }
 
 fn set(
@@ -145,8 +199,8 @@ async fn a_wrapped_key_never_decrypts_as_data() {
             "wrap,unwrap",
         ],
     );
-    wrap(&hsm, "aes-gcm", "kek", "target", "target.gcm");
-    wrap(&hsm, "rsa-oaep", "rsa-kek", "target", "target.oaep");
+    wrap(&hsm, "aes-gcm", "kek", "target", Some("target.gcm")).ok();
+    wrap(&hsm, "rsa-oaep", "rsa-kek", "target", Some("target.oaep")).ok();
 
     // The attack: let the wrapping keys decrypt, then decrypt the blobs.
     for kek in ["kek", "rsa-kek"] {
@@ -213,67 +267,16 @@ async fn chosen_data_never_unwraps_as_a_sensitive_key() {
         &[],
     )
     .ok();
-    let unwrapped = hsm.run(
-        AS_ALICE,
-        &[
-            "key",
-            "unwrap",
-            "aes-gcm",
-            "--wrapping-key-filter",
-            &filter("kek"),
-            "--data-path",
-            "chosen.gcm",
-            "--key-type",
-            "aes",
-            "--key-length-bytes",
-            "32",
-            "--label",
-            "planted",
-        ],
-        &[],
-    );
-    unwrapped.fails(4, "invalid-input");
+    unwrap(&hsm, "aes-gcm", "kek", "chosen.gcm", "planted").fails(4, "invalid-input");
 
     // ...and a key whose material the caller knows is marked as such.
-    std::fs::write(hsm.file("known.key"), [9u8; 32]).expect("write");
-    let imported = hsm
-        .run(
-            AS_ALICE,
-            &[
-                "key",
-                "import",
-                "--key-type",
-                "aes",
-                "--key-length-bytes",
-                "32",
-                "--path",
-                "known.key",
-                "--label",
-                "known",
-                "--attributes",
-                "wrap",
-            ],
-            &[],
-        )
-        .ok();
+    let imported = import_aes(&hsm, "known", [9u8; 32], "wrap");
     assert_eq!(imported["key"]["attributes"]["local"], false, "{imported}");
     aes(&hsm, "secret", "encrypt,decrypt", &[]);
     let secret_local = attribute(&hsm, "secret", "local");
     assert_eq!(secret_local, true);
-    let refused = hsm.run(
-        AS_ALICE,
-        &[
-            "key",
-            "wrap",
-            "aes-key-wrap-pad",
-            "--wrapping-key-filter",
-            &filter("known"),
-            "--key-filter",
-            &filter("secret"),
-        ],
-        &[],
-    );
-    let error = refused.fails(3, "permission-denied");
+    let error =
+        wrap(&hsm, "aes-key-wrap-pad", "known", "secret", None).fails(3, "permission-denied");
     assert!(message(&error).contains("trusted"), "{error}");
 }
 
@@ -288,49 +291,23 @@ async fn unwrapping_an_old_blob_keeps_wrap_with_trusted() {
         &["--wrap-with-trusted", "true"],
     );
     set(&hsm, AS_ADMIN, "kek", "trusted", "true").ok();
-    wrap(&hsm, "aes-key-wrap-pad", "kek", "precious", "precious.kwp");
+    wrap(
+        &hsm,
+        "aes-key-wrap-pad",
+        "kek",
+        "precious",
+        Some("precious.kwp"),
+    )
+    .ok();
     set(&hsm, AS_ADMIN, "kek", "trusted", "false").ok();
 
-    let copy = hsm
-        .run(
-            AS_ALICE,
-            &[
-                "key",
-                "unwrap",
-                "aes-key-wrap-pad",
-                "--wrapping-key-filter",
-                &filter("kek"),
-                "--data-path",
-                "precious.kwp",
-                "--key-type",
-                "aes",
-                "--key-length-bytes",
-                "32",
-                "--label",
-                "copy",
-            ],
-            &[],
-        )
-        .ok();
+    let copy = unwrap(&hsm, "aes-key-wrap-pad", "kek", "precious.kwp", "copy").ok();
     assert_eq!(
         copy["key"]["attributes"]["wrap-with-trusted"], true,
         "{copy}"
     );
     // And the untrusted key cannot wrap the copy out again.
-    let refused = hsm.run(
-        AS_ALICE,
-        &[
-            "key",
-            "wrap",
-            "aes-key-wrap-pad",
-            "--wrapping-key-filter",
-            &filter("kek"),
-            "--key-filter",
-            &filter("copy"),
-        ],
-        &[],
-    );
-    refused.fails(3, "permission-denied");
+    wrap(&hsm, "aes-key-wrap-pad", "kek", "copy", None).fails(3, "permission-denied");
     // A trusted key's attributes stay as the officer left them.
     set(&hsm, AS_ADMIN, "kek", "trusted", "true").ok();
     let refused = set(&hsm, AS_ALICE, "kek", "label", "renamed").fails(3, "permission-denied");
@@ -386,49 +363,17 @@ async fn a_key_wrapped_under_a_trusted_outside_key_protects_nothing_after() {
     let (_cluster, hsm, _work) = cluster().await;
     // A key-encryption key the caller knows (a partner HSM's, say), which
     // an officer trusts so alice may export keys under it.
-    std::fs::write(hsm.file("partner.key"), [5u8; 32]).expect("write");
-    hsm.run(
-        AS_ALICE,
-        &[
-            "key",
-            "import",
-            "--key-type",
-            "aes",
-            "--key-length-bytes",
-            "32",
-            "--path",
-            "partner.key",
-            "--label",
-            "partner",
-            "--attributes",
-            "wrap",
-        ],
-        &[],
-    )
-    .ok();
+    import_aes(&hsm, "partner", [5u8; 32], "wrap");
     set(&hsm, AS_ADMIN, "partner", "trusted", "true").ok();
     aes(&hsm, "kek", "wrap,unwrap", &[]);
     aes(&hsm, "secret", "encrypt,decrypt", &[]);
     assert_eq!(attribute(&hsm, "kek", "local"), true);
     // The kek goes out under the partner's key: whoever holds that key
     // now knows the kek...
-    wrap(&hsm, "aes-key-wrap-pad", "partner", "kek", "kek.kwp");
+    wrap(&hsm, "aes-key-wrap-pad", "partner", "kek", Some("kek.kwp")).ok();
     assert_eq!(attribute(&hsm, "kek", "local"), false);
     assert_eq!(attribute(&hsm, "kek", "always-sensitive"), false);
     // ...so it no longer wraps sensitive keys on its own.
-    let refused = hsm.run(
-        AS_ALICE,
-        &[
-            "key",
-            "wrap",
-            "aes-key-wrap-pad",
-            "--wrapping-key-filter",
-            &filter("kek"),
-            "--key-filter",
-            &filter("secret"),
-        ],
-        &[],
-    );
-    let error = refused.fails(3, "permission-denied");
+    let error = wrap(&hsm, "aes-key-wrap-pad", "kek", "secret", None).fails(3, "permission-denied");
     assert!(message(&error).contains("known outside"), "{error}");
 }
