@@ -59,7 +59,7 @@ fn events(c: &mut Criterion) {
 }
 
 fn sealing(c: &mut Criterion) {
-    let domain = DomainKey::generate();
+    let domain = DomainKey::generate(0);
     let material = [0x42u8; 32];
     let wrapped = domain.wrap_material(KeyId(7), &material).expect("wraps");
     c.bench_function("seal/wrap 32-byte key material", |b| {

@@ -106,9 +106,15 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "VAR")]
         new_password_env: Option<String>,
     },
-    /// Members, leader, zones and each member's health; with a login
-    /// (HSM_USER), also the key and user counts.
+    /// Members, leader, zones, each member's health and the domain key
+    /// generation; with a login (HSM_USER), also the key and user counts.
     Info,
+    /// Replace the domain key with a new generation sealed to the current
+    /// members only (crypto officer). Every session ends; the leader then
+    /// re-wraps every key's material and retires the old generation (`hsm
+    /// cluster info` shows the progress). Removing a member does this on
+    /// its own.
+    RotateDomainKey,
 }
 
 /// A role as the command line names it.

@@ -13,6 +13,7 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         Operation::Login { .. }
         | Operation::AddNode { .. }
         | Operation::RemoveNode { .. }
+        | Operation::RotateDomainKey
         | Operation::ChangePassword { .. }
         | Operation::CreateUser { .. }
         | Operation::DeleteUser { .. }
@@ -54,6 +55,7 @@ pub(crate) fn is_write(op: &Operation) -> bool {
 pub(crate) fn reply_name(reply: &Reply) -> &'static str {
     match reply {
         Reply::Done => "done",
+        Reply::DomainKeyRotated { .. } => "domain-key-rotated",
         Reply::LoggedIn { .. } => "logged-in",
         Reply::ClusterInfo(_) => "cluster-info",
         Reply::Users(_) => "users",

@@ -152,12 +152,29 @@ impl Client {
         expect_reply!(reply, "keep-backup", "backup", Reply::Backup(b) => b)
     }
 
-    /// Removes a member (crypto officer).
+    /// Removes a member (crypto officer). The leader then rotates the
+    /// domain key, which ends every session: log in again afterwards.
     ///
     /// # Errors
     /// As [`Client::call`].
     pub async fn remove_node(&self, node: NodeId) -> Result<()> {
         self.done(Operation::RemoveNode { node }).await
+    }
+
+    /// Replaces the domain key with a new generation sealed to the current
+    /// members only (crypto officer), and returns the new generation. Every
+    /// session ends (this one too: log in again); the leader then re-wraps
+    /// every key's material and retires the old generation
+    /// ([`ClusterStatus::domain_key`](hsm_proto::client::ClusterStatus)
+    /// shows the progress).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; [`ErrorKind::Conflict`](hsm_proto::client::ErrorKind)
+    /// while the previous rotation is still re-wrapping.
+    pub async fn rotate_domain_key(&self) -> Result<u32> {
+        let reply = self.call(Operation::RotateDomainKey).await?;
+        expect_reply!(reply, "rotate-domain-key", "domain-key-rotated",
+            Reply::DomainKeyRotated { generation } => generation)
     }
 
     /// Changes a password: one's own, or (crypto officer) another user's.

@@ -4,16 +4,20 @@
 //! A backup's sealed payload is this module's format:
 //!
 //! ```text
-//! "HSMBKPL1" || material key (32) || snapshot ("HSMSNAP1" ..., raft-store)
+//! "HSMBKPL2" || n (1) || n × (generation (u32, big-endian) || material key (32))
+//!            || snapshot ("HSMSNAP1" ..., raft-store)
 //! ```
 //!
-//! The material key is the domain key's subkey that wraps key material
-//! ([`DomainKey::material_key`]): with it, whoever opens the backup (a
-//! recovery key holder, at `hsm-node restore`) can re-wrap every key for a
-//! new cluster. It cannot sign sessions or open domain key transfers, so a
-//! recovery key gives no hold on the running cluster. The backup key is
-//! also wrapped under another subkey of the domain key, so every member can
-//! open the cluster's backups.
+//! A material key is a domain key generation's subkey that wraps key
+//! material ([`DomainKey::material_key`]); the payload carries one for each
+//! generation the state uses (two while a rotation re-wraps material).
+//! With them, whoever opens the backup (a recovery key holder, at
+//! `hsm-node restore`) can re-wrap every key for a new cluster. They cannot
+//! sign sessions or open domain key transfers, so a recovery key gives no
+//! hold on the running cluster. The backup key is also wrapped under
+//! another subkey of the current domain key generation, so every member
+//! can open the cluster's backups, and a member removed before a rotation
+//! cannot open those taken after it.
 //!
 //! **Schedule.** Only the leader takes periodic backups, and it decides from
 //! the destination: a backup is due when the newest backup of this cluster
@@ -43,11 +47,14 @@ use zeroize::Zeroizing;
 
 use crate::config::BackupSettings;
 use crate::raft::{read_index, Raft};
-use crate::secrets::{DomainKey, MaterialKey};
+#[cfg(test)]
+use crate::secrets::DomainKey;
+use crate::secrets::{Keyring, MaterialKey};
 
-/// Magic of the sealed payload, format 1.
-const PAYLOAD_MAGIC: &[u8; 8] = b"HSMBKPL1";
-const PAYLOAD_HEADER: usize = PAYLOAD_MAGIC.len() + 32;
+/// Magic of the sealed payload, format 2.
+const PAYLOAD_MAGIC: &[u8; 8] = b"HSMBKPL2";
+/// One material key in the payload: its generation and its bytes.
+const PAYLOAD_KEY_LEN: usize = 4 + 32;
 
 /// How far in the future a backup's time may be (clocks differ) and still
 /// count for the schedule.
@@ -59,32 +66,68 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How often progress of a long backup is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
-/// The sealed payload of a backup: the material key and the snapshot.
+/// The sealed payload of a backup: the material keys and the snapshot.
 ///
 /// # Errors
-/// If the buffer cannot be reserved.
-pub fn encode_payload(material: &MaterialKey, snapshot: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+/// If there are no material keys or more than 255, or the buffer cannot be
+/// reserved.
+pub fn encode_payload(material: &[MaterialKey], snapshot: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let count = u8::try_from(material.len())
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| anyhow!("a backup carries 1 to 255 material keys"))?;
+    let header = PAYLOAD_MAGIC.len() + 1 + material.len() * PAYLOAD_KEY_LEN;
     let mut out = Zeroizing::new(Vec::new());
-    // Reserve once: growing would leave unzeroized copies of the key.
-    out.try_reserve_exact(PAYLOAD_HEADER + snapshot.len())
+    // Reserve once: growing would leave unzeroized copies of the keys.
+    out.try_reserve_exact(header + snapshot.len())
         .map_err(|_| anyhow!("cannot reserve {} bytes for a backup", snapshot.len()))?;
     out.extend_from_slice(PAYLOAD_MAGIC);
-    out.extend_from_slice(material.expose());
+    out.push(count);
+    for key in material {
+        out.extend_from_slice(&key.generation().to_be_bytes());
+        out.extend_from_slice(key.expose());
+    }
     out.extend_from_slice(snapshot);
     Ok(out)
 }
 
-/// Splits a restored payload into the material key and the snapshot bytes.
+/// Splits a restored payload into the material keys (by generation) and
+/// the snapshot bytes.
 ///
 /// # Errors
-/// If it does not start with the payload magic or is too short.
-pub fn decode_payload(payload: &[u8]) -> Result<(MaterialKey, &[u8])> {
-    if payload.len() < PAYLOAD_HEADER || &payload[..PAYLOAD_MAGIC.len()] != PAYLOAD_MAGIC {
-        bail!("the backup does not hold an hsm-node payload (unknown format)");
+/// If it does not start with the payload magic, is too short, or names a
+/// generation twice.
+pub fn decode_payload(
+    payload: &[u8],
+) -> Result<(std::collections::BTreeMap<u32, MaterialKey>, &[u8])> {
+    let unknown = || anyhow!("the backup does not hold an hsm-node payload (unknown format)");
+    let rest = payload
+        .strip_prefix(PAYLOAD_MAGIC.as_slice())
+        .ok_or_else(unknown)?;
+    let (&count, mut rest) = rest.split_first().ok_or_else(unknown)?;
+    let mut keys = std::collections::BTreeMap::new();
+    for _ in 0..count {
+        if rest.len() < PAYLOAD_KEY_LEN {
+            return Err(unknown());
+        }
+        let (entry, tail) = rest.split_at(PAYLOAD_KEY_LEN);
+        let mut generation = [0u8; 4];
+        generation.copy_from_slice(&entry[..4]);
+        let generation = u32::from_be_bytes(generation);
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&entry[4..]);
+        if keys
+            .insert(generation, MaterialKey::from_bytes(generation, key))
+            .is_some()
+        {
+            bail!("the backup's payload names domain key generation {generation} twice");
+        }
+        rest = tail;
     }
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&payload[PAYLOAD_MAGIC.len()..PAYLOAD_HEADER]);
-    Ok((MaterialKey::from_bytes(key), &payload[PAYLOAD_HEADER..]))
+    if keys.is_empty() {
+        return Err(unknown());
+    }
+    Ok((keys, rest))
 }
 
 /// Loads the recovery public keys named in `[backup]`.
@@ -111,7 +154,7 @@ pub struct Snapshotter {
     keep_last: usize,
     max_age: Option<Duration>,
     sm: StateMachineStore,
-    domain: Arc<DomainKey>,
+    keyring: Arc<Keyring>,
     signer: SigningKey,
     /// One backup at a time on this node.
     running: tokio::sync::Mutex<()>,
@@ -137,7 +180,7 @@ impl Snapshotter {
         settings: &BackupSettings,
         node: NodeId,
         sm: StateMachineStore,
-        domain: Arc<DomainKey>,
+        keyring: Arc<Keyring>,
         signer: SigningKey,
     ) -> Result<Option<Snapshotter>> {
         let Some(url) = &settings.destination else {
@@ -153,7 +196,7 @@ impl Snapshotter {
             keep_last: usize::try_from(settings.keep_last).unwrap_or(usize::MAX),
             max_age: (settings.max_age_s > 0).then(|| Duration::from_secs(settings.max_age_s)),
             sm,
-            domain,
+            keyring,
             signer,
             running: tokio::sync::Mutex::new(()),
         }))
@@ -197,11 +240,18 @@ impl Snapshotter {
             bail!("the cluster is not initialized yet; there is nothing to back up");
         };
         let sm = self.sm.clone();
-        let material = self.domain.material_key();
-        let (payload, applied) = tokio::task::spawn_blocking(move || {
-            let (snapshot, applied) = sm.export()?;
+        let keyring = self.keyring.clone();
+        let (payload, applied, current) = tokio::task::spawn_blocking(move || {
+            let export = sm.export_with(|state| keyring.in_use(state))?;
+            let (snapshot, applied) = (export.snapshot, export.applied);
+            let keys = export.made?;
+            let material: Vec<MaterialKey> = keys.iter().map(|k| k.material_key()).collect();
             let payload = encode_payload(&material, &snapshot)?;
-            anyhow::Ok((payload, applied))
+            let current = keys
+                .last()
+                .map(|k| BackupDomainKey::new(k.backup_wrap_key()))
+                .ok_or_else(|| anyhow!("no domain key generation in use"))?;
+            anyhow::Ok((payload, applied, current))
         })
         .await
         .map_err(|_| anyhow!("the snapshot task failed"))??;
@@ -213,9 +263,8 @@ impl Snapshotter {
             created_at_ms: crate::service::now_ms(),
             node_id: self.node,
         };
-        let domain_key = BackupDomainKey::new(self.domain.backup_wrap_key());
         let keys = BackupKeys {
-            domain_key: &domain_key,
+            domain_key: &current,
             recovery_keys: &self.recovery,
             signer: &self.signer,
         };
@@ -427,14 +476,25 @@ mod tests {
 
     #[test]
     fn the_payload_round_trips_and_refuses_other_bytes() {
-        let domain = DomainKey::generate();
-        let payload = encode_payload(&domain.material_key(), b"HSMSNAP1 state").expect("encodes");
-        let (key, snapshot) = decode_payload(&payload).expect("decodes");
-        assert_eq!(key.expose(), domain.material_key().expose());
+        let (old, new) = (DomainKey::generate(3), DomainKey::generate(4));
+        let payload = encode_payload(&[old.material_key(), new.material_key()], b"HSMSNAP1 state")
+            .expect("encodes");
+        let (keys, snapshot) = decode_payload(&payload).expect("decodes");
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[&3].expose(), old.material_key().expose());
+        assert_eq!(keys[&4].expose(), new.material_key().expose());
+        assert_eq!(keys[&4].generation(), 4);
         assert_eq!(snapshot, b"HSMSNAP1 state");
+        assert!(encode_payload(&[], b"HSMSNAP1 state").is_err());
+        let twice =
+            encode_payload(&[old.material_key(), old.material_key()], b"x").expect("encodes");
+        assert!(decode_payload(&twice).is_err(), "a generation twice");
         for bad in [
             &b""[..],
             b"HSMBKPL1",
+            b"HSMBKPL2",
+            b"HSMBKPL2\x00",
+            b"HSMBKPL2\x01short",
             b"HSMSNAP1 and more bytes than a header holds",
         ] {
             assert!(decode_payload(bad).is_err());
@@ -443,7 +503,7 @@ mod tests {
 
     #[test]
     fn the_material_key_unwraps_what_the_domain_key_wrapped() {
-        let domain = DomainKey::generate();
+        let domain = DomainKey::generate(0);
         let id = hsm_proto::KeyId(9);
         let wrapped = domain
             .wrap_material(id, b"secret key bytes")
@@ -453,7 +513,7 @@ mod tests {
             .unwrap_material(id, &wrapped)
             .expect("opens");
         assert_eq!(&opened[..], b"secret key bytes");
-        assert!(DomainKey::generate()
+        assert!(DomainKey::generate(0)
             .material_key()
             .unwrap_material(id, &wrapped)
             .is_err());

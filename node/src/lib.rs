@@ -35,6 +35,7 @@ pub mod membership;
 pub mod proposer;
 pub mod raft;
 pub mod restore;
+pub mod rotation;
 pub mod runtime;
 pub mod secrets;
 pub mod server;

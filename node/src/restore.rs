@@ -189,10 +189,16 @@ pub async fn restore_cluster(
         );
     }
 
-    let domain = DomainKey::generate();
+    let domain = DomainKey::generate(0);
     let mut rewrapped: BTreeMap<KeyId, Vec<u8>> = BTreeMap::new();
     for key in state.keys() {
-        let plain = material
+        let opener = material.get(&key.domain_generation).with_context(|| {
+            format!(
+                "backup {id}: key {} is wrapped under domain key generation {}, which the backup does not carry",
+                key.id, key.domain_generation
+            )
+        })?;
+        let plain = opener
             .unwrap_material(key.id, &key.wrapped_material)
             .with_context(|| format!("backup {id}: key {} does not open", key.id))?;
         rewrapped.insert(key.id, domain.wrap_material(key.id, &plain)?);
@@ -261,8 +267,9 @@ fn write_node(
         RestoreTarget {
             cluster_id,
             first_node: record.clone(),
+            domain_check: domain.check(),
         },
-        |key, _old| {
+        |key, _generation, _old| {
             rewrapped
                 .remove(&key)
                 .ok_or_else(|| format!("key {key} was not re-wrapped"))

@@ -29,7 +29,7 @@ use crate::backup::Snapshotter;
 use crate::config::NodeConfig;
 use crate::proposer::Proposer;
 use crate::raft::{DomainSource, LeaderContact, QuicNetwork, Raft};
-use crate::secrets::{hash_password, DomainKey, NodeIdentity};
+use crate::secrets::{hash_password, DomainKey, Keyring, NodeIdentity};
 use crate::server::{spawn_accept_loop, Handlers};
 use crate::service::{Service, ServiceParts};
 use crate::transport::{
@@ -201,8 +201,13 @@ pub fn install_domain_key(
     let storage = StorageKey::load_file(&member.storage_key_file())?;
     let identity = NodeIdentity::load(&member.identity_file(), &file_key(&storage))?;
     let sealed = domain.seal_for_node(&identity.agreement_public(), cluster, member.id())?;
-    let opened =
-        DomainKey::open_sealed(&sealed, identity.agreement_secret(), cluster, member.id())?;
+    let opened = DomainKey::open_sealed(
+        &sealed,
+        identity.agreement_secret(),
+        cluster,
+        member.id(),
+        domain.generation(),
+    )?;
     opened.save(&member.domain_key_file(), &file_key(&storage))?;
     Ok(())
 }
@@ -225,8 +230,9 @@ pub async fn init_cluster(
     rand::rngs::OsRng.fill_bytes(&mut id);
     let cluster_id = ClusterId(id);
     let storage = StorageKey::load_file(&first.storage_key_file())?;
-    let domain = DomainKey::generate();
+    let domain = DomainKey::generate(0);
     domain.save(&first.domain_key_file(), &file_key(&storage))?;
+    let domain_check = domain.check();
     for (config, _) in others {
         install_domain_key(&domain, cluster_id, config)?;
     }
@@ -285,6 +291,7 @@ pub async fn init_cluster(
                 first_node: first_record,
                 other_nodes: others.iter().map(|(_, r)| r.clone()).collect(),
                 admin_password_hash,
+                domain_check,
             },
             Duration::from_secs(30),
         )
@@ -336,7 +343,7 @@ impl RunningNode {
         let client = client_endpoint(local_addr, node_client_tls(&ca_pem, &cert)?)?;
         let network = QuicNetwork::new(client);
         let domain_file = config.domain_key_file();
-        let domain = Arc::new(if domain_file.exists() {
+        let domain = if domain_file.exists() {
             DomainKey::load(&domain_file, &files)?
         } else {
             let Some(join) = join else {
@@ -348,7 +355,12 @@ impl RunningNode {
             let domain = fetch_domain_key(&network, &identity, id, join).await?;
             domain.save(&domain_file, &files)?;
             domain
-        });
+        };
+        let keyring = Arc::new(Keyring::new(
+            id,
+            identity.agreement_secret().clone(),
+            Arc::new(domain),
+        ));
         let store = config.store_dir();
         // A member that holds the domain key but no store yet (a founding
         // member, or a node just added) starts with an empty one and is
@@ -384,7 +396,7 @@ impl RunningNode {
             &config.backup,
             id,
             sm.clone(),
-            domain.clone(),
+            keyring.clone(),
             identity.signing_key().clone(),
         )?
         .map(Arc::new);
@@ -394,21 +406,20 @@ impl RunningNode {
             sm: sm.clone(),
             writer: writer.clone(),
             network,
-            domain: domain.clone(),
+            keyring: keyring.clone(),
             session_lifetime: Duration::from_secs(config.sessions.lifetime_s),
             key_cache_entries: KEY_CACHE_ENTRIES,
             contact: contact.clone(),
             stale_after: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
             backups: backups.clone(),
         }));
-        let domain_for_peers = domain;
         let acceptor = spawn_accept_loop(
             server.clone(),
             Handlers {
                 raft: raft.clone(),
                 proposer,
                 domain: Some(DomainSource {
-                    domain: domain_for_peers,
+                    keyring: keyring.clone(),
                     sm: sm.clone(),
                 }),
                 contact,
@@ -417,7 +428,9 @@ impl RunningNode {
             },
         );
         let membership = crate::membership::spawn(raft.clone(), sm.clone(), id);
-        let mut tasks = vec![acceptor, membership];
+        let rotation =
+            crate::rotation::spawn(raft.clone(), sm.clone(), writer.clone(), keyring, id);
+        let mut tasks = vec![acceptor, membership, rotation];
         if let Some(b) = backups {
             tracing::info!(destination = %b.destination(), interval_s = config.backup.interval_s, "backups enabled");
             tasks.push(crate::backup::spawn_scheduler(b, raft.clone(), id));
@@ -486,10 +499,15 @@ async fn fetch_domain_key(
     let mut told: Option<String> = None;
     loop {
         match network.fetch_domain_key(me, join).await {
-            Ok((cluster, sealed)) => {
-                let domain =
-                    DomainKey::open_sealed(&sealed, identity.agreement_secret(), cluster, me)?;
-                tracing::info!(cluster = %cluster, "received the domain key; joining");
+            Ok((cluster, generation, sealed)) => {
+                let domain = DomainKey::open_sealed(
+                    &sealed,
+                    identity.agreement_secret(),
+                    cluster,
+                    me,
+                    generation,
+                )?;
+                tracing::info!(cluster = %cluster, generation, "received the domain key; joining");
                 return Ok(domain);
             }
             Err(reason) => {

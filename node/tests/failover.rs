@@ -93,6 +93,7 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
             .map(|m| m.record())
             .collect(),
         admin_password_hash: HASH.into(),
+        domain_check: domain().check(),
     };
     let setup = vec![
         (Actor::Node(leader), init),
@@ -192,6 +193,7 @@ async fn a_write_without_a_majority_fails_at_its_deadline_instead_of_hanging() {
         first_node: l.record(),
         other_nodes: vec![],
         admin_password_hash: HASH.into(),
+        domain_check: domain().check(),
     };
     let reply = l
         .proposer

@@ -31,6 +31,7 @@ async fn three_members_elect_a_leader_and_replicate_a_signed_event() {
                 .map(|m| m.record())
                 .collect(),
             admin_password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            domain_check: domain().check(),
         },
     };
     let signed = hsm_state::sign_event(event, leader, &l.signing);

@@ -19,7 +19,7 @@ fn a_joining_node_shares_material_and_sessions_with_the_cluster() {
     let cluster = ClusterId([1; 16]);
 
     // The first node creates the domain key and wraps a key's material.
-    let domain = DomainKey::generate();
+    let domain = DomainKey::generate(0);
     let wrapped = domain
         .wrap_material(KeyId(42), b"aes-256 key bytes")
         .expect("wraps");
@@ -37,8 +37,9 @@ fn a_joining_node_shares_material_and_sessions_with_the_cluster() {
 
     // The joiner opens it, keeps it sealed on disk, and loads it again.
     let sealed = hsm_proto::codec::decode("sealed domain key", &wire).expect("decodes");
-    let received = DomainKey::open_sealed(&sealed, joiner.agreement_secret(), cluster, NodeId(2))
-        .expect("opens");
+    let received =
+        DomainKey::open_sealed(&sealed, joiner.agreement_secret(), cluster, NodeId(2), 0)
+            .expect("opens");
     let dk_path = dir.path().join("domain.key");
     received
         .save(&dk_path, &storage_key)
@@ -76,7 +77,7 @@ fn a_joining_node_shares_material_and_sessions_with_the_cluster() {
 
     // A node that was not sent the key cannot open what was sent to another.
     let other = NodeIdentity::generate();
-    let err = DomainKey::open_sealed(&sealed, other.agreement_secret(), cluster, NodeId(2))
+    let err = DomainKey::open_sealed(&sealed, other.agreement_secret(), cluster, NodeId(2), 0)
         .expect_err("not the recipient");
     assert!(matches!(err, SecretsError::Transfer { .. }), "{err}");
 }

@@ -173,11 +173,16 @@ pub enum Operation {
         /// The new member's id, public keys, zone and address.
         node: NodeRecord,
     },
-    /// Remove a member (crypto officer).
+    /// Remove a member (crypto officer). The leader then rotates the
+    /// domain key on its own.
     RemoveNode {
         /// The member.
         node: NodeId,
     },
+    /// Replace the domain key with a new generation, sealed to the current
+    /// members only (crypto officer). Every session ends; the leader then
+    /// re-wraps every key's material under it and retires the old one.
+    RotateDomainKey,
     /// Change a password: one's own, or (crypto officer) another user's.
     /// The unactivated `admin` changing its own activates the cluster.
     ChangePassword {
@@ -411,6 +416,7 @@ impl Operation {
             Operation::ClusterInfo => "cluster-info",
             Operation::AddNode { .. } => "add-node",
             Operation::RemoveNode { .. } => "remove-node",
+            Operation::RotateDomainKey => "rotate-domain-key",
             Operation::ChangePassword { .. } => "change-password",
             Operation::CreateUser { .. } => "create-user",
             Operation::DeleteUser { .. } => "delete-user",
@@ -525,6 +531,22 @@ pub struct ClusterStatus {
     pub keys: u64,
     /// Users in the cluster (0 when asked without a session).
     pub users: u64,
+    /// The domain key's generations (`None` before init).
+    pub domain_key: Option<DomainKeyStatus>,
+}
+
+/// Where the domain key's rotation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainKeyStatus {
+    /// The generation in use for new material, sessions and backups.
+    pub generation: u32,
+    /// Keys whose material is still wrapped under an older generation
+    /// (a rotation in progress; 0 when asked without a session).
+    pub keys_to_rewrap: u64,
+    /// Older generations still in use.
+    pub older_generations: Vec<u32>,
+    /// A member was removed and the leader has not rotated yet.
+    pub rotation_due: bool,
 }
 
 /// The successful answer to each [`Operation`].
@@ -532,6 +554,11 @@ pub struct ClusterStatus {
 pub enum Reply {
     /// The write was applied (or had been, for a retry).
     Done,
+    /// The domain key was rotated to this generation.
+    DomainKeyRotated {
+        /// The new generation.
+        generation: u32,
+    },
     /// A session for the user.
     LoggedIn {
         /// Bearer token for [`Request::session`].
@@ -736,6 +763,8 @@ impl From<Rejection> for ClientError {
             | R::Membership(_)
             | R::InvalidPasswordHash => ErrorKind::InvalidInput,
             R::KeyPolicy(p) => p.kind(),
+            R::DomainKey(crate::DomainKeyError::NotLive(_)) => ErrorKind::Unavailable,
+            R::DomainKey(_) => ErrorKind::Conflict,
             R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) => ErrorKind::Unavailable,
             R::BadSignature(_) | R::UnknownSigner(_) | R::AlreadyInitialized => ErrorKind::Internal,
         };

@@ -128,6 +128,7 @@ mod tests {
                     spec: KeySpec::Rsa { bits: 2048 },
                     attributes: KeyAttributes::default(),
                     provenance: crate::KeyProvenance::known_outside(crate::KeyOrigin::Imported),
+                    domain_generation: 0,
                     wrapped_material: vec![3; 40],
                     public_key: vec![4; 30],
                     unique_label: true,

@@ -9,6 +9,44 @@ use crate::{
     RequestId, Role, Signature, Username,
 };
 
+/// A domain key generation sealed to one member's X25519 agreement key
+/// (`NodeRecord::agreement_key`), for one cluster, member id and
+/// generation: how a joining node receives the domain key, and how a
+/// rotation hands the new generation to every member through the log.
+/// Holds no secret in the clear; only that member opens it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SealedDomainKey {
+    /// Format version, 1.
+    pub version: u8,
+    /// The sender's ephemeral X25519 public key.
+    pub ephemeral_public: [u8; 32],
+    /// AES-256-GCM-SIV nonce.
+    pub nonce: [u8; 12],
+    /// The domain key encrypted, with its tag.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for SealedDomainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedDomainKey")
+            .field("version", &self.version)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One key's material wrapped again under the current domain key
+/// generation ([`EventBody::KeyMaterialRewrapped`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrappedMaterial {
+    /// The key.
+    pub key: KeyId,
+    /// Its material wrapped under the generation the event names.
+    #[serde(with = "serde_bytes")]
+    pub wrapped_material: Vec<u8>,
+}
+
 /// A cluster member as every replica knows it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeRecord {
@@ -66,6 +104,10 @@ pub enum EventBody {
         other_nodes: Vec<NodeRecord>,
         /// Argon2id PHC string of the initial `admin` password.
         admin_password_hash: String,
+        /// Check value of the first domain key generation (a blake3 subkey
+        /// of it), so a member can tell that the domain key it holds is
+        /// this cluster's.
+        domain_check: [u8; 32],
     },
     /// A crypto officer created a user.
     UserCreated {
@@ -124,6 +166,9 @@ pub enum EventBody {
         attributes: KeyAttributes,
         /// Where its material has been; fixed for the key's life.
         provenance: KeyProvenance,
+        /// The domain key generation the material is wrapped under (bound
+        /// into the wrapping as associated data).
+        domain_generation: u32,
         /// Key material sealed under the cluster domain key.
         #[serde(with = "serde_bytes")]
         wrapped_material: Vec<u8>,
@@ -177,6 +222,33 @@ pub enum EventBody {
         /// The member.
         node: NodeId,
     },
+    /// A new domain key generation replaces the current one for new key
+    /// material, sessions and backups. Its key travels only sealed to each
+    /// member of the moment, so a removed member never learns it. Asked
+    /// for by a crypto officer, or made by the leader after a member was
+    /// removed.
+    DomainKeyRotated {
+        /// The new generation: the current one plus one.
+        generation: u32,
+        /// Check value of the new key.
+        check: [u8; 32],
+        /// The new key sealed to every member, by member id.
+        sealed: std::collections::BTreeMap<NodeId, SealedDomainKey>,
+    },
+    /// The leader wrapped some keys' material again under the current
+    /// generation (the material itself is unchanged).
+    KeyMaterialRewrapped {
+        /// The current generation.
+        generation: u32,
+        /// The keys and their material under it.
+        keys: Vec<RewrappedMaterial>,
+    },
+    /// A generation no key's material uses any more is forgotten: members
+    /// drop its key.
+    DomainKeyRetired {
+        /// The generation.
+        generation: u32,
+    },
 }
 
 impl EventBody {
@@ -199,6 +271,9 @@ impl EventBody {
             EventBody::KeyWrappedOut { .. } => "key-wrapped-out",
             EventBody::NodeAdded { .. } => "node-added",
             EventBody::NodeRemoved { .. } => "node-removed",
+            EventBody::DomainKeyRotated { .. } => "domain-key-rotated",
+            EventBody::KeyMaterialRewrapped { .. } => "key-material-rewrapped",
+            EventBody::DomainKeyRetired { .. } => "domain-key-retired",
         }
     }
 }
@@ -235,6 +310,15 @@ impl fmt::Debug for EventBody {
             EventBody::KeyDeleted { key } | EventBody::KeyWrappedOut { key } => d.field("key", key),
             EventBody::NodeAdded { node } => d.field("node", &node.id),
             EventBody::NodeRemoved { node } => d.field("node", node),
+            EventBody::DomainKeyRotated {
+                generation, sealed, ..
+            } => d
+                .field("generation", generation)
+                .field("members", &sealed.keys().collect::<Vec<_>>()),
+            EventBody::KeyMaterialRewrapped { generation, keys } => d
+                .field("generation", generation)
+                .field("keys", &keys.iter().map(|k| k.key).collect::<Vec<_>>()),
+            EventBody::DomainKeyRetired { generation } => d.field("generation", generation),
         };
         d.finish_non_exhaustive()
     }

@@ -24,11 +24,13 @@ mod user;
 pub use backup::{
     BackupId, BackupInfo, BackupList, BackupVerified, ParseBackupIdError, UnreadableBackup,
 };
-pub use event::{Actor, Event, EventBody, NodeRecord, SignedEvent};
+pub use event::{
+    Actor, Event, EventBody, NodeRecord, RewrappedMaterial, SealedDomainKey, SignedEvent,
+};
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
 pub use key::{
     CarriedAttributes, KeyAttribute, KeyAttributes, KeyFlag, KeyOrigin, KeyProvenance, KeySpec,
     MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN, MAX_LABEL_LEN,
 };
-pub use rejection::{KeyPolicyError, Rejection};
+pub use rejection::{DomainKeyError, KeyPolicyError, Rejection};
 pub use user::Role;

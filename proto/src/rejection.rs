@@ -115,6 +115,57 @@ pub enum Rejection {
     /// The key policy refuses it (`hsm_state::policy`).
     #[error("{0}")]
     KeyPolicy(KeyPolicyError),
+    /// The domain key rules refuse it (`hsm_state::domain`).
+    #[error("{0}")]
+    DomainKey(DomainKeyError),
+}
+
+/// Why a domain key rotation step was refused. Typed, so every replica and
+/// every version words it alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum DomainKeyError {
+    /// A rotation must name the generation after the current one.
+    #[error("the next domain key generation is {expected}, not {got}")]
+    WrongGeneration {
+        /// The generation a rotation must name now.
+        expected: u32,
+        /// The one it named.
+        got: u32,
+    },
+    /// The previous rotation is still re-wrapping key material.
+    #[error("the previous domain key rotation is still re-wrapping key material; try again once it is done")]
+    RotationInProgress,
+    /// The new key must be sealed to exactly the members of the moment.
+    #[error("a new domain key must be sealed to exactly the current members (a member was added or removed meanwhile); try again")]
+    MembersChanged,
+    /// Nodes rotate on their own only after a member was removed.
+    #[error("no member was removed since the last rotation")]
+    NotDue,
+    /// The generation is not in use (never was, or was retired).
+    #[error("domain key generation {0} is not in use")]
+    NotLive(u32),
+    /// Only material of older generations is re-wrapped, only under the
+    /// current one.
+    #[error("material is re-wrapped only under the current domain key generation {0}")]
+    NotCurrent(u32),
+    /// A generation is retired only once no key's material uses it.
+    #[error("domain key generation {generation} still wraps the material of {keys} keys")]
+    StillInUse {
+        /// The generation.
+        generation: u32,
+        /// How many keys still use it.
+        keys: usize,
+    },
+    /// More keys in one re-wrap event than allowed, or a key twice.
+    #[error("a re-wrap event names at most {max} distinct keys")]
+    TooManyKeys {
+        /// The most allowed.
+        max: usize,
+    },
+    /// A sealed key of an unknown version or the wrong size.
+    #[error("the domain key sealed to node {0} is malformed")]
+    MalformedSealedKey(NodeId),
 }
 
 /// Why the key policy refused an operation or a change. One variant per

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use seal::StorageKey;
-pub use state_machine::{Applied, StateMachineStore};
+pub use state_machine::{Applied, Export, StateMachineStore};
 
 openraft::declare_raft_types!(
     /// openraft type configuration of the HSM cluster.

@@ -21,6 +21,17 @@ use crate::error::StoreError;
 use crate::snapshot_format;
 use crate::{ApplyResponse, TypeConfig};
 
+/// What [`StateMachineStore::export_with`] returns.
+#[derive(Debug)]
+pub struct Export<R> {
+    /// The applied state in the snapshot format.
+    pub snapshot: Vec<u8>,
+    /// The log id it was applied at.
+    pub applied: Option<LogId<NodeId>>,
+    /// What the caller's function made of that same state.
+    pub made: R,
+}
+
 const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
 const SNAP_META: &[u8] = b"meta";
@@ -147,11 +158,26 @@ impl StateMachineStore {
     /// # Errors
     /// If an entity of the state does not encode.
     pub fn export(&self) -> Result<(Vec<u8>, Option<LogId<NodeId>>), StoreError> {
+        self.export_with(|_| ()).map(|e| (e.snapshot, e.applied))
+    }
+
+    /// As [`export`](Self::export), and what `f` makes of the exported
+    /// state (for what must match it exactly, such as the keys a backup
+    /// needs to open it).
+    ///
+    /// # Errors
+    /// As [`export`](Self::export).
+    pub fn export_with<R>(&self, f: impl FnOnce(&State) -> R) -> Result<Export<R>, StoreError> {
         let (state, applied) = {
             let guard = self.read_guard();
             (guard.state.clone(), guard.applied)
         };
-        Ok((snapshot_format::encode(&state)?, applied))
+        let made = f(&state);
+        Ok(Export {
+            snapshot: snapshot_format::encode(&state)?,
+            applied,
+            made,
+        })
     }
 
     /// Flushes all memtables to SST files.

@@ -78,6 +78,7 @@ async fn a_full_disk_poisons_the_store_and_loses_no_acknowledged_write() {
                     provenance: hsm_proto::KeyProvenance::known_outside(
                         hsm_proto::KeyOrigin::Imported,
                     ),
+                    domain_generation: 0,
                     wrapped_material: vec![n as u8; 16 * 1024],
                     public_key: Vec::new(),
                     unique_label: false,

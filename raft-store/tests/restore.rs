@@ -76,8 +76,9 @@ async fn restored_state() -> State {
             RestoreTarget {
                 cluster_id: ClusterId([4; 16]),
                 first_node: new_node_record(),
+                domain_check: [4; 32],
             },
-            |_, old| Ok::<_, Infallible>(old.iter().map(|b| b ^ 0x5a).collect()),
+            |_, _, old| Ok::<_, Infallible>(old.iter().map(|b| b ^ 0x5a).collect()),
         )
         .expect("restored")
 }

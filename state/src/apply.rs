@@ -8,9 +8,10 @@ use hsm_proto::{
 };
 
 use crate::authz::{self, Action};
+use crate::domain;
 use crate::entity::EntityKey;
 use crate::policy;
-use crate::records::{ClusterInfo, Key, RequestRecord, User, MAX_FAILED_LOGINS};
+use crate::records::{ClusterInfo, DomainKeys, Key, RequestRecord, User, MAX_FAILED_LOGINS};
 use crate::sign::{event_hash, verify_signature};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
 
@@ -156,6 +157,7 @@ impl Tx<'_> {
                 first_node,
                 other_nodes,
                 admin_password_hash,
+                domain_check,
             } => {
                 if self.state.meta.cluster.is_some() {
                     return Err(Rejection::AlreadyInitialized);
@@ -192,6 +194,7 @@ impl Tx<'_> {
                     activated: false,
                     retired_nodes: BTreeSet::new(),
                     retired_transport_keys: std::collections::BTreeMap::new(),
+                    domain: DomainKeys::first(*domain_check),
                 });
                 self.put_node(first_node.clone());
                 self.put_user(User {
@@ -249,6 +252,88 @@ impl Tx<'_> {
                 self.put_user(user);
                 Ok(())
             }
+            EventBody::DomainKeyRotated {
+                generation,
+                check,
+                sealed,
+            } => {
+                if let Actor::User(_) = actor {
+                    let (_, role) = self.user_actor(actor)?;
+                    self.activated()?;
+                    allow(role, Action::RotateDomainKey)?;
+                } else {
+                    self.node_actor(actor)?;
+                    if !self.domain()?.rotation_due {
+                        return Err(Rejection::DomainKey(hsm_proto::DomainKeyError::NotDue));
+                    }
+                }
+                let members = self.state.nodes.keys().copied().collect();
+                domain::check_rotation(self.domain()?, &members, *generation, sealed)?;
+                self.update_domain(|d| {
+                    d.current = *generation;
+                    d.rotation_due = false;
+                    d.generations.insert(
+                        *generation,
+                        crate::records::DomainGeneration {
+                            check: *check,
+                            sealed: sealed.clone(),
+                        },
+                    );
+                });
+                Ok(())
+            }
+            EventBody::KeyMaterialRewrapped { generation, keys } => {
+                self.node_actor(actor)?;
+                domain::check_rewrap(self.domain()?, *generation, keys)?;
+                for k in keys {
+                    if k.wrapped_material.is_empty() || k.wrapped_material.len() > MAX_KEY_BLOB_LEN
+                    {
+                        return Err(Rejection::InvalidKey("key material size".into()));
+                    }
+                }
+                // Keys deleted meanwhile, or already re-wrapped by an
+                // earlier leader's event, are skipped.
+                for k in keys {
+                    self.update_key(k.key, |key| {
+                        if key.domain_generation != *generation {
+                            key.domain_generation = *generation;
+                            key.wrapped_material.clone_from(&k.wrapped_material);
+                        }
+                    });
+                }
+                Ok(())
+            }
+            EventBody::DomainKeyRetired { generation } => {
+                self.node_actor(actor)?;
+                let d = self.domain()?;
+                if *generation == d.current {
+                    return Err(Rejection::DomainKey(
+                        hsm_proto::DomainKeyError::StillInUse {
+                            generation: *generation,
+                            keys: self.state.key_count(),
+                        },
+                    ));
+                }
+                domain::check_live(d, *generation)?;
+                let keys = self
+                    .state
+                    .keys
+                    .values()
+                    .filter(|k| k.domain_generation == *generation)
+                    .count();
+                if keys > 0 {
+                    return Err(Rejection::DomainKey(
+                        hsm_proto::DomainKeyError::StillInUse {
+                            generation: *generation,
+                            keys,
+                        },
+                    ));
+                }
+                self.update_domain(|d| {
+                    d.generations.remove(generation);
+                });
+                Ok(())
+            }
             _ => {
                 let (name, role) = self.user_actor(actor)?;
                 self.user_rules(&name, role, body)
@@ -256,17 +341,41 @@ impl Tx<'_> {
         }
     }
 
-    fn user_rules(&mut self, me: &Username, role: Role, body: &EventBody) -> Rule {
+    fn activated(&self) -> Rule {
         let activated = self
             .state
             .meta
             .cluster
             .as_ref()
             .is_some_and(|c| c.activated);
+        if activated {
+            Ok(())
+        } else {
+            Err(Rejection::NotActivated)
+        }
+    }
+
+    fn domain(&self) -> Result<&DomainKeys, Rejection> {
+        self.state
+            .meta
+            .cluster
+            .as_ref()
+            .map(|c| &c.domain)
+            .ok_or(Rejection::NotInitialized)
+    }
+
+    fn update_domain(&mut self, f: impl FnOnce(&mut DomainKeys)) {
+        if let Some(c) = self.state.meta.cluster.as_mut() {
+            f(&mut c.domain);
+            self.changed.insert(EntityKey::Meta);
+        }
+    }
+
+    fn user_rules(&mut self, me: &Username, role: Role, body: &EventBody) -> Rule {
         let own_password =
             matches!(body, EventBody::PasswordChanged { username, .. } if username == me);
-        if !activated && !own_password {
-            return Err(Rejection::NotActivated);
+        if !own_password {
+            self.activated()?;
         }
         match body {
             EventBody::UserCreated {
@@ -363,6 +472,7 @@ impl Tx<'_> {
                 spec,
                 attributes,
                 provenance,
+                domain_generation,
                 wrapped_material,
                 public_key,
                 unique_label,
@@ -371,6 +481,7 @@ impl Tx<'_> {
                 if self.state.keys.contains_key(key) {
                     return Err(Rejection::KeyExists(*key));
                 }
+                domain::check_live(self.domain()?, *domain_generation)?;
                 policy::check_new_key(*spec, attributes, provenance)?;
                 if wrapped_material.len() > MAX_KEY_BLOB_LEN || public_key.len() > MAX_KEY_BLOB_LEN
                 {
@@ -399,6 +510,7 @@ impl Tx<'_> {
                     shared_with: BTreeSet::new(),
                     attributes: attributes.clone(),
                     provenance: *provenance,
+                    domain_generation: *domain_generation,
                     wrapped_material: wrapped_material.clone(),
                     public_key: public_key.clone(),
                     created_ms: self.now_ms,
@@ -534,6 +646,9 @@ impl Tx<'_> {
                     if let Some(r) = removed {
                         c.retired_transport_keys.insert(*node, r.transport_key);
                     }
+                    // It keeps the domain key it holds: the leader makes a
+                    // new one, sealed to the remaining members only.
+                    c.domain.rotation_due = true;
                 }
                 self.changed.insert(EntityKey::Meta);
                 Ok(())
@@ -541,7 +656,10 @@ impl Tx<'_> {
             EventBody::ClusterInitialized { .. }
             | EventBody::LoginFailed { .. }
             | EventBody::LoginRejected { .. }
-            | EventBody::LoginSucceeded { .. } => {
+            | EventBody::LoginSucceeded { .. }
+            | EventBody::DomainKeyRotated { .. }
+            | EventBody::KeyMaterialRewrapped { .. }
+            | EventBody::DomainKeyRetired { .. } => {
                 // Handled in `rules` before a user actor is resolved.
                 Err(Rejection::UnknownActor(me.to_string()))
             }
@@ -689,6 +807,15 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
         } => {
             wrapped_material.clear();
             public_key.clear();
+        }
+        EventBody::DomainKeyRotated { check, sealed, .. } => {
+            *check = [0; 32];
+            sealed.clear();
+        }
+        EventBody::KeyMaterialRewrapped { keys, .. } => {
+            for k in keys {
+                k.wrapped_material.clear();
+            }
         }
         _ => {}
     }

@@ -32,6 +32,8 @@ pub enum Action {
     AddNode,
     /// Remove a member node.
     RemoveNode,
+    /// Replace the domain key with a new generation.
+    RotateDomainKey,
     /// Clone or synchronise the domain key to an approved node.
     CloneToNode,
     /// List keys visible to the caller.
@@ -52,7 +54,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::ReadClusterInfo,
         Action::ChangeOwnPassword,
         Action::ListUsers,
@@ -63,6 +65,7 @@ impl Action {
         Action::SetTrusted,
         Action::AddNode,
         Action::RemoveNode,
+        Action::RotateDomainKey,
         Action::CloneToNode,
         Action::ListKeys,
         Action::CreateKey,
@@ -85,6 +88,7 @@ impl Action {
             Action::SetTrusted => "set the trusted attribute",
             Action::AddNode => "add nodes",
             Action::RemoveNode => "remove nodes",
+            Action::RotateDomainKey => "rotate the domain key",
             Action::CloneToNode => "clone to nodes",
             Action::ListKeys => "list keys",
             Action::CreateKey => "create keys",
@@ -116,6 +120,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::SetTrusted
                 | A::AddNode
                 | A::RemoveNode
+                | A::RotateDomainKey
                 | A::ListKeys
                 | A::ManageBackups
         ),

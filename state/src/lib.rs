@@ -20,6 +20,7 @@
 
 mod apply;
 pub mod authz;
+pub mod domain;
 mod entity;
 pub mod policy;
 mod records;
@@ -28,7 +29,9 @@ mod sign;
 mod state;
 
 pub use entity::{Entity, EntityKey, LoadError};
-pub use records::{ClusterInfo, Key, Meta, RequestRecord, User, MAX_FAILED_LOGINS};
+pub use records::{
+    ClusterInfo, DomainGeneration, DomainKeys, Key, Meta, RequestRecord, User, MAX_FAILED_LOGINS,
+};
 pub use restore::{RestoreError, RestoreTarget};
 pub use sign::{event_hash, sign_event, verify_signature};
 pub use state::{Applied, State, StateDigest, MAX_NODES, MAX_REMEMBERED_REQUESTS};

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hsm_proto::{
     ClusterId, EventHash, KeyAttributes, KeyId, KeyProvenance, KeySpec, NodeId, Rejection,
-    RequestId, Role, Username,
+    RequestId, Role, SealedDomainKey, Username,
 };
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,58 @@ pub struct ClusterInfo {
     /// being removed stays in Raft's membership until that change commits,
     /// and the others may still talk to it then, but only to its own key.
     pub retired_transport_keys: BTreeMap<NodeId, [u8; 32]>,
+    /// The domain key generations in use (see [`crate::domain`]).
+    pub domain: DomainKeys,
+}
+
+/// The domain key generations of a cluster. The keys themselves never
+/// appear here in the clear: only a check value of each, and for a
+/// generation made by rotation, the key sealed to each member of that
+/// moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainKeys {
+    /// The generation new material, sessions and backups use.
+    pub current: u32,
+    /// Every generation still in use (the current one, and older ones that
+    /// still wrap some key's material while a rotation re-wraps it).
+    pub generations: BTreeMap<u32, DomainGeneration>,
+    /// A member was removed since the current generation was made: the
+    /// leader rotates as soon as no re-wrap is in progress.
+    pub rotation_due: bool,
+}
+
+/// One domain key generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainGeneration {
+    /// Check value of its key (a blake3 subkey of it).
+    pub check: [u8; 32],
+    /// Its key sealed to each member when it was made. Empty for a
+    /// cluster's first generation: founding members got it at init,
+    /// members added later get the current generation when they join.
+    pub sealed: BTreeMap<NodeId, SealedDomainKey>,
+}
+
+impl DomainKeys {
+    /// The first generation (0) of a new cluster, with check value `check`.
+    pub fn first(check: [u8; 32]) -> DomainKeys {
+        DomainKeys {
+            current: 0,
+            generations: BTreeMap::from([(
+                0,
+                DomainGeneration {
+                    check,
+                    sealed: BTreeMap::new(),
+                },
+            )]),
+            rotation_due: false,
+        }
+    }
+
+    /// Whether only the current generation is in use: no rotation is
+    /// re-wrapping material.
+    pub fn settled(&self) -> bool {
+        self.generations.len() == 1
+    }
 }
 
 /// The single record that changes with every event.
@@ -91,6 +143,8 @@ pub struct Key {
     pub attributes: KeyAttributes,
     /// Where its material has been; fixed at creation.
     pub provenance: KeyProvenance,
+    /// The domain key generation `wrapped_material` is wrapped under.
+    pub domain_generation: u32,
     /// Material sealed under the cluster domain key.
     #[serde(with = "serde_bytes")]
     pub wrapped_material: Vec<u8>,

@@ -12,7 +12,7 @@ use std::fmt::Display;
 
 use hsm_proto::{ClusterId, KeyId, NodeId, NodeRecord, MAX_KEY_BLOB_LEN};
 
-use crate::records::{ClusterInfo, Key, Meta};
+use crate::records::{ClusterInfo, DomainKeys, Key, Meta};
 use crate::state::State;
 
 /// What a restored state becomes.
@@ -22,6 +22,8 @@ pub struct RestoreTarget {
     pub cluster_id: ClusterId,
     /// The new cluster's only member; it signs the new cluster's events.
     pub first_node: NodeRecord,
+    /// Check value of the new cluster's domain key (its generation 0).
+    pub domain_check: [u8; 32],
 }
 
 /// Why a state cannot be restored as a new cluster.
@@ -48,8 +50,9 @@ impl State {
     /// This state as the first state of a new cluster: `target.cluster_id`
     /// replaces the cluster id, `target.first_node` is the only member, the
     /// old members join the retired ids, every key's material becomes
-    /// `rewrap(key id, old material)`, and the remembered request outcomes
-    /// are forgotten. Creation time, activation, users, the rest of every
+    /// `rewrap(key id, old domain key generation, old material)` under the
+    /// new domain key (generation 0, check value `target.domain_check`),
+    /// and the remembered request outcomes are forgotten. Creation time, activation, users, the rest of every
     /// key and the event chain (head and count) are kept. Pure: the same
     /// inputs give the same state.
     ///
@@ -62,7 +65,7 @@ impl State {
     pub fn restored_as<E: Display>(
         &self,
         target: RestoreTarget,
-        mut rewrap: impl FnMut(KeyId, &[u8]) -> Result<Vec<u8>, E>,
+        mut rewrap: impl FnMut(KeyId, u32, &[u8]) -> Result<Vec<u8>, E>,
     ) -> Result<State, RestoreError> {
         let old = self
             .meta
@@ -77,7 +80,8 @@ impl State {
         let mut keys = BTreeMap::new();
         for (&id, key) in &self.keys {
             let fail = |reason: String| RestoreError::Rewrap { key: id, reason };
-            let material = rewrap(id, &key.wrapped_material).map_err(|e| fail(e.to_string()))?;
+            let material = rewrap(id, key.domain_generation, &key.wrapped_material)
+                .map_err(|e| fail(e.to_string()))?;
             if material.is_empty() {
                 return Err(fail("the re-wrapped material is empty".into()));
             }
@@ -91,6 +95,7 @@ impl State {
                 id,
                 Key {
                     wrapped_material: material,
+                    domain_generation: 0,
                     ..key.clone()
                 },
             );
@@ -107,6 +112,7 @@ impl State {
                     retired_nodes,
                     // The old cluster's members never reach the new one.
                     retired_transport_keys: std::collections::BTreeMap::new(),
+                    domain: DomainKeys::first(target.domain_check),
                 }),
                 head: self.meta.head,
                 events: self.meta.events,

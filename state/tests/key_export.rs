@@ -383,6 +383,7 @@ impl World {
             provenance,
             // The node seals the material under the domain key; the
             // state machine only stores it.
+            domain_generation: 0,
             wrapped_material: vec![0xEE; 40],
             public_key,
             unique_label: false,

@@ -1019,6 +1019,7 @@ fn body(op: &Op) -> EventBody {
                     ..KeyAttributes::default()
                 },
                 provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+                domain_generation: 0,
                 wrapped_material: material,
                 public_key: public,
                 unique_label: *unique,

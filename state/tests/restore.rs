@@ -18,6 +18,7 @@ fn target(node: u64) -> RestoreTarget {
     RestoreTarget {
         cluster_id: NEW_CLUSTER,
         first_node: node_record(node),
+        domain_check: [5; 32],
     }
 }
 
@@ -29,7 +30,7 @@ fn rewrapped(id: KeyId, old: &[u8]) -> Vec<u8> {
     out
 }
 
-fn rewrap_ok(id: KeyId, old: &[u8]) -> Result<Vec<u8>, Infallible> {
+fn rewrap_ok(id: KeyId, _generation: u32, old: &[u8]) -> Result<Vec<u8>, Infallible> {
     Ok(rewrapped(id, old))
 }
 
@@ -172,9 +173,9 @@ fn every_key_gets_its_rewrapped_material_and_keeps_everything_else() {
     let mut calls = Vec::new();
     let r = c
         .state
-        .restored_as(target(NEW_NODE), |id, old| {
+        .restored_as(target(NEW_NODE), |id, generation, old| {
             calls.push(id);
-            rewrap_ok(id, old)
+            rewrap_ok(id, generation, old)
         })
         .unwrap();
     assert_eq!(calls, vec![KeyId(10), KeyId(11), KeyId(12)]);
@@ -223,7 +224,7 @@ fn a_failed_rewrap_names_the_key_and_nothing_is_returned() {
     let c = backed_up();
     let err = c
         .state
-        .restored_as(target(NEW_NODE), |id, old| {
+        .restored_as(target(NEW_NODE), |id, _, old| {
             if id == KeyId(11) {
                 Err("the old domain key does not open it")
             } else {
@@ -248,7 +249,9 @@ fn a_failed_rewrap_names_the_key_and_nothing_is_returned() {
     for len in [0, hsm_proto::MAX_KEY_BLOB_LEN + 1] {
         let err = c
             .state
-            .restored_as(target(NEW_NODE), |_, _| Ok::<_, Infallible>(vec![1; len]))
+            .restored_as(target(NEW_NODE), |_, _, _| {
+                Ok::<_, Infallible>(vec![1; len])
+            })
             .unwrap_err();
         assert!(
             matches!(err, RestoreError::Rewrap { key, .. } if key == KeyId(10)),
@@ -278,6 +281,7 @@ fn the_same_inputs_give_the_same_digest() {
             RestoreTarget {
                 cluster_id: ClusterId([8; 16]),
                 first_node: node_record(NEW_NODE),
+                domain_check: [5; 32],
             },
             rewrap_ok,
         )
@@ -285,7 +289,9 @@ fn the_same_inputs_give_the_same_digest() {
     assert_ne!(other_cluster.digest(), a.digest());
     let other_material = c
         .state
-        .restored_as(target(NEW_NODE), |_, old| Ok::<_, Infallible>(old.to_vec()))
+        .restored_as(target(NEW_NODE), |_, _, old| {
+            Ok::<_, Infallible>(old.to_vec())
+        })
         .unwrap();
     assert_ne!(other_material.digest(), a.digest());
 }

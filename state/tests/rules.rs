@@ -102,6 +102,7 @@ fn key_body(
         spec,
         attributes,
         provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+        domain_generation: 0,
         wrapped_material: material,
         public_key: public,
         unique_label: false,
@@ -162,12 +163,14 @@ fn init_may_name_founding_members_that_then_sign_events() {
             cluster_id,
             first_node,
             admin_password_hash,
+            domain_check,
             ..
         } => EventBody::ClusterInitialized {
             cluster_id,
             first_node,
             other_nodes: others,
             admin_password_hash,
+            domain_check,
         },
         other => other,
     };
@@ -359,6 +362,7 @@ fn role_table_is_enforced_for_every_event_kind_and_role() {
             ("delete key", delete_key(1), Who::Cu),
             ("add node", add_node(3), Who::Co),
             ("remove node", remove_node(2), Who::Co),
+            ("rotate the domain key", rotation(1, &[1, 2]), Who::Co),
         ];
         for (what, body, who) in cases {
             let mut c = base.clone();
@@ -755,6 +759,7 @@ fn key_creation_validates_the_key() {
             spec: KeySpec::GenericSecret { bytes: 32 },
             attributes: attrs(&"l".repeat(127)),
             provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+            domain_generation: 0,
             wrapped_material: mat,
             public_key: vec![],
             unique_label: false,
@@ -908,6 +913,7 @@ fn key_with(c: &mut Cluster, owner: &str, id: u64, sensitive: bool, extractable:
         spec: KeySpec::Aes { bits: 128 },
         attributes,
         provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+        domain_generation: 0,
         wrapped_material: vec![9; 32],
         public_key: vec![],
         unique_label: false,
@@ -1071,6 +1077,7 @@ fn a_key_cannot_be_created_trusted() {
             ..attrs("t")
         },
         provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+        domain_generation: 0,
         wrapped_material: vec![1; 32],
         public_key: vec![],
         unique_label: false,
@@ -1090,6 +1097,7 @@ fn created(id: u64, attributes: KeyAttributes, provenance: KeyProvenance) -> Eve
         spec: KeySpec::Aes { bits: 256 },
         attributes,
         provenance,
+        domain_generation: 0,
         wrapped_material: vec![1; 32],
         public_key: vec![],
         unique_label: false,
@@ -1404,6 +1412,7 @@ fn a_retry_rebuilt_with_fresh_salt_or_material_is_still_a_replay() {
             spec,
             attributes,
             provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+            domain_generation: 0,
             wrapped_material: vec![material; 40],
             public_key: vec![],
             unique_label,
@@ -1975,6 +1984,7 @@ fn founding_members_need_distinct_tls_keys() {
         first_node: node_record(1),
         other_nodes: vec![twin.clone()],
         admin_password_hash: HASH.into(),
+        domain_check: [0; 32],
     };
     let a = c.by_node(1, body);
     assert!(

@@ -1,4 +1,4 @@
-//! `cluster activate` and `cluster info`.
+//! `cluster activate`, `cluster info` and `cluster rotate-domain-key`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,6 +21,22 @@ pub(super) async fn run(ctx: &Context, command: ClusterCommand) -> Result<Outcom
             activate(ctx, new_password_env.as_deref()).await
         }
         ClusterCommand::Info => info(ctx).await,
+        ClusterCommand::RotateDomainKey => {
+            let me = ctx.login(None).await?;
+            let generation = me
+                .client
+                .rotate_domain_key()
+                .await
+                .map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({
+                "domain-key-generation": generation,
+                "message": format!(
+                    "the domain key is now generation {generation}, sealed to the current members only; \
+                     every session has ended (log in again); the leader re-wraps every key's \
+                     material and then retires the old generation (see `hsm cluster info`)"
+                ),
+            })))
+        }
     }
 }
 
@@ -115,6 +131,12 @@ async fn info(ctx: &Context) -> Result<Outcome> {
         "zones": zones,
         "keys": signed_in.then_some(status.keys),
         "users": signed_in.then_some(status.users),
+        "domain-key": status.domain_key.as_ref().map(|d| json!({
+            "generation": d.generation,
+            "older-generations": d.older_generations,
+            "keys-to-rewrap": signed_in.then_some(d.keys_to_rewrap),
+            "rotation-due": d.rotation_due,
+        })),
         "members": members,
     });
     if let (false, Some(map)) = (signed_in, data.as_object_mut()) {

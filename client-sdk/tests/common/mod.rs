@@ -361,6 +361,7 @@ fn answer(shared: &Shared, request: &Request) -> Result<Reply, ClientError> {
             members: view.members,
             keys: 0,
             users: 1,
+            domain_key: None,
         })),
         Operation::Login { username, password } => {
             if password.expose_str() == Some(PASSWORD) {

@@ -112,7 +112,7 @@ impl QuicNetwork {
         &self,
         me: NodeId,
         addr: &str,
-    ) -> Result<(hsm_proto::ClusterId, crate::secrets::SealedDomainKey), String> {
+    ) -> Result<(hsm_proto::ClusterId, u32, hsm_proto::SealedDomainKey), String> {
         // A one-off call: its connection is not cached with members'.
         let peer = self.peer(
             me,

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use hsm_state::authz::{self, PeerStanding};
 
 use crate::proposer::{ProposeError, Proposer};
-use crate::secrets::{session, DomainKey, SealedDomainKey};
+use crate::secrets::{session, Keyring};
 use crate::service::now_ms;
 use crate::transport::{read_frame, write_frame, FrameError, PeerIdentity};
+use hsm_proto::SealedDomainKey;
 
 /// A write a follower received and hands to the leader, which builds,
 /// stamps and signs the event. The leader believes no member about a
@@ -94,9 +95,10 @@ pub enum RaftReply {
     Forward(Result<ApplyResponse, ForwardRefused>),
     /// Answer to [`RaftRpc::ReadIndex`].
     ReadIndex(Result<u64, ForwardRefused>),
-    /// Answer to [`RaftRpc::FetchDomainKey`]: the cluster id and the sealed
+    /// Answer to [`RaftRpc::FetchDomainKey`]: the cluster id, the
+    /// generation and the sealed
     /// key, or why not (for example, not approved yet).
-    DomainKey(Result<(ClusterId, SealedDomainKey), String>),
+    DomainKey(Result<(ClusterId, u32, SealedDomainKey), String>),
     /// The request frame could not be read or decoded.
     BadRequest(String),
 }
@@ -211,7 +213,7 @@ fn forward_is_proven(
                 return refuse("no session token came with it");
             };
             d.sm.read(|a| {
-                match session::authenticate(&d.domain, &a.state, token.expose(), now_ms()) {
+                match session::authenticate(&d.keyring, &a.state, token.expose(), now_ms()) {
                     Ok(user) if user.username == *name => Ok(()),
                     Ok(_) => refuse("the session token is another user's"),
                     Err(e) => refuse(&e.to_string()),
@@ -315,47 +317,55 @@ impl LeaderContact {
 /// What a member needs to hand the domain key to an approved node.
 #[derive(Clone)]
 pub struct DomainSource {
-    /// The domain key.
-    pub domain: std::sync::Arc<DomainKey>,
+    /// The domain key generations this node holds.
+    pub keyring: std::sync::Arc<Keyring>,
     /// The replica whose member records say who is approved.
     pub sm: StateMachineStore,
 }
 
 impl DomainSource {
-    /// The domain key sealed to `node`'s recorded agreement key, if a
-    /// crypto officer approved `node` (its record is in the state) and the
-    /// asker presented the TLS key the record pins (`key_pin`). Only the
-    /// holder of the agreement key's private half can open it.
+    /// The current domain key generation sealed to `node`'s recorded
+    /// agreement key, if a crypto officer approved `node` (its record is
+    /// in the state) and the asker presented the TLS key the record pins
+    /// (`key_pin`). Only the holder of the agreement key's private half can
+    /// open it. While a rotation re-wraps material (two generations in
+    /// use), the node is asked to come back: it would need both.
     ///
     /// # Errors
-    /// A message saying why not: not approved (yet), another key, or
-    /// sealing failed.
+    /// A message saying why not: not approved (yet), another key, a
+    /// rotation in progress, or sealing failed.
     pub fn seal_for(
         &self,
         node: NodeId,
         key_pin: &[u8; 32],
-    ) -> Result<(ClusterId, SealedDomainKey), String> {
+    ) -> Result<(ClusterId, u32, SealedDomainKey), String> {
         let found = self.sm.read(|a| {
-            let cluster = a.state.cluster().map(|c| c.cluster_id);
-            let record = a
-                .state
-                .node(node)
-                .filter(|r| r.transport_key == *key_pin)
-                .map(|r| r.agreement_key);
-            cluster.zip(record)
+            let cluster = a.state.cluster()?;
+            let record = a.state.node(node).filter(|r| r.transport_key == *key_pin)?;
+            if !cluster.domain.settled() {
+                return Some(Err(
+                    "a domain key rotation is in progress; asking again shortly".to_string(),
+                ));
+            }
+            Some(
+                self.keyring
+                    .current(&a.state)
+                    .map(|key| (cluster.cluster_id, record.agreement_key, key))
+                    .map_err(|e| e.to_string()),
+            )
         });
-        let Some((cluster, agreement)) = found else {
+        let Some(found) = found else {
             return Err(format!(
                 "node {node} is not an approved member (yet) with this TLS key: a crypto officer \
                  must add it first, from the join request its `prepare` wrote"
             ));
         };
-        let sealed = self
-            .domain
+        let (cluster, agreement, key) = found?;
+        let sealed = key
             .seal_for_node(&x25519_dalek::PublicKey::from(agreement), cluster, node)
             .map_err(|e| e.to_string())?;
-        tracing::info!(%node, "handed the domain key to an approved member");
-        Ok((cluster, sealed))
+        tracing::info!(%node, generation = key.generation(), "handed the domain key to an approved member");
+        Ok((cluster, key.generation(), sealed))
     }
 }
 

@@ -1,77 +1,103 @@
 //! The cluster domain key: wraps key material, travels sealed to joining
-//! nodes, and keys session-token MACs.
+//! nodes (and, at rotation, to every member through the log), and keys
+//! session-token MACs.
+//!
+//! A domain key has a generation (0 at cluster init, one more at each
+//! rotation, see `hsm_state::domain`); the generation is bound into what it
+//! wraps and seals, so material or a sealed key is never taken for another
+//! generation's.
 
 use std::fmt;
 use std::path::Path;
 
-use hsm_proto::{ClusterId, KeyId, NodeId, MAX_KEY_BLOB_LEN};
+use hsm_proto::{ClusterId, KeyId, NodeId, SealedDomainKey, MAX_KEY_BLOB_LEN};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use x25519_dalek::{EphemeralSecret, PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::keyfile::{self, KeyFileKind};
-use super::seal::{self, NONCE_LEN, OVERHEAD, TAG_LEN};
+use super::seal::{self, OVERHEAD, TAG_LEN};
 use super::SecretsError;
 
 /// Context of the subkey that wraps key material.
 const WRAP_CONTEXT: &str = "hsm-cluster key material wrap v1";
-/// Associated-data prefix of wrapped material (followed by the key id).
-const WRAP_AAD: &[u8] = b"hsm-cluster key material v1\0";
+/// Associated-data prefix of wrapped material (followed by the key id and
+/// the generation).
+const WRAP_AAD: &[u8] = b"hsm-cluster key material v2\0";
 /// Context of the subkey the backup key of each backup is wrapped under.
 const BACKUP_WRAP_CONTEXT: &str = "hsm-cluster backup key wrap v1";
 /// Context of the subkey that MACs session tokens.
 const SESSION_CONTEXT: &str = "hsm-cluster session tokens v1";
+/// Context of the check value the replicated state records for each
+/// generation.
+const CHECK_CONTEXT: &str = "hsm-cluster domain key check v1";
 /// Context of the transfer key derived from an X25519 exchange, and the
-/// associated-data prefix of a sealed domain key.
+/// associated-data prefix of a sealed domain key (followed by the cluster
+/// id, node id and generation).
 const TRANSFER_CONTEXT: &str = "hsm-cluster domain key transfer v1";
-const TRANSFER_AAD: &[u8] = b"hsm-cluster domain key transfer v1\0";
+const TRANSFER_AAD: &[u8] = b"hsm-cluster domain key transfer v2\0";
 /// Format version of [`SealedDomainKey`].
 const TRANSFER_VERSION: u8 = 1;
 
 /// The domain key file, sealed under the node storage key.
 const FILE: KeyFileKind = KeyFileKind {
     name: "domain key",
-    magic: *b"HSMDOMK\0",
-    seal_context: "hsm-node domain key file v1",
-    check_context: "hsm-node domain key file key check v1",
-    payload_len: 32,
+    magic: *b"HSMDOMK2",
+    seal_context: "hsm-node domain key file v2",
+    check_context: "hsm-node domain key file key check v2",
+    // The generation (u32, big-endian), then the key.
+    payload_len: 36,
 };
 
 /// Longest key material [`DomainKey::wrap_material`] takes: wrapped, it must
 /// fit [`MAX_KEY_BLOB_LEN`], the most an event or key record carries.
 pub const MAX_MATERIAL_LEN: usize = MAX_KEY_BLOB_LEN - OVERHEAD;
 
-/// The cluster domain key: 32 random bytes created at cluster init.
-/// Zeroized on drop; `Debug` is redacted; not `Clone` (share it behind an
+/// One generation of the cluster domain key: 32 random bytes, created at
+/// cluster init (generation 0) and at each rotation. Zeroized on drop;
+/// `Debug` shows only the generation; not `Clone` (share it behind an
 /// `Arc`).
-pub struct DomainKey(Zeroizing<[u8; 32]>);
+pub struct DomainKey {
+    generation: u32,
+    key: Zeroizing<[u8; 32]>,
+}
 
 impl fmt::Debug for DomainKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DomainKey(<redacted>)")
+        write!(f, "DomainKey(generation {}, <redacted>)", self.generation)
     }
 }
 
-/// The subkey of a domain key that wraps key material
+/// The subkey of one domain key generation that wraps key material
 /// ([`DomainKey::material_key`]). Zeroized on drop; `Debug` is redacted.
-pub struct MaterialKey(Zeroizing<[u8; 32]>);
+pub struct MaterialKey {
+    generation: u32,
+    key: Zeroizing<[u8; 32]>,
+}
 
 impl fmt::Debug for MaterialKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MaterialKey(<redacted>)")
+        write!(f, "MaterialKey(generation {}, <redacted>)", self.generation)
     }
 }
 
 impl MaterialKey {
-    /// The key from its 32 bytes (as a backup carries it).
-    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> MaterialKey {
-        MaterialKey(bytes)
+    /// The key of `generation` from its 32 bytes (as a backup carries it).
+    pub fn from_bytes(generation: u32, bytes: Zeroizing<[u8; 32]>) -> MaterialKey {
+        MaterialKey {
+            generation,
+            key: bytes,
+        }
+    }
+
+    /// Its generation.
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// Its 32 bytes, to seal into a backup.
     pub fn expose(&self) -> &[u8; 32] {
-        &self.0
+        &self.key
     }
 
     /// Unwraps material wrapped for key `key` under the domain key this
@@ -86,53 +112,51 @@ impl MaterialKey {
         key: KeyId,
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
-        seal::open(&self.0, &DomainKey::wrap_aad(key), wrapped).map_err(|e| SecretsError::Unwrap {
+        seal::open(
+            &self.key,
+            &DomainKey::wrap_aad(key, self.generation),
+            wrapped,
+        )
+        .map_err(|e| SecretsError::Unwrap {
             key,
             reason: e.reason(),
         })
     }
 }
 
-/// The domain key sealed to one joining node's X25519 public key, for one
-/// cluster and node id. Holds no secret in the clear.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedDomainKey {
-    /// Format version, 1.
-    pub version: u8,
-    /// The sender's ephemeral X25519 public key.
-    pub ephemeral_public: [u8; 32],
-    /// AES-256-GCM-SIV nonce.
-    pub nonce: [u8; NONCE_LEN],
-    /// The domain key encrypted, with its tag.
-    pub ciphertext: Vec<u8>,
-}
-
-impl fmt::Debug for SealedDomainKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SealedDomainKey")
-            .field("version", &self.version)
-            .field("ciphertext_len", &self.ciphertext.len())
-            .finish_non_exhaustive()
-    }
-}
-
 impl DomainKey {
-    /// A fresh random domain key, from the operating system's generator.
-    pub fn generate() -> DomainKey {
-        let mut k = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(k.as_mut());
-        DomainKey(k)
+    /// A fresh random key of `generation`, from the operating system's
+    /// generator.
+    pub fn generate(generation: u32) -> DomainKey {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        DomainKey { generation, key }
+    }
+
+    /// Its generation.
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     fn derive(&self, context: &'static str) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(blake3::derive_key(context, self.0.as_ref()))
+        Zeroizing::new(blake3::derive_key(context, self.key.as_ref()))
+    }
+
+    /// Its check value, as the replicated state records it for its
+    /// generation: a subkey used for nothing else, so it tells which key a
+    /// member holds without revealing it.
+    pub fn check(&self) -> [u8; 32] {
+        blake3::derive_key(CHECK_CONTEXT, self.key.as_ref())
     }
 
     /// The subkey that wraps key material: all a backup needs to carry for
     /// its keys to be restored, and nothing more (it neither signs sessions
     /// nor opens domain key transfers).
     pub fn material_key(&self) -> MaterialKey {
-        MaterialKey(self.derive(WRAP_CONTEXT))
+        MaterialKey {
+            generation: self.generation,
+            key: self.derive(WRAP_CONTEXT),
+        }
     }
 
     /// The subkey each backup's key is wrapped under, so any member can
@@ -146,16 +170,19 @@ impl DomainKey {
         self.derive(SESSION_CONTEXT)
     }
 
-    fn wrap_aad(key: KeyId) -> [u8; WRAP_AAD.len() + 8] {
-        let mut aad = [0u8; WRAP_AAD.len() + 8];
-        aad[..WRAP_AAD.len()].copy_from_slice(WRAP_AAD);
-        aad[WRAP_AAD.len()..].copy_from_slice(&key.0.to_be_bytes());
+    fn wrap_aad(key: KeyId, generation: u32) -> [u8; WRAP_AAD.len() + 12] {
+        let mut aad = [0u8; WRAP_AAD.len() + 12];
+        let (prefix, rest) = aad.split_at_mut(WRAP_AAD.len());
+        prefix.copy_from_slice(WRAP_AAD);
+        rest[..8].copy_from_slice(&key.0.to_be_bytes());
+        rest[8..].copy_from_slice(&generation.to_be_bytes());
         aad
     }
 
     /// Wraps key material for key `key`, as `EventBody::KeyCreated` carries
     /// it: `version(1) || nonce(12) || AES-256-GCM-SIV ciphertext || tag`,
-    /// with the key id as associated data. Each call uses a fresh nonce.
+    /// with the key id and this key's generation as associated data. Each
+    /// call uses a fresh nonce.
     ///
     /// # Errors
     /// [`SecretsError::MaterialTooLong`] if `plaintext` is longer than
@@ -169,8 +196,12 @@ impl DomainKey {
         if plaintext.len() > MAX_MATERIAL_LEN {
             return Err(too_long());
         }
-        seal::seal(&self.derive(WRAP_CONTEXT), &Self::wrap_aad(key), plaintext)
-            .map_err(|_| too_long())
+        seal::seal(
+            &self.derive(WRAP_CONTEXT),
+            &Self::wrap_aad(key, self.generation),
+            plaintext,
+        )
+        .map_err(|_| too_long())
     }
 
     /// Unwraps material that [`wrap_material`](Self::wrap_material) made for
@@ -200,19 +231,24 @@ impl DomainKey {
         Zeroizing::new(blake3::derive_key(TRANSFER_CONTEXT, ikm.as_ref()))
     }
 
-    fn transfer_aad(cluster: ClusterId, node: NodeId) -> [u8; TRANSFER_AAD.len() + 16 + 8] {
-        let mut aad = [0u8; TRANSFER_AAD.len() + 16 + 8];
+    fn transfer_aad(
+        cluster: ClusterId,
+        node: NodeId,
+        generation: u32,
+    ) -> [u8; TRANSFER_AAD.len() + 16 + 8 + 4] {
+        let mut aad = [0u8; TRANSFER_AAD.len() + 16 + 8 + 4];
         let (prefix, rest) = aad.split_at_mut(TRANSFER_AAD.len());
         prefix.copy_from_slice(TRANSFER_AAD);
         rest[..16].copy_from_slice(&cluster.0);
-        rest[16..].copy_from_slice(&node.0.to_be_bytes());
+        rest[16..24].copy_from_slice(&node.0.to_be_bytes());
+        rest[24..].copy_from_slice(&generation.to_be_bytes());
         aad
     }
 
-    /// Seals the domain key to a joining node's X25519 public key: an
-    /// ephemeral X25519 exchange, a blake3-derived transfer key (over the
-    /// shared secret and both public keys), and AES-256-GCM-SIV with the
-    /// cluster id and node id as associated data.
+    /// Seals the domain key to a member's X25519 public key: an ephemeral
+    /// X25519 exchange, a blake3-derived transfer key (over the shared
+    /// secret and both public keys), and AES-256-GCM-SIV with the cluster
+    /// id, node id and generation as associated data.
     ///
     /// # Errors
     /// [`SecretsError::WeakPublicKey`] if `recipient` is a low-order point
@@ -237,8 +273,8 @@ impl DomainKey {
         let ciphertext = seal::encrypt(
             &key,
             &nonce,
-            &Self::transfer_aad(cluster, node),
-            self.0.as_ref(),
+            &Self::transfer_aad(cluster, node, self.generation),
+            self.key.as_ref(),
         )
         // 32 bytes are far below the cipher's limit.
         .map_err(|_| SecretsError::Transfer {
@@ -253,19 +289,21 @@ impl DomainKey {
         })
     }
 
-    /// Opens a domain key sealed with [`seal_for_node`](Self::seal_for_node)
-    /// to this node's agreement key, for this cluster and node id.
+    /// Opens generation `generation` of the domain key, sealed with
+    /// [`seal_for_node`](Self::seal_for_node) to this node's agreement key,
+    /// for this cluster and node id.
     ///
     /// # Errors
     /// [`SecretsError::Transfer`] if the sealed key is of an unknown
     /// version or length, changed, sealed to another key, or bound to another
-    /// cluster or node id; [`SecretsError::WeakPublicKey`] if its ephemeral
-    /// key is of low order.
+    /// cluster, node id or generation; [`SecretsError::WeakPublicKey`] if its
+    /// ephemeral key is of low order.
     pub fn open_sealed(
         sealed: &SealedDomainKey,
         my_secret: &StaticSecret,
         cluster: ClusterId,
         node: NodeId,
+        generation: u32,
     ) -> Result<DomainKey, SecretsError> {
         let fail = |reason| SecretsError::Transfer { node, reason };
         if sealed.version != TRANSFER_VERSION {
@@ -286,36 +324,39 @@ impl DomainKey {
         let plain = seal::decrypt(
             &key,
             &sealed.nonce,
-            &Self::transfer_aad(cluster, node),
+            &Self::transfer_aad(cluster, node, generation),
             &sealed.ciphertext,
         )
         .map_err(|e| fail(e.reason()))?;
-        Self::from_slice(&plain).ok_or_else(|| fail("wrong key length"))
+        Self::from_slice(generation, &plain).ok_or_else(|| fail("wrong key length"))
     }
 
     /// The raw key, for tests that check it is not shown or stored.
     #[cfg(test)]
     pub(super) fn expose(&self) -> &[u8; 32] {
-        &self.0
+        &self.key
     }
 
-    fn from_slice(bytes: &[u8]) -> Option<DomainKey> {
-        let mut k = Zeroizing::new([0u8; 32]);
-        if bytes.len() != k.len() {
+    fn from_slice(generation: u32, bytes: &[u8]) -> Option<DomainKey> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != key.len() {
             return None;
         }
-        k.copy_from_slice(bytes);
-        Some(DomainKey(k))
+        key.copy_from_slice(bytes);
+        Some(DomainKey { generation, key })
     }
 
-    /// Saves the domain key in a new file sealed under the node storage key
-    /// (mode 0600; file and directory synced).
+    /// Saves the domain key and its generation in a new file sealed under
+    /// the node storage key (mode 0600; file and directory synced).
     ///
     /// # Errors
     /// [`SecretsError::KeyFile`] if the file exists or cannot be written and
     /// synced; nothing is left behind on failure.
     pub fn save(&self, path: &Path, storage_key: &[u8; 32]) -> Result<(), SecretsError> {
-        keyfile::save(&FILE, path, storage_key, self.0.as_ref())
+        let mut payload = Zeroizing::new([0u8; 36]);
+        payload[..4].copy_from_slice(&self.generation.to_be_bytes());
+        payload[4..].copy_from_slice(self.key.as_ref());
+        keyfile::save(&FILE, path, storage_key, payload.as_ref())
     }
 
     /// Loads a domain key file written by [`save`](Self::save).
@@ -326,7 +367,16 @@ impl DomainKey {
     /// or damaged.
     pub fn load(path: &Path, storage_key: &[u8; 32]) -> Result<DomainKey, SecretsError> {
         let payload = keyfile::load(&FILE, path, storage_key)?;
-        Self::from_slice(&payload).ok_or_else(|| keyfile::damaged(&FILE, path))
+        if payload.len() != FILE.payload_len {
+            return Err(keyfile::damaged(&FILE, path));
+        }
+        let (generation, key) = payload.split_at(4);
+        let generation = u32::from_be_bytes(
+            generation
+                .try_into()
+                .map_err(|_| keyfile::damaged(&FILE, path))?,
+        );
+        Self::from_slice(generation, key).ok_or_else(|| keyfile::damaged(&FILE, path))
     }
 }
 

@@ -46,6 +46,14 @@ pub enum SecretsError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// This node does not hold a domain key generation the state uses.
+    #[error("domain key generation {generation}: {reason}")]
+    DomainGeneration {
+        /// The generation.
+        generation: u32,
+        /// Why this node does not hold it.
+        reason: &'static str,
+    },
     /// A key file (node identity or domain key) could not be saved or loaded.
     #[error("{file} file {}: {problem}", path.display())]
     KeyFile {

@@ -1,10 +1,13 @@
 //! Secrets of a node and of the cluster.
 //!
-//! - [`DomainKey`]: the cluster domain key, created at cluster init. Key
-//!   material in events and state is wrapped under it
-//!   ([`DomainKey::wrap_material`]); a joining node receives it sealed to its
-//!   X25519 key ([`DomainKey::seal_for_node`], [`SealedDomainKey`]); session
-//!   tokens are MAC'd under a key derived from it ([`session`]).
+//! - [`DomainKey`]: one generation of the cluster domain key, created at
+//!   cluster init and at each rotation. Key material in events and state is
+//!   wrapped under it ([`DomainKey::wrap_material`]); a joining node
+//!   receives it sealed to its X25519 key ([`DomainKey::seal_for_node`],
+//!   `hsm_proto::SealedDomainKey`), and so does every member at a rotation,
+//!   through the log; session tokens are MAC'd under a key derived from it
+//!   ([`session`]).
+//! - [`Keyring`]: the generations a node holds, in step with the state.
 //! - [`NodeIdentity`]: a node's ed25519 event-signing key and X25519 key
 //!   agreement key.
 //! - Key files: both of the above persist in files sealed under the node
@@ -26,13 +29,15 @@ mod domain;
 mod error;
 mod identity;
 mod keyfile;
+mod keyring;
 pub mod password;
 mod seal;
 pub mod session;
 
-pub use domain::{DomainKey, MaterialKey, SealedDomainKey, MAX_MATERIAL_LEN};
+pub use domain::{DomainKey, MaterialKey, MAX_MATERIAL_LEN};
 pub use error::{KeyFileProblem, SecretsError};
 pub use identity::NodeIdentity;
+pub use keyring::Keyring;
 pub use password::{check_password_policy, hash_password, verify_password};
 pub use session::{SessionClaims, SessionError, SessionToken};
 

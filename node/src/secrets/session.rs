@@ -16,7 +16,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::DomainKey;
+use super::{DomainKey, Keyring};
 
 const VERSION: u8 = 1;
 const MAC_LEN: usize = 32;
@@ -174,22 +174,30 @@ pub enum Unproven {
     /// The user is locked.
     #[error("user {0} is locked")]
     Locked(Username),
+    /// This node cannot check sessions now: it does not hold the current
+    /// domain key generation (yet).
+    #[error("this node cannot check sessions now: {0}")]
+    Unavailable(String),
 }
 
 /// The user `token` proves in `state` at `now_ms`: an authentic, unexpired
-/// token for the account exactly as the state has it, not locked. What the
-/// node checks for every request, and the leader for every write a member
-/// forwards in a user's name.
+/// token under the current domain key generation, for the account exactly
+/// as the state has it, not locked. What the node checks for every request,
+/// and the leader for every write a member forwards in a user's name. A
+/// rotation ends every session issued before it.
 ///
 /// # Errors
 /// [`Unproven`] says why not.
 pub fn authenticate<'s>(
-    domain: &DomainKey,
+    keyring: &Keyring,
     state: &'s hsm_state::State,
     token: &[u8],
     now_ms: u64,
 ) -> Result<&'s User, Unproven> {
-    let claims = verify(domain, token, now_ms)?;
+    let domain = keyring
+        .current(state)
+        .map_err(|e| Unproven::Unavailable(e.to_string()))?;
+    let claims = verify(&domain, token, now_ms)?;
     match state.user(&claims.username) {
         Some(user) if claims.is_current(user) => {
             if user.is_locked() {

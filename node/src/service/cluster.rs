@@ -1,6 +1,6 @@
 //! Cluster status and membership approvals.
 
-use hsm_proto::client::{ClientError, ClusterStatus, MemberInfo, Reply};
+use hsm_proto::client::{ClientError, ClusterStatus, DomainKeyStatus, MemberInfo, Reply};
 use hsm_proto::{EventBody, NodeId, NodeRecord};
 
 use super::{Ctx, Outcome, Service};
@@ -49,6 +49,22 @@ impl Service {
                 } else {
                     0
                 },
+                domain_key: s.cluster().map(|c| DomainKeyStatus {
+                    generation: c.domain.current,
+                    keys_to_rewrap: if with_counts {
+                        s.keys_to_rewrap() as u64
+                    } else {
+                        0
+                    },
+                    older_generations: c
+                        .domain
+                        .generations
+                        .keys()
+                        .filter(|g| **g != c.domain.current)
+                        .copied()
+                        .collect(),
+                    rotation_due: c.domain.rotation_due,
+                }),
             }
         });
         Reply::ClusterInfo(status)
@@ -63,10 +79,26 @@ impl Service {
     }
 
     /// Records a crypto officer's removal of a member; the leader's
-    /// membership task takes it out of Raft.
+    /// membership task takes it out of Raft, and its domain key task
+    /// rotates the domain key.
     pub(super) async fn remove_node(&self, ctx: &Ctx, node: NodeId) -> Outcome {
         self.write(ctx, EventBody::NodeRemoved { node }).await?;
         Ok(Reply::Done)
+    }
+
+    /// A crypto officer's rotation of the domain key: a new generation,
+    /// sealed to each member of this replica's state (the state machine
+    /// refuses it if the members changed meanwhile).
+    pub(super) async fn rotate_domain_key(&self, ctx: &Ctx) -> Outcome {
+        let body = self
+            .state(crate::rotation::new_generation)
+            .map_err(|e| ClientError::new(hsm_proto::client::ErrorKind::Conflict, e))?;
+        let EventBody::DomainKeyRotated { generation, .. } = &body else {
+            return Err(ClientError::internal("a rotation that is no rotation"));
+        };
+        let generation = *generation;
+        self.write(ctx, body).await?;
+        Ok(Reply::DomainKeyRotated { generation })
     }
 }
 

@@ -287,10 +287,12 @@ impl Service {
         if material.secret().len() > crate::secrets::MAX_MATERIAL_LEN {
             return Err(ClientError::invalid("key material too large"));
         }
-        let wrapped_material = self
-            .domain
+        let domain = self.domain_key(None)?;
+        let domain_generation = domain.generation();
+        let wrapped_material = domain
             .wrap_material(id, material.secret())
             .map_err(|e| ClientError::internal(e.to_string()))?;
+        drop(domain);
         let public_key = material
             .public_key()
             .map(|p| p.der().to_vec())
@@ -304,6 +306,7 @@ impl Service {
                 spec,
                 attributes,
                 provenance,
+                domain_generation,
                 wrapped_material,
                 public_key,
                 unique_label,
@@ -385,7 +388,7 @@ impl Service {
         if let Some(hit) = self.cache.get(key) {
             return Ok(hit);
         }
-        let domain: Arc<DomainKey> = self.domain.clone();
+        let domain: Arc<DomainKey> = self.domain_key(Some(key.domain_generation))?;
         let (id, spec, wrapped) = (key.id, key.spec, key.wrapped_material.clone());
         let loaded = blocking(move || {
             let plain = domain.unwrap_material(id, &wrapped).map_err(|e| {

@@ -8,8 +8,8 @@
 //! 1. consistency: wait until this node has applied `min_index`, and for a
 //!    linearizable request (and every login) until it has applied the
 //!    leader's quorum-confirmed read index;
-//! 2. authentication: the session token's MAC and expiry under the domain
-//!    key, then the user as this replica has it (same account, role and
+//! 2. authentication: the session token's MAC and expiry under the current
+//!    domain key generation, then the user as this replica has it (same account, role and
 //!    password epoch; not locked);
 //! 3. authorization: the operation's [`Action`] against the role table
 //!    ([`hsm_state::authz::permits`]), then the key's owner and share list;
@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use crate::backup::Snapshotter;
 use crate::raft::{read_index, ForwardRefused, LeaderContact, QuicNetwork, Raft};
-use crate::secrets::{session, DomainKey};
+use crate::secrets::{session, Keyring};
 use crate::writer::{WriteError, Writer};
 
 pub use keys::KeyCache;
@@ -60,8 +60,8 @@ pub struct ServiceParts {
     pub writer: Writer,
     /// For asking the leader for a read index.
     pub network: QuicNetwork,
-    /// The cluster domain key.
-    pub domain: Arc<DomainKey>,
+    /// The domain key generations this node holds.
+    pub keyring: Arc<Keyring>,
     /// How long a session token lasts.
     pub session_lifetime: Duration,
     /// How many unwrapped keys to keep loaded.
@@ -82,7 +82,7 @@ pub struct Service {
     sm: StateMachineStore,
     writer: Writer,
     network: QuicNetwork,
-    domain: Arc<DomainKey>,
+    keyring: Arc<Keyring>,
     session_lifetime: Duration,
     cache: KeyCache,
     contact: LeaderContact,
@@ -120,7 +120,7 @@ impl Service {
             sm: parts.sm,
             writer: parts.writer,
             network: parts.network,
-            domain: parts.domain,
+            keyring: parts.keyring,
             session_lifetime: parts.session_lifetime,
             cache: KeyCache::new(parts.key_cache_entries),
             contact: parts.contact,
@@ -209,6 +209,7 @@ impl Service {
             O::Login { .. } | O::ClusterInfo => Err(ClientError::internal("dispatched twice")),
             O::AddNode { node } => self.add_node(ctx, node).await,
             O::RemoveNode { node } => self.remove_node(ctx, node).await,
+            O::RotateDomainKey => self.rotate_domain_key(ctx).await,
             O::ChangePassword {
                 username,
                 new_password,
@@ -482,10 +483,29 @@ impl Service {
         found
     }
 
+    /// Generation `generation` of the domain key (the current one for
+    /// `None`) as this replica's state records it.
+    pub(crate) fn domain_key(
+        &self,
+        generation: Option<u32>,
+    ) -> Result<Arc<crate::secrets::DomainKey>, ClientError> {
+        self.state(|s| match generation {
+            Some(g) => self.keyring.get(s, g),
+            None => self.keyring.current(s),
+        })
+        .map_err(|e| {
+            tracing::warn!(error = %e, "a domain key generation is not available on this node");
+            ClientError::new(
+                ErrorKind::Unavailable,
+                format!("this node cannot serve that now: {e}"),
+            )
+        })
+    }
+
     /// Checks a session token and returns its user.
     fn authenticate(&self, token: &[u8]) -> Result<Caller, ClientError> {
         self.state(|s| {
-            session::authenticate(&self.domain, s, token, now_ms())
+            session::authenticate(&self.keyring, s, token, now_ms())
                 .map(|user| Caller {
                     username: user.username.clone(),
                     role: user.role,
@@ -493,6 +513,9 @@ impl Service {
                 .map_err(|e| match e {
                     session::Unproven::Locked(_) => {
                         ClientError::new(ErrorKind::Locked, e.to_string())
+                    }
+                    session::Unproven::Unavailable(_) => {
+                        ClientError::new(ErrorKind::Unavailable, e.to_string())
                     }
                     _ => ClientError::new(ErrorKind::Unauthenticated, format!("{e}; log in again")),
                 })
@@ -592,6 +615,7 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         O::Login { .. } | O::ClusterInfo => return None,
         O::AddNode { .. } => Action::AddNode,
         O::RemoveNode { .. } => Action::RemoveNode,
+        O::RotateDomainKey => Action::RotateDomainKey,
         O::ChangePassword { username: u, .. } if u == username => Action::ChangeOwnPassword,
         O::ChangePassword { .. } => Action::ChangeOtherPassword,
         O::CreateUser { .. } => Action::CreateUser,

@@ -166,7 +166,7 @@ impl Service {
         }
         let claims = session::SessionClaims::new(&checked, now_ms(), self.session_lifetime);
         let expires_ms = claims.expires_ms;
-        let token = session::issue(&self.domain, &claims);
+        let token = session::issue(&*self.domain_key(None)?, &claims);
         tracing::info!(user = %username, "login");
         Ok(Reply::LoggedIn {
             token: Secret::new(token.as_bytes().to_vec()),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use hsm_node::proposer::Proposer;
 use hsm_node::raft::{DomainSource, QuicNetwork, Raft};
-use hsm_node::secrets::{session, DomainKey};
+use hsm_node::secrets::{session, DomainKey, Keyring};
 use hsm_node::server::{spawn_accept_loop, Handlers};
 use hsm_node::transport::{
     client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa,
@@ -57,7 +57,7 @@ impl Member {
 pub fn domain() -> Arc<DomainKey> {
     static DOMAIN: std::sync::OnceLock<Arc<DomainKey>> = std::sync::OnceLock::new();
     DOMAIN
-        .get_or_init(|| Arc::new(DomainKey::generate()))
+        .get_or_init(|| Arc::new(DomainKey::generate(0)))
         .clone()
 }
 
@@ -134,7 +134,11 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
             raft: raft.clone(),
             proposer: proposer.clone(),
             domain: Some(DomainSource {
-                domain: domain(),
+                keyring: Arc::new(Keyring::new(
+                    NodeId(id),
+                    x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng),
+                    domain(),
+                )),
                 sm: sm.clone(),
             }),
             contact: Default::default(),

@@ -90,6 +90,7 @@ pub fn setup_events(chain: &mut Chain, material: &[u8]) -> Vec<Entry<TypeConfig>
                 first_node: chain.node_record(),
                 other_nodes: vec![],
                 admin_password_hash: ADMIN_HASH.into(),
+                domain_check: [0; 32],
             },
         ),
         chain.event(
@@ -119,6 +120,7 @@ pub fn setup_events(chain: &mut Chain, material: &[u8]) -> Vec<Entry<TypeConfig>
                     ..KeyAttributes::default()
                 },
                 provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+                domain_generation: 0,
                 wrapped_material: material.to_vec(),
                 public_key: Vec::new(),
                 unique_label: true,

@@ -54,6 +54,7 @@ pub fn init_body(first: u64, admin_hash: &str) -> EventBody {
         first_node: node_record(first),
         other_nodes: vec![],
         admin_password_hash: admin_hash.into(),
+        domain_check: [0; 32],
     }
 }
 
@@ -81,6 +82,7 @@ pub fn aes_key(id: u64, label: &str, unique_label: bool) -> EventBody {
         spec: KeySpec::Aes { bits: 256 },
         attributes: attrs(label),
         provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+        domain_generation: 0,
         wrapped_material: vec![0xAB; 48],
         public_key: Vec::new(),
         unique_label,
@@ -94,9 +96,30 @@ pub fn ed_key(id: u64, label: &str) -> EventBody {
         spec: KeySpec::Ed25519,
         attributes: attrs(label),
         provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+        domain_generation: 0,
         wrapped_material: vec![0xCD; 64],
         public_key: vec![0x30; 44],
         unique_label: false,
+    }
+}
+
+/// A stand-in for a domain key sealed to a member (apply checks only its
+/// version and size).
+pub fn sealed_key() -> hsm_proto::SealedDomainKey {
+    hsm_proto::SealedDomainKey {
+        version: 1,
+        ephemeral_public: [9; 32],
+        nonce: [8; 12],
+        ciphertext: vec![7; 48],
+    }
+}
+
+/// A rotation to `generation`, sealed to nodes `to`.
+pub fn rotation(generation: u32, to: &[u64]) -> EventBody {
+    EventBody::DomainKeyRotated {
+        generation,
+        check: [generation as u8; 32],
+        sealed: to.iter().map(|i| (NodeId(*i), sealed_key())).collect(),
     }
 }
 

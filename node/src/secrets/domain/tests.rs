@@ -1,22 +1,33 @@
 use super::*;
 use crate::secrets::hex;
+use crate::secrets::seal::NONCE_LEN;
 
 const CLUSTER: ClusterId = ClusterId([7; 16]);
 const NODE: NodeId = NodeId(3);
 
 fn same_key(a: &DomainKey, b: &DomainKey) -> bool {
-    a.0.as_ref() == b.0.as_ref()
+    a.key.as_ref() == b.key.as_ref() && a.generation == b.generation
 }
 
 #[test]
 fn wrapped_material_opens_under_its_own_key_id_and_domain_key_only() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let wrapped = dk.wrap_material(KeyId(1), b"key material").expect("wraps");
     assert_eq!(wrapped[0], 1, "version byte");
     assert_eq!(wrapped.len(), b"key material".len() + OVERHEAD);
     let plain = dk.unwrap_material(KeyId(1), &wrapped).expect("unwraps");
     assert_eq!(&plain[..], b"key material");
 
+    let other_generation = DomainKey {
+        generation: 1,
+        key: dk.key.clone(),
+    };
+    assert!(
+        other_generation
+            .unwrap_material(KeyId(1), &wrapped)
+            .is_err(),
+        "the same bytes as another generation"
+    );
     let err = dk
         .unwrap_material(KeyId(2), &wrapped)
         .expect_err("moved to another key id");
@@ -30,14 +41,14 @@ fn wrapped_material_opens_under_its_own_key_id_and_domain_key_only() {
         ),
         "{err}"
     );
-    assert!(DomainKey::generate()
+    assert!(DomainKey::generate(0)
         .unwrap_material(KeyId(1), &wrapped)
         .is_err());
 }
 
 #[test]
 fn every_changed_or_truncated_byte_of_wrapped_material_is_refused() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let wrapped = dk.wrap_material(KeyId(9), &[0xAB; 48]).expect("wraps");
     for i in 0..wrapped.len() {
         for bit in [0x01, 0x80] {
@@ -62,7 +73,7 @@ fn every_changed_or_truncated_byte_of_wrapped_material_is_refused() {
 
 #[test]
 fn wrapping_the_same_material_twice_gives_different_bytes() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let a = dk.wrap_material(KeyId(1), b"same").expect("wraps");
     let b = dk.wrap_material(KeyId(1), b"same").expect("wraps");
     assert_ne!(a, b);
@@ -70,7 +81,7 @@ fn wrapping_the_same_material_twice_gives_different_bytes() {
 
 #[test]
 fn wrapped_material_fits_an_event_or_is_refused() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let largest = dk
         .wrap_material(KeyId(1), &vec![1; MAX_MATERIAL_LEN])
         .expect("wraps");
@@ -88,20 +99,24 @@ fn wrapped_material_fits_an_event_or_is_refused() {
 
 #[test]
 fn sealed_domain_key_opens_for_its_recipient_cluster_and_node_only() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let recipient = StaticSecret::random_from_rng(rand::rngs::OsRng);
     let sealed = dk
         .seal_for_node(&PublicKey::from(&recipient), CLUSTER, NODE)
         .expect("seals");
     // It travels through the canonical codec.
     let bytes = codec_round_trip(&sealed);
-    let opened = DomainKey::open_sealed(&bytes, &recipient, CLUSTER, NODE).expect("opens");
+    let opened = DomainKey::open_sealed(&bytes, &recipient, CLUSTER, NODE, 0).expect("opens");
     assert!(same_key(&dk, &opened));
 
     let stranger = StaticSecret::random_from_rng(rand::rngs::OsRng);
-    assert!(DomainKey::open_sealed(&sealed, &stranger, CLUSTER, NODE).is_err());
-    assert!(DomainKey::open_sealed(&sealed, &recipient, ClusterId([8; 16]), NODE).is_err());
-    assert!(DomainKey::open_sealed(&sealed, &recipient, CLUSTER, NodeId(4)).is_err());
+    assert!(DomainKey::open_sealed(&sealed, &stranger, CLUSTER, NODE, 0).is_err());
+    assert!(DomainKey::open_sealed(&sealed, &recipient, ClusterId([8; 16]), NODE, 0).is_err());
+    assert!(DomainKey::open_sealed(&sealed, &recipient, CLUSTER, NodeId(4), 0).is_err());
+    assert!(
+        DomainKey::open_sealed(&sealed, &recipient, CLUSTER, NODE, 1).is_err(),
+        "taken for another generation"
+    );
     let again = dk
         .seal_for_node(&PublicKey::from(&recipient), CLUSTER, NODE)
         .expect("seals");
@@ -118,13 +133,13 @@ fn codec_round_trip(sealed: &SealedDomainKey) -> SealedDomainKey {
 
 #[test]
 fn every_changed_bit_of_a_sealed_domain_key_is_refused() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let recipient = StaticSecret::random_from_rng(rand::rngs::OsRng);
     let sealed = dk
         .seal_for_node(&PublicKey::from(&recipient), CLUSTER, NODE)
         .expect("seals");
     let refused =
-        |s: &SealedDomainKey| DomainKey::open_sealed(s, &recipient, CLUSTER, NODE).is_err();
+        |s: &SealedDomainKey| DomainKey::open_sealed(s, &recipient, CLUSTER, NODE, 0).is_err();
     for i in 0..32 * 8 {
         let mut t = sealed.clone();
         t.ephemeral_public[i / 8] ^= 1 << (i % 8);
@@ -152,7 +167,7 @@ fn every_changed_bit_of_a_sealed_domain_key_is_refused() {
 
 #[test]
 fn low_order_public_keys_are_refused_both_ways() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let err = dk
         .seal_for_node(&PublicKey::from([0u8; 32]), CLUSTER, NODE)
         .expect_err("low order recipient");
@@ -172,7 +187,7 @@ fn low_order_public_keys_are_refused_both_ways() {
         .seal_for_node(&PublicKey::from(&recipient), CLUSTER, NODE)
         .expect("seals");
     sealed.ephemeral_public = [0; 32];
-    let err = DomainKey::open_sealed(&sealed, &recipient, CLUSTER, NODE).expect_err("refused");
+    let err = DomainKey::open_sealed(&sealed, &recipient, CLUSTER, NODE, 0).expect_err("refused");
     assert!(
         matches!(
             err,
@@ -187,19 +202,19 @@ fn low_order_public_keys_are_refused_both_ways() {
 
 #[test]
 fn subkeys_differ_from_each_other_and_from_the_domain_key() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let wrap = dk.derive(WRAP_CONTEXT);
     let session = dk.session_mac_key();
     assert_ne!(wrap.as_ref(), session.as_ref());
-    assert_ne!(wrap.as_ref(), dk.0.as_ref());
-    assert_ne!(session.as_ref(), dk.0.as_ref());
+    assert_ne!(wrap.as_ref(), dk.key.as_ref());
+    assert_ne!(session.as_ref(), dk.key.as_ref());
 }
 
 #[test]
 fn debug_and_errors_never_show_key_bytes() {
-    let dk = DomainKey::generate();
-    let key_hex = hex(dk.0.as_ref());
-    assert_eq!(format!("{dk:?}"), "DomainKey(<redacted>)");
+    let dk = DomainKey::generate(0);
+    let key_hex = hex(dk.key.as_ref());
+    assert_eq!(format!("{dk:?}"), "DomainKey(generation 0, <redacted>)");
     let recipient = StaticSecret::random_from_rng(rand::rngs::OsRng);
     let sealed = dk
         .seal_for_node(&PublicKey::from(&recipient), CLUSTER, NODE)

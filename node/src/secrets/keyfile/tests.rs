@@ -15,7 +15,7 @@ fn problem(err: SecretsError) -> KeyFileProblem {
 
 fn saved_domain_key(dir: &Path) -> (PathBuf, DomainKey) {
     let path = dir.join("domain.key");
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     dk.save(&path, &STORAGE_KEY).expect("saves");
     (path, dk)
 }
@@ -44,7 +44,7 @@ fn a_domain_key_file_is_private_round_trips_and_holds_no_raw_key() {
 fn saving_never_overwrites() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, dk) = saved_domain_key(dir.path());
-    let err = DomainKey::generate()
+    let err = DomainKey::generate(0)
         .save(&path, &STORAGE_KEY)
         .expect_err("exists");
     assert!(matches!(problem(err), KeyFileProblem::AlreadyExists));
@@ -147,7 +147,7 @@ fn wrong_sizes_garbage_and_other_kinds_are_refused() {
         "identity as domain key"
     );
     let other = dir.path().join("other.key");
-    DomainKey::generate()
+    DomainKey::generate(0)
         .save(&other, &STORAGE_KEY)
         .expect("saves");
     assert!(
@@ -179,7 +179,7 @@ fn missing_files_directories_and_unwritable_places_are_errors_naming_the_file() 
     }
 
     let nowhere = dir.path().join("no-such-dir").join("domain.key");
-    let err = DomainKey::generate()
+    let err = DomainKey::generate(0)
         .save(&nowhere, &STORAGE_KEY)
         .expect_err("no dir");
     assert!(matches!(

@@ -25,7 +25,7 @@ fn claims() -> SessionClaims {
 
 #[test]
 fn a_token_verifies_until_it_expires() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let c = claims();
     assert_eq!(c.expires_ms, NOW_MS + 3_600_000);
     let token = issue(&dk, &c);
@@ -47,7 +47,7 @@ fn a_token_verifies_until_it_expires() {
 
 #[test]
 fn tokens_of_one_user_differ_by_token_id() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let (a, b) = (claims(), claims());
     assert_ne!(a.token_id, b.token_id);
     assert_ne!(issue(&dk, &a).as_bytes(), issue(&dk, &b).as_bytes());
@@ -55,7 +55,7 @@ fn tokens_of_one_user_differ_by_token_id() {
 
 #[test]
 fn a_changed_bit_at_any_position_is_refused() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let token = issue(&dk, &claims());
     let bytes = token.as_bytes();
     for i in 0..bytes.len() {
@@ -81,9 +81,9 @@ fn a_changed_bit_at_any_position_is_refused() {
 
 #[test]
 fn a_token_from_another_domain_key_is_refused() {
-    let token = issue(&DomainKey::generate(), &claims());
+    let token = issue(&DomainKey::generate(0), &claims());
     assert_eq!(
-        verify(&DomainKey::generate(), token.as_bytes(), NOW_MS),
+        verify(&DomainKey::generate(0), token.as_bytes(), NOW_MS),
         Err(SessionError::BadMac)
     );
 }
@@ -93,7 +93,7 @@ fn random_bytes_of_many_lengths_never_verify_or_panic() {
     let seed: u64 = rand::thread_rng().gen();
     println!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     for len in 0..(MAX_TOKEN_LEN + 64) {
         for _ in 0..4 {
             let mut bytes = vec![0u8; len];
@@ -111,7 +111,7 @@ fn random_bytes_of_many_lengths_never_verify_or_panic() {
 
 #[test]
 fn an_authentic_token_with_undecodable_claims_is_malformed_not_a_panic() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let mut signed = vec![VERSION, 0xff, 0xff];
     let tag = mac(&dk, &signed);
     signed.extend_from_slice(tag.as_bytes());
@@ -139,7 +139,7 @@ fn claims_are_current_only_for_the_same_account_role_and_epoch() {
 
 #[test]
 fn debug_of_a_token_shows_no_token_or_key_bytes() {
-    let dk = DomainKey::generate();
+    let dk = DomainKey::generate(0);
     let token = issue(&dk, &claims());
     let debug = format!("{token:?}");
     assert_eq!(debug, "SessionToken(<redacted>)");

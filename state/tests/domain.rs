@@ -1,0 +1,263 @@
+//! Domain key rotation rules: a removed member makes a rotation due; a new
+//! generation must be sealed to exactly the members of the moment; key
+//! material moves to it in batches; an old generation is retired only once
+//! no key uses it; and what comes next follows from the state alone, so a
+//! new leader continues where a killed one stopped.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use hsm_proto::{
+    Actor, DomainKeyError, EventBody, KeyId, NodeId, Rejection, RewrappedMaterial, Role,
+};
+use hsm_state::domain::{DomainWork, MAX_REWRAP_KEYS};
+
+fn refused(e: DomainKeyError) -> Result<(), Rejection> {
+    Err(Rejection::DomainKey(e))
+}
+
+/// Members 1, 2 and 3; bob owns keys 10, 11 and 12 (generation 0).
+fn three_members_with_keys() -> Cluster {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    for id in [2, 3] {
+        c.by(
+            "admin",
+            EventBody::NodeAdded {
+                node: node_record(id),
+            },
+        )
+        .result
+        .unwrap();
+    }
+    for id in [10, 11, 12] {
+        c.create_key("bob", id, &format!("k{id}"));
+    }
+    c
+}
+
+fn rewrap(generation: u32, keys: &[u64]) -> EventBody {
+    EventBody::KeyMaterialRewrapped {
+        generation,
+        keys: keys
+            .iter()
+            .map(|k| RewrappedMaterial {
+                key: KeyId(*k),
+                wrapped_material: vec![generation as u8 + 1; 48],
+            })
+            .collect(),
+    }
+}
+
+fn generations(c: &Cluster) -> Vec<u32> {
+    let d = &c.state.cluster().unwrap().domain;
+    d.generations.keys().copied().collect()
+}
+
+#[test]
+fn removing_a_member_makes_a_rotation_due_sealed_to_exactly_the_remaining_members() {
+    let mut c = three_members_with_keys();
+    assert_eq!(c.state.domain_work(8), None);
+    c.by("admin", EventBody::NodeRemoved { node: NodeId(3) })
+        .result
+        .unwrap();
+    assert!(c.state.cluster().unwrap().domain.rotation_due);
+    assert_eq!(c.state.domain_work(8), Some(DomainWork::Rotate));
+
+    // Sealed to the removed member too, or to too few: refused.
+    for to in [&[1, 2, 3][..], &[1][..], &[1, 2, 4][..]] {
+        let before = c.state.clone();
+        assert_eq!(
+            c.by_node(1, rotation(1, to)).result,
+            refused(DomainKeyError::MembersChanged),
+            "sealed to {to:?}"
+        );
+        assert_only_chain_changed(&before, &c.state);
+    }
+    // Another generation than the next: refused.
+    assert_eq!(
+        c.by_node(1, rotation(2, &[1, 2])).result,
+        refused(DomainKeyError::WrongGeneration {
+            expected: 1,
+            got: 2
+        })
+    );
+    // A malformed sealed key: refused.
+    let mut bad = rotation(1, &[1, 2]);
+    if let EventBody::DomainKeyRotated { sealed, .. } = &mut bad {
+        sealed.get_mut(&NodeId(2)).unwrap().ciphertext.pop();
+    }
+    assert_eq!(
+        c.by_node(1, bad).result,
+        refused(DomainKeyError::MalformedSealedKey(NodeId(2)))
+    );
+
+    c.by_node(1, rotation(1, &[1, 2])).result.unwrap();
+    let d = &c.state.cluster().unwrap().domain;
+    assert_eq!(d.current, 1);
+    assert!(!d.rotation_due);
+    assert_eq!(d.generations[&1].check, [1; 32]);
+    assert_eq!(
+        d.generations[&1].sealed.keys().collect::<Vec<_>>(),
+        vec![&NodeId(1), &NodeId(2)]
+    );
+    assert_eq!(generations(&c), vec![0, 1]);
+}
+
+#[test]
+fn nodes_rotate_only_when_due_and_users_only_as_crypto_officers() {
+    let mut c = three_members_with_keys();
+    assert_eq!(
+        c.by_node(1, rotation(1, &[1, 2, 3])).result,
+        refused(DomainKeyError::NotDue)
+    );
+    assert!(matches!(
+        c.by("bob", rotation(1, &[1, 2, 3])).result,
+        Err(Rejection::RoleDenied { role: Role::Cu, .. })
+    ));
+    // A node that is no member cannot act.
+    assert!(matches!(
+        c.submit(Actor::Node(NodeId(9)), rotation(1, &[1, 2, 3]))
+            .result,
+        Err(Rejection::UnknownActor(_))
+    ));
+    c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
+    // One rotation at a time: the next waits for the re-wrap.
+    assert_eq!(
+        c.by("admin", rotation(2, &[1, 2, 3])).result,
+        refused(DomainKeyError::RotationInProgress)
+    );
+}
+
+#[test]
+fn material_moves_to_the_new_generation_in_batches_then_the_old_one_is_retired() {
+    let mut c = three_members_with_keys();
+    c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
+    assert_eq!(
+        c.state.domain_work(2),
+        Some(DomainWork::Rewrap(vec![KeyId(10), KeyId(11)]))
+    );
+    assert_eq!(c.state.keys_to_rewrap(), 3);
+    // Not under an old generation, not by a user, not too many at once.
+    assert_eq!(
+        c.by_node(1, rewrap(0, &[10])).result,
+        refused(DomainKeyError::NotCurrent(1))
+    );
+    assert!(matches!(
+        c.by("bob", rewrap(1, &[10])).result,
+        Err(Rejection::UnknownActor(_))
+    ));
+    let many: Vec<u64> = (0..=MAX_REWRAP_KEYS as u64).map(|i| 10 + i).collect();
+    assert_eq!(
+        c.by_node(1, rewrap(1, &many)).result,
+        refused(DomainKeyError::TooManyKeys {
+            max: MAX_REWRAP_KEYS
+        })
+    );
+    // Retiring generation 0 while keys use it: refused.
+    assert_eq!(
+        c.by_node(1, EventBody::DomainKeyRetired { generation: 0 })
+            .result,
+        refused(DomainKeyError::StillInUse {
+            generation: 0,
+            keys: 3
+        })
+    );
+
+    c.by_node(1, rewrap(1, &[10, 11])).result.unwrap();
+    let k10 = c.state.key(KeyId(10)).unwrap();
+    assert_eq!(k10.domain_generation, 1);
+    assert_eq!(k10.wrapped_material, vec![2; 48]);
+    assert_eq!(c.state.keys_to_rewrap(), 1);
+    // A key deleted meanwhile, and a batch a killed leader already
+    // applied: skipped, nothing else changes.
+    c.by("bob", EventBody::KeyDeleted { key: KeyId(12) })
+        .result
+        .unwrap();
+    let again = EventBody::KeyMaterialRewrapped {
+        generation: 1,
+        keys: vec![
+            RewrappedMaterial {
+                key: KeyId(10),
+                wrapped_material: vec![0xEE; 48],
+            },
+            RewrappedMaterial {
+                key: KeyId(12),
+                wrapped_material: vec![0xEE; 48],
+            },
+        ],
+    };
+    c.by_node(1, again).result.unwrap();
+    assert_eq!(
+        c.state.key(KeyId(10)).unwrap().wrapped_material,
+        vec![2; 48]
+    );
+    assert!(c.state.key(KeyId(12)).is_none());
+
+    assert_eq!(c.state.domain_work(8), Some(DomainWork::Retire(0)));
+    c.by_node(1, EventBody::DomainKeyRetired { generation: 0 })
+        .result
+        .unwrap();
+    assert_eq!(generations(&c), vec![1]);
+    assert_eq!(c.state.domain_work(8), None);
+    // The current generation is never retired; new material uses a
+    // generation in use.
+    assert!(matches!(
+        c.by_node(1, EventBody::DomainKeyRetired { generation: 1 })
+            .result,
+        Err(Rejection::DomainKey(DomainKeyError::StillInUse { .. }))
+    ));
+    assert_eq!(
+        c.by("bob", aes_key(20, "old", false)).result,
+        refused(DomainKeyError::NotLive(0))
+    );
+    let mut new = aes_key(20, "new", false);
+    if let EventBody::KeyCreated {
+        domain_generation, ..
+    } = &mut new
+    {
+        *domain_generation = 1;
+    }
+    c.by("bob", new).result.unwrap();
+    // The next rotation may start now.
+    c.by("admin", rotation(2, &[1, 2, 3])).result.unwrap();
+}
+
+#[test]
+fn a_key_created_under_the_old_generation_during_a_rotation_is_rewrapped_too() {
+    let mut c = three_members_with_keys();
+    c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
+    c.by_node(1, rewrap(1, &[10, 11, 12])).result.unwrap();
+    // A node wrapped it before it applied the rotation.
+    c.by("bob", aes_key(13, "late", false)).result.unwrap();
+    assert_eq!(
+        c.state.domain_work(8),
+        Some(DomainWork::Rewrap(vec![KeyId(13)]))
+    );
+    c.by_node(1, rewrap(1, &[13])).result.unwrap();
+    assert_eq!(c.state.domain_work(8), Some(DomainWork::Retire(0)));
+}
+
+#[test]
+fn a_rotation_retried_under_its_request_id_is_the_same_request() {
+    let mut c = three_members_with_keys();
+    let id = c.next_request_id();
+    let first = c.event_with_id(id, as_user("admin"), rotation(1, &[1, 2, 3]));
+    let first = c.sign(first);
+    c.apply(&first).result.unwrap();
+    // The retry is built again by another node: another key, other seals.
+    let mut retry = rotation(1, &[1, 2, 3]);
+    if let EventBody::DomainKeyRotated { check, .. } = &mut retry {
+        *check = [0xAA; 32];
+    }
+    let retry = c.event_with_id(id, as_user("admin"), retry);
+    let retry = c.sign(retry);
+    let a = c.apply(&retry);
+    assert!(a.replayed);
+    assert_eq!(a.result, Ok(()));
+    assert_eq!(
+        c.state.cluster().unwrap().domain.generations[&1].check,
+        [1; 32]
+    );
+}
