@@ -1,6 +1,8 @@
-//! AES-256-GCM-SIV sealing of chunks and wrapping of the backup key.
+//! AES-256-GCM-SIV sealing of chunks and wrapping of the backup key, in
+//! `hsm_seal`'s formats.
 //!
-//! Chunk object: `version(1) || nonce(12) || ciphertext || tag(16)`, with
+//! Chunk object: `version(1) || nonce(12) || ciphertext || tag(16)`
+//! (`hsm_seal`'s framed format, sealed in place), with
 //! associated data `"hsm-backup chunk v1\0" || backup id(16) || cluster
 //! id(16) || chunk number(u32 BE) || chunk count(u32 BE)`.
 //!
@@ -9,7 +11,7 @@
 //!   (domain key)", domain key)`, or
 //! - a recovery wrap key `blake3::derive_key("hsm-backup backup key wrap v1
 //!   (recovery key)", X25519 shared secret || ephemeral public || recipient
-//!   public)`,
+//!   public)` (`hsm_seal::recipient`),
 //!
 //! with associated data `"hsm-backup wrapped key v1\0" || manifest binding
 //! (32) || kind(1: 1 domain, 2 recovery) || recipient fingerprint (32, zero
@@ -17,25 +19,22 @@
 //! wrapped keys, so a wrapped key opens only with the manifest it was made
 //! for.
 
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use hsm_seal::recipient::{self, RecipientError};
+use hsm_seal::SealKey;
 use rand::RngCore;
-use x25519_dalek::{EphemeralSecret, PublicKey};
 use zeroize::Zeroizing;
 
 use crate::keys::{BackupDomainKey, Fingerprint, RecoveryKey, RecoveryPublicKey};
 use hsm_proto::BackupId;
 
-/// Format version byte of a chunk object.
-pub(crate) const CHUNK_VERSION: u8 = 1;
 /// Length of a nonce.
-pub(crate) const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = hsm_seal::NONCE_LEN;
 /// Length of an authentication tag.
-pub(crate) const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = hsm_seal::TAG_LEN;
 /// Bytes before a chunk's ciphertext.
-pub(crate) const CHUNK_HEADER_LEN: usize = 1 + NONCE_LEN;
+pub(crate) const CHUNK_HEADER_LEN: usize = hsm_seal::HEADER_LEN;
 /// Bytes a chunk object has beyond its plaintext: version, nonce and tag.
-pub const CHUNK_OVERHEAD: usize = CHUNK_HEADER_LEN + TAG_LEN;
+pub const CHUNK_OVERHEAD: usize = hsm_seal::OVERHEAD;
 /// Length of a wrapped backup key's ciphertext (key and tag).
 pub(crate) const WRAPPED_LEN: usize = 32 + TAG_LEN;
 
@@ -56,8 +55,8 @@ impl BackupKey {
         BackupKey(k)
     }
 
-    fn cipher(&self) -> Aes256GcmSiv {
-        Aes256GcmSiv::new(self.0.as_ref().into())
+    fn cipher(&self) -> SealKey {
+        SealKey::new(&self.0)
     }
 }
 
@@ -95,38 +94,19 @@ pub(crate) fn chunk_buffer(plain_len: usize) -> Zeroizing<Vec<u8>> {
 /// Seals the plaintext in `buf[CHUNK_HEADER_LEN..]` in place, turning `buf`
 /// into the chunk object.
 pub(crate) fn seal_chunk(key: &BackupKey, pos: &ChunkPosition, buf: &mut Vec<u8>) {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    buf[0] = CHUNK_VERSION;
-    buf[1..CHUNK_HEADER_LEN].copy_from_slice(&nonce);
-    let tag = key
-        .cipher()
-        .encrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &pos.aad(),
-            &mut buf[CHUNK_HEADER_LEN..],
-        )
-        // Fails only for plaintexts over 2^36 bytes; chunks are at most
-        // MAX_CHUNK_BYTES.
-        .unwrap_or_else(|_| unreachable!("chunk within the AES-GCM-SIV limit"));
-    buf.extend_from_slice(&tag);
+    key.cipher()
+        .seal_in_place(&pos.aad(), buf)
+        // Fails only above hsm_seal::MAX_PLAINTEXT; chunks are at most
+        // MAX_CHUNK_BYTES, and chunk_buffer leaves the header room.
+        .unwrap_or_else(|_| unreachable!("a chunk within the sealing limit"));
 }
 
 /// Opens a chunk object in place; on success the plaintext is
 /// `obj[CHUNK_HEADER_LEN..obj.len() - TAG_LEN]`.
 pub(crate) fn open_chunk(key: &BackupKey, pos: &ChunkPosition, obj: &mut [u8]) -> Result<(), ()> {
-    if obj.len() < CHUNK_OVERHEAD || obj[0] != CHUNK_VERSION {
-        return Err(());
-    }
-    let (head, rest) = obj.split_at_mut(CHUNK_HEADER_LEN);
-    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
     key.cipher()
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&head[1..]),
-            &pos.aad(),
-            ct,
-            Tag::from_slice(tag),
-        )
+        .open_in_place(&pos.aad(), obj)
+        .map(|_| ())
         .map_err(|_| ())
 }
 
@@ -140,14 +120,11 @@ fn wrap_aad(binding: &[u8; 32], kind: u8, fingerprint: &[u8; 32]) -> Vec<u8> {
 }
 
 fn wrap(wrap_key: &[u8; 32], aad: &[u8], key: &BackupKey) -> ([u8; NONCE_LEN], Vec<u8>) {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let mut buf = key.0.to_vec();
-    let tag = Aes256GcmSiv::new(wrap_key.into())
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut buf)
-        .unwrap_or_else(|_| unreachable!("32 bytes are within the AES-GCM-SIV limit"));
-    buf.extend_from_slice(&tag);
-    (nonce, buf)
+    let nonce = hsm_seal::random_nonce();
+    let ciphertext = SealKey::new(wrap_key)
+        .encrypt(&nonce, aad, key.0.as_ref())
+        .unwrap_or_else(|_| unreachable!("32 bytes are within the sealing limit"));
+    (nonce, ciphertext)
 }
 
 fn unwrap(
@@ -159,16 +136,18 @@ fn unwrap(
     if ciphertext.len() != WRAPPED_LEN {
         return Err("wrong wrapped key length");
     }
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&ciphertext[..32]);
-    Aes256GcmSiv::new(wrap_key.into())
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            aad,
-            key.as_mut(),
-            Tag::from_slice(&ciphertext[32..]),
-        )
+    let plain = SealKey::new(wrap_key)
+        .decrypt(nonce, aad, ciphertext)
         .map_err(|_| "authentication failed: another key, or a changed manifest")?;
+    backup_key(&plain)
+}
+
+fn backup_key(plain: &[u8]) -> Result<BackupKey, &'static str> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    if plain.len() != key.len() {
+        return Err("wrong wrapped key length");
+    }
+    key.copy_from_slice(plain);
     Ok(BackupKey(key))
 }
 
@@ -193,18 +172,6 @@ pub(crate) fn unwrap_with_domain(
     unwrap(&domain.derive(DOMAIN_WRAP_CONTEXT), &aad, nonce, ciphertext)
 }
 
-fn recovery_wrap_key(
-    shared: &[u8; 32],
-    ephemeral: &PublicKey,
-    recipient: &PublicKey,
-) -> Zeroizing<[u8; 32]> {
-    let mut ikm = Zeroizing::new([0u8; 96]);
-    ikm[..32].copy_from_slice(shared);
-    ikm[32..64].copy_from_slice(ephemeral.as_bytes());
-    ikm[64..].copy_from_slice(recipient.as_bytes());
-    Zeroizing::new(blake3::derive_key(RECOVERY_WRAP_CONTEXT, ikm.as_ref()))
-}
-
 /// A backup key wrapped for one recovery key.
 pub(crate) struct RecoveryWrap {
     pub(crate) fingerprint: Fingerprint,
@@ -214,28 +181,27 @@ pub(crate) struct RecoveryWrap {
 }
 
 /// Wraps the backup key for a recovery public key: an ephemeral X25519
-/// exchange, then [`RECOVERY_WRAP_CONTEXT`] and AES-256-GCM-SIV. `None` if
-/// the recipient is a low-order point.
+/// exchange, then [`RECOVERY_WRAP_CONTEXT`] and AES-256-GCM-SIV
+/// (`hsm_seal::recipient`). `None` if the recipient is a low-order point.
 pub(crate) fn wrap_for_recovery(
     recipient: &RecoveryPublicKey,
     binding: &[u8; 32],
     key: &BackupKey,
 ) -> Option<RecoveryWrap> {
-    let ephemeral = EphemeralSecret::random_from_rng(rand::rngs::OsRng);
-    let ephemeral_public = PublicKey::from(&ephemeral);
-    let shared = ephemeral.diffie_hellman(recipient.x25519());
-    if !shared.was_contributory() {
-        return None;
-    }
-    let wrap_key = recovery_wrap_key(shared.as_bytes(), &ephemeral_public, recipient.x25519());
     let fingerprint = recipient.fingerprint();
     let aad = wrap_aad(binding, KIND_RECOVERY, &fingerprint.0);
-    let (nonce, ciphertext) = wrap(&wrap_key, &aad, key);
+    let sealed = recipient::seal_to(
+        recipient.x25519(),
+        RECOVERY_WRAP_CONTEXT,
+        &aad,
+        key.0.as_ref(),
+    )
+    .ok()?;
     Some(RecoveryWrap {
         fingerprint,
-        ephemeral_public: ephemeral_public.to_bytes(),
-        nonce,
-        ciphertext,
+        ephemeral_public: sealed.ephemeral_public,
+        nonce: sealed.nonce,
+        ciphertext: sealed.ciphertext,
     })
 }
 
@@ -247,15 +213,25 @@ pub(crate) fn unwrap_with_recovery(
     nonce: &[u8; NONCE_LEN],
     ciphertext: &[u8],
 ) -> Result<BackupKey, &'static str> {
-    let ephemeral = PublicKey::from(*ephemeral_public);
-    let shared = recovery.secret().diffie_hellman(&ephemeral);
-    if !shared.was_contributory() {
-        return Err("the ephemeral key is a low-order point");
+    if ciphertext.len() != WRAPPED_LEN {
+        return Err("wrong wrapped key length");
     }
-    let me = recovery.public_key();
-    let wrap_key = recovery_wrap_key(shared.as_bytes(), &ephemeral, me.x25519());
-    let aad = wrap_aad(binding, KIND_RECOVERY, &me.fingerprint().0);
-    unwrap(&wrap_key, &aad, nonce, ciphertext)
+    let aad = wrap_aad(
+        binding,
+        KIND_RECOVERY,
+        &recovery.public_key().fingerprint().0,
+    );
+    let sealed = recipient::Sealed {
+        ephemeral_public: *ephemeral_public,
+        nonce: *nonce,
+        ciphertext: ciphertext.to_vec(),
+    };
+    let plain = recipient::open_from(recovery.secret(), RECOVERY_WRAP_CONTEXT, &aad, &sealed)
+        .map_err(|e| match e {
+            RecipientError::WeakEphemeral => "the ephemeral key is a low-order point",
+            _ => "authentication failed: another key, or a changed manifest",
+        })?;
+    backup_key(&plain)
 }
 
 #[cfg(test)]

@@ -77,12 +77,10 @@
 
 use std::fmt;
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use hsm_proto::client::Secret;
 use hsm_proto::mechanism::EncryptMechanism;
 use hsm_proto::KeyId;
-use rand::RngCore;
+use hsm_seal::{OpenError, SealKey};
 
 use crate::client::Client;
 use crate::error::Error;
@@ -96,10 +94,8 @@ pub const VERSION: u8 = 1;
 /// First bytes of an envelope.
 pub const ENVELOPE_MAGIC: &[u8; 4] = b"HSME";
 
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 /// Bytes a sealed blob has beyond its plaintext.
-pub const BLOB_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
+pub const BLOB_OVERHEAD: usize = hsm_seal::OVERHEAD;
 /// Bytes before the sealed data key in an envelope.
 const ENVELOPE_HEADER_LEN: usize = ENVELOPE_MAGIC.len() + 1 + 8 + 2;
 
@@ -269,7 +265,7 @@ pub struct EnvelopeBox {
     master: KeyId,
     context: Vec<u8>,
     sealed_key: Vec<u8>,
-    cipher: Aes256GcmSiv,
+    cipher: SealKey,
 }
 
 impl fmt::Debug for EnvelopeBox {
@@ -317,8 +313,11 @@ impl EnvelopeBox {
         sealed_key: Vec<u8>,
         key: &Secret,
     ) -> Result<EnvelopeBox, EnvelopeError> {
-        let cipher = Aes256GcmSiv::new_from_slice(key.expose())
+        let bytes: &[u8; DATA_KEY_LEN] = key
+            .expose()
+            .try_into()
             .map_err(|_| EnvelopeError::DataKeyLength(key.len()))?;
+        let cipher = SealKey::new(bytes);
         Ok(EnvelopeBox {
             master,
             context: context.to_vec(),
@@ -348,23 +347,9 @@ impl EnvelopeBox {
     /// # Errors
     /// [`EnvelopeError::TooLong`] past AES-GCM-SIV's limit.
     pub fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let sealed = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &blob_aad(aad),
-                },
-            )
-            .map_err(|_| EnvelopeError::TooLong)?;
-        let mut out = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len());
-        out.push(VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        self.cipher
+            .seal(&blob_aad(aad), plaintext)
+            .map_err(|_| EnvelopeError::TooLong)
     }
 
     /// Decrypts a sealed blob made by [`EnvelopeBox::encrypt`] with the
@@ -375,34 +360,24 @@ impl EnvelopeBox {
     /// version; [`EnvelopeError::Authentication`] for another data key,
     /// other `aad` or changed bytes.
     pub fn decrypt(&self, aad: &[u8], blob: &[u8]) -> Result<Secret, EnvelopeError> {
-        if blob.len() < BLOB_OVERHEAD {
-            return Err(malformed(
+        match self.cipher.open(&blob_aad(aad), blob) {
+            Ok(mut plain) => Ok(Secret::new(std::mem::take(&mut *plain))),
+            Err(OpenError::TooShort) => Err(malformed(
                 "sealed blob",
                 format!(
                     "expected at least {BLOB_OVERHEAD} bytes, got {}",
                     blob.len()
                 ),
-            ));
-        }
-        let (version, rest) = blob.split_at(1);
-        if version != [VERSION] {
-            return Err(malformed(
+            )),
+            Err(OpenError::UnknownVersion) => Err(malformed(
                 "sealed blob",
-                format!("expected version {VERSION}, got {}", version[0]),
-            ));
+                format!(
+                    "expected version {VERSION}, got {}",
+                    blob.first().copied().unwrap_or_default()
+                ),
+            )),
+            Err(OpenError::Authentication) => Err(EnvelopeError::Authentication),
         }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let plain = self
-            .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &blob_aad(aad),
-                },
-            )
-            .map_err(|_| EnvelopeError::Authentication)?;
-        Ok(Secret::new(plain))
     }
 }
 

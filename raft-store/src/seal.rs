@@ -1,25 +1,21 @@
 //! Sealing stored values under the node storage key.
 //!
-//! Every value the store writes is `1 || nonce(12) || AES-256-GCM-SIV(value)`
-//! with the column family and the RocksDB key as associated data, so a value
-//! that is edited, copied to another record, or sealed under another key
-//! fails to open. GCM-SIV stays safe even if a random nonce ever repeats.
+//! Every value the store writes is sealed in `hsm_seal`'s framed format,
+//! `1 || nonce(12) || AES-256-GCM-SIV(value)`, with the column family and
+//! the RocksDB key as associated data, so a value that is edited, copied to
+//! another record, or sealed under another key fails to open.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use hsm_seal::{OpenError, SealKey};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 
-const VERSION: u8 = 1;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 const AAD_CONTEXT: &[u8] = b"hsm-store value v1\0";
 
 /// The 256-bit node storage key. Zeroized on drop; Debug is redacted. It is
@@ -108,14 +104,14 @@ impl StorageKey {
 
 /// Seals and opens values for one store.
 pub(crate) struct Sealer {
-    cipher: Aes256GcmSiv,
+    key: SealKey,
 }
 
 impl Sealer {
     pub(crate) fn new(key: &StorageKey) -> Sealer {
         let k = Zeroizing::new(key.derive("hsm-store value sealing v1"));
         Sealer {
-            cipher: Aes256GcmSiv::new(k.as_ref().into()),
+            key: SealKey::new(&k),
         }
     }
 
@@ -129,26 +125,11 @@ impl Sealer {
     }
 
     pub(crate) fn seal(&self, cf: &str, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = Self::aad(cf, key);
-        // AES-GCM-SIV encryption fails only for inputs over 2^36 bytes, far
+        // Sealing fails only above hsm_seal::MAX_PLAINTEXT (1 GiB), far
         // beyond the codec's 64 MiB limit on any value.
-        let ct = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
-        out.push(VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+        self.key
+            .seal(&Self::aad(cf, key), plaintext)
+            .unwrap_or_default()
     }
 
     /// Opens a sealed value; `record` describes it for the error message.
@@ -159,29 +140,17 @@ impl Sealer {
         sealed: &[u8],
         record: impl FnOnce() -> String,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let fail = |reason| StoreError::Unseal {
-            cf,
-            record: record(),
-            reason,
-        };
-        if sealed.len() < 1 + NONCE_LEN + TAG_LEN {
-            return Err(fail("value is too short to be sealed"));
-        }
-        if sealed[0] != VERSION {
-            return Err(fail("unknown seal version"));
-        }
-        let nonce = Nonce::from_slice(&sealed[1..1 + NONCE_LEN]);
-        let aad = Self::aad(cf, key);
-        self.cipher
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: &sealed[1 + NONCE_LEN..],
-                    aad: &aad,
+        self.key
+            .open(&Self::aad(cf, key), sealed)
+            .map_err(|e| StoreError::Unseal {
+                cf,
+                record: record(),
+                reason: match e {
+                    OpenError::TooShort => "value is too short to be sealed",
+                    OpenError::UnknownVersion => "unknown seal version",
+                    OpenError::Authentication => "authentication failed",
                 },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| fail("authentication failed"))
+            })
     }
 }
 

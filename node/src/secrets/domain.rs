@@ -12,12 +12,13 @@ use std::path::Path;
 
 use hsm_proto::{ClusterId, KeyId, NodeId, SealedDomainKey, MAX_KEY_BLOB_LEN};
 use rand::RngCore;
-use x25519_dalek::{EphemeralSecret, PublicKey, StaticSecret};
+use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::keyfile::{self, KeyFileKind};
-use super::seal::{self, OVERHEAD, TAG_LEN};
 use super::SecretsError;
+use hsm_seal::recipient::{self, RecipientError};
+use hsm_seal::{OVERHEAD, TAG_LEN};
 
 /// Context of the subkey that wraps key material.
 const WRAP_CONTEXT: &str = "hsm-cluster key material wrap v1";
@@ -31,9 +32,9 @@ const SESSION_CONTEXT: &str = "hsm-cluster session tokens v1";
 /// Context of the check value the replicated state records for each
 /// generation.
 const CHECK_CONTEXT: &str = "hsm-cluster domain key check v1";
-/// Context of the transfer key derived from an X25519 exchange, and the
-/// associated-data prefix of a sealed domain key (followed by the cluster
-/// id, node id and generation).
+/// Context of the key a sealed domain key is sealed under (see
+/// `hsm_seal::recipient`), and the associated-data prefix of a sealed domain
+/// key (followed by the cluster id, node id and generation).
 const TRANSFER_CONTEXT: &str = "hsm-cluster domain key transfer v1";
 const TRANSFER_AAD: &[u8] = b"hsm-cluster domain key transfer v2\0";
 /// Format version of [`SealedDomainKey`].
@@ -112,7 +113,7 @@ impl MaterialKey {
         key: KeyId,
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
-        seal::open(
+        hsm_seal::open(
             &self.key,
             &DomainKey::wrap_aad(key, self.generation),
             wrapped,
@@ -196,7 +197,7 @@ impl DomainKey {
         if plaintext.len() > MAX_MATERIAL_LEN {
             return Err(too_long());
         }
-        seal::seal(
+        hsm_seal::seal(
             &self.derive(WRAP_CONTEXT),
             &Self::wrap_aad(key, self.generation),
             plaintext,
@@ -217,18 +218,6 @@ impl DomainKey {
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
         self.material_key().unwrap_material(key, wrapped)
-    }
-
-    fn transfer_key(
-        shared: &[u8; 32],
-        ephemeral: &PublicKey,
-        recipient: &PublicKey,
-    ) -> Zeroizing<[u8; 32]> {
-        let mut ikm = Zeroizing::new([0u8; 96]);
-        ikm[..32].copy_from_slice(shared);
-        ikm[32..64].copy_from_slice(ephemeral.as_bytes());
-        ikm[64..].copy_from_slice(recipient.as_bytes());
-        Zeroizing::new(blake3::derive_key(TRANSFER_CONTEXT, ikm.as_ref()))
     }
 
     fn transfer_aad(
@@ -259,33 +248,27 @@ impl DomainKey {
         cluster: ClusterId,
         node: NodeId,
     ) -> Result<SealedDomainKey, SecretsError> {
-        let ephemeral = EphemeralSecret::random_from_rng(rand::rngs::OsRng);
-        let ephemeral_public = PublicKey::from(&ephemeral);
-        let shared = ephemeral.diffie_hellman(recipient);
-        if !shared.was_contributory() {
-            return Err(SecretsError::WeakPublicKey {
-                node,
-                which: "recipient",
-            });
-        }
-        let key = Self::transfer_key(shared.as_bytes(), &ephemeral_public, recipient);
-        let nonce = seal::random_nonce();
-        let ciphertext = seal::encrypt(
-            &key,
-            &nonce,
+        let sealed = recipient::seal_to(
+            recipient,
+            TRANSFER_CONTEXT,
             &Self::transfer_aad(cluster, node, self.generation),
             self.key.as_ref(),
         )
-        // 32 bytes are far below the cipher's limit.
-        .map_err(|_| SecretsError::Transfer {
-            node,
-            reason: "encryption failed",
+        .map_err(|e| match e {
+            RecipientError::WeakRecipient => SecretsError::WeakPublicKey {
+                node,
+                which: "recipient",
+            },
+            other => SecretsError::Transfer {
+                node,
+                reason: other.reason(),
+            },
         })?;
         Ok(SealedDomainKey {
             version: TRANSFER_VERSION,
-            ephemeral_public: ephemeral_public.to_bytes(),
-            nonce,
-            ciphertext,
+            ephemeral_public: sealed.ephemeral_public,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
         })
     }
 
@@ -312,22 +295,23 @@ impl DomainKey {
         if sealed.ciphertext.len() != 32 + TAG_LEN {
             return Err(fail("wrong ciphertext length"));
         }
-        let ephemeral = PublicKey::from(sealed.ephemeral_public);
-        let shared = my_secret.diffie_hellman(&ephemeral);
-        if !shared.was_contributory() {
-            return Err(SecretsError::WeakPublicKey {
+        let plain = recipient::open_from(
+            my_secret,
+            TRANSFER_CONTEXT,
+            &Self::transfer_aad(cluster, node, generation),
+            &recipient::Sealed {
+                ephemeral_public: sealed.ephemeral_public,
+                nonce: sealed.nonce,
+                ciphertext: sealed.ciphertext.clone(),
+            },
+        )
+        .map_err(|e| match e {
+            RecipientError::WeakEphemeral => SecretsError::WeakPublicKey {
                 node,
                 which: "ephemeral",
-            });
-        }
-        let key = Self::transfer_key(shared.as_bytes(), &ephemeral, &PublicKey::from(my_secret));
-        let plain = seal::decrypt(
-            &key,
-            &sealed.nonce,
-            &Self::transfer_aad(cluster, node, generation),
-            &sealed.ciphertext,
-        )
-        .map_err(|e| fail(e.reason()))?;
+            },
+            other => fail(other.reason()),
+        })?;
         Self::from_slice(generation, &plain).ok_or_else(|| fail("wrong key length"))
     }
 

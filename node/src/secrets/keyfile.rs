@@ -14,8 +14,8 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::seal::{self, OVERHEAD, VERSION};
 use super::{KeyFileProblem, SecretsError};
+use hsm_seal::{self as seal, OVERHEAD, VERSION};
 
 const MAGIC_LEN: usize = 8;
 const CHECK_LEN: usize = 32;

@@ -31,7 +31,6 @@ mod identity;
 mod keyfile;
 mod keyring;
 pub mod password;
-mod seal;
 pub mod session;
 
 pub use domain::{DomainKey, MaterialKey, MAX_MATERIAL_LEN};

@@ -1,6 +1,6 @@
 use super::*;
 use crate::secrets::hex;
-use crate::secrets::seal::NONCE_LEN;
+use hsm_seal::NONCE_LEN;
 
 const CLUSTER: ClusterId = ClusterId([7; 16]);
 const NODE: NodeId = NodeId(3);
