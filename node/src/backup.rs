@@ -242,7 +242,16 @@ impl Snapshotter {
         let sm = self.sm.clone();
         let keyring = self.keyring.clone();
         let (payload, applied, current) = tokio::task::spawn_blocking(move || {
-            let export = sm.export_with(|state| keyring.in_use(state))?;
+            let export = sm.export_with(|state| {
+                if state.cluster().is_some_and(|c| c.domain.rotation_due) {
+                    // Its backup key would be wrapped under the generation
+                    // the removed member holds.
+                    return Err(anyhow!(
+                        "the domain key is being rotated after a member's removal; back up once it is done"
+                    ));
+                }
+                keyring.in_use(state).map_err(anyhow::Error::from)
+            })?;
             let (snapshot, applied) = (export.snapshot, export.applied);
             let keys = export.made?;
             let material: Vec<MaterialKey> = keys.iter().map(|k| k.material_key()).collect();

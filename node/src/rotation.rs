@@ -11,10 +11,11 @@
 //! A crypto officer's `hsm cluster rotate-domain-key` builds its event with
 //! [`new_generation`] too.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hsm_proto::{Actor, EventBody, NodeId, RequestId, RewrappedMaterial, SealedDomainKey};
+use hsm_proto::{Actor, EventBody, KeyId, NodeId, RequestId, RewrappedMaterial, SealedDomainKey};
 use hsm_raft_store::StateMachineStore;
 use hsm_state::domain::DomainWork;
 use hsm_state::State;
@@ -44,7 +45,7 @@ pub fn new_generation(state: &State) -> Result<EventBody, String> {
     let cluster = state
         .cluster()
         .ok_or("the cluster is not initialized yet")?;
-    if !cluster.domain.settled() {
+    if !cluster.domain.settled() && !cluster.domain.rotation_due {
         return Err(format!(
             "the previous rotation is still re-wrapping key material ({} keys left); try again once it is done",
             state.keys_to_rewrap()
@@ -84,13 +85,18 @@ pub fn spawn(
     me: NodeId,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // Keys this node failed to re-wrap while leading: left out of later
+        // batches so one damaged key does not stop the others (they stay
+        // counted in `keys_to_rewrap`, and their generation stays in use).
+        let skip = Mutex::new(BTreeSet::new());
         loop {
             tokio::time::sleep(TICK).await;
             sm.read(|a| keyring.forget_retired(&a.state));
             if raft.metrics().borrow().current_leader != Some(me) {
                 continue;
             }
-            match tokio::time::timeout(STEP_TIMEOUT, step(&sm, &writer, &keyring, me)).await {
+            match tokio::time::timeout(STEP_TIMEOUT, step(&sm, &writer, &keyring, me, &skip)).await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "domain key upkeep failed; retrying"),
                 Err(_) => tracing::warn!("domain key upkeep not committed in time; retrying"),
@@ -104,10 +110,14 @@ async fn step(
     writer: &Writer,
     keyring: &Keyring,
     me: NodeId,
+    skip: &Mutex<BTreeSet<KeyId>>,
 ) -> Result<(), String> {
     let body = sm.read(|a| -> Result<Option<EventBody>, String> {
         let state = &a.state;
-        Ok(match state.domain_work(REWRAP_BATCH) {
+        let mut skip = skip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(match state.domain_work(REWRAP_BATCH, &skip) {
             None => None,
             Some(DomainWork::Rotate) => {
                 tracing::info!("a member was removed: rotating the domain key");
@@ -117,7 +127,7 @@ async fn step(
                 tracing::info!(generation, "retiring a domain key generation no key uses");
                 Some(EventBody::DomainKeyRetired { generation })
             }
-            Some(DomainWork::Rewrap(ids)) => Some(rewrap(state, keyring, &ids)?),
+            Some(DomainWork::Rewrap(ids)) => Some(rewrap(state, keyring, &ids, &mut skip)?),
         })
     })?;
     let Some(body) = body else {
@@ -139,17 +149,32 @@ async fn step(
 }
 
 /// The material of keys `ids` wrapped again under the current generation.
-fn rewrap(state: &State, keyring: &Keyring, ids: &[hsm_proto::KeyId]) -> Result<EventBody, String> {
+/// A key whose material does not open is logged and added to `skip`.
+fn rewrap(
+    state: &State,
+    keyring: &Keyring,
+    ids: &[KeyId],
+    skip: &mut BTreeSet<KeyId>,
+) -> Result<EventBody, String> {
     let current = keyring.current(state).map_err(|e| e.to_string())?;
     let mut keys = Vec::with_capacity(ids.len());
     for id in ids {
         let Some(key) = state.key(*id) else { continue };
-        let old = keyring
+        let opened = keyring
             .get(state, key.domain_generation)
-            .map_err(|e| e.to_string())?;
-        let plain = old
-            .unwrap_material(key.id, &key.wrapped_material)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+            .and_then(|old| {
+                old.unwrap_material(key.id, &key.wrapped_material)
+                    .map_err(|e| e.to_string())
+            });
+        let plain = match opened {
+            Ok(plain) => plain,
+            Err(e) => {
+                tracing::error!(key = %key.id, error = %e, "cannot re-wrap a key's material; leaving it under its old domain key generation");
+                skip.insert(key.id);
+                continue;
+            }
+        };
         let wrapped_material = current
             .wrap_material(key.id, &plain)
             .map_err(|e| e.to_string())?;

@@ -763,7 +763,9 @@ impl From<Rejection> for ClientError {
             | R::Membership(_)
             | R::InvalidPasswordHash => ErrorKind::InvalidInput,
             R::KeyPolicy(p) => p.kind(),
-            R::DomainKey(crate::DomainKeyError::NotLive(_)) => ErrorKind::Unavailable,
+            R::DomainKey(
+                crate::DomainKeyError::NotLive(_) | crate::DomainKeyError::RotationDue,
+            ) => ErrorKind::Unavailable,
             R::DomainKey(_) => ErrorKind::Conflict,
             R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) => ErrorKind::Unavailable,
             R::BadSignature(_) | R::UnknownSigner(_) | R::AlreadyInitialized => ErrorKind::Internal,

@@ -125,6 +125,14 @@ pub enum Rejection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum DomainKeyError {
+    /// A member was removed and the domain key not rotated yet: new key
+    /// material waits for the new generation (the removed member knows the
+    /// current one).
+    #[error("the domain key is being rotated after a member's removal; try again in a moment")]
+    RotationDue,
+    /// Too many generations in use at once.
+    #[error("{0} domain key generations are in use; the next rotation waits for re-wrapping")]
+    TooManyGenerations(usize),
     /// A rotation must name the generation after the current one.
     #[error("the next domain key generation is {expected}, not {got}")]
     WrongGeneration {
@@ -133,7 +141,8 @@ pub enum DomainKeyError {
         /// The one it named.
         got: u32,
     },
-    /// The previous rotation is still re-wrapping key material.
+    /// The previous rotation is still re-wrapping key material (a rotation
+    /// after a member's removal does not wait).
     #[error("the previous domain key rotation is still re-wrapping key material; try again once it is done")]
     RotationInProgress,
     /// The new key must be sealed to exactly the members of the moment.

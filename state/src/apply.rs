@@ -176,6 +176,14 @@ impl Tx<'_> {
                 let ids: BTreeSet<NodeId> = founders.iter().map(|n| n.id).collect();
                 let keys: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.signing_key).collect();
                 let pins: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.transport_key).collect();
+                if founders
+                    .iter()
+                    .any(|n| !domain::is_usable_agreement_key(&n.agreement_key))
+                {
+                    return Err(Rejection::Membership(
+                        "a member's agreement key is a low-order point".into(),
+                    ));
+                }
                 if ids.len() != founders.len()
                     || keys.len() != founders.len()
                     || pins.len() != founders.len()
@@ -305,30 +313,13 @@ impl Tx<'_> {
             }
             EventBody::DomainKeyRetired { generation } => {
                 self.node_actor(actor)?;
-                let d = self.domain()?;
-                if *generation == d.current {
-                    return Err(Rejection::DomainKey(
-                        hsm_proto::DomainKeyError::StillInUse {
-                            generation: *generation,
-                            keys: self.state.key_count(),
-                        },
-                    ));
-                }
-                domain::check_live(d, *generation)?;
                 let keys = self
                     .state
                     .keys
                     .values()
                     .filter(|k| k.domain_generation == *generation)
                     .count();
-                if keys > 0 {
-                    return Err(Rejection::DomainKey(
-                        hsm_proto::DomainKeyError::StillInUse {
-                            generation: *generation,
-                            keys,
-                        },
-                    ));
-                }
+                domain::check_retire(self.domain()?, *generation, keys)?;
                 self.update_domain(|d| {
                     d.generations.remove(generation);
                 });
@@ -481,7 +472,7 @@ impl Tx<'_> {
                 if self.state.keys.contains_key(key) {
                     return Err(Rejection::KeyExists(*key));
                 }
-                domain::check_live(self.domain()?, *domain_generation)?;
+                domain::check_new_material(self.domain()?, *domain_generation)?;
                 policy::check_new_key(*spec, attributes, provenance)?;
                 if wrapped_material.len() > MAX_KEY_BLOB_LEN || public_key.len() > MAX_KEY_BLOB_LEN
                 {
@@ -597,6 +588,12 @@ impl Tx<'_> {
                 if self.state.nodes.len() >= MAX_NODES {
                     return Err(Rejection::Membership(
                         "the cluster has 28 members already".into(),
+                    ));
+                }
+                if !domain::is_usable_agreement_key(&node.agreement_key) {
+                    return Err(Rejection::Membership(
+                        "the agreement key is a low-order point: nothing could be sealed to it"
+                            .into(),
                     ));
                 }
                 if self
@@ -803,10 +800,12 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
         EventBody::KeyCreated {
             wrapped_material,
             public_key,
+            domain_generation,
             ..
         } => {
             wrapped_material.clear();
             public_key.clear();
+            *domain_generation = 0;
         }
         EventBody::DomainKeyRotated { check, sealed, .. } => {
             *check = [0; 32];

@@ -16,8 +16,12 @@
 //!
 //! Every step is an event, and what comes next follows from the state
 //! alone ([`State::domain_work`]), so a new leader picks up a rotation
-//! where a killed one left it. One rotation at a time: a new one waits
-//! until the previous one retired its old generation.
+//! where a killed one left it. A rotation after a member's removal comes
+//! first, even while an earlier rotation is still re-wrapping (the removed
+//! member holds the current generation); an officer's rotation otherwise
+//! waits until the previous one retired its old generations. Between a
+//! removal and its rotation, no new key material is accepted (it would be
+//! wrapped under a generation the removed member holds).
 //!
 //! Invariant: every key's `domain_generation` is a generation in use, and
 //! the current generation is in use.
@@ -31,6 +35,10 @@ use crate::state::State;
 
 /// Most keys one `KeyMaterialRewrapped` event carries.
 pub const MAX_REWRAP_KEYS: usize = 64;
+
+/// Most domain key generations in use at once (rotations after removals
+/// stack while earlier ones re-wrap; a cluster has at most 28 members).
+pub const MAX_LIVE_GENERATIONS: usize = 32;
 
 /// Length of the ciphertext of a sealed domain key (32-byte key and a
 /// 16-byte tag).
@@ -56,18 +64,25 @@ fn refuse(e: DomainKeyError) -> Rejection {
 ///
 /// # Errors
 /// [`DomainKeyError::RotationInProgress`] while an older generation is in
-/// use; [`DomainKeyError::WrongGeneration`] unless `generation` is the
-/// current one plus one; [`DomainKeyError::MembersChanged`] unless `sealed`
-/// names exactly `members`; [`DomainKeyError::MalformedSealedKey`] for a
-/// sealed key of another version or size.
+/// use, unless a member was removed since the current generation was made;
+/// [`DomainKeyError::TooManyGenerations`] at [`MAX_LIVE_GENERATIONS`];
+/// [`DomainKeyError::WrongGeneration`] unless `generation` is the current
+/// one plus one; [`DomainKeyError::MembersChanged`] unless `sealed` names
+/// exactly `members`; [`DomainKeyError::MalformedSealedKey`] for a sealed
+/// key of another version or size.
 pub fn check_rotation(
     domain: &DomainKeys,
     members: &BTreeSet<NodeId>,
     generation: u32,
     sealed: &BTreeMap<NodeId, SealedDomainKey>,
 ) -> Result<(), Rejection> {
-    if !domain.settled() {
+    if !domain.settled() && !domain.rotation_due {
         return Err(refuse(DomainKeyError::RotationInProgress));
+    }
+    if domain.generations.len() >= MAX_LIVE_GENERATIONS {
+        return Err(refuse(DomainKeyError::TooManyGenerations(
+            domain.generations.len(),
+        )));
     }
     let expected = domain.current.saturating_add(1);
     if generation != expected || domain.current == u32::MAX {
@@ -111,11 +126,17 @@ pub fn check_rewrap(
     Ok(())
 }
 
-/// Checks that new material may be wrapped under `generation`: one in use.
+/// Checks that new key material may be recorded wrapped under
+/// `generation`: no removal is waiting for its rotation, and the
+/// generation is in use.
 ///
 /// # Errors
-/// [`DomainKeyError::NotLive`] otherwise.
-pub fn check_live(domain: &DomainKeys, generation: u32) -> Result<(), Rejection> {
+/// [`DomainKeyError::RotationDue`] between a removal and its rotation;
+/// [`DomainKeyError::NotLive`] for a generation not in use.
+pub fn check_new_material(domain: &DomainKeys, generation: u32) -> Result<(), Rejection> {
+    if domain.rotation_due {
+        return Err(refuse(DomainKeyError::RotationDue));
+    }
     if domain.generations.contains_key(&generation) {
         Ok(())
     } else {
@@ -123,32 +144,64 @@ pub fn check_live(domain: &DomainKeys, generation: u32) -> Result<(), Rejection>
     }
 }
 
+/// Checks that a generation may be retired: in use, not current, and no
+/// key's material uses it (`keys` of them do).
+///
+/// # Errors
+/// [`DomainKeyError::StillInUse`] for the current generation or one that
+/// wraps some key's material; [`DomainKeyError::NotLive`] for one not in
+/// use.
+pub fn check_retire(domain: &DomainKeys, generation: u32, keys: usize) -> Result<(), Rejection> {
+    if generation == domain.current || keys > 0 {
+        return Err(refuse(DomainKeyError::StillInUse { generation, keys }));
+    }
+    if !domain.generations.contains_key(&generation) {
+        return Err(refuse(DomainKeyError::NotLive(generation)));
+    }
+    Ok(())
+}
+
+/// Whether an X25519 public key is usable to seal to: not one of the
+/// low-order points, whose shared secret with anyone is known. (A
+/// low-order point times any clamped scalar is the identity.)
+pub fn is_usable_agreement_key(key: &[u8; 32]) -> bool {
+    let probe = x25519_dalek::StaticSecret::from([0x5a; 32]);
+    probe
+        .diffie_hellman(&x25519_dalek::PublicKey::from(*key))
+        .was_contributory()
+}
+
 impl State {
     /// The next step of domain key upkeep for the leader, if any, with at
-    /// most `batch` keys to re-wrap: re-wrap keys of older generations
-    /// first, then retire those generations, then rotate if a member was
-    /// removed. `None` before init and when nothing is due.
-    pub fn domain_work(&self, batch: usize) -> Option<DomainWork> {
+    /// most `batch` keys to re-wrap, leaving out the keys in `skip` (ones
+    /// the leader failed to re-wrap): rotate first if a member was removed
+    /// (even while an earlier rotation re-wraps), then re-wrap keys of older
+    /// generations, then retire the older generations no key uses. `None`
+    /// before init and when nothing is due.
+    pub fn domain_work(&self, batch: usize, skip: &BTreeSet<KeyId>) -> Option<DomainWork> {
         let domain = &self.meta.cluster.as_ref()?.domain;
-        if !domain.settled() {
-            let stale: Vec<KeyId> = self
-                .keys
-                .values()
-                .filter(|k| k.domain_generation != domain.current)
-                .map(|k| k.id)
-                .take(batch.clamp(1, MAX_REWRAP_KEYS))
-                .collect();
-            if !stale.is_empty() {
-                return Some(DomainWork::Rewrap(stale));
-            }
-            let oldest = domain
-                .generations
-                .keys()
-                .find(|g| **g != domain.current)
-                .copied()?;
-            return Some(DomainWork::Retire(oldest));
+        if domain.rotation_due && domain.generations.len() < MAX_LIVE_GENERATIONS {
+            return Some(DomainWork::Rotate);
         }
-        domain.rotation_due.then_some(DomainWork::Rotate)
+        if domain.settled() {
+            return None;
+        }
+        let stale: Vec<KeyId> = self
+            .keys
+            .values()
+            .filter(|k| k.domain_generation != domain.current && !skip.contains(&k.id))
+            .map(|k| k.id)
+            .take(batch.clamp(1, MAX_REWRAP_KEYS))
+            .collect();
+        if !stale.is_empty() {
+            return Some(DomainWork::Rewrap(stale));
+        }
+        let used: BTreeSet<u32> = self.keys.values().map(|k| k.domain_generation).collect();
+        domain
+            .generations
+            .keys()
+            .find(|g| **g != domain.current && !used.contains(g))
+            .map(|g| DomainWork::Retire(*g))
     }
 
     /// How many keys' material is wrapped under a generation other than the

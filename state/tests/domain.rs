@@ -8,28 +8,38 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::*;
 use hsm_proto::{
     Actor, DomainKeyError, EventBody, KeyId, NodeId, Rejection, RewrappedMaterial, Role,
 };
-use hsm_state::domain::{DomainWork, MAX_REWRAP_KEYS};
+use hsm_state::domain::{DomainWork, MAX_LIVE_GENERATIONS, MAX_REWRAP_KEYS};
+
+fn none() -> BTreeSet<KeyId> {
+    BTreeSet::new()
+}
 
 fn refused(e: DomainKeyError) -> Result<(), Rejection> {
     Err(Rejection::DomainKey(e))
+}
+
+fn add_member(c: &mut Cluster, id: u64) {
+    c.by(
+        "admin",
+        EventBody::NodeAdded {
+            node: node_record(id),
+        },
+    )
+    .result
+    .unwrap();
 }
 
 /// Members 1, 2 and 3; bob owns keys 10, 11 and 12 (generation 0).
 fn three_members_with_keys() -> Cluster {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     for id in [2, 3] {
-        c.by(
-            "admin",
-            EventBody::NodeAdded {
-                node: node_record(id),
-            },
-        )
-        .result
-        .unwrap();
+        add_member(&mut c, id);
     }
     for id in [10, 11, 12] {
         c.create_key("bob", id, &format!("k{id}"));
@@ -58,12 +68,12 @@ fn generations(c: &Cluster) -> Vec<u32> {
 #[test]
 fn removing_a_member_makes_a_rotation_due_sealed_to_exactly_the_remaining_members() {
     let mut c = three_members_with_keys();
-    assert_eq!(c.state.domain_work(8), None);
+    assert_eq!(c.state.domain_work(8, &none()), None);
     c.by("admin", EventBody::NodeRemoved { node: NodeId(3) })
         .result
         .unwrap();
     assert!(c.state.cluster().unwrap().domain.rotation_due);
-    assert_eq!(c.state.domain_work(8), Some(DomainWork::Rotate));
+    assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Rotate));
 
     // Sealed to the removed member too, or to too few: refused.
     for to in [&[1, 2, 3][..], &[1][..], &[1, 2, 4][..]] {
@@ -135,7 +145,7 @@ fn material_moves_to_the_new_generation_in_batches_then_the_old_one_is_retired()
     let mut c = three_members_with_keys();
     c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
     assert_eq!(
-        c.state.domain_work(2),
+        c.state.domain_work(2, &none()),
         Some(DomainWork::Rewrap(vec![KeyId(10), KeyId(11)]))
     );
     assert_eq!(c.state.keys_to_rewrap(), 3);
@@ -195,12 +205,12 @@ fn material_moves_to_the_new_generation_in_batches_then_the_old_one_is_retired()
     );
     assert!(c.state.key(KeyId(12)).is_none());
 
-    assert_eq!(c.state.domain_work(8), Some(DomainWork::Retire(0)));
+    assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Retire(0)));
     c.by_node(1, EventBody::DomainKeyRetired { generation: 0 })
         .result
         .unwrap();
     assert_eq!(generations(&c), vec![1]);
-    assert_eq!(c.state.domain_work(8), None);
+    assert_eq!(c.state.domain_work(8, &none()), None);
     // The current generation is never retired; new material uses a
     // generation in use.
     assert!(matches!(
@@ -232,11 +242,11 @@ fn a_key_created_under_the_old_generation_during_a_rotation_is_rewrapped_too() {
     // A node wrapped it before it applied the rotation.
     c.by("bob", aes_key(13, "late", false)).result.unwrap();
     assert_eq!(
-        c.state.domain_work(8),
+        c.state.domain_work(8, &none()),
         Some(DomainWork::Rewrap(vec![KeyId(13)]))
     );
     c.by_node(1, rewrap(1, &[13])).result.unwrap();
-    assert_eq!(c.state.domain_work(8), Some(DomainWork::Retire(0)));
+    assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Retire(0)));
 }
 
 #[test]
@@ -260,4 +270,150 @@ fn a_rotation_retried_under_its_request_id_is_the_same_request() {
         c.state.cluster().unwrap().domain.generations[&1].check,
         [1; 32]
     );
+}
+
+#[test]
+fn a_removal_during_a_rewrap_rotates_at_once_and_no_new_material_waits_for_it() {
+    let mut c = three_members_with_keys();
+    c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
+    c.by_node(1, rewrap(1, &[10])).result.unwrap();
+    // Node 3 holds generation 1, the current one: removing it makes a
+    // rotation due at once, ahead of the re-wrap.
+    c.by("admin", EventBody::NodeRemoved { node: NodeId(3) })
+        .result
+        .unwrap();
+    assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Rotate));
+    // Meanwhile no new key material is recorded, under any generation.
+    for generation in [0, 1] {
+        let mut k = aes_key(30, "meanwhile", false);
+        if let EventBody::KeyCreated {
+            domain_generation, ..
+        } = &mut k
+        {
+            *domain_generation = generation;
+        }
+        assert_eq!(c.by("bob", k).result, refused(DomainKeyError::RotationDue));
+    }
+    c.by_node(1, rotation(2, &[1, 2])).result.unwrap();
+    assert_eq!(generations(&c), vec![0, 1, 2]);
+    // Keys of both older generations move to generation 2; both retire.
+    assert_eq!(
+        c.state.domain_work(8, &none()),
+        Some(DomainWork::Rewrap(vec![KeyId(10), KeyId(11), KeyId(12)]))
+    );
+    c.by_node(1, rewrap(2, &[10, 11, 12])).result.unwrap();
+    assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Retire(0)));
+    c.by_node(1, EventBody::DomainKeyRetired { generation: 0 })
+        .result
+        .unwrap();
+    assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Retire(1)));
+    c.by_node(1, EventBody::DomainKeyRetired { generation: 1 })
+        .result
+        .unwrap();
+    assert_eq!(generations(&c), vec![2]);
+    assert_eq!(c.state.domain_work(8, &none()), None);
+}
+
+#[test]
+fn a_key_the_leader_cannot_rewrap_holds_back_only_its_own_generation() {
+    let mut c = three_members_with_keys();
+    c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
+    let damaged = BTreeSet::from([KeyId(10)]);
+    assert_eq!(
+        c.state.domain_work(8, &damaged),
+        Some(DomainWork::Rewrap(vec![KeyId(11), KeyId(12)]))
+    );
+    c.by_node(1, rewrap(1, &[11, 12])).result.unwrap();
+    // Generation 0 still wraps key 10: not retired, nothing else to do.
+    assert_eq!(c.state.domain_work(8, &damaged), None);
+    assert_eq!(c.state.keys_to_rewrap(), 1);
+    // A removal still rotates.
+    c.by("admin", EventBody::NodeRemoved { node: NodeId(3) })
+        .result
+        .unwrap();
+    assert_eq!(c.state.domain_work(8, &damaged), Some(DomainWork::Rotate));
+}
+
+#[test]
+fn generations_in_use_are_bounded() {
+    let mut c = three_members_with_keys();
+    let mut members = vec![1, 2, 3];
+    for id in 4..=40u64 {
+        // Add and remove members to stack rotations without re-wrapping.
+        add_member(&mut c, id);
+        members.push(id);
+        let gone = members.remove(1);
+        c.by("admin", EventBody::NodeRemoved { node: NodeId(gone) })
+            .result
+            .unwrap();
+        let generation = c.state.cluster().unwrap().domain.current + 1;
+        let a = c.by_node(members[0], rotation(generation, &members));
+        if (generation as usize) < MAX_LIVE_GENERATIONS {
+            a.result.unwrap();
+        } else {
+            assert_eq!(
+                a.result,
+                refused(DomainKeyError::TooManyGenerations(MAX_LIVE_GENERATIONS))
+            );
+            assert_eq!(
+                c.state
+                    .domain_work(8, &none())
+                    .map(|w| matches!(w, DomainWork::Rewrap(_))),
+                Some(true)
+            );
+            return;
+        }
+    }
+    panic!("never reached the bound");
+}
+
+#[test]
+fn a_member_whose_agreement_key_is_a_low_order_point_is_refused() {
+    let mut c = three_members_with_keys();
+    let mut weak = node_record(7);
+    weak.agreement_key = [0; 32];
+    let before = c.state.clone();
+    assert!(matches!(
+        c.by("admin", EventBody::NodeAdded { node: weak }).result,
+        Err(Rejection::Membership(_))
+    ));
+    assert_only_chain_changed(&before, &c.state);
+    // The same at init, for a founding member.
+    let mut fresh = Cluster::new();
+    let mut body = init_body(1, HASH);
+    if let EventBody::ClusterInitialized { other_nodes, .. } = &mut body {
+        let mut founder = node_record(2);
+        founder.agreement_key = [0; 32];
+        founder.agreement_key[0] = 1;
+        other_nodes.push(founder);
+    }
+    assert!(matches!(
+        fresh.by_node(1, body).result,
+        Err(Rejection::Membership(_))
+    ));
+    assert!(fresh.state.cluster().is_none());
+}
+
+#[test]
+fn a_key_creation_retried_at_another_generation_is_the_same_request() {
+    let mut c = three_members_with_keys();
+    let id = c.next_request_id();
+    let first = c.event_with_id(id, as_user("bob"), aes_key(40, "once", false));
+    let first = c.sign(first);
+    c.apply(&first).result.unwrap();
+    let mut retry = aes_key(40, "once", false);
+    if let EventBody::KeyCreated {
+        domain_generation,
+        wrapped_material,
+        ..
+    } = &mut retry
+    {
+        *domain_generation = 1;
+        *wrapped_material = vec![0x11; 48];
+    }
+    let retry = c.event_with_id(id, as_user("bob"), retry);
+    let retry = c.sign(retry);
+    let a = c.apply(&retry);
+    assert!(a.replayed, "{a:?}");
+    assert_eq!(a.result, Ok(()));
 }

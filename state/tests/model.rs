@@ -431,6 +431,9 @@ enum R {
     Membership,
     InvalidPasswordHash,
     Policy(KeyPolicyError),
+    /// A member was removed and the domain key not rotated (the model
+    /// never rotates).
+    RotationDue,
 }
 
 /// The real refusal, reduced to what the model predicts.
@@ -466,6 +469,7 @@ fn reduce(r: &Rejection) -> R {
         Rejection::InvalidPasswordHash => R::InvalidPasswordHash,
         Rejection::RequestIdReused => R::RequestIdReused,
         Rejection::KeyPolicy(p) => R::Policy(p.clone()),
+        Rejection::DomainKey(hsm_proto::DomainKeyError::RotationDue) => R::RotationDue,
         other => panic!("a rejection the model does not know: {other:?}"),
     }
 }
@@ -508,6 +512,8 @@ struct Model {
     nodes: BTreeMap<u64, u64>,
     /// Ids of removed members, never given out again.
     retired: BTreeSet<u64>,
+    /// A member was removed: new key material waits for a rotation.
+    rotation_due: bool,
     /// Outcome of each request id, with the actor and operation it was for.
     results: BTreeMap<u128, (Result<(), R>, MActor, Op)>,
 }
@@ -762,6 +768,7 @@ impl Model {
             } => {
                 cu?;
                 need(!self.keys.contains_key(key), R::KeyExists(*key))?;
+                need(!self.rotation_due, R::RotationDue)?;
                 need(*kind != KeyKind::BadSpec, R::InvalidKeySpec)?;
                 need(*label != Label::Long, R::InvalidKey)?;
                 need(!trusted, R::Policy(KeyPolicyError::CreatedTrusted))?;
@@ -864,6 +871,7 @@ impl Model {
                 need(self.nodes.len() > 1, R::Membership)?;
                 self.nodes.remove(node);
                 self.retired.insert(*node);
+                self.rotation_due = true;
             }
         }
         Ok(())

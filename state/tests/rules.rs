@@ -1720,6 +1720,7 @@ fn busy_cluster() -> Cluster {
     c.by("admin", add_node(2)).result.unwrap();
     c.by("admin", add_node(3)).result.unwrap();
     c.by("admin", remove_node(2)).result.unwrap();
+    c.by_node(1, rotation(1, &[1, 3])).result.unwrap();
     c.create_key("bob", 1, "a");
     c.by("bob", ed_key(2, "b")).result.unwrap();
     c.create_key("carol", 3, "a");

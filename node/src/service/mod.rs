@@ -483,15 +483,21 @@ impl Service {
         found
     }
 
-    /// Generation `generation` of the domain key (the current one for
-    /// `None`) as this replica's state records it.
+    /// Generation `generation` of the domain key as this replica's state
+    /// records it; for `None`, the current one for new secrets (sessions,
+    /// key material), refused between a member's removal and the rotation
+    /// that follows it (the removed member holds the current one).
     pub(crate) fn domain_key(
         &self,
         generation: Option<u32>,
     ) -> Result<Arc<crate::secrets::DomainKey>, ClientError> {
         self.state(|s| match generation {
-            Some(g) => self.keyring.get(s, g),
-            None => self.keyring.current(s),
+            Some(g) => self.keyring.get(s, g).map_err(|e| e.to_string()),
+            None if s.cluster().is_some_and(|c| c.domain.rotation_due) => Err(
+                "the domain key is being rotated after a member's removal; try again in a moment"
+                    .to_string(),
+            ),
+            None => self.keyring.current(s).map_err(|e| e.to_string()),
         })
         .map_err(|e| {
             tracing::warn!(error = %e, "a domain key generation is not available on this node");

@@ -45,7 +45,10 @@ impl Member {
         NodeRecord {
             id: self.id,
             signing_key: self.signing.verifying_key().to_bytes(),
-            agreement_key: [0; 32],
+            agreement_key: x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(
+                [self.id.0 as u8 + 1; 32],
+            ))
+            .to_bytes(),
             transport_key: self.transport_key,
             zone: format!("zone-{}", self.id.0),
             address: self.addr.clone(),
