@@ -561,6 +561,50 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
         &[],
     )
     .ok();
+
+    // A crypto officer rotates the domain key; a crypto user may not. Keys
+    // keep working (each command logs in again).
+    hsm.run(alice, &["cluster", "rotate-domain-key"], &[])
+        .fails(3, "permission-denied");
+    let rotated = hsm.run(admin, &["cluster", "rotate-domain-key"], &[]).ok();
+    assert_eq!(rotated["domain-key-generation"], 1, "{rotated}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let info = hsm.run(admin, &["cluster", "info"], &[]).ok();
+        let d = &info["domain-key"];
+        assert_eq!(d["generation"], 1, "{info}");
+        if d["older-generations"].as_array().is_some_and(Vec::is_empty) {
+            assert_eq!(d["keys-to-rewrap"], 0, "{info}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{info}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let anonymous = hsm.run(None, &["cluster", "info"], &[]).ok();
+    assert!(anonymous["domain-key"].is_null(), "{anonymous}");
+    hsm.run(
+        alice,
+        &[
+            "crypto",
+            "sign",
+            "hmac",
+            "--hash-function",
+            "sha384",
+            "--key-filter",
+            "attr.label=mac-key",
+            "--data-path",
+            "message.txt",
+            "--signature-path",
+            "mac-after-rotation.bin",
+        ],
+        &[],
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(work.path().join("mac.bin")).expect("mac"),
+        std::fs::read(work.path().join("mac-after-rotation.bin")).expect("mac"),
+        "the same key after the rotation"
+    );
 }
 
 #[test]

@@ -531,7 +531,8 @@ pub struct ClusterStatus {
     pub keys: u64,
     /// Users in the cluster (0 when asked without a session).
     pub users: u64,
-    /// The domain key's generations (`None` before init).
+    /// The domain key's generations (`None` before init and when asked
+    /// without a session).
     pub domain_key: Option<DomainKeyStatus>,
 }
 
@@ -541,7 +542,7 @@ pub struct DomainKeyStatus {
     /// The generation in use for new material, sessions and backups.
     pub generation: u32,
     /// Keys whose material is still wrapped under an older generation
-    /// (a rotation in progress; 0 when asked without a session).
+    /// (a rotation in progress).
     pub keys_to_rewrap: u64,
     /// Older generations still in use.
     pub older_generations: Vec<u32>,

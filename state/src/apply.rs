@@ -807,7 +807,14 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
             public_key.clear();
             *domain_generation = 0;
         }
-        EventBody::DomainKeyRotated { check, sealed, .. } => {
+        EventBody::DomainKeyRotated {
+            generation,
+            check,
+            sealed,
+        } => {
+            // "Rotate the domain key", whichever generation the node that
+            // built the attempt saw.
+            *generation = 0;
             *check = [0; 32];
             sealed.clear();
         }

@@ -134,7 +134,7 @@ async fn info(ctx: &Context) -> Result<Outcome> {
         "domain-key": status.domain_key.as_ref().map(|d| json!({
             "generation": d.generation,
             "older-generations": d.older_generations,
-            "keys-to-rewrap": signed_in.then_some(d.keys_to_rewrap),
+            "keys-to-rewrap": d.keys_to_rewrap,
             "rotation-due": d.rotation_due,
         })),
         "members": members,
@@ -143,7 +143,7 @@ async fn info(ctx: &Context) -> Result<Outcome> {
         map.insert(
             "note".into(),
             json!(
-                "key and user counts are shown to signed-in users: set HSM_USER and HSM_PASSWORD"
+                "key and user counts and the domain key are shown to signed-in users: set HSM_USER and HSM_PASSWORD"
             ),
         );
     }

@@ -49,22 +49,23 @@ impl Service {
                 } else {
                     0
                 },
-                domain_key: s.cluster().map(|c| DomainKeyStatus {
-                    generation: c.domain.current,
-                    keys_to_rewrap: if with_counts {
-                        s.keys_to_rewrap() as u64
-                    } else {
-                        0
-                    },
-                    older_generations: c
-                        .domain
-                        .generations
-                        .keys()
-                        .filter(|g| **g != c.domain.current)
-                        .copied()
-                        .collect(),
-                    rotation_due: c.domain.rotation_due,
-                }),
+                // Only with a session: a pending rotation tells that a
+                // member was just removed.
+                domain_key: s
+                    .cluster()
+                    .filter(|_| with_counts)
+                    .map(|c| DomainKeyStatus {
+                        generation: c.domain.current,
+                        keys_to_rewrap: s.keys_to_rewrap() as u64,
+                        older_generations: c
+                            .domain
+                            .generations
+                            .keys()
+                            .filter(|g| **g != c.domain.current)
+                            .copied()
+                            .collect(),
+                        rotation_due: c.domain.rotation_due,
+                    }),
             }
         });
         Reply::ClusterInfo(status)
@@ -90,6 +91,22 @@ impl Service {
     /// sealed to each member of this replica's state (the state machine
     /// refuses it if the members changed meanwhile).
     pub(super) async fn rotate_domain_key(&self, ctx: &Ctx) -> Outcome {
+        if self.remembered(ctx.request_id) {
+            // A retry after a lost answer: the first outcome, whatever the
+            // state is now (the fingerprint leaves out the generation and
+            // the key).
+            self.write(
+                ctx,
+                EventBody::DomainKeyRotated {
+                    generation: 0,
+                    check: [0; 32],
+                    sealed: std::collections::BTreeMap::new(),
+                },
+            )
+            .await?;
+            let generation = self.state(|s| s.cluster().map_or(0, |c| c.domain.current));
+            return Ok(Reply::DomainKeyRotated { generation });
+        }
         let body = self
             .state(crate::rotation::new_generation)
             .map_err(|e| ClientError::new(hsm_proto::client::ErrorKind::Conflict, e))?;
