@@ -67,6 +67,11 @@ pub struct BackupSummary {
     pub details: Option<BackupDetails>,
     /// Why there are no details.
     pub problem: Option<String>,
+    /// Chunk objects its manifest lists that are missing at the
+    /// destination or not of the size the manifest implies (0 when the
+    /// manifest does not read). A backup with any is not restorable, and
+    /// retention does not count it.
+    pub incomplete_chunks: usize,
 }
 
 /// A backup with its manifest and mark, as [`describe_backup`] shows it.
@@ -83,6 +88,8 @@ pub struct BackupDescription {
 struct Folder {
     manifest: bool,
     keep_forever: bool,
+    /// Size of each chunk object, by chunk number.
+    chunks: BTreeMap<u64, u64>,
 }
 
 async fn folders(dest: &Destination) -> Result<BTreeMap<BackupId, Folder>, BackupError> {
@@ -102,7 +109,14 @@ async fn folders(dest: &Destination) -> Result<BTreeMap<BackupId, Folder>, Backu
         match name.as_ref() {
             MANIFEST_NAME => folder.manifest = true,
             KEEP_FOREVER_NAME => folder.keep_forever = true,
-            _ => {}
+            other => {
+                if let Some(n) = other
+                    .strip_prefix("chunk-")
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    folder.chunks.insert(n, meta.size);
+                }
+            }
         }
     }
     Ok(out)
@@ -119,17 +133,29 @@ pub async fn list_backups(dest: &Destination) -> Result<Vec<BackupSummary>, Back
         if !folder.manifest {
             continue;
         }
-        let (details, problem) = match read_manifest(dest, id, None).await {
-            Ok(m) => (Some(BackupDetails::from(&m)), None),
+        let (details, problem, incomplete_chunks) = match read_manifest(dest, id, None).await {
+            Ok(m) => {
+                let incomplete = m
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, c)| {
+                        let expected = u64::from(c.plain_bytes) + crate::CHUNK_OVERHEAD as u64;
+                        folder.chunks.get(&(*i as u64)) != Some(&expected)
+                    })
+                    .count();
+                (Some(BackupDetails::from(&m)), None, incomplete)
+            }
             // Removed between the listing and the read: no longer listed.
             Err(BackupError::NotFound { .. }) => continue,
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e.to_string()), 0),
         };
         out.push(BackupSummary {
             id,
             keep_forever: folder.keep_forever,
             details,
             problem,
+            incomplete_chunks,
         });
     }
     out.sort_by(|a, b| {
@@ -247,8 +273,9 @@ pub struct RetentionReport {
     pub other_clusters: Vec<BackupId>,
     /// Backups of this cluster id that retention does not believe, left
     /// alone and not counted: signed by a key that is no trusted writer
-    /// (a forged manifest, or a member since removed), or dated further in
-    /// the future than the clock skew allows. With why.
+    /// (a forged manifest, or a member since removed), dated further in
+    /// the future than the clock skew allows, or missing chunk objects (not
+    /// restorable). With why.
     pub untrusted: Vec<(BackupId, String)>,
 }
 
@@ -328,6 +355,13 @@ pub async fn apply_retention(
                     ),
                 ));
             }
+            (Some(_), _) if s.incomplete_chunks > 0 => report.untrusted.push((
+                s.id,
+                format!(
+                    "{} chunk objects missing or of the wrong size: not restorable",
+                    s.incomplete_chunks
+                ),
+            )),
             (Some(d), _) if d.created_at_ms > latest_ms => report.untrusted.push((
                 s.id,
                 format!(

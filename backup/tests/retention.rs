@@ -221,3 +221,47 @@ async fn forged_manifests_dated_in_the_future_never_make_retention_delete_a_genu
         assert!(left.contains(id), "{id} was deleted");
     }
 }
+
+#[tokio::test]
+async fn backups_missing_chunks_never_make_retention_delete_a_complete_one() {
+    let fx = Fixture::new();
+    let ids = hourly_backups(&fx, 3).await;
+    // The two newest lose a chunk object, or get a truncated one (a partial
+    // loss at the store, or someone who can write there).
+    let dir = |id: BackupId| fx.root.join(id.to_string());
+    std::fs::remove_file(dir(ids[2]).join("chunk-000000")).expect("remove");
+    let cut = dir(ids[1]).join("chunk-000000");
+    let len = std::fs::metadata(&cut).expect("chunk").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .expect("open")
+        .set_len(len - 1)
+        .expect("truncate");
+
+    let now = fx.meta.created_at_ms + 3 * HOUR_MS;
+    let report = apply_retention(&fx.dest, &policy(&fx, 1, None, now))
+        .await
+        .expect("applies");
+    // The only complete backup stays; the incomplete ones are reported,
+    // not counted, and not deleted.
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.kept, vec![ids[0]], "{report:?}");
+    let mut incomplete: Vec<BackupId> = report.untrusted.iter().map(|(id, _)| *id).collect();
+    incomplete.sort();
+    let mut expected = vec![ids[1], ids[2]];
+    expected.sort();
+    assert_eq!(incomplete, expected, "{report:?}");
+    assert!(
+        report
+            .untrusted
+            .iter()
+            .all(|(_, why)| why.contains("chunk")),
+        "{report:?}"
+    );
+    let listed = list_backups(&fx.dest).await.expect("lists");
+    for s in &listed {
+        let want = usize::from(s.id != ids[0]);
+        assert_eq!(s.incomplete_chunks, want, "{s:?}");
+    }
+}

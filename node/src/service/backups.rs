@@ -75,6 +75,13 @@ impl Service {
         for b in listed {
             match (b.details, b.problem) {
                 (Some(d), _) if Some(d.cluster_id) != cluster => list.other_clusters += 1,
+                (Some(_), _) if b.incomplete_chunks > 0 => list.unreadable.push(UnreadableBackup {
+                    id: b.id,
+                    problem: format!(
+                        "{} chunk objects missing or of the wrong size: not restorable",
+                        b.incomplete_chunks
+                    ),
+                }),
                 (Some(_), _) => match s.describe(b.id).await {
                     Ok(info) => list.backups.push(info),
                     // Deleted or changed since it was listed.
