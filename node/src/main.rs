@@ -11,7 +11,7 @@ use hsm_node::config::{LogFormat, NodeConfig};
 use hsm_node::local;
 use hsm_node::restore::{choose_backup, restore_cluster};
 use hsm_node::runtime::{
-    init_cluster, prepare, read_private, write_private, write_public, RunningNode,
+    init_cluster, prepare, read_private, write_private, write_public, JoinTarget, RunningNode,
 };
 use hsm_node::transport::ClusterCa;
 use hsm_proto::client::{ClientConfig, ClientNode};
@@ -59,8 +59,14 @@ enum Command {
         config: PathBuf,
         /// For a node just added: the address of a member to fetch the
         /// domain key from once a crypto officer has approved this node.
-        #[arg(long)]
+        #[arg(long, requires = "join_pin")]
         join: Option<String>,
+        /// With --join: that member's TLS key pin (64 hex digits, its
+        /// `transport-key` in `hsm cluster info`). The node talks to the
+        /// member only if it holds that key, so nobody else at that address
+        /// (another cluster on the same CA) can hand it a domain key.
+        #[arg(long, requires = "join", value_parser = parse_pin)]
+        join_pin: Option<[u8; 32]>,
     },
     /// Prepare a node to join an existing cluster: creates its storage key,
     /// identity and certificate, and writes the join request
@@ -204,10 +210,17 @@ async fn run(cli: Cli) -> Result<()> {
             init_logging(&config.log.level, config.log.format)?;
             init(config, ca_dir, ca_cert.zip(ca_key), client_config).await
         }
-        Command::Start { config, join } => {
+        Command::Start {
+            config,
+            join,
+            join_pin,
+        } => {
             let config = NodeConfig::from_env_and_file(&config)?;
             init_logging(&config.log.level, config.log.format)?;
-            let node = RunningNode::start_joining(&config, join.as_deref()).await?;
+            let target = join
+                .zip(join_pin)
+                .map(|(address, pin)| JoinTarget { address, pin });
+            let node = RunningNode::start_joining(&config, target.as_ref()).await?;
             println!("node {} serving on {}", node.id, node.local_addr);
             tokio::select! {
                 () = wait_for_shutdown() => {
@@ -243,7 +256,10 @@ async fn run(cli: Cli) -> Result<()> {
                 "Next: a crypto officer approves it: hsm node add --request {}",
                 path.display()
             );
-            println!("then: hsm-node start --config <this config> --join <address of a member>");
+            println!(
+                "then: hsm-node start --config <this config> --join <address of a member> \
+                 --join-pin <its transport-key from hsm cluster info>"
+            );
             Ok(())
         }
         Command::Restore {
@@ -602,4 +618,12 @@ async fn dev(dir: PathBuf, nodes: u64, base_port: u16, setup_only: bool) -> Resu
         Some(reason) => bail!("raft stopped: {reason}"),
         None => Ok(()),
     }
+}
+
+/// A TLS key pin as `hsm cluster info` shows it: 64 hex digits.
+fn parse_pin(text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("{} bytes; a pin is 32 (64 hex digits)", b.len()))
 }

@@ -321,7 +321,10 @@ impl RunningNode {
     /// # Errors
     /// As [`RunningNode::start`]; also when the node has no domain key and
     /// `join` is `None`.
-    pub async fn start_joining(config: &NodeConfig, join: Option<&str>) -> Result<RunningNode> {
+    pub async fn start_joining(
+        config: &NodeConfig,
+        join: Option<&JoinTarget>,
+    ) -> Result<RunningNode> {
         config.validate()?;
         let id = config.id();
         let storage = StorageKey::load_file(&config.storage_key_file())?;
@@ -348,8 +351,9 @@ impl RunningNode {
         } else {
             let Some(join) = join else {
                 bail!(
-                    "this node has no domain key yet: start it with --join <address of a member>; \
-                     it waits there until a crypto officer approves it"
+                    "this node has no domain key yet: start it with --join <address of a member> \
+                     --join-pin <its transport-key from hsm cluster info>; it waits there until a \
+                     crypto officer approves it"
                 );
             };
             let domain = fetch_domain_key(&network, &identity, id, join).await?;
@@ -488,17 +492,26 @@ impl RunningNode {
 /// How often a joining node asks again while it waits for approval.
 const JOIN_RETRY: Duration = Duration::from_secs(1);
 
-/// Asks the member at `join` for the domain key until a crypto officer has
+/// The member a new node fetches the domain key from.
+#[derive(Debug, Clone)]
+pub struct JoinTarget {
+    /// Its address (`host:port`).
+    pub address: String,
+    /// The pin of its TLS key: the node talks to it only if it holds it.
+    pub pin: [u8; 32],
+}
+
+/// Asks the member `join` for the domain key until a crypto officer has
 /// approved this node, then opens it with this node's agreement key.
 async fn fetch_domain_key(
     network: &QuicNetwork,
     identity: &NodeIdentity,
     me: NodeId,
-    join: &str,
+    join: &JoinTarget,
 ) -> Result<DomainKey> {
     let mut told: Option<String> = None;
     loop {
-        match network.fetch_domain_key(me, join).await {
+        match network.fetch_domain_key(me, &join.address, join.pin).await {
             Ok((cluster, generation, sealed)) => {
                 let domain = DomainKey::open_sealed(
                     &sealed,
@@ -512,7 +525,7 @@ async fn fetch_domain_key(
             }
             Err(reason) => {
                 if told.as_deref() != Some(reason.as_str()) {
-                    tracing::info!(member = join, %reason, "waiting for approval to join");
+                    tracing::info!(member = %join.address, %reason, "waiting for approval to join");
                     told = Some(reason);
                 }
                 tokio::time::sleep(JOIN_RETRY).await;

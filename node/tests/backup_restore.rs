@@ -243,7 +243,8 @@ async fn a_destroyed_cluster_is_restored_from_a_backup_and_its_keys_still_work()
     let mut restored = restored;
     let record = restored.prepare_node(13, "zone-b");
     let first = restored.member_address(11);
-    restored.start_node_with(13, &["--join", &first]);
+    let pin = hex::encode(restored.member_pin(11));
+    restored.start_node_with(13, &["--join", &first, "--join-pin", &pin]);
     let admin = restored.client().await;
     admin
         .login(user("admin"), ADMIN_NEW)

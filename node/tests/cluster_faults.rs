@@ -292,13 +292,27 @@ async fn a_node_added_while_serving_gets_every_key_and_can_sign() {
 
     // The operator prepares node 4 with the cluster CA; it waits for
     // approval; a crypto officer approves it.
+    // First with the pin of another member than the one at the address it
+    // joins through: it must talk to nobody there, even once approved.
     let record: NodeRecord = cluster.prepare_node(4, "zone-d");
     let first = cluster.member_address(1);
-    cluster.start_node_with(4, &["--join", &first]);
+    let wrong_pin = hex::encode(cluster.member_pin(2));
+    cluster.start_node_with(4, &["--join", &first, "--join-pin", &wrong_pin]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let info = alice.cluster_info().await.expect("info");
     assert_eq!(info.members.len(), 3, "not a member before approval");
     admin.add_node(record.clone()).await.expect("approve");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let config4 = hsm_node::config::NodeConfig::load(cluster.config_file(4)).expect("config");
+    assert!(
+        !config4.domain_key_file().exists(),
+        "node 4 took the domain key from a member whose key is not the pinned one"
+    );
+    let log4 = std::fs::read_to_string(cluster.log_file(4)).expect("log");
+    assert!(log4.contains("--join-pin"), "{log4}");
+    cluster.kill(4);
+    let right_pin = hex::encode(cluster.member_pin(1));
+    cluster.start_node_with(4, &["--join", &first, "--join-pin", &right_pin]);
 
     // It becomes a voter and serves every key.
     let deadline = Instant::now() + Duration::from_secs(60);

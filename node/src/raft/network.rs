@@ -76,9 +76,10 @@ impl QuicNetwork {
 enum Expect {
     /// The member with this id, holding the key its record pins.
     Member(NodeId),
-    /// Any node the cluster CA certified (a joining node, which has no
-    /// member records yet, asking for the domain key).
-    AnyCertified,
+    /// The node holding the TLS key with this pin (a joining node, which
+    /// has no member records yet, asking for the domain key; the operator
+    /// gives the member's pin).
+    Pinned([u8; 32]),
 }
 
 impl QuicNetwork {
@@ -103,21 +104,24 @@ impl QuicNetwork {
         }
     }
 
-    /// Asks the member at `addr` for the domain key, sealed to this node's
-    /// agreement key once a crypto officer approved it.
+    /// Asks the member at `addr`, which must hold the TLS key pinned by
+    /// `pin`, for the domain key, sealed to this node's agreement key once
+    /// a crypto officer approved it.
     ///
     /// # Errors
-    /// A description of why the member could not be reached or refused.
+    /// A description of why the member could not be reached (or holds
+    /// another key) or refused.
     pub async fn fetch_domain_key(
         &self,
         me: NodeId,
         addr: &str,
+        pin: [u8; 32],
     ) -> Result<(hsm_proto::ClusterId, u32, hsm_proto::SealedDomainKey), String> {
         // A one-off call: its connection is not cached with members'.
         let peer = self.peer(
             me,
             addr,
-            Expect::AnyCertified,
+            Expect::Pinned(pin),
             Arc::new(Mutex::new(HashMap::new())),
         );
         match peer.call(&RaftRpc::FetchDomainKey { node: me }).await {
@@ -224,9 +228,15 @@ impl QuicPeer {
         let Some(peer) = peer_identity(conn) else {
             return Err("its certificate names no node".into());
         };
-        let Expect::Member(target) = self.expect else {
-            return Ok(());
-        };
+        let target =
+            match self.expect {
+                Expect::Member(target) => target,
+                Expect::Pinned(pin) if peer.key_pin == pin => return Ok(()),
+                Expect::Pinned(_) => return Err(
+                    "its TLS key is not the one --join-pin names (another node at that address?)"
+                        .into(),
+                ),
+            };
         if peer.node != target {
             return Err(format!(
                 "its certificate is for {}, not {target}",
