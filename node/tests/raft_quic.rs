@@ -109,7 +109,9 @@ async fn a_certified_node_that_is_not_a_member_cannot_forward_writes_or_fetch_th
     let refusal = answer.expect_err("a non-member's write is refused");
     assert!(refusal.contains("not a member"), "{refusal}");
     // Nor may it fetch the domain key for a member's id.
-    let answer = rogue.fetch_domain_key(leader, &l.addr, l.transport_key).await;
+    let answer = rogue
+        .fetch_domain_key(leader, &l.addr, l.transport_key)
+        .await;
     let refusal = answer.expect_err("refused");
     assert!(refusal.contains("not a member"), "{refusal}");
 }
