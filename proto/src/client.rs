@@ -765,7 +765,9 @@ impl From<Rejection> for ClientError {
             | R::InvalidPasswordHash => ErrorKind::InvalidInput,
             R::KeyPolicy(p) => p.kind(),
             R::DomainKey(
-                crate::DomainKeyError::NotLive(_) | crate::DomainKeyError::RotationDue,
+                crate::DomainKeyError::NotLive(_)
+                | crate::DomainKeyError::NotCurrent(_)
+                | crate::DomainKeyError::RotationDue,
             ) => ErrorKind::Unavailable,
             R::DomainKey(_) => ErrorKind::Conflict,
             R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) => ErrorKind::Unavailable,

@@ -154,9 +154,9 @@ pub enum DomainKeyError {
     /// The generation is not in use (never was, or was retired).
     #[error("domain key generation {0} is not in use")]
     NotLive(u32),
-    /// Only material of older generations is re-wrapped, only under the
-    /// current one.
-    #[error("material is re-wrapped only under the current domain key generation {0}")]
+    /// Key material is recorded (created or re-wrapped) only under the
+    /// current generation.
+    #[error("key material is wrapped only under the current domain key generation {0}; try again")]
     NotCurrent(u32),
     /// A generation is retired only once no key's material uses it.
     #[error("domain key generation {generation} still wraps the material of {keys} keys")]

@@ -32,7 +32,8 @@ impl State {
     /// but the chain head. Then the request id: if it was applied before,
     /// the first outcome is returned and nothing else changes. Then the
     /// role table and the rules; a refusal changes nothing but the chain
-    /// head and the remembered outcome.
+    /// head and the remembered outcome (a transient one, during a domain
+    /// key rotation, is not remembered: see `domain::is_transient`).
     pub fn apply(&mut self, signed: &SignedEvent) -> Applied {
         let mut changed = BTreeSet::new();
         if signed.event.prev_hash != self.meta.head {
@@ -78,7 +79,9 @@ impl State {
             signer: signed.signer,
         };
         let result = tx.rules(&signed.event.actor, &signed.event.body);
-        self.remember(request_id, fingerprint, result.clone(), &mut changed);
+        if !result.as_ref().is_err_and(domain::is_transient) {
+            self.remember(request_id, fingerprint, result.clone(), &mut changed);
+        }
         Applied {
             result,
             replayed: false,

@@ -128,20 +128,34 @@ pub fn check_rewrap(
 
 /// Checks that new key material may be recorded wrapped under
 /// `generation`: no removal is waiting for its rotation, and the
-/// generation is in use.
+/// generation is the current one (an older one may be known to a member
+/// removed since, which may still receive log entries until its removal
+/// commits in Raft).
 ///
 /// # Errors
 /// [`DomainKeyError::RotationDue`] between a removal and its rotation;
-/// [`DomainKeyError::NotLive`] for a generation not in use.
+/// [`DomainKeyError::NotCurrent`] for any other generation. Both are
+/// [transient](is_transient).
 pub fn check_new_material(domain: &DomainKeys, generation: u32) -> Result<(), Rejection> {
     if domain.rotation_due {
         return Err(refuse(DomainKeyError::RotationDue));
     }
-    if domain.generations.contains_key(&generation) {
+    if generation == domain.current {
         Ok(())
     } else {
-        Err(refuse(DomainKeyError::NotLive(generation)))
+        Err(refuse(DomainKeyError::NotCurrent(domain.current)))
     }
+}
+
+/// Whether a refusal only says "not now" because of a rotation in
+/// progress. Such a refusal is not remembered under its request id, so a
+/// retry of the same request is decided again instead of getting the same
+/// refusal until its deadline.
+pub fn is_transient(rejection: &Rejection) -> bool {
+    matches!(
+        rejection,
+        Rejection::DomainKey(DomainKeyError::RotationDue | DomainKeyError::NotCurrent(_))
+    )
 }
 
 /// Checks that a generation may be retired: in use, not current, and no

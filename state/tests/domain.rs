@@ -220,33 +220,38 @@ fn material_moves_to_the_new_generation_in_batches_then_the_old_one_is_retired()
     ));
     assert_eq!(
         c.by("bob", aes_key(20, "old", false)).result,
-        refused(DomainKeyError::NotLive(0))
+        refused(DomainKeyError::NotCurrent(1))
     );
-    let mut new = aes_key(20, "new", false);
-    if let EventBody::KeyCreated {
-        domain_generation, ..
-    } = &mut new
-    {
-        *domain_generation = 1;
-    }
-    c.by("bob", new).result.unwrap();
+    c.by("bob", aes_key_at(20, "new", false, 1)).result.unwrap();
     // The next rotation may start now.
     c.by("admin", rotation(2, &[1, 2, 3])).result.unwrap();
 }
 
 #[test]
-fn a_key_created_under_the_old_generation_during_a_rotation_is_rewrapped_too() {
+fn material_wrapped_under_an_old_generation_is_refused_and_its_retry_decided_again() {
     let mut c = three_members_with_keys();
     c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
-    c.by_node(1, rewrap(1, &[10, 11, 12])).result.unwrap();
-    // A node wrapped it before it applied the rotation.
-    c.by("bob", aes_key(13, "late", false)).result.unwrap();
-    assert_eq!(
-        c.state.domain_work(8, &none()),
-        Some(DomainWork::Rewrap(vec![KeyId(13)]))
+    // A node wrapped it before it applied the rotation: refused, even
+    // though generation 0 is still in use, and not remembered.
+    let id = c.next_request_id();
+    let stale = c.event_with_id(id, as_user("bob"), aes_key(13, "late", false));
+    let stale = c.sign(stale);
+    let before = c.state.clone();
+    let a = c.apply(&stale);
+    assert_eq!(a.result, refused(DomainKeyError::NotCurrent(1)));
+    assert!(!a.replayed);
+    assert_only_chain_changed(&before, &c.state);
+    assert!(
+        c.state.request(&id).is_none(),
+        "a transient refusal is not remembered"
     );
-    c.by_node(1, rewrap(1, &[13])).result.unwrap();
-    assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Retire(0)));
+    // The retry, wrapped under generation 1, is decided again.
+    let retry = c.event_with_id(id, as_user("bob"), aes_key_at(13, "late", false, 1));
+    let retry = c.sign(retry);
+    let a = c.apply(&retry);
+    assert_eq!(a.result, Ok(()));
+    assert!(!a.replayed);
+    assert_eq!(c.state.key(KeyId(13)).unwrap().domain_generation, 1);
 }
 
 #[test]
@@ -286,14 +291,11 @@ fn a_removal_during_a_rewrap_rotates_at_once_and_no_new_material_waits_for_it() 
     assert_eq!(c.state.domain_work(8, &none()), Some(DomainWork::Rotate));
     // Meanwhile no new key material is recorded, under any generation.
     for generation in [0, 1] {
-        let mut k = aes_key(30, "meanwhile", false);
-        if let EventBody::KeyCreated {
-            domain_generation, ..
-        } = &mut k
-        {
-            *domain_generation = generation;
-        }
-        assert_eq!(c.by("bob", k).result, refused(DomainKeyError::RotationDue));
+        assert_eq!(
+            c.by("bob", aes_key_at(30, "meanwhile", false, generation))
+                .result,
+            refused(DomainKeyError::RotationDue)
+        );
     }
     c.by_node(1, rotation(2, &[1, 2])).result.unwrap();
     assert_eq!(generations(&c), vec![0, 1, 2]);

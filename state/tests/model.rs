@@ -586,8 +586,12 @@ impl Model {
         if out.is_ok() {
             *self = next;
         }
-        self.results
-            .insert(req, (out.clone(), actor.clone(), op.clone()));
+        // A refusal during a rotation is not remembered: a retry is
+        // decided again.
+        if out != Err(R::RotationDue) {
+            self.results
+                .insert(req, (out.clone(), actor.clone(), op.clone()));
+        }
         (out, false)
     }
 

@@ -89,6 +89,18 @@ pub fn aes_key(id: u64, label: &str, unique_label: bool) -> EventBody {
     }
 }
 
+/// [`aes_key`] with its material under domain key generation `generation`.
+pub fn aes_key_at(id: u64, label: &str, unique_label: bool, generation: u32) -> EventBody {
+    let mut body = aes_key(id, label, unique_label);
+    if let EventBody::KeyCreated {
+        domain_generation, ..
+    } = &mut body
+    {
+        *domain_generation = generation;
+    }
+    body
+}
+
 /// A valid Ed25519 key pair creation.
 pub fn ed_key(id: u64, label: &str) -> EventBody {
     EventBody::KeyCreated {
