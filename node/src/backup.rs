@@ -243,23 +243,17 @@ impl Snapshotter {
         let keyring = self.keyring.clone();
         let (payload, applied, current) = tokio::task::spawn_blocking(move || {
             let export = sm.export_with(|state| {
-                if state.cluster().is_some_and(|c| c.domain.rotation_due) {
-                    // Its backup key would be wrapped under the generation
-                    // the removed member holds.
-                    return Err(anyhow!(
-                        "the domain key is being rotated after a member's removal; back up once it is done"
-                    ));
-                }
-                keyring.in_use(state).map_err(anyhow::Error::from)
+                // The backup key is wrapped under the generation for new
+                // secrets: none between a removal and its rotation.
+                let current = keyring.for_new_secrets(state)?;
+                let in_use = keyring.in_use(state)?;
+                anyhow::Ok((current, in_use))
             })?;
             let (snapshot, applied) = (export.snapshot, export.applied);
-            let keys = export.made?;
+            let (current, keys) = export.made?;
             let material: Vec<MaterialKey> = keys.iter().map(|k| k.material_key()).collect();
             let payload = encode_payload(&material, &snapshot)?;
-            let current = keys
-                .last()
-                .map(|k| BackupDomainKey::new(k.backup_wrap_key()))
-                .ok_or_else(|| anyhow!("no domain key generation in use"))?;
+            let current = BackupDomainKey::new(current.backup_wrap_key());
             anyhow::Ok((payload, applied, current))
         })
         .await

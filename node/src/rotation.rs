@@ -38,19 +38,16 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A `DomainKeyRotated` event for the generation after `state`'s current
 /// one: a fresh key, sealed to every member the state records.
 ///
+/// Whether a rotation may happen now is the state machine's rule
+/// (`hsm_state::domain::check_rotation`), checked when the event applies.
+///
 /// # Errors
-/// A message if the cluster is not initialized, a rotation is still in
-/// progress, or a member's agreement key is unusable.
+/// A message if the cluster is not initialized or a member's agreement
+/// key is unusable.
 pub fn new_generation(state: &State) -> Result<EventBody, String> {
     let cluster = state
         .cluster()
         .ok_or("the cluster is not initialized yet")?;
-    if !cluster.domain.settled() && !cluster.domain.rotation_due {
-        return Err(format!(
-            "the previous rotation is still re-wrapping key material ({} keys left); try again once it is done",
-            state.keys_to_rewrap()
-        ));
-    }
     let generation = cluster
         .domain
         .current

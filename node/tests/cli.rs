@@ -43,6 +43,28 @@ fn openssl_verifies(dir: &Path, ed25519: bool, pem: &str, data: &str, sig: &str)
     ok
 }
 
+/// `user` MACs message.txt with its HMAC key `mac-key` into `out`.
+fn hmac_sign(hsm: &Hsm, user: Option<(&str, &str)>, out: &str) -> serde_json::Value {
+    hsm.run(
+        user,
+        &[
+            "crypto",
+            "sign",
+            "hmac",
+            "--hash-function",
+            "sha384",
+            "--key-filter",
+            "attr.label=mac-key",
+            "--data-path",
+            "message.txt",
+            "--signature-path",
+            out,
+        ],
+        &[],
+    )
+    .ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
     let cluster = Cluster::start(3);
@@ -348,25 +370,7 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
         let (ok, out) = openssl(work.path(), &check);
         assert!(ok, "openssl did not verify the {label} signature: {out}");
     }
-    let mac = hsm
-        .run(
-            alice,
-            &[
-                "crypto",
-                "sign",
-                "hmac",
-                "--hash-function",
-                "sha384",
-                "--key-filter",
-                "attr.label=mac-key",
-                "--data-path",
-                "message.txt",
-                "--signature-path",
-                "mac.bin",
-            ],
-            &[],
-        )
-        .ok();
+    let mac = hmac_sign(&hsm, alice, "mac.bin");
     assert!(mac["signature"].as_str().is_some_and(|s| !s.is_empty()));
     let checked = hsm
         .run(
@@ -582,24 +586,7 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
     }
     let anonymous = hsm.run(None, &["cluster", "info"], &[]).ok();
     assert!(anonymous["domain-key"].is_null(), "{anonymous}");
-    hsm.run(
-        alice,
-        &[
-            "crypto",
-            "sign",
-            "hmac",
-            "--hash-function",
-            "sha384",
-            "--key-filter",
-            "attr.label=mac-key",
-            "--data-path",
-            "message.txt",
-            "--signature-path",
-            "mac-after-rotation.bin",
-        ],
-        &[],
-    )
-    .ok();
+    hmac_sign(&hsm, alice, "mac-after-rotation.bin");
     assert_eq!(
         std::fs::read(work.path().join("mac.bin")).expect("mac"),
         std::fs::read(work.path().join("mac-after-rotation.bin")).expect("mac"),

@@ -179,13 +179,8 @@ impl Tx<'_> {
                 let ids: BTreeSet<NodeId> = founders.iter().map(|n| n.id).collect();
                 let keys: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.signing_key).collect();
                 let pins: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.transport_key).collect();
-                if founders
-                    .iter()
-                    .any(|n| !domain::is_usable_agreement_key(&n.agreement_key))
-                {
-                    return Err(Rejection::Membership(
-                        "a member's agreement key is a low-order point".into(),
-                    ));
+                for node in &founders {
+                    check_agreement_key(node)?;
                 }
                 if ids.len() != founders.len()
                     || keys.len() != founders.len()
@@ -593,12 +588,7 @@ impl Tx<'_> {
                         "the cluster has 28 members already".into(),
                     ));
                 }
-                if !domain::is_usable_agreement_key(&node.agreement_key) {
-                    return Err(Rejection::Membership(
-                        "the agreement key is a low-order point: nothing could be sealed to it"
-                            .into(),
-                    ));
-                }
+                check_agreement_key(node)?;
                 if self
                     .state
                     .nodes
@@ -848,6 +838,19 @@ fn allow(role: Role, action: Action) -> Rule {
 fn admin_name() -> Username {
     // "admin" satisfies the user name rules.
     Username::new(ADMIN).unwrap_or_else(|_| unreachable!("admin is a valid user name"))
+}
+
+/// A member's X25519 agreement key must be one a domain key can be sealed
+/// to secretly.
+fn check_agreement_key(node: &NodeRecord) -> Rule {
+    if domain::is_usable_agreement_key(&node.agreement_key) {
+        Ok(())
+    } else {
+        Err(Rejection::Membership(format!(
+            "node {}'s agreement key is a low-order point: nothing could be sealed to it",
+            node.id
+        )))
+    }
 }
 
 fn check_password_hash(phc: &str) -> Rule {

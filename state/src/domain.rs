@@ -137,13 +137,25 @@ pub fn check_rewrap(
 /// [`DomainKeyError::NotCurrent`] for any other generation. Both are
 /// [transient](is_transient).
 pub fn check_new_material(domain: &DomainKeys, generation: u32) -> Result<(), Rejection> {
-    if domain.rotation_due {
-        return Err(refuse(DomainKeyError::RotationDue));
-    }
-    if generation == domain.current {
+    if generation == for_new_secrets(domain)? {
         Ok(())
     } else {
         Err(refuse(DomainKeyError::NotCurrent(domain.current)))
+    }
+}
+
+/// The generation new secrets use (key material, session tokens, backup
+/// keys, a joining node's hand-off): the current one, except between a
+/// member's removal and the rotation it makes due, when the removed member
+/// still holds it.
+///
+/// # Errors
+/// [`DomainKeyError::RotationDue`] in that window.
+pub fn for_new_secrets(domain: &DomainKeys) -> Result<u32, Rejection> {
+    if domain.rotation_due {
+        Err(refuse(DomainKeyError::RotationDue))
+    } else {
+        Ok(domain.current)
     }
 }
 

@@ -140,6 +140,28 @@ impl Keyring {
         self.get(state, generation)
     }
 
+    /// The generation new secrets use in `state` (`hsm_state::domain::
+    /// for_new_secrets`): sessions are issued and checked, key material
+    /// and backup keys wrapped, and joining nodes handed the key only under
+    /// it, never between a member's removal and its rotation.
+    ///
+    /// # Errors
+    /// [`SecretsError::DomainGeneration`] in that window; otherwise as
+    /// [`get`](Self::get).
+    pub fn for_new_secrets(&self, state: &State) -> Result<Arc<DomainKey>, SecretsError> {
+        let domain = state
+            .cluster()
+            .map(|c| &c.domain)
+            .ok_or_else(|| missing(0, "the cluster is not initialized yet"))?;
+        let generation = hsm_state::domain::for_new_secrets(domain).map_err(|_| {
+            missing(
+                domain.current,
+                "the domain key is being rotated after a member's removal; try again in a moment",
+            )
+        })?;
+        self.get(state, generation)
+    }
+
     /// Every generation `state` uses, oldest first.
     ///
     /// # Errors

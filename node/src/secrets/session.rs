@@ -194,15 +194,8 @@ pub fn authenticate<'s>(
     token: &[u8],
     now_ms: u64,
 ) -> Result<&'s User, Unproven> {
-    if state.cluster().is_some_and(|c| c.domain.rotation_due) {
-        // The removed member holds the current generation.
-        return Err(Unproven::Unavailable(
-            "the domain key is being rotated after a member's removal; log in again in a moment"
-                .into(),
-        ));
-    }
     let domain = keyring
-        .current(state)
+        .for_new_secrets(state)
         .map_err(|e| Unproven::Unavailable(e.to_string()))?;
     let claims = verify(&domain, token, now_ms)?;
     match state.user(&claims.username) {

@@ -492,12 +492,8 @@ impl Service {
         generation: Option<u32>,
     ) -> Result<Arc<crate::secrets::DomainKey>, ClientError> {
         self.state(|s| match generation {
-            Some(g) => self.keyring.get(s, g).map_err(|e| e.to_string()),
-            None if s.cluster().is_some_and(|c| c.domain.rotation_due) => Err(
-                "the domain key is being rotated after a member's removal; try again in a moment"
-                    .to_string(),
-            ),
-            None => self.keyring.current(s).map_err(|e| e.to_string()),
+            Some(g) => self.keyring.get(s, g),
+            None => self.keyring.for_new_secrets(s),
         })
         .map_err(|e| {
             tracing::warn!(error = %e, "a domain key generation is not available on this node");
