@@ -213,6 +213,12 @@ impl Cluster {
 
     /// A client that talks to node `i` only.
     pub async fn client_of(&self, i: u64) -> Client {
+        self.try_client_of(i).await.expect("connect")
+    }
+
+    /// [`Cluster::client_of`], or the error if node `i` did not answer in
+    /// time (a node still starting on a loaded machine).
+    pub async fn try_client_of(&self, i: u64) -> hsm_client::Result<Client> {
         let text = std::fs::read_to_string(self.client_config()).expect("client config");
         let mut config: ClientConfig = toml::from_str(&text).expect("parse client config");
         config.nodes.retain(|n| n.id == i);
@@ -226,7 +232,7 @@ impl Cluster {
             });
         }
         let options = ClientOptions::default().follow_membership(false);
-        Client::connect(config, options).await.expect("connect")
+        Client::connect(config, options).await
     }
 
     /// Waits until every running node reports a leader and all members are
@@ -236,8 +242,11 @@ impl Cluster {
         loop {
             let mut ready = true;
             for i in self.procs.keys() {
-                let client = self.client_of(*i).await;
-                match client.cluster_info().await {
+                let info = match self.try_client_of(*i).await {
+                    Ok(client) => client.cluster_info().await,
+                    Err(e) => Err(e),
+                };
+                match info {
                     Ok(s)
                         if s.leader.is_some()
                             && s.members.len() as u64 == self.nodes
@@ -262,7 +271,10 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for i in self.procs.keys() {
-                if let Ok(s) = self.client_of(*i).await.cluster_info().await {
+                let Ok(client) = self.try_client_of(*i).await else {
+                    continue;
+                };
+                if let Ok(s) = client.cluster_info().await {
                     if let Some(l) = s.leader {
                         if self.procs.contains_key(&l.0) {
                             return l.0;
