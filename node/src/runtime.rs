@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 use crate::backup::Snapshotter;
 use crate::config::NodeConfig;
 use crate::proposer::Proposer;
-use crate::raft::{DomainSource, LeaderContact, QuicNetwork, Raft};
+use crate::raft::{DomainSource, LeaderContact, QuicNetwork, Raft, SnapshotInbox, SnapshotSigner};
 use crate::secrets::{hash_password, DomainKey, Keyring, NodeIdentity};
 use crate::server::{spawn_accept_loop, Handlers};
 use crate::service::{Service, ServiceParts};
@@ -377,7 +377,11 @@ impl RunningNode {
         }
         .with_context(|| format!("cannot open the store in {}", store.display()))?;
         drop(storage);
-        network.check_members_with(sm.clone());
+        network.act_as(SnapshotSigner {
+            node: id,
+            key: identity.signing_key().clone(),
+            sm: sm.clone(),
+        });
         let raft = Raft::new(
             id,
             Arc::new(config.raft_config()?),
@@ -426,6 +430,7 @@ impl RunningNode {
                     keyring: keyring.clone(),
                     sm: sm.clone(),
                 }),
+                snapshots: SnapshotInbox::new(sm.clone()),
                 contact,
                 service: Some(service.clone()),
                 max_client_frame: config.limits.max_client_frame_bytes,

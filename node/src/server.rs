@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::proposer::Proposer;
-use crate::raft::{serve_raft_stream, DomainSource, LeaderContact, Raft};
+use crate::raft::{serve_raft_stream, DomainSource, LeaderContact, Raft, SnapshotInbox};
 use crate::service::Service;
 use crate::transport::{
     negotiated_alpn, peer_identity, peer_is_cluster_member, read_frame, write_frame, PeerIdentity,
@@ -32,6 +32,8 @@ pub struct Handlers {
     pub proposer: Arc<Proposer>,
     /// Hands the domain key to approved joining nodes; `None` refuses.
     pub domain: Option<DomainSource>,
+    /// Snapshots being received, checked against their senders' seals.
+    pub snapshots: SnapshotInbox,
     /// Updated whenever a leader's append-entries or snapshot is accepted.
     pub contact: LeaderContact,
     /// Client requests; `None` refuses client connections.
@@ -95,22 +97,9 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
 
 async fn serve_member(conn: quinn::Connection, peer: PeerIdentity, handlers: Handlers) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        let raft = handlers.raft.clone();
-        let proposer = handlers.proposer.clone();
-        let domain = handlers.domain.clone();
-        let contact = handlers.contact.clone();
+        let handlers = handlers.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_raft_stream(
-                &raft,
-                &proposer,
-                domain.as_ref(),
-                &contact,
-                peer,
-                send,
-                recv,
-            )
-            .await
-            {
+            if let Err(e) = serve_raft_stream(&handlers, peer, send, recv).await {
                 tracing::debug!(error = %e, "raft stream failed");
             }
         });

@@ -347,3 +347,132 @@ async fn a_member_acts_for_a_user_only_with_that_users_session() {
         .await
         .expect("a forwarded write with the user's session");
 }
+
+/// What a thief of one member's TLS key (not its identity key, which is
+/// sealed under its storage key) makes of a snapshot: a copy of the real
+/// state with a crypto officer of its own, sent to a follower as that
+/// member, leading a later term. The follower must not install a state
+/// that no member signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_needs_the_signature_of_the_member_that_sends_it() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN).await;
+    let leader = cluster.leader().await;
+    let mut followers = (1..=3).filter(|i| *i != leader);
+    let (stolen, target) = (
+        followers.next().expect("a follower"),
+        followers.next().expect("another follower"),
+    );
+    let on_target = cluster
+        .try_client_of_with(
+            target,
+            hsm_client::ClientOptions::default().linearizable_reads(false),
+        )
+        .await
+        .expect("connect");
+    on_target.login(user("admin"), ADMIN).await.expect("login");
+    let term = admin.cluster_info().await.expect("info").term;
+
+    // The forged state: the real one (read here from the stolen member's
+    // disk, as a shortcut to a plausible state) plus `mallory`, an officer.
+    let stolen_cert = member_cert(&cluster, stolen);
+    cluster.kill(stolen);
+    let config = NodeConfig::load(cluster.config_file(stolen)).expect("config");
+    let storage =
+        hsm_raft_store::StorageKey::load_file(&config.storage_key_file()).expect("storage key");
+    let (_, sm) = hsm_raft_store::open(&config.store_dir(), &storage).expect("store");
+    let (entities, applied) = sm.read(|a| {
+        let mut entities: Vec<hsm_state::Entity> = a.state.entities().collect();
+        let mut mallory = a.state.user(&user("admin")).expect("admin").clone();
+        mallory.username = user("mallory");
+        mallory.password_hash =
+            hsm_node::secrets::hash_password("mallory-password-1").expect("hash");
+        entities.push(hsm_state::Entity::User(mallory));
+        (entities, a.applied.map_or(0, |l| l.index))
+    });
+    drop(sm);
+    let forged = hsm_state::State::from_entities(entities).expect("a consistent state");
+    let data = hsm_raft_store::encode_snapshot(&forged).expect("encode");
+
+    let vote = openraft::Vote::new_committed(term + 5, NodeId(stolen));
+    let last = openraft::LogId::new(
+        openraft::CommittedLeaderId::new(term + 5, NodeId(stolen)),
+        applied + 100,
+    );
+    let nodes: std::collections::BTreeMap<NodeId, openraft::BasicNode> = (1..=3)
+        .map(|i| {
+            (
+                NodeId(i),
+                openraft::BasicNode::new(cluster.member_address(i)),
+            )
+        })
+        .collect();
+    let voters = nodes
+        .keys()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>();
+    let meta = openraft::SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: openraft::StoredMembership::new(
+            Some(last),
+            openraft::Membership::new(vec![voters], nodes),
+        ),
+        snapshot_id: "forged".into(),
+    };
+    // Its best seal: the statement signed with a key of its own, naming
+    // the member whose certificate it holds.
+    let (position, digest) = hsm_raft_store::snapshot_statement(&meta, &data).expect("statement");
+    let cluster_id = forged.cluster().expect("cluster").cluster_id;
+    let seal = hsm_state::snapshot::seal_snapshot(
+        cluster_id,
+        &position,
+        &digest,
+        NodeId(stolen),
+        &ed25519_dalek::SigningKey::from_bytes(&rand::random()),
+    );
+    let rpc = RaftRpc::InstallSnapshot {
+        chunk: openraft::raft::InstallSnapshotRequest {
+            vote,
+            meta,
+            offset: 0,
+            data,
+            done: true,
+        },
+        seal,
+    };
+    let reply = call_as(
+        &ca_pem(&cluster),
+        &stolen_cert,
+        &cluster.member_address(target),
+        &rpc,
+    )
+    .await;
+    let users = on_target.list_users().await;
+    assert!(
+        users
+            .iter()
+            .flatten()
+            .all(|u| u.username != user("mallory")),
+        "the follower installed a forged snapshot (reply {reply:?}): {users:?}"
+    );
+    assert!(
+        !matches!(reply, Ok(RaftReply::InstallSnapshot(Ok(_)))),
+        "a forged snapshot was acknowledged: {reply:?}"
+    );
+
+    // The cluster carries on with its real state.
+    cluster.start_node(stolen);
+    cluster.wait_ready().await;
+    admin
+        .create_user(user("carol"), Role::Cu, "carol-password-1")
+        .await
+        .expect("a write after the attack");
+    let users = admin.list_users().await.expect("users");
+    assert!(
+        users.iter().all(|u| u.username != user("mallory")),
+        "{users:?}"
+    );
+    let logs = cluster.logs();
+    assert!(logs.contains("refused a snapshot"), "{logs}");
+}

@@ -190,6 +190,28 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<State, StoreError> {
     snapshot_format::decode(bytes)
 }
 
+/// What a member signs when it sends a snapshot
+/// ([`hsm_state::snapshot::seal_snapshot`]) and what the receiver checks
+/// ([`hsm_state::snapshot::check_snapshot`]): the canonical encoding of the
+/// snapshot's last log id and membership, and the state digest its header
+/// promises (which decoding checks against the rebuilt state). `data` may be
+/// only the snapshot's first bytes.
+///
+/// # Errors
+/// [`StoreError::Inconsistent`] if `data` does not start with a snapshot
+/// header; [`StoreError::Encode`] if the position does not encode.
+pub fn snapshot_statement(
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    data: &[u8],
+) -> Result<(Vec<u8>, hsm_state::StateDigest), StoreError> {
+    let position = hsm_proto::codec::encode(
+        "snapshot position",
+        &(&meta.last_log_id, &meta.last_membership),
+    )
+    .map_err(StoreError::Encode)?;
+    Ok((position, snapshot_format::promised_digest(data)?))
+}
+
 fn ids(set: &BTreeSet<NodeId>) -> String {
     set.iter()
         .map(ToString::to_string)

@@ -4,7 +4,7 @@
 //! `"HSMSNAP1" || state digest (32) || entity count (u64 BE) ||
 //!  { entity length (u32 BE) || canonical entity }*`
 
-use hsm_state::{Entity, State};
+use hsm_state::{Entity, State, StateDigest};
 
 use crate::error::StoreError;
 
@@ -28,6 +28,16 @@ pub(crate) fn encode(state: &State) -> Result<Vec<u8>, StoreError> {
         out.extend_from_slice(&bytes);
     }
     Ok(out)
+}
+
+/// The digest a snapshot's header promises, read from its first bytes
+/// alone (`data` may be just the first chunk).
+pub(crate) fn promised_digest(data: &[u8]) -> Result<StateDigest, StoreError> {
+    if data.len() < 40 || &data[..8] != MAGIC {
+        return Err(bad("missing or unknown header"));
+    }
+    let digest: [u8; 32] = data[8..40].try_into().map_err(|_| bad("short digest"))?;
+    Ok(StateDigest(digest))
 }
 
 /// Decodes and checks a snapshot: every entity decodes, the records are

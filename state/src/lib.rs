@@ -26,6 +26,7 @@ pub mod policy;
 mod records;
 mod restore;
 mod sign;
+pub mod snapshot;
 mod state;
 
 pub use entity::{Entity, EntityKey, LoadError};

@@ -17,8 +17,15 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
-use hsm_raft_store::StateMachineStore;
 use hsm_state::authz::{self, PeerStanding};
+use hsm_state::snapshot::SnapshotSeal;
+use openraft::error::{Fatal, ReplicationClosed, StreamingError};
+use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
+use openraft::raft::SnapshotResponse;
+use openraft::{Snapshot, Vote};
+use std::future::Future;
+
+use super::snapshot::SnapshotSigner;
 
 use super::rpc::{RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
 use crate::transport::{peer_identity, read_frame, write_frame, SERVER_NAME};
@@ -29,9 +36,10 @@ struct NetError(String);
 
 type Conns = Arc<Mutex<HashMap<NodeId, quinn::Connection>>>;
 
-/// This node's replica, once it is open: its member records say which key
-/// each member's certificate must carry.
-type Members = Arc<OnceLock<StateMachineStore>>;
+/// This node as a member, once its replica is open: the member records say
+/// which key each member's certificate must carry, and the signer seals the
+/// snapshots it sends.
+type Members = Arc<OnceLock<SnapshotSigner>>;
 
 /// Creates a [`QuicPeer`] per target; all share one client endpoint (with
 /// this node's certificate) and a connection cache.
@@ -54,9 +62,10 @@ impl QuicNetwork {
     }
 
     /// From now on, every connection this network makes checks the
-    /// server's certificate against the member record in `sm`.
-    pub fn check_members_with(&self, sm: StateMachineStore) {
-        let _ = self.members.set(sm);
+    /// server's certificate against the member record in `me.sm`, and
+    /// every snapshot it sends carries `me`'s seal.
+    pub fn act_as(&self, me: SnapshotSigner) {
+        let _ = self.members.set(me);
     }
 
     fn peer(&self, target: NodeId, addr: &str, expect: Expect, conns: Conns) -> QuicPeer {
@@ -67,6 +76,7 @@ impl QuicNetwork {
             conns,
             members: self.members.clone(),
             expect,
+            seal: None,
         }
     }
 }
@@ -174,6 +184,8 @@ pub struct QuicPeer {
     conns: Conns,
     members: Members,
     expect: Expect,
+    /// The seal of the snapshot being sent, for each of its chunks.
+    seal: Option<SnapshotSeal>,
 }
 
 enum CallError {
@@ -243,8 +255,9 @@ impl QuicPeer {
                 peer.node
             ));
         }
-        let standing = self.members.get().map_or(PeerStanding::NoClusterYet, |sm| {
-            sm.read(|a| authz::peer_standing(&a.state, target, &peer.key_pin))
+        let standing = self.members.get().map_or(PeerStanding::NoClusterYet, |me| {
+            me.sm
+                .read(|a| authz::peer_standing(&a.state, target, &peer.key_pin))
         });
         match standing {
             PeerStanding::Member | PeerStanding::NoClusterYet | PeerStanding::Retired => Ok(()),
@@ -342,13 +355,38 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
         }
     }
 
+    /// Seals the snapshot, then sends it in chunks as openraft's default
+    /// does, each chunk with the seal.
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let seal = match self.members.get() {
+            Some(me) => me.seal(&snapshot.meta, snapshot.snapshot.get_ref()),
+            None => Err("this node's replica is not open yet".into()),
+        }
+        .map_err(|m| StreamingError::Network(NetworkError::new(&NetError(m))))?;
+        self.seal = Some(seal);
+        let sent = Chunked::send_snapshot(self, vote, snapshot, cancel, option).await;
+        self.seal = None;
+        sent
+    }
+
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        let Some(seal) = self.seal.clone() else {
+            return Err(self.rpc_error(CallError::Network(
+                "a snapshot chunk without its seal".into(),
+            )));
+        };
         match self
-            .call_within(&RaftRpc::InstallSnapshot(rpc), &option)
+            .call_within(&RaftRpc::InstallSnapshot { chunk: rpc, seal }, &option)
             .await
         {
             Ok(RaftReply::InstallSnapshot(r)) => {

@@ -13,11 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use hsm_state::authz::{self, PeerStanding};
 
-use crate::proposer::{ProposeError, Proposer};
+use crate::proposer::ProposeError;
 use crate::secrets::{session, Keyring};
 use crate::service::now_ms;
 use crate::transport::{read_frame, write_frame, FrameError, PeerIdentity};
 use hsm_proto::SealedDomainKey;
+use hsm_state::snapshot::SnapshotSeal;
+
+use super::snapshot::InboxError;
+use crate::server::Handlers;
 
 /// A write a follower received and hands to the leader, which builds,
 /// stamps and signs the event. The leader believes no member about a
@@ -65,8 +69,14 @@ pub enum RaftRpc {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     /// Request a vote.
     Vote(VoteRequest<NodeId>),
-    /// One chunk of a snapshot.
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// One chunk of a snapshot, with the sending leader's seal over the
+    /// whole snapshot (`hsm_state::snapshot`).
+    InstallSnapshot {
+        /// The chunk, as openraft cut it.
+        chunk: InstallSnapshotRequest<TypeConfig>,
+        /// The sender's signature over the snapshot's position and digest.
+        seal: SnapshotSeal,
+    },
     /// A write for the leader to propose.
     Forward(ForwardedWrite),
     /// The leader's read index, for a linearizable read on a follower.
@@ -110,14 +120,19 @@ pub enum RaftReply {
 /// # Errors
 /// Only if the reply cannot be written (the peer went away).
 pub async fn serve_raft_stream(
-    raft: &super::Raft,
-    proposer: &Proposer,
-    domain: Option<&DomainSource>,
-    contact: &LeaderContact,
+    handlers: &Handlers,
     identity: PeerIdentity,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), FrameError> {
+    let Handlers {
+        raft,
+        proposer,
+        snapshots,
+        contact,
+        ..
+    } = handlers;
+    let domain = handlers.domain.as_ref();
     let peer = identity.node;
     let reply = match read_frame(&mut recv, MAX_RAFT_FRAME_BYTES).await {
         Err(e) => RaftReply::BadRequest(e.to_string()),
@@ -142,12 +157,18 @@ pub async fn serve_raft_stream(
                 RaftReply::AppendEntries(answer)
             }
             Ok(RaftRpc::Vote(req)) => RaftReply::Vote(raft.vote(req).await),
-            Ok(RaftRpc::InstallSnapshot(req)) => {
-                let answer = raft.install_snapshot(req).await;
-                if answer.is_ok() {
-                    contact.touch();
+            Ok(RaftRpc::InstallSnapshot { chunk, seal }) => {
+                match snapshots.receive(raft, peer, chunk, &seal).await {
+                    Ok(answer) => {
+                        contact.touch();
+                        RaftReply::InstallSnapshot(Ok(answer))
+                    }
+                    Err(InboxError::Raft(e)) => RaftReply::InstallSnapshot(Err(e)),
+                    Err(InboxError::Refused(why)) => {
+                        tracing::warn!(%peer, %why, "refused a snapshot its seal does not vouch for");
+                        RaftReply::BadRequest(format!("refused a snapshot: {why}"))
+                    }
                 }
-                RaftReply::InstallSnapshot(answer)
             }
             Ok(RaftRpc::Forward(w)) => {
                 RaftReply::Forward(match forward_is_proven(domain, peer, &w) {
@@ -227,7 +248,7 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
     match rpc {
         RaftRpc::AppendEntries(_) => "append-entries",
         RaftRpc::Vote(_) => "vote",
-        RaftRpc::InstallSnapshot(_) => "install-snapshot",
+        RaftRpc::InstallSnapshot { .. } => "install-snapshot",
         RaftRpc::Forward(_) => "forward",
         RaftRpc::ReadIndex => "read-index",
         RaftRpc::FetchDomainKey { .. } => "fetch-domain-key",
@@ -271,7 +292,7 @@ fn peer_may_send(
         |vote: &openraft::Vote<NodeId>| vote.leader_id().voted_for().is_none_or(|v| v == peer.node);
     match rpc {
         RaftRpc::AppendEntries(req) => member && speaks_for_itself(&req.vote),
-        RaftRpc::InstallSnapshot(req) => member && speaks_for_itself(&req.vote),
+        RaftRpc::InstallSnapshot { chunk, .. } => member && speaks_for_itself(&chunk.vote),
         RaftRpc::Vote(req) => member && speaks_for_itself(&req.vote),
         RaftRpc::Forward(_) | RaftRpc::ReadIndex => standing == PeerStanding::Member,
         RaftRpc::FetchDomainKey { node } => *node == peer.node,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use hsm_node::proposer::Proposer;
-use hsm_node::raft::{DomainSource, QuicNetwork, Raft};
+use hsm_node::raft::{DomainSource, QuicNetwork, Raft, SnapshotInbox, SnapshotSigner};
 use hsm_node::secrets::{session, DomainKey, Keyring};
 use hsm_node::server::{spawn_accept_loop, Handlers};
 use hsm_node::transport::{
@@ -113,7 +113,12 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         ..Default::default()
     };
     let network = QuicNetwork::new(client);
-    network.check_members_with(sm.clone());
+    let signing = SigningKey::from_bytes(&[id as u8; 32]);
+    network.act_as(SnapshotSigner {
+        node: NodeId(id),
+        key: signing.clone(),
+        sm: sm.clone(),
+    });
     let raft = Raft::new(
         NodeId(id),
         Arc::new(config.validate().expect("config")),
@@ -123,7 +128,6 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
     )
     .await
     .expect("raft");
-    let signing = SigningKey::from_bytes(&[id as u8; 32]);
     let proposer = Arc::new(Proposer::new(
         raft.clone(),
         log,
@@ -144,6 +148,7 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
                 )),
                 sm: sm.clone(),
             }),
+            snapshots: SnapshotInbox::new(sm.clone()),
             contact: Default::default(),
             service: None,
             max_client_frame: 1 << 20,

@@ -219,6 +219,16 @@ impl Cluster {
     /// [`Cluster::client_of`], or the error if node `i` did not answer in
     /// time (a node still starting on a loaded machine).
     pub async fn try_client_of(&self, i: u64) -> hsm_client::Result<Client> {
+        self.try_client_of_with(i, ClientOptions::default()).await
+    }
+
+    /// [`Cluster::try_client_of`] with `options` (membership is never
+    /// followed: the client stays on node `i`).
+    pub async fn try_client_of_with(
+        &self,
+        i: u64,
+        options: ClientOptions,
+    ) -> hsm_client::Result<Client> {
         let text = std::fs::read_to_string(self.client_config()).expect("client config");
         let mut config: ClientConfig = toml::from_str(&text).expect("parse client config");
         config.nodes.retain(|n| n.id == i);
@@ -231,8 +241,7 @@ impl Cluster {
                 transport_key: self.member_pin(i),
             });
         }
-        let options = ClientOptions::default().follow_membership(false);
-        Client::connect(config, options).await
+        Client::connect(config, options.follow_membership(false)).await
     }
 
     /// Waits until every running node reports a leader and all members are
