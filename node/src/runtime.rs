@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use hsm_proto::{Actor, ClusterId, EventBody, NodeId, NodeRecord, RequestId};
 use hsm_raft_store::{StateMachineStore, StorageKey};
+use hsm_state::{authz, State};
 use openraft::BasicNode;
 use rand::RngCore;
 use tokio::task::JoinHandle;
@@ -212,6 +213,25 @@ pub fn install_domain_key(
     Ok(())
 }
 
+/// Records `roster` in `member`'s store (created if it has none yet), as
+/// the members it trusts until its replica records the cluster.
+///
+/// # Errors
+/// If the member's storage key or store does not open.
+fn trust_roster_of(member: &NodeConfig, roster: &State) -> Result<()> {
+    let storage = StorageKey::load_file(&member.storage_key_file())?;
+    let store = member.store_dir();
+    let (_, sm) = if store.exists() {
+        hsm_raft_store::open(&store, &storage)
+    } else {
+        hsm_raft_store::create(&store, &storage)
+    }
+    .with_context(|| format!("cannot open the store in {}", store.display()))?;
+    sm.trust_roster(roster)
+        .with_context(|| format!("cannot record the members in {}", store.display()))?;
+    Ok(())
+}
+
 /// Creates a cluster: `first` (prepared) becomes its first member and
 /// `others` (prepared, each given the domain key) its other founding
 /// members; the cluster's `admin` gets `admin_password` (to be changed at
@@ -299,7 +319,13 @@ pub async fn init_cluster(
     reply
         .result
         .map_err(|r| anyhow!("the cluster's first event was refused: {r}"))?;
+    // The other founders start with empty replicas: they check their first
+    // peers against the members the first event recorded.
+    let roster = node.sm.read(|a| a.state.roster());
     node.shutdown().await;
+    for (config, _) in others {
+        trust_roster_of(config, &roster)?;
+    }
     Ok(cluster_id)
 }
 
@@ -345,26 +371,6 @@ impl RunningNode {
         let local_addr = server.local_addr()?;
         let client = client_endpoint(local_addr, node_client_tls(&ca_pem, &cert)?)?;
         let network = QuicNetwork::new(client);
-        let domain_file = config.domain_key_file();
-        let domain = if domain_file.exists() {
-            DomainKey::load(&domain_file, &files)?
-        } else {
-            let Some(join) = join else {
-                bail!(
-                    "this node has no domain key yet: start it with --join <address of a member> \
-                     --join-pin <its transport-key from hsm cluster info>; it waits there until a \
-                     crypto officer approves it"
-                );
-            };
-            let domain = fetch_domain_key(&network, &identity, id, join).await?;
-            domain.save(&domain_file, &files)?;
-            domain
-        };
-        let keyring = Arc::new(Keyring::new(
-            id,
-            identity.agreement_secret().clone(),
-            Arc::new(domain),
-        ));
         let store = config.store_dir();
         // A member that holds the domain key but no store yet (a founding
         // member, or a node just added) starts with an empty one and is
@@ -376,6 +382,31 @@ impl RunningNode {
             hsm_raft_store::create(&store, &storage)
         }
         .with_context(|| format!("cannot open the store in {}", store.display()))?;
+        let domain_file = config.domain_key_file();
+        let domain = if domain_file.exists() {
+            DomainKey::load(&domain_file, &files)?
+        } else {
+            let Some(join) = join else {
+                bail!(
+                    "this node has no domain key yet: start it with --join <address of a member> \
+                     --join-pin <its transport-key from hsm cluster info>; it waits there until a \
+                     crypto officer approves it"
+                );
+            };
+            let (domain, roster) = fetch_domain_key(&network, &identity, id, join).await?;
+            // The roster before the key: a node that has the key starts
+            // without asking again, and without a roster it could check no
+            // peer before its first entries.
+            sm.trust_roster(&roster)
+                .context("cannot record the cluster's members")?;
+            domain.save(&domain_file, &files)?;
+            domain
+        };
+        let keyring = Arc::new(Keyring::new(
+            id,
+            identity.agreement_secret().clone(),
+            Arc::new(domain),
+        ));
         drop(storage);
         network.act_as(SnapshotSigner {
             node: id,
@@ -513,20 +544,39 @@ async fn fetch_domain_key(
     identity: &NodeIdentity,
     me: NodeId,
     join: &JoinTarget,
-) -> Result<DomainKey> {
+) -> Result<(DomainKey, State)> {
     let mut told: Option<String> = None;
     loop {
         match network.fetch_domain_key(me, &join.address, join.pin).await {
-            Ok((cluster, generation, sealed)) => {
+            Ok(handoff) => {
                 let domain = DomainKey::open_sealed(
-                    &sealed,
+                    &handoff.sealed,
                     identity.agreement_secret(),
-                    cluster,
+                    handoff.cluster,
                     me,
-                    generation,
+                    handoff.generation,
                 )?;
-                tracing::info!(cluster = %cluster, generation, "received the domain key; joining");
-                return Ok(domain);
+                let roster = State::from_entities(handoff.roster).map_err(|e| {
+                    anyhow!(
+                        "the member at {} sent a roster that does not load: {e}",
+                        join.address
+                    )
+                })?;
+                authz::check_roster(
+                    &roster,
+                    handoff.cluster,
+                    me,
+                    &identity.verifying_key_bytes(),
+                    &join.pin,
+                )
+                .map_err(|e| {
+                    anyhow!(
+                        "the member at {} sent a roster this node cannot use: {e}",
+                        join.address
+                    )
+                })?;
+                tracing::info!(cluster = %handoff.cluster, generation = handoff.generation, "received the domain key; joining");
+                return Ok((domain, roster));
             }
             Err(reason) => {
                 if told.as_deref() != Some(reason.as_str()) {

@@ -348,6 +348,55 @@ async fn a_member_acts_for_a_user_only_with_that_users_session() {
         .expect("a forwarded write with the user's session");
 }
 
+/// A one-chunk snapshot of `state` as the leader of `vote` (term, node)
+/// would send it, at log `index` with `voters` (of `cluster`) as members,
+/// sealed by that node with `key`.
+fn sealed_snapshot_rpc(
+    cluster: &Cluster,
+    state: &hsm_state::State,
+    (term, leader): (u64, NodeId),
+    index: u64,
+    voters: &[u64],
+    key: &ed25519_dalek::SigningKey,
+) -> RaftRpc {
+    let data = hsm_raft_store::encode_snapshot(state).expect("encode");
+    let last = openraft::LogId::new(openraft::CommittedLeaderId::new(term, leader), index);
+    let nodes: std::collections::BTreeMap<NodeId, openraft::BasicNode> = voters
+        .iter()
+        .map(|i| {
+            (
+                NodeId(*i),
+                openraft::BasicNode::new(cluster.member_address(*i)),
+            )
+        })
+        .collect();
+    let ids = nodes
+        .keys()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>();
+    let meta = openraft::SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: openraft::StoredMembership::new(
+            Some(last),
+            openraft::Membership::new(vec![ids], nodes),
+        ),
+        snapshot_id: "forged".into(),
+    };
+    let (position, digest) = hsm_raft_store::snapshot_statement(&meta, &data).expect("statement");
+    let cluster_id = state.cluster().expect("cluster").cluster_id;
+    let seal = hsm_state::snapshot::seal_snapshot(cluster_id, &position, &digest, leader, key);
+    RaftRpc::InstallSnapshot {
+        chunk: openraft::raft::InstallSnapshotRequest {
+            vote: openraft::Vote::new_committed(term, leader),
+            meta,
+            offset: 0,
+            data,
+            done: true,
+        },
+        seal,
+    }
+}
+
 /// What a thief of one member's TLS key (not its identity key, which is
 /// sealed under its storage key) makes of a snapshot: a copy of the real
 /// state with a crypto officer of its own, sent to a follower as that
@@ -393,54 +442,17 @@ async fn a_snapshot_needs_the_signature_of_the_member_that_sends_it() {
     });
     drop(sm);
     let forged = hsm_state::State::from_entities(entities).expect("a consistent state");
-    let data = hsm_raft_store::encode_snapshot(&forged).expect("encode");
 
-    let vote = openraft::Vote::new_committed(term + 5, NodeId(stolen));
-    let last = openraft::LogId::new(
-        openraft::CommittedLeaderId::new(term + 5, NodeId(stolen)),
-        applied + 100,
-    );
-    let nodes: std::collections::BTreeMap<NodeId, openraft::BasicNode> = (1..=3)
-        .map(|i| {
-            (
-                NodeId(i),
-                openraft::BasicNode::new(cluster.member_address(i)),
-            )
-        })
-        .collect();
-    let voters = nodes
-        .keys()
-        .copied()
-        .collect::<std::collections::BTreeSet<_>>();
-    let meta = openraft::SnapshotMeta {
-        last_log_id: Some(last),
-        last_membership: openraft::StoredMembership::new(
-            Some(last),
-            openraft::Membership::new(vec![voters], nodes),
-        ),
-        snapshot_id: "forged".into(),
-    };
     // Its best seal: the statement signed with a key of its own, naming
     // the member whose certificate it holds.
-    let (position, digest) = hsm_raft_store::snapshot_statement(&meta, &data).expect("statement");
-    let cluster_id = forged.cluster().expect("cluster").cluster_id;
-    let seal = hsm_state::snapshot::seal_snapshot(
-        cluster_id,
-        &position,
-        &digest,
-        NodeId(stolen),
+    let rpc = sealed_snapshot_rpc(
+        &cluster,
+        &forged,
+        (term + 5, NodeId(stolen)),
+        applied + 100,
+        &[1, 2, 3],
         &ed25519_dalek::SigningKey::from_bytes(&rand::random()),
     );
-    let rpc = RaftRpc::InstallSnapshot {
-        chunk: openraft::raft::InstallSnapshotRequest {
-            vote,
-            meta,
-            offset: 0,
-            data,
-            done: true,
-        },
-        seal,
-    };
     let reply = call_as(
         &ca_pem(&cluster),
         &stolen_cert,
@@ -475,4 +487,128 @@ async fn a_snapshot_needs_the_signature_of_the_member_that_sends_it() {
     );
     let logs = cluster.logs();
     assert!(logs.contains("refused a snapshot"), "{logs}");
+}
+
+/// A node just approved, before its first entries: a node of another
+/// cluster on the same CA, holding a certificate for the leader's id,
+/// reaches it first (here the cluster is paused, so nobody else can) and
+/// sends it a snapshot of a made-up state of this cluster in which that
+/// node is the only member. The new node must know this cluster's members
+/// from the member it joined through, and so refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_takes_no_snapshot_from_a_stranger_before_its_first_entries() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN).await;
+    let leader = cluster.leader().await;
+    let mut followers = (1..=3).filter(|i| *i != leader);
+    let (through, other) = (
+        followers.next().expect("a follower"),
+        followers.next().expect("another follower"),
+    );
+    let cluster_id = admin
+        .cluster_info()
+        .await
+        .expect("info")
+        .cluster_id
+        .expect("initialized");
+    let record = cluster.prepare_node(4, "zone-d");
+    admin.add_node(record).await.expect("approve");
+    let follower = cluster.client_of(through).await;
+    follower.observe_index(admin.applied_index());
+    follower
+        .cluster_info()
+        .await
+        .expect("the approval reached the follower");
+
+    // No quorum, so no leader reaches node 4; the follower still hands it
+    // the domain key.
+    cluster.signal(leader, "STOP");
+    cluster.signal(other, "STOP");
+    let pin = hex::encode(cluster.member_pin(through));
+    let through_addr = cluster.member_address(through);
+    cluster.start_node_with(4, &["--join", &through_addr, "--join-pin", &pin]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(cluster.log_file(4))
+        .unwrap_or_default()
+        .contains("received the domain key")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let stranger = second_cluster_on_the_same_ca(&cluster, leader, work.path());
+    let stranger_key = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+    let made_up = {
+        let mut state = hsm_state::State::new();
+        let event = hsm_proto::Event {
+            request_id: RequestId(rand::random()),
+            timestamp_ms: 1,
+            actor: Actor::Node(NodeId(leader)),
+            prev_hash: hsm_proto::EventHash::GENESIS,
+            body: EventBody::ClusterInitialized {
+                cluster_id,
+                first_node: hsm_proto::NodeRecord {
+                    id: NodeId(leader),
+                    signing_key: stranger_key.verifying_key().to_bytes(),
+                    agreement_key: [9; 32],
+                    transport_key: [8; 32],
+                    zone: String::new(),
+                    address: cluster.member_address(leader),
+                },
+                other_nodes: Vec::new(),
+                admin_password_hash: hsm_node::secrets::hash_password("mallory-password-1")
+                    .expect("hash"),
+                domain_check: [7; 32],
+            },
+        };
+        let applied = state.apply(&hsm_state::sign_event(event, NodeId(leader), &stranger_key));
+        assert!(applied.result.is_ok(), "{:?}", applied.result);
+        state
+    };
+    let rpc = sealed_snapshot_rpc(
+        &cluster,
+        &made_up,
+        (50, NodeId(leader)),
+        40,
+        &[leader, 4],
+        &stranger_key,
+    );
+    let node4 = cluster.member_address(4);
+    let mut reply = Err(String::new());
+    for _ in 0..50 {
+        reply = call_as(&ca_pem(&cluster), &stranger, &node4, &rpc).await;
+        if reply.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !matches!(reply, Ok(RaftReply::InstallSnapshot(Ok(_)))),
+        "node 4 took a snapshot from another cluster's node: {reply:?}"
+    );
+    let log4 = std::fs::read_to_string(cluster.log_file(4)).unwrap_or_default();
+    assert!(!log4.contains("installed snapshot"), "{log4}");
+
+    // Once the cluster runs again, node 4 joins it for real.
+    cluster.signal(leader, "CONT");
+    cluster.signal(other, "CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(c) = cluster.try_client_of(4).await {
+            if let Ok(info) = c.cluster_info().await {
+                if info.members.len() == 4 && info.members.iter().all(|m| m.voter) {
+                    assert_eq!(info.cluster_id, Some(cluster_id));
+                    break;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    admin
+        .create_user(user("carol"), Role::Cu, "carol-password-1")
+        .await
+        .expect("a write with four members");
 }

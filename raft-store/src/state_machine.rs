@@ -34,6 +34,7 @@ pub struct Export<R> {
 
 const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
+const ROSTER: &[u8] = b"roster";
 const SNAP_META: &[u8] = b"meta";
 const SNAP_CHUNK_PREFIX: u8 = b'c';
 /// Snapshot data is stored in chunks of this size, each sealed on its own.
@@ -50,6 +51,21 @@ pub struct Applied {
     pub applied: Option<LogId<NodeId>>,
     /// Last applied membership.
     pub membership: Membership,
+    /// The members a joining node was told of (`State::roster`), until its
+    /// replica records the cluster.
+    pub roster: Option<State>,
+}
+
+impl Applied {
+    /// The state to check members against: the replica once it records
+    /// the cluster; before that, the roster a joining node was handed (or
+    /// the empty replica, which knows no one).
+    pub fn trusted(&self) -> &State {
+        match &self.roster {
+            Some(roster) if self.state.cluster().is_none() => roster,
+            _ => &self.state,
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -104,12 +120,18 @@ impl StateMachineStore {
         let membership: Option<Membership> =
             db.get(cf::SM_META, MEMBERSHIP, || "membership".into())?;
         let applied = applied.flatten();
+        let roster: Option<Vec<Entity>> = db.get(cf::SM_META, ROSTER, || "roster".into())?;
+        let roster = roster
+            .map(State::from_entities)
+            .transpose()
+            .map_err(|e| StoreError::Inconsistent(format!("roster: {e}")))?;
         let sm = StateMachineStore {
             db,
             data: Arc::new(RwLock::new(Applied {
                 state,
                 applied,
                 membership: membership.unwrap_or_default(),
+                roster,
             })),
             record_key: Arc::new(record_key),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
@@ -131,6 +153,22 @@ impl StateMachineStore {
 
     fn write_guard(&self) -> RwLockWriteGuard<'_, Applied> {
         self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `roster` (`State::roster` of a member's replica) as the
+    /// members this replica trusts until it records the cluster itself
+    /// ([`Applied::trusted`]), durably.
+    ///
+    /// # Errors
+    /// If it cannot be written.
+    pub fn trust_roster(&self, roster: &State) -> Result<(), StoreError> {
+        let mut guard = self.write_guard();
+        let entities: Vec<Entity> = roster.entities().collect();
+        let mut b = self.db.batch();
+        b.put(cf::SM_META, ROSTER, &entities);
+        self.db.write(b)?;
+        guard.roster = Some(roster.clone());
+        Ok(())
     }
 
     /// Runs `f` with read access to the applied state. Keep `f` short: it
@@ -371,6 +409,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state,
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
+            roster: guard.roster.take(),
         };
         drop(guard);
         self.applied_tx

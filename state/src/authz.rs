@@ -4,7 +4,7 @@
 //! replica) and [`State::apply`](crate::State::apply) (re-checking every
 //! write on every replica) use these functions, so there is one table.
 
-use hsm_proto::{NodeId, Role, Username};
+use hsm_proto::{ClusterId, NodeId, Role, Username};
 
 use crate::records::Key;
 
@@ -166,8 +166,9 @@ pub enum PeerStanding {
     Retired,
     /// No member has that id.
     NotMember,
-    /// The state records no cluster yet, so nothing can be checked (a
-    /// founding or joining member before its first entries).
+    /// The state records no cluster, so nothing can be checked: only a
+    /// replica with neither a cluster nor a roster (the first member before
+    /// its first event; a joining member checks against its roster).
     NoClusterYet,
 }
 
@@ -188,6 +189,38 @@ pub fn peer_standing(state: &crate::State, id: NodeId, key_pin: &[u8; 32]) -> Pe
         (None, Some(_)) => PeerStanding::WrongKey,
         (None, None) => PeerStanding::NotMember,
     }
+}
+
+/// Whether `roster` (`State::roster`, handed to joining node `me` with the
+/// domain key of `cluster` by the server whose TLS key pin is
+/// `server_pin`) is one the node may trust until its replica records the
+/// cluster: a roster of that cluster, recording `me` with this node's own
+/// signing key, and the server as a member holding the key the operator
+/// pinned.
+///
+/// # Errors
+/// What is wrong with the roster.
+pub fn check_roster(
+    roster: &crate::State,
+    cluster: ClusterId,
+    me: NodeId,
+    my_signing_key: &[u8; 32],
+    server_pin: &[u8; 32],
+) -> Result<(), String> {
+    match roster.cluster() {
+        Some(c) if c.cluster_id == cluster => {}
+        Some(c) => return Err(format!("it is of cluster {}, not {cluster}", c.cluster_id)),
+        None => return Err("it records no cluster".into()),
+    }
+    match roster.node(me) {
+        Some(record) if record.signing_key == *my_signing_key => {}
+        Some(_) => return Err(format!("it records another signing key for {me}")),
+        None => return Err(format!("it does not record {me}")),
+    }
+    if !roster.nodes().any(|n| n.transport_key == *server_pin) {
+        return Err("no member in it holds the pinned TLS key".into());
+    }
+    Ok(())
 }
 
 /// Whether `user` (of `role`) sees who else `key` is shared with: its owner

@@ -121,6 +121,17 @@ impl State {
             .filter_map(|id| self.keys.get(id))
     }
 
+    /// The cluster record and the member records alone: what a node
+    /// joining the cluster is told about its members, to check peers and
+    /// snapshots against until its own replica records the cluster.
+    pub fn roster(&self) -> State {
+        State {
+            meta: self.meta.clone(),
+            nodes: self.nodes.clone(),
+            ..State::default()
+        }
+    }
+
     /// A member by id.
     pub fn node(&self, id: NodeId) -> Option<&NodeRecord> {
         self.nodes.get(&id)

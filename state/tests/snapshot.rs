@@ -1,6 +1,7 @@
 //! Snapshot seals: a replica installs a snapshot only if the member that
 //! sends it signed exactly that position and digest, for this cluster,
-//! with the signing key its member record holds.
+//! with the signing key its member record holds. And the roster a joining
+//! node checks those against before its replica records the cluster.
 
 #![allow(clippy::unwrap_used)]
 
@@ -128,4 +129,33 @@ fn a_removed_member_can_no_longer_vouch() {
         check_snapshot(&c.state, NodeId(2), &seal, POSITION, &digest),
         Err(SnapshotRefused::UnknownSigner(NodeId(2)))
     );
+}
+
+#[test]
+fn a_roster_holds_the_cluster_and_its_members_only() {
+    let c = two_members();
+    let roster = c.state.roster();
+    assert_eq!(roster.cluster(), c.state.cluster());
+    assert_eq!(roster.nodes().count(), 2);
+    assert_eq!(roster.users().count(), 0);
+    let digest = c.state.digest();
+    let seal = sealed_by(&c, 2, &digest);
+    check_snapshot(&roster, NodeId(2), &seal, POSITION, &digest).unwrap();
+}
+
+#[test]
+fn a_joining_node_uses_only_a_roster_of_its_cluster_that_records_it_and_the_server() {
+    use hsm_state::authz::check_roster;
+    let c = two_members();
+    let roster = c.state.roster();
+    let id = cluster_id(&c);
+    let me = node_key(2).verifying_key().to_bytes();
+    let server = node_record(1).transport_key;
+    check_roster(&roster, id, NodeId(2), &me, &server).unwrap();
+    assert!(check_roster(&roster, ClusterId([5; 16]), NodeId(2), &me, &server).is_err());
+    assert!(check_roster(&roster, id, NodeId(3), &me, &server).is_err());
+    let other_key = node_key(3).verifying_key().to_bytes();
+    assert!(check_roster(&roster, id, NodeId(2), &other_key, &server).is_err());
+    assert!(check_roster(&roster, id, NodeId(2), &me, &[0xee; 32]).is_err());
+    assert!(check_roster(&hsm_state::State::new(), id, NodeId(2), &me, &server).is_err());
 }

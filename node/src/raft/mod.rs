@@ -6,8 +6,8 @@ mod snapshot;
 
 pub use network::{QuicNetwork, QuicPeer};
 pub use rpc::{
-    read_index, serve_raft_stream, DomainSource, ForwardRefused, ForwardedWrite, LeaderContact,
-    RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES,
+    read_index, serve_raft_stream, DomainHandOff, DomainSource, ForwardRefused, ForwardedWrite,
+    LeaderContact, RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES,
 };
 pub use snapshot::{SnapshotInbox, SnapshotSigner};
 

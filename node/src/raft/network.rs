@@ -126,7 +126,7 @@ impl QuicNetwork {
         me: NodeId,
         addr: &str,
         pin: [u8; 32],
-    ) -> Result<(hsm_proto::ClusterId, u32, hsm_proto::SealedDomainKey), String> {
+    ) -> Result<super::DomainHandOff, String> {
         // A one-off call: its connection is not cached with members'.
         let peer = self.peer(
             me,
@@ -257,7 +257,7 @@ impl QuicPeer {
         }
         let standing = self.members.get().map_or(PeerStanding::NoClusterYet, |me| {
             me.sm
-                .read(|a| authz::peer_standing(&a.state, target, &peer.key_pin))
+                .read(|a| authz::peer_standing(a.trusted(), target, &peer.key_pin))
         });
         match standing {
             PeerStanding::Member | PeerStanding::NoClusterYet | PeerStanding::Retired => Ok(()),

@@ -19,6 +19,7 @@ use crate::service::now_ms;
 use crate::transport::{read_frame, write_frame, FrameError, PeerIdentity};
 use hsm_proto::SealedDomainKey;
 use hsm_state::snapshot::SnapshotSeal;
+use hsm_state::Entity;
 
 use super::snapshot::InboxError;
 use crate::server::Handlers;
@@ -89,6 +90,22 @@ pub enum RaftRpc {
     },
 }
 
+/// What an approved node is handed when it joins: the current domain key
+/// generation sealed to its agreement key, and the roster (the cluster
+/// record and member records, `State::roster`) it checks peers and
+/// snapshots against until its replica records the cluster.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DomainHandOff {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// The generation of the sealed key.
+    pub generation: u32,
+    /// The key, sealed to the joining node.
+    pub sealed: SealedDomainKey,
+    /// The cluster record and member records, as entities.
+    pub roster: Vec<Entity>,
+}
+
 /// The answer to a [`RaftRpc`], as openraft returned it on the receiving
 /// node.
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,10 +122,9 @@ pub enum RaftReply {
     Forward(Result<ApplyResponse, ForwardRefused>),
     /// Answer to [`RaftRpc::ReadIndex`].
     ReadIndex(Result<u64, ForwardRefused>),
-    /// Answer to [`RaftRpc::FetchDomainKey`]: the cluster id, the
-    /// generation and the sealed
-    /// key, or why not (for example, not approved yet).
-    DomainKey(Result<(ClusterId, u32, SealedDomainKey), String>),
+    /// Answer to [`RaftRpc::FetchDomainKey`]: the sealed key and the
+    /// roster, or why not (for example, not approved yet).
+    DomainKey(Result<DomainHandOff, String>),
     /// The request frame could not be read or decoded.
     BadRequest(String),
 }
@@ -262,10 +278,12 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
 /// to anyone else for that id is refused. Then what it may send: Raft
 /// messages only from a member speaking for itself, forwarded writes and
 /// read-index requests only from members, a domain key request only for
-/// the peer's own id. A node whose replica records no cluster yet (a
-/// founding or joining member before its first entries) cannot check pins:
-/// it accepts Raft messages from nodes in its Raft membership, or from any
-/// certified node while it has none, so its leader can reach it.
+/// the peer's own id. A founding or joining member whose replica records
+/// no cluster yet checks pins against the roster it was handed with the
+/// domain key (`Applied::trusted`). Only a replica with neither (the first
+/// member before its first event) cannot check pins: it accepts Raft
+/// messages from nodes in its Raft membership, or from any certified node
+/// while it has none.
 fn peer_may_send(
     raft: &super::Raft,
     domain: Option<&DomainSource>,
@@ -281,7 +299,7 @@ fn peer_may_send(
         (found, empty)
     };
     let standing = domain.map_or(PeerStanding::NoClusterYet, |d| {
-        d.sm.read(|a| authz::peer_standing(&a.state, peer.node, &peer.key_pin))
+        d.sm.read(|a| authz::peer_standing(a.trusted(), peer.node, &peer.key_pin))
     });
     let member = match standing {
         PeerStanding::Member => true,
@@ -355,11 +373,7 @@ impl DomainSource {
     /// # Errors
     /// A message saying why not: not approved (yet), another key, a
     /// rotation in progress, or sealing failed.
-    pub fn seal_for(
-        &self,
-        node: NodeId,
-        key_pin: &[u8; 32],
-    ) -> Result<(ClusterId, u32, SealedDomainKey), String> {
+    pub fn seal_for(&self, node: NodeId, key_pin: &[u8; 32]) -> Result<DomainHandOff, String> {
         let found = self.sm.read(|a| {
             let cluster = a.state.cluster()?;
             let record = a.state.node(node).filter(|r| r.transport_key == *key_pin)?;
@@ -371,7 +385,10 @@ impl DomainSource {
             Some(
                 self.keyring
                     .current(&a.state)
-                    .map(|key| (cluster.cluster_id, record.agreement_key, key))
+                    .map(|key| {
+                        let roster: Vec<Entity> = a.state.roster().entities().collect();
+                        (cluster.cluster_id, record.agreement_key, key, roster)
+                    })
                     .map_err(|e| e.to_string()),
             )
         });
@@ -381,12 +398,17 @@ impl DomainSource {
                  must add it first, from the join request its `prepare` wrote"
             ));
         };
-        let (cluster, agreement, key) = found?;
+        let (cluster, agreement, key, roster) = found?;
         let sealed = key
             .seal_for_node(&x25519_dalek::PublicKey::from(agreement), cluster, node)
             .map_err(|e| e.to_string())?;
         tracing::info!(%node, generation = key.generation(), "handed the domain key to an approved member");
-        Ok((cluster, key.generation(), sealed))
+        Ok(DomainHandOff {
+            cluster,
+            generation: key.generation(),
+            sealed,
+            roster,
+        })
     }
 }
 

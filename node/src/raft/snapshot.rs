@@ -86,7 +86,7 @@ impl SnapshotInbox {
     ) -> Result<(), String> {
         let (position, digest) = snapshot_statement(meta, data).map_err(|e| e.to_string())?;
         self.sm
-            .read(|a| check_snapshot(&a.state, sender, seal, &position, &digest))
+            .read(|a| check_snapshot(a.trusted(), sender, seal, &position, &digest))
             .map_err(|e| e.to_string())
     }
 
