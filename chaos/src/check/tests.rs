@@ -1,0 +1,352 @@
+//! Each checker against a history a correct cluster could produce (no
+//! anomaly) and against known-bad ones (each must be flagged), so a valid
+//! verdict means something.
+
+use super::*;
+use crate::history::KeySeen;
+
+/// Builds histories: `at(invoke, complete)` times in ms.
+#[derive(Default)]
+struct H(Vec<Entry>);
+
+impl H {
+    fn push(
+        &mut self,
+        actor: &str,
+        op: Op,
+        (invoke_ms, complete_ms): (u64, u64),
+        outcome: Outcome,
+    ) -> &mut H {
+        let id = self.0.len() as u64;
+        self.0.push(Entry {
+            id,
+            process: 0,
+            actor: actor.into(),
+            node: Some(1),
+            op,
+            invoke_ms,
+            complete_ms,
+            outcome,
+        });
+        self
+    }
+
+    fn create(&mut self, actor: &str, key: KeyId, at: (u64, u64)) -> &mut H {
+        self.push(
+            actor,
+            Op::CreateKey {
+                label: format!("k{key}"),
+            },
+            at,
+            Outcome::Ok {
+                created: Some(key),
+                seen: None,
+            },
+        )
+    }
+}
+
+fn failed(failure: Failure) -> Outcome {
+    Outcome::Failed { failure }
+}
+
+fn seen(sensitive: bool, extractable: bool) -> Outcome {
+    Outcome::Ok {
+        created: None,
+        seen: Some(KeySeen {
+            sensitive,
+            extractable,
+        }),
+    }
+}
+
+fn checkers(anomalies: &[Anomaly]) -> Vec<&str> {
+    anomalies.iter().map(|a| a.checker.as_str()).collect()
+}
+
+#[test]
+fn a_correct_history_with_concurrency_and_unknowns_is_valid() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        // Concurrent with the create: may miss it.
+        .push(
+            "alice",
+            Op::ReadKey { key: 1 },
+            (5, 8),
+            failed(Failure::NotFound),
+        )
+        .push("alice", Op::Sign { key: 1 }, (11, 12), Outcome::DONE)
+        .push(
+            "alice",
+            Op::SetSensitive { key: 1 },
+            (20, 30),
+            Outcome::Unknown,
+        )
+        // The unknown set may not have applied yet.
+        .push("alice", Op::ReadKey { key: 1 }, (31, 32), seen(false, true))
+        .push("alice", Op::ReadKey { key: 1 }, (40, 41), seen(true, true))
+        .push(
+            "alice",
+            Op::Share {
+                key: 1,
+                user: "bob".into(),
+            },
+            (42, 43),
+            Outcome::DONE,
+        )
+        .push("bob", Op::Sign { key: 1 }, (44, 45), Outcome::DONE)
+        // Concurrent with the unshare: may still succeed.
+        .push(
+            "alice",
+            Op::Unshare {
+                key: 1,
+                user: "bob".into(),
+            },
+            (50, 60),
+            Outcome::DONE,
+        )
+        .push("bob", Op::Sign { key: 1 }, (55, 61), Outcome::DONE)
+        .push(
+            "bob",
+            Op::Sign { key: 1 },
+            (62, 63),
+            failed(Failure::NotFound),
+        )
+        // A delete in flight may make the owner's read miss.
+        .push("alice", Op::DeleteKey { key: 1 }, (70, 80), Outcome::DONE)
+        .push(
+            "alice",
+            Op::ReadKey { key: 1 },
+            (75, 76),
+            failed(Failure::NotFound),
+        )
+        .push(
+            "alice",
+            Op::Sign { key: 1 },
+            (81, 82),
+            failed(Failure::NotFound),
+        );
+    assert_eq!(all(&h.0, &[]), Vec::new());
+}
+
+#[test]
+fn a_lost_write_is_flagged() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10)).push(
+        "alice",
+        Op::ReadKey { key: 1 },
+        (20, 21),
+        failed(Failure::NotFound),
+    );
+    assert_eq!(checkers(&all(&h.0, &[])), ["acknowledged-writes"]);
+}
+
+#[test]
+fn another_users_not_found_is_no_lost_write() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10)).push(
+        "bob",
+        Op::ReadKey { key: 1 },
+        (20, 21),
+        failed(Failure::NotFound),
+    );
+    assert!(acknowledged_writes(&h.0).is_empty());
+}
+
+#[test]
+fn a_resurrected_key_is_flagged() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push("alice", Op::DeleteKey { key: 1 }, (20, 30), Outcome::DONE)
+        .push("alice", Op::Sign { key: 1 }, (31, 32), Outcome::DONE);
+    assert_eq!(checkers(&all(&h.0, &[])), ["deleted-keys"]);
+}
+
+#[test]
+fn a_ratchet_going_back_is_flagged() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push(
+            "alice",
+            Op::SetSensitive { key: 1 },
+            (20, 30),
+            Outcome::DONE,
+        )
+        .push("alice", Op::ReadKey { key: 1 }, (31, 32), seen(false, true));
+    assert_eq!(checkers(&ratchets(&h.0)), ["ratchets"]);
+    // A stale read after a fresher one: back from what was already seen.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push("alice", Op::ReadKey { key: 1 }, (20, 21), seen(true, false))
+        .push("alice", Op::ReadKey { key: 1 }, (30, 31), seen(true, true));
+    assert_eq!(checkers(&ratchets(&h.0)), ["ratchets"]);
+}
+
+#[test]
+fn a_use_after_an_acknowledged_unshare_is_flagged() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push(
+            "alice",
+            Op::Unshare {
+                key: 1,
+                user: "bob".into(),
+            },
+            (20, 30),
+            Outcome::DONE,
+        )
+        .push("bob", Op::Sign { key: 1 }, (31, 32), Outcome::DONE);
+    assert_eq!(checkers(&all(&h.0, &[])), ["revocation"]);
+    // Shared again before it: allowed.
+    h.push(
+        "alice",
+        Op::Share {
+            key: 1,
+            user: "bob".into(),
+        },
+        (40, 50),
+        Outcome::DONE,
+    )
+    .push("bob", Op::Sign { key: 1 }, (45, 51), Outcome::DONE);
+    assert_eq!(revocation(&h.0).len(), 1);
+}
+
+#[test]
+fn a_login_with_the_old_password_after_a_change_is_flagged() {
+    let mut h = H::default();
+    let login = |p| Op::Login {
+        user: "bob".into(),
+        password: p,
+    };
+    h.push("bob", login(0), (0, 5), Outcome::DONE)
+        .push(
+            "bob",
+            Op::ChangePassword {
+                user: "bob".into(),
+                to: 1,
+            },
+            (10, 20),
+            Outcome::DONE,
+        )
+        .push("bob", login(0), (15, 21), Outcome::DONE)
+        .push("bob", login(1), (22, 23), Outcome::DONE);
+    assert!(revocation(&h.0).is_empty());
+    h.push("bob", login(0), (30, 31), Outcome::DONE);
+    assert_eq!(checkers(&revocation(&h.0)), ["revocation"]);
+}
+
+#[test]
+fn a_sixth_checked_guess_and_a_login_after_the_fifth_are_flagged() {
+    let wrong = |h: &mut H, t: u64| {
+        h.push(
+            "bob",
+            Op::Login {
+                user: "bob".into(),
+                password: u32::MAX,
+            },
+            (t, t + 1),
+            failed(Failure::BadPassword),
+        );
+    };
+    let mut h = H::default();
+    for t in 0..5 {
+        wrong(&mut h, t * 10);
+    }
+    h.push(
+        "bob",
+        Op::Login {
+            user: "bob".into(),
+            password: 0,
+        },
+        (60, 61),
+        failed(Failure::Locked),
+    );
+    assert!(lockout(&h.0).is_empty(), "five guesses, then locked: valid");
+    wrong(&mut h, 70);
+    assert_eq!(checkers(&lockout(&h.0)), ["lockout"]);
+
+    let mut h = H::default();
+    for t in 0..5 {
+        wrong(&mut h, t * 10);
+    }
+    h.push(
+        "bob",
+        Op::Login {
+            user: "bob".into(),
+            password: 0,
+        },
+        (60, 61),
+        Outcome::DONE,
+    );
+    assert_eq!(checkers(&lockout(&h.0)), ["lockout"]);
+}
+
+#[test]
+fn guesses_that_a_reset_may_have_split_are_not_counted_together() {
+    let mut h = H::default();
+    for t in 0..4 {
+        h.push(
+            "bob",
+            Op::Login {
+                user: "bob".into(),
+                password: u32::MAX,
+            },
+            (t * 10, t * 10 + 1),
+            failed(Failure::BadPassword),
+        );
+    }
+    h.push(
+        "bob",
+        Op::Login {
+            user: "bob".into(),
+            password: 0,
+        },
+        (45, 100),
+        Outcome::Unknown,
+    );
+    for t in 11..15 {
+        h.push(
+            "bob",
+            Op::Login {
+                user: "bob".into(),
+                password: u32::MAX,
+            },
+            (t * 10, t * 10 + 1),
+            failed(Failure::BadPassword),
+        );
+    }
+    assert!(lockout(&h.0).is_empty());
+}
+
+#[test]
+fn diverged_nodes_are_flagged() {
+    let node = |node, digest: &str| NodeFinal {
+        node,
+        applied: 40,
+        digest: digest.into(),
+        head: "aa".into(),
+    };
+    assert!(convergence(&[node(1, "d1"), node(2, "d1")]).is_empty());
+    assert_eq!(
+        checkers(&convergence(&[node(1, "d1"), node(2, "d2")])),
+        ["convergence"]
+    );
+}
+
+#[test]
+fn a_history_survives_its_file_format() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push("alice", Op::ReadKey { key: 1 }, (11, 12), seen(true, false))
+        .push("alice", Op::Sign { key: 1 }, (13, 14), Outcome::Unknown)
+        .push(
+            "alice",
+            Op::Sign { key: 1 },
+            (15, 16),
+            failed(Failure::Other("busy".into())),
+        );
+    let mut bytes = Vec::new();
+    crate::history::write_jsonl(&h.0, &mut bytes).expect("write");
+    let back = crate::history::read_jsonl(&bytes[..]).expect("read");
+    assert_eq!(back, h.0);
+}
