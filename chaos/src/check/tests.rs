@@ -60,6 +60,43 @@ fn seen(sensitive: bool, extractable: bool) -> Outcome {
     }
 }
 
+fn not_found() -> Outcome {
+    failed(Failure::NotFound)
+}
+
+fn share(key: KeyId, user: &str) -> Op {
+    Op::Share {
+        key,
+        user: user.into(),
+    }
+}
+
+fn unshare(key: KeyId, user: &str) -> Op {
+    Op::Unshare {
+        key,
+        user: user.into(),
+    }
+}
+
+fn login(user: &str, password: u32) -> Op {
+    Op::Login {
+        user: user.into(),
+        password,
+    }
+}
+
+/// Wrong-password checks of `bob` invoked at each of `times`.
+fn wrong_guesses(h: &mut H, times: impl IntoIterator<Item = u64>) {
+    for t in times {
+        h.push(
+            "bob",
+            login("bob", u32::MAX),
+            (t, t + 1),
+            failed(Failure::BadPassword),
+        );
+    }
+}
+
 fn checkers(anomalies: &[Anomaly]) -> Vec<&str> {
     anomalies.iter().map(|a| a.checker.as_str()).collect()
 }
@@ -69,12 +106,7 @@ fn a_correct_history_with_concurrency_and_unknowns_is_valid() {
     let mut h = H::default();
     h.create("alice", 1, (0, 10))
         // Concurrent with the create: may miss it.
-        .push(
-            "alice",
-            Op::ReadKey { key: 1 },
-            (5, 8),
-            failed(Failure::NotFound),
-        )
+        .push("alice", Op::ReadKey { key: 1 }, (5, 8), not_found())
         .push("alice", Op::Sign { key: 1 }, (11, 12), Outcome::DONE)
         .push(
             "alice",
@@ -85,71 +117,32 @@ fn a_correct_history_with_concurrency_and_unknowns_is_valid() {
         // The unknown set may not have applied yet.
         .push("alice", Op::ReadKey { key: 1 }, (31, 32), seen(false, true))
         .push("alice", Op::ReadKey { key: 1 }, (40, 41), seen(true, true))
-        .push(
-            "alice",
-            Op::Share {
-                key: 1,
-                user: "bob".into(),
-            },
-            (42, 43),
-            Outcome::DONE,
-        )
+        .push("alice", share(1, "bob"), (42, 43), Outcome::DONE)
         .push("bob", Op::Sign { key: 1 }, (44, 45), Outcome::DONE)
         // Concurrent with the unshare: may still succeed.
-        .push(
-            "alice",
-            Op::Unshare {
-                key: 1,
-                user: "bob".into(),
-            },
-            (50, 60),
-            Outcome::DONE,
-        )
+        .push("alice", unshare(1, "bob"), (50, 60), Outcome::DONE)
         .push("bob", Op::Sign { key: 1 }, (55, 61), Outcome::DONE)
-        .push(
-            "bob",
-            Op::Sign { key: 1 },
-            (62, 63),
-            failed(Failure::NotFound),
-        )
+        .push("bob", Op::Sign { key: 1 }, (62, 63), not_found())
         // A delete in flight may make the owner's read miss.
         .push("alice", Op::DeleteKey { key: 1 }, (70, 80), Outcome::DONE)
-        .push(
-            "alice",
-            Op::ReadKey { key: 1 },
-            (75, 76),
-            failed(Failure::NotFound),
-        )
-        .push(
-            "alice",
-            Op::Sign { key: 1 },
-            (81, 82),
-            failed(Failure::NotFound),
-        );
+        .push("alice", Op::ReadKey { key: 1 }, (75, 76), not_found())
+        .push("alice", Op::Sign { key: 1 }, (81, 82), not_found());
     assert_eq!(all(&h.0, &[]), Vec::new());
 }
 
 #[test]
 fn a_lost_write_is_flagged() {
     let mut h = H::default();
-    h.create("alice", 1, (0, 10)).push(
-        "alice",
-        Op::ReadKey { key: 1 },
-        (20, 21),
-        failed(Failure::NotFound),
-    );
+    h.create("alice", 1, (0, 10))
+        .push("alice", Op::ReadKey { key: 1 }, (20, 21), not_found());
     assert_eq!(checkers(&all(&h.0, &[])), ["acknowledged-writes"]);
 }
 
 #[test]
 fn another_users_not_found_is_no_lost_write() {
     let mut h = H::default();
-    h.create("alice", 1, (0, 10)).push(
-        "bob",
-        Op::ReadKey { key: 1 },
-        (20, 21),
-        failed(Failure::NotFound),
-    );
+    h.create("alice", 1, (0, 10))
+        .push("bob", Op::ReadKey { key: 1 }, (20, 21), not_found());
     assert!(acknowledged_writes(&h.0).is_empty());
 }
 
@@ -186,135 +179,53 @@ fn a_ratchet_going_back_is_flagged() {
 fn a_use_after_an_acknowledged_unshare_is_flagged() {
     let mut h = H::default();
     h.create("alice", 1, (0, 10))
-        .push(
-            "alice",
-            Op::Unshare {
-                key: 1,
-                user: "bob".into(),
-            },
-            (20, 30),
-            Outcome::DONE,
-        )
+        .push("alice", unshare(1, "bob"), (20, 30), Outcome::DONE)
         .push("bob", Op::Sign { key: 1 }, (31, 32), Outcome::DONE);
     assert_eq!(checkers(&all(&h.0, &[])), ["revocation"]);
     // Shared again before it: allowed.
-    h.push(
-        "alice",
-        Op::Share {
-            key: 1,
-            user: "bob".into(),
-        },
-        (40, 50),
-        Outcome::DONE,
-    )
-    .push("bob", Op::Sign { key: 1 }, (45, 51), Outcome::DONE);
+    h.push("alice", share(1, "bob"), (40, 50), Outcome::DONE)
+        .push("bob", Op::Sign { key: 1 }, (45, 51), Outcome::DONE);
     assert_eq!(revocation(&h.0).len(), 1);
 }
 
 #[test]
 fn a_login_with_the_old_password_after_a_change_is_flagged() {
     let mut h = H::default();
-    let login = |p| Op::Login {
+    let change = Op::ChangePassword {
         user: "bob".into(),
-        password: p,
+        to: 1,
     };
-    h.push("bob", login(0), (0, 5), Outcome::DONE)
-        .push(
-            "bob",
-            Op::ChangePassword {
-                user: "bob".into(),
-                to: 1,
-            },
-            (10, 20),
-            Outcome::DONE,
-        )
-        .push("bob", login(0), (15, 21), Outcome::DONE)
-        .push("bob", login(1), (22, 23), Outcome::DONE);
+    h.push("bob", login("bob", 0), (0, 5), Outcome::DONE)
+        .push("bob", change, (10, 20), Outcome::DONE)
+        .push("bob", login("bob", 0), (15, 21), Outcome::DONE)
+        .push("bob", login("bob", 1), (22, 23), Outcome::DONE);
     assert!(revocation(&h.0).is_empty());
-    h.push("bob", login(0), (30, 31), Outcome::DONE);
+    h.push("bob", login("bob", 0), (30, 31), Outcome::DONE);
     assert_eq!(checkers(&revocation(&h.0)), ["revocation"]);
 }
 
 #[test]
 fn a_sixth_checked_guess_and_a_login_after_the_fifth_are_flagged() {
-    let wrong = |h: &mut H, t: u64| {
-        h.push(
-            "bob",
-            Op::Login {
-                user: "bob".into(),
-                password: u32::MAX,
-            },
-            (t, t + 1),
-            failed(Failure::BadPassword),
-        );
-    };
     let mut h = H::default();
-    for t in 0..5 {
-        wrong(&mut h, t * 10);
-    }
-    h.push(
-        "bob",
-        Op::Login {
-            user: "bob".into(),
-            password: 0,
-        },
-        (60, 61),
-        failed(Failure::Locked),
-    );
+    wrong_guesses(&mut h, (0..5).map(|t| t * 10));
+    let locked = failed(Failure::Locked);
+    h.push("bob", login("bob", 0), (60, 61), locked);
     assert!(lockout(&h.0).is_empty(), "five guesses, then locked: valid");
-    wrong(&mut h, 70);
+    wrong_guesses(&mut h, [70]);
     assert_eq!(checkers(&lockout(&h.0)), ["lockout"]);
 
     let mut h = H::default();
-    for t in 0..5 {
-        wrong(&mut h, t * 10);
-    }
-    h.push(
-        "bob",
-        Op::Login {
-            user: "bob".into(),
-            password: 0,
-        },
-        (60, 61),
-        Outcome::DONE,
-    );
+    wrong_guesses(&mut h, (0..5).map(|t| t * 10));
+    h.push("bob", login("bob", 0), (60, 61), Outcome::DONE);
     assert_eq!(checkers(&lockout(&h.0)), ["lockout"]);
 }
 
 #[test]
 fn guesses_that_a_reset_may_have_split_are_not_counted_together() {
     let mut h = H::default();
-    for t in 0..4 {
-        h.push(
-            "bob",
-            Op::Login {
-                user: "bob".into(),
-                password: u32::MAX,
-            },
-            (t * 10, t * 10 + 1),
-            failed(Failure::BadPassword),
-        );
-    }
-    h.push(
-        "bob",
-        Op::Login {
-            user: "bob".into(),
-            password: 0,
-        },
-        (45, 100),
-        Outcome::Unknown,
-    );
-    for t in 11..15 {
-        h.push(
-            "bob",
-            Op::Login {
-                user: "bob".into(),
-                password: u32::MAX,
-            },
-            (t * 10, t * 10 + 1),
-            failed(Failure::BadPassword),
-        );
-    }
+    wrong_guesses(&mut h, (0..4).map(|t| t * 10));
+    h.push("bob", login("bob", 0), (45, 100), Outcome::Unknown);
+    wrong_guesses(&mut h, (11..15).map(|t| t * 10));
     assert!(lockout(&h.0).is_empty());
 }
 
