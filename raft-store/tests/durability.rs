@@ -192,3 +192,37 @@ async fn a_torn_log_tail_stops_the_open_unless_a_failed_write_was_recorded_under
     std::fs::write(dir.path().join("WRITE_FAILED"), [0xab; 32]).expect("forge");
     assert!(open(dir.path(), &key).is_err());
 }
+
+/// A joining node's roster is kept across restarts and trusted only until
+/// the replica records the cluster itself.
+#[tokio::test]
+async fn a_roster_is_kept_and_trusted_until_the_replica_records_the_cluster() {
+    let source_dir = tempfile::tempdir().expect("tempdir");
+    let mut chain = Chain::new();
+    let events = setup_events(&mut chain, &[2; 40]);
+    let roster = {
+        let (mut log, mut sm) =
+            create(source_dir.path(), &StorageKey::generate()).expect("created");
+        append_and_apply(&mut log, &mut sm, events.clone()).await;
+        sm.read(|a| a.state.roster())
+    };
+    assert!(roster.cluster().is_some());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = StorageKey::from_bytes([6; 32]);
+    {
+        let (_, sm) = create(dir.path(), &key).expect("created");
+        assert!(
+            sm.read(|a| a.trusted().cluster().is_none()),
+            "an empty replica trusts no one"
+        );
+        sm.trust_roster(&roster).expect("roster");
+    }
+    let (mut log, mut sm) = open(dir.path(), &key).expect("reopens");
+    assert!(sm.read(|a| a.state.cluster().is_none()));
+    assert_eq!(sm.read(|a| a.trusted().digest()), roster.digest());
+    append_and_apply(&mut log, &mut sm, events).await;
+    // From its first event on, the replica itself is what counts.
+    assert_eq!(sm.read(|a| a.trusted().digest()), sm.digest());
+    assert_ne!(sm.digest(), roster.digest());
+}
