@@ -220,16 +220,34 @@ pub fn install_domain_key(
 /// If the member's storage key or store does not open.
 fn trust_roster_of(member: &NodeConfig, roster: &State) -> Result<()> {
     let storage = StorageKey::load_file(&member.storage_key_file())?;
-    let store = member.store_dir();
-    let (_, sm) = if store.exists() {
-        hsm_raft_store::open(&store, &storage)
-    } else {
-        hsm_raft_store::create(&store, &storage)
-    }
-    .with_context(|| format!("cannot open the store in {}", store.display()))?;
-    sm.trust_roster(roster)
-        .with_context(|| format!("cannot record the members in {}", store.display()))?;
+    let (_, sm) = open_or_create_store(member, &storage)?;
+    sm.trust_roster(roster).with_context(|| {
+        format!(
+            "cannot record the members in {}",
+            member.store_dir().display()
+        )
+    })?;
     Ok(())
+}
+
+/// Opens `member`'s store, or creates an empty one if it has none yet (a
+/// founding member, or a node just added, which the leader then brings up
+/// to date).
+///
+/// # Errors
+/// If the store does not open or cannot be created.
+fn open_or_create_store(
+    member: &NodeConfig,
+    storage: &StorageKey,
+) -> Result<(hsm_raft_store::LogStore, StateMachineStore)> {
+    let store = member.store_dir();
+    if store.exists() {
+        hsm_raft_store::open(&store, storage)
+    } else {
+        tracing::info!(dir = %store.display(), "creating an empty store for a new member");
+        hsm_raft_store::create(&store, storage)
+    }
+    .with_context(|| format!("cannot open the store in {}", store.display()))
 }
 
 /// Creates a cluster: `first` (prepared) becomes its first member and
@@ -371,17 +389,7 @@ impl RunningNode {
         let local_addr = server.local_addr()?;
         let client = client_endpoint(local_addr, node_client_tls(&ca_pem, &cert)?)?;
         let network = QuicNetwork::new(client);
-        let store = config.store_dir();
-        // A member that holds the domain key but no store yet (a founding
-        // member, or a node just added) starts with an empty one and is
-        // brought up to date by the leader.
-        let (log, sm) = if store.exists() {
-            hsm_raft_store::open(&store, &storage)
-        } else {
-            tracing::info!(dir = %store.display(), "creating an empty store for a new member");
-            hsm_raft_store::create(&store, &storage)
-        }
-        .with_context(|| format!("cannot open the store in {}", store.display()))?;
+        let (log, sm) = open_or_create_store(config, &storage)?;
         let domain_file = config.domain_key_file();
         let domain = if domain_file.exists() {
             DomainKey::load(&domain_file, &files)?

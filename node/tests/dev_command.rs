@@ -127,3 +127,43 @@ async fn dev_serves_a_three_node_cluster_until_interrupted_and_restarts_it() {
         .expect("verify"));
     interrupt(&mut child);
 }
+
+/// The founding members `init` sets up start with empty replicas; each
+/// must already know the cluster's members (the roster the first event
+/// recorded), so even its first Raft message is checked against pinned
+/// keys.
+#[test]
+fn founding_members_know_the_cluster_s_members_before_their_first_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Away from the range the other test of this file uses.
+    let base = 42_000 + (std::process::id() % 20_000) as u16;
+    let out = Command::new(env!("CARGO_BIN_EXE_hsm-node"))
+        .args(["dev", "--setup-only", "--nodes", "3", "--base-port"])
+        .arg(base.to_string())
+        .arg("--dir")
+        .arg(dir.path())
+        .env("HSM_ADMIN_PASSWORD", "founders-admin-password")
+        .output()
+        .expect("run hsm-node dev --setup-only");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 2..=3 {
+        let config = hsm_node::config::NodeConfig::load(dir.path().join(format!("node{i}.toml")))
+            .expect("config");
+        let storage =
+            hsm_raft_store::StorageKey::load_file(&config.storage_key_file()).expect("storage key");
+        let (_, sm) = hsm_raft_store::open(&config.store_dir(), &storage).expect("store");
+        let (own, members) = sm.read(|a| {
+            (
+                a.state.cluster().is_some(),
+                a.trusted().nodes().map(|n| n.id.0).collect::<Vec<_>>(),
+            )
+        });
+        assert!(!own, "node {i} has no entries yet");
+        assert_eq!(members, [1, 2, 3], "node {i} trusts its roster's members");
+    }
+}

@@ -2,32 +2,28 @@
 //! peer, one bidirectional stream per RPC.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use hsm_proto::{codec, NodeId};
 use hsm_raft_store::TypeConfig;
+use hsm_state::authz::{self, PeerStanding};
+use hsm_state::snapshot::SnapshotSeal;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
+use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
-
-use hsm_state::authz::{self, PeerStanding};
-use hsm_state::snapshot::SnapshotSeal;
-use openraft::error::{Fatal, ReplicationClosed, StreamingError};
-use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
-use openraft::raft::SnapshotResponse;
-use openraft::{Snapshot, Vote};
-use std::future::Future;
-
-use super::snapshot::SnapshotSigner;
+use openraft::{BasicNode, Snapshot, Vote};
 
 use super::rpc::{RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
+use super::snapshot::SnapshotSigner;
 use crate::transport::{peer_identity, read_frame, write_frame, SERVER_NAME};
 
 #[derive(Debug, thiserror::Error)]

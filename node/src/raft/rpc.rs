@@ -1,9 +1,11 @@
 //! Raft RPC messages and the server side of one RPC stream.
 
 use hsm_proto::client::Secret;
-use hsm_proto::{codec, Actor, ClusterId, EventBody, NodeId, RequestId};
-use hsm_raft_store::StateMachineStore;
-use hsm_raft_store::{ApplyResponse, TypeConfig};
+use hsm_proto::{codec, Actor, ClusterId, EventBody, NodeId, RequestId, SealedDomainKey};
+use hsm_raft_store::{ApplyResponse, StateMachineStore, TypeConfig};
+use hsm_state::authz::{self, PeerStanding};
+use hsm_state::snapshot::SnapshotSeal;
+use hsm_state::Entity;
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -11,18 +13,12 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-use hsm_state::authz::{self, PeerStanding};
-
+use super::snapshot::InboxError;
 use crate::proposer::ProposeError;
 use crate::secrets::{session, Keyring};
+use crate::server::Handlers;
 use crate::service::now_ms;
 use crate::transport::{read_frame, write_frame, FrameError, PeerIdentity};
-use hsm_proto::SealedDomainKey;
-use hsm_state::snapshot::SnapshotSeal;
-use hsm_state::Entity;
-
-use super::snapshot::InboxError;
-use crate::server::Handlers;
 
 /// A write a follower received and hands to the leader, which builds,
 /// stamps and signs the event. The leader believes no member about a
