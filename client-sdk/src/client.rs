@@ -39,9 +39,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A connection to an HSM cluster.
 ///
 /// Cheap to clone: clones share the connections, the in-flight limit, the
-/// session and the read-your-writes index. [`Client::with_deadline`] and
-/// [`Client::with_linearizable_reads`] return such clones with different
-/// per-call settings. Every method is async and needs a tokio runtime.
+/// session and the read-your-writes index. [`Client::with_deadline`] returns
+/// such a clone with a different deadline. Every method is async and needs a tokio runtime.
 ///
 /// Each call goes to one node; when that node fails at the transport level
 /// (cannot connect, connection lost, stream reset, timeout) or answers
@@ -52,7 +51,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Client {
     inner: Arc<Inner>,
     deadline: Duration,
-    linearizable_reads: bool,
 }
 
 struct Inner {
@@ -87,7 +85,6 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("cluster_id", &self.inner.cluster_id)
             .field("deadline", &self.deadline)
-            .field("linearizable_reads", &self.linearizable_reads)
             .field("logged_in", &self.is_logged_in())
             .field("applied_index", &self.applied_index())
             .finish_non_exhaustive()
@@ -109,7 +106,8 @@ pub struct Session {
 /// Whose request this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Routing {
-    /// The caller's: read-your-writes, linearizable if asked.
+    /// The caller's: read-your-writes (and linearizable, as every request
+    /// the node serves from its replica).
     Caller,
     /// The client's own member refresh: any node's view is good enough
     /// for routing, so no wait for an index or the leader.
@@ -160,7 +158,6 @@ impl Client {
             zone,
         );
         let deadline = options.deadline;
-        let linearizable_reads = options.linearizable_reads;
         Ok(Client {
             inner: Arc::new(Inner {
                 cluster_id: config.cluster_id.to_ascii_lowercase(),
@@ -179,7 +176,6 @@ impl Client {
                 refresh: RefreshState::default(),
             }),
             deadline,
-            linearizable_reads,
         })
     }
 
@@ -219,15 +215,6 @@ impl Client {
     pub fn with_deadline(&self, deadline: Duration) -> Client {
         Client {
             deadline,
-            ..self.clone()
-        }
-    }
-
-    /// A clone whose reads are linearizable or not (see
-    /// [`ClientOptions::linearizable_reads`]).
-    pub fn with_linearizable_reads(&self, linearizable: bool) -> Client {
-        Client {
-            linearizable_reads: linearizable,
             ..self.clone()
         }
     }
@@ -411,18 +398,14 @@ impl Client {
             Operation::Login { .. } => None,
             _ => lock(&self.inner.session).clone(),
         };
-        let (min_index, linearizable) = match routing {
-            Routing::Caller => (
-                self.inner.applied.current(),
-                !write && self.linearizable_reads,
-            ),
-            Routing::Refresh => (0, false),
+        let min_index = match routing {
+            Routing::Caller => self.inner.applied.current(),
+            Routing::Refresh => 0,
         };
         let request = Request {
             session,
             request_id,
             min_index,
-            linearizable,
             op,
         };
         // The bytes hold passwords, tokens or plaintext: zeroized on drop.

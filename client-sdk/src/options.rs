@@ -28,11 +28,6 @@ pub struct ClientOptions {
     /// The caller's zone: reads and crypto go to nodes in it while any is
     /// up. Default: the config file's `zone`, if any.
     pub zone: Option<String>,
-    /// Send reads as linearizable: the node confirms with the leader first,
-    /// so the read reflects every write acknowledged anywhere before it.
-    /// Costs a round trip to the leader. Default false (reads still see
-    /// this client's own writes).
-    pub linearizable_reads: bool,
     /// Time to set up a QUIC connection to a node before trying another.
     /// Default 2 s.
     pub connect_timeout: Duration,
@@ -55,7 +50,6 @@ impl Default for ClientOptions {
             deadline: Duration::from_secs(10),
             max_in_flight: 1024,
             zone: None,
-            linearizable_reads: false,
             connect_timeout: Duration::from_secs(2),
             attempt_timeout: None,
             refresh_interval: Duration::from_secs(30),
@@ -80,12 +74,6 @@ impl ClientOptions {
     /// Sets [`ClientOptions::zone`].
     pub fn zone(mut self, zone: impl Into<String>) -> Self {
         self.zone = Some(zone.into());
-        self
-    }
-
-    /// Sets [`ClientOptions::linearizable_reads`].
-    pub fn linearizable_reads(mut self, linearizable: bool) -> Self {
-        self.linearizable_reads = linearizable;
         self
     }
 

@@ -90,35 +90,6 @@ async fn requests_carry_the_highest_applied_index_seen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_are_linearizable_only_when_asked() {
-    let pki = Pki::new();
-    let (nodes, _view) = cluster(&pki, &["a"]);
-    let cfg = config(&pki, &[nodes[0].client_node()]);
-    let client = Client::connect(cfg, ClientOptions::default().linearizable_reads(true))
-        .await
-        .expect("connect");
-    client.random(1).await.expect("random");
-    client
-        .create_user(alice(), Role::Cu, "initial password")
-        .await
-        .expect("created");
-    client
-        .with_linearizable_reads(false)
-        .random(1)
-        .await
-        .expect("random");
-    let flags: Vec<(&str, bool)> = nodes[0]
-        .seen()
-        .iter()
-        .map(|r| (r.op.name(), r.linearizable))
-        .collect();
-    assert_eq!(
-        flags,
-        vec![("random", true), ("create-user", false), ("random", false)]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_many_returns_one_result_per_message_in_order() {
     let pki = Pki::new();
     let (nodes, _view) = cluster(&pki, &["a", "b"]);

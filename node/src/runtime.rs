@@ -29,7 +29,9 @@ use zeroize::Zeroizing;
 use crate::backup::Snapshotter;
 use crate::config::NodeConfig;
 use crate::proposer::Proposer;
-use crate::raft::{DomainSource, LeaderContact, QuicNetwork, Raft, SnapshotInbox, SnapshotSigner};
+use crate::raft::{
+    DomainSource, LeaderContact, LeaderReads, QuicNetwork, Raft, SnapshotInbox, SnapshotSigner,
+};
 use crate::secrets::{hash_password, DomainKey, Keyring, NodeIdentity};
 use crate::server::{spawn_accept_loop, Handlers};
 use crate::service::{Service, ServiceParts};
@@ -439,6 +441,11 @@ impl RunningNode {
         ));
         let writer = Writer::new(raft.clone(), proposer.clone(), network.clone());
         let contact = LeaderContact::default();
+        let reads = LeaderReads::new(
+            raft.clone(),
+            sm.clone(),
+            Duration::from_millis(config.raft.election_timeout_min_ms),
+        );
         let backups = Snapshotter::from_settings(
             &config.backup,
             id,
@@ -453,6 +460,7 @@ impl RunningNode {
             sm: sm.clone(),
             writer: writer.clone(),
             network,
+            reads: reads.clone(),
             keyring: keyring.clone(),
             session_lifetime: Duration::from_secs(config.sessions.lifetime_s),
             key_cache_entries: KEY_CACHE_ENTRIES,
@@ -464,6 +472,7 @@ impl RunningNode {
             server.clone(),
             Handlers {
                 raft: raft.clone(),
+                reads,
                 proposer,
                 domain: Some(DomainSource {
                     keyring: keyring.clone(),

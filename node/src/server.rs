@@ -9,7 +9,9 @@ use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::proposer::Proposer;
-use crate::raft::{serve_raft_stream, DomainSource, LeaderContact, Raft, SnapshotInbox};
+use crate::raft::{
+    serve_raft_stream, DomainSource, LeaderContact, LeaderReads, Raft, SnapshotInbox,
+};
 use crate::service::Service;
 use crate::transport::{
     negotiated_alpn, peer_identity, peer_is_cluster_member, read_frame, write_frame, PeerIdentity,
@@ -28,6 +30,8 @@ pub const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Handlers {
     /// Raft RPCs from members.
     pub raft: Raft,
+    /// Read indexes asked for by followers.
+    pub reads: LeaderReads,
     /// Writes forwarded to this node as leader.
     pub proposer: Arc<Proposer>,
     /// Hands the domain key to approved joining nodes; `None` refuses.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hsm_proto::client::Secret;
-use hsm_proto::{Actor, EventBody, NodeId, RequestId};
+use hsm_proto::{Actor, EventBody, RequestId};
 use hsm_raft_store::ApplyResponse;
 
 use crate::proposer::{ProposeError, Proposer};
@@ -102,7 +102,9 @@ impl Writer {
                     None
                 }
             };
-            if let Some((id, addr)) = leader.and_then(|l| self.address_of(l)) {
+            if let Some((id, addr)) =
+                leader.and_then(|l| crate::raft::address_of(&self.raft, l).map(|a| (l, a)))
+            {
                 let write = ForwardedWrite {
                     request_id,
                     actor: actor.clone(),
@@ -127,16 +129,5 @@ impl Writer {
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
-    }
-
-    fn address_of(&self, node: NodeId) -> Option<(NodeId, String)> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let found = m
-            .membership_config
-            .nodes()
-            .find(|(id, _)| **id == node)
-            .map(|(id, n)| (*id, n.addr.clone()));
-        found
     }
 }

@@ -55,7 +55,6 @@ async fn malformed_client_frames_get_an_error_and_the_connection_keeps_serving()
         session: None,
         request_id: RequestId([1; 16]),
         min_index: 0,
-        linearizable: false,
         op: Operation::ClusterInfo,
     };
     let bytes = codec::encode("request", &request).expect("encode");

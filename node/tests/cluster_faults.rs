@@ -415,30 +415,38 @@ async fn a_node_cut_off_from_the_others_stops_serving_until_it_hears_from_them()
         .await
         .expect("served while connected");
 
-    // Freeze the other two: node 1 can no longer learn of revocations.
+    // Freeze the other two: node 1 can no longer learn of revocations. As a
+    // follower it serves nothing from then on; as the leader only within
+    // its lease, which ends before the others could elect a new leader
+    // (these clusters' minimum election timeout is 500 ms).
+    let leader = cluster.leader().await;
     cluster.signal(2, "STOP");
     cluster.signal(3, "STOP");
+    let frozen_at = Instant::now();
+    let election_timeout_min = Duration::from_millis(500);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
+    loop {
+        let invoked = Instant::now();
         match one
             .with_deadline(Duration::from_millis(500))
             .sign(key, SignMechanism::Ed25519, b"cut off".to_vec())
             .await
         {
-            Err(e) => break e,
-            Ok(_) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "node 1 kept serving while cut off"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            Ok(_) => assert!(
+                leader == 1 && invoked < frozen_at + election_timeout_min,
+                "node 1 (leader: node {leader}) served {:?} after the others froze",
+                invoked - frozen_at
+            ),
+            // At first it waits for an answer in vain; once it has not
+            // heard from the others for a while, it refuses at once.
+            Err(refused) if refused.to_string().contains("may be out of date") => break,
+            Err(refused) => assert!(
+                Instant::now() < deadline,
+                "node 1 never said it is out of date: {refused}"
+            ),
         }
-    };
-    assert!(
-        refused.to_string().contains("may be out of date"),
-        "{refused}"
-    );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     cluster.signal(2, "CONT");
     cluster.signal(3, "CONT");
@@ -505,5 +513,98 @@ async fn a_read_carrying_an_index_waits_until_that_node_has_applied_it() {
         matches!(err, hsm_client::Error::DeadlineExceeded)
             || err.to_string().contains("applied up to index"),
         "{err}"
+    );
+}
+
+/// Logs `name` in on a client pinned to node `i`.
+async fn signed_in_at(cluster: &Cluster, i: u64, name: &str, password: &str) -> Client {
+    let c = cluster.client_of(i).await;
+    c.login(user(name), password).await.expect("login");
+    c
+}
+
+/// Asserts that `result` is a refused session, not a served request.
+fn assert_refused_session<T: std::fmt::Debug>(result: hsm_client::Result<T>, what: &str) {
+    let e = result.expect_err(what);
+    assert_eq!(
+        e.kind(),
+        Some(hsm_proto::client::ErrorKind::Unauthenticated),
+        "{what}: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_that_missed_a_revocation_serves_nothing_from_before_it() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let (_admin, _alice, key) = setup(&cluster).await;
+    let leader = cluster.leader().await;
+    let behind = (1..=3).find(|n| *n != leader).expect("a follower");
+    let admin = signed_in_at(&cluster, leader, "admin", "admin-password-1").await;
+    let stale = signed_in_at(&cluster, behind, "alice", "alice-password-1").await;
+    stale
+        .sign(key, SignMechanism::Ed25519, b"before".to_vec())
+        .await
+        .expect("served before the revocation");
+
+    // An officer resets Alice's password while her session's node is
+    // paused; it wakes up with its contact to the leader still recent but
+    // without the change.
+    cluster.signal(behind, "STOP");
+    admin
+        .change_password(user("alice"), "alice-password-2")
+        .await
+        .expect("changed by the majority");
+    cluster.signal(behind, "CONT");
+    assert_refused_session(
+        stale
+            .sign(key, SignMechanism::Ed25519, b"after".to_vec())
+            .await,
+        "a session from before a password change, at a node that had not heard of it",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_leader_that_wakes_up_serves_nothing_revoked_by_its_successor() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let (_admin, _alice, key) = setup(&cluster).await;
+    let old = cluster.leader().await;
+    let other = (1..=3).find(|n| *n != old).expect("another node");
+    let stale = signed_in_at(&cluster, old, "alice", "alice-password-1").await;
+    stale
+        .sign(key, SignMechanism::Ed25519, b"before".to_vec())
+        .await
+        .expect("served before the revocation");
+
+    // The leader is paused; the others elect a successor, through which an
+    // officer resets Alice's password. Woken well inside two election timeouts, the old leader still
+    // believes it leads.
+    cluster.signal(old, "STOP");
+    let paused_at = Instant::now();
+    let admin = signed_in_at(&cluster, other, "admin", "admin-password-1").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match admin
+            .change_password(user("alice"), "alice-password-2")
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no successor changed the password: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    cluster.signal(old, "CONT");
+    let asleep = paused_at.elapsed();
+    assert_refused_session(
+        stale
+            .sign(key, SignMechanism::Ed25519, b"after".to_vec())
+            .await,
+        &format!("a session from before a password change, at a leader paused for {asleep:?}"),
     );
 }

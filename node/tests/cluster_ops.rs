@@ -886,11 +886,7 @@ async fn five_failed_logins_lock_a_user_on_every_node() {
             "node {node}"
         );
     }
-    let users = admin
-        .with_linearizable_reads(true)
-        .list_users()
-        .await
-        .expect("list");
+    let users = admin.list_users().await.expect("list");
     let dave = users
         .iter()
         .find(|u| u.username == user("dave"))
@@ -915,11 +911,7 @@ async fn five_failed_logins_lock_a_user_on_every_node() {
         .login(user("dave"), "dave-password-1")
         .await
         .expect("login");
-    let users = admin
-        .with_linearizable_reads(true)
-        .list_users()
-        .await
-        .expect("list");
+    let users = admin.list_users().await.expect("list");
     let dave = users
         .iter()
         .find(|u| u.username == user("dave"))

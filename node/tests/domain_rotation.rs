@@ -73,7 +73,6 @@ async fn ask(ca: &str, addr: &str, session: &Secret, op: Operation) -> Response 
         session: Some(session.clone()),
         request_id: RequestId(rand::random()),
         min_index: 0,
-        linearizable: true,
         op,
     };
     let bytes = codec::encode("request", &request).expect("encode");

@@ -413,13 +413,7 @@ async fn a_snapshot_needs_the_signature_of_the_member_that_sends_it() {
         followers.next().expect("a follower"),
         followers.next().expect("another follower"),
     );
-    let on_target = cluster
-        .try_client_of_with(
-            target,
-            hsm_client::ClientOptions::default().linearizable_reads(false),
-        )
-        .await
-        .expect("connect");
+    let on_target = cluster.client_of(target).await;
     on_target.login(user("admin"), ADMIN).await.expect("login");
     let term = admin.cluster_info().await.expect("info").term;
 

@@ -11,8 +11,10 @@
 //! a write, at least the write's own index). A request with
 //! [`Request::min_index`] is served only once the node has applied that
 //! index, so a client that passes the highest index it has seen reads its
-//! own writes on every node. [`Request::linearizable`] additionally has the
-//! node confirm with the leader that no newer write exists.
+//! own writes on every node. Beyond that, every request but cluster info is
+//! linearizable: the node first learns from the leader (confirmed by a
+//! quorum) what was committed before the request arrived and serves only
+//! once it has applied that.
 
 use std::fmt;
 
@@ -114,9 +116,6 @@ pub struct Request {
     pub request_id: RequestId,
     /// Serve only once this node has applied this log index (0: no wait).
     pub min_index: u64,
-    /// Confirm with the leader before serving a read, so it reflects every
-    /// write acknowledged anywhere before the request was sent.
-    pub linearizable: bool,
     /// What to do.
     pub op: Operation,
 }
@@ -866,7 +865,6 @@ mod tests {
             session: Some(Secret::from("token-bytes")),
             request_id: RequestId([7; 16]),
             min_index: 3,
-            linearizable: false,
             op: Operation::Login {
                 username: Username::new("alice").expect("name"),
                 password: Secret::from("hunter2hunter2"),

@@ -139,6 +139,7 @@ pub async fn serve_raft_stream(
 ) -> Result<(), FrameError> {
     let Handlers {
         raft,
+        reads,
         proposer,
         snapshots,
         contact,
@@ -205,7 +206,7 @@ pub async fn serve_raft_stream(
                     },
                 })
             }
-            Ok(RaftRpc::ReadIndex) => RaftReply::ReadIndex(read_index(raft).await),
+            Ok(RaftRpc::ReadIndex) => RaftReply::ReadIndex(reads.read_index().await),
             Ok(RaftRpc::FetchDomainKey { node }) => RaftReply::DomainKey(match domain {
                 Some(d) => d.seal_for(node, &identity.key_pin),
                 None => Err("this node does not hand out the domain key".into()),

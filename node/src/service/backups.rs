@@ -7,7 +7,7 @@ use hsm_backup::BackupError;
 use hsm_proto::client::{ClientError, ErrorKind, Reply};
 use hsm_proto::{BackupId, BackupList, BackupVerified, UnreadableBackup};
 
-use super::{Ctx, Outcome, Service};
+use super::{Outcome, Service};
 use crate::backup::Snapshotter;
 
 /// A backup failure as the client sees it: damage is `damaged` and names
@@ -40,10 +40,10 @@ impl Service {
         })
     }
 
-    pub(super) async fn create_backup(&self, ctx: &Ctx) -> Outcome {
+    pub(super) async fn create_backup(&self) -> Outcome {
         let snapshotter = self.snapshotter()?.clone();
-        // Every write acknowledged before the request is in the backup.
-        self.linearize(ctx.deadline).await?;
+        // Every write acknowledged before the request is in the backup: the
+        // service passed the read barrier before it got here.
         // Run to the end even if the client goes away: an abandoned upload
         // would leave objects behind (never listed, but taking space).
         let task = tokio::spawn(async move {

@@ -5,9 +5,11 @@
 //! One [`Request`] in, one [`Response`] out ([`Service::handle`]). Order of
 //! checks for every request:
 //!
-//! 1. consistency: wait until this node has applied `min_index`, and for a
-//!    linearizable request (and every login) until it has applied the
-//!    leader's quorum-confirmed read index;
+//! 1. consistency: refuse at once when this node has lost touch with the
+//!    cluster; then wait until it has applied `min_index` and the leader's
+//!    quorum-confirmed read index taken after the request arrived
+//!    ([`barrier`]), so nothing acknowledged before it (a revocation
+//!    above all) is missing from the replica that serves it;
 //! 2. authentication: the session token's MAC and expiry under the current
 //!    domain key generation, then the user as this replica has it (same account, role and
 //!    password epoch; not locked);
@@ -22,6 +24,7 @@
 //! slow request never stalls others.
 
 mod backups;
+mod barrier;
 mod cluster;
 mod crypto_ops;
 mod keys;
@@ -38,7 +41,7 @@ use hsm_state::{Key, State};
 use tokio::time::Instant;
 
 use crate::backup::Snapshotter;
-use crate::raft::{read_index, ForwardRefused, LeaderContact, QuicNetwork, Raft};
+use crate::raft::{LeaderContact, LeaderReads, QuicNetwork, Raft};
 use crate::secrets::{session, Keyring};
 use crate::writer::{WriteError, Writer};
 
@@ -60,6 +63,8 @@ pub struct ServiceParts {
     pub writer: Writer,
     /// For asking the leader for a read index.
     pub network: QuicNetwork,
+    /// This node's read index when it leads.
+    pub reads: LeaderReads,
     /// The domain key generations this node holds.
     pub keyring: Arc<Keyring>,
     /// How long a session token lasts.
@@ -81,7 +86,7 @@ pub struct Service {
     raft: Raft,
     sm: StateMachineStore,
     writer: Writer,
-    network: QuicNetwork,
+    barrier: barrier::ReadBarrier,
     keyring: Arc<Keyring>,
     session_lifetime: Duration,
     cache: KeyCache,
@@ -114,12 +119,14 @@ pub(crate) type Outcome = Result<Reply, ClientError>;
 impl Service {
     /// A service over the given parts.
     pub fn new(parts: ServiceParts) -> Service {
+        let barrier =
+            barrier::ReadBarrier::start(parts.node, parts.raft.clone(), parts.reads, parts.network);
         Service {
             node: parts.node,
             raft: parts.raft,
             sm: parts.sm,
             writer: parts.writer,
-            network: parts.network,
+            barrier,
             keyring: parts.keyring,
             session_lifetime: parts.session_lifetime,
             cache: KeyCache::new(parts.key_cache_entries),
@@ -156,14 +163,16 @@ impl Service {
             session,
             request_id,
             min_index,
-            linearizable,
             op,
         } = request;
-        if !matches!(op, Operation::ClusterInfo) {
+        // Cluster info answers even from a node cut off (a client finds the
+        // members through it); it carries no right.
+        let info = matches!(op, Operation::ClusterInfo);
+        if !info {
             self.check_fresh()?;
         }
         self.wait_applied(min_index, deadline).await?;
-        if linearizable || matches!(op, Operation::Login { .. }) {
+        if !info {
             self.linearize(deadline).await?;
         }
         match op {
@@ -228,7 +237,7 @@ impl Service {
                     .await
             }
             O::ListUsers => Ok(self.list_users()),
-            O::CreateBackup => self.create_backup(ctx).await,
+            O::CreateBackup => self.create_backup().await,
             O::ListBackups => self.list_backups().await,
             O::DescribeBackup { id } => self.describe_backup(id).await,
             O::VerifyBackup { id } => self.verify_backup(id).await,
@@ -432,34 +441,13 @@ impl Service {
     }
 
     /// Waits until this node has applied everything committed before now,
-    /// as the leader confirms with a quorum.
+    /// as the leader confirms with a quorum ([`barrier`]).
     pub(crate) async fn linearize(&self, deadline: Instant) -> Result<(), ClientError> {
         let mut last = String::from("no leader known");
         loop {
-            let leader = self.raft.metrics().borrow().current_leader;
-            let answer = match leader {
-                Some(l) if l == self.node => Some(read_index(&self.raft).await),
-                Some(l) => match self.address_of(l) {
-                    Some(addr) => {
-                        match tokio::time::timeout_at(deadline, self.network.read_index(l, &addr))
-                            .await
-                        {
-                            Err(_) => None,
-                            Ok(Ok(r)) => Some(r),
-                            Ok(Err(e)) => {
-                                last = format!("leader {l}: {e}");
-                                None
-                            }
-                        }
-                    }
-                    None => None,
-                },
-                None => None,
-            };
-            match answer {
+            match self.barrier.read_index(deadline).await {
                 Some(Ok(index)) => return self.wait_applied(index, deadline).await,
-                Some(Err(ForwardRefused::NotLeader(_))) => last = "leader changed".into(),
-                Some(Err(e)) => last = e.to_string(),
+                Some(Err(e)) => last = e,
                 None => {}
             }
             if Instant::now() + Duration::from_millis(50) >= deadline {
@@ -470,17 +458,6 @@ impl Service {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    pub(crate) fn address_of(&self, node: NodeId) -> Option<String> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let found = m
-            .membership_config
-            .nodes()
-            .find(|(id, _)| **id == node)
-            .map(|(_, n)| n.addr.clone());
-        found
     }
 
     /// Generation `generation` of the domain key as this replica's state

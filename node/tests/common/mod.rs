@@ -139,6 +139,11 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         server.clone(),
         Handlers {
             raft: raft.clone(),
+            reads: hsm_node::raft::LeaderReads::new(
+                raft.clone(),
+                sm.clone(),
+                std::time::Duration::from_millis(500),
+            ),
             proposer: proposer.clone(),
             domain: Some(DomainSource {
                 keyring: Arc::new(Keyring::new(
