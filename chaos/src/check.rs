@@ -157,11 +157,21 @@ pub fn ratchets(history: &[Entry]) -> Vec<Anomaly> {
     found
 }
 
+/// Whether write `w` may have taken effect after revocation `u` and before
+/// `e` ended: not definitely failed, not acknowledged before `u` was
+/// invoked (so it may have applied after `u`, an unknown one at any time),
+/// and invoked before `e` completed.
+fn may_follow(w: &Entry, u: &Entry, e: &Entry) -> bool {
+    !matches!(w.outcome, Outcome::Failed { .. })
+        && !w.acked_before(u)
+        && w.invoke_ms < e.complete_ms
+}
+
 /// Revocation with no window: after an unshare was acknowledged, the user
 /// it names cannot use the key in anything invoked later (unless a share
-/// was invoked again meanwhile); after a password change was acknowledged,
-/// no login invoked later succeeds with another password (unless a change
-/// back to it was invoked meanwhile).
+/// may have applied after the unshare); after a password change was
+/// acknowledged, no login invoked later succeeds with another password
+/// (unless a change back to it may have applied after the change).
 pub fn revocation(history: &[Entry]) -> Vec<Anomaly> {
     let mut found = Vec::new();
     for u in history.iter().filter(|u| u.outcome.is_ok()) {
@@ -172,8 +182,7 @@ pub fn revocation(history: &[Entry]) -> Vec<Anomaly> {
                 }) {
                     let reshared = history.iter().any(|s| {
                         matches!(&s.op, Op::Share { key: k, user: w } if k == key && w == user)
-                            && s.invoke_ms > u.invoke_ms
-                            && s.invoke_ms < e.complete_ms
+                            && may_follow(s, u, e)
                     });
                     if u.acked_before(e) && !reshared {
                         found.push(anomaly(
@@ -197,8 +206,7 @@ pub fn revocation(history: &[Entry]) -> Vec<Anomaly> {
                     }
                     let changed_back = history.iter().any(|c| {
                         matches!(&c.op, Op::ChangePassword { user: w2, to: t } if w2 == user && t == password)
-                            && c.invoke_ms > u.invoke_ms
-                            && c.invoke_ms < e.complete_ms
+                            && may_follow(c, u, e)
                     });
                     if !changed_back {
                         found.push(anomaly(

@@ -2,7 +2,9 @@
 //! behalf, and how it ended. Independent of the transport, so a simulated
 //! cluster can record the same history and reuse the checkers.
 //!
-//! On disk, `history.jsonl`: one [`Entry`] per line, in invocation order.
+//! On disk, `history.jsonl`: one [`Entry`] per line, in invocation order
+//! (each client process writes its own file in completion order; the
+//! runner merges them).
 
 use std::io::{BufRead, Write};
 
@@ -140,7 +142,8 @@ impl Outcome {
 /// One operation of the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Its number in the history (invocation order).
+    /// Its number: unique in the run (the process number in the high 32
+    /// bits, the process's count of invocations in the low ones).
     pub id: u64,
     /// The client process that ran it.
     pub process: u32,

@@ -8,14 +8,14 @@
 //! them. Each checker has known-bad histories in its tests that it must
 //! flag.
 //!
-//! What is here so far: the history format and the checkers for lost
-//! acknowledged writes, deleted keys used, ratchets going back,
-//! revocation (unshare, password change) and lockout, and convergence,
-//! with `hsm-chaos check DIR`. The runner that builds hosts in network
-//! namespaces, injects faults and records the history is issue 12's next
-//! step.
+//! [`workload`] is one client process's operations through the SDK, and
+//! [`run`] the runner (`hsm-chaos run`): hosts in network namespaces, the
+//! cluster and clients inside them, the seeded faults, and the verdict.
+//! docs/chaos.md says what a run does and what is not there yet.
 
 #![forbid(unsafe_code)]
 
 pub mod check;
 pub mod history;
+pub mod run;
+pub mod workload;

@@ -1,17 +1,31 @@
-//! `hsm-chaos check DIR`: runs every checker on a recorded history
-//! (`DIR/history.jsonl`, and `DIR/nodes.json` when present) and exits 0 only
-//! when the verdict is valid.
+//! `hsm-chaos`: the chaos harness.
+//!
+//! - `hsm-chaos run --seed N --duration 60s ... --out DIR`: a cluster on
+//!   hosts of its own under the seed's faults, clients recording a history,
+//!   and the checkers' verdict (`hsm_chaos::run`); needs root.
+//! - `hsm-chaos check DIR`: runs every checker on a recorded history
+//!   (`DIR/history.jsonl`, and `DIR/nodes.json` when present).
+//! - `hsm-chaos client` and `hsm-chaos probe`: what `run` starts inside the
+//!   client hosts.
+//!
+//! Exit status: 0 valid, 1 invalid (a checker found something), 2 error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hsm_chaos::check::{self, NodeFinal};
 use hsm_chaos::history;
+use hsm_chaos::run::nemesis::FaultKind;
+use hsm_chaos::run::RunOptions;
 
 #[derive(Parser)]
-#[command(name = "hsm-chaos", about = "Checks a chaos run's recorded history")]
+#[command(
+    name = "hsm-chaos",
+    about = "The chaos harness: a cluster under faults, a recorded history, and checkers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +33,81 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs a cluster on hosts of its own (network namespaces; needs root)
+    /// under the seed's faults while clients work, then checks the history.
+    Run {
+        /// Decides the faults and the workload; the same seed replays them.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long clients work and faults happen, e.g. 60s, 30m.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Nodes (1 to 9).
+        #[arg(long, default_value_t = 5)]
+        nodes: u64,
+        /// Zones the nodes are spread over, in turn.
+        #[arg(long, default_value_t = 3)]
+        zones: u64,
+        /// Client processes (every other one pinned to a node).
+        #[arg(long, default_value_t = 4)]
+        clients: u32,
+        /// Faults the nemesis may make, comma-separated, or `all`, or
+        /// `none`: kill, pause, isolate, partition, one-way, bridge.
+        #[arg(long, default_value = "all")]
+        faults: String,
+        /// The output directory (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The hsm-node binary (default: next to this one).
+        #[arg(long)]
+        hsm_node: Option<PathBuf>,
+    },
+    /// One client process's workload (inside a client host): its history
+    /// as JSON lines in OUT. The officer's password comes from
+    /// `HSM_CHAOS_OFFICER_PASSWORD`.
+    #[command(hide = true)]
+    Client {
+        /// The cluster's client config.
+        #[arg(long)]
+        config: PathBuf,
+        /// This process's number.
+        #[arg(long)]
+        process: u32,
+        /// Seed of its choices.
+        #[arg(long)]
+        seed: u64,
+        /// Seconds to invoke operations for.
+        #[arg(long)]
+        duration_s: u64,
+        /// The run's start, ms since the Unix epoch.
+        #[arg(long)]
+        epoch_unix_ms: u64,
+        /// Talk to this node only.
+        #[arg(long)]
+        node: Option<u64>,
+        /// Where the history goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Creates the run's cluster (inside the first node's host).
+    #[command(hide = true)]
+    Setup {
+        /// The cluster directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A member, `ip:port/zone`, in node id order.
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    /// Answers the runner's questions from inside a client host.
+    #[command(hide = true)]
+    Probe {
+        /// The cluster's client config.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        probe: hsm_chaos::run::probe::Probe,
+    },
     /// Runs every checker on the history in DIR; exit 0 only when valid.
     Check {
         /// The run's output directory.
@@ -57,11 +146,144 @@ fn check_dir(dir: &std::path::Path) -> Result<bool> {
     Ok(valid)
 }
 
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (e.g. 90s, 30m, 2h)"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("not a duration: {s:?} (e.g. 90s, 30m, 2h)")),
+    }
+}
+
+fn parse_faults(s: &str) -> Result<Vec<FaultKind>> {
+    match s {
+        "all" => Ok(FaultKind::ALL.to_vec()),
+        "none" | "" => Ok(Vec::new()),
+        _ => s
+            .split(',')
+            .map(|k| k.trim().parse::<FaultKind>().map_err(anyhow::Error::msg))
+            .collect(),
+    }
+}
+
+/// A binary next to this one.
+fn sibling(name: &str) -> Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this executable")?;
+    let path = me.with_file_name(name);
+    if !path.exists() {
+        anyhow::bail!(
+            "{} not found; build it (cargo build -p hsm-node) or name it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(command: Command) -> Result<bool> {
+    match command {
+        Command::Check { dir } => check_dir(&dir),
+        Command::Run {
+            seed,
+            duration,
+            nodes,
+            zones,
+            clients,
+            faults,
+            out,
+            hsm_node,
+        } => {
+            let opts = RunOptions {
+                seed,
+                duration,
+                nodes,
+                zones,
+                clients,
+                faults: parse_faults(&faults)?,
+                out: out.clone(),
+                hsm_node: match hsm_node {
+                    Some(p) => p,
+                    None => sibling("hsm-node")?,
+                },
+                hsm_chaos: std::env::current_exe().context("cannot find this executable")?,
+            };
+            let summary = runtime()?.block_on(hsm_chaos::run::run(&opts))?;
+            println!(
+                "seed {seed}: {} operations {:?}, faults {:?}, recovery {:?} ms",
+                summary.operations.values().sum::<u64>(),
+                summary.operations,
+                summary.faults,
+                summary.recovery_ms
+            );
+            for a in &summary.anomalies {
+                println!("{}: {} (ops {:?})", a.checker, a.what, a.ops);
+            }
+            println!(
+                "verdict: {} (details in {})",
+                if summary.valid { "valid" } else { "invalid" },
+                out.display()
+            );
+            Ok(summary.valid)
+        }
+        Command::Client {
+            config,
+            process,
+            seed,
+            duration_s,
+            epoch_unix_ms,
+            node,
+            out,
+        } => {
+            let password = std::env::var("HSM_CHAOS_OFFICER_PASSWORD")
+                .context("HSM_CHAOS_OFFICER_PASSWORD is not set")?;
+            let workload = hsm_chaos::workload::Workload {
+                client_config: config,
+                pinned_node: node,
+                process,
+                seed,
+                duration: Duration::from_secs(duration_s),
+                epoch_unix_ms,
+                officer: ("admin".into(), password),
+                op_deadline: Duration::from_secs(5),
+            };
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?,
+            );
+            let stats = runtime()?.block_on(hsm_chaos::workload::run(&workload, &mut file))?;
+            println!(
+                "client {process}: {} ok, {} failed, {} unknown",
+                stats.ok, stats.failed, stats.unknown
+            );
+            Ok(true)
+        }
+        Command::Setup { dir, members } => {
+            let password = std::env::var("HSM_CHAOS_ADMIN_PASSWORD")
+                .context("HSM_CHAOS_ADMIN_PASSWORD is not set")?;
+            runtime()?.block_on(hsm_chaos::run::setup(&dir, &members, &password))?;
+            Ok(true)
+        }
+        Command::Probe { config, probe } => {
+            let answer = runtime()?.block_on(hsm_chaos::run::probe::answer(&config, &probe))?;
+            print!("{answer}");
+            Ok(true)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Check { dir } => check_dir(&dir),
-    };
+    let result = run(cli.command);
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

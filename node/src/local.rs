@@ -81,8 +81,8 @@ pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Creates a local cluster of `nodes` members listening on
-/// `127.0.0.1:<base_port + i - 1>`, with `admin_password` as the
-/// unactivated admin's password.
+/// `127.0.0.1:<base_port + i - 1>`, spread over three zones, with
+/// `admin_password` as the unactivated admin's password.
 ///
 /// # Errors
 /// If `dir` holds a cluster already, or a file cannot be written.
@@ -92,10 +92,48 @@ pub async fn create(
     base_port: u16,
     admin_password: &str,
 ) -> Result<LocalCluster> {
+    if !(1..=28).contains(&nodes) {
+        bail!("a cluster has 1 to 28 nodes");
+    }
+    let mut members = Vec::new();
+    for i in 0..nodes {
+        let port = base_port
+            .checked_add(u16::try_from(i)?)
+            .context("port out of range")?;
+        members.push(LocalMember {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            zone: ZONES[usize::try_from(i % 3)?].to_owned(),
+        });
+    }
+    create_with(dir, &members, admin_password).await
+}
+
+/// Where one member of [`create_with`] listens, and its zone.
+#[derive(Debug, Clone)]
+pub struct LocalMember {
+    /// Its address (a specific one, not a wildcard: it is also the address
+    /// the others reach it at).
+    pub listen: SocketAddr,
+    /// Its zone.
+    pub zone: String,
+}
+
+/// Creates a cluster of `members` (node ids from 1, in order) with all its
+/// files under `dir`, electing fast as on one machine or one network, with
+/// `admin_password` as the unactivated admin's password. The chaos harness
+/// uses it for members in network namespaces of their own.
+///
+/// # Errors
+/// If `dir` holds a cluster already, or a file cannot be written.
+pub async fn create_with(
+    dir: &Path,
+    members: &[LocalMember],
+    admin_password: &str,
+) -> Result<LocalCluster> {
     if exists(dir) {
         bail!("{} holds a cluster already", dir.display());
     }
-    if !(1..=28).contains(&nodes) {
+    if !(1..=28).contains(&members.len()) {
         bail!("a cluster has 1 to 28 nodes");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -123,14 +161,11 @@ pub async fn create(
 
     let mut prepared = Vec::new();
     let mut config_files = Vec::new();
-    for i in 1..=nodes {
-        let port = base_port
-            .checked_add(u16::try_from(i - 1)?)
-            .context("port out of range")?;
+    for (i, member) in (1..).zip(members) {
         let mut config = NodeConfig::new(i, dir.join(format!("node{i}")));
-        config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        config.zone = ZONES[usize::try_from((i - 1) % 3)?].to_owned();
-        // Loopback: elect fast.
+        config.listen = member.listen;
+        config.zone.clone_from(&member.zone);
+        // One machine or one network: elect fast.
         config.raft.heartbeat_interval_ms = 100;
         config.raft.election_timeout_min_ms = 500;
         config.raft.election_timeout_max_ms = 1000;

@@ -189,6 +189,53 @@ fn a_use_after_an_acknowledged_unshare_is_flagged() {
 }
 
 #[test]
+fn a_share_that_may_land_after_the_unshare_makes_a_later_use_valid() {
+    // Concurrent with the unshare (invoked at the same time, acknowledged
+    // after it): it may have applied last, so bob's use is allowed.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 5))
+        .push("alice", share(1, "bob"), (10, 20), Outcome::DONE)
+        .push("alice", unshare(1, "bob"), (10, 15), Outcome::DONE)
+        .push("bob", Op::Sign { key: 1 }, (25, 26), Outcome::DONE);
+    assert!(revocation(&h.0).is_empty(), "{:?}", revocation(&h.0));
+    // Likewise a share invoked before the unshare whose outcome is unknown:
+    // it may apply at any time later.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 5))
+        .push("alice", share(1, "bob"), (6, 9), Outcome::Unknown)
+        .push("alice", unshare(1, "bob"), (10, 15), Outcome::DONE)
+        .push("bob", Op::Sign { key: 1 }, (25, 26), Outcome::DONE);
+    assert!(revocation(&h.0).is_empty(), "{:?}", revocation(&h.0));
+    // But not one that definitely failed, nor one acknowledged before the
+    // unshare was invoked.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 5))
+        .push("alice", share(1, "bob"), (6, 8), Outcome::DONE)
+        .push(
+            "alice",
+            share(1, "bob"),
+            (6, 12),
+            failed(Failure::Forbidden),
+        )
+        .push("alice", unshare(1, "bob"), (10, 15), Outcome::DONE)
+        .push("bob", Op::Sign { key: 1 }, (25, 26), Outcome::DONE);
+    assert_eq!(checkers(&revocation(&h.0)), ["revocation"]);
+}
+
+#[test]
+fn a_change_back_that_may_land_after_the_change_makes_a_later_login_valid() {
+    let to = |n: u32| Op::ChangePassword {
+        user: "bob".into(),
+        to: n,
+    };
+    let mut h = H::default();
+    h.push("bob", to(0), (10, 20), Outcome::Unknown)
+        .push("bob", to(1), (12, 18), Outcome::DONE)
+        .push("bob", login("bob", 0), (30, 31), Outcome::DONE);
+    assert!(revocation(&h.0).is_empty(), "{:?}", revocation(&h.0));
+}
+
+#[test]
 fn a_login_with_the_old_password_after_a_change_is_flagged() {
     let mut h = H::default();
     let change = Op::ChangePassword {

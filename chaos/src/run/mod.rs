@@ -1,0 +1,572 @@
+//! `hsm-chaos run`: a real cluster on hosts of its own, clients working
+//! through the SDK, the nemesis's faults, and the checkers' verdict.
+//!
+//! 1. Hosts ([`net`]): a network namespace per node (`n1`..) and per
+//!    client (`c1`..), on one bridge; leftovers of dead runs removed first.
+//! 2. The cluster: created with the same steps `hsm-node dev` uses
+//!    (`hsm_node::local::create_with`), one `hsm-node start` process per
+//!    node inside its host, each logging to `DIR/logs/node<i>.log`.
+//! 3. Clients: `hsm-chaos client` processes inside the client hosts (some
+//!    pinned to one node), each writing its history as it goes.
+//! 4. The nemesis ([`nemesis`]) carries out the seed's schedule, logging
+//!    each step to `DIR/faults.jsonl`.
+//! 5. At the end every fault is healed; the run waits for the clients, asks
+//!    every node for a leader and a write (liveness), stops the nodes and
+//!    reads each one's applied index, state digest and chain head from its
+//!    store (convergence); then it runs every checker and writes
+//!    `DIR/history.jsonl`, `DIR/nodes.json` and `DIR/summary.json`.
+//!
+//! Everything it started is stopped and every namespace removed on the way
+//! out, also on an error or Ctrl-C.
+
+pub mod nemesis;
+pub mod net;
+pub mod probe;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::check::{self, NodeFinal};
+use crate::history::{self, Entry};
+use nemesis::{Fault, FaultKind, Step, Target};
+use net::Net;
+
+/// The unactivated admin's password in a new cluster.
+const INITIAL_ADMIN_PASSWORD: &str = "chaos-initial-admin-1";
+/// The crypto officer's password after activation; clients create their
+/// users with it.
+pub const OFFICER_PASSWORD: &str = "chaos-officer-password-1";
+/// The UDP port every node listens on (in its own host).
+const NODE_PORT: u16 = 7400;
+/// Longest the cluster may take to elect a leader and take a write on
+/// every node after the faults stop.
+const RECOVERY_BOUND: Duration = Duration::from_secs(30);
+
+/// What `hsm-chaos run` was asked for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Decides the schedule and the workload.
+    pub seed: u64,
+    /// How long clients work (and faults happen).
+    pub duration: Duration,
+    /// Nodes.
+    pub nodes: u64,
+    /// Zones the nodes are spread over, in turn.
+    pub zones: u64,
+    /// Client processes.
+    pub clients: u32,
+    /// Which faults the nemesis may make.
+    pub faults: Vec<FaultKind>,
+    /// The output directory (must not exist or be empty).
+    pub out: PathBuf,
+    /// The `hsm-node` binary.
+    pub hsm_node: PathBuf,
+    /// The `hsm-chaos` binary (for the client processes).
+    pub hsm_chaos: PathBuf,
+}
+
+/// `DIR/summary.json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// The seed.
+    pub seed: u64,
+    /// Seconds the clients worked.
+    pub duration_s: u64,
+    /// Nodes.
+    pub nodes: u64,
+    /// Zones.
+    pub zones: u64,
+    /// Client processes.
+    pub clients: u32,
+    /// Faults made, by kind.
+    pub faults: BTreeMap<String, u64>,
+    /// Operations by outcome.
+    pub operations: BTreeMap<String, u64>,
+    /// Milliseconds from the end of the faults until every node had a
+    /// leader and took a write (`None`: not within the bound).
+    pub recovery_ms: Option<u64>,
+    /// What each checker found.
+    pub anomalies: Vec<check::Anomaly>,
+    /// Valid only when no checker found anything and the cluster recovered.
+    pub valid: bool,
+}
+
+/// The node processes.
+struct Nodes {
+    hsm_node: PathBuf,
+    dir: PathBuf,
+    logs: PathBuf,
+    procs: BTreeMap<u64, Child>,
+    paused: BTreeSet<u64>,
+}
+
+impl Nodes {
+    fn start(&mut self, net: &Net, i: u64) -> Result<()> {
+        let host = net.host(&format!("n{i}"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("node{i}.log")))
+            .context("cannot open a node log")?;
+        let child = Net::command(host, &self.hsm_node)
+            .arg("start")
+            .arg("--config")
+            .arg(hsm_node::local::node_config_path(&self.dir, i))
+            .env("HSM_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start node {i}"))?;
+        self.procs.insert(i, child);
+        Ok(())
+    }
+
+    fn signal(&self, i: u64, signal: &str) -> Result<()> {
+        let child = self
+            .procs
+            .get(&i)
+            .with_context(|| format!("node {i} is not running"))?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill -{signal} node {i} failed");
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self, i: u64) {
+        if let Some(mut child) = self.procs.remove(&i) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused.remove(&i);
+    }
+
+    /// Stops every node: SIGCONT for paused ones, SIGTERM, then SIGKILL
+    /// after a grace period.
+    fn stop_all(&mut self) {
+        for i in std::mem::take(&mut self.paused) {
+            let _ = self.signal(i, "CONT");
+        }
+        for i in self.procs.keys().copied().collect::<Vec<_>>() {
+            let _ = self.signal(i, "TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (_, mut child) in std::mem::take(&mut self.procs) {
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Runs the whole thing; returns the summary (also written to
+/// `DIR/summary.json`).
+///
+/// # Errors
+/// If the hosts, the cluster or the clients cannot be set up, or the
+/// output cannot be written. A checker's finding is not an error: it is in
+/// the summary.
+pub async fn run(opts: &RunOptions) -> Result<Summary> {
+    if !net::can_make_namespaces() {
+        bail!("hsm-chaos run makes network namespaces and needs root; run it as root (CI does)");
+    }
+    if opts.nodes == 0 || opts.nodes > 9 || opts.zones == 0 || opts.clients == 0 {
+        bail!("--nodes must be 1 to 9, --zones and --clients at least 1");
+    }
+    let removed = net::remove_leftovers()?;
+    if removed > 0 {
+        eprintln!("removed {removed} namespaces left by earlier runs");
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    if std::fs::read_dir(&opts.out)?.next().is_some() {
+        bail!("{} is not empty", opts.out.display());
+    }
+    let out = opts.out.canonicalize()?;
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs)?;
+
+    let mut names: Vec<String> = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
+    names.extend((1..=opts.clients).map(|j| format!("c{j}")));
+    let mut net = Net::create(&names)?;
+
+    // Created inside the first node's host: init runs the first node to
+    // write the cluster's first event, on its own address.
+    let mut setup = Net::command(net.host("n1")?, &opts.hsm_chaos);
+    let cluster_dir = out.join("cluster");
+    setup.arg("setup").arg("--dir").arg(&cluster_dir);
+    for i in 0..opts.nodes {
+        let host = net.host(&format!("n{}", i + 1))?;
+        let listen = SocketAddr::from((host.ip, NODE_PORT));
+        setup.args(["--member", &format!("{listen}/zone-{}", i % opts.zones + 1)]);
+    }
+    let made = setup
+        .env("HSM_CHAOS_ADMIN_PASSWORD", INITIAL_ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run hsm-chaos setup")?;
+    if !made.status.success() {
+        bail!(
+            "cannot create the cluster: {}",
+            String::from_utf8_lossy(&made.stderr).trim()
+        );
+    }
+    let client_config = hsm_node::local::client_config_path(&cluster_dir);
+    let mut nodes = Nodes {
+        hsm_node: opts.hsm_node.clone(),
+        dir: cluster_dir.clone(),
+        logs: logs.clone(),
+        procs: BTreeMap::new(),
+        paused: BTreeSet::new(),
+    };
+    for i in 1..=opts.nodes {
+        nodes.start(&net, i)?;
+    }
+    let probe_host = net.host("c1")?.clone();
+    let probe = |args: &[&str]| -> Result<String> {
+        probe::run_in(&probe_host, &opts.hsm_chaos, &client_config, args)
+    };
+    probe(&[
+        "activate",
+        "--initial",
+        INITIAL_ADMIN_PASSWORD,
+        "--timeout-s",
+        "60",
+    ])?;
+
+    // The clients: every other one pinned to a node, in turn.
+    let epoch_unix_ms = u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
+    let run_start = Instant::now();
+    let mut clients = Vec::new();
+    for j in 1..=opts.clients {
+        let host = net.host(&format!("c{j}"))?;
+        let mut cmd = Net::command(host, &opts.hsm_chaos);
+        cmd.arg("client")
+            .arg("--config")
+            .arg(&client_config)
+            .args(["--process", &j.to_string()])
+            .args(["--seed", &(opts.seed ^ u64::from(j)).to_string()])
+            .args(["--duration-s", &opts.duration.as_secs().to_string()])
+            .args(["--epoch-unix-ms", &epoch_unix_ms.to_string()])
+            .arg("--out")
+            .arg(out.join(format!("history-{j}.jsonl")));
+        if j % 2 == 0 {
+            let node = u64::from(j / 2 - 1) % opts.nodes + 1;
+            cmd.args(["--node", &node.to_string()]);
+        }
+        let log = File::create(logs.join(format!("client{j}.log")))?;
+        cmd.env("HSM_CHAOS_OFFICER_PASSWORD", OFFICER_PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        clients.push(cmd.spawn().context("cannot start a client")?);
+    }
+
+    // The nemesis.
+    let steps = nemesis::schedule(opts.seed, opts.duration, opts.nodes, &opts.faults);
+    let mut fault_log = File::create(out.join("faults.jsonl"))?;
+    let mut made: BTreeMap<String, u64> = BTreeMap::new();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut stopped_early = false;
+    for step in &steps {
+        let wait = Duration::from_millis(step.at_ms).saturating_sub(run_start.elapsed());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = &mut interrupted => { stopped_early = true; break; }
+        }
+        let started_ms = u64::try_from(run_start.elapsed().as_millis())?;
+        let applied = apply(&mut nodes, &mut net, step, &probe)?;
+        let line = serde_json::json!({
+            "start_ms": started_ms,
+            "step": step,
+            "acted_on": applied,
+        });
+        writeln!(fault_log, "{line}")?;
+        *made.entry(fault_name(&step.fault).to_owned()).or_default() += 1;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(step.lasts_ms)) => {}
+            _ = &mut interrupted => { stopped_early = true; }
+        }
+        heal(&mut nodes, &mut net, &applied)?;
+        let healed_ms = u64::try_from(run_start.elapsed().as_millis())?;
+        writeln!(
+            fault_log,
+            "{}",
+            serde_json::json!({ "healed_ms": healed_ms })
+        )?;
+        if stopped_early {
+            break;
+        }
+    }
+    if stopped_early {
+        for c in &mut clients {
+            let _ = c.kill();
+        }
+    }
+    let faults_over = Instant::now();
+    let mut client_failures = Vec::new();
+    for (j, c) in (1..).zip(&mut clients) {
+        match c.wait() {
+            Ok(status) if status.success() || stopped_early => {}
+            Ok(status) => client_failures.push(format!(
+                "client {j} ended with {status}: see logs/client{j}.log"
+            )),
+            Err(e) => client_failures.push(format!("client {j}: {e}")),
+        }
+    }
+
+    // Liveness: a leader and a write through every node.
+    let recovery_ms = probe(&[
+        "ready",
+        "--nodes",
+        &opts.nodes.to_string(),
+        "--timeout-s",
+        &RECOVERY_BOUND.as_secs().to_string(),
+    ])
+    .ok()
+    .map(|_| u64::try_from(faults_over.elapsed().as_millis()).unwrap_or(u64::MAX));
+    // Let the last writes reach every node before they stop.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nodes.stop_all();
+    let finals = (1..=opts.nodes)
+        .map(|i| node_final(&cluster_dir, i))
+        .collect::<Result<Vec<_>>>()?;
+    drop(nodes);
+    drop(net);
+
+    let mut history = Vec::new();
+    for j in 1..=opts.clients {
+        let path = out.join(format!("history-{j}.jsonl"));
+        if let Ok(f) = File::open(&path) {
+            history.extend(
+                history::read_jsonl(BufReader::new(f))
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            );
+        }
+    }
+    history.sort_by_key(|e: &Entry| (e.invoke_ms, e.process, e.id));
+    history::write_jsonl(&history, File::create(out.join("history.jsonl"))?)?;
+    std::fs::write(out.join("nodes.json"), serde_json::to_vec_pretty(&finals)?)?;
+
+    let mut anomalies = check::all(&history, &finals);
+    if recovery_ms.is_none() {
+        anomalies.push(check::Anomaly {
+            checker: "liveness".into(),
+            what: format!(
+                "the cluster did not elect a leader and take a write on every node within {RECOVERY_BOUND:?} of the faults' end"
+            ),
+            ops: Vec::new(),
+        });
+    }
+    for what in client_failures {
+        anomalies.push(check::Anomaly {
+            checker: "client".into(),
+            what,
+            ops: Vec::new(),
+        });
+    }
+    if !history.iter().any(|e| e.outcome.is_ok()) {
+        anomalies.push(check::Anomaly {
+            checker: "workload".into(),
+            what: "no operation was acknowledged: the run checked nothing".into(),
+            ops: Vec::new(),
+        });
+    }
+    let mut operations: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &history {
+        let outcome = match e.outcome {
+            history::Outcome::Ok { .. } => "ok",
+            history::Outcome::Failed { .. } => "failed",
+            history::Outcome::Unknown => "unknown",
+        };
+        *operations.entry(outcome.to_owned()).or_default() += 1;
+    }
+    let summary = Summary {
+        seed: opts.seed,
+        duration_s: opts.duration.as_secs(),
+        nodes: opts.nodes,
+        zones: opts.zones,
+        clients: opts.clients,
+        faults: made,
+        operations,
+        recovery_ms,
+        valid: anomalies.is_empty(),
+        anomalies,
+    };
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
+    if stopped_early {
+        bail!("interrupted; what was recorded is in {}", out.display());
+    }
+    Ok(summary)
+}
+
+fn fault_name(f: &Fault) -> &'static str {
+    match f {
+        Fault::Kill { .. } => "kill",
+        Fault::Pause { .. } => "pause",
+        Fault::Isolate { .. } => "isolate",
+        Fault::Partition { .. } => "partition",
+        Fault::OneWay { .. } => "one-way",
+        Fault::Bridge { .. } => "bridge",
+    }
+}
+
+/// What a step did, to undo it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Applied {
+    Killed(u64),
+    Paused(u64),
+    Cut,
+}
+
+fn resolve(target: Target, probe: &dyn Fn(&[&str]) -> Result<String>) -> Result<u64> {
+    match target {
+        Target::Node(n) => Ok(n),
+        Target::Leader => {
+            let leader = probe(&["leader", "--timeout-s", "10"])?;
+            leader
+                .trim()
+                .parse()
+                .with_context(|| format!("no leader: {leader}"))
+        }
+    }
+}
+
+fn apply(
+    nodes: &mut Nodes,
+    net: &mut Net,
+    step: &Step,
+    probe: &dyn Fn(&[&str]) -> Result<String>,
+) -> Result<Applied> {
+    let n = |i: &u64| format!("n{i}");
+    Ok(match &step.fault {
+        Fault::Kill { target } => {
+            let i = resolve(*target, probe)?;
+            nodes.kill(i);
+            Applied::Killed(i)
+        }
+        Fault::Pause { target } => {
+            let i = resolve(*target, probe)?;
+            nodes.signal(i, "STOP")?;
+            nodes.paused.insert(i);
+            Applied::Paused(i)
+        }
+        Fault::Isolate { target } => {
+            let i = resolve(*target, probe)?;
+            let others: Vec<String> = net
+                .hosts()
+                .iter()
+                .map(|h| h.name.clone())
+                .filter(|h| *h != n(&i))
+                .collect();
+            net.partition(&[n(&i)], &others)?;
+            Applied::Cut
+        }
+        Fault::Partition { minority } => {
+            let majority: Vec<String> = (1..=nodes_count(net))
+                .filter(|i| !minority.contains(i))
+                .map(|i| n(&i))
+                .collect();
+            let minority: Vec<String> = minority.iter().map(n).collect();
+            net.partition(&minority, &majority)?;
+            Applied::Cut
+        }
+        Fault::OneWay { from, to } => {
+            net.cut_one_way(&n(from), &n(to))?;
+            Applied::Cut
+        }
+        Fault::Bridge { a, b, .. } => {
+            let a: Vec<String> = a.iter().map(n).collect();
+            let b: Vec<String> = b.iter().map(n).collect();
+            net.partition(&a, &b)?;
+            Applied::Cut
+        }
+    })
+}
+
+fn nodes_count(net: &Net) -> u64 {
+    net.hosts()
+        .iter()
+        .filter(|h| h.name.starts_with('n'))
+        .count() as u64
+}
+
+fn heal(nodes: &mut Nodes, net: &mut Net, applied: &Applied) -> Result<()> {
+    match applied {
+        Applied::Killed(i) => nodes.start(net, *i),
+        Applied::Paused(i) => {
+            nodes.paused.remove(i);
+            nodes.signal(*i, "CONT")
+        }
+        Applied::Cut => net.heal(),
+    }
+}
+
+/// Node `i`'s applied index, state digest and chain head, read from its
+/// store (the node stopped).
+fn node_final(cluster_dir: &Path, i: u64) -> Result<NodeFinal> {
+    let config =
+        hsm_node::config::NodeConfig::load(hsm_node::local::node_config_path(cluster_dir, i))?;
+    let key = hsm_raft_store::StorageKey::load_file(&config.storage_key_file())?;
+    let (_log, sm) = hsm_raft_store::open(&config.store_dir(), &key)
+        .with_context(|| format!("cannot open node {i}'s store"))?;
+    Ok(sm.read(|a| NodeFinal {
+        node: i,
+        applied: a.applied.map_or(0, |l| l.index),
+        digest: hex::encode(a.state.digest().0),
+        head: hex::encode(a.state.head().0),
+    }))
+}
+
+/// `hsm-chaos setup`: creates the run's cluster in `dir` (run inside the
+/// first node's host), members `ip:port/zone` in node id order.
+///
+/// # Errors
+/// If a member does not parse or the cluster cannot be created.
+pub async fn setup(dir: &Path, members: &[String], admin_password: &str) -> Result<()> {
+    let members = members
+        .iter()
+        .map(|m| -> Result<_> {
+            let (listen, zone) = m
+                .split_once('/')
+                .with_context(|| format!("a member is ip:port/zone, not {m:?}"))?;
+            Ok(hsm_node::local::LocalMember {
+                listen: listen
+                    .parse()
+                    .with_context(|| format!("bad address {listen:?}"))?,
+                zone: zone.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    hsm_node::local::create_with(dir, &members, admin_password).await?;
+    Ok(())
+}

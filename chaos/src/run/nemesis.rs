@@ -1,0 +1,274 @@
+//! The nemesis: which faults a run makes, when, and for how long, all
+//! decided from the seed before the run starts (so a seed replays the same
+//! schedule). Pure: the runner carries the steps out.
+//!
+//! One fault at a time: a quiet spell, a fault, its healing; until the run's
+//! duration is over. Targets named [`Target::Leader`] are resolved when the
+//! step starts (the leader then).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// A kind of fault `--faults` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// SIGKILL a node, restart it when the step ends.
+    Kill,
+    /// SIGSTOP a node, SIGCONT it when the step ends (a paused leader
+    /// wakes up believing it leads).
+    Pause,
+    /// Cut one node off from every other host.
+    Isolate,
+    /// Split the nodes into a minority and a majority.
+    Partition,
+    /// Drop one node's packets to another, one way only.
+    OneWay,
+    /// Two sides that cannot reach each other, and one node that reaches
+    /// both.
+    Bridge,
+}
+
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Isolate,
+        FaultKind::Partition,
+        FaultKind::OneWay,
+        FaultKind::Bridge,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Partition => "partition",
+            FaultKind::OneWay => "one-way",
+            FaultKind::Bridge => "bridge",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown fault {s:?}; known: {}", names.join(", "))
+            })
+    }
+}
+
+/// A node a fault acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Whichever node leads when the step starts.
+    Leader,
+    /// Node `n`.
+    Node(u64),
+}
+
+/// One fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    /// SIGKILL, restart at the end.
+    Kill {
+        /// Which node.
+        target: Target,
+    },
+    /// SIGSTOP, SIGCONT at the end.
+    Pause {
+        /// Which node.
+        target: Target,
+    },
+    /// Cut off from every other host (nodes and clients).
+    Isolate {
+        /// Which node.
+        target: Target,
+    },
+    /// These nodes (a minority) cut off from the other nodes; clients reach
+    /// both sides.
+    Partition {
+        /// The minority.
+        minority: Vec<u64>,
+    },
+    /// `from`'s packets to `to` dropped.
+    OneWay {
+        /// Sender.
+        from: u64,
+        /// Receiver.
+        to: u64,
+    },
+    /// `a` and `b` cannot reach each other; `bridge` reaches both.
+    Bridge {
+        /// The node in the middle.
+        bridge: u64,
+        /// One side.
+        a: Vec<u64>,
+        /// The other side.
+        b: Vec<u64>,
+    },
+}
+
+/// A step of the schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// When the fault starts, ms after the run started.
+    pub at_ms: u64,
+    /// How long it lasts, ms.
+    pub lasts_ms: u64,
+    /// What it is.
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+/// The schedule for `nodes` nodes (ids 1..=nodes) over `duration`, using
+/// only `kinds`: quiet spells of 1-3 s and faults of 1-5 s, one at a time,
+/// every fault healed before the duration ends. Empty without kinds.
+pub fn schedule(seed: u64, duration: Duration, nodes: u64, kinds: &[FaultKind]) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let end = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    let ids: Vec<u64> = (1..=nodes).collect();
+    let mut steps = Vec::new();
+    if kinds.is_empty() || nodes == 0 {
+        return steps;
+    }
+    let mut t = 0u64;
+    loop {
+        t += rng.gen_range(1_000..=3_000);
+        let lasts_ms = rng.gen_range(1_000..=5_000);
+        if t + lasts_ms > end {
+            break;
+        }
+        let kind = kinds[rng.gen_range(0..kinds.len())];
+        let target = |rng: &mut StdRng| {
+            if rng.gen_bool(0.5) {
+                Target::Leader
+            } else {
+                Target::Node(ids[rng.gen_range(0..ids.len())])
+            }
+        };
+        let mut shuffled = ids.clone();
+        shuffled.shuffle(&mut rng);
+        let fault = match kind {
+            FaultKind::Kill => Fault::Kill {
+                target: target(&mut rng),
+            },
+            FaultKind::Pause => Fault::Pause {
+                target: target(&mut rng),
+            },
+            FaultKind::Isolate => Fault::Isolate {
+                target: target(&mut rng),
+            },
+            FaultKind::Partition if nodes >= 3 => {
+                let minority = usize::try_from((nodes - 1) / 2).unwrap_or(1).max(1);
+                let mut minority: Vec<u64> = shuffled[..minority].to_vec();
+                minority.sort_unstable();
+                Fault::Partition { minority }
+            }
+            FaultKind::OneWay | FaultKind::Partition if nodes >= 2 => Fault::OneWay {
+                from: shuffled[0],
+                to: shuffled[1],
+            },
+            FaultKind::Bridge if nodes >= 3 => {
+                let bridge = shuffled[0];
+                let rest = &shuffled[1..];
+                let half = rest.len() / 2;
+                let (mut a, mut b) = (rest[..half].to_vec(), rest[half..].to_vec());
+                a.sort_unstable();
+                b.sort_unstable();
+                Fault::Bridge { bridge, a, b }
+            }
+            _ => Fault::Kill {
+                target: target(&mut rng),
+            },
+        };
+        steps.push(Step {
+            at_ms: t,
+            lasts_ms,
+            fault,
+        });
+        t += lasts_ms;
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_replays_the_same_schedule_and_another_seed_does_not() {
+        let d = Duration::from_secs(120);
+        let a = schedule(7, d, 5, &FaultKind::ALL);
+        assert_eq!(a, schedule(7, d, 5, &FaultKind::ALL));
+        assert_ne!(a, schedule(8, d, 5, &FaultKind::ALL));
+    }
+
+    #[test]
+    fn faults_come_one_at_a_time_and_end_within_the_run() {
+        let d = Duration::from_secs(300);
+        for seed in 0..50 {
+            let steps = schedule(seed, d, 5, &FaultKind::ALL);
+            assert!(!steps.is_empty());
+            let mut free_from = 0;
+            for s in &steps {
+                assert!(s.at_ms >= free_from + 1_000, "{steps:?}");
+                free_from = s.at_ms + s.lasts_ms;
+                assert!(free_from <= 300_000);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_kinds_asked_for_and_valid_sides() {
+        let steps = schedule(3, Duration::from_secs(600), 5, &[FaultKind::Partition]);
+        assert!(!steps.is_empty());
+        for s in steps {
+            let Fault::Partition { minority } = s.fault else {
+                panic!("{s:?}");
+            };
+            assert_eq!(minority.len(), 2);
+            assert!(minority.iter().all(|n| (1..=5).contains(n)));
+        }
+        let steps = schedule(3, Duration::from_secs(600), 5, &[FaultKind::Bridge]);
+        for s in steps {
+            let Fault::Bridge { bridge, a, b } = s.fault else {
+                panic!("{s:?}");
+            };
+            assert!(!a.is_empty() && !b.is_empty());
+            assert!(!a.contains(&bridge) && !b.contains(&bridge));
+            assert!(a.iter().all(|n| !b.contains(n)));
+        }
+        assert!(schedule(1, Duration::from_secs(60), 3, &[]).is_empty());
+    }
+
+    #[test]
+    fn fault_names_parse_back() {
+        for k in FaultKind::ALL {
+            assert_eq!(k.to_string().parse::<FaultKind>(), Ok(k));
+        }
+        assert!("flood".parse::<FaultKind>().is_err());
+    }
+}

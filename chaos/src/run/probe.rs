@@ -1,0 +1,169 @@
+//! `hsm-chaos probe`: what the runner asks the cluster, from inside a
+//! client host (the runner itself is on no host of the run): activate the
+//! admin, name the leader, or wait until every node takes a write.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hsm_client::{Client, ClientOptions};
+use hsm_proto::client::ClientConfig;
+use hsm_proto::Username;
+
+use super::net::{Host, Net};
+
+/// What to ask.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Probe {
+    /// Log the admin in with its initial password and set the officer's
+    /// password (`HSM_CHAOS_OFFICER_PASSWORD`).
+    Activate {
+        /// The initial password.
+        #[arg(long)]
+        initial: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+    /// Print the leader's node id.
+    Leader {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_s: u64,
+    },
+    /// Wait until the officer can log in (a replicated write) through
+    /// every node 1..=N; print the milliseconds it took.
+    Ready {
+        /// Nodes.
+        #[arg(long)]
+        nodes: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
+}
+
+/// Runs `hsm-chaos probe --config CONFIG ARGS` in `host` and returns what it
+/// printed.
+///
+/// # Errors
+/// If it cannot run or exits non-zero (with what it printed).
+pub fn run_in(host: &Host, hsm_chaos: &Path, config: &Path, args: &[&str]) -> Result<String> {
+    let out = Net::command(host, hsm_chaos)
+        .arg("probe")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("HSM_CHAOS_OFFICER_PASSWORD", super::OFFICER_PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run hsm-chaos probe")?;
+    if !out.status.success() {
+        bail!(
+            "hsm-chaos probe {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn officer_password() -> Result<String> {
+    std::env::var("HSM_CHAOS_OFFICER_PASSWORD").context("HSM_CHAOS_OFFICER_PASSWORD is not set")
+}
+
+fn admin() -> Username {
+    Username::new("admin").expect("a valid name")
+}
+
+async fn connect(config: &ClientConfig, node: Option<u64>) -> hsm_client::Result<Client> {
+    let mut config = config.clone();
+    let mut options = ClientOptions::default()
+        .deadline(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(1));
+    if let Some(n) = node {
+        config.nodes.retain(|m| m.id == n);
+        options = options.follow_membership(false);
+    }
+    Client::connect(config, options).await
+}
+
+/// Answers `probe` for the cluster of client config `config`.
+///
+/// # Errors
+/// If the answer does not come within the probe's timeout.
+pub async fn answer(config: &Path, probe: &Probe) -> Result<String> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let config: ClientConfig = toml::from_str(&text).context("cannot parse the client config")?;
+    let started = Instant::now();
+    let timeout = |s: u64| started + Duration::from_secs(s);
+    let mut last = String::from("no attempt");
+    match probe {
+        Probe::Activate { initial, timeout_s } => {
+            let officer = officer_password()?;
+            while Instant::now() < timeout(*timeout_s) {
+                match activate(&config, initial, &officer).await {
+                    Ok(()) => return Ok("activated\n".into()),
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        Probe::Leader { timeout_s } => {
+            while Instant::now() < timeout(*timeout_s) {
+                match connect(&config, None).await {
+                    Ok(c) => match c.cluster_info().await {
+                        Ok(s) => match s.leader {
+                            Some(l) => return Ok(format!("{}\n", l.0)),
+                            None => last = "no leader".into(),
+                        },
+                        Err(e) => last = e.to_string(),
+                    },
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Probe::Ready { nodes, timeout_s } => {
+            let officer = officer_password()?;
+            let mut pending: Vec<u64> = (1..=*nodes).collect();
+            while Instant::now() < timeout(*timeout_s) {
+                let mut still = Vec::new();
+                for n in pending {
+                    let ok = match connect(&config, Some(n)).await {
+                        Ok(c) => c.login(admin(), officer.as_str()).await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = ok {
+                        last = format!("node {n}: {e}");
+                        still.push(n);
+                    }
+                }
+                pending = still;
+                if pending.is_empty() {
+                    return Ok(format!("{}\n", started.elapsed().as_millis()));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+    bail!("no answer in time: {last}")
+}
+
+async fn activate(config: &ClientConfig, initial: &str, officer: &str) -> Result<()> {
+    let c = connect(config, None).await?;
+    match c.login(admin(), initial).await {
+        Ok(_) => {
+            c.change_password(admin(), officer).await?;
+            Ok(())
+        }
+        // Done already, by an earlier attempt whose answer was lost.
+        Err(e) if e.kind() == Some(hsm_proto::client::ErrorKind::LoginFailed) => {
+            c.login(admin(), officer).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
