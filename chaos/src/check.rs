@@ -348,7 +348,8 @@ pub fn convergence(nodes: &[NodeFinal]) -> Vec<Anomaly> {
 
 /// Every history checker, in order.
 pub fn all(history: &[Entry], nodes: &[NodeFinal]) -> Vec<Anomaly> {
-    let mut found = acknowledged_writes(history);
+    let mut found = linear::per_key(history);
+    found.extend(acknowledged_writes(history));
     found.extend(deleted_keys(history));
     found.extend(ratchets(history));
     found.extend(revocation(history));
@@ -356,6 +357,8 @@ pub fn all(history: &[Entry], nodes: &[NodeFinal]) -> Vec<Anomaly> {
     found.extend(convergence(nodes));
     found
 }
+
+pub mod linear;
 
 #[cfg(test)]
 mod tests;

@@ -79,6 +79,24 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// Its kind, as `history.jsonl` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::CreateKey { .. } => "create_key",
+            Op::SetSensitive { .. } => "set_sensitive",
+            Op::SetNotExtractable { .. } => "set_not_extractable",
+            Op::Share { .. } => "share",
+            Op::Unshare { .. } => "unshare",
+            Op::Sign { .. } => "sign",
+            Op::ReadKey { .. } => "read_key",
+            Op::DeleteKey { .. } => "delete_key",
+            Op::Login { .. } => "login",
+            Op::ChangePassword { .. } => "change_password",
+        }
+    }
+}
+
 /// A key's attributes, as a read returned them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySeen {

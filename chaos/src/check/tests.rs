@@ -135,7 +135,10 @@ fn a_lost_write_is_flagged() {
     let mut h = H::default();
     h.create("alice", 1, (0, 10))
         .push("alice", Op::ReadKey { key: 1 }, (20, 21), not_found());
-    assert_eq!(checkers(&all(&h.0, &[])), ["acknowledged-writes"]);
+    assert_eq!(
+        checkers(&all(&h.0, &[])),
+        ["linearizability", "acknowledged-writes"]
+    );
 }
 
 #[test]
@@ -152,7 +155,10 @@ fn a_resurrected_key_is_flagged() {
     h.create("alice", 1, (0, 10))
         .push("alice", Op::DeleteKey { key: 1 }, (20, 30), Outcome::DONE)
         .push("alice", Op::Sign { key: 1 }, (31, 32), Outcome::DONE);
-    assert_eq!(checkers(&all(&h.0, &[])), ["deleted-keys"]);
+    assert_eq!(
+        checkers(&all(&h.0, &[])),
+        ["linearizability", "deleted-keys"]
+    );
 }
 
 #[test]
@@ -181,7 +187,7 @@ fn a_use_after_an_acknowledged_unshare_is_flagged() {
     h.create("alice", 1, (0, 10))
         .push("alice", unshare(1, "bob"), (20, 30), Outcome::DONE)
         .push("bob", Op::Sign { key: 1 }, (31, 32), Outcome::DONE);
-    assert_eq!(checkers(&all(&h.0, &[])), ["revocation"]);
+    assert_eq!(checkers(&all(&h.0, &[])), ["linearizability", "revocation"]);
     // Shared again before it: allowed.
     h.push("alice", share(1, "bob"), (40, 50), Outcome::DONE)
         .push("bob", Op::Sign { key: 1 }, (45, 51), Outcome::DONE);
@@ -307,4 +313,115 @@ fn a_history_survives_its_file_format() {
     crate::history::write_jsonl(&h.0, &mut bytes).expect("write");
     let back = crate::history::read_jsonl(&bytes[..]).expect("read");
     assert_eq!(back, h.0);
+}
+
+fn read(key: KeyId) -> Op {
+    Op::ReadKey { key }
+}
+
+#[test]
+fn a_correct_key_history_with_concurrency_and_unknowns_is_linearizable() {
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        // Concurrent with the read: the read may see it either way.
+        .push(
+            "alice",
+            Op::SetSensitive { key: 1 },
+            (20, 30),
+            Outcome::DONE,
+        )
+        .push("alice", read(1), (21, 25), seen(false, true))
+        .push("alice", read(1), (31, 35), seen(true, true))
+        // Unknown: may have applied later, or never.
+        .push(
+            "alice",
+            Op::SetNotExtractable { key: 1 },
+            (40, 45),
+            Outcome::Unknown,
+        )
+        .push("alice", read(1), (50, 51), seen(true, true))
+        .push("alice", read(1), (52, 53), seen(true, false))
+        .push("alice", share(1, "bob"), (60, 70), Outcome::DONE)
+        .push("bob", Op::Sign { key: 1 }, (65, 66), not_found())
+        .push("bob", Op::Sign { key: 1 }, (71, 72), Outcome::DONE)
+        .push("alice", Op::DeleteKey { key: 1 }, (80, 90), Outcome::DONE)
+        .push("bob", Op::Sign { key: 1 }, (85, 86), Outcome::DONE)
+        .push("alice", read(1), (91, 92), not_found());
+    assert!(
+        linear::per_key(&h.0).is_empty(),
+        "{:?}",
+        linear::per_key(&h.0)
+    );
+    assert!(all(&h.0, &[]).is_empty(), "{:?}", all(&h.0, &[]));
+}
+
+#[test]
+fn a_value_seen_before_its_write_was_invoked_is_not_linearizable() {
+    // Only the linearizability checker sees this one: nothing went back.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push("alice", read(1), (11, 12), seen(true, true))
+        .push(
+            "alice",
+            Op::SetSensitive { key: 1 },
+            (20, 30),
+            Outcome::DONE,
+        );
+    assert_eq!(checkers(&all(&h.0, &[])), ["linearizability"]);
+}
+
+#[test]
+fn stale_answers_are_not_linearizable() {
+    // A read missing an acknowledged ratchet.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push(
+            "alice",
+            Op::SetNotExtractable { key: 1 },
+            (20, 30),
+            Outcome::DONE,
+        )
+        .push("alice", read(1), (31, 32), seen(false, true));
+    assert!(checkers(&all(&h.0, &[])).contains(&"linearizability"));
+    // A sharee refused after the share was acknowledged.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push("alice", share(1, "bob"), (20, 30), Outcome::DONE)
+        .push("bob", Op::Sign { key: 1 }, (31, 32), not_found());
+    assert_eq!(checkers(&linear::per_key(&h.0)), ["linearizability"]);
+    // Two acknowledged shares in a row (the second must have been refused).
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push("alice", share(1, "bob"), (20, 30), Outcome::DONE)
+        .push("alice", share(1, "bob"), (31, 40), Outcome::DONE);
+    assert_eq!(checkers(&linear::per_key(&h.0)), ["linearizability"]);
+    // A delete acknowledged twice.
+    let mut h = H::default();
+    h.create("alice", 1, (0, 10))
+        .push("alice", Op::DeleteKey { key: 1 }, (20, 30), Outcome::DONE)
+        .push("alice", Op::DeleteKey { key: 1 }, (31, 40), Outcome::DONE);
+    assert_eq!(checkers(&linear::per_key(&h.0)), ["linearizability"]);
+}
+
+#[test]
+fn an_operations_kind_is_its_name_in_the_file() {
+    let ops = [
+        Op::CreateKey { label: "l".into() },
+        Op::SetSensitive { key: 1 },
+        Op::SetNotExtractable { key: 1 },
+        share(1, "bob"),
+        unshare(1, "bob"),
+        Op::Sign { key: 1 },
+        read(1),
+        Op::DeleteKey { key: 1 },
+        login("bob", 1),
+        Op::ChangePassword {
+            user: "bob".into(),
+            to: 2,
+        },
+    ];
+    for op in ops {
+        let json = serde_json::to_value(&op).expect("json");
+        assert_eq!(json["kind"], op.kind(), "{json}");
+    }
 }

@@ -90,6 +90,8 @@ pub struct Summary {
     pub faults: BTreeMap<String, u64>,
     /// Operations by outcome.
     pub operations: BTreeMap<String, u64>,
+    /// Operations by kind, then outcome.
+    pub operations_by_kind: BTreeMap<String, BTreeMap<String, u64>>,
     /// Milliseconds from the end of the faults until every node had a
     /// leader and took a write (`None`: not within the bound).
     pub recovery_ms: Option<u64>,
@@ -398,6 +400,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         });
     }
     let mut operations: BTreeMap<String, u64> = BTreeMap::new();
+    let mut operations_by_kind: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for e in &history {
         let outcome = match e.outcome {
             history::Outcome::Ok { .. } => "ok",
@@ -405,6 +408,11 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             history::Outcome::Unknown => "unknown",
         };
         *operations.entry(outcome.to_owned()).or_default() += 1;
+        *operations_by_kind
+            .entry(e.op.kind().to_owned())
+            .or_default()
+            .entry(outcome.to_owned())
+            .or_default() += 1;
     }
     let summary = Summary {
         seed: opts.seed,
@@ -414,6 +422,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         clients: opts.clients,
         faults: made,
         operations,
+        operations_by_kind,
         recovery_ms,
         valid: anomalies.is_empty(),
         anomalies,
