@@ -443,7 +443,6 @@ impl RunningNode {
         let contact = LeaderContact::default();
         let reads = LeaderReads::new(
             raft.clone(),
-            sm.clone(),
             Duration::from_millis(config.raft.election_timeout_min_ms),
         );
         let backups = Snapshotter::from_settings(

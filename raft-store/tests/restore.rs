@@ -317,6 +317,17 @@ async fn a_node_started_on_a_restored_store_leads_and_extends_the_log_and_the_ch
     raft.shutdown().await.expect("shutdown");
     drop(raft);
     drop(sm);
-    let (_log, sm) = open(dir.path(), &key).expect("reopens");
+    // openraft's storage tasks may still hold the store for a moment after
+    // shutdown returns (RocksDB's lock): wait until they let go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let sm = loop {
+        match open(dir.path(), &key) {
+            Ok((_log, sm)) => break sm,
+            Err(e) if e.to_string().contains("lock") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("reopens: {e:?}"),
+        }
+    };
     assert_eq!(sm.digest(), digest);
 }

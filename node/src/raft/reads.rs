@@ -3,20 +3,28 @@
 //! A read index is the log index a read must have applied to reflect every
 //! write acknowledged before it. The leader finds it by confirming with a
 //! quorum that it still leads (openraft's `ensure_linearizable`: a round
-//! of heartbeats). That confirmation holds for a while: the heartbeats of
-//! a round sent at `t` reset each follower's election timer on arrival
-//! (after `t`), and no new leader can be elected without the vote of one
-//! of the followers that acknowledged, which does not stand or vote before
-//! its timer runs out, at least `election_timeout_min` after `t`. So until
-//! `t + lease`, with `lease` shorter than that by a margin for clock-rate
-//! differences, this node is the only leader and everything acknowledged
-//! anywhere is in its own applied state: its read index is simply what it
-//! has applied. After that, the next read confirms again.
+//! of heartbeats). That confirmation holds for a while. A follower that
+//! acknowledged a heartbeat sent at `t` refuses to vote for anyone else
+//! until `election_timeout_max` after it received it (openraft's vote
+//! lease), and does not stand itself before its election timer (at least
+//! `election_timeout_min`) runs out; no new leader can be elected without
+//! one of those followers. So until `t + lease`, with `lease` shorter than
+//! `election_timeout_min` by a margin for clock-rate differences, no other
+//! leader can have committed anything, and the read index is this node's
+//! commit index, read from openraft's own state together with its vote and
+//! role (so a step-down it has processed is seen at once, not through the
+//! lagging metrics). The commit index, not the applied one: a follower may
+//! apply an entry before the leader does, and a read there must not be
+//! followed by an older read here.
+//!
+//! Assumes every member has the same election timeouts (the lease is
+//! computed from this node's) and a clock that keeps running while the
+//! host is paused (docs/security-model.md, "Known gaps").
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hsm_raft_store::StateMachineStore;
+use openraft::ServerState;
 use tokio::time::Instant;
 
 use super::{read_index, ForwardRefused, Raft};
@@ -35,7 +43,6 @@ struct Confirmed {
 #[derive(Clone)]
 pub struct LeaderReads {
     raft: Raft,
-    sm: StateMachineStore,
     lease: Duration,
     confirmed: Arc<Mutex<Option<Confirmed>>>,
 }
@@ -49,50 +56,61 @@ impl std::fmt::Debug for LeaderReads {
 }
 
 impl LeaderReads {
-    /// Reads for `raft` over its state machine `sm`, with a lease of three
-    /// quarters of `election_timeout_min` (a margin for clocks that run up
-    /// to a third faster on other hosts).
-    pub fn new(raft: Raft, sm: StateMachineStore, election_timeout_min: Duration) -> LeaderReads {
+    /// Reads for `raft`, with a lease of three quarters of
+    /// `election_timeout_min` (a margin for clocks that run up to a third
+    /// faster on other hosts).
+    pub fn new(raft: Raft, election_timeout_min: Duration) -> LeaderReads {
         LeaderReads {
             raft,
-            sm,
             lease: election_timeout_min * 3 / 4,
             confirmed: Arc::new(Mutex::new(None)),
         }
     }
 
     /// The read index for a read that arrived before this call: this
-    /// node's applied index while its lease holds, else the index a new
+    /// node's commit index while its lease holds, else the index a new
     /// quorum confirmation returns (which also renews the lease).
     ///
     /// # Errors
     /// [`ForwardRefused::NotLeader`] when this node does not lead,
     /// [`ForwardRefused::Failed`] when the quorum could not be reached.
     pub async fn read_index(&self) -> Result<u64, ForwardRefused> {
-        let (leading, term) = {
-            let m = self.raft.metrics();
-            let m = m.borrow();
-            (m.current_leader == Some(m.id), m.current_term)
-        };
-        if leading {
+        let now = Instant::now();
+        let state = self.leader_state().await?;
+        if let Some((term, committed)) = state {
             let lease = *self
                 .confirmed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if lease.is_some_and(|c| c.term == term && Instant::now() < c.at + self.lease) {
-                return Ok(*self.sm.applied_index().borrow());
+            if lease.is_some_and(|c| c.term == term && now < c.at + self.lease) {
+                return Ok(committed);
             }
         }
         let at = Instant::now();
+        let before = state.map(|(term, _)| term);
         let index = read_index(&self.raft).await?;
-        // Kept only if the term did not change meanwhile: the round then
-        // confirmed the leadership of that term.
-        if self.raft.metrics().borrow().current_term == term {
+        // Kept only if this node led the same term before and after: the
+        // round then confirmed the leadership of that term.
+        let after = self.leader_state().await?.map(|(term, _)| term);
+        if let (Some(term), true) = (before, before == after) {
             *self
                 .confirmed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Confirmed { at, term });
         }
         Ok(index)
+    }
+
+    /// `(term, commit index)` from openraft's own state when this node
+    /// leads with a committed vote; `None` otherwise.
+    async fn leader_state(&self) -> Result<Option<(u64, u64)>, ForwardRefused> {
+        self.raft
+            .with_raft_state(|st| {
+                let vote = st.vote_ref();
+                (st.server_state == ServerState::Leader && vote.is_committed())
+                    .then(|| (vote.leader_id().term, st.committed.map_or(0, |l| l.index)))
+            })
+            .await
+            .map_err(|e| ForwardRefused::Failed(e.to_string()))
     }
 }

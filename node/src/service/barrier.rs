@@ -8,7 +8,9 @@
 //! an unshare, a deleted key, a rotation ending sessions) is acknowledged by
 //! the leader while a follower that has not heard of it yet, or a paused
 //! leader that does not know it was deposed, still serves the old right.
-//! No clock is trusted: there is no lease to outlive.
+//! Followers hold no lease; the leader answers from one
+//! (`crate::raft::LeaderReads`) only within the time no other leader can
+//! be elected.
 //!
 //! Concurrent requests share rounds. A request needs a round that *started*
 //! after it arrived; one round runs at a time, and every request that

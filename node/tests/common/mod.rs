@@ -141,7 +141,6 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
             raft: raft.clone(),
             reads: hsm_node::raft::LeaderReads::new(
                 raft.clone(),
-                sm.clone(),
                 std::time::Duration::from_millis(500),
             ),
             proposer: proposer.clone(),
