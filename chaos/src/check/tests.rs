@@ -283,6 +283,30 @@ fn guesses_that_a_reset_may_have_split_are_not_counted_together() {
 }
 
 #[test]
+fn a_login_of_unknown_outcome_may_reset_the_count_after_the_client_gave_up() {
+    // As a chaos run found: the client gave up on a right login at 50 ms,
+    // the node finished it later (its own deadline is longer), between the
+    // guesses that follow.
+    let mut h = H::default();
+    wrong_guesses(&mut h, [0]);
+    h.push("bob", login("bob", 0), (10, 50), Outcome::Unknown);
+    wrong_guesses(&mut h, (6..12).map(|t| t * 10));
+    assert!(lockout(&h.0).is_empty(), "{:?}", lockout(&h.0));
+    // But one possible reset splits eleven guesses into five and six at
+    // best.
+    wrong_guesses(&mut h, (12..17).map(|t| t * 10));
+    assert_eq!(checkers(&lockout(&h.0)), ["lockout"]);
+    // And a right login after a fifth guess is flagged once the possible
+    // reset is needed elsewhere (here to split ten guesses).
+    let mut h = H::default();
+    h.push("bob", login("bob", 0), (0, 5), Outcome::Unknown);
+    wrong_guesses(&mut h, (1..11).map(|t| t * 10));
+    assert!(lockout(&h.0).is_empty(), "{:?}", lockout(&h.0));
+    h.push("bob", login("bob", 0), (120, 121), Outcome::DONE);
+    assert_eq!(checkers(&lockout(&h.0)), ["lockout"]);
+}
+
+#[test]
 fn diverged_nodes_are_flagged() {
     let node = |node, digest: &str| NodeFinal {
         node,
