@@ -309,7 +309,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             "acted_on": applied,
         });
         writeln!(fault_log, "{line}")?;
-        *made.entry(fault_name(&step.fault).to_owned()).or_default() += 1;
+        *made.entry(step.fault.kind().to_string()).or_default() += 1;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(step.lasts_ms)) => {}
             _ = &mut interrupted => { stopped_early = true; }
@@ -435,17 +435,6 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         bail!("interrupted; what was recorded is in {}", out.display());
     }
     Ok(summary)
-}
-
-fn fault_name(f: &Fault) -> &'static str {
-    match f {
-        Fault::Kill { .. } => "kill",
-        Fault::Pause { .. } => "pause",
-        Fault::Isolate { .. } => "isolate",
-        Fault::Partition { .. } => "partition",
-        Fault::OneWay { .. } => "one-way",
-        Fault::Bridge { .. } => "bridge",
-    }
 }
 
 /// What a step did, to undo it.

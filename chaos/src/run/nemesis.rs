@@ -131,6 +131,20 @@ pub enum Fault {
     },
 }
 
+impl Fault {
+    /// Its kind.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Kill { .. } => FaultKind::Kill,
+            Fault::Pause { .. } => FaultKind::Pause,
+            Fault::Isolate { .. } => FaultKind::Isolate,
+            Fault::Partition { .. } => FaultKind::Partition,
+            Fault::OneWay { .. } => FaultKind::OneWay,
+            Fault::Bridge { .. } => FaultKind::Bridge,
+        }
+    }
+}
+
 /// A step of the schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
@@ -145,7 +159,9 @@ pub struct Step {
 
 /// The schedule for `nodes` nodes (ids 1..=nodes) over `duration`, using
 /// only `kinds`: quiet spells of 1-3 s and faults of 1-5 s, one at a time,
-/// every fault healed before the duration ends. Empty without kinds.
+/// every fault healed before the duration ends. The kinds come in rounds,
+/// each round every kind once in a shuffled order, so a run long enough for
+/// as many faults as kinds makes every kind. Empty without kinds.
 pub fn schedule(seed: u64, duration: Duration, nodes: u64, kinds: &[FaultKind]) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     let end = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
@@ -154,6 +170,7 @@ pub fn schedule(seed: u64, duration: Duration, nodes: u64, kinds: &[FaultKind]) 
     if kinds.is_empty() || nodes == 0 {
         return steps;
     }
+    let mut round: Vec<FaultKind> = Vec::new();
     let mut t = 0u64;
     loop {
         t += rng.gen_range(1_000..=3_000);
@@ -161,7 +178,13 @@ pub fn schedule(seed: u64, duration: Duration, nodes: u64, kinds: &[FaultKind]) 
         if t + lasts_ms > end {
             break;
         }
-        let kind = kinds[rng.gen_range(0..kinds.len())];
+        if round.is_empty() {
+            round = kinds.to_vec();
+            round.shuffle(&mut rng);
+        }
+        let Some(kind) = round.pop() else {
+            break;
+        };
         let target = |rng: &mut StdRng| {
             if rng.gen_bool(0.5) {
                 Target::Leader
@@ -262,6 +285,20 @@ mod tests {
             assert!(a.iter().all(|n| !b.contains(n)));
         }
         assert!(schedule(1, Duration::from_secs(60), 3, &[]).is_empty());
+    }
+
+    #[test]
+    fn every_kind_comes_once_there_is_room_for_as_many_faults() {
+        for seed in 0..20 {
+            let steps = schedule(seed, Duration::from_secs(60), 5, &FaultKind::ALL);
+            assert!(steps.len() >= FaultKind::ALL.len(), "{steps:?}");
+            let kinds: std::collections::BTreeSet<FaultKind> = steps
+                .iter()
+                .take(FaultKind::ALL.len())
+                .map(|s| s.fault.kind())
+                .collect();
+            assert_eq!(kinds.len(), FaultKind::ALL.len(), "seed {seed}: {kinds:?}");
+        }
     }
 
     #[test]
