@@ -10,8 +10,9 @@
 //!    pinned to one node), each writing its history as it goes.
 //! 4. The nemesis ([`nemesis`]) carries out the seed's schedule, logging
 //!    each step to `DIR/faults.jsonl`.
-//! 5. At the end every fault is healed; the run waits for the clients, asks
-//!    every node for a leader and a write (liveness), stops the nodes and
+//! 5. At the end every fault is healed; the run asks every node for a
+//!    leader and a write (liveness, timed from the healing while clients
+//!    still work), waits for the clients, stops the nodes and
 //!    reads each one's applied index, state digest and chain head from its
 //!    store (convergence); then it runs every checker and writes
 //!    `DIR/history.jsonl`, `DIR/nodes.json` and `DIR/summary.json`.
@@ -103,6 +104,8 @@ pub struct Summary {
 
 /// The node processes.
 struct Nodes {
+    /// How many (ids 1..=count).
+    count: u64,
     hsm_node: PathBuf,
     dir: PathBuf,
     logs: PathBuf,
@@ -239,6 +242,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     }
     let client_config = hsm_node::local::client_config_path(&cluster_dir);
     let mut nodes = Nodes {
+        count: opts.nodes,
         hsm_node: opts.hsm_node.clone(),
         dir: cluster_dir.clone(),
         logs: logs.clone(),
@@ -330,7 +334,18 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             let _ = c.kill();
         }
     }
+    // Liveness, from the last fault's healing (clients still at work): a
+    // leader and a write through every node.
     let faults_over = Instant::now();
+    let recovery_ms = probe(&[
+        "ready",
+        "--nodes",
+        &opts.nodes.to_string(),
+        "--timeout-s",
+        &RECOVERY_BOUND.as_secs().to_string(),
+    ])
+    .ok()
+    .map(|_| u64::try_from(faults_over.elapsed().as_millis()).unwrap_or(u64::MAX));
     let mut client_failures = Vec::new();
     for (j, c) in (1..).zip(&mut clients) {
         match c.wait() {
@@ -342,16 +357,6 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         }
     }
 
-    // Liveness: a leader and a write through every node.
-    let recovery_ms = probe(&[
-        "ready",
-        "--nodes",
-        &opts.nodes.to_string(),
-        "--timeout-s",
-        &RECOVERY_BOUND.as_secs().to_string(),
-    ])
-    .ok()
-    .map(|_| u64::try_from(faults_over.elapsed().as_millis()).unwrap_or(u64::MAX));
     // Let the last writes reach every node before they stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     nodes.stop_all();
@@ -490,7 +495,7 @@ fn apply(
             Applied::Cut
         }
         Fault::Partition { minority } => {
-            let majority: Vec<String> = (1..=nodes_count(net))
+            let majority: Vec<String> = (1..=nodes.count)
                 .filter(|i| !minority.contains(i))
                 .map(|i| n(&i))
                 .collect();
@@ -509,13 +514,6 @@ fn apply(
             Applied::Cut
         }
     })
-}
-
-fn nodes_count(net: &Net) -> u64 {
-    net.hosts()
-        .iter()
-        .filter(|h| h.name.starts_with('n'))
-        .count() as u64
 }
 
 fn heal(nodes: &mut Nodes, net: &mut Net, applied: &Applied) -> Result<()> {
