@@ -18,4 +18,5 @@
 pub mod check;
 pub mod history;
 pub mod run;
+pub mod timeline;
 pub mod workload;

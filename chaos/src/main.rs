@@ -4,7 +4,8 @@
 //!   hosts of its own under the seed's faults, clients recording a history,
 //!   and the checkers' verdict (`hsm_chaos::run`); needs root.
 //! - `hsm-chaos check DIR`: runs every checker on a recorded history
-//!   (`DIR/history.jsonl`, and `DIR/nodes.json` when present).
+//!   (`DIR/history.jsonl`, and `DIR/nodes.json` when present), and draws
+//!   the run's timeline in `DIR/timeline.svg` (`hsm_chaos::timeline`).
 //! - `hsm-chaos client` and `hsm-chaos probe`: what `run` starts inside the
 //!   client hosts.
 //!
@@ -52,7 +53,8 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         clients: u32,
         /// Faults the nemesis may make, comma-separated, or `all`, or
-        /// `none`: kill, pause, isolate, partition, one-way, bridge.
+        /// `none`: kill, pause, isolate, partition, one-way, bridge,
+        /// kill-majority, zone, loss, clock, disk-full.
         #[arg(long, default_value = "all")]
         faults: String,
         /// The output directory (new or empty).
@@ -143,6 +145,11 @@ fn check_dir(dir: &std::path::Path) -> Result<bool> {
     }
     let valid = anomalies.is_empty();
     println!("verdict: {}", if valid { "valid" } else { "invalid" });
+    // The picture is a help, not part of the verdict.
+    match hsm_chaos::timeline::write(dir) {
+        Ok(path) => println!("timeline: {}", path.display()),
+        Err(e) => eprintln!("cannot draw the timeline: {e:#}"),
+    }
     Ok(valid)
 }
 

@@ -133,9 +133,13 @@ impl Stats {
     }
 }
 
+/// What every password of the workload has in it (and nothing else the
+/// run writes): the secret scan looks for it.
+pub const PASSWORD_MARK: &str = "/password-";
+
 /// The text of password number `number` of `user`.
 pub fn password(user: &str, number: u32) -> String {
-    format!("{user}/password-{number}")
+    format!("{user}{PASSWORD_MARK}{number}")
 }
 
 /// Runs `workload` until its duration has passed and every operation in

@@ -20,9 +20,11 @@
 //! Everything it started is stopped and every namespace removed on the way
 //! out, also on an error or Ctrl-C.
 
+pub mod disk;
 pub mod nemesis;
 pub mod net;
 pub mod probe;
+pub mod scan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -96,10 +98,50 @@ pub struct Summary {
     /// Milliseconds from the end of the faults until every node had a
     /// leader and took a write (`None`: not within the bound).
     pub recovery_ms: Option<u64>,
+    /// The same after each fault's healing.
+    pub recovery: Recovery,
     /// What each checker found.
     pub anomalies: Vec<check::Anomaly>,
     /// Valid only when no checker found anything and the cluster recovered.
     pub valid: bool,
+}
+
+/// Recovery times after each fault (from its healing until a write went
+/// through every node), milliseconds.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Recovery {
+    /// The same measure with no fault, after the last recovery.
+    pub calm_ms: Option<u64>,
+    /// Faults measured.
+    pub faults: u64,
+    /// Faults after which the cluster did not recover within the bound.
+    pub not_recovered: u64,
+    /// Median.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile.
+    pub p95_ms: Option<u64>,
+    /// Longest.
+    pub max_ms: Option<u64>,
+}
+
+impl Recovery {
+    /// The figures of `times` (`None`: did not recover).
+    pub fn of(times: &[Option<u64>], calm_ms: Option<u64>) -> Recovery {
+        let mut ok: Vec<u64> = times.iter().flatten().copied().collect();
+        ok.sort_unstable();
+        // Nearest rank.
+        let rank = |p: usize| {
+            (!ok.is_empty()).then(|| ok[(ok.len() * p).div_ceil(100).clamp(1, ok.len()) - 1])
+        };
+        Recovery {
+            calm_ms,
+            faults: times.len() as u64,
+            not_recovered: times.iter().filter(|t| t.is_none()).count() as u64,
+            p50_ms: rank(50),
+            p95_ms: rank(95),
+            max_ms: ok.last().copied(),
+        }
+    }
 }
 
 /// The node processes.
@@ -111,17 +153,34 @@ struct Nodes {
     logs: PathBuf,
     procs: BTreeMap<u64, Child>,
     paused: BTreeSet<u64>,
+    /// Nodes whose process may exit on its own now (their disk is full).
+    may_exit: BTreeSet<u64>,
 }
 
 impl Nodes {
     fn start(&mut self, net: &Net, i: u64) -> Result<()> {
+        self.start_with_clock(net, i, 0)
+    }
+
+    /// Starts node `i`, its wall clock `offset_s` seconds off when not 0
+    /// (faketime; monotonic time untouched, so Raft's timers run true).
+    fn start_with_clock(&mut self, net: &Net, i: u64, offset_s: i64) -> Result<()> {
         let host = net.host(&format!("n{i}"))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.logs.join(format!("node{i}.log")))
             .context("cannot open a node log")?;
-        let child = Net::command(host, &self.hsm_node)
+        let mut command = Net::command(host, &self.hsm_node);
+        if offset_s != 0 {
+            // libfaketime preloaded into the node itself (the `faketime`
+            // wrapper forks, so a signal to it would miss the node).
+            command
+                .env("LD_PRELOAD", faketime_library()?)
+                .env("FAKETIME", format!("{offset_s:+}s"))
+                .env("DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = command
             .arg("start")
             .arg("--config")
             .arg(hsm_node::local::node_config_path(&self.dir, i))
@@ -157,6 +216,30 @@ impl Nodes {
             let _ = child.wait();
         }
         self.paused.remove(&i);
+    }
+
+    /// Nodes whose process ended though nothing asked it to (removed from
+    /// the running ones), with how it ended.
+    fn exited(&mut self) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        for (&i, child) in &mut self.procs {
+            if self.may_exit.contains(&i) {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                out.push((i, status.to_string()));
+            }
+        }
+        for (i, _) in &out {
+            self.procs.remove(i);
+        }
+        out
+    }
+
+    fn running(&mut self, i: u64) -> bool {
+        self.procs
+            .get_mut(&i)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Stops every node: SIGCONT for paused ones, SIGTERM, then SIGKILL
@@ -202,6 +285,13 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     if opts.nodes == 0 || opts.nodes > 9 || opts.zones == 0 || opts.clients == 0 {
         bail!("--nodes must be 1 to 9, --zones and --clients at least 1");
     }
+    if opts.faults.contains(&FaultKind::Clock) {
+        faketime_library()
+            .context("the clock fault needs libfaketime; or leave clock out of --faults")?;
+    }
+    if opts.faults.contains(&FaultKind::Loss) && !on_path("nft") {
+        bail!("the loss fault needs nft (Debian package nftables; ./x installs it), or leave loss out of --faults");
+    }
     let removed = net::remove_leftovers()?;
     if removed > 0 {
         eprintln!("removed {removed} namespaces left by earlier runs");
@@ -240,6 +330,14 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             String::from_utf8_lossy(&made.stderr).trim()
         );
     }
+    // Disks that can fill up, when the run makes that fault (dropped
+    // after the nodes: declared before them).
+    let mut disks = disk::Disks::default();
+    if opts.faults.contains(&FaultKind::DiskFull) {
+        for i in 1..=opts.nodes {
+            disks.mount(&data_dir(&cluster_dir, i)?)?;
+        }
+    }
     let client_config = hsm_node::local::client_config_path(&cluster_dir);
     let mut nodes = Nodes {
         count: opts.nodes,
@@ -248,6 +346,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         logs: logs.clone(),
         procs: BTreeMap::new(),
         paused: BTreeSet::new(),
+        may_exit: BTreeSet::new(),
     };
     for i in 1..=opts.nodes {
         nodes.start(&net, i)?;
@@ -292,21 +391,35 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         clients.push(cmd.spawn().context("cannot start a client")?);
     }
 
-    // The nemesis.
-    let steps = nemesis::schedule(opts.seed, opts.duration, opts.nodes, &opts.faults);
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    // The nemesis. A step starts no earlier than planned and not before
+    // the cluster serves again after the last one; a step that could not
+    // end before the clients do is left out.
+    let steps = nemesis::schedule(
+        opts.seed,
+        opts.duration,
+        opts.nodes,
+        opts.zones,
+        &opts.faults,
+    );
     let mut fault_log = File::create(out.join("faults.jsonl"))?;
     let mut made: BTreeMap<String, u64> = BTreeMap::new();
+    let mut recoveries: Vec<Option<u64>> = Vec::new();
+    let mut crashes: Vec<String> = Vec::new();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut stopped_early = false;
     for step in &steps {
         let wait = Duration::from_millis(step.at_ms).saturating_sub(run_start.elapsed());
+        if ms(run_start.elapsed() + wait) + step.lasts_ms > ms(opts.duration) {
+            break;
+        }
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = &mut interrupted => { stopped_early = true; break; }
         }
-        let started_ms = u64::try_from(run_start.elapsed().as_millis())?;
-        let applied = apply(&mut nodes, &mut net, step, &probe)?;
+        let started_ms = ms(run_start.elapsed());
+        let applied = apply(&mut nodes, &mut net, &disks, &cluster_dir, step, &probe)?;
         let line = serde_json::json!({
             "start_ms": started_ms,
             "step": step,
@@ -318,12 +431,29 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             () = tokio::time::sleep(Duration::from_millis(step.lasts_ms)) => {}
             _ = &mut interrupted => { stopped_early = true; }
         }
-        heal(&mut nodes, &mut net, &applied)?;
-        let healed_ms = u64::try_from(run_start.elapsed().as_millis())?;
+        heal(&mut nodes, &mut net, &cluster_dir, &applied)?;
+        let healed = Instant::now();
+        let healed_ms = ms(run_start.elapsed());
+        for (i, status) in nodes.exited() {
+            crashes.push(format!(
+                "node {i} ended by itself ({status}) during or after {}: see logs/node{i}.log",
+                step.fault.kind()
+            ));
+            nodes.start(&net, i)?;
+        }
+        // Recovery: a leader and a write through every node.
+        let recovery_ms = if stopped_early {
+            None
+        } else {
+            ready(&probe, opts.nodes)
+                .ok()
+                .map(|()| ms(healed.elapsed()))
+        };
+        recoveries.push(recovery_ms);
         writeln!(
             fault_log,
             "{}",
-            serde_json::json!({ "healed_ms": healed_ms })
+            serde_json::json!({ "healed_ms": healed_ms, "recovery_ms": recovery_ms })
         )?;
         if stopped_early {
             break;
@@ -337,15 +467,13 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     // Liveness, from the last fault's healing (clients still at work): a
     // leader and a write through every node.
     let faults_over = Instant::now();
-    let recovery_ms = probe(&[
-        "ready",
-        "--nodes",
-        &opts.nodes.to_string(),
-        "--timeout-s",
-        &RECOVERY_BOUND.as_secs().to_string(),
-    ])
-    .ok()
-    .map(|_| u64::try_from(faults_over.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let recovery_ms = ready(&probe, opts.nodes)
+        .ok()
+        .map(|()| ms(faults_over.elapsed()));
+    // The same once more, recovered and with no fault (the clients may
+    // still be at work): the floor under every recovery time.
+    let calm = Instant::now();
+    let calm_ms = ready(&probe, opts.nodes).ok().map(|()| ms(calm.elapsed()));
     let mut client_failures = Vec::new();
     for (j, c) in (1..).zip(&mut clients) {
         match c.wait() {
@@ -359,12 +487,18 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
 
     // Let the last writes reach every node before they stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    for (i, status) in nodes.exited() {
+        crashes.push(format!(
+            "node {i} ended by itself ({status}): see logs/node{i}.log"
+        ));
+    }
     nodes.stop_all();
     let finals = (1..=opts.nodes)
         .map(|i| node_final(&cluster_dir, i))
         .collect::<Result<Vec<_>>>()?;
     drop(nodes);
     drop(net);
+    disks.unmount_all()?;
 
     let mut history = Vec::new();
     for j in 1..=opts.clients {
@@ -387,6 +521,39 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             what: format!(
                 "the cluster did not elect a leader and take a write on every node within {RECOVERY_BOUND:?} of the faults' end"
             ),
+            ops: Vec::new(),
+        });
+    }
+    let unrecovered = recoveries.iter().filter(|r| r.is_none()).count();
+    if unrecovered > 0 && !stopped_early {
+        anomalies.push(check::Anomaly {
+            checker: "liveness".into(),
+            what: format!(
+                "after {unrecovered} of {} faults the cluster did not take a write on every node within {RECOVERY_BOUND:?} of the healing (faults.jsonl: recovery_ms null)",
+                recoveries.len()
+            ),
+            ops: Vec::new(),
+        });
+    }
+    // No password of the run in any of its files.
+    anomalies.extend(scan::scan(
+        &out,
+        &[
+            (
+                "the admin's initial password",
+                INITIAL_ADMIN_PASSWORD.as_bytes(),
+            ),
+            ("the crypto officer's password", OFFICER_PASSWORD.as_bytes()),
+            (
+                "a workload user's password",
+                crate::workload::PASSWORD_MARK.as_bytes(),
+            ),
+        ],
+    ));
+    for what in crashes {
+        anomalies.push(check::Anomaly {
+            checker: "crash".into(),
+            what,
             ops: Vec::new(),
         });
     }
@@ -429,6 +596,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         operations,
         operations_by_kind,
         recovery_ms,
+        recovery: Recovery::of(&recoveries, calm_ms),
         valid: anomalies.is_empty(),
         anomalies,
     };
@@ -436,19 +604,56 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         out.join("summary.json"),
         serde_json::to_vec_pretty(&summary)?,
     )?;
+    if let Err(e) = crate::timeline::write(&out) {
+        eprintln!("cannot draw the timeline: {e:#}");
+    }
     if stopped_early {
         bail!("interrupted; what was recorded is in {}", out.display());
     }
     Ok(summary)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::Recovery;
+
+    #[test]
+    fn recovery_figures_are_nearest_rank_over_the_faults_that_recovered() {
+        let times: Vec<Option<u64>> = (1..=20).map(Some).chain([None]).collect();
+        let r = Recovery::of(&times, Some(3));
+        assert_eq!(
+            r,
+            Recovery {
+                calm_ms: Some(3),
+                faults: 21,
+                not_recovered: 1,
+                p50_ms: Some(10),
+                p95_ms: Some(19),
+                max_ms: Some(20),
+            }
+        );
+        let none = Recovery::of(&[None], None);
+        assert_eq!(
+            (none.p50_ms, none.max_ms, none.not_recovered),
+            (None, None, 1)
+        );
+    }
+}
+
 /// What a step did, to undo it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Applied {
-    Killed(u64),
+    Killed(Vec<u64>),
     Paused(u64),
     Cut,
+    /// Restarted with its clock off.
+    Clock(u64),
+    /// Its disk filled with this many bytes.
+    DiskFull {
+        node: u64,
+        bytes: u64,
+    },
 }
 
 fn resolve(target: Target, probe: &dyn Fn(&[&str]) -> Result<String>) -> Result<u64> {
@@ -464,18 +669,75 @@ fn resolve(target: Target, probe: &dyn Fn(&[&str]) -> Result<String>) -> Result<
     }
 }
 
+/// Waits until a write went through each of nodes 1..=`nodes`, at most
+/// [`RECOVERY_BOUND`].
+fn ready(probe: &dyn Fn(&[&str]) -> Result<String>, nodes: u64) -> Result<()> {
+    probe(&[
+        "ready",
+        "--nodes",
+        &nodes.to_string(),
+        "--timeout-s",
+        &RECOVERY_BOUND.as_secs().to_string(),
+    ])
+    .map(drop)
+}
+
+/// Where Debian's faketime package puts libfaketime.
+const FAKETIME_LIBRARIES: [&str; 2] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+];
+
+fn faketime_library() -> Result<&'static str> {
+    FAKETIME_LIBRARIES
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .context("libfaketime is not installed (Debian package faketime; ./x installs it)")
+}
+
+/// Whether `program` is on the PATH.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Node `i`'s data directory.
+fn data_dir(cluster_dir: &Path, i: u64) -> Result<PathBuf> {
+    let path = hsm_node::local::node_config_path(cluster_dir, i);
+    Ok(hsm_node::config::NodeConfig::load(&path)?.data_dir)
+}
+
 fn apply(
     nodes: &mut Nodes,
     net: &mut Net,
+    disks: &disk::Disks,
+    cluster_dir: &Path,
     step: &Step,
     probe: &dyn Fn(&[&str]) -> Result<String>,
 ) -> Result<Applied> {
     let n = |i: &u64| format!("n{i}");
+    // Cut `inside` off from every other host.
+    let cut_off = |net: &mut Net, inside: &[u64]| -> Result<()> {
+        let inside: Vec<String> = inside.iter().map(n).collect();
+        let others: Vec<String> = net
+            .hosts()
+            .iter()
+            .map(|h| h.name.clone())
+            .filter(|h| !inside.contains(h))
+            .collect();
+        net.partition(&inside, &others)
+    };
     Ok(match &step.fault {
         Fault::Kill { target } => {
             let i = resolve(*target, probe)?;
             nodes.kill(i);
-            Applied::Killed(i)
+            Applied::Killed(vec![i])
+        }
+        Fault::KillMajority { nodes: which } => {
+            for &i in which {
+                nodes.kill(i);
+            }
+            Applied::Killed(which.clone())
         }
         Fault::Pause { target } => {
             let i = resolve(*target, probe)?;
@@ -485,13 +747,11 @@ fn apply(
         }
         Fault::Isolate { target } => {
             let i = resolve(*target, probe)?;
-            let others: Vec<String> = net
-                .hosts()
-                .iter()
-                .map(|h| h.name.clone())
-                .filter(|h| *h != n(&i))
-                .collect();
-            net.partition(&[n(&i)], &others)?;
+            cut_off(net, &[i])?;
+            Applied::Cut
+        }
+        Fault::Zone { nodes: inside, .. } => {
+            cut_off(net, inside)?;
             Applied::Cut
         }
         Fault::Partition { minority } => {
@@ -513,17 +773,58 @@ fn apply(
             net.partition(&a, &b)?;
             Applied::Cut
         }
+        Fault::Loss {
+            nodes: which,
+            percent,
+        } => {
+            for i in which {
+                net.lose(&n(i), *percent)?;
+            }
+            Applied::Cut
+        }
+        Fault::Clock { target, offset_s } => {
+            let i = resolve(*target, probe)?;
+            nodes.kill(i);
+            nodes.start_with_clock(net, i, *offset_s)?;
+            Applied::Clock(i)
+        }
+        Fault::DiskFull { target } => {
+            let i = resolve(*target, probe)?;
+            nodes.may_exit.insert(i);
+            let bytes = disks.fill(&data_dir(cluster_dir, i)?)?;
+            Applied::DiskFull { node: i, bytes }
+        }
     })
 }
 
-fn heal(nodes: &mut Nodes, net: &mut Net, applied: &Applied) -> Result<()> {
+fn heal(nodes: &mut Nodes, net: &mut Net, cluster_dir: &Path, applied: &Applied) -> Result<()> {
     match applied {
-        Applied::Killed(i) => nodes.start(net, *i),
+        Applied::Killed(which) => {
+            for &i in which {
+                nodes.start(net, i)?;
+            }
+            Ok(())
+        }
         Applied::Paused(i) => {
             nodes.paused.remove(i);
             nodes.signal(*i, "CONT")
         }
         Applied::Cut => net.heal(),
+        Applied::Clock(i) => {
+            nodes.kill(*i);
+            nodes.start(net, *i)
+        }
+        Applied::DiskFull { node, .. } => {
+            disk::Disks::free(&data_dir(cluster_dir, *node)?)?;
+            // A node that could not write stops (a supervisor would start
+            // it again): start it.
+            if !nodes.running(*node) {
+                nodes.kill(*node);
+                nodes.start(net, *node)?;
+            }
+            nodes.may_exit.remove(node);
+            Ok(())
+        }
     }
 }
 

@@ -2,9 +2,10 @@
 //! decided from the seed before the run starts (so a seed replays the same
 //! schedule). Pure: the runner carries the steps out.
 //!
-//! One fault at a time: a quiet spell, a fault, its healing; until the run's
-//! duration is over. Targets named [`Target::Leader`] are resolved when the
-//! step starts (the leader then).
+//! One fault at a time: a quiet spell, a fault, its healing (and the
+//! runner's wait for the cluster to serve again); until the run's duration
+//! is over. Targets named [`Target::Leader`] are resolved when the step
+//! starts (the leader then).
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,17 +34,34 @@ pub enum FaultKind {
     /// Two sides that cannot reach each other, and one node that reaches
     /// both.
     Bridge,
+    /// SIGKILL a majority of the nodes at once, restart them at the end.
+    KillMajority,
+    /// Cut every node of one zone off from every other host.
+    Zone,
+    /// Drop a share of the packets to and from some nodes, at random.
+    Loss,
+    /// Restart a node with its wall clock off by minutes (faketime); the
+    /// end restarts it with the right time.
+    Clock,
+    /// Fill a node's data disk (a tmpfs of its own); the end frees it and
+    /// restarts the node if it stopped.
+    DiskFull,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Isolate,
         FaultKind::Partition,
         FaultKind::OneWay,
         FaultKind::Bridge,
+        FaultKind::KillMajority,
+        FaultKind::Zone,
+        FaultKind::Loss,
+        FaultKind::Clock,
+        FaultKind::DiskFull,
     ];
 
     fn name(self) -> &'static str {
@@ -54,6 +72,11 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::OneWay => "one-way",
             FaultKind::Bridge => "bridge",
+            FaultKind::KillMajority => "kill-majority",
+            FaultKind::Zone => "zone",
+            FaultKind::Loss => "loss",
+            FaultKind::Clock => "clock",
+            FaultKind::DiskFull => "disk-full",
         }
     }
 }
@@ -129,6 +152,40 @@ pub enum Fault {
         /// The other side.
         b: Vec<u64>,
     },
+    /// SIGKILL all of these (a majority), restart them at the end.
+    KillMajority {
+        /// Which nodes.
+        nodes: Vec<u64>,
+    },
+    /// The nodes of zone `zone` cut off from every other host (nodes and
+    /// clients).
+    Zone {
+        /// The zone (1-based).
+        zone: u64,
+        /// Its nodes.
+        nodes: Vec<u64>,
+    },
+    /// `percent` of the packets each of `nodes` sends or receives dropped,
+    /// at random.
+    Loss {
+        /// Which nodes.
+        nodes: Vec<u64>,
+        /// The share dropped, 1-99.
+        percent: u8,
+    },
+    /// Restarted with a wall clock `offset_s` seconds off (monotonic time
+    /// untouched, as on a host whose clock was set wrong).
+    Clock {
+        /// Which node.
+        target: Target,
+        /// Seconds ahead (negative: behind).
+        offset_s: i64,
+    },
+    /// The node's data disk filled up.
+    DiskFull {
+        /// Which node.
+        target: Target,
+    },
 }
 
 impl Fault {
@@ -141,6 +198,11 @@ impl Fault {
             Fault::Partition { .. } => FaultKind::Partition,
             Fault::OneWay { .. } => FaultKind::OneWay,
             Fault::Bridge { .. } => FaultKind::Bridge,
+            Fault::KillMajority { .. } => FaultKind::KillMajority,
+            Fault::Zone { .. } => FaultKind::Zone,
+            Fault::Loss { .. } => FaultKind::Loss,
+            Fault::Clock { .. } => FaultKind::Clock,
+            Fault::DiskFull { .. } => FaultKind::DiskFull,
         }
     }
 }
@@ -157,12 +219,26 @@ pub struct Step {
     pub fault: Fault,
 }
 
-/// The schedule for `nodes` nodes (ids 1..=nodes) over `duration`, using
-/// only `kinds`: quiet spells of 1-3 s and faults of 1-5 s, one at a time,
-/// every fault healed before the duration ends. The kinds come in rounds,
-/// each round every kind once in a shuffled order, so a run long enough for
-/// as many faults as kinds makes every kind. Empty without kinds.
-pub fn schedule(seed: u64, duration: Duration, nodes: u64, kinds: &[FaultKind]) -> Vec<Step> {
+/// The zone of node `i` when `zones` zones hold the nodes in turn.
+pub fn zone_of(i: u64, zones: u64) -> u64 {
+    (i - 1) % zones.max(1) + 1
+}
+
+/// The schedule for `nodes` nodes (ids 1..=nodes, in `zones` zones in turn)
+/// over `duration`, using only `kinds`: quiet spells of 0.5-1.5 s and faults
+/// of 1-3 s, one at a time, every fault healed before the duration ends.
+/// The times are planned ones: the runner starts a step no earlier than
+/// planned and not before the cluster serves again after the last one.
+/// The kinds come in rounds, each round every kind once in a shuffled
+/// order, so a run long enough for as many faults as kinds makes every
+/// kind. Empty without kinds.
+pub fn schedule(
+    seed: u64,
+    duration: Duration,
+    nodes: u64,
+    zones: u64,
+    kinds: &[FaultKind],
+) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     let end = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     let ids: Vec<u64> = (1..=nodes).collect();
@@ -173,8 +249,8 @@ pub fn schedule(seed: u64, duration: Duration, nodes: u64, kinds: &[FaultKind]) 
     let mut round: Vec<FaultKind> = Vec::new();
     let mut t = 0u64;
     loop {
-        t += rng.gen_range(1_000..=3_000);
-        let lasts_ms = rng.gen_range(1_000..=5_000);
+        t += rng.gen_range(500..=1_500);
+        let lasts_ms = rng.gen_range(1_000..=3_000);
         if t + lasts_ms > end {
             break;
         }
@@ -223,6 +299,46 @@ pub fn schedule(seed: u64, duration: Duration, nodes: u64, kinds: &[FaultKind]) 
                 b.sort_unstable();
                 Fault::Bridge { bridge, a, b }
             }
+            FaultKind::KillMajority => {
+                let majority = usize::try_from(nodes / 2 + 1).unwrap_or(1);
+                let mut chosen: Vec<u64> = shuffled[..majority].to_vec();
+                chosen.sort_unstable();
+                Fault::KillMajority { nodes: chosen }
+            }
+            FaultKind::Zone => {
+                let zone = rng.gen_range(1..=zones.clamp(1, nodes));
+                let in_zone = ids.iter().copied().filter(|&i| zone_of(i, zones) == zone);
+                Fault::Zone {
+                    zone,
+                    nodes: in_zone.collect(),
+                }
+            }
+            FaultKind::Loss => {
+                // One node losing much, or every node losing some.
+                if rng.gen_bool(0.5) {
+                    Fault::Loss {
+                        nodes: vec![shuffled[0]],
+                        percent: rng.gen_range(30..=70),
+                    }
+                } else {
+                    Fault::Loss {
+                        nodes: ids.clone(),
+                        percent: rng.gen_range(5..=25),
+                    }
+                }
+            }
+            FaultKind::Clock => {
+                // Off by one to sixty minutes, either way.
+                let minutes = rng.gen_range(1..=60);
+                let sign = if rng.gen_bool(0.5) { 1 } else { -1 };
+                Fault::Clock {
+                    target: target(&mut rng),
+                    offset_s: sign * minutes * 60,
+                }
+            }
+            FaultKind::DiskFull => Fault::DiskFull {
+                target: target(&mut rng),
+            },
             _ => Fault::Kill {
                 target: target(&mut rng),
             },
@@ -244,20 +360,20 @@ mod tests {
     #[test]
     fn a_seed_replays_the_same_schedule_and_another_seed_does_not() {
         let d = Duration::from_secs(120);
-        let a = schedule(7, d, 5, &FaultKind::ALL);
-        assert_eq!(a, schedule(7, d, 5, &FaultKind::ALL));
-        assert_ne!(a, schedule(8, d, 5, &FaultKind::ALL));
+        let a = schedule(7, d, 5, 3, &FaultKind::ALL);
+        assert_eq!(a, schedule(7, d, 5, 3, &FaultKind::ALL));
+        assert_ne!(a, schedule(8, d, 5, 3, &FaultKind::ALL));
     }
 
     #[test]
     fn faults_come_one_at_a_time_and_end_within_the_run() {
         let d = Duration::from_secs(300);
         for seed in 0..50 {
-            let steps = schedule(seed, d, 5, &FaultKind::ALL);
+            let steps = schedule(seed, d, 5, 3, &FaultKind::ALL);
             assert!(!steps.is_empty());
             let mut free_from = 0;
             for s in &steps {
-                assert!(s.at_ms >= free_from + 1_000, "{steps:?}");
+                assert!(s.at_ms >= free_from + 500, "{steps:?}");
                 free_from = s.at_ms + s.lasts_ms;
                 assert!(free_from <= 300_000);
             }
@@ -266,7 +382,7 @@ mod tests {
 
     #[test]
     fn only_the_kinds_asked_for_and_valid_sides() {
-        let steps = schedule(3, Duration::from_secs(600), 5, &[FaultKind::Partition]);
+        let steps = schedule(3, Duration::from_secs(600), 5, 3, &[FaultKind::Partition]);
         assert!(!steps.is_empty());
         for s in steps {
             let Fault::Partition { minority } = s.fault else {
@@ -275,7 +391,7 @@ mod tests {
             assert_eq!(minority.len(), 2);
             assert!(minority.iter().all(|n| (1..=5).contains(n)));
         }
-        let steps = schedule(3, Duration::from_secs(600), 5, &[FaultKind::Bridge]);
+        let steps = schedule(3, Duration::from_secs(600), 5, 3, &[FaultKind::Bridge]);
         for s in steps {
             let Fault::Bridge { bridge, a, b } = s.fault else {
                 panic!("{s:?}");
@@ -284,13 +400,13 @@ mod tests {
             assert!(!a.contains(&bridge) && !b.contains(&bridge));
             assert!(a.iter().all(|n| !b.contains(n)));
         }
-        assert!(schedule(1, Duration::from_secs(60), 3, &[]).is_empty());
+        assert!(schedule(1, Duration::from_secs(60), 3, 3, &[]).is_empty());
     }
 
     #[test]
     fn every_kind_comes_once_there_is_room_for_as_many_faults() {
         for seed in 0..20 {
-            let steps = schedule(seed, Duration::from_secs(60), 5, &FaultKind::ALL);
+            let steps = schedule(seed, Duration::from_secs(60), 5, 3, &FaultKind::ALL);
             assert!(steps.len() >= FaultKind::ALL.len(), "{steps:?}");
             let kinds: std::collections::BTreeSet<FaultKind> = steps
                 .iter()
@@ -298,6 +414,37 @@ mod tests {
                 .map(|s| s.fault.kind())
                 .collect();
             assert_eq!(kinds.len(), FaultKind::ALL.len(), "seed {seed}: {kinds:?}");
+        }
+    }
+
+    #[test]
+    fn majorities_zones_losses_and_clocks_are_what_they_say() {
+        for seed in 0..20 {
+            for s in schedule(seed, Duration::from_secs(600), 5, 3, &FaultKind::ALL) {
+                match s.fault {
+                    Fault::KillMajority { nodes } => {
+                        assert_eq!(nodes.len(), 3);
+                        assert!(nodes.windows(2).all(|w| w[0] < w[1]));
+                    }
+                    Fault::Zone { zone, nodes } => {
+                        assert!((1..=3).contains(&zone));
+                        assert!(!nodes.is_empty());
+                        assert!(nodes.iter().all(|&i| zone_of(i, 3) == zone));
+                        // Zone 1 of five nodes in three zones: nodes 1 and 4.
+                        if zone == 1 {
+                            assert_eq!(nodes, vec![1, 4]);
+                        }
+                    }
+                    Fault::Loss { nodes, percent } => {
+                        assert!(!nodes.is_empty());
+                        assert!((1..=99).contains(&percent));
+                    }
+                    Fault::Clock { offset_s, .. } => {
+                        assert!(offset_s != 0 && offset_s.abs() <= 3_600);
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 

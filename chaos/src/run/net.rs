@@ -6,7 +6,9 @@
 //! Faults on the network are routes: a host that must not reach another
 //! gets a blackhole route to it (packets silently dropped, as on a cut
 //! link). A one-way cut is a route on one side only; a partition is routes
-//! on both sides between every pair across it. Healing removes them.
+//! on both sides between every pair across it. Random packet loss is an
+//! nftables table in the host's namespace that drops a share of what the
+//! host sends and receives (`numgen random`). Healing removes them all.
 //!
 //! Every namespace is named `hsmc<pid>-<host>`, `<pid>` the harness's own
 //! process: [`remove_leftovers`] deletes those of harness processes that no
@@ -40,7 +42,12 @@ pub struct Net {
     hosts: Vec<Host>,
     /// Blackholed (from, to) pairs, by host index.
     cut: BTreeSet<(usize, usize)>,
+    /// Hosts losing packets, by index.
+    lossy: BTreeSet<usize>,
 }
+
+/// The nftables table random loss lives in.
+const LOSS_TABLE: &str = "hsmc_loss";
 
 /// Runs `ip` with `args`; an error carries what it printed.
 fn ip(args: &[&str]) -> Result<()> {
@@ -52,6 +59,32 @@ fn ip(args: &[&str]) -> Result<()> {
         bail!(
             "ip {} failed: {}",
             args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the nftables script `rules` inside namespace `ns`.
+fn nft(ns: &str, rules: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run nft (nftables)")?;
+    child
+        .stdin
+        .take()
+        .context("nft's input")?
+        .write_all(rules.as_bytes())
+        .context("cannot write to nft")?;
+    let out = child.wait_with_output().context("nft")?;
+    if !out.status.success() {
+        bail!(
+            "nft in {ns} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -138,6 +171,7 @@ impl Net {
             bridge: format!("{PREFIX}{me}-br"),
             hosts: Vec::new(),
             cut: BTreeSet::new(),
+            lossy: BTreeSet::new(),
         };
         ip(&["netns", "add", &net.bridge])?;
         ip(&["-n", &net.bridge, "link", "add", "br0", "type", "bridge"])?;
@@ -239,11 +273,35 @@ impl Net {
         Ok(())
     }
 
-    /// Removes every cut.
+    /// Drops `percent` of the packets `host` sends and receives, at random.
     ///
     /// # Errors
-    /// If a route cannot be removed.
+    /// If nftables is missing or refuses the rules.
+    pub fn lose(&mut self, host: &str, percent: u8) -> Result<()> {
+        let h = self.index(host)?;
+        if !(1..=99).contains(&percent) || !self.lossy.insert(h) {
+            bail!("cannot make {host} lose {percent}% (again)");
+        }
+        let rules = format!(
+            "table inet {LOSS_TABLE} {{\n\
+             chain input {{ type filter hook input priority 0; numgen random mod 100 < {percent} drop; }}\n\
+             chain output {{ type filter hook output priority 0; numgen random mod 100 < {percent} drop; }}\n\
+             }}\n"
+        );
+        nft(&self.hosts[h].netns, &rules)
+    }
+
+    /// Removes every cut and every loss.
+    ///
+    /// # Errors
+    /// If a route or rule cannot be removed.
     pub fn heal(&mut self) -> Result<()> {
+        for h in std::mem::take(&mut self.lossy) {
+            nft(
+                &self.hosts[h].netns,
+                &format!("delete table inet {LOSS_TABLE}\n"),
+            )?;
+        }
         for (f, t) in std::mem::take(&mut self.cut) {
             let dest = format!("{}/32", self.hosts[t].ip);
             ip(&[

@@ -127,15 +127,25 @@ pub async fn answer(config: &Path, probe: &Probe) -> Result<String> {
             }
         }
         Probe::Ready { nodes, timeout_s } => {
+            // Every node at once; those that did not take the write yet
+            // again after a moment.
             let officer = officer_password()?;
             let mut pending: Vec<u64> = (1..=*nodes).collect();
             while Instant::now() < timeout(*timeout_s) {
-                let mut still = Vec::new();
+                let mut tries = tokio::task::JoinSet::new();
                 for n in pending {
-                    let ok = match connect(&config, Some(n)).await {
-                        Ok(c) => c.login(admin(), officer.as_str()).await.map(|_| ()),
-                        Err(e) => Err(e),
-                    };
+                    let (config, officer) = (config.clone(), officer.clone());
+                    tries.spawn(async move {
+                        let ok = match connect(&config, Some(n)).await {
+                            Ok(c) => c.login(admin(), officer.as_str()).await.map(|_| ()),
+                            Err(e) => Err(e),
+                        };
+                        (n, ok)
+                    });
+                }
+                let mut still = Vec::new();
+                while let Some(done) = tries.join_next().await {
+                    let (n, ok) = done.context("a probe task failed")?;
                     if let Err(e) = ok {
                         last = format!("node {n}: {e}");
                         still.push(n);
@@ -145,7 +155,7 @@ pub async fn answer(config: &Path, probe: &Probe) -> Result<String> {
                 if pending.is_empty() {
                     return Ok(format!("{}\n", started.elapsed().as_millis()));
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
