@@ -40,7 +40,9 @@ enum Command {
         /// Decides the faults and the workload; the same seed replays them.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// How long clients work and faults happen, e.g. 60s, 30m.
+        /// How long the fault schedule is, e.g. 60s, 30m. Clients work
+        /// until the last fault is healed and the cluster recovered from
+        /// it, so a run takes longer (each fault's recovery is waited for).
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         duration: Duration,
         /// Nodes (1 to 9).
@@ -78,9 +80,12 @@ enum Command {
         /// Seed of its choices.
         #[arg(long)]
         seed: u64,
-        /// Seconds to invoke operations for.
+        /// Seconds to invoke operations for, at most.
         #[arg(long)]
         duration_s: u64,
+        /// Invoke nothing more once this file exists.
+        #[arg(long)]
+        stop_file: Option<PathBuf>,
         /// The run's start, ms since the Unix epoch.
         #[arg(long)]
         epoch_unix_ms: u64,
@@ -247,6 +252,7 @@ fn run(command: Command) -> Result<bool> {
             process,
             seed,
             duration_s,
+            stop_file,
             epoch_unix_ms,
             node,
             out,
@@ -259,6 +265,7 @@ fn run(command: Command) -> Result<bool> {
                 process,
                 seed,
                 duration: Duration::from_secs(duration_s),
+                stop_file,
                 epoch_unix_ms,
                 officer: ("admin".into(), password),
                 op_deadline: Duration::from_secs(5),

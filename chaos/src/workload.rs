@@ -86,6 +86,9 @@ pub struct Workload {
     /// No operation is invoked after this much time from the start of
     /// [`run`].
     pub duration: Duration,
+    /// Nor once this file exists (the runner's signal that its faults are
+    /// over).
+    pub stop_file: Option<PathBuf>,
     /// The run's start, ms since the Unix epoch: entry times count from it.
     pub epoch_unix_ms: u64,
     /// A crypto officer's user name and password, to create this
@@ -105,6 +108,7 @@ impl std::fmt::Debug for Workload {
             .field("process", &self.process)
             .field("seed", &self.seed)
             .field("duration", &self.duration)
+            .field("stop_file", &self.stop_file)
             .field("epoch_unix_ms", &self.epoch_unix_ms)
             .field("officer", &self.officer.0)
             .field("op_deadline", &self.op_deadline)
@@ -176,6 +180,7 @@ pub async fn run(w: &Workload, out: &mut impl Write) -> anyhow::Result<Stats> {
         start,
         start_ms: unix_ms().saturating_sub(w.epoch_unix_ms),
         stop_at: start + w.duration,
+        stop_file: w.stop_file.clone(),
         next_id: AtomicU64::new(0),
         entries,
         config,
@@ -283,6 +288,7 @@ pub(crate) struct Ctx {
     /// `start` in ms since the run's epoch.
     start_ms: u64,
     stop_at: Instant,
+    stop_file: Option<PathBuf>,
     next_id: AtomicU64,
     entries: mpsc::Sender<Entry>,
     config: ClientConfig,
@@ -297,9 +303,10 @@ impl Ctx {
         self.start_ms.saturating_add(since)
     }
 
-    /// Whether the duration has passed: invoke nothing more.
+    /// Whether the duration has passed or the stop file is there: invoke
+    /// nothing more.
     pub(crate) fn stopped(&self) -> bool {
-        Instant::now() >= self.stop_at
+        Instant::now() >= self.stop_at || self.stop_file.as_ref().is_some_and(|f| f.exists())
     }
 
     /// Sleeps `pause`, or until the duration has passed.
@@ -528,6 +535,7 @@ mod tests {
             process: 3,
             seed: 7,
             duration: Duration::from_secs(1),
+            stop_file: None,
             epoch_unix_ms: 0,
             officer: ("admin".into(), "officer secret".into()),
             op_deadline: Duration::from_secs(1),

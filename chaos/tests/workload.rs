@@ -226,6 +226,7 @@ async fn a_fault_free_run_exercises_every_checker_and_is_valid() {
             process,
             seed: 0x5eed_0000 + u64::from(process),
             duration: Duration::from_secs(5),
+            stop_file: None,
             epoch_unix_ms,
             officer: ("admin".into(), OFFICER_PASSWORD.into()),
             op_deadline: Duration::from_secs(5),

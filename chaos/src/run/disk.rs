@@ -44,6 +44,11 @@ fn beside(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 impl Disks {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.mounted.is_empty()
+    }
+
     /// Moves `dir` (a node's data directory, its node not running) onto a
     /// tmpfs of its own mounted at the same path.
     ///

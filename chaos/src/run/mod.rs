@@ -23,15 +23,16 @@
 pub mod disk;
 pub mod nemesis;
 pub mod net;
+pub mod nodes;
 pub mod probe;
 pub mod scan;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -39,8 +40,9 @@ use serde::Serialize;
 
 use crate::check::{self, NodeFinal};
 use crate::history::{self, Entry};
-use nemesis::{Fault, FaultKind, Step, Target};
+use nemesis::{Fault, FaultKind, Step, Target, Topology};
 use net::Net;
+use nodes::{faketime_library, Nodes};
 
 /// The unactivated admin's password in a new cluster.
 const INITIAL_ADMIN_PASSWORD: &str = "chaos-initial-admin-1";
@@ -81,8 +83,11 @@ pub struct RunOptions {
 pub struct Summary {
     /// The seed.
     pub seed: u64,
-    /// Seconds the clients worked.
+    /// Seconds of the fault schedule (`--duration`).
     pub duration_s: u64,
+    /// Seconds the clients worked: the schedule, stretched by the waits
+    /// for recovery after each fault.
+    pub worked_s: u64,
     /// Nodes.
     pub nodes: u64,
     /// Zones.
@@ -141,133 +146,6 @@ impl Recovery {
             p95_ms: rank(95),
             max_ms: ok.last().copied(),
         }
-    }
-}
-
-/// The node processes.
-struct Nodes {
-    /// How many (ids 1..=count).
-    count: u64,
-    hsm_node: PathBuf,
-    dir: PathBuf,
-    logs: PathBuf,
-    procs: BTreeMap<u64, Child>,
-    paused: BTreeSet<u64>,
-    /// Nodes whose process may exit on its own now (their disk is full).
-    may_exit: BTreeSet<u64>,
-}
-
-impl Nodes {
-    fn start(&mut self, net: &Net, i: u64) -> Result<()> {
-        self.start_with_clock(net, i, 0)
-    }
-
-    /// Starts node `i`, its wall clock `offset_s` seconds off when not 0
-    /// (faketime; monotonic time untouched, so Raft's timers run true).
-    fn start_with_clock(&mut self, net: &Net, i: u64, offset_s: i64) -> Result<()> {
-        let host = net.host(&format!("n{i}"))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.logs.join(format!("node{i}.log")))
-            .context("cannot open a node log")?;
-        let mut command = Net::command(host, &self.hsm_node);
-        if offset_s != 0 {
-            // libfaketime preloaded into the node itself (the `faketime`
-            // wrapper forks, so a signal to it would miss the node).
-            command
-                .env("LD_PRELOAD", faketime_library()?)
-                .env("FAKETIME", format!("{offset_s:+}s"))
-                .env("DONT_FAKE_MONOTONIC", "1");
-        }
-        let child = command
-            .arg("start")
-            .arg("--config")
-            .arg(hsm_node::local::node_config_path(&self.dir, i))
-            .env("HSM_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("log")?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start node {i}"))?;
-        self.procs.insert(i, child);
-        Ok(())
-    }
-
-    fn signal(&self, i: u64, signal: &str) -> Result<()> {
-        let child = self
-            .procs
-            .get(&i)
-            .with_context(|| format!("node {i} is not running"))?;
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
-            bail!("kill -{signal} node {i} failed");
-        }
-        Ok(())
-    }
-
-    fn kill(&mut self, i: u64) {
-        if let Some(mut child) = self.procs.remove(&i) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.paused.remove(&i);
-    }
-
-    /// Nodes whose process ended though nothing asked it to (removed from
-    /// the running ones), with how it ended.
-    fn exited(&mut self) -> Vec<(u64, String)> {
-        let mut out = Vec::new();
-        for (&i, child) in &mut self.procs {
-            if self.may_exit.contains(&i) {
-                continue;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                out.push((i, status.to_string()));
-            }
-        }
-        for (i, _) in &out {
-            self.procs.remove(i);
-        }
-        out
-    }
-
-    fn running(&mut self, i: u64) -> bool {
-        self.procs
-            .get_mut(&i)
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// Stops every node: SIGCONT for paused ones, SIGTERM, then SIGKILL
-    /// after a grace period.
-    fn stop_all(&mut self) {
-        for i in std::mem::take(&mut self.paused) {
-            let _ = self.signal(i, "CONT");
-        }
-        for i in self.procs.keys().copied().collect::<Vec<_>>() {
-            let _ = self.signal(i, "TERM");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for (_, mut child) in std::mem::take(&mut self.procs) {
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        self.stop_all();
     }
 }
 
@@ -333,21 +211,18 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     // Disks that can fill up, when the run makes that fault (dropped
     // after the nodes: declared before them).
     let mut disks = disk::Disks::default();
+    let mut nodes = Nodes::new(
+        opts.nodes,
+        opts.hsm_node.clone(),
+        cluster_dir.clone(),
+        logs.clone(),
+    );
     if opts.faults.contains(&FaultKind::DiskFull) {
         for i in 1..=opts.nodes {
-            disks.mount(&data_dir(&cluster_dir, i)?)?;
+            disks.mount(&nodes.data_dir(i)?)?;
         }
     }
     let client_config = hsm_node::local::client_config_path(&cluster_dir);
-    let mut nodes = Nodes {
-        count: opts.nodes,
-        hsm_node: opts.hsm_node.clone(),
-        dir: cluster_dir.clone(),
-        logs: logs.clone(),
-        procs: BTreeMap::new(),
-        paused: BTreeSet::new(),
-        may_exit: BTreeSet::new(),
-    };
     for i in 1..=opts.nodes {
         nodes.start(&net, i)?;
     }
@@ -366,6 +241,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     // The clients: every other one pinned to a node, in turn.
     let epoch_unix_ms = u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     let run_start = Instant::now();
+    let stop_file = out.join("stop");
     let mut clients = Vec::new();
     for j in 1..=opts.clients {
         let host = net.host(&format!("c{j}"))?;
@@ -375,12 +251,18 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             .arg(&client_config)
             .args(["--process", &j.to_string()])
             .args(["--seed", &(opts.seed ^ u64::from(j)).to_string()])
-            .args(["--duration-s", &opts.duration.as_secs().to_string()])
+            // At most (the runner stops them through the stop file when
+            // its faults are over; this bounds a run whose runner died).
+            .args([
+                "--duration-s",
+                &(opts.duration.as_secs() * 3 + 300).to_string(),
+            ])
+            .arg("--stop-file")
+            .arg(&stop_file)
             .args(["--epoch-unix-ms", &epoch_unix_ms.to_string()])
             .arg("--out")
             .arg(out.join(format!("history-{j}.jsonl")));
-        if j % 2 == 0 {
-            let node = u64::from(j / 2 - 1) % opts.nodes + 1;
+        if let Some(node) = pinned_node(j, opts.nodes) {
             cmd.args(["--node", &node.to_string()]);
         }
         let log = File::create(logs.join(format!("client{j}.log")))?;
@@ -393,15 +275,17 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
 
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     // The nemesis. A step starts no earlier than planned and not before
-    // the cluster serves again after the last one; a step that could not
-    // end before the clients do is left out.
-    let steps = nemesis::schedule(
-        opts.seed,
-        opts.duration,
-        opts.nodes,
-        opts.zones,
-        &opts.faults,
-    );
+    // the cluster serves again after the last one, so the faults can take
+    // longer than the schedule's duration: the clients work until they
+    // are over.
+    let topology = Topology {
+        nodes: opts.nodes,
+        zones: opts.zones,
+        pinned: (1..=opts.clients)
+            .filter_map(|j| pinned_node(j, opts.nodes))
+            .collect(),
+    };
+    let steps = nemesis::schedule(opts.seed, opts.duration, &topology, &opts.faults);
     let mut fault_log = File::create(out.join("faults.jsonl"))?;
     let mut made: BTreeMap<String, u64> = BTreeMap::new();
     let mut recoveries: Vec<Option<u64>> = Vec::new();
@@ -411,15 +295,12 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     let mut stopped_early = false;
     for step in &steps {
         let wait = Duration::from_millis(step.at_ms).saturating_sub(run_start.elapsed());
-        if ms(run_start.elapsed() + wait) + step.lasts_ms > ms(opts.duration) {
-            break;
-        }
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = &mut interrupted => { stopped_early = true; break; }
         }
         let started_ms = ms(run_start.elapsed());
-        let applied = apply(&mut nodes, &mut net, &disks, &cluster_dir, step, &probe)?;
+        let applied = apply(&mut nodes, &mut net, &disks, step, &probe)?;
         let line = serde_json::json!({
             "start_ms": started_ms,
             "step": step,
@@ -431,21 +312,22 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             () = tokio::time::sleep(Duration::from_millis(step.lasts_ms)) => {}
             _ = &mut interrupted => { stopped_early = true; }
         }
-        heal(&mut nodes, &mut net, &cluster_dir, &applied)?;
+        heal(&mut nodes, &mut net, &mut disks, &applied, &probe)?;
         let healed = Instant::now();
         let healed_ms = ms(run_start.elapsed());
-        for (i, status) in nodes.exited() {
+        for (slot, status) in nodes.exited() {
+            let i = nodes.id(slot);
             crashes.push(format!(
                 "node {i} ended by itself ({status}) during or after {}: see logs/node{i}.log",
                 step.fault.kind()
             ));
-            nodes.start(&net, i)?;
+            nodes.start(&net, slot)?;
         }
         // Recovery: a leader and a write through every node.
         let recovery_ms = if stopped_early {
             None
         } else {
-            ready(&probe, opts.nodes)
+            ready(&probe, &nodes.ids())
                 .ok()
                 .map(|()| ms(healed.elapsed()))
         };
@@ -467,13 +349,19 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     // Liveness, from the last fault's healing (clients still at work): a
     // leader and a write through every node.
     let faults_over = Instant::now();
-    let recovery_ms = ready(&probe, opts.nodes)
+    let recovery_ms = ready(&probe, &nodes.ids())
         .ok()
         .map(|()| ms(faults_over.elapsed()));
     // The same once more, recovered and with no fault (the clients may
     // still be at work): the floor under every recovery time.
     let calm = Instant::now();
-    let calm_ms = ready(&probe, opts.nodes).ok().map(|()| ms(calm.elapsed()));
+    let calm_ms = ready(&probe, &nodes.ids())
+        .ok()
+        .map(|()| ms(calm.elapsed()));
+    // The clients work for the duration at least, and stop now.
+    tokio::time::sleep(opts.duration.saturating_sub(run_start.elapsed())).await;
+    std::fs::write(&stop_file, b"")?;
+    let worked_s = run_start.elapsed().as_secs();
     let mut client_failures = Vec::new();
     for (j, c) in (1..).zip(&mut clients) {
         match c.wait() {
@@ -487,13 +375,16 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
 
     // Let the last writes reach every node before they stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for (i, status) in nodes.exited() {
+    for (slot, status) in nodes.exited() {
+        let i = nodes.id(slot);
         crashes.push(format!(
             "node {i} ended by itself ({status}): see logs/node{i}.log"
         ));
     }
     nodes.stop_all();
-    let finals = (1..=opts.nodes)
+    let finals = nodes
+        .ids()
+        .into_iter()
         .map(|i| node_final(&cluster_dir, i))
         .collect::<Result<Vec<_>>>()?;
     drop(nodes);
@@ -589,6 +480,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     let summary = Summary {
         seed: opts.seed,
         duration_s: opts.duration.as_secs(),
+        worked_s,
         nodes: opts.nodes,
         zones: opts.zones,
         clients: opts.clients,
@@ -644,6 +536,7 @@ mod tests {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Applied {
+    /// These nodes (ids) killed.
     Killed(Vec<u64>),
     Paused(u64),
     Cut,
@@ -654,45 +547,53 @@ enum Applied {
         node: u64,
         bytes: u64,
     },
+    /// Removed from the cluster (`removed`: the removal was acknowledged
+    /// already) and its disk wiped.
+    Gone {
+        node: u64,
+        removed: bool,
+    },
 }
 
-fn resolve(target: Target, probe: &dyn Fn(&[&str]) -> Result<String>) -> Result<u64> {
+/// Slot of the node `target` names (the leader's, resolved now).
+fn resolve(
+    nodes: &Nodes,
+    target: Target,
+    probe: &dyn Fn(&[&str]) -> Result<String>,
+) -> Result<u64> {
     match target {
-        Target::Node(n) => Ok(n),
+        Target::Node(slot) => Ok(slot),
         Target::Leader => {
             let leader = probe(&["leader", "--timeout-s", "10"])?;
-            leader
+            let id: u64 = leader
                 .trim()
                 .parse()
-                .with_context(|| format!("no leader: {leader}"))
+                .with_context(|| format!("no leader: {leader}"))?;
+            nodes
+                .slot_of(id)
+                .with_context(|| format!("the leader, node {id}, is no member of the run"))
         }
     }
 }
 
-/// Waits until a write went through each of nodes 1..=`nodes`, at most
+/// The node client `j` is pinned to, if any: every other client, to the
+/// nodes in turn.
+fn pinned_node(j: u32, nodes: u64) -> Option<u64> {
+    (j % 2 == 0).then(|| u64::from(j / 2 - 1) % nodes + 1)
+}
+
+/// Waits until a write went through each of the members `ids`, at most
 /// [`RECOVERY_BOUND`].
-fn ready(probe: &dyn Fn(&[&str]) -> Result<String>, nodes: u64) -> Result<()> {
+fn ready(probe: &dyn Fn(&[&str]) -> Result<String>, ids: &[u64]) -> Result<()> {
+    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
     probe(&[
         "ready",
         "--nodes",
-        &nodes.to_string(),
+        &ids.join(","),
         "--timeout-s",
         &RECOVERY_BOUND.as_secs().to_string(),
     ])
     .map(drop)
-}
-
-/// Where Debian's faketime package puts libfaketime.
-const FAKETIME_LIBRARIES: [&str; 2] = [
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-];
-
-fn faketime_library() -> Result<&'static str> {
-    FAKETIME_LIBRARIES
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .context("libfaketime is not installed (Debian package faketime; ./x installs it)")
 }
 
 /// Whether `program` is on the PATH.
@@ -701,17 +602,10 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Node `i`'s data directory.
-fn data_dir(cluster_dir: &Path, i: u64) -> Result<PathBuf> {
-    let path = hsm_node::local::node_config_path(cluster_dir, i);
-    Ok(hsm_node::config::NodeConfig::load(&path)?.data_dir)
-}
-
 fn apply(
     nodes: &mut Nodes,
     net: &mut Net,
     disks: &disk::Disks,
-    cluster_dir: &Path,
     step: &Step,
     probe: &dyn Fn(&[&str]) -> Result<String>,
 ) -> Result<Applied> {
@@ -729,25 +623,25 @@ fn apply(
     };
     Ok(match &step.fault {
         Fault::Kill { target } => {
-            let i = resolve(*target, probe)?;
-            nodes.kill(i);
-            Applied::Killed(vec![i])
+            let slot = resolve(nodes, *target, probe)?;
+            nodes.kill(slot);
+            Applied::Killed(vec![slot])
         }
         Fault::KillMajority { nodes: which } => {
-            for &i in which {
-                nodes.kill(i);
+            for &slot in which {
+                nodes.kill(slot);
             }
             Applied::Killed(which.clone())
         }
         Fault::Pause { target } => {
-            let i = resolve(*target, probe)?;
-            nodes.signal(i, "STOP")?;
-            nodes.paused.insert(i);
-            Applied::Paused(i)
+            let slot = resolve(nodes, *target, probe)?;
+            nodes.signal(slot, "STOP")?;
+            nodes.paused.insert(slot);
+            Applied::Paused(slot)
         }
         Fault::Isolate { target } => {
-            let i = resolve(*target, probe)?;
-            cut_off(net, &[i])?;
+            let slot = resolve(nodes, *target, probe)?;
+            cut_off(net, &[slot])?;
             Applied::Cut
         }
         Fault::Zone { nodes: inside, .. } => {
@@ -755,7 +649,7 @@ fn apply(
             Applied::Cut
         }
         Fault::Partition { minority } => {
-            let majority: Vec<String> = (1..=nodes.count)
+            let majority: Vec<String> = (1..=nodes.slots)
                 .filter(|i| !minority.contains(i))
                 .map(|i| n(&i))
                 .collect();
@@ -783,46 +677,104 @@ fn apply(
             Applied::Cut
         }
         Fault::Clock { target, offset_s } => {
-            let i = resolve(*target, probe)?;
-            nodes.kill(i);
-            nodes.start_with_clock(net, i, *offset_s)?;
-            Applied::Clock(i)
+            let slot = resolve(nodes, *target, probe)?;
+            nodes.kill(slot);
+            nodes.start_with_clock(net, slot, *offset_s)?;
+            Applied::Clock(slot)
         }
         Fault::DiskFull { target } => {
-            let i = resolve(*target, probe)?;
-            nodes.may_exit.insert(i);
-            let bytes = disks.fill(&data_dir(cluster_dir, i)?)?;
-            Applied::DiskFull { node: i, bytes }
+            let slot = resolve(nodes, *target, probe)?;
+            nodes.may_exit.insert(slot);
+            let bytes = disks.fill(&nodes.data_dir(nodes.id(slot))?)?;
+            Applied::DiskFull { node: slot, bytes }
+        }
+        Fault::Replace { slot } => {
+            // An officer removes the member; then its host goes.
+            let id = nodes.id(*slot);
+            nodes.may_exit.insert(*slot);
+            probe(&[
+                "remove-node",
+                "--node",
+                &id.to_string(),
+                "--timeout-s",
+                "30",
+            ])?;
+            nodes.kill(*slot);
+            nodes.wipe(*slot)?;
+            Applied::Gone {
+                node: *slot,
+                removed: true,
+            }
+        }
+        Fault::Wipe { slot } => {
+            nodes.kill(*slot);
+            nodes.wipe(*slot)?;
+            Applied::Gone {
+                node: *slot,
+                removed: false,
+            }
         }
     })
 }
 
-fn heal(nodes: &mut Nodes, net: &mut Net, cluster_dir: &Path, applied: &Applied) -> Result<()> {
+fn heal(
+    nodes: &mut Nodes,
+    net: &mut Net,
+    disks: &mut disk::Disks,
+    applied: &Applied,
+    probe: &dyn Fn(&[&str]) -> Result<String>,
+) -> Result<()> {
     match applied {
         Applied::Killed(which) => {
-            for &i in which {
-                nodes.start(net, i)?;
+            for &slot in which {
+                nodes.start(net, slot)?;
             }
             Ok(())
         }
-        Applied::Paused(i) => {
-            nodes.paused.remove(i);
-            nodes.signal(*i, "CONT")
+        Applied::Paused(slot) => {
+            nodes.paused.remove(slot);
+            nodes.signal(*slot, "CONT")
         }
         Applied::Cut => net.heal(),
-        Applied::Clock(i) => {
-            nodes.kill(*i);
-            nodes.start(net, *i)
+        Applied::Clock(slot) => {
+            nodes.kill(*slot);
+            nodes.start(net, *slot)
         }
-        Applied::DiskFull { node, .. } => {
-            disk::Disks::free(&data_dir(cluster_dir, *node)?)?;
+        Applied::DiskFull { node: slot, .. } => {
+            disk::Disks::free(&nodes.data_dir(nodes.id(*slot))?)?;
             // A node that could not write stops (a supervisor would start
             // it again): start it.
-            if !nodes.running(*node) {
-                nodes.kill(*node);
-                nodes.start(net, *node)?;
+            if !nodes.running(*slot) {
+                nodes.kill(*slot);
+                nodes.start(net, *slot)?;
             }
-            nodes.may_exit.remove(node);
+            nodes.may_exit.remove(slot);
+            Ok(())
+        }
+        Applied::Gone {
+            node: slot,
+            removed,
+        } => {
+            // The operator's steps: remove the dead member (unless it was
+            // removed first), prepare a new node on the host, have an
+            // officer approve it, start it to join.
+            if !removed {
+                let id = nodes.id(*slot).to_string();
+                probe(&["remove-node", "--node", &id, "--timeout-s", "30"])?;
+            }
+            let with_disk = !disks.is_empty();
+            let record = nodes.prepare(*slot, disks, with_disk)?;
+            let request = nodes.data_dir(record.id.0)?.join("join-request.toml");
+            probe(&[
+                "add-node",
+                "--request",
+                &request.display().to_string(),
+                "--timeout-s",
+                "30",
+            ])?;
+            nodes.joined(*slot, &record)?;
+            nodes.start(net, *slot)?;
+            nodes.may_exit.remove(slot);
             Ok(())
         }
     }

@@ -46,11 +46,17 @@ pub enum FaultKind {
     /// Fill a node's data disk (a tmpfs of its own); the end frees it and
     /// restarts the node if it stopped.
     DiskFull,
+    /// Remove a running member from the cluster and wipe its disk; the end
+    /// adds a fresh member (a new id and identity) on the same host.
+    Replace,
+    /// SIGKILL a node and lose its disk; the end removes the dead member
+    /// and adds a fresh one on the same host, as an operator would.
+    Wipe,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Isolate,
@@ -62,6 +68,8 @@ impl FaultKind {
         FaultKind::Loss,
         FaultKind::Clock,
         FaultKind::DiskFull,
+        FaultKind::Replace,
+        FaultKind::Wipe,
     ];
 
     fn name(self) -> &'static str {
@@ -77,6 +85,8 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Clock => "clock",
             FaultKind::DiskFull => "disk-full",
+            FaultKind::Replace => "replace",
+            FaultKind::Wipe => "wipe",
         }
     }
 }
@@ -186,6 +196,18 @@ pub enum Fault {
         /// Which node.
         target: Target,
     },
+    /// The member in slot `slot` removed, its disk wiped; a fresh member
+    /// added in its place at the end.
+    Replace {
+        /// Which slot (host).
+        slot: u64,
+    },
+    /// The node in slot `slot` killed and its disk lost; at the end the
+    /// dead member removed and a fresh one added in its place.
+    Wipe {
+        /// Which slot (host).
+        slot: u64,
+    },
 }
 
 impl Fault {
@@ -203,6 +225,8 @@ impl Fault {
             Fault::Loss { .. } => FaultKind::Loss,
             Fault::Clock { .. } => FaultKind::Clock,
             Fault::DiskFull { .. } => FaultKind::DiskFull,
+            Fault::Replace { .. } => FaultKind::Replace,
+            Fault::Wipe { .. } => FaultKind::Wipe,
         }
     }
 }
@@ -224,6 +248,19 @@ pub fn zone_of(i: u64, zones: u64) -> u64 {
     (i - 1) % zones.max(1) + 1
 }
 
+/// What a schedule is made for. Nodes are named by slot (host) `1..=nodes`;
+/// a slot keeps its host and zone when its member is replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Slots.
+    pub nodes: u64,
+    /// Zones, holding the slots in turn ([`zone_of`]).
+    pub zones: u64,
+    /// Slots whose member must stay (clients are pinned to it):
+    /// membership faults leave them alone.
+    pub pinned: Vec<u64>,
+}
+
 /// The schedule for `nodes` nodes (ids 1..=nodes, in `zones` zones in turn)
 /// over `duration`, using only `kinds`: quiet spells of 0.5-1.5 s and faults
 /// of 1-3 s, one at a time, every fault healed before the duration ends.
@@ -235,10 +272,14 @@ pub fn zone_of(i: u64, zones: u64) -> u64 {
 pub fn schedule(
     seed: u64,
     duration: Duration,
-    nodes: u64,
-    zones: u64,
+    topology: &Topology,
     kinds: &[FaultKind],
 ) -> Vec<Step> {
+    let Topology {
+        nodes,
+        zones,
+        ref pinned,
+    } = *topology;
     let mut rng = StdRng::seed_from_u64(seed);
     let end = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     let ids: Vec<u64> = (1..=nodes).collect();
@@ -339,6 +380,20 @@ pub fn schedule(
             FaultKind::DiskFull => Fault::DiskFull {
                 target: target(&mut rng),
             },
+            FaultKind::Replace | FaultKind::Wipe
+                if shuffled.iter().any(|s| !pinned.contains(s)) && nodes >= 3 =>
+            {
+                let slot = shuffled
+                    .iter()
+                    .copied()
+                    .find(|s| !pinned.contains(s))
+                    .unwrap_or(nodes);
+                if kind == FaultKind::Replace {
+                    Fault::Replace { slot }
+                } else {
+                    Fault::Wipe { slot }
+                }
+            }
             _ => Fault::Kill {
                 target: target(&mut rng),
             },
@@ -357,19 +412,27 @@ pub fn schedule(
 mod tests {
     use super::*;
 
+    fn topo(nodes: u64) -> Topology {
+        Topology {
+            nodes,
+            zones: 3,
+            pinned: vec![1, 2],
+        }
+    }
+
     #[test]
     fn a_seed_replays_the_same_schedule_and_another_seed_does_not() {
         let d = Duration::from_secs(120);
-        let a = schedule(7, d, 5, 3, &FaultKind::ALL);
-        assert_eq!(a, schedule(7, d, 5, 3, &FaultKind::ALL));
-        assert_ne!(a, schedule(8, d, 5, 3, &FaultKind::ALL));
+        let a = schedule(7, d, &topo(5), &FaultKind::ALL);
+        assert_eq!(a, schedule(7, d, &topo(5), &FaultKind::ALL));
+        assert_ne!(a, schedule(8, d, &topo(5), &FaultKind::ALL));
     }
 
     #[test]
     fn faults_come_one_at_a_time_and_end_within_the_run() {
         let d = Duration::from_secs(300);
         for seed in 0..50 {
-            let steps = schedule(seed, d, 5, 3, &FaultKind::ALL);
+            let steps = schedule(seed, d, &topo(5), &FaultKind::ALL);
             assert!(!steps.is_empty());
             let mut free_from = 0;
             for s in &steps {
@@ -382,7 +445,12 @@ mod tests {
 
     #[test]
     fn only_the_kinds_asked_for_and_valid_sides() {
-        let steps = schedule(3, Duration::from_secs(600), 5, 3, &[FaultKind::Partition]);
+        let steps = schedule(
+            3,
+            Duration::from_secs(600),
+            &topo(5),
+            &[FaultKind::Partition],
+        );
         assert!(!steps.is_empty());
         for s in steps {
             let Fault::Partition { minority } = s.fault else {
@@ -391,7 +459,7 @@ mod tests {
             assert_eq!(minority.len(), 2);
             assert!(minority.iter().all(|n| (1..=5).contains(n)));
         }
-        let steps = schedule(3, Duration::from_secs(600), 5, 3, &[FaultKind::Bridge]);
+        let steps = schedule(3, Duration::from_secs(600), &topo(5), &[FaultKind::Bridge]);
         for s in steps {
             let Fault::Bridge { bridge, a, b } = s.fault else {
                 panic!("{s:?}");
@@ -400,13 +468,13 @@ mod tests {
             assert!(!a.contains(&bridge) && !b.contains(&bridge));
             assert!(a.iter().all(|n| !b.contains(n)));
         }
-        assert!(schedule(1, Duration::from_secs(60), 3, 3, &[]).is_empty());
+        assert!(schedule(1, Duration::from_secs(60), &topo(3), &[]).is_empty());
     }
 
     #[test]
     fn every_kind_comes_once_there_is_room_for_as_many_faults() {
         for seed in 0..20 {
-            let steps = schedule(seed, Duration::from_secs(60), 5, 3, &FaultKind::ALL);
+            let steps = schedule(seed, Duration::from_secs(60), &topo(5), &FaultKind::ALL);
             assert!(steps.len() >= FaultKind::ALL.len(), "{steps:?}");
             let kinds: std::collections::BTreeSet<FaultKind> = steps
                 .iter()
@@ -420,7 +488,7 @@ mod tests {
     #[test]
     fn majorities_zones_losses_and_clocks_are_what_they_say() {
         for seed in 0..20 {
-            for s in schedule(seed, Duration::from_secs(600), 5, 3, &FaultKind::ALL) {
+            for s in schedule(seed, Duration::from_secs(600), &topo(5), &FaultKind::ALL) {
                 match s.fault {
                     Fault::KillMajority { nodes } => {
                         assert_eq!(nodes.len(), 3);
@@ -441,6 +509,9 @@ mod tests {
                     }
                     Fault::Clock { offset_s, .. } => {
                         assert!(offset_s != 0 && offset_s.abs() <= 3_600);
+                    }
+                    Fault::Replace { slot } | Fault::Wipe { slot } => {
+                        assert!((3..=5).contains(&slot), "a pinned slot: {slot}");
                     }
                     _ => {}
                 }

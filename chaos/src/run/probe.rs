@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hsm_client::{Client, ClientOptions};
 use hsm_proto::client::ClientConfig;
-use hsm_proto::Username;
+use hsm_proto::{NodeId, NodeRecord, Username};
 
 use super::net::{Host, Net};
 
@@ -33,11 +33,31 @@ pub enum Probe {
         timeout_s: u64,
     },
     /// Wait until the officer can log in (a replicated write) through
-    /// every node 1..=N; print the milliseconds it took.
+    /// each of these nodes; print the milliseconds it took.
     Ready {
-        /// Nodes.
+        /// Node ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<u64>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
+    /// As the officer, remove member `node` from the cluster (done when it
+    /// is no member any more).
+    RemoveNode {
+        /// Its id.
         #[arg(long)]
-        nodes: u64,
+        node: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
+    /// As the officer, approve the node whose join request (written by
+    /// `hsm-node prepare`) is in `request` (done when it is a member).
+    AddNode {
+        /// The join request file.
+        #[arg(long)]
+        request: std::path::PathBuf,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 30)]
         timeout_s: u64,
@@ -130,7 +150,7 @@ pub async fn answer(config: &Path, probe: &Probe) -> Result<String> {
             // Every node at once; those that did not take the write yet
             // again after a moment.
             let officer = officer_password()?;
-            let mut pending: Vec<u64> = (1..=*nodes).collect();
+            let mut pending: Vec<u64> = nodes.clone();
             while Instant::now() < timeout(*timeout_s) {
                 let mut tries = tokio::task::JoinSet::new();
                 for n in pending {
@@ -158,8 +178,67 @@ pub async fn answer(config: &Path, probe: &Probe) -> Result<String> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        Probe::RemoveNode { node, timeout_s } => {
+            let officer = officer_password()?;
+            while Instant::now() < timeout(*timeout_s) {
+                match membership(&config, &officer, Change::Remove(*node)).await {
+                    Ok(()) => return Ok("removed\n".into()),
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        Probe::AddNode { request, timeout_s } => {
+            let officer = officer_password()?;
+            let text = std::fs::read_to_string(request)
+                .with_context(|| format!("cannot read {}", request.display()))?;
+            let record: NodeRecord = toml::from_str(&text).context("not a join request")?;
+            while Instant::now() < timeout(*timeout_s) {
+                match membership(&config, &officer, Change::Add(record.clone())).await {
+                    Ok(()) => return Ok("added\n".into()),
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
     }
     bail!("no answer in time: {last}")
+}
+
+/// A membership change.
+enum Change {
+    Remove(u64),
+    Add(NodeRecord),
+}
+
+/// Makes `change` as the officer, and checks that it took effect (a retry
+/// of a change whose answer was lost finds it made).
+async fn membership(config: &ClientConfig, officer: &str, change: Change) -> Result<()> {
+    let c = connect(config, None).await?;
+    c.login(admin(), officer).await?;
+    let is_member = |info: &hsm_proto::client::ClusterStatus, id: u64| {
+        info.members.iter().any(|m| m.id.0 == id)
+    };
+    match change {
+        Change::Remove(id) => {
+            if is_member(&c.cluster_info().await?, id) {
+                c.remove_node(NodeId(id)).await?;
+            }
+            if is_member(&c.cluster_info().await?, id) {
+                bail!("node {id} is still a member");
+            }
+        }
+        Change::Add(record) => {
+            let id = record.id.0;
+            if !is_member(&c.cluster_info().await?, id) {
+                c.add_node(record).await?;
+            }
+            if !is_member(&c.cluster_info().await?, id) {
+                bail!("node {id} is no member yet");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn activate(config: &ClientConfig, initial: &str, officer: &str) -> Result<()> {
