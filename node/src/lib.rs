@@ -1,6 +1,8 @@
 //! The HSM node: a Raft member over QUIC that serves users, keys and crypto.
 //!
 //! Modules:
+//! - [`cluster_time`]: the leader's wall clock, the one time sessions are
+//!   issued and judged by on every node.
 //! - [`config`]: the node's TOML configuration, its `HSM_NODE_*`
 //!   environment overrides and their validation.
 //! - [`secrets`]: the cluster domain key and what hangs off it (wrapping key
@@ -29,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod cluster_time;
 pub mod config;
 pub mod local;
 pub mod membership;

@@ -161,6 +161,7 @@ async fn a_node_of_another_cluster_on_the_same_ca_is_no_member() {
     for rpc in [
         forged,
         RaftRpc::ReadIndex,
+        RaftRpc::ReadIndexWithTime,
         RaftRpc::FetchDomainKey {
             node: NodeId(follower),
         },

@@ -9,7 +9,7 @@ pub use network::{QuicNetwork, QuicPeer};
 pub use reads::LeaderReads;
 pub use rpc::{
     read_index, serve_raft_stream, DomainHandOff, DomainSource, ForwardRefused, ForwardedWrite,
-    LeaderContact, RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES,
+    LeaderContact, RaftReply, RaftRpc, ReadIndexAnswer, MAX_RAFT_FRAME_BYTES,
 };
 pub use snapshot::{SnapshotInbox, SnapshotSigner};
 

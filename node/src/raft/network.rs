@@ -138,20 +138,29 @@ impl QuicNetwork {
         }
     }
 
-    /// Asks the leader `target` at `addr` for its read index: the log index
-    /// a linearizable read must wait for, confirmed by a quorum.
+    /// Asks the leader `target` at `addr` for its read index (the log index
+    /// a linearizable read must wait for, confirmed by a quorum) and its
+    /// clock, the cluster's time.
     ///
     /// # Errors
     /// A description of why the leader could not be reached or did not
-    /// answer.
+    /// answer; a leader of an earlier build, which does not know the
+    /// question, is named as such.
     pub async fn read_index(
         &self,
         target: NodeId,
         addr: &str,
-    ) -> Result<Result<u64, super::ForwardRefused>, String> {
+    ) -> Result<Result<super::ReadIndexAnswer, super::ForwardRefused>, String> {
         let peer = self.peer(target, addr, Expect::Member(target), self.conns.clone());
-        match peer.call(&RaftRpc::ReadIndex).await {
-            Ok(RaftReply::ReadIndex(r)) => Ok(r),
+        match peer.call(&RaftRpc::ReadIndexWithTime).await {
+            Ok(RaftReply::ReadIndexWithTime(r)) => Ok(r),
+            Ok(RaftReply::BadRequest(m)) if m.starts_with("cannot decode raft rpc") => {
+                Err(format!(
+                    "the leader does not know the read index with its time (an earlier build?); \
+                 this node judges sessions only on the leader's clock, so it serves again once \
+                 the leader is upgraded: {m}"
+                ))
+            }
             Ok(RaftReply::BadRequest(m)) => Err(format!("leader refused the request: {m}")),
             Ok(_) => Err("leader answered a different rpc".into()),
             Err(CallError::Unreachable(m) | CallError::Network(m)) => Err(m),

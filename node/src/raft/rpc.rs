@@ -14,10 +14,10 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::InboxError;
+use crate::cluster_time::ClusterTime;
 use crate::proposer::ProposeError;
 use crate::secrets::{session, Keyring};
 use crate::server::Handlers;
-use crate::service::now_ms;
 use crate::transport::{read_frame, write_frame, FrameError, PeerIdentity};
 
 /// A write a follower received and hands to the leader, which builds,
@@ -59,6 +59,10 @@ pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub const MAX_RAFT_FRAME_BYTES: usize = 32 * 1024 * 1024;
 
 /// A Raft RPC, one per QUIC stream.
+///
+/// Variants are numbered on the wire by their position: new ones go at
+/// the end, so members of earlier builds still understand the others (and
+/// answer a new one with a decode error, [`RaftReply::BadRequest`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)]
 pub enum RaftRpc {
@@ -76,7 +80,9 @@ pub enum RaftRpc {
     },
     /// A write for the leader to propose.
     Forward(ForwardedWrite),
-    /// The leader's read index, for a linearizable read on a follower.
+    /// The leader's read index without its time: what members of earlier
+    /// builds ask (they judge sessions on their own clocks). Still
+    /// answered, so they keep serving while a cluster is upgraded.
     ReadIndex,
     /// A node a crypto officer approved asks for the domain key, sealed to
     /// the agreement key its approval recorded.
@@ -84,6 +90,20 @@ pub enum RaftRpc {
         /// The asking node.
         node: NodeId,
     },
+    /// The leader's read index and its clock, for a linearizable read on
+    /// a follower judged on the cluster's time ([`ReadIndexAnswer`]).
+    ReadIndexWithTime,
+}
+
+/// The leader's answer to [`RaftRpc::ReadIndexWithTime`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexAnswer {
+    /// The log index a read that arrived before the question must have
+    /// applied.
+    pub index: u64,
+    /// The leader's wall clock when it answered, ms since the Unix epoch:
+    /// the cluster's time (`crate::cluster_time`).
+    pub leader_time_ms: u64,
 }
 
 /// What an approved node is handed when it joins: the current domain key
@@ -103,7 +123,7 @@ pub struct DomainHandOff {
 }
 
 /// The answer to a [`RaftRpc`], as openraft returned it on the receiving
-/// node.
+/// node. New variants go at the end (see [`RaftRpc`]).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftReply {
     /// Answer to [`RaftRpc::AppendEntries`].
@@ -123,6 +143,8 @@ pub enum RaftReply {
     DomainKey(Result<DomainHandOff, String>),
     /// The request frame could not be read or decoded.
     BadRequest(String),
+    /// Answer to [`RaftRpc::ReadIndexWithTime`].
+    ReadIndexWithTime(Result<ReadIndexAnswer, ForwardRefused>),
 }
 
 /// Serves one RPC stream from an authenticated cluster member: reads one
@@ -184,29 +206,19 @@ pub async fn serve_raft_stream(
                 }
             }
             Ok(RaftRpc::Forward(w)) => {
-                RaftReply::Forward(match forward_is_proven(domain, peer, &w) {
-                    Err(r) => {
-                        tracing::warn!(%peer, actor = %w.actor, "refused a forwarded write its member could not prove");
-                        Err(ForwardRefused::Refused(r))
-                    }
-                    Ok(()) => match tokio::time::timeout(
-                        FORWARD_TIMEOUT,
-                        proposer.propose_now(w.request_id, w.actor, w.body),
-                    )
-                    .await
-                    {
-                        Err(_) => Err(ForwardRefused::Failed(format!(
-                            "not committed within {FORWARD_TIMEOUT:?}"
-                        ))),
-                        Ok(r) => r.map_err(|e| match e {
-                            ProposeError::NotLeader { leader } => ForwardRefused::NotLeader(leader),
-                            ProposeError::Refused(r) => ForwardRefused::Refused(r),
-                            other => ForwardRefused::Failed(other.to_string()),
-                        }),
-                    },
-                })
+                RaftReply::Forward(forward(raft, proposer, domain, peer, w).await)
             }
             Ok(RaftRpc::ReadIndex) => RaftReply::ReadIndex(reads.read_index().await),
+            Ok(RaftRpc::ReadIndexWithTime) => {
+                RaftReply::ReadIndexWithTime(reads.read_index().await.map(|index| {
+                    ReadIndexAnswer {
+                        index,
+                        // Read after the index: the follower counts on
+                        // from here (`cluster_time::leader_time_ms`).
+                        leader_time_ms: ClusterTime::Leading.now_ms(),
+                    }
+                }))
+            }
             Ok(RaftRpc::FetchDomainKey { node }) => RaftReply::DomainKey(match domain {
                 Some(d) => d.seal_for(node, &identity.key_pin),
                 None => Err("this node does not hand out the domain key".into()),
@@ -218,17 +230,60 @@ pub async fn serve_raft_stream(
     write_frame(&mut send, &bytes).await
 }
 
+/// Proposes a write the member `peer` forwarded, once this node leads and
+/// the write's actor is proven ([`forward_is_proven`], on this node's
+/// clock: the leader's is the cluster's).
+async fn forward(
+    raft: &super::Raft,
+    proposer: &crate::proposer::Proposer,
+    domain: Option<&DomainSource>,
+    peer: NodeId,
+    w: ForwardedWrite,
+) -> Result<ApplyResponse, ForwardRefused> {
+    // Only the leader judges a session by its own clock; any other node
+    // answers, without a verdict, that it does not lead (the member
+    // retries at the leader).
+    let leader = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        (m.current_leader != Some(m.id)).then_some(m.current_leader)
+    };
+    if let Some(leader) = leader {
+        return Err(ForwardRefused::NotLeader(leader));
+    }
+    if let Err(r) = forward_is_proven(domain, peer, &w, ClusterTime::Leading.now_ms()) {
+        tracing::warn!(%peer, actor = %w.actor, "refused a forwarded write its member could not prove");
+        return Err(ForwardRefused::Refused(r));
+    }
+    match tokio::time::timeout(
+        FORWARD_TIMEOUT,
+        proposer.propose_now(w.request_id, w.actor, w.body),
+    )
+    .await
+    {
+        Err(_) => Err(ForwardRefused::Failed(format!(
+            "not committed within {FORWARD_TIMEOUT:?}"
+        ))),
+        Ok(r) => r.map_err(|e| match e {
+            ProposeError::NotLeader { leader } => ForwardRefused::NotLeader(leader),
+            ProposeError::Refused(r) => ForwardRefused::Refused(r),
+            other => ForwardRefused::Failed(other.to_string()),
+        }),
+    }
+}
+
 /// Whether the member `peer` proved the actor of a write it forwards: a
 /// node actor must be `peer` itself; a user actor needs that user's
 /// current session token, always (so a compromised member cannot act as
 /// any user it likes; not even under a request id the leader remembers,
 /// which could be forgotten before the write applies). A retry whose
 /// token ended meanwhile (its own password change) is refused, and the
-/// user logs in again.
+/// user logs in again. `now_ms` is the cluster's time.
 fn forward_is_proven(
     domain: Option<&DomainSource>,
     peer: NodeId,
     write: &ForwardedWrite,
+    now_ms: u64,
 ) -> Result<(), hsm_proto::Rejection> {
     let refuse = |why: &str| {
         Err(hsm_proto::Rejection::UnknownActor(format!(
@@ -247,7 +302,7 @@ fn forward_is_proven(
                 return refuse("no session token came with it");
             };
             d.sm.read(|a| {
-                match session::authenticate(&d.keyring, &a.state, token.expose(), now_ms()) {
+                match session::authenticate(&d.keyring, &a.state, token.expose(), now_ms) {
                     Ok(user) if user.username == *name => Ok(()),
                     Ok(_) => refuse("the session token is another user's"),
                     Err(e) => refuse(&e.to_string()),
@@ -265,6 +320,7 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
         RaftRpc::Forward(_) => "forward",
         RaftRpc::ReadIndex => "read-index",
         RaftRpc::FetchDomainKey { .. } => "fetch-domain-key",
+        RaftRpc::ReadIndexWithTime => "read-index-with-time",
     }
 }
 
@@ -309,7 +365,9 @@ fn peer_may_send(
         RaftRpc::AppendEntries(req) => member && speaks_for_itself(&req.vote),
         RaftRpc::InstallSnapshot { chunk, .. } => member && speaks_for_itself(&chunk.vote),
         RaftRpc::Vote(req) => member && speaks_for_itself(&req.vote),
-        RaftRpc::Forward(_) | RaftRpc::ReadIndex => standing == PeerStanding::Member,
+        RaftRpc::Forward(_) | RaftRpc::ReadIndex | RaftRpc::ReadIndexWithTime => {
+            standing == PeerStanding::Member
+        }
         RaftRpc::FetchDomainKey { node } => *node == peer.node,
     }
 }

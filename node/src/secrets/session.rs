@@ -51,9 +51,11 @@ pub struct SessionClaims {
     /// Its `created_ms` at login, so a token does not survive the user being
     /// deleted and a new user of the same name created.
     pub user_created_ms: u64,
-    /// When the token was issued (issuing node's clock), ms since the epoch.
+    /// When the token was issued, on the cluster's time (the leader's
+    /// clock, `crate::cluster_time`), ms since the epoch.
     pub issued_ms: u64,
-    /// When it stops being accepted, ms since the epoch.
+    /// When it stops being accepted, on the cluster's time, ms since the
+    /// epoch.
     pub expires_ms: u64,
     /// Random id, to name the session in logs (and to revoke it later).
     pub token_id: [u8; 16],
@@ -180,7 +182,8 @@ pub enum Unproven {
     Unavailable(String),
 }
 
-/// The user `token` proves in `state` at `now_ms`: an authentic, unexpired
+/// The user `token` proves in `state` at `now_ms`, the cluster's time
+/// (`crate::cluster_time`; never a follower's own clock): an authentic, unexpired
 /// token under the current domain key generation, for the account exactly
 /// as the state has it, not locked. What the node checks for every request,
 /// and the leader for every write a member forwards in a user's name. A

@@ -12,7 +12,9 @@
 //!    above all) is missing from the replica that serves it;
 //! 2. authentication: the session token's MAC and expiry under the current
 //!    domain key generation, then the user as this replica has it (same account, role and
-//!    password epoch; not locked);
+//!    password epoch; not locked). Expiry is judged, and a login's token
+//!    issued, on the cluster's time that the read index came with (the
+//!    leader's clock, [`crate::cluster_time`]), never on a follower's own;
 //! 3. authorization: the operation's [`Action`] against the role table
 //!    ([`hsm_state::authz::permits`]), then the key's owner and share list;
 //! 4. the operation. Writes are re-checked by every replica's state
@@ -41,6 +43,7 @@ use hsm_state::{Key, State};
 use tokio::time::Instant;
 
 use crate::backup::Snapshotter;
+use crate::cluster_time::ClusterTime;
 use crate::raft::{LeaderContact, LeaderReads, QuicNetwork, Raft};
 use crate::secrets::{session, Keyring};
 use crate::writer::{WriteError, Writer};
@@ -165,34 +168,29 @@ impl Service {
             min_index,
             op,
         } = request;
-        // Cluster info answers even from a node cut off (a client finds the
-        // members through it); it carries no right.
-        let info = matches!(op, Operation::ClusterInfo);
-        if !info {
-            self.check_fresh()?;
+        if matches!(op, Operation::ClusterInfo) {
+            // Cluster info answers even from a node cut off (a client finds
+            // the members through it), without a round: it carries no
+            // right. Members and leader are for anyone who trusts the CA
+            // (the client config lists them anyway); counts only for
+            // users, their session judged on the last round's time.
+            self.wait_applied(min_index, deadline).await?;
+            let signed_in = match (&session, self.barrier.last_time()) {
+                (Some(t), Some(time)) => self.authenticate(t.expose(), time).is_ok(),
+                _ => false,
+            };
+            return Ok(self.cluster_info(signed_in));
         }
+        self.check_fresh()?;
         self.wait_applied(min_index, deadline).await?;
-        if !info {
-            self.linearize(deadline).await?;
-        }
-        match op {
-            Operation::Login { username, password } => {
-                return self.login(username, password, deadline).await;
-            }
-            Operation::ClusterInfo => {
-                // Members and leader are for anyone who trusts the CA (the
-                // client config lists them anyway); counts only for users.
-                let signed_in = session
-                    .as_ref()
-                    .is_some_and(|t| self.authenticate(t.expose()).is_ok());
-                return Ok(self.cluster_info(signed_in));
-            }
-            _ => {}
+        let time = self.linearize(deadline).await?;
+        if let Operation::Login { username, password } = op {
+            return self.login(username, password, time, deadline).await;
         }
         let token = session.ok_or_else(|| {
             ClientError::new(ErrorKind::Unauthenticated, "log in first: no session token")
         })?;
-        let caller = self.authenticate(token.expose())?;
+        let caller = self.authenticate(token.expose(), time)?;
         let action = action_of(&caller, &op);
         if !authz::permits(caller.role, action) {
             return Err(ClientError::denied(format!(
@@ -441,12 +439,16 @@ impl Service {
     }
 
     /// Waits until this node has applied everything committed before now,
-    /// as the leader confirms with a quorum ([`barrier`]).
-    pub(crate) async fn linearize(&self, deadline: Instant) -> Result<(), ClientError> {
+    /// as the leader confirms with a quorum ([`barrier`]); returns the
+    /// cluster's time that came with the read index.
+    pub(crate) async fn linearize(&self, deadline: Instant) -> Result<ClusterTime, ClientError> {
         let mut last = String::from("no leader known");
         loop {
             match self.barrier.read_index(deadline).await {
-                Some(Ok(index)) => return self.wait_applied(index, deadline).await,
+                Some(Ok(point)) => {
+                    self.wait_applied(point.index, deadline).await?;
+                    return Ok(point.time);
+                }
                 Some(Err(e)) => last = e,
                 None => {}
             }
@@ -481,10 +483,12 @@ impl Service {
         })
     }
 
-    /// Checks a session token and returns its user.
-    fn authenticate(&self, token: &[u8]) -> Result<Caller, ClientError> {
+    /// Checks a session token, at the cluster's time `time`, and returns
+    /// its user.
+    fn authenticate(&self, token: &[u8], time: ClusterTime) -> Result<Caller, ClientError> {
+        let now_ms = time.now_ms();
         self.state(|s| {
-            session::authenticate(&self.keyring, s, token, now_ms())
+            session::authenticate(&self.keyring, s, token, now_ms)
                 .map(|user| Caller {
                     username: user.username.clone(),
                     role: user.role,
@@ -644,7 +648,8 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
+/// This node's wall clock, ms since the Unix epoch. Sessions are not
+/// judged by it on a follower: see [`crate::cluster_time`].
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -6,9 +6,10 @@ use hsm_proto::client::{ClientError, ErrorKind, Reply, Secret, UserInfo};
 use hsm_proto::{Actor, EventBody, RequestId, Role, Username};
 use tokio::time::Instant;
 
-use super::{now_ms, Ctx, Outcome, Service};
+use super::{Ctx, Outcome, Service};
 use hsm_state::User;
 
+use crate::cluster_time::ClusterTime;
 use crate::secrets::{check_password_policy, hash_password, session, verify_password};
 
 /// A real Argon2id hash of a random password, checked when a login names
@@ -65,11 +66,12 @@ impl Service {
     /// checked per lockout, however many arrive at once on however many
     /// nodes, and nothing about the password is revealed when the attempt
     /// cannot be recorded. The token is issued for the account exactly as
-    /// it was checked.
+    /// it was checked, at the cluster's time `time` (the leader's clock).
     pub(super) async fn login(
         &self,
         username: Username,
         password: Secret,
+        time: ClusterTime,
         deadline: Instant,
     ) -> Outcome {
         let known = self.state(|s| s.user(&username).is_some());
@@ -164,7 +166,7 @@ impl Service {
                 "the account changed during login; try again",
             ));
         }
-        let claims = session::SessionClaims::new(&checked, now_ms(), self.session_lifetime);
+        let claims = session::SessionClaims::new(&checked, time.now_ms(), self.session_lifetime);
         let expires_ms = claims.expires_ms;
         let token = session::issue(&*self.domain_key(None)?, &claims);
         tracing::info!(user = %username, "login");

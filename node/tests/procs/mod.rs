@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hsm_client::{Client, ClientOptions};
-use hsm_proto::client::ClientConfig;
-use hsm_proto::Username;
+use hsm_proto::client::{ClientConfig, ErrorKind, Operation, Request, Response, Secret};
+use hsm_proto::{codec, RequestId, Username};
 
 /// The unactivated admin's password in test clusters.
 pub const ADMIN_PASSWORD: &str = "initial-admin-pw";
@@ -113,6 +113,16 @@ impl Cluster {
     }
 
     pub fn start_node_with(&mut self, i: u64, extra: &[&str]) {
+        self.spawn_node(i, extra, &[]);
+    }
+
+    /// Starts node `i` (again) with `env` added to its process's
+    /// environment only (such as libfaketime for a wrong clock).
+    pub fn start_node_with_env(&mut self, i: u64, env: &[(&str, &str)]) {
+        self.spawn_node(i, &[], env);
+    }
+
+    fn spawn_node(&mut self, i: u64, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -125,6 +135,7 @@ impl Cluster {
             .args(extra)
             .env("HSM_LOG", "info,openraft=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -242,6 +253,47 @@ impl Cluster {
             });
         }
         Client::connect(config, options.follow_membership(false)).await
+    }
+
+    /// Sends one request to node `i` over the client protocol, without the
+    /// SDK (the caller picks the node and the session token). Asked again
+    /// while the node answers `unavailable` (a node just started, still
+    /// catching up), for up to 20 s.
+    pub async fn ask(&self, i: u64, session: Option<&Secret>, op: Operation) -> Response {
+        let text = std::fs::read_to_string(self.client_config()).expect("client config");
+        let config: ClientConfig = toml::from_str(&text).expect("parse client config");
+        let addr: std::net::SocketAddr = self.member_address(i).parse().expect("address");
+        let tls = hsm_node::transport::client_tls(&config.ca_cert_pem).expect("tls");
+        let endpoint = hsm_node::transport::client_endpoint(addr, tls).expect("endpoint");
+        let conn = endpoint
+            .connect(addr, hsm_node::transport::SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let request = Request {
+                session: session.cloned(),
+                request_id: RequestId(rand::random()),
+                min_index: 0,
+                op: op.clone(),
+            };
+            let bytes = codec::encode("request", &request).expect("encode");
+            let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+            hsm_node::transport::write_frame(&mut send, &bytes)
+                .await
+                .expect("write");
+            let reply = hsm_node::transport::read_frame(&mut recv, 1 << 20)
+                .await
+                .expect("answer");
+            let response: Response = codec::decode("response", &reply).expect("response");
+            match &response.result {
+                Err(e) if e.kind == ErrorKind::Unavailable && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => return response,
+            }
+        }
     }
 
     /// Waits until every running node reports a leader and all members are
