@@ -409,6 +409,7 @@ pub fn all(history: &[Entry], nodes: &[NodeFinal]) -> Vec<Anomaly> {
     found
 }
 
+pub mod backup;
 pub mod linear;
 
 #[cfg(test)]

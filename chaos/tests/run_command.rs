@@ -75,6 +75,7 @@ fn smoke(args: &[&str]) -> Option<(serde_json::Value, tempfile::TempDir)> {
         "history.jsonl",
         "nodes.json",
         "faults.jsonl",
+        "backups.jsonl",
         "timeline.svg",
         "logs/node1.log",
     ] {
@@ -114,6 +115,10 @@ fn fixed_seeds_under_every_fault_are_valid_and_clean_up() {
         return;
     };
     assert_eq!(summary["nodes"], 5, "{summary}");
+    assert!(
+        summary["backups"]["restored_keys"].as_u64() > Some(0),
+        "no backup taken during the faults was restored: {summary}"
+    );
     assert_eq!(summary["zones"], 3, "{summary}");
     let made: Vec<&str> = summary["faults"]
         .as_object()

@@ -25,6 +25,7 @@ pub mod nemesis;
 pub mod net;
 pub mod nodes;
 pub mod probe;
+pub mod restore;
 pub mod scan;
 
 use std::collections::BTreeMap;
@@ -105,10 +106,42 @@ pub struct Summary {
     pub recovery_ms: Option<u64>,
     /// The same after each fault's healing.
     pub recovery: Recovery,
+    /// Backups asked for during faults.
+    pub backups: Backups,
     /// What each checker found.
     pub anomalies: Vec<check::Anomaly>,
     /// Valid only when no checker found anything and the cluster recovered.
     pub valid: bool,
+}
+
+/// Backups asked for during faults, by outcome, and whether the newest
+/// acknowledged one was restored and checked.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Backups {
+    /// Asked for.
+    pub asked: u64,
+    /// Acknowledged.
+    pub ok: u64,
+    /// Definitely not taken.
+    pub failed: u64,
+    /// Not answered in time.
+    pub unknown: u64,
+    /// The keys of the newest acknowledged one, restored into a new
+    /// cluster and checked against the history (`None`: none restored).
+    pub restored_keys: Option<u64>,
+}
+
+impl Backups {
+    fn of(lines: &[serde_json::Value], restored_keys: Option<u64>) -> Backups {
+        let count = |o: &str| lines.iter().filter(|b| b["outcome"] == o).count() as u64;
+        Backups {
+            asked: lines.len() as u64,
+            ok: count("ok"),
+            failed: count("failed"),
+            unknown: count("unknown"),
+            restored_keys,
+        }
+    }
 }
 
 /// Recovery times after each fault (from its healing until a write went
@@ -289,11 +322,13 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     let mut fault_log = File::create(out.join("faults.jsonl"))?;
     let mut made: BTreeMap<String, u64> = BTreeMap::new();
     let mut recoveries: Vec<Option<u64>> = Vec::new();
+    let mut backup_log = File::create(out.join("backups.jsonl"))?;
+    let mut backups: Vec<serde_json::Value> = Vec::new();
     let mut crashes: Vec<String> = Vec::new();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut stopped_early = false;
-    for step in &steps {
+    for (n, step) in steps.iter().enumerate() {
         let wait = Duration::from_millis(step.at_ms).saturating_sub(run_start.elapsed());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -308,6 +343,23 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         });
         writeln!(fault_log, "{line}")?;
         *made.entry(step.fault.kind().to_string()).or_default() += 1;
+        // Now and then a backup, asked for while the fault is in force.
+        let backup = if n % restore::BACKUP_EVERY == restore::BACKUP_EVERY / 2 {
+            Some(probe::spawn_in(
+                &probe_host,
+                &opts.hsm_chaos,
+                &client_config,
+                &[
+                    "backup",
+                    "--epoch-unix-ms",
+                    &epoch_unix_ms.to_string(),
+                    "--timeout-s",
+                    "30",
+                ],
+            )?)
+        } else {
+            None
+        };
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(step.lasts_ms)) => {}
             _ = &mut interrupted => { stopped_early = true; }
@@ -332,6 +384,18 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
                 .map(|()| ms(healed.elapsed()))
         };
         recoveries.push(recovery_ms);
+        if let Some(child) = backup {
+            let answer = child.wait_with_output().context("the backup probe")?;
+            let line: serde_json::Value =
+                serde_json::from_slice(&answer.stdout).unwrap_or_else(|_| {
+                    serde_json::json!({
+                        "outcome": "unknown",
+                        "error": String::from_utf8_lossy(&answer.stderr).trim(),
+                    })
+                });
+            writeln!(backup_log, "{line}")?;
+            backups.push(line);
+        }
         writeln!(
             fault_log,
             "{}",
@@ -388,6 +452,27 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         .map(|i| node_final(&cluster_dir, i))
         .collect::<Result<Vec<_>>>()?;
     drop(nodes);
+    // The newest acknowledged backup, restored into a new cluster.
+    let newest = backups
+        .iter()
+        .filter(|b| b["outcome"] == "ok")
+        .max_by_key(|b| b["complete_ms"].as_u64());
+    let restored = newest.map(|b| -> Result<_> {
+        let taken = check::backup::BackupTaken {
+            invoke_ms: b["invoke_ms"].as_u64().context("invoke_ms")?,
+            complete_ms: b["complete_ms"].as_u64().context("complete_ms")?,
+        };
+        let location = b["location"].as_str().context("location")?;
+        let labels = restore::restore_and_list(
+            &net,
+            &opts.hsm_node,
+            &opts.hsm_chaos,
+            &cluster_dir,
+            &out,
+            location,
+        )?;
+        Ok((taken, labels))
+    });
     drop(net);
     disks.unmount_all()?;
 
@@ -406,6 +491,22 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     std::fs::write(out.join("nodes.json"), serde_json::to_vec_pretty(&finals)?)?;
 
     let mut anomalies = check::all(&history, &finals);
+    let restored_keys = match &restored {
+        Some(Ok((_, labels))) => Some(labels.len() as u64),
+        _ => None,
+    };
+    match restored {
+        Some(Ok((taken, labels))) => {
+            anomalies.extend(check::backup::restored(&history, taken, &labels));
+        }
+        Some(Err(e)) => anomalies.push(check::Anomaly {
+            checker: "backup".into(),
+            what: format!("the newest backup could not be restored and read: {e:#}"),
+            ops: Vec::new(),
+        }),
+        None => {}
+    }
+    let backups_summary = Backups::of(&backups, restored_keys);
     if recovery_ms.is_none() {
         anomalies.push(check::Anomaly {
             checker: "liveness".into(),
@@ -489,6 +590,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         operations_by_kind,
         recovery_ms,
         recovery: Recovery::of(&recoveries, calm_ms),
+        backups: backups_summary,
         valid: anomalies.is_empty(),
         anomalies,
     };
@@ -689,16 +791,16 @@ fn apply(
             Applied::DiskFull { node: slot, bytes }
         }
         Fault::Replace { slot } => {
-            // An officer removes the member; then its host goes.
-            let id = nodes.id(*slot);
+            // An officer removes the member; then its host goes. A leader
+            // cannot sign its own removal, and there is no leadership
+            // transfer yet: the operator stops it first, so another leads.
+            let id = nodes.id(*slot).to_string();
             nodes.may_exit.insert(*slot);
-            probe(&[
-                "remove-node",
-                "--node",
-                &id.to_string(),
-                "--timeout-s",
-                "30",
-            ])?;
+            let remove = ["remove-node", "--node", &id, "--timeout-s", "30"];
+            if probe(&remove).is_err() {
+                nodes.kill(*slot);
+                probe(&remove)?;
+            }
             nodes.kill(*slot);
             nodes.wipe(*slot)?;
             Applied::Gone {

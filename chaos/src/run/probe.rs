@@ -42,6 +42,23 @@ pub enum Probe {
         #[arg(long, default_value_t = 30)]
         timeout_s: u64,
     },
+    /// As the officer, take a backup; print one JSON line: when it was
+    /// asked for and answered (ms since `epoch_unix_ms`), its outcome
+    /// (`ok`, `failed` or `unknown`) and, when ok, its location.
+    Backup {
+        /// The run's start, ms since the Unix epoch.
+        #[arg(long)]
+        epoch_unix_ms: u64,
+        /// The call's deadline, seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
+    /// As the officer, print the labels of every key, one JSON array.
+    Labels {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
     /// As the officer, remove member `node` from the cluster (done when it
     /// is no member any more).
     RemoveNode {
@@ -87,6 +104,30 @@ pub fn run_in(host: &Host, hsm_chaos: &Path, config: &Path, args: &[&str]) -> Re
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts `hsm-chaos probe --config CONFIG ARGS` in `host` without waiting
+/// for it; its output is piped.
+///
+/// # Errors
+/// If it cannot start.
+pub fn spawn_in(
+    host: &Host,
+    hsm_chaos: &Path,
+    config: &Path,
+    args: &[&str],
+) -> Result<std::process::Child> {
+    Net::command(host, hsm_chaos)
+        .arg("probe")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("HSM_CHAOS_OFFICER_PASSWORD", super::OFFICER_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run hsm-chaos probe")
 }
 
 fn officer_password() -> Result<String> {
@@ -178,11 +219,68 @@ pub async fn answer(config: &Path, probe: &Probe) -> Result<String> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        Probe::Backup {
+            epoch_unix_ms,
+            timeout_s,
+        } => {
+            let officer = officer_password()?;
+            let since = |_: ()| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                now.saturating_sub(*epoch_unix_ms)
+            };
+            let invoke_ms = since(());
+            let deadline = Duration::from_secs(*timeout_s);
+            let taken = async {
+                let c = connect(&config, None).await?;
+                c.login(admin(), officer.as_str()).await?;
+                c.with_deadline(deadline).create_backup().await
+            };
+            let answer = tokio::time::timeout(deadline, taken).await;
+            let complete_ms = since(());
+            let (outcome, location, error) = match answer {
+                Ok(Ok(info)) => ("ok", Some(info.location), None),
+                Ok(Err(e)) if e.is_transient() => ("unknown", None, Some(e.to_string())),
+                Ok(Err(e)) => ("failed", None, Some(e.to_string())),
+                Err(_) => ("unknown", None, Some("no answer in time".to_owned())),
+            };
+            let line = serde_json::json!({
+                "invoke_ms": invoke_ms,
+                "complete_ms": complete_ms,
+                "outcome": outcome,
+                "location": location,
+                "error": error,
+            });
+            return Ok(format!("{line}\n"));
+        }
+        Probe::Labels { timeout_s } => {
+            let officer = officer_password()?;
+            while Instant::now() < timeout(*timeout_s) {
+                let listed = async {
+                    let c = connect(&config, None).await?;
+                    c.login(admin(), officer.as_str()).await?;
+                    c.list_keys(hsm_client::KeyFilter::default()).await
+                };
+                match listed.await {
+                    Ok(keys) => {
+                        let labels: Vec<&str> =
+                            keys.iter().map(|k| k.attributes.label.as_str()).collect();
+                        return Ok(format!("{}\n", serde_json::to_string(&labels)?));
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
         Probe::RemoveNode { node, timeout_s } => {
             let officer = officer_password()?;
             while Instant::now() < timeout(*timeout_s) {
                 match membership(&config, &officer, Change::Remove(*node)).await {
                     Ok(()) => return Ok("removed\n".into()),
+                    // Refused for good (the leader cannot sign its own
+                    // removal): no use asking again.
+                    Err(e) if refused(&e) => bail!("{e}"),
                     Err(e) => last = e.to_string(),
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -209,6 +307,13 @@ pub async fn answer(config: &Path, probe: &Probe) -> Result<String> {
 enum Change {
     Remove(u64),
     Add(NodeRecord),
+}
+
+/// Whether the cluster refused a request as invalid (asking again would
+/// get the same answer).
+fn refused(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<hsm_client::Error>()
+        .is_some_and(|e| e.kind() == Some(hsm_proto::client::ErrorKind::InvalidInput))
 }
 
 /// Makes `change` as the officer, and checks that it took effect (a retry
