@@ -2,6 +2,8 @@
 //! its own, so the `disk-full` fault fills one node's disk and no other's
 //! (and never the machine's). At the end of a run the contents are copied
 //! back into a plain directory, so the run's output keeps every node's data.
+//! Each tmpfs is named after the run (`hsmc<pid>`, as its namespaces are),
+//! so a later run unmounts those a dead run left ([`remove_leftovers`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,37 @@ fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<()> {
     Ok(())
 }
 
+/// The name a run's disks are mounted under.
+fn source() -> String {
+    format!("{}{}", super::net::PREFIX, std::process::id())
+}
+
+/// Unmounts the disks of runs whose process is gone (their contents are
+/// lost: the run died before it could copy them out). Returns how many.
+pub fn remove_leftovers() -> usize {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut removed = 0;
+    for line in mounts.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(source), Some(path), Some("tmpfs")) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Some(pid) = source
+            .strip_prefix(super::net::PREFIX)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("umount").arg("-l").arg(path).status();
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// `dir` with `suffix` appended to its last component.
 fn beside(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
@@ -66,7 +99,7 @@ impl Disks {
                 "tmpfs".as_ref(),
                 "-o".as_ref(),
                 format!("size={SIZE},mode=0700").as_ref(),
-                "tmpfs".as_ref(),
+                source().as_ref(),
                 dir.as_os_str(),
             ],
         )?;

@@ -27,6 +27,9 @@ pub mod nodes;
 pub mod probe;
 pub mod restore;
 pub mod scan;
+pub mod summary;
+
+mod faults;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -37,13 +40,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 
 use crate::check::{self, NodeFinal};
 use crate::history::{self, Entry};
-use nemesis::{Fault, FaultKind, Step, Target, Topology};
+use faults::{apply, heal};
+use nemesis::{FaultKind, Topology};
 use net::Net;
 use nodes::{faketime_library, Nodes};
+pub use summary::{Backups, Recovery, Summary};
 
 /// The unactivated admin's password in a new cluster.
 const INITIAL_ADMIN_PASSWORD: &str = "chaos-initial-admin-1";
@@ -79,109 +83,6 @@ pub struct RunOptions {
     pub hsm_chaos: PathBuf,
 }
 
-/// `DIR/summary.json`.
-#[derive(Debug, Serialize)]
-pub struct Summary {
-    /// The seed.
-    pub seed: u64,
-    /// Seconds of the fault schedule (`--duration`).
-    pub duration_s: u64,
-    /// Seconds the clients worked: the schedule, stretched by the waits
-    /// for recovery after each fault.
-    pub worked_s: u64,
-    /// Nodes.
-    pub nodes: u64,
-    /// Zones.
-    pub zones: u64,
-    /// Client processes.
-    pub clients: u32,
-    /// Faults made, by kind.
-    pub faults: BTreeMap<String, u64>,
-    /// Operations by outcome.
-    pub operations: BTreeMap<String, u64>,
-    /// Operations by kind, then outcome.
-    pub operations_by_kind: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Milliseconds from the end of the faults until every node had a
-    /// leader and took a write (`None`: not within the bound).
-    pub recovery_ms: Option<u64>,
-    /// The same after each fault's healing.
-    pub recovery: Recovery,
-    /// Backups asked for during faults.
-    pub backups: Backups,
-    /// What each checker found.
-    pub anomalies: Vec<check::Anomaly>,
-    /// Valid only when no checker found anything and the cluster recovered.
-    pub valid: bool,
-}
-
-/// Backups asked for during faults, by outcome, and whether the newest
-/// acknowledged one was restored and checked.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Backups {
-    /// Asked for.
-    pub asked: u64,
-    /// Acknowledged.
-    pub ok: u64,
-    /// Definitely not taken.
-    pub failed: u64,
-    /// Not answered in time.
-    pub unknown: u64,
-    /// The keys of the newest acknowledged one, restored into a new
-    /// cluster and checked against the history (`None`: none restored).
-    pub restored_keys: Option<u64>,
-}
-
-impl Backups {
-    fn of(lines: &[serde_json::Value], restored_keys: Option<u64>) -> Backups {
-        let count = |o: &str| lines.iter().filter(|b| b["outcome"] == o).count() as u64;
-        Backups {
-            asked: lines.len() as u64,
-            ok: count("ok"),
-            failed: count("failed"),
-            unknown: count("unknown"),
-            restored_keys,
-        }
-    }
-}
-
-/// Recovery times after each fault (from its healing until a write went
-/// through every node), milliseconds.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Recovery {
-    /// The same measure with no fault, after the last recovery.
-    pub calm_ms: Option<u64>,
-    /// Faults measured.
-    pub faults: u64,
-    /// Faults after which the cluster did not recover within the bound.
-    pub not_recovered: u64,
-    /// Median.
-    pub p50_ms: Option<u64>,
-    /// 95th percentile.
-    pub p95_ms: Option<u64>,
-    /// Longest.
-    pub max_ms: Option<u64>,
-}
-
-impl Recovery {
-    /// The figures of `times` (`None`: did not recover).
-    pub fn of(times: &[Option<u64>], calm_ms: Option<u64>) -> Recovery {
-        let mut ok: Vec<u64> = times.iter().flatten().copied().collect();
-        ok.sort_unstable();
-        // Nearest rank.
-        let rank = |p: usize| {
-            (!ok.is_empty()).then(|| ok[(ok.len() * p).div_ceil(100).clamp(1, ok.len()) - 1])
-        };
-        Recovery {
-            calm_ms,
-            faults: times.len() as u64,
-            not_recovered: times.iter().filter(|t| t.is_none()).count() as u64,
-            p50_ms: rank(50),
-            p95_ms: rank(95),
-            max_ms: ok.last().copied(),
-        }
-    }
-}
-
 /// Runs the whole thing; returns the summary (also written to
 /// `DIR/summary.json`).
 ///
@@ -206,6 +107,10 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     let removed = net::remove_leftovers()?;
     if removed > 0 {
         eprintln!("removed {removed} namespaces left by earlier runs");
+    }
+    let unmounted = disk::remove_leftovers();
+    if unmounted > 0 {
+        eprintln!("unmounted {unmounted} node disks left by earlier runs");
     }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
@@ -607,77 +512,6 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     Ok(summary)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Recovery;
-
-    #[test]
-    fn recovery_figures_are_nearest_rank_over_the_faults_that_recovered() {
-        let times: Vec<Option<u64>> = (1..=20).map(Some).chain([None]).collect();
-        let r = Recovery::of(&times, Some(3));
-        assert_eq!(
-            r,
-            Recovery {
-                calm_ms: Some(3),
-                faults: 21,
-                not_recovered: 1,
-                p50_ms: Some(10),
-                p95_ms: Some(19),
-                max_ms: Some(20),
-            }
-        );
-        let none = Recovery::of(&[None], None);
-        assert_eq!(
-            (none.p50_ms, none.max_ms, none.not_recovered),
-            (None, None, 1)
-        );
-    }
-}
-
-/// What a step did, to undo it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Applied {
-    /// These nodes (ids) killed.
-    Killed(Vec<u64>),
-    Paused(u64),
-    Cut,
-    /// Restarted with its clock off.
-    Clock(u64),
-    /// Its disk filled with this many bytes.
-    DiskFull {
-        node: u64,
-        bytes: u64,
-    },
-    /// Removed from the cluster (`removed`: the removal was acknowledged
-    /// already) and its disk wiped.
-    Gone {
-        node: u64,
-        removed: bool,
-    },
-}
-
-/// Slot of the node `target` names (the leader's, resolved now).
-fn resolve(
-    nodes: &Nodes,
-    target: Target,
-    probe: &dyn Fn(&[&str]) -> Result<String>,
-) -> Result<u64> {
-    match target {
-        Target::Node(slot) => Ok(slot),
-        Target::Leader => {
-            let leader = probe(&["leader", "--timeout-s", "10"])?;
-            let id: u64 = leader
-                .trim()
-                .parse()
-                .with_context(|| format!("no leader: {leader}"))?;
-            nodes
-                .slot_of(id)
-                .with_context(|| format!("the leader, node {id}, is no member of the run"))
-        }
-    }
-}
-
 /// The node client `j` is pinned to, if any: every other client, to the
 /// nodes in turn.
 fn pinned_node(j: u32, nodes: u64) -> Option<u64> {
@@ -702,184 +536,6 @@ fn ready(probe: &dyn Fn(&[&str]) -> Result<String>, ids: &[u64]) -> Result<()> {
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-fn apply(
-    nodes: &mut Nodes,
-    net: &mut Net,
-    disks: &disk::Disks,
-    step: &Step,
-    probe: &dyn Fn(&[&str]) -> Result<String>,
-) -> Result<Applied> {
-    let n = |i: &u64| format!("n{i}");
-    // Cut `inside` off from every other host.
-    let cut_off = |net: &mut Net, inside: &[u64]| -> Result<()> {
-        let inside: Vec<String> = inside.iter().map(n).collect();
-        let others: Vec<String> = net
-            .hosts()
-            .iter()
-            .map(|h| h.name.clone())
-            .filter(|h| !inside.contains(h))
-            .collect();
-        net.partition(&inside, &others)
-    };
-    Ok(match &step.fault {
-        Fault::Kill { target } => {
-            let slot = resolve(nodes, *target, probe)?;
-            nodes.kill(slot);
-            Applied::Killed(vec![slot])
-        }
-        Fault::KillMajority { nodes: which } => {
-            for &slot in which {
-                nodes.kill(slot);
-            }
-            Applied::Killed(which.clone())
-        }
-        Fault::Pause { target } => {
-            let slot = resolve(nodes, *target, probe)?;
-            nodes.signal(slot, "STOP")?;
-            nodes.paused.insert(slot);
-            Applied::Paused(slot)
-        }
-        Fault::Isolate { target } => {
-            let slot = resolve(nodes, *target, probe)?;
-            cut_off(net, &[slot])?;
-            Applied::Cut
-        }
-        Fault::Zone { nodes: inside, .. } => {
-            cut_off(net, inside)?;
-            Applied::Cut
-        }
-        Fault::Partition { minority } => {
-            let majority: Vec<String> = (1..=nodes.slots)
-                .filter(|i| !minority.contains(i))
-                .map(|i| n(&i))
-                .collect();
-            let minority: Vec<String> = minority.iter().map(n).collect();
-            net.partition(&minority, &majority)?;
-            Applied::Cut
-        }
-        Fault::OneWay { from, to } => {
-            net.cut_one_way(&n(from), &n(to))?;
-            Applied::Cut
-        }
-        Fault::Bridge { a, b, .. } => {
-            let a: Vec<String> = a.iter().map(n).collect();
-            let b: Vec<String> = b.iter().map(n).collect();
-            net.partition(&a, &b)?;
-            Applied::Cut
-        }
-        Fault::Loss {
-            nodes: which,
-            percent,
-        } => {
-            for i in which {
-                net.lose(&n(i), *percent)?;
-            }
-            Applied::Cut
-        }
-        Fault::Clock { target, offset_s } => {
-            let slot = resolve(nodes, *target, probe)?;
-            nodes.kill(slot);
-            nodes.start_with_clock(net, slot, *offset_s)?;
-            Applied::Clock(slot)
-        }
-        Fault::DiskFull { target } => {
-            let slot = resolve(nodes, *target, probe)?;
-            nodes.may_exit.insert(slot);
-            let bytes = disks.fill(&nodes.data_dir(nodes.id(slot))?)?;
-            Applied::DiskFull { node: slot, bytes }
-        }
-        Fault::Replace { slot } => {
-            // An officer removes the member; then its host goes. A leader
-            // cannot sign its own removal, and there is no leadership
-            // transfer yet: the operator stops it first, so another leads.
-            let id = nodes.id(*slot).to_string();
-            nodes.may_exit.insert(*slot);
-            let remove = ["remove-node", "--node", &id, "--timeout-s", "30"];
-            if probe(&remove).is_err() {
-                nodes.kill(*slot);
-                probe(&remove)?;
-            }
-            nodes.kill(*slot);
-            nodes.wipe(*slot)?;
-            Applied::Gone {
-                node: *slot,
-                removed: true,
-            }
-        }
-        Fault::Wipe { slot } => {
-            nodes.kill(*slot);
-            nodes.wipe(*slot)?;
-            Applied::Gone {
-                node: *slot,
-                removed: false,
-            }
-        }
-    })
-}
-
-fn heal(
-    nodes: &mut Nodes,
-    net: &mut Net,
-    disks: &mut disk::Disks,
-    applied: &Applied,
-    probe: &dyn Fn(&[&str]) -> Result<String>,
-) -> Result<()> {
-    match applied {
-        Applied::Killed(which) => {
-            for &slot in which {
-                nodes.start(net, slot)?;
-            }
-            Ok(())
-        }
-        Applied::Paused(slot) => {
-            nodes.paused.remove(slot);
-            nodes.signal(*slot, "CONT")
-        }
-        Applied::Cut => net.heal(),
-        Applied::Clock(slot) => {
-            nodes.kill(*slot);
-            nodes.start(net, *slot)
-        }
-        Applied::DiskFull { node: slot, .. } => {
-            disk::Disks::free(&nodes.data_dir(nodes.id(*slot))?)?;
-            // A node that could not write stops (a supervisor would start
-            // it again): start it.
-            if !nodes.running(*slot) {
-                nodes.kill(*slot);
-                nodes.start(net, *slot)?;
-            }
-            nodes.may_exit.remove(slot);
-            Ok(())
-        }
-        Applied::Gone {
-            node: slot,
-            removed,
-        } => {
-            // The operator's steps: remove the dead member (unless it was
-            // removed first), prepare a new node on the host, have an
-            // officer approve it, start it to join.
-            if !removed {
-                let id = nodes.id(*slot).to_string();
-                probe(&["remove-node", "--node", &id, "--timeout-s", "30"])?;
-            }
-            let with_disk = !disks.is_empty();
-            let record = nodes.prepare(*slot, disks, with_disk)?;
-            let request = nodes.data_dir(record.id.0)?.join("join-request.toml");
-            probe(&[
-                "add-node",
-                "--request",
-                &request.display().to_string(),
-                "--timeout-s",
-                "30",
-            ])?;
-            nodes.joined(*slot, &record)?;
-            nodes.start(net, *slot)?;
-            nodes.may_exit.remove(slot);
-            Ok(())
-        }
-    }
 }
 
 /// Node `i`'s applied index, state digest and chain head, read from its
