@@ -155,8 +155,8 @@ mod tests {
             role: hsm_proto::Role::Cu,
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
             password_epoch: 0,
-            failed_logins: 0,
-            pending_logins: 0,
+            failures: 0,
+            reservations: Vec::new(),
             locked: false,
             created_ms: 1,
         };

@@ -57,8 +57,8 @@ fn a_joining_node_shares_material_and_sessions_with_the_cluster() {
         role: Role::Cu,
         password_hash: secrets::hash_password("a good password").expect("hashes"),
         password_epoch: 0,
-        failed_logins: 0,
-        pending_logins: 0,
+        failures: 0,
+        reservations: Vec::new(),
         locked: false,
         created_ms: NOW_MS - 1,
     };

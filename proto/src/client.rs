@@ -769,7 +769,9 @@ impl From<Rejection> for ClientError {
                 | crate::DomainKeyError::RotationDue,
             ) => ErrorKind::Unavailable,
             R::DomainKey(_) => ErrorKind::Conflict,
-            R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) => ErrorKind::Unavailable,
+            R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) | R::LoginExpired(_) => {
+                ErrorKind::Unavailable
+            }
             R::BadSignature(_) | R::UnknownSigner(_) | R::AlreadyInitialized => ErrorKind::Internal,
         };
         ClientError::new(kind, r.to_string())

@@ -130,25 +130,33 @@ pub enum EventBody {
         /// Argon2id PHC string of the new password.
         password_hash: String,
     },
-    /// A login attempt, recorded before its password is checked: it counts
-    /// as a failure (and as in progress) until the check's outcome is
-    /// recorded, so at most five checks happen however many attempts
-    /// arrive at once. The attempt after five failures locks the user.
+    /// A login attempt, recorded before its password is checked: a
+    /// reservation, named by this event's request id and stamped with its
+    /// leader time. It counts as a failure (and as in progress) until the
+    /// check's outcome is recorded or it expires, so at most five checks
+    /// are answered however many attempts arrive at once. The attempt
+    /// after five failures locks the user.
     LoginFailed {
         /// The user named in the attempt.
         username: Username,
     },
-    /// The password of an attempt was wrong: no longer in progress; it
-    /// stays counted as a failure.
+    /// The password of an attempt was wrong: its reservation is no longer
+    /// in progress and stays counted as a failure. Refused when the
+    /// reservation expired or does not exist.
     LoginRejected {
         /// The user.
         username: Username,
+        /// The request id of the attempt's [`EventBody::LoginFailed`].
+        reservation: RequestId,
     },
     /// The password of an attempt was right: the failures before it no
-    /// longer count (attempts still in progress do).
+    /// longer count (attempts still in progress do). Refused when the
+    /// reservation expired or does not exist.
     LoginSucceeded {
         /// The user.
         username: Username,
+        /// The request id of the attempt's [`EventBody::LoginFailed`].
+        reservation: RequestId,
     },
     /// A crypto officer unlocked a locked user.
     UserUnlocked {
@@ -297,9 +305,17 @@ impl fmt::Debug for EventBody {
             EventBody::UserDeleted { username }
             | EventBody::PasswordChanged { username, .. }
             | EventBody::LoginFailed { username }
-            | EventBody::LoginRejected { username }
-            | EventBody::LoginSucceeded { username }
             | EventBody::UserUnlocked { username } => d.field("username", username),
+            EventBody::LoginRejected {
+                username,
+                reservation,
+            }
+            | EventBody::LoginSucceeded {
+                username,
+                reservation,
+            } => d
+                .field("username", username)
+                .field("reservation", reservation),
             EventBody::KeyCreated { key, spec, .. } => d.field("key", key).field("spec", spec),
             EventBody::KeyShared { key, with } | EventBody::KeyUnshared { key, with } => {
                 d.field("key", key).field("with", with)

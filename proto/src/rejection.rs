@@ -118,6 +118,11 @@ pub enum Rejection {
     /// The domain key rules refuse it (`hsm_state::domain`).
     #[error("{0}")]
     DomainKey(DomainKeyError),
+    /// A login's outcome came after its reservation expired (or names none
+    /// the user has): it is not recorded, and the login must not be
+    /// answered (transient: a new attempt is reserved afresh).
+    #[error("the login attempt of user {0} was not checked in time; try again")]
+    LoginExpired(Username),
 }
 
 /// Why a domain key rotation step was refused. Typed, so every replica and

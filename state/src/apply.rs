@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, NodeId, NodeRecord, Rejection, Role,
+    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, NodeId, NodeRecord, Rejection, RequestId, Role,
     SignedEvent, Username, MAX_KEY_BLOB_LEN,
 };
 
@@ -11,7 +11,9 @@ use crate::authz::{self, Action};
 use crate::domain;
 use crate::entity::EntityKey;
 use crate::policy;
-use crate::records::{ClusterInfo, DomainKeys, Key, RequestRecord, User, MAX_FAILED_LOGINS};
+use crate::records::{
+    ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User, MAX_FAILED_LOGINS,
+};
 use crate::sign::{event_hash, verify_signature};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
 
@@ -77,6 +79,7 @@ impl State {
             changed: &mut changed,
             now_ms: signed.event.timestamp_ms,
             signer: signed.signer,
+            request_id,
         };
         let result = tx.rules(&signed.event.actor, &signed.event.body);
         if !result.as_ref().is_err_and(domain::is_transient) {
@@ -150,6 +153,8 @@ struct Tx<'a> {
     changed: &'a mut BTreeSet<EntityKey>,
     now_ms: u64,
     signer: NodeId,
+    /// The event's request id (a login reservation's name).
+    request_id: RequestId,
 }
 
 impl Tx<'_> {
@@ -208,8 +213,8 @@ impl Tx<'_> {
                     role: Role::Preco,
                     password_hash: admin_password_hash.clone(),
                     password_epoch: 0,
-                    failed_logins: 0,
-                    pending_logins: 0,
+                    failures: 0,
+                    reservations: Vec::new(),
                     locked: false,
                     created_ms: self.now_ms,
                 });
@@ -217,44 +222,59 @@ impl Tx<'_> {
             }
             EventBody::LoginFailed { username } => {
                 // Recorded before the password is checked (the node reserves
-                // the attempt), so at most MAX_FAILED_LOGINS attempts are
-                // ever checked, however many arrive at once. At the limit,
-                // an attempt waits while others are being checked (one may
-                // succeed), and locks the user once all of them failed.
+                // the attempt, named by this event's request id), so at most
+                // MAX_FAILED_LOGINS outcomes are ever recorded between
+                // resets, however many attempts arrive at once. At the
+                // limit, an attempt waits while others are being checked
+                // (one may succeed), and locks the user once all of them
+                // failed. A reservation left unanswered (its node died, or
+                // missed its deadline) stops counting after
+                // LOGIN_RESERVATION_TTL_MS.
                 self.node_actor(actor)?;
-                let mut user = self.existing_user(username)?.clone();
+                let mut user = self.current_user(username)?;
                 if user.locked {
                     return Err(Rejection::Locked(username.clone()));
                 }
-                if user.logins_busy() {
+                if user.logins_busy(self.now_ms) {
                     return Err(Rejection::LoginsInProgress(username.clone()));
                 }
-                if user.failed_logins >= MAX_FAILED_LOGINS {
+                if user.failed_logins(self.now_ms) >= MAX_FAILED_LOGINS {
                     user.locked = true;
                 } else {
-                    user.failed_logins += 1;
-                    user.pending_logins = user.pending_logins.saturating_add(1);
+                    user.reservations.push(LoginReservation {
+                        id: self.request_id,
+                        at_ms: self.now_ms,
+                    });
                 }
                 self.put_user(user);
                 Ok(())
             }
-            EventBody::LoginRejected { username } => {
+            EventBody::LoginRejected {
+                username,
+                reservation,
+            } => {
                 self.node_actor(actor)?;
-                let mut user = self.existing_user(username)?.clone();
-                user.pending_logins = user.pending_logins.saturating_sub(1);
+                let mut user = self.current_user(username)?;
+                take_reservation(&mut user, *reservation)?;
+                user.failures = user.failures.saturating_add(1);
                 self.put_user(user);
                 Ok(())
             }
-            EventBody::LoginSucceeded { username } => {
+            EventBody::LoginSucceeded {
+                username,
+                reservation,
+            } => {
                 self.node_actor(actor)?;
-                let mut user = self.existing_user(username)?.clone();
+                let mut user = self.current_user(username)?;
+                // The reservation first, so that a late outcome is refused
+                // alike whether the password was right or wrong.
+                take_reservation(&mut user, *reservation)?;
                 if user.locked {
                     return Err(Rejection::Locked(username.clone()));
                 }
                 // The failures before this attempt no longer count; the
                 // attempts still being checked do, until they are.
-                user.pending_logins = user.pending_logins.saturating_sub(1);
-                user.failed_logins = user.pending_logins;
+                user.failures = 0;
                 self.put_user(user);
                 Ok(())
             }
@@ -385,8 +405,8 @@ impl Tx<'_> {
                     role: *new_role,
                     password_hash: password_hash.clone(),
                     password_epoch: 0,
-                    failed_logins: 0,
-                    pending_logins: 0,
+                    failures: 0,
+                    reservations: Vec::new(),
                     locked: false,
                     created_ms: self.now_ms,
                 });
@@ -431,7 +451,7 @@ impl Tx<'_> {
                     Action::ChangeOtherPassword
                 };
                 allow(role, action)?;
-                let mut user = self.existing_user(username)?.clone();
+                let mut user = self.current_user(username)?;
                 check_password_hash(password_hash)?;
                 user.password_hash = password_hash.clone();
                 user.password_epoch += 1;
@@ -446,13 +466,15 @@ impl Tx<'_> {
             }
             EventBody::UserUnlocked { username } => {
                 allow(role, Action::UnlockUser)?;
-                let mut user = self.existing_user(username)?.clone();
-                if !user.locked && user.failed_logins == 0 {
+                let mut user = self.current_user(username)?;
+                if !user.locked && user.failed_logins(self.now_ms) == 0 {
                     return Err(Rejection::NotLocked(username.clone()));
                 }
+                // Attempts in progress are dropped too: their outcomes are
+                // refused, so they reveal nothing.
                 user.locked = false;
-                user.failed_logins = 0;
-                user.pending_logins = 0;
+                user.failures = 0;
+                user.reservations.clear();
                 self.put_user(user);
                 Ok(())
             }
@@ -716,6 +738,15 @@ impl Tx<'_> {
             .ok_or_else(|| Rejection::UserNotFound(name.clone()))
     }
 
+    /// A copy of a user about to be written, its expired login
+    /// reservations dropped (they are dropped whenever a user record is
+    /// written, so it never carries them for long).
+    fn current_user(&self, name: &Username) -> Result<User, Rejection> {
+        let mut user = self.existing_user(name)?.clone();
+        user.drop_expired_reservations(self.now_ms);
+        Ok(user)
+    }
+
     fn existing_key(&self, id: KeyId) -> Result<&Key, Rejection> {
         self.state.keys.get(&id).ok_or(Rejection::KeyNotFound(id))
     }
@@ -822,6 +853,21 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
     // codec's size limit once the event itself decoded).
     let bytes = hsm_proto::codec::encode("request", &(actor, &intent)).unwrap_or_default();
     *blake3::hash(&bytes).as_bytes()
+}
+
+/// Removes the reservation `id` from `user` (already rid of expired ones):
+/// an outcome is recorded only for an attempt that was reserved and whose
+/// reservation still counts. Otherwise the node that checked the password
+/// must not reveal the answer: the attempt was not counted as a failure.
+fn take_reservation(user: &mut User, id: RequestId) -> Rule {
+    let at = user.reservations.iter().position(|r| r.id == id);
+    match at {
+        Some(i) => {
+            user.reservations.remove(i);
+            Ok(())
+        }
+        None => Err(Rejection::LoginExpired(user.username.clone())),
+    }
 }
 
 fn allow(role: Role, action: Action) -> Rule {

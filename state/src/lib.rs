@@ -31,7 +31,8 @@ mod state;
 
 pub use entity::{Entity, EntityKey, LoadError};
 pub use records::{
-    ClusterInfo, DomainGeneration, DomainKeys, Key, Meta, RequestRecord, User, MAX_FAILED_LOGINS,
+    ClusterInfo, DomainGeneration, DomainKeys, Key, LoginReservation, Meta, RequestRecord, User,
+    LOGIN_RESERVATION_TTL_MS, MAX_FAILED_LOGINS,
 };
 pub use restore::{RestoreError, RestoreTarget};
 pub use sign::{event_hash, sign_event, verify_signature};

@@ -11,6 +11,22 @@ use serde::{Deserialize, Serialize};
 /// Consecutive failed logins that lock a user until a crypto officer unlocks it.
 pub const MAX_FAILED_LOGINS: u8 = 5;
 
+/// How long a login reservation counts (as in progress and as a failure)
+/// without an outcome, in ms of leader time between the event that made
+/// it and the event that judges it. Then it no longer counts, and an
+/// outcome naming it is refused.
+///
+/// Longer than any honest login takes between its two writes: a node
+/// checks a reserved password within its request's deadline (10 s) and
+/// records the outcome within its own deadline (5 s, see
+/// `hsm_node`'s `LOGIN_OUTCOME_DEADLINE`); the rest is margin for
+/// forwarding and a leader change. Short enough that attempts whose node
+/// died or missed a deadline hold a user back for half a minute, not for
+/// good. Expiry gives a guesser nothing: a node reveals nothing about a
+/// password until its outcome is recorded, and that outcome needs the
+/// reservation still live.
+pub const LOGIN_RESERVATION_TTL_MS: u64 = 30_000;
+
 /// Cluster-wide facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
@@ -115,11 +131,15 @@ pub struct User {
     /// Bumped on every password change; sessions issued under an older epoch
     /// are void.
     pub password_epoch: u64,
-    /// Consecutive failed logins, counting attempts still being checked.
-    pub failed_logins: u8,
-    /// Attempts recorded whose check has not been recorded yet (among
-    /// `failed_logins`).
-    pub pending_logins: u8,
+    /// Consecutive logins checked and refused (since the last success or
+    /// unlock). Attempts still being checked are in `reservations`; see
+    /// [`User::failed_logins`] for both.
+    pub failures: u8,
+    /// Attempts reserved whose outcome has not been recorded, oldest
+    /// first. At most [`MAX_FAILED_LOGINS`] minus `failures`: an attempt is
+    /// reserved only below the limit. Expired ones are dropped whenever
+    /// the record is next written, and never counted.
+    pub reservations: Vec<LoginReservation>,
     /// Set by the first login attempt after [`MAX_FAILED_LOGINS`] failures;
     /// cleared by a crypto officer. See [`User::is_locked`].
     pub locked: bool,
@@ -171,17 +191,63 @@ pub struct RequestRecord {
     pub result: Result<(), Rejection>,
 }
 
+/// A login attempt recorded before its password is checked
+/// ([`hsm_proto::EventBody::LoginFailed`]), waiting for its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginReservation {
+    /// The request id of the event that made it; the outcome names it.
+    pub id: RequestId,
+    /// Leader time of that event, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl LoginReservation {
+    /// Whether it still counts at leader time `now_ms`: younger than
+    /// [`LOGIN_RESERVATION_TTL_MS`]. A time before it was made (a new
+    /// leader whose clock is behind) counts as no time at all.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.at_ms) < LOGIN_RESERVATION_TTL_MS
+    }
+}
+
 impl User {
     /// Whether the user is locked out: flagged, or at the failure limit
-    /// with every attempt checked and failed.
+    /// with every attempt checked and failed. Needs no time: five failures
+    /// leave no room for a reservation, and expiry never removes a failure.
     pub fn is_locked(&self) -> bool {
-        self.locked || (self.failed_logins >= MAX_FAILED_LOGINS && self.pending_logins == 0)
+        self.locked || self.failures >= MAX_FAILED_LOGINS
     }
 
-    /// Whether the failure limit is reached with attempts still being
-    /// checked: a new attempt waits (one of them may succeed).
-    pub fn logins_busy(&self) -> bool {
-        !self.locked && self.failed_logins >= MAX_FAILED_LOGINS && self.pending_logins > 0
+    /// The reservations that still count at leader time `now_ms`.
+    pub fn live_reservations(&self, now_ms: u64) -> impl Iterator<Item = &LoginReservation> {
+        self.reservations.iter().filter(move |r| r.is_live(now_ms))
+    }
+
+    /// Attempts in progress at leader time `now_ms`.
+    pub fn pending_logins(&self, now_ms: u64) -> u8 {
+        // At most MAX_FAILED_LOGINS reservations exist.
+        u8::try_from(self.live_reservations(now_ms).count()).unwrap_or(u8::MAX)
+    }
+
+    /// Consecutive failed logins at leader time `now_ms`: the checked
+    /// ones and the attempts still in progress (each counts as a failure
+    /// until its outcome says otherwise, or it expires).
+    pub fn failed_logins(&self, now_ms: u64) -> u8 {
+        self.failures.saturating_add(self.pending_logins(now_ms))
+    }
+
+    /// Whether, at leader time `now_ms`, the failure limit is reached with
+    /// attempts still being checked: a new attempt waits (one of them may
+    /// succeed, or expire).
+    pub fn logins_busy(&self, now_ms: u64) -> bool {
+        let pending = self.pending_logins(now_ms);
+        !self.locked && pending > 0 && self.failures.saturating_add(pending) >= MAX_FAILED_LOGINS
+    }
+
+    /// Drops the reservations that no longer count at leader time
+    /// `now_ms`.
+    pub fn drop_expired_reservations(&mut self, now_ms: u64) {
+        self.reservations.retain(|r| r.is_live(now_ms));
     }
 }
 
@@ -191,8 +257,8 @@ impl std::fmt::Debug for User {
             .field("username", &self.username)
             .field("role", &self.role)
             .field("password_epoch", &self.password_epoch)
-            .field("failed_logins", &self.failed_logins)
-            .field("pending_logins", &self.pending_logins)
+            .field("failures", &self.failures)
+            .field("reservations", &self.reservations)
             .field("locked", &self.locked)
             .finish_non_exhaustive()
     }

@@ -12,7 +12,7 @@ use std::fmt::Display;
 
 use hsm_proto::{ClusterId, KeyId, NodeId, NodeRecord, MAX_KEY_BLOB_LEN};
 
-use crate::records::{ClusterInfo, DomainKeys, Key, Meta};
+use crate::records::{ClusterInfo, DomainKeys, Key, Meta, User};
 use crate::state::State;
 
 /// What a restored state becomes.
@@ -52,7 +52,8 @@ impl State {
     /// old members join the retired ids, every key's material becomes
     /// `rewrap(key id, old domain key generation, old material)` under the
     /// new domain key (generation 0, check value `target.domain_check`),
-    /// and the remembered request outcomes are forgotten. Creation time, activation, users, the rest of every
+    /// and the remembered request outcomes and logins in progress are
+    /// forgotten. Creation time, activation, users, the rest of every
     /// key and the event chain (head and count) are kept. Pure: the same
     /// inputs give the same state.
     ///
@@ -117,7 +118,18 @@ impl State {
                 head: self.meta.head,
                 events: self.meta.events,
             },
-            users: self.users.clone(),
+            // Logins in progress in the old cluster never finish here.
+            users: self
+                .users
+                .iter()
+                .map(|(name, user)| {
+                    let user = User {
+                        reservations: Vec::new(),
+                        ..user.clone()
+                    };
+                    (name.clone(), user)
+                })
+                .collect(),
             keys,
             nodes: BTreeMap::from([(first, target.first_node)]),
             ..State::default()

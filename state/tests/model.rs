@@ -17,7 +17,7 @@ use hsm_proto::{
     Actor, Event, EventBody, EventHash, KeyAttribute, KeyAttributes, KeyFlag, KeyId,
     KeyPolicyError, KeySpec, NodeId, NodeRecord, Rejection, RequestId, Role, SignedEvent, Username,
 };
-use hsm_state::{sign_event, Applied, EntityKey, State};
+use hsm_state::{sign_event, Applied, EntityKey, State, LOGIN_RESERVATION_TTL_MS};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -100,9 +100,11 @@ enum Op {
     },
     LoginRejected {
         user: usize,
+        attempt: Attempt,
     },
     LoginSucceeded {
         user: usize,
+        attempt: Attempt,
     },
     Unlock {
         user: usize,
@@ -148,6 +150,18 @@ enum Op {
     },
 }
 
+/// The reservation an outcome names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Attempt {
+    /// The i-th login attempt made so far, newest first (modulo their
+    /// number; any user's, live, expired or refused), chosen when applied.
+    Pick(usize),
+    /// A request id no attempt was made under.
+    Ghost,
+    /// The request id of a `LoginFailed` event (or of none).
+    Id(u128),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Tamper {
     /// A flipped signature bit.
@@ -167,6 +181,9 @@ enum Step {
     Retry(usize),
     /// A well-formed event, then tampered with.
     Tampered(Tamper, Who, Op),
+    /// A well-formed event after the leader's clock moved on this many ms
+    /// (around a login reservation's time-to-live).
+    Later(u64, Who, Op),
 }
 
 fn user_index() -> impl Strategy<Value = usize> {
@@ -305,10 +322,31 @@ fn user_op() -> impl Strategy<Value = (Who, Op)> {
 fn node_op() -> impl Strategy<Value = (Who, Op)> {
     let op = prop_oneof![
         4 => login_target().prop_map(|user| Op::LoginFailed { user }),
-        3 => login_target().prop_map(|user| Op::LoginRejected { user }),
-        1 => login_target().prop_map(|user| Op::LoginSucceeded { user }),
+        3 => (login_target(), attempt()).prop_map(|(user, attempt)| Op::LoginRejected { user, attempt }),
+        1 => (login_target(), attempt()).prop_map(|(user, attempt)| Op::LoginSucceeded { user, attempt }),
     ];
     (node_actor(), op)
+}
+
+/// Mostly one of the newest attempts, as a node answers its own.
+fn attempt() -> impl Strategy<Value = Attempt> {
+    prop_oneof![
+        8 => (0..3usize).prop_map(Attempt::Pick),
+        2 => any::<usize>().prop_map(Attempt::Pick),
+        1 => Just(Attempt::Ghost),
+    ]
+}
+
+/// A pause around a reservation's time-to-live.
+fn pause() -> impl Strategy<Value = u64> {
+    let ttl = LOGIN_RESERVATION_TTL_MS;
+    prop_oneof![
+        Just(ttl - 11),
+        Just(ttl - 10),
+        Just(ttl),
+        Just(ttl / 2),
+        0..2 * ttl,
+    ]
 }
 
 fn init_op() -> impl Strategy<Value = (Who, Op)> {
@@ -337,6 +375,7 @@ fn step() -> impl Strategy<Value = Step> {
         40 => any_op().prop_map(|(w, o)| Step::Do(w, o)),
         4 => any::<usize>().prop_map(Step::Retry),
         2 => (tamper, any_op()).prop_map(|(t, (w, o))| Step::Tampered(t, w, o)),
+        3 => (pause(), any_op()).prop_map(|(ms, (w, o))| Step::Later(ms, w, o)),
     ]
 }
 
@@ -412,6 +451,7 @@ enum R {
     RoleDenied(Role),
     Locked(String),
     LoginsInProgress(String),
+    LoginExpired(String),
     UserExists(String),
     UserNotFound(String),
     InvalidRole(Role),
@@ -449,6 +489,7 @@ fn reduce(r: &Rejection) -> R {
         Rejection::RoleDenied { role, .. } => R::RoleDenied(*role),
         Rejection::Locked(u) => R::Locked(u.to_string()),
         Rejection::LoginsInProgress(u) => R::LoginsInProgress(u.to_string()),
+        Rejection::LoginExpired(u) => R::LoginExpired(u.to_string()),
         Rejection::UserExists(u) => R::UserExists(u.to_string()),
         Rejection::UserNotFound(u) => R::UserNotFound(u.to_string()),
         Rejection::InvalidRole(r) => R::InvalidRole(*r),
@@ -478,9 +519,39 @@ fn reduce(r: &Rejection) -> R {
 struct MUser {
     role: Role,
     locked: bool,
-    failed: u8,
-    pending: u8,
+    /// Logins checked and refused since the last success or unlock.
+    failures: u8,
+    /// (request id, leader time) of each attempt reserved and not
+    /// answered yet, oldest first.
+    reservations: Vec<(u128, u64)>,
     epoch: u64,
+}
+
+impl MUser {
+    fn new(role: Role) -> MUser {
+        MUser {
+            role,
+            locked: false,
+            failures: 0,
+            reservations: Vec::new(),
+            epoch: 0,
+        }
+    }
+
+    /// Forgets the reservations made `LOGIN_RESERVATION_TTL_MS` or more
+    /// before `now` (none made after it).
+    fn expire(&mut self, now: u64) {
+        self.reservations
+            .retain(|(_, at)| now < at + LOGIN_RESERVATION_TTL_MS);
+    }
+
+    /// Locked: flagged, or five failures with nothing in progress.
+    fn locked_at(&self, now: u64) -> bool {
+        let mut u = self.clone();
+        u.expire(now);
+        u.locked
+            || (u.failures + u.reservations.len() as u8 >= LOCK_AFTER && u.reservations.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -558,7 +629,7 @@ impl Model {
     /// Applies one event; returns the verdict and whether it was a replay.
     fn apply(
         &mut self,
-        req: u128,
+        (req, now): (u128, u64),
         actor: &MActor,
         op: &Op,
         signer: (u64, u64),
@@ -582,7 +653,7 @@ impl Model {
             return (Err(R::RequestIdReused), false);
         }
         let mut next = self.clone();
-        let out = next.rules(actor, op, signer.0);
+        let out = next.rules(actor, op, signer.0, (req, now));
         if out.is_ok() {
             *self = next;
         }
@@ -639,7 +710,7 @@ impl Model {
 
     /// The rules; may leave `self` half changed on a refusal (the caller
     /// throws the copy away).
-    fn rules(&mut self, actor: &MActor, op: &Op, signer: u64) -> Out {
+    fn rules(&mut self, actor: &MActor, op: &Op, signer: u64, (req, now): (u128, u64)) -> Out {
         match op {
             Op::Init { good_hash, .. } => {
                 need(!self.initialized, R::AlreadyInitialized)?;
@@ -647,41 +718,49 @@ impl Model {
                 need(*good_hash, R::InvalidPasswordHash)?;
                 self.initialized = true;
                 self.nodes.insert(1, 1);
-                let admin = MUser {
-                    role: Role::Preco,
-                    locked: false,
-                    failed: 0,
-                    pending: 0,
-                    epoch: 0,
-                };
-                self.users.insert("admin".into(), admin);
+                self.users.insert("admin".into(), MUser::new(Role::Preco));
                 return Ok(());
             }
-            Op::LoginFailed { user } | Op::LoginRejected { user } | Op::LoginSucceeded { user } => {
+            Op::LoginFailed { user }
+            | Op::LoginRejected { user, .. }
+            | Op::LoginSucceeded { user, .. } => {
                 let member = matches!(actor, MActor::Node(n) if self.nodes.contains_key(n));
                 need(member, R::UnknownActor)?;
                 self.user(*user)?;
+                let name = USERS[*user];
                 let u = self.user_mut(*user);
+                u.expire(now);
+                let answering = match op {
+                    Op::LoginRejected { attempt, .. } | Op::LoginSucceeded { attempt, .. } => {
+                        let Attempt::Id(id) = attempt else {
+                            unreachable!("resolved before applying")
+                        };
+                        Some(*id)
+                    }
+                    _ => None,
+                };
+                if let Some(id) = answering {
+                    // Only a live reservation of this user is answered.
+                    let at = u.reservations.iter().position(|(r, _)| *r == id);
+                    let at = at.ok_or_else(|| R::LoginExpired(name.into()))?;
+                    u.reservations.remove(at);
+                }
                 match op {
                     Op::LoginFailed { .. } => {
-                        need(!u.locked, R::Locked(USERS[*user].into()))?;
-                        let at_limit = u.failed >= LOCK_AFTER;
-                        need(
-                            !(at_limit && u.pending > 0),
-                            R::LoginsInProgress(USERS[*user].into()),
-                        )?;
+                        need(!u.locked, R::Locked(name.into()))?;
+                        let pending = u.reservations.len() as u8;
+                        let at_limit = u.failures + pending >= LOCK_AFTER;
+                        need(!(at_limit && pending > 0), R::LoginsInProgress(name.into()))?;
                         if at_limit {
                             u.locked = true;
                         } else {
-                            u.failed += 1;
-                            u.pending += 1;
+                            u.reservations.push((req, now));
                         }
                     }
-                    Op::LoginRejected { .. } => u.pending = u.pending.saturating_sub(1),
+                    Op::LoginRejected { .. } => u.failures += 1,
                     _ => {
-                        need(!u.locked, R::Locked(USERS[*user].into()))?;
-                        u.pending = u.pending.saturating_sub(1);
-                        u.failed = u.pending;
+                        need(!u.locked, R::Locked(name.into()))?;
+                        u.failures = 0;
                     }
                 }
                 return Ok(());
@@ -693,10 +772,7 @@ impl Model {
         };
         let me = me.clone();
         let mine = self.users.get(&me).ok_or(R::UnknownActor)?.clone();
-        need(
-            !(mine.locked || (mine.failed >= LOCK_AFTER && mine.pending == 0)),
-            R::Locked(me.clone()),
-        )?;
+        need(!mine.locked_at(now), R::Locked(me.clone()))?;
         let own_password = matches!(op, Op::ChangePassword { user, .. } if USERS[*user] == me);
         need(self.activated || own_password, R::NotActivated)?;
         let co = need(mine.role == Role::Co, R::RoleDenied(mine.role));
@@ -718,14 +794,7 @@ impl Model {
                 )?;
                 need(*role != Role::Preco, R::InvalidRole(*role))?;
                 need(*good_hash, R::InvalidPasswordHash)?;
-                let u = MUser {
-                    role: *role,
-                    locked: false,
-                    failed: 0,
-                    pending: 0,
-                    epoch: 0,
-                };
-                self.users.insert(USERS[*user].into(), u);
+                self.users.insert(USERS[*user].into(), MUser::new(*role));
             }
             Op::DeleteUser { user } => {
                 co?;
@@ -746,6 +815,7 @@ impl Model {
                 self.user(*user)?;
                 need(*good_hash, R::InvalidPasswordHash)?;
                 let u = self.user_mut(*user);
+                u.expire(now);
                 u.epoch += 1;
                 if u.role == Role::Preco {
                     u.role = Role::Co;
@@ -754,12 +824,14 @@ impl Model {
             }
             Op::Unlock { user } => {
                 co?;
-                let u = self.user(*user)?;
-                need(u.locked || u.failed > 0, R::NotLocked(USERS[*user].into()))?;
+                self.user(*user)?;
                 let u = self.user_mut(*user);
+                u.expire(now);
+                let failed = u.failures as usize + u.reservations.len();
+                need(u.locked || failed > 0, R::NotLocked(USERS[*user].into()))?;
                 u.locked = false;
-                u.failed = 0;
-                u.pending = 0;
+                u.failures = 0;
+                u.reservations.clear();
             }
             Op::CreateKey {
                 key,
@@ -889,7 +961,16 @@ impl Model {
             users: self
                 .users
                 .iter()
-                .map(|(n, u)| (n.clone(), (u.role, u.locked, u.failed, u.pending, u.epoch)))
+                .map(|(n, u)| {
+                    let view = (
+                        u.role,
+                        u.locked,
+                        u.failures,
+                        u.reservations.clone(),
+                        u.epoch,
+                    );
+                    (n.clone(), view)
+                })
                 .collect(),
             keys: self
                 .keys
@@ -911,7 +992,7 @@ impl Model {
     }
 }
 
-type UserView = (Role, bool, u8, u8, u64);
+type UserView = (Role, bool, u8, Vec<(u128, u64)>, u64);
 type KeyView = (String, BTreeSet<String>, String, [bool; 4]);
 
 /// What both the model and the real state can show.
@@ -933,13 +1014,12 @@ fn project(s: &State) -> Projection {
         users: s
             .users()
             .map(|u| {
-                let view = (
-                    u.role,
-                    u.locked,
-                    u.failed_logins,
-                    u.pending_logins,
-                    u.password_epoch,
-                );
+                let reservations = u
+                    .reservations
+                    .iter()
+                    .map(|r| (u128::from_be_bytes(r.id.0), r.at_ms))
+                    .collect();
+                let view = (u.role, u.locked, u.failures, reservations, u.password_epoch);
                 (u.username.to_string(), view)
             })
             .collect(),
@@ -994,11 +1074,13 @@ fn body(op: &Op) -> EventBody {
         Op::LoginFailed { user } => EventBody::LoginFailed {
             username: username(USERS[*user]),
         },
-        Op::LoginRejected { user } => EventBody::LoginRejected {
+        Op::LoginRejected { user, attempt } => EventBody::LoginRejected {
             username: username(USERS[*user]),
+            reservation: attempt_id(*attempt),
         },
-        Op::LoginSucceeded { user } => EventBody::LoginSucceeded {
+        Op::LoginSucceeded { user, attempt } => EventBody::LoginSucceeded {
             username: username(USERS[*user]),
+            reservation: attempt_id(*attempt),
         },
         Op::Unlock { user } => EventBody::UserUnlocked {
             username: username(USERS[*user]),
@@ -1066,6 +1148,17 @@ fn body(op: &Op) -> EventBody {
         },
     }
 }
+
+/// The request id an outcome names (resolved before it is built).
+fn attempt_id(attempt: Attempt) -> RequestId {
+    match attempt {
+        Attempt::Id(id) => RequestId(id.to_be_bytes()),
+        other => unreachable!("{other:?} is resolved before the event is built"),
+    }
+}
+
+/// A request id no step uses (steps count up from 1).
+const GHOST_ATTEMPT: u128 = u128::MAX;
 
 /// The key an op names (0, never a key, if none).
 fn op_key(op: &Op) -> u64 {
@@ -1166,7 +1259,33 @@ impl Driver {
 
     /// Fills in choices that depend on the current state.
     fn resolve(&self, op: Op) -> Op {
+        let attempt = |attempt: Attempt| match attempt {
+            Attempt::Pick(i) => {
+                let made: Vec<u128> = self
+                    .history
+                    .iter()
+                    .rev()
+                    .filter(|(_, _, op)| matches!(op, Op::LoginFailed { .. }))
+                    .map(|(req, _, _)| *req)
+                    .collect();
+                Attempt::Id(if made.is_empty() {
+                    GHOST_ATTEMPT
+                } else {
+                    made[i % made.len()]
+                })
+            }
+            Attempt::Ghost => Attempt::Id(GHOST_ATTEMPT),
+            id @ Attempt::Id(_) => id,
+        };
         match op {
+            Op::LoginRejected { user, attempt: a } => Op::LoginRejected {
+                user,
+                attempt: attempt(a),
+            },
+            Op::LoginSucceeded { user, attempt: a } => Op::LoginSucceeded {
+                user,
+                attempt: attempt(a),
+            },
             Op::Unshare { key, with: None } => {
                 let shared = self
                     .model
@@ -1202,6 +1321,10 @@ impl Driver {
     fn step(&mut self, step: &Step) -> Outcome {
         let (req, who, op, tamper) = match step {
             Step::Do(who, op) => (None, *who, op.clone(), None),
+            Step::Later(ms, who, op) => {
+                self.now_ms += ms;
+                (None, *who, op.clone(), None)
+            }
             Step::Tampered(t, who, op) => (None, *who, op.clone(), Some(*t)),
             Step::Retry(i) if !self.history.is_empty() => {
                 let (req, who, op) = self.history[i % self.history.len()].clone();
@@ -1247,7 +1370,9 @@ impl Driver {
             signed.signature.0[17] ^= 0x04;
         }
         let applied = self.state.apply(&signed);
-        let expected = self.model.apply(req, &actor, &op, signer, tamper);
+        let expected = self
+            .model
+            .apply((req, self.now_ms), &actor, &op, signer, tamper);
         Outcome {
             signed,
             applied,

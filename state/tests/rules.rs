@@ -9,9 +9,11 @@ use std::collections::BTreeSet;
 use common::*;
 use hsm_proto::{
     Actor, EventBody, EventHash, KeyAttribute, KeyAttributes, KeyFlag, KeyId, KeyOrigin,
-    KeyPolicyError, KeyProvenance, KeySpec, NodeId, Rejection, Role, Signature,
+    KeyPolicyError, KeyProvenance, KeySpec, NodeId, Rejection, RequestId, Role, Signature,
 };
-use hsm_state::{sign_event, EntityKey, LoadError, State, MAX_FAILED_LOGINS, MAX_NODES};
+use hsm_state::{
+    sign_event, EntityKey, LoadError, State, LOGIN_RESERVATION_TTL_MS, MAX_FAILED_LOGINS, MAX_NODES,
+};
 
 fn role_denied(role: Role) -> impl Fn(&Result<(), Rejection>) -> bool {
     move |r| matches!(r, Err(Rejection::RoleDenied { role: got, .. }) if *got == role)
@@ -40,18 +42,6 @@ fn delete(name: &str) -> EventBody {
 
 fn unlock(name: &str) -> EventBody {
     EventBody::UserUnlocked {
-        username: user(name),
-    }
-}
-
-fn login_rejected(name: &str) -> EventBody {
-    EventBody::LoginRejected {
-        username: user(name),
-    }
-}
-
-fn login_ok(name: &str) -> EventBody {
-    EventBody::LoginSucceeded {
         username: user(name),
     }
 }
@@ -385,7 +375,7 @@ fn role_table_is_enforced_for_every_event_kind_and_role() {
             }
         }
         // Login bookkeeping is never a user's event.
-        for body in [login_attempt("victim"), login_ok("victim")] {
+        for body in [login_attempt("victim"), login_ok("victim", NO_RESERVATION)] {
             let mut c = base.clone();
             c.expect_refused(
                 as_user("actor"),
@@ -456,13 +446,17 @@ fn login_events_need_a_member_node_actor_and_an_existing_user() {
     );
     c.expect_refused(
         Actor::Node(NodeId(1)),
-        login_ok("nobody"),
+        login_ok("nobody", NO_RESERVATION),
         Rejection::UserNotFound(user("nobody")),
     );
     // Another member node may report logins.
     c.by("admin", add_node(2)).result.unwrap();
-    assert_eq!(c.by_node(2, login_attempt("bob")).result, Ok(()));
-    assert_eq!(c.state.user(&user("bob")).unwrap().failed_logins, 1);
+    let attempt = c.reserve_login(2, "bob");
+    assert_eq!(failed_and_pending(&c, "bob"), (1, 1));
+    // And another member may record its outcome (a new leader's node
+    // finishing it is the same node; the rule does not care which).
+    c.by_node(1, login_rejected("bob", attempt)).result.unwrap();
+    assert_eq!(failed_and_pending(&c, "bob"), (1, 0));
 }
 
 #[test]
@@ -496,7 +490,12 @@ fn user_creation_rules() {
         c.create_user(name, role);
         let u = c.state.user(&user(name)).unwrap();
         assert_eq!(
-            (u.role, u.locked, u.failed_logins, u.password_epoch),
+            (
+                u.role,
+                u.locked,
+                u.failed_logins(c.now_ms()),
+                u.password_epoch
+            ),
             (role, false, 0, 0)
         );
     }
@@ -525,19 +524,29 @@ fn user_deletion_rules() {
 
 // ---------------------------------------------------------------- lockout
 
+/// A request id no reservation was ever made under.
+const NO_RESERVATION: RequestId = RequestId([0xEE; 16]);
+
+/// `name`'s failed logins and attempts in progress at the cluster's last
+/// event time.
+fn failed_and_pending(c: &Cluster, name: &str) -> (u8, u8) {
+    let u = c.state.user(&user(name)).unwrap();
+    (u.failed_logins(c.now_ms()), u.pending_logins(c.now_ms()))
+}
+
 #[test]
 fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     c.fail_logins("bob", usize::from(MAX_FAILED_LOGINS) - 1);
     let bob = c.state.user(&user("bob")).unwrap();
     assert_eq!(
-        (bob.failed_logins, bob.locked, bob.is_locked()),
+        (bob.failed_logins(c.now_ms()), bob.locked, bob.is_locked()),
         (4, false, false)
     );
     c.create_key("bob", 1, "k");
     c.fail_logins("bob", 1);
     let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.is_locked()), (5, true));
+    assert_eq!((bob.failures, bob.is_locked()), (5, true));
     c.refused(
         "bob",
         aes_key(2, "k2", false),
@@ -546,9 +555,11 @@ fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
     c.refused("bob", pw("bob", HASH2), Rejection::Locked(user("bob")));
     c.refused("bob", delete_key(1), Rejection::Locked(user("bob")));
     // The next attempt after the fifth failure sets the lock.
-    c.fail_logins("bob", 1);
+    let (_, a) = c.try_reserve_login(1, "bob");
+    assert_eq!(a.result, Ok(()));
     let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.locked), (MAX_FAILED_LOGINS, true));
+    assert_eq!((bob.failures, bob.locked), (MAX_FAILED_LOGINS, true));
+    assert!(bob.reservations.is_empty(), "nothing to check: {bob:?}");
     // Then no attempt is recorded (none is checked) and no login succeeds.
     c.expect_refused(
         Actor::Node(NodeId(1)),
@@ -559,7 +570,14 @@ fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
     );
     c.expect_refused(
         Actor::Node(NodeId(1)),
-        login_ok("bob"),
+        login_ok("bob", NO_RESERVATION),
+        Rejection::LoginExpired(user("bob")),
+    );
+    // Time does not unlock: failures never expire.
+    c.advance(10 * LOGIN_RESERVATION_TTL_MS);
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_attempt("bob"),
         Rejection::Locked(user("bob")),
     );
     // Others are unaffected.
@@ -570,29 +588,36 @@ fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
 fn a_successful_login_resets_the_failure_count() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     c.fail_logins("bob", 4);
-    c.by_node(1, login_ok("bob")).result.unwrap();
-    assert_eq!(c.state.user(&user("bob")).unwrap().failed_logins, 0);
+    let attempt = c.reserve_login(1, "bob");
+    c.by_node(1, login_ok("bob", attempt)).result.unwrap();
+    assert_eq!(failed_and_pending(&c, "bob"), (0, 0));
     c.fail_logins("bob", 4);
     let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.locked), (4, false));
+    assert_eq!((bob.failed_logins(c.now_ms()), bob.locked), (4, false));
     // The fifth attempt is recorded before its password is checked: while
     // it is, the user is at the limit but not locked; when it was right,
     // the login succeeds and resets the count.
-    c.by_node(1, login_attempt("bob")).result.unwrap();
+    let attempt = c.reserve_login(1, "bob");
     let bob = c.state.user(&user("bob")).unwrap();
-    assert!(bob.logins_busy() && !bob.is_locked());
-    c.by_node(1, login_ok("bob")).result.unwrap();
+    assert!(bob.logins_busy(c.now_ms()) && !bob.is_locked());
+    c.by_node(1, login_ok("bob", attempt)).result.unwrap();
     let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.is_locked()), (0, false));
+    assert_eq!((bob.failed_logins(c.now_ms()), bob.is_locked()), (0, false));
+    // An outcome is recorded once: the reservation is gone.
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_ok("bob", attempt),
+        Rejection::LoginExpired(user("bob")),
+    );
 }
 
 #[test]
 fn concurrent_logins_wait_at_the_limit_instead_of_locking_the_user() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     // Five attempts in progress at once (a service starting five workers).
-    for _ in 0..usize::from(MAX_FAILED_LOGINS) {
-        c.by_node(1, login_attempt("bob")).result.unwrap();
-    }
+    let attempts: Vec<RequestId> = (0..MAX_FAILED_LOGINS)
+        .map(|_| c.reserve_login(1, "bob"))
+        .collect();
     // A sixth waits: not checked, not locking.
     c.expect_refused(
         Actor::Node(NodeId(1)),
@@ -604,13 +629,19 @@ fn concurrent_logins_wait_at_the_limit_instead_of_locking_the_user() {
     // Its own events still go through: sessions are not ended by attempts.
     c.create_key("bob", 1, "k");
     // Four were wrong, one right: the count is back to zero.
-    for _ in 0..4 {
-        c.by_node(1, login_rejected("bob")).result.unwrap();
+    for attempt in &attempts[..4] {
+        c.by_node(1, login_rejected("bob", *attempt))
+            .result
+            .unwrap();
     }
-    c.by_node(1, login_ok("bob")).result.unwrap();
+    c.by_node(1, login_ok("bob", attempts[4])).result.unwrap();
     let bob = c.state.user(&user("bob")).unwrap();
     assert_eq!(
-        (bob.failed_logins, bob.pending_logins, bob.is_locked()),
+        (
+            bob.failed_logins(c.now_ms()),
+            bob.pending_logins(c.now_ms()),
+            bob.is_locked()
+        ),
         (0, 0, false)
     );
 }
@@ -618,25 +649,21 @@ fn concurrent_logins_wait_at_the_limit_instead_of_locking_the_user() {
 #[test]
 fn a_success_keeps_the_attempts_still_in_progress_counted() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    c.by_node(1, login_attempt("bob")).result.unwrap();
-    c.by_node(1, login_attempt("bob")).result.unwrap();
-    c.by_node(1, login_ok("bob")).result.unwrap();
-    let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.pending_logins), (1, 1));
+    let first = c.reserve_login(1, "bob");
+    let second = c.reserve_login(1, "bob");
+    c.by_node(1, login_ok("bob", second)).result.unwrap();
+    assert_eq!(failed_and_pending(&c, "bob"), (1, 1));
     // The other was wrong: it stays a failure.
-    c.by_node(1, login_rejected("bob")).result.unwrap();
-    let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.pending_logins), (1, 0));
+    c.by_node(1, login_rejected("bob", first)).result.unwrap();
+    assert_eq!(failed_and_pending(&c, "bob"), (1, 0));
 }
 
 #[test]
 fn five_attempts_in_progress_that_all_fail_lock_the_user() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    for _ in 0..5 {
-        c.by_node(1, login_attempt("bob")).result.unwrap();
-    }
-    for _ in 0..5 {
-        c.by_node(1, login_rejected("bob")).result.unwrap();
+    let attempts: Vec<RequestId> = (0..5).map(|_| c.reserve_login(1, "bob")).collect();
+    for attempt in attempts {
+        c.by_node(1, login_rejected("bob", attempt)).result.unwrap();
     }
     assert!(c.state.user(&user("bob")).unwrap().is_locked());
     c.refused(
@@ -647,6 +674,97 @@ fn five_attempts_in_progress_that_all_fail_lock_the_user() {
     // A later attempt is not checked, and sets the lock.
     c.by_node(1, login_attempt("bob")).result.unwrap();
     assert!(c.state.user(&user("bob")).unwrap().locked);
+}
+
+#[test]
+fn unanswered_reservations_expire_and_the_user_logs_in() {
+    // The chaos finding: five attempts reserved, their node killed before
+    // any outcome was recorded. Before, the user was refused for good.
+    let mut c = Cluster::with_users(&[("co2", Role::Co)]);
+    let orphans: Vec<RequestId> = (0..5).map(|_| c.reserve_login(1, "admin")).collect();
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_attempt("admin"),
+        Rejection::LoginsInProgress(user("admin")),
+    );
+    // Just before the time-to-live the oldest still counts...
+    let oldest = c.state.user(&user("admin")).unwrap().reservations[0].at_ms;
+    c.advance(oldest + LOGIN_RESERVATION_TTL_MS - c.now_ms() - 1_001);
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_attempt("admin"),
+        Rejection::LoginsInProgress(user("admin")),
+    );
+    // ... and from then on it does not: one attempt gets through.
+    let next = c.reserve_login(1, "admin");
+    let admin = c.state.user(&user("admin")).unwrap();
+    assert_eq!(admin.reservations.len(), 5, "the oldest was dropped");
+    assert!(admin.reservations.iter().all(|r| r.id != orphans[0]));
+    // Once all five are past it, nothing of them is left: not busy, no
+    // failure, and a right password logs in.
+    c.advance(LOGIN_RESERVATION_TTL_MS);
+    let admin = c.state.user(&user("admin")).unwrap();
+    let now = c.now_ms() + 1_000;
+    assert_eq!(
+        (admin.failed_logins(now), admin.pending_logins(now)),
+        (0, 0)
+    );
+    assert!(!admin.logins_busy(now) && !admin.is_locked());
+    let attempt = c.reserve_login(1, "admin");
+    let admin = c.state.user(&user("admin")).unwrap();
+    assert_eq!(admin.reservations.len(), 1, "expired ones are dropped");
+    c.by_node(1, login_ok("admin", attempt)).result.unwrap();
+    let admin = c.state.user(&user("admin")).unwrap();
+    assert_eq!((admin.failures, admin.reservations.len()), (0, 0));
+    // An outcome that comes after its reservation expired is refused,
+    // right password or wrong: the node that checked it must not answer.
+    for late in [next, orphans[1]] {
+        c.expect_refused(
+            Actor::Node(NodeId(1)),
+            login_ok("admin", late),
+            Rejection::LoginExpired(user("admin")),
+        );
+        c.expect_refused(
+            Actor::Node(NodeId(1)),
+            login_rejected("admin", late),
+            Rejection::LoginExpired(user("admin")),
+        );
+    }
+    // The officer acts again.
+    c.by("admin", create("x", Role::Au)).result.unwrap();
+}
+
+#[test]
+fn an_outcome_must_name_a_live_reservation_of_that_user() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    let bobs = c.reserve_login(1, "bob");
+    // Not carol's, not made up.
+    for (name, id) in [("carol", bobs), ("bob", NO_RESERVATION)] {
+        for body in [login_ok(name, id), login_rejected(name, id)] {
+            c.expect_refused(
+                Actor::Node(NodeId(1)),
+                body,
+                Rejection::LoginExpired(user(name)),
+            );
+        }
+    }
+    // One millisecond short of the time-to-live it is still answered.
+    let at = c.state.user(&user("bob")).unwrap().reservations[0].at_ms;
+    c.advance(at + LOGIN_RESERVATION_TTL_MS - 1 - c.now_ms() - 1_000);
+    c.by_node(1, login_rejected("bob", bobs)).result.unwrap();
+    assert_eq!(failed_and_pending(&c, "bob"), (1, 0));
+    // A failure recorded stays when time passes; only reservations expire.
+    c.advance(10 * LOGIN_RESERVATION_TTL_MS);
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!(bob.failed_logins(c.now_ms() + 1_000), 1);
+    // A reservation dated after the outcome (a new leader whose clock is
+    // behind) still counts.
+    let later = c.reserve_login(1, "bob");
+    let mut ev = c.event(Actor::Node(NodeId(1)), login_rejected("bob", later));
+    ev.timestamp_ms -= 60_000;
+    let a = c.apply(&c.sign(ev));
+    assert_eq!(a.result, Ok(()));
+    assert_eq!(failed_and_pending(&c, "bob"), (2, 0));
 }
 
 #[test]
@@ -662,12 +780,25 @@ fn a_crypto_officer_unlocks_and_resets_the_count() {
     c.refused("bob", unlock("bob"), Rejection::Locked(user("bob")));
     c.by("admin", unlock("bob")).result.unwrap();
     let bob = c.state.user(&user("bob")).unwrap();
-    assert_eq!((bob.failed_logins, bob.locked), (0, false));
+    assert_eq!((bob.failed_logins(c.now_ms()), bob.locked), (0, false));
     c.create_key("bob", 1, "k");
     // Unlocking a user with failures that is not locked yet resets the count.
     c.fail_logins("bob", 2);
     c.by("admin", unlock("bob")).result.unwrap();
-    assert_eq!(c.state.user(&user("bob")).unwrap().failed_logins, 0);
+    assert_eq!(failed_and_pending(&c, "bob"), (0, 0));
+    // Attempts in progress are dropped too; their outcomes are refused.
+    let attempt = c.reserve_login(1, "bob");
+    c.by("admin", unlock("bob")).result.unwrap();
+    assert_eq!(failed_and_pending(&c, "bob"), (0, 0));
+    c.expect_refused(
+        Actor::Node(NodeId(1)),
+        login_rejected("bob", attempt),
+        Rejection::LoginExpired(user("bob")),
+    );
+    // Expired reservations are nothing to unlock.
+    c.reserve_login(1, "bob");
+    c.advance(LOGIN_RESERVATION_TTL_MS);
+    c.refused("admin", unlock("bob"), Rejection::NotLocked(user("bob")));
     // A locked crypto officer cannot act; another one unlocks it.
     c.fail_logins("admin", 5);
     c.refused(
@@ -1814,6 +1945,20 @@ fn digests_differ_when_states_differ_and_agree_when_equal() {
 
 // ---------------------------------------------------------------- changed
 
+/// [`checked`] for an event with request id `id`.
+fn checked_with_id(
+    c: &mut Cluster,
+    id: RequestId,
+    actor: Actor,
+    body: EventBody,
+) -> Result<(), Rejection> {
+    let before = c.state.clone();
+    let event = c.event_with_id(id, actor, body);
+    let a = c.apply(&c.sign(event));
+    assert_eq!(a.changed, diff(&before, &c.state), "{:?}", a.result);
+    a.result
+}
+
 /// Applies and checks that `changed` lists exactly the entities that differ.
 fn checked(c: &mut Cluster, actor: Actor, body: EventBody) -> Result<(), Rejection> {
     let before = c.state.clone();
@@ -1850,16 +1995,27 @@ fn changed_lists_exactly_the_entities_that_differ() {
         (u("admin"), set_flag(1, KeyFlag::Trusted, false)),
         (u("admin"), set_flag(1, KeyFlag::Trusted, true)),
         (u("admin"), set_flag(1, KeyFlag::Trusted, true)),
-        (n1(), login_ok("carol")),
-        (n1(), login_attempt("carol")),
-        (n1(), login_ok("carol")),
-        (n1(), login_attempt("carol")),
-        (n1(), login_attempt("carol")),
-        (n1(), login_attempt("carol")),
-        (n1(), login_attempt("carol")),
-        (n1(), login_attempt("carol")),
-        (n1(), login_attempt("carol")),
-        (n1(), login_ok("carol")),
+    ];
+    for (actor, body) in steps {
+        let _ = checked(&mut c, actor, body);
+    }
+    // Logins: outcomes name their reservation (the attempt's request id).
+    let mut attempts = Vec::new();
+    checked(&mut c, n1(), login_ok("carol", RequestId([0xEE; 16]))).unwrap_err();
+    for _ in 0..7 {
+        let id = c.next_request_id();
+        let _ = checked_with_id(&mut c, id, n1(), login_attempt("carol"));
+        attempts.push(id);
+    }
+    checked(&mut c, n1(), login_ok("carol", attempts[0])).unwrap();
+    checked(&mut c, n1(), login_ok("carol", attempts[0])).unwrap_err();
+    checked(&mut c, n1(), login_rejected("carol", attempts[1])).unwrap();
+    // Past the time-to-live: an outcome is refused; the next write of the
+    // user drops the expired reservations.
+    c.advance(LOGIN_RESERVATION_TTL_MS);
+    checked(&mut c, n1(), login_rejected("carol", attempts[2])).unwrap_err();
+    checked(&mut c, n1(), login_attempt("carol")).unwrap();
+    let steps: Vec<(Actor, EventBody)> = vec![
         (u("admin"), unlock("carol")),
         (u("admin"), unlock("carol")),
         (u("admin"), pw("carol", HASH)),

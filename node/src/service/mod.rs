@@ -51,8 +51,23 @@ use crate::writer::{WriteError, Writer};
 pub use keys::KeyCache;
 
 /// Longest a request may take on a node (waiting for an index, a write to
-/// commit) before it is answered [`ErrorKind::Unavailable`].
+/// commit, an Argon2 slot) before it is answered [`ErrorKind::Unavailable`].
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Longest a login's outcome write may take, from the end of its password
+/// check, whatever is left of the request's deadline: the outcome is
+/// recorded even when the check ended late, so the reservation does not
+/// stay in progress until it expires. Fails as [`ErrorKind::Unavailable`]
+/// and reveals nothing about the password.
+pub const LOGIN_OUTCOME_DEADLINE: Duration = Duration::from_secs(5);
+
+// An honest login records its outcome well before its reservation expires:
+// reserved and checked within the request's deadline, recorded within the
+// outcome's, with at least as much again to spare (forwarding, a new leader).
+const _: () = assert!(
+    2 * (REQUEST_DEADLINE.as_millis() + LOGIN_OUTCOME_DEADLINE.as_millis())
+        <= hsm_state::LOGIN_RESERVATION_TTL_MS as u128
+);
 
 /// What a node needs to serve clients.
 pub struct ServiceParts {
@@ -206,6 +221,7 @@ impl Service {
             session: token,
             request_id,
             deadline,
+            time,
         };
         self.dispatch(&ctx, op).await
     }
@@ -234,7 +250,7 @@ impl Service {
                 self.write_done(ctx, EventBody::UserUnlocked { username })
                     .await
             }
-            O::ListUsers => Ok(self.list_users()),
+            O::ListUsers => Ok(self.list_users(ctx.time.now_ms())),
             O::CreateBackup => self.create_backup().await,
             O::ListBackups => self.list_backups().await,
             O::DescribeBackup { id } => self.describe_backup(id).await,
@@ -365,15 +381,21 @@ impl Service {
         }
     }
 
-    /// Runs Argon2id work in one of the bounded slots.
+    /// Runs Argon2id work in one of the bounded slots, if one is free
+    /// before `deadline`; else answers unavailable without running it.
     pub(crate) async fn argon2<T: Send + 'static>(
         &self,
+        deadline: Instant,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ClientError> {
-        let _slot = self
-            .argon2_slots
-            .acquire()
+        let _slot = tokio::time::timeout_at(deadline, self.argon2_slots.acquire())
             .await
+            .map_err(|_| {
+                ClientError::unavailable(format!(
+                    "node {} is busy checking passwords; try again",
+                    self.node
+                ))
+            })?
             .map_err(|_| ClientError::unavailable("the node is shutting down"))?;
         blocking(f).await
     }
@@ -588,6 +610,8 @@ pub(crate) struct Ctx {
     pub(crate) session: Secret,
     pub(crate) request_id: RequestId,
     pub(crate) deadline: Instant,
+    /// The cluster's time that came with the request's read index.
+    pub(crate) time: ClusterTime,
 }
 
 /// The role-table action an operation needs from `caller`. Login and

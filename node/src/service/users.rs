@@ -6,7 +6,7 @@ use hsm_proto::client::{ClientError, ErrorKind, Reply, Secret, UserInfo};
 use hsm_proto::{Actor, EventBody, RequestId, Role, Username};
 use tokio::time::Instant;
 
-use super::{Ctx, Outcome, Service};
+use super::{Ctx, Outcome, Service, LOGIN_OUTCOME_DEADLINE};
 use hsm_state::User;
 
 use crate::cluster_time::ClusterTime;
@@ -46,13 +46,18 @@ fn login_failed() -> ClientError {
 }
 
 impl Service {
-    /// Checks a new password against the policy and hashes it.
-    async fn new_password_hash(&self, password: Secret) -> Result<String, ClientError> {
+    /// Checks a new password against the policy and hashes it, if an
+    /// Argon2 slot is free before `deadline`.
+    async fn new_password_hash(
+        &self,
+        password: Secret,
+        deadline: Instant,
+    ) -> Result<String, ClientError> {
         let text = password
             .expose_str()
             .ok_or_else(|| ClientError::invalid("a password must be UTF-8 text"))?;
         check_password_policy(text).map_err(|e| ClientError::invalid(e.to_string()))?;
-        self.argon2(move || {
+        self.argon2(deadline, move || {
             let text = password.expose_str().unwrap_or_default();
             hash_password(text)
         })
@@ -61,11 +66,18 @@ impl Service {
     }
 
     /// Logs a user in. The attempt is first recorded as a failure through
-    /// Raft (a reservation); only then is the password checked, and a
-    /// correct one clears the count again. So at most five guesses are ever
-    /// checked per lockout, however many arrive at once on however many
-    /// nodes, and nothing about the password is revealed when the attempt
-    /// cannot be recorded. The token is issued for the account exactly as
+    /// Raft (a reservation, named by that write's request id); only then is
+    /// the password checked (if an Argon2 slot is free within the request's
+    /// deadline), and its outcome recorded with a deadline of its own
+    /// ([`LOGIN_OUTCOME_DEADLINE`]), naming the reservation: a wrong
+    /// password stays a failure, a right one clears the count. So at most
+    /// five guesses are ever answered per lockout, however many arrive at
+    /// once on however many nodes, and nothing about the password is
+    /// revealed until its outcome is recorded: when it cannot be (the
+    /// reservation expired, no quorum in time), the answer is
+    /// `unavailable` whatever the check said, and the reservation expires
+    /// ([`hsm_state::LOGIN_RESERVATION_TTL_MS`]) instead of holding the
+    /// user back for good. The token is issued for the account exactly as
     /// it was checked, at the cluster's time `time` (the leader's clock).
     pub(super) async fn login(
         &self,
@@ -77,14 +89,17 @@ impl Service {
         let known = self.state(|s| s.user(&username).is_some());
         if !known {
             let _ = self
-                .argon2(move || verify_password(password.expose_str().unwrap_or(""), decoy_hash()))
-                .await;
+                .argon2(deadline, move || {
+                    verify_password(password.expose_str().unwrap_or(""), decoy_hash())
+                })
+                .await?;
             return Err(login_failed());
         }
         let me = Actor::Node(self.node);
+        let reservation = random_request_id();
         let reserved = self
             .write_as(
-                random_request_id(),
+                reservation,
                 me.clone(),
                 None,
                 EventBody::LoginFailed {
@@ -107,24 +122,39 @@ impl Service {
         }
         let phc = checked.password_hash.clone();
         let ok = self
-            .argon2(move || verify_password(password.expose_str().unwrap_or(""), &phc))
+            .argon2(deadline, move || {
+                verify_password(password.expose_str().unwrap_or(""), &phc)
+            })
             .await?;
+        let outcome = if ok {
+            EventBody::LoginSucceeded {
+                username: username.clone(),
+                reservation,
+            }
+        } else {
+            EventBody::LoginRejected {
+                username: username.clone(),
+                reservation,
+            }
+        };
+        let recorded = self
+            .write_as(
+                random_request_id(),
+                me,
+                None,
+                outcome,
+                Instant::now() + LOGIN_OUTCOME_DEADLINE,
+            )
+            .await;
+        if let Err(e) = recorded {
+            // The same answer whatever the check said: an outcome that is
+            // not recorded was not counted, so it must reveal nothing.
+            tracing::debug!(user = %username, error = %e, "login outcome not recorded");
+            return Err(ClientError::unavailable(format!(
+                "the login of user {username} could not be recorded in time; try again"
+            )));
+        }
         if !ok {
-            // Record that this attempt was checked (it stays a failure), so
-            // it no longer holds back other attempts. If the record is lost
-            // (this node stops first), the attempt stays "in progress" until
-            // a crypto officer unlocks the user: the safe side.
-            let _ = self
-                .write_as(
-                    random_request_id(),
-                    me,
-                    None,
-                    EventBody::LoginRejected {
-                        username: username.clone(),
-                    },
-                    deadline,
-                )
-                .await;
             let now_locked = self.state(|s| s.user(&username).is_some_and(User::is_locked));
             if now_locked {
                 return Err(ClientError::new(
@@ -133,22 +163,6 @@ impl Service {
                 ));
             }
             return Err(login_failed());
-        }
-        match self
-            .write_as(
-                random_request_id(),
-                me,
-                None,
-                EventBody::LoginSucceeded {
-                    username: username.clone(),
-                },
-                deadline,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::Locked => return Err(locked(&username)),
-            Err(e) => return Err(e),
         }
         // Issue only for the account as it was checked: a password change,
         // a re-creation or a lock in the meantime voids this login.
@@ -184,7 +198,7 @@ impl Service {
         username: Username,
         new_password: Secret,
     ) -> Outcome {
-        let password_hash = self.new_password_hash(new_password).await?;
+        let password_hash = self.new_password_hash(new_password, ctx.deadline).await?;
         self.write(
             ctx,
             EventBody::PasswordChanged {
@@ -215,7 +229,7 @@ impl Service {
                 format!("user {username} exists already"),
             ));
         }
-        let password_hash = self.new_password_hash(password).await?;
+        let password_hash = self.new_password_hash(password, ctx.deadline).await?;
         self.write(
             ctx,
             EventBody::UserCreated {
@@ -228,14 +242,16 @@ impl Service {
         Ok(Reply::Done)
     }
 
-    pub(super) fn list_users(&self) -> Reply {
+    /// Every user, its failed logins counted at the cluster's time
+    /// `now_ms` (expired reservations no longer count).
+    pub(super) fn list_users(&self, now_ms: u64) -> Reply {
         Reply::Users(self.state(|s| {
             s.users()
                 .map(|u| UserInfo {
                     username: u.username.clone(),
                     role: u.role,
                     locked: u.is_locked(),
-                    failed_logins: u.failed_logins,
+                    failed_logins: u.failed_logins(now_ms),
                 })
                 .collect()
         }))

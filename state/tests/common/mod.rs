@@ -65,6 +65,22 @@ pub fn login_attempt(name: &str) -> EventBody {
     }
 }
 
+/// The password of the attempt `reservation` of `name` was wrong.
+pub fn login_rejected(name: &str, reservation: RequestId) -> EventBody {
+    EventBody::LoginRejected {
+        username: user(name),
+        reservation,
+    }
+}
+
+/// The password of the attempt `reservation` of `name` was right.
+pub fn login_ok(name: &str, reservation: RequestId) -> EventBody {
+    EventBody::LoginSucceeded {
+        username: user(name),
+        reservation,
+    }
+}
+
 /// Attributes with a label and everything else at its default.
 pub fn attrs(label: &str) -> KeyAttributes {
     KeyAttributes {
@@ -302,18 +318,39 @@ impl Cluster {
         assert_eq!(a.result, Ok(()), "sharing key {id} with {with}");
     }
 
+    /// The leader time of the last event built.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Moves the leader's clock `ms` on (the next event is built `ms` plus
+    /// the usual second later).
+    pub fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+    }
+
+    /// A login attempt of `name` reserved by node `node`: applies it and
+    /// returns the reservation (its request id), whatever the outcome.
+    pub fn try_reserve_login(&mut self, node: u64, name: &str) -> (RequestId, Applied) {
+        let id = self.next_request_id();
+        let event = self.event_with_id(id, Actor::Node(NodeId(node)), login_attempt(name));
+        let signed = self.sign(event);
+        (id, self.apply(&signed))
+    }
+
+    /// [`Cluster::try_reserve_login`], asserting it was reserved.
+    pub fn reserve_login(&mut self, node: u64, name: &str) -> RequestId {
+        let (id, a) = self.try_reserve_login(node, name);
+        assert_eq!(a.result, Ok(()), "reserving a login of {name}");
+        id
+    }
+
     /// `times` failed logins of `name`, reported by node 1: each attempt
     /// recorded, then its wrong password.
     pub fn fail_logins(&mut self, name: &str, times: usize) {
         for _ in 0..times {
-            let a = self.by_node(FIRST.0, login_attempt(name));
-            assert_eq!(a.result, Ok(()));
-            let a = self.by_node(
-                FIRST.0,
-                EventBody::LoginRejected {
-                    username: user(name),
-                },
-            );
+            let id = self.reserve_login(FIRST.0, name);
+            let a = self.by_node(FIRST.0, login_rejected(name, id));
             assert_eq!(a.result, Ok(()));
         }
     }

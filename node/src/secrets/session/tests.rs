@@ -12,8 +12,8 @@ fn user() -> User {
         role: Role::Cu,
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         password_epoch: 3,
-        failed_logins: 0,
-        pending_logins: 0,
+        failures: 0,
+        reservations: Vec::new(),
         locked: false,
         created_ms: 1_000,
     }

@@ -1,0 +1,249 @@
+//! Login reservations that are never answered (issue 13, and a chaos run
+//! that locked `admin`, the only crypto officer, out for good), with real
+//! `hsm-node` processes on loopback.
+//!
+//! A login reserves its attempt through Raft before the password is
+//! checked and records the outcome after. Here the outcome never comes:
+//! the node that reserved is killed while its checks wait behind a flood
+//! of logins for unknown names, or the flood holds its Argon2 slots past
+//! the request's deadline. The reservations must expire (a fixed time on
+//! the leader's clock) so that the user, here the only officer, logs in
+//! again with the right password, with no failed logins left.
+
+mod procs;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hsm_client::{Client, ClientOptions};
+use hsm_proto::client::UserInfo;
+use procs::{user, Cluster};
+
+const ADMIN_PW: &str = "admin-password-1";
+
+/// How long after the last reservation a user may still be held back: a
+/// reservation's time-to-live, plus room for a loaded machine.
+const EXPIRY_WAIT: Duration = Duration::from_millis(hsm_state::LOGIN_RESERVATION_TTL_MS + 25_000);
+
+/// Logins for user names that do not exist, sent to `client`'s node every
+/// `every` until `stop`: each takes an Argon2 slot there (the decoy check)
+/// and writes nothing.
+fn flood(client: Client, every: Duration, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let c = client.clone();
+            tokio::spawn(async move {
+                let _ = c.login(user(&format!("nobody{i}")), "not-a-password").await;
+            });
+            i += 1;
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// `admin` as `admin` sees it in the user list.
+async fn admin_info(admin: &Client) -> hsm_client::Result<UserInfo> {
+    let users = admin.list_users().await?;
+    Ok(users
+        .into_iter()
+        .find(|u| u.username == user("admin"))
+        .expect("admin is listed"))
+}
+
+/// A node other than the leader.
+async fn a_follower(cluster: &Cluster) -> u64 {
+    let leader = cluster.leader().await;
+    (1..=cluster.nodes)
+        .find(|n| *n != leader)
+        .expect("a follower")
+}
+
+/// Logs in as `admin` with the right password, again and again, until it
+/// works or `deadline`; returns how long that took, or the last refusal.
+async fn admin_logs_in_by(client: &Client, deadline: Instant) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        match client.login(user("admin"), ADMIN_PW).await {
+            Ok(_) => return Ok(start.elapsed()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "admin, the only crypto officer, is still refused with the right password \
+                     {:?} later: {e} ({:?})",
+                    start.elapsed(),
+                    e.kind()
+                ))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_orphaned_by_a_killed_node_expire_and_the_only_officer_logs_in_again() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN_PW).await;
+    let follower = a_follower(&cluster).await;
+
+    // Hold the follower's Argon2 slots with logins for unknown names, so
+    // that its checks of admin's password wait (for seconds) after their
+    // reservations committed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let decoys = cluster.client_of(follower).await;
+    let flooding = flood(decoys, Duration::from_millis(20), stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Five right-password logins of admin through the follower: five
+    // reservations, as many as a user may have at once.
+    let honest = cluster.client_of(follower).await;
+    let mut logins = Vec::new();
+    for _ in 0..5 {
+        let c = honest.clone();
+        logins.push(tokio::spawn(async move {
+            c.login(user("admin"), ADMIN_PW).await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match admin_info(&admin).await {
+            Ok(info) if info.failed_logins >= 5 => break,
+            Ok(info) => assert!(
+                Instant::now() < deadline,
+                "admin's five attempts were not all reserved: {info:?}\n{}",
+                cluster.logs()
+            ),
+            Err(e) => assert!(Instant::now() < deadline, "listing users: {e}"),
+        }
+        for l in &logins {
+            assert!(
+                !l.is_finished(),
+                "a login through the follower finished before it was killed: the flood did not \
+                 hold its checks back"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The follower dies before any of those checks is recorded: five
+    // reservations that no outcome will ever answer.
+    cluster.kill(follower);
+    let killed_at = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    flooding.await.expect("flood");
+    for l in logins {
+        assert!(l.await.expect("login task").is_err());
+    }
+
+    // While they count, another attempt waits (it is not checked).
+    let refused = admin
+        .with_deadline(Duration::from_secs(2))
+        .login(user("admin"), ADMIN_PW)
+        .await
+        .expect_err("five attempts in progress hold further ones back");
+    assert!(refused.is_transient(), "{refused}");
+    assert!(refused.to_string().contains("in progress"), "{refused}");
+
+    // The follower comes back meanwhile; it has nothing to finish.
+    cluster.start_node(follower);
+
+    // Once the reservations have expired, the only officer logs in, with
+    // no failed logins left.
+    let waited = admin_logs_in_by(&admin, killed_at + EXPIRY_WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    eprintln!(
+        "admin logged in again {:?} after the kill ({waited:?} of retries)",
+        killed_at.elapsed()
+    );
+    let info = admin_info(&admin).await.expect("list users");
+    assert_eq!((info.failed_logins, info.locked), (0, false), "{info:?}");
+
+    // On every node, the one that was killed included.
+    cluster.wait_ready().await;
+    for node in 1..=cluster.nodes {
+        let c = cluster.client_of(node).await;
+        c.login(user("admin"), ADMIN_PW)
+            .await
+            .unwrap_or_else(|e| panic!("admin login on node {node}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_flood_that_held_the_checks_past_their_deadline_the_user_logs_in() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN_PW).await;
+    let follower = a_follower(&cluster).await;
+
+    // Anonymous logins for unknown names, far faster than the follower
+    // checks them, for longer than a request may take; over four
+    // connections, as a node takes a bounded number of requests at once
+    // on each.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut flooding = Vec::new();
+    for _ in 0..4 {
+        let decoys = cluster
+            .try_client_of_with(
+                follower,
+                ClientOptions::default().deadline(Duration::from_secs(30)),
+            )
+            .await
+            .expect("connect");
+        flooding.push(flood(decoys, Duration::from_millis(20), stop.clone()));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Meanwhile admin logs in correctly through the flooded follower, five
+    // times at once: the reservations commit, the checks wait behind the
+    // flood past the request's deadline.
+    let honest = cluster.client_of(follower).await;
+    let mut logins = Vec::new();
+    for _ in 0..5 {
+        let c = honest.clone();
+        logins.push(tokio::spawn(async move {
+            c.login(user("admin"), ADMIN_PW).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.store(true, Ordering::Relaxed);
+    let flood_ended = Instant::now();
+    for f in flooding {
+        f.await.expect("flood");
+    }
+    let mut answers = Vec::new();
+    for l in logins {
+        answers.push(match l.await.expect("login task") {
+            Ok(_) => "logged in".to_owned(),
+            Err(e) => format!("{:?}", e.kind()),
+        });
+    }
+    eprintln!("admin's logins during the flood: {answers:?}");
+
+    // After the flood the user has no failed logins (none of those
+    // attempts was answered as wrong)...
+    let deadline = flood_ended + EXPIRY_WAIT;
+    loop {
+        match admin_info(&admin).await {
+            Ok(info) if info.failed_logins == 0 && !info.locked => break,
+            Ok(info) => assert!(
+                Instant::now() < deadline,
+                "admin still has failed logins {:?} after the flood: {info:?}\n{}",
+                flood_ended.elapsed(),
+                cluster.logs()
+            ),
+            Err(e) => assert!(Instant::now() < deadline, "listing users: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "no failed logins left {:?} after the flood",
+        flood_ended.elapsed()
+    );
+    // ... and logs in, through the follower too.
+    let client = cluster.client_of(follower).await;
+    admin_logs_in_by(&client, Instant::now() + Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+}
