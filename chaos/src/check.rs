@@ -401,7 +401,8 @@ pub fn all(history: &[Entry], nodes: &[NodeFinal]) -> Vec<Anomaly> {
         found.extend(ratchets(h));
         found.extend(revocation(h));
     }
-    for h in by_user.values() {
+    for (user, h) in &by_user {
+        found.extend(linear::per_user(user, h));
         found.extend(revocation(h));
         found.extend(lockout(h));
     }

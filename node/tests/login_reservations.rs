@@ -22,6 +22,9 @@ use procs::{user, Cluster};
 
 const ADMIN_PW: &str = "admin-password-1";
 
+/// The deadline of the flood's requests.
+const FLOOD_DEADLINE: Duration = Duration::from_secs(30);
+
 /// How long after the last reservation a user may still be held back: a
 /// reservation's time-to-live, plus room for a loaded machine.
 const EXPIRY_WAIT: Duration = Duration::from_millis(hsm_state::LOGIN_RESERVATION_TTL_MS + 25_000);
@@ -185,10 +188,7 @@ async fn after_a_flood_that_held_the_checks_past_their_deadline_the_user_logs_in
     let mut flooding = Vec::new();
     for _ in 0..4 {
         let decoys = cluster
-            .try_client_of_with(
-                follower,
-                ClientOptions::default().deadline(Duration::from_secs(30)),
-            )
+            .try_client_of_with(follower, ClientOptions::default().deadline(FLOOD_DEADLINE))
             .await
             .expect("connect");
         flooding.push(flood(decoys, Duration::from_millis(20), stop.clone()));
@@ -241,9 +241,14 @@ async fn after_a_flood_that_held_the_checks_past_their_deadline_the_user_logs_in
         "no failed logins left {:?} after the flood",
         flood_ended.elapsed()
     );
-    // ... and logs in, through the follower too.
+    // ... and logs in, through the follower too, once the flood's own
+    // checks are gone from its queue (each may wait there until its
+    // request's deadline: a loaded machine drains them slowly).
     let client = cluster.client_of(follower).await;
-    admin_logs_in_by(&client, Instant::now() + Duration::from_secs(15))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    admin_logs_in_by(
+        &client,
+        flood_ended + FLOOD_DEADLINE + Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
 }
