@@ -57,6 +57,12 @@ fn smoke(args: &[&str]) -> Option<(serde_json::Value, tempfile::TempDir)> {
         return None;
     }
     let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap_or_default();
+    if code != Some(0) {
+        // Kept for a look at the logs.
+        let kept = out.keep();
+        eprintln!("the run's directory is kept in {}", kept.display());
+        panic!("the smoke run {args:?} was not valid; summary: {summary}");
+    }
     assert_eq!(
         code,
         Some(0),
