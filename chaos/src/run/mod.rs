@@ -291,7 +291,10 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
                 .ok()
                 .map(|()| ms(healed.elapsed()))
         };
-        recoveries.push(recovery_ms);
+        // (Not measured after a Ctrl-C: that is no failure to recover.)
+        if !stopped_early {
+            recoveries.push(recovery_ms);
+        }
         if let Some(child) = backup {
             let answer = child.wait_with_output().context("the backup probe")?;
             let line: serde_json::Value =
@@ -425,7 +428,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         });
     }
     let unrecovered = recoveries.iter().filter(|r| r.is_none()).count();
-    if unrecovered > 0 && !stopped_early {
+    if unrecovered > 0 {
         anomalies.push(check::Anomaly {
             checker: "liveness".into(),
             what: format!(
