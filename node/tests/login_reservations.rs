@@ -64,6 +64,19 @@ async fn a_follower(cluster: &Cluster) -> u64 {
 }
 
 /// Logs in as `admin` with the right password, again and again, until it
+/// Five logins of admin with the right password through `client`'s node,
+/// at once: as many reservations as a user may have.
+fn five_admin_logins(
+    client: &Client,
+) -> Vec<tokio::task::JoinHandle<hsm_client::Result<hsm_client::Session>>> {
+    (0..5)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.login(user("admin"), ADMIN_PW).await })
+        })
+        .collect()
+}
+
 /// works or `deadline`; returns how long that took, or the last refusal.
 async fn admin_logs_in_by(client: &Client, deadline: Instant) -> Result<Duration, String> {
     let start = Instant::now();
@@ -100,14 +113,7 @@ async fn logins_orphaned_by_a_killed_node_expire_and_the_only_officer_logs_in_ag
 
     // Five right-password logins of admin through the follower: five
     // reservations, as many as a user may have at once.
-    let honest = cluster.client_of(follower).await;
-    let mut logins = Vec::new();
-    for _ in 0..5 {
-        let c = honest.clone();
-        logins.push(tokio::spawn(async move {
-            c.login(user("admin"), ADMIN_PW).await
-        }));
-    }
+    let logins = five_admin_logins(&cluster.client_of(follower).await);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match admin_info(&admin).await {
@@ -198,14 +204,7 @@ async fn after_a_flood_that_held_the_checks_past_their_deadline_the_user_logs_in
     // Meanwhile admin logs in correctly through the flooded follower, five
     // times at once: the reservations commit, the checks wait behind the
     // flood past the request's deadline.
-    let honest = cluster.client_of(follower).await;
-    let mut logins = Vec::new();
-    for _ in 0..5 {
-        let c = honest.clone();
-        logins.push(tokio::spawn(async move {
-            c.login(user("admin"), ADMIN_PW).await
-        }));
-    }
+    let logins = five_admin_logins(&cluster.client_of(follower).await);
     tokio::time::sleep(Duration::from_secs(12)).await;
     stop.store(true, Ordering::Relaxed);
     let flood_ended = Instant::now();

@@ -87,13 +87,7 @@ pub enum Probe {
 /// # Errors
 /// If it cannot run or exits non-zero (with what it printed).
 pub fn run_in(host: &Host, hsm_chaos: &Path, config: &Path, args: &[&str]) -> Result<String> {
-    let out = Net::command(host, hsm_chaos)
-        .arg("probe")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("HSM_CHAOS_OFFICER_PASSWORD", super::OFFICER_PASSWORD)
-        .stdin(Stdio::null())
+    let out = command(host, hsm_chaos, config, args)
         .output()
         .context("cannot run hsm-chaos probe")?;
     if !out.status.success() {
@@ -104,6 +98,18 @@ pub fn run_in(host: &Host, hsm_chaos: &Path, config: &Path, args: &[&str]) -> Re
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `hsm-chaos probe --config CONFIG ARGS` in `host`, as the officer.
+fn command(host: &Host, hsm_chaos: &Path, config: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = Net::command(host, hsm_chaos);
+    c.arg("probe")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("HSM_CHAOS_OFFICER_PASSWORD", super::OFFICER_PASSWORD)
+        .stdin(Stdio::null());
+    c
 }
 
 /// Starts `hsm-chaos probe --config CONFIG ARGS` in `host` without waiting
@@ -117,13 +123,7 @@ pub fn spawn_in(
     config: &Path,
     args: &[&str],
 ) -> Result<std::process::Child> {
-    Net::command(host, hsm_chaos)
-        .arg("probe")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("HSM_CHAOS_OFFICER_PASSWORD", super::OFFICER_PASSWORD)
-        .stdin(Stdio::null())
+    command(host, hsm_chaos, config, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
