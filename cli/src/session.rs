@@ -132,7 +132,8 @@ pub async fn login(client: &Client, user: &Username, password: &str) -> Result<S
             }
             Some(ErrorKind::Locked) => CliError::from(e).hint(format!(
                 "after too many failed logins; a crypto officer can unlock it with \
-                 `hsm user unlock --username {user}`"
+                 `hsm user unlock --username {user}`; with no officer left, an operator on a \
+                 member's host can: `hsm-node unlock-user --config node.toml --username {user}`"
             )),
             _ => CliError::from(e).context(format!("cannot log in as {user}")),
         })

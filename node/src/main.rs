@@ -8,12 +8,12 @@ use clap::{Parser, Subcommand};
 use ed25519_dalek::VerifyingKey;
 use hsm_backup::{Destination, RecoveryKey};
 use hsm_node::config::{LogFormat, NodeConfig};
-use hsm_node::local;
 use hsm_node::restore::{choose_backup, restore_cluster};
 use hsm_node::runtime::{
     init_cluster, prepare, read_private, write_private, write_public, JoinTarget, RunningNode,
 };
 use hsm_node::transport::ClusterCa;
+use hsm_node::{local, operator};
 use hsm_proto::client::{ClientConfig, ClientNode};
 use hsm_proto::BackupId;
 use rand::RngCore;
@@ -121,6 +121,20 @@ enum Command {
         /// Where to write the new cluster's client config file.
         #[arg(long, default_value = "cluster.toml")]
         client_config: PathBuf,
+    },
+    /// Unlock a user locked after failed logins, as the operator of this
+    /// member's host: for when strangers locked out the last crypto
+    /// officer (`admin`'s name is public). Talks to the running node
+    /// through its operator socket (`<data_dir>/operator.sock`, open to the
+    /// node's user and root only); the unlock is a signed event naming
+    /// this node's operator.
+    UnlockUser {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The user to unlock.
+        #[arg(long)]
+        username: String,
     },
     /// Recovery keys for backups.
     #[command(subcommand)]
@@ -232,6 +246,21 @@ async fn run(cli: Cli) -> Result<()> {
                     node.shutdown().await;
                     bail!("raft stopped: {reason}")
                 }
+            }
+        }
+        Command::UnlockUser { config, username } => {
+            let config = NodeConfig::from_env_and_file(&config)?;
+            let username = hsm_proto::Username::new(&username)
+                .map_err(|e| anyhow::anyhow!("--username: {e}"))?;
+            let request = operator::OperatorRequest::UnlockUser {
+                username: username.clone(),
+            };
+            match operator::ask(&config.data_dir, &request).await? {
+                operator::OperatorReply::Done => {
+                    println!("{username} is unlocked");
+                    Ok(())
+                }
+                operator::OperatorReply::Error(why) => bail!("{why}"),
             }
         }
         Command::Prepare {

@@ -487,6 +487,14 @@ impl RunningNode {
         let rotation =
             crate::rotation::spawn(raft.clone(), sm.clone(), writer.clone(), keyring, id);
         let mut tasks = vec![acceptor, membership, rotation];
+        // Not fatal: a node that serves without it is better than none.
+        match crate::operator::spawn(&config.data_dir, service.clone()) {
+            Ok(task) => tasks.push(task),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "no operator socket: `hsm-node unlock-user` cannot reach this node"
+            ),
+        }
         if let Some(b) = backups {
             tracing::info!(destination = %b.destination(), interval_s = config.backup.interval_s, "backups enabled");
             tasks.push(crate::backup::spawn_scheduler(b, raft.clone(), id));

@@ -74,6 +74,10 @@ pub enum Actor {
     User(Username),
     /// A node acting on its own (cluster init, login bookkeeping).
     Node(NodeId),
+    /// Someone with access to member `NodeId`'s host, through that node's
+    /// operator socket (`hsm-node unlock-user`). It may only unlock users
+    /// (the rule is in `hsm_state`'s apply).
+    Operator(NodeId),
 }
 
 impl fmt::Display for Actor {
@@ -81,6 +85,7 @@ impl fmt::Display for Actor {
         match self {
             Actor::User(u) => write!(f, "user {u}"),
             Actor::Node(n) => write!(f, "node {n}"),
+            Actor::Operator(n) => write!(f, "the operator of node {n}"),
         }
     }
 }

@@ -159,6 +159,9 @@ struct Tx<'a> {
 
 impl Tx<'_> {
     fn rules(&mut self, actor: &Actor, body: &EventBody) -> Rule {
+        if let Actor::Operator(node) = actor {
+            return self.operator_rules(*node, body);
+        }
         match body {
             EventBody::ClusterInitialized {
                 cluster_id,
@@ -350,6 +353,39 @@ impl Tx<'_> {
         }
     }
 
+    /// What the operator of member `node`'s host (its operator socket) may
+    /// do: unlock a user, the last crypto officer included, activated or
+    /// not, and nothing else. Strangers who lock out `admin` (a public
+    /// name) then lock it out only until an operator acts. Host access
+    /// already gives the node's sealed keys and the file that opens them,
+    /// so this grants nothing that host access does not.
+    fn operator_rules(&mut self, node: NodeId, body: &EventBody) -> Rule {
+        let actor = Actor::Operator(node);
+        if !self.state.nodes.contains_key(&node) {
+            return Err(Rejection::UnknownActor(actor.to_string()));
+        }
+        match body {
+            EventBody::UserUnlocked { username } => self.unlock(username),
+            _ => Err(Rejection::UnknownActor(format!(
+                "{actor} may only unlock users"
+            ))),
+        }
+    }
+
+    /// Unlocks `username`: no failed logins, no attempts in progress (their
+    /// outcomes are refused, so they reveal nothing).
+    fn unlock(&mut self, username: &Username) -> Rule {
+        let mut user = self.current_user(username)?;
+        if !user.locked && user.failed_logins(self.now_ms) == 0 {
+            return Err(Rejection::NotLocked(username.clone()));
+        }
+        user.locked = false;
+        user.failures = 0;
+        user.reservations.clear();
+        self.put_user(user);
+        Ok(())
+    }
+
     fn activated(&self) -> Rule {
         let activated = self
             .state
@@ -466,17 +502,7 @@ impl Tx<'_> {
             }
             EventBody::UserUnlocked { username } => {
                 allow(role, Action::UnlockUser)?;
-                let mut user = self.current_user(username)?;
-                if !user.locked && user.failed_logins(self.now_ms) == 0 {
-                    return Err(Rejection::NotLocked(username.clone()));
-                }
-                // Attempts in progress are dropped too: their outcomes are
-                // refused, so they reveal nothing.
-                user.locked = false;
-                user.failures = 0;
-                user.reservations.clear();
-                self.put_user(user);
-                Ok(())
+                self.unlock(username)
             }
             EventBody::KeyCreated {
                 key,

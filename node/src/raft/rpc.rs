@@ -294,6 +294,8 @@ fn forward_is_proven(
     match &write.actor {
         Actor::Node(n) if *n == peer => Ok(()),
         Actor::Node(_) => refuse("a member acts as a node only as itself"),
+        Actor::Operator(n) if *n == peer => Ok(()),
+        Actor::Operator(_) => refuse("a member forwards only its own operator's writes"),
         Actor::User(name) => {
             let Some(d) = domain else {
                 return refuse("this node cannot check sessions");

@@ -28,7 +28,8 @@ fn locked(username: &Username) -> ClientError {
     ClientError::new(
         ErrorKind::Locked,
         format!(
-            "user {username} is locked after too many failed logins; a crypto officer must unlock it"
+            "user {username} is locked after too many failed logins; a crypto officer must unlock it \
+             (or, with no officer left, an operator on a member's host: hsm-node unlock-user)"
         ),
     )
 }
@@ -46,6 +47,29 @@ fn login_failed() -> ClientError {
 }
 
 impl Service {
+    /// Unlocks `username` for the operator of this node's host (the
+    /// operator socket, [`crate::operator`]), as [`Actor::Operator`]: the
+    /// state machine allows that actor nothing else.
+    ///
+    /// # Errors
+    /// When the user is unknown or not locked, or no leader applied the
+    /// unlock within `timeout`.
+    pub async fn unlock_for_operator(
+        &self,
+        username: Username,
+        timeout: std::time::Duration,
+    ) -> Result<(), ClientError> {
+        self.write_as(
+            random_request_id(),
+            Actor::Operator(self.node),
+            None,
+            EventBody::UserUnlocked { username },
+            Instant::now() + timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Checks a new password against the policy and hashes it, if an
     /// Argon2 slot is free before `deadline`.
     async fn new_password_hash(
