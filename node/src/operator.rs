@@ -112,6 +112,9 @@ pub fn spawn(data_dir: &Path, service: Arc<Service>) -> Result<JoinHandle<()>> {
 }
 
 async fn serve(stream: &mut UnixStream, owner: u32, service: &Service) -> OperatorReply {
+    // Read first (bounded), so that a refusal reaches a caller that is
+    // still writing.
+    let request = read_request(stream).await;
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == owner || cred.uid() == 0 => {}
         Ok(cred) => {
@@ -122,7 +125,7 @@ async fn serve(stream: &mut UnixStream, owner: u32, service: &Service) -> Operat
         }
         Err(e) => return OperatorReply::Error(format!("cannot tell who is asking: {e}")),
     }
-    let request = match read_request(stream).await {
+    let request = match request {
         Ok(r) => r,
         Err(e) => return OperatorReply::Error(format!("{e:#}")),
     };
@@ -176,7 +179,9 @@ pub async fn ask(data_dir: &Path, request: &OperatorRequest) -> Result<OperatorR
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     let exchange = async {
-        stream.write_all(&line).await?;
+        // A node that refuses may close before reading it all: its answer
+        // still says why.
+        let _ = stream.write_all(&line).await;
         let mut answer = String::new();
         BufReader::new(&mut stream)
             .take(64 * 1024)

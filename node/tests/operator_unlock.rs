@@ -24,10 +24,15 @@ const ADMIN_PW: &str = "admin-password-1";
 /// cluster says it is locked; then the right one, `right`, is refused too.
 async fn strangers_lock_admin(stranger: &Client, right: &str) {
     let mut refused = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     loop {
         match stranger.login(user("admin"), "a-wrong-guess-1").await {
             Err(e) if e.kind() == Some(ErrorKind::Locked) => break,
             Err(e) if e.kind() == Some(ErrorKind::LoginFailed) => refused += 1,
+            // A loaded machine: the attempt may not be recorded in time.
+            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
             other => panic!("a wrong password for admin: {other:?}"),
         }
         assert!(refused <= 5, "more than five wrong passwords were checked");
