@@ -64,7 +64,9 @@ pub struct Cli {
 pub enum Command {
     /// Check credentials: log in and print the user and its role.
     Login(LoginArgs),
-    /// Does nothing: hsm keeps no session between invocations.
+    /// End every session of the user (HSM_USER) issued so far, on every
+    /// node: after a token leaked, or to sign out every service logged in
+    /// as that user. (hsm itself keeps no session between invocations.)
     Logout,
     /// Activate the cluster and show its state.
     #[command(subcommand)]

@@ -28,7 +28,9 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::DeleteKey { .. }
         // Goes to the leader, which takes backups; a retry after a lost
         // answer may take a second one, which is harmless.
-        | Operation::CreateBackup => true,
+        | Operation::CreateBackup
+        // Ending a session twice ends it once.
+        | Operation::Logout { .. } => true,
         Operation::ClusterInfo
         | Operation::ListUsers
         | Operation::WrapKey { .. }

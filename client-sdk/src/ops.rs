@@ -1,6 +1,8 @@
 //! Typed methods, one per [`Operation`], and batches.
 
-use hsm_proto::client::{ClusterStatus, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo};
+use hsm_proto::client::{
+    ClusterStatus, ErrorKind, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo,
+};
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
@@ -69,9 +71,41 @@ impl Client {
         })
     }
 
-    /// Forgets the session token; later calls are anonymous.
-    pub fn logout(&self) {
+    /// Logs out: the session ends on every node (a copy of its token
+    /// works nowhere after this returns), and the client forgets it; later
+    /// calls are anonymous. The client forgets the token even when the
+    /// cluster could not be told (the error says so; the token then lasts
+    /// until it expires).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn logout(&self) -> Result<()> {
+        self.end_sessions(false).await
+    }
+
+    /// Like [`Client::logout`], and every other session of the user issued
+    /// so far ends too, whichever client holds it (after a token leaked,
+    /// say).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn logout_everywhere(&self) -> Result<()> {
+        self.end_sessions(true).await
+    }
+
+    async fn end_sessions(&self, everywhere: bool) -> Result<()> {
+        if !self.is_logged_in() {
+            return Ok(());
+        }
+        let done = self.done(Operation::Logout { everywhere }).await;
         self.set_session(None);
+        match done {
+            // A retry after an answer was lost finds the session already
+            // ended: what was asked for. (Not so for everywhere: the
+            // token may have expired instead.)
+            Err(e) if !everywhere && e.kind() == Some(ErrorKind::Unauthenticated) => Ok(()),
+            other => other,
+        }
     }
 
     /// Members, leader and progress of the cluster; also refreshes the

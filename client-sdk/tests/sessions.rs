@@ -54,8 +54,11 @@ async fn login_keeps_the_token_for_later_calls_and_logout_drops_it() {
         }
     }
 
-    client.logout();
+    client.logout().await.expect("logout");
     assert!(!client.is_logged_in());
+    let logout = nodes[0].seen().pop().expect("the logout");
+    assert!(matches!(logout.op, Operation::Logout { everywhere: false }));
+    assert_eq!(logout.session.as_ref(), Some(&token));
     let e = client
         .sign(KeyId(1), SignMechanism::Ed25519, b"m".as_slice())
         .await

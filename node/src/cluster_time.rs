@@ -150,16 +150,12 @@ mod tests {
     #[test]
     fn a_session_ends_on_the_leaders_time_at_a_follower_with_a_wrong_clock() {
         let dk = DomainKey::generate(0);
-        let user = hsm_state::User {
-            username: hsm_proto::Username::new("alice").expect("valid"),
-            role: hsm_proto::Role::Cu,
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-            password_epoch: 0,
-            failures: 0,
-            reservations: Vec::new(),
-            locked: false,
-            created_ms: 1,
-        };
+        let user = hsm_state::User::new(
+            hsm_proto::Username::new("alice").expect("valid"),
+            hsm_proto::Role::Cu,
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            1,
+        );
         let token = issue(
             &dk,
             &SessionClaims::new(&user, LEADER_MS, Duration::from_secs(60)),

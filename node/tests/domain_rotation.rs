@@ -56,6 +56,7 @@ fn forged_admin_session(loot: &Loot) -> Secret {
         issued_ms: now,
         expires_ms: now + 3_600_000,
         token_id: [9; 16],
+        session_epoch: loot.admin.session_epoch,
     };
     Secret::new(session::issue(&loot.domain, &claims).as_bytes().to_vec())
 }

@@ -52,16 +52,12 @@ fn a_joining_node_shares_material_and_sessions_with_the_cluster() {
     assert_eq!(&material[..], b"aes-256 key bytes");
 
     // A session issued by the first node verifies on the joiner.
-    let user = User {
-        username: Username::new("alice").expect("valid"),
-        role: Role::Cu,
-        password_hash: secrets::hash_password("a good password").expect("hashes"),
-        password_epoch: 0,
-        failures: 0,
-        reservations: Vec::new(),
-        locked: false,
-        created_ms: NOW_MS - 1,
-    };
+    let user = User::new(
+        Username::new("alice").expect("valid"),
+        Role::Cu,
+        secrets::hash_password("a good password").expect("hashes"),
+        NOW_MS - 1,
+    );
     assert!(secrets::verify_password(
         "a good password",
         &user.password_hash

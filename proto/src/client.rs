@@ -405,6 +405,12 @@ pub enum Operation {
         /// Set (`true`) or clear the mark.
         forever: bool,
     },
+    /// Log out: end this request's session on every node, or with
+    /// `everywhere` every session of its user issued so far.
+    Logout {
+        /// End all of the user's sessions, not only this one.
+        everywhere: bool,
+    },
 }
 
 impl Operation {
@@ -445,6 +451,7 @@ impl Operation {
             Operation::VerifyBackup { .. } => "verify-backup",
             Operation::DeleteBackup { .. } => "delete-backup",
             Operation::KeepBackup { .. } => "keep-backup",
+            Operation::Logout { .. } => "logout",
         }
     }
 }

@@ -262,6 +262,24 @@ pub enum EventBody {
         /// The generation.
         generation: u32,
     },
+    /// A user logged out: its session `token` ends on every node, or with
+    /// `token` `None` every session it holds (issued before this event).
+    SessionsEnded {
+        /// The user, who is the actor.
+        username: Username,
+        /// The one session that ends, or `None` for all of them.
+        token: Option<EndedSession>,
+    },
+}
+
+/// A session ended before its expiry (a logout), remembered until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EndedSession {
+    /// The token's random id (its claims name it).
+    pub token_id: [u8; 16],
+    /// When the token would have expired, on the cluster's time: after
+    /// that it needs no remembering.
+    pub expires_ms: u64,
 }
 
 impl EventBody {
@@ -287,6 +305,7 @@ impl EventBody {
             EventBody::DomainKeyRotated { .. } => "domain-key-rotated",
             EventBody::KeyMaterialRewrapped { .. } => "key-material-rewrapped",
             EventBody::DomainKeyRetired { .. } => "domain-key-retired",
+            EventBody::SessionsEnded { .. } => "sessions-ended",
         }
     }
 }
@@ -340,6 +359,9 @@ impl fmt::Debug for EventBody {
                 .field("generation", generation)
                 .field("keys", &keys.iter().map(|k| k.key).collect::<Vec<_>>()),
             EventBody::DomainKeyRetired { generation } => d.field("generation", generation),
+            EventBody::SessionsEnded { username, token } => {
+                d.field("username", username).field("all", &token.is_none())
+            }
         };
         d.finish_non_exhaustive()
     }

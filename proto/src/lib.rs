@@ -25,7 +25,8 @@ pub use backup::{
     BackupId, BackupInfo, BackupList, BackupVerified, ParseBackupIdError, UnreadableBackup,
 };
 pub use event::{
-    Actor, Event, EventBody, NodeRecord, RewrappedMaterial, SealedDomainKey, SignedEvent,
+    Actor, EndedSession, Event, EventBody, NodeRecord, RewrappedMaterial, SealedDomainKey,
+    SignedEvent,
 };
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
 pub use key::{

@@ -12,7 +12,8 @@ use crate::domain;
 use crate::entity::EntityKey;
 use crate::policy;
 use crate::records::{
-    ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User, MAX_FAILED_LOGINS,
+    ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User, MAX_ENDED_SESSIONS,
+    MAX_FAILED_LOGINS,
 };
 use crate::sign::{event_hash, verify_signature};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
@@ -211,16 +212,12 @@ impl Tx<'_> {
                     domain: DomainKeys::first(*domain_check),
                 });
                 self.put_node(first_node.clone());
-                self.put_user(User {
-                    username: admin,
-                    role: Role::Preco,
-                    password_hash: admin_password_hash.clone(),
-                    password_epoch: 0,
-                    failures: 0,
-                    reservations: Vec::new(),
-                    locked: false,
-                    created_ms: self.now_ms,
-                });
+                self.put_user(User::new(
+                    admin,
+                    Role::Preco,
+                    admin_password_hash.clone(),
+                    self.now_ms,
+                ));
                 Ok(())
             }
             EventBody::LoginFailed { username } => {
@@ -417,12 +414,46 @@ impl Tx<'_> {
     }
 
     fn user_rules(&mut self, me: &Username, role: Role, body: &EventBody) -> Rule {
-        let own_password =
-            matches!(body, EventBody::PasswordChanged { username, .. } if username == me);
-        if !own_password {
+        // An unactivated admin may set its password (that activates the
+        // cluster) and log out, nothing else.
+        let own_credentials = matches!(
+            body,
+            EventBody::PasswordChanged { username, .. } | EventBody::SessionsEnded { username, .. }
+                if username == me
+        );
+        if !own_credentials {
             self.activated()?;
         }
         match body {
+            EventBody::SessionsEnded { username, token } => {
+                // Only one's own: an officer ends others' sessions by
+                // changing their password, or deleting or locking them.
+                if username != me {
+                    return Err(Rejection::RoleDenied {
+                        role,
+                        action: "end another user's sessions".into(),
+                    });
+                }
+                allow(role, Action::EndOwnSessions)?;
+                let mut user = self.current_user(username)?;
+                let now_ms = self.now_ms;
+                user.ended_sessions.retain(|e| e.expires_ms > now_ms);
+                match token {
+                    Some(t) if t.expires_ms <= now_ms => {}
+                    Some(t) if user.ended_sessions.iter().any(|e| e.token_id == t.token_id) => {}
+                    Some(t) if user.ended_sessions.len() < MAX_ENDED_SESSIONS => {
+                        user.ended_sessions.push(*t);
+                    }
+                    // One more than is remembered, or all of them: every
+                    // session issued so far ends.
+                    Some(_) | None => {
+                        user.session_epoch += 1;
+                        user.ended_sessions.clear();
+                    }
+                }
+                self.put_user(user);
+                Ok(())
+            }
             EventBody::UserCreated {
                 username,
                 role: new_role,
@@ -436,16 +467,12 @@ impl Tx<'_> {
                     return Err(Rejection::InvalidRole(*new_role));
                 }
                 check_password_hash(password_hash)?;
-                self.put_user(User {
-                    username: username.clone(),
-                    role: *new_role,
-                    password_hash: password_hash.clone(),
-                    password_epoch: 0,
-                    failures: 0,
-                    reservations: Vec::new(),
-                    locked: false,
-                    created_ms: self.now_ms,
-                });
+                self.put_user(User::new(
+                    username.clone(),
+                    *new_role,
+                    password_hash.clone(),
+                    self.now_ms,
+                ));
                 Ok(())
             }
             EventBody::UserDeleted { username } => {

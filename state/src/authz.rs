@@ -16,6 +16,8 @@ pub enum Action {
     ReadClusterInfo,
     /// Change one's own password.
     ChangeOwnPassword,
+    /// End one's own sessions (log out).
+    EndOwnSessions,
     /// List users.
     ListUsers,
     /// Create a user.
@@ -54,9 +56,10 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::ReadClusterInfo,
         Action::ChangeOwnPassword,
+        Action::EndOwnSessions,
         Action::ListUsers,
         Action::CreateUser,
         Action::DeleteUser,
@@ -80,6 +83,7 @@ impl Action {
         match self {
             Action::ReadClusterInfo => "read cluster info",
             Action::ChangeOwnPassword => "change its own password",
+            Action::EndOwnSessions => "end its own sessions",
             Action::ListUsers => "list users",
             Action::CreateUser => "create users",
             Action::DeleteUser => "delete users",
@@ -100,18 +104,23 @@ impl Action {
     }
 }
 
-/// The role table. A precrypto officer may read and change its own password;
+/// The role table. Every role may read cluster info, change its own
+/// password and log out. A precrypto officer may do only that;
 /// a crypto officer manages users, membership and backups but never uses
 /// keys; a
 /// crypto user manages and uses keys; an appliance user only clones.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action as A;
     match role {
-        Role::Preco => matches!(action, A::ReadClusterInfo | A::ChangeOwnPassword),
+        Role::Preco => matches!(
+            action,
+            A::ReadClusterInfo | A::ChangeOwnPassword | A::EndOwnSessions
+        ),
         Role::Co => matches!(
             action,
             A::ReadClusterInfo
                 | A::ChangeOwnPassword
+                | A::EndOwnSessions
                 | A::ListUsers
                 | A::CreateUser
                 | A::DeleteUser
@@ -128,6 +137,7 @@ pub fn permits(role: Role, action: Action) -> bool {
             action,
             A::ReadClusterInfo
                 | A::ChangeOwnPassword
+                | A::EndOwnSessions
                 | A::ListKeys
                 | A::CreateKey
                 | A::UseKey
@@ -136,7 +146,7 @@ pub fn permits(role: Role, action: Action) -> bool {
         ),
         Role::Au => matches!(
             action,
-            A::ReadClusterInfo | A::ChangeOwnPassword | A::CloneToNode
+            A::ReadClusterInfo | A::ChangeOwnPassword | A::EndOwnSessions | A::CloneToNode
         ),
     }
 }
@@ -249,14 +259,18 @@ mod tests {
     }
 
     #[test]
-    fn precrypto_officer_can_only_read_and_change_its_password() {
+    fn precrypto_officer_can_only_read_change_its_password_and_log_out() {
         let allowed: Vec<_> = Action::ALL
             .into_iter()
             .filter(|a| permits(Role::Preco, *a))
             .collect();
         assert_eq!(
             allowed,
-            vec![Action::ReadClusterInfo, Action::ChangeOwnPassword]
+            vec![
+                Action::ReadClusterInfo,
+                Action::ChangeOwnPassword,
+                Action::EndOwnSessions
+            ]
         );
     }
 }

@@ -3,10 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hsm_proto::{
-    ClusterId, EventHash, KeyAttributes, KeyId, KeyProvenance, KeySpec, NodeId, Rejection,
-    RequestId, Role, SealedDomainKey, Username,
+    ClusterId, EndedSession, EventHash, KeyAttributes, KeyId, KeyProvenance, KeySpec, NodeId,
+    Rejection, RequestId, Role, SealedDomainKey, Username,
 };
 use serde::{Deserialize, Serialize};
+
+/// Most sessions of one user ended one by one and not yet expired that are
+/// remembered; ending one more ends all of them (the epoch moves on), so a
+/// user that logs in and out in a loop grows nothing.
+pub const MAX_ENDED_SESSIONS: usize = 64;
 
 /// Consecutive failed logins that lock a user until a crypto officer unlocks it.
 pub const MAX_FAILED_LOGINS: u8 = 5;
@@ -145,6 +150,14 @@ pub struct User {
     pub locked: bool,
     /// Leader time of creation.
     pub created_ms: u64,
+    /// Bumped when the user ends all its sessions (a logout everywhere),
+    /// or ends one more session than `ended_sessions` holds: sessions
+    /// issued under an older epoch are void.
+    pub session_epoch: u64,
+    /// Sessions the user ended one by one (logouts) that have not expired
+    /// yet, at most [`MAX_ENDED_SESSIONS`]. Expired ones are dropped
+    /// whenever the record is next written.
+    pub ended_sessions: Vec<EndedSession>,
 }
 
 /// A key and its metadata. The material is sealed under the domain key.
@@ -211,6 +224,31 @@ impl LoginReservation {
 }
 
 impl User {
+    /// A new account, created at leader time `created_ms`: no failed
+    /// logins, not locked, no session ended.
+    pub fn new(username: Username, role: Role, password_hash: String, created_ms: u64) -> User {
+        User {
+            username,
+            role,
+            password_hash,
+            password_epoch: 0,
+            failures: 0,
+            reservations: Vec::new(),
+            locked: false,
+            created_ms,
+            session_epoch: 0,
+            ended_sessions: Vec::new(),
+        }
+    }
+
+    /// Whether a session of this user with token id `token_id`, issued
+    /// under `session_epoch`, was ended by a logout. (Expiry, password
+    /// changes and the rest are the session check's.)
+    pub fn session_ended(&self, token_id: &[u8; 16], session_epoch: u64) -> bool {
+        session_epoch != self.session_epoch
+            || self.ended_sessions.iter().any(|e| e.token_id == *token_id)
+    }
+
     /// Whether the user is locked out: flagged, or at the failure limit
     /// with every attempt checked and failed. Needs no time: five failures
     /// leave no room for a reservation, and expiry never removes a failure.

@@ -22,7 +22,7 @@ use crate::session::{role_name, Context};
 pub async fn run(ctx: &Context, command: Command) -> Result<Outcome> {
     match command {
         Command::Login(args) => login(ctx, args).await,
-        Command::Logout => Ok(logout()),
+        Command::Logout => logout(ctx).await,
         Command::Cluster(c) => cluster::run(ctx, c).await,
         Command::User(c) => user::run(ctx, c).await,
         Command::Key(c) => key::run(ctx, c).await,
@@ -44,11 +44,16 @@ async fn login(ctx: &Context, args: LoginArgs) -> Result<Outcome> {
     })))
 }
 
-fn logout() -> Outcome {
-    Outcome::new(json!({
-        "message": "nothing to log out of: hsm keeps no session between invocations; each \
-                    command logs in, holds its session token in memory only, and forgets it \
-                    when it exits (the token itself stays valid on the cluster until it \
-                    expires)",
-    }))
+async fn logout(ctx: &Context) -> Result<Outcome> {
+    let logged_in = ctx.login(None).await?;
+    logged_in
+        .client
+        .logout_everywhere()
+        .await
+        .map_err(|e| logged_in.explain(e))?;
+    let user = logged_in.session.username.as_str();
+    Ok(Outcome::new(json!({
+        "username": user,
+        "message": format!("every session of {user} issued so far has ended, on every node"),
+    })))
 }

@@ -382,7 +382,9 @@ fn answer(shared: &Shared, request: &Request) -> Result<Reply, ClientError> {
             Ok(Reply::Signature(message.iter().rev().copied().collect()))
         }
         Operation::Random { len } => Ok(Reply::Random(vec![shared.id as u8; *len as usize])),
-        Operation::CreateUser { .. } | Operation::DeleteKey { .. } => Ok(Reply::Done),
+        Operation::CreateUser { .. } | Operation::DeleteKey { .. } | Operation::Logout { .. } => {
+            Ok(Reply::Done)
+        }
         // Deliberately the wrong reply, as a node of another version might.
         Operation::Digest { .. } => Ok(Reply::Done),
         other => Err(ClientError::invalid(format!(

@@ -305,7 +305,7 @@ fn forward_is_proven(
             };
             d.sm.read(|a| {
                 match session::authenticate(&d.keyring, &a.state, token.expose(), now_ms) {
-                    Ok(user) if user.username == *name => Ok(()),
+                    Ok((user, _)) if user.username == *name => Ok(()),
                     Ok(_) => refuse("the session token is another user's"),
                     Err(e) => refuse(&e.to_string()),
                 }

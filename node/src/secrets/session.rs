@@ -18,7 +18,8 @@ use zeroize::Zeroizing;
 
 use super::{DomainKey, Keyring};
 
-const VERSION: u8 = 1;
+/// 2: claims carry the session epoch (logout).
+const VERSION: u8 = 2;
 const MAC_LEN: usize = 32;
 /// Longest token [`verify`] looks at. Real tokens are about 130 bytes.
 pub const MAX_TOKEN_LEN: usize = 512;
@@ -57,8 +58,10 @@ pub struct SessionClaims {
     /// When it stops being accepted, on the cluster's time, ms since the
     /// epoch.
     pub expires_ms: u64,
-    /// Random id, to name the session in logs (and to revoke it later).
+    /// Random id: a logout names the session by it.
     pub token_id: [u8; 16],
+    /// The user's session epoch at login; a logout everywhere moves it on.
+    pub session_epoch: u64,
 }
 
 impl SessionClaims {
@@ -76,18 +79,21 @@ impl SessionClaims {
             issued_ms: now_ms,
             expires_ms: now_ms.saturating_add(lifetime_ms),
             token_id,
+            session_epoch: user.session_epoch,
         }
     }
 
     /// Whether these claims still describe `user` as the replica has it:
     /// same name, same account (creation time), same role and password
-    /// epoch. A password change, role change or re-creation voids a token;
-    /// a deleted user has no record to pass here.
+    /// epoch, and not ended by a logout. A password change, role change,
+    /// re-creation or logout voids a token; a deleted user has no record
+    /// to pass here.
     pub fn is_current(&self, user: &User) -> bool {
         self.username == user.username
             && self.user_created_ms == user.created_ms
             && self.role == user.role
             && self.password_epoch == user.password_epoch
+            && !user.session_ended(&self.token_id, self.session_epoch)
     }
 }
 
@@ -171,7 +177,7 @@ pub enum Unproven {
     Token(#[from] SessionError),
     /// Authentic, but the account changed since (password, role,
     /// deletion and re-creation).
-    #[error("the session has ended (password changed or user deleted)")]
+    #[error("the session has ended (logged out, password changed or user deleted)")]
     Ended,
     /// The user is locked.
     #[error("user {0} is locked")]
@@ -185,9 +191,10 @@ pub enum Unproven {
 /// The user `token` proves in `state` at `now_ms`, the cluster's time
 /// (`crate::cluster_time`; never a follower's own clock): an authentic, unexpired
 /// token under the current domain key generation, for the account exactly
-/// as the state has it, not locked. What the node checks for every request,
-/// and the leader for every write a member forwards in a user's name. A
-/// rotation ends every session issued before it.
+/// as the state has it, not locked, not logged out; with the token's
+/// claims. What the node checks for every request, and the leader for
+/// every write a member forwards in a user's name. A rotation ends every
+/// session issued before it.
 ///
 /// # Errors
 /// [`Unproven`] says why not.
@@ -196,7 +203,7 @@ pub fn authenticate<'s>(
     state: &'s hsm_state::State,
     token: &[u8],
     now_ms: u64,
-) -> Result<&'s User, Unproven> {
+) -> Result<(&'s User, SessionClaims), Unproven> {
     let domain = keyring
         .for_new_secrets(state)
         .map_err(|e| Unproven::Unavailable(e.to_string()))?;
@@ -206,7 +213,7 @@ pub fn authenticate<'s>(
             if user.is_locked() {
                 Err(Unproven::Locked(user.username.clone()))
             } else {
-                Ok(user)
+                Ok((user, claims))
             }
         }
         _ => Err(Unproven::Ended),

@@ -130,6 +130,8 @@ impl std::fmt::Debug for Service {
 pub(crate) struct Caller {
     pub(crate) username: Username,
     pub(crate) role: Role,
+    /// The session the request came with, as a logout names it.
+    pub(crate) session: hsm_proto::EndedSession,
 }
 
 pub(crate) type Outcome = Result<Reply, ClientError>;
@@ -249,6 +251,13 @@ impl Service {
             O::UnlockUser { username } => {
                 self.write_done(ctx, EventBody::UserUnlocked { username })
                     .await
+            }
+            O::Logout { everywhere } => {
+                let body = EventBody::SessionsEnded {
+                    username: ctx.caller.username.clone(),
+                    token: (!everywhere).then_some(ctx.caller.session),
+                };
+                self.write_done(ctx, body).await
             }
             O::ListUsers => Ok(self.list_users(ctx.time.now_ms())),
             O::CreateBackup => self.create_backup().await,
@@ -511,9 +520,13 @@ impl Service {
         let now_ms = time.now_ms();
         self.state(|s| {
             session::authenticate(&self.keyring, s, token, now_ms)
-                .map(|user| Caller {
+                .map(|(user, claims)| Caller {
                     username: user.username.clone(),
                     role: user.role,
+                    session: hsm_proto::EndedSession {
+                        token_id: claims.token_id,
+                        expires_ms: claims.expires_ms,
+                    },
                 })
                 .map_err(|e| match e {
                     session::Unproven::Locked(_) => {
@@ -620,6 +633,7 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
     use Operation as O;
     Some(match op {
         O::Login { .. } | O::ClusterInfo => return None,
+        O::Logout { .. } => Action::EndOwnSessions,
         O::AddNode { .. } => Action::AddNode,
         O::RemoveNode { .. } => Action::RemoveNode,
         O::RotateDomainKey => Action::RotateDomainKey,

@@ -87,6 +87,7 @@ pub fn session_of(member: &Member, name: &str) -> hsm_proto::client::Secret {
         issued_ms: now,
         expires_ms: now + 3_600_000,
         token_id: [7; 16],
+        session_epoch: user.session_epoch,
     };
     let token = session::issue(&domain(), &claims);
     hsm_proto::client::Secret::new(token.as_bytes().to_vec())

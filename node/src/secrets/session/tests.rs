@@ -8,14 +8,13 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 fn user() -> User {
     User {
-        username: Username::new("alice").expect("valid"),
-        role: Role::Cu,
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         password_epoch: 3,
-        failures: 0,
-        reservations: Vec::new(),
-        locked: false,
-        created_ms: 1_000,
+        ..User::new(
+            Username::new("alice").expect("valid"),
+            Role::Cu,
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            1_000,
+        )
     }
 }
 
