@@ -236,6 +236,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut stopped_early = false;
+    let mut not_healed = None;
     for (n, step) in steps.iter().enumerate() {
         let wait = Duration::from_millis(step.at_ms).saturating_sub(run_start.elapsed());
         tokio::select! {
@@ -272,7 +273,17 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             () = tokio::time::sleep(Duration::from_millis(step.lasts_ms)) => {}
             _ = &mut interrupted => { stopped_early = true; }
         }
-        heal(&mut nodes, &mut net, &mut disks, &applied, &probe)?;
+        // An operator step that fails (an officer cannot remove or add a
+        // member: the cluster is down) ends the schedule; the run goes on
+        // to its checks, and this is an anomaly.
+        let unhealed = heal(&mut nodes, &mut net, &mut disks, &applied, &probe)
+            .err()
+            .map(|e| {
+                format!(
+                    "fault {n} ({}, at {started_ms} ms) could not be healed: {e:#}",
+                    step.fault.kind()
+                )
+            });
         let healed = Instant::now();
         let healed_ms = ms(run_start.elapsed());
         for (slot, status) in nodes.exited() {
@@ -313,6 +324,10 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             serde_json::json!({ "healed_ms": healed_ms, "recovery_ms": recovery_ms })
         )?;
         if stopped_early {
+            break;
+        }
+        if let Some(what) = unhealed {
+            not_healed = Some(what);
             break;
         }
     }
@@ -357,11 +372,14 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         ));
     }
     nodes.stop_all();
-    let finals = nodes
-        .ids()
-        .into_iter()
-        .map(|i| node_final(&cluster_dir, i))
-        .collect::<Result<Vec<_>>>()?;
+    let mut finals = Vec::new();
+    let mut unreadable = Vec::new();
+    for i in nodes.ids() {
+        match node_final(&cluster_dir, i) {
+            Ok(f) => finals.push(f),
+            Err(e) => unreadable.push(format!("node {i}'s store could not be read: {e:#}")),
+        }
+    }
     drop(nodes);
     // The newest acknowledged backup, restored into a new cluster.
     let newest = backups
@@ -424,6 +442,20 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             what: format!(
                 "the cluster did not elect a leader and take a write on every node within {RECOVERY_BOUND:?} of the faults' end"
             ),
+            ops: Vec::new(),
+        });
+    }
+    for what in unreadable {
+        anomalies.push(check::Anomaly {
+            checker: "convergence".into(),
+            what,
+            ops: Vec::new(),
+        });
+    }
+    if let Some(what) = not_healed {
+        anomalies.push(check::Anomaly {
+            checker: "liveness".into(),
+            what,
             ops: Vec::new(),
         });
     }
