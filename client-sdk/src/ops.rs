@@ -1,8 +1,6 @@
 //! Typed methods, one per [`Operation`], and batches.
 
-use hsm_proto::client::{
-    ClusterStatus, ErrorKind, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo,
-};
+use hsm_proto::client::{ClusterStatus, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo};
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
@@ -97,15 +95,11 @@ impl Client {
         if !self.is_logged_in() {
             return Ok(());
         }
+        // A node answers a logout of a session that has ended already (a
+        // retry after a lost answer) as done.
         let done = self.done(Operation::Logout { everywhere }).await;
         self.set_session(None);
-        match done {
-            // A retry after an answer was lost finds the session already
-            // ended: what was asked for. (Not so for everywhere: the
-            // token may have expired instead.)
-            Err(e) if !everywhere && e.kind() == Some(ErrorKind::Unauthenticated) => Ok(()),
-            other => other,
-        }
+        done
     }
 
     /// Members, leader and progress of the cluster; also refreshes the

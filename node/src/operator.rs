@@ -112,11 +112,12 @@ pub fn spawn(data_dir: &Path, service: Arc<Service>) -> Result<JoinHandle<()>> {
 }
 
 async fn serve(stream: &mut UnixStream, owner: u32, service: &Service) -> OperatorReply {
+    let started = tokio::time::Instant::now();
     // Read first (bounded), so that a refusal reaches a caller that is
     // still writing.
     let request = read_request(stream).await;
-    match stream.peer_cred() {
-        Ok(cred) if cred.uid() == owner || cred.uid() == 0 => {}
+    let uid = match stream.peer_cred() {
+        Ok(cred) if cred.uid() == owner || cred.uid() == 0 => cred.uid(),
         Ok(cred) => {
             return OperatorReply::Error(format!(
                 "uid {} may not use this node's operator socket",
@@ -124,16 +125,21 @@ async fn serve(stream: &mut UnixStream, owner: u32, service: &Service) -> Operat
             ))
         }
         Err(e) => return OperatorReply::Error(format!("cannot tell who is asking: {e}")),
-    }
+    };
     let request = match request {
         Ok(r) => r,
         Err(e) => return OperatorReply::Error(format!("{e:#}")),
     };
     match request {
         OperatorRequest::UnlockUser { username } => {
-            match service.unlock_for_operator(username.clone(), TIMEOUT).await {
+            // Within what is left of the request's time, so the answer says
+            // whether it was done.
+            let left = TIMEOUT
+                .saturating_sub(started.elapsed())
+                .saturating_sub(Duration::from_millis(500));
+            match service.unlock_for_operator(username.clone(), left).await {
                 Ok(()) => {
-                    tracing::info!(%username, "unlocked by this host's operator");
+                    tracing::info!(%username, uid, "unlocked by this host's operator");
                     OperatorReply::Done
                 }
                 Err(e) => OperatorReply::Error(e.message),

@@ -12,8 +12,7 @@ use crate::domain;
 use crate::entity::EntityKey;
 use crate::policy;
 use crate::records::{
-    ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User, MAX_ENDED_SESSIONS,
-    MAX_FAILED_LOGINS,
+    ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User, MAX_FAILED_LOGINS,
 };
 use crate::sign::{event_hash, verify_signature};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
@@ -436,21 +435,7 @@ impl Tx<'_> {
                 }
                 allow(role, Action::EndOwnSessions)?;
                 let mut user = self.current_user(username)?;
-                let now_ms = self.now_ms;
-                user.ended_sessions.retain(|e| e.expires_ms > now_ms);
-                match token {
-                    Some(t) if t.expires_ms <= now_ms => {}
-                    Some(t) if user.ended_sessions.iter().any(|e| e.token_id == t.token_id) => {}
-                    Some(t) if user.ended_sessions.len() < MAX_ENDED_SESSIONS => {
-                        user.ended_sessions.push(*t);
-                    }
-                    // One more than is remembered, or all of them: every
-                    // session issued so far ends.
-                    Some(_) | None => {
-                        user.session_epoch += 1;
-                        user.ended_sessions.clear();
-                    }
-                }
+                user.end_sessions(*token, self.now_ms);
                 self.put_user(user);
                 Ok(())
             }

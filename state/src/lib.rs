@@ -32,7 +32,7 @@ mod state;
 pub use entity::{Entity, EntityKey, LoadError};
 pub use records::{
     ClusterInfo, DomainGeneration, DomainKeys, Key, LoginReservation, Meta, RequestRecord, User,
-    LOGIN_RESERVATION_TTL_MS, MAX_ENDED_SESSIONS, MAX_FAILED_LOGINS,
+    ENDED_SESSION_MARGIN_MS, LOGIN_RESERVATION_TTL_MS, MAX_ENDED_SESSIONS, MAX_FAILED_LOGINS,
 };
 pub use restore::{RestoreError, RestoreTarget};
 pub use sign::{event_hash, sign_event, verify_signature};

@@ -8,10 +8,14 @@ use hsm_proto::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Most sessions of one user ended one by one and not yet expired that are
-/// remembered; ending one more ends all of them (the epoch moves on), so a
-/// user that logs in and out in a loop grows nothing.
+/// Most sessions of one user ended one by one that are remembered each
+/// ([`User::end_sessions`]), so a user that logs in and out in a loop
+/// grows nothing.
 pub const MAX_ENDED_SESSIONS: usize = 64;
+
+/// How long past its expiry an ended session is remembered: a later leader
+/// whose clock is behind the one that forgot it must still refuse it.
+pub const ENDED_SESSION_MARGIN_MS: u64 = 5 * 60 * 1000;
 
 /// Consecutive failed logins that lock a user until a crypto officer unlocks it.
 pub const MAX_FAILED_LOGINS: u8 = 5;
@@ -150,14 +154,16 @@ pub struct User {
     pub locked: bool,
     /// Leader time of creation.
     pub created_ms: u64,
-    /// Bumped when the user ends all its sessions (a logout everywhere),
-    /// or ends one more session than `ended_sessions` holds: sessions
-    /// issued under an older epoch are void.
+    /// Bumped when the user ends all its sessions (a logout everywhere):
+    /// sessions issued under an older epoch are void.
     pub session_epoch: u64,
-    /// Sessions the user ended one by one (logouts) that have not expired
-    /// yet, at most [`MAX_ENDED_SESSIONS`]. Expired ones are dropped
-    /// whenever the record is next written.
+    /// Sessions the user ended one by one (logouts), at most
+    /// [`MAX_ENDED_SESSIONS`], each until [`ENDED_SESSION_MARGIN_MS`] past
+    /// its expiry; see [`User::end_sessions`].
     pub ended_sessions: Vec<EndedSession>,
+    /// Every session of this epoch that expires at or before this time is
+    /// ended too: what `ended_sessions` could not keep when it was full.
+    pub ended_expiring_by_ms: u64,
 }
 
 /// A key and its metadata. The material is sealed under the domain key.
@@ -238,15 +244,60 @@ impl User {
             created_ms,
             session_epoch: 0,
             ended_sessions: Vec::new(),
+            ended_expiring_by_ms: 0,
         }
     }
 
     /// Whether a session of this user with token id `token_id`, issued
-    /// under `session_epoch`, was ended by a logout. (Expiry, password
-    /// changes and the rest are the session check's.)
-    pub fn session_ended(&self, token_id: &[u8; 16], session_epoch: u64) -> bool {
+    /// under `session_epoch` and expiring at `expires_ms`, was ended by a
+    /// logout. (Expiry, password changes and the rest are the session
+    /// check's.)
+    pub fn session_ended(&self, token_id: &[u8; 16], session_epoch: u64, expires_ms: u64) -> bool {
         session_epoch != self.session_epoch
+            || expires_ms <= self.ended_expiring_by_ms
             || self.ended_sessions.iter().any(|e| e.token_id == *token_id)
+    }
+
+    /// Ends session `token` of this user at leader time `now_ms`, or with
+    /// `None` every session issued so far. What is remembered stays
+    /// bounded and never lets an ended session count again: an ended
+    /// session is kept until [`ENDED_SESSION_MARGIN_MS`] past its expiry
+    /// (a later leader's clock may be behind); when [`MAX_ENDED_SESSIONS`]
+    /// are kept, the one that expires first leaves the list for
+    /// `ended_expiring_by_ms`, which ends with it every session of the
+    /// user that expires no later (the oldest ones, as every session lasts
+    /// as long). Ending a session twice ends it once.
+    pub fn end_sessions(&mut self, token: Option<EndedSession>, now_ms: u64) {
+        let forgettable =
+            |e: &EndedSession| e.expires_ms.saturating_add(ENDED_SESSION_MARGIN_MS) <= now_ms;
+        self.ended_sessions.retain(|e| !forgettable(e));
+        let Some(t) = token else {
+            self.session_epoch += 1;
+            self.ended_sessions.clear();
+            self.ended_expiring_by_ms = 0;
+            return;
+        };
+        if forgettable(&t)
+            || t.expires_ms <= self.ended_expiring_by_ms
+            || self.ended_sessions.iter().any(|e| e.token_id == t.token_id)
+        {
+            return;
+        }
+        if self.ended_sessions.len() >= MAX_ENDED_SESSIONS {
+            let first = self
+                .ended_sessions
+                .iter()
+                .map(|e| e.expires_ms)
+                .min()
+                .unwrap_or(0);
+            self.ended_expiring_by_ms = self.ended_expiring_by_ms.max(first);
+            let by = self.ended_expiring_by_ms;
+            self.ended_sessions.retain(|e| e.expires_ms > by);
+            if t.expires_ms <= by {
+                return;
+            }
+        }
+        self.ended_sessions.push(t);
     }
 
     /// Whether the user is locked out: flagged, or at the failure limit

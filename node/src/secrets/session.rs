@@ -93,7 +93,7 @@ impl SessionClaims {
             && self.user_created_ms == user.created_ms
             && self.role == user.role
             && self.password_epoch == user.password_epoch
-            && !user.session_ended(&self.token_id, self.session_epoch)
+            && !user.session_ended(&self.token_id, self.session_epoch, self.expires_ms)
     }
 }
 
