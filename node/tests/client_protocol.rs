@@ -1,11 +1,14 @@
 //! The client port under bad input: an oversized frame header, bytes that
 //! do not decode, a stream that never sends. Each gets an error answer on
-//! its own stream (or is dropped) and the connection keeps serving.
+//! its own stream (or is dropped) and the connection keeps serving. And
+//! nothing waits for an index no client can have seen.
 
 mod procs;
 
 use hsm_node::transport::{client_endpoint, client_tls, read_frame, write_frame, SERVER_NAME};
-use hsm_proto::client::{ClientConfig, ErrorKind, Operation, Request, Response};
+use std::time::{Duration, Instant};
+
+use hsm_proto::client::{ClientConfig, ErrorKind, Operation, Request, Response, Secret};
 use hsm_proto::{codec, RequestId};
 use procs::Cluster;
 
@@ -15,6 +18,95 @@ async fn ask(conn: &quinn::Connection, frame: &[u8]) -> Response {
     let _ = send.finish();
     let bytes = read_frame(&mut recv, 1 << 20).await.expect("an answer");
     codec::decode("response", &bytes).expect("a response")
+}
+
+async fn connect(cluster: &Cluster) -> quinn::Connection {
+    let text = std::fs::read_to_string(cluster.client_config()).expect("config");
+    let config: ClientConfig = toml::from_str(&text).expect("parse");
+    let addr: std::net::SocketAddr = config.nodes[0].address.parse().expect("addr");
+    let endpoint =
+        client_endpoint(addr, client_tls(&config.ca_cert_pem).expect("tls")).expect("endpoint");
+    endpoint
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake")
+}
+
+/// Sends one request and returns the answer and how long it took.
+async fn timed(
+    conn: &quinn::Connection,
+    session: Option<Secret>,
+    min_index: u64,
+    op: Operation,
+) -> (Response, Duration) {
+    let request = Request {
+        session,
+        request_id: RequestId(rand::random()),
+        min_index,
+        op,
+    };
+    let mut frame = Vec::new();
+    let bytes = codec::encode("request", &request).expect("encode");
+    frame.extend_from_slice(&u32::try_from(bytes.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(&bytes);
+    let start = Instant::now();
+    let response = ask(conn, &frame).await;
+    (response, start.elapsed())
+}
+
+/// Waiting for an index nobody will reach (`min_index` far ahead) would
+/// park a task for the whole request deadline (10 s) on each of hundreds
+/// of streams per connection, for anyone, signed in or not (issue 13).
+/// Each is answered at once instead: an index past the leader's read index
+/// cannot have been seen by any client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_waits_for_an_index_nobody_has_seen() {
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    let conn = connect(&cluster).await;
+    let far = u64::MAX / 2;
+    let soon = Duration::from_secs(5);
+    let forged = Some(Secret::new(vec![2u8; 130]));
+    for session in [None, forged] {
+        let (r, took) = timed(&conn, session, far, Operation::Random { len: 8 }).await;
+        let e = r.result.expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
+        assert!(e.message.contains("min_index"), "{e}");
+        assert!(took < soon, "answered after {took:?}");
+    }
+    let login = Operation::Login {
+        username: procs::user("admin"),
+        password: "not-the-password".into(),
+    };
+    let (r, took) = timed(&conn, None, far, login).await;
+    assert_eq!(r.result.expect_err("refused").kind, ErrorKind::InvalidInput);
+    assert!(took < soon, "answered after {took:?}");
+    // Cluster info answers without a read index, so it cannot tell; it
+    // sends the client elsewhere at once rather than wait.
+    let (r, took) = timed(&conn, None, far, Operation::ClusterInfo).await;
+    assert_eq!(
+        r.result.expect_err("elsewhere").kind,
+        ErrorKind::Unavailable
+    );
+    assert!(took < soon, "answered after {took:?}");
+
+    // Two hundred at once: none of them is parked.
+    let start = Instant::now();
+    let mut asks = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let conn = conn.clone();
+        asks.spawn(async move { timed(&conn, None, far, Operation::Random { len: 8 }).await });
+    }
+    while let Some(done) = asks.join_next().await {
+        let (r, _) = done.expect("joined");
+        assert_eq!(r.result.expect_err("refused").kind, ErrorKind::InvalidInput);
+    }
+    assert!(
+        start.elapsed() < soon,
+        "answered after {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

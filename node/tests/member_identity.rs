@@ -484,6 +484,123 @@ async fn a_snapshot_needs_the_signature_of_the_member_that_sends_it() {
     assert!(logs.contains("refused a snapshot"), "{logs}");
 }
 
+/// A node that is no member (here one of another cluster on the same CA;
+/// a removed member is the same) announces a 32 MiB frame on a member
+/// stream and sends nothing more: before, the node read it with a
+/// member's allowance and no deadline, holding the stream (and its buffer)
+/// for as long as the stranger liked. It is answered at once now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_hold_a_member_stream_open() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let rogue = second_cluster_on_the_same_ca(&cluster, 9, work.path());
+    let addr: std::net::SocketAddr = cluster.member_address(1).parse().expect("addr");
+    let endpoint = client_endpoint(
+        addr,
+        node_client_tls(&ca_pem(&cluster), &rogue).expect("tls"),
+    )
+    .expect("endpoint");
+    let conn = endpoint
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    send.write_all(&(32u32 << 20).to_be_bytes())
+        .await
+        .expect("header");
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        read_frame(&mut recv, MAX_RAFT_FRAME_BYTES),
+    )
+    .await
+    .expect("an answer before the stranger sends its frame");
+    let reply: RaftReply = codec::decode("raft reply", &answer.expect("a frame")).expect("a reply");
+    assert!(matches!(reply, RaftReply::BadRequest(_)), "{reply:?}");
+    drop(send);
+}
+
+/// A compromised member (its certificate and identity key) starts a
+/// snapshot with a genuine first chunk, then sends one far past it (offset
+/// 2^40): openraft writes chunks into a buffer in memory at the offset they
+/// name, so the target allocated a terabyte and aborted (issue 13). The
+/// chunk is refused, and the node serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_chunk_far_ahead_is_refused_and_the_node_serves_on() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN).await;
+    let leader = cluster.leader().await;
+    let mut followers = (1..=3).filter(|i| *i != leader);
+    let (sender, target) = (
+        followers.next().expect("a follower"),
+        followers.next().expect("another follower"),
+    );
+    let term = admin.cluster_info().await.expect("info").term;
+    let config = NodeConfig::load(cluster.config_file(sender)).expect("config");
+    let storage =
+        hsm_raft_store::StorageKey::load_file(&config.storage_key_file()).expect("storage key");
+    let identity = hsm_node::secrets::NodeIdentity::load(
+        &config.identity_file(),
+        &hsm_node::runtime::file_key(&storage),
+    )
+    .expect("the member's identity");
+    let client: hsm_proto::client::ClientConfig =
+        toml::from_str(&std::fs::read_to_string(cluster.client_config()).expect("client config"))
+            .expect("parse");
+
+    let vote = openraft::Vote::new_committed(term + 5, NodeId(sender));
+    let meta = openraft::SnapshotMeta {
+        last_log_id: Some(openraft::LogId::new(
+            openraft::CommittedLeaderId::new(term + 5, NodeId(sender)),
+            1,
+        )),
+        last_membership: openraft::StoredMembership::default(),
+        snapshot_id: "far-ahead".into(),
+    };
+    let first = hsm_raft_store::encode_snapshot(&hsm_state::State::new()).expect("encode");
+    let (position, digest) = hsm_raft_store::snapshot_statement(&meta, &first).expect("statement");
+    let cluster_id: [u8; 16] = hex::decode(&client.cluster_id)
+        .expect("hex")
+        .try_into()
+        .expect("16 bytes");
+    let seal = hsm_state::snapshot::seal_snapshot(
+        hsm_proto::ClusterId(cluster_id),
+        &position,
+        &digest,
+        NodeId(sender),
+        identity.signing_key(),
+    );
+    let chunk = |offset: u64, data: Vec<u8>| RaftRpc::InstallSnapshot {
+        chunk: openraft::raft::InstallSnapshotRequest {
+            vote,
+            meta: meta.clone(),
+            offset,
+            data,
+            done: false,
+        },
+        seal: seal.clone(),
+    };
+    let ca = ca_pem(&cluster);
+    let cert = member_cert(&cluster, sender);
+    let to = cluster.member_address(target);
+    let started = call_as(&ca, &cert, &to, &chunk(0, first)).await;
+    assert!(
+        matches!(started, Ok(RaftReply::InstallSnapshot(Ok(_)))),
+        "the genuine first chunk: {started:?}"
+    );
+    let far = call_as(&ca, &cert, &to, &chunk(1 << 40, vec![1; 16])).await;
+    assert!(
+        matches!(far, Ok(RaftReply::BadRequest(_))),
+        "{far:?}\n{}",
+        cluster.logs()
+    );
+    let on_target = cluster.client_of(target).await;
+    on_target.login(user("admin"), ADMIN).await.expect("login");
+    on_target.list_users().await.expect("the target serves on");
+}
+
 /// A node just approved, before its first entries: a node of another
 /// cluster on the same CA, holding a certificate for the leader's id,
 /// reaches it first (here the cluster is paused, so nobody else can) and

@@ -348,8 +348,11 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     let calm_ms = ready(&probe, &nodes.ids())
         .ok()
         .map(|()| ms(calm.elapsed()));
-    // The clients work for the duration at least, and stop now.
-    tokio::time::sleep(opts.duration.saturating_sub(run_start.elapsed())).await;
+    // The clients work for the duration at least (unless the run was
+    // stopped: Ctrl-C, or a fault it could not heal), and stop now.
+    if !stopped_early && not_healed.is_none() {
+        tokio::time::sleep(opts.duration.saturating_sub(run_start.elapsed())).await;
+    }
     std::fs::write(&stop_file, b"")?;
     let worked_s = run_start.elapsed().as_secs();
     let mut client_failures = Vec::new();

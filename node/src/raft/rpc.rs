@@ -55,8 +55,19 @@ pub enum ForwardRefused {
 /// could not commit it (the follower's caller may retry with the same id).
 pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Largest Raft frame accepted: a batch of entries or a snapshot chunk.
+/// Largest Raft frame accepted from a member: a batch of entries or a
+/// snapshot chunk.
 pub const MAX_RAFT_FRAME_BYTES: usize = 32 * 1024 * 1024;
+
+/// Largest frame accepted from a node that is no member (yet): all it may
+/// send is a request for its domain key.
+pub const MAX_STRANGER_FRAME_BYTES: usize = 4096;
+
+/// Longest a member may take to send one frame.
+pub const MEMBER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Longest a node that is no member may take to send its frame.
+pub const STRANGER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A Raft RPC, one per QUIC stream.
 ///
@@ -169,7 +180,21 @@ pub async fn serve_raft_stream(
     } = handlers;
     let domain = handlers.domain.as_ref();
     let peer = identity.node;
-    let reply = match read_frame(&mut recv, MAX_RAFT_FRAME_BYTES).await {
+    // Who it is decides, before anything is read, how much it may send and
+    // how long it may take: a node that is no member (a removed one, one of
+    // another cluster on the same CA) holds no member's allowance.
+    let (max, timeout) = if is_member(raft, domain, identity) {
+        (MAX_RAFT_FRAME_BYTES, MEMBER_READ_TIMEOUT)
+    } else {
+        (MAX_STRANGER_FRAME_BYTES, STRANGER_READ_TIMEOUT)
+    };
+    let frame = match tokio::time::timeout(timeout, read_frame(&mut recv, max)).await {
+        Ok(read) => read,
+        Err(_) => Err(FrameError::Stream(format!(
+            "no whole frame within {timeout:?}"
+        ))),
+    };
+    let reply = match frame {
         Err(e) => RaftReply::BadRequest(e.to_string()),
         Ok(bytes) => match codec::decode::<RaftRpc>("raft rpc", &bytes) {
             Err(e) => RaftReply::BadRequest(e.to_string()),
@@ -200,7 +225,7 @@ pub async fn serve_raft_stream(
                     }
                     Err(InboxError::Raft(e)) => RaftReply::InstallSnapshot(Err(e)),
                     Err(InboxError::Refused(why)) => {
-                        tracing::warn!(%peer, %why, "refused a snapshot its seal does not vouch for");
+                        tracing::warn!(%peer, %why, "refused a snapshot (a seal that does not vouch for it, or a chunk out of place)");
                         RaftReply::BadRequest(format!("refused a snapshot: {why}"))
                     }
                 }
@@ -326,6 +351,40 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
     }
 }
 
+/// Whether `peer` counts as a member for what it may send: a member of the
+/// replica's records with the key they pin, or, before this replica
+/// records a cluster, a node of Raft's membership (or anyone, while that
+/// is empty).
+fn is_member(raft: &super::Raft, domain: Option<&DomainSource>, peer: PeerIdentity) -> bool {
+    member_standing(raft, domain, peer).1
+}
+
+/// `peer`'s standing in the replica, and whether it counts as a member
+/// ([`is_member`]).
+fn member_standing(
+    raft: &super::Raft,
+    domain: Option<&DomainSource>,
+    peer: PeerIdentity,
+) -> (PeerStanding, bool) {
+    let (in_raft, raft_empty) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let mut nodes = m.membership_config.nodes().peekable();
+        let empty = nodes.peek().is_none();
+        let found = m.membership_config.nodes().any(|(id, _)| *id == peer.node);
+        (found, empty)
+    };
+    let standing = domain.map_or(PeerStanding::NoClusterYet, |d| {
+        d.sm.read(|a| authz::peer_standing(a.trusted(), peer.node, &peer.key_pin))
+    });
+    let member = match standing {
+        PeerStanding::Member => true,
+        PeerStanding::WrongKey | PeerStanding::NotMember | PeerStanding::Retired => false,
+        PeerStanding::NoClusterYet => in_raft || raft_empty,
+    };
+    (standing, member)
+}
+
 /// Whether `peer` (the node id its CA-issued certificate names, and its
 /// key's pin) may send `rpc`. First, who it is: a member only if this
 /// replica's member record of that id pins the key it presented
@@ -345,22 +404,7 @@ fn peer_may_send(
     peer: PeerIdentity,
     rpc: &RaftRpc,
 ) -> bool {
-    let (in_raft, raft_empty) = {
-        let m = raft.metrics();
-        let m = m.borrow();
-        let mut nodes = m.membership_config.nodes().peekable();
-        let empty = nodes.peek().is_none();
-        let found = m.membership_config.nodes().any(|(id, _)| *id == peer.node);
-        (found, empty)
-    };
-    let standing = domain.map_or(PeerStanding::NoClusterYet, |d| {
-        d.sm.read(|a| authz::peer_standing(a.trusted(), peer.node, &peer.key_pin))
-    });
-    let member = match standing {
-        PeerStanding::Member => true,
-        PeerStanding::WrongKey | PeerStanding::NotMember | PeerStanding::Retired => return false,
-        PeerStanding::NoClusterYet => in_raft || raft_empty,
-    };
+    let (standing, member) = member_standing(raft, domain, peer);
     let speaks_for_itself =
         |vote: &openraft::Vote<NodeId>| vote.leader_id().voted_for().is_none_or(|v| v == peer.node);
     match rpc {

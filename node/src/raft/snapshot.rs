@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use hsm_proto::{ClusterId, NodeId};
 use hsm_raft_store::{snapshot_statement, StateMachineStore, TypeConfig};
 use hsm_state::snapshot::{check_snapshot, seal_snapshot, SnapshotSeal};
-use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::network::snapshot_transport::{Chunked, SnapshotTransport, Streaming};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use openraft::{BasicNode, SnapshotMeta};
@@ -61,11 +61,77 @@ pub enum InboxError {
     Refused(String),
 }
 
+/// The largest snapshot a node takes. openraft writes each chunk at the
+/// offset it names into a buffer in memory, so without a bound one chunk
+/// at offset 2^40 from any member (a retired one, or a stolen certificate)
+/// would make the node allocate a terabyte and abort.
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+
+/// The snapshot being received.
+#[derive(Default)]
+struct Inbound {
+    streaming: Option<Streaming<TypeConfig>>,
+    /// Its id and how many bytes of it have arrived, in order.
+    progress: Option<(String, u64)>,
+}
+
+/// Why a snapshot chunk is not written.
+#[derive(Debug, PartialEq, Eq)]
+enum ChunkRefusal {
+    /// It would end past [`MAX_SNAPSHOT_BYTES`].
+    TooLarge(String),
+    /// It does not continue what arrived: the sender starts again from
+    /// offset 0 when told so (openraft's `SnapshotMismatch`), as after this
+    /// node restarted mid-transfer.
+    OutOfPlace(SnapshotMismatch),
+}
+
+/// Whether a chunk of snapshot `id` at `offset` with `len` bytes may be
+/// written, given what has arrived (`progress`, updated): a new snapshot
+/// starts at offset 0; later chunks continue it without a gap (a chunk sent
+/// again after a lost answer may overlap); nothing ends past
+/// [`MAX_SNAPSHOT_BYTES`].
+fn accept_chunk(
+    progress: &mut Option<(String, u64)>,
+    id: &str,
+    offset: u64,
+    len: u64,
+) -> Result<(), ChunkRefusal> {
+    let end = offset
+        .checked_add(len)
+        .filter(|end| *end <= MAX_SNAPSHOT_BYTES)
+        .ok_or_else(|| {
+            ChunkRefusal::TooLarge(format!(
+                "a snapshot chunk ending past {MAX_SNAPSHOT_BYTES} bytes (offset {offset})"
+            ))
+        })?;
+    match progress {
+        _ if offset == 0 => {
+            *progress = Some((id.to_owned(), end));
+            Ok(())
+        }
+        Some((current, got)) if current == id && offset <= *got => {
+            *got = (*got).max(end);
+            Ok(())
+        }
+        _ => {
+            let expect = match progress {
+                Some((current, got)) if current == id => (current.clone(), *got),
+                _ => (id.to_owned(), 0),
+            };
+            Err(ChunkRefusal::OutOfPlace(SnapshotMismatch {
+                expect: expect.into(),
+                got: (id, offset).into(),
+            }))
+        }
+    }
+}
+
 /// The snapshot being received, shared by every RPC stream of this node.
 #[derive(Clone)]
 pub struct SnapshotInbox {
     sm: StateMachineStore,
-    streaming: Arc<tokio::sync::Mutex<Option<Streaming<TypeConfig>>>>,
+    inbound: Arc<tokio::sync::Mutex<Inbound>>,
 }
 
 impl SnapshotInbox {
@@ -73,7 +139,7 @@ impl SnapshotInbox {
     pub fn new(sm: StateMachineStore) -> SnapshotInbox {
         SnapshotInbox {
             sm,
-            streaming: Arc::default(),
+            inbound: Arc::default(),
         }
     }
 
@@ -116,10 +182,27 @@ impl SnapshotInbox {
         }
         let vote = chunk.vote;
         let finished = {
-            let mut streaming = self.streaming.lock().await;
-            Chunked::receive_snapshot(&mut streaming, raft, chunk)
+            let mut inbound = self.inbound.lock().await;
+            let len = chunk.data.len() as u64;
+            accept_chunk(
+                &mut inbound.progress,
+                &chunk.meta.snapshot_id,
+                chunk.offset,
+                len,
+            )
+            .map_err(|r| match r {
+                ChunkRefusal::TooLarge(why) => InboxError::Refused(why),
+                ChunkRefusal::OutOfPlace(m) => InboxError::Raft(RaftError::APIError(
+                    InstallSnapshotError::SnapshotMismatch(m),
+                )),
+            })?;
+            let finished = Chunked::receive_snapshot(&mut inbound.streaming, raft, chunk)
                 .await
-                .map_err(InboxError::Raft)?
+                .map_err(InboxError::Raft)?;
+            if finished.is_some() {
+                inbound.progress = None;
+            }
+            finished
         };
         let Some(snapshot) = finished else {
             return Ok(InstallSnapshotResponse { vote: my_vote });
@@ -133,5 +216,41 @@ impl SnapshotInbox {
         Ok(InstallSnapshotResponse {
             vote: installed.vote,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{accept_chunk, ChunkRefusal, MAX_SNAPSHOT_BYTES};
+
+    #[test]
+    fn chunks_continue_a_snapshot_from_zero_without_a_gap_and_within_the_bound() {
+        let mut p = None;
+        assert!(accept_chunk(&mut p, "s1", 5, 10).is_err(), "no start");
+        assert!(accept_chunk(&mut p, "s1", 0, 10).is_ok());
+        assert!(accept_chunk(&mut p, "s1", 10, 10).is_ok());
+        assert!(accept_chunk(&mut p, "s1", 10, 10).is_ok(), "sent again");
+        assert!(
+            matches!(
+                accept_chunk(&mut p, "s1", 30, 10),
+                Err(ChunkRefusal::OutOfPlace(m)) if m.expect.offset == 20 && m.got.offset == 30
+            ),
+            "a gap: start again"
+        );
+        assert!(
+            accept_chunk(&mut p, "s2", 20, 10).is_err(),
+            "another snapshot"
+        );
+        assert!(accept_chunk(&mut p, "s1", 1 << 40, 1).is_err(), "far ahead");
+        assert!(
+            matches!(
+                accept_chunk(&mut p, "s1", 20, MAX_SNAPSHOT_BYTES),
+                Err(ChunkRefusal::TooLarge(_))
+            ),
+            "too big"
+        );
+        assert!(accept_chunk(&mut p, "s1", u64::MAX, 2).is_err(), "overflow");
+        assert!(accept_chunk(&mut p, "s2", 0, 1).is_ok(), "a new one starts");
+        assert_eq!(p, Some(("s2".to_owned(), 1)));
     }
 }

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use crate::backup::Snapshotter;
 use crate::cluster_time::ClusterTime;
 use crate::raft::{LeaderContact, LeaderReads, QuicNetwork, Raft};
-use crate::secrets::{session, Keyring};
+use crate::secrets::{session, Keyring, SessionError};
 use crate::writer::{WriteError, Writer};
 
 pub use keys::KeyCache;
@@ -190,7 +190,16 @@ impl Service {
             // the members through it), without a round: it carries no
             // right. Members and leader are for anyone who trusts the CA
             // (the client config lists them anyway); counts only for
-            // users, their session judged on the last round's time.
+            // users, their session judged on the last round's time. It
+            // waits for `min_index` only when this node holds that entry
+            // already (the client tries another node otherwise): nobody
+            // parks a task here with an index far ahead.
+            if min_index > self.last_log_index() {
+                return Err(ClientError::unavailable(format!(
+                    "node {} has not received index {min_index} yet; try another node",
+                    self.node
+                )));
+            }
             self.wait_applied(min_index, deadline).await?;
             let signed_in = match (&session, self.barrier.last_time()) {
                 (Some(t), Some(time)) => self.authenticate(t.expose(), time).is_ok(),
@@ -199,15 +208,24 @@ impl Service {
             return Ok(self.cluster_info(signed_in));
         }
         self.check_fresh()?;
-        self.wait_applied(min_index, deadline).await?;
-        let time = self.linearize(deadline).await?;
+        let time = self.linearize(min_index, deadline).await?;
         if let Operation::Login { username, password } = op {
             return self.login(username, password, time, deadline).await;
         }
         let token = session.ok_or_else(|| {
             ClientError::new(ErrorKind::Unauthenticated, "log in first: no session token")
         })?;
-        let caller = self.authenticate(token.expose(), time)?;
+        let caller = match self.session_of(token.expose(), time) {
+            Ok(caller) => caller,
+            // Logging out of a session that has ended already (a retry whose
+            // first answer was lost, an expired token) is done.
+            Err(session::Unproven::Ended | session::Unproven::Token(SessionError::Expired))
+                if matches!(op, Operation::Logout { .. }) =>
+            {
+                return Ok(Reply::Done);
+            }
+            Err(e) => return Err(unproven(e)),
+        };
         let action = action_of(&caller, &op);
         if !authz::permits(caller.role, action) {
             return Err(ClientError::denied(format!(
@@ -414,6 +432,11 @@ impl Service {
         *self.sm.applied_index().borrow()
     }
 
+    /// The index of the last entry in this node's log (applied or not).
+    fn last_log_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_log_index.unwrap_or(0)
+    }
+
     /// Waits until this node has applied `index`.
     pub(crate) async fn wait_applied(
         &self,
@@ -472,11 +495,28 @@ impl Service {
     /// Waits until this node has applied everything committed before now,
     /// as the leader confirms with a quorum ([`barrier`]); returns the
     /// cluster's time that came with the read index.
-    pub(crate) async fn linearize(&self, deadline: Instant) -> Result<ClusterTime, ClientError> {
+    ///
+    /// `min_index` is the client's: no more than the leader's read index,
+    /// which is at least every index applied anywhere before the request,
+    /// so a larger one is refused at once rather than waited for (anyone,
+    /// signed in or not, could otherwise park a task for the whole deadline
+    /// on each of hundreds of streams).
+    pub(crate) async fn linearize(
+        &self,
+        min_index: u64,
+        deadline: Instant,
+    ) -> Result<ClusterTime, ClientError> {
         let mut last = String::from("no leader known");
         loop {
             match self.barrier.read_index(deadline).await {
                 Some(Ok(point)) => {
+                    if min_index > point.index {
+                        return Err(ClientError::invalid(format!(
+                            "min_index {min_index} is past everything the cluster has \
+                             committed ({})",
+                            point.index
+                        )));
+                    }
                     self.wait_applied(point.index, deadline).await?;
                     return Ok(point.time);
                 }
@@ -517,26 +557,21 @@ impl Service {
     /// Checks a session token, at the cluster's time `time`, and returns
     /// its user.
     fn authenticate(&self, token: &[u8], time: ClusterTime) -> Result<Caller, ClientError> {
+        self.session_of(token, time).map_err(unproven)
+    }
+
+    /// [`Service::authenticate`], saying why not as the session check does.
+    fn session_of(&self, token: &[u8], time: ClusterTime) -> Result<Caller, session::Unproven> {
         let now_ms = time.now_ms();
         self.state(|s| {
-            session::authenticate(&self.keyring, s, token, now_ms)
-                .map(|(user, claims)| Caller {
-                    username: user.username.clone(),
-                    role: user.role,
-                    session: hsm_proto::EndedSession {
-                        token_id: claims.token_id,
-                        expires_ms: claims.expires_ms,
-                    },
-                })
-                .map_err(|e| match e {
-                    session::Unproven::Locked(_) => {
-                        ClientError::new(ErrorKind::Locked, e.to_string())
-                    }
-                    session::Unproven::Unavailable(_) => {
-                        ClientError::new(ErrorKind::Unavailable, e.to_string())
-                    }
-                    _ => ClientError::new(ErrorKind::Unauthenticated, format!("{e}; log in again")),
-                })
+            session::authenticate(&self.keyring, s, token, now_ms).map(|(user, claims)| Caller {
+                username: user.username.clone(),
+                role: user.role,
+                session: hsm_proto::EndedSession {
+                    token_id: claims.token_id,
+                    expires_ms: claims.expires_ms,
+                },
+            })
         })
     }
 
@@ -625,6 +660,17 @@ pub(crate) struct Ctx {
     pub(crate) deadline: Instant,
     /// The cluster's time that came with the request's read index.
     pub(crate) time: ClusterTime,
+}
+
+/// The client's view of why a session does not prove its user.
+fn unproven(e: session::Unproven) -> ClientError {
+    match e {
+        session::Unproven::Locked(_) => ClientError::new(ErrorKind::Locked, e.to_string()),
+        session::Unproven::Unavailable(_) => {
+            ClientError::new(ErrorKind::Unavailable, e.to_string())
+        }
+        _ => ClientError::new(ErrorKind::Unauthenticated, format!("{e}; log in again")),
+    }
 }
 
 /// The role-table action an operation needs from `caller`. Login and

@@ -26,33 +26,47 @@ pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), Fr
     send.finish().map_err(|e| FrameError::Stream(e.to_string()))
 }
 
-/// Reads one frame of at most `max` bytes. The length is checked before the
-/// payload buffer is allocated.
+/// The payload buffer grows by at most this much ahead of what arrived.
+const READ_STEP: usize = 64 * 1024;
+
+/// Reads one frame of at most `max` bytes. The length is checked first, and
+/// the buffer grows with what arrives, so a sender that announces a large
+/// frame and sends nothing holds no more than [`READ_STEP`] of memory.
 ///
 /// # Errors
 /// [`FrameError::TooLarge`], [`FrameError::Truncated`] or
 /// [`FrameError::Stream`].
 pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
-    read_exact(recv, &mut header).await?;
-    let len = u32::from_be_bytes(header);
-    if len as usize > max {
+    read_exact(recv, &mut header, 0, FRAME_HEADER_BYTES).await?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
         return Err(FrameError::TooLarge {
-            len: u64::from(len),
+            len: len as u64,
             max,
         });
     }
-    let mut payload = vec![0u8; len as usize];
-    read_exact(recv, &mut payload).await?;
+    let mut payload = Vec::with_capacity(len.min(READ_STEP));
+    while payload.len() < len {
+        let start = payload.len();
+        payload.resize(start + (len - start).min(READ_STEP), 0);
+        read_exact(recv, &mut payload[start..], start, len).await?;
+    }
     Ok(payload)
 }
 
-async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), FrameError> {
+/// Fills `buf`, which starts `at` bytes into a frame part of `expected`.
+async fn read_exact(
+    recv: &mut RecvStream,
+    buf: &mut [u8],
+    at: usize,
+    expected: usize,
+) -> Result<(), FrameError> {
     match recv.read_exact(buf).await {
         Ok(()) => Ok(()),
         Err(ReadExactError::FinishedEarly(got)) => Err(FrameError::Truncated {
-            got,
-            expected: buf.len(),
+            got: at + got,
+            expected,
         }),
         Err(ReadExactError::ReadError(e)) => Err(FrameError::Stream(e.to_string())),
     }
