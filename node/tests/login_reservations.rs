@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hsm_client::{Client, ClientOptions};
-use hsm_proto::client::UserInfo;
+use hsm_proto::client::{ErrorKind, UserInfo};
 use procs::{user, Cluster};
 
 const ADMIN_PW: &str = "admin-password-1";
@@ -94,6 +94,51 @@ async fn admin_logs_in_by(client: &Client, deadline: Instant) -> Result<Duration
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// Guesses against a locked user: each used to cost a Raft entry (a
+/// reservation that `apply` then refused) and a remembered outcome, so a
+/// few thousand a second pushed honest retries' outcomes out (issue 13).
+/// Now the node refuses them from its caught-up replica and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_against_a_locked_user_write_nothing() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN_PW).await;
+    admin
+        .create_user(user("alice"), hsm_proto::Role::Cu, "alice-password-1")
+        .await
+        .expect("alice");
+    let stranger = cluster.client().await;
+    let mut locked = false;
+    for _ in 0..10 {
+        match stranger.login(user("alice"), "a-wrong-guess-1").await {
+            Err(e) if e.kind() == Some(ErrorKind::Locked) => {
+                locked = true;
+                break;
+            }
+            Err(e) if e.kind() == Some(ErrorKind::LoginFailed) || e.is_transient() => {}
+            other => panic!("a wrong guess: {other:?}"),
+        }
+    }
+    assert!(locked, "alice is locked after five wrong passwords");
+    // The index a caught-up node has applied (a read passes the barrier).
+    admin.list_users().await.expect("users");
+    let before = admin.applied_index();
+    for _ in 0..30 {
+        let e = stranger
+            .login(user("alice"), "a-wrong-guess-1")
+            .await
+            .expect_err("locked");
+        assert_eq!(e.kind(), Some(ErrorKind::Locked), "{e}");
+    }
+    admin.list_users().await.expect("users");
+    let after = admin.applied_index();
+    assert!(
+        after - before < 5,
+        "30 guesses against a locked user wrote {} entries",
+        after - before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

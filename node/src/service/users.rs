@@ -24,7 +24,7 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-fn locked(username: &Username) -> ClientError {
+fn locked_error(username: &Username) -> ClientError {
     ClientError::new(
         ErrorKind::Locked,
         format!(
@@ -110,7 +110,17 @@ impl Service {
         time: ClusterTime,
         deadline: Instant,
     ) -> Outcome {
-        let known = self.state(|s| s.user(&username).is_some());
+        // The replica is caught up (the request passed the read barrier):
+        // a locked user is refused here, without a Raft entry, so guesses
+        // against it cost the cluster nothing and push no remembered
+        // outcome out. (`apply` refuses the attempt anyway.)
+        let (known, locked) = self.state(|s| {
+            s.user(&username)
+                .map_or((false, false), |u| (true, u.locked))
+        });
+        if locked {
+            return Err(locked_error(&username));
+        }
         if !known {
             let _ = self
                 .argon2(deadline, move || {
@@ -134,7 +144,7 @@ impl Service {
             .await;
         match reserved {
             Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::Locked => return Err(locked(&username)),
+            Err(e) if e.kind == ErrorKind::Locked => return Err(locked_error(&username)),
             Err(e) if e.kind == ErrorKind::NotFound => return Err(login_failed()),
             Err(e) => return Err(e),
         }
@@ -142,7 +152,7 @@ impl Service {
             return Err(login_failed());
         };
         if checked.locked {
-            return Err(locked(&username));
+            return Err(locked_error(&username));
         }
         let phc = checked.password_hash.clone();
         let ok = self
