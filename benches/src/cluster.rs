@@ -242,7 +242,7 @@ pub async fn set_up_user(config: &ClientConfig, in_flight: usize) -> Result<Clie
         .await
         .context("admin login")?;
     admin
-        .change_password(user("admin")?, ADMIN_PASSWORD)
+        .change_own_password(ADMIN_ONE_TIME, ADMIN_PASSWORD)
         .await
         .context("activation")?;
     admin

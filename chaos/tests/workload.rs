@@ -184,7 +184,7 @@ impl Cluster {
             .await
             .expect("admin login");
         admin
-            .change_password(name, OFFICER_PASSWORD)
+            .change_own_password(ADMIN_PASSWORD, OFFICER_PASSWORD)
             .await
             .expect("activate");
     }

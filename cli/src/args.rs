@@ -154,7 +154,8 @@ pub enum UserCommand {
     },
     /// List users (crypto officer).
     List,
-    /// Change your own password, or (crypto officer) another user's.
+    /// Change your own password (the one you log in with is checked as the
+    /// current one), or (crypto officer) another user's.
     ChangePassword {
         /// Whose password (default: your own).
         #[arg(long, value_name = "NAME")]

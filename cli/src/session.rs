@@ -102,11 +102,23 @@ impl Context {
     /// # Errors
     /// As [`Context::connect`]; `login-failed` or `locked` (exit code 3).
     pub async fn login(&self, explicit: Option<&str>) -> Result<LoggedIn> {
+        Ok(self.login_with_password(explicit).await?.0)
+    }
+
+    /// [`Context::login`], also giving back the password it logged in
+    /// with: the current password that a change of one's own needs.
+    ///
+    /// # Errors
+    /// As [`Context::login`].
+    pub async fn login_with_password(
+        &self,
+        explicit: Option<&str>,
+    ) -> Result<(LoggedIn, Zeroizing<String>)> {
         let user = self.login_user(explicit)?;
         let client = self.connect().await?;
         let password = password_for(&user)?;
         let session = login(&client, &user, &password).await?;
-        Ok(LoggedIn { client, session })
+        Ok((LoggedIn { client, session }, password))
     }
 }
 

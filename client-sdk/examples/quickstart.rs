@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !info.activated {
         admin.login(name("admin")?, initial.as_str()).await?;
         admin
-            .change_password(name("admin")?, admin_password.as_str())
+            .change_own_password(initial.as_str(), admin_password.as_str())
             .await?;
         println!("activated: admin is now a crypto officer");
     }

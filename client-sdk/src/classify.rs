@@ -15,6 +15,7 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::RemoveNode { .. }
         | Operation::RotateDomainKey
         | Operation::ChangePassword { .. }
+        | Operation::ChangeOwnPassword { .. }
         | Operation::CreateUser { .. }
         | Operation::DeleteUser { .. }
         | Operation::UnlockUser { .. }

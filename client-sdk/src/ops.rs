@@ -205,10 +205,12 @@ impl Client {
             Reply::DomainKeyRotated { generation } => generation)
     }
 
-    /// Changes a password: one's own, or (crypto officer) another user's.
+    /// Changes another user's password (crypto officer). Every session of
+    /// that user ends. One's own needs the current password:
+    /// [`Client::change_own_password`].
     ///
     /// # Errors
-    /// As [`Client::call`].
+    /// As [`Client::call`]; `PermissionDenied` for one's own name.
     pub async fn change_password(
         &self,
         username: Username,
@@ -216,6 +218,30 @@ impl Client {
     ) -> Result<()> {
         self.done(Operation::ChangePassword {
             username,
+            new_password: new_password.into(),
+        })
+        .await
+    }
+
+    /// Changes the logged-in user's own password, proving the current
+    /// one. The check counts as a login: a wrong current password is a
+    /// failed login (the fifth in a row locks the user). Every session of
+    /// the user ends, this client's too: log in again with the new
+    /// password. The unactivated `admin` activates the cluster this way.
+    ///
+    /// # Errors
+    /// [`Error::Server`] of kind `LoginFailed` (wrong current password),
+    /// `Locked`, or `InvalidInput` (the new password breaks the policy),
+    /// or as [`Client::call`]. After a lost answer, a retry may find the
+    /// session ended by the change itself (`Unauthenticated`): the new
+    /// password then works.
+    pub async fn change_own_password(
+        &self,
+        current_password: impl Into<Secret>,
+        new_password: impl Into<Secret>,
+    ) -> Result<()> {
+        self.done(Operation::ChangeOwnPassword {
+            current_password: current_password.into(),
             new_password: new_password.into(),
         })
         .await

@@ -549,6 +549,25 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
         .ok();
     hsm.run(bob, &["key", "list"], &[]).ok();
 
+    // Bob changes his own password: the one he logs in with is checked as
+    // the current one. Then back, so the rest of the tour runs as before.
+    for (from, to) in [
+        (BOB_PASSWORD, "bob-password-2"),
+        ("bob-password-2", BOB_PASSWORD),
+    ] {
+        let changed = hsm
+            .run(
+                Some(("bob", from)),
+                &["user", "change-password", "--password-env", "NEW_BOB"],
+                &[("NEW_BOB", to)],
+            )
+            .ok();
+        assert_eq!(changed["username"], "bob", "{changed}");
+        hsm.run(Some(("bob", from)), &["key", "list"], &[])
+            .fails(3, "login-failed");
+        hsm.run(Some(("bob", to)), &["key", "list"], &[]).ok();
+    }
+
     // People read tables.
     let table = hsm.run(alice, &["--output", "table", "key", "list"], &[]);
     assert_eq!(table.code, 0, "{}", table.stderr);

@@ -111,7 +111,7 @@ async fn activation_users_every_key_type_and_operation() {
     );
     // Too short a password is refused before anything is written.
     assert_eq!(
-        kind(pre.change_password(user("admin"), "short").await),
+        kind(pre.change_own_password(ADMIN_PASSWORD, "short").await),
         ErrorKind::InvalidInput
     );
 
@@ -820,7 +820,7 @@ async fn activation_users_every_key_type_and_operation() {
         .await
         .expect("login");
     alice
-        .change_password(user("alice"), "alice-password-2")
+        .change_own_password("alice-password-1", "alice-password-2")
         .await
         .expect("change");
     alice_elsewhere.observe_index(alice.applied_index());
@@ -844,7 +844,7 @@ async fn activation_users_every_key_type_and_operation() {
     assert_eq!(
         kind(
             audrey
-                .change_password(user("audrey"), "audrey-password-2")
+                .change_own_password("audrey-password-1", "audrey-password-2")
                 .await
         ),
         ErrorKind::Unauthenticated

@@ -76,7 +76,7 @@ async fn dev_serves_a_three_node_cluster_until_interrupted_and_restarts_it() {
         .await
         .expect("login");
     admin
-        .change_password(user("admin"), "admin-password-1")
+        .change_own_password(password.as_str(), "admin-password-1")
         .await
         .expect("activate");
     admin

@@ -97,11 +97,20 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
     };
     let setup = vec![
         (Actor::Node(leader), init),
+        // The check of admin's current password (request 1), reserved as
+        // a login; the change names it.
+        (
+            Actor::Node(leader),
+            EventBody::LoginFailed {
+                username: Username::new("admin").expect("valid"),
+            },
+        ),
         (
             admin(),
-            EventBody::PasswordChanged {
+            EventBody::OwnPasswordChanged {
                 username: Username::new("admin").expect("valid"),
                 password_hash: HASH.into(),
+                reservation: request(1),
             },
         ),
     ];

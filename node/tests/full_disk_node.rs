@@ -111,7 +111,7 @@ async fn a_full_disk_stops_the_node_and_loses_no_acknowledged_key() {
         .await
         .expect("login");
     admin
-        .change_password(user("admin"), "admin-password-1")
+        .change_own_password("first-admin-pw", "admin-password-1")
         .await
         .expect("activate");
     admin

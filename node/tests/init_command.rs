@@ -73,7 +73,7 @@ async fn activate_and_sign(dir: &Path, one_time: &str) {
     assert!(!info.activated);
     admin.login(user("admin"), one_time).await.expect("login");
     admin
-        .change_password(user("admin"), "admin-password-1")
+        .change_own_password(one_time, "admin-password-1")
         .await
         .expect("activate");
     admin

@@ -9,6 +9,10 @@
 //! the request's deadline. The reservations must expire (a fixed time on
 //! the leader's clock) so that the user, here the only officer, logs in
 //! again with the right password, with no failed logins left.
+//!
+//! A change of one's own password checks the current one the same way,
+//! counted as a login attempt: a stolen session neither sets a password
+//! nor guesses one past the lockout.
 
 mod procs;
 
@@ -139,6 +143,90 @@ async fn guesses_against_a_locked_user_write_nothing() {
         "30 guesses against a locked user wrote {} entries",
         after - before
     );
+}
+
+/// A session token that leaked (from an application's memory, a log) must
+/// not take its account over: on the previous code its holder set a new
+/// password with it alone (`ChangePassword` of one's own name), shutting
+/// the user out and keeping the account. Now one's own change proves the
+/// current password, and that check counts as a login attempt: wrong
+/// guesses through it are failed logins, and the fifth locks the user as
+/// at the login door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stolen_session_neither_sets_the_password_nor_guesses_it_past_the_lockout() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN_PW).await;
+    admin
+        .create_user(user("alice"), hsm_proto::Role::Cu, "alice-password-1")
+        .await
+        .expect("alice");
+    let failed_logins = |admin: Client| async move {
+        let users = admin.list_users().await.expect("users");
+        let alice = users.into_iter().find(|u| u.username == user("alice"));
+        let alice = alice.expect("alice is listed");
+        (alice.failed_logins, alice.locked)
+    };
+
+    // The thief holds alice's session (a client carrying her token).
+    let thief = cluster.client().await;
+    thief
+        .login(user("alice"), "alice-password-1")
+        .await
+        .expect("alice's session");
+    let e = thief
+        .change_password(user("alice"), "thief-password-1")
+        .await
+        .expect_err("a session alone sets no password");
+    assert_eq!(e.kind(), Some(ErrorKind::PermissionDenied), "{e}");
+    assert!(e.to_string().contains("current password"), "{e}");
+
+    // Guesses of the current password are failed logins.
+    for n in 1..=4 {
+        let e = thief
+            .change_own_password(format!("guess-{n}-of-alice"), "thief-password-1")
+            .await
+            .expect_err("a wrong current password");
+        assert_eq!(e.kind(), Some(ErrorKind::LoginFailed), "{e}");
+        admin.observe_index(thief.applied_index());
+        assert_eq!(failed_logins(admin.clone()).await, (n, false));
+    }
+    let e = thief
+        .change_own_password("guess-5-of-alice", "thief-password-1")
+        .await
+        .expect_err("the fifth wrong current password");
+    assert_eq!(e.kind(), Some(ErrorKind::Locked), "{e}");
+    let e = thief
+        .change_own_password("alice-password-1", "thief-password-1")
+        .await
+        .expect_err("locked");
+    assert_eq!(e.kind(), Some(ErrorKind::Locked), "{e}");
+
+    // Unlocked, alice proves her password and changes it: her failures
+    // reset, every session of hers ends, the thief's too.
+    admin.unlock_user(user("alice")).await.expect("unlock");
+    let alice = cluster.client().await;
+    alice
+        .login(user("alice"), "alice-password-1")
+        .await
+        .expect("alice logs in");
+    thief
+        .login(user("alice"), "wrong-password-1")
+        .await
+        .expect_err("wrong");
+    alice
+        .change_own_password("alice-password-1", "alice-password-2")
+        .await
+        .expect("her own change");
+    admin.observe_index(alice.applied_index());
+    assert_eq!(failed_logins(admin.clone()).await, (0, false));
+    thief.observe_index(alice.applied_index());
+    let e = thief.random(8).await.expect_err("the stolen session ended");
+    assert_eq!(e.kind(), Some(ErrorKind::Unauthenticated), "{e}");
+    alice
+        .login(user("alice"), "alice-password-2")
+        .await
+        .expect("the new password");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

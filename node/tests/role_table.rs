@@ -336,8 +336,8 @@ async fn check(
     // Last: it ends this session (and before activation, activates).
     ops.push((
         "change-own-password",
-        Operation::ChangePassword {
-            username: user(me),
+        Operation::ChangeOwnPassword {
+            current_password: Secret::from(password),
             new_password: Secret::from(format!("{me}-password-{round}-new").as_str()),
         },
     ));

@@ -182,8 +182,8 @@ pub enum Operation {
     /// members only (crypto officer). Every session ends; the leader then
     /// re-wraps every key's material under it and retires the old one.
     RotateDomainKey,
-    /// Change a password: one's own, or (crypto officer) another user's.
-    /// The unactivated `admin` changing its own activates the cluster.
+    /// Change another user's password (crypto officer). One's own needs
+    /// the current password: [`Operation::ChangeOwnPassword`].
     ChangePassword {
         /// Whose password.
         username: Username,
@@ -411,6 +411,18 @@ pub enum Operation {
         /// End all of the user's sessions, not only this one.
         everywhere: bool,
     },
+    /// Change the caller's own password, proving the current one: the
+    /// check counts toward the lockout as a login does (a wrong current
+    /// password is a failed login), so a stolen session token cannot take
+    /// the account over nor guess its password. Every session of the user
+    /// ends, this one too. The unactivated `admin` changing its own
+    /// activates the cluster.
+    ChangeOwnPassword {
+        /// The password now.
+        current_password: Secret,
+        /// The new password.
+        new_password: Secret,
+    },
 }
 
 impl Operation {
@@ -452,6 +464,7 @@ impl Operation {
             Operation::DeleteBackup { .. } => "delete-backup",
             Operation::KeepBackup { .. } => "keep-backup",
             Operation::Logout { .. } => "logout",
+            Operation::ChangeOwnPassword { .. } => "change-own-password",
         }
     }
 }
@@ -748,9 +761,10 @@ impl From<Rejection> for ClientError {
     fn from(r: Rejection) -> ClientError {
         use Rejection as R;
         let kind = match &r {
-            R::RoleDenied { .. } | R::NotOwner { .. } | R::CannotDeleteSelf => {
-                ErrorKind::PermissionDenied
-            }
+            R::RoleDenied { .. }
+            | R::NotOwner { .. }
+            | R::CannotDeleteSelf
+            | R::CurrentPasswordNeeded => ErrorKind::PermissionDenied,
             R::UnknownActor(_) => ErrorKind::Unauthenticated,
             R::Locked(_) => ErrorKind::Locked,
             R::NotActivated => ErrorKind::NotActivated,

@@ -270,6 +270,19 @@ pub enum EventBody {
         /// The one session that ends, or `None` for all of them.
         token: Option<EndedSession>,
     },
+    /// A user changed its own password, its current one checked: the
+    /// node reserved the check as a login attempt (`LoginFailed`, named
+    /// `reservation`) and found the password right, so this event takes
+    /// that reservation as a successful login would, and sets the new
+    /// password. The user is the actor.
+    OwnPasswordChanged {
+        /// The user.
+        username: Username,
+        /// Argon2id PHC string of the new password.
+        password_hash: String,
+        /// The reserved check of the current password.
+        reservation: RequestId,
+    },
 }
 
 /// A session ended before its expiry (a logout), remembered until then.
@@ -306,6 +319,7 @@ impl EventBody {
             EventBody::KeyMaterialRewrapped { .. } => "key-material-rewrapped",
             EventBody::DomainKeyRetired { .. } => "domain-key-retired",
             EventBody::SessionsEnded { .. } => "sessions-ended",
+            EventBody::OwnPasswordChanged { .. } => "own-password-changed",
         }
     }
 }
@@ -337,6 +351,11 @@ impl fmt::Debug for EventBody {
             | EventBody::LoginSucceeded {
                 username,
                 reservation,
+            }
+            | EventBody::OwnPasswordChanged {
+                username,
+                reservation,
+                ..
             } => d
                 .field("username", username)
                 .field("reservation", reservation),

@@ -123,6 +123,10 @@ pub enum Rejection {
     /// answered (transient: a new attempt is reserved afresh).
     #[error("the login attempt of user {0} was not checked in time; try again")]
     LoginExpired(Username),
+    /// One's own password changes only with proof of the current one
+    /// ([`EventBody::OwnPasswordChanged`](crate::EventBody::OwnPasswordChanged)).
+    #[error("changing one's own password needs the current password (change-own-password)")]
+    CurrentPasswordNeeded,
 }
 
 /// Why a domain key rotation step was refused. Typed, so every replica and

@@ -138,7 +138,7 @@ async fn purged_log_stays_purged_and_state_survives_restart() {
     let state = log.get_log_state().await.expect("log state");
     assert_eq!(
         state.last_purged_log_id,
-        Some(LogId::new(CommittedLeaderId::new(1, NODE), 4))
+        Some(LogId::new(CommittedLeaderId::new(1, NODE), 5))
     );
     assert_eq!(sm.digest(), digest);
 }

@@ -56,7 +56,7 @@ fn backup_log_id() -> LogId<NodeId> {
     LogId::new(CommittedLeaderId::new(5, NodeId(1)), 40)
 }
 
-/// A store with the setup events applied (log ids term 1, indexes 1..=4).
+/// A store with the setup events applied (log ids term 1, indexes 1..=5).
 async fn source_store() -> (tempfile::TempDir, StateMachineStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut log, mut sm) = create(dir.path(), &StorageKey::generate()).expect("created");
@@ -117,7 +117,7 @@ async fn export_gives_the_applied_state_and_log_id_and_stores_nothing() {
     let (bytes, applied) = sm.export().expect("export");
     assert_eq!(
         applied,
-        Some(LogId::new(CommittedLeaderId::new(1, NODE), 4))
+        Some(LogId::new(CommittedLeaderId::new(1, NODE), 5))
     );
     let state = decode_snapshot(&bytes).expect("decodes");
     assert_eq!(state.digest(), sm.digest());

@@ -417,7 +417,7 @@ impl Tx<'_> {
         // cluster) and log out, nothing else.
         let own_credentials = matches!(
             body,
-            EventBody::PasswordChanged { username, .. } | EventBody::SessionsEnded { username, .. }
+            EventBody::OwnPasswordChanged { username, .. } | EventBody::SessionsEnded { username, .. }
                 if username == me
         );
         if !own_credentials {
@@ -493,23 +493,38 @@ impl Tx<'_> {
                 username,
                 password_hash,
             } => {
-                let action = if username == me {
-                    Action::ChangeOwnPassword
-                } else {
-                    Action::ChangeOtherPassword
-                };
-                allow(role, action)?;
+                // One's own only with the current password checked (a
+                // stolen session token must not take the account over):
+                // OwnPasswordChanged.
+                if username == me {
+                    return Err(Rejection::CurrentPasswordNeeded);
+                }
+                allow(role, Action::ChangeOtherPassword)?;
+                let user = self.current_user(username)?;
+                check_password_hash(password_hash)?;
+                self.set_password(user, password_hash);
+                Ok(())
+            }
+            EventBody::OwnPasswordChanged {
+                username,
+                password_hash,
+                reservation,
+            } => {
+                if username != me {
+                    return Err(Rejection::RoleDenied {
+                        role,
+                        action: "change another user's password as its own".into(),
+                    });
+                }
+                allow(role, Action::ChangeOwnPassword)?;
                 let mut user = self.current_user(username)?;
                 check_password_hash(password_hash)?;
-                user.password_hash = password_hash.clone();
-                user.password_epoch += 1;
-                if user.role == Role::Preco {
-                    user.role = Role::Co;
-                    if let Some(c) = self.state.meta.cluster.as_mut() {
-                        c.activated = true;
-                    }
-                }
-                self.put_user(user);
+                // The check of the current password was reserved as a
+                // login attempt; its success is recorded here, as a
+                // LoginSucceeded would (an expired reservation voids it).
+                take_reservation(&mut user, *reservation)?;
+                user.failures = 0;
+                self.set_password(user, password_hash);
                 Ok(())
             }
             EventBody::UserUnlocked { username } => {
@@ -747,6 +762,24 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Gives `user` the new password `password_hash`: every session it
+    /// holds ends (the password epoch moves), the checks of its old
+    /// password still in flight are void (their outcomes find no
+    /// reservation, and their logins are not answered), and the
+    /// unactivated `admin` setting its own activates the cluster.
+    fn set_password(&mut self, mut user: User, password_hash: &str) {
+        user.password_hash = password_hash.to_owned();
+        user.password_epoch += 1;
+        user.reservations.clear();
+        if user.role == Role::Preco {
+            user.role = Role::Co;
+            if let Some(c) = self.state.meta.cluster.as_mut() {
+                c.activated = true;
+            }
+        }
+        self.put_user(user);
+    }
+
     fn node_actor(&self, actor: &Actor) -> Rule {
         match actor {
             Actor::Node(n) if self.state.nodes.contains_key(n) => Ok(()),
@@ -859,6 +892,15 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
         | EventBody::PasswordChanged {
             password_hash: h, ..
         } => h.clear(),
+        EventBody::OwnPasswordChanged {
+            password_hash,
+            reservation,
+            ..
+        } => {
+            // A retry reserves its check afresh.
+            password_hash.clear();
+            *reservation = RequestId([0; 16]);
+        }
         EventBody::KeyCreated {
             wrapped_material,
             public_key,

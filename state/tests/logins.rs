@@ -3,7 +3,9 @@
 //! repeated, for any attempt), pauses of the leader's clock, unlocks and
 //! nodes they come in, at most five wrong passwords are answered between
 //! resets, an outcome is recorded only for a live reservation, once, and
-//! attempts nobody answers never hold a user back for good.
+//! attempts nobody answers never hold a user back for good. A change of
+//! one's own password is a right answer that also voids every other check
+//! in flight.
 
 #![allow(clippy::unwrap_used)]
 
@@ -22,7 +24,11 @@ enum Act {
     Reserve { node: u64 },
     /// Node `node` records the outcome of the `pick`-th newest attempt
     /// ever reserved (answered, expired and unlocked ones included).
-    Answer { node: u64, pick: usize, right: bool },
+    Answer {
+        node: u64,
+        pick: usize,
+        outcome: Answer,
+    },
     /// The leader's clock moves on.
     Wait(u64),
     /// A crypto officer unlocks bob.
@@ -39,18 +45,26 @@ fn act() -> impl Strategy<Value = Act> {
     ];
     prop_oneof![
         5 => node.clone().prop_map(|node| Act::Reserve { node }),
-        5 => (node, 0..4usize, proptest::bool::weighted(0.2))
-            .prop_map(|(node, pick, right)| Act::Answer { node, pick, right }),
+        5 => (node, 0..4usize, prop_oneof![8 => Just(Answer::Wrong), 1 => Just(Answer::Right), 1 => Just(Answer::Change)])
+            .prop_map(|(node, pick, outcome)| Act::Answer { node, pick, outcome }),
         2 => wait.prop_map(Act::Wait),
         1 => Just(Act::Unlock),
     ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    Wrong,
+    Right,
+    /// Right, and bob changes his password under it.
+    Change,
 }
 
 /// One reserved attempt as the test saw it made.
 struct Made {
     id: RequestId,
     at_ms: u64,
-    /// The unlocks before it was made.
+    /// The unlocks and password changes before it was made.
     epoch: u32,
     answered: bool,
 }
@@ -89,14 +103,18 @@ proptest! {
                         prop_assert!(a.result.is_err() || bob.locked, "step {step}: {a:?}");
                     }
                 }
-                Act::Answer { node, pick, right } => {
+                Act::Answer { node, pick, outcome } => {
                     if made.is_empty() {
                         continue;
                     }
                     let i = made.len() - 1 - pick % made.len();
                     let id = made[i].id;
-                    let body = if *right { login_ok("bob", id) } else { login_rejected("bob", id) };
-                    let a = c.by_node(*node, body);
+                    let locked = c.state.user(&user("bob")).unwrap().is_locked();
+                    let a = match outcome {
+                        Answer::Wrong => c.by_node(*node, login_rejected("bob", id)),
+                        Answer::Right => c.by_node(*node, login_ok("bob", id)),
+                        Answer::Change => c.by("bob", own_pw("bob", HASH2, id)),
+                    };
                     let now = c.now_ms();
                     let m = &mut made[i];
                     let live = !m.answered
@@ -105,15 +123,24 @@ proptest! {
                     if live {
                         prop_assert_eq!(&a.result, &Ok(()), "step {}: a live attempt is answered", step);
                         m.answered = true;
-                        if *right {
-                            wrong = 0;
-                        } else {
-                            wrong += 1;
+                        match outcome {
+                            Answer::Wrong => wrong += 1,
+                            Answer::Right => wrong = 0,
+                            Answer::Change => {
+                                wrong = 0;
+                                // Every other check in flight is void.
+                                unlocks += 1;
+                            }
                         }
                     } else {
+                        let refused = if *outcome == Answer::Change && locked {
+                            Rejection::Locked(user("bob"))
+                        } else {
+                            Rejection::LoginExpired(user("bob"))
+                        };
                         prop_assert_eq!(
                             &a.result,
-                            &Err(Rejection::LoginExpired(user("bob"))),
+                            &Err(refused),
                             "step {}: answered={} epoch={}/{} age={}",
                             step, m.answered, m.epoch, unlocks, now.saturating_sub(m.at_ms)
                         );

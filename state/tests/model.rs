@@ -95,6 +95,13 @@ enum Op {
         user: usize,
         good_hash: bool,
     },
+    /// The actor's change of `user`'s password as its own, the current
+    /// password checked under the reservation `attempt`.
+    ChangeOwnPassword {
+        user: usize,
+        good_hash: bool,
+        attempt: Attempt,
+    },
     LoginFailed {
         user: usize,
     },
@@ -282,6 +289,8 @@ fn user_op() -> impl Strategy<Value = (Who, Op)> {
         2 => user_index().prop_map(|user| Op::DeleteUser { user }),
         2 => (user_index(), rarely(0.9))
             .prop_map(|(user, good_hash)| Op::ChangePassword { user, good_hash }),
+        2 => (user_index(), rarely(0.9), attempt())
+            .prop_map(|(user, good_hash, attempt)| Op::ChangeOwnPassword { user, good_hash, attempt }),
         2 => user_index().prop_map(|user| Op::Unlock { user }),
         2 => (1..=4u64, rarely(0.15)).prop_map(|(node, reuse_key)| Op::AddNode { node, reuse_key }),
         1 => (1..=4u64).prop_map(|node| Op::RemoveNode { node }),
@@ -292,6 +301,19 @@ fn user_op() -> impl Strategy<Value = (Who, Op)> {
             (Who::User(u), Op::ChangePassword { good_hash, .. }) if own => {
                 (who, Op::ChangePassword { user: u, good_hash })
             }
+            (
+                Who::User(u),
+                Op::ChangeOwnPassword {
+                    good_hash, attempt, ..
+                },
+            ) if own => (
+                who,
+                Op::ChangeOwnPassword {
+                    user: u,
+                    good_hash,
+                    attempt,
+                },
+            ),
             (who, op) => (who, op),
         }
     });
@@ -388,24 +410,27 @@ fn prefix() -> impl Strategy<Value = Vec<Step>> {
             by_first: true,
         },
     );
+    // Admin's current password checked, then set anew.
+    let check = Step::Do(Who::Member(0), Op::LoginFailed { user: 0 });
     let activate = Step::Do(
         Who::User(0),
-        Op::ChangePassword {
+        Op::ChangeOwnPassword {
             user: 0,
             good_hash: true,
+            attempt: Attempt::Pick(0),
         },
     );
     let roles = proptest::collection::vec(
         prop_oneof![1 => Just(Role::Co), 3 => Just(Role::Cu), 1 => Just(Role::Au)],
         3,
     );
-    let (i1, a1, i2) = (init.clone(), activate.clone(), init.clone());
+    let (i1, c1, a1, i2) = (init.clone(), check.clone(), activate.clone(), init.clone());
     prop_oneof![
         1 => Just(vec![]),
         1 => Just(vec![init]),
-        1 => Just(vec![i2, activate]),
+        1 => Just(vec![i2, check, activate]),
         12 => (roles, any::<[bool; 4]>()).prop_map(move |(roles, flags)| {
-            let mut v = vec![i1.clone(), a1.clone()];
+            let mut v = vec![i1.clone(), c1.clone(), a1.clone()];
             for (i, role) in roles.into_iter().enumerate() {
                 let op = Op::CreateUser { user: i + 1, role, good_hash: true };
                 v.push(Step::Do(Who::User(0), op));
@@ -470,6 +495,7 @@ enum R {
     NodeNotFound(u64),
     Membership,
     InvalidPasswordHash,
+    CurrentPasswordNeeded,
     Policy(KeyPolicyError),
     /// A member was removed and the domain key not rotated (the model
     /// never rotates).
@@ -508,6 +534,7 @@ fn reduce(r: &Rejection) -> R {
         Rejection::NodeNotFound(n) => R::NodeNotFound(n.0),
         Rejection::Membership(_) => R::Membership,
         Rejection::InvalidPasswordHash => R::InvalidPasswordHash,
+        Rejection::CurrentPasswordNeeded => R::CurrentPasswordNeeded,
         Rejection::RequestIdReused => R::RequestIdReused,
         Rejection::KeyPolicy(p) => R::Policy(p.clone()),
         Rejection::DomainKey(hsm_proto::DomainKeyError::RotationDue) => R::RotationDue,
@@ -609,6 +636,13 @@ fn same_intent(a: &Op, b: &Op) -> bool {
             Op::Init { good_hash, .. }
             | Op::CreateUser { good_hash, .. }
             | Op::ChangePassword { good_hash, .. } => *good_hash = true,
+            Op::ChangeOwnPassword {
+                good_hash, attempt, ..
+            } => {
+                // A retry reserves its check afresh.
+                *good_hash = true;
+                *attempt = Attempt::Ghost;
+            }
             Op::CreateKey { kind, .. } => {
                 *kind = match kind {
                     KeyKind::NoMaterial | KeyKind::AesWithPublic => KeyKind::NoMaterial,
@@ -773,7 +807,7 @@ impl Model {
         let me = me.clone();
         let mine = self.users.get(&me).ok_or(R::UnknownActor)?.clone();
         need(!mine.locked_at(now), R::Locked(me.clone()))?;
-        let own_password = matches!(op, Op::ChangePassword { user, .. } if USERS[*user] == me);
+        let own_password = matches!(op, Op::ChangeOwnPassword { user, .. } if USERS[*user] == me);
         need(self.activated || own_password, R::NotActivated)?;
         let co = need(mine.role == Role::Co, R::RoleDenied(mine.role));
         let cu = need(mine.role == Role::Cu, R::RoleDenied(mine.role));
@@ -809,18 +843,29 @@ impl Model {
                 self.users.remove(name);
             }
             Op::ChangePassword { user, good_hash } => {
-                if !own_password {
-                    co?;
-                }
+                need(USERS[*user] != me, R::CurrentPasswordNeeded)?;
+                co?;
                 self.user(*user)?;
                 need(*good_hash, R::InvalidPasswordHash)?;
+                self.set_password(*user);
+            }
+            Op::ChangeOwnPassword {
+                user,
+                good_hash,
+                attempt,
+            } => {
+                need(own_password, R::RoleDenied(mine.role))?;
+                need(*good_hash, R::InvalidPasswordHash)?;
+                let Attempt::Id(id) = attempt else {
+                    unreachable!("resolved before applying")
+                };
                 let u = self.user_mut(*user);
                 u.expire(now);
-                u.epoch += 1;
-                if u.role == Role::Preco {
-                    u.role = Role::Co;
-                    self.activated = true;
-                }
+                let at = u.reservations.iter().position(|(r, _)| r == id);
+                let at = at.ok_or_else(|| R::LoginExpired(me.clone()))?;
+                u.reservations.remove(at);
+                u.failures = 0;
+                self.set_password(*user);
             }
             Op::Unlock { user } => {
                 co?;
@@ -953,6 +998,18 @@ impl Model {
         Ok(())
     }
 
+    /// A new password: the epoch moves, checks in flight are void, and
+    /// the unactivated admin activates the cluster.
+    fn set_password(&mut self, user: usize) {
+        let u = self.user_mut(user);
+        u.epoch += 1;
+        u.reservations.clear();
+        if u.role == Role::Preco {
+            u.role = Role::Co;
+            self.activated = true;
+        }
+    }
+
     fn projection(&self) -> Projection {
         Projection {
             initialized: self.initialized,
@@ -1070,6 +1127,15 @@ fn body(op: &Op) -> EventBody {
         Op::ChangePassword { user, good_hash } => EventBody::PasswordChanged {
             username: username(USERS[*user]),
             password_hash: hash(*good_hash),
+        },
+        Op::ChangeOwnPassword {
+            user,
+            good_hash,
+            attempt,
+        } => EventBody::OwnPasswordChanged {
+            username: username(USERS[*user]),
+            password_hash: hash(*good_hash),
+            reservation: attempt_id(*attempt),
         },
         Op::LoginFailed { user } => EventBody::LoginFailed {
             username: username(USERS[*user]),
@@ -1284,6 +1350,15 @@ impl Driver {
             },
             Op::LoginSucceeded { user, attempt: a } => Op::LoginSucceeded {
                 user,
+                attempt: attempt(a),
+            },
+            Op::ChangeOwnPassword {
+                user,
+                good_hash,
+                attempt: a,
+            } => Op::ChangeOwnPassword {
+                user,
+                good_hash,
                 attempt: attempt(a),
             },
             Op::Unshare { key, with: None } => {

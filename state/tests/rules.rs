@@ -114,7 +114,11 @@ fn shares(c: &Cluster, id: u64) -> Vec<String> {
 #[test]
 fn uninitialized_state_refuses_every_event_but_init_and_only_the_chain_moves() {
     let mut c = Cluster::new();
-    for body in [create("bob", Role::Cu), pw("admin", HASH2), add_node(2)] {
+    for body in [
+        create("bob", Role::Cu),
+        own_pw("admin", HASH2, NO_RESERVATION),
+        add_node(2),
+    ] {
         let a = c.by("admin", body);
         assert_eq!(a.result, Err(Rejection::NotInitialized));
         assert_eq!(a.changed, BTreeSet::from([EntityKey::Meta]));
@@ -181,13 +185,7 @@ fn init_may_name_founding_members_that_then_sign_events() {
     );
     // A founding member's signature is accepted.
     c.signer = NodeId(3);
-    let a = c.by(
-        "admin",
-        EventBody::PasswordChanged {
-            username: user("admin"),
-            password_hash: HASH2.into(),
-        },
-    );
+    let a = c.by_node(3, login_attempt("admin"));
     assert_eq!(a.result, Ok(()));
 }
 
@@ -251,6 +249,7 @@ fn before_activation_admin_may_only_change_its_own_password() {
         create("bob", Role::Cu),
         delete("admin"),
         pw("bob", HASH2),
+        pw("admin", HASH2),
         unlock("admin"),
         aes_key(1, "a", false),
         share(1, "bob"),
@@ -271,7 +270,7 @@ fn before_activation_admin_may_only_change_its_own_password() {
 #[test]
 fn changing_its_own_password_activates_the_cluster_and_makes_admin_a_crypto_officer() {
     let mut c = Cluster::initialized();
-    let a = c.by("admin", pw("admin", HASH2));
+    let a = c.change_own_password("admin", HASH2);
     assert_eq!(a.result, Ok(()));
     assert!(c.state.cluster().unwrap().activated);
     let admin = c.state.user(&user("admin")).unwrap();
@@ -285,9 +284,10 @@ fn changing_its_own_password_activates_the_cluster_and_makes_admin_a_crypto_offi
 #[test]
 fn activation_requires_an_argon2id_hash() {
     let mut c = Cluster::initialized();
+    let check = c.reserve_login(1, "admin");
     c.refused(
         "admin",
-        pw("admin", BAD_HASH),
+        own_pw("admin", BAD_HASH, check),
         Rejection::InvalidPasswordHash,
     );
     assert!(!c.state.cluster().unwrap().activated);
@@ -297,7 +297,7 @@ fn activation_requires_an_argon2id_hash() {
 #[test]
 fn password_changes_bump_the_epoch_and_keep_the_role() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    c.by("bob", pw("bob", HASH2)).result.unwrap();
+    c.change_own_password("bob", HASH2).result.unwrap();
     c.by("admin", pw("bob", HASH)).result.unwrap();
     let bob = c.state.user(&user("bob")).unwrap();
     assert_eq!(bob.password_epoch, 2);
@@ -308,7 +308,89 @@ fn password_changes_bump_the_epoch_and_keep_the_role() {
         pw("nobody", HASH),
         Rejection::UserNotFound(user("nobody")),
     );
-    c.refused("bob", pw("bob", "plain"), Rejection::InvalidPasswordHash);
+    let check = c.reserve_login(1, "bob");
+    c.refused(
+        "bob",
+        own_pw("bob", "plain", check),
+        Rejection::InvalidPasswordHash,
+    );
+}
+
+#[test]
+fn ones_own_password_changes_only_with_the_current_one_checked() {
+    // A stolen session token alone must not take the account over: the
+    // plain change is refused for one's own name, and the change with the
+    // check needs a live reservation of that very user.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    c.refused("bob", pw("bob", HASH2), Rejection::CurrentPasswordNeeded);
+    c.refused(
+        "admin",
+        pw("admin", HASH2),
+        Rejection::CurrentPasswordNeeded,
+    );
+    c.refused(
+        "bob",
+        own_pw("bob", HASH2, NO_RESERVATION),
+        Rejection::LoginExpired(user("bob")),
+    );
+    let carols = c.reserve_login(1, "carol");
+    c.refused(
+        "bob",
+        own_pw("bob", HASH2, carols),
+        Rejection::LoginExpired(user("bob")),
+    );
+    c.refused(
+        "bob",
+        own_pw("carol", HASH2, carols),
+        Rejection::RoleDenied {
+            role: Role::Cu,
+            action: "change another user's password as its own".into(),
+        },
+    );
+    let late = c.reserve_login(1, "bob");
+    c.advance(LOGIN_RESERVATION_TTL_MS);
+    c.refused(
+        "bob",
+        own_pw("bob", HASH2, late),
+        Rejection::LoginExpired(user("bob")),
+    );
+
+    // Two wrong guesses, then the change under a live check: it counts as
+    // the right password (the failures reset) and sets the new one.
+    c.fail_logins("bob", 2);
+    let check = c.reserve_login(1, "bob");
+    c.by("bob", own_pw("bob", HASH2, check)).result.unwrap();
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!(
+        (bob.password_hash.as_str(), bob.password_epoch, bob.failures),
+        (HASH2, 1, 0)
+    );
+    assert!(bob.reservations.is_empty());
+    // The reservation is taken: the same check changes nothing twice.
+    c.refused(
+        "bob",
+        own_pw("bob", HASH, check),
+        Rejection::LoginExpired(user("bob")),
+    );
+}
+
+#[test]
+fn a_new_password_voids_the_checks_of_the_old_one_in_flight() {
+    // A guess at bob's old password is being checked when an officer
+    // resets it (or bob changes it): its outcome finds no reservation, so
+    // the node answers nothing about the old password.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let guess = c.reserve_login(1, "bob");
+    c.by("admin", pw("bob", HASH2)).result.unwrap();
+    let a = c.by_node(1, login_rejected("bob", guess));
+    assert_eq!(a.result, Err(Rejection::LoginExpired(user("bob"))));
+    let bob = c.state.user(&user("bob")).unwrap();
+    assert_eq!((bob.failures, bob.reservations.len()), (0, 0));
+
+    let guess = c.reserve_login(1, "bob");
+    c.change_own_password("bob", HASH).result.unwrap();
+    let a = c.by_node(1, login_ok("bob", guess));
+    assert_eq!(a.result, Err(Rejection::LoginExpired(user("bob"))));
 }
 
 // ---------------------------------------------------------------- role table
@@ -336,12 +418,17 @@ fn role_table_is_enforced_for_every_event_kind_and_role() {
         let owner = if role == Role::Cu { "actor" } else { "peer" };
         base.create_key(owner, 1, "k");
         base.share(owner, 1, "sharee");
+        let check = base.reserve_login(1, "actor");
 
         let cases: Vec<(&str, EventBody, Who)> = vec![
             ("create user", create("newbie", Role::Au), Who::Co),
             ("delete user", delete("victim"), Who::Co),
             ("change other password", pw("victim", HASH2), Who::Co),
-            ("change own password", pw("actor", HASH2), Who::Anyone),
+            (
+                "change own password",
+                own_pw("actor", HASH2, check),
+                Who::Anyone,
+            ),
             ("unlock", unlock("victim"), Who::Co),
             ("create key", aes_key(2, "n", false), Who::Cu),
             ("share", share(1, "victim"), Who::Cu),
@@ -552,7 +639,11 @@ fn five_consecutive_failed_logins_lock_a_user_out_of_its_own_events() {
         aes_key(2, "k2", false),
         Rejection::Locked(user("bob")),
     );
-    c.refused("bob", pw("bob", HASH2), Rejection::Locked(user("bob")));
+    c.refused(
+        "bob",
+        own_pw("bob", HASH2, NO_RESERVATION),
+        Rejection::Locked(user("bob")),
+    );
     c.refused("bob", delete_key(1), Rejection::Locked(user("bob")));
     // The next attempt after the fifth failure sets the lock.
     let (_, a) = c.try_reserve_login(1, "bob");
@@ -1562,15 +1653,15 @@ fn a_retry_rebuilt_with_fresh_salt_or_material_is_still_a_replay() {
         "the first material stays"
     );
 
+    // A retry of one's own password change is built with a new hash and
+    // a new reservation of the check.
     let id = c.next_request_id();
-    let change = |hash: &str| EventBody::PasswordChanged {
-        username: user("bob"),
-        password_hash: hash.into(),
-    };
-    let event = c.event_with_id(id, as_user("bob"), change(HASH));
+    let check = c.reserve_login(1, "bob");
+    let event = c.event_with_id(id, as_user("bob"), own_pw("bob", HASH, check));
     assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
     let epoch = c.state.user(&user("bob")).expect("bob").password_epoch;
-    let event = c.event_with_id(id, as_user("bob"), change(HASH2));
+    let check = c.reserve_login(1, "bob");
+    let event = c.event_with_id(id, as_user("bob"), own_pw("bob", HASH2, check));
     let again = c.apply(&c.sign(event));
     assert!(again.replayed);
     let bob = c.state.user(&user("bob")).expect("bob");
@@ -1976,7 +2067,10 @@ fn changed_lists_exactly_the_entities_that_differ() {
     checked(&mut c, n1(), init_body(1, BAD_HASH)).unwrap_err();
     checked(&mut c, n1(), init_body(1, HASH)).unwrap();
     checked(&mut c, u("admin"), create("x", Role::Cu)).unwrap_err();
-    checked(&mut c, u("admin"), pw("admin", HASH2)).unwrap();
+    checked(&mut c, u("admin"), pw("admin", HASH2)).unwrap_err();
+    let check = c.next_request_id();
+    checked_with_id(&mut c, check, n1(), login_attempt("admin")).unwrap();
+    checked(&mut c, u("admin"), own_pw("admin", HASH2, check)).unwrap();
     for (name, role) in [("bob", Role::Cu), ("carol", Role::Cu), ("co2", Role::Co)] {
         checked(&mut c, u("admin"), create(name, role)).unwrap();
     }

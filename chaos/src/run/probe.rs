@@ -350,7 +350,7 @@ async fn activate(config: &ClientConfig, initial: &str, officer: &str) -> Result
     let c = connect(config, None).await?;
     match c.login(admin(), initial).await {
         Ok(_) => {
-            c.change_password(admin(), officer).await?;
+            c.change_own_password(initial, officer).await?;
             Ok(())
         }
         // Done already, by an earlier attempt whose answer was lost.

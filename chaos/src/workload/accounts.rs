@@ -158,10 +158,12 @@ impl Churn<'_> {
             user: name.to_string(),
             to,
         };
-        let call = self
-            .user
-            .client
-            .change_password(name.clone(), password(name.as_str(), to));
+        // Her own change proves her current password (a right password
+        // check: it resets her count of failures, as a login does).
+        let call = self.user.client.change_own_password(
+            password(name.as_str(), self.current),
+            password(name.as_str(), to),
+        );
         let (entry, _) = self
             .ctx
             .record(&self.lane, name, op, Class::Write, call, |_| Outcome::DONE)

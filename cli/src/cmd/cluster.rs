@@ -55,7 +55,9 @@ async fn activate(ctx: &Context, new_password_env: Option<&str>) -> Result<Outco
     let one_time = password_prompted(&admin, "One-time password of admin: ")?;
     let new = new_password(new_password_env, "--new-password-env", "admin")?;
     login(&client, &admin, &one_time).await?;
-    client.change_password(admin, new.as_str()).await?;
+    client
+        .change_own_password(one_time.as_str(), new.as_str())
+        .await?;
     Ok(Outcome::new(json!({
         "username": "admin",
         "role": "admin",

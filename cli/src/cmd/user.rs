@@ -80,17 +80,25 @@ pub(super) async fn run(ctx: &Context, command: UserCommand) -> Result<Outcome> 
             username: name,
             password_env,
         } => {
-            let me = ctx.login(None).await?;
+            // One's own change proves the current password: the one just
+            // logged in with.
+            let (me, current) = ctx.login_with_password(None).await?;
             let target = match &name {
                 Some(n) => username(n)?,
                 None => me.session.username.clone(),
             };
             let password =
                 new_password(password_env.as_deref(), "--password-env", target.as_str())?;
-            me.client
-                .change_password(target.clone(), password.as_str())
-                .await
-                .map_err(|e| me.explain(e))?;
+            let changed = if target == me.session.username {
+                me.client
+                    .change_own_password(current.as_str(), password.as_str())
+                    .await
+            } else {
+                me.client
+                    .change_password(target.clone(), password.as_str())
+                    .await
+            };
+            changed.map_err(|e| me.explain(e))?;
             Ok(Outcome::new(json!({
                 "username": target.as_str(),
                 "message": format!("password of {target} changed; its open sessions have ended"),

@@ -257,6 +257,13 @@ impl Service {
                 username,
                 new_password,
             } => self.change_password(ctx, username, new_password).await,
+            O::ChangeOwnPassword {
+                current_password,
+                new_password,
+            } => {
+                self.change_own_password(ctx, current_password, new_password)
+                    .await
+            }
             O::CreateUser {
                 username,
                 role,
@@ -683,6 +690,7 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         O::AddNode { .. } => Action::AddNode,
         O::RemoveNode { .. } => Action::RemoveNode,
         O::RotateDomainKey => Action::RotateDomainKey,
+        O::ChangeOwnPassword { .. } => Action::ChangeOwnPassword,
         O::ChangePassword { username: u, .. } if u == username => Action::ChangeOwnPassword,
         O::ChangePassword { .. } => Action::ChangeOtherPassword,
         O::CreateUser { .. } => Action::CreateUser,

@@ -46,6 +46,17 @@ fn login_failed() -> ClientError {
     ClientError::new(ErrorKind::LoginFailed, "wrong user name or password")
 }
 
+/// A password checked under a login reservation, its outcome not yet
+/// recorded.
+struct PasswordCheck {
+    /// The reservation (the `LoginFailed` write's request id).
+    reservation: RequestId,
+    /// The account as it was checked.
+    user: User,
+    /// Whether the password was right.
+    right: bool,
+}
+
 impl Service {
     /// Unlocks `username` for the operator of this node's host (the
     /// operator socket, [`crate::operator`]), as [`Actor::Operator`]: the
@@ -110,96 +121,27 @@ impl Service {
         time: ClusterTime,
         deadline: Instant,
     ) -> Outcome {
-        // The replica is caught up (the request passed the read barrier):
-        // a locked user is refused here, without a Raft entry, so guesses
-        // against it cost the cluster nothing and push no remembered
-        // outcome out. (`apply` refuses the attempt anyway.)
-        let (known, locked) = self.state(|s| {
-            s.user(&username)
-                .map_or((false, false), |u| (true, u.locked))
-        });
-        if locked {
-            return Err(locked_error(&username));
-        }
-        if !known {
-            let _ = self
-                .argon2(deadline, move || {
-                    verify_password(password.expose_str().unwrap_or(""), decoy_hash())
-                })
-                .await?;
-            return Err(login_failed());
-        }
-        let me = Actor::Node(self.node);
-        let reservation = random_request_id();
-        let reserved = self
-            .write_as(
-                reservation,
-                me.clone(),
-                None,
-                EventBody::LoginFailed {
-                    username: username.clone(),
-                },
-                deadline,
-            )
-            .await;
-        match reserved {
-            Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::Locked => return Err(locked_error(&username)),
-            Err(e) if e.kind == ErrorKind::NotFound => return Err(login_failed()),
-            Err(e) => return Err(e),
-        }
-        let Some(checked) = self.state(|s| s.user(&username).cloned()) else {
+        let Some(check) = self.check_password(&username, password, deadline).await? else {
             return Err(login_failed());
         };
-        if checked.locked {
-            return Err(locked_error(&username));
-        }
-        let phc = checked.password_hash.clone();
-        let ok = self
-            .argon2(deadline, move || {
-                verify_password(password.expose_str().unwrap_or(""), &phc)
-            })
-            .await?;
-        let outcome = if ok {
+        let outcome = if check.right {
             EventBody::LoginSucceeded {
                 username: username.clone(),
-                reservation,
+                reservation: check.reservation,
             }
         } else {
             EventBody::LoginRejected {
                 username: username.clone(),
-                reservation,
+                reservation: check.reservation,
             }
         };
-        let recorded = self
-            .write_as(
-                random_request_id(),
-                me,
-                None,
-                outcome,
-                Instant::now() + LOGIN_OUTCOME_DEADLINE,
-            )
-            .await;
-        if let Err(e) = recorded {
-            // The same answer whatever the check said: an outcome that is
-            // not recorded was not counted, so it must reveal nothing.
-            tracing::debug!(user = %username, error = %e, "login outcome not recorded");
-            return Err(ClientError::unavailable(format!(
-                "the login of user {username} could not be recorded in time; try again"
-            )));
-        }
-        if !ok {
-            let now_locked = self.state(|s| s.user(&username).is_some_and(User::is_locked));
-            if now_locked {
-                return Err(ClientError::new(
-                    ErrorKind::Locked,
-                    format!("wrong password; user {username} is now locked"),
-                ));
-            }
-            return Err(login_failed());
+        self.record_check(&username, outcome).await?;
+        if !check.right {
+            return Err(self.wrong_password(&username, "wrong user name or password"));
         }
         // Issue only for the account as it was checked: a password change,
         // a re-creation or a lock in the meantime voids this login.
+        let checked = check.user;
         let now = self.state(|s| s.user(&username).cloned());
         let unchanged = now.as_ref().is_some_and(|u| {
             u.password_epoch == checked.password_epoch
@@ -226,6 +168,174 @@ impl Service {
         })
     }
 
+    /// Checks `username`'s password as a login does, counted toward the
+    /// lockout: the attempt is reserved through Raft first (so at most five
+    /// wrong answers between resets, whatever arrives where), then checked
+    /// against the account as it was when reserved. `None` for a user that
+    /// does not exist (after a decoy check that takes as long). The caller
+    /// records the outcome under the reservation before it answers.
+    async fn check_password(
+        &self,
+        username: &Username,
+        password: Secret,
+        deadline: Instant,
+    ) -> Result<Option<PasswordCheck>, ClientError> {
+        // The replica is caught up (the request passed the read barrier):
+        // a locked user is refused here, without a Raft entry, so guesses
+        // against it cost the cluster nothing and push no remembered
+        // outcome out. (`apply` refuses the attempt anyway.)
+        let (known, locked) = self.state(|s| {
+            s.user(username)
+                .map_or((false, false), |u| (true, u.locked))
+        });
+        if locked {
+            return Err(locked_error(username));
+        }
+        if !known {
+            let _ = self
+                .argon2(deadline, move || {
+                    verify_password(password.expose_str().unwrap_or(""), decoy_hash())
+                })
+                .await?;
+            return Ok(None);
+        }
+        let reservation = random_request_id();
+        let reserved = self
+            .write_as(
+                reservation,
+                Actor::Node(self.node),
+                None,
+                EventBody::LoginFailed {
+                    username: username.clone(),
+                },
+                deadline,
+            )
+            .await;
+        match reserved {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::Locked => return Err(locked_error(username)),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let Some(user) = self.state(|s| s.user(username).cloned()) else {
+            return Ok(None);
+        };
+        if user.locked {
+            return Err(locked_error(username));
+        }
+        let phc = user.password_hash.clone();
+        let right = self
+            .argon2(deadline, move || {
+                verify_password(password.expose_str().unwrap_or(""), &phc)
+            })
+            .await?;
+        Ok(Some(PasswordCheck {
+            reservation,
+            user,
+            right,
+        }))
+    }
+
+    /// Records a checked password's outcome (`outcome` names the
+    /// reservation) with its own deadline. When it is not recorded, the
+    /// answer is `unavailable` whatever the check said: an outcome that is
+    /// not counted must reveal nothing.
+    async fn record_check(
+        &self,
+        username: &Username,
+        outcome: EventBody,
+    ) -> Result<(), ClientError> {
+        let recorded = self
+            .write_as(
+                random_request_id(),
+                Actor::Node(self.node),
+                None,
+                outcome,
+                Instant::now() + LOGIN_OUTCOME_DEADLINE,
+            )
+            .await;
+        recorded.map(|_| ()).map_err(|e| {
+            tracing::debug!(user = %username, error = %e, "password check outcome not recorded");
+            ClientError::unavailable(format!(
+                "the password check of user {username} could not be recorded in time; try again"
+            ))
+        })
+    }
+
+    /// The answer to a wrong password whose failure is recorded: `locked`
+    /// if that failure locked the user.
+    fn wrong_password(&self, username: &Username, message: &str) -> ClientError {
+        let now_locked = self.state(|s| s.user(username).is_some_and(User::is_locked));
+        if now_locked {
+            ClientError::new(
+                ErrorKind::Locked,
+                format!("wrong password; user {username} is now locked"),
+            )
+        } else {
+            ClientError::new(ErrorKind::LoginFailed, message)
+        }
+    }
+
+    /// Changes the caller's own password, its current one checked and
+    /// counted as a login attempt ([`Service::check_password`]): a wrong
+    /// current password is a failed login (the fifth locks the user), a
+    /// right one lets the change take the reservation, so a stolen session
+    /// token alone can neither set a password nor guess one beyond the
+    /// lockout. The new password is checked against the policy and hashed
+    /// before anything is reserved.
+    pub(super) async fn change_own_password(
+        &self,
+        ctx: &Ctx,
+        current: Secret,
+        new_password: Secret,
+    ) -> Outcome {
+        let username = ctx.caller.username.clone();
+        let password_hash = self.new_password_hash(new_password, ctx.deadline).await?;
+        let change = |reservation| EventBody::OwnPasswordChanged {
+            username: username.clone(),
+            password_hash: password_hash.clone(),
+            reservation,
+        };
+        if self.remembered(ctx.request_id) {
+            // A retry whose first attempt was decided: its first outcome
+            // (the fingerprint leaves the hash and the reservation out).
+            return self.write_done(ctx, change(RequestId([0; 16]))).await;
+        }
+        let Some(check) = self
+            .check_password(&username, current, ctx.deadline)
+            .await?
+        else {
+            return Err(ClientError::new(
+                ErrorKind::Unauthenticated,
+                format!("user {username} no longer exists"),
+            ));
+        };
+        if !check.right {
+            let outcome = EventBody::LoginRejected {
+                username: username.clone(),
+                reservation: check.reservation,
+            };
+            self.record_check(&username, outcome).await?;
+            return Err(self.wrong_password(&username, "wrong current password"));
+        }
+        let changed = self.write(ctx, change(check.reservation)).await;
+        if let Err(e) = &changed {
+            if e.kind != ErrorKind::Unavailable {
+                // Refused for good (the session ended, the account changed):
+                // the password was right all the same, so the check does
+                // not stay counted as a failure until it expires.
+                let outcome = EventBody::LoginSucceeded {
+                    username: username.clone(),
+                    reservation: check.reservation,
+                };
+                let _ = self.record_check(&username, outcome).await;
+            }
+        }
+        changed.map(|_| Reply::Done)
+    }
+
+    /// Changes another user's password (a crypto officer's action; the
+    /// state refuses it for one's own name: [`Service::change_own_password`]).
     pub(super) async fn change_password(
         &self,
         ctx: &Ctx,

@@ -386,7 +386,7 @@ impl Cluster {
             .await
             .expect("admin login");
         admin
-            .change_password(user("admin"), password)
+            .change_own_password(ADMIN_PASSWORD, password)
             .await
             .expect("activate");
         admin.login(user("admin"), password).await.expect("login");

@@ -77,27 +77,39 @@ pub fn user(name: &str) -> Username {
     Username::new(name).expect("valid name")
 }
 
-/// init, activate admin, create crypto user `alice-known`, and have her
+/// init, activate admin (its current password checked), create crypto user `alice-known`, and have her
 /// create an AES key whose stored material is `material`.
 pub fn setup_events(chain: &mut Chain, material: &[u8]) -> Vec<Entry<TypeConfig>> {
     let admin = Actor::User(user("admin"));
     let alice = Actor::User(user("alice-known"));
+    let init = chain.event(
+        Actor::Node(NODE),
+        EventBody::ClusterInitialized {
+            cluster_id: ClusterId([3; 16]),
+            first_node: chain.node_record(),
+            other_nodes: vec![],
+            admin_password_hash: ADMIN_HASH.into(),
+            domain_check: [0; 32],
+        },
+    );
+    // The node reserves the check of admin's current password; the change
+    // names that reservation.
+    let check = chain.event(
+        Actor::Node(NODE),
+        EventBody::LoginFailed {
+            username: user("admin"),
+        },
+    );
+    let check_id = check.event.request_id;
     let events = vec![
-        chain.event(
-            Actor::Node(NODE),
-            EventBody::ClusterInitialized {
-                cluster_id: ClusterId([3; 16]),
-                first_node: chain.node_record(),
-                other_nodes: vec![],
-                admin_password_hash: ADMIN_HASH.into(),
-                domain_check: [0; 32],
-            },
-        ),
+        init,
+        check,
         chain.event(
             admin.clone(),
-            EventBody::PasswordChanged {
+            EventBody::OwnPasswordChanged {
                 username: user("admin"),
                 password_hash: ADMIN_HASH.replace("0001", "0003"),
+                reservation: check_id,
             },
         ),
         chain.event(

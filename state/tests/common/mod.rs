@@ -81,6 +81,16 @@ pub fn login_ok(name: &str, reservation: RequestId) -> EventBody {
     }
 }
 
+/// `name`'s change of its own password to `hash`, its current one checked
+/// under `reservation`.
+pub fn own_pw(name: &str, hash: &str, reservation: RequestId) -> EventBody {
+    EventBody::OwnPasswordChanged {
+        username: user(name),
+        password_hash: hash.into(),
+        reservation,
+    }
+}
+
 /// Attributes with a label and everything else at its default.
 pub fn attrs(label: &str) -> KeyAttributes {
     KeyAttributes {
@@ -277,14 +287,14 @@ impl Cluster {
 
     /// Admin changes its own password, which activates the cluster.
     pub fn activate(&mut self) {
-        let a = self.by(
-            "admin",
-            EventBody::PasswordChanged {
-                username: user("admin"),
-                password_hash: HASH2.into(),
-            },
-        );
-        a.result.unwrap();
+        self.change_own_password("admin", HASH2).result.unwrap();
+    }
+
+    /// `name` changes its own password to `hash`: node 1 reserves the
+    /// check of the current one, then the change names that reservation.
+    pub fn change_own_password(&mut self, name: &str, hash: &str) -> Applied {
+        let reservation = self.reserve_login(FIRST.0, name);
+        self.by(name, own_pw(name, hash, reservation))
     }
 
     /// Admin creates a user (panics if refused).
