@@ -157,8 +157,11 @@ fn open_refuses_a_missing_store_and_create_refuses_an_occupied_directory() {
     assert!(open(&missing, &key).is_ok());
 }
 
+/// A log cut short in the middle of its last record (a full disk, or a
+/// kill in the middle of a write that was never synced) opens without that
+/// write, with or without the failed-write marker; earlier writes stay.
 #[tokio::test]
-async fn a_torn_log_tail_stops_the_open_unless_a_failed_write_was_recorded_under_the_key() {
+async fn a_log_cut_short_in_its_last_record_opens_without_that_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = StorageKey::from_bytes([6; 32]);
     let mut chain = Chain::new();
@@ -186,11 +189,9 @@ async fn a_torn_log_tail_stops_the_open_unless_a_failed_write_was_recorded_under
     f.set_len(len - 7).expect("truncate");
     drop(f);
 
-    // Nothing recorded a failed write: the damage stops the open.
-    assert!(open(dir.path(), &key).is_err());
-    // A marker not made with the storage key changes nothing.
-    std::fs::write(dir.path().join("WRITE_FAILED"), [0xab; 32]).expect("forge");
-    assert!(open(dir.path(), &key).is_err());
+    let (mut log, _sm) = open(dir.path(), &key).expect("opens without the torn write");
+    let kept = log.try_get_log_entries(1..6).await.expect("entries").len();
+    assert!(kept >= 4, "only {kept} entries kept");
 }
 
 /// A joining node's roster is kept across restarts and trusted only until
@@ -225,4 +226,53 @@ async fn a_roster_is_kept_and_trusted_until_the_replica_records_the_cluster() {
     // From its first event on, the replica itself is what counts.
     assert_eq!(sm.read(|a| a.trusted().digest()), sm.digest());
     assert_ne!(sm.digest(), roster.digest());
+}
+
+/// The newest write-ahead log file of a store.
+fn newest_wal(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a write-ahead log file")
+}
+
+/// A process killed in the middle of a write leaves a torn record at the
+/// end of the write-ahead log (RocksDB writes a record in more than one
+/// system call), from a write that had not been synced, so never
+/// acknowledged. Found by a chaos long run: a member killed mid-write
+/// could never open its store again ("Corruption: truncated record
+/// body"), and the cluster never had its fifth member back. The open must
+/// drop the torn tail and keep everything acknowledged.
+#[tokio::test]
+async fn a_record_torn_by_a_kill_is_dropped_and_every_acknowledged_write_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = StorageKey::from_bytes([8; 32]);
+    let digest = {
+        let (mut log, mut sm) = create(dir.path(), &key).expect("created");
+        append_and_apply(&mut log, &mut sm, setup_events(&mut Chain::new(), &[3; 40])).await;
+        sm.digest()
+    };
+    // The header of a full record (checksum, length, type) announcing 1000
+    // bytes, and the first 20 of them: where the kill cut the write.
+    let mut torn = vec![0u8; 4];
+    torn.extend_from_slice(&1000u16.to_le_bytes());
+    torn.push(1);
+    torn.extend_from_slice(&[0x5a; 20]);
+    let wal = newest_wal(dir.path());
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&wal)
+        .expect("open the log file");
+    std::io::Write::write_all(&mut file, &torn).expect("append");
+    drop(file);
+
+    let (mut log, sm) = open(dir.path(), &key).expect("a torn tail does not stop the open");
+    assert_eq!(sm.digest(), digest);
+    assert_eq!(
+        log.try_get_log_entries(1..6).await.expect("entries").len(),
+        5
+    );
 }
