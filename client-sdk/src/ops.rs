@@ -232,9 +232,10 @@ impl Client {
     /// # Errors
     /// [`Error::Server`] of kind `LoginFailed` (wrong current password),
     /// `Locked`, or `InvalidInput` (the new password breaks the policy),
-    /// or as [`Client::call`]. After a lost answer, a retry may find the
-    /// session ended by the change itself (`Unauthenticated`): the new
-    /// password then works.
+    /// or as [`Client::call`]. After `Unavailable` or a lost answer the
+    /// change may still have applied (a retry may then find the session
+    /// ended by the change itself, `Unauthenticated`): log in to find out
+    /// which password works.
     pub async fn change_own_password(
         &self,
         current_password: impl Into<Secret>,

@@ -33,7 +33,7 @@ use crate::raft::{
     DomainSource, LeaderContact, LeaderReads, QuicNetwork, Raft, SnapshotInbox, SnapshotSigner,
 };
 use crate::secrets::{hash_password, DomainKey, Keyring, NodeIdentity};
-use crate::server::{spawn_accept_loop, Handlers};
+use crate::server::{spawn_accept_loop, ConnectionLimits, Handlers};
 use crate::service::{Service, ServiceParts};
 use crate::transport::{
     client_endpoint, key_pin_of_pem, node_client_tls, server_endpoint, server_tls,
@@ -481,6 +481,10 @@ impl RunningNode {
                 contact,
                 service: Some(service.clone()),
                 max_client_frame: config.limits.max_client_frame_bytes,
+                connections: ConnectionLimits {
+                    total: config.limits.max_connections,
+                    per_address: config.limits.max_connections_per_address,
+                },
             },
         );
         let membership = crate::membership::spawn(raft.clone(), sm.clone(), id);

@@ -1,6 +1,8 @@
 //! The accept loop of a node's QUIC endpoint.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hsm_proto::client::{ClientError, Request, Response};
@@ -44,6 +46,86 @@ pub struct Handlers {
     pub service: Option<Arc<Service>>,
     /// Largest client request accepted, in bytes.
     pub max_client_frame: usize,
+    /// How many connections the endpoint holds at once.
+    pub connections: ConnectionLimits,
+}
+
+/// How many connections a node holds at once, handshakes included: in
+/// all, and from one source (an IPv4 address, or an IPv6 /64). Current
+/// members' addresses are not counted: strangers who fill the limits
+/// must not keep the members from reconnecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// In all.
+    pub total: u32,
+    /// From one IP address.
+    pub per_address: u32,
+}
+
+/// Counts the connections held, in all and per source address. A slot is
+/// taken before the handshake starts and given back when the connection
+/// ends ([`Slot`]'s drop).
+#[derive(Debug)]
+struct Admission {
+    limits: ConnectionLimits,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: u32,
+    by_address: HashMap<IpAddr, u32>,
+}
+
+/// One admitted connection's place in the count.
+#[derive(Debug)]
+struct Slot {
+    admission: Arc<Admission>,
+    address: IpAddr,
+}
+
+impl Admission {
+    fn new(limits: ConnectionLimits) -> Arc<Admission> {
+        Arc::new(Admission {
+            limits,
+            held: Mutex::new(Held::default()),
+        })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for a connection from `address`, or `None` when the node or
+    /// that address holds as many as it may.
+    fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Slot> {
+        let mut held = self.held();
+        let from = held.by_address.get(&address).copied().unwrap_or(0);
+        if held.total >= self.limits.total || from >= self.limits.per_address {
+            return None;
+        }
+        held.total += 1;
+        held.by_address.insert(address, from + 1);
+        Some(Slot {
+            admission: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.admission.held();
+        held.total = held.total.saturating_sub(1);
+        if let Some(n) = held.by_address.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.by_address.remove(&self.address);
+            }
+        }
+    }
 }
 
 /// Accepts connections on `endpoint` until it is closed, one task per
@@ -51,11 +133,37 @@ pub struct Handlers {
 /// CA-verified certificate) get their Raft RPCs served; clients (client
 /// ALPN) get the client protocol; any other connection is closed with
 /// [`CLOSE_NOT_MEMBER`] before a byte of it is read.
+///
+/// Before any handshake work, a new source must show it receives at its
+/// address (a QUIC retry: one round trip, so a spoofed address costs the
+/// node nothing and counts against no one), and then gets a connection
+/// slot within [`ConnectionLimits`], refused otherwise: one address cannot
+/// take the room other clients and the members need.
 pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinHandle<()> {
+    let admission = Admission::new(handlers.connections);
     tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
+            if !incoming.remote_address_validated() {
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+                continue;
+            }
+            let address = incoming.remote_address().ip();
+            let slot = if is_member_address(&handlers, address) {
+                None
+            } else {
+                let Some(slot) = admission.admit(source_of(address)) else {
+                    tracing::debug!(peer = %address, "refused a connection: too many held");
+                    incoming.refuse();
+                    continue;
+                };
+                Some(slot)
+            };
             let handlers = handlers.clone();
             tokio::spawn(async move {
+                // Held until the connection is served to its end.
+                let _slot = slot;
                 let conn = match incoming.await {
                     Ok(c) => c,
                     Err(e) => {
@@ -96,6 +204,33 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
                 }
             });
         }
+    })
+}
+
+/// The unit one share of connections is counted by: an IPv4 address, or
+/// an IPv6 /64 (one host usually holds a whole /64).
+fn source_of(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(Ipv6Addr::from(segments))
+        }
+        v4 => v4,
+    }
+}
+
+/// Whether `address` is a current member's (the IP its record names).
+fn is_member_address(handlers: &Handlers, address: IpAddr) -> bool {
+    let address = address.to_canonical();
+    handlers.domain.as_ref().is_some_and(|d| {
+        d.sm.read(|a| {
+            a.state.nodes().any(|n| {
+                n.address
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|m| m.ip().to_canonical() == address)
+            })
+        })
     })
 }
 
@@ -159,5 +294,49 @@ fn refused(service: &Service, message: String) -> Response {
     Response {
         applied_index: service.applied_index(),
         result: Err(ClientError::invalid(message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{source_of, Admission, ConnectionLimits};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64() {
+        let at = |s: &str| source_of(s.parse().expect("ip"));
+        assert_eq!(at("2001:db8:1:2:aaaa::1"), at("2001:db8:1:2:bbbb::2"));
+        assert_ne!(at("2001:db8:1:2::1"), at("2001:db8:1:3::1"));
+        assert_eq!(at("::ffff:10.0.0.1"), at("10.0.0.1"));
+        assert_ne!(at("10.0.0.1"), at("10.0.0.2"));
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+    }
+
+    #[test]
+    fn an_address_gets_its_share_and_the_node_its_total() {
+        let a = Admission::new(ConnectionLimits {
+            total: 5,
+            per_address: 2,
+        });
+        let first: Vec<_> = (0..2).map(|_| a.admit(ip(1)).expect("within")).collect();
+        assert!(a.admit(ip(1)).is_none(), "a third from one address");
+        let second: Vec<_> = (0..2).map(|_| a.admit(ip(2)).expect("within")).collect();
+        let fifth = a.admit(ip(3)).expect("the fifth in all");
+        assert!(a.admit(ip(4)).is_none(), "a sixth in all");
+        // Slots come back when connections end.
+        drop(fifth);
+        let again = a.admit(ip(4)).expect("room again");
+        drop(first);
+        let back: Vec<_> = (0..2).map(|_| a.admit(ip(1)).expect("its share")).collect();
+        assert!(a.admit(ip(5)).is_none(), "the total is reached again");
+        drop((second, again));
+        assert_eq!(a.held().total, 2);
+        assert_eq!(a.held().by_address.len(), 1);
+        drop(back);
+        assert_eq!(a.held().total, 0);
+        assert!(a.held().by_address.is_empty());
     }
 }

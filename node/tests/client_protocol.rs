@@ -1,7 +1,8 @@
 //! The client port under bad input: an oversized frame header, bytes that
 //! do not decode, a stream that never sends. Each gets an error answer on
 //! its own stream (or is dropped) and the connection keeps serving. And
-//! nothing waits for an index no client can have seen.
+//! nothing waits for an index no client can have seen, and one source
+//! address cannot hold every connection.
 
 mod procs;
 
@@ -171,4 +172,71 @@ async fn malformed_client_frames_get_an_error_and_the_connection_keeps_serving()
         response.result.expect_err("refused").kind,
         ErrorKind::Unauthenticated
     );
+}
+
+/// A client endpoint on the source address `ip` (loopback addresses all
+/// reach the node), trusting the cluster's CA.
+fn endpoint_at(cluster: &Cluster, ip: &str) -> (quinn::Endpoint, std::net::SocketAddr) {
+    let text = std::fs::read_to_string(cluster.client_config()).expect("config");
+    let config: ClientConfig = toml::from_str(&text).expect("parse");
+    let addr: std::net::SocketAddr = config.nodes[0].address.parse().expect("addr");
+    let bind: std::net::SocketAddr = format!("{ip}:0").parse().expect("bind address");
+    let mut endpoint = quinn::Endpoint::client(bind).expect("endpoint");
+    endpoint.set_default_client_config(client_tls(&config.ca_cert_pem).expect("tls"));
+    (endpoint, addr)
+}
+
+/// One source address held as many connections as it liked (and started
+/// as many handshakes), so one host could take the room every other
+/// client and the members need (issue 13). Now it gets its share
+/// (`limits.max_connections_per_address`, 8 here), the rest of its
+/// attempts are refused before a handshake, a client at another address
+/// is served at once, and the address gets its share back as its
+/// connections end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_gets_its_share_of_connections_and_others_are_served() {
+    let cluster =
+        Cluster::start_with_env(1, &[("HSM_NODE_LIMITS_MAX_CONNECTIONS_PER_ADDRESS", "8")]);
+    cluster.wait_ready().await;
+    let (flooder, addr) = endpoint_at(&cluster, "127.0.0.2");
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        let attempt = flooder.connect(addr, SERVER_NAME).expect("connect");
+        match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            Ok(Ok(conn)) => held.push(conn),
+            Ok(Err(_)) => refused += 1,
+            Err(_) => panic!("a connection attempt was neither served nor refused in 10 s"),
+        }
+    }
+    assert_eq!((held.len(), refused), (8, 12), "held and refused");
+
+    // Another address is served at once.
+    let (other, _) = endpoint_at(&cluster, "127.0.0.3");
+    let conn = other
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("another address connects");
+    let (r, took) = timed(&conn, None, 0, Operation::ClusterInfo).await;
+    r.result.expect("served");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+
+    // Its connections closed, the address connects again.
+    for c in &held {
+        c.close(0u32.into(), b"done");
+    }
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = flooder.connect(addr, SERVER_NAME).expect("connect").await;
+        if attempt.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the address never got its share back: {attempt:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

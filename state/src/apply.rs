@@ -493,12 +493,7 @@ impl Tx<'_> {
                 username,
                 password_hash,
             } => {
-                // One's own only with the current password checked (a
-                // stolen session token must not take the account over):
-                // OwnPasswordChanged.
-                if username == me {
-                    return Err(Rejection::CurrentPasswordNeeded);
-                }
+                authz::check_password_reset(me, username)?;
                 allow(role, Action::ChangeOtherPassword)?;
                 let user = self.current_user(username)?;
                 check_password_hash(password_hash)?;
@@ -528,6 +523,7 @@ impl Tx<'_> {
                 Ok(())
             }
             EventBody::UserUnlocked { username } => {
+                authz::check_unlock(me, role, username)?;
                 allow(role, Action::UnlockUser)?;
                 self.unlock(username)
             }

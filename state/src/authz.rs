@@ -4,7 +4,7 @@
 //! replica) and [`State::apply`](crate::State::apply) (re-checking every
 //! write on every replica) use these functions, so there is one table.
 
-use hsm_proto::{ClusterId, NodeId, Role, Username};
+use hsm_proto::{ClusterId, NodeId, Rejection, Role, Username};
 
 use crate::records::Key;
 
@@ -148,6 +148,38 @@ pub fn permits(role: Role, action: Action) -> bool {
             action,
             A::ReadClusterInfo | A::ChangeOwnPassword | A::EndOwnSessions | A::CloneToNode
         ),
+    }
+}
+
+/// Whether `me` may set `target`'s password without
+/// proving the current one: never its own. One's own changes only with
+/// the current password checked (`OwnPasswordChanged`), so a stolen
+/// session token cannot take its account over.
+///
+/// # Errors
+/// [`Rejection::CurrentPasswordNeeded`] for one's own name.
+pub fn check_password_reset(me: &Username, target: &Username) -> Result<(), Rejection> {
+    if me == target {
+        Err(Rejection::CurrentPasswordNeeded)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `me` (of role `role`) may unlock `target`: never itself. An
+/// officer's stolen session could otherwise clear its own failed logins
+/// between guesses at its password, and guess without end.
+///
+/// # Errors
+/// [`Rejection::RoleDenied`] for one's own name.
+pub fn check_unlock(me: &Username, role: Role, target: &Username) -> Result<(), Rejection> {
+    if me == target {
+        Err(Rejection::RoleDenied {
+            role,
+            action: "unlock itself".into(),
+        })
+    } else {
+        Ok(())
     }
 }
 

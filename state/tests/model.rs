@@ -868,6 +868,7 @@ impl Model {
                 self.set_password(*user);
             }
             Op::Unlock { user } => {
+                need(USERS[*user] != me, R::RoleDenied(mine.role))?;
                 co?;
                 self.user(*user)?;
                 let u = self.user_mut(*user);

@@ -375,6 +375,25 @@ fn ones_own_password_changes_only_with_the_current_one_checked() {
 }
 
 #[test]
+fn no_one_unlocks_itself() {
+    // A stolen officer session would otherwise guess four times, clear
+    // its own failures, and guess again without end.
+    let mut c = Cluster::with_users(&[("co2", Role::Co)]);
+    c.fail_logins("admin", 4);
+    c.refused(
+        "admin",
+        unlock("admin"),
+        Rejection::RoleDenied {
+            role: Role::Co,
+            action: "unlock itself".into(),
+        },
+    );
+    c.by("co2", unlock("admin")).result.unwrap();
+    let admin = c.state.user(&user("admin")).unwrap();
+    assert_eq!(admin.failures, 0);
+}
+
+#[test]
 fn a_new_password_voids_the_checks_of_the_old_one_in_flight() {
     // A guess at bob's old password is being checked when an officer
     // resets it (or bob changes it): its outcome finds no reservation, so

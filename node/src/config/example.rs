@@ -103,6 +103,10 @@ data_dir = {data_dir}
 # Largest client request, in bytes, and requests in flight per connection.
 # max_client_frame_bytes = {max_client_frame_bytes}
 # max_in_flight_per_connection = {max_in_flight}
+# Connections held at once (handshakes included), in all and from one IP
+# address.
+# max_connections = {max_connections}
+# max_connections_per_address = {max_connections_per_address}
 
 [backup]
 # Where sealed backups go: "file:///absolute/dir" or "s3://bucket/prefix"
@@ -137,6 +141,8 @@ data_dir = {data_dir}
             format = quote(log.format.as_str()),
             max_client_frame_bytes = limits.max_client_frame_bytes,
             max_in_flight = limits.max_in_flight_per_connection,
+            max_connections = limits.max_connections,
+            max_connections_per_address = limits.max_connections_per_address,
             interval_s = config.backup.interval_s,
             keep_last = config.backup.keep_last,
             max_age_s = config.backup.max_age_s,

@@ -93,7 +93,7 @@ pub struct NodeConfig {
     /// `[log]`: what is logged and how.
     #[serde(default)]
     pub log: LogSettings,
-    /// `[limits]`: per-connection limits on client traffic.
+    /// `[limits]`: limits on connections and on client traffic.
     #[serde(default)]
     pub limits: LimitSettings,
     /// `[backup]`: where backups go, how often, and how long they are kept.
@@ -232,6 +232,11 @@ pub struct LimitSettings {
     /// Most requests one client connection may have in progress at once:
     /// 1 to 65536. Default 256.
     pub max_in_flight_per_connection: u32,
+    /// Most connections (clients' and members', handshakes included) the
+    /// node holds at once: 16 to 1000000. Default 4096.
+    pub max_connections: u32,
+    /// Most of them from one IP address: 1 to 1000000. Default 256.
+    pub max_connections_per_address: u32,
 }
 
 impl Default for LimitSettings {
@@ -239,6 +244,8 @@ impl Default for LimitSettings {
         LimitSettings {
             max_client_frame_bytes: 1024 * 1024,
             max_in_flight_per_connection: 256,
+            max_connections: 4096,
+            max_connections_per_address: 256,
         }
     }
 }

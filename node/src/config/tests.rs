@@ -38,6 +38,8 @@ format = "json"
 [limits]
 max_client_frame_bytes = 2097152
 max_in_flight_per_connection = 64
+max_connections = 1000
+max_connections_per_address = 10
 
 [backup]
 destination = "s3://hsm-backups/prod"
@@ -107,6 +109,8 @@ pub(super) fn full() -> NodeConfig {
         limits: LimitSettings {
             max_client_frame_bytes: 2 * 1024 * 1024,
             max_in_flight_per_connection: 64,
+            max_connections: 1000,
+            max_connections_per_address: 10,
         },
         backup: BackupSettings {
             destination: Some("s3://hsm-backups/prod".to_owned()),
@@ -147,6 +151,8 @@ fn a_config_with_only_required_fields_gets_every_default() {
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.limits.max_client_frame_bytes, 1024 * 1024);
     assert_eq!(config.limits.max_in_flight_per_connection, 256);
+    assert_eq!(config.limits.max_connections, 4096);
+    assert_eq!(config.limits.max_connections_per_address, 256);
 }
 
 #[test]
@@ -380,6 +386,19 @@ fn client_limits_must_be_within_bounds() {
         &refused(|c| c.limits.max_in_flight_per_connection = 65_537),
         field,
         65_537,
+    );
+    let field = "limits.max_connections";
+    assert_out_of_range(&refused(|c| c.limits.max_connections = 15), field, 15);
+    assert_out_of_range(
+        &refused(|c| c.limits.max_connections = 1_000_001),
+        field,
+        1_000_001,
+    );
+    let field = "limits.max_connections_per_address";
+    assert_out_of_range(
+        &refused(|c| c.limits.max_connections_per_address = 0),
+        field,
+        0,
     );
 }
 

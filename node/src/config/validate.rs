@@ -13,6 +13,9 @@ const MAX_ZONE_LEN: usize = 64;
 const SESSION_LIFETIME_S: (u64, u64) = (60, 86_400);
 /// Most requests in flight on one client connection.
 const MAX_IN_FLIGHT: u64 = 65_536;
+/// Bounds of `limits.max_connections` (and of its per-address share).
+const MIN_CONNECTIONS: u64 = 16;
+const MAX_CONNECTIONS: u64 = 1_000_000;
 /// Longest interval between periodic backups: a year.
 const MAX_BACKUP_INTERVAL_S: u64 = 366 * 86_400;
 /// Most backups retention may be told to keep.
@@ -70,6 +73,18 @@ impl NodeConfig {
             u64::from(self.limits.max_in_flight_per_connection),
             1,
             MAX_IN_FLIGHT,
+        )?;
+        range(
+            "limits.max_connections",
+            u64::from(self.limits.max_connections),
+            MIN_CONNECTIONS,
+            MAX_CONNECTIONS,
+        )?;
+        range(
+            "limits.max_connections_per_address",
+            u64::from(self.limits.max_connections_per_address),
+            1,
+            MAX_CONNECTIONS,
         )?;
         self.validate_backup()
     }

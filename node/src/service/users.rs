@@ -46,6 +46,14 @@ fn login_failed() -> ClientError {
     ClientError::new(ErrorKind::LoginFailed, "wrong user name or password")
 }
 
+/// The answer when a checked password's outcome was not recorded,
+/// whatever the check said.
+fn not_recorded(username: &Username) -> ClientError {
+    ClientError::unavailable(format!(
+        "the password check of user {username} could not be recorded in time; try again"
+    ))
+}
+
 /// A password checked under a login reservation, its outcome not yet
 /// recorded.
 struct PasswordCheck {
@@ -256,9 +264,7 @@ impl Service {
             .await;
         recorded.map(|_| ()).map_err(|e| {
             tracing::debug!(user = %username, error = %e, "password check outcome not recorded");
-            ClientError::unavailable(format!(
-                "the password check of user {username} could not be recorded in time; try again"
-            ))
+            not_recorded(username)
         })
     }
 
@@ -290,17 +296,20 @@ impl Service {
         new_password: Secret,
     ) -> Outcome {
         let username = ctx.caller.username.clone();
-        let password_hash = self.new_password_hash(new_password, ctx.deadline).await?;
-        let change = |reservation| EventBody::OwnPasswordChanged {
+        let change = |password_hash: String, reservation| EventBody::OwnPasswordChanged {
             username: username.clone(),
-            password_hash: password_hash.clone(),
+            password_hash,
             reservation,
         };
         if self.remembered(ctx.request_id) {
-            // A retry whose first attempt was decided: its first outcome
-            // (the fingerprint leaves the hash and the reservation out).
-            return self.write_done(ctx, change(RequestId([0; 16]))).await;
+            // A retry whose first attempt was decided: its first outcome.
+            // The fingerprint leaves the hash and the reservation out, and
+            // a body with neither can only be replayed, never applied.
+            return self
+                .write_done(ctx, change(String::new(), RequestId([0; 16])))
+                .await;
         }
+        let password_hash = self.new_password_hash(new_password, ctx.deadline).await?;
         let Some(check) = self
             .check_password(&username, current, ctx.deadline)
             .await?
@@ -318,30 +327,38 @@ impl Service {
             self.record_check(&username, outcome).await?;
             return Err(self.wrong_password(&username, "wrong current password"));
         }
-        let changed = self.write(ctx, change(check.reservation)).await;
-        if let Err(e) = &changed {
-            if e.kind != ErrorKind::Unavailable {
-                // Refused for good (the session ended, the account changed):
-                // the password was right all the same, so the check does
-                // not stay counted as a failure until it expires.
-                let outcome = EventBody::LoginSucceeded {
-                    username: username.clone(),
-                    reservation: check.reservation,
-                };
-                let _ = self.record_check(&username, outcome).await;
-            }
-        }
-        changed.map(|_| Reply::Done)
+        // The change is the right answer's outcome: written with the same
+        // deadline as any outcome, and when it is not applied the answer is
+        // the one a wrong password gets when its outcome is not recorded,
+        // so a guess learns nothing from it (the reservation then expires,
+        // counted as a failure meanwhile, as an unrecorded wrong one is).
+        let written = self
+            .write_as(
+                ctx.request_id,
+                Actor::User(username.clone()),
+                Some(&ctx.session),
+                change(password_hash, check.reservation),
+                Instant::now() + LOGIN_OUTCOME_DEADLINE,
+            )
+            .await;
+        written.map_err(|e| {
+            tracing::debug!(user = %username, error = %e, "own password change not applied");
+            not_recorded(&username)
+        })?;
+        Ok(Reply::Done)
     }
 
-    /// Changes another user's password (a crypto officer's action; the
-    /// state refuses it for one's own name: [`Service::change_own_password`]).
+    /// Changes another user's password (a crypto officer's action). One's
+    /// own name is refused before any work, by the state's own rule
+    /// ([`Service::change_own_password`] is the way).
     pub(super) async fn change_password(
         &self,
         ctx: &Ctx,
         username: Username,
         new_password: Secret,
     ) -> Outcome {
+        hsm_state::authz::check_password_reset(&ctx.caller.username, &username)
+            .map_err(ClientError::from)?;
         let password_hash = self.new_password_hash(new_password, ctx.deadline).await?;
         self.write(
             ctx,

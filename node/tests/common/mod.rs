@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use hsm_node::proposer::Proposer;
 use hsm_node::raft::{DomainSource, QuicNetwork, Raft, SnapshotInbox, SnapshotSigner};
 use hsm_node::secrets::{session, DomainKey, Keyring};
-use hsm_node::server::{spawn_accept_loop, Handlers};
+use hsm_node::server::{spawn_accept_loop, ConnectionLimits, Handlers};
 use hsm_node::transport::{
     client_endpoint, node_client_tls, server_endpoint, server_tls, ClusterCa,
 };
@@ -157,6 +157,10 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
             contact: Default::default(),
             service: None,
             max_client_frame: 1 << 20,
+            connections: ConnectionLimits {
+                total: 4096,
+                per_address: 256,
+            },
         },
     );
     let writer = Writer::new(raft.clone(), proposer.clone(), network);

@@ -29,6 +29,8 @@ fn every_setting_can_be_overridden_from_the_environment() {
             ("HSM_NODE_LOG_FORMAT", "json"),
             ("HSM_NODE_LIMITS_MAX_CLIENT_FRAME_BYTES", "2097152"),
             ("HSM_NODE_LIMITS_MAX_IN_FLIGHT_PER_CONNECTION", "64"),
+            ("HSM_NODE_LIMITS_MAX_CONNECTIONS", "1000"),
+            ("HSM_NODE_LIMITS_MAX_CONNECTIONS_PER_ADDRESS", "10"),
             ("HSM_NODE_BACKUP_DESTINATION", "s3://hsm-backups/prod"),
             (
                 "HSM_NODE_BACKUP_RECOVERY_KEYS",
