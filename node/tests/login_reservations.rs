@@ -52,11 +52,16 @@ fn flood(client: Client, every: Duration, stop: Arc<AtomicBool>) -> tokio::task:
 
 /// `admin` as `admin` sees it in the user list.
 async fn admin_info(admin: &Client) -> hsm_client::Result<UserInfo> {
+    user_info(admin, "admin").await
+}
+
+/// User `name` as the officer `admin` sees it in the user list.
+async fn user_info(admin: &Client, name: &str) -> hsm_client::Result<UserInfo> {
     let users = admin.list_users().await?;
     Ok(users
         .into_iter()
-        .find(|u| u.username == user("admin"))
-        .expect("admin is listed"))
+        .find(|u| u.username == user(name))
+        .unwrap_or_else(|| panic!("{name} is listed")))
 }
 
 /// A node other than the leader.
@@ -162,9 +167,7 @@ async fn a_stolen_session_neither_sets_the_password_nor_guesses_it_past_the_lock
         .await
         .expect("alice");
     let failed_logins = |admin: Client| async move {
-        let users = admin.list_users().await.expect("users");
-        let alice = users.into_iter().find(|u| u.username == user("alice"));
-        let alice = alice.expect("alice is listed");
+        let alice = user_info(&admin, "alice").await.expect("users");
         (alice.failed_logins, alice.locked)
     };
 
