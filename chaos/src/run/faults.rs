@@ -194,12 +194,10 @@ pub fn heal(
         Applied::DiskFull { node: slot, .. } => {
             Disks::free(&nodes.data_dir(nodes.id(*slot))?)?;
             // A node that could not write stops (a supervisor would start
-            // it again): start it.
-            if !nodes.running(*slot) {
-                nodes.kill(*slot);
-                nodes.start(net, *slot)?;
-            }
-            nodes.may_exit.remove(slot);
+            // it again): start it. One whose failed write came at the end
+            // of the fault may still be on its way out: it stays free to
+            // exit until the recovery check is over (`supervise`).
+            nodes.restart_if_ended(net, *slot)?;
             Ok(())
         }
         Applied::Gone {

@@ -294,14 +294,38 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             ));
             nodes.start(&net, slot)?;
         }
-        // Recovery: a leader and a write through every node.
+        // Recovery: a leader and a write through every node. A member
+        // whose disk was full may still be stopping on the write that
+        // failed: it is started again, as its supervisor would.
+        let full_disk = match applied {
+            faults::Applied::DiskFull { node, .. } => Some(node),
+            _ => None,
+        };
+        let mut restarted = None;
         let recovery_ms = if stopped_early {
             None
         } else {
-            ready(&probe, &nodes.ids())
-                .ok()
-                .map(|()| ms(healed.elapsed()))
+            let args = ready_args(&nodes.ids());
+            let check = probe::spawn_in(
+                &probe_host,
+                &opts.hsm_chaos,
+                &client_config,
+                &args.each_ref().map(String::as_str),
+            )?;
+            supervise(
+                &mut nodes,
+                &net,
+                full_disk,
+                check,
+                &mut restarted,
+                &mut crashes,
+            )
+            .await?
+            .then(|| ms(healed.elapsed()))
         };
+        if let Some(slot) = full_disk {
+            nodes.may_exit.remove(&slot);
+        }
         // (Not measured after a Ctrl-C: that is no failure to recover.)
         if !stopped_early {
             recoveries.push(recovery_ms);
@@ -321,7 +345,11 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         writeln!(
             fault_log,
             "{}",
-            serde_json::json!({ "healed_ms": healed_ms, "recovery_ms": recovery_ms })
+            serde_json::json!({
+                "healed_ms": healed_ms,
+                "recovery_ms": recovery_ms,
+                "restarted_late": restarted,
+            })
         )?;
         if stopped_early {
             break;
@@ -559,18 +587,60 @@ fn pinned_node(j: u32, nodes: u64) -> Option<u64> {
     (j % 2 == 0).then(|| u64::from(j / 2 - 1) % nodes + 1)
 }
 
+/// The probe that waits until a write went through each of the members
+/// `ids`, at most [`RECOVERY_BOUND`].
+fn ready_args(ids: &[u64]) -> [String; 5] {
+    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+    [
+        "ready".into(),
+        "--nodes".into(),
+        ids.join(","),
+        "--timeout-s".into(),
+        RECOVERY_BOUND.as_secs().to_string(),
+    ]
+}
+
 /// Waits until a write went through each of the members `ids`, at most
 /// [`RECOVERY_BOUND`].
 fn ready(probe: &dyn Fn(&[&str]) -> Result<String>, ids: &[u64]) -> Result<()> {
-    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
-    probe(&[
-        "ready",
-        "--nodes",
-        &ids.join(","),
-        "--timeout-s",
-        &RECOVERY_BOUND.as_secs().to_string(),
-    ])
-    .map(drop)
+    let args = ready_args(ids);
+    probe(&args.each_ref().map(String::as_str)).map(drop)
+}
+
+/// Waits for the recovery `check` (a `ready` probe) and answers whether it
+/// succeeded. Meanwhile the member in slot `full_disk`, if any, is
+/// watched as its supervisor would: when it ends on the write its full
+/// disk refused (it was still stopping when the fault was healed), it is
+/// started again and `restarted` says which member; when it ends for any
+/// other reason, that is a crash.
+async fn supervise(
+    nodes: &mut Nodes,
+    net: &Net,
+    full_disk: Option<u64>,
+    mut check: std::process::Child,
+    restarted: &mut Option<u64>,
+    crashes: &mut Vec<String>,
+) -> Result<bool> {
+    loop {
+        if let Some(status) = check.try_wait().context("the ready probe")? {
+            return Ok(status.success());
+        }
+        if let Some(slot) = full_disk.filter(|&slot| !nodes.running(slot)) {
+            // Its last words are written before it ends.
+            let on_full_disk = nodes.stopped_on_full_disk(slot);
+            if let Some(status) = nodes.restart_if_ended(net, slot)? {
+                let i = nodes.id(slot);
+                if on_full_disk {
+                    *restarted = Some(i);
+                } else {
+                    crashes.push(format!(
+                        "node {i} ended by itself ({status}) after disk-full: see logs/node{i}.log"
+                    ));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Whether `program` is on the PATH.

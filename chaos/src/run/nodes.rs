@@ -5,6 +5,7 @@
 //! The nemesis names slots; [`Nodes::id`] says which member is there now.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -196,6 +197,48 @@ impl Nodes {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Starts slot `slot`'s member again if its process ended (or never
+    /// ran); returns how it ended.
+    ///
+    /// # Errors
+    /// If it cannot start.
+    pub fn restart_if_ended(&mut self, net: &Net, slot: u64) -> Result<Option<String>> {
+        let ended = match self.procs.get_mut(&slot) {
+            None => Some("not running".to_owned()),
+            Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+        };
+        if ended.is_some() {
+            self.kill(slot);
+            self.start(net, slot)?;
+        }
+        Ok(ended)
+    }
+
+    /// Whether slot `slot`'s member's log ends on a write its full disk
+    /// refused: its last words (`hsm-node: ...`, printed as it exits) say
+    /// so.
+    pub fn stopped_on_full_disk(&self, slot: u64) -> bool {
+        const TAIL: u64 = 16 * 1024;
+        let path = self.logs.join(format!("node{}.log", self.id(slot)));
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return false;
+        };
+        let len = file.metadata().map_or(0, |m| m.len());
+        let mut tail = Vec::new();
+        if file
+            .seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL)))
+            .and_then(|_| file.read_to_end(&mut tail))
+            .is_err()
+        {
+            return false;
+        }
+        String::from_utf8_lossy(&tail)
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("hsm-node: "))
+            .is_some_and(|l| l.contains("No space left on device"))
+    }
+
     /// Deletes everything on slot `slot`'s member's data disk (the node
     /// stopped), as when a host's disk is lost or replaced.
     ///
@@ -324,5 +367,39 @@ impl Nodes {
 impl Drop for Nodes {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes_with_log(text: &str) -> (Nodes, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("node3.log"), text).unwrap();
+        let nodes = Nodes::new(
+            5,
+            PathBuf::from("hsm-node"),
+            dir.path().to_owned(),
+            dir.path().to_owned(),
+        );
+        (nodes, dir)
+    }
+
+    #[test]
+    fn a_stop_on_a_full_disk_is_told_by_the_last_words_only() {
+        let full = "INFO store opened\n\
+                    ERROR store write failed: No space left on device\n\
+                    hsm-node: raft stopped: rocksdb write failed: IO error: No space left on device\n";
+        assert!(nodes_with_log(full).0.stopped_on_full_disk(3));
+        // An earlier stop on a full disk, then a start and another end.
+        let later =
+            format!("{full}INFO store opened\nhsm-node: raft stopped: vote went backwards\n");
+        assert!(!nodes_with_log(&later).0.stopped_on_full_disk(3));
+        // A full disk mentioned, but the node did not stop on it (killed).
+        let killed = "ERROR store write failed: No space left on device\nINFO node started\n";
+        assert!(!nodes_with_log(killed).0.stopped_on_full_disk(3));
+        // No log at all.
+        assert!(!nodes_with_log(full).0.stopped_on_full_disk(4));
     }
 }
