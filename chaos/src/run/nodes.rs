@@ -375,8 +375,8 @@ mod tests {
     use super::*;
 
     fn nodes_with_log(text: &str) -> (Nodes, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("node3.log"), text).unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("node3.log"), text).expect("the log");
         let nodes = Nodes::new(
             5,
             PathBuf::from("hsm-node"),
