@@ -1636,9 +1636,10 @@ fn the_same_request_id_twice_applies_once_and_replays_the_result() {
 }
 
 #[test]
-fn a_retry_rebuilt_with_fresh_salt_or_material_is_still_a_replay() {
-    // A retried write may be rebuilt by another node: new password salt,
-    // newly generated key material. It is the same request.
+fn a_retry_rebuilt_with_fresh_material_is_still_a_replay() {
+    // A retried write may be rebuilt by another node: newly generated key
+    // material, a new reservation of a password check. It is the same
+    // request.
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     let id = c.next_request_id();
     let with_material = |material: u8| match aes_key(1, "a", false) {
@@ -1651,8 +1652,8 @@ fn a_retry_rebuilt_with_fresh_salt_or_material_is_still_a_replay() {
         } => EventBody::KeyCreated {
             key,
             spec,
+            provenance: KeyProvenance::generated(&attributes),
             attributes,
-            provenance: hsm_proto::KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
             domain_generation: 0,
             wrapped_material: vec![material; 40],
             public_key: vec![],
@@ -1672,22 +1673,87 @@ fn a_retry_rebuilt_with_fresh_salt_or_material_is_still_a_replay() {
         "the first material stays"
     );
 
-    // A retry of one's own password change is built with a new hash and
-    // a new reservation of the check.
+    // A retry of one's own password change reserves its check afresh.
     let id = c.next_request_id();
     let check = c.reserve_login(1, "bob");
-    let event = c.event_with_id(id, as_user("bob"), own_pw("bob", HASH, check));
+    let event = c.event_with_id(id, as_user("bob"), own_pw("bob", HASH2, check));
     assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
-    let epoch = c.state.user(&user("bob")).expect("bob").password_epoch;
     let check = c.reserve_login(1, "bob");
     let event = c.event_with_id(id, as_user("bob"), own_pw("bob", HASH2, check));
     let again = c.apply(&c.sign(event));
     assert!(again.replayed);
-    let bob = c.state.user(&user("bob")).expect("bob");
+}
+
+#[test]
+fn a_request_id_reused_with_other_material_or_another_password_is_refused() {
+    // What the caller brings in is part of the request: imported key
+    // material (wrapped the same way for every attempt of one request) and
+    // a new password (hashed with a salt drawn from the request id). Under
+    // a used id, other material or another password is another request:
+    // refused, never answered with the first one's outcome as if applied.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    let imported = |material: u8| {
+        key_body(
+            KeySpec::Aes { bits: 256 },
+            KeyAttributes::default(),
+            vec![material; 40],
+            vec![],
+        )
+    };
+    let id = c.next_request_id();
+    let event = c.event_with_id(id, as_user("bob"), imported(1));
+    assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
+    let before = c.state.clone();
+    let event = c.event_with_id(id, as_user("bob"), imported(2));
+    let other = c.apply(&c.sign(event));
     assert_eq!(
-        (bob.password_hash.as_str(), bob.password_epoch),
-        (HASH, epoch)
+        (other.result, other.replayed),
+        (Err(Rejection::RequestIdReused), false)
     );
+    assert_only_chain_changed(&before, &c.state);
+    let event = c.event_with_id(id, as_user("bob"), imported(1));
+    assert!(c.apply(&c.sign(event)).replayed, "the true retry");
+
+    // An officer's reset of carol's password, retried with another one.
+    let id = c.next_request_id();
+    let event = c.event_with_id(id, as_user("admin"), pw("carol", HASH2));
+    assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
+    let event = c.event_with_id(id, as_user("admin"), pw("carol", HASH));
+    let other = c.apply(&c.sign(event));
+    assert_eq!(other.result, Err(Rejection::RequestIdReused));
+    let carol = c.state.user(&user("carol")).expect("carol");
+    assert_eq!(carol.password_hash, HASH2);
+    let event = c.event_with_id(id, as_user("admin"), pw("carol", HASH2));
+    assert!(c.apply(&c.sign(event)).replayed, "the true retry");
+
+    // A new user, retried with another password.
+    let id = c.next_request_id();
+    let dave = |hash: &str| EventBody::UserCreated {
+        username: user("dave"),
+        role: Role::Cu,
+        password_hash: hash.into(),
+    };
+    let event = c.event_with_id(id, as_user("admin"), dave(HASH));
+    assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
+    let event = c.event_with_id(id, as_user("admin"), dave(HASH2));
+    assert_eq!(
+        c.apply(&c.sign(event)).result,
+        Err(Rejection::RequestIdReused)
+    );
+
+    // One's own change, retried with another new password.
+    let id = c.next_request_id();
+    let check = c.reserve_login(1, "bob");
+    let event = c.event_with_id(id, as_user("bob"), own_pw("bob", HASH2, check));
+    assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
+    let check = c.reserve_login(1, "bob");
+    let event = c.event_with_id(id, as_user("bob"), own_pw("bob", HASH, check));
+    assert_eq!(
+        c.apply(&c.sign(event)).result,
+        Err(Rejection::RequestIdReused)
+    );
+    let bob = c.state.user(&user("bob")).expect("bob");
+    assert_eq!(bob.password_hash, HASH2);
 }
 
 #[test]

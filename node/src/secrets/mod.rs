@@ -37,7 +37,7 @@ pub use domain::{DomainKey, MaterialKey, MAX_MATERIAL_LEN};
 pub use error::{KeyFileProblem, SecretsError};
 pub use identity::NodeIdentity;
 pub use keyring::Keyring;
-pub use password::{check_password_policy, hash_password, verify_password};
+pub use password::{check_password_policy, hash_password, hash_request_password, verify_password};
 pub use session::{SessionClaims, SessionError, SessionToken};
 
 /// Lowercase hex of `bytes`: public keys in `Debug`, and tests that check

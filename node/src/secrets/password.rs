@@ -7,6 +7,7 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use hsm_proto::{RequestId, Username};
 use rand::RngCore;
 
 use super::SecretsError;
@@ -69,8 +70,37 @@ fn hasher() -> Argon2<'static> {
 pub fn hash_password(password: &str) -> Result<String, SecretsError> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
+    hash_with_salt(password, &salt)
+}
+
+/// Hashes the password that request `request_id` sets for `username`, as
+/// [`hash_password`] does but with the salt drawn from the two: every
+/// attempt of one request (a retry, through any node) hashes the same
+/// password to the same PHC string, so the state machine tells a retry
+/// from another password sent under a used request id. Salts still differ
+/// between users and between requests (request ids are random); only a
+/// client that reuses its own id for its own user repeats one.
+///
+/// # Errors
+/// As [`hash_password`].
+pub fn hash_request_password(
+    password: &str,
+    username: &Username,
+    request_id: RequestId,
+) -> Result<String, SecretsError> {
+    let mut input = Vec::with_capacity(username.as_str().len() + 17);
+    input.extend_from_slice(username.as_str().as_bytes());
+    input.push(0);
+    input.extend_from_slice(&request_id.0);
+    let drawn = blake3::derive_key("hsm-cluster 2026-12 password salt of a request", &input);
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&drawn[..16]);
+    hash_with_salt(password, &salt)
+}
+
+fn hash_with_salt(password: &str, salt: &[u8; 16]) -> Result<String, SecretsError> {
     let salt =
-        SaltString::encode_b64(&salt).map_err(|e| SecretsError::PasswordHash(e.to_string()))?;
+        SaltString::encode_b64(salt).map_err(|e| SecretsError::PasswordHash(e.to_string()))?;
     hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -156,6 +186,29 @@ mod tests {
         let a = hash_password("same password").expect("hashes");
         let b = hash_password("same password").expect("hashes");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_request_hashes_its_password_alike_every_time_and_only_its_own() {
+        let (carol, dave) = (
+            Username::new("carol").expect("name"),
+            Username::new("dave").expect("name"),
+        );
+        let (one, two) = (RequestId([1; 16]), RequestId([2; 16]));
+        let first = hash_request_password("a password 1", &carol, one).expect("hashes");
+        assert!(verify_password("a password 1", &first));
+        assert_eq!(
+            hash_request_password("a password 1", &carol, one).expect("hashes"),
+            first,
+            "a retry"
+        );
+        for other in [
+            hash_request_password("a password 2", &carol, one),
+            hash_request_password("a password 1", &carol, two),
+            hash_request_password("a password 1", &dave, one),
+        ] {
+            assert_ne!(other.expect("hashes"), first);
+        }
     }
 
     #[test]

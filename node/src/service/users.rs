@@ -10,7 +10,9 @@ use super::{Ctx, Outcome, Service, LOGIN_OUTCOME_DEADLINE};
 use hsm_state::User;
 
 use crate::cluster_time::ClusterTime;
-use crate::secrets::{check_password_policy, hash_password, session, verify_password};
+use crate::secrets::{
+    check_password_policy, hash_password, hash_request_password, session, verify_password,
+};
 
 /// A real Argon2id hash of a random password, checked when a login names
 /// no user, so that answer takes as long as a wrong password.
@@ -89,20 +91,25 @@ impl Service {
         .map(|_| ())
     }
 
-    /// Checks a new password against the policy and hashes it, if an
-    /// Argon2 slot is free before `deadline`.
+    /// Checks the new password request `ctx` sets for `username` against
+    /// the policy and hashes it, if an Argon2 slot is free before the
+    /// request's deadline: alike for every attempt of the request
+    /// ([`hash_request_password`]), so the state machine answers a retry
+    /// as one and refuses another password under the same id.
     async fn new_password_hash(
         &self,
+        ctx: &Ctx,
+        username: &Username,
         password: Secret,
-        deadline: Instant,
     ) -> Result<String, ClientError> {
         let text = password
             .expose_str()
             .ok_or_else(|| ClientError::invalid("a password must be UTF-8 text"))?;
         check_password_policy(text).map_err(|e| ClientError::invalid(e.to_string()))?;
-        self.argon2(deadline, move || {
+        let (username, request_id) = (username.clone(), ctx.request_id);
+        self.argon2(ctx.deadline, move || {
             let text = password.expose_str().unwrap_or_default();
-            hash_password(text)
+            hash_request_password(text, &username, request_id)
         })
         .await?
         .map_err(|e| ClientError::internal(e.to_string()))
@@ -301,15 +308,16 @@ impl Service {
             password_hash,
             reservation,
         };
+        let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
         if self.remembered(ctx.request_id) {
-            // A retry whose first attempt was decided: its first outcome.
-            // The fingerprint leaves the hash and the reservation out, and
-            // a body with neither can only be replayed, never applied.
+            // A retry whose first attempt was decided: its first outcome if
+            // it sets the same password (the fingerprint leaves the
+            // reservation out, and a body without one can only be replayed,
+            // never applied), refused as another request if not.
             return self
-                .write_done(ctx, change(String::new(), RequestId([0; 16])))
+                .write_done(ctx, change(password_hash, RequestId([0; 16])))
                 .await;
         }
-        let password_hash = self.new_password_hash(new_password, ctx.deadline).await?;
         let Some(check) = self
             .check_password(&username, current, ctx.deadline)
             .await?
@@ -359,7 +367,7 @@ impl Service {
     ) -> Outcome {
         hsm_state::authz::check_password_reset(&ctx.caller.username, &username)
             .map_err(ClientError::from)?;
-        let password_hash = self.new_password_hash(new_password, ctx.deadline).await?;
+        let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
         self.write(
             ctx,
             EventBody::PasswordChanged {
@@ -390,7 +398,7 @@ impl Service {
                 format!("user {username} exists already"),
             ));
         }
-        let password_hash = self.new_password_hash(password, ctx.deadline).await?;
+        let password_hash = self.new_password_hash(ctx, &username, password).await?;
         self.write(
             ctx,
             EventBody::UserCreated {

@@ -260,6 +260,18 @@ impl Cluster {
     /// while the node answers `unavailable` (a node just started, still
     /// catching up), for up to 20 s.
     pub async fn ask(&self, i: u64, session: Option<&Secret>, op: Operation) -> Response {
+        self.ask_as(i, session, RequestId(rand::random()), op).await
+    }
+
+    /// [`Cluster::ask`] under request id `request_id` (asked again under
+    /// the same id, as a client retries).
+    pub async fn ask_as(
+        &self,
+        i: u64,
+        session: Option<&Secret>,
+        request_id: RequestId,
+        op: Operation,
+    ) -> Response {
         let text = std::fs::read_to_string(self.client_config()).expect("client config");
         let config: ClientConfig = toml::from_str(&text).expect("parse client config");
         let addr: std::net::SocketAddr = self.member_address(i).parse().expect("address");
@@ -274,7 +286,7 @@ impl Cluster {
         loop {
             let request = Request {
                 session: session.cloned(),
-                request_id: RequestId(rand::random()),
+                request_id,
                 min_index: 0,
                 op: op.clone(),
             };
