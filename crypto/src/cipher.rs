@@ -176,6 +176,20 @@ impl LoadedKey {
         }
     }
 
+    /// AES-GCM under this key with the given IV, for the power-on
+    /// known-answer test only (serving always draws a random IV).
+    pub(crate) fn aes_gcm_seal_with_iv(
+        &self,
+        iv: [u8; AES_GCM_IV_LEN],
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>> {
+        match &self.inner {
+            Inner::Aes(key) => aes_gcm_seal_with_iv(key, iv, plaintext, aad),
+            _ => Err(mismatch(EncryptMechanism::AesGcm, self.spec())),
+        }
+    }
+
     /// Decrypts what [`LoadedKey::encrypt`] (or any standard implementation
     /// of the mechanism) produced, with the same `aad`.
     ///

@@ -45,6 +45,7 @@ mod encoding;
 mod error;
 mod keys;
 mod loaded;
+pub mod self_test;
 mod sign;
 mod wrap;
 

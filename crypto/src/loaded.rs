@@ -4,6 +4,7 @@
 use crate::encoding::{self, Algorithm};
 use crate::error::{CryptoError, Result};
 use crate::keys::{KeyMaterial, PublicKey};
+use crate::mechanism::{DeriveMechanism, SignMechanism};
 use aws_lc_rs::encoding::{AsBigEndian, AsDer, Curve25519SeedBin, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use aws_lc_rs::{aead, agreement, digest, rsa};
@@ -135,6 +136,50 @@ impl LoadedKey {
     /// [`CryptoError::UnsupportedKeySpec`] for a size the cluster does not
     /// support; [`CryptoError::Internal`] if the library fails.
     pub fn generate(spec: KeySpec) -> Result<Self> {
+        let key = Self::make(spec)?;
+        key.pairwise_consistent()?;
+        Ok(key)
+    }
+
+    /// FIPS 140-3's pairwise consistency test of a new key pair: a
+    /// signature made with its private half verifies with its public half
+    /// (RSA, ECDSA, Ed25519); an X25519 agreement with a fresh peer gives
+    /// both sides one secret. Symmetric keys have nothing to test.
+    fn pairwise_consistent(&self) -> Result<()> {
+        const MESSAGE: &[u8] = b"hsm-cluster pairwise consistency test";
+        let failed = || CryptoError::Internal("pairwise consistency test failed");
+        let mechanism = match self.spec() {
+            KeySpec::Rsa { .. } => SignMechanism::RsaPssSha256,
+            KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::EcSecp256k1 => SignMechanism::EcdsaSha256,
+            KeySpec::Ed25519 => SignMechanism::Ed25519,
+            KeySpec::X25519 => {
+                let peer = Self::make(KeySpec::X25519)?;
+                let (ours, theirs) = (
+                    self.public_key().ok_or_else(failed)?,
+                    peer.public_key().ok_or_else(failed)?,
+                );
+                let out = KeySpec::GenericSecret { bytes: 32 };
+                let a = self.derive(DeriveMechanism::EcdhBlake3, theirs, MESSAGE, out)?;
+                let b = peer.derive(DeriveMechanism::EcdhBlake3, ours, MESSAGE, out)?;
+                return if a.secret() == b.secret() {
+                    Ok(())
+                } else {
+                    Err(failed())
+                };
+            }
+            KeySpec::Aes { .. } | KeySpec::GenericSecret { .. } => return Ok(()),
+        };
+        let public = self.public_key().ok_or_else(failed)?;
+        let signature = self.sign(mechanism, MESSAGE)?;
+        if public.verify(mechanism, MESSAGE, &signature)? {
+            Ok(())
+        } else {
+            Err(failed())
+        }
+    }
+
+    /// A new key of `spec`, not yet tested.
+    fn make(spec: KeySpec) -> Result<Self> {
         check_spec(spec)?;
         match spec {
             KeySpec::Aes { bits } => {

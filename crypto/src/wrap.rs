@@ -62,7 +62,7 @@ fn aws_kek(kek: &[u8]) -> std::result::Result<key_wrap::AesKek, aws_lc_rs::error
     key_wrap::AesKek::new(cipher, kek)
 }
 
-fn kwp_wrap(kek: &[u8], data: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn kwp_wrap(kek: &[u8], data: &[u8]) -> Result<Vec<u8>> {
     let failed = CryptoError::Internal("aes key wrap");
     let mut out = vec![0u8; data.len().div_ceil(SEMIBLOCK) * SEMIBLOCK + SEMIBLOCK];
     let len = match kek.len() {
@@ -84,7 +84,7 @@ fn kwp_wrap(kek: &[u8], data: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     if wrapped.len() < 2 * SEMIBLOCK || wrapped.len() % SEMIBLOCK != 0 {
         return Err(CryptoError::BadLength {
             what: "aes key wrap input",

@@ -466,6 +466,7 @@ impl RunningNode {
             contact: contact.clone(),
             stale_after: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
             backups: backups.clone(),
+            self_tests: crate::service::power_on_self_tests(),
         }));
         let acceptor = spawn_accept_loop(
             server.clone(),

@@ -96,6 +96,33 @@ pub struct ServiceParts {
     pub stale_after: Duration,
     /// The snapshotter, when `[backup]` names a destination.
     pub backups: Option<Arc<Snapshotter>>,
+    /// The power-on self-tests' outcome: when one failed, the node serves
+    /// no cryptography and says why ([`power_on_self_tests`]).
+    pub self_tests: Result<(), String>,
+}
+
+/// Runs the power-on self-tests ([`hsm_crypto::self_test`]) and logs the
+/// outcome. A debug build takes `HSM_SELF_TEST_CORRUPT` (a test's name) to
+/// change that test's known answer, so a test can show that a failing one
+/// stops cryptography; a release build ignores it.
+///
+/// # Errors
+/// Which test failed and how, in words.
+pub fn power_on_self_tests() -> Result<(), String> {
+    #[cfg(debug_assertions)]
+    let corrupt = std::env::var("HSM_SELF_TEST_CORRUPT").ok();
+    #[cfg(not(debug_assertions))]
+    let corrupt: Option<String> = None;
+    match hsm_crypto::self_test::run_corrupting(corrupt.as_deref()) {
+        Ok(tests) => {
+            tracing::info!(tests, "power-on self-tests passed");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(test = e.test, how = %e.how, "power-on self-test failed: this node serves no cryptography");
+            Err(e.to_string())
+        }
+    }
 }
 
 /// Serves client requests on one node. Cheap to share (`Arc`).
@@ -115,6 +142,7 @@ pub struct Service {
     /// number of cores, so a flood of logins cannot exhaust memory or starve
     /// crypto on the blocking pool.
     argon2_slots: tokio::sync::Semaphore,
+    self_tests: Result<(), String>,
 }
 
 impl std::fmt::Debug for Service {
@@ -156,6 +184,7 @@ impl Service {
             argon2_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
+            self_tests: parts.self_tests,
         }
     }
 
@@ -248,6 +277,14 @@ impl Service {
 
     async fn dispatch(&self, ctx: &Ctx, op: Operation) -> Outcome {
         use Operation as O;
+        if uses_cryptography(&op) {
+            if let Err(why) = &self.self_tests {
+                return Err(ClientError::unavailable(format!(
+                    "node {} serves no cryptography: {why}; another node may",
+                    self.node
+                )));
+            }
+        }
         match op {
             O::Login { .. } | O::ClusterInfo => Err(ClientError::internal("dispatched twice")),
             O::AddNode { node } => self.add_node(ctx, node).await,
@@ -634,6 +671,26 @@ impl Service {
         })
         .ok_or_else(|| ClientError::not_found(format!("no key {id}")))
     }
+}
+
+/// Whether `op` runs a cryptographic algorithm (what the power-on
+/// self-tests vouch for).
+fn uses_cryptography(op: &Operation) -> bool {
+    use Operation as O;
+    matches!(
+        op,
+        O::GenerateKey { .. }
+            | O::ImportKey { .. }
+            | O::UnwrapKey { .. }
+            | O::DeriveKey { .. }
+            | O::WrapKey { .. }
+            | O::Sign { .. }
+            | O::Verify { .. }
+            | O::Encrypt { .. }
+            | O::Decrypt { .. }
+            | O::Digest { .. }
+            | O::Random { .. }
+    )
 }
 
 /// An unwrap request's parts.

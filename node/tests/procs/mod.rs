@@ -263,6 +263,12 @@ impl Cluster {
         self.ask_as(i, session, RequestId(rand::random()), op).await
     }
 
+    /// [`Cluster::ask`] once, whatever the answer.
+    pub async fn ask_once(&self, i: u64, session: Option<&Secret>, op: Operation) -> Response {
+        self.ask_until(i, session, RequestId(rand::random()), op, Instant::now())
+            .await
+    }
+
     /// [`Cluster::ask`] under request id `request_id` (asked again under
     /// the same id, as a client retries).
     pub async fn ask_as(
@@ -271,6 +277,19 @@ impl Cluster {
         session: Option<&Secret>,
         request_id: RequestId,
         op: Operation,
+    ) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        self.ask_until(i, session, request_id, op, deadline).await
+    }
+
+    /// Asks until an answer other than `unavailable`, or `deadline`.
+    async fn ask_until(
+        &self,
+        i: u64,
+        session: Option<&Secret>,
+        request_id: RequestId,
+        op: Operation,
+        deadline: Instant,
     ) -> Response {
         let text = std::fs::read_to_string(self.client_config()).expect("client config");
         let config: ClientConfig = toml::from_str(&text).expect("parse client config");
@@ -282,7 +301,6 @@ impl Cluster {
             .expect("connect")
             .await
             .expect("handshake");
-        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let request = Request {
                 session: session.cloned(),
