@@ -15,12 +15,21 @@ impl Failures {
     /// A node failed for `reason`.
     pub(crate) fn push(&mut self, address: &str, reason: String) {
         self.failed = true;
-        self.record(address, reason);
+        self.replace(address, reason);
     }
 
     /// Notes `reason` for a node without counting it as a failure of the
-    /// node (the call's own deadline cut the attempt).
+    /// node (the call's own deadline cut the attempt). A reason the node
+    /// gave before stays: it says more ("unavailable: ..." from the node
+    /// itself) than the deadline that ended the retries.
     pub(crate) fn record(&mut self, address: &str, reason: String) {
+        if !self.tried.iter().any(|(a, _)| a == address) {
+            self.tried.push((address.to_string(), reason));
+        }
+    }
+
+    /// A node failed for `reason`, replacing any it gave before.
+    fn replace(&mut self, address: &str, reason: String) {
         match self.tried.iter_mut().find(|(a, _)| a == address) {
             Some(entry) => entry.1 = reason,
             None => self.tried.push((address.to_string(), reason)),
@@ -68,5 +77,19 @@ mod tests {
         both.push("a:1", "connection lost".into());
         both.record("b:1", "deadline exceeded".into());
         assert!(matches!(both.at_deadline(), Error::Unavailable { tried } if tried.len() == 2));
+        // A node's own answer is what the caller learns, not the deadline
+        // that ended the retries on it.
+        let mut told = Failures::default();
+        told.push("a:1", "unavailable: node n3 serves no cryptography".into());
+        told.record("a:1", "deadline exceeded".into());
+        assert_eq!(
+            told.at_deadline(),
+            Error::Unavailable {
+                tried: vec![(
+                    "a:1".into(),
+                    "unavailable: node n3 serves no cryptography".into()
+                )]
+            }
+        );
     }
 }
