@@ -33,7 +33,7 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         // Ending a session twice ends it once.
         | Operation::Logout { .. } => true,
         Operation::ClusterInfo
-        | Operation::ListUsers
+        | Operation::ListUsers { .. }
         | Operation::WrapKey { .. }
         | Operation::GetKey { .. }
         | Operation::ListKeys { .. }
@@ -61,9 +61,9 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::DomainKeyRotated { .. } => "domain-key-rotated",
         Reply::LoggedIn { .. } => "logged-in",
         Reply::ClusterInfo(_) => "cluster-info",
-        Reply::Users(_) => "users",
+        Reply::Users { .. } => "users",
         Reply::Key(_) => "key",
-        Reply::Keys(_) => "keys",
+        Reply::Keys { .. } => "keys",
         Reply::PublicKey { .. } => "public-key",
         Reply::Wrapped(_) => "wrapped",
         Reply::Signature(_) => "signature",

@@ -1,6 +1,8 @@
 //! Typed methods, one per [`Operation`], and batches.
 
-use hsm_proto::client::{ClusterStatus, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo};
+use hsm_proto::client::{
+    ClusterStatus, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo, MAX_PAGE,
+};
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
@@ -274,13 +276,38 @@ impl Client {
         self.done(Operation::DeleteUser { username }).await
     }
 
-    /// Lists users, in name order (crypto officer).
+    /// Lists users, in name order (crypto officer), a page at a time
+    /// ([`Client::list_users_page`]) until the last.
     ///
     /// # Errors
     /// As [`Client::call`].
     pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
-        let reply = self.call(Operation::ListUsers).await?;
-        expect_reply!(reply, "list-users", "users", Reply::Users(u) => u)
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (users, next) = self.list_users_page(after, MAX_PAGE).await?;
+            all.extend(users);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of users after `after` (`None` for the first), at most
+    /// `limit` ([`MAX_PAGE`]); and where the next page starts, `None` at
+    /// the end.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn list_users_page(
+        &self,
+        after: Option<Username>,
+        limit: u32,
+    ) -> Result<(Vec<UserInfo>, Option<Username>)> {
+        let reply = self.call(Operation::ListUsers { after, limit }).await?;
+        expect_reply!(reply, "list-users", "users",
+            Reply::Users { users, next } => (users, next))
     }
 
     /// Unlocks a user locked after failed logins (crypto officer).
@@ -421,13 +448,47 @@ impl Client {
         self.key(Operation::GetKey { key }).await
     }
 
-    /// The keys visible to the caller that match `filter`, in id order.
+    /// The keys visible to the caller that match `filter`, in id order, a
+    /// page at a time ([`Client::list_keys_page`]) until the last. Pages
+    /// are read one after another, so a key created or deleted meanwhile
+    /// may or may not be listed.
     ///
     /// # Errors
     /// As [`Client::call`].
     pub async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<KeyInfo>> {
-        let reply = self.call(Operation::ListKeys { filter }).await?;
-        expect_reply!(reply, "list-keys", "keys", Reply::Keys(k) => k)
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (keys, next) = self.list_keys_page(filter.clone(), after, MAX_PAGE).await?;
+            all.extend(keys);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of the keys visible to the caller that match `filter`,
+    /// after `after` (`None` for the first), at most `limit`
+    /// ([`MAX_PAGE`]; a page may hold fewer, even none, with more to
+    /// come); and where the next page starts, `None` at the end.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn list_keys_page(
+        &self,
+        filter: KeyFilter,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> Result<(Vec<KeyInfo>, Option<KeyId>)> {
+        let reply = self
+            .call(Operation::ListKeys {
+                filter,
+                after,
+                limit,
+            })
+            .await?;
+        expect_reply!(reply, "list-keys", "keys", Reply::Keys { keys, next } => (keys, next))
     }
 
     /// The public half of a key pair: SubjectPublicKeyInfo DER and PEM.

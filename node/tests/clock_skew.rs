@@ -150,7 +150,14 @@ impl Skewed {
     /// officer may do).
     async fn use_session(&self, login: &Login, node: u64) -> Response {
         self.cluster
-            .ask(node, Some(&login.token), Operation::ListUsers)
+            .ask(
+                node,
+                Some(&login.token),
+                Operation::ListUsers {
+                    after: None,
+                    limit: 100,
+                },
+            )
             .await
     }
 }

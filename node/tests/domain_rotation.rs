@@ -124,7 +124,10 @@ async fn a_removed_member_can_neither_act_as_a_user_nor_open_later_backups() {
                 &client.ca_cert_pem,
                 &cluster.member_address(i),
                 &forged,
-                Operation::ListUsers,
+                Operation::ListUsers {
+                    after: None,
+                    limit: 100,
+                },
             )
             .await;
             if r.result.is_ok() {

@@ -117,7 +117,13 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
     let other = if me == "carl" { "victim" } else { "carl" };
     vec![
         ("cluster-info", Operation::ClusterInfo),
-        ("list-users", Operation::ListUsers),
+        (
+            "list-users",
+            Operation::ListUsers {
+                after: None,
+                limit: 100,
+            },
+        ),
         (
             "create-user",
             Operation::CreateUser {
@@ -163,6 +169,8 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
             "list-keys",
             Operation::ListKeys {
                 filter: KeyFilter::default(),
+                after: None,
+                limit: 100,
             },
         ),
         ("get-key", Operation::GetKey { key: keys.ec }),

@@ -120,6 +120,14 @@ pub struct Request {
     pub op: Operation,
 }
 
+/// Most users or keys one listing page holds.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Most keys a node looks at for one page of [`Operation::ListKeys`]: the
+/// work one request does under the state's lock is bounded, whatever the
+/// filter and however many keys the cluster holds.
+pub const MAX_PAGE_SCAN: u32 = 10 * MAX_PAGE;
+
 /// Which keys [`Operation::ListKeys`] returns. Every field set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyFilter {
@@ -204,8 +212,15 @@ pub enum Operation {
         /// Name.
         username: Username,
     },
-    /// List users (crypto officer).
-    ListUsers,
+    /// List users (crypto officer), one page: in name order, at most
+    /// `limit` of them (the node gives at most [`MAX_PAGE`]).
+    ListUsers {
+        /// Start after this name: the previous page's `next`; `None` for
+        /// the first page.
+        after: Option<Username>,
+        /// Most users wanted.
+        limit: u32,
+    },
     /// Unlock a locked user (crypto officer).
     UnlockUser {
         /// Name.
@@ -286,10 +301,18 @@ pub enum Operation {
         /// The key.
         key: KeyId,
     },
-    /// Keys visible to the caller that match the filter.
+    /// Keys visible to the caller that match the filter, one page: in id
+    /// order, at most `limit` of them (the node gives at most
+    /// [`MAX_PAGE`], and looks at no more than [`MAX_PAGE_SCAN`] keys for
+    /// one page, so a page may be short, even empty, with more to come).
     ListKeys {
         /// The filter.
         filter: KeyFilter,
+        /// Start after this key: the previous page's `next`; `None` for
+        /// the first page.
+        after: Option<KeyId>,
+        /// Most keys wanted.
+        limit: u32,
     },
     /// The public half of a pair, DER and PEM.
     ExportPublicKey {
@@ -437,7 +460,7 @@ impl Operation {
             Operation::ChangePassword { .. } => "change-password",
             Operation::CreateUser { .. } => "create-user",
             Operation::DeleteUser { .. } => "delete-user",
-            Operation::ListUsers => "list-users",
+            Operation::ListUsers { .. } => "list-users",
             Operation::UnlockUser { .. } => "unlock-user",
             Operation::GenerateKey { .. } => "generate-key",
             Operation::ImportKey { .. } => "import-key",
@@ -592,12 +615,22 @@ pub enum Reply {
     },
     /// Cluster status.
     ClusterInfo(ClusterStatus),
-    /// Users, in name order.
-    Users(Vec<UserInfo>),
+    /// A page of users, in name order.
+    Users {
+        /// The users.
+        users: Vec<UserInfo>,
+        /// Where the next page starts (its `after`); `None` at the end.
+        next: Option<Username>,
+    },
     /// A key (created, or looked up).
     Key(KeyInfo),
-    /// Keys, in id order.
-    Keys(Vec<KeyInfo>),
+    /// A page of keys, in id order.
+    Keys {
+        /// The keys.
+        keys: Vec<KeyInfo>,
+        /// Where the next page starts (its `after`); `None` at the end.
+        next: Option<KeyId>,
+    },
     /// A public key.
     PublicKey {
         /// SubjectPublicKeyInfo DER.

@@ -36,4 +36,4 @@ pub use records::{
 };
 pub use restore::{RestoreError, RestoreTarget};
 pub use sign::{event_hash, sign_event, verify_signature};
-pub use state::{Applied, State, StateDigest, MAX_NODES, MAX_REMEMBERED_REQUESTS};
+pub use state::{Applied, Page, State, StateDigest, MAX_NODES, MAX_REMEMBERED_REQUESTS};

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Bound;
 
 use hsm_proto::{EventHash, KeyId, NodeId, NodeRecord, Rejection, RequestId, Username};
 
@@ -105,6 +106,39 @@ impl State {
     /// All keys in id order.
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.keys.values()
+    }
+
+    /// One page of keys, in id order after `after`: those `keep` turns
+    /// into an item, at most `limit`, looking at no more than `scan` keys
+    /// (so a page may be short, even empty). The cursor is set while keys
+    /// remain unseen.
+    pub fn key_page<T>(
+        &self,
+        after: Option<KeyId>,
+        limit: usize,
+        scan: usize,
+        keep: impl FnMut(&Key) -> Option<T>,
+    ) -> Page<T, KeyId> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        page(self.keys.range((from, Bound::Unbounded)), limit, scan, keep)
+    }
+
+    /// One page of users, in name order after `after`, as
+    /// [`State::key_page`] makes one of keys.
+    pub fn user_page<T>(
+        &self,
+        after: Option<&Username>,
+        limit: usize,
+        scan: usize,
+        keep: impl FnMut(&User) -> Option<T>,
+    ) -> Page<T, Username> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        page(
+            self.users.range::<Username, _>((from, Bound::Unbounded)),
+            limit,
+            scan,
+            keep,
+        )
     }
 
     /// Number of keys.
@@ -267,5 +301,88 @@ impl State {
             h.update(&bytes);
         }
         StateDigest(*h.finalize().as_bytes())
+    }
+}
+
+/// One page of a listing: its items, and the cursor the next page starts
+/// after (`None` once nothing is left to see).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, C> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The last entry looked at, when entries remain after it.
+    pub next: Option<C>,
+}
+
+/// At most `limit` items `keep` makes of `entries`, looking at no more than
+/// `scan` of them (each bound at least 1).
+fn page<'a, C: Clone + 'a, V: 'a, T>(
+    mut entries: impl Iterator<Item = (&'a C, &'a V)>,
+    limit: usize,
+    scan: usize,
+    mut keep: impl FnMut(&V) -> Option<T>,
+) -> Page<T, C> {
+    let (limit, scan) = (limit.max(1), scan.max(1));
+    let mut items = Vec::new();
+    let mut last = None;
+    for (seen, (cursor, value)) in (1..).zip(entries.by_ref()) {
+        last = Some(cursor.clone());
+        items.extend(keep(value));
+        if items.len() >= limit || seen >= scan {
+            break;
+        }
+    }
+    let next = last.filter(|_| entries.next().is_some());
+    Page { items, next }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::page;
+    use std::collections::BTreeMap;
+
+    fn all_pages(map: &BTreeMap<u32, u32>, limit: usize, scan: usize) -> Vec<Vec<u32>> {
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let p = page(
+                map.range((from, std::ops::Bound::Unbounded)),
+                limit,
+                scan,
+                |v: &u32| (v % 3 == 0).then_some(*v),
+            );
+            pages.push(p.items);
+            match p.next {
+                Some(n) => after = Some(n),
+                None => return pages,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_cover_every_kept_entry_once_within_both_bounds() {
+        let map: BTreeMap<u32, u32> = (0..100).map(|i| (i, i)).collect();
+        let wanted: Vec<u32> = (0..100).filter(|v| v % 3 == 0).collect();
+        for (limit, scan) in [(1, 1), (5, 100), (5, 7), (1000, 10), (34, 1000), (0, 0)] {
+            let pages = all_pages(&map, limit, scan);
+            assert_eq!(pages.concat(), wanted, "limit {limit} scan {scan}");
+            for p in &pages {
+                assert!(p.len() <= limit.max(1), "limit {limit}");
+            }
+            // The scan bound: a page never looks past `scan` entries, so
+            // with a scan of 7 and a third of entries kept, at most 3 items.
+            if scan == 7 {
+                assert!(pages.iter().all(|p| p.len() <= 3));
+            }
+        }
+        // Nothing to list: one empty page, no cursor.
+        assert_eq!(all_pages(&BTreeMap::new(), 10, 10), vec![Vec::<u32>::new()]);
+        // A last page that is exactly full ends without an empty one after.
+        let six: BTreeMap<u32, u32> = (0..6).map(|i| (i, i * 3)).collect();
+        assert_eq!(
+            all_pages(&six, 3, 100),
+            vec![vec![0, 3, 6], vec![9, 12, 15]]
+        );
     }
 }

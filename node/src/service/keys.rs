@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hsm_crypto::{KeyMaterial, LoadedKey, PublicKey, WrapMechanism};
-use hsm_proto::client::{ClientError, ErrorKind, KeyFilter, KeyInfo, Reply, Secret};
+use hsm_proto::client::{
+    ClientError, ErrorKind, KeyFilter, KeyInfo, Reply, Secret, MAX_PAGE, MAX_PAGE_SCAN,
+};
 use hsm_proto::{
     EventBody, KeyAttribute, KeyAttributes, KeyId, KeyOrigin, KeyProvenance, KeySpec, RequestId,
     Username,
@@ -386,15 +388,29 @@ impl Service {
         }
     }
 
-    pub(super) fn list_keys(&self, caller: &Caller, filter: &KeyFilter) -> Reply {
+    /// One page of the keys `caller` may see that match `filter`, at most
+    /// `limit` ([`MAX_PAGE`]) and looking at no more than
+    /// [`MAX_PAGE_SCAN`] keys under the state's lock.
+    pub(super) fn list_keys(
+        &self,
+        caller: &Caller,
+        filter: &KeyFilter,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> Reply {
         let all = caller.role == hsm_proto::Role::Co;
-        Reply::Keys(self.state(|s| {
-            s.keys()
-                .filter(|k| all || authz::can_use_key(&caller.username, k))
-                .map(|k| key_info(caller, k))
-                .filter(|k| filter.matches(k))
-                .collect()
-        }))
+        let limit = limit.min(MAX_PAGE) as usize;
+        let page = self.state(|s| {
+            s.key_page(after, limit, MAX_PAGE_SCAN as usize, |k| {
+                (all || authz::can_use_key(&caller.username, k))
+                    .then(|| key_info(caller, k))
+                    .filter(|k| filter.matches(k))
+            })
+        });
+        Reply::Keys {
+            keys: page.items,
+            next: page.next,
+        }
     }
 
     pub(super) async fn wrap_key(

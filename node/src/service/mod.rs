@@ -321,7 +321,9 @@ impl Service {
                 };
                 self.write_done(ctx, body).await
             }
-            O::ListUsers => Ok(self.list_users(ctx.time.now_ms())),
+            O::ListUsers { after, limit } => {
+                Ok(self.list_users(ctx.time.now_ms(), after.as_ref(), limit))
+            }
             O::CreateBackup => self.create_backup().await,
             O::ListBackups => self.list_backups().await,
             O::DescribeBackup { id } => self.describe_backup(id).await,
@@ -381,7 +383,11 @@ impl Service {
                 self.derive_key(ctx, request).await
             }
             O::GetKey { key } => self.get_key(ctx, key),
-            O::ListKeys { filter } => Ok(self.list_keys(&ctx.caller, &filter)),
+            O::ListKeys {
+                filter,
+                after,
+                limit,
+            } => Ok(self.list_keys(&ctx.caller, &filter, after, limit)),
             O::ExportPublicKey { key } => self.export_public_key(ctx, key),
             O::WrapKey {
                 wrapping_key,
@@ -752,7 +758,7 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         O::ChangePassword { .. } => Action::ChangeOtherPassword,
         O::CreateUser { .. } => Action::CreateUser,
         O::DeleteUser { .. } => Action::DeleteUser,
-        O::ListUsers => Action::ListUsers,
+        O::ListUsers { .. } => Action::ListUsers,
         O::UnlockUser { .. } => Action::UnlockUser,
         O::GenerateKey { .. } | O::ImportKey { .. } | O::UnwrapKey { .. } | O::DeriveKey { .. } => {
             Action::CreateKey

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use hsm_proto::client::{ClientError, ErrorKind, Reply, Secret, UserInfo};
+use hsm_proto::client::{ClientError, ErrorKind, Reply, Secret, UserInfo, MAX_PAGE};
 use hsm_proto::{Actor, EventBody, RequestId, Role, Username};
 use tokio::time::Instant;
 
@@ -413,16 +413,21 @@ impl Service {
 
     /// Every user, its failed logins counted at the cluster's time
     /// `now_ms` (expired reservations no longer count).
-    pub(super) fn list_users(&self, now_ms: u64) -> Reply {
-        Reply::Users(self.state(|s| {
-            s.users()
-                .map(|u| UserInfo {
+    pub(super) fn list_users(&self, now_ms: u64, after: Option<&Username>, limit: u32) -> Reply {
+        let limit = limit.min(MAX_PAGE) as usize;
+        let page = self.state(|s| {
+            s.user_page(after, limit, limit, |u| {
+                Some(UserInfo {
                     username: u.username.clone(),
                     role: u.role,
                     locked: u.is_locked(),
                     failed_logins: u.failed_logins(now_ms),
                 })
-                .collect()
-        }))
+            })
+        });
+        Reply::Users {
+            users: page.items,
+            next: page.next,
+        }
     }
 }
