@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, KeyOrigin, NodeId, NodeRecord, Rejection,
-    RequestId, Role, SignedEvent, Username, MAX_KEY_BLOB_LEN,
+    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, NodeId, NodeRecord, Rejection, RequestId, Role,
+    SignedEvent, Username, MAX_KEY_BLOB_LEN,
 };
 
 use crate::authz::{self, Action};
@@ -873,28 +873,31 @@ impl Tx<'_> {
 /// retry of the same request, different for any other request.
 fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
     // A retry of a write is built again by whichever node receives it, so
-    // what that node makes fresh each time (generated key material, the
-    // reservation of a password check, what a domain key rotation draws)
-    // differs between attempts of the same request; the fingerprint leaves
-    // those out and keeps the caller's intent. What the caller brings in
-    // stays in: a new password's hash (its salt is drawn from the request
-    // id, so every attempt hashes the same password alike) and imported,
-    // unwrapped or derived material (wrapped with a nonce drawn from the
-    // request id, so every attempt under one domain key generation wraps
-    // it alike). A used id with another password or other material is
-    // then another request, refused as such.
+    // what that node makes fresh each time (key material and its wrapping,
+    // the reservation of a password check, what a domain key rotation
+    // draws) differs between attempts of the same request; the fingerprint
+    // leaves those out and keeps the caller's intent. A password an
+    // officer sets (a new user, a reset) stays in: its hash's salt is drawn
+    // from the request id, so every attempt hashes the same password alike
+    // and another password under a used id is another request. One's own
+    // new password is left out: telling a retry with another one apart
+    // would answer guesses at it without the lockout that counts them.
     let mut intent = body.clone();
     match &mut intent {
-        EventBody::OwnPasswordChanged { reservation, .. } => {
+        EventBody::OwnPasswordChanged {
+            password_hash,
+            reservation,
+            ..
+        } => {
+            password_hash.clear();
             *reservation = RequestId([0; 16]);
         }
         EventBody::KeyCreated {
-            provenance,
             wrapped_material,
             public_key,
             domain_generation,
             ..
-        } if provenance.origin == KeyOrigin::Generated => {
+        } => {
             wrapped_material.clear();
             public_key.clear();
             *domain_generation = 0;

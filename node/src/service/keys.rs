@@ -289,19 +289,12 @@ impl Service {
         if material.secret().len() > crate::secrets::MAX_MATERIAL_LEN {
             return Err(ClientError::invalid("key material too large"));
         }
-        let stored = self
-            .stored_wrapping(ctx.request_id, id, provenance.origin, material.secret())
-            .await?;
-        let (domain_generation, wrapped_material) = match stored {
-            Some(first) => first,
-            None => {
-                let domain = self.domain_key(None)?;
-                let wrapped = domain
-                    .wrap_material(id, material.secret())
-                    .map_err(|e| ClientError::internal(e.to_string()))?;
-                (domain.generation(), wrapped)
-            }
-        };
+        let domain = self.domain_key(None)?;
+        let domain_generation = domain.generation();
+        let wrapped_material = domain
+            .wrap_material(id, material.secret())
+            .map_err(|e| ClientError::internal(e.to_string()))?;
+        drop(domain);
         let public_key = material
             .public_key()
             .map(|p| p.der().to_vec())
@@ -326,39 +319,6 @@ impl Service {
             .state(|s| s.key(id).cloned())
             .ok_or_else(|| ClientError::not_found(format!("key {id} was deleted already")))?;
         Ok(Reply::Key(key_info(&ctx.caller, &key)))
-    }
-
-    /// For a retry of a request that brought its material in (imported,
-    /// unwrapped or derived: not generated here) whose key still stands,
-    /// that key's wrapping when the retry brings the same material (a
-    /// constant-time comparison of digests). The retry's event is then the
-    /// first one again and the state machine answers it as a replay, even
-    /// when the domain key rotated in between; other material makes another
-    /// event, which it refuses under the used id.
-    async fn stored_wrapping(
-        &self,
-        request_id: RequestId,
-        id: KeyId,
-        origin: KeyOrigin,
-        material: &[u8],
-    ) -> Result<Option<(u32, Vec<u8>)>, ClientError> {
-        if origin == KeyOrigin::Generated || !self.remembered(request_id) {
-            return Ok(None);
-        }
-        let Some(key) = self.state(|s| s.key(id).cloned()) else {
-            return Ok(None);
-        };
-        let domain = self.domain_key(Some(key.domain_generation))?;
-        let offered = blake3::hash(material);
-        let wrapped = key.wrapped_material.clone();
-        let same = blocking(move || {
-            domain
-                .unwrap_material(id, &wrapped)
-                .map(|plain| blake3::hash(&plain) == offered)
-                .map_err(|e| ClientError::internal(format!("key {id} cannot be opened: {e}")))
-        })
-        .await??;
-        Ok(same.then_some((key.domain_generation, key.wrapped_material)))
     }
 
     /// A key the caller may see: usable by it, or any key for a crypto

@@ -308,16 +308,17 @@ impl Service {
             password_hash,
             reservation,
         };
-        let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
         if self.remembered(ctx.request_id) {
-            // A retry whose first attempt was decided: its first outcome if
-            // it sets the same password (the fingerprint leaves the
-            // reservation out, and a body without one can only be replayed,
-            // never applied), refused as another request if not.
+            // A retry whose first attempt was decided: its first outcome,
+            // whatever new password it carries. The fingerprint leaves the
+            // hash and the reservation out (telling another password apart
+            // would answer guesses at the one set without counting them),
+            // and a body with neither can only be replayed, never applied.
             return self
-                .write_done(ctx, change(password_hash, RequestId([0; 16])))
+                .write_done(ctx, change(String::new(), RequestId([0; 16])))
                 .await;
         }
+        let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
         let Some(check) = self
             .check_password(&username, current, ctx.deadline)
             .await?
