@@ -192,12 +192,10 @@ pub fn heal(
             nodes.start(net, *slot)
         }
         Applied::DiskFull { node: slot, .. } => {
-            Disks::free(&nodes.data_dir(nodes.id(*slot))?)?;
             // A node that could not write stops (a supervisor would start
-            // it again): start it. One whose failed write came at the end
-            // of the fault may still be on its way out: it stays free to
-            // exit until the recovery check is over (`supervise`).
-            nodes.restart_if_ended(net, *slot)?;
+            // it again), perhaps only after this: the run's recovery check
+            // watches it and starts it again (`supervise`).
+            Disks::free(&nodes.data_dir(nodes.id(*slot))?)?;
             Ok(())
         }
         Applied::Gone {

@@ -348,7 +348,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             serde_json::json!({
                 "healed_ms": healed_ms,
                 "recovery_ms": recovery_ms,
-                "restarted_late": restarted,
+                "restarted": restarted,
             })
         )?;
         if stopped_early {
@@ -609,10 +609,10 @@ fn ready(probe: &dyn Fn(&[&str]) -> Result<String>, ids: &[u64]) -> Result<()> {
 
 /// Waits for the recovery `check` (a `ready` probe) and answers whether it
 /// succeeded. Meanwhile the member in slot `full_disk`, if any, is
-/// watched as its supervisor would: when it ends on the write its full
-/// disk refused (it was still stopping when the fault was healed), it is
-/// started again and `restarted` says which member; when it ends for any
-/// other reason, that is a crash.
+/// watched as its supervisor would: the first time it ends on the write
+/// its full disk refused (during the fault, or after it when it was still
+/// stopping), it is started again and `restarted` says which member; any
+/// other end, or a second one, is a crash (and it is started again too).
 async fn supervise(
     nodes: &mut Nodes,
     net: &Net,
@@ -621,13 +621,19 @@ async fn supervise(
     restarted: &mut Option<u64>,
     crashes: &mut Vec<String>,
 ) -> Result<bool> {
+    let give_up = Instant::now() + RECOVERY_BOUND + Duration::from_secs(30);
     loop {
         if let Some(status) = check.try_wait().context("the ready probe")? {
             return Ok(status.success());
         }
+        if Instant::now() > give_up {
+            let _ = check.kill();
+            let _ = check.wait();
+            return Ok(false);
+        }
         if let Some(slot) = full_disk.filter(|&slot| !nodes.running(slot)) {
             // Its last words are written before it ends.
-            let on_full_disk = nodes.stopped_on_full_disk(slot);
+            let on_full_disk = restarted.is_none() && nodes.stopped_on_full_disk(slot);
             if let Some(status) = nodes.restart_if_ended(net, slot)? {
                 let i = nodes.id(slot);
                 if on_full_disk {

@@ -54,6 +54,8 @@ pub struct Nodes {
     pub may_exit: BTreeSet<u64>,
     /// Arguments for a slot's next start only (joining the cluster).
     first_start: BTreeMap<u64, Vec<String>>,
+    /// Where each slot's process began writing in its member's log.
+    log_from: BTreeMap<u64, u64>,
 }
 
 impl Nodes {
@@ -71,6 +73,7 @@ impl Nodes {
             paused: BTreeSet::new(),
             may_exit: BTreeSet::new(),
             first_start: BTreeMap::new(),
+            log_from: BTreeMap::new(),
         }
     }
 
@@ -121,6 +124,7 @@ impl Nodes {
             .append(true)
             .open(self.logs.join(format!("node{id}.log")))
             .context("cannot open a node log")?;
+        let from = log.metadata().map_or(0, |m| m.len());
         let mut command = Net::command(host, &self.hsm_node);
         if offset_s != 0 {
             command
@@ -140,6 +144,7 @@ impl Nodes {
             .spawn()
             .with_context(|| format!("cannot start node {id}"))?;
         self.procs.insert(slot, child);
+        self.log_from.insert(slot, from);
         Ok(())
     }
 
@@ -214,9 +219,9 @@ impl Nodes {
         Ok(ended)
     }
 
-    /// Whether slot `slot`'s member's log ends on a write its full disk
-    /// refused: its last words (`hsm-node: ...`, printed as it exits) say
-    /// so.
+    /// Whether slot `slot`'s last process ended on a write its full disk
+    /// refused: its last words (`hsm-node: ...`, printed as it exits),
+    /// among what it wrote itself to its member's log, say so.
     pub fn stopped_on_full_disk(&self, slot: u64) -> bool {
         const TAIL: u64 = 16 * 1024;
         let path = self.logs.join(format!("node{}.log", self.id(slot)));
@@ -224,9 +229,10 @@ impl Nodes {
             return false;
         };
         let len = file.metadata().map_or(0, |m| m.len());
+        let from = self.log_from.get(&slot).copied().unwrap_or(0);
         let mut tail = Vec::new();
         if file
-            .seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL)))
+            .seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL).max(from)))
             .and_then(|_| file.read_to_end(&mut tail))
             .is_err()
         {
@@ -401,5 +407,12 @@ mod tests {
         assert!(!nodes_with_log(killed).0.stopped_on_full_disk(3));
         // No log at all.
         assert!(!nodes_with_log(full).0.stopped_on_full_disk(4));
+        // Started again after a stop on a full disk, then ended without
+        // last words (a panic, a SIGKILL): not a stop on a full disk.
+        let (mut nodes, _dir) = nodes_with_log(full);
+        nodes.log_from.insert(3, full.len() as u64);
+        let path = nodes.logs.join("node3.log");
+        std::fs::write(&path, format!("{full}INFO store opened\n")).expect("the log");
+        assert!(!nodes.stopped_on_full_disk(3));
     }
 }
