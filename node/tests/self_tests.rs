@@ -42,13 +42,13 @@ async fn a_node_whose_self_test_fails_serves_no_cryptography_and_says_why() {
 
     // Node 3 starts again with a wrong known answer for AES-GCM.
     cluster.kill(3);
-    cluster.start_node_with_env(3, &[("HSM_SELF_TEST_CORRUPT", "aes-gcm")]);
+    cluster.start_node_with_env(3, &[("HSM_SELF_TEST_CORRUPT", "aes-256-gcm")]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !log(3).contains("power-on self-test failed") {
         assert!(Instant::now() < deadline, "no failure logged:\n{}", log(3));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(log(3).contains("aes-gcm"), "{}", log(3));
+    assert!(log(3).contains("aes-256-gcm"), "{}", log(3));
 
     // On node 3 alone: carol logs in (a password is no cryptography it
     // serves; node 3 may still be catching up), and every cryptographic
@@ -73,7 +73,7 @@ async fn a_node_whose_self_test_fails_serves_no_cryptography_and_says_why() {
         let e = answer.result.expect_err("refused on node 3");
         assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
         assert!(
-            e.message.contains("power-on self-test aes-gcm failed")
+            e.message.contains("power-on self-test aes-256-gcm failed")
                 && e.message.contains("serves no cryptography"),
             "{e}"
         );
