@@ -294,24 +294,36 @@ impl Net {
     /// Removes every cut and every loss.
     ///
     /// # Errors
-    /// If a route or rule cannot be removed.
+    /// If a route or rule cannot be removed (the others are removed all
+    /// the same).
     pub fn heal(&mut self) -> Result<()> {
+        // Every rule is removed even when one fails: stopping at the first
+        // error would leave the rest in force, forgotten, and the network
+        // cut for the rest of the run.
+        let mut failed = Vec::new();
         for h in std::mem::take(&mut self.lossy) {
-            nft(
+            if let Err(e) = nft(
                 &self.hosts[h].netns,
                 &format!("delete table inet {LOSS_TABLE}\n"),
-            )?;
+            ) {
+                failed.push(format!("{e:#}"));
+            }
         }
         for (f, t) in std::mem::take(&mut self.cut) {
             let dest = format!("{}/32", self.hosts[t].ip);
-            ip(&[
+            if let Err(e) = ip(&[
                 "-n",
                 &self.hosts[f].netns,
                 "route",
                 "del",
                 "blackhole",
                 &dest,
-            ])?;
+            ]) {
+                failed.push(format!("{e:#}"));
+            }
+        }
+        if !failed.is_empty() {
+            bail!("cannot heal the network: {}", failed.join("; "));
         }
         Ok(())
     }
