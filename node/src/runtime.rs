@@ -482,6 +482,7 @@ impl RunningNode {
                 contact,
                 service: Some(service.clone()),
                 max_client_frame: config.limits.max_client_frame_bytes,
+                max_raft_frame: config.raft.max_frame_bytes,
                 connections: ConnectionLimits {
                     total: config.limits.max_connections,
                     per_address: config.limits.max_connections_per_address,

@@ -46,6 +46,9 @@ pub struct Handlers {
     pub service: Option<Arc<Service>>,
     /// Largest client request accepted, in bytes.
     pub max_client_frame: usize,
+    /// Largest Raft message accepted from a member, in bytes
+    /// (`raft.max_frame_bytes`).
+    pub max_raft_frame: usize,
     /// How many connections the endpoint holds at once.
     pub connections: ConnectionLimits,
 }

@@ -521,6 +521,40 @@ async fn a_stranger_cannot_hold_a_member_stream_open() {
     drop(send);
 }
 
+/// `raft.max_frame_bytes` bounds what even a member may announce: a frame
+/// over it is refused at its header (the setting was read and validated,
+/// then the fixed 32 MiB applied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_frame_over_the_configured_limit_is_refused_at_its_header() {
+    let four_mib = (4u32 << 20).to_string();
+    let cluster = Cluster::start_with_env(3, &[("HSM_NODE_RAFT_MAX_FRAME_BYTES", &four_mib)]);
+    cluster.wait_ready().await;
+    let addr: std::net::SocketAddr = cluster.member_address(1).parse().expect("addr");
+    let endpoint = client_endpoint(
+        addr,
+        node_client_tls(&ca_pem(&cluster), &member_cert(&cluster, 2)).expect("tls"),
+    )
+    .expect("endpoint");
+    let conn = endpoint
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    send.write_all(&(5u32 << 20).to_be_bytes())
+        .await
+        .expect("header");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_frame(&mut recv, MAX_RAFT_FRAME_BYTES),
+    )
+    .await
+    .expect("an answer before the member sends its frame");
+    let reply: RaftReply = codec::decode("raft reply", &answer.expect("a frame")).expect("a reply");
+    assert!(matches!(reply, RaftReply::BadRequest(_)), "{reply:?}");
+    drop(send);
+}
+
 /// A compromised member (its certificate and identity key) starts a
 /// snapshot with a genuine first chunk, then sends one far past it (offset
 /// 2^40): openraft writes chunks into a buffer in memory at the offset they

@@ -184,7 +184,7 @@ pub async fn serve_raft_stream(
     // how long it may take: a node that is no member (a removed one, one of
     // another cluster on the same CA) holds no member's allowance.
     let (max, timeout) = if is_member(raft, domain, identity) {
-        (MAX_RAFT_FRAME_BYTES, MEMBER_READ_TIMEOUT)
+        (handlers.max_raft_frame, MEMBER_READ_TIMEOUT)
     } else {
         (MAX_STRANGER_FRAME_BYTES, STRANGER_READ_TIMEOUT)
     };

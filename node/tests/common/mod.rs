@@ -157,6 +157,7 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
             contact: Default::default(),
             service: None,
             max_client_frame: 1 << 20,
+            max_raft_frame: hsm_node::raft::MAX_RAFT_FRAME_BYTES,
             connections: ConnectionLimits {
                 total: 4096,
                 per_address: 256,
