@@ -1,7 +1,8 @@
 //! Listings come a page at a time (issue 13): a node copies at most a
 //! page of keys or users under its state lock, and looks at no more than
 //! `MAX_PAGE_SCAN` keys for one page, however many the cluster holds. The
-//! SDK pages through to the end.
+//! SDK pages through to the end. (And cluster info shows the counts to a
+//! signed-in caller on a node just started.)
 
 mod procs;
 
@@ -14,7 +15,7 @@ const CAROL: &str = "carol-password-listing";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_users_are_listed_a_page_at_a_time() {
-    let cluster = Cluster::start(1);
+    let mut cluster = Cluster::start(1);
     cluster.wait_ready().await;
     let admin = cluster.activate(ADMIN).await;
     admin
@@ -90,4 +91,26 @@ async fn keys_and_users_are_listed_a_page_at_a_time() {
         .map(|u| u.username.as_str().to_owned())
         .collect();
     assert_eq!(names, ["admin", "carol"]);
+
+    // Cluster info shows a signed-in caller the counts even when it is the
+    // first request a node serves after a start (it had no leader time yet
+    // to judge the session by, and showed 0 keys and 0 users).
+    cluster.kill(1);
+    cluster.start_node(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let anonymous = cluster.ask_once(1, None, Operation::ClusterInfo).await;
+        if matches!(&anonymous.result, Ok(Reply::ClusterInfo(s)) if s.leader.is_some()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{anonymous:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let info = cluster
+        .ask_once(1, Some(&token), Operation::ClusterInfo)
+        .await;
+    let Ok(Reply::ClusterInfo(status)) = info.result else {
+        panic!("no cluster info: {info:?}");
+    };
+    assert_eq!((status.keys, status.users), (5, 2));
 }

@@ -69,6 +69,11 @@ const _: () = assert!(
         <= hsm_state::LOGIN_RESERVATION_TTL_MS as u128
 );
 
+/// Longest cluster info waits for a first read-index round, on a node that
+/// has had none since it started, to judge the caller's session (and show
+/// it the counts); without one it answers without them.
+const CLUSTER_INFO_ROUND: Duration = Duration::from_secs(2);
+
 /// What a node needs to serve clients.
 pub struct ServiceParts {
     /// This node.
@@ -230,7 +235,21 @@ impl Service {
                 )));
             }
             self.wait_applied(min_index, deadline).await?;
-            let signed_in = match (&session, self.barrier.last_time()) {
+            let time = match (&session, self.barrier.last_time()) {
+                (_, Some(time)) => Some(time),
+                // A node that has served nothing since it started has no
+                // leader time yet to judge a session by: one round for it
+                // (shared with any other request's), briefly.
+                (Some(_), None) => {
+                    let soon = deadline.min(Instant::now() + CLUSTER_INFO_ROUND);
+                    match self.barrier.read_index(soon).await {
+                        Some(Ok(point)) => Some(point.time),
+                        _ => None,
+                    }
+                }
+                (None, None) => None,
+            };
+            let signed_in = match (&session, time) {
                 (Some(t), Some(time)) => self.authenticate(t.expose(), time).is_ok(),
                 _ => false,
             };
