@@ -495,30 +495,32 @@ async fn a_stranger_cannot_hold_a_member_stream_open() {
     cluster.wait_ready().await;
     let work = tempfile::tempdir().expect("tempdir");
     let rogue = second_cluster_on_the_same_ca(&cluster, 9, work.path());
+    let reply = answer_to_header(&cluster, &rogue, 32 << 20).await;
+    assert!(matches!(reply, RaftReply::BadRequest(_)), "{reply:?}");
+}
+
+/// What node 1 of `cluster` answers a peer holding `cert` that opens a
+/// member stream and announces a frame of `len` bytes, sending nothing
+/// more (within 10 s: it must not wait for the frame).
+async fn answer_to_header(cluster: &Cluster, cert: &NodeCert, len: u32) -> RaftReply {
     let addr: std::net::SocketAddr = cluster.member_address(1).parse().expect("addr");
-    let endpoint = client_endpoint(
-        addr,
-        node_client_tls(&ca_pem(&cluster), &rogue).expect("tls"),
-    )
-    .expect("endpoint");
+    let endpoint = client_endpoint(addr, node_client_tls(&ca_pem(cluster), cert).expect("tls"))
+        .expect("endpoint");
     let conn = endpoint
         .connect(addr, SERVER_NAME)
         .expect("connect")
         .await
         .expect("handshake");
     let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-    send.write_all(&(32u32 << 20).to_be_bytes())
-        .await
-        .expect("header");
+    send.write_all(&len.to_be_bytes()).await.expect("header");
     let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
+        Duration::from_secs(10),
         read_frame(&mut recv, MAX_RAFT_FRAME_BYTES),
     )
     .await
-    .expect("an answer before the stranger sends its frame");
-    let reply: RaftReply = codec::decode("raft reply", &answer.expect("a frame")).expect("a reply");
-    assert!(matches!(reply, RaftReply::BadRequest(_)), "{reply:?}");
+    .expect("an answer before the frame is sent");
     drop(send);
+    codec::decode("raft reply", &answer.expect("a frame")).expect("a reply")
 }
 
 /// `raft.max_frame_bytes` bounds what even a member may announce: a frame
@@ -529,30 +531,8 @@ async fn a_member_frame_over_the_configured_limit_is_refused_at_its_header() {
     let four_mib = (4u32 << 20).to_string();
     let cluster = Cluster::start_with_env(3, &[("HSM_NODE_RAFT_MAX_FRAME_BYTES", &four_mib)]);
     cluster.wait_ready().await;
-    let addr: std::net::SocketAddr = cluster.member_address(1).parse().expect("addr");
-    let endpoint = client_endpoint(
-        addr,
-        node_client_tls(&ca_pem(&cluster), &member_cert(&cluster, 2)).expect("tls"),
-    )
-    .expect("endpoint");
-    let conn = endpoint
-        .connect(addr, SERVER_NAME)
-        .expect("connect")
-        .await
-        .expect("handshake");
-    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-    send.write_all(&(5u32 << 20).to_be_bytes())
-        .await
-        .expect("header");
-    let answer = tokio::time::timeout(
-        Duration::from_secs(10),
-        read_frame(&mut recv, MAX_RAFT_FRAME_BYTES),
-    )
-    .await
-    .expect("an answer before the member sends its frame");
-    let reply: RaftReply = codec::decode("raft reply", &answer.expect("a frame")).expect("a reply");
+    let reply = answer_to_header(&cluster, &member_cert(&cluster, 2), 5 << 20).await;
     assert!(matches!(reply, RaftReply::BadRequest(_)), "{reply:?}");
-    drop(send);
 }
 
 /// A compromised member (its certificate and identity key) starts a
