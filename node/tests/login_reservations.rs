@@ -72,7 +72,6 @@ async fn a_follower(cluster: &Cluster) -> u64 {
         .expect("a follower")
 }
 
-/// Logs in as `admin` with the right password, again and again, until it
 /// Five logins of admin with the right password through `client`'s node,
 /// at once: as many reservations as a user may have.
 fn five_admin_logins(
@@ -86,6 +85,7 @@ fn five_admin_logins(
         .collect()
 }
 
+/// Logs in as `admin` with the right password, again and again, until it
 /// works or `deadline`; returns how long that took, or the last refusal.
 async fn admin_logs_in_by(client: &Client, deadline: Instant) -> Result<Duration, String> {
     let start = Instant::now();

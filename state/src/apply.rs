@@ -12,7 +12,8 @@ use crate::domain;
 use crate::entity::EntityKey;
 use crate::policy;
 use crate::records::{
-    ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User, MAX_FAILED_LOGINS,
+    login_outcome_id, ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User,
+    MAX_FAILED_LOGINS,
 };
 use crate::sign::{event_hash, verify_signature};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
@@ -82,7 +83,7 @@ impl State {
             request_id,
         };
         let result = tx.rules(&signed.event.actor, &signed.event.body);
-        if !result.as_ref().is_err_and(domain::is_transient) {
+        if !result.as_ref().is_err_and(is_transient) {
             self.remember(request_id, fingerprint, result.clone(), &mut changed);
         }
         Applied {
@@ -254,6 +255,7 @@ impl Tx<'_> {
             } => {
                 self.node_actor(actor)?;
                 let mut user = self.current_user(username)?;
+                self.outcome_of(&user, *reservation)?;
                 take_reservation(&mut user, *reservation)?;
                 user.failures = user.failures.saturating_add(1);
                 self.put_user(user);
@@ -267,6 +269,7 @@ impl Tx<'_> {
                 let mut user = self.current_user(username)?;
                 // The reservation first, so that a late outcome is refused
                 // alike whether the password was right or wrong.
+                self.outcome_of(&user, *reservation)?;
                 take_reservation(&mut user, *reservation)?;
                 if user.locked {
                     return Err(Rejection::Locked(username.clone()));
@@ -858,6 +861,19 @@ impl Tx<'_> {
         self.state.nodes.insert(node.id, node);
     }
 
+    /// An outcome of the login attempt `reservation` of `user` is recorded
+    /// under [`login_outcome_id`] only: so one outcome per attempt is ever
+    /// recorded, and every other copy of the attempt (checked again by a
+    /// retry) is answered with it. One under another id (checked against
+    /// the account before it changed) finds the attempt gone.
+    fn outcome_of(&self, user: &User, reservation: RequestId) -> Rule {
+        if self.request_id == login_outcome_id(reservation, user) {
+            Ok(())
+        } else {
+            Err(Rejection::LoginExpired(user.username.clone()))
+        }
+    }
+
     fn update_key(&mut self, id: KeyId, f: impl FnOnce(&mut Key)) {
         if let Some(k) = self.state.keys.get_mut(&id) {
             let before = k.clone();
@@ -882,6 +898,17 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
     // and another password under a used id is another request. One's own
     // new password is left out: telling a retry with another one apart
     // would answer guesses at it without the lockout that counts them.
+    // A login attempt and its outcome are the node's writes: a retry
+    // through another node is the same attempt ([`login_outcome_id`]).
+    let actor = match (actor, body) {
+        (
+            Actor::Node(_),
+            EventBody::LoginFailed { .. }
+            | EventBody::LoginRejected { .. }
+            | EventBody::LoginSucceeded { .. },
+        ) => &Actor::Node(NodeId(0)),
+        _ => actor,
+    };
     let mut intent = body.clone();
     match &mut intent {
         EventBody::OwnPasswordChanged {
@@ -924,6 +951,14 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
     // codec's size limit once the event itself decoded).
     let bytes = hsm_proto::codec::encode("request", &(actor, &intent)).unwrap_or_default();
     *blake3::hash(&bytes).as_bytes()
+}
+
+/// Whether a refusal may pass by the time the same request is sent again,
+/// so it is not remembered as the request's outcome: a domain key rotation
+/// under way, or logins of the user being checked (a retried login is
+/// reserved once they are answered).
+fn is_transient(rejection: &Rejection) -> bool {
+    domain::is_transient(rejection) || matches!(rejection, Rejection::LoginsInProgress(_))
 }
 
 /// Removes the reservation `id` from `user` (already rid of expired ones):

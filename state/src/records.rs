@@ -210,6 +210,24 @@ pub struct RequestRecord {
     pub result: Result<(), Rejection>,
 }
 
+/// The request id under which the outcome of the login attempt reserved
+/// as `reservation` is recorded, when the password was checked against
+/// `user` as it is now: one id per attempt and account, so however many
+/// copies of an attempt are checked (a client's retries, through any
+/// node, arriving in any order), one outcome is recorded and the others
+/// are answered with it. A password change or a re-creation of the
+/// account gives another id, which finds the reservation gone.
+#[must_use]
+pub fn login_outcome_id(reservation: RequestId, user: &User) -> RequestId {
+    let mut h = blake3::Hasher::new_derive_key("hsm-cluster login outcome v1");
+    h.update(&reservation.0);
+    h.update(&user.created_ms.to_le_bytes());
+    h.update(&user.password_epoch.to_le_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    RequestId(id)
+}
+
 /// A login attempt recorded before its password is checked
 /// ([`hsm_proto::EventBody::LoginFailed`]), waiting for its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

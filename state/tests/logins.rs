@@ -5,7 +5,9 @@
 //! resets, an outcome is recorded only for a live reservation, once, and
 //! attempts nobody answers never hold a user back for good. A change of
 //! one's own password is a right answer that also voids every other check
-//! in flight.
+//! in flight. A copy of an attempt (a client's retry, through either node)
+//! is the same attempt: its reservation is the first one, and its outcome
+//! is the first one recorded for that account, whatever it says.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,8 +15,9 @@ mod common;
 
 use common::*;
 use hsm_proto::{EventBody, Rejection, RequestId, Role};
-use hsm_state::{LOGIN_RESERVATION_TTL_MS, MAX_FAILED_LOGINS};
+use hsm_state::{login_outcome_id, LOGIN_RESERVATION_TTL_MS, MAX_FAILED_LOGINS};
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 const TTL: u64 = LOGIN_RESERVATION_TTL_MS;
 
@@ -22,6 +25,8 @@ const TTL: u64 = LOGIN_RESERVATION_TTL_MS;
 enum Act {
     /// Node `node` (1 or 2) reserves an attempt of bob.
     Reserve { node: u64 },
+    /// Node `node` reserves a copy of the `pick`-th newest attempt.
+    Resend { node: u64, pick: usize },
     /// Node `node` records the outcome of the `pick`-th newest attempt
     /// ever reserved (answered, expired and unlocked ones included).
     Answer {
@@ -45,6 +50,7 @@ fn act() -> impl Strategy<Value = Act> {
     ];
     prop_oneof![
         5 => node.clone().prop_map(|node| Act::Reserve { node }),
+        2 => (node.clone(), 0..4usize).prop_map(|(node, pick)| Act::Resend { node, pick }),
         5 => (node, 0..4usize, prop_oneof![8 => Just(Answer::Wrong), 1 => Just(Answer::Right), 1 => Just(Answer::Change)])
             .prop_map(|(node, pick, outcome)| Act::Answer { node, pick, outcome }),
         2 => wait.prop_map(Act::Wait),
@@ -87,6 +93,8 @@ proptest! {
         let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
         c.by("admin", EventBody::NodeAdded { node: node_record(2) }).result.unwrap();
         let mut made: Vec<Made> = Vec::new();
+        // Outcomes recorded (or refused) under each outcome id.
+        let mut recorded: BTreeMap<RequestId, (Answer, Result<(), Rejection>)> = BTreeMap::new();
         let mut unlocks = 0u32;
         // Wrong passwords answered since the last right one or unlock.
         let mut wrong = 0u8;
@@ -103,18 +111,53 @@ proptest! {
                         prop_assert!(a.result.is_err() || bob.locked, "step {step}: {a:?}");
                     }
                 }
+                Act::Resend { node, pick } => {
+                    if made.is_empty() {
+                        continue;
+                    }
+                    let id = made[made.len() - 1 - pick % made.len()].id;
+                    let before = c.state.user(&user("bob")).unwrap().clone();
+                    let a = c.by_node_as(*node, id, login_attempt("bob"));
+                    prop_assert_eq!(&a.result, &Ok(()), "step {}: a copy of a reserved attempt", step);
+                    prop_assert!(a.replayed, "step {step}: a copy is answered as the first");
+                    prop_assert_eq!(c.state.user(&user("bob")).unwrap(), &before, "step {}", step);
+                }
                 Act::Answer { node, pick, outcome } => {
                     if made.is_empty() {
                         continue;
                     }
                     let i = made.len() - 1 - pick % made.len();
                     let id = made[i].id;
-                    let locked = c.state.user(&user("bob")).unwrap().is_locked();
+                    let bob = c.state.user(&user("bob")).unwrap();
+                    let locked = bob.is_locked();
+                    let outcome_id = login_outcome_id(id, bob);
+                    if *outcome != Answer::Change {
+                        if let Some((first, result)) = recorded.get(&outcome_id) {
+                            // Another copy of an attempt checked against
+                            // this account: the first outcome stands.
+                            let before = bob.clone();
+                            let a = match outcome {
+                                Answer::Wrong => c.by_node(*node, login_rejected("bob", id)),
+                                _ => c.by_node(*node, login_ok("bob", id)),
+                            };
+                            let expected = if first == outcome {
+                                result.clone()
+                            } else {
+                                Err(Rejection::RequestIdReused)
+                            };
+                            prop_assert_eq!(&a.result, &expected, "step {}: a copy's outcome", step);
+                            prop_assert_eq!(c.state.user(&user("bob")).unwrap(), &before, "step {}", step);
+                            continue;
+                        }
+                    }
                     let a = match outcome {
                         Answer::Wrong => c.by_node(*node, login_rejected("bob", id)),
                         Answer::Right => c.by_node(*node, login_ok("bob", id)),
                         Answer::Change => c.by("bob", own_pw("bob", HASH2, id)),
                     };
+                    if *outcome != Answer::Change {
+                        recorded.insert(outcome_id, (*outcome, a.result.clone()));
+                    }
                     let now = c.now_ms();
                     let m = &mut made[i];
                     let live = !m.answered

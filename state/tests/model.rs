@@ -552,17 +552,28 @@ struct MUser {
     /// answered yet, oldest first.
     reservations: Vec<(u128, u64)>,
     epoch: u64,
+    /// Leader time of creation.
+    created: u64,
 }
 
 impl MUser {
-    fn new(role: Role) -> MUser {
+    fn new(role: Role, created: u64) -> MUser {
         MUser {
             role,
             locked: false,
             failures: 0,
             reservations: Vec::new(),
             epoch: 0,
+            created,
         }
+    }
+
+    /// The request id an outcome of attempt `attempt` of this user (named
+    /// `name`) is recorded under: one per attempt and account.
+    fn outcome_id(&self, name: &str, attempt: u128) -> u128 {
+        let mut u = hsm_state::User::new(username(name), self.role, String::new(), self.created);
+        u.password_epoch = self.epoch;
+        u128::from_be_bytes(hsm_state::login_outcome_id(RequestId(attempt.to_be_bytes()), &u).0)
     }
 
     /// Forgets the reservations made `LOGIN_RESERVATION_TTL_MS` or more
@@ -626,6 +637,16 @@ fn need(ok: bool, r: R) -> Out {
     }
 }
 
+/// Whether two actors are the same as the state's fingerprint sees them
+/// for `op`: login bookkeeping is any member's.
+fn same_actor(a: &MActor, b: &MActor, op: &Op) -> bool {
+    let login = matches!(
+        op,
+        Op::LoginFailed { .. } | Op::LoginRejected { .. } | Op::LoginSucceeded { .. }
+    );
+    a == b || (login && matches!((a, b), (MActor::Node(_), MActor::Node(_))))
+}
+
 /// Whether two ops are the same request as the state's fingerprint sees it:
 /// equal but for what a node makes fresh on each attempt (password hashes,
 /// key material and public keys).
@@ -681,7 +702,7 @@ impl Model {
         if let Some((r, a, o)) = self.results.get(&req) {
             // The same request again is a replay; another request under a
             // used id is refused.
-            if a == actor && same_intent(o, op) {
+            if same_actor(a, actor, op) && same_intent(o, op) {
                 return (r.clone(), true);
             }
             return (Err(R::RequestIdReused), false);
@@ -691,9 +712,9 @@ impl Model {
         if out.is_ok() {
             *self = next;
         }
-        // A refusal during a rotation is not remembered: a retry is
-        // decided again.
-        if out != Err(R::RotationDue) {
+        // A refusal during a rotation, or while the user's logins are
+        // being checked, is not remembered: a retry is decided again.
+        if out != Err(R::RotationDue) && !matches!(out, Err(R::LoginsInProgress(_))) {
             self.results
                 .insert(req, (out.clone(), actor.clone(), op.clone()));
         }
@@ -752,7 +773,8 @@ impl Model {
                 need(*good_hash, R::InvalidPasswordHash)?;
                 self.initialized = true;
                 self.nodes.insert(1, 1);
-                self.users.insert("admin".into(), MUser::new(Role::Preco));
+                self.users
+                    .insert("admin".into(), MUser::new(Role::Preco, now));
                 return Ok(());
             }
             Op::LoginFailed { user }
@@ -774,6 +796,8 @@ impl Model {
                     _ => None,
                 };
                 if let Some(id) = answering {
+                    // Under the attempt's outcome id for the account only.
+                    need(req == u.outcome_id(name, id), R::LoginExpired(name.into()))?;
                     // Only a live reservation of this user is answered.
                     let at = u.reservations.iter().position(|(r, _)| *r == id);
                     let at = at.ok_or_else(|| R::LoginExpired(name.into()))?;
@@ -828,7 +852,8 @@ impl Model {
                 )?;
                 need(*role != Role::Preco, R::InvalidRole(*role))?;
                 need(*good_hash, R::InvalidPasswordHash)?;
-                self.users.insert(USERS[*user].into(), MUser::new(*role));
+                self.users
+                    .insert(USERS[*user].into(), MUser::new(*role, now));
             }
             Op::DeleteUser { user } => {
                 co?;
@@ -1414,11 +1439,27 @@ impl Driver {
                 (None, Who::User(0), op, None)
             }
         };
-        let req = req.unwrap_or_else(|| {
+        let op = self.resolve(op);
+        // A node records a login outcome under the attempt's outcome id.
+        let outcome_id = match &op {
+            Op::LoginRejected {
+                user,
+                attempt: Attempt::Id(id),
+            }
+            | Op::LoginSucceeded {
+                user,
+                attempt: Attempt::Id(id),
+            } => self
+                .model
+                .users
+                .get(USERS[*user])
+                .map(|u| u.outcome_id(USERS[*user], *id)),
+            _ => None,
+        };
+        let req = req.or(outcome_id).unwrap_or_else(|| {
             self.next_request += 1;
             self.next_request
         });
-        let op = self.resolve(op);
         self.history.push((req, who, op.clone()));
         let actor = self.actor(who, &op);
         let signer = if tamper == Some(Tamper::Signer) {

@@ -870,11 +870,90 @@ fn an_outcome_must_name_a_live_reservation_of_that_user() {
     // A reservation dated after the outcome (a new leader whose clock is
     // behind) still counts.
     let later = c.reserve_login(1, "bob");
-    let mut ev = c.event(Actor::Node(NodeId(1)), login_rejected("bob", later));
+    let outcome = c.outcome_id("bob", later);
+    let mut ev = c.event_with_id(
+        outcome,
+        Actor::Node(NodeId(1)),
+        login_rejected("bob", later),
+    );
     ev.timestamp_ms -= 60_000;
     let a = c.apply(&c.sign(ev));
     assert_eq!(a.result, Ok(()));
     assert_eq!(failed_and_pending(&c, "bob"), (2, 0));
+}
+
+/// A login attempt sent again (a client's retry, through another node, or
+/// a copy that arrives late) is the attempt: its reservation is the first
+/// one, and one outcome is recorded per attempt and account, under the
+/// attempt's outcome id only; a copy of it is answered with the first, and
+/// the other outcome under that id is refused. So a late copy of a right
+/// login neither resets the count again nor counts.
+#[test]
+fn a_copy_of_a_login_attempt_is_that_attempt() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let two = EventBody::NodeAdded {
+        node: node_record(2),
+    };
+    c.by("admin", two).result.unwrap();
+    let attempt = c.reserve_login(1, "bob");
+    let copy = c.by_node_as(2, attempt, login_attempt("bob"));
+    assert_eq!((copy.result, copy.replayed), (Ok(()), true));
+    assert_eq!(failed_and_pending(&c, "bob"), (1, 1));
+    // Under any other id, the outcome is refused.
+    let before = c.state.clone();
+    let a = c.by_node_as(1, attempt, login_ok("bob", attempt));
+    assert_eq!(a.result, Err(Rejection::RequestIdReused));
+    let a = c.by_node_as(1, RequestId([7; 16]), login_ok("bob", attempt));
+    assert_eq!(a.result, Err(Rejection::LoginExpired(user("bob"))));
+    assert_only_chain_changed(&before, &c.state);
+    // Right, through node 2; then four wrong ones.
+    c.by_node(2, login_ok("bob", attempt)).result.unwrap();
+    c.fail_logins("bob", 4);
+    assert_eq!(failed_and_pending(&c, "bob"), (4, 0));
+    // The late copies: answered as the first, and nothing moves.
+    let before = c.state.clone();
+    let late = c.by_node_as(1, attempt, login_attempt("bob"));
+    assert_eq!((late.result, late.replayed), (Ok(()), true));
+    let late = c.by_node(1, login_ok("bob", attempt));
+    assert_eq!((late.result, late.replayed), (Ok(()), true));
+    let other = c.by_node(1, login_rejected("bob", attempt));
+    assert_eq!(other.result, Err(Rejection::RequestIdReused));
+    assert_only_chain_changed(&before, &c.state);
+    assert_eq!(failed_and_pending(&c, "bob"), (4, 0));
+    // After a password change the attempt's outcome id is another, and
+    // finds the attempt gone.
+    let attempt = c.reserve_login(1, "bob");
+    c.by(
+        "admin",
+        EventBody::PasswordChanged {
+            username: user("bob"),
+            password_hash: HASH2.into(),
+        },
+    )
+    .result
+    .unwrap();
+    let a = c.by_node(1, login_ok("bob", attempt));
+    assert_eq!(a.result, Err(Rejection::LoginExpired(user("bob"))));
+}
+
+/// While other attempts of the user are being checked at the limit, an
+/// attempt is refused as in progress, and that refusal is not its outcome:
+/// sent again once they are answered, it is reserved.
+#[test]
+fn an_attempt_refused_while_others_are_checked_is_decided_again() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    c.fail_logins("bob", 4);
+    let two = EventBody::NodeAdded {
+        node: node_record(2),
+    };
+    c.by("admin", two).result.unwrap();
+    let checking = c.reserve_login(1, "bob");
+    let (attempt, a) = c.try_reserve_login(1, "bob");
+    assert_eq!(a.result, Err(Rejection::LoginsInProgress(user("bob"))));
+    c.by_node(1, login_ok("bob", checking)).result.unwrap();
+    let again = c.by_node_as(2, attempt, login_attempt("bob"));
+    assert_eq!((again.result, again.replayed), (Ok(()), false));
+    assert_eq!(failed_and_pending(&c, "bob"), (1, 1));
 }
 
 #[test]
@@ -2164,13 +2243,20 @@ fn changed_lists_exactly_the_entities_that_differ() {
         let _ = checked_with_id(&mut c, id, n1(), login_attempt("carol"));
         attempts.push(id);
     }
-    checked(&mut c, n1(), login_ok("carol", attempts[0])).unwrap();
+    let outcome = |c: &Cluster, i: usize| c.outcome_id("carol", attempts[i]);
+    let first = outcome(&c, 0);
     checked(&mut c, n1(), login_ok("carol", attempts[0])).unwrap_err();
-    checked(&mut c, n1(), login_rejected("carol", attempts[1])).unwrap();
+    checked_with_id(&mut c, first, n1(), login_ok("carol", attempts[0])).unwrap();
+    // A copy is answered with the first outcome; another outcome is not.
+    checked_with_id(&mut c, first, n1(), login_ok("carol", attempts[0])).unwrap();
+    checked_with_id(&mut c, first, n1(), login_rejected("carol", attempts[0])).unwrap_err();
+    let second = outcome(&c, 1);
+    checked_with_id(&mut c, second, n1(), login_rejected("carol", attempts[1])).unwrap();
     // Past the time-to-live: an outcome is refused; the next write of the
     // user drops the expired reservations.
     c.advance(LOGIN_RESERVATION_TTL_MS);
-    checked(&mut c, n1(), login_rejected("carol", attempts[2])).unwrap_err();
+    let third = outcome(&c, 2);
+    checked_with_id(&mut c, third, n1(), login_rejected("carol", attempts[2])).unwrap_err();
     checked(&mut c, n1(), login_attempt("carol")).unwrap();
     let steps: Vec<(Actor, EventBody)> = vec![
         (u("admin"), unlock("carol")),

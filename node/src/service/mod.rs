@@ -258,7 +258,9 @@ impl Service {
         self.check_fresh()?;
         let time = self.linearize(min_index, deadline).await?;
         if let Operation::Login { username, password } = op {
-            return self.login(username, password, time, deadline).await;
+            return self
+                .login(request_id, username, password, time, deadline)
+                .await;
         }
         let token = session.ok_or_else(|| {
             ClientError::new(ErrorKind::Unauthenticated, "log in first: no session token")

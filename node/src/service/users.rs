@@ -116,11 +116,16 @@ impl Service {
     }
 
     /// Logs a user in. The attempt is first recorded as a failure through
-    /// Raft (a reservation, named by that write's request id); only then is
-    /// the password checked (if an Argon2 slot is free within the request's
+    /// Raft (a reservation, named by the request's id); only then is the
+    /// password checked (if an Argon2 slot is free within the request's
     /// deadline), and its outcome recorded with a deadline of its own
-    /// ([`LOGIN_OUTCOME_DEADLINE`]), naming the reservation: a wrong
-    /// password stays a failure, a right one clears the count. So at most
+    /// ([`LOGIN_OUTCOME_DEADLINE`]), under the attempt's outcome id
+    /// ([`hsm_state::login_outcome_id`]): a wrong password stays a failure,
+    /// a right one clears the count. A copy of the request (the client's
+    /// retry, through any node, or a late one) is the same attempt: its
+    /// reservation is the first one, and its outcome, whatever password it
+    /// carries, is the first one recorded, so one attempt resets the count
+    /// once and an id answers no guess it did not count. So at most
     /// five guesses are ever answered per lockout, however many arrive at
     /// once on however many nodes, and nothing about the password is
     /// revealed until its outcome is recorded: when it cannot be (the
@@ -131,12 +136,16 @@ impl Service {
     /// it was checked, at the cluster's time `time` (the leader's clock).
     pub(super) async fn login(
         &self,
+        request_id: RequestId,
         username: Username,
         password: Secret,
         time: ClusterTime,
         deadline: Instant,
     ) -> Outcome {
-        let Some(check) = self.check_password(&username, password, deadline).await? else {
+        let Some(check) = self
+            .check_password(&username, password, request_id, deadline)
+            .await?
+        else {
             return Err(login_failed());
         };
         let outcome = if check.right {
@@ -150,7 +159,7 @@ impl Service {
                 reservation: check.reservation,
             }
         };
-        self.record_check(&username, outcome).await?;
+        self.record_check(&username, &check, outcome).await?;
         if !check.right {
             return Err(self.wrong_password(&username, "wrong user name or password"));
         }
@@ -184,15 +193,17 @@ impl Service {
     }
 
     /// Checks `username`'s password as a login does, counted toward the
-    /// lockout: the attempt is reserved through Raft first (so at most five
-    /// wrong answers between resets, whatever arrives where), then checked
-    /// against the account as it was when reserved. `None` for a user that
+    /// lockout: the attempt is reserved through Raft first, as
+    /// `reservation` (so at most five wrong answers between resets,
+    /// whatever arrives where; a reservation made already is the same
+    /// attempt), then checked against the account as it was when reserved. `None` for a user that
     /// does not exist (after a decoy check that takes as long). The caller
     /// records the outcome under the reservation before it answers.
     async fn check_password(
         &self,
         username: &Username,
         password: Secret,
+        reservation: RequestId,
         deadline: Instant,
     ) -> Result<Option<PasswordCheck>, ClientError> {
         // The replica is caught up (the request passed the read barrier):
@@ -214,7 +225,6 @@ impl Service {
                 .await?;
             return Ok(None);
         }
-        let reservation = random_request_id();
         let reserved = self
             .write_as(
                 reservation,
@@ -252,17 +262,22 @@ impl Service {
     }
 
     /// Records a checked password's outcome (`outcome` names the
-    /// reservation) with its own deadline. When it is not recorded, the
-    /// answer is `unavailable` whatever the check said: an outcome that is
-    /// not counted must reveal nothing.
+    /// reservation) with its own deadline, under the attempt's outcome id.
+    /// When it is not recorded, the answer is `unavailable` whatever the
+    /// check said: an outcome that is not counted must reveal nothing. When
+    /// another copy of the attempt recorded the other outcome first (its
+    /// password was the other one), the answer is the one a wrong password
+    /// gets, whichever this one was: the attempt counted one guess, and
+    /// answered it already.
     async fn record_check(
         &self,
         username: &Username,
+        check: &PasswordCheck,
         outcome: EventBody,
     ) -> Result<(), ClientError> {
         let recorded = self
             .write_as(
-                random_request_id(),
+                hsm_state::login_outcome_id(check.reservation, &check.user),
                 Actor::Node(self.node),
                 None,
                 outcome,
@@ -271,7 +286,11 @@ impl Service {
             .await;
         recorded.map(|_| ()).map_err(|e| {
             tracing::debug!(user = %username, error = %e, "password check outcome not recorded");
-            not_recorded(username)
+            if e.kind == ErrorKind::Conflict {
+                login_failed()
+            } else {
+                not_recorded(username)
+            }
         })
     }
 
@@ -320,7 +339,7 @@ impl Service {
         }
         let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
         let Some(check) = self
-            .check_password(&username, current, ctx.deadline)
+            .check_password(&username, current, random_request_id(), ctx.deadline)
             .await?
         else {
             return Err(ClientError::new(
@@ -333,7 +352,7 @@ impl Service {
                 username: username.clone(),
                 reservation: check.reservation,
             };
-            self.record_check(&username, outcome).await?;
+            self.record_check(&username, &check, outcome).await?;
             return Err(self.wrong_password(&username, "wrong current password"));
         }
         // The change is the right answer's outcome: written with the same

@@ -274,9 +274,42 @@ impl Cluster {
         self.submit(as_user(name), body)
     }
 
-    /// An event by node `id` (login bookkeeping).
+    /// An event by node `id` (login bookkeeping). A login outcome is
+    /// written under its attempt's outcome id for the account as it is
+    /// now ([`hsm_state::login_outcome_id`]), as a node does.
     pub fn by_node(&mut self, id: u64, body: EventBody) -> Applied {
-        self.submit(Actor::Node(NodeId(id)), body)
+        let outcome_of = match &body {
+            EventBody::LoginRejected {
+                username,
+                reservation,
+            }
+            | EventBody::LoginSucceeded {
+                username,
+                reservation,
+            } => self
+                .state
+                .user(username)
+                .map(|u| hsm_state::login_outcome_id(*reservation, u)),
+            _ => None,
+        };
+        match outcome_of {
+            Some(request_id) => self.by_node_as(id, request_id, body),
+            None => self.submit(Actor::Node(NodeId(id)), body),
+        }
+    }
+
+    /// The id the outcome of `name`'s login attempt `reservation` is
+    /// recorded under, for the account as it is now.
+    pub fn outcome_id(&self, name: &str, reservation: RequestId) -> RequestId {
+        let u = self.state.user(&user(name)).expect("the user exists");
+        hsm_state::login_outcome_id(reservation, u)
+    }
+
+    /// An event by node `id` under request id `request_id`.
+    pub fn by_node_as(&mut self, id: u64, request_id: RequestId, body: EventBody) -> Applied {
+        let event = self.event_with_id(request_id, Actor::Node(NodeId(id)), body);
+        let signed = self.sign(event);
+        self.apply(&signed)
     }
 
     /// Initializes the cluster with node 1 and admin password [`HASH`].
