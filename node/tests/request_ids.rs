@@ -245,3 +245,99 @@ async fn a_login_sent_again_under_its_id_is_counted_and_resets_once() {
     );
     assert_eq!(failed_logins().await, Some(1));
 }
+
+/// What a client learns from an answer: its kind and words, or that it
+/// got a token.
+fn told(r: &Response) -> String {
+    match &r.result {
+        Ok(Reply::LoggedIn { .. }) => "logged in".into(),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("{:?}: {}", e.kind, e.message),
+    }
+}
+
+/// A login id that was used answers no guess it did not count. On the
+/// previous code a copy of a used attempt checked its own password and the
+/// answer told right from wrong without counting anything: once a user
+/// had five failures (and before the next attempt set the lock flag), a
+/// copy of an old attempt answered "locked" to a wrong password and "wrong
+/// user name or password" to the right one; after a password change, a
+/// copy primed with a wrong password answered "unavailable" to wrong ones
+/// and "wrong user name or password" to the new password. Each is an
+/// unlimited guessing oracle. Now every copy is answered with what the
+/// attempt recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_login_id_answers_no_guess_it_did_not_count() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    drop(cluster.activate(ADMIN).await);
+    let admin = session(&cluster, 1, "admin", ADMIN).await;
+    let create = Operation::CreateUser {
+        username: user("dave"),
+        role: Role::Cu,
+        password: secret("dave-password-1"),
+    };
+    assert!(cluster.ask(1, Some(&admin), create).await.result.is_ok());
+
+    // Five wrong passwords, each counted: dave is at the limit.
+    let mut used = Vec::new();
+    for _ in 0..5 {
+        let id = RequestId(rand::random());
+        let r = cluster
+            .ask_as(1, None, id, login_op("dave", "a-wrong-guess-1"))
+            .await;
+        assert!(r.result.is_err(), "{r:?}");
+        used.push(id);
+    }
+    let right = cluster
+        .ask_once_as(2, None, used[0], login_op("dave", "dave-password-1"))
+        .await;
+    let wrong = cluster
+        .ask_once_as(2, None, used[0], login_op("dave", "a-wrong-guess-2"))
+        .await;
+    assert!(
+        right.result.is_err(),
+        "a token under a refused id: {right:?}"
+    );
+    assert_eq!(
+        told(&right),
+        told(&wrong),
+        "at the limit, a copy tells right from wrong"
+    );
+
+    // After an unlock, a counted wrong attempt; then an officer sets a new
+    // password. Copies of that attempt, one primed with a wrong password,
+    // then the new password and another wrong one, are answered alike.
+    let unlock = Operation::UnlockUser {
+        username: user("dave"),
+    };
+    assert!(cluster.ask(1, Some(&admin), unlock).await.result.is_ok());
+    let id = RequestId(rand::random());
+    let first = cluster
+        .ask_as(3, None, id, login_op("dave", "a-wrong-guess-3"))
+        .await;
+    assert!(failed_login(&first), "{first:?}");
+    let reset = Operation::ChangePassword {
+        username: user("dave"),
+        new_password: secret("dave-password-2"),
+    };
+    assert!(cluster.ask(1, Some(&admin), reset).await.result.is_ok());
+    let primed = cluster
+        .ask_once_as(1, None, id, login_op("dave", "a-wrong-guess-4"))
+        .await;
+    let right = cluster
+        .ask_once_as(2, None, id, login_op("dave", "dave-password-2"))
+        .await;
+    let wrong = cluster
+        .ask_once_as(3, None, id, login_op("dave", "a-wrong-guess-5"))
+        .await;
+    assert!(right.result.is_err(), "a token under a used id: {right:?}");
+    assert_eq!(
+        told(&right),
+        told(&wrong),
+        "after a reset, a copy tells right from wrong"
+    );
+    assert!(primed.result.is_err(), "{primed:?}");
+    // The new password works under an id of its own.
+    drop(session(&cluster, 1, "dave", "dave-password-2").await);
+}

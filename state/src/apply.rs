@@ -12,8 +12,8 @@ use crate::domain;
 use crate::entity::EntityKey;
 use crate::policy;
 use crate::records::{
-    login_outcome_id, ClusterInfo, DomainKeys, Key, LoginReservation, RequestRecord, User,
-    MAX_FAILED_LOGINS,
+    login_outcome_id, ClusterInfo, DomainKeys, Key, LoginOutcome, LoginReservation, RequestRecord,
+    User, MAX_FAILED_LOGINS,
 };
 use crate::sign::{event_hash, verify_signature};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
@@ -90,6 +90,36 @@ impl State {
             result,
             replayed: false,
             changed,
+        }
+    }
+
+    /// What is recorded for the login attempt `reservation` of `user` (as
+    /// the account is now), if anything: the one outcome of the attempt,
+    /// which every copy of it is answered with.
+    #[must_use]
+    pub fn login_outcome(&self, reservation: RequestId, user: &User) -> Option<LoginOutcome> {
+        let record = self.requests.get(&login_outcome_id(reservation, user))?;
+        if record.result.is_err() {
+            return Some(LoginOutcome::Refused);
+        }
+        let node = Actor::Node(NodeId(0));
+        let username = user.username.clone();
+        let right = EventBody::LoginSucceeded {
+            username: username.clone(),
+            reservation,
+        };
+        let wrong = EventBody::LoginRejected {
+            username,
+            reservation,
+        };
+        if record.fingerprint == request_fingerprint(&node, &right) {
+            Some(LoginOutcome::Right)
+        } else if record.fingerprint == request_fingerprint(&node, &wrong) {
+            Some(LoginOutcome::Wrong)
+        } else {
+            // Another request under that id (a client chose it): no
+            // outcome of this attempt can ever be recorded.
+            Some(LoginOutcome::Refused)
         }
     }
 

@@ -31,9 +31,9 @@ mod state;
 
 pub use entity::{Entity, EntityKey, LoadError};
 pub use records::{
-    login_outcome_id, ClusterInfo, DomainGeneration, DomainKeys, Key, LoginReservation, Meta,
-    RequestRecord, User, ENDED_SESSION_MARGIN_MS, LOGIN_RESERVATION_TTL_MS, MAX_ENDED_SESSIONS,
-    MAX_FAILED_LOGINS,
+    login_outcome_id, ClusterInfo, DomainGeneration, DomainKeys, Key, LoginOutcome,
+    LoginReservation, Meta, RequestRecord, User, ENDED_SESSION_MARGIN_MS, LOGIN_RESERVATION_TTL_MS,
+    MAX_ENDED_SESSIONS, MAX_FAILED_LOGINS,
 };
 pub use restore::{RestoreError, RestoreTarget};
 pub use sign::{event_hash, sign_event, verify_signature};

@@ -221,11 +221,25 @@ pub struct RequestRecord {
 pub fn login_outcome_id(reservation: RequestId, user: &User) -> RequestId {
     let mut h = blake3::Hasher::new_derive_key("hsm-cluster login outcome v1");
     h.update(&reservation.0);
+    h.update(user.username.as_str().as_bytes());
+    h.update(&[0]);
     h.update(&user.created_ms.to_le_bytes());
     h.update(&user.password_epoch.to_le_bytes());
     let mut id = [0u8; 16];
     id.copy_from_slice(&h.finalize().as_bytes()[..16]);
     RequestId(id)
+}
+
+/// What is recorded for a login attempt ([`crate::State::login_outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The password was right: the count was reset.
+    Right,
+    /// The password was wrong: a failure counted.
+    Wrong,
+    /// An outcome was refused (the attempt had expired, the account had
+    /// changed): nothing about any password checked under it may be told.
+    Refused,
 }
 
 /// A login attempt recorded before its password is checked

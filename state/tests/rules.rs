@@ -12,7 +12,8 @@ use hsm_proto::{
     KeyPolicyError, KeyProvenance, KeySpec, NodeId, Rejection, RequestId, Role, Signature,
 };
 use hsm_state::{
-    sign_event, EntityKey, LoadError, State, LOGIN_RESERVATION_TTL_MS, MAX_FAILED_LOGINS, MAX_NODES,
+    sign_event, EntityKey, LoadError, LoginOutcome, State, LOGIN_RESERVATION_TTL_MS,
+    MAX_FAILED_LOGINS, MAX_NODES,
 };
 
 fn role_denied(role: Role) -> impl Fn(&Result<(), Rejection>) -> bool {
@@ -907,8 +908,17 @@ fn a_copy_of_a_login_attempt_is_that_attempt() {
     assert_eq!(a.result, Err(Rejection::LoginExpired(user("bob"))));
     assert_only_chain_changed(&before, &c.state);
     // Right, through node 2; then four wrong ones.
+    let outcome = |c: &Cluster, attempt| {
+        let bob = c.state.user(&user("bob")).unwrap();
+        c.state.login_outcome(attempt, bob)
+    };
+    assert_eq!(outcome(&c, attempt), None);
     c.by_node(2, login_ok("bob", attempt)).result.unwrap();
-    c.fail_logins("bob", 4);
+    assert_eq!(outcome(&c, attempt), Some(LoginOutcome::Right));
+    let wrong = c.reserve_login(1, "bob");
+    c.by_node(1, login_rejected("bob", wrong)).result.unwrap();
+    assert_eq!(outcome(&c, wrong), Some(LoginOutcome::Wrong));
+    c.fail_logins("bob", 3);
     assert_eq!(failed_and_pending(&c, "bob"), (4, 0));
     // The late copies: answered as the first, and nothing moves.
     let before = c.state.clone();
@@ -932,8 +942,14 @@ fn a_copy_of_a_login_attempt_is_that_attempt() {
     )
     .result
     .unwrap();
+    assert_eq!(outcome(&c, attempt), None, "another id after the change");
     let a = c.by_node(1, login_ok("bob", attempt));
     assert_eq!(a.result, Err(Rejection::LoginExpired(user("bob"))));
+    // Refused, for every copy after it, whatever it checked.
+    assert_eq!(outcome(&c, attempt), Some(LoginOutcome::Refused));
+    let copy = c.by_node(2, login_rejected("bob", attempt));
+    assert_eq!(copy.result, Err(Rejection::RequestIdReused));
+    assert_eq!(outcome(&c, attempt), Some(LoginOutcome::Refused));
 }
 
 /// While other attempts of the user are being checked at the limit, an

@@ -7,7 +7,7 @@ use hsm_proto::{Actor, EventBody, RequestId, Role, Username};
 use tokio::time::Instant;
 
 use super::{Ctx, Outcome, Service, LOGIN_OUTCOME_DEADLINE};
-use hsm_state::User;
+use hsm_state::{LoginOutcome, User};
 
 use crate::cluster_time::ClusterTime;
 use crate::secrets::{
@@ -121,16 +121,23 @@ impl Service {
     /// deadline), and its outcome recorded with a deadline of its own
     /// ([`LOGIN_OUTCOME_DEADLINE`]), under the attempt's outcome id
     /// ([`hsm_state::login_outcome_id`]): a wrong password stays a failure,
-    /// a right one clears the count. A copy of the request (the client's
-    /// retry, through any node, or a late one) is the same attempt: its
-    /// reservation is the first one, and its outcome, whatever password it
-    /// carries, is the first one recorded, so one attempt resets the count
-    /// once and an id answers no guess it did not count. So at most
-    /// five guesses are ever answered per lockout, however many arrive at
-    /// once on however many nodes, and nothing about the password is
-    /// revealed until its outcome is recorded: when it cannot be (the
-    /// reservation expired, no quorum in time), the answer is
-    /// `unavailable` whatever the check said, and the reservation expires
+    /// a right one clears the count. So at most five guesses are ever
+    /// answered per lockout, however many arrive at once on however many
+    /// nodes.
+    ///
+    /// The answer is always the attempt's recorded outcome
+    /// ([`hsm_state::State::login_outcome`]), never this check's alone. A
+    /// copy of the request (the client's retry, through any node, or a late
+    /// one) is the same attempt: its reservation is the first one, and one
+    /// outcome is recorded for all copies, so one attempt resets the count
+    /// once. A copy that finds the outcome recorded is answered with it
+    /// without a check (a right one is checked again only to issue a token,
+    /// and gets none with another password); a copy that finds no outcome
+    /// (the first copy's was never recorded) records its own, and if it
+    /// cannot (the reservation expired, was voided by an unlock or a
+    /// password change) the answer is `unavailable` whatever the check
+    /// said, for this copy and every later one. So an id answers at most
+    /// one guess, counted, and the reservation expires
     /// ([`hsm_state::LOGIN_RESERVATION_TTL_MS`]) instead of holding the
     /// user back for good. The token is issued for the account exactly as
     /// it was checked, at the cluster's time `time` (the leader's clock).
@@ -142,30 +149,40 @@ impl Service {
         time: ClusterTime,
         deadline: Instant,
     ) -> Outcome {
-        let Some(check) = self
-            .check_password(&username, password, request_id, deadline)
+        let Some(user) = self
+            .reserve_check(&username, &password, request_id, deadline)
             .await?
         else {
             return Err(login_failed());
         };
-        let outcome = if check.right {
-            EventBody::LoginSucceeded {
-                username: username.clone(),
-                reservation: check.reservation,
-            }
-        } else {
-            EventBody::LoginRejected {
-                username: username.clone(),
-                reservation: check.reservation,
-            }
+        let outcome_of = |s: &hsm_state::State| s.login_outcome(request_id, &user);
+        let recorded = self.state(outcome_of);
+        let right = match recorded {
+            // Checked only to record the attempt's outcome, or to issue a
+            // token under the one recorded right.
+            None | Some(LoginOutcome::Right) => self.password_is(&user, password, deadline).await?,
+            Some(LoginOutcome::Wrong | LoginOutcome::Refused) => false,
         };
-        self.record_check(&username, &check, outcome).await?;
-        if !check.right {
-            return Err(self.wrong_password(&username, "wrong user name or password"));
+        if recorded.is_none() {
+            let check = PasswordCheck {
+                reservation: request_id,
+                user: user.clone(),
+                right,
+            };
+            // Whatever the write says, the answer is what is recorded.
+            let _ = self.record_check(&username, &check).await;
+        }
+        match self.state(outcome_of) {
+            None | Some(LoginOutcome::Refused) => return Err(not_recorded(&username)),
+            Some(LoginOutcome::Wrong) => {
+                return Err(self.wrong_password(&username, "wrong user name or password"))
+            }
+            Some(LoginOutcome::Right) if !right => return Err(login_failed()),
+            Some(LoginOutcome::Right) => {}
         }
         // Issue only for the account as it was checked: a password change,
         // a re-creation or a lock in the meantime voids this login.
-        let checked = check.user;
+        let checked = user;
         let now = self.state(|s| s.user(&username).cloned());
         let unchanged = now.as_ref().is_some_and(|u| {
             u.password_epoch == checked.password_epoch
@@ -193,31 +210,57 @@ impl Service {
     }
 
     /// Checks `username`'s password as a login does, counted toward the
-    /// lockout: the attempt is reserved through Raft first, as
-    /// `reservation` (so at most five wrong answers between resets,
-    /// whatever arrives where; a reservation made already is the same
-    /// attempt), then checked against the account as it was when reserved. `None` for a user that
-    /// does not exist (after a decoy check that takes as long). The caller
-    /// records the outcome under the reservation before it answers.
+    /// lockout ([`Service::reserve_check`], then [`Service::password_is`]),
+    /// under a reservation of its own. `None` for a user that does not
+    /// exist. The caller records the outcome before it answers.
     async fn check_password(
         &self,
         username: &Username,
         password: Secret,
-        reservation: RequestId,
         deadline: Instant,
     ) -> Result<Option<PasswordCheck>, ClientError> {
+        let reservation = random_request_id();
+        let Some(user) = self
+            .reserve_check(username, &password, reservation, deadline)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let right = self.password_is(&user, password, deadline).await?;
+        Ok(Some(PasswordCheck {
+            reservation,
+            user,
+            right,
+        }))
+    }
+
+    /// Reserves a check of `username`'s password through Raft, as
+    /// `reservation` (so at most five wrong answers between resets,
+    /// whatever arrives where; a reservation made already is the same
+    /// attempt), and returns the account as it is once reserved. `None`
+    /// for a user that does not exist, after a decoy check of `password`
+    /// that takes as long as a real one.
+    async fn reserve_check(
+        &self,
+        username: &Username,
+        password: &Secret,
+        reservation: RequestId,
+        deadline: Instant,
+    ) -> Result<Option<User>, ClientError> {
         // The replica is caught up (the request passed the read barrier):
-        // a locked user is refused here, without a Raft entry, so guesses
-        // against it cost the cluster nothing and push no remembered
-        // outcome out. (`apply` refuses the attempt anyway.)
+        // a locked user (flagged, or at the limit of failures) is refused
+        // here, without a Raft entry, so guesses against it cost the
+        // cluster nothing and push no remembered outcome out. (`apply`
+        // refuses the attempt anyway.)
         let (known, locked) = self.state(|s| {
             s.user(username)
-                .map_or((false, false), |u| (true, u.locked))
+                .map_or((false, false), |u| (true, u.is_locked()))
         });
         if locked {
             return Err(locked_error(username));
         }
         if !known {
+            let password = password.clone();
             let _ = self
                 .argon2(deadline, move || {
                     verify_password(password.expose_str().unwrap_or(""), decoy_hash())
@@ -245,36 +288,47 @@ impl Service {
         let Some(user) = self.state(|s| s.user(username).cloned()) else {
             return Ok(None);
         };
-        if user.locked {
+        if user.is_locked() {
             return Err(locked_error(username));
         }
-        let phc = user.password_hash.clone();
-        let right = self
-            .argon2(deadline, move || {
-                verify_password(password.expose_str().unwrap_or(""), &phc)
-            })
-            .await?;
-        Ok(Some(PasswordCheck {
-            reservation,
-            user,
-            right,
-        }))
+        Ok(Some(user))
     }
 
-    /// Records a checked password's outcome (`outcome` names the
+    /// Whether `password` is `user`'s, checked in an Argon2 slot if one is
+    /// free before `deadline`.
+    async fn password_is(
+        &self,
+        user: &User,
+        password: Secret,
+        deadline: Instant,
+    ) -> Result<bool, ClientError> {
+        let phc = user.password_hash.clone();
+        self.argon2(deadline, move || {
+            verify_password(password.expose_str().unwrap_or(""), &phc)
+        })
+        .await
+    }
+
+    /// Records a checked password's outcome (`check` names the
     /// reservation) with its own deadline, under the attempt's outcome id.
     /// When it is not recorded, the answer is `unavailable` whatever the
-    /// check said: an outcome that is not counted must reveal nothing. When
-    /// another copy of the attempt recorded the other outcome first (its
-    /// password was the other one), the answer is the one a wrong password
-    /// gets, whichever this one was: the attempt counted one guess, and
-    /// answered it already.
+    /// check said: an outcome that is not counted must reveal nothing.
     async fn record_check(
         &self,
         username: &Username,
         check: &PasswordCheck,
-        outcome: EventBody,
     ) -> Result<(), ClientError> {
+        let outcome = if check.right {
+            EventBody::LoginSucceeded {
+                username: username.clone(),
+                reservation: check.reservation,
+            }
+        } else {
+            EventBody::LoginRejected {
+                username: username.clone(),
+                reservation: check.reservation,
+            }
+        };
         let recorded = self
             .write_as(
                 hsm_state::login_outcome_id(check.reservation, &check.user),
@@ -286,11 +340,7 @@ impl Service {
             .await;
         recorded.map(|_| ()).map_err(|e| {
             tracing::debug!(user = %username, error = %e, "password check outcome not recorded");
-            if e.kind == ErrorKind::Conflict {
-                login_failed()
-            } else {
-                not_recorded(username)
-            }
+            not_recorded(username)
         })
     }
 
@@ -339,7 +389,7 @@ impl Service {
         }
         let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
         let Some(check) = self
-            .check_password(&username, current, random_request_id(), ctx.deadline)
+            .check_password(&username, current, ctx.deadline)
             .await?
         else {
             return Err(ClientError::new(
@@ -348,11 +398,7 @@ impl Service {
             ));
         };
         if !check.right {
-            let outcome = EventBody::LoginRejected {
-                username: username.clone(),
-                reservation: check.reservation,
-            };
-            self.record_check(&username, &check, outcome).await?;
+            self.record_check(&username, &check).await?;
             return Err(self.wrong_password(&username, "wrong current password"));
         }
         // The change is the right answer's outcome: written with the same

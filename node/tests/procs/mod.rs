@@ -269,6 +269,18 @@ impl Cluster {
             .await
     }
 
+    /// [`Cluster::ask_once`] under request id `request_id`.
+    pub async fn ask_once_as(
+        &self,
+        i: u64,
+        session: Option<&Secret>,
+        request_id: RequestId,
+        op: Operation,
+    ) -> Response {
+        self.ask_until(i, session, request_id, op, Instant::now())
+            .await
+    }
+
     /// [`Cluster::ask`] under request id `request_id` (asked again under
     /// the same id, as a client retries).
     pub async fn ask_as(
