@@ -1,7 +1,7 @@
 //! Typed methods, one per [`Operation`], and batches.
 
 use hsm_proto::client::{
-    ClusterStatus, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo, MAX_PAGE,
+    ClusterStatus, ErrorKind, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo, MAX_PAGE,
 };
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
@@ -53,17 +53,25 @@ impl Client {
 
     /// Logs in and keeps the session token: later calls (on this client and
     /// its clones) carry it. A failed login keeps the previous session.
+    /// When a node answers that this login was answered already (its first
+    /// answer was lost on the way), it logs in once more under a new
+    /// request id: a new attempt, counted toward the lockout as any.
     ///
     /// # Errors
     /// [`Error::Server`] of kind `LoginFailed`, `Locked` or `NotActivated`,
     /// or as [`Client::call`].
     pub async fn login(&self, username: Username, password: impl Into<Secret>) -> Result<Session> {
-        let reply = self
-            .call(Operation::Login {
-                username,
-                password: password.into(),
-            })
-            .await?;
+        let op = Operation::Login {
+            username,
+            password: password.into(),
+        };
+        let reply = match self.call(op.clone()).await {
+            // A node answers a copy of a login that succeeded already (the
+            // first answer was lost on its way) with a conflict and checks
+            // nothing: logging in again is a new attempt, under a new id.
+            Err(e) if e.kind() == Some(ErrorKind::Conflict) => self.call(op).await?,
+            other => other?,
+        };
         expect_reply!(reply, "login", "logged-in",
         Reply::LoggedIn { token, username, role, expires_ms } => {
             self.set_session(Some(token));

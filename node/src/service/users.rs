@@ -48,6 +48,15 @@ fn login_failed() -> ClientError {
     ClientError::new(ErrorKind::LoginFailed, "wrong user name or password")
 }
 
+/// The answer to a copy of a login (its request id) that was answered
+/// already and let its user in: whatever password the copy carries.
+fn answered_already() -> ClientError {
+    ClientError::new(
+        ErrorKind::Conflict,
+        "this login was answered already; log in again under a new request id",
+    )
+}
+
 /// The answer when a checked password's outcome was not recorded,
 /// whatever the check said.
 fn not_recorded(username: &Username) -> ClientError {
@@ -130,14 +139,16 @@ impl Service {
     /// copy of the request (the client's retry, through any node, or a late
     /// one) is the same attempt: its reservation is the first one, and one
     /// outcome is recorded for all copies, so one attempt resets the count
-    /// once. A copy that finds the outcome recorded is answered with it
-    /// without a check (a right one is checked again only to issue a token,
-    /// and gets none with another password); a copy that finds no outcome
-    /// (the first copy's was never recorded) records its own, and if it
-    /// cannot (the reservation expired, was voided by an unlock or a
-    /// password change) the answer is `unavailable` whatever the check
-    /// said, for this copy and every later one. So an id answers at most
-    /// one guess, counted, and the reservation expires
+    /// once, before any copy is answered. A copy that finds a wrong or
+    /// refused outcome is answered with it without a check; one that finds
+    /// the attempt let its user in is answered `conflict` without a check
+    /// (the client logs in again under a new id); one that finds no
+    /// outcome (the first
+    /// copy's was never recorded) records its own, and if it cannot (the
+    /// reservation expired, was voided by an unlock or a password change)
+    /// the answer is `unavailable` whatever the check said, for this copy
+    /// and every later one. So no answer is told of a password whose check
+    /// was not counted, and the reservation expires
     /// ([`hsm_state::LOGIN_RESERVATION_TTL_MS`]) instead of holding the
     /// user back for good. The token is issued for the account exactly as
     /// it was checked, at the cluster's time `time` (the leader's clock).
@@ -155,24 +166,27 @@ impl Service {
         else {
             return Err(login_failed());
         };
-        let outcome_of = |s: &hsm_state::State| s.login_outcome(request_id, &user);
-        let recorded = self.state(outcome_of);
-        let right = match recorded {
-            // Checked only to record the attempt's outcome, or to issue a
-            // token under the one recorded right.
-            None | Some(LoginOutcome::Right) => self.password_is(&user, password, deadline).await?,
+        let right = match self.state(|s| s.login_outcome(request_id, &user)) {
+            None => {
+                let right = self.password_is(&user, password, deadline).await?;
+                let check = PasswordCheck {
+                    reservation: request_id,
+                    user: user.clone(),
+                    right,
+                };
+                // Whatever the write says, the answer is what is recorded.
+                let _ = self.record_check(&username, &check).await;
+                right
+            }
+            // A copy of an attempt that let its user in is not checked (its
+            // check would be an uncounted answer to whoever learnt the id)
+            // and records nothing (a copy the client gave up on must not
+            // reset the count after the client's answer): the client logs
+            // in again under a new id, as the SDK does on this answer.
+            Some(LoginOutcome::Right) => return Err(answered_already()),
             Some(LoginOutcome::Wrong | LoginOutcome::Refused) => false,
         };
-        if recorded.is_none() {
-            let check = PasswordCheck {
-                reservation: request_id,
-                user: user.clone(),
-                right,
-            };
-            // Whatever the write says, the answer is what is recorded.
-            let _ = self.record_check(&username, &check).await;
-        }
-        match self.state(outcome_of) {
+        match self.state(|s| s.login_outcome(request_id, &user)) {
             None | Some(LoginOutcome::Refused) => return Err(not_recorded(&username)),
             Some(LoginOutcome::Wrong) => {
                 return Err(self.wrong_password(&username, "wrong user name or password"))
