@@ -291,7 +291,10 @@ impl Client {
     /// Runs `op` with the caller's request id. Sending a write again with
     /// the id of an attempt whose outcome is unknown (after
     /// [`Error::Unavailable`] or [`Error::DeadlineExceeded`]) applies it
-    /// at most once and returns the first outcome.
+    /// at most once and returns the first outcome. A login is counted once
+    /// too, but its outcome is told once only: a copy of one that succeeded
+    /// is answered `Conflict` ("answered already"), and logging in again
+    /// takes a new id ([`Client::login`] does).
     ///
     /// # Errors
     /// As [`Client::call`].

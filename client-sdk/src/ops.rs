@@ -34,6 +34,10 @@ macro_rules! expect_reply {
     };
 }
 
+/// How many times [`Client::login`] logs in, each under a new request id,
+/// while nodes answer that its attempt was answered already.
+const LOGIN_TRIES: u32 = 3;
+
 impl Client {
     async fn done(&self, op: Operation) -> Result<()> {
         let name = op.name();
@@ -58,19 +62,25 @@ impl Client {
     /// request id: a new attempt, counted toward the lockout as any.
     ///
     /// # Errors
-    /// [`Error::Server`] of kind `LoginFailed`, `Locked` or `NotActivated`,
-    /// or as [`Client::call`].
+    /// [`Error::Server`] of kind `LoginFailed`, `Locked` or `NotActivated`
+    /// (`Conflict` when every one of its tries was answered already), or
+    /// as [`Client::call`].
     pub async fn login(&self, username: Username, password: impl Into<Secret>) -> Result<Session> {
         let op = Operation::Login {
             username,
             password: password.into(),
         };
-        let reply = match self.call(op.clone()).await {
-            // A node answers a copy of a login that succeeded already (the
-            // first answer was lost on its way) with a conflict and checks
-            // nothing: logging in again is a new attempt, under a new id.
-            Err(e) if e.kind() == Some(ErrorKind::Conflict) => self.call(op).await?,
-            other => other?,
+        // A node answers a copy of a login whose attempt was answered
+        // already (to another copy, whose answer was lost on its way) with
+        // a conflict and checks nothing: logging in again is a new attempt,
+        // under a new id, counted as any. A few times at most.
+        let mut tries = 0;
+        let reply = loop {
+            tries += 1;
+            match self.call(op.clone()).await {
+                Err(e) if e.kind() == Some(ErrorKind::Conflict) && tries < LOGIN_TRIES => {}
+                other => break other?,
+            }
         };
         expect_reply!(reply, "login", "logged-in",
         Reply::LoggedIn { token, username, role, expires_ms } => {

@@ -366,3 +366,55 @@ async fn a_used_login_id_answers_no_guess_it_did_not_count() {
         "a copy of a success tells right from wrong"
     );
 }
+
+/// Copies of one login sent at once through every node, half with the
+/// right password and half with wrong ones: one outcome is recorded, and
+/// no copy tells what its own check found unless its write recorded that
+/// outcome. So if the attempt let its user in, one copy got the token and
+/// no copy was told "wrong password"; if not, nobody got a token. (On the
+/// previous code, a copy whose write lost the race answered from its own
+/// check: "wrong" to a guess while the count was reset.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_checked_at_once_tell_one_check() {
+    let cluster = std::sync::Arc::new(Cluster::start(3));
+    cluster.wait_ready().await;
+    drop(cluster.activate(ADMIN).await);
+    let admin = session(&cluster, 1, "admin", ADMIN).await;
+    let create = Operation::CreateUser {
+        username: user("erin"),
+        role: Role::Cu,
+        password: secret("erin-password-1"),
+    };
+    assert!(cluster.ask(1, Some(&admin), create).await.result.is_ok());
+    for round in 0..3 {
+        let id = RequestId(rand::random());
+        let copies: Vec<_> = (0..8u64)
+            .map(|i| {
+                let cluster = cluster.clone();
+                let password = if i % 2 == 0 {
+                    "erin-password-1"
+                } else {
+                    "a-wrong-guess-7"
+                };
+                tokio::spawn(async move {
+                    cluster
+                        .ask_once_as(1 + i % 3, None, id, login_op("erin", password))
+                        .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for c in copies {
+            answers.push(told(&c.await.expect("a copy")));
+        }
+        let tokens = answers.iter().filter(|a| *a == "logged in").count();
+        let wrong = answers
+            .iter()
+            .filter(|a| a.contains("wrong user name or password"))
+            .count();
+        assert!(
+            (tokens == 1 && wrong == 0) || tokens == 0,
+            "round {round}: {answers:#?}"
+        );
+    }
+}

@@ -670,6 +670,21 @@ impl Service {
         body: EventBody,
         deadline: Instant,
     ) -> Result<u64, ClientError> {
+        self.write_applied(request_id, actor, session, body, deadline)
+            .await
+            .map(|(index, _)| index)
+    }
+
+    /// [`Service::write_as`], and whether the write was only a replay of
+    /// one applied before under its request id (whose outcome it got).
+    pub(crate) async fn write_applied(
+        &self,
+        request_id: RequestId,
+        actor: Actor,
+        session: Option<&Secret>,
+        body: EventBody,
+        deadline: Instant,
+    ) -> Result<(u64, bool), ClientError> {
         let left = deadline.saturating_duration_since(Instant::now());
         let applied = self
             .writer
@@ -681,7 +696,7 @@ impl Service {
             })?;
         applied.result.map_err(ClientError::from)?;
         self.wait_applied(applied.index, deadline).await?;
-        Ok(applied.index)
+        Ok((applied.index, applied.replayed))
     }
 
     async fn write_done(&self, ctx: &Ctx, body: EventBody) -> Outcome {

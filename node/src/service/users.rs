@@ -36,8 +36,10 @@ fn locked_error(username: &Username) -> ClientError {
     )
 }
 
-/// A fresh id for an event the node writes on its own behalf (login
-/// bookkeeping): never the client's id, which a client could replay.
+/// A fresh id for an event the node writes on its own behalf (an
+/// operator's unlock, the check of the current password in one's own
+/// change): never a client's id, which a client could send again. (A
+/// login's reservation is the client's id: a copy is the same attempt.)
 fn random_request_id() -> RequestId {
     let mut id = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
@@ -143,11 +145,12 @@ impl Service {
     /// refused outcome is answered with it without a check; one that finds
     /// the attempt let its user in is answered `conflict` without a check
     /// (the client logs in again under a new id); one that finds no
-    /// outcome (the first
-    /// copy's was never recorded) records its own, and if it cannot (the
+    /// outcome checks its password and records its outcome, and tells what
+    /// its check found only if its own write recorded it: if another copy's
+    /// did first, it is answered `conflict` too, and if none could be (the
     /// reservation expired, was voided by an unlock or a password change)
-    /// the answer is `unavailable` whatever the check said, for this copy
-    /// and every later one. So no answer is told of a password whose check
+    /// `unavailable`, whatever its check said, as is every later copy. So
+    /// no answer is told of a password whose check
     /// was not counted, and the reservation expires
     /// ([`hsm_state::LOGIN_RESERVATION_TTL_MS`]) instead of holding the
     /// user back for good. The token is issued for the account exactly as
@@ -174,8 +177,15 @@ impl Service {
                     user: user.clone(),
                     right,
                 };
-                // Whatever the write says, the answer is what is recorded.
-                let _ = self.record_check(&username, &check).await;
+                // Only the copy whose outcome was recorded tells what its
+                // check found: another copy's check was not what counted,
+                // whichever password it carried.
+                if !matches!(self.record_check(&username, &check).await, Ok(true)) {
+                    return Err(match self.state(|s| s.login_outcome(request_id, &user)) {
+                        None | Some(LoginOutcome::Refused) => not_recorded(&username),
+                        Some(LoginOutcome::Right | LoginOutcome::Wrong) => answered_already(),
+                    });
+                }
                 right
             }
             // A copy of an attempt that let its user in is not checked (its
@@ -324,14 +334,16 @@ impl Service {
     }
 
     /// Records a checked password's outcome (`check` names the
-    /// reservation) with its own deadline, under the attempt's outcome id.
-    /// When it is not recorded, the answer is `unavailable` whatever the
-    /// check said: an outcome that is not counted must reveal nothing.
+    /// reservation) with its own deadline, under the attempt's outcome id:
+    /// `true` when this write recorded it, `false` when another copy of the
+    /// attempt had. When it is not recorded, the answer is `unavailable`
+    /// whatever the check said: an outcome that is not counted must reveal
+    /// nothing.
     async fn record_check(
         &self,
         username: &Username,
         check: &PasswordCheck,
-    ) -> Result<(), ClientError> {
+    ) -> Result<bool, ClientError> {
         let outcome = if check.right {
             EventBody::LoginSucceeded {
                 username: username.clone(),
@@ -344,7 +356,7 @@ impl Service {
             }
         };
         let recorded = self
-            .write_as(
+            .write_applied(
                 hsm_state::login_outcome_id(check.reservation, &check.user),
                 Actor::Node(self.node),
                 None,
@@ -352,7 +364,7 @@ impl Service {
                 Instant::now() + LOGIN_OUTCOME_DEADLINE,
             )
             .await;
-        recorded.map(|_| ()).map_err(|e| {
+        recorded.map(|(_, replayed)| !replayed).map_err(|e| {
             tracing::debug!(user = %username, error = %e, "password check outcome not recorded");
             not_recorded(username)
         })
@@ -412,7 +424,8 @@ impl Service {
             ));
         };
         if !check.right {
-            self.record_check(&username, &check).await?;
+            // A reservation of its own: recorded by this write.
+            let _recorded = self.record_check(&username, &check).await?;
             return Err(self.wrong_password(&username, "wrong current password"));
         }
         // The change is the right answer's outcome: written with the same
