@@ -292,9 +292,9 @@ impl Client {
     /// the id of an attempt whose outcome is unknown (after
     /// [`Error::Unavailable`] or [`Error::DeadlineExceeded`]) applies it
     /// at most once and returns the first outcome. A login is counted once
-    /// too, but its outcome is told once only: a copy of one that succeeded
-    /// is answered `Conflict` ("answered already"), and logging in again
-    /// takes a new id ([`Client::login`] does).
+    /// too, but a success is told once only: a copy of a login that let its
+    /// user in is answered `Conflict` ("answered already"), and logging in
+    /// again takes a new id ([`Client::login`] does).
     ///
     /// # Errors
     /// As [`Client::call`].

@@ -50,8 +50,10 @@ fn login_failed() -> ClientError {
     ClientError::new(ErrorKind::LoginFailed, "wrong user name or password")
 }
 
-/// The answer to a copy of a login (its request id) that was answered
-/// already and let its user in: whatever password the copy carries.
+/// The answer to a copy of a login (its request id) whose attempt let its
+/// user in, when this copy's own check is not what was recorded (another
+/// copy's was, or the writer's retry of this one found it written):
+/// whatever password the copy carries.
 fn answered_already() -> ClientError {
     ClientError::new(
         ErrorKind::Conflict,
@@ -146,10 +148,12 @@ impl Service {
     /// the attempt let its user in is answered `conflict` without a check
     /// (the client logs in again under a new id); one that finds no
     /// outcome checks its password and records its outcome, and tells what
-    /// its check found only if its own write recorded it: if another copy's
-    /// did first, it is answered `conflict` too, and if none could be (the
-    /// reservation expired, was voided by an unlock or a password change)
-    /// `unavailable`, whatever its check said, as is every later copy. So
+    /// its check found only if its own write recorded it; otherwise (another
+    /// copy's did first, or its writer's retry found its own first try
+    /// written) it gets the attempt's outcome as a later copy does: a
+    /// wrong one told, a right one `conflict`, and if none could be
+    /// recorded (the reservation expired, was voided by an unlock or a
+    /// password change) `unavailable`, whatever its check said. So
     /// no answer is told of a password whose check
     /// was not counted, and the reservation expires
     /// ([`hsm_state::LOGIN_RESERVATION_TTL_MS`]) instead of holding the
@@ -169,7 +173,11 @@ impl Service {
         else {
             return Err(login_failed());
         };
-        let right = match self.state(|s| s.login_outcome(request_id, &user)) {
+        // Whether this copy's check is the attempt's recorded outcome (its
+        // own write recorded it): only then may the answer tell what the
+        // check found. Every other copy is answered with the attempt's
+        // outcome, whatever password it carries.
+        let (right, recorded_here) = match self.state(|s| s.login_outcome(request_id, &user)) {
             None => {
                 let right = self.password_is(&user, password, deadline).await?;
                 let check = PasswordCheck {
@@ -177,16 +185,8 @@ impl Service {
                     user: user.clone(),
                     right,
                 };
-                // Only the copy whose outcome was recorded tells what its
-                // check found: another copy's check was not what counted,
-                // whichever password it carried.
-                if !matches!(self.record_check(&username, &check).await, Ok(true)) {
-                    return Err(match self.state(|s| s.login_outcome(request_id, &user)) {
-                        None | Some(LoginOutcome::Refused) => not_recorded(&username),
-                        Some(LoginOutcome::Right | LoginOutcome::Wrong) => answered_already(),
-                    });
-                }
-                right
+                let here = matches!(self.record_check(&username, &check).await, Ok(true));
+                (right, here)
             }
             // A copy of an attempt that let its user in is not checked (its
             // check would be an uncounted answer to whoever learnt the id)
@@ -194,14 +194,16 @@ impl Service {
             // reset the count after the client's answer): the client logs
             // in again under a new id, as the SDK does on this answer.
             Some(LoginOutcome::Right) => return Err(answered_already()),
-            Some(LoginOutcome::Wrong | LoginOutcome::Refused) => false,
+            Some(LoginOutcome::Wrong | LoginOutcome::Refused) => (false, false),
         };
         match self.state(|s| s.login_outcome(request_id, &user)) {
             None | Some(LoginOutcome::Refused) => return Err(not_recorded(&username)),
             Some(LoginOutcome::Wrong) => {
                 return Err(self.wrong_password(&username, "wrong user name or password"))
             }
-            Some(LoginOutcome::Right) if !right => return Err(login_failed()),
+            Some(LoginOutcome::Right) if !(right && recorded_here) => {
+                return Err(answered_already())
+            }
             Some(LoginOutcome::Right) => {}
         }
         // Issue only for the account as it was checked: a password change,
@@ -335,10 +337,11 @@ impl Service {
 
     /// Records a checked password's outcome (`check` names the
     /// reservation) with its own deadline, under the attempt's outcome id:
-    /// `true` when this write recorded it, `false` when another copy of the
-    /// attempt had. When it is not recorded, the answer is `unavailable`
-    /// whatever the check said: an outcome that is not counted must reveal
-    /// nothing.
+    /// `true` when this write recorded it, `false` when the write found it
+    /// recorded already (by another copy of the attempt, or by its own
+    /// first try that timed out). The caller then answers with what is
+    /// recorded, never with its check: an outcome not recorded is
+    /// `unavailable`, whatever the check said.
     async fn record_check(
         &self,
         username: &Username,
