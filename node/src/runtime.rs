@@ -467,6 +467,7 @@ impl RunningNode {
             stale_after: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
             backups: backups.clone(),
             self_tests: crate::service::power_on_self_tests(),
+            password_checks_per_address: config.limits.max_password_checks_per_address,
         }));
         let acceptor = spawn_accept_loop(
             server.clone(),

@@ -249,6 +249,7 @@ async fn serve_member(conn: quinn::Connection, peer: PeerIdentity, handlers: Han
 }
 
 async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame: usize) {
+    let source = source_of(conn.remote_address().ip());
     // Streams per connection are bounded by the endpoint's transport
     // configuration (`limits.max_in_flight_per_connection`).
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
@@ -264,7 +265,7 @@ async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame:
                     let bytes = Zeroizing::new(bytes);
                     match codec::decode::<Request>("request", &bytes) {
                         Err(e) => refused(&service, e.to_string()),
-                        Ok(request) => service.handle(request).await,
+                        Ok(request) => service.handle(request, source).await,
                     }
                 }
             };

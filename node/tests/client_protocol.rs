@@ -240,3 +240,99 @@ async fn one_address_gets_its_share_of_connections_and_others_are_served() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Logins from one address for names that do not exist cost no Raft write
+/// and lock no one, only a password check each (the decoy that makes an
+/// unknown name as slow as a wrong password), and the checks run a few at
+/// a time, first come first served: hundreds of them in flight from one
+/// host queued ahead of everyone, and a user's right password was answered
+/// "busy" at the end of its 10 s deadline (issue 13). Now an address may
+/// have `limits.max_password_checks_per_address` (4) in progress; the rest
+/// of its logins are refused at once, and a user at another address logs
+/// in while the flood goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_from_one_address_leaves_others_their_logins() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    const PASSWORD: &str = "admin-password-flood";
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    drop(cluster.activate(PASSWORD).await);
+    let login = |name: &str, password: &str| Operation::Login {
+        username: procs::user(name),
+        password: Secret::new(password.as_bytes().to_vec()),
+    };
+    let (user_side, addr) = endpoint_at(&cluster, "127.0.0.3");
+    let user_conn = user_side
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("the user connects");
+    let (calm, calm_took) = timed(&user_conn, None, 0, login("admin", PASSWORD)).await;
+    calm.result.expect("a login with no flood");
+
+    // The flood: 4 connections from 127.0.0.2, 150 logins in flight on
+    // each, each sent again a quarter of a second after its answer.
+    let (flooder, _) = endpoint_at(&cluster, "127.0.0.2");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, refused_at_once) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let conn = flooder
+            .connect(addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("the flood connects");
+        for t in 0..150 {
+            let (conn, stop) = (conn.clone(), stop.clone());
+            let (sent, refused_at_once) = (sent.clone(), refused_at_once.clone());
+            let name = format!("nobody{c}x{t}");
+            tasks.push(tokio::spawn(async move {
+                // Bounded: the test stops it after seconds.
+                for _ in 0..10_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let op = Operation::Login {
+                        username: procs::user(&name),
+                        password: Secret::new(b"not-a-password".to_vec()),
+                    };
+                    let (r, _) = timed(&conn, None, 0, op).await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if matches!(&r.result, Err(e) if e.kind == ErrorKind::Unavailable
+                        && e.message.contains("from this address"))
+                    {
+                        refused_at_once.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The user at another address logs in with one request, no retry.
+    let (during, took) = timed(&user_conn, None, 0, login("admin", PASSWORD)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+    }
+    println!(
+        "login: {calm_took:?} alone, {took:?} beside the flood ({} logins sent, {} refused at once)",
+        sent.load(Ordering::Relaxed),
+        refused_at_once.load(Ordering::Relaxed)
+    );
+    match during.result {
+        Ok(hsm_proto::client::Reply::LoggedIn { .. }) => {}
+        other => panic!("the user's login beside the flood, after {took:?}: {other:?}"),
+    }
+    assert!(
+        took < Duration::from_secs(5),
+        "the user's login took {took:?} beside the flood"
+    );
+    assert!(
+        refused_at_once.load(Ordering::Relaxed) > 0,
+        "the flood was never refused at once"
+    );
+}

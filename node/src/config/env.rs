@@ -172,6 +172,11 @@ pub(super) static VARS: &[Var] = &[
         set: |c, v| parsed(v).map(|n| c.limits.max_connections_per_address = n),
     },
     Var {
+        name: "HSM_NODE_LIMITS_MAX_PASSWORD_CHECKS_PER_ADDRESS",
+        expected: "an unsigned 32-bit integer",
+        set: |c, v| parsed(v).map(|n| c.limits.max_password_checks_per_address = n),
+    },
+    Var {
         name: "HSM_NODE_BACKUP_DESTINATION",
         expected: "a URL such as file:///var/backups/hsm or s3://bucket/prefix",
         set: |c, v| {

@@ -107,6 +107,9 @@ data_dir = {data_dir}
 # address.
 # max_connections = {max_connections}
 # max_connections_per_address = {max_connections_per_address}
+# Requests checking or hashing a password (logins, password changes) in
+# progress at once from one IP address; more are refused at once.
+# max_password_checks_per_address = {max_password_checks_per_address}
 
 [backup]
 # Where sealed backups go: "file:///absolute/dir" or "s3://bucket/prefix"
@@ -143,6 +146,7 @@ data_dir = {data_dir}
             max_in_flight = limits.max_in_flight_per_connection,
             max_connections = limits.max_connections,
             max_connections_per_address = limits.max_connections_per_address,
+            max_password_checks_per_address = limits.max_password_checks_per_address,
             interval_s = config.backup.interval_s,
             keep_last = config.backup.keep_last,
             max_age_s = config.backup.max_age_s,

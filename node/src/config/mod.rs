@@ -237,6 +237,12 @@ pub struct LimitSettings {
     pub max_connections: u32,
     /// Most of them from one IP address: 1 to 1000000. Default 256.
     pub max_connections_per_address: u32,
+    /// Most requests that check or hash a password (logins, password
+    /// changes, new users) one IP address may have in progress on the
+    /// node at once, waiting or running; more are refused at once, so one
+    /// address cannot queue ahead of everyone's logins: 1 to 65536.
+    /// Default 4.
+    pub max_password_checks_per_address: u32,
 }
 
 impl Default for LimitSettings {
@@ -246,6 +252,7 @@ impl Default for LimitSettings {
             max_in_flight_per_connection: 256,
             max_connections: 4096,
             max_connections_per_address: 256,
+            max_password_checks_per_address: 4,
         }
     }
 }

@@ -40,6 +40,7 @@ max_client_frame_bytes = 2097152
 max_in_flight_per_connection = 64
 max_connections = 1000
 max_connections_per_address = 10
+max_password_checks_per_address = 2
 
 [backup]
 destination = "s3://hsm-backups/prod"
@@ -111,6 +112,7 @@ pub(super) fn full() -> NodeConfig {
             max_in_flight_per_connection: 64,
             max_connections: 1000,
             max_connections_per_address: 10,
+            max_password_checks_per_address: 2,
         },
         backup: BackupSettings {
             destination: Some("s3://hsm-backups/prod".to_owned()),
@@ -153,6 +155,7 @@ fn a_config_with_only_required_fields_gets_every_default() {
     assert_eq!(config.limits.max_in_flight_per_connection, 256);
     assert_eq!(config.limits.max_connections, 4096);
     assert_eq!(config.limits.max_connections_per_address, 256);
+    assert_eq!(config.limits.max_password_checks_per_address, 4);
 }
 
 #[test]
@@ -399,6 +402,17 @@ fn client_limits_must_be_within_bounds() {
         &refused(|c| c.limits.max_connections_per_address = 0),
         field,
         0,
+    );
+    let field = "limits.max_password_checks_per_address";
+    assert_out_of_range(
+        &refused(|c| c.limits.max_password_checks_per_address = 0),
+        field,
+        0,
+    );
+    assert_out_of_range(
+        &refused(|c| c.limits.max_password_checks_per_address = 65_537),
+        field,
+        65_537,
     );
 }
 

@@ -86,6 +86,12 @@ impl NodeConfig {
             1,
             MAX_CONNECTIONS,
         )?;
+        range(
+            "limits.max_password_checks_per_address",
+            u64::from(self.limits.max_password_checks_per_address),
+            1,
+            MAX_IN_FLIGHT,
+        )?;
         self.validate_backup()
     }
 

@@ -30,8 +30,10 @@ mod barrier;
 mod cluster;
 mod crypto_ops;
 mod keys;
+mod shares;
 mod users;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -104,6 +106,9 @@ pub struct ServiceParts {
     /// The power-on self-tests' outcome: when one failed, the node serves
     /// no cryptography and says why ([`power_on_self_tests`]).
     pub self_tests: Result<(), String>,
+    /// Most requests doing password work one source address may have in
+    /// progress at once (`limits.max_password_checks_per_address`).
+    pub password_checks_per_address: u32,
 }
 
 /// Runs the power-on self-tests ([`hsm_crypto::self_test`]) and logs the
@@ -147,6 +152,8 @@ pub struct Service {
     /// number of cores, so a flood of logins cannot exhaust memory or starve
     /// crypto on the blocking pool.
     argon2_slots: tokio::sync::Semaphore,
+    /// Each source address's share of that work ([`shares`]).
+    shares: shares::SourceShares,
     self_tests: Result<(), String>,
 }
 
@@ -189,16 +196,18 @@ impl Service {
             argon2_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
+            shares: shares::SourceShares::new(parts.node, parts.password_checks_per_address),
             self_tests: parts.self_tests,
         }
     }
 
-    /// Serves one request. Never panics on any input; every failure is a
-    /// typed [`ClientError`] in the response.
-    pub async fn handle(&self, request: Request) -> Response {
+    /// Serves one request from `source` (the client's address, as the
+    /// server counts connections). Never panics on any input; every
+    /// failure is a typed [`ClientError`] in the response.
+    pub async fn handle(&self, request: Request, source: IpAddr) -> Response {
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let name = request.op.name();
-        let result = self.serve(request, deadline).await;
+        let result = self.serve(request, source, deadline).await;
         if let Err(e) = &result {
             if e.kind == ErrorKind::Internal {
                 tracing::warn!(op = name, error = %e, "request failed");
@@ -212,7 +221,7 @@ impl Service {
         }
     }
 
-    async fn serve(&self, request: Request, deadline: Instant) -> Outcome {
+    async fn serve(&self, request: Request, source: IpAddr, deadline: Instant) -> Outcome {
         let Request {
             session,
             request_id,
@@ -255,6 +264,13 @@ impl Service {
             };
             return Ok(self.cluster_info(signed_in));
         }
+        // Password work takes a part of its address's share first, before
+        // it waits for anything or reserves a login attempt.
+        let _share = if does_password_work(&op) {
+            Some(self.shares.take(source)?)
+        } else {
+            None
+        };
         self.check_fresh()?;
         let time = self.linearize(min_index, deadline).await?;
         if let Operation::Login { username, password } = op {
@@ -713,6 +729,17 @@ impl Service {
         })
         .ok_or_else(|| ClientError::not_found(format!("no key {id}")))
     }
+}
+
+/// Whether `op` checks or hashes a password (Argon2id).
+fn does_password_work(op: &Operation) -> bool {
+    matches!(
+        op,
+        Operation::Login { .. }
+            | Operation::ChangeOwnPassword { .. }
+            | Operation::ChangePassword { .. }
+            | Operation::CreateUser { .. }
+    )
 }
 
 /// Whether `op` runs a cryptographic algorithm (what the power-on

@@ -31,6 +31,7 @@ fn every_setting_can_be_overridden_from_the_environment() {
             ("HSM_NODE_LIMITS_MAX_IN_FLIGHT_PER_CONNECTION", "64"),
             ("HSM_NODE_LIMITS_MAX_CONNECTIONS", "1000"),
             ("HSM_NODE_LIMITS_MAX_CONNECTIONS_PER_ADDRESS", "10"),
+            ("HSM_NODE_LIMITS_MAX_PASSWORD_CHECKS_PER_ADDRESS", "2"),
             ("HSM_NODE_BACKUP_DESTINATION", "s3://hsm-backups/prod"),
             (
                 "HSM_NODE_BACKUP_RECOVERY_KEYS",
