@@ -13,7 +13,8 @@
 mod procs;
 
 use hsm_proto::client::{ErrorKind, Operation, Reply, Response, Secret};
-use hsm_proto::{RequestId, Role};
+use hsm_proto::mechanism::{DeriveMechanism, EncryptMechanism};
+use hsm_proto::{KeyAttributes, KeyId, KeySpec, RequestId, Role};
 use procs::{user, Cluster};
 
 const ADMIN: &str = "admin-password-ids";
@@ -132,6 +133,151 @@ async fn a_reused_request_id_with_another_password_is_refused() {
         .result
         .is_err());
     drop(session(&cluster, 3, "carol", "carol-password-5").await);
+}
+
+fn key_of(r: &Response) -> KeyId {
+    match &r.result {
+        Ok(Reply::Key(info)) => info.id,
+        other => panic!("no key: {other:?}"),
+    }
+}
+
+fn usable(label: &str) -> KeyAttributes {
+    KeyAttributes {
+        label: label.into(),
+        encrypt: true,
+        decrypt: true,
+        derive: true,
+        sensitive: false,
+        ..KeyAttributes::default()
+    }
+}
+
+/// Key material is part of the request: an import (or a derivation, or an
+/// unwrap) sent again under a used request id with other material is
+/// another request and is refused, so the caller learns its material was
+/// not used; the same material again is a retry and gets the first key.
+/// On the previous code the other material was answered with the first
+/// key, as if imported, and nothing told the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_request_id_with_other_key_material_is_refused() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    drop(cluster.activate(ADMIN).await);
+    let admin = session(&cluster, 1, "admin", ADMIN).await;
+    let create = cluster
+        .ask(
+            1,
+            Some(&admin),
+            Operation::CreateUser {
+                username: user("carol"),
+                role: Role::Cu,
+                password: secret("carol-password-1"),
+            },
+        )
+        .await;
+    assert!(create.result.is_ok(), "{create:?}");
+    let carol = session(&cluster, 2, "carol", "carol-password-1").await;
+    let import = |material: u8| Operation::ImportKey {
+        spec: KeySpec::Aes { bits: 256 },
+        attributes: usable("imported"),
+        material: Secret::new(vec![material; 32]),
+        unique_label: false,
+    };
+
+    let request = RequestId(rand::random());
+    let first = key_of(&cluster.ask_as(1, Some(&carol), request, import(1)).await);
+    let retry = cluster.ask_as(2, Some(&carol), request, import(1)).await;
+    assert_eq!(key_of(&retry), first, "the retry gets the first key");
+    let other = cluster.ask_as(3, Some(&carol), request, import(2)).await;
+    assert!(refused_as_reused(&other), "other material: {other:?}");
+
+    // The key holds the first material: what it encrypts, a key of the
+    // same material imported under a fresh id decrypts.
+    let fresh = |material: u8| {
+        let cluster = &cluster;
+        let carol = &carol;
+        async move {
+            let r = cluster
+                .ask_as(1, Some(carol), RequestId(rand::random()), import(material))
+                .await;
+            key_of(&r)
+        }
+    };
+    let (same, second) = (fresh(1).await, fresh(2).await);
+    let sealed = match cluster
+        .ask(
+            3,
+            Some(&carol),
+            Operation::Encrypt {
+                key: first,
+                mechanism: EncryptMechanism::AesGcm,
+                plaintext: secret("which material?"),
+                aad: Vec::new(),
+            },
+        )
+        .await
+        .result
+    {
+        Ok(Reply::Ciphertext(c)) => c,
+        other => panic!("encrypt: {other:?}"),
+    };
+    let decrypt = |key: KeyId| Operation::Decrypt {
+        key,
+        mechanism: EncryptMechanism::AesGcm,
+        ciphertext: sealed.clone(),
+        aad: Vec::new(),
+    };
+    let opened = cluster.ask(1, Some(&carol), decrypt(same)).await;
+    assert!(
+        matches!(&opened.result, Ok(Reply::Plaintext(p)) if p.expose() == b"which material?"),
+        "{opened:?}"
+    );
+    let not = cluster.ask(1, Some(&carol), decrypt(second)).await;
+    assert!(not.result.is_err(), "{not:?}");
+
+    // A derivation under a used id with another peer: other material.
+    let x25519 = |label: &str| Operation::GenerateKey {
+        spec: KeySpec::X25519,
+        attributes: usable(label),
+        unique_label: false,
+    };
+    let ours = key_of(&cluster.ask(1, Some(&carol), x25519("ours")).await);
+    let mut peers = Vec::new();
+    for label in ["peer-1", "peer-2"] {
+        let peer = key_of(&cluster.ask(1, Some(&carol), x25519(label)).await);
+        match cluster
+            .ask(1, Some(&carol), Operation::ExportPublicKey { key: peer })
+            .await
+            .result
+        {
+            Ok(Reply::PublicKey { der, .. }) => peers.push(der),
+            other => panic!("public key: {other:?}"),
+        }
+    }
+    let derive = |peer: &[u8]| Operation::DeriveKey {
+        key: ours,
+        mechanism: DeriveMechanism::EcdhHkdfSha256,
+        peer_public_key: peer.to_vec(),
+        context: b"request ids".to_vec(),
+        spec: KeySpec::Aes { bits: 256 },
+        attributes: usable("derived"),
+        unique_label: false,
+    };
+    let request = RequestId(rand::random());
+    let first = key_of(
+        &cluster
+            .ask_as(2, Some(&carol), request, derive(&peers[0]))
+            .await,
+    );
+    let retry = cluster
+        .ask_as(3, Some(&carol), request, derive(&peers[0]))
+        .await;
+    assert_eq!(key_of(&retry), first, "the retry gets the first key");
+    let other = cluster
+        .ask_as(1, Some(&carol), request, derive(&peers[1]))
+        .await;
+    assert!(refused_as_reused(&other), "another peer: {other:?}");
 }
 
 /// A login sent again under its request id (a client's retry, or a copy

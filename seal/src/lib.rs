@@ -1,8 +1,9 @@
 //! The one home of the cluster's sealing formats.
 //!
 //! - [`SealKey`]: AES-256-GCM-SIV under a 32-byte key, with a random
-//!   96-bit nonce. Its framed format, [`SealKey::seal`] and
-//!   [`SealKey::open`] (and the same in place, for large buffers), is
+//!   96-bit nonce (or one the caller draws from what the value is for,
+//!   [`SealKey::seal_with_nonce`]). Its framed format, [`SealKey::seal`]
+//!   and [`SealKey::open`] (and the same in place, for large buffers), is
 //!
 //!   ```text
 //!   version (1, = 1) || nonce (12) || ciphertext || tag (16)
@@ -179,11 +180,29 @@ impl SealKey {
     /// # Errors
     /// [`TooLong`] above [`MAX_PLAINTEXT`].
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, TooLong> {
-        let nonce = random_nonce();
-        let ct = self.encrypt(&nonce, aad, plaintext)?;
+        self.seal_with_nonce(&random_nonce(), aad, plaintext)
+    }
+
+    /// Seals `plaintext` as [`seal`](Self::seal) does, under the caller's
+    /// `nonce`: the same key, nonce, associated data and plaintext give the
+    /// same bytes, so a value sealed again can be recognised. For callers
+    /// that draw the nonce from what the associated data binds (one value
+    /// per nonce, but the same value may be sealed more than once): were a
+    /// nonce ever used for two plaintexts, GCM-SIV shows only whether they
+    /// are equal.
+    ///
+    /// # Errors
+    /// [`TooLong`] above [`MAX_PLAINTEXT`].
+    pub fn seal_with_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, TooLong> {
+        let ct = self.encrypt(nonce, aad, plaintext)?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.push(VERSION);
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(nonce);
         out.extend_from_slice(&ct);
         Ok(out)
     }

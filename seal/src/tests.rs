@@ -173,3 +173,26 @@ fn low_order_keys_are_refused_both_ways() {
 fn debug_never_shows_key_bytes() {
     assert_eq!(format!("{:?}", SealKey::new(&KEY)), "SealKey(<redacted>)");
 }
+
+#[test]
+fn a_value_sealed_under_a_chosen_nonce_is_the_same_each_time_and_opens_as_any() {
+    let key = SealKey::new(&KEY);
+    let nonce = [7u8; NONCE_LEN];
+    let a = key
+        .seal_with_nonce(&nonce, b"key 1", b"material")
+        .expect("seals");
+    let b = key
+        .seal_with_nonce(&nonce, b"key 1", b"material")
+        .expect("seals");
+    assert_eq!(a, b, "the same value sealed again");
+    assert_eq!(&a[1..HEADER_LEN], &nonce);
+    assert_eq!(&key.open(b"key 1", &a).expect("opens")[..], b"material");
+    let other = key
+        .seal_with_nonce(&nonce, b"key 1", b"materiaL")
+        .expect("seals");
+    assert_ne!(a, other, "another plaintext");
+    let elsewhere = key
+        .seal_with_nonce(&nonce, b"key 2", b"material")
+        .expect("seals");
+    assert_ne!(a, elsewhere, "other associated data");
+}

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, NodeId, NodeRecord, Rejection, RequestId, Role,
-    SignedEvent, Username, MAX_KEY_BLOB_LEN,
+    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, KeyOrigin, NodeId, NodeRecord, Rejection,
+    RequestId, Role, SignedEvent, Username, MAX_KEY_BLOB_LEN,
 };
 
 use crate::authz::{self, Action};
@@ -91,6 +91,22 @@ impl State {
             replayed: false,
             changed,
         }
+    }
+
+    /// Whether `body` written by `actor` under `request_id` is the request
+    /// remembered under that id (`Some(true)`: it is answered with that
+    /// request's outcome), another request under a used id (`Some(false)`:
+    /// refused as [`Rejection::RequestIdReused`]), or new (`None`).
+    #[must_use]
+    pub fn same_request(
+        &self,
+        request_id: RequestId,
+        actor: &Actor,
+        body: &EventBody,
+    ) -> Option<bool> {
+        self.requests
+            .get(&request_id)
+            .map(|r| r.fingerprint == request_fingerprint(actor, body))
     }
 
     /// What is recorded for the login attempt `reservation` of `user` (as
@@ -919,10 +935,10 @@ impl Tx<'_> {
 /// retry of the same request, different for any other request.
 fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
     // A retry of a write is built again by whichever node receives it, so
-    // what that node makes fresh each time (key material and its wrapping,
-    // the reservation of a password check, what a domain key rotation
-    // draws) differs between attempts of the same request; the fingerprint
-    // leaves those out and keeps the caller's intent. A password an
+    // what that node makes fresh each time (generated key material and its
+    // wrapping, the reservation of a password check, what a domain key
+    // rotation draws) differs between attempts of the same request; the
+    // fingerprint leaves those out and keeps the caller's intent. A password an
     // officer sets (a new user, a reset) stays in: its hash's salt is drawn
     // from the request id, so every attempt hashes the same password alike
     // and another password under a used id is another request. One's own
@@ -953,10 +969,17 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
             wrapped_material,
             public_key,
             domain_generation,
+            provenance,
             ..
         } => {
-            wrapped_material.clear();
-            public_key.clear();
+            // Material the caller gave (imported, unwrapped, derived with
+            // its peer) is its intent: it wraps alike for the same key id
+            // and generation, so another material under a used id is
+            // another request. Generated material is the node's own draw.
+            if provenance.origin == KeyOrigin::Generated {
+                wrapped_material.clear();
+                public_key.clear();
+            }
             *domain_generation = 0;
         }
         EventBody::DomainKeyRotated {

@@ -398,25 +398,69 @@ fn a_member_whose_agreement_key_is_a_low_order_point_is_refused() {
 }
 
 #[test]
-fn a_key_creation_retried_at_another_generation_is_the_same_request() {
+fn a_key_generation_retried_at_another_generation_is_the_same_request() {
+    // Generated material is the node's own draw: a retry built after a
+    // rotation carries other material under another generation.
+    let generated = |generation: u32, material: u8| {
+        let mut body = aes_key(40, "once", false);
+        if let EventBody::KeyCreated {
+            domain_generation,
+            wrapped_material,
+            provenance,
+            attributes,
+            ..
+        } = &mut body
+        {
+            *provenance = hsm_proto::KeyProvenance::generated(attributes);
+            *domain_generation = generation;
+            *wrapped_material = vec![material; 48];
+        }
+        body
+    };
+    let mut c = three_members_with_keys();
+    let id = c.next_request_id();
+    let first = c.event_with_id(id, as_user("bob"), generated(0, 0xAB));
+    let first = c.sign(first);
+    c.apply(&first).result.unwrap();
+    let retry = c.event_with_id(id, as_user("bob"), generated(1, 0x11));
+    let retry = c.sign(retry);
+    let a = c.apply(&retry);
+    assert!(a.replayed, "{a:?}");
+    assert_eq!(a.result, Ok(()));
+}
+
+#[test]
+fn an_import_retried_is_the_same_request_only_with_the_same_wrapping() {
+    // Imported material is the caller's: its copy is rebuilt under the
+    // generation the first attempt used (the node tries those in use),
+    // and wraps alike; wrapped otherwise, it is another request.
     let mut c = three_members_with_keys();
     let id = c.next_request_id();
     let first = c.event_with_id(id, as_user("bob"), aes_key(40, "once", false));
     let first = c.sign(first);
     c.apply(&first).result.unwrap();
-    let mut retry = aes_key(40, "once", false);
+    let mut other = aes_key(40, "once", false);
     if let EventBody::KeyCreated {
         domain_generation,
         wrapped_material,
         ..
-    } = &mut retry
+    } = &mut other
     {
         *domain_generation = 1;
         *wrapped_material = vec![0x11; 48];
     }
-    let retry = c.event_with_id(id, as_user("bob"), retry);
+    assert_eq!(
+        c.state.same_request(id, &as_user("bob"), &other),
+        Some(false)
+    );
+    let retry = c.event_with_id(id, as_user("bob"), other);
     let retry = c.sign(retry);
-    let a = c.apply(&retry);
+    assert_eq!(c.apply(&retry).result, Err(Rejection::RequestIdReused));
+    let copy = aes_key(40, "once", false);
+    assert_eq!(c.state.same_request(id, &as_user("bob"), &copy), Some(true));
+    let copy = c.event_with_id(id, as_user("bob"), copy);
+    let copy = c.sign(copy);
+    let a = c.apply(&copy);
     assert!(a.replayed, "{a:?}");
     assert_eq!(a.result, Ok(()));
 }

@@ -649,7 +649,7 @@ fn same_actor(a: &MActor, b: &MActor, op: &Op) -> bool {
 
 /// Whether two ops are the same request as the state's fingerprint sees it:
 /// equal but for what a node makes fresh on each attempt (password hashes,
-/// key material and public keys).
+/// reservations).
 fn same_intent(a: &Op, b: &Op) -> bool {
     fn intent(op: &Op) -> Op {
         let mut op = op.clone();
@@ -664,15 +664,8 @@ fn same_intent(a: &Op, b: &Op) -> bool {
                 *good_hash = true;
                 *attempt = Attempt::Ghost;
             }
-            Op::CreateKey { kind, .. } => {
-                *kind = match kind {
-                    KeyKind::NoMaterial | KeyKind::AesWithPublic => KeyKind::NoMaterial,
-                    KeyKind::EdWithoutPublic => KeyKind::Ed,
-                    KeyKind::Aes => KeyKind::Aes,
-                    KeyKind::Ed => KeyKind::Ed,
-                    KeyKind::BadSpec => KeyKind::BadSpec,
-                }
-            }
+            // Keys here are imported: their material and public key are
+            // the caller's, part of the request.
             _ => {}
         }
         op

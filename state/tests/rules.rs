@@ -1780,6 +1780,63 @@ fn a_retry_rebuilt_with_fresh_material_is_still_a_replay() {
 }
 
 #[test]
+fn a_request_id_reused_with_other_material_the_caller_gave_is_refused() {
+    // Imported, unwrapped or derived material is the caller's: it wraps
+    // alike for the same key id and generation, so a copy carries the same
+    // bytes, and other material under a used id is another request,
+    // refused rather than answered with the first key as if imported.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let with_material = |material: u8, public: u8| match ed_key(1, "a") {
+        EventBody::KeyCreated {
+            key,
+            spec,
+            attributes,
+            provenance,
+            unique_label,
+            ..
+        } => EventBody::KeyCreated {
+            key,
+            spec,
+            attributes,
+            provenance,
+            domain_generation: 0,
+            wrapped_material: vec![material; 64],
+            public_key: vec![public; 44],
+            unique_label,
+        },
+        other => other,
+    };
+    let id = c.next_request_id();
+    let event = c.event_with_id(id, as_user("bob"), with_material(1, 1));
+    assert_eq!(c.apply(&c.sign(event)).result, Ok(()));
+    let before = c.state.clone();
+    for (other_material, public) in [(2, 1), (1, 2)] {
+        let body = with_material(other_material, public);
+        assert_eq!(
+            c.state.same_request(id, &as_user("bob"), &body),
+            Some(false)
+        );
+        let event = c.event_with_id(id, as_user("bob"), body);
+        let other = c.apply(&c.sign(event));
+        assert_eq!(
+            (other.result, other.replayed),
+            (Err(Rejection::RequestIdReused), false)
+        );
+    }
+    assert_only_chain_changed(&before, &c.state);
+    let copy = with_material(1, 1);
+    assert_eq!(c.state.same_request(id, &as_user("bob"), &copy), Some(true));
+    let event = c.event_with_id(id, as_user("bob"), copy);
+    assert!(c.apply(&c.sign(event)).replayed, "the true copy");
+    let fresh = c.next_request_id();
+    assert_eq!(
+        c.state
+            .same_request(fresh, &as_user("bob"), &with_material(1, 1)),
+        None
+    );
+}
+
+#[test]
 fn a_request_id_reused_with_another_password_an_officer_sets_is_refused() {
     // The password an officer sets (a reset, a new user) is part of the
     // request: hashed with a salt drawn from the request id, every attempt

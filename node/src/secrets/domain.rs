@@ -182,8 +182,14 @@ impl DomainKey {
 
     /// Wraps key material for key `key`, as `EventBody::KeyCreated` carries
     /// it: `version(1) || nonce(12) || AES-256-GCM-SIV ciphertext || tag`,
-    /// with the key id and this key's generation as associated data. Each
-    /// call uses a fresh nonce.
+    /// with the key id and this key's generation as associated data. The
+    /// nonce is the key id and the generation too, so the same material
+    /// wraps to the same bytes for a key id under a generation: a request
+    /// sent again under its id (whose key id it is) is recognised as the
+    /// same by what it carries, and other material under a used id as
+    /// another request (`hsm_state` fingerprints). One key id's material
+    /// is wrapped once per generation but for such copies, and GCM-SIV
+    /// shows of two wraps under one nonce only whether they are equal.
     ///
     /// # Errors
     /// [`SecretsError::MaterialTooLong`] if `plaintext` is longer than
@@ -197,12 +203,12 @@ impl DomainKey {
         if plaintext.len() > MAX_MATERIAL_LEN {
             return Err(too_long());
         }
-        hsm_seal::seal(
-            &self.derive(WRAP_CONTEXT),
-            &Self::wrap_aad(key, self.generation),
-            plaintext,
-        )
-        .map_err(|_| too_long())
+        let mut nonce = [0u8; hsm_seal::NONCE_LEN];
+        nonce[..8].copy_from_slice(&key.0.to_be_bytes());
+        nonce[8..].copy_from_slice(&self.generation.to_be_bytes());
+        hsm_seal::SealKey::new(&self.derive(WRAP_CONTEXT))
+            .seal_with_nonce(&nonce, &Self::wrap_aad(key, self.generation), plaintext)
+            .map_err(|_| too_long())
     }
 
     /// Unwraps material that [`wrap_material`](Self::wrap_material) made for

@@ -10,8 +10,8 @@ use hsm_proto::client::{
     ClientError, ErrorKind, KeyFilter, KeyInfo, Reply, Secret, MAX_PAGE, MAX_PAGE_SCAN,
 };
 use hsm_proto::{
-    EventBody, KeyAttribute, KeyAttributes, KeyId, KeyOrigin, KeyProvenance, KeySpec, RequestId,
-    Username,
+    Actor, EventBody, KeyAttribute, KeyAttributes, KeyId, KeyOrigin, KeyProvenance, KeySpec,
+    RequestId, Username,
 };
 use hsm_state::authz;
 use hsm_state::policy::{self, KeyUse};
@@ -289,32 +289,55 @@ impl Service {
         if material.secret().len() > crate::secrets::MAX_MATERIAL_LEN {
             return Err(ClientError::invalid("key material too large"));
         }
-        let domain = self.domain_key(None)?;
-        let domain_generation = domain.generation();
-        let wrapped_material = domain
-            .wrap_material(id, material.secret())
-            .map_err(|e| ClientError::internal(e.to_string()))?;
-        drop(domain);
         let public_key = material
             .public_key()
             .map(|p| p.der().to_vec())
             .unwrap_or_default();
-        let spec = material.spec();
-        drop(material);
-        self.write(
-            ctx,
-            EventBody::KeyCreated {
+        let origin = provenance.origin;
+        let event = |domain: &DomainKey| {
+            let wrapped_material = domain
+                .wrap_material(id, material.secret())
+                .map_err(|e| ClientError::internal(e.to_string()))?;
+            Ok::<_, ClientError>(EventBody::KeyCreated {
                 key: id,
-                spec,
-                attributes,
+                spec: material.spec(),
+                attributes: attributes.clone(),
                 provenance,
-                domain_generation,
+                domain_generation: domain.generation(),
                 wrapped_material,
-                public_key,
+                public_key: public_key.clone(),
                 unique_label,
-            },
-        )
-        .await?;
+            })
+        };
+        let mut body = event(&*self.domain_key(None)?)?;
+        if origin != KeyOrigin::Generated {
+            // The caller's material is part of the request, and a copy of
+            // it wraps alike only under the generation the first attempt
+            // used: after a rotation, find that one.
+            let actor = Actor::User(ctx.caller.username.clone());
+            let (known, generations) = self.state(|s| {
+                let generations: Vec<u32> = s
+                    .cluster()
+                    .map(|c| c.domain.generations.keys().copied().collect())
+                    .unwrap_or_default();
+                (s.same_request(ctx.request_id, &actor, &body), generations)
+            });
+            if known == Some(false) {
+                for generation in generations {
+                    let Ok(domain) = self.domain_key(Some(generation)) else {
+                        continue;
+                    };
+                    let again = event(&domain)?;
+                    if self.state(|s| s.same_request(ctx.request_id, &actor, &again)) == Some(true)
+                    {
+                        body = again;
+                        break;
+                    }
+                }
+            }
+        }
+        drop(material);
+        self.write(ctx, body).await?;
         let key = self
             .state(|s| s.key(id).cloned())
             .ok_or_else(|| ClientError::not_found(format!("key {id} was deleted already")))?;

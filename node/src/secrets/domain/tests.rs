@@ -72,11 +72,20 @@ fn every_changed_or_truncated_byte_of_wrapped_material_is_refused() {
 }
 
 #[test]
-fn wrapping_the_same_material_twice_gives_different_bytes() {
+fn material_wraps_alike_only_for_the_same_key_id_generation_and_material() {
     let dk = DomainKey::generate(0);
     let a = dk.wrap_material(KeyId(1), b"same").expect("wraps");
     let b = dk.wrap_material(KeyId(1), b"same").expect("wraps");
-    assert_ne!(a, b);
+    assert_eq!(a, b, "a request's copy wraps its material alike");
+    assert_ne!(a, dk.wrap_material(KeyId(1), b"other").expect("wraps"));
+    assert_ne!(a, dk.wrap_material(KeyId(2), b"same").expect("wraps"));
+    let next = DomainKey::generate(1);
+    assert_ne!(a, next.wrap_material(KeyId(1), b"same").expect("wraps"));
+    let elsewhere = DomainKey::generate(0);
+    assert_ne!(
+        a,
+        elsewhere.wrap_material(KeyId(1), b"same").expect("wraps")
+    );
 }
 
 #[test]
