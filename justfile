@@ -15,3 +15,9 @@ bench *ARGS:
 
 bench-setup:
     ./x bench-setup
+
+fuzz *ARGS:
+    ./x fuzz {{ARGS}}
+
+chaos *ARGS:
+    ./x chaos {{ARGS}}

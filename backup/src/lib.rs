@@ -50,8 +50,8 @@ pub use error::BackupError;
 pub use hsm_proto::{BackupId, ParseBackupIdError};
 pub use keys::{BackupDomainKey, Fingerprint, Opener, RecoveryKey, RecoveryPublicKey};
 pub use manifest::{
-    ChunkEntry, Manifest, WrappedKey, FORMAT_VERSION, MAX_CHUNKS, MAX_CHUNK_BYTES,
-    MAX_WRAPPED_KEYS, MIN_CHUNK_BYTES,
+    decode_manifest, encode_manifest, ChunkEntry, Manifest, WrappedKey, FORMAT_VERSION, MAX_CHUNKS,
+    MAX_CHUNK_BYTES, MAX_WRAPPED_KEYS, MIN_CHUNK_BYTES,
 };
 pub use progress::{LogProgress, NoProgress, Progress, ProgressUpdate, TerminalProgress};
 pub use read::verify_backup;

@@ -226,7 +226,10 @@ impl Manifest {
 }
 
 /// Encodes and signs a manifest into its object bytes.
-pub(crate) fn encode_signed(
+///
+/// # Errors
+/// A manifest too large for the codec.
+pub fn encode_manifest(
     manifest: &Manifest,
     signer: &SigningKey,
 ) -> Result<Vec<u8>, codec::CodecError> {
@@ -245,7 +248,12 @@ pub(crate) fn encode_signed(
 /// Decodes a manifest object, checks its structure and that its signature
 /// verifies under the writer key it names, and, when `trusted` is given,
 /// that this key is one of them. `object` names the object in errors.
-pub(crate) fn decode_verified(
+///
+/// # Errors
+/// [`BackupError::ManifestDamaged`] for bytes that are no well-formed
+/// manifest, [`BackupError::ManifestSignature`] for a signature that does
+/// not verify, [`BackupError::UntrustedSigner`] for a writer not trusted.
+pub fn decode_manifest(
     bytes: &[u8],
     object: &str,
     trusted: Option<&[VerifyingKey]>,
@@ -288,7 +296,7 @@ pub(crate) fn decode_verified(
 }
 
 /// Checks a signature with the non-strict verifier too, so both agree on
-/// what [`encode_signed`] makes (used in tests).
+/// what [`encode_manifest`] makes (used in tests).
 #[cfg(test)]
 fn verifies_loosely(bytes: &[u8], key: &VerifyingKey) -> bool {
     let (body, sig) = bytes[MAGIC.len()..].split_at(bytes.len() - MAGIC.len() - SIGNATURE_LEN);
@@ -337,17 +345,17 @@ mod tests {
     fn every_single_byte_change_of_a_manifest_object_is_refused() {
         let signer = SigningKey::generate(&mut rand::rngs::OsRng);
         let m = sample(&signer);
-        let bytes = encode_signed(&m, &signer).expect("encodes");
+        let bytes = encode_manifest(&m, &signer).expect("encodes");
         assert!(verifies_loosely(&bytes, &signer.verifying_key()));
-        assert_eq!(decode_verified(&bytes, "m", None).expect("decodes"), m);
+        assert_eq!(decode_manifest(&bytes, "m", None).expect("decodes"), m);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            let err = decode_verified(&bad, "m", None).expect_err("changed manifest accepted");
+            let err = decode_manifest(&bad, "m", None).expect_err("changed manifest accepted");
             assert_eq!(err.object(), Some("m"), "byte {i}: {err}");
         }
         for cut in [0, 8, bytes.len() - 1] {
-            assert!(decode_verified(&bytes[..cut], "m", None).is_err());
+            assert!(decode_manifest(&bytes[..cut], "m", None).is_err());
         }
     }
 
@@ -356,8 +364,8 @@ mod tests {
         let signer = SigningKey::generate(&mut rand::rngs::OsRng);
         let mut m = sample(&signer);
         m.total_plain_bytes = 1501;
-        let bytes = encode_signed(&m, &signer).expect("encodes");
-        let err = decode_verified(&bytes, "m", None).expect_err("accepted");
+        let bytes = encode_manifest(&m, &signer).expect("encodes");
+        let err = decode_manifest(&bytes, "m", None).expect_err("accepted");
         assert!(err.to_string().contains("add up") || err.to_string().contains("chunks listed"));
     }
 
@@ -365,11 +373,11 @@ mod tests {
     fn only_trusted_signers_are_accepted_when_some_are_given() {
         let signer = SigningKey::generate(&mut rand::rngs::OsRng);
         let other = SigningKey::generate(&mut rand::rngs::OsRng);
-        let bytes = encode_signed(&sample(&signer), &signer).expect("encodes");
-        assert!(decode_verified(&bytes, "m", Some(&[signer.verifying_key()])).is_ok());
+        let bytes = encode_manifest(&sample(&signer), &signer).expect("encodes");
+        assert!(decode_manifest(&bytes, "m", Some(&[signer.verifying_key()])).is_ok());
         let err =
-            decode_verified(&bytes, "m", Some(&[other.verifying_key()])).expect_err("accepted");
+            decode_manifest(&bytes, "m", Some(&[other.verifying_key()])).expect_err("accepted");
         assert!(matches!(err, BackupError::UntrustedSigner { .. }), "{err}");
-        assert!(decode_verified(&bytes, "m", Some(&[])).is_err());
+        assert!(decode_manifest(&bytes, "m", Some(&[])).is_err());
     }
 }

@@ -219,7 +219,7 @@ async fn write_objects<R: AsyncRead + Unpin + Send>(
         keys,
         &backup_key,
     )?;
-    let bytes = manifest::encode_signed(&manifest, keys.signer)
+    let bytes = manifest::encode_manifest(&manifest, keys.signer)
         .map_err(|e| BackupError::Encode(e.to_string()))?;
     dest.put(&dest.manifest_path(id), bytes.into()).await?;
     meter.finish();

@@ -1,0 +1,320 @@
+//! Writes the seed inputs of every fuzz target: well-formed values of each
+//! format, from which the fuzzer mutates its way into the decoders.
+//!
+//! `cargo run -p hsm-fuzz --example seeds -- fuzz/corpus` (from
+//! the repository's root) writes `fuzz/corpus/<target>/seed-<n>`; the
+//! files are committed, beside what fuzzing campaigns added (docs/security-model.md).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use ed25519_dalek::SigningKey;
+use hsm_backup::{ChunkEntry, Manifest, WrappedKey, FORMAT_VERSION};
+use hsm_fuzz::{initialized, member_key};
+use hsm_proto::client::{
+    ClientError, ErrorKind, KeyFilter, Operation, Reply, Request, Response, Secret,
+};
+use hsm_proto::mechanism::{EncryptMechanism, SignMechanism};
+use hsm_proto::{
+    codec, Actor, BackupId, ClusterId, Event, EventBody, KeyAttributes, KeyId, KeyProvenance,
+    KeySpec, NodeId, RequestId, Role, Username,
+};
+use hsm_seal::recipient::seal_to;
+use hsm_seal::SealKey;
+use hsm_state::sign_event;
+
+fn main() {
+    let root = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "fuzz/corpus".into()),
+    );
+    let mut seeds: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
+    seeds.push(("client_request", requests()));
+    seeds.push(("client_response", responses()));
+    seeds.push(("signed_event", events()));
+    seeds.push(("entities", vec![entities()]));
+    seeds.push(("sealed_value", sealed()));
+    seeds.push(("key_import", keys()));
+    seeds.push(("client_config", vec![CLIENT_CONFIG.as_bytes().to_vec()]));
+    seeds.push(("backup_manifest", manifests()));
+    for (target, inputs) in seeds {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (n, input) in inputs.iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{n}")), input).unwrap();
+        }
+        println!("{target}: {} seeds", inputs.len());
+    }
+}
+
+fn user(name: &str) -> Username {
+    Username::new(name).unwrap()
+}
+
+fn request(session: bool, op: Operation) -> Vec<u8> {
+    let request = Request {
+        session: session.then(|| Secret::new(vec![0xA5; 64])),
+        request_id: RequestId([9; 16]),
+        min_index: 42,
+        op,
+    };
+    codec::encode("request", &request).unwrap()
+}
+
+fn requests() -> Vec<Vec<u8>> {
+    let attributes = KeyAttributes {
+        label: "seed".into(),
+        sign: true,
+        verify: true,
+        ..KeyAttributes::default()
+    };
+    vec![
+        request(
+            false,
+            Operation::Login {
+                username: user("admin"),
+                password: Secret::new(b"not a real password".to_vec()),
+            },
+        ),
+        request(
+            true,
+            Operation::GenerateKey {
+                spec: KeySpec::EcP256,
+                attributes: attributes.clone(),
+                unique_label: true,
+            },
+        ),
+        request(
+            true,
+            Operation::ImportKey {
+                spec: KeySpec::Aes { bits: 256 },
+                attributes,
+                material: Secret::new(vec![1; 32]),
+                unique_label: false,
+            },
+        ),
+        request(
+            true,
+            Operation::Sign {
+                key: KeyId(7),
+                mechanism: SignMechanism::Ed25519,
+                message: b"message".to_vec(),
+            },
+        ),
+        request(
+            true,
+            Operation::Encrypt {
+                key: KeyId(8),
+                mechanism: EncryptMechanism::AesGcm,
+                plaintext: Secret::new(b"plaintext".to_vec()),
+                aad: b"aad".to_vec(),
+            },
+        ),
+        request(
+            true,
+            Operation::ListKeys {
+                filter: KeyFilter::default(),
+                after: Some(KeyId(3)),
+                limit: 100,
+            },
+        ),
+        request(
+            true,
+            Operation::CreateUser {
+                username: user("carol"),
+                role: Role::Cu,
+                password: Secret::new(b"a password".to_vec()),
+            },
+        ),
+    ]
+}
+
+fn responses() -> Vec<Vec<u8>> {
+    let answers = [
+        Ok(Reply::LoggedIn {
+            token: Secret::new(vec![0x5C; 80]),
+            username: user("admin"),
+            role: Role::Co,
+            expires_ms: 1_700_000_900_000,
+        }),
+        Ok(Reply::Signature(vec![3; 64])),
+        Ok(Reply::Done),
+        Err(ClientError::new(
+            ErrorKind::Conflict,
+            "request id used already",
+        )),
+    ];
+    answers
+        .into_iter()
+        .map(|result| {
+            let response = Response {
+                applied_index: 17,
+                result,
+            };
+            codec::encode("response", &response).unwrap()
+        })
+        .collect()
+}
+
+fn events() -> Vec<Vec<u8>> {
+    let head = initialized().head();
+    let bodies = [
+        (
+            Actor::Node(NodeId(1)),
+            EventBody::LoginFailed {
+                username: user("admin"),
+            },
+        ),
+        (
+            Actor::User(user("admin")),
+            EventBody::UserCreated {
+                username: user("carol"),
+                role: Role::Cu,
+                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
+            },
+        ),
+        (
+            Actor::User(user("admin")),
+            EventBody::KeyCreated {
+                key: KeyId(5),
+                spec: KeySpec::Aes { bits: 256 },
+                attributes: KeyAttributes::default(),
+                provenance: KeyProvenance::known_outside(hsm_proto::KeyOrigin::Imported),
+                domain_generation: 0,
+                wrapped_material: vec![1; 61],
+                public_key: vec![],
+                unique_label: false,
+            },
+        ),
+        (
+            Actor::User(user("admin")),
+            EventBody::KeyDeleted { key: KeyId(5) },
+        ),
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(n, (actor, body))| {
+            let event = Event {
+                request_id: RequestId([u8::try_from(n).unwrap() + 2; 16]),
+                timestamp_ms: 1_700_000_001_000,
+                actor,
+                prev_hash: head,
+                body,
+            };
+            let signed = sign_event(event, NodeId(1), &member_key());
+            codec::encode("event", &signed).unwrap()
+        })
+        .collect()
+}
+
+fn entities() -> Vec<u8> {
+    let mut out = Vec::new();
+    for entity in initialized().entities() {
+        let bytes = entity.to_bytes().unwrap();
+        out.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+fn sealed() -> Vec<Vec<u8>> {
+    let value = SealKey::new(&[0x33; 32])
+        .seal(b"fuzz", b"a value sealed for fuzzing")
+        .unwrap();
+    let recipient = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([0x44; 32]));
+    let to = seal_to(&recipient, "fuzz", b"fuzz", &[0x21; 32]).unwrap();
+    let mut to_member = to.ephemeral_public.to_vec();
+    to_member.extend_from_slice(&to.nonce);
+    to_member.extend_from_slice(&to.ciphertext);
+    vec![value, to_member]
+}
+
+fn keys() -> Vec<Vec<u8>> {
+    // The index of each type in the target's table of key types.
+    let specs = [
+        (2u8, KeySpec::Aes { bits: 256 }),
+        (3, KeySpec::GenericSecret { bytes: 32 }),
+        (4, KeySpec::EcP256),
+        (5, KeySpec::EcP384),
+        (6, KeySpec::EcSecp256k1),
+        (7, KeySpec::Ed25519),
+        (8, KeySpec::X25519),
+        (9, KeySpec::Rsa { bits: 2048 }),
+    ];
+    let mut seeds = Vec::new();
+    for (index, spec) in specs {
+        let key = hsm_crypto::generate(spec).unwrap();
+        let mut material = vec![index];
+        material.extend_from_slice(key.secret());
+        seeds.push(material);
+        if let Some(public) = key.public_key() {
+            let mut der = vec![index];
+            der.extend_from_slice(public.der());
+            seeds.push(der);
+            let mut pem = vec![index];
+            pem.extend_from_slice(public.to_pem().as_bytes());
+            seeds.push(pem);
+        }
+    }
+    seeds
+}
+
+fn manifests() -> Vec<Vec<u8>> {
+    let writer = SigningKey::from_bytes(&[0x66; 32]);
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        backup_id: BackupId([1; 16]),
+        cluster_id: ClusterId([2; 16]),
+        applied_index: 10,
+        term: 2,
+        created_at_ms: 1_700_000_000_000,
+        writer_node_id: NodeId(3),
+        writer_public_key: writer.verifying_key().to_bytes(),
+        chunk_bytes: 1024,
+        total_plain_bytes: 1500,
+        chunks: vec![
+            ChunkEntry {
+                plain_bytes: 1024,
+                object_hash: [4; 32],
+            },
+            ChunkEntry {
+                plain_bytes: 476,
+                object_hash: [5; 32],
+            },
+        ],
+        wrapped_keys: vec![WrappedKey::DomainKey {
+            nonce: [6; 12],
+            ciphertext: vec![7; 48],
+        }],
+    };
+    vec![
+        hsm_backup::encode_manifest(&manifest, &writer).unwrap(),
+        codec::encode("manifest", &manifest).unwrap(),
+    ]
+}
+
+/// A client config as the operator guide shows one (the certificate is
+/// not a real one: the parser's checks of it are fuzzed from here).
+const CLIENT_CONFIG: &str = r#"cluster_id = "ef14b5f87b0cce43744ef10868b17943"
+ca_cert_pem = """
+-----BEGIN CERTIFICATE-----
+MIIBdzCCAR2gAwIBAgIUEXAMPLEEXAMPLEEXAMPLEEXAMPLEwCgYIKoZIzj0EAwIw
+-----END CERTIFICATE-----
+"""
+zone = "eu-west-1a"
+
+[[nodes]]
+id = 1
+address = "hsm-1.example.net:7400"
+zone = "eu-west-1a"
+transport_key = "2807d4a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d"
+
+[[nodes]]
+id = 2
+address = "10.0.0.2:7400"
+zone = "eu-west-1b"
+transport_key = "0101010101010101010101010101010101010101010101010101010101010101"
+"#;
