@@ -186,9 +186,8 @@ impl SealKey {
     /// Seals `plaintext` as [`seal`](Self::seal) does, under the caller's
     /// `nonce`: the same key, nonce, associated data and plaintext give the
     /// same bytes, so a value sealed again can be recognised. For callers
-    /// that draw the nonce from what the associated data binds (one value
-    /// per nonce, but the same value may be sealed more than once): were a
-    /// nonce ever used for two plaintexts, GCM-SIV shows only whether they
+    /// that draw the nonce from what the associated data binds: where a
+    /// nonce is used for two plaintexts, GCM-SIV shows only whether they
     /// are equal.
     ///
     /// # Errors

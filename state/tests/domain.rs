@@ -464,3 +464,39 @@ fn an_import_retried_is_the_same_request_only_with_the_same_wrapping() {
     assert!(a.replayed, "{a:?}");
     assert_eq!(a.result, Ok(()));
 }
+
+#[test]
+fn an_import_retried_after_its_generation_was_retired_is_refused_and_creates_nothing() {
+    // A rotation re-wraps the key and retires the generation its first
+    // attempt used: a copy can no longer be built as the fingerprint
+    // holds it. It is refused as a reused id, never applied twice.
+    let mut c = three_members_with_keys();
+    let id = c.next_request_id();
+    let first = c.event_with_id(id, as_user("bob"), aes_key(40, "once", false));
+    let first = c.sign(first);
+    c.apply(&first).result.unwrap();
+    c.by("admin", rotation(1, &[1, 2, 3])).result.unwrap();
+    c.by_node(1, rewrap(1, &[10, 11, 12, 40])).result.unwrap();
+    c.by_node(1, EventBody::DomainKeyRetired { generation: 0 })
+        .result
+        .unwrap();
+    assert_eq!(generations(&c), vec![1]);
+    let before = c.state.clone();
+    // The copy as a node builds it now: under generation 1, as the
+    // re-wrap did.
+    let mut copy = aes_key_at(40, "once", false, 1);
+    if let EventBody::KeyCreated {
+        wrapped_material, ..
+    } = &mut copy
+    {
+        *wrapped_material = c.state.key(KeyId(40)).unwrap().wrapped_material.clone();
+    }
+    assert_eq!(
+        c.state.same_request(id, &as_user("bob"), &copy),
+        Some(false)
+    );
+    let copy = c.event_with_id(id, as_user("bob"), copy);
+    let copy = c.sign(copy);
+    assert_eq!(c.apply(&copy).result, Err(Rejection::RequestIdReused));
+    assert_only_chain_changed(&before, &c.state);
+}

@@ -187,9 +187,13 @@ impl DomainKey {
     /// wraps to the same bytes for a key id under a generation: a request
     /// sent again under its id (whose key id it is) is recognised as the
     /// same by what it carries, and other material under a used id as
-    /// another request (`hsm_state` fingerprints). One key id's material
-    /// is wrapped once per generation but for such copies, and GCM-SIV
-    /// shows of two wraps under one nonce only whether they are equal.
+    /// another request (`hsm_state` fingerprints). A nonce does wrap other
+    /// material at times: each attempt of a generated key draws its own,
+    /// other material sent under a used id is refused but stays in the
+    /// log, and an id may come back once its request is forgotten.
+    /// GCM-SIV shows of two wraps under one nonce only whether their
+    /// plaintexts are equal, to whoever reads the log (sealed under the
+    /// storage key).
     ///
     /// # Errors
     /// [`SecretsError::MaterialTooLong`] if `plaintext` is longer than

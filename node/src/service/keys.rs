@@ -22,8 +22,9 @@ use crate::secrets::DomainKey;
 
 /// Loaded (unwrapped and parsed) keys, so a hot key is not unwrapped and
 /// parsed on every operation. Bounded; an entry is used only while the key's
-/// wrapped material is unchanged (a deleted and re-created id never reuses
-/// a stale entry).
+/// wrapped material and type are unchanged (a deleted and re-created id
+/// never reuses a stale entry: the same material wraps alike under one id
+/// and generation, so the type is checked too).
 pub struct KeyCache {
     capacity: usize,
     entries: Mutex<HashMap<KeyId, (blake3::Hash, Arc<LoadedKey>)>>,
@@ -49,7 +50,9 @@ impl KeyCache {
     fn get(&self, key: &Key) -> Option<Arc<LoadedKey>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(&key.id) {
-            Some((hash, loaded)) if *hash == blake3::hash(&key.wrapped_material) => {
+            Some((hash, loaded))
+                if *hash == blake3::hash(&key.wrapped_material) && loaded.spec() == key.spec =>
+            {
                 Some(loaded.clone())
             }
             _ => None,
@@ -313,7 +316,8 @@ impl Service {
         if origin != KeyOrigin::Generated {
             // The caller's material is part of the request, and a copy of
             // it wraps alike only under the generation the first attempt
-            // used: after a rotation, find that one.
+            // used: while a rotation re-wraps, find that one (once it is
+            // retired, the copy is refused as a reused id).
             let actor = Actor::User(ctx.caller.username.clone());
             let (known, generations) = self.state(|s| {
                 let generations: Vec<u32> = s
