@@ -1,7 +1,8 @@
 //! Faults and membership with real `hsm-node` processes on loopback: the
 //! leader killed while clients write and sign, a node that missed enough
-//! writes to need a snapshot, and a node added (and removed) while the
-//! cluster serves.
+//! writes to need a snapshot, a node added (and removed) while the
+//! cluster serves, and a node joining through a leader newer than the
+//! snapshot it sends.
 
 mod procs;
 
@@ -599,4 +600,118 @@ async fn a_paused_leader_that_wakes_up_serves_nothing_revoked_by_its_successor()
             .await,
         &format!("a session from before a password change, at a leader paused for {asleep:?}"),
     );
+}
+
+/// The leader as the running nodes other than `paused` see it: one that
+/// is not `paused`, reported by one of them.
+async fn leader_besides(cluster: &Cluster, running: &[u64], paused: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let options = ClientOptions::default()
+        .deadline(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(1));
+    loop {
+        for &i in running.iter().filter(|i| **i != paused) {
+            let Ok(c) = cluster.try_client_of_with(i, options.clone()).await else {
+                continue;
+            };
+            if let Ok(Some(l)) = c.cluster_info().await.map(|s| s.leader) {
+                if l.0 != paused {
+                    return l.0;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Found by the chaos harness (two four-minute stalls in a long run): a
+/// member added after the snapshot its leader holds becomes leader, and a
+/// node joins through it. The new node installs that snapshot, which does
+/// not list the leader, and must still take the leader's entries: the
+/// roster it was handed when it joined is newer than the snapshot. Before
+/// the fix it refused every append from the leader ("a node that may not
+/// send it") until another member happened to win an election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_joining_from_a_snapshot_older_than_its_leader_follows_that_leader() {
+    // A snapshot every 100 entries and no log kept behind it: a joining
+    // node starts from the leader's snapshot.
+    let mut cluster = Cluster::start_with_env(
+        3,
+        &[
+            ("HSM_NODE_RAFT_SNAPSHOT_EVERY_LOGS", "100"),
+            ("HSM_NODE_RAFT_LOGS_KEPT_AFTER_SNAPSHOT", "0"),
+        ],
+    );
+    cluster.wait_ready().await;
+    let (admin, alice, _) = setup(&cluster).await;
+    for i in 0..110 {
+        alice
+            .generate_key(
+                KeySpec::Aes { bits: 128 },
+                KeyAttributes {
+                    label: format!("before-{i}"),
+                    ..signing()
+                },
+                false,
+            )
+            .await
+            .expect("write");
+    }
+
+    // Node 4 joins from a snapshot that predates it.
+    let record = cluster.prepare_node(4, "zone-d");
+    admin.add_node(record).await.expect("approve node 4");
+    let pin = hex::encode(cluster.member_pin(1));
+    let first = cluster.member_address(1);
+    cluster.start_node_with(4, &["--join", &first, "--join-pin", &pin]);
+    cluster.wait_ready().await;
+    let log4 = std::fs::read_to_string(cluster.log_file(4)).expect("log");
+    assert!(log4.contains("installed snapshot"), "{log4}");
+
+    // Node 4 leads: pause whoever leads until node 4 wins an election.
+    let running = [1, 2, 3, 4];
+    let mut leader = cluster.leader().await;
+    for _ in 0..40 {
+        if leader == 4 {
+            break;
+        }
+        cluster.signal(leader, "STOP");
+        let next = leader_besides(&cluster, &running, leader).await;
+        cluster.signal(leader, "CONT");
+        leader = next;
+    }
+    assert_eq!(leader, 4, "node 4 never won an election");
+
+    // Node 5 joins through node 4; the snapshot node 4 sends it does not
+    // list node 4, the roster node 4 hands it does.
+    let record = cluster.prepare_node(5, "zone-e");
+    admin.add_node(record).await.expect("approve node 5");
+    let pin = hex::encode(cluster.member_pin(4));
+    let four = cluster.member_address(4);
+    cluster.start_node_with(5, &["--join", &four, "--join-pin", &pin]);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let caught_up = async {
+            let five = cluster.try_client_of(5).await?;
+            five.observe_index(admin.applied_index());
+            five.login(user("alice"), "alice-password-1").await
+        };
+        if caught_up.await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 5 never took node 4's entries:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let log5 = std::fs::read_to_string(cluster.log_file(5)).expect("log");
+    assert!(log5.contains("installed snapshot"), "{log5}");
+    assert!(!log5.contains("may not send it"), "{log5}");
 }

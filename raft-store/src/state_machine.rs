@@ -51,20 +51,18 @@ pub struct Applied {
     pub applied: Option<LogId<NodeId>>,
     /// Last applied membership.
     pub membership: Membership,
-    /// The members a joining node was told of (`State::roster`), until its
-    /// replica records the cluster.
+    /// The members a joining node was told of (`State::roster`), trusted
+    /// until its replica has applied as many events.
     pub roster: Option<State>,
 }
 
 impl Applied {
-    /// The state to check members against: the replica once it records
-    /// the cluster; before that, the roster a joining node was handed (or
-    /// the empty replica, which knows no one).
+    /// The state to check members against: the replica, or the roster a
+    /// joining node was handed while that is further along the chain
+    /// ([`hsm_state::authz::members_view`]); the empty replica of the
+    /// first member knows no one.
     pub fn trusted(&self) -> &State {
-        match &self.roster {
-            Some(roster) if self.state.cluster().is_none() => roster,
-            _ => &self.state,
-        }
+        hsm_state::authz::members_view(&self.state, self.roster.as_ref())
     }
 }
 

@@ -233,6 +233,25 @@ pub fn peer_standing(state: &crate::State, id: NodeId, key_pin: &[u8; 32]) -> Pe
     }
 }
 
+/// The state a replica checks its peers (and the snapshots they send)
+/// against: its own, unless `roster`, the member records a member handed
+/// it when it joined, is further along the event chain. A joining member
+/// can install a snapshot older than that roster, one that misses members
+/// added since, even the leader that sends it; until its replica has
+/// applied as many events as the roster records, the roster is the newer
+/// word on who the members are (so a removal the roster records is not
+/// undone by an older snapshot either). An empty replica has applied no
+/// event, so a roster always decides for it.
+pub fn members_view<'a>(
+    replica: &'a crate::State,
+    roster: Option<&'a crate::State>,
+) -> &'a crate::State {
+    match roster {
+        Some(roster) if roster.events() > replica.events() => roster,
+        _ => replica,
+    }
+}
+
 /// Whether `roster` (`State::roster`, handed to joining node `me` with the
 /// domain key of `cluster` by the server whose TLS key pin is
 /// `server_pin`) is one the node may trust until its replica records the

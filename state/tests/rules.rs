@@ -2448,6 +2448,43 @@ fn a_removed_member_keeps_its_key_pin_and_nothing_else() {
     );
 }
 
+/// A member that joins hands over a roster (the cluster and member
+/// records of the member it joined through); its first snapshot may be
+/// older than that roster and miss members added since, the leader among
+/// them. It checks peers against whichever is further along the chain.
+#[test]
+fn a_joiner_checks_peers_against_the_newer_of_its_replica_and_its_roster() {
+    use hsm_state::authz::{members_view, peer_standing, PeerStanding};
+    let mut c = Cluster::activated();
+    let old_snapshot = c.state.clone();
+    c.by("admin", add_node(2)).result.unwrap();
+    let roster = c.state.roster();
+    let pin2 = node_record(2).transport_key;
+
+    // The snapshot predates node 2: the roster decides, and node 2 (the
+    // leader sending the snapshot, say) is a member.
+    let view = members_view(&old_snapshot, Some(&roster));
+    assert_eq!(view.events(), roster.events());
+    assert_eq!(peer_standing(view, NodeId(2), &pin2), PeerStanding::Member);
+    // An empty replica knows no one: the roster decides.
+    assert_eq!(
+        members_view(&State::new(), Some(&roster)).events(),
+        roster.events()
+    );
+    // Without a roster, the replica decides, old as it is.
+    assert_eq!(
+        peer_standing(members_view(&old_snapshot, None), NodeId(2), &pin2),
+        PeerStanding::NotMember
+    );
+
+    // Once the replica has caught up with the roster and moved on (node 2
+    // removed), the replica decides: a roster never keeps a removed member.
+    c.by("admin", remove_node(2)).result.unwrap();
+    let view = members_view(&c.state, Some(&roster));
+    assert_eq!(view.events(), c.state.events());
+    assert_eq!(peer_standing(view, NodeId(2), &pin2), PeerStanding::Retired);
+}
+
 #[test]
 fn founding_members_need_distinct_tls_keys() {
     let mut twin = node_record(2);

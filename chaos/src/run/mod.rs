@@ -302,6 +302,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             _ => None,
         };
         let mut restarted = None;
+        let mut unrecovered_why = None;
         let recovery_ms = if stopped_early {
             None
         } else {
@@ -321,7 +322,9 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
                 &mut crashes,
             )
             .await?
-            .then(|| ms(healed.elapsed()))
+            .map(|()| ms(healed.elapsed()))
+            .map_err(|why| unrecovered_why = Some(why))
+            .ok()
         };
         if let Some(slot) = full_disk {
             nodes.may_exit.remove(&slot);
@@ -348,6 +351,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
             serde_json::json!({
                 "healed_ms": healed_ms,
                 "recovery_ms": recovery_ms,
+                "unrecovered": unrecovered_why,
                 "restarted": restarted,
             })
         )?;
@@ -608,7 +612,7 @@ fn ready(probe: &dyn Fn(&[&str]) -> Result<String>, ids: &[u64]) -> Result<()> {
 }
 
 /// Waits for the recovery `check` (a `ready` probe) and answers whether it
-/// succeeded. Meanwhile the member in slot `full_disk`, if any, is
+/// succeeded, or what the probe last saw when it did not. Meanwhile the member in slot `full_disk`, if any, is
 /// watched as its supervisor would: the first time it ends on the write
 /// its full disk refused (during the fault, or after it when it was still
 /// stopping), it is started again and `restarted` says which member; any
@@ -620,16 +624,20 @@ async fn supervise(
     mut check: std::process::Child,
     restarted: &mut Option<u64>,
     crashes: &mut Vec<String>,
-) -> Result<bool> {
+) -> Result<std::result::Result<(), String>> {
     let give_up = Instant::now() + RECOVERY_BOUND + Duration::from_secs(30);
     loop {
-        if let Some(status) = check.try_wait().context("the ready probe")? {
-            return Ok(status.success());
+        if check.try_wait().context("the ready probe")?.is_some() {
+            let out = check.wait_with_output().context("the ready probe")?;
+            if out.status.success() {
+                return Ok(Ok(()));
+            }
+            return Ok(Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
         }
         if Instant::now() > give_up {
             let _ = check.kill();
             let _ = check.wait();
-            return Ok(false);
+            return Ok(Err("the ready probe did not end".to_owned()));
         }
         if let Some(slot) = full_disk.filter(|&slot| !nodes.running(slot)) {
             // Its last words are written before it ends.
