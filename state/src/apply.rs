@@ -63,7 +63,9 @@ impl State {
             // A retry is the same request again; another request under a
             // used id is refused rather than answered with the first
             // request's outcome (and silently not applied).
-            let (result, replayed) = if prior.fingerprint == fingerprint {
+            let same =
+                prior.fingerprint == fingerprint && self.same_material(prior, &signed.event.body);
+            let (result, replayed) = if same {
                 (prior.result.clone(), true)
             } else {
                 (Err(Rejection::RequestIdReused), false)
@@ -104,9 +106,38 @@ impl State {
         actor: &Actor,
         body: &EventBody,
     ) -> Option<bool> {
-        self.requests
-            .get(&request_id)
-            .map(|r| r.fingerprint == request_fingerprint(actor, body))
+        self.requests.get(&request_id).map(|r| {
+            r.fingerprint == request_fingerprint(actor, body) && self.same_material(r, body)
+        })
+    }
+
+    /// For a key whose material the caller gave (imported, unwrapped,
+    /// derived), sent again under the id of the request `prior` that
+    /// created it: whether it carries the same material as that key.
+    /// Material is wrapped under a nonce drawn from the key id and the
+    /// domain key generation (AES-256-GCM-SIV), so at the key's generation
+    /// the same material wraps to the same bytes, and only the same: the
+    /// key as it is now, which a rotation re-wraps under the new generation
+    /// just as a copy built after it is. When the first attempt made no key
+    /// (it was refused), or its key is gone (deleted since), there is
+    /// nothing to compare or to confuse, and the first outcome stands.
+    /// Anything else is the fingerprint's alone ([`request_fingerprint`]).
+    fn same_material(&self, prior: &RequestRecord, body: &EventBody) -> bool {
+        if prior.result.is_err() {
+            return true;
+        }
+        match body {
+            EventBody::KeyCreated {
+                key,
+                provenance,
+                domain_generation,
+                wrapped_material,
+                ..
+            } if provenance.origin != KeyOrigin::Generated => self.keys.get(key).is_none_or(|k| {
+                k.domain_generation == *domain_generation && k.wrapped_material == *wrapped_material
+            }),
+            _ => true,
+        }
     }
 
     /// What is recorded for the login attempt `reservation` of `user` (as
@@ -972,14 +1003,16 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
             provenance,
             ..
         } => {
-            // Material the caller gave (imported, unwrapped, derived with
-            // its peer) is its intent: it wraps alike for the same key id
-            // and generation, so another material under a used id is
-            // another request. Generated material is the node's own draw.
+            // Generated material is the node's own draw. Material the
+            // caller gave (imported, unwrapped, derived with its peer) is
+            // its intent, but its wrapping depends on the generation a
+            // node built the attempt under: it is compared with the key
+            // the first attempt made ([`State::same_material`]); its
+            // public key, where it has one, stays in.
             if provenance.origin == KeyOrigin::Generated {
-                wrapped_material.clear();
                 public_key.clear();
             }
+            wrapped_material.clear();
             *domain_generation = 0;
         }
         EventBody::DomainKeyRotated {

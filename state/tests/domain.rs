@@ -466,10 +466,12 @@ fn an_import_retried_is_the_same_request_only_with_the_same_wrapping() {
 }
 
 #[test]
-fn an_import_retried_after_its_generation_was_retired_is_refused_and_creates_nothing() {
+fn an_import_retried_after_its_generation_was_retired_is_the_same_request() {
     // A rotation re-wraps the key and retires the generation its first
-    // attempt used: a copy can no longer be built as the fingerprint
-    // holds it. It is refused as a reused id, never applied twice.
+    // attempt used: a copy can only be built under the new generation,
+    // where it wraps as the re-wrap did (same key id, generation and
+    // material). It is answered as the first attempt, applied once; other
+    // material under the same id is still another request.
     let mut c = three_members_with_keys();
     let id = c.next_request_id();
     let first = c.event_with_id(id, as_user("bob"), aes_key(40, "once", false));
@@ -482,21 +484,67 @@ fn an_import_retried_after_its_generation_was_retired_is_refused_and_creates_not
         .unwrap();
     assert_eq!(generations(&c), vec![1]);
     let before = c.state.clone();
-    // The copy as a node builds it now: under generation 1, as the
-    // re-wrap did.
-    let mut copy = aes_key_at(40, "once", false, 1);
+    let at_one = |material: Vec<u8>| {
+        let mut copy = aes_key_at(40, "once", false, 1);
+        if let EventBody::KeyCreated {
+            wrapped_material, ..
+        } = &mut copy
+        {
+            *wrapped_material = material;
+        }
+        copy
+    };
+    let rewrapped = c.state.key(KeyId(40)).unwrap().wrapped_material.clone();
+
+    let mut other = rewrapped.clone();
+    other[0] ^= 1;
+    let other = at_one(other);
+    assert_eq!(
+        c.state.same_request(id, &as_user("bob"), &other),
+        Some(false)
+    );
+    let other = c.event_with_id(id, as_user("bob"), other);
+    let other = c.sign(other);
+    assert_eq!(c.apply(&other).result, Err(Rejection::RequestIdReused));
+    assert_only_chain_changed(&before, &c.state);
+
+    let before = c.state.clone();
+    let copy = at_one(rewrapped);
+    assert_eq!(c.state.same_request(id, &as_user("bob"), &copy), Some(true));
+    let copy = c.event_with_id(id, as_user("bob"), copy);
+    let copy = c.sign(copy);
+    let a = c.apply(&copy);
+    assert!(a.replayed, "{a:?}");
+    assert_eq!(a.result, Ok(()));
+    assert_only_chain_changed(&before, &c.state);
+}
+
+#[test]
+fn an_import_retried_after_its_key_was_deleted_is_answered_as_the_first_and_creates_nothing() {
+    // Nothing is left to compare the copy's material with, and nothing to
+    // confuse it with: it is answered as the first attempt was (the node
+    // then says the key is gone), and no key comes back.
+    let mut c = three_members_with_keys();
+    let id = c.next_request_id();
+    let first = c.event_with_id(id, as_user("bob"), aes_key(40, "once", false));
+    let first = c.sign(first);
+    c.apply(&first).result.unwrap();
+    c.by("bob", EventBody::KeyDeleted { key: KeyId(40) })
+        .result
+        .unwrap();
+    let before = c.state.clone();
+    let mut copy = aes_key(40, "once", false);
     if let EventBody::KeyCreated {
         wrapped_material, ..
     } = &mut copy
     {
-        *wrapped_material = c.state.key(KeyId(40)).unwrap().wrapped_material.clone();
+        wrapped_material[0] ^= 1;
     }
-    assert_eq!(
-        c.state.same_request(id, &as_user("bob"), &copy),
-        Some(false)
-    );
+    assert_eq!(c.state.same_request(id, &as_user("bob"), &copy), Some(true));
     let copy = c.event_with_id(id, as_user("bob"), copy);
     let copy = c.sign(copy);
-    assert_eq!(c.apply(&copy).result, Err(Rejection::RequestIdReused));
+    let a = c.apply(&copy);
+    assert!(a.replayed, "{a:?}");
+    assert!(c.state.key(KeyId(40)).is_none());
     assert_only_chain_changed(&before, &c.state);
 }

@@ -664,8 +664,9 @@ fn same_intent(a: &Op, b: &Op) -> bool {
                 *good_hash = true;
                 *attempt = Attempt::Ghost;
             }
-            // Keys here are imported: their material and public key are
-            // the caller's, part of the request.
+            // Keys here are imported: the state compares their material
+            // with the key the first attempt made, and the kinds differ in
+            // type or public key too, so a kind is part of the intent.
             _ => {}
         }
         op

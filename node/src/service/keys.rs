@@ -314,10 +314,10 @@ impl Service {
         };
         let mut body = event(&*self.domain_key(None)?)?;
         if origin != KeyOrigin::Generated {
-            // The caller's material is part of the request, and a copy of
-            // it wraps alike only under the generation the first attempt
-            // used: while a rotation re-wraps, find that one (once it is
-            // retired, the copy is refused as a reused id).
+            // The caller's material is part of the request: the state
+            // compares a copy with the key the first attempt made, which
+            // wraps alike only under the key's generation. While a rotation
+            // re-wraps, that may not be the current one: find it.
             let actor = Actor::User(ctx.caller.username.clone());
             let (known, generations) = self.state(|s| {
                 let generations: Vec<u32> = s
