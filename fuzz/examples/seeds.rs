@@ -39,6 +39,10 @@ fn main() {
     seeds.push(("key_import", keys()));
     seeds.push(("client_config", vec![CLIENT_CONFIG.as_bytes().to_vec()]));
     seeds.push(("backup_manifest", manifests()));
+    seeds.push(("member_rpc", member_frames()));
+    seeds.push(("session_token", vec![session_claims()]));
+    seeds.push(("node_config", node_configs()));
+    seeds.push(("snapshot", snapshots()));
     for (target, inputs) in seeds {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
@@ -318,3 +322,101 @@ address = "10.0.0.2:7400"
 zone = "eu-west-1b"
 transport_key = "0101010101010101010101010101010101010101010101010101010101010101"
 "#;
+
+fn member_frames() -> Vec<Vec<u8>> {
+    use hsm_node::raft::{ForwardedWrite, RaftReply, RaftRpc, ReadIndexAnswer};
+    use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    let vote = Vote::new_committed(3, NodeId(2));
+    let log_id = |index| LogId::new(CommittedLeaderId::new(3, NodeId(2)), index);
+    let signed = codec::decode::<hsm_proto::SignedEvent>("event", &events()[0]).unwrap();
+    let rpcs = [
+        RaftRpc::Vote(VoteRequest::new(Vote::new(4, NodeId(1)), Some(log_id(10)))),
+        RaftRpc::AppendEntries(AppendEntriesRequest {
+            vote,
+            prev_log_id: Some(log_id(10)),
+            entries: vec![
+                Entry {
+                    log_id: log_id(11),
+                    payload: EntryPayload::Normal(signed.clone()),
+                },
+                Entry {
+                    log_id: log_id(12),
+                    payload: EntryPayload::Blank,
+                },
+            ],
+            leader_commit: Some(log_id(10)),
+        }),
+        RaftRpc::Forward(ForwardedWrite {
+            request_id: RequestId([3; 16]),
+            actor: Actor::User(user("admin")),
+            session: Some(Secret::new(vec![0x5C; 80])),
+            body: signed.event.body,
+        }),
+        RaftRpc::ReadIndexWithTime,
+        RaftRpc::FetchDomainKey { node: NodeId(4) },
+    ];
+    let replies = [
+        RaftReply::Vote(Ok(VoteResponse {
+            vote,
+            vote_granted: true,
+            last_log_id: Some(log_id(12)),
+        })),
+        RaftReply::ReadIndexWithTime(Ok(ReadIndexAnswer {
+            index: 12,
+            leader_time_ms: 1_700_000_000_000,
+        })),
+        RaftReply::BadRequest("no whole frame".into()),
+    ];
+    let mut frames: Vec<Vec<u8>> = rpcs
+        .iter()
+        .map(|rpc| codec::encode("raft rpc", rpc).unwrap())
+        .collect();
+    frames.extend(
+        replies
+            .iter()
+            .map(|reply| codec::encode("raft reply", reply).unwrap()),
+    );
+    frames
+}
+
+fn session_claims() -> Vec<u8> {
+    let claims = hsm_node::secrets::SessionClaims {
+        username: user("alice"),
+        role: Role::Cu,
+        password_epoch: 2,
+        user_created_ms: 1_700_000_000_000,
+        issued_ms: 1_700_000_100_000,
+        expires_ms: 1_700_000_900_000,
+        token_id: [7; 16],
+        session_epoch: 1,
+    };
+    codec::encode("session claims", &claims).unwrap()
+}
+
+fn node_configs() -> Vec<Vec<u8>> {
+    let mut config = hsm_node::config::NodeConfig::new(3, "/var/lib/hsm/node3");
+    config.zone = "eu-west-1c".into();
+    vec![
+        toml::to_string(&config).unwrap().into_bytes(),
+        NODE_CONFIG.as_bytes().to_vec(),
+    ]
+}
+
+/// A node config with only what an operator must write.
+const NODE_CONFIG: &str = r#"node_id = 2
+listen = "0.0.0.0:7400"
+advertise = "hsm-2.example.net:7400"
+zone = "eu-west-1b"
+data_dir = "/var/lib/hsm"
+
+[raft]
+heartbeat_interval_ms = 100
+"#;
+
+fn snapshots() -> Vec<Vec<u8>> {
+    vec![
+        hsm_raft_store::encode_snapshot(initialized()).unwrap(),
+        hsm_raft_store::encode_snapshot(&hsm_state::State::new()).unwrap(),
+    ]
+}
