@@ -223,7 +223,10 @@ impl Nodes {
     /// refused: its last words (`hsm-node: ...`, printed as it exits),
     /// among what it wrote itself to its member's log, say so.
     pub fn stopped_on_full_disk(&self, slot: u64) -> bool {
-        const TAIL: u64 = 16 * 1024;
+        // Not just the last lines: its other tasks go on logging while it
+        // exits (78 KB after its last words once, in the long run on
+        // d3ec69f, which a 16 KiB tail missed and counted as a crash).
+        const TAIL: u64 = 4 * 1024 * 1024;
         let path = self.logs.join(format!("node{}.log", self.id(slot)));
         let Ok(mut file) = std::fs::File::open(path) else {
             return false;
