@@ -63,8 +63,7 @@ impl State {
             // A retry is the same request again; another request under a
             // used id is refused rather than answered with the first
             // request's outcome (and silently not applied).
-            let same =
-                prior.fingerprint == fingerprint && self.same_material(prior, &signed.event.body);
+            let same = self.is_retry_of(prior, &signed.event.actor, &signed.event.body);
             let (result, replayed) = if same {
                 (prior.result.clone(), true)
             } else {
@@ -106,9 +105,16 @@ impl State {
         actor: &Actor,
         body: &EventBody,
     ) -> Option<bool> {
-        self.requests.get(&request_id).map(|r| {
-            r.fingerprint == request_fingerprint(actor, body) && self.same_material(r, body)
-        })
+        self.requests
+            .get(&request_id)
+            .map(|r| self.is_retry_of(r, actor, body))
+    }
+
+    /// Whether `body` by `actor` is the request remembered as `prior`
+    /// again: the same intent ([`request_fingerprint`]) and, for key
+    /// material the caller gave, the same material ([`State::same_material`]).
+    fn is_retry_of(&self, prior: &RequestRecord, actor: &Actor, body: &EventBody) -> bool {
+        prior.fingerprint == request_fingerprint(actor, body) && self.same_material(prior, body)
     }
 
     /// For a key whose material the caller gave (imported, unwrapped,

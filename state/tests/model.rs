@@ -64,7 +64,7 @@ impl Label {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyKind {
     Aes,
     Ed,
@@ -594,6 +594,8 @@ impl MUser {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MKey {
+    /// What it was created as (its material, as the state compares it).
+    kind: KeyKind,
     owner: String,
     shares: BTreeSet<String>,
     label: String,
@@ -696,7 +698,15 @@ impl Model {
         if let Some((r, a, o)) = self.results.get(&req) {
             // The same request again is a replay; another request under a
             // used id is refused.
-            if same_actor(a, actor, op) && same_intent(o, op) {
+            // A key created with the caller's material is that request's
+            // only while the key now under its id holds that material.
+            let other_material = match op {
+                Op::CreateKey { key, kind, .. } if r.is_ok() => {
+                    self.keys.get(key).is_some_and(|k| k.kind != *kind)
+                }
+                _ => false,
+            };
+            if same_actor(a, actor, op) && same_intent(o, op) && !other_material {
                 return (r.clone(), true);
             }
             return (Err(R::RequestIdReused), false);
@@ -925,6 +935,7 @@ impl Model {
                     .any(|k| k.owner == me && k.label == label);
                 need(!(*unique && taken), R::LabelNotUnique(label.clone()))?;
                 let k = MKey {
+                    kind: *kind,
                     owner: me,
                     shares: BTreeSet::new(),
                     label,
