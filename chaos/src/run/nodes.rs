@@ -418,4 +418,23 @@ mod tests {
         std::fs::write(&path, format!("{full}INFO store opened\n")).expect("the log");
         assert!(!nodes.stopped_on_full_disk(3));
     }
+
+    #[test]
+    fn a_stop_on_a_full_disk_is_told_however_much_is_logged_after_the_last_words() {
+        // Its other tasks go on logging while it exits: 78 KB once, in the
+        // long run on d3ec69f, which counted as a crash. Here 256 KiB.
+        let line = "WARN raft: append to node 4 failed: connection lost\n";
+        let after = line.repeat(256 * 1024 / line.len() + 1);
+        let log = format!(
+            "INFO store opened\n\
+             hsm-node: raft stopped: rocksdb write failed: IO error: No space left on device\n\
+             {after}"
+        );
+        assert!(after.len() > 256 * 1024);
+        assert!(nodes_with_log(&log).0.stopped_on_full_disk(3));
+        // The same volume after other last words is still not a full disk.
+        let other =
+            format!("INFO store opened\nhsm-node: raft stopped: vote went backwards\n{after}");
+        assert!(!nodes_with_log(&other).0.stopped_on_full_disk(3));
+    }
 }
