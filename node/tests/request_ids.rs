@@ -280,6 +280,98 @@ async fn a_reused_request_id_with_other_key_material_is_refused() {
     assert!(refused_as_reused(&other), "another peer: {other:?}");
 }
 
+/// Keys imported before a domain key rotation, so that the last one (the
+/// highest key id: re-wrapped in the last batch of 32 per 250 ms tick) is
+/// still wrapped under the old generation for about two seconds.
+const KEYS_BEFORE_ROTATION: usize = 384;
+
+/// An import retried while a rotation re-wraps material is still the same
+/// request. The node wraps the caller's material under the current
+/// generation, but the key the first attempt made may still be wrapped
+/// under the old one: the node must look for the generation that wraps it
+/// alike (`create_key` in `node/src/service/keys.rs`), or the retry is
+/// refused as a reused request id and the client, which never learned its
+/// first attempt succeeded, is told its import failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_retried_while_a_rotation_rewraps_gets_the_first_key() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    drop(cluster.activate(ADMIN).await);
+    let admin = session(&cluster, 1, "admin", ADMIN).await;
+    let create = cluster
+        .ask(
+            1,
+            Some(&admin),
+            Operation::CreateUser {
+                username: user("carol"),
+                role: Role::Cu,
+                password: secret("carol-password-1"),
+            },
+        )
+        .await;
+    assert!(create.result.is_ok(), "{create:?}");
+    let carol = session(&cluster, 1, "carol", "carol-password-1").await;
+    let import = |material: &[u8]| Operation::ImportKey {
+        spec: KeySpec::Aes { bits: 256 },
+        attributes: usable("imported"),
+        material: Secret::new(material.to_vec()),
+        unique_label: false,
+    };
+    let mut imported = std::collections::BTreeMap::new();
+    for _ in 0..KEYS_BEFORE_ROTATION {
+        let request = RequestId(rand::random());
+        let material: [u8; 32] = rand::random();
+        let key = key_of(
+            &cluster
+                .ask_as(1, Some(&carol), request, import(&material))
+                .await,
+        );
+        imported.insert(key, (request, material));
+    }
+    let (&last, &(request, material)) = imported.last_key_value().expect("keys");
+
+    let rotated = cluster
+        .ask(1, Some(&admin), Operation::RotateDomainKey)
+        .await;
+    assert!(
+        matches!(
+            rotated.result,
+            Ok(Reply::DomainKeyRotated { generation: 1 })
+        ),
+        "{rotated:?}"
+    );
+    // Sessions end with the generation they were issued under.
+    let carol = session(&cluster, 2, "carol", "carol-password-1").await;
+    let retry = cluster
+        .ask_as(2, Some(&carol), request, import(&material))
+        .await;
+    let admin = session(&cluster, 2, "admin", ADMIN).await;
+    let status = match cluster
+        .ask(2, Some(&admin), Operation::ClusterInfo)
+        .await
+        .result
+    {
+        Ok(Reply::ClusterInfo(status)) => status.domain_key.expect("initialized"),
+        other => panic!("cluster info: {other:?}"),
+    };
+    assert!(
+        status.keys_to_rewrap > 0,
+        "the rotation re-wrapped every key before the retry was answered ({status:?}): \
+         the test did not retry mid-way"
+    );
+    assert_eq!(
+        key_of(&retry),
+        last,
+        "the retry gets the first key\n{}",
+        cluster.logs()
+    );
+    // Other material under that id is still another request.
+    let other = cluster
+        .ask_as(3, Some(&carol), request, import(&[7; 32]))
+        .await;
+    assert!(refused_as_reused(&other), "other material: {other:?}");
+}
+
 /// A login sent again under its request id (a client's retry, or a copy
 /// that arrives late) is the same attempt: counted once, and its success
 /// resets the failure count once (a copy of a success is answered
