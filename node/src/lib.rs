@@ -39,6 +39,7 @@ pub mod operator;
 pub mod proposer;
 pub mod raft;
 pub mod restore;
+pub mod roster;
 pub mod rotation;
 pub mod runtime;
 pub mod secrets;

@@ -223,6 +223,8 @@ pub fn install_domain_key(
 fn trust_roster_of(member: &NodeConfig, roster: &State) -> Result<()> {
     let storage = StorageKey::load_file(&member.storage_key_file())?;
     let (_, sm) = open_or_create_store(member, &storage)?;
+    // Its replica is empty, or as far behind as the founders' first
+    // event: it always takes the roster.
     sm.trust_roster(roster).with_context(|| {
         format!(
             "cannot record the members in {}",
@@ -458,7 +460,7 @@ impl RunningNode {
             raft: raft.clone(),
             sm: sm.clone(),
             writer: writer.clone(),
-            network,
+            network: network.clone(),
             reads: reads.clone(),
             keyring: keyring.clone(),
             session_lifetime: Duration::from_secs(config.sessions.lifetime_s),
@@ -469,6 +471,7 @@ impl RunningNode {
             self_tests: crate::service::power_on_self_tests(),
             password_checks_per_address: config.limits.max_password_checks_per_address,
         }));
+        let strangers = Arc::new(tokio::sync::Notify::new());
         let acceptor = spawn_accept_loop(
             server.clone(),
             Handlers {
@@ -488,12 +491,20 @@ impl RunningNode {
                     total: config.limits.max_connections,
                     per_address: config.limits.max_connections_per_address,
                 },
+                strangers: strangers.clone(),
             },
         );
         let membership = crate::membership::spawn(raft.clone(), sm.clone(), id);
         let rotation =
             crate::rotation::spawn(raft.clone(), sm.clone(), writer.clone(), keyring, id);
-        let mut tasks = vec![acceptor, membership, rotation];
+        let roster = crate::roster::spawn(
+            network,
+            sm.clone(),
+            id,
+            identity.verifying_key_bytes(),
+            strangers,
+        );
+        let mut tasks = vec![acceptor, membership, rotation, roster];
         // Not fatal: a node that serves without it is better than none.
         match crate::operator::spawn(&config.data_dir, service.clone()) {
             Ok(task) => tasks.push(task),

@@ -51,6 +51,9 @@ pub struct Handlers {
     pub max_raft_frame: usize,
     /// How many connections the endpoint holds at once.
     pub connections: ConnectionLimits,
+    /// Notified when a node that is no member to this one sends it Raft
+    /// messages (`crate::roster`).
+    pub strangers: Arc<tokio::sync::Notify>,
 }
 
 /// How many connections a node holds at once, handshakes included: in

@@ -629,6 +629,40 @@ async fn leader_besides(cluster: &Cluster, running: &[u64], paused: u64) -> u64 
     }
 }
 
+/// Pauses whoever leads, in turn (among `running`), until node `target`
+/// wins an election.
+async fn make_leader(cluster: &Cluster, running: &[u64], target: u64) {
+    let mut leader = cluster.leader().await;
+    for _ in 0..40 {
+        if leader == target {
+            return;
+        }
+        cluster.signal(leader, "STOP");
+        let next = leader_besides(cluster, running, leader).await;
+        cluster.signal(leader, "CONT");
+        leader = next;
+    }
+    assert_eq!(leader, target, "node {target} never won an election");
+}
+
+/// Waits (at most 40 s) until node `i` has applied `index` and logs alice
+/// in; `stuck` says what it means if it never does.
+async fn serves_alice_after(cluster: &Cluster, i: u64, index: u64, stuck: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let caught_up = async {
+            let node = cluster.try_client_of(i).await?;
+            node.observe_index(index);
+            node.login(user("alice"), "alice-password-1").await
+        };
+        if caught_up.await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{stuck}:\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Found by the chaos harness (two four-minute stalls in a long run): a
 /// member added after the snapshot its leader holds becomes leader, and a
 /// node joins through it. The new node installs that snapshot, which does
@@ -673,19 +707,8 @@ async fn a_node_joining_from_a_snapshot_older_than_its_leader_follows_that_leade
     let log4 = std::fs::read_to_string(cluster.log_file(4)).expect("log");
     assert!(log4.contains("installed snapshot"), "{log4}");
 
-    // Node 4 leads: pause whoever leads until node 4 wins an election.
-    let running = [1, 2, 3, 4];
-    let mut leader = cluster.leader().await;
-    for _ in 0..40 {
-        if leader == 4 {
-            break;
-        }
-        cluster.signal(leader, "STOP");
-        let next = leader_besides(&cluster, &running, leader).await;
-        cluster.signal(leader, "CONT");
-        leader = next;
-    }
-    assert_eq!(leader, 4, "node 4 never won an election");
+    // Node 4 leads.
+    make_leader(&cluster, &[1, 2, 3, 4], 4).await;
 
     // Node 5 joins through node 4; the snapshot node 4 sends it does not
     // list node 4, the roster node 4 hands it does.
@@ -694,24 +717,73 @@ async fn a_node_joining_from_a_snapshot_older_than_its_leader_follows_that_leade
     let pin = hex::encode(cluster.member_pin(4));
     let four = cluster.member_address(4);
     cluster.start_node_with(5, &["--join", &four, "--join-pin", &pin]);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let caught_up = async {
-            let five = cluster.try_client_of(5).await?;
-            five.observe_index(admin.applied_index());
-            five.login(user("alice"), "alice-password-1").await
-        };
-        if caught_up.await.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 5 never took node 4's entries:\n{}",
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    serves_alice_after(
+        &cluster,
+        5,
+        admin.applied_index(),
+        "node 5 never took node 4's entries",
+    )
+    .await;
     let log5 = std::fs::read_to_string(cluster.log_file(5)).expect("log");
     assert!(log5.contains("installed snapshot"), "{log5}");
     assert!(!log5.contains("may not send it"), "{log5}");
+}
+
+/// A member away (stopped) while a node is added and then elected comes
+/// back to a leader its replica does not list. It learns of that leader
+/// from a member it knows (the roster a joining node is handed) and
+/// follows it. Before, it refused every append from the new leader ("a
+/// node that may not send it") and served nothing fresh until a member it
+/// knew won an election, which nothing made happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_away_while_its_leader_was_added_follows_that_leader_when_back() {
+    let mut cluster = Cluster::start(5);
+    cluster.wait_ready().await;
+    let (admin, alice, _) = setup(&cluster).await;
+
+    // Node 5 is away while node 6 joins and wins an election.
+    cluster.kill(5);
+    let record = cluster.prepare_node(6, "zone-f");
+    admin.add_node(record).await.expect("approve node 6");
+    let pin = hex::encode(cluster.member_pin(1));
+    let first = cluster.member_address(1);
+    cluster.start_node_with(6, &["--join", &first, "--join-pin", &pin]);
+    cluster.wait_ready().await;
+    make_leader(&cluster, &[1, 2, 3, 4, 6], 6).await;
+    let six = cluster.client_of(6).await;
+    six.login(user("admin"), "admin-password-1")
+        .await
+        .expect("admin at node 6");
+    let term = six.cluster_info().await.expect("info").term;
+    for i in 0..3 {
+        alice
+            .generate_key(
+                KeySpec::Aes { bits: 128 },
+                KeyAttributes {
+                    label: format!("while-away-{i}"),
+                    ..signing()
+                },
+                false,
+            )
+            .await
+            .expect("write");
+    }
+
+    // Node 5 comes back and catches up with node 6 as its leader.
+    cluster.start_node(5);
+    serves_alice_after(
+        &cluster,
+        5,
+        alice.applied_index(),
+        "node 5 never took node 6's entries",
+    )
+    .await;
+    let info = six.cluster_info().await.expect("info");
+    assert_eq!(
+        (info.leader, info.term),
+        (Some(hsm_proto::NodeId(6)), term),
+        "another election let node 5 in: the test did not show it follows node 6"
+    );
+    let log5 = std::fs::read_to_string(cluster.log_file(5)).expect("log");
+    assert!(log5.contains("took a newer roster"), "{log5}");
 }

@@ -154,19 +154,24 @@ impl StateMachineStore {
     }
 
     /// Records `roster` (`State::roster` of a member's replica) as the
-    /// members this replica trusts until it records the cluster itself
-    /// ([`Applied::trusted`]), durably.
+    /// members this replica trusts until it records as much itself
+    /// ([`Applied::trusted`]), durably, if it supersedes what the replica
+    /// goes by now (`hsm_state::authz::supersedes`); answers whether it
+    /// did. A joining node's empty replica always takes it.
     ///
     /// # Errors
     /// If it cannot be written.
-    pub fn trust_roster(&self, roster: &State) -> Result<(), StoreError> {
+    pub fn trust_roster(&self, roster: &State) -> Result<bool, StoreError> {
         let mut guard = self.write_guard();
+        if !hsm_state::authz::supersedes(roster, guard.trusted()) {
+            return Ok(false);
+        }
         let entities: Vec<Entity> = roster.entities().collect();
         let mut b = self.db.batch();
         b.put(cf::SM_META, ROSTER, &entities);
         self.db.write(b)?;
         guard.roster = Some(roster.clone());
-        Ok(())
+        Ok(true)
     }
 
     /// Runs `f` with read access to the applied state. Keep `f` short: it

@@ -217,7 +217,10 @@ async fn a_roster_is_kept_and_trusted_until_the_replica_catches_up_with_it() {
             sm.read(|a| a.trusted().cluster().is_none()),
             "an empty replica trusts no one"
         );
-        sm.trust_roster(&roster).expect("roster");
+        assert!(sm.trust_roster(&roster).expect("roster"));
+        // A roster no further along (this one again, an older one) is
+        // not taken.
+        assert!(!sm.trust_roster(&roster).expect("roster"));
     }
     let (mut log, mut sm) = open(dir.path(), &key).expect("reopens");
     assert!(sm.read(|a| a.state.cluster().is_none()));
@@ -231,9 +234,11 @@ async fn a_roster_is_kept_and_trusted_until_the_replica_catches_up_with_it() {
     assert_eq!(sm.read(|a| a.trusted().digest()), roster.digest());
     append_and_apply(&mut log, &mut sm, rest).await;
     // Once it has applied as many events as the roster records, the
-    // replica itself is what counts.
+    // replica itself is what counts, and that roster is of no more use.
     assert_eq!(sm.read(|a| a.trusted().digest()), sm.digest());
     assert_ne!(sm.digest(), roster.digest());
+    assert!(!sm.trust_roster(&roster).expect("roster"));
+    assert_eq!(sm.read(|a| a.trusted().digest()), sm.digest());
 }
 
 /// The newest write-ahead log file of a store.

@@ -247,9 +247,21 @@ pub fn members_view<'a>(
     roster: Option<&'a crate::State>,
 ) -> &'a crate::State {
     match roster {
-        Some(roster) if roster.events() > replica.events() => roster,
+        Some(roster) if supersedes(roster, replica) => roster,
         _ => replica,
     }
+}
+
+/// Whether `roster`, member records a member sent, is a newer word on who
+/// the members are than `view` (what this replica goes by,
+/// [`members_view`]): it is further along the event chain. A member that
+/// was away while a node was added and elected comes back to a leader its
+/// replica does not list; it asks the members it knows for their roster
+/// and keeps one that supersedes its view (checked first with
+/// [`check_roster`]). One that does not is of no use: its replica, or the
+/// roster it keeps, knows as much.
+pub fn supersedes(roster: &crate::State, view: &crate::State) -> bool {
+    roster.events() > view.events()
 }
 
 /// Whether `roster` (`State::roster`, handed to joining node `me` with the

@@ -2485,6 +2485,43 @@ fn a_joiner_checks_peers_against_the_newer_of_its_replica_and_its_roster() {
     assert_eq!(peer_standing(view, NodeId(2), &pin2), PeerStanding::Retired);
 }
 
+/// Node 3, away while node 2 was added and elected, comes back to a
+/// leader its replica does not list. It takes a member's roster only when
+/// that roster is further along the chain than what it goes by, and
+/// recorded as its own (`check_roster`); then node 2 is a member to it.
+#[test]
+fn a_member_back_from_away_takes_only_a_roster_further_along_than_its_view() {
+    use hsm_state::authz::{check_roster, members_view, peer_standing, supersedes, PeerStanding};
+    let mut c = Cluster::activated();
+    c.by("admin", add_node(3)).result.unwrap();
+    let away = c.state.clone();
+    c.by("admin", add_node(2)).result.unwrap();
+    let roster = c.state.roster();
+    let pin2 = node_record(2).transport_key;
+    let me = node_record(3);
+
+    assert_eq!(
+        peer_standing(&away, NodeId(2), &pin2),
+        PeerStanding::NotMember
+    );
+    assert!(supersedes(&roster, &away));
+    let cluster = roster.cluster().expect("cluster").cluster_id;
+    check_roster(&roster, cluster, me.id, &me.signing_key, &pin2)
+        .expect("a roster of its own cluster");
+    let view = members_view(&away, Some(&roster));
+    assert_eq!(peer_standing(view, NodeId(2), &pin2), PeerStanding::Member);
+
+    // A roster no further along than the view (its own replica, a member
+    // as far behind) is of no use; nor is one older than a roster it keeps.
+    assert!(!supersedes(&away.roster(), &away));
+    assert!(!supersedes(&away.roster(), view));
+    // A roster that no longer records it (removed while away) is refused.
+    c.by("admin", remove_node(3)).result.unwrap();
+    let without_me = c.state.roster();
+    assert!(supersedes(&without_me, view));
+    assert!(check_roster(&without_me, cluster, me.id, &me.signing_key, &pin2).is_err());
+}
+
 #[test]
 fn founding_members_need_distinct_tls_keys() {
     let mut twin = node_record(2);

@@ -183,7 +183,13 @@ pub async fn serve_raft_stream(
     // Who it is decides, before anything is read, how much it may send and
     // how long it may take: a node that is no member (a removed one, one of
     // another cluster on the same CA) holds no member's allowance.
-    let (max, timeout) = if is_member(raft, domain, identity) {
+    let (standing, member) = member_standing(raft, domain, identity);
+    if standing == PeerStanding::NotMember {
+        // Or one added while this node was away: ask the members it knows
+        // (`crate::roster`).
+        handlers.strangers.notify_one();
+    }
+    let (max, timeout) = if member {
         (handlers.max_raft_frame, MEMBER_READ_TIMEOUT)
     } else {
         (MAX_STRANGER_FRAME_BYTES, STRANGER_READ_TIMEOUT)
@@ -351,16 +357,10 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
     }
 }
 
-/// Whether `peer` counts as a member for what it may send: a member of the
-/// replica's records with the key they pin, or, before this replica
-/// records a cluster, a node of Raft's membership (or anyone, while that
-/// is empty).
-fn is_member(raft: &super::Raft, domain: Option<&DomainSource>, peer: PeerIdentity) -> bool {
-    member_standing(raft, domain, peer).1
-}
-
-/// `peer`'s standing in the replica, and whether it counts as a member
-/// ([`is_member`]).
+/// `peer`'s standing in the replica, and whether it counts as a member for
+/// what it may send: a member of the replica's records with the key they
+/// pin, or, before this replica records a cluster, a node of Raft's
+/// membership (or anyone, while that is empty).
 fn member_standing(
     raft: &super::Raft,
     domain: Option<&DomainSource>,

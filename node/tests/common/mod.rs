@@ -162,6 +162,8 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
                 total: 4096,
                 per_address: 256,
             },
+            // No task asks members for a roster in these in-process nodes.
+            strangers: Arc::default(),
         },
     );
     let writer = Writer::new(raft.clone(), proposer.clone(), network);
