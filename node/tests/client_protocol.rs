@@ -68,14 +68,22 @@ async fn nothing_waits_for_an_index_nobody_has_seen() {
     let conn = connect(&cluster).await;
     let far = u64::MAX / 2;
     let soon = Duration::from_secs(5);
+    // Well-formed (version 2) but issued by no one: this node cannot tell
+    // it from a session of a generation it has not applied yet, so it
+    // goes as far as the index check.
     let forged = Some(Secret::new(vec![2u8; 130]));
-    for session in [None, forged] {
-        let (r, took) = timed(&conn, session, far, Operation::Random { len: 8 }).await;
-        let e = r.result.expect_err("refused");
-        assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
-        assert!(e.message.contains("min_index"), "{e}");
-        assert!(took < soon, "answered after {took:?}");
-    }
+    let (r, took) = timed(&conn, forged, far, Operation::Random { len: 8 }).await;
+    let e = r.result.expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
+    assert!(e.message.contains("min_index"), "{e}");
+    assert!(took < soon, "answered after {took:?}");
+    // Without a session, refused before that.
+    let (r, took) = timed(&conn, None, far, Operation::Random { len: 8 }).await;
+    assert_eq!(
+        r.result.expect_err("refused").kind,
+        ErrorKind::Unauthenticated
+    );
+    assert!(took < soon, "answered after {took:?}");
     let login = Operation::Login {
         username: procs::user("admin"),
         password: "not-the-password".into(),
@@ -97,11 +105,22 @@ async fn nothing_waits_for_an_index_nobody_has_seen() {
     let mut asks = tokio::task::JoinSet::new();
     for _ in 0..200 {
         let conn = conn.clone();
-        asks.spawn(async move { timed(&conn, None, far, Operation::Random { len: 8 }).await });
+        asks.spawn(async move {
+            let login = Operation::Login {
+                username: procs::user("admin"),
+                password: "not-the-password".into(),
+            };
+            timed(&conn, None, far, login).await
+        });
     }
     while let Some(done) = asks.join_next().await {
         let (r, _) = done.expect("joined");
-        assert_eq!(r.result.expect_err("refused").kind, ErrorKind::InvalidInput);
+        let e = r.result.expect_err("refused");
+        // Refused for the index, or at once for the address's share.
+        assert!(
+            e.kind == ErrorKind::InvalidInput || e.message.contains("from this address"),
+            "{e}"
+        );
     }
     assert!(
         start.elapsed() < soon,
@@ -334,5 +353,147 @@ async fn a_login_flood_from_one_address_leaves_others_their_logins() {
     assert!(
         refused_at_once.load(Ordering::Relaxed) > 0,
         "the flood was never refused at once"
+    );
+}
+
+/// The session token was checked only after the request had waited for
+/// the node to catch up with the leader (issue 13): with the quorum gone,
+/// a request with no token, or with bytes that are no token, parked a task
+/// for its whole deadline, however many a stranger sent. Now what this
+/// node can judge false before any wait is refused at once: no token, a
+/// malformed one (a session a rotation ended, too). A well-formed token it
+/// cannot verify (forged, or issued under a domain key generation it has
+/// not applied yet) waits like a password check, within its address's
+/// share, and the rest of that address's are refused at once. Then, with
+/// the quorum back, a flood of forged sessions from one address leaves a
+/// user at another its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_this_node_can_prove_false_is_refused_before_anything_waits() {
+    use hsm_proto::client::Reply;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    const PASSWORD: &str = "admin-password-judged";
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    drop(cluster.activate(PASSWORD).await);
+    let (user_side, addr) = endpoint_at(&cluster, "127.0.0.3");
+    let user_conn = user_side
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("the user connects");
+    let login = Operation::Login {
+        username: procs::user("admin"),
+        password: Secret::new(PASSWORD.as_bytes().to_vec()),
+    };
+    let token = match timed(&user_conn, None, 0, login).await.0.result {
+        Ok(Reply::LoggedIn { token, .. }) => token,
+        other => panic!("admin cannot log in: {other:?}"),
+    };
+
+    // Node 1 alone can confirm nothing with a leader.
+    cluster.kill(2);
+    cluster.kill(3);
+    // Past its read lease (3/4 of the 500 ms election timeout).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (stranger, _) = endpoint_at(&cluster, "127.0.0.2");
+    let conn = stranger
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("the stranger connects");
+    let at_once = Duration::from_secs(2);
+    let random = || Operation::Random { len: 8 };
+    for (what, session) in [
+        ("no token", None),
+        ("not a token", Some(Secret::new(vec![9u8; 130]))),
+        ("a token cut short", Some(Secret::new(vec![2u8; 20]))),
+    ] {
+        let (r, took) = timed(&conn, session, 0, random()).await;
+        let e = r.result.expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::Unauthenticated, "{what}: {e}");
+        assert!(took < at_once, "{what}: answered after {took:?}");
+    }
+    // Forty forged sessions at once: four wait (until their deadline, as
+    // nothing can be confirmed), the other 36 are refused at once.
+    let forged = Secret::new(vec![2u8; 130]);
+    let mut asks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (conn, forged) = (conn.clone(), forged.clone());
+        asks.spawn(
+            async move { timed(&conn, Some(forged), 0, Operation::Random { len: 8 }).await },
+        );
+    }
+    let (mut waited, mut refused) = (0, 0);
+    while let Some(done) = asks.join_next().await {
+        let (r, took) = done.expect("joined");
+        let e = r.result.expect_err("refused");
+        if e.message.contains("from this address") {
+            assert!(took < at_once, "refused after {took:?}: {e}");
+            refused += 1;
+        } else {
+            assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+            waited += 1;
+        }
+    }
+    assert_eq!((waited, refused), (4, 36), "waited and refused at once");
+
+    // The quorum back, a flood of forged sessions from 127.0.0.2 (4
+    // connections, 100 requests in flight on each) beside the user's.
+    cluster.start_node(2);
+    cluster.start_node(3);
+    cluster.wait_ready().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let conn = stranger
+            .connect(addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("the flood connects");
+        for _ in 0..100 {
+            let (conn, stop, sent, forged) =
+                (conn.clone(), stop.clone(), sent.clone(), forged.clone());
+            tasks.push(tokio::spawn(async move {
+                // Bounded: the test stops it after seconds.
+                for _ in 0..10_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let _ =
+                        timed(&conn, Some(forged.clone()), 0, Operation::Random { len: 8 }).await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let list = Operation::ListUsers {
+            after: None,
+            limit: 10,
+        };
+        let (r, took) = timed(&user_conn, Some(token.clone()), 0, list).await;
+        assert!(
+            r.result.is_ok(),
+            "the user's request beside the flood: {r:?}"
+        );
+        slowest = slowest.max(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+    }
+    println!(
+        "user's slowest of 20 requests beside the flood: {slowest:?} ({} forged sent)",
+        sent.load(Ordering::Relaxed)
+    );
+    assert!(sent.load(Ordering::Relaxed) > 400, "the flood hardly ran");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a user's request took {slowest:?}"
     );
 }

@@ -266,21 +266,40 @@ impl Service {
         }
         // Password work takes a part of its address's share first, before
         // it waits for anything or reserves a login attempt.
-        let _share = if does_password_work(&op) {
+        if let Operation::Login { username, password } = op {
+            let _share = self.shares.take(source)?;
+            self.check_fresh()?;
+            let time = self.linearize(min_index, deadline).await?;
+            return self
+                .login(request_id, username, password, time, deadline)
+                .await;
+        }
+        // The session is judged as far as this replica can before anything
+        // waits: no token, a malformed one, or one a rotation ended is
+        // refused at once (a stranger parks nothing); one authentic under
+        // no generation this node holds (forged, or issued under one it
+        // has not applied yet) waits like a password check, within its
+        // address's share.
+        let token = session.ok_or_else(|| {
+            ClientError::new(ErrorKind::Unauthenticated, "log in first: no session token")
+        })?;
+        let standing = self
+            .state(|s| session::judge(&self.keyring, s, token.expose()))
+            .map_err(|e| unproven(session::Unproven::Token(e)))?;
+        if standing == session::Standing::Ended {
+            return if matches!(op, Operation::Logout { .. }) {
+                Ok(Reply::Done)
+            } else {
+                Err(unproven(session::Unproven::Ended))
+            };
+        }
+        let _share = if does_password_work(&op) || standing == session::Standing::Unknown {
             Some(self.shares.take(source)?)
         } else {
             None
         };
         self.check_fresh()?;
         let time = self.linearize(min_index, deadline).await?;
-        if let Operation::Login { username, password } = op {
-            return self
-                .login(request_id, username, password, time, deadline)
-                .await;
-        }
-        let token = session.ok_or_else(|| {
-            ClientError::new(ErrorKind::Unauthenticated, "log in first: no session token")
-        })?;
         let caller = match self.session_of(token.expose(), time) {
             Ok(caller) => caller,
             // Logging out of a session that has ended already (a retry whose

@@ -54,7 +54,8 @@ impl SourceShares {
         let n = held.entry(source).or_insert(0);
         if *n >= self.per_source {
             return Err(ClientError::unavailable(format!(
-                "node {} is checking {} passwords from this address already; try again",
+                "node {} has {} requests from this address waiting to be checked already \
+                 (passwords, or sessions it cannot judge yet); try again",
                 self.node, self.per_source
             )));
         }
