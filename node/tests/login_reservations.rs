@@ -296,6 +296,24 @@ async fn logins_orphaned_by_a_killed_node_expire_and_the_only_officer_logs_in_ag
         .expect_err("five attempts in progress hold further ones back");
     assert!(refused.is_transient(), "{refused}");
     assert!(refused.to_string().contains("in progress"), "{refused}");
+    // And costs the cluster no Raft entry (each used to write a
+    // reservation that `apply` then refused, issue 13): five more
+    // attempts, each sent again by the SDK for a second, write nothing.
+    admin_info(&admin).await.expect("list users");
+    let before = admin.applied_index();
+    for _ in 0..5 {
+        admin
+            .with_deadline(Duration::from_secs(1))
+            .login(user("admin"), ADMIN_PW)
+            .await
+            .expect_err("five attempts in progress hold further ones back");
+    }
+    admin_info(&admin).await.expect("list users");
+    let written = admin.applied_index() - before;
+    assert!(
+        written < 5,
+        "5 attempts against a user with five in progress wrote {written} entries"
+    );
 
     // The follower comes back meanwhile; it has nothing to finish.
     cluster.start_node(follower);

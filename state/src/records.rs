@@ -365,6 +365,24 @@ impl User {
         !self.locked && pending > 0 && self.failures.saturating_add(pending) >= MAX_FAILED_LOGINS
     }
 
+    /// Why a new login attempt (one not reserved yet) is refused at leader
+    /// time `now_ms`, if it is: the user is locked (flagged, or at the
+    /// limit of failures with none in progress), or at the limit with
+    /// attempts still being checked. `apply` answers such an attempt's
+    /// `LoginFailed` the same way (or, at the limit with none in progress,
+    /// locks the user, after which this says locked), so a node asks this
+    /// of its caught-up replica and refuses without a Raft entry: guesses
+    /// against a locked or busy user cost the cluster nothing.
+    pub fn refuses_new_attempt(&self, now_ms: u64) -> Option<Rejection> {
+        if self.is_locked() {
+            Some(Rejection::Locked(self.username.clone()))
+        } else if self.logins_busy(now_ms) {
+            Some(Rejection::LoginsInProgress(self.username.clone()))
+        } else {
+            None
+        }
+    }
+
     /// Drops the reservations that no longer count at leader time
     /// `now_ms`.
     pub fn drop_expired_reservations(&mut self, now_ms: u64) {

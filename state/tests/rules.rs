@@ -952,6 +952,43 @@ fn a_copy_of_a_login_attempt_is_that_attempt() {
     assert_eq!(outcome(&c, attempt), Some(LoginOutcome::Refused));
 }
 
+/// A node refuses a new login attempt from its caught-up replica, without
+/// writing its reservation, exactly when `apply` would refuse that
+/// reservation (or lock the user with it): `User::refuses_new_attempt`.
+#[test]
+fn a_new_attempt_is_refused_before_its_reservation_as_apply_would() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let refused = |c: &Cluster| {
+        c.state
+            .user(&user("bob"))
+            .expect("bob")
+            .refuses_new_attempt(c.now_ms())
+    };
+    // Room for attempts: none refused, and apply reserves one.
+    c.fail_logins("bob", 3);
+    assert_eq!(refused(&c), None);
+    let checking = c.reserve_login(1, "bob");
+    assert_eq!(refused(&c), None);
+    let last = c.reserve_login(1, "bob");
+    // At the limit with attempts in progress: in progress, as apply says.
+    assert_eq!(refused(&c), Some(Rejection::LoginsInProgress(user("bob"))));
+    let (_, a) = c.try_reserve_login(1, "bob");
+    assert_eq!(a.result, Err(Rejection::LoginsInProgress(user("bob"))));
+    // Both fail: locked, as apply has it.
+    c.by_node(1, login_rejected("bob", checking))
+        .result
+        .unwrap();
+    c.by_node(1, login_rejected("bob", last)).result.unwrap();
+    assert_eq!(refused(&c), Some(Rejection::Locked(user("bob"))));
+    let (_, a) = c.try_reserve_login(1, "bob");
+    assert!(
+        matches!(a.result, Err(Rejection::Locked(_)))
+            || c.state.user(&user("bob")).expect("bob").locked,
+        "{:?}",
+        a.result
+    );
+}
+
 /// While other attempts of the user are being checked at the limit, an
 /// attempt is refused as in progress, and that refusal is not its outcome:
 /// sent again once they are answered, it is reserved.

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use hsm_proto::client::{ClientError, ErrorKind, Reply, Secret, UserInfo, MAX_PAGE};
-use hsm_proto::{Actor, EventBody, RequestId, Role, Username};
+use hsm_proto::{Actor, EventBody, Rejection, RequestId, Role, Username};
 use tokio::time::Instant;
 
 use super::{Ctx, Outcome, Service, LOGIN_OUTCOME_DEADLINE};
@@ -168,7 +168,7 @@ impl Service {
         deadline: Instant,
     ) -> Outcome {
         let Some(user) = self
-            .reserve_check(&username, &password, request_id, deadline)
+            .reserve_check(&username, &password, request_id, time.now_ms(), deadline)
             .await?
         else {
             return Err(login_failed());
@@ -243,11 +243,12 @@ impl Service {
         &self,
         username: &Username,
         password: Secret,
+        time: ClusterTime,
         deadline: Instant,
     ) -> Result<Option<PasswordCheck>, ClientError> {
         let reservation = random_request_id();
         let Some(user) = self
-            .reserve_check(username, &password, reservation, deadline)
+            .reserve_check(username, &password, reservation, time.now_ms(), deadline)
             .await?
         else {
             return Ok(None);
@@ -271,19 +272,31 @@ impl Service {
         username: &Username,
         password: &Secret,
         reservation: RequestId,
+        now_ms: u64,
         deadline: Instant,
     ) -> Result<Option<User>, ClientError> {
         // The replica is caught up (the request passed the read barrier):
-        // a locked user (flagged, or at the limit of failures) is refused
-        // here, without a Raft entry, so guesses against it cost the
-        // cluster nothing and push no remembered outcome out. (`apply`
-        // refuses the attempt anyway.)
-        let (known, locked) = self.state(|s| {
-            s.user(username)
-                .map_or((false, false), |u| (true, u.is_locked()))
+        // a new attempt against a locked user, or one at the limit with
+        // attempts in progress, is refused here, without a Raft entry, so
+        // guesses against it cost the cluster nothing and push no
+        // remembered outcome out. (`apply` refuses the attempt anyway.) A
+        // copy of an attempt already reserved goes on: its write is
+        // answered as the attempt's.
+        let reserve = EventBody::LoginFailed {
+            username: username.clone(),
+        };
+        let (known, refused) = self.state(|s| {
+            let new = s
+                .same_request(reservation, &Actor::Node(self.node), &reserve)
+                .is_none();
+            s.user(username).map_or((false, None), |u| {
+                (true, u.refuses_new_attempt(now_ms).filter(|_| new))
+            })
         });
-        if locked {
-            return Err(locked_error(username));
+        match refused {
+            Some(Rejection::Locked(_)) => return Err(locked_error(username)),
+            Some(rejection) => return Err(rejection.into()),
+            None => {}
         }
         if !known {
             let password = password.clone();
@@ -295,15 +308,7 @@ impl Service {
             return Ok(None);
         }
         let reserved = self
-            .write_as(
-                reservation,
-                Actor::Node(self.node),
-                None,
-                EventBody::LoginFailed {
-                    username: username.clone(),
-                },
-                deadline,
-            )
+            .write_as(reservation, Actor::Node(self.node), None, reserve, deadline)
             .await;
         match reserved {
             Ok(_) => {}
@@ -418,7 +423,7 @@ impl Service {
         }
         let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
         let Some(check) = self
-            .check_password(&username, current, ctx.deadline)
+            .check_password(&username, current, ctx.time, ctx.deadline)
             .await?
         else {
             return Err(ClientError::new(
