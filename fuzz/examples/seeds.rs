@@ -415,8 +415,13 @@ heartbeat_interval_ms = 100
 "#;
 
 fn snapshots() -> Vec<Vec<u8>> {
+    let snapshot = hsm_raft_store::encode_snapshot(initialized()).unwrap();
+    // As a backup holds it: inside the payload with a material key.
+    let key = hsm_node::secrets::MaterialKey::from_bytes(0, zeroize::Zeroizing::new([7; 32]));
+    let payload = hsm_node::backup::encode_payload(&[key], &snapshot).unwrap();
     vec![
-        hsm_raft_store::encode_snapshot(initialized()).unwrap(),
+        payload.to_vec(),
+        snapshot,
         hsm_raft_store::encode_snapshot(&hsm_state::State::new()).unwrap(),
     ]
 }

@@ -134,10 +134,31 @@ pub fn node_config(data: &[u8]) {
 }
 
 /// Snapshot data, as a member installs it from a peer (after the
-/// sender's seal) and a restore reads it from a backup: a snapshot that
-/// decodes is the state its header promises, and encodes to one that
-/// decodes to that state again.
+/// sender's seal), and a backup's plaintext, the payload (material keys)
+/// around a snapshot, as a restore reads it: a payload that decodes
+/// encodes back to the same bytes; a snapshot that decodes is the state
+/// its header promises, and encodes to one that decodes to that state
+/// again.
 pub fn snapshot(data: &[u8]) {
+    // A backup's plaintext: the payload (the material keys of each domain
+    // key generation) around the snapshot.
+    if let Ok((keys, inner)) = hsm_node::backup::decode_payload(data) {
+        let generations: Vec<u32> = keys.keys().copied().collect();
+        let keys: Vec<_> = keys.into_values().collect();
+        let again = hsm_node::backup::encode_payload(&keys, inner).expect("a payload encodes");
+        let (back, rest) =
+            hsm_node::backup::decode_payload(&again).expect("an encoded payload decodes");
+        assert_eq!(
+            (back.keys().copied().collect::<Vec<_>>(), rest),
+            (generations, inner),
+            "a backup payload changed in a round trip"
+        );
+        snapshot_data(inner);
+    }
+    snapshot_data(data);
+}
+
+fn snapshot_data(data: &[u8]) {
     let Ok(state) = hsm_raft_store::decode_snapshot(data) else {
         return;
     };
