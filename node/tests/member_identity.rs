@@ -488,7 +488,9 @@ async fn a_snapshot_needs_the_signature_of_the_member_that_sends_it() {
 /// a removed member is the same) announces a 32 MiB frame on a member
 /// stream and sends nothing more: before, the node read it with a
 /// member's allowance and no deadline, holding the stream (and its buffer)
-/// for as long as the stranger liked. It is answered at once now.
+/// for as long as the stranger liked. It is answered at once now; and a
+/// frame it may send, never sent, within the stranger's deadline (this
+/// part fails with the deadline raised to a minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_cannot_hold_a_member_stream_open() {
     let cluster = Cluster::start(3);
@@ -497,15 +499,55 @@ async fn a_stranger_cannot_hold_a_member_stream_open() {
     let rogue = second_cluster_on_the_same_ca(&cluster, 9, work.path());
     let reply = answer_to_header(&cluster, &rogue, 32 << 20).await;
     assert!(matches!(reply, RaftReply::BadRequest(_)), "{reply:?}");
+
+    // A frame within a stranger's 4 KiB, never sent: given up after the
+    // stranger's 5 s, not a member's 30 s (or never). A hundred such
+    // streams at once, and a user is answered beside them.
+    let rogue = std::sync::Arc::new(rogue);
+    let mut stalls = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (cert, addr, ca) = (rogue.clone(), cluster.member_address(1), ca_pem(&cluster));
+        stalls.spawn(async move {
+            let started = std::time::Instant::now();
+            let reply = header_only(&addr, &ca, &cert, 1_000).await;
+            (reply, started.elapsed())
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let alice = cluster.client().await;
+    let started = std::time::Instant::now();
+    alice
+        .cluster_info()
+        .await
+        .expect("a user beside the stalled streams");
+    let beside = started.elapsed();
+    while let Some(done) = stalls.join_next().await {
+        let (reply, took) = done.expect("joined");
+        assert!(
+            matches!(reply, RaftReply::BadRequest(ref m) if m.contains("within")),
+            "{reply:?}"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "a stalled stream held for {took:?}"
+        );
+    }
+    println!("a user's request beside 100 stalled member streams: {beside:?}");
+    assert!(beside < Duration::from_secs(5), "a user waited {beside:?}");
 }
 
 /// What node 1 of `cluster` answers a peer holding `cert` that opens a
 /// member stream and announces a frame of `len` bytes, sending nothing
 /// more (within 10 s: it must not wait for the frame).
 async fn answer_to_header(cluster: &Cluster, cert: &NodeCert, len: u32) -> RaftReply {
-    let addr: std::net::SocketAddr = cluster.member_address(1).parse().expect("addr");
-    let endpoint = client_endpoint(addr, node_client_tls(&ca_pem(cluster), cert).expect("tls"))
-        .expect("endpoint");
+    header_only(&cluster.member_address(1), &ca_pem(cluster), cert, len).await
+}
+
+/// [`answer_to_header`], of the node at `address` under the CA `ca`.
+async fn header_only(address: &str, ca: &str, cert: &NodeCert, len: u32) -> RaftReply {
+    let addr: std::net::SocketAddr = address.parse().expect("addr");
+    let endpoint =
+        client_endpoint(addr, node_client_tls(ca, cert).expect("tls")).expect("endpoint");
     let conn = endpoint
         .connect(addr, SERVER_NAME)
         .expect("connect")
