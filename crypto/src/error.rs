@@ -88,6 +88,11 @@ pub enum CryptoError {
     )]
     ReservedLabel,
 
+    /// A new key pair failed its pairwise consistency test (FIPS 140-3): the
+    /// module must stop serving cryptography.
+    #[error("the pairwise consistency test of a new {0} key failed")]
+    PairwiseInconsistent(KeySpec),
+
     /// The underlying crypto library refused an operation that the checks
     /// before it had accepted. Not expected to happen; names the step.
     #[error("crypto library failure in {0}")]

@@ -68,6 +68,16 @@ impl KeyMaterial {
         LoadedKey::generate(spec).map(LoadedKey::into_material)
     }
 
+    /// [`KeyMaterial::generate`], with the pairwise consistency test made
+    /// to fail when `corrupt` ([`LoadedKey::generate_corrupting`]).
+    ///
+    /// # Errors
+    /// As [`KeyMaterial::generate`]; [`CryptoError::PairwiseInconsistent`]
+    /// when a key pair fails the test.
+    pub fn generate_corrupting(spec: KeySpec, corrupt: bool) -> Result<Self> {
+        LoadedKey::generate_corrupting(spec, corrupt).map(LoadedKey::into_material)
+    }
+
     /// Imports plaintext material as a key of `spec`: raw bytes for AES and
     /// generic secrets (exactly the spec's length), unencrypted PKCS#8 DER
     /// (v1 or v2) for private keys. The result is re-encoded canonically.

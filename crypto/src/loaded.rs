@@ -136,8 +136,19 @@ impl LoadedKey {
     /// [`CryptoError::UnsupportedKeySpec`] for a size the cluster does not
     /// support; [`CryptoError::Internal`] if the library fails.
     pub fn generate(spec: KeySpec) -> Result<Self> {
+        Self::generate_corrupting(spec, false)
+    }
+
+    /// [`LoadedKey::generate`], with the pairwise consistency test's check
+    /// made to fail when `corrupt` (a test's way to show what a failure
+    /// does, as [`crate::self_test::run_corrupting`] for known answers).
+    ///
+    /// # Errors
+    /// As [`LoadedKey::generate`]; [`CryptoError::PairwiseInconsistent`]
+    /// when a key pair fails the test.
+    pub fn generate_corrupting(spec: KeySpec, corrupt: bool) -> Result<Self> {
         let key = Self::make(spec)?;
-        key.pairwise_consistent()?;
+        key.pairwise_consistent(corrupt)?;
         Ok(key)
     }
 
@@ -145,10 +156,15 @@ impl LoadedKey {
     /// signature made with its private half verifies with its public half
     /// (RSA, ECDSA, Ed25519); an X25519 agreement with a fresh peer gives
     /// both sides one secret. Symmetric keys have nothing to test.
-    fn pairwise_consistent(&self) -> Result<()> {
+    /// `corrupt` checks against another message (or secret), so a key
+    /// pair fails.
+    fn pairwise_consistent(&self, corrupt: bool) -> Result<()> {
         const MESSAGE: &[u8] = b"hsm-cluster pairwise consistency test";
-        let failed = || CryptoError::Internal("pairwise consistency test failed");
-        let mechanism = match self.spec() {
+        const OTHER: &[u8] = b"hsm-cluster pairwise consistency tesT";
+        let checked = if corrupt { OTHER } else { MESSAGE };
+        let spec = self.spec();
+        let failed = || CryptoError::PairwiseInconsistent(spec);
+        let mechanism = match spec {
             KeySpec::Rsa { .. } => SignMechanism::RsaPssSha256,
             KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::EcSecp256k1 => SignMechanism::EcdsaSha256,
             KeySpec::Ed25519 => SignMechanism::Ed25519,
@@ -160,7 +176,7 @@ impl LoadedKey {
                 );
                 let out = KeySpec::GenericSecret { bytes: 32 };
                 let a = self.derive(DeriveMechanism::EcdhBlake3, theirs, MESSAGE, out)?;
-                let b = peer.derive(DeriveMechanism::EcdhBlake3, ours, MESSAGE, out)?;
+                let b = peer.derive(DeriveMechanism::EcdhBlake3, ours, checked, out)?;
                 return if a.secret() == b.secret() {
                     Ok(())
                 } else {
@@ -171,7 +187,7 @@ impl LoadedKey {
         };
         let public = self.public_key().ok_or_else(failed)?;
         let signature = self.sign(mechanism, MESSAGE)?;
-        if public.verify(mechanism, MESSAGE, &signature)? {
+        if public.verify(mechanism, checked, &signature)? {
             Ok(())
         } else {
             Err(failed())

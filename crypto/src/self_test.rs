@@ -17,8 +17,9 @@
 //! tested both ways with a fixed IV.
 //!
 //! Every key pair generated passes a pairwise consistency test before it is
-//! returned (`LoadedKey::generate`); the last self-test generates pairs of
-//! each kind of test.
+//! returned (`LoadedKey::generate`; a failure is
+//! [`CryptoError::PairwiseInconsistent`], after which a node serves no
+//! cryptography); the last self-test generates pairs of each kind of test.
 //!
 //! Not tested here: the node's own cryptography that serves no client
 //! operation (AES-GCM-SIV sealing of its store and files, Ed25519 event
@@ -356,6 +357,28 @@ mod tests {
             assert_eq!(failure.test, test);
             assert!(failure.to_string().contains(test), "{failure}");
         }
+    }
+
+    #[test]
+    fn a_key_pair_that_fails_its_pairwise_test_is_not_returned() {
+        for spec in [
+            KeySpec::EcP256,
+            KeySpec::Ed25519,
+            KeySpec::X25519,
+            KeySpec::Rsa { bits: 2048 },
+        ] {
+            assert!(
+                LoadedKey::generate_corrupting(spec, false).is_ok(),
+                "{spec}"
+            );
+            assert_eq!(
+                LoadedKey::generate_corrupting(spec, true).err(),
+                Some(CryptoError::PairwiseInconsistent(spec)),
+                "{spec}"
+            );
+        }
+        // A symmetric key has no pair to test.
+        assert!(LoadedKey::generate_corrupting(KeySpec::Aes { bits: 256 }, true).is_ok());
     }
 
     #[test]

@@ -144,9 +144,21 @@ impl Service {
     ) -> Outcome {
         let provenance = KeyProvenance::generated(&attributes);
         check_new_key(spec, &attributes, &provenance)?;
-        let material = blocking(move || KeyMaterial::generate(spec))
-            .await?
-            .map_err(crypto_err)?;
+        let corrupt = self.corrupt_key_pairs;
+        let material =
+            match blocking(move || KeyMaterial::generate_corrupting(spec, corrupt)).await? {
+                Ok(material) => material,
+                Err(e @ hsm_crypto::CryptoError::PairwiseInconsistent(_)) => {
+                    // FIPS 140-3: a failed conditional self-test puts the
+                    // module in its error state.
+                    self.fail_crypto(e.to_string());
+                    return Err(ClientError::unavailable(format!(
+                        "node {} serves no cryptography: {e}; another node may",
+                        self.node
+                    )));
+                }
+                Err(e) => return Err(crypto_err(e)),
+            };
         self.create_key(ctx, material, attributes, provenance, unique_label)
             .await
     }

@@ -34,7 +34,7 @@ mod shares;
 mod users;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hsm_proto::client::{ClientError, ErrorKind, Operation, Reply, Request, Response, Secret};
@@ -119,11 +119,11 @@ pub struct ServiceParts {
 /// # Errors
 /// Which test failed and how, in words.
 pub fn power_on_self_tests() -> Result<(), String> {
-    #[cfg(debug_assertions)]
-    let corrupt = std::env::var("HSM_SELF_TEST_CORRUPT").ok();
-    #[cfg(not(debug_assertions))]
-    let corrupt: Option<String> = None;
-    match hsm_crypto::self_test::run_corrupting(corrupt.as_deref()) {
+    let corrupt = hsm_crypto::self_test::SELF_TESTS
+        .iter()
+        .copied()
+        .find(|test| corrupting(test));
+    match hsm_crypto::self_test::run_corrupting(corrupt) {
         Ok(tests) => {
             tracing::info!(tests, "power-on self-tests passed");
             Ok(())
@@ -133,6 +133,12 @@ pub fn power_on_self_tests() -> Result<(), String> {
             Err(e.to_string())
         }
     }
+}
+
+/// Whether a debug build was asked (`HSM_SELF_TEST_CORRUPT`) to make
+/// self-test `test` fail; a release build never is.
+fn corrupting(test: &str) -> bool {
+    cfg!(debug_assertions) && std::env::var("HSM_SELF_TEST_CORRUPT").is_ok_and(|name| name == test)
 }
 
 /// Serves client requests on one node. Cheap to share (`Arc`).
@@ -154,7 +160,14 @@ pub struct Service {
     argon2_slots: tokio::sync::Semaphore,
     /// Each source address's share of that work ([`shares`]).
     shares: shares::SourceShares,
-    self_tests: Result<(), String>,
+    /// Why this node serves no cryptography, once a self-test failed: a
+    /// power-on test, or the pairwise consistency test of a key pair it
+    /// generated (FIPS 140-3's error state; it lasts until a restart).
+    crypto_failure: std::sync::OnceLock<String>,
+    /// A debug build's `HSM_SELF_TEST_CORRUPT=generated-key-pairs`: every
+    /// key pair generated fails its pairwise consistency test, so a test
+    /// can show what that does.
+    corrupt_key_pairs: bool,
 }
 
 impl std::fmt::Debug for Service {
@@ -197,8 +210,20 @@ impl Service {
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
             shares: shares::SourceShares::new(parts.node, parts.password_checks_per_address),
-            self_tests: parts.self_tests,
+            crypto_failure: parts
+                .self_tests
+                .err()
+                .map(OnceLock::from)
+                .unwrap_or_default(),
+            corrupt_key_pairs: corrupting("generated-key-pairs"),
         }
+    }
+
+    /// Puts the node in its error state: from now on it serves no
+    /// cryptography, and says `why`.
+    pub(crate) fn fail_crypto(&self, why: String) {
+        tracing::error!(%why, "a self-test failed: this node serves no cryptography until it restarts");
+        let _ = self.crypto_failure.set(why);
     }
 
     /// Serves one request from `source` (the client's address, as the
@@ -334,7 +359,7 @@ impl Service {
     async fn dispatch(&self, ctx: &Ctx, op: Operation) -> Outcome {
         use Operation as O;
         if uses_cryptography(&op) {
-            if let Err(why) = &self.self_tests {
+            if let Some(why) = self.crypto_failure.get() {
                 return Err(ClientError::unavailable(format!(
                     "node {} serves no cryptography: {why}; another node may",
                     self.node
