@@ -153,14 +153,9 @@ fn usable(label: &str) -> KeyAttributes {
     }
 }
 
-/// Key material is part of the request: an import (or a derivation, or an
-/// unwrap) sent again under a used request id with other material is
-/// another request and is refused, so the caller learns its material was
-/// not used; the same material again is a retry and gets the first key.
-/// On the previous code the other material was answered with the first
-/// key, as if imported, and nothing told the caller.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reused_request_id_with_other_key_material_is_refused() {
+/// A 3-node cluster, activated, with crypto user carol
+/// (`carol-password-1`); and admin's session.
+async fn with_carol() -> (Cluster, Secret) {
     let cluster = Cluster::start(3);
     cluster.wait_ready().await;
     drop(cluster.activate(ADMIN).await);
@@ -177,6 +172,18 @@ async fn a_reused_request_id_with_other_key_material_is_refused() {
         )
         .await;
     assert!(create.result.is_ok(), "{create:?}");
+    (cluster, admin)
+}
+
+/// Key material is part of the request: an import (or a derivation, or an
+/// unwrap) sent again under a used request id with other material is
+/// another request and is refused, so the caller learns its material was
+/// not used; the same material again is a retry and gets the first key.
+/// On the previous code the other material was answered with the first
+/// key, as if imported, and nothing told the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_request_id_with_other_key_material_is_refused() {
+    let (cluster, _) = with_carol().await;
     let carol = session(&cluster, 2, "carol", "carol-password-1").await;
     let import = |material: u8| Operation::ImportKey {
         spec: KeySpec::Aes { bits: 256 },
@@ -294,22 +301,7 @@ const KEYS_BEFORE_ROTATION: usize = 384;
 /// first attempt succeeded, is told its import failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_retried_while_a_rotation_rewraps_gets_the_first_key() {
-    let cluster = Cluster::start(3);
-    cluster.wait_ready().await;
-    drop(cluster.activate(ADMIN).await);
-    let admin = session(&cluster, 1, "admin", ADMIN).await;
-    let create = cluster
-        .ask(
-            1,
-            Some(&admin),
-            Operation::CreateUser {
-                username: user("carol"),
-                role: Role::Cu,
-                password: secret("carol-password-1"),
-            },
-        )
-        .await;
-    assert!(create.result.is_ok(), "{create:?}");
+    let (cluster, admin) = with_carol().await;
     let carol = session(&cluster, 1, "carol", "carol-password-1").await;
     let import = |material: &[u8]| Operation::ImportKey {
         spec: KeySpec::Aes { bits: 256 },

@@ -280,7 +280,8 @@ impl Service {
         // attempts in progress, is refused here, without a Raft entry, so
         // guesses against it cost the cluster nothing and push no
         // remembered outcome out. (`apply` refuses the attempt anyway.) A
-        // copy of an attempt already reserved goes on: its write is
+        // copy of an attempt already reserved is not held back by the
+        // attempts in progress, one of which is its own: its write is
         // answered as the attempt's.
         let reserve = EventBody::LoginFailed {
             username: username.clone(),
@@ -290,7 +291,10 @@ impl Service {
                 .same_request(reservation, &Actor::Node(self.node), &reserve)
                 .is_none();
             s.user(username).map_or((false, None), |u| {
-                (true, u.refuses_new_attempt(now_ms).filter(|_| new))
+                let refused = u
+                    .refuses_new_attempt(now_ms)
+                    .filter(|r| new || matches!(r, Rejection::Locked(_)));
+                (true, refused)
             })
         });
         match refused {
