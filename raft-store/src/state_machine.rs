@@ -81,7 +81,8 @@ pub struct StateMachineStore {
     record_key: Arc<[u8; 32]>,
     snapshot_seq: Arc<AtomicU64>,
     /// Serialises replacing the stored snapshot, so a slow build can never
-    /// overwrite a newer installed snapshot.
+    /// overwrite a newer installed snapshot, and reading it, so a reader
+    /// never mixes two.
     snapshot_lock: Arc<Mutex<()>>,
     applied_tx: Arc<watch::Sender<u64>>,
 }
@@ -247,7 +248,11 @@ impl StateMachineStore {
         self.db.write(b)
     }
 
+    /// The stored current snapshot, read whole: under the lock that
+    /// replacing it takes, so the metadata and the chunks are of the same
+    /// snapshot even while a new one is built on another task.
     fn read_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+        let _snapshot_guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(stored): Option<StoredSnapshotMeta> =
             self.db.get(cf::SNAPSHOT, SNAP_META, || "meta".into())?
         else {
