@@ -252,10 +252,12 @@ impl Client {
     /// # Errors
     /// [`Error::Server`] of kind `LoginFailed` (wrong current password),
     /// `Locked`, or `InvalidInput` (the new password breaks the policy),
-    /// or as [`Client::call`]. After `Unavailable` or a lost answer the
-    /// change may still have applied (a retry may then find the session
-    /// ended by the change itself, `Unauthenticated`): log in to find out
-    /// which password works.
+    /// or as [`Client::call`]. `LoginFailed` is definite: no copy of this
+    /// request changed the password (a copy checked after its own change
+    /// applied answers that change's outcome). After `Unavailable` or a
+    /// lost answer the change may still have applied (a retry may then
+    /// find the session ended by the change itself, `Unauthenticated`):
+    /// log in to find out which password works.
     pub async fn change_own_password(
         &self,
         current_password: impl Into<Secret>,

@@ -12,6 +12,8 @@
 
 mod procs;
 
+use std::time::Duration;
+
 use hsm_proto::client::{ErrorKind, Operation, Reply, Response, Secret};
 use hsm_proto::mechanism::{DeriveMechanism, EncryptMechanism};
 use hsm_proto::{KeyAttributes, KeyId, KeySpec, RequestId, Role};
@@ -646,5 +648,51 @@ async fn copies_checked_at_once_tell_one_check() {
             (tokens == 1 && wrong == 0) || tokens == 0,
             "round {round}: {answers:#?}"
         );
+    }
+}
+
+/// A client's own password change cut off on one node is sent again under
+/// its request id through another, and the first copy goes on where it
+/// stopped. That copy, checking the current password only after the
+/// retry's change applied, answered "wrong current password" for a change
+/// that was made, so the client believed its old password still held (the
+/// chaos run on e3aee1d: users p3-carol66 and p1-carol91, whose next login
+/// with the old password was refused). Now a copy whose check fails
+/// because its own request changed the password answers that request's
+/// outcome. The first copy is paused (SIGSTOP of its node) after it took
+/// the request, at a point that moves a little each round; a round where
+/// the pause misses the window passes either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_sent_again_while_its_first_copy_waits_is_that_change() {
+    let (cluster, _admin) = with_carol().await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|&n| n != leader).expect("a follower");
+    let mut current = "carol-password-1".to_string();
+    for round in 0..6u64 {
+        let carol = session(&cluster, leader, "carol", &current).await;
+        let next = format!("carol-password-round-{round}");
+        let change = Operation::ChangeOwnPassword {
+            current_password: secret(&current),
+            new_password: secret(&next),
+        };
+        let id = RequestId(rand::random());
+        let first = cluster.ask_once_as(follower, Some(&carol), id, change.clone());
+        let retry = async {
+            tokio::time::sleep(Duration::from_millis(15 * (round + 1))).await;
+            cluster.signal(follower, "STOP");
+            let answer = cluster
+                .ask_as(leader, Some(&carol), id, change.clone())
+                .await;
+            cluster.signal(follower, "CONT");
+            answer
+        };
+        let (first, retry) = tokio::join!(first, retry);
+        assert!(retry.result.is_ok(), "round {round}: the retry: {retry:?}");
+        assert!(
+            !failed_login(&first),
+            "round {round}: the first copy answered {first:?} for the change its retry made"
+        );
+        current = next;
+        drop(session(&cluster, follower, "carol", &current).await);
     }
 }

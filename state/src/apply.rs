@@ -110,6 +110,24 @@ impl State {
             .map(|r| self.is_retry_of(r, actor, body))
     }
 
+    /// The outcome remembered for `request_id` when `body` by `actor` is
+    /// that request again ([`State::same_request`]); `None` when the id is
+    /// new or names another request. What a copy of a request answers when
+    /// a check it made ahead of its write failed because the request itself
+    /// applied meanwhile (state only moves forward: look after the check).
+    #[must_use]
+    pub fn outcome_of(
+        &self,
+        request_id: RequestId,
+        actor: &Actor,
+        body: &EventBody,
+    ) -> Option<Result<(), Rejection>> {
+        self.requests
+            .get(&request_id)
+            .filter(|r| self.is_retry_of(r, actor, body))
+            .map(|r| r.result.clone())
+    }
+
     /// Whether `body` by `actor` is the request remembered as `prior`
     /// again: the same intent ([`request_fingerprint`]) and, for key
     /// material the caller gave, the same material ([`State::same_material`]).

@@ -2613,3 +2613,49 @@ fn a_key_wrapped_out_counts_as_known_outside_from_then_on() {
         "{p:?}"
     );
 }
+
+/// A copy of a password change whose check of the current password fails
+/// after the change itself applied (a client's retry made it through
+/// another node) answers the change's outcome: the state tells that copy
+/// its request was applied, and nothing about another request or another
+/// user's request under that id.
+#[test]
+fn a_request_applied_meanwhile_gives_its_outcome_to_its_other_copies() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu)]);
+    let check = c.reserve_login(1, "bob");
+    let request = c.next_request_id();
+    let change = c.event_with_id(request, as_user("bob"), own_pw("bob", HASH2, check));
+    let signed = c.sign(change);
+    assert_eq!(c.apply(&signed).result, Ok(()));
+
+    // Another copy carries another new password and no reservation of its
+    // own yet: it is the same request all the same.
+    let copy = own_pw("bob", "", RequestId([0; 16]));
+    assert_eq!(
+        c.state.outcome_of(request, &as_user("bob"), &copy),
+        Some(Ok(()))
+    );
+    assert_eq!(c.state.outcome_of(request, &as_user("carol"), &copy), None);
+    assert_eq!(
+        c.state
+            .outcome_of(request, &as_user("bob"), &aes_key(9, "other", false)),
+        None
+    );
+    let unknown = c.next_request_id();
+    assert_eq!(c.state.outcome_of(unknown, &as_user("bob"), &copy), None);
+
+    // A refused request's copies are told its refusal.
+    let refused = c.next_request_id();
+    let late = c.event_with_id(refused, as_user("carol"), own_pw("carol", HASH2, check));
+    let signed = c.sign(late);
+    let result = c.apply(&signed).result;
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(
+        c.state.outcome_of(
+            refused,
+            &as_user("carol"),
+            &own_pw("carol", "", RequestId([0; 16]))
+        ),
+        Some(result)
+    );
+}

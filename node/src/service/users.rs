@@ -438,6 +438,15 @@ impl Service {
         if !check.right {
             // A reservation of its own: recorded by this write.
             let _recorded = self.record_check(&username, &check).await?;
+            // Another copy of this very request (a client's retry through
+            // another node) may have changed the password after this copy
+            // looked for its id above: then that change is the answer, not
+            // this check of the password it replaced.
+            let actor = Actor::User(username.clone());
+            let blank = change(String::new(), RequestId([0; 16]));
+            if let Some(first) = self.state(|s| s.outcome_of(ctx.request_id, &actor, &blank)) {
+                return first.map(|()| Reply::Done).map_err(ClientError::from);
+            }
             return Err(self.wrong_password(&username, "wrong current password"));
         }
         // The change is the right answer's outcome: written with the same
