@@ -22,7 +22,6 @@ mod filter;
 mod io;
 mod keys;
 mod output;
-mod pem;
 mod session;
 
 use std::process::ExitCode;

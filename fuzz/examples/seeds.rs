@@ -43,6 +43,7 @@ fn main() {
     seeds.push(("session_token", vec![session_claims()]));
     seeds.push(("node_config", node_configs()));
     seeds.push(("snapshot", snapshots()));
+    seeds.push(("pem_key_file", key_files()));
     for (target, inputs) in seeds {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
@@ -264,6 +265,34 @@ fn keys() -> Vec<Vec<u8>> {
         }
     }
     seeds
+}
+
+/// Private key files as `hsm key import` reads them: PKCS#8 DER, the same
+/// as a PEM block, and the blocks it refuses with advice.
+fn key_files() -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let key = hsm_crypto::generate(KeySpec::EcP256).unwrap();
+    let der = key.secret().to_vec();
+    let body = base64::engine::general_purpose::STANDARD.encode(&der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    let block = |label: &str| {
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+        .into_bytes()
+    };
+    vec![
+        der,
+        block("PRIVATE KEY"),
+        block("ENCRYPTED PRIVATE KEY"),
+        block("EC PRIVATE KEY"),
+        b"\n  -----BEGIN PRIVATE KEY-----\r\nAAAA\r\n".to_vec(),
+    ]
 }
 
 fn manifests() -> Vec<Vec<u8>> {

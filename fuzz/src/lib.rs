@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("session_token", session_token),
     ("node_config", node_config),
     ("snapshot", snapshot),
+    ("pem_key_file", pem_key_file),
 ];
 
 /// A client's request frame, as a node reads it from a stream: what
@@ -335,6 +336,32 @@ pub fn key_import(data: &[u8]) {
         let _ = hsm_crypto::PublicKey::from_pem(text);
     }
     let _ = hsm_crypto::WrappedKey::parse(material);
+}
+
+/// A private key file given to `hsm key import` (PKCS#8 as DER or PEM),
+/// as the command line reads it before anything reaches the cluster: a
+/// file that is no PEM is passed on as it is; a `PRIVATE KEY` block gives
+/// the bytes its body encodes, which a block written from them gives back.
+pub fn pem_key_file(data: &[u8]) {
+    let Ok(der) = hsm_cli::pem::pkcs8_der(data) else {
+        return;
+    };
+    let pem = std::str::from_utf8(data)
+        .ok()
+        .filter(|t| t.trim_start().starts_with("-----BEGIN "));
+    if pem.is_none() {
+        assert_eq!(der.as_slice(), data, "a DER file was changed");
+        return;
+    }
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_slice());
+    let again = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+    let again = hsm_cli::pem::pkcs8_der(again.as_bytes()).expect("a block it wrote reads back");
+    assert_eq!(
+        again.as_slice(),
+        der.as_slice(),
+        "PEM round trip changed the key"
+    );
 }
 
 /// A client config file (TOML), as the SDK and `hsm` read it.

@@ -19,7 +19,6 @@ use crate::keys::{
     parse_hex, rsa_spec, spec_from_args, spec_text, usages_text, NewKey, FLAGS,
 };
 use crate::output::{table, Outcome};
-use crate::pem::pkcs8_der;
 use crate::session::{username, Context, LoggedIn};
 
 pub(super) async fn run(ctx: &Context, command: KeyCommand) -> Result<Outcome> {
@@ -349,7 +348,10 @@ async fn import(
     let (spec, material) = if symmetric {
         (spec_from_args(key_type, Some(file.len()))?, file)
     } else {
-        (spec_from_args(key_type, None)?, pkcs8_der(&file)?)
+        (
+            spec_from_args(key_type, None)?,
+            hsm_cli::pem::pkcs8_der(&file).map_err(CliError::invalid)?,
+        )
     };
     if symmetric && material.len() != symmetric_len(spec) {
         return Err(CliError::invalid(format!(
