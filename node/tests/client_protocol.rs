@@ -201,8 +201,15 @@ fn endpoint_at(cluster: &Cluster, ip: &str) -> (quinn::Endpoint, std::net::Socke
     let addr: std::net::SocketAddr = config.nodes[0].address.parse().expect("addr");
     let bind: std::net::SocketAddr = format!("{ip}:0").parse().expect("bind address");
     let mut endpoint = quinn::Endpoint::client(bind).expect("endpoint");
-    endpoint.set_default_client_config(client_tls(&config.ca_cert_pem).expect("tls"));
+    endpoint.set_default_client_config(client_tls_of(cluster));
     (endpoint, addr)
+}
+
+/// A client's TLS settings for `cluster` (trusting its CA).
+fn client_tls_of(cluster: &Cluster) -> quinn::ClientConfig {
+    let text = std::fs::read_to_string(cluster.client_config()).expect("config");
+    let config: ClientConfig = toml::from_str(&text).expect("parse");
+    client_tls(&config.ca_cert_pem).expect("tls")
 }
 
 /// One source address held as many connections as it liked (and started
@@ -256,6 +263,193 @@ async fn one_address_gets_its_share_of_connections_and_others_are_served() {
             Instant::now() < deadline,
             "the address never got its share back: {attempt:?}"
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Forwards every datagram sent to the address it answers with on to `to`,
+/// from a socket bound at `from_ip`, and drops whatever comes back: a host
+/// that starts handshakes from an address it does not receive at (a
+/// spoofed source). Counts what it forwarded; runs until aborted.
+async fn one_way_relay(
+    from_ip: &str,
+    to: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+) {
+    let inbound = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("relay inbound");
+    let outbound = tokio::net::UdpSocket::bind(format!("{from_ip}:0"))
+        .await
+        .expect("relay outbound");
+    let address = inbound.local_addr().expect("relay address");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, _)) = inbound.recv_from(&mut buf).await {
+            if outbound.send_to(&buf[..n], to).await.is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    (address, sent, task)
+}
+
+/// A source that starts handshakes and never hears the answers (its
+/// address spoofed) held connection slots until each handshake timed out,
+/// so a flood of such Initial packets "from" an address took that
+/// address's share, and enough of them the node's, for nothing: the node
+/// kept state and sent its handshake for every one (issue 13). Now a new
+/// source must first answer a QUIC retry from its address; what it does
+/// not answer holds nothing. The real host at that address connects and
+/// is served in the middle of the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_from_a_source_that_never_answers_hold_nothing() {
+    let cluster =
+        Cluster::start_with_env(1, &[("HSM_NODE_LIMITS_MAX_CONNECTIONS_PER_ADDRESS", "8")]);
+    cluster.wait_ready().await;
+    let (host, node) = endpoint_at(&cluster, "127.0.0.2");
+    let tls = client_tls_of(&cluster);
+    let (relay, relayed, relay_task) = one_way_relay("127.0.0.2", node).await;
+
+    // The flood: a new handshake every 10 ms for 6 s, each retransmitting
+    // its Initial until it gives up, through the relay that drops answers.
+    let flood = tokio::spawn(async move {
+        let spoofer =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("bind")).expect("endpoint");
+        let mut attempts = Vec::new();
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            let attempt = spoofer
+                .connect_with(tls.clone(), relay, SERVER_NAME)
+                .expect("connect");
+            attempts.push(tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(8), attempt).await;
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = attempts.len();
+        for a in attempts {
+            let _ = a.await;
+        }
+        started
+    });
+
+    // Meanwhile the host at that address connects, again and again, and is
+    // served each time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for round in 0..5 {
+        let attempt = host.connect(node, SERVER_NAME).expect("connect");
+        let conn = match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => panic!(
+                "round {round}: the host was refused ({e}) after {} spoofed packets",
+                relayed.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            Err(_) => panic!("round {round}: the host's handshake did not end in 5 s"),
+        };
+        let (r, took) = timed(&conn, None, 0, Operation::ClusterInfo).await;
+        r.result.expect("served");
+        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+        conn.close(0u32.into(), b"done");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let started = flood.await.expect("the flood");
+    relay_task.abort();
+    let relayed = relayed.load(std::sync::atomic::Ordering::Relaxed);
+    println!("{started} spoofed handshakes, {relayed} packets relayed");
+    assert!(
+        started >= 100 && relayed >= started as u64,
+        "{started} {relayed}"
+    );
+}
+
+/// Connections from many addresses, each within its share, filled the
+/// node without bound (issue 13): now it holds `limits.max_connections`
+/// (16 here, 8 per address) from strangers in all and refuses the next at once, before a
+/// handshake. Addresses of current members do not count, so a client on a
+/// member's host (here every node's, 127.0.0.1) is still served, and a
+/// member killed and started again catches up; the strangers gone, a new
+/// address is admitted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_fill_the_node_to_its_total_and_no_further() {
+    let cluster = Cluster::start_with_env(
+        3,
+        &[
+            ("HSM_NODE_LIMITS_MAX_CONNECTIONS", "16"),
+            ("HSM_NODE_LIMITS_MAX_CONNECTIONS_PER_ADDRESS", "8"),
+        ],
+    );
+    let mut cluster = cluster;
+    cluster.wait_ready().await;
+    let admin = cluster.activate("admin-password-total").await;
+    drop(admin);
+    let mut held = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let (stranger, node) = endpoint_at(&cluster, ip);
+        for _ in 0..8 {
+            let attempt = stranger.connect(node, SERVER_NAME).expect("connect");
+            let conn = tokio::time::timeout(Duration::from_secs(10), attempt)
+                .await
+                .expect("a handshake within 10 s")
+                .unwrap_or_else(|e| panic!("{ip} within its share was refused: {e}"));
+            held.push(conn);
+        }
+    }
+    let (late, node) = endpoint_at(&cluster, "127.0.0.4");
+    let attempt = late.connect(node, SERVER_NAME).expect("connect");
+    let refused = tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .expect("an answer within 10 s");
+    assert!(refused.is_err(), "a 17th stranger was admitted");
+
+    // A client on a member's host is served, and a member killed and
+    // started again catches up with a write made while it was down.
+    let conn = connect(&cluster).await;
+    let (r, _) = timed(&conn, None, 0, Operation::ClusterInfo).await;
+    r.result.expect("served");
+    cluster.kill(2);
+    let client = cluster.client_of(1).await;
+    client
+        .login(procs::user("admin"), "admin-password-total")
+        .await
+        .expect("admin logs in");
+    client
+        .create_user(
+            procs::user("dave"),
+            hsm_proto::Role::Cu,
+            "dave-password-total",
+        )
+        .await
+        .expect("a write while node 2 is down");
+    cluster.start_node(2);
+    let dave = cluster.client_of(2).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dave
+        .login(procs::user("dave"), "dave-password-total")
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "node 2 never caught up");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // The strangers gone, a new address gets in.
+    for c in &held {
+        c.close(0u32.into(), b"done");
+    }
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = late.connect(node, SERVER_NAME).expect("connect").await;
+        if attempt.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {attempt:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
