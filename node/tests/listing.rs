@@ -114,3 +114,134 @@ async fn keys_and_users_are_listed_a_page_at_a_time() {
     };
     assert_eq!((status.keys, status.users), (5, 2));
 }
+
+/// The slowest of `rounds` rounds of a key generation and a signature by
+/// `client` with `signing` (each round's two calls), and the median.
+async fn rounds_of_writes(
+    client: &hsm_client::Client,
+    signing: KeyId,
+    rounds: usize,
+) -> (std::time::Duration, std::time::Duration) {
+    let mut took = Vec::new();
+    for i in 0..rounds {
+        let start = std::time::Instant::now();
+        client
+            .generate_key(
+                KeySpec::Aes { bits: 256 },
+                KeyAttributes {
+                    label: format!("measured-{i}-{}", rand::random::<u32>()),
+                    encrypt: true,
+                    ..KeyAttributes::default()
+                },
+                false,
+            )
+            .await
+            .expect("generate");
+        client
+            .sign(
+                signing,
+                hsm_proto::mechanism::SignMechanism::EcdsaSha256,
+                b"beside the flood".to_vec(),
+            )
+            .await
+            .expect("sign");
+        took.push(start.elapsed());
+    }
+    took.sort();
+    (took[took.len() - 1], took[took.len() / 2])
+}
+
+/// Listing is work anyone signed in may ask for as fast as it likes, and
+/// it reads the state under its lock, which every write needs too. Eight
+/// callers list a cluster of 2,000 keys as fast as they can (a page of
+/// 1,000 each time: what a node copies at most for one listing, looking
+/// at no more than `MAX_PAGE_SCAN` keys; issue 13) while another user
+/// generates keys and signs: that user's slowest round stays within a
+/// bound, measured beside the same rounds without the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_listings_leaves_others_their_writes() {
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN).await;
+    for name in ["carol", "dave"] {
+        admin
+            .create_user(user(name), Role::Cu, CAROL)
+            .await
+            .expect("create user");
+    }
+    let carol = cluster.client().await;
+    carol.login(user("carol"), CAROL).await.expect("login");
+    let dave = cluster.client().await;
+    dave.login(user("dave"), CAROL).await.expect("login");
+    let made: Vec<_> = (0..16)
+        .map(|t| {
+            let carol = carol.clone();
+            tokio::spawn(async move {
+                for i in 0..125 {
+                    let attributes = KeyAttributes {
+                        label: format!("many-{t}-{i}"),
+                        encrypt: true,
+                        ..KeyAttributes::default()
+                    };
+                    carol
+                        .generate_key(KeySpec::Aes { bits: 256 }, attributes, false)
+                        .await
+                        .expect("key");
+                }
+            })
+        })
+        .collect();
+    for task in made {
+        task.await.expect("keys made");
+    }
+    let signing = dave
+        .generate_key(
+            KeySpec::EcP256,
+            KeyAttributes {
+                label: "dave-signs".into(),
+                sign: true,
+                ..KeyAttributes::default()
+            },
+            false,
+        )
+        .await
+        .expect("signing key")
+        .id;
+    let (calm_slowest, calm_median) = rounds_of_writes(&dave, signing, 20).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let carol = carol.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut listed = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (keys, _) = carol
+                        .list_keys_page(KeyFilter::default(), None, u32::MAX)
+                        .await
+                        .expect("a page");
+                    assert_eq!(keys.len(), 1000, "a full page");
+                    listed += 1;
+                }
+                listed
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (flood_slowest, flood_median) = rounds_of_writes(&dave, signing, 20).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut listings = 0;
+    for task in flood {
+        listings += task.await.expect("the flood");
+    }
+    println!(
+        "beside {listings} listings of 1,000 keys: slowest round {flood_slowest:?} \
+         (median {flood_median:?}); alone: {calm_slowest:?} (median {calm_median:?})"
+    );
+    assert!(listings > 0);
+    assert!(
+        flood_slowest < std::time::Duration::from_secs(5),
+        "a round took {flood_slowest:?} beside the flood ({calm_slowest:?} alone)"
+    );
+}
