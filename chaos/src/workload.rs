@@ -31,20 +31,25 @@
 //! Setting users up and logging `alice` and `bob` in are not recorded.
 //! Entries are written as they complete (so in completion order, not
 //! invocation order), one JSON line each, flushed: a killed client leaves
-//! every completed operation behind. Its operations in flight are lost,
-//! which misleads no checker, as no other process touches its users or
-//! keys.
+//! every completed operation behind. When the process gives up (it saw
+//! something no correct cluster does), the operations it had in flight are
+//! written as [`Outcome::Unknown`]: a node may still apply them (a node
+//! serves a request to its end whoever is waiting), and a checker that did
+//! not know of them would call their effects lost or invented. The runner
+//! stops its clients through the stop file, never by killing them, unless
+//! one overstays its bound.
 
 mod accounts;
 mod classify;
 mod keys;
 mod verify;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
@@ -68,6 +73,10 @@ const SETUP_PAUSE: Duration = Duration::from_millis(100);
 
 /// Pause of a task after an operation that reached no node in time.
 const UNREACHABLE_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long a process that gives up waits for its stopped tasks to let go
+/// of their operations in flight.
+const ABANDON_WAIT: Duration = Duration::from_secs(5);
 
 /// Entries buffered between the tasks and the writer.
 const ENTRY_QUEUE: usize = 256;
@@ -182,6 +191,7 @@ pub async fn run(w: &Workload, out: &mut impl Write) -> anyhow::Result<Stats> {
         stop_at: start + w.duration,
         stop_file: w.stop_file.clone(),
         next_id: AtomicU64::new(0),
+        in_flight: Mutex::new(BTreeMap::new()),
         entries,
         config,
         options,
@@ -204,13 +214,13 @@ pub async fn run(w: &Workload, out: &mut impl Write) -> anyhow::Result<Stats> {
         let ctx = ctx.clone();
         tasks.spawn(async move { keys::start(ctx, seeds).await });
     }
-    drop(ctx);
     let mut stats = Stats::default();
     loop {
         tokio::select! {
             biased;
             Some(entry) = received.recv() => write_entry(out, &entry, &mut stats)?,
-            Some(done) = tasks.join_next() => {
+            done = tasks.join_next() => {
+                let Some(done) = done else { break };
                 let failed = match done {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e),
@@ -218,14 +228,27 @@ pub async fn run(w: &Workload, out: &mut impl Write) -> anyhow::Result<Stats> {
                 };
                 if let Some(e) = failed {
                     tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    // The tasks those spawned stop as their futures are
+                    // dropped, each with its hold on the context.
+                    let until = Instant::now() + ABANDON_WAIT;
+                    while Arc::strong_count(&ctx) > 1 && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                     while let Ok(entry) = received.try_recv() {
+                        write_entry(out, &entry, &mut stats)?;
+                    }
+                    for entry in ctx.abandon() {
                         write_entry(out, &entry, &mut stats)?;
                     }
                     return Err(e.context(format!("process {}", w.process)));
                 }
             }
-            else => break,
         }
+    }
+    // Every task has ended, and with it every send.
+    while let Ok(entry) = received.try_recv() {
+        write_entry(out, &entry, &mut stats)?;
     }
     Ok(stats)
 }
@@ -271,6 +294,7 @@ pub(crate) struct Lane {
 }
 
 /// An operation invoked and not yet completed.
+#[derive(Clone)]
 pub(crate) struct Invoked {
     id: u64,
     actor: String,
@@ -290,6 +314,8 @@ pub(crate) struct Ctx {
     stop_at: Instant,
     stop_file: Option<PathBuf>,
     next_id: AtomicU64,
+    /// Invoked and not yet handed to the history writer, by entry id.
+    in_flight: Mutex<BTreeMap<u64, Invoked>>,
     entries: mpsc::Sender<Entry>,
     config: ClientConfig,
     options: ClientOptions,
@@ -314,18 +340,26 @@ impl Ctx {
         tokio::time::sleep_until((Instant::now() + pause).min(self.stop_at).into()).await;
     }
 
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Invoked>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn invoke(&self, actor: &Username, op: Op) -> Invoked {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        Invoked {
+        let invoked = Invoked {
             id: (u64::from(self.process) << 32) | n,
             actor: actor.to_string(),
             op,
             invoke_ms: self.now_ms(),
-        }
+        };
+        self.in_flight().insert(invoked.id, invoked.clone());
+        invoked
     }
 
-    async fn complete(&self, invoked: Invoked, outcome: Outcome) -> anyhow::Result<Entry> {
-        let entry = Entry {
+    fn entry(&self, invoked: Invoked, outcome: Outcome) -> Entry {
+        Entry {
             id: invoked.id,
             process: self.process,
             actor: invoked.actor,
@@ -334,12 +368,31 @@ impl Ctx {
             invoke_ms: invoked.invoke_ms,
             complete_ms: self.now_ms(),
             outcome,
-        };
+        }
+    }
+
+    async fn complete(&self, invoked: Invoked, outcome: Outcome) -> anyhow::Result<Entry> {
+        let id = invoked.id;
+        let entry = self.entry(invoked, outcome);
         self.entries
             .send(entry.clone())
             .await
             .map_err(|_| anyhow!("the history writer stopped"))?;
+        // Only once the writer has it: a task stopped while sending leaves
+        // its operation in flight, for [`Ctx::abandon`].
+        self.in_flight().remove(&id);
         Ok(entry)
+    }
+
+    /// Every operation still in flight, as [`Outcome::Unknown`] entries
+    /// completing now, and forgotten: what a process that gives up writes
+    /// after its tasks have stopped.
+    fn abandon(&self) -> Vec<Entry> {
+        let abandoned = std::mem::take(&mut *self.in_flight());
+        abandoned
+            .into_values()
+            .map(|invoked| self.entry(invoked, Outcome::Unknown))
+            .collect()
     }
 
     /// Runs `call` as `actor` in `lane` and records it as `op`: `ok` says

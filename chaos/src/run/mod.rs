@@ -63,6 +63,11 @@ const NODE_PORT: u16 = 7400;
 /// bound is twice that.
 const RECOVERY_BOUND: Duration = Duration::from_secs(60);
 
+/// How long the clients have, from the stop file, to finish what they have
+/// in flight (each operation has a 5 s deadline; a login loop gives up at
+/// the stop file) before they are killed.
+const CLIENT_STOP_WAIT: Duration = Duration::from_secs(60);
+
 /// What `hsm-chaos run` was asked for.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -364,9 +369,10 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         }
     }
     if stopped_early {
-        for c in &mut clients {
-            let _ = c.kill();
-        }
+        // The clients stop as at the end of any run, through the stop
+        // file, finishing what they have in flight: a killed client would
+        // take operations a node may still apply out of the history.
+        std::fs::write(&stop_file, b"")?;
     }
     // Liveness, from the last fault's healing (clients still at work): a
     // leader and a write through every node.
@@ -388,11 +394,17 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     std::fs::write(&stop_file, b"")?;
     let worked_s = run_start.elapsed().as_secs();
     let mut client_failures = Vec::new();
+    let clients_due = Instant::now() + CLIENT_STOP_WAIT;
     for (j, c) in (1..).zip(&mut clients) {
-        match c.wait() {
-            Ok(status) if status.success() || stopped_early => {}
-            Ok(status) => client_failures.push(format!(
+        match wait_until(c, clients_due).await {
+            Ok(Some(status)) if status.success() => {}
+            Ok(Some(status)) => client_failures.push(format!(
                 "client {j} ended with {status}: see logs/client{j}.log"
+            )),
+            Ok(None) => client_failures.push(format!(
+                "client {j} did not stop within {} s of the stop file and was killed: \
+                 what it had in flight is not in its history; see logs/client{j}.log",
+                CLIENT_STOP_WAIT.as_secs()
             )),
             Err(e) => client_failures.push(format!("client {j}: {e}")),
         }
@@ -701,4 +713,23 @@ pub async fn setup(dir: &Path, members: &[String], admin_password: &str) -> Resu
         .collect::<Result<Vec<_>>>()?;
     hsm_node::local::create_with(dir, &members, admin_password).await?;
     Ok(())
+}
+
+/// `child`'s exit status once it ends, or `None` after killing it at
+/// `due`.
+async fn wait_until(
+    child: &mut std::process::Child,
+    due: Instant,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= due {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -225,10 +225,15 @@ impl Net {
             .with_context(|| format!("no host {name}"))
     }
 
-    /// A command that runs `program` inside `host`'s namespace.
+    /// A command that runs `program` inside `host`'s namespace, in a
+    /// process group of its own: a Ctrl-C at the terminal reaches the
+    /// runner only, which stops what it started in its own order (clients
+    /// through the stop file, so they finish what they have in flight).
     pub fn command(host: &Host, program: &std::path::Path) -> Command {
+        use std::os::unix::process::CommandExt as _;
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &host.netns]).arg(program);
+        c.process_group(0);
         c
     }
 
