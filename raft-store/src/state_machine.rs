@@ -39,6 +39,9 @@ const SNAP_META: &[u8] = b"meta";
 const SNAP_CHUNK_PREFIX: u8 = b'c';
 /// Snapshot data is stored in chunks of this size, each sealed on its own.
 const SNAP_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Reads of the current snapshot made without the snapshot lock before one
+/// under it, when each found the snapshot replaced while it read.
+const SNAPSHOT_READ_TRIES: usize = 3;
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, BasicNode>;
@@ -66,6 +69,14 @@ impl Applied {
     }
 }
 
+/// What one read of the stored snapshot found.
+enum SnapshotRead {
+    /// The snapshot (or none), whole.
+    Whole(Option<Snapshot<TypeConfig>>),
+    /// Replaced while being read: its parts are of two snapshots.
+    Replaced,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredSnapshotMeta {
     meta: SnapshotMeta<NodeId, BasicNode>,
@@ -81,8 +92,8 @@ pub struct StateMachineStore {
     record_key: Arc<[u8; 32]>,
     snapshot_seq: Arc<AtomicU64>,
     /// Serialises replacing the stored snapshot, so a slow build can never
-    /// overwrite a newer installed snapshot, and reading it, so a reader
-    /// never mixes two.
+    /// overwrite a newer installed snapshot (and a reader that keeps
+    /// finding it replaced reads under it).
     snapshot_lock: Arc<Mutex<()>>,
     applied_tx: Arc<watch::Sender<u64>>,
 }
@@ -248,35 +259,68 @@ impl StateMachineStore {
         self.db.write(b)
     }
 
-    /// The stored current snapshot, read whole: under the lock that
-    /// replacing it takes, so the metadata and the chunks are of the same
-    /// snapshot even while a new one is built on another task.
+    /// The stored current snapshot, read whole. Replacing it (a build, an
+    /// install) is one atomic batch, but its metadata and chunks are read
+    /// one by one, so a snapshot stored between two reads would mix two:
+    /// a read that does not match its recorded hash is made again when the
+    /// metadata changed meanwhile, and after [`SNAPSHOT_READ_TRIES`] such
+    /// reads under the lock that replacing takes. Reads do not take that
+    /// lock otherwise: a build holds it while it seals and syncs.
     fn read_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+        for _ in 0..SNAPSHOT_READ_TRIES {
+            if let SnapshotRead::Whole(read) = self.read_snapshot_once()? {
+                return Ok(read);
+            }
+        }
         let _snapshot_guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(stored): Option<StoredSnapshotMeta> =
-            self.db.get(cf::SNAPSHOT, SNAP_META, || "meta".into())?
-        else {
-            return Ok(None);
+        match self.read_snapshot_once()? {
+            SnapshotRead::Whole(read) => Ok(read),
+            SnapshotRead::Replaced => Err(StoreError::Inconsistent(
+                "snapshot data does not match its recorded hash".into(),
+            )),
+        }
+    }
+
+    /// One read of the stored snapshot.
+    fn read_snapshot_once(&self) -> Result<SnapshotRead, StoreError> {
+        let meta = || -> Result<Option<StoredSnapshotMeta>, StoreError> {
+            self.db.get(cf::SNAPSHOT, SNAP_META, || "meta".into())
+        };
+        let Some(stored) = meta()? else {
+            return Ok(SnapshotRead::Whole(None));
+        };
+        let replaced = |stored: &StoredSnapshotMeta| -> Result<bool, StoreError> {
+            Ok(meta()?.is_none_or(|now| {
+                now.meta.snapshot_id != stored.meta.snapshot_id || now.data_hash != stored.data_hash
+            }))
         };
         let mut data = Vec::new();
         for i in 0..stored.chunks {
             let key = chunk_key(i);
             let chunk: Option<serde_bytes::ByteBuf> =
                 self.db.get(cf::SNAPSHOT, &key, || format!("chunk {i}"))?;
-            let chunk = chunk.ok_or_else(|| {
-                StoreError::Inconsistent(format!("snapshot chunk {i} is missing"))
-            })?;
+            let Some(chunk) = chunk else {
+                if replaced(&stored)? {
+                    return Ok(SnapshotRead::Replaced);
+                }
+                return Err(StoreError::Inconsistent(format!(
+                    "snapshot chunk {i} is missing"
+                )));
+            };
             data.extend_from_slice(&chunk);
         }
         if *blake3::hash(&data).as_bytes() != stored.data_hash {
+            if replaced(&stored)? {
+                return Ok(SnapshotRead::Replaced);
+            }
             return Err(StoreError::Inconsistent(
                 "snapshot data does not match its recorded hash".into(),
             ));
         }
-        Ok(Some(Snapshot {
+        Ok(SnapshotRead::Whole(Some(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(data)),
-        }))
+        })))
     }
 
     /// Adds to a batch every record of `state` (into an empty record
