@@ -235,7 +235,11 @@ pub async fn run(w: &Workload, out: &mut impl Write) -> anyhow::Result<Stats> {
                     while Arc::strong_count(&ctx) > 1 && Instant::now() < until {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
+                    // A task still alive past the wait can send no more: what
+                    // it has in flight is abandoned with the rest.
+                    received.close();
                     while let Ok(entry) = received.try_recv() {
+                        ctx.in_flight().remove(&entry.id);
                         write_entry(out, &entry, &mut stats)?;
                     }
                     for entry in ctx.abandon() {

@@ -355,7 +355,7 @@ async fn a_process_that_gives_up_records_what_it_had_in_flight() {
             pinned_node: None,
             process,
             seed: 0xab_0000 + u64::from(process),
-            duration: Duration::from_secs(60),
+            duration: Duration::from_secs(180),
             stop_file: None,
             epoch_unix_ms,
             officer: ("admin".into(), OFFICER_PASSWORD.into()),

@@ -1,8 +1,8 @@
 //! Private key files for `key import`: PKCS#8 as DER or PEM.
 //!
-//! The one part of the command line that reads bytes it did not write
-//! itself before the cluster checks them, so it is a library the fuzz
-//! target `pem_key_file` reaches too (docs/security-model.md).
+//! Bytes from a file the user names, parsed here before the cluster sees
+//! what they hold, so this is a library the fuzz target `pem_key_file`
+//! reaches too (docs/security-model.md).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

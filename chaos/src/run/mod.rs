@@ -102,6 +102,12 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     if !net::can_make_namespaces() {
         bail!("hsm-chaos run makes network namespaces and needs root; run it as root (CI does)");
     }
+    // Caught from the start: a Ctrl-C while the hosts and the cluster are
+    // set up stops the run as soon as its faults would begin, so that what
+    // it started (in process groups of their own, which a Ctrl-C at the
+    // terminal does not reach) is stopped and removed on the way out.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot catch Ctrl-C")?;
     if opts.nodes == 0 || opts.nodes > 9 || opts.zones == 0 || opts.clients == 0 {
         bail!("--nodes must be 1 to 9, --zones and --clients at least 1");
     }
@@ -238,15 +244,13 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     let mut backup_log = File::create(out.join("backups.jsonl"))?;
     let mut backups: Vec<serde_json::Value> = Vec::new();
     let mut crashes: Vec<String> = Vec::new();
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
     let mut stopped_early = false;
     let mut not_healed = None;
     for (n, step) in steps.iter().enumerate() {
         let wait = Duration::from_millis(step.at_ms).saturating_sub(run_start.elapsed());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            _ = &mut interrupted => { stopped_early = true; break; }
+            _ = interrupt.recv() => { stopped_early = true; break; }
         }
         let started_ms = ms(run_start.elapsed());
         let applied = apply(&mut nodes, &mut net, &disks, step, &probe)?;
@@ -276,7 +280,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         };
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(step.lasts_ms)) => {}
-            _ = &mut interrupted => { stopped_early = true; }
+            _ = interrupt.recv() => { stopped_early = true; }
         }
         // An operator step that fails (an officer cannot remove or add a
         // member: the cluster is down) ends the schedule; the run goes on
@@ -374,8 +378,8 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
         // take operations a node may still apply out of the history.
         std::fs::write(&stop_file, b"")?;
     }
-    // Liveness, from the last fault's healing (clients still at work): a
-    // leader and a write through every node.
+    // Liveness, from the last fault's healing (clients still at work,
+    // unless the run was stopped): a leader and a write through every node.
     let faults_over = Instant::now();
     let recovery_ms = ready(&probe, &nodes.ids())
         .ok()

@@ -1,7 +1,7 @@
 //! Cluster status and membership approvals.
 
 use hsm_proto::client::{ClientError, ClusterStatus, DomainKeyStatus, MemberInfo, Reply};
-use hsm_proto::{EventBody, NodeId, NodeRecord};
+use hsm_proto::{Actor, EventBody, NodeId, NodeRecord};
 
 use super::{Ctx, Outcome, Service};
 
@@ -114,7 +114,22 @@ impl Service {
             return Err(ClientError::internal("a rotation that is no rotation"));
         };
         let generation = *generation;
-        self.write(ctx, body).await?;
+        let (_, replayed) = self
+            .write_applied(
+                ctx.request_id,
+                Actor::User(ctx.caller.username.clone()),
+                Some(&ctx.session),
+                body,
+                ctx.deadline,
+            )
+            .await?;
+        if replayed {
+            // Another copy of this request (a client's retry) rotated after
+            // this one looked for its id: the generation computed here was
+            // never made. Answer as the branch above does.
+            let generation = self.state(|s| s.cluster().map_or(0, |c| c.domain.current));
+            return Ok(Reply::DomainKeyRotated { generation });
+        }
         Ok(Reply::DomainKeyRotated { generation })
     }
 }
