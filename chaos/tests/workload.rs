@@ -117,6 +117,23 @@ impl Cluster {
         self.dir.path().join("client.toml")
     }
 
+    /// Client process `process`'s workload against this cluster, following
+    /// it (not pinned), for `duration`, with the officer's password and
+    /// 5 s per operation.
+    fn workload(&self, process: u32, epoch_unix_ms: u64, duration: Duration) -> Workload {
+        Workload {
+            client_config: self.client_config(),
+            pinned_node: None,
+            process,
+            seed: u64::from(process),
+            duration,
+            stop_file: None,
+            epoch_unix_ms,
+            officer: ("admin".into(), OFFICER_PASSWORD.into()),
+            op_deadline: Duration::from_secs(5),
+        }
+    }
+
     fn log_file(&self, i: u64) -> PathBuf {
         self.dir.path().join(format!("node{i}.log"))
     }
@@ -220,16 +237,11 @@ async fn a_fault_free_run_exercises_every_checker_and_is_valid() {
     let epoch_unix_ms = unix_ms();
     let workloads: Vec<Workload> = [(1, None), (2, Some(3))]
         .into_iter()
-        .map(|(process, pinned_node)| Workload {
-            client_config: cluster.client_config(),
-            pinned_node,
-            process,
-            seed: 0x5eed_0000 + u64::from(process),
-            duration: Duration::from_secs(5),
-            stop_file: None,
-            epoch_unix_ms,
-            officer: ("admin".into(), OFFICER_PASSWORD.into()),
-            op_deadline: Duration::from_secs(5),
+        .map(|(process, pinned_node)| {
+            let mut w = cluster.workload(process, epoch_unix_ms, Duration::from_secs(5));
+            w.pinned_node = pinned_node;
+            w.seed = 0x5eed_0000 + u64::from(process);
+            w
         })
         .collect();
     let seeds: Vec<u64> = workloads.iter().map(|w| w.seed).collect();
@@ -350,16 +362,10 @@ async fn a_process_that_gives_up_records_what_it_had_in_flight() {
     cluster.activate().await;
     let epoch_unix_ms = unix_ms();
     let workloads: Vec<Workload> = (1..=3)
-        .map(|process| Workload {
-            client_config: cluster.client_config(),
-            pinned_node: None,
-            process,
-            seed: 0xab_0000 + u64::from(process),
-            duration: Duration::from_secs(180),
-            stop_file: None,
-            epoch_unix_ms,
-            officer: ("admin".into(), OFFICER_PASSWORD.into()),
-            op_deadline: Duration::from_secs(5),
+        .map(|process| {
+            let mut w = cluster.workload(process, epoch_unix_ms, Duration::from_secs(180));
+            w.seed = 0xab_0000 + u64::from(process);
+            w
         })
         .collect();
     let saboteur = async {

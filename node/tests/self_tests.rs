@@ -26,8 +26,11 @@ fn sign_attrs() -> KeyAttributes {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_whose_self_test_fails_serves_no_cryptography_and_says_why() {
+/// A 3-node cluster with crypto user carol, whose node 3 has started
+/// again with `HSM_SELF_TEST_CORRUPT=corrupt`; and carol's session on
+/// node 3 (logins are no cryptography: a node in its error state serves
+/// them).
+async fn with_node_3_corrupted(corrupt: &str) -> (Cluster, Secret) {
     let mut cluster = Cluster::start(3);
     cluster.wait_ready().await;
     let admin = cluster.activate(ADMIN).await;
@@ -35,24 +38,8 @@ async fn a_node_whose_self_test_fails_serves_no_cryptography_and_says_why() {
         .create_user(user("carol"), Role::Cu, CAROL)
         .await
         .expect("create carol");
-    let dir = cluster.path().to_owned();
-    let log =
-        |i: u64| std::fs::read_to_string(dir.join(format!("node{i}.log"))).unwrap_or_default();
-    assert!(log(1).contains("power-on self-tests passed"), "{}", log(1));
-
-    // Node 3 starts again with a wrong known answer for AES-GCM.
     cluster.kill(3);
-    cluster.start_node_with_env(3, &[("HSM_SELF_TEST_CORRUPT", "aes-256-gcm")]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log(3).contains("power-on self-test failed") {
-        assert!(Instant::now() < deadline, "no failure logged:\n{}", log(3));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(log(3).contains("aes-256-gcm"), "{}", log(3));
-
-    // On node 3 alone: carol logs in (a password is no cryptography it
-    // serves; node 3 may still be catching up), and every cryptographic
-    // operation is refused at once, with the reason.
+    cluster.start_node_with_env(3, &[("HSM_SELF_TEST_CORRUPT", corrupt)]);
     let login = Operation::Login {
         username: user("carol"),
         password: Secret::new(CAROL.as_bytes().to_vec()),
@@ -61,37 +48,79 @@ async fn a_node_whose_self_test_fails_serves_no_cryptography_and_says_why() {
         Ok(Reply::LoggedIn { token, .. }) => token,
         other => panic!("no login on node 3: {other:?}"),
     };
-    for op in [
+    (cluster, session)
+}
+
+/// Each of `ops` is refused by node 3 at once as unavailable, saying
+/// `why` and that the node serves no cryptography.
+async fn refused_on_node_3(cluster: &Cluster, session: &Secret, ops: Vec<Operation>, why: &str) {
+    for op in ops {
+        let e = cluster
+            .ask_once(3, Some(session), op)
+            .await
+            .result
+            .expect_err("refused on node 3");
+        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+        assert!(
+            e.message.contains(why) && e.message.contains("serves no cryptography"),
+            "{e}"
+        );
+    }
+}
+
+/// Through the cluster, carol gets a `spec` key and signatures with it
+/// from the other nodes.
+async fn the_others_serve(cluster: &Cluster, spec: KeySpec, mechanism: SignMechanism) {
+    let carol = cluster.client().await;
+    carol.login(user("carol"), CAROL).await.expect("login");
+    let key = carol
+        .generate_key(spec, sign_attrs(), false)
+        .await
+        .expect("a key from the others");
+    for _ in 0..10 {
+        carol
+            .sign(key.id, mechanism, b"release 1.0".to_vec())
+            .await
+            .expect("signed by the others");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_self_test_fails_serves_no_cryptography_and_says_why() {
+    // Node 3 starts again with a wrong known answer for AES-GCM; carol
+    // logs in there (node 3 may still be catching up).
+    let (cluster, session) = with_node_3_corrupted("aes-256-gcm").await;
+    let dir = cluster.path().to_owned();
+    let log =
+        |i: u64| std::fs::read_to_string(dir.join(format!("node{i}.log"))).unwrap_or_default();
+    assert!(log(1).contains("power-on self-tests passed"), "{}", log(1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log(3).contains("power-on self-test failed") {
+        assert!(Instant::now() < deadline, "no failure logged:\n{}", log(3));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(log(3).contains("aes-256-gcm"), "{}", log(3));
+
+    // On node 3 alone, every cryptographic operation is refused at once,
+    // with the reason.
+    let ops = vec![
         Operation::GenerateKey {
             spec: KeySpec::Ed25519,
             attributes: sign_attrs(),
             unique_label: false,
         },
         Operation::Random { len: 16 },
-    ] {
-        let answer = cluster.ask_once(3, Some(&session), op).await;
-        let e = answer.result.expect_err("refused on node 3");
-        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
-        assert!(
-            e.message.contains("power-on self-test aes-256-gcm failed")
-                && e.message.contains("serves no cryptography"),
-            "{e}"
-        );
-    }
+    ];
+    refused_on_node_3(
+        &cluster,
+        &session,
+        ops,
+        "power-on self-test aes-256-gcm failed",
+    )
+    .await;
 
     // Through the cluster, carol is served by the other two.
-    let carol = cluster.client().await;
-    carol.login(user("carol"), CAROL).await.expect("login");
-    let key = carol
-        .generate_key(KeySpec::Ed25519, sign_attrs(), false)
-        .await
-        .expect("a key from the others");
-    for _ in 0..10 {
-        carol
-            .sign(key.id, SignMechanism::Ed25519, b"release 1.0".to_vec())
-            .await
-            .expect("signed by the others");
-    }
+    the_others_serve(&cluster, KeySpec::Ed25519, SignMechanism::Ed25519).await;
 }
 
 /// FIPS 140-3's conditional self-test: every key pair a node generates
@@ -103,23 +132,7 @@ async fn a_node_whose_self_test_fails_serves_no_cryptography_and_says_why() {
 /// the debug build's `HSM_SELF_TEST_CORRUPT=generated-key-pairs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_pair_that_fails_its_pairwise_test_stops_the_nodes_cryptography() {
-    let mut cluster = Cluster::start(3);
-    cluster.wait_ready().await;
-    let admin = cluster.activate(ADMIN).await;
-    admin
-        .create_user(user("carol"), Role::Cu, CAROL)
-        .await
-        .expect("create carol");
-    cluster.kill(3);
-    cluster.start_node_with_env(3, &[("HSM_SELF_TEST_CORRUPT", "generated-key-pairs")]);
-    let login = Operation::Login {
-        username: user("carol"),
-        password: Secret::new(CAROL.as_bytes().to_vec()),
-    };
-    let session = match cluster.ask(3, None, login).await.result {
-        Ok(Reply::LoggedIn { token, .. }) => token,
-        other => panic!("no login on node 3: {other:?}"),
-    };
+    let (cluster, session) = with_node_3_corrupted("generated-key-pairs").await;
     // Its power-on tests passed: it serves cryptography, a symmetric key
     // (no pair to test) included.
     let random = cluster
@@ -145,19 +158,14 @@ async fn a_key_pair_that_fails_its_pairwise_test_stops_the_nodes_cryptography() 
         attributes: sign_attrs(),
         unique_label: false,
     };
-    for op in [pair, Operation::Random { len: 16 }] {
-        let e = cluster
-            .ask_once(3, Some(&session), op)
-            .await
-            .result
-            .expect_err("refused on node 3");
-        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
-        assert!(
-            e.message.contains("pairwise consistency test of a new")
-                && e.message.contains("serves no cryptography"),
-            "{e}"
-        );
-    }
+    let ops = vec![pair, Operation::Random { len: 16 }];
+    refused_on_node_3(
+        &cluster,
+        &session,
+        ops,
+        "pairwise consistency test of a new",
+    )
+    .await;
     let log = std::fs::read_to_string(cluster.log_file(3)).unwrap_or_default();
     assert!(
         log.contains("serves no cryptography until it restarts"),
@@ -165,14 +173,5 @@ async fn a_key_pair_that_fails_its_pairwise_test_stops_the_nodes_cryptography() 
     );
 
     // The others serve.
-    let carol = cluster.client().await;
-    carol.login(user("carol"), CAROL).await.expect("login");
-    let key = carol
-        .generate_key(KeySpec::EcP256, sign_attrs(), false)
-        .await
-        .expect("a key pair from the others");
-    carol
-        .sign(key.id, SignMechanism::EcdsaSha256, b"release 1.1".to_vec())
-        .await
-        .expect("signed by the others");
+    the_others_serve(&cluster, KeySpec::EcP256, SignMechanism::EcdsaSha256).await;
 }
