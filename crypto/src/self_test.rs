@@ -33,7 +33,7 @@ use crate::wrap::{kwp_unwrap, kwp_wrap};
 use crate::{digest, random_bytes, KeySpec};
 
 /// The tests, in the order they run.
-pub const SELF_TESTS: [&str; 26] = [
+pub const SELF_TESTS: [&str; 28] = [
     "sha-256",
     "sha-384",
     "sha-512",
@@ -49,6 +49,7 @@ pub const SELF_TESTS: [&str; 26] = [
     "ecdsa-p256-sha-256",
     "ecdsa-p384-sha-384",
     "ecdsa-secp256k1-sha-256",
+    "ecdsa-p256-prehashed",
     "ed25519",
     "x25519-hkdf-sha-256",
     "x25519-blake3",
@@ -56,6 +57,7 @@ pub const SELF_TESTS: [&str; 26] = [
     "rsa-pkcs1v15-sha-256",
     "rsa-pkcs1v15-sha-384",
     "rsa-pkcs1v15-sha-512",
+    "rsa-pkcs1v15-digestinfo",
     "rsa-pss-sha-256",
     "rsa-oaep-sha-256",
     "random",
@@ -130,6 +132,7 @@ const X25519_PKCS8: &str =
     "302e020100300506032b656e0422042077076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a";
 const X25519_PEER_SPKI: &str =
     "302a300506032b656e032100de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f";
+const SHA256_DIGEST_INFO_PREFIX: &str = "3031300d060960864801650304020105000420";
 const KWP_192_KEK: &str = "5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8";
 const KWP_192_DATA: &str = "c37b7e6492584340bed12207808941155068f738";
 const KWP_256_KEK: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -153,7 +156,7 @@ fn known_answer(test: &str) -> Vec<u8> {
         "aes-192-key-wrap-pad" => "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a",
         "ecdsa-p384-sha-384" => "3065023003d04cac7a5e2a4cdfca28ddd4d2550c6282de53d1a40b0ed19316fe56ee3c6fe4cc3e88ec000c16ea4861198c00146e023100a7dd43dd317eab430c38da8718dea2aba710995585023ea18313ac1d36457e6f0cdcac8575c2f26afaefb8dd8284bcd7",
         "ecdsa-secp256k1-sha-256" => "3045022064294a90013287e6a3b88e8ababc69900ba8d006d4877a94c27c03869b411ff802210080c444e84e3093bd51c9865e96c7e3e4428eb365ee15f5cba1adce2df47ef2de",
-        "ecdsa-p256-sha-256" => "304502200fd2fc4618d645ce9a4ff91825155d258d4193ff1d897ec342c1426bf3f69759022100824cf515f598defd37294ef0934659ad30c126aa952b74e76d6cdc353e1496ee",
+        "ecdsa-p256-sha-256" | "ecdsa-p256-prehashed" => "304502200fd2fc4618d645ce9a4ff91825155d258d4193ff1d897ec342c1426bf3f69759022100824cf515f598defd37294ef0934659ad30c126aa952b74e76d6cdc353e1496ee",
         "ed25519" => "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
         "x25519-hkdf-sha-256" => "abbf7f1c89e1e928422b7b156906b11e2e703924ae7f536816d54cb06e3a065f",
         "x25519-blake3" => "e1ade3aa1a9ca1cae4867864df7e49282a9058fdec8261e41d3363c1ec2f1097",
@@ -164,7 +167,7 @@ fn known_answer(test: &str) -> Vec<u8> {
         // A key pair made now must sign what its public half verifies: the
         // answer is the message.
         "pairwise-consistency" => return FIXED_MESSAGE.to_vec(),
-        "rsa-pkcs1v15-sha-256" => "aa187bb1b9110dd4e51bb0cf5cb6219599705c933b240e00dd4c914e383cc6c24915100280c9f643370ee35338519aaa286f2e2dc39a1e49c6ae8a3c69928b05ad038f62113af7062bde4f25a506eac04a50aff1a89c96ebed94bbef2eb3050744dea45104c9968d064d4d3c75005c7e2cdfb22404232aca58d9a4ffea432fff3ffdb1bb8601920eb459e1f8ad693562d9a89bdcdb4bcbd7a58524010c8a3ad448f7bb51a394e00280ad9e4ce81762c9e9b4a015a88f789b930e6ed440d0222cb6fcda4e8403b850e8cd4494b4c3cd8d9fc5cf615fe76501bea489423901333528944427c5284dc5eb6140f4754ca36ab26c3523341c28510f888864337d4943",
+        "rsa-pkcs1v15-sha-256" | "rsa-pkcs1v15-digestinfo" => "aa187bb1b9110dd4e51bb0cf5cb6219599705c933b240e00dd4c914e383cc6c24915100280c9f643370ee35338519aaa286f2e2dc39a1e49c6ae8a3c69928b05ad038f62113af7062bde4f25a506eac04a50aff1a89c96ebed94bbef2eb3050744dea45104c9968d064d4d3c75005c7e2cdfb22404232aca58d9a4ffea432fff3ffdb1bb8601920eb459e1f8ad693562d9a89bdcdb4bcbd7a58524010c8a3ad448f7bb51a394e00280ad9e4ce81762c9e9b4a015a88f789b930e6ed440d0222cb6fcda4e8403b850e8cd4494b4c3cd8d9fc5cf615fe76501bea489423901333528944427c5284dc5eb6140f4754ca36ab26c3523341c28510f888864337d4943",
         "rsa-oaep-sha-256" => return OAEP_PLAINTEXT.to_vec(),
         // Two draws of 32 bytes must differ: the answer is what they must
         // not be (all zero).
@@ -210,6 +213,17 @@ fn check(test: &str, answer: &[u8]) -> Result<bool> {
             SignMechanism::EcdsaSha256,
             answer,
         ),
+        "ecdsa-p256-prehashed" => {
+            // The known signature of "abc" is one of its SHA-256 hash.
+            let key = LoadedKey::parse(KeySpec::EcP256, &unhex(P256_PKCS8))?;
+            let public = key
+                .public_key()
+                .ok_or(CryptoError::Internal("no public key"))?;
+            let hash = digest(DigestAlgorithm::Sha256, FIXED_MESSAGE);
+            let known = public.verify(SignMechanism::EcdsaPrehashed, &hash, answer)?;
+            let fresh = key.sign(SignMechanism::EcdsaPrehashed, &hash)?;
+            Ok(known && public.verify(SignMechanism::EcdsaSha256, FIXED_MESSAGE, &fresh)?)
+        }
         "ed25519" => {
             let key = LoadedKey::parse(KeySpec::Ed25519, &unhex(ED25519_PKCS8))?;
             Ok(key.sign(SignMechanism::Ed25519, b"")? == answer)
@@ -230,6 +244,13 @@ fn check(test: &str, answer: &[u8]) -> Result<bool> {
         "rsa-pkcs1v15-sha-256" => rsa_sign(SignMechanism::RsaPkcs1v15Sha256, answer),
         "rsa-pkcs1v15-sha-384" => rsa_sign(SignMechanism::RsaPkcs1v15Sha384, answer),
         "rsa-pkcs1v15-sha-512" => rsa_sign(SignMechanism::RsaPkcs1v15Sha512, answer),
+        "rsa-pkcs1v15-digestinfo" => {
+            // The DigestInfo of SHA-256("abc") signs as "abc" does.
+            let key = LoadedKey::parse(KeySpec::Rsa { bits: 2048 }, RSA_2048_PKCS8)?;
+            let mut info = unhex(SHA256_DIGEST_INFO_PREFIX);
+            info.extend(digest(DigestAlgorithm::Sha256, FIXED_MESSAGE));
+            Ok(key.sign(SignMechanism::RsaPkcs1v15DigestInfo, &info)? == answer)
+        }
         "rsa-pss-sha-256" => {
             // Random salt: a known signature verifies, and a new one.
             let key = LoadedKey::parse(KeySpec::Rsa { bits: 2048 }, RSA_2048_PKCS8)?;

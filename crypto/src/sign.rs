@@ -1,4 +1,5 @@
-//! Signatures and MACs: RSA PKCS#1 v1.5 and PSS, ECDSA, Ed25519, HMAC.
+//! Signatures and MACs: RSA PKCS#1 v1.5 and PSS, ECDSA, Ed25519, HMAC;
+//! the RSA and ECDSA ones also over a hash the caller computed.
 
 use crate::error::{CryptoError, Result};
 use crate::keys::PublicKey;
@@ -40,6 +41,12 @@ enum Kind {
     Ecdsa(Hash),
     Ed25519,
     Hmac(Hash),
+    /// ECDSA over a hash the caller computed.
+    EcdsaPrehashed,
+    /// PKCS#1 v1.5 over a caller's DigestInfo.
+    RsaPkcs1DigestInfo,
+    /// PSS over a hash the caller computed.
+    RsaPssPrehashed(Hash),
 }
 
 fn kind(mechanism: SignMechanism) -> Kind {
@@ -57,7 +64,82 @@ fn kind(mechanism: SignMechanism) -> Kind {
         M::HmacSha256 => Kind::Hmac(Hash::Sha256),
         M::HmacSha384 => Kind::Hmac(Hash::Sha384),
         M::HmacSha512 => Kind::Hmac(Hash::Sha512),
+        M::EcdsaPrehashed => Kind::EcdsaPrehashed,
+        M::RsaPkcs1v15DigestInfo => Kind::RsaPkcs1DigestInfo,
+        M::RsaPssSha256Prehashed => Kind::RsaPssPrehashed(Hash::Sha256),
+        M::RsaPssSha384Prehashed => Kind::RsaPssPrehashed(Hash::Sha384),
+        M::RsaPssSha512Prehashed => Kind::RsaPssPrehashed(Hash::Sha512),
     }
+}
+
+/// The DER prefix of a PKCS#1 `DigestInfo` for each hash (RFC 8017
+/// §9.2, note 1), followed by the hash itself.
+const DIGEST_INFO_PREFIXES: [(Hash, [u8; 19]); 3] = [
+    (
+        Hash::Sha256,
+        [
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+    ),
+    (
+        Hash::Sha384,
+        [
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+    ),
+    (
+        Hash::Sha512,
+        [
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    ),
+];
+
+/// The hash a `DigestInfo` carries, as a digest of its algorithm.
+fn digest_info(input: &[u8]) -> Result<(Hash, digest::Digest)> {
+    for (hash, prefix) in DIGEST_INFO_PREFIXES {
+        if let Some(value) = input.strip_prefix(&prefix[..]) {
+            if value.len() == hash.digest().output_len() {
+                return prehashed(hash, value).map(|d| (hash, d));
+            }
+        }
+    }
+    Err(CryptoError::BadInput(
+        "the DER DigestInfo of a SHA-256, SHA-384 or SHA-512 hash",
+    ))
+}
+
+/// A caller's hash as a digest of `hash`, refused unless it is that long.
+fn prehashed(hash: Hash, value: &[u8]) -> Result<digest::Digest> {
+    let allowed = match hash {
+        Hash::Sha256 => "32 (sha-256)",
+        Hash::Sha384 => "48 (sha-384)",
+        Hash::Sha512 => "64 (sha-512)",
+    };
+    if value.len() != hash.digest().output_len() {
+        return Err(CryptoError::BadLength {
+            what: "hash",
+            len: value.len(),
+            allowed,
+        });
+    }
+    digest::Digest::import_less_safe(value, hash.digest())
+        .map_err(|_| CryptoError::Internal("import hash"))
+}
+
+/// The RSA encoding and caller's digest for a prehashed RSA kind.
+fn rsa_prehashed(kind: Kind, input: &[u8]) -> Result<Option<(Kind, digest::Digest)>> {
+    Ok(match kind {
+        Kind::RsaPkcs1DigestInfo => {
+            let (hash, digest) = digest_info(input)?;
+            Some((Kind::RsaPkcs1(hash), digest))
+        }
+        Kind::RsaPssPrehashed(hash) => Some((Kind::RsaPss(hash), prehashed(hash, input)?)),
+        _ => None,
+    })
 }
 
 fn rsa_signing(kind: Kind) -> Option<&'static dyn RsaEncoding> {
@@ -98,12 +180,33 @@ fn mismatch(mechanism: SignMechanism, spec: KeySpec) -> CryptoError {
 /// curves have orders of exactly 256 or 384 bits. `None` when `hash` is the
 /// native one (sign the message directly).
 fn ecdsa_digest(curve: Curve, hash: Hash, message: &[u8]) -> Result<Option<digest::Digest>> {
-    let native = curve.native_digest();
-    if hash.digest() == native {
+    if hash.digest() == curve.native_digest() {
         return Ok(None);
     }
     let computed = digest::digest(hash.digest(), message);
-    let computed = computed.as_ref();
+    ecdsa_value(curve, computed.as_ref()).map(Some)
+}
+
+/// Shortest and longest caller's hash ECDSA takes: SHA-1 to SHA-512.
+const ECDSA_HASH_LEN: std::ops::RangeInclusive<usize> = 20..=64;
+
+/// A caller's hash for [`SignMechanism::EcdsaPrehashed`], as
+/// [`ecdsa_value`] makes it, refused outside [`ECDSA_HASH_LEN`].
+fn ecdsa_prehashed(curve: Curve, hash: &[u8]) -> Result<digest::Digest> {
+    if !ECDSA_HASH_LEN.contains(&hash.len()) {
+        return Err(CryptoError::BadLength {
+            what: "hash",
+            len: hash.len(),
+            allowed: "20 to 64",
+        });
+    }
+    ecdsa_value(curve, hash)
+}
+
+/// `computed` (a hash of any length) as the value ECDSA signs on `curve`,
+/// in a digest of the curve's native hash (see [`ecdsa_digest`]).
+fn ecdsa_value(curve: Curve, computed: &[u8]) -> Result<digest::Digest> {
+    let native = curve.native_digest();
     let n = native.output_len();
     let internal = || CryptoError::Internal("ecdsa hash");
     let mut buf = [0u8; digest::MAX_OUTPUT_LEN];
@@ -120,9 +223,7 @@ fn ecdsa_digest(curve: Curve, hash: Hash, message: &[u8]) -> Result<Option<diges
                 .copy_from_slice(computed);
         }
     }
-    digest::Digest::import_less_safe(value, native)
-        .map(Some)
-        .map_err(|_| CryptoError::Internal("ecdsa hash"))
+    digest::Digest::import_less_safe(value, native).map_err(|_| CryptoError::Internal("ecdsa hash"))
 }
 
 impl LoadedKey {
@@ -145,6 +246,19 @@ impl LoadedKey {
                 pair.sign(encoding, &SystemRandom::new(), message, &mut out)
                     .map_err(failed)?;
                 Ok(out)
+            }
+            (Inner::Rsa { pair, .. }, Kind::RsaPkcs1DigestInfo | Kind::RsaPssPrehashed(_)) => {
+                let (padded, digest) =
+                    rsa_prehashed(kind, message)?.ok_or(mismatch(mechanism, self.spec()))?;
+                let encoding = rsa_signing(padded).ok_or(mismatch(mechanism, self.spec()))?;
+                let mut out = vec![0u8; pair.public_modulus_len()];
+                pair.sign_digest(encoding, &digest, &mut out)
+                    .map_err(failed)?;
+                Ok(out)
+            }
+            (Inner::Ec { curve, pair }, Kind::EcdsaPrehashed) => {
+                let digest = ecdsa_prehashed(*curve, message)?;
+                Ok(pair.sign_digest(&digest).map_err(failed)?.as_ref().to_vec())
             }
             (Inner::Ec { curve, pair }, Kind::Ecdsa(hash)) => {
                 let sig = match ecdsa_digest(*curve, hash, message)? {
@@ -205,6 +319,21 @@ impl PublicKey {
                 let alg = rsa_verifying(kind).ok_or(mismatch(mechanism, self.spec()))?;
                 signature::UnparsedPublicKey::new(alg, der)
                     .verify(message, sig)
+                    .is_ok()
+            }
+            (KeySpec::Rsa { .. }, Kind::RsaPkcs1DigestInfo | Kind::RsaPssPrehashed(_)) => {
+                let (padded, digest) =
+                    rsa_prehashed(kind, message)?.ok_or(mismatch(mechanism, self.spec()))?;
+                let alg = rsa_verifying(padded).ok_or(mismatch(mechanism, self.spec()))?;
+                signature::UnparsedPublicKey::new(alg, der)
+                    .verify_digest(&digest, sig)
+                    .is_ok()
+            }
+            (KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::EcSecp256k1, Kind::EcdsaPrehashed) => {
+                let curve = Curve::of(self.spec()).ok_or(mismatch(mechanism, self.spec()))?;
+                let digest = ecdsa_prehashed(curve, message)?;
+                signature::UnparsedPublicKey::new(curve.verifying(), der)
+                    .verify_digest(&digest, sig)
                     .is_ok()
             }
             (KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::EcSecp256k1, Kind::Ecdsa(hash)) => {

@@ -56,6 +56,8 @@ fn openssl_verifies(pem: &str, mechanism: SignMechanism, msg: &[u8], sig: &[u8])
     use SignMechanism as M;
     let digest = match mechanism {
         M::RsaPkcs1v15Sha256 | M::RsaPssSha256 | M::EcdsaSha256 => "-sha256",
+        // Only whole-message forms are verified here (the hashed forms as
+        // the whole-message form they equal).
         M::RsaPkcs1v15Sha384 | M::RsaPssSha384 | M::EcdsaSha384 => "-sha384",
         M::RsaPkcs1v15Sha512 | M::RsaPssSha512 => "-sha512",
         M::Ed25519 => {
@@ -277,6 +279,106 @@ async fn activation_users_every_key_type_and_operation() {
         ),
         ErrorKind::InvalidInput,
         "mechanism that does not fit the key"
+    );
+
+    // Signatures over a hash the caller computed (PKCS#11's CKM_ECDSA,
+    // CKM_RSA_PKCS with a DigestInfo, CKM_RSA_PKCS_PSS): OpenSSL verifies
+    // each as a signature of the message itself.
+    let sha = |algorithm| {
+        let alice = &alice;
+        let msg = msg.clone();
+        async move { alice.digest(algorithm, msg).await.expect("digest") }
+    };
+    let mut digest_info = vec![
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    digest_info.extend(sha(DigestAlgorithm::Sha256).await);
+    let hashed_cases = [
+        (
+            KeySpec::EcP256,
+            SignMechanism::EcdsaPrehashed,
+            sha(DigestAlgorithm::Sha256).await,
+            SignMechanism::EcdsaSha256,
+        ),
+        (
+            KeySpec::EcP384,
+            SignMechanism::EcdsaPrehashed,
+            sha(DigestAlgorithm::Sha384).await,
+            SignMechanism::EcdsaSha384,
+        ),
+        (
+            KeySpec::Rsa { bits: 2048 },
+            SignMechanism::RsaPkcs1v15DigestInfo,
+            digest_info,
+            SignMechanism::RsaPkcs1v15Sha256,
+        ),
+        (
+            KeySpec::Rsa { bits: 2048 },
+            SignMechanism::RsaPssSha384Prehashed,
+            sha(DigestAlgorithm::Sha384).await,
+            SignMechanism::RsaPssSha384,
+        ),
+    ];
+    for (spec, mechanism, hash, whole) in hashed_cases {
+        let key = key_of(spec);
+        let sig = alice
+            .sign(key, mechanism, hash.clone())
+            .await
+            .expect("sign hash");
+        assert!(alice
+            .verify(key, mechanism, hash.clone(), sig.clone())
+            .await
+            .expect("verify"));
+        assert!(alice
+            .verify(key, whole, msg.clone(), sig.clone())
+            .await
+            .expect("verify"));
+        let (_, pem) = alice.export_public_key(key).await.expect("export");
+        assert!(
+            openssl_verifies(&pem, whole, &msg, &sig),
+            "OpenSSL rejects {mechanism} by {spec:?}"
+        );
+        // The same key rules as for a message: bob has no such key.
+        assert_eq!(
+            kind(bob.sign(key, mechanism, hash.clone()).await),
+            ErrorKind::NotFound
+        );
+    }
+    // A hash of the wrong length is the caller's error, and says so.
+    let err = alice
+        .sign(
+            key_of(KeySpec::Rsa { bits: 2048 }),
+            SignMechanism::RsaPssSha256Prehashed,
+            vec![0; 20],
+        )
+        .await
+        .expect_err("short hash");
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidInput));
+    assert!(err.to_string().contains("hash is 20 bytes"), "{err}");
+    // A key without the sign attribute signs no hash either.
+    let verify_only = alice
+        .generate_key(
+            KeySpec::EcP256,
+            KeyAttributes {
+                verify: true,
+                ..KeyAttributes::default()
+            },
+            false,
+        )
+        .await
+        .expect("generate");
+    assert_eq!(
+        kind(
+            alice
+                .sign(
+                    verify_only.id,
+                    SignMechanism::EcdsaPrehashed,
+                    sha(DigestAlgorithm::Sha256).await
+                )
+                .await
+        ),
+        ErrorKind::PermissionDenied
     );
     assert_eq!(
         kind(

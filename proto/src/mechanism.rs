@@ -58,6 +58,10 @@ named_enum! {
     /// is applied to the message and, per FIPS 186-4, truncated to the curve
     /// order's length (SHA-384 on P-256 or secp256k1) or used whole (SHA-256
     /// on P-384). Ed25519 is pure Ed25519 (RFC 8032) over the message.
+    /// The `-prehashed` and `-digestinfo` forms take the hash (or
+    /// `DigestInfo`) in place of the message, for callers that hash
+    /// themselves (PKCS#11, TLS stacks); their signatures are the same as
+    /// the whole-message forms' over the message hashed.
     pub enum SignMechanism {
         /// RSASSA-PKCS1-v1_5 with SHA-256. RSA keys.
         RsaPkcs1v15Sha256 => "rsa-pkcs1v15-sha256",
@@ -83,6 +87,26 @@ named_enum! {
         HmacSha384 => "hmac-sha384",
         /// HMAC-SHA-512 (64-byte tag). Generic secret keys.
         HmacSha512 => "hmac-sha512",
+        /// ECDSA over a hash the caller computed (PKCS#11 `CKM_ECDSA`): the
+        /// message is the hash, 20 to 64 bytes, used as FIPS 186-4 says
+        /// (its leftmost bits, as many as the curve order has). P-256,
+        /// P-384 and secp256k1 keys.
+        EcdsaPrehashed => "ecdsa-prehashed",
+        /// RSASSA-PKCS1-v1_5 over a DigestInfo the caller made (PKCS#11
+        /// `CKM_RSA_PKCS` as TLS stacks and OpenSSL use it): the message is
+        /// the DER `DigestInfo` of a SHA-256, SHA-384 or SHA-512 hash; any
+        /// other input is refused. RSA keys.
+        RsaPkcs1v15DigestInfo => "rsa-pkcs1v15-digestinfo",
+        /// RSASSA-PSS as [`SignMechanism::RsaPssSha256`] over a SHA-256
+        /// hash the caller computed (the message is the 32-byte hash). RSA
+        /// keys.
+        RsaPssSha256Prehashed => "rsa-pss-sha256-prehashed",
+        /// RSASSA-PSS as [`SignMechanism::RsaPssSha384`] over a 48-byte
+        /// SHA-384 hash the caller computed. RSA keys.
+        RsaPssSha384Prehashed => "rsa-pss-sha384-prehashed",
+        /// RSASSA-PSS as [`SignMechanism::RsaPssSha512`] over a 64-byte
+        /// SHA-512 hash the caller computed. RSA keys.
+        RsaPssSha512Prehashed => "rsa-pss-sha512-prehashed",
     }
 }
 

@@ -1,6 +1,6 @@
 //! Shared keys and the OpenSSL harness.
 
-use hsm_crypto::{KeyMaterial, KeySpec, LoadedKey};
+use hsm_crypto::{digest, DigestAlgorithm, KeyMaterial, KeySpec, LoadedKey, SignMechanism};
 use hsm_proto::{CarriedAttributes, KeyAttributes, KeyProvenance};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,6 +34,29 @@ pub fn key(spec: KeySpec) -> &'static LoadedKey {
         .position(|s| *s == spec)
         .expect("spec in SPECS");
     KEYS[index].get_or_init(|| LoadedKey::generate(spec).expect("generate"))
+}
+
+/// What a mechanism signs for `message`: the message itself, or for the
+/// forms over a caller's hash, the hash the whole-message form would use
+/// (SHA-256 for ECDSA's; the DigestInfo of SHA-256 for PKCS#1 v1.5's),
+/// made here from RFC 8017's DER independently of the crate.
+pub fn sign_input(mechanism: SignMechanism, message: &[u8]) -> Vec<u8> {
+    use SignMechanism as M;
+    let sha256 = || digest(DigestAlgorithm::Sha256, message);
+    match mechanism {
+        M::EcdsaPrehashed | M::RsaPssSha256Prehashed => sha256(),
+        M::RsaPssSha384Prehashed => digest(DigestAlgorithm::Sha384, message),
+        M::RsaPssSha512Prehashed => digest(DigestAlgorithm::Sha512, message),
+        M::RsaPkcs1v15DigestInfo => {
+            let mut info = vec![
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x01, 0x05, 0x00, 0x04, 0x20,
+            ];
+            info.extend(sha256());
+            info
+        }
+        _ => message.to_vec(),
+    }
 }
 
 /// What a wrapping of `target` carries: default attributes, generated.

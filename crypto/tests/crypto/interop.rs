@@ -1,7 +1,7 @@
 //! Interoperability with an independent implementation: the OpenSSL 3
 //! command line, run in a temporary directory per test.
 
-use crate::common::{carried, hex, key, Ossl, RSA_2048, SPECS};
+use crate::common::{carried, hex, key, sign_input, Ossl, RSA_2048, SPECS};
 use crate::roundtrip::sign_applies;
 use hsm_crypto::*;
 
@@ -10,9 +10,18 @@ const MESSAGE: &[u8] = b"interop message: sign me, verify me\n";
 fn md(mechanism: SignMechanism) -> &'static str {
     use SignMechanism as M;
     match mechanism {
-        M::RsaPkcs1v15Sha256 | M::RsaPssSha256 | M::EcdsaSha256 | M::HmacSha256 => "-sha256",
+        M::RsaPkcs1v15Sha256
+        | M::RsaPssSha256
+        | M::EcdsaSha256
+        | M::HmacSha256
+        | M::EcdsaPrehashed
+        | M::RsaPkcs1v15DigestInfo
+        | M::RsaPssSha256Prehashed => "-sha256",
         M::RsaPkcs1v15Sha384 | M::RsaPssSha384 | M::EcdsaSha384 | M::HmacSha384 => "-sha384",
-        M::RsaPkcs1v15Sha512 | M::RsaPssSha512 | M::HmacSha512 => "-sha512",
+        M::RsaPssSha384Prehashed => "-sha384",
+        M::RsaPkcs1v15Sha512 | M::RsaPssSha512 | M::HmacSha512 | M::RsaPssSha512Prehashed => {
+            "-sha512"
+        }
         M::Ed25519 => "",
     }
 }
@@ -20,7 +29,12 @@ fn md(mechanism: SignMechanism) -> &'static str {
 fn is_pss(mechanism: SignMechanism) -> bool {
     matches!(
         mechanism,
-        SignMechanism::RsaPssSha256 | SignMechanism::RsaPssSha384 | SignMechanism::RsaPssSha512
+        SignMechanism::RsaPssSha256
+            | SignMechanism::RsaPssSha384
+            | SignMechanism::RsaPssSha512
+            | SignMechanism::RsaPssSha256Prehashed
+            | SignMechanism::RsaPssSha384Prehashed
+            | SignMechanism::RsaPssSha512Prehashed
     )
 }
 
@@ -127,7 +141,9 @@ fn our_signatures_verify_in_openssl() {
                 continue;
             }
             let o = Ossl::new();
-            let sig = k.sign(mechanism, MESSAGE).expect("sign");
+            let sig = k
+                .sign(mechanism, &sign_input(mechanism, MESSAGE))
+                .expect("sign");
             assert!(
                 openssl_verifies(&o, public, mechanism, &sig),
                 "{spec:?} {mechanism}"
@@ -135,7 +151,7 @@ fn our_signatures_verify_in_openssl() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 18 + 6 + 1);
+    assert_eq!(checked, 30 + 9 + 1);
 }
 
 #[test]
@@ -183,19 +199,62 @@ fn openssl_signatures_verify_with_imported_keys() {
                 continue;
             }
             let sig = openssl_signs(&o, &key_path, mechanism);
+            let input = sign_input(mechanism, MESSAGE);
             assert!(
-                ours.verify(mechanism, MESSAGE, &sig).expect("verify"),
+                ours.verify(mechanism, &input, &sig).expect("verify"),
                 "{spec:?} {mechanism}"
             );
-            assert!(theirs.verify(mechanism, MESSAGE, &sig).expect("verify"));
+            assert!(theirs.verify(mechanism, &input, &sig).expect("verify"));
             let mut bad = sig.clone();
             bad[4] ^= 0x20;
-            assert!(!theirs.verify(mechanism, MESSAGE, &bad).expect("verify"));
-            assert!(!theirs.verify(mechanism, b"other", &sig).expect("verify"));
+            assert!(!theirs.verify(mechanism, &input, &bad).expect("verify"));
+            let other = sign_input(mechanism, b"other");
+            assert!(!theirs.verify(mechanism, &other, &sig).expect("verify"));
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 + 6 + 1);
+    assert_eq!(checked, 10 + 9 + 1);
+}
+
+/// ECDSA over a caller's hash of any usual length (SHA-1 to SHA-512, on
+/// every curve: shorter than the order, as long, longer) verifies in
+/// OpenSSL as a signature of the message with that hash.
+#[test]
+fn ecdsa_over_a_hash_of_any_length_verifies_in_openssl() {
+    let mut checked = 0;
+    for spec in [KeySpec::EcP256, KeySpec::EcP384, KeySpec::EcSecp256k1] {
+        let k = key(spec);
+        let pem_public = k.public_key().expect("public").to_pem();
+        for (flag, hash) in [
+            ("-sha1", openssl_hash("sha1")),
+            ("-sha256", digest(DigestAlgorithm::Sha256, MESSAGE)),
+            ("-sha384", digest(DigestAlgorithm::Sha384, MESSAGE)),
+            ("-sha512", digest(DigestAlgorithm::Sha512, MESSAGE)),
+        ] {
+            let o = Ossl::new();
+            let sig = k.sign(SignMechanism::EcdsaPrehashed, &hash).expect("sign");
+            let pem = o.write("pub.pem", &pem_public);
+            let msg = o.write("msg.bin", MESSAGE);
+            let sig = o.write("sig.bin", sig);
+            let (ok, stdout, _) =
+                o.try_run(&["dgst", flag, "-verify", &pem, "-signature", &sig, &msg]);
+            assert!(
+                ok && String::from_utf8_lossy(&stdout).contains("Verified"),
+                "{spec:?} {flag}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+}
+
+/// `openssl dgst -NAME -binary` of [`MESSAGE`].
+fn openssl_hash(name: &str) -> Vec<u8> {
+    let o = Ossl::new();
+    let msg = o.write("msg.bin", MESSAGE);
+    let out = o.path("hash.bin").to_str().expect("path").to_owned();
+    o.run(&["dgst", &format!("-{name}"), "-binary", "-out", &out, &msg]);
+    o.read("hash.bin")
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Round trips of every key type and operation through this crate alone.
 
-use crate::common::{carried, key, RSA_2048, SPECS};
+use crate::common::{carried, key, sign_input, RSA_2048, SPECS};
 use hsm_crypto::*;
 
 /// Which sign mechanisms each key type accepts, written out independently
@@ -16,9 +16,16 @@ pub fn sign_applies(spec: KeySpec, mechanism: SignMechanism) -> bool {
                 | M::RsaPssSha256
                 | M::RsaPssSha384
                 | M::RsaPssSha512
+                | M::RsaPkcs1v15DigestInfo
+                | M::RsaPssSha256Prehashed
+                | M::RsaPssSha384Prehashed
+                | M::RsaPssSha512Prehashed
         ),
         KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::EcSecp256k1 => {
-            matches!(mechanism, M::EcdsaSha256 | M::EcdsaSha384)
+            matches!(
+                mechanism,
+                M::EcdsaSha256 | M::EcdsaSha384 | M::EcdsaPrehashed
+            )
         }
         KeySpec::Ed25519 => mechanism == M::Ed25519,
         KeySpec::GenericSecret { .. } => {
@@ -128,7 +135,7 @@ fn generic_secret_sizes_at_the_limits() {
 
 #[test]
 fn sign_and_verify_every_applicable_mechanism() {
-    let message = b"the quick brown fox jumps over the lazy dog";
+    let text = b"the quick brown fox jumps over the lazy dog";
     let mut checked = 0;
     for spec in SPECS {
         let k = key(spec);
@@ -137,14 +144,14 @@ fn sign_and_verify_every_applicable_mechanism() {
                 continue;
             }
             checked += 1;
+            let message = &sign_input(mechanism, text)[..];
+            let other = &sign_input(mechanism, b"another message")[..];
             let sig = k.sign(mechanism, message).expect("sign");
             assert!(
                 k.verify(mechanism, message, &sig).expect("verify"),
                 "{spec:?} {mechanism}"
             );
-            assert!(!k
-                .verify(mechanism, b"another message", &sig)
-                .expect("verify"));
+            assert!(!k.verify(mechanism, other, &sig).expect("verify"));
             let mut bad = sig.clone();
             let last = bad.len() - 1;
             bad[last] ^= 0x01;
@@ -166,6 +173,10 @@ fn sign_and_verify_every_applicable_mechanism() {
                     | SignMechanism::RsaPssSha512
                     | SignMechanism::EcdsaSha256
                     | SignMechanism::EcdsaSha384
+                    | SignMechanism::EcdsaPrehashed
+                    | SignMechanism::RsaPssSha256Prehashed
+                    | SignMechanism::RsaPssSha384Prehashed
+                    | SignMechanism::RsaPssSha512Prehashed
             );
             assert_eq!(sig != again, randomised, "{spec:?} {mechanism}");
             if let KeySpec::Rsa { bits } = spec {
@@ -173,8 +184,96 @@ fn sign_and_verify_every_applicable_mechanism() {
             }
         }
     }
-    // 6 RSA mechanisms x 3 sizes, 2 ECDSA x 3 curves, Ed25519, 3 HMAC.
-    assert_eq!(checked, 18 + 6 + 1 + 3);
+    // 10 RSA mechanisms x 3 sizes, 3 ECDSA x 3 curves, Ed25519, 3 HMAC.
+    assert_eq!(checked, 30 + 9 + 1 + 3);
+}
+
+/// A signature over a caller's hash is one over the message hashed: each
+/// verifies as the other.
+#[test]
+fn signatures_over_a_hash_are_signatures_over_the_message() {
+    use SignMechanism as M;
+    let text = b"signed here, hashed elsewhere";
+    let pairs = [
+        (M::RsaPkcs1v15DigestInfo, M::RsaPkcs1v15Sha256),
+        (M::RsaPssSha256Prehashed, M::RsaPssSha256),
+        (M::RsaPssSha384Prehashed, M::RsaPssSha384),
+        (M::RsaPssSha512Prehashed, M::RsaPssSha512),
+        (M::EcdsaPrehashed, M::EcdsaSha256),
+    ];
+    let mut checked = 0;
+    for spec in SPECS {
+        let k = key(spec);
+        for (hashed, whole) in pairs {
+            if !sign_applies(spec, hashed) {
+                continue;
+            }
+            let input = sign_input(hashed, text);
+            let sig = k.sign(hashed, &input).expect("sign hash");
+            assert!(
+                k.verify(whole, text, &sig).expect("verify"),
+                "{spec:?} {hashed}"
+            );
+            let sig = k.sign(whole, text).expect("sign message");
+            assert!(
+                k.verify(hashed, &input, &sig).expect("verify"),
+                "{spec:?} {whole}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * 3 + 3);
+    // PKCS#1 v1.5 is deterministic: the two forms give the same bytes.
+    let k = key(RSA_2048);
+    assert_eq!(
+        k.sign(
+            M::RsaPkcs1v15DigestInfo,
+            &sign_input(M::RsaPkcs1v15DigestInfo, text)
+        )
+        .expect("sign"),
+        k.sign(M::RsaPkcs1v15Sha256, text).expect("sign")
+    );
+}
+
+/// A hash of the wrong length, or a DigestInfo of another form, is a clean
+/// error that says what was expected.
+#[test]
+fn a_caller_hash_of_the_wrong_form_is_refused() {
+    use SignMechanism as M;
+    let rsa = key(RSA_2048);
+    let ec = key(KeySpec::EcP256);
+    for (k, mechanism, input) in [
+        (rsa, M::RsaPssSha256Prehashed, vec![1u8; 31]),
+        (rsa, M::RsaPssSha384Prehashed, vec![1u8; 32]),
+        (rsa, M::RsaPssSha512Prehashed, vec![]),
+        (ec, M::EcdsaPrehashed, vec![1u8; 19]),
+        (ec, M::EcdsaPrehashed, vec![1u8; 65]),
+    ] {
+        let err = k.sign(mechanism, &input).unwrap_err();
+        assert!(
+            matches!(err, CryptoError::BadLength { what: "hash", .. }),
+            "{mechanism}: {err}"
+        );
+        let err = k.verify(mechanism, &input, &[0u8; 64]).unwrap_err();
+        assert!(
+            matches!(err, CryptoError::BadLength { what: "hash", .. }),
+            "{mechanism}: {err}"
+        );
+    }
+    let good = sign_input(M::RsaPkcs1v15DigestInfo, b"m");
+    let mut wrong_oid = good.clone();
+    wrong_oid[14] = 0x04; // sha-224's arc
+    for input in [
+        good[19..].to_vec(),              // the bare hash
+        good[..good.len() - 1].to_vec(),  // one byte short
+        [good.clone(), vec![0]].concat(), // one byte long
+        wrong_oid,
+        b"any data at all".to_vec(),
+    ] {
+        let err = rsa.sign(M::RsaPkcs1v15DigestInfo, &input).unwrap_err();
+        assert!(matches!(err, CryptoError::BadInput(_)), "{err}");
+        assert!(err.to_string().contains("DigestInfo"), "{err}");
+    }
 }
 
 #[test]
