@@ -54,11 +54,6 @@ pub enum CryptoError {
         allowed: &'static str,
     },
 
-    /// An input is not of the form the operation takes (says which form,
-    /// never the bytes).
-    #[error("bad input: expected {0}")]
-    BadInput(&'static str),
-
     /// The two keys of a key agreement are not of the same type.
     #[error("peer public key is a {peer} key, expected {expected}")]
     PeerKeyMismatch {

@@ -57,7 +57,7 @@ pub const SELF_TESTS: [&str; 28] = [
     "rsa-pkcs1v15-sha-256",
     "rsa-pkcs1v15-sha-384",
     "rsa-pkcs1v15-sha-512",
-    "rsa-pkcs1v15-digestinfo",
+    "rsa-pkcs1v15-raw",
     "rsa-pss-sha-256",
     "rsa-oaep-sha-256",
     "random",
@@ -167,7 +167,7 @@ fn known_answer(test: &str) -> Vec<u8> {
         // A key pair made now must sign what its public half verifies: the
         // answer is the message.
         "pairwise-consistency" => return FIXED_MESSAGE.to_vec(),
-        "rsa-pkcs1v15-sha-256" | "rsa-pkcs1v15-digestinfo" => "aa187bb1b9110dd4e51bb0cf5cb6219599705c933b240e00dd4c914e383cc6c24915100280c9f643370ee35338519aaa286f2e2dc39a1e49c6ae8a3c69928b05ad038f62113af7062bde4f25a506eac04a50aff1a89c96ebed94bbef2eb3050744dea45104c9968d064d4d3c75005c7e2cdfb22404232aca58d9a4ffea432fff3ffdb1bb8601920eb459e1f8ad693562d9a89bdcdb4bcbd7a58524010c8a3ad448f7bb51a394e00280ad9e4ce81762c9e9b4a015a88f789b930e6ed440d0222cb6fcda4e8403b850e8cd4494b4c3cd8d9fc5cf615fe76501bea489423901333528944427c5284dc5eb6140f4754ca36ab26c3523341c28510f888864337d4943",
+        "rsa-pkcs1v15-sha-256" | "rsa-pkcs1v15-raw" => "aa187bb1b9110dd4e51bb0cf5cb6219599705c933b240e00dd4c914e383cc6c24915100280c9f643370ee35338519aaa286f2e2dc39a1e49c6ae8a3c69928b05ad038f62113af7062bde4f25a506eac04a50aff1a89c96ebed94bbef2eb3050744dea45104c9968d064d4d3c75005c7e2cdfb22404232aca58d9a4ffea432fff3ffdb1bb8601920eb459e1f8ad693562d9a89bdcdb4bcbd7a58524010c8a3ad448f7bb51a394e00280ad9e4ce81762c9e9b4a015a88f789b930e6ed440d0222cb6fcda4e8403b850e8cd4494b4c3cd8d9fc5cf615fe76501bea489423901333528944427c5284dc5eb6140f4754ca36ab26c3523341c28510f888864337d4943",
         "rsa-oaep-sha-256" => return OAEP_PLAINTEXT.to_vec(),
         // Two draws of 32 bytes must differ: the answer is what they must
         // not be (all zero).
@@ -244,12 +244,12 @@ fn check(test: &str, answer: &[u8]) -> Result<bool> {
         "rsa-pkcs1v15-sha-256" => rsa_sign(SignMechanism::RsaPkcs1v15Sha256, answer),
         "rsa-pkcs1v15-sha-384" => rsa_sign(SignMechanism::RsaPkcs1v15Sha384, answer),
         "rsa-pkcs1v15-sha-512" => rsa_sign(SignMechanism::RsaPkcs1v15Sha512, answer),
-        "rsa-pkcs1v15-digestinfo" => {
+        "rsa-pkcs1v15-raw" => {
             // The DigestInfo of SHA-256("abc") signs as "abc" does.
             let key = LoadedKey::parse(KeySpec::Rsa { bits: 2048 }, RSA_2048_PKCS8)?;
             let mut info = unhex(SHA256_DIGEST_INFO_PREFIX);
             info.extend(digest(DigestAlgorithm::Sha256, FIXED_MESSAGE));
-            Ok(key.sign(SignMechanism::RsaPkcs1v15DigestInfo, &info)? == answer)
+            Ok(key.sign(SignMechanism::RsaPkcs1v15Raw, &info)? == answer)
         }
         "rsa-pss-sha-256" => {
             // Random salt: a known signature verifies, and a new one.

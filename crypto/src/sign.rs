@@ -1,5 +1,6 @@
 //! Signatures and MACs: RSA PKCS#1 v1.5 and PSS, ECDSA, Ed25519, HMAC;
-//! the RSA and ECDSA ones also over a hash the caller computed.
+//! the RSA and ECDSA ones also over a hash the caller computed, and RSA
+//! PKCS#1 v1.5 padding over the caller's bytes.
 
 use crate::error::{CryptoError, Result};
 use crate::keys::PublicKey;
@@ -43,8 +44,8 @@ enum Kind {
     Hmac(Hash),
     /// ECDSA over a hash the caller computed.
     EcdsaPrehashed,
-    /// PKCS#1 v1.5 over a caller's DigestInfo.
-    RsaPkcs1DigestInfo,
+    /// PKCS#1 v1.5 padding over the caller's bytes.
+    RsaPkcs1Raw,
     /// PSS over a hash the caller computed.
     RsaPssPrehashed(Hash),
 }
@@ -65,7 +66,7 @@ fn kind(mechanism: SignMechanism) -> Kind {
         M::HmacSha384 => Kind::Hmac(Hash::Sha384),
         M::HmacSha512 => Kind::Hmac(Hash::Sha512),
         M::EcdsaPrehashed => Kind::EcdsaPrehashed,
-        M::RsaPkcs1v15DigestInfo => Kind::RsaPkcs1DigestInfo,
+        M::RsaPkcs1v15Raw => Kind::RsaPkcs1Raw,
         M::RsaPssSha256Prehashed => Kind::RsaPssPrehashed(Hash::Sha256),
         M::RsaPssSha384Prehashed => Kind::RsaPssPrehashed(Hash::Sha384),
         M::RsaPssSha512Prehashed => Kind::RsaPssPrehashed(Hash::Sha512),
@@ -98,18 +99,14 @@ const DIGEST_INFO_PREFIXES: [(Hash, [u8; 19]); 3] = [
     ),
 ];
 
-/// The hash a `DigestInfo` carries, as a digest of its algorithm.
-fn digest_info(input: &[u8]) -> Result<(Hash, digest::Digest)> {
-    for (hash, prefix) in DIGEST_INFO_PREFIXES {
-        if let Some(value) = input.strip_prefix(&prefix[..]) {
-            if value.len() == hash.digest().output_len() {
-                return prehashed(hash, value).map(|d| (hash, d));
-            }
-        }
-    }
-    Err(CryptoError::BadInput(
-        "the DER DigestInfo of a SHA-256, SHA-384 or SHA-512 hash",
-    ))
+/// The hash a `DigestInfo` of SHA-256, SHA-384 or SHA-512 carries, as a
+/// digest of its algorithm; `None` for any other input.
+fn digest_info(input: &[u8]) -> Option<(Hash, digest::Digest)> {
+    DIGEST_INFO_PREFIXES.iter().find_map(|(hash, prefix)| {
+        let value = input.strip_prefix(&prefix[..])?;
+        let digest = prehashed(*hash, value).ok()?;
+        Some((*hash, digest))
+    })
 }
 
 /// A caller's hash as a digest of `hash`, refused unless it is that long.
@@ -130,12 +127,13 @@ fn prehashed(hash: Hash, value: &[u8]) -> Result<digest::Digest> {
         .map_err(|_| CryptoError::Internal("import hash"))
 }
 
-/// The RSA encoding and caller's digest for a prehashed RSA kind.
+/// The RSA encoding and caller's digest for a prehashed RSA kind; `None`
+/// for raw PKCS#1 v1.5 over bytes that are not a SHA-2 DigestInfo (signed
+/// by [`crate::rsa_raw`]).
 fn rsa_prehashed(kind: Kind, input: &[u8]) -> Result<Option<(Kind, digest::Digest)>> {
     Ok(match kind {
-        Kind::RsaPkcs1DigestInfo => {
-            let (hash, digest) = digest_info(input)?;
-            Some((Kind::RsaPkcs1(hash), digest))
+        Kind::RsaPkcs1Raw => {
+            digest_info(input).map(|(hash, digest)| (Kind::RsaPkcs1(hash), digest))
         }
         Kind::RsaPssPrehashed(hash) => Some((Kind::RsaPss(hash), prehashed(hash, input)?)),
         _ => None,
@@ -247,9 +245,10 @@ impl LoadedKey {
                     .map_err(failed)?;
                 Ok(out)
             }
-            (Inner::Rsa { pair, .. }, Kind::RsaPkcs1DigestInfo | Kind::RsaPssPrehashed(_)) => {
-                let (padded, digest) =
-                    rsa_prehashed(kind, message)?.ok_or(mismatch(mechanism, self.spec()))?;
+            (Inner::Rsa { pair, .. }, Kind::RsaPkcs1Raw | Kind::RsaPssPrehashed(_)) => {
+                let Some((padded, digest)) = rsa_prehashed(kind, message)? else {
+                    return crate::rsa_raw::sign(self.material.secret(), message);
+                };
                 let encoding = rsa_signing(padded).ok_or(mismatch(mechanism, self.spec()))?;
                 let mut out = vec![0u8; pair.public_modulus_len()];
                 pair.sign_digest(encoding, &digest, &mut out)
@@ -321,9 +320,10 @@ impl PublicKey {
                     .verify(message, sig)
                     .is_ok()
             }
-            (KeySpec::Rsa { .. }, Kind::RsaPkcs1DigestInfo | Kind::RsaPssPrehashed(_)) => {
-                let (padded, digest) =
-                    rsa_prehashed(kind, message)?.ok_or(mismatch(mechanism, self.spec()))?;
+            (KeySpec::Rsa { .. }, Kind::RsaPkcs1Raw | Kind::RsaPssPrehashed(_)) => {
+                let Some((padded, digest)) = rsa_prehashed(kind, message)? else {
+                    return crate::rsa_raw::verify(der, message, sig);
+                };
                 let alg = rsa_verifying(padded).ok_or(mismatch(mechanism, self.spec()))?;
                 signature::UnparsedPublicKey::new(alg, der)
                     .verify_digest(&digest, sig)

@@ -309,7 +309,7 @@ async fn activation_users_every_key_type_and_operation() {
         ),
         (
             KeySpec::Rsa { bits: 2048 },
-            SignMechanism::RsaPkcs1v15DigestInfo,
+            SignMechanism::RsaPkcs1v15Raw,
             digest_info,
             SignMechanism::RsaPkcs1v15Sha256,
         ),

@@ -58,7 +58,7 @@ named_enum! {
     /// is applied to the message and, per FIPS 186-4, truncated to the curve
     /// order's length (SHA-384 on P-256 or secp256k1) or used whole (SHA-256
     /// on P-384). Ed25519 is pure Ed25519 (RFC 8032) over the message.
-    /// The `-prehashed` and `-digestinfo` forms take the hash (or
+    /// The `-prehashed` and `-raw` forms take the hash (or the
     /// `DigestInfo`) in place of the message, for callers that hash
     /// themselves (PKCS#11, TLS stacks); their signatures are the same as
     /// the whole-message forms' over the message hashed.
@@ -92,11 +92,12 @@ named_enum! {
         /// (its leftmost bits, as many as the curve order has). P-256,
         /// P-384 and secp256k1 keys.
         EcdsaPrehashed => "ecdsa-prehashed",
-        /// RSASSA-PKCS1-v1_5 over a DigestInfo the caller made (PKCS#11
-        /// `CKM_RSA_PKCS` as TLS stacks and OpenSSL use it): the message is
-        /// the DER `DigestInfo` of a SHA-256, SHA-384 or SHA-512 hash; any
-        /// other input is refused. RSA keys.
-        RsaPkcs1v15DigestInfo => "rsa-pkcs1v15-digestinfo",
+        /// RSASSA-PKCS1-v1_5 signature padding over the caller's bytes
+        /// (PKCS#11 `CKM_RSA_PKCS`, as TLS stacks and OpenSSL use it): the
+        /// message is what is padded and signed, normally the DER
+        /// `DigestInfo` of a hash the caller computed, at most the modulus
+        /// length less 11 bytes. RSA keys.
+        RsaPkcs1v15Raw => "rsa-pkcs1v15-raw",
         /// RSASSA-PSS as [`SignMechanism::RsaPssSha256`] over a SHA-256
         /// hash the caller computed (the message is the 32-byte hash). RSA
         /// keys.

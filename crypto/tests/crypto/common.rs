@@ -47,7 +47,7 @@ pub fn sign_input(mechanism: SignMechanism, message: &[u8]) -> Vec<u8> {
         M::EcdsaPrehashed | M::RsaPssSha256Prehashed => sha256(),
         M::RsaPssSha384Prehashed => digest(DigestAlgorithm::Sha384, message),
         M::RsaPssSha512Prehashed => digest(DigestAlgorithm::Sha512, message),
-        M::RsaPkcs1v15DigestInfo => {
+        M::RsaPkcs1v15Raw => {
             let mut info = vec![
                 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
                 0x01, 0x05, 0x00, 0x04, 0x20,

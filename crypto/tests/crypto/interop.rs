@@ -15,7 +15,7 @@ fn md(mechanism: SignMechanism) -> &'static str {
         | M::EcdsaSha256
         | M::HmacSha256
         | M::EcdsaPrehashed
-        | M::RsaPkcs1v15DigestInfo
+        | M::RsaPkcs1v15Raw
         | M::RsaPssSha256Prehashed => "-sha256",
         M::RsaPkcs1v15Sha384 | M::RsaPssSha384 | M::EcdsaSha384 | M::HmacSha384 => "-sha384",
         M::RsaPssSha384Prehashed => "-sha384",
@@ -246,6 +246,69 @@ fn ecdsa_over_a_hash_of_any_length_verifies_in_openssl() {
         }
     }
     assert_eq!(checked, 12);
+}
+
+/// Raw PKCS#1 v1.5 over any bytes is what `openssl pkeyutl -sign` makes
+/// without a digest: the same bytes both ways (the padding is
+/// deterministic), and each verifies the other's.
+#[test]
+fn raw_pkcs1_matches_openssl_pkeyutl() {
+    let o = Ossl::new();
+    let key_path = openssl_genpkey(&o, RSA_2048, "key.der");
+    let der = std::fs::read(&key_path).expect("read key");
+    let ours = LoadedKey::parse(RSA_2048, &der).expect("import");
+    // A SHA-1 DigestInfo, as pkcs11-tool and old TLS stacks bring.
+    let mut input = hex_decode("3021300906052b0e03021a05000414");
+    input.extend(openssl_hash("sha1"));
+    let data = o.write("data.bin", &input);
+    let out = o.path("sig.bin").to_str().expect("path").to_owned();
+    o.run(&[
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        &key_path,
+        "-keyform",
+        "DER",
+        "-pkeyopt",
+        "rsa_padding_mode:pkcs1",
+        "-in",
+        &data,
+        "-out",
+        &out,
+    ]);
+    let theirs = o.read("sig.bin");
+    let mine = ours
+        .sign(SignMechanism::RsaPkcs1v15Raw, &input)
+        .expect("sign");
+    assert_eq!(mine, theirs);
+    assert!(ours
+        .public_key()
+        .expect("public")
+        .verify(SignMechanism::RsaPkcs1v15Raw, &input, &theirs)
+        .expect("verify"));
+    let pem = o.write("pub.pem", ours.public_key().expect("public").to_pem());
+    let sig = o.write("mine.bin", &mine);
+    let (ok, _, err) = o.try_run(&[
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        &pem,
+        "-pkeyopt",
+        "rsa_padding_mode:pkcs1",
+        "-in",
+        &data,
+        "-sigfile",
+        &sig,
+    ]);
+    assert!(ok, "{err}");
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 /// `openssl dgst -NAME -binary` of [`MESSAGE`].

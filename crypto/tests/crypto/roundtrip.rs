@@ -16,7 +16,7 @@ pub fn sign_applies(spec: KeySpec, mechanism: SignMechanism) -> bool {
                 | M::RsaPssSha256
                 | M::RsaPssSha384
                 | M::RsaPssSha512
-                | M::RsaPkcs1v15DigestInfo
+                | M::RsaPkcs1v15Raw
                 | M::RsaPssSha256Prehashed
                 | M::RsaPssSha384Prehashed
                 | M::RsaPssSha512Prehashed
@@ -195,7 +195,7 @@ fn signatures_over_a_hash_are_signatures_over_the_message() {
     use SignMechanism as M;
     let text = b"signed here, hashed elsewhere";
     let pairs = [
-        (M::RsaPkcs1v15DigestInfo, M::RsaPkcs1v15Sha256),
+        (M::RsaPkcs1v15Raw, M::RsaPkcs1v15Sha256),
         (M::RsaPssSha256Prehashed, M::RsaPssSha256),
         (M::RsaPssSha384Prehashed, M::RsaPssSha384),
         (M::RsaPssSha512Prehashed, M::RsaPssSha512),
@@ -226,11 +226,8 @@ fn signatures_over_a_hash_are_signatures_over_the_message() {
     // PKCS#1 v1.5 is deterministic: the two forms give the same bytes.
     let k = key(RSA_2048);
     assert_eq!(
-        k.sign(
-            M::RsaPkcs1v15DigestInfo,
-            &sign_input(M::RsaPkcs1v15DigestInfo, text)
-        )
-        .expect("sign"),
+        k.sign(M::RsaPkcs1v15Raw, &sign_input(M::RsaPkcs1v15Raw, text))
+            .expect("sign"),
         k.sign(M::RsaPkcs1v15Sha256, text).expect("sign")
     );
 }
@@ -260,19 +257,49 @@ fn a_caller_hash_of_the_wrong_form_is_refused() {
             "{mechanism}: {err}"
         );
     }
-    let good = sign_input(M::RsaPkcs1v15DigestInfo, b"m");
-    let mut wrong_oid = good.clone();
-    wrong_oid[14] = 0x04; // sha-224's arc
+    // Raw PKCS#1 v1.5 takes at most the modulus length less 11 bytes.
+    let err = rsa.sign(M::RsaPkcs1v15Raw, &[1u8; 256 - 10]).unwrap_err();
+    assert!(matches!(err, CryptoError::BadLength { .. }), "{err}");
+    assert!(rsa.sign(M::RsaPkcs1v15Raw, &[1u8; 256 - 11]).is_ok());
+}
+
+/// Raw PKCS#1 v1.5 signs any bytes the caller brings (a SHA-1 DigestInfo,
+/// a SHA-2 one in another form, plain data), deterministically, and
+/// verifies them; another input or a changed signature does not verify.
+#[test]
+fn raw_pkcs1_signs_any_bytes_that_fit() {
+    use SignMechanism as M;
+    let rsa = key(RSA_2048);
+    let public = rsa.public_key().expect("public");
+    let mut sha1_info = vec![
+        0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14,
+    ];
+    sha1_info.extend([0xab; 20]);
+    let sha256_info = sign_input(M::RsaPkcs1v15Raw, b"m");
     for input in [
-        good[19..].to_vec(),              // the bare hash
-        good[..good.len() - 1].to_vec(),  // one byte short
-        [good.clone(), vec![0]].concat(), // one byte long
-        wrong_oid,
+        sha1_info,
+        sha256_info[..sha256_info.len() - 1].to_vec(),
         b"any data at all".to_vec(),
+        Vec::new(),
     ] {
-        let err = rsa.sign(M::RsaPkcs1v15DigestInfo, &input).unwrap_err();
-        assert!(matches!(err, CryptoError::BadInput(_)), "{err}");
-        assert!(err.to_string().contains("DigestInfo"), "{err}");
+        let sig = rsa.sign(M::RsaPkcs1v15Raw, &input).expect("sign");
+        assert_eq!(sig.len(), 256);
+        assert_eq!(sig, rsa.sign(M::RsaPkcs1v15Raw, &input).expect("sign"));
+        assert!(public
+            .verify(M::RsaPkcs1v15Raw, &input, &sig)
+            .expect("verify"));
+        assert!(rsa.verify(M::RsaPkcs1v15Raw, &input, &sig).expect("verify"));
+        assert!(!public
+            .verify(M::RsaPkcs1v15Raw, b"other", &sig)
+            .expect("verify"));
+        let mut bad = sig.clone();
+        bad[100] ^= 1;
+        assert!(!public
+            .verify(M::RsaPkcs1v15Raw, &input, &bad)
+            .expect("verify"));
+        assert!(!public
+            .verify(M::RsaPkcs1v15Raw, &input, &sig[1..])
+            .expect("verify"));
     }
 }
 

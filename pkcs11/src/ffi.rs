@@ -1,0 +1,1021 @@
+//! The C boundary: every PKCS#11 function the module exports.
+//!
+//! Each function reads the caller's pointers into Rust values (checked
+//! for null and bounded in length), calls [`crate::module`], and writes
+//! the results back under PKCS#11's conventions (a null output buffer
+//! asks the length; a short one gets `CKR_BUFFER_TOO_SMALL` and the
+//! length). Each body runs under `catch_unwind`: a panic becomes
+//! `CKR_GENERAL_ERROR`, never an unwind into C.
+//!
+//! Safety: the functions are called by PKCS#11 applications, which
+//! promise what the standard requires of them: every pointer is null or
+//! valid for the length given beside it, for the length of the call.
+//! Nothing here keeps a caller's pointer past the call.
+#![allow(clippy::missing_safety_doc)]
+#![allow(missing_docs)]
+#![allow(non_snake_case)]
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use cryptoki_sys::*;
+
+use crate::mechanisms::{Param, GCM_IV_LEN};
+use crate::module::{self, Out};
+use crate::objects::Unreadable;
+use crate::rv::Rv;
+use crate::templates::Attr;
+
+/// Longest attribute value or data buffer read from a caller.
+const MAX_INPUT: usize = module::MAX_GATHERED;
+/// Most attributes in one template.
+const MAX_TEMPLATE: usize = 1024;
+
+/// Runs `f`, turning its error or a panic into the return value.
+fn guard(f: impl FnOnce() -> Result<(), Rv>) -> CK_RV {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => CKR_OK,
+        Ok(Err(Rv(rv))) => rv,
+        Err(_) => CKR_GENERAL_ERROR,
+    }
+}
+
+fn len_of(n: CK_ULONG) -> Result<usize, Rv> {
+    usize::try_from(n).map_err(|_| Rv(CKR_ARGUMENTS_BAD))
+}
+
+/// The caller's input buffer.
+unsafe fn input<'a>(p: *const u8, n: CK_ULONG) -> Result<&'a [u8], Rv> {
+    let n = len_of(n)?;
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Rv(CKR_ARGUMENTS_BAD));
+    }
+    if n > MAX_INPUT {
+        return Err(Rv(CKR_DATA_LEN_RANGE));
+    }
+    Ok(std::slice::from_raw_parts(p, n))
+}
+
+/// Writes `value` to a non-null output pointer.
+unsafe fn put<T>(p: *mut T, value: T) -> Result<(), Rv> {
+    if p.is_null() {
+        return Err(Rv(CKR_ARGUMENTS_BAD));
+    }
+    p.write(value);
+    Ok(())
+}
+
+/// The capacity of an output buffer: `None` for a null buffer (a length
+/// query).
+unsafe fn capacity(out: *const u8, out_len: *const CK_ULONG) -> Result<Option<usize>, Rv> {
+    if out_len.is_null() {
+        return Err(Rv(CKR_ARGUMENTS_BAD));
+    }
+    if out.is_null() {
+        Ok(None)
+    } else {
+        Ok(Some(len_of(*out_len)?))
+    }
+}
+
+/// Writes an operation's output as PKCS#11 says.
+unsafe fn deliver(o: Out, out: *mut u8, out_len: *mut CK_ULONG) -> Result<(), Rv> {
+    match o {
+        Out::Len(n) => put(out_len, n as CK_ULONG),
+        Out::TooSmall(n) => {
+            put(out_len, n as CK_ULONG)?;
+            Err(Rv(CKR_BUFFER_TOO_SMALL))
+        }
+        Out::Bytes(bytes) => {
+            if !bytes.is_empty() {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+            }
+            put(out_len, bytes.len() as CK_ULONG)
+        }
+    }
+}
+
+/// A caller's template, copied.
+unsafe fn template(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<Vec<Attr>, Rv> {
+    let n = len_of(n)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(Rv(CKR_ARGUMENTS_BAD));
+    }
+    if n > MAX_TEMPLATE {
+        return Err(Rv(CKR_TEMPLATE_INCONSISTENT));
+    }
+    std::slice::from_raw_parts(p, n)
+        .iter()
+        .map(|a| {
+            Ok((
+                a.type_,
+                input(a.pValue as *const u8, a.ulValueLen)?.to_vec(),
+            ))
+        })
+        .collect()
+}
+
+/// Zeroes the copied values of a template (it may hold key material).
+fn scrub(template: &mut [Attr]) {
+    for (_, v) in template {
+        zeroize::Zeroize::zeroize(v);
+    }
+}
+
+/// The caller's parameter as a `T`, if it is exactly one.
+unsafe fn param_as<T: Copy>(m: &CK_MECHANISM) -> Option<T> {
+    if m.pParameter.is_null() || len_of(m.ulParameterLen).ok()? != std::mem::size_of::<T>() {
+        return None;
+    }
+    Some((m.pParameter as *const T).read_unaligned())
+}
+
+/// A caller's mechanism and its parameter; for AES-GCM also where its IV
+/// buffer is (the IV the cluster draws goes there).
+unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<(CK_MECHANISM_TYPE, Param, *mut u8), Rv> {
+    if p.is_null() {
+        return Err(Rv(CKR_ARGUMENTS_BAD));
+    }
+    let m = &*p;
+    let bad = Rv(CKR_MECHANISM_PARAM_INVALID);
+    let mut iv_target = std::ptr::null_mut();
+    let param = match m.mechanism {
+        CKM_RSA_PKCS_PSS
+        | CKM_SHA256_RSA_PKCS_PSS
+        | CKM_SHA384_RSA_PKCS_PSS
+        | CKM_SHA512_RSA_PKCS_PSS => {
+            let pss: CK_RSA_PKCS_PSS_PARAMS = param_as(m).ok_or(bad)?;
+            Param::Pss {
+                hash: pss.hashAlg,
+                mgf: pss.mgf,
+                salt_len: pss.sLen,
+            }
+        }
+        CKM_RSA_PKCS_OAEP => {
+            let oaep: CK_RSA_PKCS_OAEP_PARAMS = param_as(m).ok_or(bad)?;
+            Param::Oaep {
+                hash: oaep.hashAlg,
+                mgf: oaep.mgf,
+                source: oaep.source,
+                label: input(oaep.pSourceData as *const u8, oaep.ulSourceDataLen)?.to_vec(),
+            }
+        }
+        CKM_AES_GCM => {
+            let gcm: CK_GCM_PARAMS = param_as(m).ok_or(bad)?;
+            let iv_len = len_of(gcm.ulIvLen)?;
+            let iv = input(gcm.pIv, gcm.ulIvLen)?.to_vec();
+            if iv_len == GCM_IV_LEN {
+                iv_target = gcm.pIv;
+            }
+            Param::Gcm {
+                iv_len,
+                iv,
+                aad: input(gcm.pAAD, gcm.ulAADLen)?.to_vec(),
+                tag_bits: gcm.ulTagBits,
+            }
+        }
+        _ if m.pParameter.is_null() || m.ulParameterLen == 0 => Param::None,
+        _ => Param::Other(input(m.pParameter as *const u8, m.ulParameterLen)?.to_vec()),
+    };
+    Ok((m.mechanism, param, iv_target))
+}
+
+/// `text` in a blank-padded fixed field.
+fn padded<const N: usize>(text: &str) -> [u8; N] {
+    let mut out = [b' '; N];
+    for (o, b) in out.iter_mut().zip(text.bytes()) {
+        *o = b;
+    }
+    out
+}
+
+const VERSION: CK_VERSION = CK_VERSION {
+    major: 2,
+    minor: 40,
+};
+const LIBRARY_VERSION: CK_VERSION = CK_VERSION { major: 0, minor: 1 };
+const MANUFACTURER: &str = "hsm-cluster";
+
+pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
+    guard(|| {
+        if !args.is_null() {
+            let a = &*(args as *const CK_C_INITIALIZE_ARGS);
+            if !a.pReserved.is_null() {
+                return Err(Rv(CKR_ARGUMENTS_BAD));
+            }
+            let fns = [
+                a.CreateMutex.is_some(),
+                a.DestroyMutex.is_some(),
+                a.LockMutex.is_some(),
+                a.UnlockMutex.is_some(),
+            ];
+            if fns.iter().any(|f| *f) && !fns.iter().all(|f| *f) {
+                return Err(Rv(CKR_ARGUMENTS_BAD));
+            }
+            // Only the OS's locks are used: an application that offers
+            // its own must allow them.
+            if fns[0] && a.flags & CKF_OS_LOCKING_OK == 0 {
+                return Err(Rv(CKR_CANT_LOCK));
+            }
+            if a.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS != 0 {
+                return Err(Rv(CKR_NEED_TO_CREATE_THREADS));
+            }
+        }
+        module::initialize()
+    })
+}
+
+pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
+    guard(|| {
+        if !reserved.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        module::finalize()
+    })
+}
+
+pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
+    guard(|| {
+        module::get()?;
+        put(
+            info,
+            CK_INFO {
+                cryptokiVersion: VERSION,
+                manufacturerID: padded(MANUFACTURER),
+                flags: 0,
+                libraryDescription: padded("hsm-cluster PKCS#11 module"),
+                libraryVersion: LIBRARY_VERSION,
+            },
+        )
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
+    guard(|| put(list, std::ptr::addr_of!(FUNCTIONS) as *mut CK_FUNCTION_LIST))
+}
+
+pub unsafe extern "C" fn C_GetSlotList(
+    _token_present: CK_BBOOL,
+    list: *mut CK_SLOT_ID,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let slots = module::get()?.slots();
+        if count.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        if list.is_null() {
+            return put(count, slots.len() as CK_ULONG);
+        }
+        if len_of(*count)? < slots.len() {
+            put(count, slots.len() as CK_ULONG)?;
+            return Err(Rv(CKR_BUFFER_TOO_SMALL));
+        }
+        std::ptr::copy_nonoverlapping(slots.as_ptr(), list, slots.len());
+        put(count, slots.len() as CK_ULONG)
+    })
+}
+
+pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> CK_RV {
+    guard(|| {
+        let status = module::get()?.token_status(slot)?;
+        put(
+            info,
+            CK_SLOT_INFO {
+                slotDescription: padded(&format!("hsm-cluster {}", status.cluster_id)),
+                manufacturerID: padded(MANUFACTURER),
+                flags: CKF_TOKEN_PRESENT | CKF_HW_SLOT,
+                hardwareVersion: LIBRARY_VERSION,
+                firmwareVersion: LIBRARY_VERSION,
+            },
+        )
+    })
+}
+
+pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> CK_RV {
+    guard(|| {
+        let status = module::get()?.token_status(slot)?;
+        put(
+            info,
+            CK_TOKEN_INFO {
+                label: padded(&status.label),
+                manufacturerID: padded(MANUFACTURER),
+                model: padded("raft cluster"),
+                serialNumber: padded(status.cluster_id.get(..16).unwrap_or(&status.cluster_id)),
+                flags: CKF_RNG
+                    | CKF_LOGIN_REQUIRED
+                    | CKF_USER_PIN_INITIALIZED
+                    | CKF_TOKEN_INITIALIZED,
+                ulMaxSessionCount: module::MAX_SESSIONS as CK_ULONG,
+                ulSessionCount: status.sessions as CK_ULONG,
+                ulMaxRwSessionCount: module::MAX_SESSIONS as CK_ULONG,
+                ulRwSessionCount: status.rw_sessions as CK_ULONG,
+                // "user:password": a user name (up to 64) and a password.
+                ulMaxPinLen: 1024,
+                ulMinPinLen: 3,
+                ulTotalPublicMemory: CK_UNAVAILABLE_INFORMATION,
+                ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
+                ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,
+                ulFreePrivateMemory: CK_UNAVAILABLE_INFORMATION,
+                hardwareVersion: LIBRARY_VERSION,
+                firmwareVersion: LIBRARY_VERSION,
+                utcTime: padded(""),
+            },
+        )
+    })
+}
+
+pub unsafe extern "C" fn C_GetMechanismList(
+    slot: CK_SLOT_ID,
+    list: *mut CK_MECHANISM_TYPE,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let all = module::get()?.mechanisms(slot)?;
+        if count.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        if list.is_null() {
+            return put(count, all.len() as CK_ULONG);
+        }
+        if len_of(*count)? < all.len() {
+            put(count, all.len() as CK_ULONG)?;
+            return Err(Rv(CKR_BUFFER_TOO_SMALL));
+        }
+        std::ptr::copy_nonoverlapping(all.as_ptr(), list, all.len());
+        put(count, all.len() as CK_ULONG)
+    })
+}
+
+pub unsafe extern "C" fn C_GetMechanismInfo(
+    slot: CK_SLOT_ID,
+    mechanism: CK_MECHANISM_TYPE,
+    info: *mut CK_MECHANISM_INFO,
+) -> CK_RV {
+    guard(|| {
+        let i = module::get()?.mechanism_info(slot, mechanism)?;
+        put(
+            info,
+            CK_MECHANISM_INFO {
+                ulMinKeySize: i.min_key,
+                ulMaxKeySize: i.max_key,
+                flags: i.flags,
+            },
+        )
+    })
+}
+
+pub unsafe extern "C" fn C_OpenSession(
+    slot: CK_SLOT_ID,
+    flags: CK_FLAGS,
+    _app: *mut c_void,
+    _notify: CK_NOTIFY,
+    session: *mut CK_SESSION_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        if session.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let handle = module::get()?.open_session(slot, flags)?;
+        put(session, handle)
+    })
+}
+
+pub unsafe extern "C" fn C_CloseSession(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| module::get()?.close_session(session))
+}
+
+pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
+    guard(|| module::get()?.close_all_sessions(Some(slot)))
+}
+
+pub unsafe extern "C" fn C_GetSessionInfo(
+    session: CK_SESSION_HANDLE,
+    info: *mut CK_SESSION_INFO,
+) -> CK_RV {
+    guard(|| {
+        let i = module::get()?.session_info(session)?;
+        put(
+            info,
+            CK_SESSION_INFO {
+                slotID: i.slot,
+                state: i.state,
+                flags: i.flags,
+                ulDeviceError: 0,
+            },
+        )
+    })
+}
+
+pub unsafe extern "C" fn C_Login(
+    session: CK_SESSION_HANDLE,
+    user_type: CK_USER_TYPE,
+    pin: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let pin = input(pin, pin_len)?;
+        m.login(session, user_type, pin)
+    })
+}
+
+pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| module::get()?.logout(session))
+}
+
+pub unsafe extern "C" fn C_SetPIN(
+    session: CK_SESSION_HANDLE,
+    old: *mut CK_UTF8CHAR,
+    old_len: CK_ULONG,
+    new: *mut CK_UTF8CHAR,
+    new_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        m.set_pin(session, input(old, old_len)?, input(new, new_len)?)
+    })
+}
+
+pub unsafe extern "C" fn C_CreateObject(
+    session: CK_SESSION_HANDLE,
+    attrs: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    object: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        if object.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let mut t = template(attrs, count)?;
+        let made = m.create_object(session, &t);
+        scrub(&mut t);
+        put(object, made?)
+    })
+}
+
+pub unsafe extern "C" fn C_DestroyObject(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| module::get()?.destroy(session, object))
+}
+
+pub unsafe extern "C" fn C_GetAttributeValue(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    attrs: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let n = len_of(count)?;
+        if n > 0 && attrs.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        if n > MAX_TEMPLATE {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let attrs: &mut [CK_ATTRIBUTE] = if n == 0 {
+            &mut []
+        } else {
+            std::slice::from_raw_parts_mut(attrs, n)
+        };
+        let types: Vec<_> = attrs.iter().map(|a| a.type_).collect();
+        let values = m.attributes(session, object, &types)?;
+        // Every attribute is answered; the result is the last problem met
+        // (PKCS#11 allows any of them).
+        let mut result = Ok(());
+        for (a, v) in attrs.iter_mut().zip(values) {
+            match v {
+                Err(why) => {
+                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                    result = Err(Rv(match why {
+                        Unreadable::Invalid => CKR_ATTRIBUTE_TYPE_INVALID,
+                        Unreadable::Sensitive => CKR_ATTRIBUTE_SENSITIVE,
+                    }));
+                }
+                Ok(bytes) if a.pValue.is_null() => a.ulValueLen = bytes.len() as CK_ULONG,
+                Ok(bytes) if len_of(a.ulValueLen)? < bytes.len() => {
+                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                    result = Err(Rv(CKR_BUFFER_TOO_SMALL));
+                }
+                Ok(bytes) => {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), a.pValue as *mut u8, bytes.len());
+                    a.ulValueLen = bytes.len() as CK_ULONG;
+                }
+            }
+        }
+        result
+    })
+}
+
+pub unsafe extern "C" fn C_SetAttributeValue(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    attrs: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let t = template(attrs, count)?;
+        m.set_attributes(session, object, &t)
+    })
+}
+
+pub unsafe extern "C" fn C_FindObjectsInit(
+    session: CK_SESSION_HANDLE,
+    attrs: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let t = template(attrs, count)?;
+        m.find_init(session, &t)
+    })
+}
+
+pub unsafe extern "C" fn C_FindObjects(
+    session: CK_SESSION_HANDLE,
+    objects: *mut CK_OBJECT_HANDLE,
+    max: CK_ULONG,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let max = len_of(max)?;
+        if count.is_null() || (objects.is_null() && max > 0) {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let found = m.find(session, max)?;
+        if !found.is_empty() {
+            std::ptr::copy_nonoverlapping(found.as_ptr(), objects, found.len());
+        }
+        put(count, found.len() as CK_ULONG)
+    })
+}
+
+pub unsafe extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| module::get()?.find_final(session))
+}
+
+unsafe fn cipher_init(
+    session: CK_SESSION_HANDLE,
+    decrypt: bool,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let (mechanism, param, iv_target) = mechanism(mech)?;
+        m.cipher_init(session, decrypt, mechanism, &param, key, iv_target as usize)
+    })
+}
+
+unsafe fn cipher(
+    session: CK_SESSION_HANDLE,
+    decrypt: bool,
+    data: Option<&[u8]>,
+    out: *mut u8,
+    out_len: *mut CK_ULONG,
+) -> Result<(), Rv> {
+    let m = module::get()?;
+    let cap = capacity(out, out_len)?;
+    let (o, iv) = m.cipher(session, decrypt, data, cap)?;
+    if let Some((target, iv)) = iv {
+        // The caller asked the token to choose the IV (an all-zero IV at
+        // C_EncryptInit) and keeps its CK_GCM_PARAMS for the operation,
+        // as the module's documentation requires.
+        if target != 0 && iv.len() == GCM_IV_LEN {
+            std::ptr::copy_nonoverlapping(iv.as_ptr(), target as *mut u8, iv.len());
+        }
+    }
+    deliver(o, out, out_len)
+}
+
+pub unsafe extern "C" fn C_EncryptInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    cipher_init(session, false, mech, key)
+}
+
+pub unsafe extern "C" fn C_Encrypt(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| cipher(session, false, Some(input(data, data_len)?), out, out_len))
+}
+
+pub unsafe extern "C" fn C_EncryptUpdate(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    _out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        m.cipher_update(session, false, input(data, data_len)?)?;
+        put(out_len, 0)
+    })
+}
+
+pub unsafe extern "C" fn C_EncryptFinal(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| cipher(session, false, None, out, out_len))
+}
+
+pub unsafe extern "C" fn C_DecryptInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    cipher_init(session, true, mech, key)
+}
+
+pub unsafe extern "C" fn C_Decrypt(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| cipher(session, true, Some(input(data, data_len)?), out, out_len))
+}
+
+pub unsafe extern "C" fn C_DecryptUpdate(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    _out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        m.cipher_update(session, true, input(data, data_len)?)?;
+        put(out_len, 0)
+    })
+}
+
+pub unsafe extern "C" fn C_DecryptFinal(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| cipher(session, true, None, out, out_len))
+}
+
+pub unsafe extern "C" fn C_DigestInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let (mechanism, param, _) = mechanism(mech)?;
+        if param != Param::None {
+            return Err(Rv(CKR_MECHANISM_PARAM_INVALID));
+        }
+        m.digest_init(session, mechanism)
+    })
+}
+
+pub unsafe extern "C" fn C_Digest(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let cap = capacity(out, out_len)?;
+        let o = m.digest(session, Some(input(data, data_len)?), cap)?;
+        deliver(o, out, out_len)
+    })
+}
+
+pub unsafe extern "C" fn C_DigestUpdate(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| module::get()?.digest_update(session, input(data, data_len)?))
+}
+
+pub unsafe extern "C" fn C_DigestFinal(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let cap = capacity(out, out_len)?;
+        let o = m.digest(session, None, cap)?;
+        deliver(o, out, out_len)
+    })
+}
+
+unsafe fn sign_init(
+    session: CK_SESSION_HANDLE,
+    verify: bool,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let (mechanism, param, _) = mechanism(mech)?;
+        m.sign_init(session, verify, mechanism, &param, key)
+    })
+}
+
+pub unsafe extern "C" fn C_SignInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    sign_init(session, false, mech, key)
+}
+
+pub unsafe extern "C" fn C_Sign(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let cap = capacity(out, out_len)?;
+        let o = m.sign(session, Some(input(data, data_len)?), cap)?;
+        deliver(o, out, out_len)
+    })
+}
+
+pub unsafe extern "C" fn C_SignUpdate(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| module::get()?.sign_update(session, false, input(data, data_len)?))
+}
+
+pub unsafe extern "C" fn C_SignFinal(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let cap = capacity(out, out_len)?;
+        let o = m.sign(session, None, cap)?;
+        deliver(o, out, out_len)
+    })
+}
+
+pub unsafe extern "C" fn C_VerifyInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    sign_init(session, true, mech, key)
+}
+
+pub unsafe extern "C" fn C_Verify(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    sig: *mut CK_BYTE,
+    sig_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        m.verify(session, Some(input(data, data_len)?), input(sig, sig_len)?)
+    })
+}
+
+pub unsafe extern "C" fn C_VerifyUpdate(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| module::get()?.sign_update(session, true, input(data, data_len)?))
+}
+
+pub unsafe extern "C" fn C_VerifyFinal(
+    session: CK_SESSION_HANDLE,
+    sig: *mut CK_BYTE,
+    sig_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| module::get()?.verify(session, None, input(sig, sig_len)?))
+}
+
+pub unsafe extern "C" fn C_GenerateKey(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    attrs: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        if key.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let (mechanism, _, _) = mechanism(mech)?;
+        let t = template(attrs, count)?;
+        put(key, m.generate_key(session, mechanism, &t)?)
+    })
+}
+
+pub unsafe extern "C" fn C_GenerateKeyPair(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    public: *mut CK_ATTRIBUTE,
+    public_count: CK_ULONG,
+    private: *mut CK_ATTRIBUTE,
+    private_count: CK_ULONG,
+    public_key: *mut CK_OBJECT_HANDLE,
+    private_key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        if public_key.is_null() || private_key.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let (mechanism, _, _) = mechanism(mech)?;
+        let public = template(public, public_count)?;
+        let private = template(private, private_count)?;
+        let (pubh, privh) = m.generate_key_pair(session, mechanism, &public, &private)?;
+        put(public_key, pubh)?;
+        put(private_key, privh)
+    })
+}
+
+pub unsafe extern "C" fn C_SeedRandom(
+    session: CK_SESSION_HANDLE,
+    _seed: *mut CK_BYTE,
+    _len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        module::get()?.session_info(session)?;
+        Err(Rv(CKR_RANDOM_SEED_NOT_SUPPORTED))
+    })
+}
+
+pub unsafe extern "C" fn C_GenerateRandom(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let len = len_of(len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        if out.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        if len > MAX_INPUT {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let bytes = m.random(session, len)?;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+        Ok(())
+    })
+}
+
+pub unsafe extern "C" fn C_GetFunctionStatus(_session: CK_SESSION_HANDLE) -> CK_RV {
+    CKR_FUNCTION_NOT_PARALLEL
+}
+
+pub unsafe extern "C" fn C_CancelFunction(_session: CK_SESSION_HANDLE) -> CK_RV {
+    CKR_FUNCTION_NOT_PARALLEL
+}
+
+/// Functions the token does not offer: each answers
+/// `CKR_FUNCTION_NOT_SUPPORTED` (after checking the module is
+/// initialised).
+macro_rules! not_supported {
+    ($($name:ident($($ty:ty),*);)*) => {
+        $(
+            pub unsafe extern "C" fn $name($(_: $ty),*) -> CK_RV {
+                guard(|| {
+                    module::get()?;
+                    Err(Rv(CKR_FUNCTION_NOT_SUPPORTED))
+                })
+            }
+        )*
+    };
+}
+
+not_supported! {
+    C_InitToken(CK_SLOT_ID, *mut CK_UTF8CHAR, CK_ULONG, *mut CK_UTF8CHAR);
+    C_InitPIN(CK_SESSION_HANDLE, *mut CK_UTF8CHAR, CK_ULONG);
+    C_GetOperationState(CK_SESSION_HANDLE, *mut CK_BYTE, *mut CK_ULONG);
+    C_SetOperationState(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE);
+    C_CopyObject(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
+    C_GetObjectSize(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, *mut CK_ULONG);
+    C_DigestKey(CK_SESSION_HANDLE, CK_OBJECT_HANDLE);
+    C_SignRecoverInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
+    C_SignRecover(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_VerifyRecoverInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
+    C_VerifyRecover(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_DigestEncryptUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_DecryptDigestUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_SignEncryptUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_DecryptVerifyUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_WrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE, *mut CK_BYTE, *mut CK_ULONG);
+    C_UnwrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
+    C_DeriveKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
+    C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
+}
+
+/// The function list `C_GetFunctionList` hands out.
+static FUNCTIONS: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
+    version: VERSION,
+    C_Initialize: Some(C_Initialize),
+    C_Finalize: Some(C_Finalize),
+    C_GetInfo: Some(C_GetInfo),
+    C_GetFunctionList: Some(C_GetFunctionList),
+    C_GetSlotList: Some(C_GetSlotList),
+    C_GetSlotInfo: Some(C_GetSlotInfo),
+    C_GetTokenInfo: Some(C_GetTokenInfo),
+    C_GetMechanismList: Some(C_GetMechanismList),
+    C_GetMechanismInfo: Some(C_GetMechanismInfo),
+    C_InitToken: Some(C_InitToken),
+    C_InitPIN: Some(C_InitPIN),
+    C_SetPIN: Some(C_SetPIN),
+    C_OpenSession: Some(C_OpenSession),
+    C_CloseSession: Some(C_CloseSession),
+    C_CloseAllSessions: Some(C_CloseAllSessions),
+    C_GetSessionInfo: Some(C_GetSessionInfo),
+    C_GetOperationState: Some(C_GetOperationState),
+    C_SetOperationState: Some(C_SetOperationState),
+    C_Login: Some(C_Login),
+    C_Logout: Some(C_Logout),
+    C_CreateObject: Some(C_CreateObject),
+    C_CopyObject: Some(C_CopyObject),
+    C_DestroyObject: Some(C_DestroyObject),
+    C_GetObjectSize: Some(C_GetObjectSize),
+    C_GetAttributeValue: Some(C_GetAttributeValue),
+    C_SetAttributeValue: Some(C_SetAttributeValue),
+    C_FindObjectsInit: Some(C_FindObjectsInit),
+    C_FindObjects: Some(C_FindObjects),
+    C_FindObjectsFinal: Some(C_FindObjectsFinal),
+    C_EncryptInit: Some(C_EncryptInit),
+    C_Encrypt: Some(C_Encrypt),
+    C_EncryptUpdate: Some(C_EncryptUpdate),
+    C_EncryptFinal: Some(C_EncryptFinal),
+    C_DecryptInit: Some(C_DecryptInit),
+    C_Decrypt: Some(C_Decrypt),
+    C_DecryptUpdate: Some(C_DecryptUpdate),
+    C_DecryptFinal: Some(C_DecryptFinal),
+    C_DigestInit: Some(C_DigestInit),
+    C_Digest: Some(C_Digest),
+    C_DigestUpdate: Some(C_DigestUpdate),
+    C_DigestKey: Some(C_DigestKey),
+    C_DigestFinal: Some(C_DigestFinal),
+    C_SignInit: Some(C_SignInit),
+    C_Sign: Some(C_Sign),
+    C_SignUpdate: Some(C_SignUpdate),
+    C_SignFinal: Some(C_SignFinal),
+    C_SignRecoverInit: Some(C_SignRecoverInit),
+    C_SignRecover: Some(C_SignRecover),
+    C_VerifyInit: Some(C_VerifyInit),
+    C_Verify: Some(C_Verify),
+    C_VerifyUpdate: Some(C_VerifyUpdate),
+    C_VerifyFinal: Some(C_VerifyFinal),
+    C_VerifyRecoverInit: Some(C_VerifyRecoverInit),
+    C_VerifyRecover: Some(C_VerifyRecover),
+    C_DigestEncryptUpdate: Some(C_DigestEncryptUpdate),
+    C_DecryptDigestUpdate: Some(C_DecryptDigestUpdate),
+    C_SignEncryptUpdate: Some(C_SignEncryptUpdate),
+    C_DecryptVerifyUpdate: Some(C_DecryptVerifyUpdate),
+    C_GenerateKey: Some(C_GenerateKey),
+    C_GenerateKeyPair: Some(C_GenerateKeyPair),
+    C_WrapKey: Some(C_WrapKey),
+    C_UnwrapKey: Some(C_UnwrapKey),
+    C_DeriveKey: Some(C_DeriveKey),
+    C_SeedRandom: Some(C_SeedRandom),
+    C_GenerateRandom: Some(C_GenerateRandom),
+    C_GetFunctionStatus: Some(C_GetFunctionStatus),
+    C_CancelFunction: Some(C_CancelFunction),
+    C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
+};

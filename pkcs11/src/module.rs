@@ -1,0 +1,1341 @@
+//! The module's state and the PKCS#11 functions, in safe Rust.
+//!
+//! `ffi` turns each C call into a call here with plain Rust values (slices,
+//! `Option` for a null output buffer) and writes back what comes out;
+//! everything between is here: the one [`Module`] (tokens, sessions, the
+//! tokio runtime the SDK runs on), sessions and their operations, and the
+//! cluster calls. Every function returns `Result<_, Rv>`; nothing here
+//! panics on a caller's input.
+//!
+//! Threads: any number may call at once. The module lock is held only to
+//! clone the module's `Arc`; a session's lock is held for the length of
+//! one call on that session (PKCS#11 asks applications to use a session
+//! from one thread at a time; one that does not is serialised, not
+//! corrupted). Cluster calls run on the module's runtime while the calling
+//! thread waits, bounded.
+//!
+//! Fork: a child process does not inherit the runtime's threads. A module
+//! initialised in another process answers `CKR_CRYPTOKI_NOT_INITIALIZED`
+//! until `C_Initialize` is called in this one, which starts afresh
+//! (sessions and login do not cross a fork, as PKCS#11 says).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cryptoki_sys::*;
+use hsm_proto::client::{KeyInfo, Operation, Reply, Secret};
+use hsm_proto::{KeyId, Role, Username};
+
+use crate::mechanisms::{
+    cipher_plan, digest_plan, info_of, sign_plan, CipherPlan, Hasher, Info, Param, SignPlan,
+    GCM_IV_LEN, GCM_TAG_LEN, MECHANISMS,
+};
+use crate::objects::{Object, Part, Unreadable};
+use crate::public::{ecdsa_der_to_raw, ecdsa_raw_to_der};
+use crate::rv::{Doing, Rv};
+use crate::templates::{self, Attr, NewKey};
+use crate::token::{lock, Token, CALL_DEADLINE};
+
+/// Most data one multi-part operation gathers (HMAC, Ed25519, AES-GCM and
+/// the raw forms take their input whole).
+pub const MAX_GATHERED: usize = 16 * 1024 * 1024;
+/// Most sessions open at once.
+pub const MAX_SESSIONS: usize = 4096;
+
+static STATE: Mutex<Option<Arc<Module>>> = Mutex::new(None);
+
+/// The initialised module.
+pub struct Module {
+    pid: u32,
+    runtime: tokio::runtime::Runtime,
+    tokens: Vec<Arc<Token>>,
+    sessions: Mutex<BTreeMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>>,
+    next_session: AtomicU64,
+}
+
+/// `C_Initialize`.
+///
+/// # Errors
+/// `CKR_CRYPTOKI_ALREADY_INITIALIZED`; `CKR_GENERAL_ERROR` when the config
+/// cannot be read or the runtime cannot start.
+pub fn initialize() -> Result<(), Rv> {
+    let mut state = lock(&STATE);
+    if let Some(m) = state.as_ref() {
+        if m.pid == std::process::id() {
+            return Err(Rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
+        }
+        // Forked: the parent's runtime threads do not exist here, so the
+        // runtime cannot be shut down; leave it be.
+        if let Some(old) = state.take() {
+            std::mem::forget(old);
+        }
+    }
+    let configs = crate::config::load().map_err(|message| {
+        eprintln!("hsm-pkcs11: {message}");
+        Rv(CKR_GENERAL_ERROR)
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hsm-pkcs11")
+        .enable_all()
+        .build()
+        .map_err(|_| Rv(CKR_GENERAL_ERROR))?;
+    let tokens = {
+        let _entered = runtime.enter();
+        configs
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Token::new(i as CK_SLOT_ID, c).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| {
+                eprintln!("hsm-pkcs11: {message}");
+                Rv(CKR_GENERAL_ERROR)
+            })?
+    };
+    *state = Some(Arc::new(Module {
+        pid: std::process::id(),
+        runtime,
+        tokens,
+        sessions: Mutex::new(BTreeMap::new()),
+        next_session: AtomicU64::new(1),
+    }));
+    Ok(())
+}
+
+/// `C_Finalize`: logs every token out and stops the runtime.
+///
+/// # Errors
+/// `CKR_CRYPTOKI_NOT_INITIALIZED`.
+pub fn finalize() -> Result<(), Rv> {
+    let m = get()?;
+    let _ = m.close_all_sessions(None);
+    for t in m.tokens.clone() {
+        let _ = m.block(async move { t.logout().await });
+    }
+    lock(&STATE).take();
+    Ok(())
+}
+
+/// The module, when initialised in this process.
+///
+/// # Errors
+/// `CKR_CRYPTOKI_NOT_INITIALIZED`.
+pub fn get() -> Result<Arc<Module>, Rv> {
+    match lock(&STATE).as_ref() {
+        Some(m) if m.pid == std::process::id() => Ok(m.clone()),
+        _ => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
+    }
+}
+
+/// What an operation hands back for an output buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Out {
+    /// Only the length was asked (null buffer): the operation goes on.
+    Len(usize),
+    /// The output: the operation is over.
+    Bytes(Vec<u8>),
+    /// The buffer is too short for this many bytes: the operation goes
+    /// on, and the next call with a buffer this long gets them.
+    TooSmall(usize),
+}
+
+/// Hands out the output kept in `kept` if it fits in `capacity` bytes;
+/// else keeps it for the next call.
+fn hand_out(kept: &mut Option<Vec<u8>>, capacity: usize) -> Out {
+    match kept.take() {
+        Some(out) if out.len() > capacity => {
+            let len = out.len();
+            *kept = Some(out);
+            Out::TooSmall(len)
+        }
+        Some(out) => Out::Bytes(out),
+        None => Out::Bytes(Vec::new()),
+    }
+}
+
+/// The IV the cluster drew for an AES-GCM encryption and where the
+/// caller wants it (an address only `ffi` uses).
+pub type DrawnIv = Option<(usize, Vec<u8>)>;
+
+/// The data of a sign or verify operation so far.
+enum Gathered {
+    Hash(Box<Hasher>),
+    Bytes(Vec<u8>),
+}
+
+struct SignOp {
+    key: KeyId,
+    plan: SignPlan,
+    data: Gathered,
+    kept: Option<Vec<u8>>,
+}
+
+impl SignOp {
+    fn update(&mut self, part: &[u8]) -> Result<(), Rv> {
+        match &mut self.data {
+            Gathered::Hash(h) => h.update(part),
+            Gathered::Bytes(b) => {
+                if b.len() + part.len() > MAX_GATHERED {
+                    return Err(Rv(CKR_DATA_LEN_RANGE));
+                }
+                b.extend_from_slice(part);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the cluster signs for everything gathered.
+    fn input(&mut self) -> Vec<u8> {
+        let data = std::mem::replace(&mut self.data, Gathered::Bytes(Vec::new()));
+        match (data, self.plan.input.hash()) {
+            (Gathered::Hash(h), Some(hash)) => self.plan.input.from_hash(hash, h.finish()),
+            (Gathered::Hash(h), None) => h.finish(),
+            (Gathered::Bytes(b), _) => b,
+        }
+    }
+}
+
+struct CipherOp {
+    key: KeyId,
+    plan: CipherPlan,
+    data: Vec<u8>,
+    kept: Option<Vec<u8>>,
+    /// The IV the cluster drew for an AES-GCM encryption, for the caller.
+    drawn_iv: Option<Vec<u8>>,
+    /// Where the caller's IV buffer is (an address `ffi` writes the drawn
+    /// IV to; 0 for none). Opaque here.
+    iv_target: usize,
+}
+
+struct DigestOp {
+    hasher: Option<Hasher>,
+    len: usize,
+    kept: Option<Vec<u8>>,
+}
+
+/// One session.
+pub struct Session {
+    token: Arc<Token>,
+    rw: bool,
+    find: Option<std::vec::IntoIter<CK_OBJECT_HANDLE>>,
+    sign: Option<SignOp>,
+    verify: Option<SignOp>,
+    encrypt: Option<CipherOp>,
+    decrypt: Option<CipherOp>,
+    digest: Option<DigestOp>,
+    /// Keys made with `CKA_TOKEN` false here: destroyed when it closes.
+    session_keys: Vec<KeyId>,
+}
+
+/// What `C_GetSessionInfo` says.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionInfo {
+    /// The slot.
+    pub slot: CK_SLOT_ID,
+    /// `CKS_*`.
+    pub state: CK_STATE,
+    /// `CKF_SERIAL_SESSION`, and `CKF_RW_SESSION` if so.
+    pub flags: CK_FLAGS,
+}
+
+/// What `C_GetTokenInfo` says that depends on the state.
+#[derive(Debug, Clone)]
+pub struct TokenStatus {
+    /// The label.
+    pub label: String,
+    /// The cluster id (serial number: its first 16 hex digits).
+    pub cluster_id: String,
+    /// Sessions open on it.
+    pub sessions: usize,
+    /// Read-write sessions open on it.
+    pub rw_sessions: usize,
+}
+
+fn is_session_key(session: &Session, key: KeyId) -> bool {
+    session.session_keys.contains(&key)
+}
+
+impl Module {
+    /// Runs `f` on the runtime and waits for it, bounded.
+    fn block<F>(&self, f: F) -> Result<F::Output, Rv>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv_timeout(CALL_DEADLINE + Duration::from_secs(30))
+            .map_err(|_| Rv(CKR_DEVICE_ERROR))
+    }
+
+    /// Makes `op` on `token`.
+    fn call(&self, token: &Arc<Token>, op: Operation, doing: Doing) -> Result<Reply, Rv> {
+        let t = token.clone();
+        self.block(async move { t.call(op).await })?
+            .map_err(|e| Rv::of(&e, doing))
+    }
+
+    /// The slots.
+    pub fn slots(&self) -> Vec<CK_SLOT_ID> {
+        self.tokens.iter().map(|t| t.slot).collect()
+    }
+
+    fn token(&self, slot: CK_SLOT_ID) -> Result<&Arc<Token>, Rv> {
+        self.tokens
+            .iter()
+            .find(|t| t.slot == slot)
+            .ok_or(Rv(CKR_SLOT_ID_INVALID))
+    }
+
+    /// What `C_GetTokenInfo` needs.
+    ///
+    /// # Errors
+    /// `CKR_SLOT_ID_INVALID`.
+    pub fn token_status(&self, slot: CK_SLOT_ID) -> Result<TokenStatus, Rv> {
+        let token = self.token(slot)?;
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        let (mut all, mut rw) = (0, 0);
+        for s in sessions {
+            let s = lock(&s);
+            if Arc::ptr_eq(&s.token, token) {
+                all += 1;
+                rw += usize::from(s.rw);
+            }
+        }
+        Ok(TokenStatus {
+            label: token.config.label.clone(),
+            cluster_id: token.config.cluster.cluster_id.clone(),
+            sessions: all,
+            rw_sessions: rw,
+        })
+    }
+
+    /// `C_GetMechanismList`.
+    ///
+    /// # Errors
+    /// `CKR_SLOT_ID_INVALID`.
+    pub fn mechanisms(&self, slot: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>, Rv> {
+        self.token(slot)?;
+        Ok(MECHANISMS.iter().map(|i| i.mechanism).collect())
+    }
+
+    /// `C_GetMechanismInfo`.
+    ///
+    /// # Errors
+    /// `CKR_SLOT_ID_INVALID`, `CKR_MECHANISM_INVALID`.
+    pub fn mechanism_info(&self, slot: CK_SLOT_ID, m: CK_MECHANISM_TYPE) -> Result<Info, Rv> {
+        self.token(slot)?;
+        info_of(m).ok_or(Rv(CKR_MECHANISM_INVALID))
+    }
+
+    /// `C_OpenSession`.
+    ///
+    /// # Errors
+    /// `CKR_SLOT_ID_INVALID`, `CKR_SESSION_PARALLEL_NOT_SUPPORTED` without
+    /// `CKF_SERIAL_SESSION`, `CKR_SESSION_COUNT` past [`MAX_SESSIONS`].
+    pub fn open_session(&self, slot: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HANDLE, Rv> {
+        let token = self.token(slot)?.clone();
+        if flags & CKF_SERIAL_SESSION == 0 {
+            return Err(Rv(CKR_SESSION_PARALLEL_NOT_SUPPORTED));
+        }
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(Rv(CKR_SESSION_COUNT));
+        }
+        let handle = self.next_session.fetch_add(1, Ordering::Relaxed) as CK_SESSION_HANDLE;
+        sessions.insert(
+            handle,
+            Arc::new(Mutex::new(Session {
+                token,
+                rw: flags & CKF_RW_SESSION != 0,
+                find: None,
+                sign: None,
+                verify: None,
+                encrypt: None,
+                decrypt: None,
+                digest: None,
+                session_keys: Vec::new(),
+            })),
+        );
+        Ok(handle)
+    }
+
+    fn session(&self, handle: CK_SESSION_HANDLE) -> Result<Arc<Mutex<Session>>, Rv> {
+        lock(&self.sessions)
+            .get(&handle)
+            .cloned()
+            .ok_or(Rv(CKR_SESSION_HANDLE_INVALID))
+    }
+
+    fn token_of(&self, handle: CK_SESSION_HANDLE) -> Result<Arc<Token>, Rv> {
+        let session = self.session(handle)?;
+        let token = lock(&session).token.clone();
+        Ok(token)
+    }
+
+    /// `C_CloseSession`: its session objects are destroyed; the last
+    /// session of a token logs it out, as PKCS#11 says.
+    ///
+    /// # Errors
+    /// `CKR_SESSION_HANDLE_INVALID`.
+    pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> Result<(), Rv> {
+        let session = lock(&self.sessions)
+            .remove(&handle)
+            .ok_or(Rv(CKR_SESSION_HANDLE_INVALID))?;
+        let (token, keys) = {
+            let mut s = lock(&session);
+            (s.token.clone(), std::mem::take(&mut s.session_keys))
+        };
+        for key in keys {
+            // Best effort: a session key the cluster cannot delete now
+            // stays, owned by the user, as any key.
+            let _ = self.call(&token, Operation::DeleteKey { key }, Doing::Object);
+            token.forget(key);
+        }
+        let last = !lock(&self.sessions)
+            .values()
+            .any(|s| Arc::ptr_eq(&lock(s).token, &token));
+        if last {
+            let t = token.clone();
+            let _ = self.block(async move { t.logout().await });
+        }
+        Ok(())
+    }
+
+    /// `C_CloseAllSessions` (all slots when `slot` is `None`).
+    ///
+    /// # Errors
+    /// `CKR_SLOT_ID_INVALID`.
+    pub fn close_all_sessions(&self, slot: Option<CK_SLOT_ID>) -> Result<(), Rv> {
+        if let Some(slot) = slot {
+            self.token(slot)?;
+        }
+        let handles: Vec<_> = lock(&self.sessions)
+            .iter()
+            .filter(|(_, s)| slot.is_none_or(|slot| lock(s).token.slot == slot))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in handles {
+            let _ = self.close_session(h);
+        }
+        Ok(())
+    }
+
+    /// `C_GetSessionInfo`.
+    ///
+    /// # Errors
+    /// `CKR_SESSION_HANDLE_INVALID`.
+    pub fn session_info(&self, handle: CK_SESSION_HANDLE) -> Result<SessionInfo, Rv> {
+        let session = self.session(handle)?;
+        let s = lock(&session);
+        let state = match (s.token.role(), s.rw) {
+            (None, false) => CKS_RO_PUBLIC_SESSION,
+            (None, true) => CKS_RW_PUBLIC_SESSION,
+            (Some(Role::Co), true) => CKS_RW_SO_FUNCTIONS,
+            (Some(_), false) => CKS_RO_USER_FUNCTIONS,
+            (Some(_), true) => CKS_RW_USER_FUNCTIONS,
+        };
+        Ok(SessionInfo {
+            slot: s.token.slot,
+            state,
+            flags: CKF_SERIAL_SESSION | if s.rw { CKF_RW_SESSION } else { 0 },
+        })
+    }
+
+    /// `C_Login`: the PIN is `username:password`. `CKU_SO` needs a crypto
+    /// officer; `CKU_USER` takes any user (crypto users own keys).
+    ///
+    /// # Errors
+    /// `CKR_USER_ALREADY_LOGGED_IN`, `CKR_USER_TYPE_INVALID`,
+    /// `CKR_PIN_INCORRECT` (also for a PIN without `:` and for an SO login
+    /// of a user who is none), `CKR_PIN_LOCKED`, `CKR_DEVICE_ERROR`.
+    pub fn login(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        user_type: CK_USER_TYPE,
+        pin: &[u8],
+    ) -> Result<(), Rv> {
+        let token = self.token_of(handle)?;
+        if token.role().is_some() {
+            return Err(Rv(CKR_USER_ALREADY_LOGGED_IN));
+        }
+        if user_type != CKU_USER && user_type != CKU_SO {
+            return Err(Rv(CKR_USER_TYPE_INVALID));
+        }
+        let (username, password) = split_pin(pin).ok_or(Rv(CKR_PIN_INCORRECT))?;
+        let t = token.clone();
+        let role = self.block(async move { t.login(username, password).await })??;
+        if user_type == CKU_SO && role != Role::Co {
+            let t = token.clone();
+            let _ = self.block(async move { t.logout().await });
+            return Err(Rv(CKR_PIN_INCORRECT));
+        }
+        Ok(())
+    }
+
+    /// `C_Logout`.
+    ///
+    /// # Errors
+    /// `CKR_USER_NOT_LOGGED_IN`.
+    pub fn logout(&self, handle: CK_SESSION_HANDLE) -> Result<(), Rv> {
+        let token = self.token_of(handle)?;
+        if token.role().is_none() {
+            return Err(Rv(CKR_USER_NOT_LOGGED_IN));
+        }
+        let t = token.clone();
+        self.block(async move { t.logout().await })?;
+        Ok(())
+    }
+
+    /// `C_SetPIN`: changes the logged-in user's own password. The old PIN
+    /// is `username:password` (or the password alone); the new one is
+    /// `username:password` of the same user or the new password alone.
+    ///
+    /// # Errors
+    /// `CKR_USER_NOT_LOGGED_IN`, `CKR_PIN_INCORRECT`, `CKR_PIN_INVALID`
+    /// (the cluster refuses the new password), `CKR_PIN_LOCKED`.
+    pub fn set_pin(&self, handle: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let token = lock(&session).token.clone();
+        let user = token.user().ok_or(Rv(CKR_USER_NOT_LOGGED_IN))?;
+        let password_of = |pin: &[u8]| -> Result<Secret, Rv> {
+            match split_pin(pin) {
+                Some((name, password)) if name == user => Ok(password),
+                Some(_) => Err(Rv(CKR_PIN_INCORRECT)),
+                None => Ok(Secret::new(pin.to_vec())),
+            }
+        };
+        let (current, new) = (password_of(old)?, password_of(new)?);
+        let reply = self.call(
+            &token,
+            Operation::ChangeOwnPassword {
+                current_password: current,
+                new_password: new.clone(),
+            },
+            Doing::Other,
+        );
+        match reply {
+            Ok(_) => {
+                // Every session of the user ended: log in with the new one.
+                let t = token.clone();
+                self.block(async move { t.login(user, new).await })??;
+                Ok(())
+            }
+            Err(Rv(CKR_FUNCTION_FAILED)) => Err(Rv(CKR_PIN_INVALID)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn logged_in(token: &Token) -> Result<(), Rv> {
+        token.role().map(|_| ()).ok_or(Rv(CKR_USER_NOT_LOGGED_IN))
+    }
+
+    /// The record and part behind `object`, on `session`'s token.
+    fn object_of(&self, s: &Session, object: CK_OBJECT_HANDLE) -> Result<(KeyInfo, Part), Rv> {
+        let (key, part) = s
+            .token
+            .object(object)
+            .ok_or(Rv(CKR_OBJECT_HANDLE_INVALID))?;
+        let info = match s.token.record(key) {
+            Some(info) => info,
+            None => {
+                let t = s.token.clone();
+                self.block(async move { t.refresh(key).await })?
+                    .map_err(|e| Rv::of(&e, Doing::Object))?
+            }
+        };
+        Ok((info, part))
+    }
+
+    fn view<'a>(s: &Session, info: &'a KeyInfo, part: Part) -> Object<'a> {
+        Object {
+            key: info,
+            part,
+            owned: s.token.user().is_some_and(|u| u == info.owner),
+            session: is_session_key(s, info.id),
+        }
+    }
+
+    /// `C_FindObjectsInit`: every object of every key the user sees that
+    /// matches the template (none before login).
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_ACTIVE`, `CKR_DEVICE_ERROR`.
+    pub fn find_init(&self, handle: CK_SESSION_HANDLE, template: &[Attr]) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        if s.find.is_some() {
+            return Err(Rv(CKR_OPERATION_ACTIVE));
+        }
+        let mut found = Vec::new();
+        if s.token.role().is_some() {
+            let t = s.token.clone();
+            let keys = self
+                .block(async move { t.list().await })?
+                .map_err(|e| Rv::of(&e, Doing::Other))?;
+            for key in &keys {
+                for part in Part::of(key.spec) {
+                    if Self::view(&s, key, *part).matches(template) {
+                        found.push(s.token.handle(key.id, *part));
+                    }
+                }
+            }
+        }
+        s.find = Some(found.into_iter());
+        Ok(())
+    }
+
+    /// `C_FindObjects`.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`.
+    pub fn find(&self, handle: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>, Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let it = s.find.as_mut().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        Ok(it.take(max).collect())
+    }
+
+    /// `C_FindObjectsFinal`.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`.
+    pub fn find_final(&self, handle: CK_SESSION_HANDLE) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        s.find
+            .take()
+            .map(|_| ())
+            .ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))
+    }
+
+    /// `C_GetAttributeValue`: each attribute's value or why it has none.
+    ///
+    /// # Errors
+    /// `CKR_OBJECT_HANDLE_INVALID`, `CKR_USER_NOT_LOGGED_IN`.
+    pub fn attributes(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Vec<Result<Vec<u8>, Unreadable>>, Rv> {
+        let session = self.session(handle)?;
+        let s = lock(&session);
+        Self::logged_in(&s.token)?;
+        let (info, part) = self.object_of(&s, object)?;
+        let o = Self::view(&s, &info, part);
+        Ok(types
+            .iter()
+            .map(|t| o.attribute(*t).map(|v| v.encode()))
+            .collect())
+    }
+
+    /// `C_SetAttributeValue`: each change is one cluster write, in order.
+    ///
+    /// # Errors
+    /// `CKR_SESSION_READ_ONLY`, `CKR_ATTRIBUTE_READ_ONLY` (also for a
+    /// one-way attribute changed back, which the cluster refuses), the
+    /// template errors, `CKR_ACTION_PROHIBITED` for a key the user does not
+    /// own.
+    pub fn set_attributes(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        template: &[Attr],
+    ) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let s = lock(&session);
+        Self::logged_in(&s.token)?;
+        if !s.rw && !is_session_key(&s, s.token.object(object).map_or(KeyId(0), |o| o.0)) {
+            return Err(Rv(CKR_SESSION_READ_ONLY));
+        }
+        let (info, _) = self.object_of(&s, object)?;
+        let changes = template
+            .iter()
+            .map(templates::change)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Rv)?;
+        for attribute in changes {
+            let result = self.call(
+                &s.token,
+                Operation::SetKeyAttribute {
+                    key: info.id,
+                    attribute,
+                },
+                Doing::Object,
+            );
+            match result {
+                Ok(_) => {}
+                Err(Rv(CKR_ATTRIBUTE_VALUE_INVALID)) => return Err(Rv(CKR_ATTRIBUTE_READ_ONLY)),
+                Err(e) => return Err(e),
+            }
+        }
+        let t = s.token.clone();
+        let key = info.id;
+        let _ = self.block(async move { t.refresh(key).await });
+        Ok(())
+    }
+
+    /// `C_DestroyObject`: destroying a private or secret key deletes the
+    /// cluster key; a public key goes with its pair.
+    ///
+    /// # Errors
+    /// `CKR_SESSION_READ_ONLY`, `CKR_ACTION_PROHIBITED` (a public key, or a
+    /// key the user does not own), `CKR_OBJECT_HANDLE_INVALID`.
+    pub fn destroy(&self, handle: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        Self::logged_in(&s.token)?;
+        let (key, part) = s
+            .token
+            .object(object)
+            .ok_or(Rv(CKR_OBJECT_HANDLE_INVALID))?;
+        if !s.rw && !is_session_key(&s, key) {
+            return Err(Rv(CKR_SESSION_READ_ONLY));
+        }
+        if part == Part::Public {
+            return Err(Rv(CKR_ACTION_PROHIBITED));
+        }
+        self.call(&s.token, Operation::DeleteKey { key }, Doing::Object)?;
+        s.token.forget(key);
+        s.session_keys.retain(|k| *k != key);
+        Ok(())
+    }
+
+    fn made(&self, s: &mut Session, new: &NewKey, reply: Reply) -> Result<KeyInfo, Rv> {
+        let Reply::Key(info) = reply else {
+            return Err(Rv(CKR_DEVICE_ERROR));
+        };
+        if !new.token {
+            s.session_keys.push(info.id);
+        }
+        Ok(info)
+    }
+
+    fn writable(s: &Session, new: &NewKey) -> Result<(), Rv> {
+        Self::logged_in(&s.token)?;
+        if new.token && !s.rw {
+            return Err(Rv(CKR_SESSION_READ_ONLY));
+        }
+        Ok(())
+    }
+
+    /// `C_GenerateKeyPair`: the handles of the public and the private key.
+    ///
+    /// # Errors
+    /// The template errors of [`templates::key_pair`],
+    /// `CKR_SESSION_READ_ONLY` for a token object in a read-only session,
+    /// `CKR_USER_NOT_LOGGED_IN`, what the cluster refuses.
+    pub fn generate_key_pair(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        public: &[Attr],
+        private: &[Attr],
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE), Rv> {
+        let new = templates::key_pair(mechanism, public, private).map_err(Rv)?;
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        Self::writable(&s, &new)?;
+        let reply = self.call(
+            &s.token,
+            Operation::GenerateKey {
+                spec: new.spec,
+                attributes: new.attributes.clone(),
+                unique_label: false,
+            },
+            Doing::Making,
+        )?;
+        let info = self.made(&mut s, &new, reply)?;
+        let t = s.token.clone();
+        let id = info.id;
+        let _ = self.block(async move { t.refresh(id).await });
+        Ok((
+            s.token.handle(info.id, Part::Public),
+            s.token.handle(info.id, Part::Private),
+        ))
+    }
+
+    /// `C_GenerateKey`.
+    ///
+    /// # Errors
+    /// As [`Module::generate_key_pair`], with [`templates::secret_key`].
+    pub fn generate_key(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        template: &[Attr],
+    ) -> Result<CK_OBJECT_HANDLE, Rv> {
+        let new = templates::secret_key(mechanism, template).map_err(Rv)?;
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        Self::writable(&s, &new)?;
+        let reply = self.call(
+            &s.token,
+            Operation::GenerateKey {
+                spec: new.spec,
+                attributes: new.attributes.clone(),
+                unique_label: false,
+            },
+            Doing::Making,
+        )?;
+        let info = self.made(&mut s, &new, reply)?;
+        let t = s.token.clone();
+        let id = info.id;
+        let _ = self.block(async move { t.refresh(id).await });
+        Ok(s.token.handle(info.id, Part::Secret))
+    }
+
+    /// The key behind `object` for a use: its record, checked to be the
+    /// right kind of object (`part` allowed).
+    fn key_for(
+        &self,
+        s: &Session,
+        object: CK_OBJECT_HANDLE,
+        parts: &[Part],
+    ) -> Result<KeyInfo, Rv> {
+        Self::logged_in(&s.token)?;
+        let (info, part) = self.object_of(s, object).map_err(|e| {
+            if e.0 == CKR_OBJECT_HANDLE_INVALID {
+                Rv(CKR_KEY_HANDLE_INVALID)
+            } else {
+                e
+            }
+        })?;
+        if !parts.contains(&part) {
+            return Err(Rv(CKR_KEY_TYPE_INCONSISTENT));
+        }
+        Ok(info)
+    }
+
+    /// `C_SignInit` and `C_VerifyInit`.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_ACTIVE`, `CKR_KEY_HANDLE_INVALID`, the errors of
+    /// [`sign_plan`], `CKR_KEY_FUNCTION_NOT_PERMITTED` for a key without
+    /// the usage.
+    pub fn sign_init(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        verify: bool,
+        mechanism: CK_MECHANISM_TYPE,
+        param: &Param,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let active = if verify {
+            s.verify.is_some()
+        } else {
+            s.sign.is_some()
+        };
+        if active {
+            return Err(Rv(CKR_OPERATION_ACTIVE));
+        }
+        let parts: &[Part] = if verify {
+            &[Part::Public, Part::Secret]
+        } else {
+            &[Part::Private, Part::Secret]
+        };
+        let info = self.key_for(&s, key, parts)?;
+        let plan = sign_plan(mechanism, param, info.spec).map_err(Rv)?;
+        let allowed = if verify {
+            info.attributes.verify
+        } else {
+            info.attributes.sign
+        };
+        if !allowed {
+            return Err(Rv(CKR_KEY_FUNCTION_NOT_PERMITTED));
+        }
+        let op = SignOp {
+            key: info.id,
+            plan,
+            data: match plan.input.hash() {
+                Some(h) => Gathered::Hash(Box::new(Hasher::new(h))),
+                None => Gathered::Bytes(Vec::new()),
+            },
+            kept: None,
+        };
+        if verify {
+            s.verify = Some(op);
+        } else {
+            s.sign = Some(op);
+        }
+        Ok(())
+    }
+
+    /// `C_SignUpdate` and `C_VerifyUpdate`.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`, `CKR_DATA_LEN_RANGE` past
+    /// [`MAX_GATHERED`] (which ends the operation).
+    pub fn sign_update(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        verify: bool,
+        part: &[u8],
+    ) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let slot = if verify { &mut s.verify } else { &mut s.sign };
+        let op = slot.as_mut().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        if let Err(e) = op.update(part) {
+            *slot = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `C_Sign` (with `data`) and `C_SignFinal` (without). A null buffer
+    /// (`capacity` `None`) asks the length only.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`, `CKR_DATA_LEN_RANGE`, what the
+    /// cluster refuses; any error but a short buffer ends the operation.
+    pub fn sign(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        data: Option<&[u8]>,
+        capacity: Option<usize>,
+    ) -> Result<Out, Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let token = s.token.clone();
+        let mut op = s.sign.take().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        let Some(capacity) = capacity else {
+            let len = op.kept.as_ref().map_or(op.plan.signature_len, Vec::len);
+            s.sign = Some(op);
+            return Ok(Out::Len(len));
+        };
+        if op.kept.is_none() {
+            if let Some(data) = data {
+                op.update(data)?;
+            }
+            let message = op.input();
+            let reply = self.call(
+                &token,
+                Operation::Sign {
+                    key: op.key,
+                    mechanism: op.plan.mechanism,
+                    message,
+                },
+                Doing::KeyUse,
+            )?;
+            let Reply::Signature(sig) = reply else {
+                return Err(Rv(CKR_DEVICE_ERROR));
+            };
+            op.kept = Some(match op.plan.ecdsa_scalar_len {
+                Some(n) => ecdsa_der_to_raw(&sig, n).ok_or(Rv(CKR_DEVICE_ERROR))?,
+                None => sig,
+            });
+        }
+        let out = hand_out(&mut op.kept, capacity);
+        if matches!(out, Out::TooSmall(_)) {
+            s.sign = Some(op);
+        }
+        Ok(out)
+    }
+
+    /// `C_Verify` (with `data`) and `C_VerifyFinal` (without).
+    ///
+    /// # Errors
+    /// `CKR_SIGNATURE_INVALID`, `CKR_SIGNATURE_LEN_RANGE` (a signature of
+    /// another length than the mechanism's), `CKR_OPERATION_NOT_INITIALIZED`,
+    /// what the cluster refuses. The operation ends either way.
+    pub fn verify(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        data: Option<&[u8]>,
+        signature: &[u8],
+    ) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let token = s.token.clone();
+        let mut op = s.verify.take().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        if signature.len() != op.plan.signature_len {
+            return Err(Rv(CKR_SIGNATURE_LEN_RANGE));
+        }
+        if let Some(data) = data {
+            op.update(data)?;
+        }
+        let signature = match op.plan.ecdsa_scalar_len {
+            Some(n) => ecdsa_raw_to_der(signature, n).ok_or(Rv(CKR_SIGNATURE_INVALID))?,
+            None => signature.to_vec(),
+        };
+        let message = op.input();
+        let reply = self.call(
+            &token,
+            Operation::Verify {
+                key: op.key,
+                mechanism: op.plan.mechanism,
+                message,
+                signature,
+            },
+            Doing::KeyUse,
+        )?;
+        match reply {
+            Reply::Verified(true) => Ok(()),
+            Reply::Verified(false) => Err(Rv(CKR_SIGNATURE_INVALID)),
+            _ => Err(Rv(CKR_DEVICE_ERROR)),
+        }
+    }
+
+    /// `C_EncryptInit` and `C_DecryptInit`.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_ACTIVE`, `CKR_KEY_HANDLE_INVALID`, the errors of
+    /// [`cipher_plan`], `CKR_KEY_FUNCTION_NOT_PERMITTED`.
+    pub fn cipher_init(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        decrypt: bool,
+        mechanism: CK_MECHANISM_TYPE,
+        param: &Param,
+        key: CK_OBJECT_HANDLE,
+        iv_target: usize,
+    ) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let active = if decrypt {
+            s.decrypt.is_some()
+        } else {
+            s.encrypt.is_some()
+        };
+        if active {
+            return Err(Rv(CKR_OPERATION_ACTIVE));
+        }
+        let parts: &[Part] = if decrypt {
+            &[Part::Private, Part::Secret]
+        } else {
+            &[Part::Public, Part::Secret]
+        };
+        let info = self.key_for(&s, key, parts)?;
+        let plan = cipher_plan(mechanism, param, info.spec, decrypt).map_err(Rv)?;
+        let allowed = if decrypt {
+            info.attributes.decrypt
+        } else {
+            info.attributes.encrypt
+        };
+        if !allowed {
+            return Err(Rv(CKR_KEY_FUNCTION_NOT_PERMITTED));
+        }
+        let op = CipherOp {
+            key: info.id,
+            plan,
+            data: Vec::new(),
+            kept: None,
+            drawn_iv: None,
+            iv_target,
+        };
+        if decrypt {
+            s.decrypt = Some(op);
+        } else {
+            s.encrypt = Some(op);
+        }
+        Ok(())
+    }
+
+    /// `C_EncryptUpdate` and `C_DecryptUpdate`: the data is gathered (both
+    /// mechanisms take it whole) and nothing is output until the end.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`, `CKR_DATA_LEN_RANGE` past
+    /// [`MAX_GATHERED`].
+    pub fn cipher_update(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        decrypt: bool,
+        part: &[u8],
+    ) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let slot = if decrypt {
+            &mut s.decrypt
+        } else {
+            &mut s.encrypt
+        };
+        let op = slot.as_mut().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        if op.data.len() + part.len() > MAX_GATHERED {
+            *slot = None;
+            return Err(Rv(CKR_DATA_LEN_RANGE));
+        }
+        op.data.extend_from_slice(part);
+        Ok(())
+    }
+
+    /// `C_Encrypt`/`C_EncryptFinal` and `C_Decrypt`/`C_DecryptFinal`. For
+    /// AES-GCM encryption, once the output is handed out, the second value
+    /// is the IV the cluster drew and where the caller wants it.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`, `CKR_ENCRYPTED_DATA_INVALID` (a
+    /// ciphertext that does not authenticate), `CKR_DATA_LEN_RANGE`, what
+    /// the cluster refuses; any error but a short buffer ends the
+    /// operation.
+    pub fn cipher(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        decrypt: bool,
+        data: Option<&[u8]>,
+        capacity: Option<usize>,
+    ) -> Result<(Out, DrawnIv), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let token = s.token.clone();
+        let slot = if decrypt {
+            &mut s.decrypt
+        } else {
+            &mut s.encrypt
+        };
+        let mut op = slot.take().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        let pending = op.data.len() + data.map_or(0, <[u8]>::len);
+        let Some(capacity) = capacity else {
+            let len = match (&op.kept, &op.plan, decrypt) {
+                (Some(kept), _, _) => kept.len(),
+                (None, CipherPlan::AesGcm { .. }, false) => pending + GCM_TAG_LEN,
+                (None, CipherPlan::AesGcm { .. }, true) => pending.saturating_sub(GCM_TAG_LEN),
+                (None, CipherPlan::RsaOaep { modulus_len, .. }, _) => *modulus_len,
+            };
+            *slot = Some(op);
+            return Ok((Out::Len(len), None));
+        };
+        if op.kept.is_none() {
+            if let Some(data) = data {
+                if pending > MAX_GATHERED {
+                    return Err(Rv(CKR_DATA_LEN_RANGE));
+                }
+                op.data.extend_from_slice(data);
+            }
+            let input = std::mem::take(&mut op.data);
+            let mechanism = op.plan.mechanism();
+            let out = if decrypt {
+                let (ciphertext, aad) = match &op.plan {
+                    CipherPlan::AesGcm { aad, iv } => {
+                        if input.len() < GCM_TAG_LEN || iv.len() != GCM_IV_LEN {
+                            return Err(Rv(CKR_ENCRYPTED_DATA_LEN_RANGE));
+                        }
+                        let mut framed = iv.clone();
+                        framed.extend_from_slice(&input);
+                        (framed, aad.clone())
+                    }
+                    CipherPlan::RsaOaep { label, .. } => (input, label.clone()),
+                };
+                let reply = self.call(
+                    &token,
+                    Operation::Decrypt {
+                        key: op.key,
+                        mechanism,
+                        ciphertext,
+                        aad,
+                    },
+                    Doing::KeyUse,
+                );
+                match reply {
+                    Ok(Reply::Plaintext(p)) => p.expose().to_vec(),
+                    Ok(_) => return Err(Rv(CKR_DEVICE_ERROR)),
+                    Err(Rv(CKR_DATA_INVALID)) => return Err(Rv(CKR_ENCRYPTED_DATA_INVALID)),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                let aad = match &op.plan {
+                    CipherPlan::AesGcm { aad, .. } => aad.clone(),
+                    CipherPlan::RsaOaep { label, .. } => label.clone(),
+                };
+                let reply = self.call(
+                    &token,
+                    Operation::Encrypt {
+                        key: op.key,
+                        mechanism,
+                        plaintext: Secret::new(input),
+                        aad,
+                    },
+                    Doing::KeyUse,
+                );
+                let ciphertext = match reply {
+                    Ok(Reply::Ciphertext(c)) => c,
+                    Ok(_) => return Err(Rv(CKR_DEVICE_ERROR)),
+                    Err(Rv(CKR_DATA_INVALID)) => return Err(Rv(CKR_DATA_LEN_RANGE)),
+                    Err(e) => return Err(e),
+                };
+                match op.plan {
+                    CipherPlan::AesGcm { .. } => {
+                        // The cluster's layout is iv || ciphertext || tag;
+                        // PKCS#11's output is ciphertext || tag.
+                        if ciphertext.len() < GCM_IV_LEN + GCM_TAG_LEN {
+                            return Err(Rv(CKR_DEVICE_ERROR));
+                        }
+                        let (iv, rest) = ciphertext.split_at(GCM_IV_LEN);
+                        op.drawn_iv = Some(iv.to_vec());
+                        rest.to_vec()
+                    }
+                    CipherPlan::RsaOaep { .. } => ciphertext,
+                }
+            };
+            op.kept = Some(out);
+        }
+        let out = hand_out(&mut op.kept, capacity);
+        if matches!(out, Out::TooSmall(_)) {
+            let slot = if decrypt {
+                &mut s.decrypt
+            } else {
+                &mut s.encrypt
+            };
+            *slot = Some(op);
+            return Ok((out, None));
+        }
+        Ok((out, op.drawn_iv.take().map(|iv| (op.iv_target, iv))))
+    }
+
+    /// `C_DigestInit`: hashed here, no cluster call.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_ACTIVE`, `CKR_MECHANISM_INVALID`.
+    pub fn digest_init(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+    ) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        if s.digest.is_some() {
+            return Err(Rv(CKR_OPERATION_ACTIVE));
+        }
+        let hash = digest_plan(mechanism).map_err(Rv)?;
+        s.digest = Some(DigestOp {
+            hasher: Some(Hasher::new(hash)),
+            len: hash.output_len(),
+            kept: None,
+        });
+        Ok(())
+    }
+
+    /// `C_DigestUpdate`.
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`.
+    pub fn digest_update(&self, handle: CK_SESSION_HANDLE, part: &[u8]) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let op = s.digest.as_mut().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        if let Some(h) = op.hasher.as_mut() {
+            h.update(part);
+        }
+        Ok(())
+    }
+
+    /// `C_Digest` (with `data`) and `C_DigestFinal` (without).
+    ///
+    /// # Errors
+    /// `CKR_OPERATION_NOT_INITIALIZED`.
+    pub fn digest(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        data: Option<&[u8]>,
+        capacity: Option<usize>,
+    ) -> Result<Out, Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        let mut op = s.digest.take().ok_or(Rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        let Some(capacity) = capacity else {
+            let len = op.len;
+            s.digest = Some(op);
+            return Ok(Out::Len(len));
+        };
+        if let Some(mut h) = op.hasher.take() {
+            if let Some(data) = data {
+                h.update(data);
+            }
+            op.kept = Some(h.finish());
+        }
+        let out = hand_out(&mut op.kept, capacity);
+        if matches!(out, Out::TooSmall(_)) {
+            s.digest = Some(op);
+        }
+        Ok(out)
+    }
+
+    /// `C_GenerateRandom`: from the cluster's generator, 64 KiB per call.
+    ///
+    /// # Errors
+    /// `CKR_SESSION_HANDLE_INVALID`, `CKR_DEVICE_ERROR`.
+    pub fn random(&self, handle: CK_SESSION_HANDLE, len: usize) -> Result<Vec<u8>, Rv> {
+        let token = self.token_of(handle)?;
+        let mut out = Vec::with_capacity(len.min(MAX_GATHERED));
+        while out.len() < len {
+            let want = (len - out.len()).min(64 * 1024) as u32;
+            match self.call(&token, Operation::Random { len: want }, Doing::Other)? {
+                Reply::Random(bytes) if bytes.len() == want as usize => out.extend(bytes),
+                _ => return Err(Rv(CKR_DEVICE_ERROR)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `C_CreateObject`: imports a secret key (`CKO_SECRET_KEY` with
+    /// `CKA_VALUE`), marked as known outside the cluster.
+    ///
+    /// # Errors
+    /// `CKR_TEMPLATE_INCOMPLETE` without class or value;
+    /// `CKR_ATTRIBUTE_VALUE_INVALID` for another class (private and
+    /// public key import come later); the template errors otherwise.
+    pub fn create_object(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        template: &[Attr],
+    ) -> Result<CK_OBJECT_HANDLE, Rv> {
+        let (new, material) = templates::secret_import(template).map_err(Rv)?;
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        Self::writable(&s, &new)?;
+        let reply = self.call(
+            &s.token,
+            Operation::ImportKey {
+                spec: new.spec,
+                attributes: new.attributes.clone(),
+                material,
+                unique_label: false,
+            },
+            Doing::Making,
+        )?;
+        let info = self.made(&mut s, &new, reply)?;
+        let t = s.token.clone();
+        let id = info.id;
+        let _ = self.block(async move { t.refresh(id).await });
+        Ok(s.token.handle(info.id, Part::Secret))
+    }
+}
+
+/// Splits a `username:password` PIN.
+fn split_pin(pin: &[u8]) -> Option<(Username, Secret)> {
+    let colon = pin.iter().position(|b| *b == b':')?;
+    let name = std::str::from_utf8(pin.get(..colon)?).ok()?;
+    let username = Username::new(name).ok()?;
+    Some((username, Secret::new(pin.get(colon + 1..)?.to_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_user_colon_password() {
+        let (user, password) = split_pin(b"alice:pass:word").expect("pin");
+        assert_eq!(user.as_str(), "alice");
+        assert_eq!(password.expose(), b"pass:word");
+        assert!(split_pin(b"alice").is_none());
+        assert!(split_pin(b":password").is_none());
+    }
+
+    #[test]
+    fn an_output_too_long_for_the_buffer_is_kept_for_the_next_call() {
+        let mut kept = Some(vec![1, 2, 3]);
+        assert_eq!(hand_out(&mut kept, 2), Out::TooSmall(3));
+        assert_eq!(hand_out(&mut kept, 3), Out::Bytes(vec![1, 2, 3]));
+        assert_eq!(kept, None);
+    }
+}
