@@ -218,16 +218,18 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
             if fns.iter().any(|f| *f) && !fns.iter().all(|f| *f) {
                 return Err(Rv(CKR_ARGUMENTS_BAD));
             }
-            // Only the OS's locks are used: an application that offers
-            // its own must allow them.
-            if fns[0] && a.flags & CKF_OS_LOCKING_OK == 0 {
-                return Err(Rv(CKR_CANT_LOCK));
-            }
+            // The module locks with the OS's primitives whatever the
+            // application offers: it is thread safe either way, and the
+            // application's own functions (offered without
+            // CKF_OS_LOCKING_OK, as GnuTLS and p11-kit do) would add
+            // nothing but calls back into it.
+            // Without threads of its own the module runs its cluster calls
+            // on the calling thread (GnuTLS asks for this).
             if a.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS != 0 {
-                return Err(Rv(CKR_NEED_TO_CREATE_THREADS));
+                return module::initialize(false);
             }
         }
-        module::initialize()
+        module::initialize(true)
     })
 }
 

@@ -54,14 +54,18 @@ pub struct Module {
     tokens: Vec<Arc<Token>>,
     sessions: Mutex<BTreeMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>>,
     next_session: AtomicU64,
+    own_threads: bool,
 }
 
-/// `C_Initialize`.
+/// `C_Initialize`. With `own_threads`, cluster calls run on two threads
+/// of the module's while the caller waits; without (the application set
+/// `CKF_LIBRARY_CANT_CREATE_OS_THREADS`), each call runs on the caller's
+/// thread, and nothing runs between calls.
 ///
 /// # Errors
 /// `CKR_CRYPTOKI_ALREADY_INITIALIZED`; `CKR_GENERAL_ERROR` when the config
 /// cannot be read or the runtime cannot start.
-pub fn initialize() -> Result<(), Rv> {
+pub fn initialize(own_threads: bool) -> Result<(), Rv> {
     let mut state = lock(&STATE);
     if let Some(m) = state.as_ref() {
         if m.pid == std::process::id() {
@@ -77,12 +81,18 @@ pub fn initialize() -> Result<(), Rv> {
         eprintln!("hsm-pkcs11: {message}");
         Rv(CKR_GENERAL_ERROR)
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("hsm-pkcs11")
-        .enable_all()
-        .build()
-        .map_err(|_| Rv(CKR_GENERAL_ERROR))?;
+    let runtime = if own_threads {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("hsm-pkcs11")
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|_| Rv(CKR_GENERAL_ERROR))?;
     let tokens = {
         let _entered = runtime.enter();
         configs
@@ -101,6 +111,7 @@ pub fn initialize() -> Result<(), Rv> {
         tokens,
         sessions: Mutex::new(BTreeMap::new()),
         next_session: AtomicU64::new(1),
+        own_threads,
     }));
     Ok(())
 }
@@ -265,12 +276,18 @@ impl Module {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let bound = CALL_DEADLINE + Duration::from_secs(30);
+        if !self.own_threads {
+            return self
+                .runtime
+                .block_on(async { tokio::time::timeout(bound, f).await })
+                .map_err(|_| Rv(CKR_DEVICE_ERROR));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.runtime.spawn(async move {
             let _ = tx.send(f.await);
         });
-        rx.recv_timeout(CALL_DEADLINE + Duration::from_secs(30))
-            .map_err(|_| Rv(CKR_DEVICE_ERROR))
+        rx.recv_timeout(bound).map_err(|_| Rv(CKR_DEVICE_ERROR))
     }
 
     /// Makes `op` on `token`.
