@@ -154,6 +154,7 @@ mod tests {
             provenance: hsm_client::KeyProvenance::known_outside(hsm_client::KeyOrigin::Imported),
             public_key: Vec::new(),
             created_ms: 0,
+            certificate: Vec::new(),
         }
     }
 

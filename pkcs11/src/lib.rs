@@ -28,6 +28,7 @@
 pub mod config;
 #[allow(unsafe_code)]
 mod ffi;
+pub mod import;
 pub mod mechanisms;
 pub mod module;
 pub mod objects;

@@ -27,14 +27,14 @@ use std::time::Duration;
 
 use cryptoki_sys::*;
 use hsm_proto::client::{KeyInfo, Operation, Reply, Secret};
-use hsm_proto::{KeyId, Role, Username};
+use hsm_proto::{KeyAttribute, KeyId, Role, Username};
 
 use crate::mechanisms::{
     cipher_plan, digest_plan, info_of, sign_plan, CipherPlan, Hasher, Info, Param, SignPlan,
     GCM_IV_LEN, GCM_TAG_LEN, MECHANISMS,
 };
 use crate::objects::{Object, Part, Unreadable};
-use crate::public::{ecdsa_der_to_raw, ecdsa_raw_to_der};
+use crate::public::{ecdsa_der_to_raw, ecdsa_raw_to_der, CertificateParts};
 use crate::rv::{Doing, Rv};
 use crate::templates::{self, Attr, NewKey};
 use crate::token::{lock, Token, CALL_DEADLINE};
@@ -596,7 +596,7 @@ impl Module {
                 .block(async move { t.list().await })?
                 .map_err(|e| Rv::of(&e, Doing::Other))?;
             for key in &keys {
-                for part in Part::of(key.spec) {
+                for part in Part::of(key) {
                     if Self::view(&s, key, *part).matches(template) {
                         found.push(s.token.handle(key.id, *part));
                     }
@@ -699,7 +699,8 @@ impl Module {
     }
 
     /// `C_DestroyObject`: destroying a private or secret key deletes the
-    /// cluster key; a public key goes with its pair.
+    /// cluster key; a public key goes with its pair; destroying a
+    /// certificate removes it from its key.
     ///
     /// # Errors
     /// `CKR_SESSION_READ_ONLY`, `CKR_ACTION_PROHIBITED` (a public key, or a
@@ -715,8 +716,22 @@ impl Module {
         if !s.rw && !is_session_key(&s, key) {
             return Err(Rv(CKR_SESSION_READ_ONLY));
         }
-        if part == Part::Public {
-            return Err(Rv(CKR_ACTION_PROHIBITED));
+        match part {
+            Part::Public => return Err(Rv(CKR_ACTION_PROHIBITED)),
+            Part::Certificate => {
+                self.call(
+                    &s.token,
+                    Operation::SetKeyAttribute {
+                        key,
+                        attribute: KeyAttribute::Certificate(Vec::new()),
+                    },
+                    Doing::Object,
+                )?;
+                let t = s.token.clone();
+                let _ = self.block(async move { t.refresh(key).await });
+                return Ok(());
+            }
+            Part::Private | Part::Secret => {}
         }
         self.call(&s.token, Operation::DeleteKey { key }, Doing::Object)?;
         s.token.forget(key);
@@ -1294,18 +1309,28 @@ impl Module {
     }
 
     /// `C_CreateObject`: imports a secret key (`CKO_SECRET_KEY` with
-    /// `CKA_VALUE`), marked as known outside the cluster.
+    /// `CKA_VALUE`) or a private key (`CKO_PRIVATE_KEY`: RSA with its CRT
+    /// components, EC with its scalar, Ed25519 with its seed), each marked
+    /// as known outside the cluster; or stores an
+    /// X.509 certificate (`CKO_CERTIFICATE`) with the user's key pair whose
+    /// public key it certifies: the certificate object then shares the
+    /// pair's `CKA_ID` and label.
     ///
     /// # Errors
     /// `CKR_TEMPLATE_INCOMPLETE` without class or value;
-    /// `CKR_ATTRIBUTE_VALUE_INVALID` for another class (private and
-    /// public key import come later); the template errors otherwise.
+    /// `CKR_ATTRIBUTE_VALUE_INVALID` for another class (public keys are
+    /// not objects of their own in the cluster), or a certificate for no
+    /// key pair the user owns; the template errors otherwise.
     pub fn create_object(
         &self,
         handle: CK_SESSION_HANDLE,
         template: &[Attr],
     ) -> Result<CK_OBJECT_HANDLE, Rv> {
-        let (new, material) = templates::secret_import(template).map_err(Rv)?;
+        let (new, material) = match templates::class_of(template) {
+            Some(CKO_CERTIFICATE) => return self.store_certificate(handle, template),
+            Some(CKO_PRIVATE_KEY) => crate::import::private_key(template).map_err(Rv)?,
+            _ => templates::secret_import(template).map_err(Rv)?,
+        };
         let session = self.session(handle)?;
         let mut s = lock(&session);
         Self::writable(&s, &new)?;
@@ -1323,7 +1348,48 @@ impl Module {
         let t = s.token.clone();
         let id = info.id;
         let _ = self.block(async move { t.refresh(id).await });
-        Ok(s.token.handle(info.id, Part::Secret))
+        let part = if new.spec.is_asymmetric() {
+            Part::Private
+        } else {
+            Part::Secret
+        };
+        Ok(s.token.handle(info.id, part))
+    }
+
+    fn store_certificate(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        template: &[Attr],
+    ) -> Result<CK_OBJECT_HANDLE, Rv> {
+        let der = templates::certificate(template).map_err(Rv)?;
+        let parts = CertificateParts::parse(&der).ok_or(Rv(CKR_ATTRIBUTE_VALUE_INVALID))?;
+        let session = self.session(handle)?;
+        let s = lock(&session);
+        Self::logged_in(&s.token)?;
+        if !s.rw {
+            return Err(Rv(CKR_SESSION_READ_ONLY));
+        }
+        let user = s.token.user();
+        let t = s.token.clone();
+        let keys = self
+            .block(async move { t.list().await })?
+            .map_err(|e| Rv::of(&e, Doing::Other))?;
+        let key = keys
+            .iter()
+            .find(|k| user.as_ref() == Some(&k.owner) && k.public_key == parts.public_key)
+            .ok_or(Rv(CKR_ATTRIBUTE_VALUE_INVALID))?;
+        self.call(
+            &s.token,
+            Operation::SetKeyAttribute {
+                key: key.id,
+                attribute: KeyAttribute::Certificate(der),
+            },
+            Doing::Object,
+        )?;
+        let t = s.token.clone();
+        let id = key.id;
+        let _ = self.block(async move { t.refresh(id).await });
+        Ok(s.token.handle(key.id, Part::Certificate))
     }
 }
 

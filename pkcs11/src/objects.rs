@@ -15,7 +15,7 @@ use cryptoki_sys::*;
 use hsm_proto::client::KeyInfo;
 use hsm_proto::{KeyFlag, KeyOrigin, KeySpec};
 
-use crate::public::PublicParts;
+use crate::public::{CertificateParts, PublicParts};
 
 /// Which PKCS#11 object of a cluster key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,15 +26,17 @@ pub enum Part {
     Public,
     /// An AES key or generic secret.
     Secret,
+    /// The X.509 certificate of a pair's public key, when it has one.
+    Certificate,
 }
 
 impl Part {
-    /// The objects a key of `spec` appears as.
-    pub fn of(spec: KeySpec) -> &'static [Part] {
-        if spec.is_asymmetric() {
-            &[Part::Private, Part::Public]
-        } else {
-            &[Part::Secret]
+    /// The objects `key` appears as.
+    pub fn of(key: &KeyInfo) -> &'static [Part] {
+        match (key.spec.is_asymmetric(), key.certificate.is_empty()) {
+            (true, true) => &[Part::Private, Part::Public],
+            (true, false) => &[Part::Private, Part::Public, Part::Certificate],
+            (false, _) => &[Part::Secret],
         }
     }
 
@@ -44,6 +46,7 @@ impl Part {
             Part::Private => CKO_PRIVATE_KEY,
             Part::Public => CKO_PUBLIC_KEY,
             Part::Secret => CKO_SECRET_KEY,
+            Part::Certificate => CKO_CERTIFICATE,
         }
     }
 }
@@ -124,6 +127,9 @@ impl Object<'_> {
     /// [`Unreadable`] when the object has no such attribute or its value
     /// is secret.
     pub fn attribute(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Value, Unreadable> {
+        if self.part == Part::Certificate {
+            return self.certificate_attribute(t);
+        }
         let key = self.key;
         let a = &key.attributes;
         let flag = |f: KeyFlag| Ok(Value::Bool(a.flag(f)));
@@ -217,6 +223,30 @@ impl Object<'_> {
         }
     }
 
+    /// The attributes of the certificate object.
+    fn certificate_attribute(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Value, Unreadable> {
+        let key = self.key;
+        let parts = || CertificateParts::parse(&key.certificate).ok_or(Unreadable::Invalid);
+        match t {
+            CKA_CLASS => Ok(Value::Ulong(CKO_CERTIFICATE)),
+            CKA_TOKEN => Ok(Value::Bool(!self.session)),
+            CKA_PRIVATE | CKA_COPYABLE | CKA_TRUSTED => Ok(Value::Bool(false)),
+            CKA_MODIFIABLE | CKA_DESTROYABLE => Ok(Value::Bool(self.owned)),
+            CKA_LABEL => Ok(Value::Bytes(key.attributes.label.as_bytes().to_vec())),
+            CKA_ID => Ok(Value::Bytes(key.attributes.id.clone())),
+            CKA_CERTIFICATE_TYPE => Ok(Value::Ulong(CKC_X_509)),
+            CKA_CERTIFICATE_CATEGORY => Ok(Value::Ulong(CK_CERTIFICATE_CATEGORY_UNSPECIFIED)),
+            CKA_JAVA_MIDP_SECURITY_DOMAIN => Ok(Value::Ulong(0)),
+            CKA_START_DATE | CKA_END_DATE | CKA_URL => Ok(Value::Bytes(Vec::new())),
+            CKA_VALUE => Ok(Value::Bytes(key.certificate.clone())),
+            CKA_PUBLIC_KEY_INFO => Ok(Value::Bytes(key.public_key.clone())),
+            CKA_SUBJECT => Ok(Value::Bytes(parts()?.subject)),
+            CKA_ISSUER => Ok(Value::Bytes(parts()?.issuer)),
+            CKA_SERIAL_NUMBER => Ok(Value::Bytes(parts()?.serial)),
+            _ => Err(Unreadable::Invalid),
+        }
+    }
+
     /// Whether every attribute of `template` has exactly the given value
     /// (an attribute the object lacks, or a secret one, never matches).
     pub fn matches(&self, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> bool {
@@ -247,6 +277,7 @@ mod tests {
             attributes,
             public_key,
             created_ms: 0,
+            certificate: Vec::new(),
         }
     }
 
@@ -306,6 +337,42 @@ mod tests {
             object(&ec, Part::Private).attribute(CKA_VALUE),
             Err(Unreadable::Sensitive)
         );
+    }
+
+    #[test]
+    fn a_pair_with_a_certificate_is_three_objects_and_the_certificate_tells_its_names() {
+        let mut key = info(KeySpec::EcP256, Vec::new());
+        assert_eq!(Part::of(&key), &[Part::Private, Part::Public]);
+        key.certificate = crate::public::tests::CERTIFICATE.to_vec();
+        assert_eq!(
+            Part::of(&key),
+            &[Part::Private, Part::Public, Part::Certificate]
+        );
+        let o = object(&key, Part::Certificate);
+        assert_eq!(o.attribute(CKA_CLASS), Ok(Value::Ulong(CKO_CERTIFICATE)));
+        assert_eq!(
+            o.attribute(CKA_CERTIFICATE_TYPE),
+            Ok(Value::Ulong(CKC_X_509))
+        );
+        assert_eq!(o.attribute(CKA_ID), Ok(Value::Bytes(vec![1, 2])));
+        assert_eq!(
+            o.attribute(CKA_VALUE),
+            Ok(Value::Bytes(key.certificate.clone()))
+        );
+        assert_eq!(o.attribute(CKA_KEY_TYPE), Err(Unreadable::Invalid));
+        assert_eq!(o.attribute(CKA_SIGN), Err(Unreadable::Invalid));
+        let Ok(Value::Bytes(subject)) = o.attribute(CKA_SUBJECT) else {
+            panic!("subject");
+        };
+        assert_eq!(subject[0], 0x30);
+        assert!(subject.windows(4).any(|w| w == b"test"), "{subject:?}");
+        let Ok(Value::Bytes(serial)) = o.attribute(CKA_SERIAL_NUMBER) else {
+            panic!("serial");
+        };
+        assert_eq!(serial[0], 0x02);
+        let mut secret = info(KeySpec::Aes { bits: 128 }, Vec::new());
+        secret.certificate = vec![1];
+        assert_eq!(Part::of(&secret), &[Part::Secret]);
     }
 
     #[test]

@@ -6,10 +6,66 @@
 //! point in a DER OCTET STRING), and ECDSA signatures as `r || s`, each
 //! as long as the curve order. Pure.
 
-use der::asn1::{ObjectIdentifier, OctetStringRef, UintRef};
+use der::asn1::{AnyRef, ObjectIdentifier, OctetStringRef, UintRef};
 use der::{Decode, Encode, Reader, SliceReader};
 use hsm_proto::KeySpec;
 use spki::SubjectPublicKeyInfoRef;
+
+/// The names an X.509 certificate's PKCS#11 object carries, each as its
+/// DER: subject and issuer (`Name`), serial number (`INTEGER`), and the
+/// subject public key (`SubjectPublicKeyInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateParts {
+    /// `CKA_SUBJECT`.
+    pub subject: Vec<u8>,
+    /// `CKA_ISSUER`.
+    pub issuer: Vec<u8>,
+    /// `CKA_SERIAL_NUMBER`.
+    pub serial: Vec<u8>,
+    /// The key it certifies.
+    pub public_key: Vec<u8>,
+}
+
+impl CertificateParts {
+    /// The parts of `der`, an X.509 certificate; `None` when it is not
+    /// one (or has bytes after it).
+    pub fn parse(der: &[u8]) -> Option<CertificateParts> {
+        let mut reader = SliceReader::new(der).ok()?;
+        let parts = reader
+            .sequence(|cert| {
+                let parts = cert.sequence(|tbs| {
+                    let version = der::Tag::ContextSpecific {
+                        constructed: true,
+                        number: der::TagNumber::N0,
+                    };
+                    if tbs.peek_tag()? == version {
+                        AnyRef::decode(tbs)?;
+                    }
+                    let serial = AnyRef::decode(tbs)?.to_der()?;
+                    AnyRef::decode(tbs)?; // signature algorithm
+                    let issuer = AnyRef::decode(tbs)?.to_der()?;
+                    AnyRef::decode(tbs)?; // validity
+                    let subject = AnyRef::decode(tbs)?.to_der()?;
+                    let public_key = AnyRef::decode(tbs)?.to_der()?;
+                    // Unique ids and extensions.
+                    while !tbs.is_finished() {
+                        AnyRef::decode(tbs)?;
+                    }
+                    Ok(CertificateParts {
+                        subject,
+                        issuer,
+                        serial,
+                        public_key,
+                    })
+                })?;
+                AnyRef::decode(cert)?; // signature algorithm
+                AnyRef::decode(cert)?; // signature
+                Ok(parts)
+            })
+            .ok()?;
+        reader.finish(parts).ok()
+    }
+}
 
 /// OIDs of the curves the cluster has.
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
@@ -65,7 +121,8 @@ impl PublicParts {
     }
 }
 
-fn curve_oid(spec: KeySpec) -> Option<ObjectIdentifier> {
+/// The OID of `spec`'s curve.
+pub(crate) fn curve_oid(spec: KeySpec) -> Option<ObjectIdentifier> {
     Some(match spec {
         KeySpec::EcP256 => P256,
         KeySpec::EcP384 => P384,
@@ -151,8 +208,25 @@ pub fn ecdsa_raw_to_der(raw: &[u8], n: usize) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A self-signed P-256 certificate (CN=test), made by OpenSSL.
+    pub(crate) const CERTIFICATE: &[u8] = include_bytes!("../tests/data/test-cert.der");
+
+    #[test]
+    fn a_certificate_gives_its_names_and_key() {
+        let parts = CertificateParts::parse(CERTIFICATE).expect("parse");
+        assert_eq!(parts.subject, parts.issuer);
+        assert_eq!(parts.serial[0], 0x02);
+        assert_eq!(parts.public_key[0], 0x30);
+        assert!(PublicParts::parse(KeySpec::EcP256, &parts.public_key).is_some());
+        assert!(CertificateParts::parse(&CERTIFICATE[..CERTIFICATE.len() - 1]).is_none());
+        let mut longer = CERTIFICATE.to_vec();
+        longer.push(0);
+        assert!(CertificateParts::parse(&longer).is_none());
+        assert!(CertificateParts::parse(b"").is_none());
+    }
 
     #[test]
     fn ecdsa_signatures_convert_both_ways_with_leading_zeros_kept() {

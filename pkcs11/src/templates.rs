@@ -37,7 +37,7 @@ fn boolean(value: &[u8]) -> Result<bool, CK_RV> {
     }
 }
 
-fn ulong(value: &[u8]) -> Result<CK_ULONG, CK_RV> {
+pub(crate) fn ulong(value: &[u8]) -> Result<CK_ULONG, CK_RV> {
     let bytes: [u8; std::mem::size_of::<CK_ULONG>()] =
         value.try_into().map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;
     Ok(CK_ULONG::from_ne_bytes(bytes))
@@ -191,6 +191,41 @@ impl Gathered {
     }
 }
 
+/// The attributes of a private key imported whole (the public half's
+/// usages follow the private half's: what it signs, its public key
+/// verifies).
+pub struct PairTemplate(Gathered);
+
+impl PairTemplate {
+    /// Reads the private key object's template (its material taken out).
+    ///
+    /// # Errors
+    /// The template errors of PKCS#11.
+    pub fn private_only(
+        class: CK_OBJECT_CLASS,
+        kt: CK_KEY_TYPE,
+        template: &[Attr],
+    ) -> Result<PairTemplate, CK_RV> {
+        let mut g = Gathered::default();
+        for a in template {
+            g.take(For::Private, class, Some(kt), a)?;
+        }
+        let a = &mut g.attributes;
+        a.verify |= a.sign;
+        a.encrypt |= a.decrypt;
+        a.wrap |= a.unwrap;
+        Ok(PairTemplate(g))
+    }
+
+    /// The key to make.
+    ///
+    /// # Errors
+    /// As the templates of new keys.
+    pub fn finish(self, spec: KeySpec) -> Result<NewKey, CK_RV> {
+        self.0.finish(spec)
+    }
+}
+
 /// The key pair `C_GenerateKeyPair` asks for.
 ///
 /// # Errors
@@ -309,6 +344,53 @@ pub fn secret_import(template: &[Attr]) -> Result<(NewKey, Secret), CK_RV> {
         return Err(CKR_TEMPLATE_INCONSISTENT);
     }
     Ok((g.finish(spec)?, Secret::new(value.clone())))
+}
+
+/// The `CKA_CLASS` a template names, if any.
+pub fn class_of(template: &[Attr]) -> Option<CK_OBJECT_CLASS> {
+    let (_, v) = template.iter().find(|(t, _)| *t == CKA_CLASS)?;
+    ulong(v).ok()
+}
+
+/// The DER certificate a `CKO_CERTIFICATE` template stores. The names
+/// (`CKA_SUBJECT`, `CKA_ISSUER`, `CKA_SERIAL_NUMBER`) are read from the
+/// certificate itself, and label and id are its key's, so what the
+/// template says of them is not kept.
+///
+/// # Errors
+/// `CKR_TEMPLATE_INCOMPLETE` without `CKA_VALUE`;
+/// `CKR_ATTRIBUTE_VALUE_INVALID` for a certificate type other than X.509;
+/// `CKR_ATTRIBUTE_TYPE_INVALID` for an attribute certificates lack.
+pub fn certificate(template: &[Attr]) -> Result<Vec<u8>, CK_RV> {
+    let mut value = None;
+    for (t, v) in template {
+        match *t {
+            CKA_VALUE => value = Some(v.clone()),
+            CKA_CERTIFICATE_TYPE if ulong(v)? != CKC_X_509 => {
+                return Err(CKR_ATTRIBUTE_VALUE_INVALID)
+            }
+            CKA_CLASS
+            | CKA_CERTIFICATE_TYPE
+            | CKA_TOKEN
+            | CKA_PRIVATE
+            | CKA_MODIFIABLE
+            | CKA_DESTROYABLE
+            | CKA_COPYABLE
+            | CKA_LABEL
+            | CKA_ID
+            | CKA_SUBJECT
+            | CKA_ISSUER
+            | CKA_SERIAL_NUMBER
+            | CKA_TRUSTED
+            | CKA_CERTIFICATE_CATEGORY
+            | CKA_START_DATE
+            | CKA_END_DATE
+            | CKA_JAVA_MIDP_SECURITY_DOMAIN
+            | CKA_URL => {}
+            _ => return Err(CKR_ATTRIBUTE_TYPE_INVALID),
+        }
+    }
+    value.ok_or(CKR_TEMPLATE_INCOMPLETE)
 }
 
 /// The cluster's change for one attribute of `C_SetAttributeValue`.

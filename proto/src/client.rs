@@ -536,6 +536,10 @@ pub struct KeyInfo {
     pub public_key: Vec<u8>,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
+    /// The X.509 certificate (DER) of a pair's public key, if one was set
+    /// ([`crate::KeyAttribute::Certificate`]); empty otherwise.
+    #[serde(with = "serde_bytes")]
+    pub certificate: Vec<u8>,
 }
 
 /// A member as clients see it.

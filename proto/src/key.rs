@@ -230,7 +230,16 @@ pub enum KeyAttribute {
     Id(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A boolean attribute and its new value.
     Flag(KeyFlag, bool),
+    /// The X.509 certificate (DER) of a key pair's public key, for the
+    /// software that finds keys through their certificates (PKCS#11
+    /// applications: Java's keystore, libp11); empty removes it. At most
+    /// [`MAX_CERTIFICATE_LEN`] bytes; the node checks it certifies the
+    /// key's own public key.
+    Certificate(#[serde(with = "serde_bytes")] Vec<u8>),
 }
+
+/// Longest certificate a key may carry, in bytes.
+pub const MAX_CERTIFICATE_LEN: usize = 16 * 1024;
 
 /// How a key came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

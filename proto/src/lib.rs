@@ -31,7 +31,7 @@ pub use event::{
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
 pub use key::{
     CarriedAttributes, KeyAttribute, KeyAttributes, KeyFlag, KeyOrigin, KeyProvenance, KeySpec,
-    MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN, MAX_LABEL_LEN,
+    MAX_CERTIFICATE_LEN, MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN, MAX_LABEL_LEN,
 };
 pub use rejection::{DomainKeyError, KeyPolicyError, Rejection};
 pub use user::Role;

@@ -678,6 +678,7 @@ impl Tx<'_> {
                     wrapped_material: wrapped_material.clone(),
                     public_key: public_key.clone(),
                     created_ms: self.now_ms,
+                    certificate: Vec::new(),
                 };
                 self.state.index_key(&k);
                 self.state.keys.insert(*key, k);
@@ -847,6 +848,14 @@ impl Tx<'_> {
         }
         allow(role, Action::ManageKey)?;
         let current = self.managed_key(me, key, "set its attributes")?;
+        if let KeyAttribute::Certificate(certificate) = attr {
+            policy::check_certificate(current, certificate)?;
+            if current.certificate != *certificate {
+                let certificate = certificate.clone();
+                self.update_key(key, |k| k.certificate = certificate);
+            }
+            return Ok(());
+        }
         let next = policy::changed_by_owner(current, attr)?;
         let current = &current.attributes;
         if next == *current {

@@ -34,7 +34,7 @@
 
 use hsm_proto::{
     CarriedAttributes, KeyAttribute, KeyAttributes, KeyFlag, KeyOrigin, KeyPolicyError,
-    KeyProvenance, KeySpec, Rejection,
+    KeyProvenance, KeySpec, Rejection, MAX_CERTIFICATE_LEN,
 };
 
 use crate::records::Key;
@@ -198,6 +198,30 @@ fn provenance_fits(attributes: &KeyAttributes, p: &KeyProvenance) -> bool {
     within && by_origin
 }
 
+/// Whether the owner may give `key` this certificate (or, empty, remove
+/// it): only a pair has one, of at most [`MAX_CERTIFICATE_LEN`] bytes, and a
+/// trusted key's are frozen as its other attributes are. That it certifies
+/// the key's public key is the node's check of the bytes it is handed.
+///
+/// # Errors
+/// The [`Rejection`] of the first rule that refuses.
+pub fn check_certificate(key: &Key, certificate: &[u8]) -> Result<(), Rejection> {
+    if key.attributes.trusted {
+        return Err(Rejection::KeyPolicy(KeyPolicyError::TrustedKeyFrozen(
+            key.id,
+        )));
+    }
+    if !certificate.is_empty() && !key.spec.is_asymmetric() {
+        return Err(Rejection::InvalidKey(
+            "only a key pair has a certificate".into(),
+        ));
+    }
+    if certificate.len() > MAX_CERTIFICATE_LEN {
+        return Err(Rejection::InvalidKey("certificate too long".into()));
+    }
+    Ok(())
+}
+
 /// The attributes after the owner's change `change` to a key that has
 /// `current`.
 ///
@@ -218,6 +242,7 @@ pub fn changed_by_owner(key: &Key, change: &KeyAttribute) -> Result<KeyAttribute
     match change {
         KeyAttribute::Label(l) => next.label = l.clone(),
         KeyAttribute::Id(id) => next.id = id.clone(),
+        KeyAttribute::Certificate(certificate) => check_certificate(key, certificate)?,
         KeyAttribute::Flag(flag, value) => {
             let backwards = match flag {
                 KeyFlag::Sensitive => current.sensitive && !*value,

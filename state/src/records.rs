@@ -192,6 +192,9 @@ pub struct Key {
     pub public_key: Vec<u8>,
     /// Leader time of creation.
     pub created_ms: u64,
+    /// X.509 certificate (DER) of the pair's public key; empty for none.
+    #[serde(with = "serde_bytes")]
+    pub certificate: Vec<u8>,
 }
 
 /// The remembered outcome of a write, so a retry with the same request id is

@@ -2659,3 +2659,81 @@ fn a_request_applied_meanwhile_gives_its_outcome_to_its_other_copies() {
         Some(result)
     );
 }
+
+// ------------------------------------------------------------- certificates
+
+fn set_certificate(id: u64, certificate: Vec<u8>) -> EventBody {
+    EventBody::KeyAttributeSet {
+        key: KeyId(id),
+        attribute: KeyAttribute::Certificate(certificate),
+    }
+}
+
+#[test]
+fn the_owner_of_a_pair_sets_its_certificate_and_no_one_else_can() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu), ("carol", Role::Cu), ("dave", Role::Cu)]);
+    c.by("bob", ed_key(2, "pair")).result.unwrap();
+    c.create_key("bob", 1, "secret");
+    c.share("bob", 2, "carol");
+    let a = c.by("bob", set_certificate(2, vec![0x30; 100]));
+    assert_eq!(a.result, Ok(()));
+    assert!(
+        a.changed.contains(&EntityKey::Key(KeyId(2))),
+        "{:?}",
+        a.changed
+    );
+    assert_eq!(c.state.key(KeyId(2)).unwrap().certificate, vec![0x30; 100]);
+    // The same again changes nothing but the chain.
+    let before = c.state.clone();
+    c.by("bob", set_certificate(2, vec![0x30; 100]))
+        .result
+        .unwrap();
+    assert_only_chain_changed(&before, &c.state);
+    // A user it is shared with may use it, not change its certificate; one
+    // it is not shared with does not see it.
+    let a = c.by("carol", set_certificate(2, vec![1]));
+    assert!(
+        matches!(a.result, Err(Rejection::NotOwner { .. })),
+        "{:?}",
+        a.result
+    );
+    c.refused(
+        "dave",
+        set_certificate(2, vec![1]),
+        Rejection::KeyNotFound(KeyId(2)),
+    );
+    // A secret key has none; none is longer than the limit.
+    let a = c.by("bob", set_certificate(1, vec![0x30; 10]));
+    assert!(
+        matches!(a.result, Err(Rejection::InvalidKey(_))),
+        "{:?}",
+        a.result
+    );
+    let a = c.by(
+        "bob",
+        set_certificate(2, vec![0x30; hsm_proto::MAX_CERTIFICATE_LEN + 1]),
+    );
+    assert!(
+        matches!(a.result, Err(Rejection::InvalidKey(_))),
+        "{:?}",
+        a.result
+    );
+    assert_eq!(c.state.key(KeyId(2)).unwrap().certificate, vec![0x30; 100]);
+    assert_eq!(c.state.key(KeyId(1)).unwrap().certificate, Vec::<u8>::new());
+    // Empty removes it.
+    c.by("bob", set_certificate(2, Vec::new())).result.unwrap();
+    assert!(c.state.key(KeyId(2)).unwrap().certificate.is_empty());
+    // A trusted key's certificate is frozen as its other attributes are.
+    c.by("admin", set_flag(2, KeyFlag::Trusted, true))
+        .result
+        .unwrap();
+    let a = c.by("bob", set_certificate(2, vec![0x30; 5]));
+    assert!(
+        matches!(
+            a.result,
+            Err(Rejection::KeyPolicy(KeyPolicyError::TrustedKeyFrozen(_)))
+        ),
+        "{:?}",
+        a.result
+    );
+}

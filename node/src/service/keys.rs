@@ -109,6 +109,7 @@ pub(crate) fn key_info(caller: &Caller, key: &Key) -> KeyInfo {
         provenance: key.provenance,
         public_key: key.public_key.clone(),
         created_ms: key.created_ms,
+        certificate: key.certificate.clone(),
     }
 }
 
@@ -278,6 +279,12 @@ impl Service {
         key: KeyId,
         attribute: KeyAttribute,
     ) -> Outcome {
+        if let KeyAttribute::Certificate(certificate) = &attribute {
+            if !certificate.is_empty() {
+                let k = self.owned_key(&ctx.caller, key)?;
+                check_certifies(certificate, &k.public_key)?;
+            }
+        }
         self.write(ctx, EventBody::KeyAttributeSet { key, attribute })
             .await?;
         Ok(Reply::Done)
@@ -474,4 +481,23 @@ pub(crate) fn crypto_error(e: hsm_crypto::CryptoError) -> ClientError {
         );
     }
     crypto_err(e)
+}
+
+/// Refuses a certificate that is not an X.509 certificate (DER) of
+/// `public_key` (SubjectPublicKeyInfo DER).
+fn check_certifies(certificate: &[u8], public_key: &[u8]) -> Result<(), ClientError> {
+    use x509_parser::prelude::FromDer;
+    let (rest, cert) = x509_parser::certificate::X509Certificate::from_der(certificate)
+        .map_err(|_| ClientError::invalid("the certificate is not an X.509 certificate in DER"))?;
+    if !rest.is_empty() {
+        return Err(ClientError::invalid(
+            "the certificate has bytes after its end",
+        ));
+    }
+    if cert.public_key().raw != public_key {
+        return Err(ClientError::invalid(
+            "the certificate is for another public key than this key's",
+        ));
+    }
+    Ok(())
 }

@@ -1,0 +1,220 @@
+//! Private keys a caller brings (`C_CreateObject` of `CKO_PRIVATE_KEY`),
+//! as the PKCS#8 DER the cluster imports: RSA from its CRT components, EC
+//! from its scalar and curve, Ed25519 from its seed. The material passes
+//! only through zeroizing buffers. Pure.
+
+use cryptoki_sys::*;
+use der::asn1::{ObjectIdentifier, OctetStringRef, UintRef};
+use der::Encode;
+use hsm_proto::client::Secret;
+use hsm_proto::KeySpec;
+use zeroize::Zeroizing;
+
+use crate::public::{curve_of_params, curve_oid};
+use crate::templates::{ulong, Attr, NewKey, PairTemplate};
+
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+type Der = Zeroizing<Vec<u8>>;
+
+fn tlv(tag: der::Tag, contents: &[u8]) -> Result<Der, CK_RV> {
+    let len = der::Length::try_from(contents.len()).map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(contents.len() + 8));
+    der::Header::new(tag, len)
+        .and_then(|h| h.encode_to_vec(&mut out))
+        .map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;
+    out.extend_from_slice(contents);
+    Ok(out)
+}
+
+fn sequence(parts: &[&[u8]]) -> Result<Der, CK_RV> {
+    let mut contents = Zeroizing::new(Vec::new());
+    for p in parts {
+        contents.extend_from_slice(p);
+    }
+    tlv(der::Tag::Sequence, &contents)
+}
+
+fn integer(bytes: &[u8]) -> Result<Der, CK_RV> {
+    let mut out = Zeroizing::new(Vec::new());
+    UintRef::new(bytes)
+        .and_then(|u| u.encode_to_vec(&mut out))
+        .map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;
+    Ok(out)
+}
+
+fn octets(bytes: &[u8]) -> Result<Der, CK_RV> {
+    let mut out = Zeroizing::new(Vec::new());
+    OctetStringRef::new(bytes)
+        .and_then(|o| o.encode_to_vec(&mut out))
+        .map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;
+    Ok(out)
+}
+
+fn oid(o: ObjectIdentifier) -> Result<Vec<u8>, CK_RV> {
+    o.to_der().map_err(|_| CKR_GENERAL_ERROR)
+}
+
+/// A PKCS#8 `PrivateKeyInfo` (version 0) of `algorithm` and `key`.
+fn pkcs8(algorithm: &[u8], key: &[u8]) -> Result<Der, CK_RV> {
+    sequence(&[&[0x02, 0x01, 0x00], algorithm, &octets(key)?])
+}
+
+const RSA_PARTS: [CK_ATTRIBUTE_TYPE; 8] = [
+    CKA_MODULUS,
+    CKA_PUBLIC_EXPONENT,
+    CKA_PRIVATE_EXPONENT,
+    CKA_PRIME_1,
+    CKA_PRIME_2,
+    CKA_EXPONENT_1,
+    CKA_EXPONENT_2,
+    CKA_COEFFICIENT,
+];
+
+/// The private key a `CKO_PRIVATE_KEY` template imports, and its PKCS#8.
+///
+/// # Errors
+/// `CKR_TEMPLATE_INCOMPLETE` without the key type or a component (RSA
+/// needs all eight CRT components); `CKR_ATTRIBUTE_VALUE_INVALID` for a
+/// key type the cluster lacks, a scalar of the wrong size; `CKR_CURVE_NOT_SUPPORTED`
+/// and `CKR_KEY_SIZE_RANGE` for a curve or size it lacks; the template
+/// errors otherwise. Whether the components make a key is the cluster's
+/// check (it refuses material that does not parse or match).
+pub fn private_key(template: &[Attr]) -> Result<(NewKey, Secret), CK_RV> {
+    let find = |t| {
+        template
+            .iter()
+            .find(|(at, _)| *at == t)
+            .map(|(_, v)| &v[..])
+    };
+    let kt = ulong(find(CKA_KEY_TYPE).ok_or(CKR_TEMPLATE_INCOMPLETE)?)?;
+    let material: &[CK_ATTRIBUTE_TYPE] = match kt {
+        CKK_RSA => &RSA_PARTS,
+        CKK_EC | CKK_EC_EDWARDS => &[CKA_VALUE, CKA_EC_PARAMS],
+        _ => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+    };
+    let (spec, der) = match kt {
+        CKK_RSA => {
+            let mut parts = Vec::new();
+            for t in RSA_PARTS {
+                parts.push(integer(find(t).ok_or(CKR_TEMPLATE_INCOMPLETE)?)?);
+            }
+            let modulus = find(CKA_MODULUS).unwrap_or_default();
+            let start = modulus
+                .iter()
+                .position(|b| *b != 0)
+                .unwrap_or(modulus.len());
+            let bits =
+                u16::try_from((modulus.len() - start) * 8).map_err(|_| CKR_KEY_SIZE_RANGE)?;
+            let spec = KeySpec::Rsa { bits };
+            if !spec.is_valid() {
+                return Err(CKR_KEY_SIZE_RANGE);
+            }
+            let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+            let mut all = vec![&[0x02u8, 0x01, 0x00][..]];
+            all.extend(refs);
+            let rsa_key = sequence(&all)?;
+            let algorithm = sequence(&[&oid(RSA_ENCRYPTION)?, &[0x05, 0x00]])?;
+            (spec, pkcs8(&algorithm, &rsa_key)?)
+        }
+        _ => {
+            let value = find(CKA_VALUE).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+            let spec = match (kt, find(CKA_EC_PARAMS)) {
+                (CKK_EC, Some(p)) => curve_of_params(p).ok_or(CKR_CURVE_NOT_SUPPORTED)?,
+                (CKK_EC, None) => return Err(CKR_TEMPLATE_INCOMPLETE),
+                (_, Some(p)) => curve_of_params(p).ok_or(CKR_CURVE_NOT_SUPPORTED)?,
+                (_, None) => KeySpec::Ed25519,
+            };
+            if crate::objects::key_type(spec) != kt {
+                return Err(CKR_CURVE_NOT_SUPPORTED);
+            }
+            let curve = oid(curve_oid(spec).ok_or(CKR_CURVE_NOT_SUPPORTED)?)?;
+            if spec == KeySpec::Ed25519 {
+                if value.len() != 32 {
+                    return Err(CKR_ATTRIBUTE_VALUE_INVALID);
+                }
+                let algorithm = sequence(&[&curve])?;
+                (spec, pkcs8(&algorithm, &octets(value)?)?)
+            } else {
+                let n = crate::public::ecdsa_scalar_len(spec).ok_or(CKR_CURVE_NOT_SUPPORTED)?;
+                let start = value.iter().position(|b| *b != 0).unwrap_or(value.len());
+                let significant = &value[start..];
+                if significant.is_empty() || significant.len() > n {
+                    return Err(CKR_ATTRIBUTE_VALUE_INVALID);
+                }
+                let mut scalar = Zeroizing::new(vec![0u8; n]);
+                scalar[n - significant.len()..].copy_from_slice(significant);
+                let ec_key = sequence(&[&[0x02, 0x01, 0x01], &octets(&scalar)?])?;
+                let algorithm = sequence(&[&oid(EC_PUBLIC_KEY)?, &curve])?;
+                (spec, pkcs8(&algorithm, &ec_key)?)
+            }
+        }
+    };
+    let rest: Vec<Attr> = template
+        .iter()
+        .filter(|(t, _)| !material.contains(t))
+        .cloned()
+        .collect();
+    let new = PairTemplate::private_only(CKO_PRIVATE_KEY, kt, &rest)?.finish(spec)?;
+    Ok((new, Secret::new(der.to_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ul(v: CK_ULONG) -> Vec<u8> {
+        v.to_ne_bytes().to_vec()
+    }
+
+    #[test]
+    fn an_ec_scalar_becomes_pkcs8_with_its_curve() {
+        let p256 = curve_oid(KeySpec::EcP256)
+            .expect("oid")
+            .to_der()
+            .expect("der");
+        let (key, der) = private_key(&[
+            (CKA_CLASS, ul(CKO_PRIVATE_KEY)),
+            (CKA_KEY_TYPE, ul(CKK_EC)),
+            (CKA_EC_PARAMS, p256.clone()),
+            (CKA_VALUE, vec![7; 31]),
+            (CKA_LABEL, b"imported".to_vec()),
+            (CKA_SIGN, vec![CK_TRUE]),
+        ])
+        .expect("import");
+        assert_eq!(key.spec, KeySpec::EcP256);
+        assert_eq!(key.attributes.label, "imported");
+        assert!(key.attributes.sign);
+        let der = der.expose();
+        assert_eq!(der[0], 0x30);
+        // The scalar is padded to the curve's 32 bytes.
+        assert!(der
+            .windows(34)
+            .any(|w| w[..2] == [0x04, 32] && w[2] == 0 && w[3..] == [7; 31]));
+        assert_eq!(
+            private_key(&[(CKA_KEY_TYPE, ul(CKK_EC)), (CKA_VALUE, vec![1; 32])]),
+            Err(CKR_TEMPLATE_INCOMPLETE)
+        );
+        assert_eq!(
+            private_key(&[
+                (CKA_KEY_TYPE, ul(CKK_EC)),
+                (CKA_EC_PARAMS, p256),
+                (CKA_VALUE, vec![1; 33])
+            ]),
+            Err(CKR_ATTRIBUTE_VALUE_INVALID)
+        );
+    }
+
+    #[test]
+    fn rsa_needs_every_crt_component() {
+        let mut t = vec![(CKA_KEY_TYPE, ul(CKK_RSA))];
+        for a in RSA_PARTS {
+            t.push((a, vec![0x80; 256]));
+        }
+        let (key, _) = private_key(&t).expect("import");
+        assert_eq!(key.spec, KeySpec::Rsa { bits: 2048 });
+        t.pop();
+        assert_eq!(private_key(&t), Err(CKR_TEMPLATE_INCOMPLETE));
+    }
+}
