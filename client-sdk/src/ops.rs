@@ -401,7 +401,7 @@ impl Client {
             wrapping_key,
             mechanism,
             wrapped,
-            spec,
+            spec: Some(spec),
             attributes,
             unique_label,
         })

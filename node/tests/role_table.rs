@@ -200,7 +200,7 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
                 wrapping_key: keys.kek,
                 mechanism: WrapMechanism::AesKeyWrapPad,
                 wrapped: keys.wrapped.clone(),
-                spec: KeySpec::Aes { bits: 128 },
+                spec: Some(KeySpec::Aes { bits: 128 }),
                 attributes: KeyAttributes::default(),
                 unique_label: false,
             },

@@ -869,6 +869,48 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
     })
 }
 
+pub unsafe extern "C" fn C_WrapKey(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    wrapping: CK_OBJECT_HANDLE,
+    key: CK_OBJECT_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let (mechanism, param, _) = mechanism(mech)?;
+        let cap = capacity(out, out_len)?;
+        let o = m.wrap_key(session, mechanism, &param, wrapping, key, cap)?;
+        deliver(o, out, out_len)
+    })
+}
+
+pub unsafe extern "C" fn C_UnwrapKey(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    unwrapping: CK_OBJECT_HANDLE,
+    wrapped: *mut CK_BYTE,
+    wrapped_len: CK_ULONG,
+    attrs: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        if key.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let (mechanism, param, _) = mechanism(mech)?;
+        let wrapped = input(wrapped, wrapped_len)?;
+        let t = template(attrs, count)?;
+        put(
+            key,
+            m.unwrap_key(session, mechanism, &param, unwrapping, wrapped, &t)?,
+        )
+    })
+}
+
 pub unsafe extern "C" fn C_SeedRandom(
     session: CK_SESSION_HANDLE,
     _seed: *mut CK_BYTE,
@@ -943,8 +985,6 @@ not_supported! {
     C_DecryptDigestUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_SignEncryptUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_DecryptVerifyUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
-    C_WrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE, *mut CK_BYTE, *mut CK_ULONG);
-    C_UnwrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
     C_DeriveKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
     C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
 }

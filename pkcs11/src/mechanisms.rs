@@ -7,7 +7,7 @@
 //! DER ECDSA into `r || s`; put the IV where PKCS#11 keeps it). Pure.
 
 use cryptoki_sys::*;
-use hsm_proto::mechanism::{DigestAlgorithm, EncryptMechanism, SignMechanism};
+use hsm_proto::mechanism::{DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism};
 use hsm_proto::KeySpec;
 use sha2::Digest as _;
 
@@ -223,7 +223,13 @@ pub const MECHANISMS: &[Info] = &[
     info(CKM_SHA256_RSA_PKCS_PSS, 2048, 4096, SIGN),
     info(CKM_SHA384_RSA_PKCS_PSS, 2048, 4096, SIGN),
     info(CKM_SHA512_RSA_PKCS_PSS, 2048, 4096, SIGN),
-    info(CKM_RSA_PKCS_OAEP, 2048, 4096, CKF_ENCRYPT | CKF_DECRYPT),
+    info(
+        CKM_RSA_PKCS_OAEP,
+        2048,
+        4096,
+        CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP,
+    ),
+    info(CKM_AES_KEY_WRAP_KWP, 16, 32, CKF_WRAP | CKF_UNWRAP),
     info(CKM_ECDSA, 256, 384, SIGN | EC),
     info(CKM_ECDSA_SHA256, 256, 384, SIGN | EC),
     info(CKM_ECDSA_SHA384, 256, 384, SIGN | EC),
@@ -507,6 +513,40 @@ pub fn cipher_plan(
             })
         }
         (CKM_AES_GCM | CKM_RSA_PKCS_OAEP, _) => Err(CKR_MECHANISM_PARAM_INVALID),
+        _ => Err(CKR_MECHANISM_INVALID),
+    }
+}
+
+/// The cluster's wrapping mechanism for `mechanism` (with `param`).
+///
+/// The wrapped form is the cluster's wrapped-key format (the key's type,
+/// usages and one-way attributes bound to its material), which another
+/// cluster's `C_UnwrapKey` opens with the same key, not bare RFC 5649 or
+/// OAEP of the key bytes.
+///
+/// # Errors
+/// `CKR_MECHANISM_INVALID` for a mechanism that does not wrap;
+/// `CKR_MECHANISM_PARAM_INVALID` for OAEP with another hash than SHA-256
+/// or a label, and for KWP with an IV of its own.
+pub fn wrap_plan(mechanism: CK_MECHANISM_TYPE, param: &Param) -> Result<WrapMechanism, CK_RV> {
+    match (mechanism, param) {
+        (CKM_AES_KEY_WRAP_KWP, Param::None) => Ok(WrapMechanism::AesKeyWrapPad),
+        (
+            CKM_RSA_PKCS_OAEP,
+            Param::Oaep {
+                hash,
+                mgf,
+                source,
+                label,
+            },
+        ) if *hash == CKM_SHA256
+            && *mgf == CKG_MGF1_SHA256
+            && (*source == 0 || *source == CKZ_DATA_SPECIFIED)
+            && label.is_empty() =>
+        {
+            Ok(WrapMechanism::RsaOaepSha256)
+        }
+        (CKM_AES_KEY_WRAP_KWP | CKM_RSA_PKCS_OAEP, _) => Err(CKR_MECHANISM_PARAM_INVALID),
         _ => Err(CKR_MECHANISM_INVALID),
     }
 }

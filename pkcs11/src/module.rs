@@ -30,8 +30,8 @@ use hsm_proto::client::{KeyInfo, Operation, Reply, Secret};
 use hsm_proto::{KeyAttribute, KeyId, Role, Username};
 
 use crate::mechanisms::{
-    cipher_plan, digest_plan, info_of, sign_plan, CipherPlan, Hasher, Info, Param, SignPlan,
-    GCM_IV_LEN, GCM_TAG_LEN, MECHANISMS,
+    cipher_plan, digest_plan, info_of, sign_plan, wrap_plan, CipherPlan, Hasher, Info, Param,
+    SignPlan, GCM_IV_LEN, GCM_TAG_LEN, MECHANISMS,
 };
 use crate::objects::{Object, Part, Unreadable};
 use crate::public::{ecdsa_der_to_raw, ecdsa_raw_to_der, CertificateParts};
@@ -408,12 +408,7 @@ impl Module {
             let mut s = lock(&session);
             (s.token.clone(), std::mem::take(&mut s.session_keys))
         };
-        for key in keys {
-            // Best effort: a session key the cluster cannot delete now
-            // stays, owned by the user, as any key.
-            let _ = self.call(&token, Operation::DeleteKey { key }, Doing::Object);
-            token.forget(key);
-        }
+        self.destroy_session_keys(&token, keys);
         let last = !lock(&self.sessions)
             .values()
             .any(|s| Arc::ptr_eq(&lock(s).token, &token));
@@ -495,7 +490,7 @@ impl Module {
         Ok(())
     }
 
-    /// `C_Logout`.
+    /// `C_Logout`: the application's session objects are destroyed first.
     ///
     /// # Errors
     /// `CKR_USER_NOT_LOGGED_IN`.
@@ -504,9 +499,31 @@ impl Module {
         if token.role().is_none() {
             return Err(Rv(CKR_USER_NOT_LOGGED_IN));
         }
+        // PKCS#11: logging out destroys the application's private session
+        // objects (all of them are keys, so private), in every session.
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        for session in sessions {
+            let keys = {
+                let mut s = lock(&session);
+                if !Arc::ptr_eq(&s.token, &token) {
+                    continue;
+                }
+                std::mem::take(&mut s.session_keys)
+            };
+            self.destroy_session_keys(&token, keys);
+        }
         let t = token.clone();
         self.block(async move { t.logout().await })?;
         Ok(())
+    }
+
+    /// Deletes session keys (best effort: one the cluster cannot delete now
+    /// stays, owned by the user, as any key).
+    fn destroy_session_keys(&self, token: &Arc<Token>, keys: Vec<KeyId>) {
+        for key in keys {
+            let _ = self.call(token, Operation::DeleteKey { key }, Doing::Object);
+            token.forget(key);
+        }
     }
 
     /// `C_SetPIN`: changes the logged-in user's own password. The old PIN
@@ -1221,6 +1238,143 @@ impl Module {
             return Ok((out, None));
         }
         Ok((out, op.drawn_iv.take().map(|iv| (op.iv_target, iv))))
+    }
+
+    /// `C_WrapKey`: `key` (a secret or private key the user owns, which
+    /// must be extractable) wrapped under `wrapping` (a secret key, or an
+    /// RSA public key), in the cluster's wrapped-key format. A null buffer
+    /// asks the length: the wrapping is made to know it, and made again
+    /// for the call that takes it.
+    ///
+    /// # Errors
+    /// The errors of [`wrap_plan`]; `CKR_WRAPPING_KEY_HANDLE_INVALID`,
+    /// `CKR_KEY_HANDLE_INVALID`; `CKR_KEY_NOT_WRAPPABLE` or
+    /// `CKR_KEY_UNEXTRACTABLE` for what the key policy refuses.
+    pub fn wrap_key(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        param: &Param,
+        wrapping: CK_OBJECT_HANDLE,
+        key: CK_OBJECT_HANDLE,
+        capacity: Option<usize>,
+    ) -> Result<Out, Rv> {
+        let plan = wrap_plan(mechanism, param).map_err(Rv)?;
+        let session = self.session(handle)?;
+        let s = lock(&session);
+        let wrapping = self
+            .key_for(&s, wrapping, &[Part::Public, Part::Secret])
+            .map_err(|e| match e.0 {
+                CKR_KEY_HANDLE_INVALID | CKR_KEY_TYPE_INCONSISTENT => {
+                    Rv(CKR_WRAPPING_KEY_HANDLE_INVALID)
+                }
+                _ => e,
+            })?;
+        let target = self.key_for(&s, key, &[Part::Private, Part::Secret])?;
+        let reply = self.call(
+            &s.token,
+            Operation::WrapKey {
+                wrapping_key: wrapping.id,
+                key: target.id,
+                mechanism: plan,
+            },
+            Doing::KeyUse,
+        );
+        let wrapped = match reply {
+            Ok(Reply::Wrapped(w)) => w,
+            Ok(_) => return Err(Rv(CKR_DEVICE_ERROR)),
+            Err(Rv(CKR_KEY_FUNCTION_NOT_PERMITTED)) => return Err(Rv(CKR_KEY_UNEXTRACTABLE)),
+            Err(Rv(CKR_DATA_INVALID)) => return Err(Rv(CKR_KEY_NOT_WRAPPABLE)),
+            Err(e) => return Err(e),
+        };
+        Ok(match capacity {
+            None => Out::Len(wrapped.len()),
+            Some(c) if c < wrapped.len() => Out::TooSmall(wrapped.len()),
+            Some(_) => Out::Bytes(wrapped),
+        })
+    }
+
+    /// `C_UnwrapKey`: a key from what a cluster's `C_WrapKey` made, under
+    /// `unwrapping` (a secret key, or an RSA private key). It gets the
+    /// type, usages and one-way attributes the wrapped key carries (the
+    /// template may only narrow them), and the template's label and id.
+    ///
+    /// # Errors
+    /// The errors of [`templates::unwrap_template`];
+    /// `CKR_UNWRAPPING_KEY_HANDLE_INVALID`; `CKR_WRAPPED_KEY_INVALID` for
+    /// what does not unwrap; `CKR_TEMPLATE_INCONSISTENT` for a template
+    /// the carried attributes refuse or a key type other than the carried
+    /// one.
+    pub fn unwrap_key(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        param: &Param,
+        unwrapping: CK_OBJECT_HANDLE,
+        wrapped: &[u8],
+        template: &[Attr],
+    ) -> Result<CK_OBJECT_HANDLE, Rv> {
+        let plan = wrap_plan(mechanism, param).map_err(Rv)?;
+        let asked = templates::unwrap_template(template).map_err(Rv)?;
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        if asked.token && !s.rw {
+            return Err(Rv(CKR_SESSION_READ_ONLY));
+        }
+        let unwrapping = self
+            .key_for(&s, unwrapping, &[Part::Private, Part::Secret])
+            .map_err(|e| match e.0 {
+                CKR_KEY_HANDLE_INVALID | CKR_KEY_TYPE_INCONSISTENT => {
+                    Rv(CKR_UNWRAPPING_KEY_HANDLE_INVALID)
+                }
+                _ => e,
+            })?;
+        let reply = self.call(
+            &s.token,
+            Operation::UnwrapKey {
+                wrapping_key: unwrapping.id,
+                mechanism: plan,
+                wrapped: wrapped.to_vec(),
+                spec: asked.spec,
+                attributes: asked.attributes.clone(),
+                unique_label: false,
+            },
+            Doing::Making,
+        );
+        let info = match reply {
+            Ok(Reply::Key(info)) => info,
+            Ok(_) => return Err(Rv(CKR_DEVICE_ERROR)),
+            Err(Rv(CKR_TEMPLATE_INCONSISTENT)) if !wrapped.starts_with(b"hsmw") => {
+                return Err(Rv(CKR_WRAPPED_KEY_INVALID))
+            }
+            Err(e) => return Err(e),
+        };
+        let kind = if info.spec.is_asymmetric() {
+            CKO_PRIVATE_KEY
+        } else {
+            CKO_SECRET_KEY
+        };
+        if crate::objects::key_type(info.spec) != asked.key_type || kind != asked.class {
+            // Not the key the caller asked for: it does not stay.
+            let _ = self.call(
+                &s.token,
+                Operation::DeleteKey { key: info.id },
+                Doing::Object,
+            );
+            return Err(Rv(CKR_TEMPLATE_INCONSISTENT));
+        }
+        if !asked.token {
+            s.session_keys.push(info.id);
+        }
+        let t = s.token.clone();
+        let id = info.id;
+        let _ = self.block(async move { t.refresh(id).await });
+        let part = if info.spec.is_asymmetric() {
+            Part::Private
+        } else {
+            Part::Secret
+        };
+        Ok(s.token.handle(info.id, part))
     }
 
     /// `C_DigestInit`: hashed here, no cluster call.

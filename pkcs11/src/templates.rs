@@ -393,6 +393,80 @@ pub fn certificate(template: &[Attr]) -> Result<Vec<u8>, CK_RV> {
     value.ok_or(CKR_TEMPLATE_INCOMPLETE)
 }
 
+/// What a `C_UnwrapKey` template asks of the new key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnwrapTemplate {
+    /// `CKA_CLASS`: a secret or a private key.
+    pub class: CK_OBJECT_CLASS,
+    /// `CKA_KEY_TYPE`.
+    pub key_type: CK_KEY_TYPE,
+    /// The spec, when the template gives the size too; `None` takes what
+    /// the wrapped key carries (its type is checked against `key_type`).
+    pub spec: Option<KeySpec>,
+    /// Label, id, and usages that narrow the carried ones (none named: the
+    /// carried ones).
+    pub attributes: KeyAttributes,
+    /// `CKA_TOKEN`.
+    pub token: bool,
+}
+
+/// Reads a `C_UnwrapKey` template.
+///
+/// # Errors
+/// `CKR_TEMPLATE_INCOMPLETE` without class or key type;
+/// `CKR_ATTRIBUTE_VALUE_INVALID` for a class that is not a key; the
+/// template errors otherwise.
+pub fn unwrap_template(template: &[Attr]) -> Result<UnwrapTemplate, CK_RV> {
+    let class = class_of(template).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+    let part = match class {
+        CKO_SECRET_KEY => For::Secret,
+        CKO_PRIVATE_KEY => For::Private,
+        _ => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+    };
+    let (_, kt) = template
+        .iter()
+        .find(|(t, _)| *t == CKA_KEY_TYPE)
+        .ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+    let kt = ulong(kt)?;
+    let mut g = Gathered::default();
+    for a in template {
+        g.take(part, class, Some(kt), a)?;
+    }
+    let spec = match kt {
+        CKK_AES => g.value_len.map(|l| KeySpec::Aes {
+            bits: u16::try_from(l * 8).unwrap_or(0),
+        }),
+        CKK_GENERIC_SECRET => g.value_len.map(|l| KeySpec::GenericSecret {
+            bytes: u16::try_from(l).unwrap_or(0),
+        }),
+        CKK_EC | CKK_EC_EDWARDS | CKK_EC_MONTGOMERY => match &g.ec_params {
+            Some(p) => Some(curve_of_params(p).ok_or(CKR_CURVE_NOT_SUPPORTED)?),
+            None => None,
+        },
+        CKK_RSA => None,
+        _ => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+    };
+    if spec.is_some_and(|s| key_type(s) != kt) {
+        return Err(CKR_TEMPLATE_INCONSISTENT);
+    }
+    let mut attributes = g.attributes;
+    attributes.label = match g.label {
+        Some(l) => String::from_utf8(l).map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?,
+        None => String::new(),
+    };
+    attributes.id = g.id.unwrap_or_default();
+    if !attributes.is_within_limits() {
+        return Err(CKR_ATTRIBUTE_VALUE_INVALID);
+    }
+    Ok(UnwrapTemplate {
+        class,
+        key_type: kt,
+        spec,
+        attributes,
+        token: g.token.unwrap_or(false),
+    })
+}
+
 /// The cluster's change for one attribute of `C_SetAttributeValue`.
 ///
 /// # Errors
@@ -609,6 +683,39 @@ mod tests {
         let mut wrong_len = aes.to_vec();
         wrong_len.push((CKA_VALUE_LEN, ul(16)));
         assert_eq!(secret_import(&wrong_len), Err(CKR_TEMPLATE_INCONSISTENT));
+    }
+
+    #[test]
+    fn an_unwrap_template_names_type_and_maybe_size() {
+        let asked = unwrap_template(&[
+            (CKA_CLASS, ul(CKO_SECRET_KEY)),
+            (CKA_KEY_TYPE, ul(CKK_AES)),
+            (CKA_LABEL, b"back".to_vec()),
+            (CKA_TOKEN, t(true)),
+        ])
+        .expect("template");
+        assert_eq!(asked.spec, None);
+        assert_eq!(asked.key_type, CKK_AES);
+        assert!(asked.token);
+        // No usage named: none set, so the carried ones apply.
+        assert!(!asked.attributes.encrypt && !asked.attributes.sign);
+        let sized = unwrap_template(&[
+            (CKA_CLASS, ul(CKO_SECRET_KEY)),
+            (CKA_KEY_TYPE, ul(CKK_AES)),
+            (CKA_VALUE_LEN, ul(16)),
+            (CKA_DECRYPT, t(true)),
+        ])
+        .expect("template");
+        assert_eq!(sized.spec, Some(KeySpec::Aes { bits: 128 }));
+        assert!(sized.attributes.decrypt);
+        assert_eq!(
+            unwrap_template(&[(CKA_CLASS, ul(CKO_SECRET_KEY))]),
+            Err(CKR_TEMPLATE_INCOMPLETE)
+        );
+        assert_eq!(
+            unwrap_template(&[(CKA_CLASS, ul(CKO_PUBLIC_KEY)), (CKA_KEY_TYPE, ul(CKK_RSA))]),
+            Err(CKR_ATTRIBUTE_VALUE_INVALID)
+        );
     }
 
     #[test]

@@ -259,8 +259,10 @@ pub enum Operation {
         mechanism: WrapMechanism,
         /// The wrapped material.
         wrapped: Vec<u8>,
-        /// Type and size of the wrapped key (must be what it carries).
-        spec: KeySpec,
+        /// Type and size of the wrapped key: refused unless it is what the
+        /// wrapped key carries; `None` takes what it carries (PKCS#11's
+        /// `C_UnwrapKey` names at most a type).
+        spec: Option<KeySpec>,
         /// Label and id of the new key; usages, if any are set, narrow
         /// the carried ones (none set: the carried ones); `sensitive`,
         /// `wrap_with_trusted` true and `extractable` false tighten them.

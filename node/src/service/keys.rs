@@ -205,6 +205,7 @@ impl Service {
                 other => crypto_err(other),
             })?;
         let public_wrap = mechanism == WrapMechanism::RsaOaepSha256;
+        let spec = spec.unwrap_or(carried.spec);
         let (attributes, provenance) =
             policy::unwrapped(&carried, &unwrapping, public_wrap, spec, &template)?;
         check_new_key(material.spec(), &attributes, &provenance)?;

@@ -811,7 +811,7 @@ pub(crate) struct UnwrapRequest {
     pub(crate) wrapping_key: KeyId,
     pub(crate) mechanism: hsm_crypto::WrapMechanism,
     pub(crate) wrapped: Vec<u8>,
-    pub(crate) spec: hsm_proto::KeySpec,
+    pub(crate) spec: Option<hsm_proto::KeySpec>,
     pub(crate) attributes: hsm_proto::KeyAttributes,
     pub(crate) unique_label: bool,
 }

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Drive the hsm-cluster PKCS#11 module with python-pkcs11.
+
+The same operations a PKCS#11 throughput comparison runs (RSA-2048 and
+P-256 and Ed25519 signatures, AES-256-GCM of 1 KiB, key generation,
+random), through python-pkcs11 as any Python application would.
+
+  drive.py check                       make the keys, run every operation
+                                       once and check each result
+  drive.py bench --op OP --procs N --seconds S
+                                       N processes, each with its own
+                                       C_Initialize and logged-in session,
+                                       loop OP for S seconds; one JSON line
+
+Environment: PKCS11_MODULE (the module), PKCS11_PIN ("user:password"),
+PKCS11_TOKEN (token label, optional: the first token otherwise), and the
+module's own (HSM_CLUSTER).
+"""
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+MODULE = os.environ.get("PKCS11_MODULE", "")
+PIN = os.environ.get("PKCS11_PIN", "")
+TOKEN = os.environ.get("PKCS11_TOKEN")
+
+OPS = ["rsa-sign", "ec-sign", "ed-sign", "aes-gcm-1k", "keygen-aes", "keygen-ec",
+       "keygen-rsa", "random-16"]
+
+
+def token(lib):
+    if TOKEN:
+        return lib.get_token(token_label=TOKEN)
+    return next(lib.get_tokens())
+
+
+def ec_params(session, curve_oid_or_name, key_type):
+    from pkcs11 import Attribute
+    from pkcs11.util.ec import encode_named_curve_parameters
+    return session.create_domain_parameters(
+        key_type, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve_oid_or_name)},
+        local=True)
+
+
+# python-pkcs11 asks for every usage a key type has by default (an RSA key
+# that signs, decrypts and wraps); the cluster's key policy refuses
+# conflicting usages, so each key names what it is for.
+def sign_only():
+    from pkcs11 import MechanismFlag
+    return MechanismFlag.SIGN | MechanismFlag.VERIFY
+
+
+def cipher_only():
+    from pkcs11 import MechanismFlag
+    return MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT
+
+
+def make_keys(s):
+    from pkcs11 import KeyType
+    s.generate_keypair(KeyType.RSA, 2048, store=True, label="py-rsa2048",
+                       capabilities=sign_only())
+    ec_params(s, "secp256r1", KeyType.EC).generate_keypair(
+        store=True, label="py-ecp256", capabilities=sign_only())
+    ec_params(s, "1.3.101.112", KeyType.EC_EDWARDS).generate_keypair(
+        store=True, label="py-ed25519", capabilities=sign_only())
+    s.generate_key(KeyType.AES, 256, store=True, label="py-aes256", capabilities=cipher_only())
+
+
+def operation(s, op):
+    """The operation `op` as a function of no arguments, and its check."""
+    from pkcs11 import KeyType, Mechanism, ObjectClass
+    from pkcs11.mechanisms import GCMParams
+
+    msg = os.urandom(32)
+    if op in ("rsa-sign", "ec-sign", "ed-sign"):
+        label, mech = {
+            "rsa-sign": ("py-rsa2048", Mechanism.SHA256_RSA_PKCS),
+            "ec-sign": ("py-ecp256", Mechanism.ECDSA),
+            "ed-sign": ("py-ed25519", Mechanism.EDDSA),
+        }[op]
+        priv = s.get_key(label=label, object_class=ObjectClass.PRIVATE_KEY)
+        pub = s.get_key(label=label, object_class=ObjectClass.PUBLIC_KEY)
+        data = hashlib.sha256(msg).digest() if op == "ec-sign" else msg
+
+        def f():
+            return priv.sign(data, mechanism=mech)
+
+        def check(sig):
+            assert pub.verify(data, sig, mechanism=mech), op
+            bad = bytes([sig[0] ^ 1]) + sig[1:]
+            assert not pub.verify(data, bad, mechanism=mech), op
+        return f, check
+    if op == "aes-gcm-1k":
+        key = s.get_key(label="py-aes256", object_class=ObjectClass.SECRET_KEY)
+        data = os.urandom(1024)
+        last = {}
+
+        def f():
+            # An all-zero IV asks the token to choose one; it is written
+            # back into this buffer when the encryption ends.
+            iv = bytes(12)
+            ct = key.encrypt(data, mechanism=Mechanism.AES_GCM,
+                             mechanism_param=GCMParams(iv, b"aad", 128))
+            last["iv"] = bytes(iv)
+            return ct
+
+        def check(ct):
+            assert len(ct) == 1024 + 16, len(ct)
+            iv = last["iv"]
+            assert iv != bytes(12), "the token did not give its IV back"
+            pt = key.decrypt(ct, mechanism=Mechanism.AES_GCM,
+                             mechanism_param=GCMParams(iv, b"aad", 128))
+            assert pt == data
+        return f, check
+    if op == "keygen-aes":
+        def f():
+            k = s.generate_key(KeyType.AES, 256, store=False, capabilities=cipher_only())
+            k.destroy()
+        return f, lambda _: None
+    if op == "keygen-ec":
+        params = ec_params(s, "secp256r1", KeyType.EC)
+
+        def f():
+            pub, priv = params.generate_keypair(store=False, capabilities=sign_only())
+            priv.destroy()
+        return f, lambda _: None
+    if op == "keygen-rsa":
+        def f():
+            pub, priv = s.generate_keypair(KeyType.RSA, 2048, store=False,
+                                           capabilities=sign_only())
+            priv.destroy()
+        return f, lambda _: None
+    if op == "random-16":
+        def f():
+            return s.generate_random(128)
+
+        def check(r):
+            assert len(r) == 16
+        return f, check
+    raise SystemExit(f"unknown operation {op}")
+
+
+def check_all():
+    import pkcs11
+    lib = pkcs11.lib(MODULE)
+    with token(lib).open(user_pin=PIN, rw=True) as s:
+        make_keys(s)
+        for op in OPS:
+            f, check = operation(s, op)
+            for _ in range(3):
+                check(f())
+            print(f"{op}: ok")
+        check_wrapping(s)
+        print("wrap-unwrap: ok")
+        from pkcs11 import Attribute, ObjectClass
+        stored = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True}
+        labels = sorted(k.label for k in s.get_objects(stored))
+        assert labels == ["py-aes256"], labels
+    # Session keys went with their session; the stored ones remain.
+    with token(lib).open(user_pin=PIN, rw=True) as s:
+        from pkcs11 import ObjectClass
+        labels = sorted(k.label for k in s.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}))
+        assert labels == ["py-aes256"], labels
+    print("all operations ok")
+
+
+def check_wrapping(s):
+    """An AES key wrapped under an AES key (KWP) and under an RSA public
+    key (OAEP), unwrapped under the same keys: each copy decrypts what the
+    original encrypted."""
+    from pkcs11 import KeyType, Mechanism, MechanismFlag, ObjectClass, MGF
+    from pkcs11.mechanisms import GCMParams
+    target = s.generate_key(KeyType.AES, 256, store=False, capabilities=cipher_only(),
+                            template={pkcs11_attr("EXTRACTABLE"): True})
+    kek = s.generate_key(KeyType.AES, 256, store=False,
+                         capabilities=MechanismFlag.WRAP | MechanismFlag.UNWRAP)
+    rsa_pub, rsa_priv = s.generate_keypair(
+        KeyType.RSA, 2048, store=False, capabilities=MechanismFlag.WRAP | MechanismFlag.UNWRAP)
+    data = os.urandom(64)
+    iv = bytes(12)
+    ct = target.encrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, b"", 128))
+    iv = bytes(iv)
+    oaep = (Mechanism.SHA256, MGF.SHA256, None)
+    for wrapper, unwrapper, mech, param in [
+        (kek, kek, Mechanism.AES_KEY_WRAP_KWP, None),
+        (rsa_pub, rsa_priv, Mechanism.RSA_PKCS_OAEP, oaep),
+    ]:
+        wrapped = wrapper.wrap_key(target, mechanism=mech, mechanism_param=param)
+        assert len(wrapped) > 32, len(wrapped)
+        # python-pkcs11 asks for every usage unless told: the copy may only
+        # have the usages the wrapped key carries.
+        copy = unwrapper.unwrap_key(ObjectClass.SECRET_KEY, KeyType.AES, wrapped,
+                                    label="unwrapped", mechanism=mech, mechanism_param=param,
+                                    capabilities=cipher_only())
+        pt = copy.decrypt(ct, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, b"", 128))
+        assert pt == data, mech
+        # Damaged wrapped material does not unwrap.
+        bad = wrapped[:-1] + bytes([wrapped[-1] ^ 1])
+        try:
+            unwrapper.unwrap_key(ObjectClass.SECRET_KEY, KeyType.AES, bad,
+                                 mechanism=mech, mechanism_param=param,
+                                 capabilities=cipher_only())
+        except Exception:
+            pass
+        else:
+            raise AssertionError("damaged wrapped key unwrapped")
+        copy.destroy()
+
+
+def pkcs11_attr(name):
+    from pkcs11 import Attribute
+    return getattr(Attribute, name)
+
+
+def worker(op, seconds, barrier, q):
+    import pkcs11
+    lib = pkcs11.lib(MODULE)
+    with token(lib).open(user_pin=PIN, rw=True) as s:
+        f, check = operation(s, op)
+        check(f())
+        barrier.wait()
+        n = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            f()
+            n += 1
+        q.put(n)
+
+
+def bench(op, procs, seconds):
+    barrier = mp.Barrier(procs)
+    q = mp.Queue()
+    ps = [mp.Process(target=worker, args=(op, seconds, barrier, q)) for _ in range(procs)]
+    for p in ps:
+        p.start()
+    total = sum(q.get(timeout=seconds + 120) for _ in ps)
+    for p in ps:
+        p.join(timeout=30)
+    print(json.dumps({"op": op, "procs": procs, "seconds": seconds, "ops": total,
+                      "per_second": total / seconds}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check")
+    b = sub.add_parser("bench")
+    b.add_argument("--op", choices=OPS, required=True)
+    b.add_argument("--procs", type=int, default=1)
+    b.add_argument("--seconds", type=float, default=5)
+    args = ap.parse_args()
+    if not MODULE or not PIN:
+        raise SystemExit("set PKCS11_MODULE and PKCS11_PIN")
+    if args.cmd == "check":
+        check_all()
+    else:
+        bench(args.op, args.procs, args.seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
