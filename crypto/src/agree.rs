@@ -5,7 +5,7 @@ use crate::error::{CryptoError, Result};
 use crate::keys::{KeyMaterial, PublicKey};
 use crate::loaded::{Inner, LoadedKey};
 use crate::mechanism::DeriveMechanism;
-use aws_lc_rs::{agreement, hkdf};
+use aws_lc_rs::{agreement, digest, hkdf};
 use hsm_proto::KeySpec;
 use zeroize::Zeroizing;
 
@@ -44,6 +44,39 @@ fn kdf(mechanism: DeriveMechanism, secret: &[u8], context: &[u8], out: &mut [u8]
             hasher.update(context);
             hasher.update(secret);
             hasher.finalize_xof().fill(out);
+            Ok(())
+        }
+        DeriveMechanism::EcdhRaw => {
+            if !context.is_empty() {
+                return Err(CryptoError::BadLength {
+                    what: "derive context",
+                    len: context.len(),
+                    allowed: "empty for ecdh-raw",
+                });
+            }
+            let head = secret.get(..out.len()).ok_or(CryptoError::BadLength {
+                what: "derived key",
+                len: out.len(),
+                allowed: "at most the shared secret's length for ecdh-raw",
+            })?;
+            out.copy_from_slice(head);
+            Ok(())
+        }
+        DeriveMechanism::EcdhX963Sha256 => {
+            let mut counter: u32 = 1;
+            for block in out.chunks_mut(digest::SHA256_OUTPUT_LEN) {
+                let mut ctx = digest::Context::new(&digest::SHA256);
+                ctx.update(secret);
+                ctx.update(&counter.to_be_bytes());
+                ctx.update(context);
+                let d = ctx.finish();
+                let part = d
+                    .as_ref()
+                    .get(..block.len())
+                    .ok_or(CryptoError::Internal("x9.63 block"))?;
+                block.copy_from_slice(part);
+                counter = counter.wrapping_add(1);
+            }
             Ok(())
         }
     }

@@ -180,6 +180,14 @@ unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<(CK_MECHANISM_TYPE, Param,
                 tag_bits: gcm.ulTagBits,
             }
         }
+        CKM_ECDH1_DERIVE => {
+            let ecdh: CK_ECDH1_DERIVE_PARAMS = param_as(m).ok_or(bad)?;
+            Param::Ecdh {
+                kdf: ecdh.kdf,
+                shared: input(ecdh.pSharedData, ecdh.ulSharedDataLen)?.to_vec(),
+                public: input(ecdh.pPublicData, ecdh.ulPublicDataLen)?.to_vec(),
+            }
+        }
         _ if m.pParameter.is_null() || m.ulParameterLen == 0 => Param::None,
         _ => Param::Other(input(m.pParameter as *const u8, m.ulParameterLen)?.to_vec()),
     };
@@ -911,6 +919,25 @@ pub unsafe extern "C" fn C_UnwrapKey(
     })
 }
 
+pub unsafe extern "C" fn C_DeriveKey(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    base: CK_OBJECT_HANDLE,
+    attrs: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        if key.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        let (mechanism, param, _) = mechanism(mech)?;
+        let t = template(attrs, count)?;
+        put(key, m.derive_key(session, mechanism, &param, base, &t)?)
+    })
+}
+
 pub unsafe extern "C" fn C_SeedRandom(
     session: CK_SESSION_HANDLE,
     _seed: *mut CK_BYTE,
@@ -985,7 +1012,6 @@ not_supported! {
     C_DecryptDigestUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_SignEncryptUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_DecryptVerifyUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
-    C_DeriveKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
     C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
 }
 

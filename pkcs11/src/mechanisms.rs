@@ -7,7 +7,9 @@
 //! DER ECDSA into `r || s`; put the IV where PKCS#11 keeps it). Pure.
 
 use cryptoki_sys::*;
-use hsm_proto::mechanism::{DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism};
+use hsm_proto::mechanism::{
+    DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
+};
 use hsm_proto::KeySpec;
 use sha2::Digest as _;
 
@@ -48,6 +50,15 @@ pub enum Param {
         aad: Vec<u8>,
         /// `ulTagBits`.
         tag_bits: CK_ULONG,
+    },
+    /// `CK_ECDH1_DERIVE_PARAMS`.
+    Ecdh {
+        /// `kdf`.
+        kdf: CK_EC_KDF_TYPE,
+        /// `pSharedData`.
+        shared: Vec<u8>,
+        /// `pPublicData`: the peer's public point.
+        public: Vec<u8>,
     },
     /// A parameter of a shape this module does not read.
     Other(Vec<u8>),
@@ -230,6 +241,7 @@ pub const MECHANISMS: &[Info] = &[
         CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP,
     ),
     info(CKM_AES_KEY_WRAP_KWP, 16, 32, CKF_WRAP | CKF_UNWRAP),
+    info(CKM_ECDH1_DERIVE, 255, 384, CKF_DERIVE | EC),
     info(CKM_ECDSA, 256, 384, SIGN | EC),
     info(CKM_ECDSA_SHA256, 256, 384, SIGN | EC),
     info(CKM_ECDSA_SHA384, 256, 384, SIGN | EC),
@@ -548,6 +560,39 @@ pub fn wrap_plan(mechanism: CK_MECHANISM_TYPE, param: &Param) -> Result<WrapMech
         }
         (CKM_AES_KEY_WRAP_KWP | CKM_RSA_PKCS_OAEP, _) => Err(CKR_MECHANISM_PARAM_INVALID),
         _ => Err(CKR_MECHANISM_INVALID),
+    }
+}
+
+/// How `CKM_ECDH1_DERIVE` with `param` derives: the cluster's mechanism,
+/// its context (the shared data) and the peer's public point.
+///
+/// # Errors
+/// `CKR_MECHANISM_INVALID` for another mechanism;
+/// `CKR_MECHANISM_PARAM_INVALID` for a KDF other than `CKD_NULL` and
+/// `CKD_SHA256_KDF`, or shared data with `CKD_NULL`.
+pub fn derive_plan(
+    mechanism: CK_MECHANISM_TYPE,
+    param: &Param,
+) -> Result<(DeriveMechanism, Vec<u8>, Vec<u8>), CK_RV> {
+    if mechanism != CKM_ECDH1_DERIVE {
+        return Err(CKR_MECHANISM_INVALID);
+    }
+    match param {
+        Param::Ecdh {
+            kdf: CKD_NULL,
+            shared,
+            public,
+        } if shared.is_empty() => Ok((DeriveMechanism::EcdhRaw, Vec::new(), public.clone())),
+        Param::Ecdh {
+            kdf: CKD_SHA256_KDF,
+            shared,
+            public,
+        } => Ok((
+            DeriveMechanism::EcdhX963Sha256,
+            shared.clone(),
+            public.clone(),
+        )),
+        _ => Err(CKR_MECHANISM_PARAM_INVALID),
     }
 }
 

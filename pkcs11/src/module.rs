@@ -30,8 +30,8 @@ use hsm_proto::client::{KeyInfo, Operation, Reply, Secret};
 use hsm_proto::{KeyAttribute, KeyId, Role, Username};
 
 use crate::mechanisms::{
-    cipher_plan, digest_plan, info_of, sign_plan, wrap_plan, CipherPlan, Hasher, Info, Param,
-    SignPlan, GCM_IV_LEN, GCM_TAG_LEN, MECHANISMS,
+    cipher_plan, derive_plan, digest_plan, info_of, sign_plan, wrap_plan, CipherPlan, Hasher, Info,
+    Param, SignPlan, GCM_IV_LEN, GCM_TAG_LEN, MECHANISMS,
 };
 use crate::objects::{Object, Part, Unreadable};
 use crate::public::{ecdsa_der_to_raw, ecdsa_raw_to_der, CertificateParts};
@@ -1375,6 +1375,55 @@ impl Module {
             Part::Secret
         };
         Ok(s.token.handle(info.id, part))
+    }
+
+    /// `C_DeriveKey` with `CKM_ECDH1_DERIVE`: a secret key agreed between
+    /// `base` (the user's X25519, P-256 or P-384 private key, with
+    /// `CKA_DERIVE`) and the peer's public point, through the KDF the
+    /// parameter names. The peer derives the same key from its private key
+    /// and this key's point.
+    ///
+    /// # Errors
+    /// The errors of [`derive_plan`] and [`templates::derived_key`];
+    /// `CKR_KEY_HANDLE_INVALID`; `CKR_DOMAIN_PARAMS_INVALID` for a point that
+    /// is not one of the key's curve; what the cluster refuses.
+    pub fn derive_key(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        param: &Param,
+        base: CK_OBJECT_HANDLE,
+        template: &[Attr],
+    ) -> Result<CK_OBJECT_HANDLE, Rv> {
+        let (plan, context, point) = derive_plan(mechanism, param).map_err(Rv)?;
+        let new = templates::derived_key(template).map_err(Rv)?;
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        Self::writable(&s, &new)?;
+        let base = self.key_for(&s, base, &[Part::Private])?;
+        if !base.attributes.derive {
+            return Err(Rv(CKR_KEY_FUNCTION_NOT_PERMITTED));
+        }
+        let peer =
+            crate::public::spki_of_point(base.spec, &point).ok_or(Rv(CKR_DOMAIN_PARAMS_INVALID))?;
+        let reply = self.call(
+            &s.token,
+            Operation::DeriveKey {
+                key: base.id,
+                mechanism: plan,
+                peer_public_key: peer,
+                context,
+                spec: new.spec,
+                attributes: new.attributes.clone(),
+                unique_label: false,
+            },
+            Doing::Making,
+        )?;
+        let info = self.made(&mut s, &new, reply)?;
+        let t = s.token.clone();
+        let id = info.id;
+        let _ = self.block(async move { t.refresh(id).await });
+        Ok(s.token.handle(info.id, Part::Secret))
     }
 
     /// `C_DigestInit`: hashed here, no cluster call.

@@ -158,6 +158,51 @@ pub fn curve_of_params(params: &[u8]) -> Option<KeySpec> {
     }
 }
 
+/// The SubjectPublicKeyInfo DER of a peer's public point for a key of
+/// `spec` (P-256, P-384: the uncompressed point; X25519: its 32 bytes),
+/// given bare or in a DER OCTET STRING (as `CKA_EC_POINT` holds it);
+/// `None` when it is neither.
+pub fn spki_of_point(spec: KeySpec, point: &[u8]) -> Option<Vec<u8>> {
+    let raw_len = match spec {
+        KeySpec::EcP256 => 65,
+        KeySpec::EcP384 => 97,
+        KeySpec::X25519 => 32,
+        _ => return None,
+    };
+    let raw = if point.len() == raw_len {
+        point
+    } else if point.len() == raw_len + 2 && point.first() == Some(&0x04) {
+        OctetStringRef::from_der(point).ok()?.as_bytes()
+    } else {
+        return None;
+    };
+    if spec != KeySpec::X25519 && raw.first() != Some(&0x04) {
+        return None;
+    }
+    let curve = curve_oid(spec)?.to_der().ok()?;
+    let algorithm = if spec == KeySpec::X25519 {
+        curve
+    } else {
+        let ec = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1")
+            .to_der()
+            .ok()?;
+        [ec, curve].concat()
+    };
+    let algorithm = tlv(der::Tag::Sequence, &algorithm)?;
+    let bits = tlv(der::Tag::BitString, &[&[0u8][..], raw].concat())?;
+    tlv(der::Tag::Sequence, &[algorithm, bits].concat())
+}
+
+fn tlv(tag: der::Tag, contents: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    der::Header::new(tag, der::Length::try_from(contents.len()).ok()?)
+        .ok()?
+        .encode_to_vec(&mut out)
+        .ok()?;
+    out.extend_from_slice(contents);
+    Some(out)
+}
+
 /// Bytes of each of r and s in a PKCS#11 ECDSA signature on `spec`'s
 /// curve.
 pub fn ecdsa_scalar_len(spec: KeySpec) -> Option<usize> {
@@ -242,6 +287,30 @@ pub(crate) mod tests {
         assert_eq!(ecdsa_der_to_raw(&der, 16), None);
         assert_eq!(ecdsa_der_to_raw(&der[..der.len() - 1], 32), None);
         assert_eq!(ecdsa_der_to_raw(b"", 32), None);
+    }
+
+    #[test]
+    fn a_peer_point_becomes_a_public_key_bare_or_wrapped() {
+        let parts = CertificateParts::parse(CERTIFICATE).expect("parse");
+        let Some(PublicParts::Curve { point, .. }) =
+            PublicParts::parse(KeySpec::EcP256, &parts.public_key)
+        else {
+            panic!("curve");
+        };
+        // CKA_EC_POINT (wrapped) and the bare point give the same SPKI,
+        // the certificate's own.
+        assert_eq!(
+            spki_of_point(KeySpec::EcP256, &point),
+            Some(parts.public_key.clone())
+        );
+        assert_eq!(
+            spki_of_point(KeySpec::EcP256, &point[2..]),
+            Some(parts.public_key.clone())
+        );
+        assert_eq!(spki_of_point(KeySpec::EcP384, &point[2..]), None);
+        assert_eq!(spki_of_point(KeySpec::EcP256, &point[3..]), None);
+        let x = spki_of_point(KeySpec::X25519, &[9; 32]).expect("x25519");
+        assert!(PublicParts::parse(KeySpec::X25519, &x).is_some());
     }
 
     #[test]

@@ -309,6 +309,29 @@ pub fn secret_key(mechanism: CK_MECHANISM_TYPE, template: &[Attr]) -> Result<New
     g.finish(spec)
 }
 
+/// The secret key `C_DeriveKey` makes: class, key type and
+/// `CKA_VALUE_LEN` named, usages as for a new key.
+///
+/// # Errors
+/// `CKR_TEMPLATE_INCOMPLETE` without key type or length;
+/// `CKR_ATTRIBUTE_VALUE_INVALID` for a class or type other than a secret
+/// key's; `CKR_KEY_SIZE_RANGE` for a size the cluster lacks.
+pub fn derived_key(template: &[Attr]) -> Result<NewKey, CK_RV> {
+    if class_of(template).is_some_and(|c| c != CKO_SECRET_KEY) {
+        return Err(CKR_ATTRIBUTE_VALUE_INVALID);
+    }
+    let (_, kt) = template
+        .iter()
+        .find(|(t, _)| *t == CKA_KEY_TYPE)
+        .ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+    let mechanism = match ulong(kt)? {
+        CKK_AES => CKM_AES_KEY_GEN,
+        CKK_GENERIC_SECRET => CKM_GENERIC_SECRET_KEY_GEN,
+        _ => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+    };
+    secret_key(mechanism, template)
+}
+
 /// The secret key `C_CreateObject` imports, and its material.
 ///
 /// # Errors

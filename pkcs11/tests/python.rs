@@ -2,7 +2,8 @@
 //! comparison runs — RSA-2048, P-256 and Ed25519 signatures, AES-256-GCM
 //! of 1 KiB (with the token's IV), AES, EC and RSA key generation as
 //! session objects, random — and wraps an AES key under an AES key (KWP)
-//! and an RSA key (OAEP) and unwraps it, and checks each result
+//! and an RSA key (OAEP) and unwraps it, agrees AES keys between two P-256
+//! pairs (ECDH with the raw secret and with X9.63), and checks each result
 //! (`pkcs11/tests/python/drive.py check`).
 
 mod common;

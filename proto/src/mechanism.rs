@@ -166,6 +166,16 @@ named_enum! {
         /// `len(context) as u64 little-endian || context || shared secret`,
         /// read to the output length. X25519, P-256 and P-384 keys.
         EcdhBlake3 => "ecdh-blake3",
+        /// ECDH, and the shared secret itself is the new key (PKCS#11
+        /// `CKM_ECDH1_DERIVE` with `CKD_NULL`): its leftmost bytes, as many
+        /// as the new key has (at most the secret's length); the context
+        /// must be empty. X25519, P-256 and P-384 keys.
+        EcdhRaw => "ecdh-raw",
+        /// ECDH, then the ANSI X9.63 KDF with SHA-256 (SEC 1 §3.6.1; PKCS#11
+        /// `CKD_SHA256_KDF`): `SHA-256(secret || counter (u32 BE, from 1)
+        /// || context)` blocks, the context as SharedInfo. X25519, P-256 and
+        /// P-384 keys.
+        EcdhX963Sha256 => "ecdh-x963-sha256",
     }
 }
 

@@ -465,6 +465,46 @@ fn ecdh_derives_what_openssl_derives() {
             .derive(DeriveMechanism::EcdhBlake3, &peer_public, context, out)
             .expect("derive");
         assert_eq!(derived.secret(), expected.as_slice(), "{spec:?} blake3");
+        // The raw secret (leftmost bytes) and ANSI X9.63 over it, by
+        // OpenSSL.
+        let derived = ours
+            .derive(
+                DeriveMechanism::EcdhRaw,
+                &peer_public,
+                b"",
+                KeySpec::Aes { bits: 128 },
+            )
+            .expect("derive raw");
+        assert_eq!(derived.secret(), &secret[..16], "{spec:?} raw");
+        let x963_path = o.path("x963.bin").to_str().expect("path").to_owned();
+        o.run(&[
+            "kdf",
+            "-keylen",
+            "48",
+            "-kdfopt",
+            "digest:SHA256",
+            "-kdfopt",
+            &hexkey,
+            "-kdfopt",
+            &hexinfo,
+            "-binary",
+            "-out",
+            &x963_path,
+            "X963KDF",
+        ]);
+        let derived = ours
+            .derive(
+                DeriveMechanism::EcdhX963Sha256,
+                &peer_public,
+                context,
+                KeySpec::GenericSecret { bytes: 48 },
+            )
+            .expect("derive x9.63");
+        assert_eq!(
+            derived.secret(),
+            o.read("x963.bin").as_slice(),
+            "{spec:?} x9.63"
+        );
         // And OpenSSL's key, imported, derives the same from our public key.
         let peer =
             LoadedKey::parse(spec, &std::fs::read(&peer_path).expect("read")).expect("import");

@@ -460,6 +460,9 @@ fn ecdh_both_sides_derive_the_same_key() {
         let alice_pub = alice.public_key().expect("public");
         let bob_pub = bob.public_key().expect("public");
         for &mechanism in DeriveMechanism::ALL {
+            if mechanism == DeriveMechanism::EcdhRaw {
+                continue; // No context, and no longer than the secret: below.
+            }
             for out in [
                 KeySpec::Aes { bits: 128 },
                 KeySpec::Aes { bits: 256 },
@@ -481,6 +484,34 @@ fn ecdh_both_sides_derive_the_same_key() {
                 assert_ne!(a, empty);
             }
         }
+        // The raw secret: the same both ways, its leftmost bytes, no
+        // context, no longer than the secret.
+        let secret_len = if spec == KeySpec::EcP384 { 48 } else { 32 };
+        let raw = |k: &LoadedKey, peer: &PublicKey, bytes: u16| {
+            k.derive(
+                DeriveMechanism::EcdhRaw,
+                peer,
+                b"",
+                KeySpec::GenericSecret { bytes },
+            )
+        };
+        let whole = raw(&alice, bob_pub, secret_len).expect("raw");
+        assert_eq!(whole, raw(&bob, alice_pub, secret_len).expect("raw"));
+        let head = raw(&alice, bob_pub, 16).expect("raw");
+        assert_eq!(head.secret(), &whole.secret()[..16]);
+        assert!(matches!(
+            raw(&alice, bob_pub, secret_len + 1),
+            Err(CryptoError::BadLength { .. })
+        ));
+        assert!(matches!(
+            alice.derive(
+                DeriveMechanism::EcdhRaw,
+                bob_pub,
+                b"ctx",
+                KeySpec::Aes { bits: 128 }
+            ),
+            Err(CryptoError::BadLength { .. })
+        ));
         let out = KeySpec::Aes { bits: 256 };
         let hkdf = alice
             .derive(DeriveMechanism::EcdhHkdfSha256, bob_pub, b"c", out)

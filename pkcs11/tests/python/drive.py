@@ -7,14 +7,17 @@ random), through python-pkcs11 as any Python application would.
 
   drive.py check                       make the keys, run every operation
                                        once and check each result
+  drive.py setup                       make the keys the operations use
   drive.py bench --op OP --procs N --seconds S
                                        N processes, each with its own
                                        C_Initialize and logged-in session,
                                        loop OP for S seconds; one JSON line
 
 Environment: PKCS11_MODULE (the module), PKCS11_PIN ("user:password"),
-PKCS11_TOKEN (token label, optional: the first token otherwise), and the
-module's own (HSM_CLUSTER).
+PKCS11_TOKEN (token label, optional: the first token otherwise),
+PKCS11_GCM_IV ("token": an all-zero IV asks the token to choose, as the
+hsm-cluster module requires; "counter": the caller's own counter IVs, for
+modules that take them), and the module's own (HSM_CLUSTER).
 """
 import argparse
 import hashlib
@@ -99,10 +102,17 @@ def operation(s, op):
         data = os.urandom(1024)
         last = {}
 
+        counter = [0]
+        token_iv = os.environ.get("PKCS11_GCM_IV", "token") == "token"
+
         def f():
-            # An all-zero IV asks the token to choose one; it is written
-            # back into this buffer when the encryption ends.
-            iv = bytes(12)
+            if token_iv:
+                # An all-zero IV asks the token to choose one; it is
+                # written back into this buffer when the encryption ends.
+                iv = bytes(12)
+            else:
+                counter[0] += 1
+                iv = os.getpid().to_bytes(4, "little") + counter[0].to_bytes(8, "little")
             ct = key.encrypt(data, mechanism=Mechanism.AES_GCM,
                              mechanism_param=GCMParams(iv, b"aad", 128))
             last["iv"] = bytes(iv)
@@ -156,6 +166,8 @@ def check_all():
             print(f"{op}: ok")
         check_wrapping(s)
         print("wrap-unwrap: ok")
+        check_derivation(s)
+        print("ecdh-derive: ok")
         from pkcs11 import Attribute, ObjectClass
         stored = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True}
         labels = sorted(k.label for k in s.get_objects(stored))
@@ -211,6 +223,32 @@ def check_wrapping(s):
         copy.destroy()
 
 
+def check_derivation(s):
+    """Two P-256 pairs agree an AES key through CKM_ECDH1_DERIVE, with the
+    raw secret (CKD_NULL) and with ANSI X9.63 SHA-256 (CKD_SHA256_KDF):
+    what one side encrypts the other decrypts."""
+    from pkcs11 import Attribute, KDF, KeyType, Mechanism, MechanismFlag
+    from pkcs11.mechanisms import GCMParams
+    params = ec_params(s, "secp256r1", KeyType.EC)
+    a_pub, a_priv = params.generate_keypair(store=False, capabilities=MechanismFlag.DERIVE)
+    b_pub, b_priv = params.generate_keypair(store=False, capabilities=MechanismFlag.DERIVE)
+    for kdf, shared in [(KDF.NULL, None), (KDF.SHA256, b"shared info")]:
+        keys = []
+        for priv, other in [(a_priv, b_pub), (b_priv, a_pub)]:
+            keys.append(priv.derive_key(
+                KeyType.AES, 256, capabilities=cipher_only(),
+                mechanism_param=(kdf, shared, other[Attribute.EC_POINT])))
+        data = os.urandom(48)
+        iv = bytes(12)
+        ct = keys[0].encrypt(data, mechanism=Mechanism.AES_GCM,
+                             mechanism_param=GCMParams(iv, b"", 128))
+        pt = keys[1].decrypt(ct, mechanism=Mechanism.AES_GCM,
+                             mechanism_param=GCMParams(bytes(iv), b"", 128))
+        assert pt == data, kdf
+        for k in keys:
+            k.destroy()
+
+
 def pkcs11_attr(name):
     from pkcs11 import Attribute
     return getattr(Attribute, name)
@@ -248,6 +286,7 @@ def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check")
+    sub.add_parser("setup")
     b = sub.add_parser("bench")
     b.add_argument("--op", choices=OPS, required=True)
     b.add_argument("--procs", type=int, default=1)
@@ -257,6 +296,10 @@ def main():
         raise SystemExit("set PKCS11_MODULE and PKCS11_PIN")
     if args.cmd == "check":
         check_all()
+    elif args.cmd == "setup":
+        import pkcs11
+        with token(pkcs11.lib(MODULE)).open(user_pin=PIN, rw=True) as s:
+            make_keys(s)
     else:
         bench(args.op, args.procs, args.seconds)
 
