@@ -769,6 +769,14 @@ async fn a_member_away_while_its_leader_was_added_follows_that_leader_when_back(
             .expect("write");
     }
 
+    // Each member make_leader paused may still hold an append of its old
+    // term queued for node 5: openraft keeps a deposed leader's replication
+    // streams, and one sends what it holds once its 500 ms backoff is over.
+    // That append lists node 6, so node 5 would take it from a member it
+    // knows before node 6 ever called, and never ask for a roster. Let those
+    // appends go out while node 5 is still away: node 6 calls it first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     // Node 5 comes back and catches up with node 6 as its leader.
     cluster.start_node(5);
     serves_alice_after(
@@ -785,5 +793,8 @@ async fn a_member_away_while_its_leader_was_added_follows_that_leader_when_back(
         "another election let node 5 in: the test did not show it follows node 6"
     );
     let log5 = std::fs::read_to_string(cluster.log_file(5)).expect("log");
-    assert!(log5.contains("took a newer roster"), "{log5}");
+    assert!(
+        log5.contains("took a newer roster"),
+        "node 5 learnt of node 6 without asking for a roster:\n{log5}"
+    );
 }
