@@ -6,7 +6,7 @@ hsm-node processes on this machine), with the same operations, process
 counts and durations, one after the other in one run. Prints a Markdown
 table (ours beside SoftHSM2's, and their ratio) and writes JSON.
 
-  ./x bench-pkcs11 [--seconds 5] [--procs 1,2] [--out DIR]
+  ./x bench-pkcs11 [--seconds 5] [--procs 1,2] [--ops ec-sign,...] [--out DIR]
 
 Needs: release builds of hsm-node, hsm and libhsm_pkcs11.so (./x builds
 them), softhsm2, python-pkcs11 (./x installs both).
@@ -118,6 +118,7 @@ def main():
     ap.add_argument("--python", required=True, help="a python with python-pkcs11")
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--ops", default=",".join(OPS), help="operations, comma-separated")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     bin_dir = Path(args.bin).resolve()
@@ -133,7 +134,7 @@ def main():
             ours.pop("PKCS11_TOKEN", None)
             run([args.python, DRIVE, "setup"], env=ours)
             rows = []
-            for op in OPS:
+            for op in args.ops.split(","):
                 for n in procs:
                     theirs = bench(args.python, peer, op, n, args.seconds)
                     mine = bench(args.python, ours, op, n, args.seconds)

@@ -277,7 +277,11 @@ impl Module {
         F::Output: Send + 'static,
     {
         let bound = CALL_DEADLINE + Duration::from_secs(30);
-        if !self.own_threads {
+        // The call runs on the caller's thread (the runtime's workers drive
+        // the connections), which saves a hand-off to a worker and back per
+        // call; a caller already inside a tokio runtime cannot block there,
+        // so its call goes to a worker while it waits.
+        if !self.own_threads || tokio::runtime::Handle::try_current().is_err() {
             return self
                 .runtime
                 .block_on(async { tokio::time::timeout(bound, f).await })
