@@ -47,7 +47,11 @@ fn parse(der: &[u8], private: bool) -> Result<Pkey> {
             sys::EVP_parse_public_key(cbs.as_mut_ptr())
         }
     };
-    let key = Pkey(NonNull::new(key).ok_or(CryptoError::BadKey("rsa key"))?);
+    let Some(key) = NonNull::new(key) else {
+        clear_errors();
+        return Err(CryptoError::BadKey("rsa key"));
+    };
+    let key = Pkey(key);
     // SAFETY: the key is valid; EVP_PKEY_id only reads it.
     if unsafe { sys::EVP_PKEY_id(key.0.as_ptr()) } != sys::EVP_PKEY_RSA {
         return Err(CryptoError::BadKey("not an rsa key"));
@@ -70,6 +74,7 @@ fn context(key: &Pkey, init: unsafe extern "C" fn(*mut sys::EVP_PKEY_CTX) -> i32
     if ok {
         Ok(ctx)
     } else {
+        clear_errors();
         Err(internal())
     }
 }
@@ -106,6 +111,7 @@ pub(crate) fn sign(pkcs8: &[u8], input: &[u8]) -> Result<Vec<u8>> {
         )
     };
     if ok != 1 || len != k {
+        clear_errors();
         return Err(CryptoError::Internal("rsa pkcs1 raw sign"));
     }
     Ok(out)
@@ -131,7 +137,13 @@ pub(crate) fn verify(spki: &[u8], input: &[u8], sig: &[u8]) -> Result<bool> {
     };
     // AWS-LC queues an error for a signature that does not verify; clear
     // it so it is not reported by a later, unrelated call.
-    // SAFETY: clears this thread's error queue.
-    unsafe { sys::ERR_clear_error() };
+    clear_errors();
     Ok(ok == 1)
+}
+
+/// Clears this thread's AWS-LC error queue after a failed call, so a later
+/// unrelated call does not report it.
+fn clear_errors() {
+    // SAFETY: only touches this thread's error queue.
+    unsafe { sys::ERR_clear_error() }
 }

@@ -10,7 +10,9 @@
 //! Safety: the functions are called by PKCS#11 applications, which
 //! promise what the standard requires of them: every pointer is null or
 //! valid for the length given beside it, for the length of the call.
-//! Nothing here keeps a caller's pointer past the call.
+//! Nothing here keeps a caller's pointer past the call, and inputs are
+//! copied before anything is written (a caller may pass one buffer as
+//! both).
 #![allow(clippy::missing_safety_doc)]
 #![allow(missing_docs)]
 #![allow(non_snake_case)]
@@ -20,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cryptoki_sys::*;
 
-use crate::mechanisms::{Param, GCM_IV_LEN};
+use crate::mechanisms::Param;
 use crate::module::{self, Out};
 use crate::objects::Unreadable;
 use crate::rv::Rv;
@@ -136,15 +138,13 @@ unsafe fn param_as<T: Copy>(m: &CK_MECHANISM) -> Option<T> {
     Some((m.pParameter as *const T).read_unaligned())
 }
 
-/// A caller's mechanism and its parameter; for AES-GCM also where its IV
-/// buffer is (the IV the cluster draws goes there).
-unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<(CK_MECHANISM_TYPE, Param, *mut u8), Rv> {
+/// A caller's mechanism and its parameter, copied.
+unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<(CK_MECHANISM_TYPE, Param), Rv> {
     if p.is_null() {
         return Err(Rv(CKR_ARGUMENTS_BAD));
     }
     let m = &*p;
     let bad = Rv(CKR_MECHANISM_PARAM_INVALID);
-    let mut iv_target = std::ptr::null_mut();
     let param = match m.mechanism {
         CKM_RSA_PKCS_PSS
         | CKM_SHA256_RSA_PKCS_PSS
@@ -170,9 +170,6 @@ unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<(CK_MECHANISM_TYPE, Param,
             let gcm: CK_GCM_PARAMS = param_as(m).ok_or(bad)?;
             let iv_len = len_of(gcm.ulIvLen)?;
             let iv = input(gcm.pIv, gcm.ulIvLen)?.to_vec();
-            if iv_len == GCM_IV_LEN {
-                iv_target = gcm.pIv;
-            }
             Param::Gcm {
                 iv_len,
                 iv,
@@ -191,7 +188,7 @@ unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<(CK_MECHANISM_TYPE, Param,
         _ if m.pParameter.is_null() || m.ulParameterLen == 0 => Param::None,
         _ => Param::Other(input(m.pParameter as *const u8, m.ulParameterLen)?.to_vec()),
     };
-    Ok((m.mechanism, param, iv_target))
+    Ok((m.mechanism, param))
 }
 
 /// `text` in a blank-padded fixed field.
@@ -585,29 +582,21 @@ unsafe fn cipher_init(
 ) -> CK_RV {
     guard(|| {
         let m = module::get()?;
-        let (mechanism, param, iv_target) = mechanism(mech)?;
-        m.cipher_init(session, decrypt, mechanism, &param, key, iv_target as usize)
+        let (mechanism, param) = mechanism(mech)?;
+        m.cipher_init(session, decrypt, mechanism, &param, key)
     })
 }
 
 unsafe fn cipher(
     session: CK_SESSION_HANDLE,
     decrypt: bool,
-    data: Option<&[u8]>,
+    data: Option<Vec<u8>>,
     out: *mut u8,
     out_len: *mut CK_ULONG,
 ) -> Result<(), Rv> {
     let m = module::get()?;
     let cap = capacity(out, out_len)?;
-    let (o, iv) = m.cipher(session, decrypt, data, cap)?;
-    if let Some((target, iv)) = iv {
-        // The caller asked the token to choose the IV (an all-zero IV at
-        // C_EncryptInit) and keeps its CK_GCM_PARAMS for the operation,
-        // as the module's documentation requires.
-        if target != 0 && iv.len() == GCM_IV_LEN {
-            std::ptr::copy_nonoverlapping(iv.as_ptr(), target as *mut u8, iv.len());
-        }
-    }
+    let o = m.cipher(session, decrypt, data.as_deref(), cap)?;
     deliver(o, out, out_len)
 }
 
@@ -626,7 +615,11 @@ pub unsafe extern "C" fn C_Encrypt(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| cipher(session, false, Some(input(data, data_len)?), out, out_len))
+    guard(|| {
+        // Copied first: the output may be the same buffer (in place).
+        let data = input(data, data_len)?.to_vec();
+        cipher(session, false, Some(data), out, out_len)
+    })
 }
 
 pub unsafe extern "C" fn C_EncryptUpdate(
@@ -666,7 +659,10 @@ pub unsafe extern "C" fn C_Decrypt(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| cipher(session, true, Some(input(data, data_len)?), out, out_len))
+    guard(|| {
+        let data = input(data, data_len)?.to_vec();
+        cipher(session, true, Some(data), out, out_len)
+    })
 }
 
 pub unsafe extern "C" fn C_DecryptUpdate(
@@ -697,7 +693,7 @@ pub unsafe extern "C" fn C_DigestInit(
 ) -> CK_RV {
     guard(|| {
         let m = module::get()?;
-        let (mechanism, param, _) = mechanism(mech)?;
+        let (mechanism, param) = mechanism(mech)?;
         if param != Param::None {
             return Err(Rv(CKR_MECHANISM_PARAM_INVALID));
         }
@@ -749,7 +745,7 @@ unsafe fn sign_init(
 ) -> CK_RV {
     guard(|| {
         let m = module::get()?;
-        let (mechanism, param, _) = mechanism(mech)?;
+        let (mechanism, param) = mechanism(mech)?;
         m.sign_init(session, verify, mechanism, &param, key)
     })
 }
@@ -847,7 +843,7 @@ pub unsafe extern "C" fn C_GenerateKey(
         if key.is_null() {
             return Err(Rv(CKR_ARGUMENTS_BAD));
         }
-        let (mechanism, _, _) = mechanism(mech)?;
+        let (mechanism, _) = mechanism(mech)?;
         let t = template(attrs, count)?;
         put(key, m.generate_key(session, mechanism, &t)?)
     })
@@ -868,7 +864,7 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
         if public_key.is_null() || private_key.is_null() {
             return Err(Rv(CKR_ARGUMENTS_BAD));
         }
-        let (mechanism, _, _) = mechanism(mech)?;
+        let (mechanism, _) = mechanism(mech)?;
         let public = template(public, public_count)?;
         let private = template(private, private_count)?;
         let (pubh, privh) = m.generate_key_pair(session, mechanism, &public, &private)?;
@@ -887,7 +883,7 @@ pub unsafe extern "C" fn C_WrapKey(
 ) -> CK_RV {
     guard(|| {
         let m = module::get()?;
-        let (mechanism, param, _) = mechanism(mech)?;
+        let (mechanism, param) = mechanism(mech)?;
         let cap = capacity(out, out_len)?;
         let o = m.wrap_key(session, mechanism, &param, wrapping, key, cap)?;
         deliver(o, out, out_len)
@@ -909,7 +905,7 @@ pub unsafe extern "C" fn C_UnwrapKey(
         if key.is_null() {
             return Err(Rv(CKR_ARGUMENTS_BAD));
         }
-        let (mechanism, param, _) = mechanism(mech)?;
+        let (mechanism, param) = mechanism(mech)?;
         let wrapped = input(wrapped, wrapped_len)?;
         let t = template(attrs, count)?;
         put(
@@ -932,7 +928,7 @@ pub unsafe extern "C" fn C_DeriveKey(
         if key.is_null() {
             return Err(Rv(CKR_ARGUMENTS_BAD));
         }
-        let (mechanism, param, _) = mechanism(mech)?;
+        let (mechanism, param) = mechanism(mech)?;
         let t = template(attrs, count)?;
         put(key, m.derive_key(session, mechanism, &param, base, &t)?)
     })

@@ -29,7 +29,8 @@ fn tlv(tag: der::Tag, contents: &[u8]) -> Result<Der, CK_RV> {
 }
 
 fn sequence(parts: &[&[u8]]) -> Result<Der, CK_RV> {
-    let mut contents = Zeroizing::new(Vec::new());
+    // Sized up front: a growing buffer would leave unzeroed copies behind.
+    let mut contents = Zeroizing::new(Vec::with_capacity(parts.iter().map(|p| p.len()).sum()));
     for p in parts {
         contents.extend_from_slice(p);
     }
@@ -37,7 +38,7 @@ fn sequence(parts: &[&[u8]]) -> Result<Der, CK_RV> {
 }
 
 fn integer(bytes: &[u8]) -> Result<Der, CK_RV> {
-    let mut out = Zeroizing::new(Vec::new());
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len() + 8));
     UintRef::new(bytes)
         .and_then(|u| u.encode_to_vec(&mut out))
         .map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;
@@ -45,7 +46,7 @@ fn integer(bytes: &[u8]) -> Result<Der, CK_RV> {
 }
 
 fn octets(bytes: &[u8]) -> Result<Der, CK_RV> {
-    let mut out = Zeroizing::new(Vec::new());
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len() + 8));
     OctetStringRef::new(bytes)
         .and_then(|o| o.encode_to_vec(&mut out))
         .map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;

@@ -426,8 +426,9 @@ pub fn sign_plan(
 /// An encryption mechanism as the cluster serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CipherPlan {
-    /// AES-GCM: the cluster draws the IV (the caller's IV buffer gets
-    /// it); PKCS#11's output is `ciphertext || tag`.
+    /// AES-GCM: the cluster draws the IV; with the all-zero IV the output
+    /// (and the input to decrypt) is `iv || ciphertext || tag`, with the
+    /// caller's IV (decryption) `ciphertext || tag`.
     AesGcm {
         /// Associated data.
         aad: Vec<u8>,
@@ -463,9 +464,9 @@ pub const GCM_TAG_LEN: usize = 16;
 ///
 /// AES-GCM encryption takes an all-zero 12-byte IV, by which the caller
 /// asks the token to choose it: the cluster draws every IV itself (so
-/// none is ever used twice) and the module writes it into the caller's IV
-/// buffer when the encryption ends. A caller's own IV is refused rather
-/// than silently replaced.
+/// none is ever used twice) and puts it in front of the output, as
+/// decryption with the all-zero IV takes it. A caller's own IV is refused
+/// to encrypt rather than silently replaced; to decrypt it is taken.
 ///
 /// # Errors
 /// `CKR_MECHANISM_INVALID` for a mechanism that does not encrypt;

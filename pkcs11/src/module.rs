@@ -167,10 +167,6 @@ fn hand_out(kept: &mut Option<Vec<u8>>, capacity: usize) -> Out {
     }
 }
 
-/// The IV the cluster drew for an AES-GCM encryption and where the
-/// caller wants it (an address only `ffi` uses).
-pub type DrawnIv = Option<(usize, Vec<u8>)>;
-
 /// The data of a sign or verify operation so far.
 enum Gathered {
     Hash(Box<Hasher>),
@@ -214,11 +210,6 @@ struct CipherOp {
     plan: CipherPlan,
     data: Vec<u8>,
     kept: Option<Vec<u8>>,
-    /// The IV the cluster drew for an AES-GCM encryption, for the caller.
-    drawn_iv: Option<Vec<u8>>,
-    /// Where the caller's IV buffer is (an address `ffi` writes the drawn
-    /// IV to; 0 for none). Opaque here.
-    iv_target: usize,
 }
 
 struct DigestOp {
@@ -393,6 +384,14 @@ impl Module {
             .ok_or(Rv(CKR_SESSION_HANDLE_INVALID))
     }
 
+    /// Every open session, the module's list released before returning.
+    fn all_sessions(&self) -> Vec<(CK_SESSION_HANDLE, Arc<Mutex<Session>>)> {
+        lock(&self.sessions)
+            .iter()
+            .map(|(h, s)| (*h, s.clone()))
+            .collect()
+    }
+
     fn token_of(&self, handle: CK_SESSION_HANDLE) -> Result<Arc<Token>, Rv> {
         let session = self.session(handle)?;
         let token = lock(&session).token.clone();
@@ -413,9 +412,12 @@ impl Module {
             (s.token.clone(), std::mem::take(&mut s.session_keys))
         };
         self.destroy_session_keys(&token, keys);
-        let last = !lock(&self.sessions)
-            .values()
-            .any(|s| Arc::ptr_eq(&lock(s).token, &token));
+        // The module's session list is not held while a session is locked
+        // (a session's lock lasts a whole cluster call).
+        let last = !self
+            .all_sessions()
+            .iter()
+            .any(|(_, s)| Arc::ptr_eq(&lock(s).token, &token));
         if last {
             let t = token.clone();
             let _ = self.block(async move { t.logout().await });
@@ -431,10 +433,11 @@ impl Module {
         if let Some(slot) = slot {
             self.token(slot)?;
         }
-        let handles: Vec<_> = lock(&self.sessions)
-            .iter()
+        let handles: Vec<_> = self
+            .all_sessions()
+            .into_iter()
             .filter(|(_, s)| slot.is_none_or(|slot| lock(s).token.slot == slot))
-            .map(|(h, _)| *h)
+            .map(|(h, _)| h)
             .collect();
         for h in handles {
             let _ = self.close_session(h);
@@ -505,8 +508,7 @@ impl Module {
         }
         // PKCS#11: logging out destroys the application's private session
         // objects (all of them are keys, so private), in every session.
-        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
-        for session in sessions {
+        for (_, session) in self.all_sessions() {
             let keys = {
                 let mut s = lock(&session);
                 if !Arc::ptr_eq(&s.token, &token) {
@@ -1050,7 +1052,6 @@ impl Module {
         mechanism: CK_MECHANISM_TYPE,
         param: &Param,
         key: CK_OBJECT_HANDLE,
-        iv_target: usize,
     ) -> Result<(), Rv> {
         let session = self.session(handle)?;
         let mut s = lock(&session);
@@ -1082,8 +1083,6 @@ impl Module {
             plan,
             data: Vec::new(),
             kept: None,
-            drawn_iv: None,
-            iv_target,
         };
         if decrypt {
             s.decrypt = Some(op);
@@ -1121,9 +1120,11 @@ impl Module {
         Ok(())
     }
 
-    /// `C_Encrypt`/`C_EncryptFinal` and `C_Decrypt`/`C_DecryptFinal`. For
-    /// AES-GCM encryption, once the output is handed out, the second value
-    /// is the IV the cluster drew and where the caller wants it.
+    /// `C_Encrypt`/`C_EncryptFinal` and `C_Decrypt`/`C_DecryptFinal`.
+    /// AES-GCM with the all-zero IV (the token's IV) puts the IV the
+    /// cluster drew in front of the output (`iv || ciphertext || tag`) and
+    /// takes it in front of the input to decrypt; with the caller's own IV
+    /// (decryption only) the input is `ciphertext || tag`.
     ///
     /// # Errors
     /// `CKR_OPERATION_NOT_INITIALIZED`, `CKR_ENCRYPTED_DATA_INVALID` (a
@@ -1136,7 +1137,7 @@ impl Module {
         decrypt: bool,
         data: Option<&[u8]>,
         capacity: Option<usize>,
-    ) -> Result<(Out, DrawnIv), Rv> {
+    ) -> Result<Out, Rv> {
         let session = self.session(handle)?;
         let mut s = lock(&session);
         let token = s.token.clone();
@@ -1150,12 +1151,15 @@ impl Module {
         let Some(capacity) = capacity else {
             let len = match (&op.kept, &op.plan, decrypt) {
                 (Some(kept), _, _) => kept.len(),
-                (None, CipherPlan::AesGcm { .. }, false) => pending + GCM_TAG_LEN,
-                (None, CipherPlan::AesGcm { .. }, true) => pending.saturating_sub(GCM_TAG_LEN),
+                (None, CipherPlan::AesGcm { .. }, false) => pending + GCM_IV_LEN + GCM_TAG_LEN,
+                (None, CipherPlan::AesGcm { iv, .. }, true) => {
+                    let framing = if token_iv(iv) { GCM_IV_LEN } else { 0 } + GCM_TAG_LEN;
+                    pending.saturating_sub(framing)
+                }
                 (None, CipherPlan::RsaOaep { modulus_len, .. }, _) => *modulus_len,
             };
             *slot = Some(op);
-            return Ok((Out::Len(len), None));
+            return Ok(Out::Len(len));
         };
         if op.kept.is_none() {
             if let Some(data) = data {
@@ -1168,6 +1172,12 @@ impl Module {
             let mechanism = op.plan.mechanism();
             let out = if decrypt {
                 let (ciphertext, aad) = match &op.plan {
+                    CipherPlan::AesGcm { aad, iv } if token_iv(iv) => {
+                        if input.len() < GCM_IV_LEN + GCM_TAG_LEN {
+                            return Err(Rv(CKR_ENCRYPTED_DATA_LEN_RANGE));
+                        }
+                        (input, aad.clone())
+                    }
                     CipherPlan::AesGcm { aad, iv } => {
                         if input.len() < GCM_TAG_LEN || iv.len() != GCM_IV_LEN {
                             return Err(Rv(CKR_ENCRYPTED_DATA_LEN_RANGE));
@@ -1215,19 +1225,8 @@ impl Module {
                     Err(Rv(CKR_DATA_INVALID)) => return Err(Rv(CKR_DATA_LEN_RANGE)),
                     Err(e) => return Err(e),
                 };
-                match op.plan {
-                    CipherPlan::AesGcm { .. } => {
-                        // The cluster's layout is iv || ciphertext || tag;
-                        // PKCS#11's output is ciphertext || tag.
-                        if ciphertext.len() < GCM_IV_LEN + GCM_TAG_LEN {
-                            return Err(Rv(CKR_DEVICE_ERROR));
-                        }
-                        let (iv, rest) = ciphertext.split_at(GCM_IV_LEN);
-                        op.drawn_iv = Some(iv.to_vec());
-                        rest.to_vec()
-                    }
-                    CipherPlan::RsaOaep { .. } => ciphertext,
-                }
+                // AES-GCM: the cluster's layout, iv || ciphertext || tag.
+                ciphertext
             };
             op.kept = Some(out);
         }
@@ -1239,9 +1238,8 @@ impl Module {
                 &mut s.encrypt
             };
             *slot = Some(op);
-            return Ok((out, None));
         }
-        Ok((out, op.drawn_iv.take().map(|iv| (op.iv_target, iv))))
+        Ok(out)
     }
 
     /// `C_WrapKey`: `key` (a secret or private key the user owns, which
@@ -1389,8 +1387,9 @@ impl Module {
     ///
     /// # Errors
     /// The errors of [`derive_plan`] and [`templates::derived_key`];
-    /// `CKR_KEY_HANDLE_INVALID`; `CKR_DOMAIN_PARAMS_INVALID` for a point that
-    /// is not one of the key's curve; what the cluster refuses.
+    /// `CKR_KEY_HANDLE_INVALID`; `CKR_MECHANISM_PARAM_INVALID` for a point
+    /// that is not one of the key's curve (compressed points are not
+    /// taken); what the cluster refuses.
     pub fn derive_key(
         &self,
         handle: CK_SESSION_HANDLE,
@@ -1598,6 +1597,11 @@ impl Module {
         let _ = self.block(async move { t.refresh(id).await });
         Ok(s.token.handle(key.id, Part::Certificate))
     }
+}
+
+/// Whether an AES-GCM IV asks the token to choose (all zeros).
+fn token_iv(iv: &[u8]) -> bool {
+    iv.iter().all(|b| *b == 0)
 }
 
 /// Splits a `username:password` PIN.

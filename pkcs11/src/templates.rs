@@ -457,7 +457,10 @@ pub fn unwrap_template(template: &[Attr]) -> Result<UnwrapTemplate, CK_RV> {
     }
     let spec = match kt {
         CKK_AES => g.value_len.map(|l| KeySpec::Aes {
-            bits: u16::try_from(l * 8).unwrap_or(0),
+            bits: l
+                .checked_mul(8)
+                .and_then(|b| u16::try_from(b).ok())
+                .unwrap_or(0),
         }),
         CKK_GENERIC_SECRET => g.value_len.map(|l| KeySpec::GenericSecret {
             bytes: u16::try_from(l).unwrap_or(0),

@@ -93,6 +93,8 @@ impl Token {
             .login(username.clone(), password.clone())
             .await
             .map_err(|e| Rv::of_login(&e))?;
+        // Records seen by a previous user are not this one's to read.
+        lock(&self.handles).records.clear();
         *lock(&self.login) = Some(Login {
             username,
             password,
@@ -105,6 +107,7 @@ impl Token {
     /// dropped (zeroized).
     pub async fn logout(&self) {
         let had = lock(&self.login).take();
+        lock(&self.handles).records.clear();
         if had.is_some() {
             // The token is forgotten even when the cluster cannot be told.
             let _ = self.client.logout().await;
@@ -112,7 +115,10 @@ impl Token {
     }
 
     /// Makes `op`, logging in again once when the cluster says the session
-    /// ended (it expired, or a rotation ended it) and credentials are kept.
+    /// ended (it expired, or a rotation ended it) and credentials are kept;
+    /// when that login is refused (the password changed elsewhere) the
+    /// credentials are dropped, so they are not tried again toward the
+    /// lockout, and the call fails as not logged in.
     ///
     /// # Errors
     /// The SDK's error.
@@ -125,7 +131,19 @@ impl Token {
                 let Some((username, password)) = again else {
                     return Err(e);
                 };
-                self.client.login(username, password).await?;
+                if let Err(refused) = self.client.login(username, password).await {
+                    // A password changed or reset elsewhere: trying it on
+                    // every call would lock the user out. Logged out.
+                    if matches!(
+                        refused.kind(),
+                        Some(ErrorKind::LoginFailed | ErrorKind::Locked)
+                    ) {
+                        lock(&self.login).take();
+                        lock(&self.handles).records.clear();
+                        return Err(e);
+                    }
+                    return Err(refused);
+                }
                 self.client.call(op).await
             }
             other => other,

@@ -16,8 +16,9 @@ random), through python-pkcs11 as any Python application would.
 Environment: PKCS11_MODULE (the module), PKCS11_PIN ("user:password"),
 PKCS11_TOKEN (token label, optional: the first token otherwise),
 PKCS11_GCM_IV ("token": an all-zero IV asks the token to choose, as the
-hsm-cluster module requires; "counter": the caller's own counter IVs, for
-modules that take them), and the module's own (HSM_CLUSTER).
+hsm-cluster module requires, and the IV comes in front of the output;
+"counter": the caller's own counter IVs, for modules that take them), and
+the module's own (HSM_CLUSTER).
 """
 import argparse
 import hashlib
@@ -107,21 +108,28 @@ def operation(s, op):
 
         def f():
             if token_iv:
-                # An all-zero IV asks the token to choose one; it is
-                # written back into this buffer when the encryption ends.
+                # An all-zero IV asks the token to choose one; it comes
+                # back in front of the ciphertext.
                 iv = bytes(12)
             else:
                 counter[0] += 1
                 iv = os.getpid().to_bytes(4, "little") + counter[0].to_bytes(8, "little")
             ct = key.encrypt(data, mechanism=Mechanism.AES_GCM,
                              mechanism_param=GCMParams(iv, b"aad", 128))
-            last["iv"] = bytes(iv)
+            last["iv"] = iv
             return ct
 
         def check(ct):
-            assert len(ct) == 1024 + 16, len(ct)
             iv = last["iv"]
-            assert iv != bytes(12), "the token did not give its IV back"
+            if token_iv:
+                assert len(ct) == 12 + 1024 + 16, len(ct)
+                assert ct[:12] != bytes(12), "the token gave no IV"
+                # Its own IV and the caller's form decrypt alike.
+                pt = key.decrypt(ct[12:], mechanism=Mechanism.AES_GCM,
+                                 mechanism_param=GCMParams(ct[:12], b"aad", 128))
+                assert pt == data
+            else:
+                assert len(ct) == 1024 + 16, len(ct)
             pt = key.decrypt(ct, mechanism=Mechanism.AES_GCM,
                              mechanism_param=GCMParams(iv, b"aad", 128))
             assert pt == data
@@ -193,9 +201,8 @@ def check_wrapping(s):
     rsa_pub, rsa_priv = s.generate_keypair(
         KeyType.RSA, 2048, store=False, capabilities=MechanismFlag.WRAP | MechanismFlag.UNWRAP)
     data = os.urandom(64)
-    iv = bytes(12)
+    iv = bytes(12)  # the token's IV, in front of the ciphertext
     ct = target.encrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, b"", 128))
-    iv = bytes(iv)
     oaep = (Mechanism.SHA256, MGF.SHA256, None)
     for wrapper, unwrapper, mech, param in [
         (kek, kek, Mechanism.AES_KEY_WRAP_KWP, None),
@@ -239,11 +246,11 @@ def check_derivation(s):
                 KeyType.AES, 256, capabilities=cipher_only(),
                 mechanism_param=(kdf, shared, other[Attribute.EC_POINT])))
         data = os.urandom(48)
-        iv = bytes(12)
+        iv = bytes(12)  # the token's IV, in front of the ciphertext
         ct = keys[0].encrypt(data, mechanism=Mechanism.AES_GCM,
                              mechanism_param=GCMParams(iv, b"", 128))
         pt = keys[1].decrypt(ct, mechanism=Mechanism.AES_GCM,
-                             mechanism_param=GCMParams(bytes(iv), b"", 128))
+                             mechanism_param=GCMParams(iv, b"", 128))
         assert pt == data, kdf
         for k in keys:
             k.destroy()
