@@ -631,6 +631,9 @@ pub unsafe extern "C" fn C_EncryptUpdate(
 ) -> CK_RV {
     guard(|| {
         let m = module::get()?;
+        if out_len.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
         m.cipher_update(session, false, input(data, data_len)?)?;
         put(out_len, 0)
     })
@@ -674,6 +677,9 @@ pub unsafe extern "C" fn C_DecryptUpdate(
 ) -> CK_RV {
     guard(|| {
         let m = module::get()?;
+        if out_len.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
         m.cipher_update(session, true, input(data, data_len)?)?;
         put(out_len, 0)
     })
