@@ -106,10 +106,28 @@ def softhsm_env(work):
             "PKCS11_GCM_IV": "counter"}
 
 
-def bench(python, env, op, procs, seconds):
+def cpu_seconds(pids):
+    """User and system CPU seconds the processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        # Fields after the command name (which may hold spaces): utime and
+        # stime are the 14th and 15th of the whole line.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def bench(python, env, op, procs, seconds, nodes=()):
+    """ops/s, the client processes' CPU microseconds per operation, and the
+    nodes' (0 when there are none)."""
+    before = cpu_seconds(nodes)
     out = run([python, DRIVE, "bench", "--op", op, "--procs", str(procs),
                "--seconds", str(seconds)], env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])["per_second"]
+    node_cpu = cpu_seconds(nodes) - before
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    ops = max(r["ops"], 1)
+    return r["per_second"], r["client_cpu_seconds"] * 1e6 / ops, node_cpu * 1e6 / ops
 
 
 def main():
@@ -136,19 +154,28 @@ def main():
             rows = []
             for op in args.ops.split(","):
                 for n in procs:
-                    theirs = bench(args.python, peer, op, n, args.seconds)
-                    mine = bench(args.python, ours, op, n, args.seconds)
+                    theirs, their_cpu, _ = bench(args.python, peer, op, n, args.seconds)
+                    mine, my_cpu, node_cpu = bench(args.python, ours, op, n, args.seconds,
+                                                   [p.pid for p in cluster.procs])
                     rows.append({"op": op, "procs": n, "hsm_cluster_per_s": mine,
-                                 "softhsm2_per_s": theirs, "ratio": mine / theirs if theirs else None})
-                    print(f"{op} x{n}: hsm-cluster {mine:,.0f}/s, SoftHSM2 {theirs:,.0f}/s",
-                          file=sys.stderr)
+                                 "softhsm2_per_s": theirs, "ratio": mine / theirs if theirs else None,
+                                 "hsm_cluster_client_cpu_us": my_cpu,
+                                 "hsm_cluster_nodes_cpu_us": node_cpu,
+                                 "softhsm2_cpu_us": their_cpu})
+                    print(f"{op} x{n}: hsm-cluster {mine:,.0f}/s (CPU/op: client {my_cpu:,.0f} us, "
+                          f"nodes {node_cpu:,.0f} us), SoftHSM2 {theirs:,.0f}/s "
+                          f"(CPU/op {their_cpu:,.0f} us)", file=sys.stderr)
         finally:
             cluster.stop()
-    lines = ["| operation | processes | hsm-cluster (3 nodes) ops/s | SoftHSM2 (in-process) ops/s | ratio |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| operation | processes | hsm-cluster (3 nodes) ops/s | SoftHSM2 (in-process) ops/s "
+             "| ratio | CPU µs/op: application with our module | CPU µs/op: the 3 nodes "
+             "| CPU µs/op: application with SoftHSM2 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['procs']} | {r['hsm_cluster_per_s']:,.0f} | "
-                     f"{r['softhsm2_per_s']:,.0f} | {r['ratio']:.0%} |")
+                     f"{r['softhsm2_per_s']:,.0f} | {r['ratio']:.0%} | "
+                     f"{r['hsm_cluster_client_cpu_us']:,.0f} | {r['hsm_cluster_nodes_cpu_us']:,.0f} | "
+                     f"{r['softhsm2_cpu_us']:,.0f} |")
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -484,6 +484,19 @@ pub enum KeyCommand {
         #[command(flatten)]
         key: NewKeyArgs,
     },
+    /// Import a public key alone (PEM `PUBLIC KEY` or DER
+    /// SubjectPublicKeyInfo), to verify signatures, encrypt (RSA-OAEP) or
+    /// wrap keys to an outside party. Its type comes from the file; it can
+    /// never sign, decrypt, unwrap or derive (the cluster holds no private
+    /// half). Default usages: verify, and for RSA also encrypt and wrap.
+    ImportPublic {
+        /// The public key file (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        path: PathBuf,
+        /// Attributes of the new key.
+        #[command(flatten)]
+        key: NewKeyArgs,
+    },
     /// Write the public half of a key pair to a file.
     GenerateFile {
         /// PEM (`-----BEGIN PUBLIC KEY-----`) or DER SubjectPublicKeyInfo.

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::args::{Curve, KeyType, KeyTypeArgs, NewKeyArgs};
 use crate::error::{CliError, Result};
 use crate::io::b64;
+use hsm_cli::pem::PublicAlgorithm;
 
 /// The boolean attributes by their command line names.
 pub const FLAGS: &[(&str, KeyFlag)] = &[
@@ -195,24 +196,35 @@ pub fn default_usages(spec: KeySpec) -> &'static [KeyFlag] {
     }
 }
 
+/// The usages a public key alone gets when the command line names none.
+pub fn public_usages(algorithm: PublicAlgorithm) -> &'static [KeyFlag] {
+    match algorithm {
+        PublicAlgorithm::Rsa => &[KeyFlag::Verify, KeyFlag::Encrypt, KeyFlag::Wrap],
+        PublicAlgorithm::X25519 => &[],
+        PublicAlgorithm::Ec | PublicAlgorithm::Ed25519 => &[KeyFlag::Verify],
+    }
+}
+
 /// How a new key comes to be, for its command-line defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NewKey {
     /// Generated: the type's default usages, sensitive.
-    Generate,
+    Generate(KeySpec),
     /// Imported from plaintext: the type's default usages, not sensitive
     /// unless asked (its material is known outside the cluster either way).
-    Import,
+    Import(KeySpec),
     /// Unwrapped: the usages the wrapped key carries unless `--attributes`
     /// narrows them; the carried one-way attributes are restored.
     Unwrap,
+    /// A public key alone: verify, and for RSA encrypt and wrap.
+    PublicImport(PublicAlgorithm),
 }
 
-/// The attributes of a new key of `spec` from the command line.
-pub fn new_attributes(args: &NewKeyArgs, spec: KeySpec, new: NewKey) -> Result<KeyAttributes> {
+/// The attributes of a new key from the command line.
+pub fn new_attributes(args: &NewKeyArgs, new: NewKey) -> Result<KeyAttributes> {
     let mut attributes = KeyAttributes {
         label: args.label.clone(),
-        sensitive: new != NewKey::Import,
+        sensitive: matches!(new, NewKey::Generate(_) | NewKey::Unwrap),
         ..KeyAttributes::default()
     };
     if let Some(id) = &args.id {
@@ -224,8 +236,13 @@ pub fn new_attributes(args: &NewKeyArgs, spec: KeySpec, new: NewKey) -> Result<K
         .flat_map(|a| a.split([',', ' ']))
         .filter(|t| !t.is_empty())
         .collect();
-    if tokens.is_empty() && new != NewKey::Unwrap {
-        for usage in default_usages(spec) {
+    if tokens.is_empty() {
+        let usages = match new {
+            NewKey::Generate(spec) | NewKey::Import(spec) => default_usages(spec),
+            NewKey::PublicImport(algorithm) => public_usages(algorithm),
+            NewKey::Unwrap => &[],
+        };
+        for usage in usages {
             attributes.set_flag(*usage, true);
         }
     }
@@ -378,38 +395,40 @@ mod tests {
     #[test]
     fn new_keys_get_type_defaults_or_exactly_the_listed_usages() {
         let a =
-            new_attributes(&args(&[]), KeySpec::Aes { bits: 256 }, NewKey::Generate).expect("ok");
+            new_attributes(&args(&[]), NewKey::Generate(KeySpec::Aes { bits: 256 })).expect("ok");
         assert!(a.encrypt && a.decrypt && !a.sign && a.sensitive && a.extractable);
         assert_eq!(a.id, vec![10, 11]);
         let a = new_attributes(
             &args(&["sign", "verify=false", "attr.wrap"]),
-            KeySpec::EcP256,
-            NewKey::Generate,
+            NewKey::Generate(KeySpec::EcP256),
         )
         .expect("ok");
         assert!(a.sign && !a.verify && a.wrap && !a.encrypt);
-        let bad = new_attributes(&args(&["sing"]), KeySpec::EcP256, NewKey::Generate)
+        let bad = new_attributes(&args(&["sing"]), NewKey::Generate(KeySpec::EcP256))
             .expect_err("unknown");
         assert!(bad.message.contains("sing") && bad.message.contains("sign"));
     }
 
     #[test]
     fn imports_are_not_sensitive_unless_asked_and_unwraps_keep_the_carried_usages() {
-        let a = new_attributes(&args(&[]), KeySpec::Ed25519, NewKey::Import).expect("ok");
+        let a = new_attributes(&args(&[]), NewKey::Import(KeySpec::Ed25519)).expect("ok");
         assert!(!a.sensitive && a.sign);
         let mut sensitive = args(&[]);
         sensitive.sensitive = Some(true);
-        let a = new_attributes(&sensitive, KeySpec::Ed25519, NewKey::Import).expect("ok");
+        let a = new_attributes(&sensitive, NewKey::Import(KeySpec::Ed25519)).expect("ok");
         assert!(a.sensitive);
-        let a = new_attributes(&args(&[]), KeySpec::Aes { bits: 128 }, NewKey::Unwrap).expect("ok");
+        let a = new_attributes(&args(&[]), NewKey::Unwrap).expect("ok");
         assert!(!a.encrypt && !a.decrypt && a.sensitive, "{a:?}");
-        let a = new_attributes(
-            &args(&["decrypt"]),
-            KeySpec::Aes { bits: 128 },
-            NewKey::Unwrap,
-        )
-        .expect("ok");
+        let a = new_attributes(&args(&["decrypt"]), NewKey::Unwrap).expect("ok");
         assert!(a.decrypt && !a.encrypt);
+    }
+
+    #[test]
+    fn a_public_key_alone_verifies_and_an_rsa_one_encrypts_and_wraps() {
+        let a = new_attributes(&args(&[]), NewKey::PublicImport(PublicAlgorithm::Ec)).expect("ok");
+        assert!(a.verify && !a.sign && !a.encrypt && !a.wrap && !a.sensitive);
+        let a = new_attributes(&args(&[]), NewKey::PublicImport(PublicAlgorithm::Rsa)).expect("ok");
+        assert!(a.verify && a.encrypt && a.wrap && !a.decrypt && !a.unwrap && !a.sign);
     }
 
     #[test]

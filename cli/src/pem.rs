@@ -1,4 +1,5 @@
-//! Private key files for `key import`: PKCS#8 as DER or PEM.
+//! Key files for `key import` (PKCS#8) and `key import-public`
+//! (SubjectPublicKeyInfo), as DER or PEM.
 //!
 //! Bytes from a file the user names, parsed here before the cluster sees
 //! what they hold, so this is a library the fuzz target `pem_key_file`
@@ -47,17 +48,91 @@ pub fn pkcs8_der(file: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
             ))
         }
     }
+    block_body(lines, label)
+}
+
+/// The SubjectPublicKeyInfo DER in a public key file (`key
+/// import-public`): the file itself when it is DER, the decoded body when
+/// it is a PEM `PUBLIC KEY` block (what `openssl pkey -pubout` writes).
+///
+/// # Errors
+/// What is wrong with the file, in words.
+pub fn spki_der(file: &[u8]) -> Result<Vec<u8>, String> {
+    let text = match std::str::from_utf8(file) {
+        Ok(t) if t.trim_start().starts_with("-----BEGIN ") => t,
+        _ => return Ok(file.to_vec()),
+    };
+    let mut lines = text.lines().map(str::trim).skip_while(|l| l.is_empty());
+    let begin = lines.next().unwrap_or_default();
+    match begin
+        .strip_prefix("-----BEGIN ")
+        .and_then(|l| l.strip_suffix("-----"))
+        .unwrap_or_default()
+    {
+        "PUBLIC KEY" => block_body(lines, "PUBLIC KEY").map(|b| b.to_vec()),
+        "RSA PUBLIC KEY" => Err("the key file is a PKCS#1 RSA PUBLIC KEY block: convert it \
+             (openssl rsa -RSAPublicKey_in -in key.pem -pubout -out spki.pem)"
+            .into()),
+        "CERTIFICATE" => Err("the file is a certificate: take its public key first \
+             (openssl x509 -in cert.pem -pubkey -noout > key.pem)"
+            .into()),
+        other => Err(format!(
+            "the key file holds a {other:?} PEM block: expected PUBLIC KEY (SubjectPublicKeyInfo)"
+        )),
+    }
+}
+
+/// The family of a public key, by its SubjectPublicKeyInfo algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicAlgorithm {
+    /// rsaEncryption.
+    Rsa,
+    /// id-ecPublicKey (any curve).
+    Ec,
+    /// Ed25519.
+    Ed25519,
+    /// X25519.
+    X25519,
+}
+
+/// The family of the public key in `der` (SubjectPublicKeyInfo), for the
+/// command line's default usages; the cluster reads and checks the key
+/// itself.
+///
+/// # Errors
+/// Not SubjectPublicKeyInfo, or an algorithm the cluster has no keys of.
+pub fn public_algorithm(der: &[u8]) -> Result<PublicAlgorithm, String> {
+    use spki::der::Decode as _;
+    let info = spki::SubjectPublicKeyInfoRef::from_der(der)
+        .map_err(|e| format!("the file is not a SubjectPublicKeyInfo public key: {e}"))?;
+    match info.algorithm.oid.to_string().as_str() {
+        "1.2.840.113549.1.1.1" => Ok(PublicAlgorithm::Rsa),
+        "1.2.840.10045.2.1" => Ok(PublicAlgorithm::Ec),
+        "1.3.101.112" => Ok(PublicAlgorithm::Ed25519),
+        "1.3.101.110" => Ok(PublicAlgorithm::X25519),
+        other => Err(format!(
+            "the public key's algorithm {other} is not one the cluster has"
+        )),
+    }
+}
+
+/// The base64 body of a PEM block up to its END line, decoded.
+fn block_body<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    label: &str,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let end = format!("-----END {label}-----");
     let mut body = Zeroizing::new(String::new());
     let mut ended = false;
     for line in lines {
-        if line == "-----END PRIVATE KEY-----" {
+        if line == end {
             ended = true;
             break;
         }
         body.push_str(line);
     }
     if !ended {
-        return Err("the PEM key file has no -----END PRIVATE KEY----- line".into());
+        return Err(format!("the PEM key file has no {end} line"));
     }
     STANDARD
         .decode(body.as_bytes())
@@ -87,5 +162,22 @@ mod tests {
         assert!(e.contains("-topk8"), "{e}");
         let cut = "-----BEGIN PRIVATE KEY-----\nAAAA\n";
         assert!(pkcs8_der(cut.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn public_key_files_are_pem_or_der() {
+        let der = b"\x30\x59\x30\x13".to_vec();
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            STANDARD.encode(&der)
+        );
+        assert_eq!(spki_der(pem.as_bytes()).expect("pem"), der);
+        assert_eq!(spki_der(&der).expect("der"), der);
+        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(spki_der(cert.as_bytes())
+            .expect_err("refused")
+            .contains("-pubkey"));
+        let private = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(spki_der(private.as_bytes()).is_err());
     }
 }

@@ -21,6 +21,7 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::UnlockUser { .. }
         | Operation::GenerateKey { .. }
         | Operation::ImportKey { .. }
+        | Operation::ImportPublicKey { .. }
         | Operation::UnwrapKey { .. }
         | Operation::DeriveKey { .. }
         | Operation::ShareKey { .. }

@@ -380,6 +380,28 @@ impl Client {
         .await
     }
 
+    /// Imports a public key alone (SubjectPublicKeyInfo DER: what OpenSSL
+    /// writes as "PUBLIC KEY"), for verification, RSA-OAEP encryption
+    /// and wrapping to an outside party; its type and size come from the
+    /// DER. `attributes` may not allow sign, decrypt, unwrap or derive:
+    /// the cluster holds no private half.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn import_public_key(
+        &self,
+        public_key: Vec<u8>,
+        attributes: KeyAttributes,
+        unique_label: bool,
+    ) -> Result<KeyInfo> {
+        self.key(Operation::ImportPublicKey {
+            public_key,
+            attributes,
+            unique_label,
+        })
+        .await
+    }
+
     /// Imports a key that [`Client::wrap_key`] wrapped under
     /// `wrapping_key` (in this cluster or another): the copy gets the
     /// type, usages, one-way attributes and provenance the wrapped key

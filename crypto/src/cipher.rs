@@ -168,10 +168,12 @@ impl LoadedKey {
     ) -> Result<Vec<u8>> {
         match (&self.inner, mechanism) {
             (Inner::Aes(key), EncryptMechanism::AesGcm) => aes_gcm_seal(key, plaintext, aad),
-            (Inner::Rsa { .. }, EncryptMechanism::RsaOaepSha256) => match self.public_key() {
-                Some(public) => public.encrypt(EncryptMechanism::RsaOaepSha256, plaintext, aad),
-                None => Err(CryptoError::Internal("rsa key without public key")),
-            },
+            (Inner::Rsa { .. } | Inner::Public, EncryptMechanism::RsaOaepSha256) => {
+                match self.public_key() {
+                    Some(public) => public.encrypt(EncryptMechanism::RsaOaepSha256, plaintext, aad),
+                    None => Err(CryptoError::Internal("rsa key without public key")),
+                }
+            }
             _ => Err(mismatch(mechanism, self.spec())),
         }
     }

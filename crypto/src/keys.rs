@@ -95,8 +95,23 @@ impl KeyMaterial {
         self.spec
     }
 
-    /// The secret bytes in their canonical encoding. Handle with care: this
-    /// is plaintext key material.
+    /// A public key alone, from SubjectPublicKeyInfo DER (the spec is read
+    /// from it): no secret, so it verifies, encrypts and wraps (RSA) and
+    /// nothing more ([`LoadedKey::parse_public`]).
+    ///
+    /// # Errors
+    /// As [`PublicKey::from_der`].
+    pub fn import_public(der: &[u8]) -> Result<Self> {
+        LoadedKey::parse_public(der).map(LoadedKey::into_material)
+    }
+
+    /// Whether this is a public key alone (no secret).
+    pub fn is_public_only(&self) -> bool {
+        self.secret.is_empty() && self.public.is_some()
+    }
+
+    /// The secret bytes in their canonical encoding (empty for a public
+    /// key alone). Handle with care: this is plaintext key material.
     pub fn secret(&self) -> &[u8] {
         &self.secret
     }

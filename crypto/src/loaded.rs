@@ -82,6 +82,8 @@ pub(crate) enum Inner {
     },
     Ed25519(Ed25519KeyPair),
     X25519(agreement::PrivateKey),
+    /// A public key alone: the material's public key is all there is.
+    Public,
 }
 
 /// Key material parsed and checked, ready for any number of operations.
@@ -399,13 +401,30 @@ impl LoadedKey {
         })
     }
 
+    /// A public key alone, from SubjectPublicKeyInfo DER: it verifies,
+    /// encrypts (RSA-OAEP) and wraps (RSA-OAEP); everything that needs a
+    /// private key is [`CryptoError::MechanismMismatch`].
+    ///
+    /// # Errors
+    /// As [`PublicKey::from_der`].
+    pub fn parse_public(der: &[u8]) -> Result<Self> {
+        let public = PublicKey::from_der(der)?;
+        Ok(Self {
+            material: KeyMaterial::new(public.spec(), Zeroizing::new(Vec::new()), Some(public)),
+            inner: Inner::Public,
+        })
+    }
+
     /// Loads stored material (as made by [`KeyMaterial::generate`] or
     /// [`KeyMaterial::import`]) for use, checking it again.
     ///
     /// # Errors
     /// As [`LoadedKey::parse`].
     pub fn load(material: &KeyMaterial) -> Result<Self> {
-        Self::parse(material.spec(), material.secret())
+        match material.public_key() {
+            Some(public) if material.is_public_only() => Self::parse_public(public.der()),
+            _ => Self::parse(material.spec(), material.secret()),
+        }
     }
 
     /// The spec of the key.

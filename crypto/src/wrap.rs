@@ -246,9 +246,14 @@ impl LoadedKey {
         carried: &CarriedAttributes,
         target: &KeyMaterial,
     ) -> Result<Vec<u8>> {
+        if target.is_public_only() {
+            return Err(CryptoError::BadKey(
+                "a public key alone has no material to wrap",
+            ));
+        }
         match (&self.inner, mechanism) {
             (Inner::Aes(_), WrapMechanism::AesKeyWrapPad | WrapMechanism::AesGcm) => {}
-            (Inner::Rsa { .. }, WrapMechanism::RsaOaepSha256) => {
+            (Inner::Rsa { .. } | Inner::Public, WrapMechanism::RsaOaepSha256) => {
                 return match self.public_key() {
                     Some(public) => public.wrap_key(mechanism, carried, target),
                     None => Err(CryptoError::Internal("rsa key without public key")),
@@ -356,6 +361,11 @@ impl PublicKey {
         carried: &CarriedAttributes,
         target: &KeyMaterial,
     ) -> Result<Vec<u8>> {
+        if target.is_public_only() {
+            return Err(CryptoError::BadKey(
+                "a public key alone has no material to wrap",
+            ));
+        }
         match (self.spec(), mechanism) {
             (KeySpec::Rsa { .. }, WrapMechanism::RsaOaepSha256) => {
                 check_carried(carried, target)?;

@@ -268,6 +268,66 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
         hsm.run(alice, &bad, &[]).fails(4, "verification-failed");
     }
 
+    // A public key alone, imported from the PEM file: it verifies the
+    // signature of the pair it came from and signs nothing.
+    let imported = hsm
+        .run(
+            alice,
+            &[
+                "key",
+                "import-public",
+                "--path",
+                "ec-signing.pem",
+                "--label",
+                "ec-public",
+            ],
+            &[],
+        )
+        .ok();
+    let attributes = &imported["key"]["attributes"];
+    assert_eq!(attributes["origin"], "public-imported", "{imported}");
+    assert_eq!(
+        (attributes["verify"].as_bool(), attributes["sign"].as_bool()),
+        (Some(true), Some(false)),
+        "{imported}"
+    );
+    let check = [
+        "crypto",
+        "verify",
+        "ecdsa",
+        "--hash-function",
+        "sha256",
+        "--key-filter",
+        "attr.label=ec-public",
+        "--signature-path",
+        "ec-signing.sig",
+        "--data-path",
+        "message.txt",
+    ];
+    assert_eq!(hsm.run(alice, &check, &[]).ok()["verified"], true);
+    hsm.run(
+        alice,
+        &[
+            "crypto",
+            "sign",
+            "ecdsa",
+            "--hash-function",
+            "sha256",
+            "--key-filter",
+            "attr.label=ec-public",
+            "--data-path",
+            "message.txt",
+        ],
+        &[],
+    )
+    .fails(4, "invalid-input");
+    hsm.run(
+        alice,
+        &["key", "delete", "--key-filter", "attr.label=ec-public"],
+        &[],
+    )
+    .ok();
+
     // The other key types and sizes: EC P-384 and secp256k1 and RSA-3072
     // sign as OpenSSL expects; a generic secret computes HMACs; X25519 and
     // RSA-4096 are generated.

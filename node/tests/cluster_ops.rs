@@ -799,6 +799,172 @@ async fn activation_users_every_key_type_and_operation() {
         .expect("the copy decrypts");
     assert_eq!(pt.expose(), b"through oaep");
 
+    // A public key alone. The holder of `rsa_wrap` stands for an outside
+    // party: alice imports its public key, wraps a key to it and the
+    // holder unwraps it; the imported key encrypts to the holder too. It
+    // never decrypts, signs or unwraps, and is never wrapped itself.
+    let (der, _) = alice.export_public_key(rsa_wrap.id).await.expect("export");
+    let outside = alice
+        .import_public_key(
+            der.clone(),
+            KeyAttributes {
+                label: "outside".into(),
+                encrypt: true,
+                wrap: true,
+                verify: true,
+                ..KeyAttributes::default()
+            },
+            false,
+        )
+        .await
+        .expect("import a public key");
+    assert_eq!(outside.spec, KeySpec::Rsa { bits: 2048 });
+    assert_eq!(
+        outside.provenance.origin,
+        hsm_proto::KeyOrigin::PublicImported
+    );
+    assert_eq!(outside.public_key, der);
+    // The target is sensitive: a key someone outside holds protects it
+    // only once a crypto officer trusts that key.
+    assert_eq!(
+        kind(
+            alice
+                .wrap_key(outside.id, target.id, WrapMechanism::RsaOaepSha256)
+                .await
+        ),
+        ErrorKind::PermissionDenied
+    );
+    carl.set_key_attribute(outside.id, KeyAttribute::Flag(KeyFlag::Trusted, true))
+        .await
+        .expect("trusted");
+    alice.observe_index(carl.applied_index());
+    let wrapped = alice
+        .wrap_key(outside.id, target.id, WrapMechanism::RsaOaepSha256)
+        .await
+        .expect("wrap to the outside holder");
+    let second = alice
+        .unwrap_key(
+            rsa_wrap.id,
+            WrapMechanism::RsaOaepSha256,
+            wrapped,
+            KeySpec::Aes { bits: 128 },
+            enc_attrs.clone(),
+            false,
+        )
+        .await
+        .expect("the holder unwraps");
+    let ct = alice
+        .encrypt(target.id, EncryptMechanism::AesGcm, "to the holder", vec![])
+        .await
+        .expect("encrypt");
+    assert_eq!(
+        alice
+            .decrypt(second.id, EncryptMechanism::AesGcm, ct, vec![])
+            .await
+            .expect("decrypt")
+            .expose(),
+        b"to the holder"
+    );
+    let sealed = alice
+        .encrypt(
+            outside.id,
+            EncryptMechanism::RsaOaepSha256,
+            "for the holder",
+            vec![],
+        )
+        .await
+        .expect("encrypt to the public key");
+    assert_eq!(
+        kind(
+            alice
+                .decrypt(outside.id, EncryptMechanism::RsaOaepSha256, sealed, vec![])
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(
+            alice
+                .sign(outside.id, SignMechanism::RsaPssSha256, b"m".to_vec())
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    let wrapper = alice
+        .generate_key(
+            KeySpec::Aes { bits: 256 },
+            KeyAttributes {
+                wrap: true,
+                ..KeyAttributes::default()
+            },
+            false,
+        )
+        .await
+        .expect("aes wrapping key");
+    assert_eq!(
+        kind(
+            alice
+                .wrap_key(wrapper.id, outside.id, WrapMechanism::AesKeyWrapPad)
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    // Asked to sign, it is refused before anything is written.
+    assert_eq!(
+        kind(
+            alice
+                .import_public_key(
+                    der,
+                    KeyAttributes {
+                        sign: true,
+                        ..KeyAttributes::default()
+                    },
+                    false,
+                )
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    // An EC public key alone verifies what its private half signed.
+    let signer = alice
+        .generate_key(KeySpec::EcP256, signing(), false)
+        .await
+        .expect("signer");
+    let (ec_der, _) = alice.export_public_key(signer.id).await.expect("export");
+    let verifier = alice
+        .import_public_key(
+            ec_der,
+            KeyAttributes {
+                verify: true,
+                ..KeyAttributes::default()
+            },
+            false,
+        )
+        .await
+        .expect("import an EC public key");
+    let sig = alice
+        .sign(signer.id, SignMechanism::EcdsaSha256, b"signed".to_vec())
+        .await
+        .expect("sign");
+    assert!(alice
+        .verify(
+            verifier.id,
+            SignMechanism::EcdsaSha256,
+            b"signed".to_vec(),
+            sig.clone()
+        )
+        .await
+        .expect("verify"));
+    assert!(!alice
+        .verify(
+            verifier.id,
+            SignMechanism::EcdsaSha256,
+            b"other".to_vec(),
+            sig
+        )
+        .await
+        .expect("verify"));
+
     // ECDH on P-256 (HKDF): both parties inside the HSM derive the same
     // secret from their own private key and the other's public key.
     let derive_attrs = KeyAttributes {

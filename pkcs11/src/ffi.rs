@@ -268,6 +268,83 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
     guard(|| put(list, std::ptr::addr_of!(FUNCTIONS) as *mut CK_FUNCTION_LIST))
 }
 
+/// The interfaces `C_GetInterfaceList` names: PKCS#11 3.0 first (the
+/// default), then 2.40; the same functions behind both.
+struct Interfaces([CK_INTERFACE; 2]);
+
+// The pointers are to statics that live as long as the module and are
+// never written through.
+unsafe impl Sync for Interfaces {}
+
+/// The interface name PKCS#11 3.0 gives its own functions.
+const INTERFACE_NAME: &[u8] = b"PKCS 11\0";
+
+static INTERFACES: Interfaces = Interfaces([
+    CK_INTERFACE {
+        pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_UTF8CHAR,
+        pFunctionList: std::ptr::addr_of!(FUNCTIONS_3_0) as *mut c_void,
+        flags: 0,
+    },
+    CK_INTERFACE {
+        pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_UTF8CHAR,
+        pFunctionList: std::ptr::addr_of!(FUNCTIONS) as *mut c_void,
+        flags: 0,
+    },
+]);
+
+#[no_mangle]
+pub unsafe extern "C" fn C_GetInterfaceList(
+    list: *mut CK_INTERFACE,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let all = &INTERFACES.0;
+        if count.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        if list.is_null() {
+            return put(count, all.len() as CK_ULONG);
+        }
+        if len_of(*count)? < all.len() {
+            put(count, all.len() as CK_ULONG)?;
+            return Err(Rv(CKR_BUFFER_TOO_SMALL));
+        }
+        std::ptr::copy_nonoverlapping(all.as_ptr(), list, all.len());
+        put(count, all.len() as CK_ULONG)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_GetInterface(
+    name: *mut CK_UTF8CHAR,
+    version: *mut CK_VERSION,
+    interface: *mut *mut CK_INTERFACE,
+    flags: CK_FLAGS,
+) -> CK_RV {
+    guard(|| {
+        if interface.is_null() {
+            return Err(Rv(CKR_ARGUMENTS_BAD));
+        }
+        if !name.is_null() {
+            let asked = std::ffi::CStr::from_ptr(name as *const std::ffi::c_char);
+            if asked.to_bytes_with_nul() != INTERFACE_NAME {
+                return Err(Rv(CKR_ARGUMENTS_BAD));
+            }
+        }
+        let wanted = (!version.is_null()).then(|| *version);
+        let found = INTERFACES.0.iter().find(|i| {
+            let list_version = *(i.pFunctionList as *const CK_VERSION);
+            i.flags & flags == flags
+                && wanted
+                    .is_none_or(|v| v.major == list_version.major && v.minor == list_version.minor)
+        });
+        match found {
+            Some(i) => put(interface, i as *const CK_INTERFACE as *mut CK_INTERFACE),
+            None => Err(Rv(CKR_ARGUMENTS_BAD)),
+        }
+    })
+}
+
 pub unsafe extern "C" fn C_GetSlotList(
     _token_present: CK_BBOOL,
     list: *mut CK_SLOT_ID,
@@ -432,6 +509,26 @@ pub unsafe extern "C" fn C_Login(
         let pin = input(pin, pin_len)?;
         m.login(session, user_type, pin)
     })
+}
+
+pub unsafe extern "C" fn C_LoginUser(
+    session: CK_SESSION_HANDLE,
+    user_type: CK_USER_TYPE,
+    pin: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+    username: *mut CK_UTF8CHAR,
+    username_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = module::get()?;
+        let pin = input(pin, pin_len)?;
+        let username = input(username, username_len)?;
+        m.login_user(session, user_type, pin, username)
+    })
+}
+
+pub unsafe extern "C" fn C_SessionCancel(session: CK_SESSION_HANDLE, flags: CK_FLAGS) -> CK_RV {
+    guard(|| module::get()?.cancel(session, flags))
 }
 
 pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
@@ -1015,7 +1112,128 @@ not_supported! {
     C_SignEncryptUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_DecryptVerifyUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
+    // PKCS#11 3.0's message-based functions (AEAD per message, signing
+    // many messages under one init): the single-part functions do this.
+    C_MessageEncryptInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
+    C_EncryptMessage(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_EncryptMessageBegin(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG);
+    C_EncryptMessageNext(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG, CK_FLAGS);
+    C_MessageEncryptFinal(CK_SESSION_HANDLE);
+    C_MessageDecryptInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
+    C_DecryptMessage(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_DecryptMessageBegin(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG);
+    C_DecryptMessageNext(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG, CK_FLAGS);
+    C_MessageDecryptFinal(CK_SESSION_HANDLE);
+    C_MessageSignInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
+    C_SignMessage(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_SignMessageBegin(CK_SESSION_HANDLE, *mut c_void, CK_ULONG);
+    C_SignMessageNext(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
+    C_MessageSignFinal(CK_SESSION_HANDLE);
+    C_MessageVerifyInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
+    C_VerifyMessage(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, CK_ULONG);
+    C_VerifyMessageBegin(CK_SESSION_HANDLE, *mut c_void, CK_ULONG);
+    C_VerifyMessageNext(CK_SESSION_HANDLE, *mut c_void, CK_ULONG, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, CK_ULONG);
+    C_MessageVerifyFinal(CK_SESSION_HANDLE);
 }
+
+/// The same functions as [`FUNCTIONS`] in PKCS#11 3.0's list, which adds
+/// `C_LoginUser`, `C_SessionCancel` and the interface and message
+/// functions.
+static FUNCTIONS_3_0: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
+    version: CK_VERSION { major: 3, minor: 0 },
+    C_Initialize: Some(C_Initialize),
+    C_Finalize: Some(C_Finalize),
+    C_GetInfo: Some(C_GetInfo),
+    C_GetFunctionList: Some(C_GetFunctionList),
+    C_GetSlotList: Some(C_GetSlotList),
+    C_GetSlotInfo: Some(C_GetSlotInfo),
+    C_GetTokenInfo: Some(C_GetTokenInfo),
+    C_GetMechanismList: Some(C_GetMechanismList),
+    C_GetMechanismInfo: Some(C_GetMechanismInfo),
+    C_InitToken: Some(C_InitToken),
+    C_InitPIN: Some(C_InitPIN),
+    C_SetPIN: Some(C_SetPIN),
+    C_OpenSession: Some(C_OpenSession),
+    C_CloseSession: Some(C_CloseSession),
+    C_CloseAllSessions: Some(C_CloseAllSessions),
+    C_GetSessionInfo: Some(C_GetSessionInfo),
+    C_GetOperationState: Some(C_GetOperationState),
+    C_SetOperationState: Some(C_SetOperationState),
+    C_Login: Some(C_Login),
+    C_Logout: Some(C_Logout),
+    C_CreateObject: Some(C_CreateObject),
+    C_CopyObject: Some(C_CopyObject),
+    C_DestroyObject: Some(C_DestroyObject),
+    C_GetObjectSize: Some(C_GetObjectSize),
+    C_GetAttributeValue: Some(C_GetAttributeValue),
+    C_SetAttributeValue: Some(C_SetAttributeValue),
+    C_FindObjectsInit: Some(C_FindObjectsInit),
+    C_FindObjects: Some(C_FindObjects),
+    C_FindObjectsFinal: Some(C_FindObjectsFinal),
+    C_EncryptInit: Some(C_EncryptInit),
+    C_Encrypt: Some(C_Encrypt),
+    C_EncryptUpdate: Some(C_EncryptUpdate),
+    C_EncryptFinal: Some(C_EncryptFinal),
+    C_DecryptInit: Some(C_DecryptInit),
+    C_Decrypt: Some(C_Decrypt),
+    C_DecryptUpdate: Some(C_DecryptUpdate),
+    C_DecryptFinal: Some(C_DecryptFinal),
+    C_DigestInit: Some(C_DigestInit),
+    C_Digest: Some(C_Digest),
+    C_DigestUpdate: Some(C_DigestUpdate),
+    C_DigestKey: Some(C_DigestKey),
+    C_DigestFinal: Some(C_DigestFinal),
+    C_SignInit: Some(C_SignInit),
+    C_Sign: Some(C_Sign),
+    C_SignUpdate: Some(C_SignUpdate),
+    C_SignFinal: Some(C_SignFinal),
+    C_SignRecoverInit: Some(C_SignRecoverInit),
+    C_SignRecover: Some(C_SignRecover),
+    C_VerifyInit: Some(C_VerifyInit),
+    C_Verify: Some(C_Verify),
+    C_VerifyUpdate: Some(C_VerifyUpdate),
+    C_VerifyFinal: Some(C_VerifyFinal),
+    C_VerifyRecoverInit: Some(C_VerifyRecoverInit),
+    C_VerifyRecover: Some(C_VerifyRecover),
+    C_DigestEncryptUpdate: Some(C_DigestEncryptUpdate),
+    C_DecryptDigestUpdate: Some(C_DecryptDigestUpdate),
+    C_SignEncryptUpdate: Some(C_SignEncryptUpdate),
+    C_DecryptVerifyUpdate: Some(C_DecryptVerifyUpdate),
+    C_GenerateKey: Some(C_GenerateKey),
+    C_GenerateKeyPair: Some(C_GenerateKeyPair),
+    C_WrapKey: Some(C_WrapKey),
+    C_UnwrapKey: Some(C_UnwrapKey),
+    C_DeriveKey: Some(C_DeriveKey),
+    C_SeedRandom: Some(C_SeedRandom),
+    C_GenerateRandom: Some(C_GenerateRandom),
+    C_GetFunctionStatus: Some(C_GetFunctionStatus),
+    C_CancelFunction: Some(C_CancelFunction),
+    C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
+    C_GetInterfaceList: Some(C_GetInterfaceList),
+    C_GetInterface: Some(C_GetInterface),
+    C_LoginUser: Some(C_LoginUser),
+    C_SessionCancel: Some(C_SessionCancel),
+    C_MessageEncryptInit: Some(C_MessageEncryptInit),
+    C_EncryptMessage: Some(C_EncryptMessage),
+    C_EncryptMessageBegin: Some(C_EncryptMessageBegin),
+    C_EncryptMessageNext: Some(C_EncryptMessageNext),
+    C_MessageEncryptFinal: Some(C_MessageEncryptFinal),
+    C_MessageDecryptInit: Some(C_MessageDecryptInit),
+    C_DecryptMessage: Some(C_DecryptMessage),
+    C_DecryptMessageBegin: Some(C_DecryptMessageBegin),
+    C_DecryptMessageNext: Some(C_DecryptMessageNext),
+    C_MessageDecryptFinal: Some(C_MessageDecryptFinal),
+    C_MessageSignInit: Some(C_MessageSignInit),
+    C_SignMessage: Some(C_SignMessage),
+    C_SignMessageBegin: Some(C_SignMessageBegin),
+    C_SignMessageNext: Some(C_SignMessageNext),
+    C_MessageSignFinal: Some(C_MessageSignFinal),
+    C_MessageVerifyInit: Some(C_MessageVerifyInit),
+    C_VerifyMessage: Some(C_VerifyMessage),
+    C_VerifyMessageBegin: Some(C_VerifyMessageBegin),
+    C_VerifyMessageNext: Some(C_VerifyMessageNext),
+    C_MessageVerifyFinal: Some(C_MessageVerifyFinal),
+};
 
 /// The function list `C_GetFunctionList` hands out.
 static FUNCTIONS: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
@@ -1089,3 +1307,98 @@ static FUNCTIONS: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
     C_CancelFunction: Some(C_CancelFunction),
     C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe fn version_of(i: *mut CK_INTERFACE) -> (u8, u8) {
+        let v = *((*i).pFunctionList as *const CK_VERSION);
+        (v.major, v.minor)
+    }
+
+    #[test]
+    fn interfaces_are_3_0_by_default_and_2_40_on_request() {
+        unsafe {
+            let mut found: *mut CK_INTERFACE = std::ptr::null_mut();
+            assert_eq!(
+                C_GetInterface(std::ptr::null_mut(), std::ptr::null_mut(), &mut found, 0),
+                CKR_OK
+            );
+            assert_eq!(version_of(found), (3, 0));
+            let mut name = *b"PKCS 11\0";
+            let mut v240 = CK_VERSION {
+                major: 2,
+                minor: 40,
+            };
+            assert_eq!(
+                C_GetInterface(name.as_mut_ptr(), &mut v240, &mut found, 0),
+                CKR_OK
+            );
+            assert_eq!(version_of(found), (2, 40));
+            // The 2.40 list is the one C_GetFunctionList hands out.
+            let mut list: *mut CK_FUNCTION_LIST = std::ptr::null_mut();
+            assert_eq!(C_GetFunctionList(&mut list), CKR_OK);
+            assert_eq!((*found).pFunctionList, list as *mut c_void);
+
+            let mut other = *b"PKCS 12\0";
+            assert_eq!(
+                C_GetInterface(other.as_mut_ptr(), std::ptr::null_mut(), &mut found, 0),
+                CKR_ARGUMENTS_BAD
+            );
+            let mut v31 = CK_VERSION { major: 3, minor: 1 };
+            assert_eq!(
+                C_GetInterface(std::ptr::null_mut(), &mut v31, &mut found, 0),
+                CKR_ARGUMENTS_BAD
+            );
+            // Not fork-safe in 3.0's sense: a child initializes again.
+            assert_eq!(
+                C_GetInterface(
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    &mut found,
+                    CKF_INTERFACE_FORK_SAFE
+                ),
+                CKR_ARGUMENTS_BAD
+            );
+            assert_eq!(
+                C_GetInterface(
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0
+                ),
+                CKR_ARGUMENTS_BAD
+            );
+        }
+    }
+
+    #[test]
+    fn the_interface_list_asks_for_room_as_every_list_does() {
+        unsafe {
+            let mut n: CK_ULONG = 0;
+            assert_eq!(C_GetInterfaceList(std::ptr::null_mut(), &mut n), CKR_OK);
+            assert_eq!(n, 2);
+            let mut one = [CK_INTERFACE {
+                pInterfaceName: std::ptr::null_mut(),
+                pFunctionList: std::ptr::null_mut(),
+                flags: 0,
+            }; 2];
+            let mut short: CK_ULONG = 1;
+            assert_eq!(
+                C_GetInterfaceList(one.as_mut_ptr(), &mut short),
+                CKR_BUFFER_TOO_SMALL
+            );
+            assert_eq!(short, 2);
+            assert_eq!(C_GetInterfaceList(one.as_mut_ptr(), &mut n), CKR_OK);
+            for i in &one {
+                let name = std::ffi::CStr::from_ptr(i.pInterfaceName as *const std::ffi::c_char);
+                assert_eq!(name.to_bytes(), b"PKCS 11");
+            }
+            assert_eq!(
+                C_GetInterfaceList(std::ptr::null_mut(), std::ptr::null_mut()),
+                CKR_ARGUMENTS_BAD
+            );
+        }
+    }
+}

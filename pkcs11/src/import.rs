@@ -161,6 +161,67 @@ pub fn private_key(template: &[Attr]) -> Result<(NewKey, Secret), CK_RV> {
     Ok((new, Secret::new(der.to_vec())))
 }
 
+/// The public key a `CKO_PUBLIC_KEY` template imports alone, as
+/// SubjectPublicKeyInfo DER: RSA from `CKA_MODULUS` and
+/// `CKA_PUBLIC_EXPONENT`, EC and Edwards keys from `CKA_EC_PARAMS` and
+/// `CKA_EC_POINT` (bare or in its DER OCTET STRING).
+///
+/// # Errors
+/// `CKR_TEMPLATE_INCOMPLETE` without the key type or a component;
+/// `CKR_ATTRIBUTE_VALUE_INVALID` for a key type the cluster lacks or a
+/// point of the wrong form; `CKR_CURVE_NOT_SUPPORTED` and
+/// `CKR_KEY_SIZE_RANGE` for a curve or size it lacks; the template errors
+/// otherwise. Whether the point is on its curve is the cluster's check.
+pub fn public_key(template: &[Attr]) -> Result<(NewKey, Vec<u8>), CK_RV> {
+    let find = |t| {
+        template
+            .iter()
+            .find(|(at, _)| *at == t)
+            .map(|(_, v)| &v[..])
+    };
+    let kt = ulong(find(CKA_KEY_TYPE).ok_or(CKR_TEMPLATE_INCOMPLETE)?)?;
+    let (material, spec, der): (&[CK_ATTRIBUTE_TYPE], _, _) = match kt {
+        CKK_RSA => {
+            let modulus = find(CKA_MODULUS).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+            let exponent = find(CKA_PUBLIC_EXPONENT).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+            let start = modulus
+                .iter()
+                .position(|b| *b != 0)
+                .unwrap_or(modulus.len());
+            let bits =
+                u16::try_from((modulus.len() - start) * 8).map_err(|_| CKR_KEY_SIZE_RANGE)?;
+            let spec = KeySpec::Rsa { bits };
+            if !spec.is_valid() {
+                return Err(CKR_KEY_SIZE_RANGE);
+            }
+            let rsa_key = sequence(&[&integer(modulus)?, &integer(exponent)?])?;
+            let algorithm = sequence(&[&oid(RSA_ENCRYPTION)?, &[0x05, 0x00]])?;
+            let bits = tlv(der::Tag::BitString, &[&[0u8][..], &rsa_key[..]].concat())?;
+            let spki = sequence(&[&algorithm, &bits])?;
+            (&[CKA_MODULUS, CKA_PUBLIC_EXPONENT], spec, spki.to_vec())
+        }
+        CKK_EC | CKK_EC_EDWARDS => {
+            let params = find(CKA_EC_PARAMS).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+            let point = find(CKA_EC_POINT).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
+            let spec = curve_of_params(params).ok_or(CKR_CURVE_NOT_SUPPORTED)?;
+            if crate::objects::key_type(spec) != kt {
+                return Err(CKR_CURVE_NOT_SUPPORTED);
+            }
+            let spki =
+                crate::public::spki_of_point(spec, point).ok_or(CKR_ATTRIBUTE_VALUE_INVALID)?;
+            (&[CKA_EC_PARAMS, CKA_EC_POINT], spec, spki)
+        }
+        _ => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+    };
+    let rest: Vec<Attr> = template
+        .iter()
+        .filter(|(t, _)| !material.contains(t))
+        .cloned()
+        .collect();
+    let new = PairTemplate::public_only(kt, &rest)?.finish_public(spec)?;
+    Ok((new, der))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +266,58 @@ mod tests {
             ]),
             Err(CKR_ATTRIBUTE_VALUE_INVALID)
         );
+    }
+
+    #[test]
+    fn a_public_key_alone_becomes_its_subject_public_key_info() {
+        let p256 = curve_oid(KeySpec::EcP256)
+            .expect("oid")
+            .to_der()
+            .expect("der");
+        let mut point = vec![0x04];
+        point.extend_from_slice(&[9; 64]);
+        let (key, spki) = public_key(&[
+            (CKA_CLASS, ul(CKO_PUBLIC_KEY)),
+            (CKA_KEY_TYPE, ul(CKK_EC)),
+            (CKA_EC_PARAMS, p256.clone()),
+            (CKA_EC_POINT, [&[0x04, 65][..], &point].concat()),
+            (CKA_LABEL, b"peer".to_vec()),
+            (CKA_TOKEN, vec![CK_TRUE]),
+        ])
+        .expect("import");
+        assert_eq!(key.spec, KeySpec::EcP256);
+        assert!(key.attributes.verify && !key.attributes.sign && !key.attributes.encrypt);
+        assert!(key.token);
+        assert_eq!(
+            spki,
+            crate::public::spki_of_point(KeySpec::EcP256, &point).expect("spki")
+        );
+        // What the private half does is not a public key's to ask.
+        assert_eq!(
+            public_key(&[
+                (CKA_KEY_TYPE, ul(CKK_EC)),
+                (CKA_EC_PARAMS, p256.clone()),
+                (CKA_EC_POINT, point.clone()),
+                (CKA_SIGN, vec![CK_TRUE]),
+            ]),
+            Err(CKR_ATTRIBUTE_TYPE_INVALID)
+        );
+        assert_eq!(
+            public_key(&[(CKA_KEY_TYPE, ul(CKK_EC)), (CKA_EC_PARAMS, p256)]),
+            Err(CKR_TEMPLATE_INCOMPLETE)
+        );
+
+        let mut modulus = vec![0xc1; 256];
+        modulus[255] |= 1;
+        let (key, spki) = public_key(&[
+            (CKA_KEY_TYPE, ul(CKK_RSA)),
+            (CKA_MODULUS, modulus),
+            (CKA_PUBLIC_EXPONENT, vec![1, 0, 1]),
+        ])
+        .expect("rsa");
+        assert_eq!(key.spec, KeySpec::Rsa { bits: 2048 });
+        assert!(key.attributes.verify && key.attributes.encrypt && key.attributes.wrap);
+        assert_eq!(&spki[..4], &[0x30, 0x82, 0x01, 0x22]);
     }
 
     #[test]

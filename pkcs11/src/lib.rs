@@ -26,6 +26,7 @@
 //! re-decided here.
 
 pub mod config;
+pub mod driver;
 #[allow(unsafe_code)]
 mod ffi;
 pub mod import;

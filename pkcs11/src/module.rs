@@ -11,8 +11,8 @@
 //! clone the module's `Arc`; a session's lock is held for the length of
 //! one call on that session (PKCS#11 asks applications to use a session
 //! from one thread at a time; one that does not is serialised, not
-//! corrupted). Cluster calls run on the module's runtime while the calling
-//! thread waits, bounded.
+//! corrupted). Cluster calls run on the calling thread, bounded, which
+//! drives the module's runtime meanwhile ([`Driver`]).
 //!
 //! Fork: a child process does not inherit the runtime's threads. A module
 //! initialised in another process answers `CKR_CRYPTOKI_NOT_INITIALIZED`
@@ -29,6 +29,7 @@ use cryptoki_sys::*;
 use hsm_proto::client::{KeyInfo, Operation, Reply, Secret};
 use hsm_proto::{KeyAttribute, KeyId, Role, Username};
 
+use crate::driver::Driver;
 use crate::mechanisms::{
     cipher_plan, derive_plan, digest_plan, info_of, sign_plan, wrap_plan, CipherPlan, Hasher, Info,
     Param, SignPlan, GCM_IV_LEN, GCM_TAG_LEN, MECHANISMS,
@@ -50,17 +51,15 @@ static STATE: Mutex<Option<Arc<Module>>> = Mutex::new(None);
 /// The initialised module.
 pub struct Module {
     pid: u32,
-    runtime: tokio::runtime::Runtime,
+    driver: Driver,
     tokens: Vec<Arc<Token>>,
     sessions: Mutex<BTreeMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>>,
     next_session: AtomicU64,
-    own_threads: bool,
 }
 
-/// `C_Initialize`. With `own_threads`, cluster calls run on two threads
-/// of the module's while the caller waits; without (the application set
-/// `CKF_LIBRARY_CANT_CREATE_OS_THREADS`), each call runs on the caller's
-/// thread, and nothing runs between calls.
+/// `C_Initialize`. With `own_threads`, a thread of the module's keeps
+/// the connections alive between calls; without (the application set
+/// `CKF_LIBRARY_CANT_CREATE_OS_THREADS`), nothing runs between calls.
 ///
 /// # Errors
 /// `CKR_CRYPTOKI_ALREADY_INITIALIZED`; `CKR_GENERAL_ERROR` when the config
@@ -81,20 +80,9 @@ pub fn initialize(own_threads: bool) -> Result<(), Rv> {
         eprintln!("hsm-pkcs11: {message}");
         Rv(CKR_GENERAL_ERROR)
     })?;
-    let runtime = if own_threads {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("hsm-pkcs11")
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    }
-    .map_err(|_| Rv(CKR_GENERAL_ERROR))?;
+    let driver = Driver::new(own_threads).map_err(|_| Rv(CKR_GENERAL_ERROR))?;
     let tokens = {
-        let _entered = runtime.enter();
+        let _entered = driver.enter();
         configs
             .into_iter()
             .enumerate()
@@ -107,11 +95,10 @@ pub fn initialize(own_threads: bool) -> Result<(), Rv> {
     };
     *state = Some(Arc::new(Module {
         pid: std::process::id(),
-        runtime,
+        driver,
         tokens,
         sessions: Mutex::new(BTreeMap::new()),
         next_session: AtomicU64::new(1),
-        own_threads,
     }));
     Ok(())
 }
@@ -261,28 +248,16 @@ fn is_session_key(session: &Session, key: KeyId) -> bool {
 }
 
 impl Module {
-    /// Runs `f` on the runtime and waits for it, bounded.
+    /// Runs `f` on the calling thread, bounded (see [`Driver`]).
     fn block<F>(&self, f: F) -> Result<F::Output, Rv>
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Future + Send,
+        F::Output: Send,
     {
         let bound = CALL_DEADLINE + Duration::from_secs(30);
-        // The call runs on the caller's thread (the runtime's workers drive
-        // the connections), which saves a hand-off to a worker and back per
-        // call; a caller already inside a tokio runtime cannot block there,
-        // so its call goes to a worker while it waits.
-        if !self.own_threads || tokio::runtime::Handle::try_current().is_err() {
-            return self
-                .runtime
-                .block_on(async { tokio::time::timeout(bound, f).await })
-                .map_err(|_| Rv(CKR_DEVICE_ERROR));
-        }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(f.await);
-        });
-        rx.recv_timeout(bound).map_err(|_| Rv(CKR_DEVICE_ERROR))
+        self.driver
+            .run(async { tokio::time::timeout(bound, f).await })
+            .map_err(|_| Rv(CKR_DEVICE_ERROR))
     }
 
     /// Makes `op` on `token`.
@@ -479,6 +454,37 @@ impl Module {
         user_type: CK_USER_TYPE,
         pin: &[u8],
     ) -> Result<(), Rv> {
+        self.login_as(handle, user_type, || split_pin(pin))
+    }
+
+    /// `C_LoginUser` (PKCS#11 3.0): the username apart from the password.
+    /// An empty username makes it `C_Login`, the PIN being
+    /// `username:password`.
+    ///
+    /// # Errors
+    /// As [`Module::login`].
+    pub fn login_user(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        user_type: CK_USER_TYPE,
+        pin: &[u8],
+        username: &[u8],
+    ) -> Result<(), Rv> {
+        if username.is_empty() {
+            return self.login(handle, user_type, pin);
+        }
+        self.login_as(handle, user_type, || {
+            let name = std::str::from_utf8(username).ok()?;
+            Some((Username::new(name).ok()?, Secret::new(pin.to_vec())))
+        })
+    }
+
+    fn login_as(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        user_type: CK_USER_TYPE,
+        credentials: impl FnOnce() -> Option<(Username, Secret)>,
+    ) -> Result<(), Rv> {
         let token = self.token_of(handle)?;
         if token.role().is_some() {
             return Err(Rv(CKR_USER_ALREADY_LOGGED_IN));
@@ -486,7 +492,7 @@ impl Module {
         if user_type != CKU_USER && user_type != CKU_SO {
             return Err(Rv(CKR_USER_TYPE_INVALID));
         }
-        let (username, password) = split_pin(pin).ok_or(Rv(CKR_PIN_INCORRECT))?;
+        let (username, password) = credentials().ok_or(Rv(CKR_PIN_INCORRECT))?;
         let t = token.clone();
         let role = self.block(async move { t.login(username, password).await })??;
         if user_type == CKU_SO && role != Role::Co {
@@ -641,6 +647,37 @@ impl Module {
         Ok(it.take(max).collect())
     }
 
+    /// `C_SessionCancel` (PKCS#11 3.0): ends the session's operations
+    /// that `flags` name (`CKF_SIGN`, `CKF_VERIFY`, `CKF_ENCRYPT`,
+    /// `CKF_DECRYPT`, `CKF_DIGEST`, `CKF_FIND_OBJECTS`); naming one that
+    /// is not under way is no error.
+    ///
+    /// # Errors
+    /// `CKR_SESSION_HANDLE_INVALID`.
+    pub fn cancel(&self, handle: CK_SESSION_HANDLE, flags: CK_FLAGS) -> Result<(), Rv> {
+        let session = self.session(handle)?;
+        let mut s = lock(&session);
+        if flags & CKF_SIGN != 0 {
+            s.sign = None;
+        }
+        if flags & CKF_VERIFY != 0 {
+            s.verify = None;
+        }
+        if flags & CKF_ENCRYPT != 0 {
+            s.encrypt = None;
+        }
+        if flags & CKF_DECRYPT != 0 {
+            s.decrypt = None;
+        }
+        if flags & CKF_DIGEST != 0 {
+            s.digest = None;
+        }
+        if flags & CKF_FIND_OBJECTS != 0 {
+            s.find = None;
+        }
+        Ok(())
+    }
+
     /// `C_FindObjectsFinal`.
     ///
     /// # Errors
@@ -726,8 +763,8 @@ impl Module {
     /// certificate removes it from its key.
     ///
     /// # Errors
-    /// `CKR_SESSION_READ_ONLY`, `CKR_ACTION_PROHIBITED` (a public key, or a
-    /// key the user does not own), `CKR_OBJECT_HANDLE_INVALID`.
+    /// `CKR_SESSION_READ_ONLY`, `CKR_ACTION_PROHIBITED` (the public half of
+    /// a pair, or a key the user does not own), `CKR_OBJECT_HANDLE_INVALID`.
     pub fn destroy(&self, handle: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<(), Rv> {
         let session = self.session(handle)?;
         let mut s = lock(&session);
@@ -740,7 +777,14 @@ impl Module {
             return Err(Rv(CKR_SESSION_READ_ONLY));
         }
         match part {
-            Part::Public => return Err(Rv(CKR_ACTION_PROHIBITED)),
+            Part::Public => {
+                // A pair's public half goes with its private half; a
+                // public key imported alone is the whole key.
+                let (info, _) = self.object_of(&s, object)?;
+                if !info.provenance.public_only() {
+                    return Err(Rv(CKR_ACTION_PROHIBITED));
+                }
+            }
             Part::Certificate => {
                 self.call(
                     &s.token,
@@ -1532,33 +1576,45 @@ impl Module {
         handle: CK_SESSION_HANDLE,
         template: &[Attr],
     ) -> Result<CK_OBJECT_HANDLE, Rv> {
-        let (new, material) = match templates::class_of(template) {
+        let (new, op, part) = match templates::class_of(template) {
             Some(CKO_CERTIFICATE) => return self.store_certificate(handle, template),
-            Some(CKO_PRIVATE_KEY) => crate::import::private_key(template).map_err(Rv)?,
-            _ => templates::secret_import(template).map_err(Rv)?,
+            Some(CKO_PUBLIC_KEY) => {
+                let (new, public_key) = crate::import::public_key(template).map_err(Rv)?;
+                let op = Operation::ImportPublicKey {
+                    public_key,
+                    attributes: new.attributes.clone(),
+                    unique_label: false,
+                };
+                (new, op, Part::Public)
+            }
+            class => {
+                let (new, material) = if class == Some(CKO_PRIVATE_KEY) {
+                    crate::import::private_key(template).map_err(Rv)?
+                } else {
+                    templates::secret_import(template).map_err(Rv)?
+                };
+                let op = Operation::ImportKey {
+                    spec: new.spec,
+                    attributes: new.attributes.clone(),
+                    material,
+                    unique_label: false,
+                };
+                let part = if new.spec.is_asymmetric() {
+                    Part::Private
+                } else {
+                    Part::Secret
+                };
+                (new, op, part)
+            }
         };
         let session = self.session(handle)?;
         let mut s = lock(&session);
         Self::writable(&s, &new)?;
-        let reply = self.call(
-            &s.token,
-            Operation::ImportKey {
-                spec: new.spec,
-                attributes: new.attributes.clone(),
-                material,
-                unique_label: false,
-            },
-            Doing::Making,
-        )?;
+        let reply = self.call(&s.token, op, Doing::Making)?;
         let info = self.made(&mut s, &new, reply)?;
         let t = s.token.clone();
         let id = info.id;
         let _ = self.block(async move { t.refresh(id).await });
-        let part = if new.spec.is_asymmetric() {
-            Part::Private
-        } else {
-            Part::Secret
-        };
         Ok(s.token.handle(info.id, part))
     }
 

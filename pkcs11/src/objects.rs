@@ -33,6 +33,10 @@ pub enum Part {
 impl Part {
     /// The objects `key` appears as.
     pub fn of(key: &KeyInfo) -> &'static [Part] {
+        if key.provenance.public_only() {
+            // A public key imported alone: no private half to show.
+            return &[Part::Public];
+        }
         match (key.spec.is_asymmetric(), key.certificate.is_empty()) {
             (true, true) => &[Part::Private, Part::Public],
             (true, false) => &[Part::Private, Part::Public, Part::Certificate],
@@ -141,8 +145,11 @@ impl Object<'_> {
             CKA_PRIVATE => Ok(Value::Bool(secret_part)),
             CKA_MODIFIABLE => Ok(Value::Bool(self.owned)),
             CKA_COPYABLE => Ok(Value::Bool(false)),
-            // The public half goes with its pair (destroy the private one).
-            CKA_DESTROYABLE => Ok(Value::Bool(self.owned && self.part != Part::Public)),
+            // The public half goes with its pair (destroy the private one);
+            // a public key imported alone is the whole key.
+            CKA_DESTROYABLE => Ok(Value::Bool(
+                self.owned && (self.part != Part::Public || key.provenance.public_only()),
+            )),
             CKA_LABEL => Ok(Value::Bytes(a.label.as_bytes().to_vec())),
             CKA_ID => Ok(Value::Bytes(a.id.clone())),
             CKA_KEY_TYPE => Ok(Value::Ulong(key_type(key.spec))),

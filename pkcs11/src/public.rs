@@ -158,15 +158,16 @@ pub fn curve_of_params(params: &[u8]) -> Option<KeySpec> {
     }
 }
 
-/// The SubjectPublicKeyInfo DER of a peer's public point for a key of
-/// `spec` (P-256, P-384: the uncompressed point; X25519: its 32 bytes),
-/// given bare or in a DER OCTET STRING (as `CKA_EC_POINT` holds it);
-/// `None` when it is neither.
+/// The SubjectPublicKeyInfo DER of a public point for a key of `spec`
+/// (P-256, P-384, secp256k1: the uncompressed point; Ed25519, X25519: its
+/// 32 bytes), given bare or in a DER OCTET STRING (as `CKA_EC_POINT` holds
+/// it); `None` when it is neither.
 pub fn spki_of_point(spec: KeySpec, point: &[u8]) -> Option<Vec<u8>> {
+    let montgomery_or_edwards = matches!(spec, KeySpec::X25519 | KeySpec::Ed25519);
     let raw_len = match spec {
-        KeySpec::EcP256 => 65,
+        KeySpec::EcP256 | KeySpec::EcSecp256k1 => 65,
         KeySpec::EcP384 => 97,
-        KeySpec::X25519 => 32,
+        KeySpec::X25519 | KeySpec::Ed25519 => 32,
         _ => return None,
     };
     let raw = if point.len() == raw_len {
@@ -176,11 +177,11 @@ pub fn spki_of_point(spec: KeySpec, point: &[u8]) -> Option<Vec<u8>> {
     } else {
         return None;
     };
-    if spec != KeySpec::X25519 && raw.first() != Some(&0x04) {
+    if !montgomery_or_edwards && raw.first() != Some(&0x04) {
         return None;
     }
     let curve = curve_oid(spec)?.to_der().ok()?;
-    let algorithm = if spec == KeySpec::X25519 {
+    let algorithm = if montgomery_or_edwards {
         curve
     } else {
         let ec = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1")

@@ -217,12 +217,48 @@ impl PairTemplate {
         Ok(PairTemplate(g))
     }
 
+    /// Reads the template of a public key imported alone (its material
+    /// taken out): only what a public key object has.
+    ///
+    /// # Errors
+    /// The template errors of PKCS#11.
+    pub fn public_only(kt: CK_KEY_TYPE, template: &[Attr]) -> Result<PairTemplate, CK_RV> {
+        let mut g = Gathered::default();
+        for a in template {
+            g.take(For::Public, CKO_PUBLIC_KEY, Some(kt), a)?;
+        }
+        Ok(PairTemplate(g))
+    }
+
     /// The key to make.
     ///
     /// # Errors
     /// As the templates of new keys.
     pub fn finish(self, spec: KeySpec) -> Result<NewKey, CK_RV> {
         self.0.finish(spec)
+    }
+
+    /// The public key to make alone: with no usage named, it verifies,
+    /// and an RSA key also encrypts and wraps; it is not sensitive.
+    ///
+    /// # Errors
+    /// As the templates of new keys.
+    pub fn finish_public(self, spec: KeySpec) -> Result<NewKey, CK_RV> {
+        let mut g = self.0;
+        if !USAGES.iter().any(|f| g.named.contains(f)) {
+            let usages: &[KeyFlag] = match spec {
+                KeySpec::Rsa { .. } => &[KeyFlag::Verify, KeyFlag::Encrypt, KeyFlag::Wrap],
+                KeySpec::X25519 => &[],
+                _ => &[KeyFlag::Verify],
+            };
+            for flag in usages {
+                g.set(*flag, true);
+            }
+            // Decided: the private halves' defaults are not a public key's.
+            g.named.extend(USAGES);
+        }
+        g.attributes.sensitive = false;
+        g.finish(spec)
     }
 }
 

@@ -1,7 +1,8 @@
 //! OpenSC's `pkcs11-tool` and GnuTLS's `p11tool` use the cluster as a
 //! token: its own conformance test (`--test`) passes, keys are generated,
 //! listed, used to sign, and the signatures verify in OpenSSL with the
-//! public keys read from the token.
+//! public keys read from the token; an outside party's public key written
+//! to the token verifies that party's signatures.
 
 mod common;
 
@@ -132,6 +133,89 @@ fn pkcs11_tool_generates_lists_signs_and_passes_its_own_test() {
         let ok = c.pkcs11_tool(&args);
         assert!(ok.contains("Signature is valid"), "{mechanism}: {ok}");
     }
+
+    // A public key alone, written to the token: an outside party's P-256
+    // key (made by OpenSSL, its private half never in the cluster)
+    // verifies that party's signatures, and shows as a public key object
+    // with no private key beside it.
+    run(c.command("openssl").args([
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "outside.pem",
+    ]));
+    run(c.command("openssl").args([
+        "pkey",
+        "-in",
+        "outside.pem",
+        "-pubout",
+        "-outform",
+        "DER",
+        "-out",
+        "outside.der",
+    ]));
+    run(c.command("openssl").args([
+        "dgst",
+        "-sha256",
+        "-sign",
+        "outside.pem",
+        "-out",
+        "osig",
+        "msg",
+    ]));
+    c.pkcs11_tool(&[
+        "--write-object",
+        "outside.der",
+        "--type",
+        "pubkey",
+        "--id",
+        "09",
+        "--label",
+        "outside",
+    ]);
+    let ok = c.pkcs11_tool(&[
+        "--verify",
+        "--id",
+        "09",
+        "-m",
+        "ECDSA-SHA256",
+        "--signature-format",
+        "openssl",
+        "-i",
+        "msg",
+        "--signature-file",
+        "osig",
+    ]);
+    assert!(ok.contains("Signature is valid"), "{ok}");
+    let objects = c.pkcs11_tool(&["--list-objects"]);
+    let with_id: Vec<&str> = objects
+        .split("Object;")
+        .zip(objects.split("Object;").skip(1))
+        .filter(|(_, body)| body.contains("ID:         09"))
+        .map(|(head, _)| head.lines().last().unwrap_or_default())
+        .collect();
+    assert_eq!(with_id, ["Public Key "], "{objects}");
+    let keys = run(c
+        .hsm()
+        .args(["key", "list"])
+        .env("HSM_USER", common::USER)
+        .env("HSM_PASSWORD", common::PASSWORD));
+    assert!(keys.contains("public-imported"), "{keys}");
+    // It signs nothing: there is no private key to sign with.
+    let refused = output(
+        c.command(program("pkcs11-tool", "opensc"))
+            .arg("--module")
+            .arg(module())
+            .args(["--login", "--pin", PIN])
+            .args(["--sign", "--id", "09", "-m", "ECDSA-SHA256", "-i", "msg"]),
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    c.pkcs11_tool(&["--delete-object", "--type", "pubkey", "--id", "09"]);
+    let objects = c.pkcs11_tool(&["--list-objects"]);
+    assert!(!objects.contains("outside"), "{objects}");
 
     // A wrong password is refused as PKCS#11 says.
     let wrong = output(

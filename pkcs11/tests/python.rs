@@ -4,13 +4,15 @@
 //! session objects, random — and wraps an AES key under an AES key (KWP)
 //! and an RSA key (OAEP) and unwraps it, agrees AES keys between two P-256
 //! pairs (ECDH with the raw secret and with X9.63), and checks each result
-//! (`pkcs11/tests/python/drive.py check`).
+//! (`pkcs11/tests/python/drive.py check`); then loads the module as a
+//! PKCS#11 3.0 application does and logs in with `C_LoginUser`
+//! (`pkcs11/tests/python/v3.py`, ctypes).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{module, run, Cluster, PIN};
+use common::{module, run, Cluster, PASSWORD, PIN, USER};
 
 /// The virtual environment `./x test` makes with python-pkcs11 in it:
 /// `<target dir>/pkcs11-python`.
@@ -54,4 +56,25 @@ fn python_pkcs11_runs_every_operation_of_the_comparison() {
         assert!(out.contains(&format!("{op}: ok")), "{op}:\n{out}");
     }
     assert!(out.contains("all operations ok"), "{out}");
+
+    // The same module loaded as a PKCS#11 3.0 application loads it
+    // (C_GetInterface), logged in with C_LoginUser.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/v3.py");
+    let out = run(c
+        .command(python())
+        .arg(script)
+        .env("PKCS11_MODULE", module())
+        .env("PKCS11_USER", USER)
+        .env("PKCS11_PASSWORD", PASSWORD));
+    for check in [
+        "C_GetInterface default: ok",
+        "C_GetInterface 2.40: ok",
+        "C_LoginUser wrong password: ok",
+        "C_LoginUser: ok",
+        "C_FindObjects after cancel: ok",
+        "C_LoginUser without a username: ok",
+    ] {
+        assert!(out.contains(check), "{check}:\n{out}");
+    }
+    assert!(out.contains("v3 ok"), "{out}");
 }

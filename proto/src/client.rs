@@ -448,6 +448,20 @@ pub enum Operation {
         /// The new password.
         new_password: Secret,
     },
+    /// Import a public key alone (SubjectPublicKeyInfo DER), for
+    /// verification, RSA-OAEP encryption and wrapping to an outside
+    /// party; the type and size are read from it. The key's origin is
+    /// [`crate::KeyOrigin::PublicImported`]: it may not sign, decrypt,
+    /// unwrap or derive.
+    ImportPublicKey {
+        /// SubjectPublicKeyInfo DER.
+        #[serde(with = "serde_bytes")]
+        public_key: Vec<u8>,
+        /// Attributes.
+        attributes: KeyAttributes,
+        /// As for [`Operation::GenerateKey`].
+        unique_label: bool,
+    },
 }
 
 impl Operation {
@@ -466,6 +480,7 @@ impl Operation {
             Operation::UnlockUser { .. } => "unlock-user",
             Operation::GenerateKey { .. } => "generate-key",
             Operation::ImportKey { .. } => "import-key",
+            Operation::ImportPublicKey { .. } => "import-public-key",
             Operation::UnwrapKey { .. } => "unwrap-key",
             Operation::WrapKey { .. } => "wrap-key",
             Operation::DeriveKey { .. } => "derive-key",
@@ -785,7 +800,8 @@ impl crate::KeyPolicyError {
             P::Conflict(..)
             | P::UnwrapWidens(_)
             | P::UnwrapSpecMismatch { .. }
-            | P::InconsistentProvenance => ErrorKind::InvalidInput,
+            | P::InconsistentProvenance
+            | P::PublicKeyOnly(_) => ErrorKind::InvalidInput,
         }
     }
 }

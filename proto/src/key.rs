@@ -252,16 +252,22 @@ pub enum KeyOrigin {
     Unwrapped,
     /// Derived by key agreement with a peer (who can derive it as well).
     Derived,
+    /// A public key imported alone: the cluster holds no private half, so
+    /// the key verifies, encrypts and wraps (RSA) but never signs,
+    /// decrypts, unwraps or derives (`hsm_state::policy`).
+    PublicImported,
 }
 
 impl KeyOrigin {
-    /// The name people use: `generated`, `imported`, `unwrapped`, `derived`.
+    /// The name people use: `generated`, `imported`, `unwrapped`,
+    /// `derived`, `public-imported`.
     pub fn name(self) -> &'static str {
         match self {
             KeyOrigin::Generated => "generated",
             KeyOrigin::Imported => "imported",
             KeyOrigin::Unwrapped => "unwrapped",
             KeyOrigin::Derived => "derived",
+            KeyOrigin::PublicImported => "public-imported",
         }
     }
 }
@@ -313,6 +319,12 @@ impl KeyProvenance {
     /// form someone could read: local and sensitive ever since.
     pub fn never_known_outside(&self) -> bool {
         self.local && self.always_sensitive
+    }
+
+    /// Whether the key is a public key alone ([`KeyOrigin::PublicImported`]):
+    /// the cluster holds no private half.
+    pub fn public_only(&self) -> bool {
+        self.origin == KeyOrigin::PublicImported
     }
 }
 

@@ -246,6 +246,11 @@ pub enum KeyPolicyError {
     /// The provenance of a new key does not fit how it was made.
     #[error("the provenance of a new key does not fit how it was made")]
     InconsistentProvenance,
+    /// A public key alone ([`crate::KeyOrigin::PublicImported`]) cannot
+    /// have or use what needs the private half (sign, decrypt, unwrap,
+    /// derive), and has no material to wrap (extractable).
+    #[error("a public key alone has no private half in the cluster: it cannot be used for {}", use_name(*.0))]
+    PublicKeyOnly(KeyFlag),
 }
 
 /// What an attribute allows, in words.

@@ -26,6 +26,10 @@
 //! - **Wrapping out marks the key**: a key never known outside that is
 //!   wrapped under a key that may be (allowed because an officer trusts it)
 //!   counts as known outside from then on ([`exposes`]).
+//! - **A public key alone** (imported without its private half) never
+//!   signs, decrypts, unwraps or derives, at creation, by any later
+//!   change, or in use ([`PRIVATE_USAGES`]), and is never wrapped: there is
+//!   no material behind it.
 //! - **Unwrap restores**: a wrapped key carries its type, usages, one-way
 //!   attributes and provenance ([`CarriedAttributes`]); the copy gets them
 //!   back. The caller may narrow usages and tighten the one-way attributes,
@@ -55,6 +59,33 @@ pub const USAGES: [KeyFlag; 7] = [
     KeyFlag::Unwrap,
     KeyFlag::Derive,
 ];
+
+/// The usages that need a private (or secret) half: a public key alone
+/// ([`KeyProvenance::public_only`]) never has them.
+pub const PRIVATE_USAGES: [KeyFlag; 4] = [
+    KeyFlag::Sign,
+    KeyFlag::Decrypt,
+    KeyFlag::Unwrap,
+    KeyFlag::Derive,
+];
+
+/// Whether a key of `provenance` may have `attributes`: a public key
+/// alone has none of [`PRIVATE_USAGES`].
+///
+/// # Errors
+/// [`KeyPolicyError::PublicKeyOnly`] naming the first it has.
+pub fn check_public_only(
+    attributes: &KeyAttributes,
+    provenance: &KeyProvenance,
+) -> Result<(), KeyPolicyError> {
+    if !provenance.public_only() {
+        return Ok(());
+    }
+    match PRIVATE_USAGES.iter().find(|f| attributes.flag(**f)) {
+        Some(flag) => Err(KeyPolicyError::PublicKeyOnly(*flag)),
+        None => Ok(()),
+    }
+}
 
 /// Something a caller does with a key it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +127,9 @@ impl KeyUse {
 /// [`KeyPolicyError::NotAllowed`] when the attribute is false.
 pub fn check_use(key: &Key, use_: KeyUse) -> Result<(), KeyPolicyError> {
     let flag = use_.flag();
+    if key.provenance.public_only() && PRIVATE_USAGES.contains(&flag) {
+        return Err(KeyPolicyError::PublicKeyOnly(flag));
+    }
     if key.attributes.flag(flag) {
         Ok(())
     } else {
@@ -109,6 +143,9 @@ pub fn check_use(key: &Key, use_: KeyUse) -> Result<(), KeyPolicyError> {
 /// The [`KeyPolicyError`] of the first rule that refuses.
 pub fn check_wrap(wrapping: &Key, target: &Key) -> Result<(), KeyPolicyError> {
     check_use(wrapping, KeyUse::Wrap)?;
+    if target.provenance.public_only() {
+        return Err(KeyPolicyError::PublicKeyOnly(KeyFlag::Extractable));
+    }
     let t = &target.attributes;
     if !t.extractable {
         return Err(KeyPolicyError::NotExtractable(target.id));
@@ -176,6 +213,10 @@ pub fn check_new_key(
     if attributes.trusted {
         return Err(Rejection::KeyPolicy(KeyPolicyError::CreatedTrusted));
     }
+    if provenance.public_only() && !spec.is_asymmetric() {
+        return Err(Rejection::KeyPolicy(KeyPolicyError::InconsistentProvenance));
+    }
+    check_public_only(attributes, provenance).map_err(Rejection::KeyPolicy)?;
     check_conflicts(attributes).map_err(Rejection::KeyPolicy)?;
     if !provenance_fits(attributes, provenance) {
         return Err(Rejection::KeyPolicy(KeyPolicyError::InconsistentProvenance));
@@ -192,7 +233,9 @@ fn provenance_fits(attributes: &KeyAttributes, p: &KeyProvenance) -> bool {
         && (!p.never_extractable || !attributes.extractable);
     let by_origin = match p.origin {
         KeyOrigin::Generated => *p == KeyProvenance::generated(attributes),
-        KeyOrigin::Imported | KeyOrigin::Derived => *p == KeyProvenance::known_outside(p.origin),
+        KeyOrigin::Imported | KeyOrigin::Derived | KeyOrigin::PublicImported => {
+            *p == KeyProvenance::known_outside(p.origin)
+        }
         KeyOrigin::Unwrapped => !p.never_extractable && (p.local || !p.always_sensitive),
     };
     within && by_origin
@@ -261,6 +304,7 @@ pub fn changed_by_owner(key: &Key, change: &KeyAttribute) -> Result<KeyAttribute
             "label or id attribute too long".into(),
         ));
     }
+    check_public_only(&next, &key.provenance).map_err(Rejection::KeyPolicy)?;
     check_conflicts(&next).map_err(Rejection::KeyPolicy)?;
     Ok(next)
 }

@@ -2737,3 +2737,97 @@ fn the_owner_of_a_pair_sets_its_certificate_and_no_one_else_can() {
         a.result
     );
 }
+
+/// A public key imported alone: `KeyOrigin::PublicImported`.
+fn public_only_key(id: u64, spec: KeySpec, attributes: KeyAttributes) -> EventBody {
+    EventBody::KeyCreated {
+        key: KeyId(id),
+        spec,
+        attributes,
+        provenance: KeyProvenance::known_outside(KeyOrigin::PublicImported),
+        domain_generation: 0,
+        wrapped_material: vec![0xCD; 32],
+        public_key: vec![0x30; 44],
+        unique_label: false,
+    }
+}
+
+#[test]
+fn a_public_key_alone_never_signs_decrypts_unwraps_derives_or_is_wrapped() {
+    use hsm_state::policy::{self, KeyUse};
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let verify_only = KeyAttributes {
+        label: "peer".into(),
+        verify: true,
+        encrypt: true,
+        wrap: true,
+        ..KeyAttributes::default()
+    };
+    // Created with a private usage: refused, whichever it is.
+    for flag in policy::PRIVATE_USAGES {
+        let mut a = verify_only.clone();
+        a.encrypt = false;
+        a.wrap = false;
+        a.set_flag(flag, true);
+        c.refused(
+            "bob",
+            public_only_key(3, KeySpec::Rsa { bits: 2048 }, a),
+            Rejection::KeyPolicy(KeyPolicyError::PublicKeyOnly(flag)),
+        );
+    }
+    // A secret key cannot be a public key alone.
+    c.refused(
+        "bob",
+        public_only_key(3, KeySpec::Aes { bits: 256 }, verify_only.clone()),
+        Rejection::KeyPolicy(KeyPolicyError::InconsistentProvenance),
+    );
+    // Verify, encrypt and wrap: created.
+    c.by(
+        "bob",
+        public_only_key(3, KeySpec::Rsa { bits: 2048 }, verify_only.clone()),
+    )
+    .result
+    .unwrap();
+    // No later change gives it a private usage.
+    for flag in policy::PRIVATE_USAGES {
+        c.refused(
+            "bob",
+            set_flag(3, flag, true),
+            Rejection::KeyPolicy(KeyPolicyError::PublicKeyOnly(flag)),
+        );
+    }
+    let key = c.state.key(KeyId(3)).unwrap().clone();
+    for use_ in [KeyUse::Verify, KeyUse::Encrypt, KeyUse::Wrap] {
+        assert_eq!(policy::check_use(&key, use_), Ok(()), "{use_:?}");
+    }
+    // Even with the flag forced on (a record from elsewhere), the uses
+    // that need the private half are refused.
+    let mut forced = key.clone();
+    for flag in policy::PRIVATE_USAGES {
+        forced.attributes.set_flag(flag, true);
+    }
+    for (use_, flag) in [
+        (KeyUse::Sign, KeyFlag::Sign),
+        (KeyUse::Decrypt, KeyFlag::Decrypt),
+        (KeyUse::Unwrap, KeyFlag::Unwrap),
+        (KeyUse::Derive, KeyFlag::Derive),
+    ] {
+        assert_eq!(
+            policy::check_use(&forced, use_),
+            Err(KeyPolicyError::PublicKeyOnly(flag))
+        );
+    }
+    // It wraps another key to its outside holder, and is never wrapped:
+    // there is no material behind it.
+    c.create_key("bob", 4, "secret");
+    let secret = c.state.key(KeyId(4)).unwrap().clone();
+    let mut extractable_secret = secret.clone();
+    extractable_secret.attributes.sensitive = false;
+    assert_eq!(policy::check_wrap(&key, &extractable_secret), Ok(()));
+    let mut wrapper = secret.clone();
+    wrapper.attributes.wrap = true;
+    assert_eq!(
+        policy::check_wrap(&wrapper, &key),
+        Err(KeyPolicyError::PublicKeyOnly(KeyFlag::Extractable))
+    );
+}

@@ -95,6 +95,7 @@ pub(super) async fn run(ctx: &Context, command: KeyCommand) -> Result<Outcome> {
             path,
             key,
         } => import(ctx, &key_type, &path, &key).await,
+        KeyCommand::ImportPublic { path, key } => import_public(ctx, &path, &key).await,
         KeyCommand::GenerateFile {
             encoding,
             path,
@@ -134,7 +135,7 @@ fn key_outcome(key: &KeyInfo) -> Outcome {
 }
 
 async fn generate(ctx: &Context, spec: KeySpec, args: &NewKeyArgs) -> Result<Outcome> {
-    let attributes = new_attributes(args, spec, NewKey::Generate)?;
+    let attributes = new_attributes(args, NewKey::Generate(spec))?;
     let me = ctx.login(None).await?;
     let key = me
         .client
@@ -317,7 +318,7 @@ async fn unwrap(
     let wrapping_filter = Filter::parse(wrapping_tokens)?;
     let wrapped = binary_data(data)?;
     let spec = spec_from_args(key_type, None)?;
-    let attributes = new_attributes(args, spec, NewKey::Unwrap)?;
+    let attributes = new_attributes(args, NewKey::Unwrap)?;
     let me = ctx.login(None).await?;
     let wrapping = wrapping_filter
         .one(&me.client, "--wrapping-key-filter")
@@ -361,7 +362,7 @@ async fn import(
             symmetric_len(spec)
         )));
     }
-    let attributes = new_attributes(args, spec, NewKey::Import)?;
+    let attributes = new_attributes(args, NewKey::Import(spec))?;
     let me: LoggedIn = ctx.login(None).await?;
     let key = me
         .client
@@ -371,6 +372,19 @@ async fn import(
             Secret::new(material.to_vec()),
             args.unique_label,
         )
+        .await
+        .map_err(|e| me.explain(e))?;
+    Ok(key_outcome(&key))
+}
+
+async fn import_public(ctx: &Context, path: &Path, args: &NewKeyArgs) -> Result<Outcome> {
+    let der = hsm_cli::pem::spki_der(&read_file(path)?).map_err(CliError::invalid)?;
+    let algorithm = hsm_cli::pem::public_algorithm(&der).map_err(CliError::invalid)?;
+    let attributes = new_attributes(args, NewKey::PublicImport(algorithm))?;
+    let me: LoggedIn = ctx.login(None).await?;
+    let key = me
+        .client
+        .import_public_key(der, attributes, args.unique_label)
         .await
         .map_err(|e| me.explain(e))?;
     Ok(key_outcome(&key))

@@ -160,3 +160,68 @@ fn carried_attributes_come_back_exactly() {
         Err(CryptoError::KeySpecMismatch { .. })
     ));
 }
+
+/// A public key loaded alone verifies what its private half signed,
+/// encrypts and wraps (RSA-OAEP) what the private half opens, and does
+/// nothing that needs the private half; nor is it ever wrapped as if its
+/// public bytes were material.
+#[test]
+fn a_public_key_alone_verifies_encrypts_and_wraps_and_nothing_more() {
+    for spec in [KeySpec::EcP256, KeySpec::Ed25519, RSA_2048] {
+        let pair = key(spec);
+        let der = pair.public_key().expect("public").der().to_vec();
+        let public = LoadedKey::parse_public(&der).expect("public alone");
+        assert_eq!(public.spec(), spec);
+        assert!(public.material().is_public_only());
+        assert!(public.material().secret().is_empty());
+        let mechanism = match spec {
+            KeySpec::EcP256 => SignMechanism::EcdsaSha256,
+            KeySpec::Ed25519 => SignMechanism::Ed25519,
+            _ => SignMechanism::RsaPssSha256,
+        };
+        let sig = pair.sign(mechanism, b"message").expect("sign");
+        assert_eq!(public.verify(mechanism, b"message", &sig), Ok(true));
+        assert_eq!(public.verify(mechanism, b"other", &sig), Ok(false));
+        assert!(matches!(
+            public.sign(mechanism, b"message"),
+            Err(CryptoError::MechanismMismatch { .. })
+        ));
+        // Loading its stored form gives it back.
+        let again = LoadedKey::load(public.material()).expect("load");
+        assert_eq!(again.verify(mechanism, b"message", &sig), Ok(true));
+        // Never wrapped: there is nothing behind it.
+        let kek = key(AES_256);
+        assert!(matches!(
+            kek.wrap_key(
+                WrapMechanism::AesKeyWrapPad,
+                &carried(public.material()),
+                public.material()
+            ),
+            Err(CryptoError::BadKey(_))
+        ));
+    }
+    let rsa = key(RSA_2048);
+    let public = LoadedKey::parse_public(rsa.public_key().expect("public").der()).expect("rsa");
+    let ct = public
+        .encrypt(EncryptMechanism::RsaOaepSha256, b"to the holder", b"")
+        .expect("encrypt");
+    assert_eq!(
+        rsa.decrypt(EncryptMechanism::RsaOaepSha256, &ct, b"")
+            .expect("decrypt")
+            .to_vec(),
+        b"to the holder".to_vec()
+    );
+    assert!(matches!(
+        public.decrypt(EncryptMechanism::RsaOaepSha256, &ct, b""),
+        Err(CryptoError::MechanismMismatch { .. })
+    ));
+    let target = key(AES_256).material();
+    let blob = public
+        .wrap_key(WrapMechanism::RsaOaepSha256, &carried(target), target)
+        .expect("wrap to the holder");
+    let (_, unwrapped) = rsa
+        .unwrap_key(WrapMechanism::RsaOaepSha256, &blob)
+        .expect("the holder unwraps");
+    assert_eq!(&unwrapped, target);
+    assert!(LoadedKey::parse_public(b"not a key").is_err());
+}

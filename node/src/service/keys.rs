@@ -184,6 +184,22 @@ impl Service {
             .await
     }
 
+    /// A public key alone: the cluster holds no private half, and the
+    /// key policy keeps it to verification, encryption and wrapping.
+    pub(super) async fn import_public_key(
+        &self,
+        ctx: &Ctx,
+        public_key: Vec<u8>,
+        attributes: KeyAttributes,
+        unique_label: bool,
+    ) -> Outcome {
+        let provenance = KeyProvenance::known_outside(KeyOrigin::PublicImported);
+        let material = KeyMaterial::import_public(&public_key).map_err(crypto_err)?;
+        check_new_key(material.spec(), &attributes, &provenance)?;
+        self.create_key(ctx, material, attributes, provenance, unique_label)
+            .await
+    }
+
     pub(super) async fn unwrap_key(&self, ctx: &Ctx, request: UnwrapRequest) -> Outcome {
         let UnwrapRequest {
             wrapping_key,
@@ -450,6 +466,16 @@ impl Service {
     pub(crate) async fn loaded(&self, key: &Key) -> Result<Arc<LoadedKey>, ClientError> {
         if let Some(hit) = self.cache.get(key) {
             return Ok(hit);
+        }
+        if key.provenance.public_only() {
+            // No private half: the record's public key is the whole key.
+            let loaded = LoadedKey::parse_public(&key.public_key)
+                .ok()
+                .filter(|l| l.spec() == key.spec)
+                .ok_or_else(|| ClientError::internal(format!("key {} is damaged", key.id)))?;
+            let loaded = Arc::new(loaded);
+            self.cache.put(key, loaded.clone());
+            return Ok(loaded);
         }
         let domain: Arc<DomainKey> = self.domain_key(Some(key.domain_generation))?;
         let (id, spec, wrapped) = (key.id, key.spec, key.wrapped_material.clone());

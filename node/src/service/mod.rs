@@ -425,6 +425,14 @@ impl Service {
                 self.import_key(ctx, spec, attributes, material, unique_label)
                     .await
             }
+            O::ImportPublicKey {
+                public_key,
+                attributes,
+                unique_label,
+            } => {
+                self.import_public_key(ctx, public_key, attributes, unique_label)
+                    .await
+            }
             O::UnwrapKey {
                 wrapping_key,
                 mechanism,
@@ -794,6 +802,7 @@ fn uses_cryptography(op: &Operation) -> bool {
         op,
         O::GenerateKey { .. }
             | O::ImportKey { .. }
+            | O::ImportPublicKey { .. }
             | O::UnwrapKey { .. }
             | O::DeriveKey { .. }
             | O::WrapKey { .. }
@@ -867,9 +876,11 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         O::DeleteUser { .. } => Action::DeleteUser,
         O::ListUsers { .. } => Action::ListUsers,
         O::UnlockUser { .. } => Action::UnlockUser,
-        O::GenerateKey { .. } | O::ImportKey { .. } | O::UnwrapKey { .. } | O::DeriveKey { .. } => {
-            Action::CreateKey
-        }
+        O::GenerateKey { .. }
+        | O::ImportKey { .. }
+        | O::ImportPublicKey { .. }
+        | O::UnwrapKey { .. }
+        | O::DeriveKey { .. } => Action::CreateKey,
         O::GetKey { .. } | O::ListKeys { .. } => Action::ListKeys,
         O::SetKeyAttribute {
             attribute: hsm_proto::KeyAttribute::Flag(KeyFlag::Trusted, _),

@@ -12,6 +12,8 @@ random), through python-pkcs11 as any Python application would.
                                        N processes, each with its own
                                        C_Initialize and logged-in session,
                                        loop OP for S seconds; one JSON line
+                                       (ops, per second, the processes' CPU
+                                       seconds over their loops)
 
 Environment: PKCS11_MODULE (the module), PKCS11_PIN ("user:password"),
 PKCS11_TOKEN (token label, optional: the first token otherwise),
@@ -269,11 +271,14 @@ def worker(op, seconds, barrier, q):
         check(f())
         barrier.wait()
         n = 0
+        cpu = time.process_time()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             f()
             n += 1
-        q.put(n)
+        # This process's CPU time over the loop, every thread of it (the
+        # module's included).
+        q.put((n, time.process_time() - cpu))
 
 
 def bench(op, procs, seconds):
@@ -282,11 +287,13 @@ def bench(op, procs, seconds):
     ps = [mp.Process(target=worker, args=(op, seconds, barrier, q)) for _ in range(procs)]
     for p in ps:
         p.start()
-    total = sum(q.get(timeout=seconds + 120) for _ in ps)
+    counts = [q.get(timeout=seconds + 120) for _ in ps]
     for p in ps:
         p.join(timeout=30)
+    total = sum(n for n, _ in counts)
+    cpu = sum(c for _, c in counts)
     print(json.dumps({"op": op, "procs": procs, "seconds": seconds, "ops": total,
-                      "per_second": total / seconds}))
+                      "per_second": total / seconds, "client_cpu_seconds": cpu}))
 
 
 def main():
