@@ -749,6 +749,21 @@ async fn a_member_away_while_its_leader_was_added_follows_that_leader_when_back(
     let first = cluster.member_address(1);
     cluster.start_node_with(6, &["--join", &first, "--join-pin", &pin]);
     cluster.wait_ready().await;
+    // A learner never wins an election: wait until node 6 votes (on a
+    // loaded machine its catch-up and promotion take a while).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let members = admin.cluster_info().await.map(|s| s.members);
+        if members.is_ok_and(|m| m.iter().any(|m| m.id.0 == 6 && m.voter)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 6 never became a voter:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     make_leader(&cluster, &[1, 2, 3, 4, 6], 6).await;
     let six = cluster.client_of(6).await;
     six.login(user("admin"), "admin-password-1")

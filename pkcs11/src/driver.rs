@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-/// Time without calls after which the idle thread drives the runtime.
-pub const IDLE_GAP: Duration = Duration::from_millis(2);
+/// Time without calls after which the idle thread drives the runtime; it
+/// looks this often while calls run (keep-alives are seconds apart).
+pub const IDLE_GAP: Duration = Duration::from_millis(10);
 /// Longest the idle thread holds the runtime before it looks again
 /// (a call or finalize asks it back sooner).
 const IDLE_SLICE: Duration = Duration::from_millis(500);
@@ -111,19 +112,22 @@ impl Driver {
 
     /// Runs `f` to completion on the calling thread, which drives the
     /// runtime meanwhile. A caller already inside a tokio runtime cannot
-    /// block there: its call is driven from a thread made for it.
-    pub fn run<F>(&self, f: F) -> F::Output
+    /// block there: its call is driven from a thread made for it, or,
+    /// when the module may not make threads, refused (`None`). Never
+    /// called from the module's own runtime.
+    pub fn run<F>(&self, f: F) -> Option<F::Output>
     where
         F: Future + Send,
         F::Output: Send,
     {
         if tokio::runtime::Handle::try_current().is_ok() {
+            self.idle.as_ref()?;
             return std::thread::scope(|s| match s.spawn(|| self.run_here(f)).join() {
-                Ok(out) => out,
+                Ok(out) => Some(out),
                 Err(panic) => std::panic::resume_unwind(panic),
             });
         }
-        self.run_here(f)
+        Some(self.run_here(f))
     }
 
     fn run_here<F: Future>(&self, f: F) -> F::Output {
@@ -144,9 +148,8 @@ impl Driver {
 
 fn drive_while_idle(runtime: &Runtime, s: &Shared) {
     while !s.stop.load(Ordering::Acquire) {
-        let quiet = s.quiet_for();
-        if s.callers.load(Ordering::SeqCst) > 0 || quiet < IDLE_GAP {
-            std::thread::park_timeout(IDLE_GAP.saturating_sub(quiet).max(IDLE_GAP / 4));
+        if s.callers.load(Ordering::SeqCst) > 0 || s.quiet_for() < IDLE_GAP {
+            std::thread::park_timeout(IDLE_GAP);
             continue;
         }
         s.driving.store(true, Ordering::SeqCst);
@@ -182,7 +185,7 @@ mod tests {
         let d = Driver::new(true).expect("driver");
         let caller = std::thread::current().id();
         let ran_on = d.run(async { std::thread::current().id() });
-        assert_eq!(ran_on, caller);
+        assert_eq!(ran_on, Some(caller));
     }
 
     #[test]
@@ -228,6 +231,7 @@ mod tests {
                                 tokio::time::sleep(Duration::from_micros(50)).await;
                                 i * 1000 + j
                             })
+                            .expect("ran")
                         })
                         .sum::<u64>()
                 })
@@ -247,6 +251,9 @@ mod tests {
             .build()
             .expect("runtime");
         let got = outer.block_on(async { d.run(async { 7 }) });
-        assert_eq!(got, 7);
+        assert_eq!(got, Some(7));
+        // Without threads of its own, the module refuses such a caller.
+        let bare = Driver::new(false).expect("driver");
+        assert_eq!(outer.block_on(async { bare.run(async { 7 }) }), None);
     }
 }

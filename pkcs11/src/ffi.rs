@@ -248,12 +248,22 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
 }
 
 pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
+    get_info(info, VERSION)
+}
+
+/// `C_GetInfo` as the PKCS#11 3.0 function list has it: the interface's
+/// version.
+unsafe extern "C" fn C_GetInfo_3_0(info: *mut CK_INFO) -> CK_RV {
+    get_info(info, CK_VERSION { major: 3, minor: 0 })
+}
+
+unsafe fn get_info(info: *mut CK_INFO, version: CK_VERSION) -> CK_RV {
     guard(|| {
         module::get()?;
         put(
             info,
             CK_INFO {
-                cryptokiVersion: VERSION,
+                cryptokiVersion: version,
                 manufacturerID: padded(MANUFACTURER),
                 flags: 0,
                 libraryDescription: padded("hsm-cluster PKCS#11 module"),
@@ -1143,7 +1153,7 @@ static FUNCTIONS_3_0: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
     version: CK_VERSION { major: 3, minor: 0 },
     C_Initialize: Some(C_Initialize),
     C_Finalize: Some(C_Finalize),
-    C_GetInfo: Some(C_GetInfo),
+    C_GetInfo: Some(C_GetInfo_3_0),
     C_GetFunctionList: Some(C_GetFunctionList),
     C_GetSlotList: Some(C_GetSlotList),
     C_GetSlotInfo: Some(C_GetSlotInfo),

@@ -200,7 +200,7 @@ pub fn public_key(template: &[Attr]) -> Result<(NewKey, Vec<u8>), CK_RV> {
             let spki = sequence(&[&algorithm, &bits])?;
             (&[CKA_MODULUS, CKA_PUBLIC_EXPONENT], spec, spki.to_vec())
         }
-        CKK_EC | CKK_EC_EDWARDS => {
+        CKK_EC | CKK_EC_EDWARDS | CKK_EC_MONTGOMERY => {
             let params = find(CKA_EC_PARAMS).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
             let point = find(CKA_EC_POINT).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
             let spec = curve_of_params(params).ok_or(CKR_CURVE_NOT_SUPPORTED)?;

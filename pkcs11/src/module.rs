@@ -257,6 +257,7 @@ impl Module {
         let bound = CALL_DEADLINE + Duration::from_secs(30);
         self.driver
             .run(async { tokio::time::timeout(bound, f).await })
+            .ok_or(Rv(CKR_FUNCTION_FAILED))?
             .map_err(|_| Rv(CKR_DEVICE_ERROR))
     }
 

@@ -69,19 +69,25 @@ pub const PRIVATE_USAGES: [KeyFlag; 4] = [
     KeyFlag::Derive,
 ];
 
-/// Whether a key of `provenance` may have `attributes`: a public key
-/// alone has none of [`PRIVATE_USAGES`].
+/// Whether a key of `spec` and `provenance` may have `attributes`: a
+/// public key alone has none of [`PRIVATE_USAGES`], and only an RSA one
+/// encrypts or wraps (to its holder, with RSA-OAEP).
 ///
 /// # Errors
-/// [`KeyPolicyError::PublicKeyOnly`] naming the first it has.
+/// [`KeyPolicyError::PublicKeyOnly`] naming the first it may not have.
 pub fn check_public_only(
+    spec: KeySpec,
     attributes: &KeyAttributes,
     provenance: &KeyProvenance,
 ) -> Result<(), KeyPolicyError> {
     if !provenance.public_only() {
         return Ok(());
     }
-    match PRIVATE_USAGES.iter().find(|f| attributes.flag(**f)) {
+    let rsa = matches!(spec, KeySpec::Rsa { .. });
+    let refused = |f: &KeyFlag| {
+        PRIVATE_USAGES.contains(f) || (!rsa && matches!(f, KeyFlag::Encrypt | KeyFlag::Wrap))
+    };
+    match USAGES.iter().find(|f| attributes.flag(**f) && refused(f)) {
         Some(flag) => Err(KeyPolicyError::PublicKeyOnly(*flag)),
         None => Ok(()),
     }
@@ -216,7 +222,7 @@ pub fn check_new_key(
     if provenance.public_only() && !spec.is_asymmetric() {
         return Err(Rejection::KeyPolicy(KeyPolicyError::InconsistentProvenance));
     }
-    check_public_only(attributes, provenance).map_err(Rejection::KeyPolicy)?;
+    check_public_only(spec, attributes, provenance).map_err(Rejection::KeyPolicy)?;
     check_conflicts(attributes).map_err(Rejection::KeyPolicy)?;
     if !provenance_fits(attributes, provenance) {
         return Err(Rejection::KeyPolicy(KeyPolicyError::InconsistentProvenance));
@@ -304,7 +310,7 @@ pub fn changed_by_owner(key: &Key, change: &KeyAttribute) -> Result<KeyAttribute
             "label or id attribute too long".into(),
         ));
     }
-    check_public_only(&next, &key.provenance).map_err(Rejection::KeyPolicy)?;
+    check_public_only(key.spec, &next, &key.provenance).map_err(Rejection::KeyPolicy)?;
     check_conflicts(&next).map_err(Rejection::KeyPolicy)?;
     Ok(next)
 }

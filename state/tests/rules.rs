@@ -2775,6 +2775,19 @@ fn a_public_key_alone_never_signs_decrypts_unwraps_derives_or_is_wrapped() {
             Rejection::KeyPolicy(KeyPolicyError::PublicKeyOnly(flag)),
         );
     }
+    // Only an RSA public key encrypts or wraps (RSA-OAEP to its holder).
+    for flag in [KeyFlag::Encrypt, KeyFlag::Wrap] {
+        let mut a = KeyAttributes {
+            verify: true,
+            ..KeyAttributes::default()
+        };
+        a.set_flag(flag, true);
+        c.refused(
+            "bob",
+            public_only_key(3, KeySpec::EcP256, a),
+            Rejection::KeyPolicy(KeyPolicyError::PublicKeyOnly(flag)),
+        );
+    }
     // A secret key cannot be a public key alone.
     c.refused(
         "bob",

@@ -50,9 +50,7 @@ impl KeyCache {
     fn get(&self, key: &Key) -> Option<Arc<LoadedKey>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(&key.id) {
-            Some((hash, loaded))
-                if *hash == blake3::hash(&key.wrapped_material) && loaded.spec() == key.spec =>
-            {
+            Some((hash, loaded)) if *hash == fingerprint(key) && loaded.spec() == key.spec => {
                 Some(loaded.clone())
             }
             _ => None,
@@ -78,8 +76,20 @@ impl KeyCache {
                 entries.remove(&victim);
             }
         }
-        entries.insert(key.id, (blake3::hash(&key.wrapped_material), loaded));
+        entries.insert(key.id, (fingerprint(key), loaded));
     }
+}
+
+/// What a cached copy must match: the sealed material and the public key.
+/// The sealed material alone does not tell apart two public keys alone
+/// under one id (each seals the same empty material under the same id and
+/// generation), and an id comes back when its request id is used again.
+fn fingerprint(key: &Key) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(&(key.wrapped_material.len() as u64).to_le_bytes());
+    h.update(&key.wrapped_material);
+    h.update(&key.public_key);
+    h.finalize()
 }
 
 /// The id of the key a write creates, derived from its request id, so a
@@ -527,4 +537,51 @@ fn check_certifies(certificate: &[u8], public_key: &[u8]) -> Result<(), ClientEr
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hsm_proto::{KeyAttributes, KeyProvenance, KeySpec, Username};
+
+    fn public_only(id: u64, der: &[u8]) -> Key {
+        Key {
+            id: KeyId(id),
+            spec: KeySpec::EcP256,
+            owner: Username::new("mallory").expect("name"),
+            shared_with: std::collections::BTreeSet::new(),
+            attributes: KeyAttributes::default(),
+            provenance: KeyProvenance::known_outside(KeyOrigin::PublicImported),
+            domain_generation: 0,
+            // What sealing the empty material under (id, generation) gives:
+            // the same bytes for every public key alone with that id.
+            wrapped_material: vec![1; 29],
+            public_key: der.to_vec(),
+            created_ms: 0,
+            certificate: Vec::new(),
+        }
+    }
+
+    /// A key id comes back when its request id is used again once the
+    /// request record is forgotten: a public key alone re-imported under
+    /// it must not be served from the cached copy of the one before.
+    #[test]
+    fn the_cache_never_serves_another_public_key_under_the_same_id() {
+        let a = KeyMaterial::generate(KeySpec::EcP256).expect("a");
+        let b = KeyMaterial::generate(KeySpec::EcP256).expect("b");
+        let der_a = a.public_key().expect("public").der().to_vec();
+        let der_b = b.public_key().expect("public").der().to_vec();
+        let cache = KeyCache::new(8);
+        let first = public_only(7, &der_a);
+        cache.put(
+            &first,
+            Arc::new(LoadedKey::parse_public(&der_a).expect("load")),
+        );
+        assert!(cache.get(&first).is_some());
+        let second = public_only(7, &der_b);
+        assert!(
+            cache.get(&second).is_none(),
+            "the cache served the previous public key for a new one"
+        );
+    }
 }

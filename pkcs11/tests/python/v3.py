@@ -135,6 +135,14 @@ def main():
     sign_message = function(functions, "MessageSignInit", ULONG, p, ULONG)
 
     expect("C_Initialize", initialize(None), CKR_OK)
+
+    class Info(C.Structure):
+        _fields_ = [("cryptoki", Version), ("manufacturer", C.c_char * 32),
+                    ("flags", ULONG), ("description", C.c_char * 32), ("library", Version)]
+    info = Info()
+    expect("C_GetInfo", function(functions, "GetInfo", C.POINTER(Info))(C.byref(info)), CKR_OK)
+    if (info.cryptoki.major, info.cryptoki.minor) != (3, 0):
+        fail(f"the 3.0 list's C_GetInfo says {info.cryptoki.major}.{info.cryptoki.minor}")
     slot = ULONG(0)
     n = ULONG(1)
     expect("C_GetSlotList", slots(1, C.byref(slot), C.byref(n)), CKR_OK)
