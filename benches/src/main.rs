@@ -93,7 +93,8 @@ struct RunArgs {
     /// Peers, comma-separated (openssl, softhsm2, etcd), or `none`.
     #[arg(long, default_value = "openssl,softhsm2,etcd")]
     peers: String,
-    /// The peers' scripts (default: ../shared/peers beside the project).
+    /// The etcd peer's scripts (default: ../shared/peers beside the
+    /// project).
     #[arg(long, value_name = "DIR")]
     peers_dir: Option<PathBuf>,
     /// Do not draw the images.
@@ -305,7 +306,7 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
             }
             "softhsm2" => {
                 for &n in &threads {
-                    peers::softhsm2(&mut peers, &dir, n, c.seconds, &ops);
+                    peers::softhsm2(&mut peers, n, c.seconds, &ops);
                 }
             }
             "etcd" if ops.contains(&Op::Keygen) => {

@@ -1,9 +1,10 @@
-//! Peer systems measured in the same run, through the scripts in
-//! `../shared/peers/` beside the project: OpenSSL `speed` (the CPU's crypto
-//! ceiling with a mature C library), SoftHSM2 through PKCS#11 (a
-//! single-node software HSM, no network) and a 3-member etcd cluster (a
-//! replicated write). A peer that is missing is reported as skipped with
-//! the reason; `./x bench-setup` installs them.
+//! Peer systems measured in the same run: OpenSSL `speed` (the CPU's
+//! crypto ceiling with a mature C library), SoftHSM2 through PKCS#11 (a
+//! single-node software HSM, no network; driven by the project's own
+//! python-pkcs11 driver on a token made for the run) and a 3-member etcd
+//! cluster (a replicated write; still through the scripts in
+//! `../shared/peers/` beside the project). A peer that is missing is
+//! reported as skipped with the reason; `./x bench-setup` installs them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -229,48 +230,103 @@ fn softhsm_op(op: Op) -> Option<&'static str> {
     })
 }
 
-/// The Python with python-pkcs11 that the peers' setup makes.
-const PEER_PYTHON: &str = "/tmp/peervenv/bin/python";
-/// The token the peers' setup makes.
-const SOFTHSM_CONF: &str = "/tmp/peer-softhsm/softhsm2.conf";
+/// python-pkcs11's driver of the project's PKCS#11 tests and comparison
+/// (`pkcs11/tests/python/drive.py`): the same program for SoftHSM2 here
+/// and for the module in `./x bench-pkcs11`.
+fn drive_py() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkcs11/tests/python/drive.py")
+}
 
-/// SoftHSM2 through PKCS#11 (python-pkcs11), `parallel` processes.
-pub fn softhsm2(results: &mut PeerResults, dir: &Path, parallel: usize, seconds: u64, ops: &[Op]) {
-    let module = Path::new("/usr/lib/softhsm/libsofthsm2.so");
-    if !module.exists() {
+/// The Python with python-pkcs11 that `./x` makes in the target directory
+/// (`<target>/pkcs11-python`), found from this executable
+/// (`<target>/<profile>/hsm-bench`).
+fn pkcs11_python() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let python = exe.parent()?.parent()?.join("pkcs11-python/bin/python3");
+    python.is_file().then_some(python)
+}
+
+/// A fresh SoftHSM2 token in `dir` with the driver's keys; the
+/// environment the driver needs to use it.
+fn softhsm_token(python: &Path, dir: &Path) -> Result<Vec<(String, String)>> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).context("token directory")?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n\
+             slots.removable = false\n",
+            tokens.display()
+        ),
+    )
+    .context("softhsm2.conf")?;
+    let env = vec![
+        ("SOFTHSM2_CONF".to_owned(), conf.display().to_string()),
+        ("PKCS11_MODULE".to_owned(), SOFTHSM_MODULE.to_owned()),
+        ("PKCS11_PIN".to_owned(), "1234".to_owned()),
+        ("PKCS11_TOKEN".to_owned(), "peer".to_owned()),
+        ("PKCS11_GCM_IV".to_owned(), "counter".to_owned()),
+    ];
+    run(Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "peer"])
+        .args(["--pin", "1234", "--so-pin", "5678"])
+        .envs(env.iter().cloned()))?;
+    run(Command::new(python)
+        .arg(drive_py())
+        .arg("setup")
+        .envs(env.iter().cloned()))?;
+    Ok(env)
+}
+
+const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// SoftHSM2 through PKCS#11, `parallel` processes, each its own
+/// `C_Initialize` and session, on a fresh token: the project's own driver
+/// (`pkcs11/tests/python/drive.py bench`).
+pub fn softhsm2(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &[Op]) {
+    if !Path::new(SOFTHSM_MODULE).exists() {
         results.skip(
             "softhsm2",
-            "SoftHSM2 is not installed (./x bench-setup installs it: apt-get install softhsm2 opensc)",
+            "SoftHSM2 is not installed (./x test and ./x bench-setup install it: apt-get install softhsm2)",
         );
         return;
     }
-    if !Path::new(PEER_PYTHON).exists() {
+    let Some(python) = pkcs11_python() else {
         results.skip(
             "softhsm2",
-            "python-pkcs11 is not installed (./x bench-setup makes /tmp/peervenv)",
+            "python-pkcs11 is not installed (./x test and ./x bench-setup make <target>/pkcs11-python)",
         );
         return;
-    }
-    if !Path::new(SOFTHSM_CONF).exists() {
-        if let Err(e) = run(Command::new("bash").arg(dir.join("softhsm2/setup_token.sh"))) {
-            results.skip("softhsm2", format!("cannot set up the token: {e:#}"));
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            results.skip("softhsm2", format!("no temporary directory: {e}"));
             return;
         }
-    }
+    };
+    let env = match softhsm_token(&python, dir.path()) {
+        Ok(env) => env,
+        Err(e) => {
+            results.skip("softhsm2", format!("cannot set up a token: {e:#}"));
+            return;
+        }
+    };
     for op in ops {
         let Some(name) = softhsm_op(*op) else {
             continue;
         };
-        let out = run(Command::new(PEER_PYTHON)
-            .arg(dir.join("softhsm2/bench_pkcs11.py"))
-            .args(["--op", name, "--procs", &parallel.to_string()])
+        let out = run(Command::new(&python)
+            .arg(drive_py())
+            .args(["bench", "--op", name, "--procs", &parallel.to_string()])
             .args(["--seconds", &seconds.max(1).to_string()])
-            .env("SOFTHSM2_CONF", SOFTHSM_CONF));
+            .envs(env.iter().cloned()));
         let parsed = out.and_then(|text| {
             let line = text.lines().last().unwrap_or("");
             let v: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("unexpected output {line:?}"))?;
-            v["ops_per_s"].as_f64().context("no ops_per_s")
+            v["per_second"].as_f64().context("no per_second")
         });
         match parsed {
             Ok(v) => results.add(

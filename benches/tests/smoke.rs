@@ -1,6 +1,6 @@
 //! A tiny run of `hsm-bench` against a one-node cluster it starts itself,
-//! so the load generator, the in-process limit, the OpenSSL peer, the
-//! reports and the images cannot rot. The figures are not looked at (CI
+//! so the load generator, the in-process limit, the OpenSSL and SoftHSM2
+//! peers, the reports and the images cannot rot. The figures are not looked at (CI
 //! machines are shared and noisy); only that every part produced them.
 
 use std::process::Command;
@@ -22,7 +22,7 @@ fn a_tiny_run_produces_every_report() {
             "--ops",
             "sign-p256,aes-gcm-1k,keygen,login",
             "--peers",
-            "openssl",
+            "openssl,softhsm2",
         ])
         .arg("--out")
         .arg(out.path())
@@ -55,6 +55,14 @@ fn a_tiny_run_produces_every_report() {
             .as_array()
             .is_some_and(|p| p.iter().any(|f| f["peer"] == "openssl")),
         "no OpenSSL figure beside sign-p256: {sign}"
+    );
+    // SoftHSM2 through the project's own python-pkcs11 driver, on a token
+    // made for the run (`./x test` installs both).
+    assert!(
+        sign["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|f| f["peer"] == "softhsm2")),
+        "no SoftHSM2 figure beside sign-p256: {sign}\n{stderr}"
     );
     let md = std::fs::read_to_string(out.path().join("results.md")).expect("results.md");
     assert!(md.contains("| sign-p256 | 2 |"), "{md}");
