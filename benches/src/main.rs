@@ -93,10 +93,6 @@ struct RunArgs {
     /// Peers, comma-separated (openssl, softhsm2, etcd), or `none`.
     #[arg(long, default_value = "openssl,softhsm2,etcd")]
     peers: String,
-    /// The etcd peer's scripts (default: ../shared/peers beside the
-    /// project).
-    #[arg(long, value_name = "DIR")]
-    peers_dir: Option<PathBuf>,
     /// Do not draw the images.
     #[arg(long)]
     no_images: bool,
@@ -292,7 +288,6 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
     drop(t);
 
     let mut peers = PeerResults::default();
-    let dir = args.peers_dir.clone().unwrap_or_else(peers::default_dir);
     let mut threads: Vec<usize> = levels.iter().map(|l| (*l).min(machine.cores)).collect();
     threads.sort_unstable();
     threads.dedup();
@@ -310,7 +305,7 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
                 }
             }
             "etcd" if ops.contains(&Op::Keygen) => {
-                peers::etcd(&mut peers, &dir, &levels, c.seconds);
+                peers::etcd(&mut peers, &levels, c.seconds);
             }
             _ => {}
         }

@@ -1,9 +1,9 @@
-//! Peer systems measured in the same run: OpenSSL `speed` (the CPU's
-//! crypto ceiling with a mature C library), SoftHSM2 through PKCS#11 (a
-//! single-node software HSM, no network; driven by the project's own
-//! python-pkcs11 driver on a token made for the run) and a 3-member etcd
-//! cluster (a replicated write; still through the scripts in
-//! `../shared/peers/` beside the project). A peer that is missing is
+//! Peer systems measured in the same run, each set up and driven by the
+//! project's own code: OpenSSL `speed` (the CPU's crypto ceiling with a
+//! mature C library), SoftHSM2 through PKCS#11 (a single-node software
+//! HSM, no network; the project's python-pkcs11 driver on a token made
+//! for the run) and a 3-member etcd cluster on loopback (a replicated
+//! write; `benches/etcd-put` drives it). A peer that is missing is
 //! reported as skipped with the reason; `./x bench-setup` installs them.
 
 use std::collections::BTreeMap;
@@ -57,11 +57,6 @@ impl PeerResults {
             .iter()
             .find(|f| f.peer == peer)
     }
-}
-
-/// The default peers directory: `../shared/peers` beside the project.
-pub fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
 }
 
 fn run(cmd: &mut Command) -> Result<String> {
@@ -345,12 +340,121 @@ pub fn softhsm2(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &
     }
 }
 
-/// The Rust etcd put benchmark the peers' setup builds.
-const ETCD_BENCH: &str = "/tmp/rust-etcd-bench/target/release/peer-etcd-bench";
+/// The etcd put driver (`benches/etcd-put`) that `./x bench-setup` builds
+/// in the target directory (`<target>/etcd-put/release`), found from this
+/// executable (`<target>/<profile>/hsm-bench`).
+fn etcd_put() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe
+        .parent()?
+        .parent()?
+        .join("etcd-put/release/hsm-etcd-put");
+    bin.is_file().then_some(bin)
+}
+
+/// A 3-member etcd cluster on loopback, in a temporary directory of its
+/// own, stopped (its members killed and waited for) when dropped.
+struct Etcd {
+    members: Vec<std::process::Child>,
+    endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// `n` TCP ports on 127.0.0.1 that were free a moment ago.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("no free port")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+impl Etcd {
+    fn start() -> Result<Etcd> {
+        let dir = tempfile::tempdir().context("temporary directory")?;
+        let ports = free_ports(6)?;
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let initial: Vec<String> = (0..3)
+            .map(|i| format!("m{i}={}", url(ports[3 + i])))
+            .collect();
+        let mut etcd = Etcd {
+            members: Vec::new(),
+            endpoints: (0..3).map(|i| url(ports[i])).collect(),
+            _dir: dir,
+        };
+        for i in 0..3 {
+            let base = etcd._dir.path();
+            let member = Command::new("etcd")
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(base.join(format!("m{i}")))
+                .args(["--listen-client-urls", &url(ports[i])])
+                .args(["--advertise-client-urls", &url(ports[i])])
+                .args(["--listen-peer-urls", &url(ports[3 + i])])
+                .args(["--initial-advertise-peer-urls", &url(ports[3 + i])])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "hsm-bench"])
+                .args(["--logger", "zap", "--log-outputs"])
+                .arg(base.join(format!("m{i}.log")))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("cannot run etcd")?;
+            etcd.members.push(member);
+        }
+        // Bounded: 60 tries, half a second apart.
+        for _ in 0..60 {
+            if etcd.etcdctl(&["endpoint", "health"]).is_ok() {
+                return Ok(etcd);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        bail!("the 3 members were not healthy within 30 s")
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoints.join(",")])
+            .args(args))
+    }
+
+    /// The client URL of the member that leads.
+    fn leader(&self) -> Result<String> {
+        let text = self.etcdctl(&["endpoint", "status", "-w", "json"])?;
+        let status: serde_json::Value =
+            serde_json::from_str(&text).context("etcdctl endpoint status")?;
+        status
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| {
+                let s = &e["Status"];
+                s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"]
+            })
+            .and_then(|e| e["Endpoint"].as_str())
+            .map(str::to_owned)
+            .context("no member says it leads")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+}
 
 /// A 3-member etcd cluster on loopback; puts of 256-byte values from
-/// `clients` concurrent clients (the peer of a replicated write).
-pub fn etcd(results: &mut PeerResults, dir: &Path, clients: &[usize], seconds: u64) {
+/// `clients` concurrent clients to its leader over one gRPC connection
+/// (the peer of a replicated write).
+pub fn etcd(results: &mut PeerResults, clients: &[usize], seconds: u64) {
     if Command::new("etcd").arg("--version").output().is_err() {
         results.skip(
             "etcd",
@@ -358,56 +462,57 @@ pub fn etcd(results: &mut PeerResults, dir: &Path, clients: &[usize], seconds: u
         );
         return;
     }
-    if !Path::new(ETCD_BENCH).exists() {
+    let Some(driver) = etcd_put() else {
         results.skip(
             "etcd",
-            "the Rust etcd put benchmark is not built (./x bench-setup builds it in /tmp/rust-etcd-bench)",
+            "the etcd put driver is not built (./x bench-setup builds benches/etcd-put)",
         );
         return;
-    }
-    let script = dir.join("etcd/cluster.sh");
-    let _ = run(Command::new("bash").arg(&script).arg("stop"));
-    if let Err(e) = run(Command::new("bash").arg(&script).arg("start3")) {
-        results.skip("etcd", format!("cannot start 3 members: {e:#}"));
-        return;
-    }
-    let leader = run(Command::new("bash").arg(&script).arg("leader")).map(|s| s.trim().to_owned());
-    match leader {
-        Ok(leader) => {
-            for &c in clients {
-                let out = run(Command::new(ETCD_BENCH)
-                    .args(["--endpoints", &leader, "--clients", &c.to_string()])
-                    .args(["--conns", "1", "--seconds", &seconds.max(1).to_string()])
-                    .args(["--val-size", "256"]));
-                let parsed = out.and_then(|text| {
-                    let line = text.lines().last().unwrap_or("");
-                    let v: serde_json::Value = serde_json::from_str(line)
-                        .with_context(|| format!("unexpected output {line:?}"))?;
-                    Ok((
-                        v["ops_per_s"].as_f64().context("no ops_per_s")?,
-                        v["p50_ms"].as_f64(),
-                        v["p99_ms"].as_f64(),
-                    ))
-                });
-                match parsed {
-                    Ok((ops, p50, p99)) => results.add(
-                        Op::Keygen,
-                        c,
-                        PeerFigure {
-                            peer: "etcd".into(),
-                            what: format!("etcd 3 members, put 256 B, {c} clients"),
-                            ops_per_s: ops,
-                            p50_ms: p50,
-                            p99_ms: p99,
-                        },
-                    ),
-                    Err(e) => results.skip("etcd", format!("{c} clients: {e:#}")),
-                }
-            }
+    };
+    let cluster = match Etcd::start() {
+        Ok(c) => c,
+        Err(e) => {
+            results.skip("etcd", format!("cannot start 3 members: {e:#}"));
+            return;
         }
-        Err(e) => results.skip("etcd", format!("no leader: {e:#}")),
+    };
+    let leader = match cluster.leader() {
+        Ok(l) => l,
+        Err(e) => {
+            results.skip("etcd", format!("no leader: {e:#}"));
+            return;
+        }
+    };
+    for &c in clients {
+        let out = run(Command::new(&driver)
+            .args(["--endpoint", &leader, "--clients", &c.to_string()])
+            .args(["--seconds", &seconds.max(1).to_string()])
+            .args(["--val-size", "256"]));
+        let parsed = out.and_then(|text| {
+            let line = text.lines().last().unwrap_or("");
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("unexpected output {line:?}"))?;
+            Ok((
+                v["ops_per_s"].as_f64().context("no ops_per_s")?,
+                v["p50_ms"].as_f64(),
+                v["p99_ms"].as_f64(),
+            ))
+        });
+        match parsed {
+            Ok((ops, p50, p99)) => results.add(
+                Op::Keygen,
+                c,
+                PeerFigure {
+                    peer: "etcd".into(),
+                    what: format!("etcd 3 members, put 256 B, {c} clients"),
+                    ops_per_s: ops,
+                    p50_ms: p50,
+                    p99_ms: p99,
+                },
+            ),
+            Err(e) => results.skip("etcd", format!("{c} clients: {e:#}")),
+        }
     }
-    let _ = run(Command::new("bash").arg(&script).arg("stop"));
 }
 
 #[cfg(test)]
