@@ -133,6 +133,27 @@ fn requests() -> Vec<Vec<u8>> {
                 password: Secret::new(b"a password".to_vec()),
             },
         ),
+        request(
+            true,
+            Operation::ImportPublicKey {
+                // A P-256 SubjectPublicKeyInfo's shape: the node parses it.
+                public_key: [
+                    &[
+                        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+                        0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03,
+                        0x42, 0x00, 0x04,
+                    ][..],
+                    &[0x11; 64][..],
+                ]
+                .concat(),
+                attributes: KeyAttributes {
+                    label: "outside".into(),
+                    verify: true,
+                    ..KeyAttributes::default()
+                },
+                unique_label: false,
+            },
+        ),
     ]
 }
 
