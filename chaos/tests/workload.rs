@@ -238,7 +238,10 @@ async fn a_fault_free_run_exercises_every_checker_and_is_valid() {
     let workloads: Vec<Workload> = [(1, None), (2, Some(3))]
         .into_iter()
         .map(|(process, pinned_node)| {
-            let mut w = cluster.workload(process, epoch_unix_ms, Duration::from_secs(5));
+            // Long enough for a lockout (a user made, then five wrong
+            // passwords each checked with Argon2) on a busy 2-core host: at
+            // 5 s a CI-like run once ended before any user was locked.
+            let mut w = cluster.workload(process, epoch_unix_ms, Duration::from_secs(10));
             w.pinned_node = pinned_node;
             w.seed = 0x5eed_0000 + u64::from(process);
             w
