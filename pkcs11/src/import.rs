@@ -73,6 +73,32 @@ const RSA_PARTS: [CK_ATTRIBUTE_TYPE; 8] = [
     CKA_COEFFICIENT,
 ];
 
+/// The value of attribute `t` in `template`.
+fn value_of(template: &[Attr], t: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
+    template
+        .iter()
+        .find(|(at, _)| *at == t)
+        .map(|(_, v)| &v[..])
+}
+
+/// The RSA spec of a modulus (leading zero bytes left out).
+///
+/// # Errors
+/// `CKR_KEY_SIZE_RANGE` for a size the cluster lacks.
+fn rsa_spec(modulus: &[u8]) -> Result<KeySpec, CK_RV> {
+    let start = modulus
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(modulus.len());
+    let bits = u16::try_from((modulus.len() - start) * 8).map_err(|_| CKR_KEY_SIZE_RANGE)?;
+    let spec = KeySpec::Rsa { bits };
+    if spec.is_valid() {
+        Ok(spec)
+    } else {
+        Err(CKR_KEY_SIZE_RANGE)
+    }
+}
+
 /// The private key a `CKO_PRIVATE_KEY` template imports, and its PKCS#8.
 ///
 /// # Errors
@@ -83,12 +109,7 @@ const RSA_PARTS: [CK_ATTRIBUTE_TYPE; 8] = [
 /// errors otherwise. Whether the components make a key is the cluster's
 /// check (it refuses material that does not parse or match).
 pub fn private_key(template: &[Attr]) -> Result<(NewKey, Secret), CK_RV> {
-    let find = |t| {
-        template
-            .iter()
-            .find(|(at, _)| *at == t)
-            .map(|(_, v)| &v[..])
-    };
+    let find = |t| value_of(template, t);
     let kt = ulong(find(CKA_KEY_TYPE).ok_or(CKR_TEMPLATE_INCOMPLETE)?)?;
     let material: &[CK_ATTRIBUTE_TYPE] = match kt {
         CKK_RSA => &RSA_PARTS,
@@ -102,16 +123,7 @@ pub fn private_key(template: &[Attr]) -> Result<(NewKey, Secret), CK_RV> {
                 parts.push(integer(find(t).ok_or(CKR_TEMPLATE_INCOMPLETE)?)?);
             }
             let modulus = find(CKA_MODULUS).unwrap_or_default();
-            let start = modulus
-                .iter()
-                .position(|b| *b != 0)
-                .unwrap_or(modulus.len());
-            let bits =
-                u16::try_from((modulus.len() - start) * 8).map_err(|_| CKR_KEY_SIZE_RANGE)?;
-            let spec = KeySpec::Rsa { bits };
-            if !spec.is_valid() {
-                return Err(CKR_KEY_SIZE_RANGE);
-            }
+            let spec = rsa_spec(modulus)?;
             let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
             let mut all = vec![&[0x02u8, 0x01, 0x00][..]];
             all.extend(refs);
@@ -173,27 +185,13 @@ pub fn private_key(template: &[Attr]) -> Result<(NewKey, Secret), CK_RV> {
 /// `CKR_KEY_SIZE_RANGE` for a curve or size it lacks; the template errors
 /// otherwise. Whether the point is on its curve is the cluster's check.
 pub fn public_key(template: &[Attr]) -> Result<(NewKey, Vec<u8>), CK_RV> {
-    let find = |t| {
-        template
-            .iter()
-            .find(|(at, _)| *at == t)
-            .map(|(_, v)| &v[..])
-    };
+    let find = |t| value_of(template, t);
     let kt = ulong(find(CKA_KEY_TYPE).ok_or(CKR_TEMPLATE_INCOMPLETE)?)?;
     let (material, spec, der): (&[CK_ATTRIBUTE_TYPE], _, _) = match kt {
         CKK_RSA => {
             let modulus = find(CKA_MODULUS).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
             let exponent = find(CKA_PUBLIC_EXPONENT).ok_or(CKR_TEMPLATE_INCOMPLETE)?;
-            let start = modulus
-                .iter()
-                .position(|b| *b != 0)
-                .unwrap_or(modulus.len());
-            let bits =
-                u16::try_from((modulus.len() - start) * 8).map_err(|_| CKR_KEY_SIZE_RANGE)?;
-            let spec = KeySpec::Rsa { bits };
-            if !spec.is_valid() {
-                return Err(CKR_KEY_SIZE_RANGE);
-            }
+            let spec = rsa_spec(modulus)?;
             let rsa_key = sequence(&[&integer(modulus)?, &integer(exponent)?])?;
             let algorithm = sequence(&[&oid(RSA_ENCRYPTION)?, &[0x05, 0x00]])?;
             let bits = tlv(der::Tag::BitString, &[&[0u8][..], &rsa_key[..]].concat())?;
