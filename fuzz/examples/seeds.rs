@@ -388,7 +388,7 @@ fn member_frames() -> Vec<Vec<u8>> {
             entries: vec![
                 Entry {
                     log_id: log_id(11),
-                    payload: EntryPayload::Normal(signed.clone()),
+                    payload: EntryPayload::Normal(hsm_raft_store::EventBatch::one(signed.clone())),
                 },
                 Entry {
                     log_id: log_id(12),

@@ -1,26 +1,45 @@
 //! The leader's side of a write: build the next event of the chain, sign
-//! it, and hand it to Raft, in chain order.
+//! it, and hand it to Raft, in chain order, many writes to a log entry.
 //!
 //! The chain head the leader builds on is the hash of the last event *in
 //! its log*, which may not be applied yet. It is re-read from the log each
 //! time this node starts a new term as leader, and advanced in memory as
-//! events are submitted; the lock is held from building an event until Raft
+//! events are submitted; the lock is held from building an entry until Raft
 //! has queued it, so events enter the log in the order they were chained,
 //! while their replication and apply overlap.
+//!
+//! Group commit: openraft appends (and syncs) each entry on its own, one
+//! after another, so one write per entry would cap writes at one per
+//! sync. Writes queue here instead; whenever fewer than
+//! [`MAX_IN_FLIGHT`] entries are on their way, everything queued (up to
+//! [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`]) goes into the next
+//! entry. A lone write goes at once; under load, entries grow.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use hsm_proto::{Actor, Event, EventBody, EventHash, NodeId, Rejection, RequestId};
-use hsm_raft_store::{ApplyResponse, LogStore, StateMachineStore};
-use hsm_state::{event_hash, sign_event};
+use hsm_raft_store::{
+    ApplyResponse, BatchApplied, EventBatch, LogStore, OwnEvents, StateMachineStore,
+};
+use hsm_state::{event_hash, event_hash_and_len, sign_event};
 use openraft::storage::RaftLogStorage;
 use openraft::{EntryPayload, RaftLogReader};
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::raft::Raft;
 
 /// How many log entries are read per step when looking back for the last
 /// event.
 const SCAN_STEP: u64 = 64;
+/// Most events in one log entry.
+pub const MAX_BATCH_EVENTS: usize = 64;
+/// Most bytes of encoded events in one log entry; an event larger than
+/// this goes in an entry of its own.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Most entries submitted and not yet answered by Raft at once.
+pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Why a write was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +69,17 @@ struct Chain {
     head: EventHash,
 }
 
+type Reply = oneshot::Sender<Result<ApplyResponse, ProposeError>>;
+
+/// A write waiting for its entry.
+struct Queued {
+    request_id: RequestId,
+    actor: Actor,
+    body: EventBody,
+    now_ms: u64,
+    reply: Reply,
+}
+
 /// Builds, signs and submits events on the leader.
 pub struct Proposer {
     raft: Raft,
@@ -57,7 +87,10 @@ pub struct Proposer {
     sm: StateMachineStore,
     node: NodeId,
     signing: SigningKey,
+    own_events: Arc<OwnEvents>,
     chain: Mutex<Chain>,
+    queue: std::sync::Mutex<VecDeque<Queued>>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Proposer {
@@ -80,6 +113,7 @@ impl Proposer {
         Proposer {
             raft,
             log,
+            own_events: sm.own_events(),
             sm,
             node,
             signing,
@@ -87,6 +121,8 @@ impl Proposer {
                 term: None,
                 head: EventHash::GENESIS,
             }),
+            queue: std::sync::Mutex::new(VecDeque::new()),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 
@@ -100,68 +136,190 @@ impl Proposer {
     /// or may not have been applied, and a retry with the same request id
     /// is safe), [`ProposeError::Raft`] or [`ProposeError::Store`].
     pub async fn propose(
-        &self,
+        self: &Arc<Self>,
         request_id: RequestId,
         actor: Actor,
         body: EventBody,
         now_ms: u64,
     ) -> Result<ApplyResponse, ProposeError> {
-        let (receiver, term) = {
-            let mut chain = self.chain.lock().await;
-            let (leader, term) = {
-                let m = self.raft.metrics();
-                let m = m.borrow();
-                (m.current_leader, m.current_term)
+        let (reply, answer) = oneshot::channel();
+        self.queue().push_back(Queued {
+            request_id,
+            actor,
+            body,
+            now_ms,
+            reply,
+        });
+        self.pump().await;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ProposeError::Raft("the write was dropped".into())))
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Submits entries of queued writes while fewer than [`MAX_IN_FLIGHT`]
+    /// are on their way. An entry's answer calls this again, so a write
+    /// queued while all were taken goes with the next entry.
+    async fn pump(self: &Arc<Self>) {
+        loop {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                return;
             };
-            if leader != Some(self.node) {
-                return Err(ProposeError::NotLeader { leader });
-            }
-            self.precheck(&body)?;
-            if chain.term != Some(term) {
-                chain.head = self.last_event_hash().await?;
-                chain.term = Some(term);
-            }
-            let signed = sign_event(
-                Event {
-                    request_id,
-                    timestamp_ms: now_ms,
-                    actor,
-                    prev_hash: chain.head,
-                    body,
-                },
-                self.node,
-                &self.signing,
-            );
-            let hash = event_hash(&signed);
-            let receiver = self
-                .raft
-                .client_write_ff(signed)
-                .await
-                .map_err(|e| ProposeError::Raft(e.to_string()))?;
-            chain.head = hash;
-            (receiver, term)
+            let first = self.queue().pop_front();
+            let Some(first) = first else {
+                return;
+            };
+            self.submit(first, permit).await;
+        }
+    }
+
+    /// [`Proposer::pump`] on a task of its own.
+    fn pump_later(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move { this.pump().await });
+    }
+
+    /// Builds one entry from `first` and what else is queued, submits it,
+    /// and answers its writes when Raft answers.
+    async fn submit(self: &Arc<Self>, first: Queued, permit: OwnedSemaphorePermit) {
+        let mut chain = self.chain.lock().await;
+        let (leader, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader, m.current_term)
         };
-        match receiver.await {
+        if leader != Some(self.node) {
+            let mut refused = vec![first];
+            refused.extend(self.queue().drain(..));
+            for q in refused {
+                let _ = q.reply.send(Err(ProposeError::NotLeader { leader }));
+            }
+            return;
+        }
+        if chain.term != Some(term) {
+            match self.last_event_hash().await {
+                Ok(head) => {
+                    chain.head = head;
+                    chain.term = Some(term);
+                }
+                Err(e) => {
+                    let _ = first.reply.send(Err(e));
+                    return;
+                }
+            }
+        }
+        let mut head = chain.head;
+        let mut events = Vec::new();
+        let mut replies = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(q) = next.take() {
+            if let Err(e) = self.precheck(&q.body) {
+                let _ = q.reply.send(Err(e));
+            } else {
+                let signed = sign_event(
+                    Event {
+                        request_id: q.request_id,
+                        timestamp_ms: q.now_ms,
+                        actor: q.actor.clone(),
+                        prev_hash: head,
+                        body: q.body.clone(),
+                    },
+                    self.node,
+                    &self.signing,
+                );
+                let (hash, len) = event_hash_and_len(&signed);
+                if !events.is_empty() && bytes + len > MAX_BATCH_BYTES {
+                    // Too much for this entry: first in the next one.
+                    self.queue().push_front(q);
+                    break;
+                }
+                self.own_events
+                    .signed(hash, self.signing.verifying_key().to_bytes());
+                head = hash;
+                bytes += len;
+                events.push(signed);
+                replies.push(q.reply);
+            }
+            if events.len() < MAX_BATCH_EVENTS {
+                next = self.queue().pop_front();
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        let receiver = match self.raft.client_write_ff(EventBatch { events }).await {
+            Ok(receiver) => receiver,
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ProposeError::Raft(e.to_string())));
+                }
+                return;
+            }
+        };
+        chain.head = head;
+        drop(chain);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let answer = receiver.await;
+            this.answer(term, replies, answer).await;
+            drop(permit);
+            this.pump_later();
+        });
+    }
+
+    /// Gives each write of an entry its outcome.
+    async fn answer<E: std::fmt::Display>(
+        &self,
+        term: u64,
+        replies: Vec<Reply>,
+        answer: Result<
+            Result<
+                openraft::raft::ClientWriteResponse<hsm_raft_store::TypeConfig>,
+                openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
+            >,
+            E,
+        >,
+    ) {
+        let failed = |e: &dyn Fn() -> ProposeError, replies: Vec<Reply>| {
+            for reply in replies {
+                let _ = reply.send(Err(e()));
+            }
+        };
+        match answer {
             Ok(Ok(reply)) => {
-                if reply.data.result == Err(Rejection::ChainMismatch) {
+                let BatchApplied { index, events } = reply.data;
+                if events
+                    .iter()
+                    .any(|e| e.result == Err(Rejection::ChainMismatch))
+                {
                     // Our head was not the log's: read it again.
                     self.forget_head(term).await;
                 }
-                Ok(reply.data)
+                let mut outcomes = events.into_iter();
+                for reply in replies {
+                    let _ = reply.send(outcomes.next().ok_or_else(|| {
+                        ProposeError::Raft(format!("entry {index} has no outcome for the write"))
+                    }));
+                }
             }
             Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
                 self.forget_head(term).await;
-                Err(ProposeError::NotLeader {
-                    leader: f.leader_id,
-                })
+                let leader = f.leader_id;
+                failed(&|| ProposeError::NotLeader { leader }, replies);
             }
             Ok(Err(e)) => {
                 self.forget_head(term).await;
-                Err(ProposeError::Raft(e.to_string()))
+                let m = e.to_string();
+                failed(&|| ProposeError::Raft(m.clone()), replies);
             }
             Err(e) => {
                 self.forget_head(term).await;
-                Err(ProposeError::Raft(e.to_string()))
+                let m = e.to_string();
+                failed(&|| ProposeError::Raft(m.clone()), replies);
             }
         }
     }
@@ -171,7 +329,7 @@ impl Proposer {
     /// # Errors
     /// As [`Proposer::propose`].
     pub async fn propose_now(
-        &self,
+        self: &Arc<Self>,
         request_id: RequestId,
         actor: Actor,
         body: EventBody,
@@ -235,7 +393,7 @@ impl Proposer {
                 .await
                 .map_err(|e| ProposeError::Store(e.to_string()))?;
             let last_event = entries.iter().rev().find_map(|e| match &e.payload {
-                EntryPayload::Normal(signed) => Some(event_hash(signed)),
+                EntryPayload::Normal(batch) => batch.events.last().map(event_hash),
                 _ => None,
             });
             if let Some(hash) = last_event {

@@ -35,8 +35,13 @@ async fn three_members_elect_a_leader_and_replicate_a_signed_event() {
         },
     };
     let signed = hsm_state::sign_event(event, leader, &l.signing);
-    let reply = l.raft.client_write(signed).await.expect("write");
-    assert_eq!(reply.data.result, Ok(()));
+    let reply = l
+        .raft
+        .client_write(hsm_raft_store::EventBatch::one(signed))
+        .await
+        .expect("write");
+    assert_eq!(reply.data.events.len(), 1);
+    assert_eq!(reply.data.events[0].result, Ok(()));
     let index = reply.log_id.index;
 
     for (id, m) in &members {

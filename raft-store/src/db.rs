@@ -312,6 +312,19 @@ impl Db {
     /// Writes a batch atomically and syncs the write-ahead log before
     /// returning. A failed write poisons the store.
     pub(crate) fn write(&self, batch: Batch<'_>) -> Result<()> {
+        self.write_with(batch, true)
+    }
+
+    /// Writes a batch atomically without waiting for the disk: it is in
+    /// the write-ahead log (the operating system's cache) when this
+    /// returns, and durable once any later synced write returns (RocksDB
+    /// keeps one write-ahead log in write order). A failed write poisons
+    /// the store.
+    pub(crate) fn write_unsynced(&self, batch: Batch<'_>) -> Result<()> {
+        self.write_with(batch, false)
+    }
+
+    fn write_with(&self, batch: Batch<'_>, sync: bool) -> Result<()> {
         self.check_poison()?;
         if let Some(e) = batch.error {
             // The caller may already have changed memory to match this
@@ -320,7 +333,7 @@ impl Db {
             return Err(e);
         }
         let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        opts.set_sync(sync);
         self.db.write_opt(batch.inner, &opts).map_err(|source| {
             self.poisoned.store(true, Ordering::Release);
             self.marker.set();
@@ -329,6 +342,18 @@ impl Db {
                 op: "write",
                 source,
             }
+        })
+    }
+
+    /// Syncs the write-ahead log: every write made before this call is
+    /// durable when it returns. A failed sync poisons the store.
+    pub(crate) fn sync_wal(&self) -> Result<()> {
+        self.check_poison()?;
+        self.db.flush_wal(true).map_err(|source| {
+            self.poisoned.store(true, Ordering::Release);
+            self.marker.set();
+            tracing::error!(error = %source, "store sync failed; store is poisoned");
+            StoreError::Rocks { op: "sync", source }
         })
     }
 

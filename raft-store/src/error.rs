@@ -65,6 +65,9 @@ pub enum StoreError {
     /// make a store a node can start on.
     #[error("cannot create the restored store: {0}")]
     Restore(String),
+    /// The thread that syncs the log could not be started.
+    #[error("cannot start the log sync thread: {0}")]
+    Thread(std::io::Error),
     /// An earlier write failed; the store refuses all further work until the
     /// node restarts and re-verifies its data.
     #[error("store is poisoned by an earlier failed write; restart the node")]

@@ -32,9 +32,11 @@ mod db;
 mod error;
 mod log_store;
 mod manifest_check;
+mod own_events;
 mod seal;
 mod snapshot_format;
 mod state_machine;
+mod syncer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -46,14 +48,16 @@ use serde::{Deserialize, Serialize};
 
 pub use error::StoreError;
 pub use log_store::LogStore;
+pub use own_events::OwnEvents;
 pub use seal::StorageKey;
 pub use state_machine::{Applied, Export, StateMachineStore};
+pub use syncer::SyncStats;
 
 openraft::declare_raft_types!(
     /// openraft type configuration of the HSM cluster.
     pub TypeConfig:
-        D = SignedEvent,
-        R = ApplyResponse,
+        D = EventBatch,
+        R = BatchApplied,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -61,25 +65,50 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// The outcome of applying one log entry.
+/// What one Raft log entry carries: signed events in chain order, each
+/// applied on its own as if it had its own entry. The leader puts every
+/// write waiting at once into one entry (group commit): one append, one
+/// sync and one replication message serve them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBatch {
+    /// The events, the first chained on the event before the entry.
+    pub events: Vec<SignedEvent>,
+}
+
+impl EventBatch {
+    /// An entry of one event.
+    pub fn one(signed: SignedEvent) -> EventBatch {
+        EventBatch {
+            events: vec![signed],
+        }
+    }
+}
+
+impl std::fmt::Display for EventBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} events", self.events.len())
+    }
+}
+
+/// The outcome of applying one log entry: one [`ApplyResponse`] per event
+/// of its [`EventBatch`], in order (none for Raft's own entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchApplied {
+    /// Log index of the entry.
+    pub index: u64,
+    /// Each event's outcome.
+    pub events: Vec<ApplyResponse>,
+}
+
+/// The outcome of applying one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyResponse {
-    /// Log index of the entry.
+    /// Log index of the entry that carried the event.
     pub index: u64,
     /// Accepted, or why the state machine refused the event.
     pub result: Result<(), Rejection>,
     /// The request id had been applied before; `result` is from that time.
     pub replayed: bool,
-}
-
-impl ApplyResponse {
-    fn none(index: u64) -> ApplyResponse {
-        ApplyResponse {
-            index,
-            result: Ok(()),
-            replayed: false,
-        }
-    }
 }
 
 /// Creates a new, empty store in `dir` (absent or empty) sealed under `key`.
@@ -89,7 +118,7 @@ impl ApplyResponse {
 pub fn create(dir: &Path, key: &StorageKey) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db = db::Db::open(dir, key, true)?;
     Ok((
-        LogStore::new(db.clone()),
+        LogStore::new(db.clone())?,
         StateMachineStore::load(db, record_key(key))?,
     ))
 }
@@ -104,7 +133,7 @@ pub fn create(dir: &Path, key: &StorageKey) -> Result<(LogStore, StateMachineSto
 /// when RocksDB itself finds corruption.
 pub fn open(dir: &Path, key: &StorageKey) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db = db::Db::open(dir, key, false)?;
-    let log = LogStore::new(db.clone());
+    let log = LogStore::new(db.clone())?;
     let entries = log.verify_all()?;
     let sm = StateMachineStore::load(db, record_key(key))?;
     tracing::info!(dir = %dir.display(), log_entries = entries, "store opened");

@@ -12,6 +12,7 @@ use openraft::{
 
 use crate::db::{cf, Batch, Db};
 use crate::error::StoreError;
+use crate::syncer::{SyncStats, Syncer};
 use crate::TypeConfig;
 
 const VOTE: &[u8] = b"vote";
@@ -32,6 +33,7 @@ fn index_of(key: &[u8]) -> Result<u64, StoreError> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
+    syncer: Arc<Syncer>,
 }
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
@@ -43,8 +45,17 @@ impl std::fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Db>) -> LogStore {
-        LogStore { db }
+    pub(crate) fn new(db: Arc<Db>) -> Result<LogStore, StoreError> {
+        Ok(LogStore {
+            db,
+            syncer: Arc::new(Syncer::start().map_err(StoreError::Thread)?),
+        })
+    }
+
+    /// How many write-ahead log syncs this store's appends took, and how
+    /// many appends they covered (the group commit's batching).
+    pub fn sync_stats(&self) -> SyncStats {
+        self.syncer.stats()
     }
 
     fn meta<T: serde::de::DeserializeOwned>(
@@ -178,10 +189,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> SResult<()> {
+        // Not synced: it only saves re-applying entries after a restart,
+        // and a committed id can only name entries durable on a majority.
         let mut b = self.db.batch();
         b.put(cf::META, COMMITTED, &committed);
         self.db
-            .write(b)
+            .write_unsynced(b)
             .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))
     }
 
@@ -197,14 +210,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // Written now (readable at once), durable when the syncer reports
+        // it: Raft counts the entries only then (see `syncer`).
         let mut b = self.db.batch();
         for entry in entries {
             b.put(cf::LOG, &index_key(entry.log_id.index), &entry);
         }
-        let result = self.db.write(b);
-        match result {
+        match self.db.write_unsynced(b) {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                self.syncer.after_sync(self.db.clone(), callback);
                 Ok(())
             }
             Err(e) => {

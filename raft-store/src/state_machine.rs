@@ -18,8 +18,9 @@ use tokio::sync::watch;
 
 use crate::db::{cf, Batch, Db};
 use crate::error::StoreError;
+use crate::own_events::OwnEvents;
 use crate::snapshot_format;
-use crate::{ApplyResponse, TypeConfig};
+use crate::{ApplyResponse, BatchApplied, TypeConfig};
 
 /// What [`StateMachineStore::export_with`] returns.
 #[derive(Debug)]
@@ -96,6 +97,7 @@ pub struct StateMachineStore {
     /// finding it replaced reads under it).
     snapshot_lock: Arc<Mutex<()>>,
     applied_tx: Arc<watch::Sender<u64>>,
+    own_events: Arc<OwnEvents>,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -147,6 +149,7 @@ impl StateMachineStore {
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             snapshot_lock: Arc::new(Mutex::new(())),
             applied_tx: Arc::new(watch::Sender::new(applied.map_or(0, |l| l.index))),
+            own_events: Arc::default(),
         };
         // Open the stored snapshot too, so damage there is found now.
         sm.read_snapshot()?;
@@ -190,6 +193,12 @@ impl StateMachineStore {
     /// holds off `apply`.
     pub fn read<R>(&self, f: impl FnOnce(&Applied) -> R) -> R {
         f(&self.read_guard())
+    }
+
+    /// Where this node's proposer records the events it signs, so that
+    /// applying them here does not verify those signatures again.
+    pub fn own_events(&self) -> Arc<OwnEvents> {
+        self.own_events.clone()
     }
 
     /// The digest of the applied state.
@@ -241,11 +250,9 @@ impl StateMachineStore {
         self.db.flush()
     }
 
-    fn write_records(
-        &self,
-        applied: &Applied,
-        changed: &BTreeSet<EntityKey>,
-    ) -> Result<(), StoreError> {
+    /// A batch that writes the records `changed` names, as they are in
+    /// `applied`, and its applied log id and membership.
+    fn stage_records(&self, applied: &Applied, changed: &BTreeSet<EntityKey>) -> Batch<'_> {
         let mut b = self.db.batch();
         for k in changed {
             let id = record_id(&self.record_key, k);
@@ -256,7 +263,7 @@ impl StateMachineStore {
         }
         b.put(cf::SM_META, APPLIED, &applied.applied);
         b.put(cf::SM_META, MEMBERSHIP, &applied.membership);
-        self.db.write(b)
+        b
     }
 
     /// The stored current snapshot, read whole. Replacing it (a build, an
@@ -390,42 +397,54 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(self.read(|a| (a.applied, a.membership.clone())))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<ApplyResponse>>
+    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<BatchApplied>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut guard = self.write_guard();
-        let applied = &mut *guard;
-        let mut changed = BTreeSet::new();
-        let mut responses = Vec::new();
-        for entry in entries {
-            applied.applied = Some(entry.log_id);
-            let index = entry.log_id.index;
-            match entry.payload {
-                EntryPayload::Blank => responses.push(ApplyResponse::none(index)),
-                EntryPayload::Normal(signed) => {
-                    let outcome = applied.state.apply(&signed);
-                    if let Err(reason) = &outcome.result {
-                        tracing::info!(index, kind = signed.event.body.kind(), %reason, "event refused");
+        // The records are written under the lock, so a snapshot (built
+        // from the state in memory, then synced) never covers applies not
+        // yet in the write-ahead log before it. The write is not synced,
+        // so readers never wait for the disk: the log holds every applied
+        // entry durably, and a state that lost its last applies to a crash
+        // is behind the log, which Raft applies again at start
+        // (`tests/durability.rs`).
+        let (index, responses) = {
+            let mut guard = self.write_guard();
+            let applied = &mut *guard;
+            let mut changed = BTreeSet::new();
+            let mut responses = Vec::new();
+            for entry in entries {
+                applied.applied = Some(entry.log_id);
+                let index = entry.log_id.index;
+                let mut events = Vec::new();
+                match entry.payload {
+                    EntryPayload::Blank => {}
+                    EntryPayload::Normal(batch) => {
+                        for signed in &batch.events {
+                            let outcome = applied.state.apply_vouched(signed, &*self.own_events);
+                            if let Err(reason) = &outcome.result {
+                                tracing::info!(index, kind = signed.event.body.kind(), %reason, "event refused");
+                            }
+                            changed.extend(outcome.changed);
+                            events.push(ApplyResponse {
+                                index,
+                                result: outcome.result,
+                                replayed: outcome.replayed,
+                            });
+                        }
                     }
-                    changed.extend(outcome.changed);
-                    responses.push(ApplyResponse {
-                        index,
-                        result: outcome.result,
-                        replayed: outcome.replayed,
-                    });
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    }
                 }
-                EntryPayload::Membership(m) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                    responses.push(ApplyResponse::none(index));
-                }
+                responses.push(BatchApplied { index, events });
             }
-        }
-        self.write_records(applied, &changed)
-            .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Write))?;
-        let index = applied.applied.map_or(0, |l| l.index);
-        drop(guard);
+            self.db
+                .write_unsynced(self.stage_records(applied, &changed))
+                .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+            (applied.applied.map_or(0, |l| l.index), responses)
+        };
         self.applied_tx.send_replace(index);
         Ok(responses)
     }

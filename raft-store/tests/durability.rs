@@ -4,9 +4,13 @@
 mod common;
 
 use common::*;
+use std::sync::Arc;
+
 use hsm_proto::{KeyId, NodeId};
 use hsm_raft_store::{create, open, StateMachineStore, StorageKey, TypeConfig};
-use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::storage::{
+    RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine, Snapshot,
+};
 use openraft::{CommittedLeaderId, LogId, RaftLogReader, Vote};
 
 #[tokio::test]
@@ -360,4 +364,56 @@ async fn the_current_snapshot_read_while_a_new_one_is_built_is_whole() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.await.expect("every read was of one whole snapshot");
     assert!(reads > 0);
+}
+
+/// Applies are written without a sync (the log entries they come from
+/// were synced before Raft counted them), so a machine that crashes can
+/// come back with its state behind its log: the last applies lost, their
+/// entries kept. That store must open, and Raft must apply those entries
+/// again at start, to the very state the node had before the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_behind_its_log_after_a_crash_catches_up_from_the_log_at_start() {
+    let key = StorageKey::from_bytes([9; 32]);
+    // A Raft log starts at index 0 (openraft's first entry).
+    let first = openraft::Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(1, NODE), 0),
+        payload: openraft::EntryPayload::Blank,
+    };
+    let entries: Vec<_> = std::iter::once(first)
+        .chain(setup_events(&mut Chain::new(), &[4; 40]))
+        .collect();
+    assert!(entries.len() > 3, "{} entries", entries.len());
+    let whole = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, mut sm) = create(dir.path(), &key).expect("created");
+        append_and_apply(&mut log, &mut sm, entries.clone()).await;
+        sm.digest()
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut log, mut sm) = create(dir.path(), &key).expect("created");
+        log.blocking_append(entries.clone()).await.expect("append");
+        // Only the first three applies reached the disk.
+        sm.apply(entries[..3].to_vec()).await.expect("apply");
+        log.save_committed(entries.last().map(|e| e.log_id))
+            .await
+            .expect("committed");
+    }
+    let (log, sm) = open(dir.path(), &key).expect("a state behind its log opens");
+    assert_ne!(sm.digest(), whole, "the state starts behind");
+    let config = openraft::Config::default().validate().expect("config");
+    let raft = openraft::Raft::<TypeConfig>::new(NODE, Arc::new(config), NoPeers, log, sm.clone())
+        .await
+        .expect("raft starts");
+    assert_eq!(
+        sm.digest(),
+        whole,
+        "the committed entries are applied again"
+    );
+    assert_eq!(
+        sm.read(|a| a.applied.map(|l| l.index)),
+        entries.last().map(|e| e.log_id.index)
+    );
+    raft.shutdown().await.expect("shutdown");
 }

@@ -14,16 +14,10 @@ use hsm_proto::{
     SignedEvent,
 };
 use hsm_raft_store::{
-    create, create_restored, decode_snapshot, encode_snapshot, open, StateMachineStore, StorageKey,
-    StoreError, TypeConfig,
+    create, create_restored, decode_snapshot, encode_snapshot, open, EventBatch, StateMachineStore,
+    StorageKey, StoreError, TypeConfig,
 };
 use hsm_state::{sign_event, RestoreTarget, State};
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
-};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{
     BasicNode, CommittedLeaderId, LogId, Membership, RaftLogReader, StoredMembership, Vote,
@@ -210,52 +204,6 @@ async fn create_restored_refuses_other_members_and_occupied_directories() {
     assert!(err.to_string().contains("not empty"), "{err}");
 }
 
-/// A network for a cluster of one: there is never anyone to call.
-struct NoPeers;
-
-fn unreachable<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
-    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
-        "a single-node test cluster has no peers",
-    )))
-}
-
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeers;
-
-    async fn new_client(&mut self, _target: NodeId, _node: &BasicNode) -> NoPeers {
-        NoPeers
-    }
-}
-
-impl RaftNetwork<TypeConfig> for NoPeers {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(unreachable())
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(unreachable())
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(unreachable())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_on_a_restored_store_leads_and_extends_the_log_and_the_chain() {
     let state = restored_state().await;
@@ -293,9 +241,12 @@ async fn a_node_started_on_a_restored_store_leads_and_extends_the_log_and_the_ch
 
     let new_key = new_node_key();
     let write = signed(NEW_NODE, &new_key, state.head(), 1, create_user("bob-new"));
-    let resp = raft.client_write(write).await.expect("written");
+    let resp = raft
+        .client_write(EventBatch::one(write))
+        .await
+        .expect("written");
     assert_eq!(resp.log_id.index, at.index + 2);
-    assert_eq!(resp.data.result, Ok(()));
+    assert_eq!(resp.data.events[0].result, Ok(()));
     assert!(sm.read(|a| a.state.user(&user("bob-new")).is_some()));
     assert!(sm.read(|a| a.state.user(&user("alice-known")).is_some()));
     assert_eq!(sm.read(|a| a.state.events()), state.events() + 1);
@@ -309,8 +260,14 @@ async fn a_node_started_on_a_restored_store_leads_and_extends_the_log_and_the_ch
         2,
         create_user("eve-old"),
     );
-    let resp = raft.client_write(old).await.expect("written");
-    assert_eq!(resp.data.result, Err(Rejection::UnknownSigner(NODE)));
+    let resp = raft
+        .client_write(EventBatch::one(old))
+        .await
+        .expect("written");
+    assert_eq!(
+        resp.data.events[0].result,
+        Err(Rejection::UnknownSigner(NODE))
+    );
     assert!(sm.read(|a| a.state.user(&user("eve-old")).is_none()));
 
     let digest = sm.digest();

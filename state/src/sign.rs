@@ -26,16 +26,82 @@ pub fn sign_event(event: Event, signer: NodeId, key: &SigningKey) -> SignedEvent
 
 /// Whether `signed` carries a valid signature by `public_key`.
 pub fn verify_signature(signed: &SignedEvent, public_key: &[u8; 32]) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(public_key) else {
-        return false;
-    };
+    VerifyingKey::from_bytes(public_key).is_ok_and(|key| verify_with(signed, &key))
+}
+
+fn verify_with(signed: &SignedEvent, key: &VerifyingKey) -> bool {
     let sig = ed25519_dalek::Signature::from_bytes(&signed.signature.0);
     key.verify(&signing_message(&signed.event), &sig).is_ok()
+}
+
+/// Who vouches for events without their signature being checked again
+/// ([`crate::State::apply_vouched`]).
+pub trait Vouch {
+    /// The public key of the key this replica's own node signed the event
+    /// of chain hash `hash` with, if it did. A hash names the signed
+    /// event's exact bytes, signature included, so a match is that very
+    /// signature.
+    fn signed_with(&self, hash: &EventHash) -> Option<[u8; 32]>;
+}
+
+/// Vouches for nothing: every signature is checked.
+pub struct NoVouch;
+
+impl Vouch for NoVouch {
+    fn signed_with(&self, _: &EventHash) -> Option<[u8; 32]> {
+        None
+    }
+}
+
+/// The members' verifying keys, decoded once (decoding a point costs as
+/// much as a third of a verification). Derived from the records, never
+/// stored or digested; equal to any other memo.
+#[derive(Clone, Default)]
+pub(crate) struct KeyMemo(std::collections::BTreeMap<[u8; 32], VerifyingKey>);
+
+/// Members come and go rarely; a memo past this is dropped and refilled.
+const KEY_MEMO_MAX: usize = 256;
+
+impl KeyMemo {
+    /// [`verify_signature`], with the key decoded at most once.
+    pub(crate) fn verify(&mut self, signed: &SignedEvent, public_key: &[u8; 32]) -> bool {
+        if let Some(key) = self.0.get(public_key) {
+            return verify_with(signed, key);
+        }
+        let Ok(key) = VerifyingKey::from_bytes(public_key) else {
+            return false;
+        };
+        if self.0.len() >= KEY_MEMO_MAX {
+            self.0.clear();
+        }
+        self.0.insert(*public_key, key);
+        verify_with(signed, &key)
+    }
+}
+
+impl PartialEq for KeyMemo {
+    fn eq(&self, _: &KeyMemo) -> bool {
+        true
+    }
+}
+
+impl Eq for KeyMemo {}
+
+impl std::fmt::Debug for KeyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyMemo({} keys)", self.0.len())
+    }
 }
 
 /// The chain hash of a signed event: blake3 over its canonical encoding,
 /// signature included. The next event's `prev_hash` must equal it.
 pub fn event_hash(signed: &SignedEvent) -> EventHash {
+    event_hash_and_len(signed).0
+}
+
+/// [`event_hash`], and the length of the encoding it hashes (what the
+/// event takes in a log entry).
+pub fn event_hash_and_len(signed: &SignedEvent) -> (EventHash, usize) {
     let bytes = codec::encode("signed event", signed).unwrap_or_default();
-    EventHash(*blake3::hash(&bytes).as_bytes())
+    (EventHash(*blake3::hash(&bytes).as_bytes()), bytes.len())
 }

@@ -64,6 +64,7 @@ pub struct State {
     pub(crate) request_order: BTreeMap<u64, RequestId>,
     pub(crate) owned: BTreeMap<Username, BTreeSet<KeyId>>,
     pub(crate) labels: BTreeMap<(Username, String), usize>,
+    pub(crate) verifying_keys: crate::sign::KeyMemo,
 }
 
 impl State {

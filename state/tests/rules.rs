@@ -2016,6 +2016,61 @@ fn a_tampered_signature_is_refused_and_only_the_chain_moves() {
     assert_only_chain_moved(&c, &before, &a);
 }
 
+/// Vouches for one event hash with one key, as a leader does for the
+/// events it signed itself.
+struct VouchFor(EventHash, [u8; 32]);
+
+impl hsm_state::Vouch for VouchFor {
+    fn signed_with(&self, hash: &EventHash) -> Option<[u8; 32]> {
+        (*hash == self.0).then_some(self.1)
+    }
+}
+
+#[test]
+fn a_vouched_event_applies_as_its_verified_copy_does() {
+    let mut verified = Cluster::with_users(&[("bob", Role::Cu)]);
+    let mut vouched = Cluster::with_users(&[("bob", Role::Cu)]);
+    let ev = verified.event(as_user("bob"), aes_key(1, "a", false));
+    let signed = verified.sign(ev);
+    let key = node_key(FIRST.0).verifying_key().to_bytes();
+    let a = verified.apply(&signed);
+    let b = vouched
+        .state
+        .apply_vouched(&signed, &VouchFor(hsm_state::event_hash(&signed), key));
+    assert_eq!(a, b);
+    assert_eq!(a.result, Ok(()));
+    assert_eq!(verified.state.digest(), vouched.state.digest());
+}
+
+#[test]
+fn a_vouch_with_another_key_than_the_signers_is_no_vouch() {
+    // A forged signature, vouched for by a key that is not the one the
+    // signer is registered under (another node's, or the signer's before
+    // it was replaced): verified, and refused.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let mut forged = c.sign(ev);
+    forged.signature.0[10] ^= 1;
+    let other = node_key(7).verifying_key().to_bytes();
+    let before = c.state.clone();
+    let a = c
+        .state
+        .apply_vouched(&forged, &VouchFor(hsm_state::event_hash(&forged), other));
+    assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
+    assert_only_chain_moved(&c, &before, &a);
+
+    // And a vouch for another event vouches for nothing here.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let mut forged = c.sign(ev);
+    forged.signature.0[10] ^= 1;
+    let key = node_key(FIRST.0).verifying_key().to_bytes();
+    let a = c
+        .state
+        .apply_vouched(&forged, &VouchFor(EventHash([9; 32]), key));
+    assert_eq!(a.result, Err(Rejection::BadSignature(FIRST)));
+}
+
 #[test]
 fn an_unknown_signer_is_refused_and_only_the_chain_moves() {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);

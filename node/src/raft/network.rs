@@ -11,8 +11,8 @@ use hsm_raft_store::TypeConfig;
 use hsm_state::authz::{self, PeerStanding};
 use hsm_state::snapshot::SnapshotSeal;
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    StreamingError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    ReplicationClosed, StreamingError, Unreachable,
 };
 use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -25,6 +25,10 @@ use openraft::{BasicNode, Snapshot, Vote};
 use super::rpc::{RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
 use super::snapshot::SnapshotSigner;
 use crate::transport::{peer_identity, read_frame, write_frame, SERVER_NAME};
+
+/// Largest append-entries message sent with more than one entry: what
+/// every member accepts, less room for the rest of the frame.
+const APPEND_FRAME_BYTES: usize = crate::config::MIN_RAFT_FRAME_BYTES - 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -280,7 +284,18 @@ impl QuicPeer {
     /// call reconnects: a restarted peer is reached at once instead of
     /// after the dead connection's idle timeout.
     async fn call_within(&self, rpc: &RaftRpc, option: &RPCOption) -> Result<RaftReply, CallError> {
-        match tokio::time::timeout(option.soft_ttl(), self.call(rpc)).await {
+        let bytes =
+            codec::encode("raft rpc", rpc).map_err(|e| CallError::Network(e.to_string()))?;
+        self.call_encoded_within(&bytes, option).await
+    }
+
+    /// [`QuicPeer::call_within`] for an rpc already encoded.
+    async fn call_encoded_within(
+        &self,
+        bytes: &[u8],
+        option: &RPCOption,
+    ) -> Result<RaftReply, CallError> {
+        match tokio::time::timeout(option.soft_ttl(), self.call_bytes(bytes)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
                 self.evict();
@@ -305,14 +320,18 @@ impl QuicPeer {
     }
 
     async fn call(&self, rpc: &RaftRpc) -> Result<RaftReply, CallError> {
+        let bytes =
+            codec::encode("raft rpc", rpc).map_err(|e| CallError::Network(e.to_string()))?;
+        self.call_bytes(&bytes).await
+    }
+
+    async fn call_bytes(&self, bytes: &[u8]) -> Result<RaftReply, CallError> {
         let conn = self.connection().await?;
         let (mut send, mut recv) = conn
             .open_bi()
             .await
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let bytes =
-            codec::encode("raft rpc", rpc).map_err(|e| CallError::Network(e.to_string()))?;
-        write_frame(&mut send, &bytes)
+        write_frame(&mut send, bytes)
             .await
             .map_err(|e| CallError::Network(e.to_string()))?;
         let reply = read_frame(&mut recv, MAX_RAFT_FRAME_BYTES)
@@ -348,10 +367,19 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        match self
-            .call_within(&RaftRpc::AppendEntries(rpc), &option)
-            .await
-        {
+        let entries = rpc.entries.len();
+        let bytes = codec::encode("raft rpc", &RaftRpc::AppendEntries(rpc))
+            .map_err(|e| self.rpc_error(CallError::Network(e.to_string())))?;
+        if entries > 1 && bytes.len() > APPEND_FRAME_BYTES {
+            // Every member takes frames of this size (its `max_frame_bytes`
+            // is at least MIN_RAFT_FRAME_BYTES): ask openraft for fewer
+            // entries rather than send what a member may refuse forever.
+            let fit = (entries * APPEND_FRAME_BYTES / bytes.len()).clamp(1, entries - 1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(u64::try_from(fit).unwrap_or(1)),
+            ));
+        }
+        match self.call_encoded_within(&bytes, &option).await {
             Ok(RaftReply::AppendEntries(r)) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

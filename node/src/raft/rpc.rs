@@ -266,7 +266,7 @@ pub async fn serve_raft_stream(
 /// clock: the leader's is the cluster's).
 async fn forward(
     raft: &super::Raft,
-    proposer: &crate::proposer::Proposer,
+    proposer: &std::sync::Arc<crate::proposer::Proposer>,
     domain: Option<&DomainSource>,
     peer: NodeId,
     w: ForwardedWrite,

@@ -6,10 +6,16 @@ use hsm_proto::{
     Actor, ClusterId, Event, EventBody, EventHash, KeyAttributes, KeyId, KeySpec, NodeId,
     NodeRecord, RequestId, Role, SignedEvent, Username,
 };
-use hsm_raft_store::{ApplyResponse, LogStore, StateMachineStore, TypeConfig};
+use hsm_raft_store::{ApplyResponse, EventBatch, LogStore, StateMachineStore, TypeConfig};
 use hsm_state::{event_hash, sign_event};
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId};
 
 pub const NODE: NodeId = NodeId(1);
 pub const ADMIN_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YWRtaW5zYWx0$known-admin-hash-0001";
@@ -57,7 +63,7 @@ impl Chain {
         self.next_index += 1;
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, NODE), index),
-            payload: EntryPayload::Normal(signed),
+            payload: EntryPayload::Normal(EventBatch::one(signed)),
         }
     }
 
@@ -153,7 +159,7 @@ pub async fn append_and_apply(
     let last = entries.last().map(|e| e.log_id);
     let out = sm.apply(entries).await.expect("apply");
     log.save_committed(last).await.expect("save committed");
-    out
+    out.into_iter().flat_map(|b| b.events).collect()
 }
 
 /// Every file under `dir`, recursively, with its bytes.
@@ -172,4 +178,50 @@ pub fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> 
         }
     }
     out
+}
+
+/// A network for a cluster of one: there is never anyone to call.
+pub struct NoPeers;
+
+fn unreachable<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
+        "a single-node test cluster has no peers",
+    )))
+}
+
+impl RaftNetworkFactory<TypeConfig> for NoPeers {
+    type Network = NoPeers;
+
+    async fn new_client(&mut self, _target: NodeId, _node: &BasicNode) -> NoPeers {
+        NoPeers
+    }
+}
+
+impl RaftNetwork<TypeConfig> for NoPeers {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        Err(unreachable())
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
 }
