@@ -26,7 +26,7 @@ use hsm_raft_store::{
 use hsm_state::{event_hash, event_hash_and_len, sign_event};
 use openraft::storage::RaftLogStorage;
 use openraft::{EntryPayload, RaftLogReader};
-use tokio::sync::{oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Mutex};
 
 use crate::raft::Raft;
 
@@ -40,6 +40,9 @@ pub const MAX_BATCH_EVENTS: usize = 64;
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Most entries submitted and not yet answered by Raft at once.
 pub const MAX_IN_FLIGHT: usize = 2;
+/// Most writes waiting for an entry; past it writes are refused as
+/// [`ProposeError::Overloaded`] until the queue drains.
+pub const MAX_QUEUED: usize = 8192;
 
 /// Why a write was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,9 @@ pub enum ProposeError {
     /// (see [`Proposer::propose`]).
     #[error("refused before proposing: {0}")]
     Refused(Rejection),
+    /// [`MAX_QUEUED`] writes wait already; retry later.
+    #[error("too many writes are waiting on the leader")]
+    Overloaded,
 }
 
 struct Chain {
@@ -80,6 +86,13 @@ struct Queued {
     reply: Reply,
 }
 
+/// Writes waiting for an entry, and how many entries are on their way.
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<Queued>,
+    in_flight: usize,
+}
+
 /// Builds, signs and submits events on the leader.
 pub struct Proposer {
     raft: Raft,
@@ -89,8 +102,7 @@ pub struct Proposer {
     signing: SigningKey,
     own_events: Arc<OwnEvents>,
     chain: Mutex<Chain>,
-    queue: std::sync::Mutex<VecDeque<Queued>>,
-    in_flight: Arc<Semaphore>,
+    pending: std::sync::Mutex<Pending>,
 }
 
 impl std::fmt::Debug for Proposer {
@@ -121,20 +133,23 @@ impl Proposer {
                 term: None,
                 head: EventHash::GENESIS,
             }),
-            queue: std::sync::Mutex::new(VecDeque::new()),
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            pending: std::sync::Mutex::default(),
         }
     }
 
     /// Builds the event, submits it, and waits until it is committed and
     /// applied on this node. The reply carries the log index and the state
-    /// machine's verdict.
+    /// machine's verdict. The event goes into the log with the other
+    /// writes queued at the time (group commit: see the module). A caller
+    /// that stops waiting before its write is taken for an entry leaves it
+    /// out of the log; after that, the write may still be applied.
     ///
     /// # Errors
     /// [`ProposeError::NotLeader`] when this node is not the leader (also
     /// when it lost leadership while the write was in flight: the write may
     /// or may not have been applied, and a retry with the same request id
-    /// is safe), [`ProposeError::Raft`] or [`ProposeError::Store`].
+    /// is safe), [`ProposeError::Overloaded`], [`ProposeError::Raft`] or
+    /// [`ProposeError::Store`].
     pub async fn propose(
         self: &Arc<Self>,
         request_id: RequestId,
@@ -143,48 +158,67 @@ impl Proposer {
         now_ms: u64,
     ) -> Result<ApplyResponse, ProposeError> {
         let (reply, answer) = oneshot::channel();
-        self.queue().push_back(Queued {
-            request_id,
-            actor,
-            body,
-            now_ms,
-            reply,
-        });
-        self.pump().await;
+        {
+            let mut pending = self.pending();
+            if pending.queue.len() >= MAX_QUEUED {
+                return Err(ProposeError::Overloaded);
+            }
+            pending.queue.push_back(Queued {
+                request_id,
+                actor,
+                body,
+                now_ms,
+                reply,
+            });
+        }
+        self.start();
         answer
             .await
             .unwrap_or_else(|_| Err(ProposeError::Raft("the write was dropped".into())))
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Submits entries of queued writes while fewer than [`MAX_IN_FLIGHT`]
-    /// are on their way. An entry's answer calls this again, so a write
-    /// queued while all were taken goes with the next entry.
-    async fn pump(self: &Arc<Self>) {
-        loop {
-            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+    /// Starts an entry of queued writes, on a task of its own, when fewer
+    /// than [`MAX_IN_FLIGHT`] are on their way. Deciding under the lock
+    /// that guards the queue is what keeps every queued write on its way:
+    /// either an entry starts now, or one in flight calls this when it is
+    /// done ([`Proposer::finished`]).
+    fn start(self: &Arc<Self>) {
+        {
+            let mut pending = self.pending();
+            if pending.queue.is_empty() || pending.in_flight >= MAX_IN_FLIGHT {
                 return;
-            };
-            let first = self.queue().pop_front();
-            let Some(first) = first else {
-                return;
-            };
-            self.submit(first, permit).await;
+            }
+            pending.in_flight += 1;
         }
-    }
-
-    /// [`Proposer::pump`] on a task of its own.
-    fn pump_later(self: &Arc<Self>) {
         let this = self.clone();
-        tokio::spawn(async move { this.pump().await });
+        tokio::spawn(async move {
+            if !this.submit().await {
+                this.finished();
+            }
+        });
     }
 
-    /// Builds one entry from `first` and what else is queued, submits it,
-    /// and answers its writes when Raft answers.
-    async fn submit(self: &Arc<Self>, first: Queued, permit: OwnedSemaphorePermit) {
+    /// An entry is done (answered, or never submitted): the next may start.
+    fn finished(self: &Arc<Self>) {
+        {
+            let mut pending = self.pending();
+            pending.in_flight = pending.in_flight.saturating_sub(1);
+        }
+        self.start();
+    }
+
+    fn next_queued(&self) -> Option<Queued> {
+        self.pending().queue.pop_front()
+    }
+
+    /// Builds one entry of what is queued, submits it, and answers its
+    /// writes when Raft answers (then calls [`Proposer::finished`]).
+    /// Answers whether an entry went to Raft.
+    async fn submit(self: &Arc<Self>) -> bool {
         let mut chain = self.chain.lock().await;
         let (leader, term) = {
             let m = self.raft.metrics();
@@ -192,12 +226,11 @@ impl Proposer {
             (m.current_leader, m.current_term)
         };
         if leader != Some(self.node) {
-            let mut refused = vec![first];
-            refused.extend(self.queue().drain(..));
+            let refused: Vec<Queued> = self.pending().queue.drain(..).collect();
             for q in refused {
                 let _ = q.reply.send(Err(ProposeError::NotLeader { leader }));
             }
-            return;
+            return false;
         }
         if chain.term != Some(term) {
             match self.last_event_hash().await {
@@ -206,8 +239,10 @@ impl Proposer {
                     chain.term = Some(term);
                 }
                 Err(e) => {
-                    let _ = first.reply.send(Err(e));
-                    return;
+                    if let Some(q) = self.next_queued() {
+                        let _ = q.reply.send(Err(e));
+                    }
+                    return false;
                 }
             }
         }
@@ -215,41 +250,44 @@ impl Proposer {
         let mut events = Vec::new();
         let mut replies = Vec::new();
         let mut bytes = 0usize;
-        let mut next = Some(first);
-        while let Some(q) = next.take() {
+        while events.len() < MAX_BATCH_EVENTS {
+            let Some(q) = self.next_queued() else {
+                break;
+            };
+            if q.reply.is_closed() {
+                // Its caller gave up before it was taken: leave it out.
+                continue;
+            }
             if let Err(e) = self.precheck(&q.body) {
                 let _ = q.reply.send(Err(e));
-            } else {
-                let signed = sign_event(
-                    Event {
-                        request_id: q.request_id,
-                        timestamp_ms: q.now_ms,
-                        actor: q.actor.clone(),
-                        prev_hash: head,
-                        body: q.body.clone(),
-                    },
-                    self.node,
-                    &self.signing,
-                );
-                let (hash, len) = event_hash_and_len(&signed);
-                if !events.is_empty() && bytes + len > MAX_BATCH_BYTES {
-                    // Too much for this entry: first in the next one.
-                    self.queue().push_front(q);
-                    break;
-                }
-                self.own_events
-                    .signed(hash, self.signing.verifying_key().to_bytes());
-                head = hash;
-                bytes += len;
-                events.push(signed);
-                replies.push(q.reply);
+                continue;
             }
-            if events.len() < MAX_BATCH_EVENTS {
-                next = self.queue().pop_front();
+            let signed = sign_event(
+                Event {
+                    request_id: q.request_id,
+                    timestamp_ms: q.now_ms,
+                    actor: q.actor.clone(),
+                    prev_hash: head,
+                    body: q.body.clone(),
+                },
+                self.node,
+                &self.signing,
+            );
+            let (hash, len) = event_hash_and_len(&signed);
+            if !events.is_empty() && bytes + len > MAX_BATCH_BYTES {
+                // Too much for this entry: first in the next one.
+                self.pending().queue.push_front(q);
+                break;
             }
+            self.own_events
+                .signed(hash, self.signing.verifying_key().to_bytes());
+            head = hash;
+            bytes += len;
+            events.push(signed);
+            replies.push(q.reply);
         }
         if events.is_empty() {
-            return;
+            return false;
         }
         let receiver = match self.raft.client_write_ff(EventBatch { events }).await {
             Ok(receiver) => receiver,
@@ -257,7 +295,7 @@ impl Proposer {
                 for reply in replies {
                     let _ = reply.send(Err(ProposeError::Raft(e.to_string())));
                 }
-                return;
+                return false;
             }
         };
         chain.head = head;
@@ -266,9 +304,11 @@ impl Proposer {
         tokio::spawn(async move {
             let answer = receiver.await;
             this.answer(term, replies, answer).await;
-            drop(permit);
-            this.pump_later();
+            this.finished();
         });
+        // What did not fit may go in the next entry at once.
+        self.start();
+        true
     }
 
     /// Gives each write of an entry its outcome.

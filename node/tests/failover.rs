@@ -3,12 +3,13 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use hsm_node::transport::ClusterCa;
-use hsm_proto::{Actor, ClusterId, EventBody, RequestId, Role, Username};
+use hsm_proto::{Actor, ClusterId, EventBody, NodeId, RequestId, Role, Username};
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 
@@ -53,37 +54,11 @@ async fn create_users(member: &Arc<Member>, prefix: &str, count: u64, first_requ
     last_index
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
-    let ca = ClusterCa::generate("failover").expect("ca");
-    let (mut members, leader) = start_cluster(3, &ca).await;
-    let l = members[&leader].clone();
-
-    // Before init, a write is refused without being proposed, so it cannot
-    // leave an unchainable event in the log.
-    let early = l
-        .proposer
-        .propose(
-            request(9_999),
-            admin(),
-            EventBody::UserDeleted {
-                username: Username::new("nobody").expect("valid"),
-            },
-            5,
-        )
-        .await;
-    assert!(
-        matches!(
-            early,
-            Err(hsm_node::proposer::ProposeError::Refused(
-                hsm_proto::Rejection::NotInitialized
-            ))
-        ),
-        "{early:?}"
-    );
-
-    // Init with every member founding (their signing keys and TLS key
-    // pins), then activate.
+/// Initializes the cluster with every member founding (their signing keys
+/// and TLS key pins) and activates it, through the leader's proposer
+/// (requests 0 to 2).
+async fn init_and_activate(members: &BTreeMap<NodeId, Arc<Member>>, leader: NodeId) {
+    let l = &members[&leader];
     let init = EventBody::ClusterInitialized {
         cluster_id: ClusterId([4; 16]),
         first_node: l.record(),
@@ -122,6 +97,38 @@ async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
             .expect("setup write");
         assert_eq!(reply.result, Ok(()), "setup step {n}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_continues_the_chain_and_no_acknowledged_write_is_lost() {
+    let ca = ClusterCa::generate("failover").expect("ca");
+    let (mut members, leader) = start_cluster(3, &ca).await;
+    let l = members[&leader].clone();
+
+    // Before init, a write is refused without being proposed, so it cannot
+    // leave an unchainable event in the log.
+    let early = l
+        .proposer
+        .propose(
+            request(9_999),
+            admin(),
+            EventBody::UserDeleted {
+                username: Username::new("nobody").expect("valid"),
+            },
+            5,
+        )
+        .await;
+    assert!(
+        matches!(
+            early,
+            Err(hsm_node::proposer::ProposeError::Refused(
+                hsm_proto::Rejection::NotInitialized
+            ))
+        ),
+        "{early:?}"
+    );
+
+    init_and_activate(&members, leader).await;
 
     create_users(&l, "before", 20, 100).await;
 
@@ -243,5 +250,73 @@ async fn a_write_without_a_majority_fails_at_its_deadline_instead_of_hanging() {
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+/// Group commit: writes proposed at once share log entries, and every one
+/// is answered, also when other callers give up while theirs wait (their
+/// writes are then left out or applied, never the reason another write
+/// waits forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_at_once_share_entries_and_each_is_answered_when_others_give_up() {
+    let ca = ClusterCa::generate("group-commit").expect("ca");
+    let (members, leader) = start_cluster(3, &ca).await;
+    init_and_activate(&members, leader).await;
+    let l = members[&leader].clone();
+    let user = |prefix: &str, i: u64| EventBody::UserCreated {
+        username: Username::new(format!("{prefix}{i}")).expect("valid"),
+        role: Role::Cu,
+        password_hash: HASH.into(),
+    };
+
+    const AT_ONCE: u64 = 300;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..AT_ONCE {
+        let (l, body) = (l.clone(), user("many", i));
+        tasks.spawn(async move {
+            l.proposer
+                .propose(request(100 + i), admin(), body, 50)
+                .await
+        });
+    }
+    let mut entries = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let reply = done.expect("task").expect("write acknowledged");
+        assert_eq!(reply.result, Ok(()), "{reply:?}");
+        entries.insert(reply.index);
+    }
+    assert!(
+        entries.len() < AT_ONCE as usize / 2,
+        "{AT_ONCE} writes at once took {} log entries",
+        entries.len()
+    );
+
+    // Half the callers give up at once, while their writes wait.
+    let mut kept = Vec::new();
+    for i in 0..200u64 {
+        let (l, body) = (l.clone(), user("some", i));
+        let task = tokio::spawn(async move {
+            l.proposer
+                .propose(request(1_000 + i), admin(), body, 60)
+                .await
+        });
+        if i % 2 == 0 {
+            task.abort();
+        } else {
+            kept.push(task);
+        }
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(30), async {
+        for task in kept {
+            let reply = task.await.expect("task").expect("write acknowledged");
+            assert_eq!(reply.result, Ok(()), "{reply:?}");
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "a write was never answered");
+    let users = l.sm.read(|a| a.state.users().count());
+    assert!(
+        users > 1 + AT_ONCE as usize + 100 - 1,
+        "{users} users after the kept writes"
     );
 }

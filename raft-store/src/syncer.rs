@@ -4,8 +4,10 @@
 //!
 //! Raft may count an entry (towards a commit on the leader, in its answer
 //! on a follower) only once it is durable, which is what the flush
-//! callback reports; so syncing later and once for many appends keeps
-//! Raft's rule while the fsync leaves the async workers and is shared.
+//! callback reports; so syncing later, once for every append waiting,
+//! keeps Raft's rule while the fsync leaves the async workers. (openraft
+//! 0.9 waits for each flush before its next append, so one append waits at
+//! a time there; the leader batches writes into entries instead.)
 //! RocksDB keeps one write-ahead log in write order, so a sync makes every
 //! earlier write durable, whichever column family it went to.
 

@@ -2043,6 +2043,21 @@ fn a_vouched_event_applies_as_its_verified_copy_does() {
 }
 
 #[test]
+fn a_vouch_with_the_signers_registered_key_is_taken_without_verifying() {
+    // Which is why only the node's own signing may vouch (OwnEvents in
+    // hsm-raft-store): a vouch is believed, not checked.
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let mut forged = c.sign(ev);
+    forged.signature.0[10] ^= 1;
+    let key = node_key(FIRST.0).verifying_key().to_bytes();
+    let a = c
+        .state
+        .apply_vouched(&forged, &VouchFor(hsm_state::event_hash(&forged), key));
+    assert_eq!(a.result, Ok(()));
+}
+
+#[test]
 fn a_vouch_with_another_key_than_the_signers_is_no_vouch() {
     // A forged signature, vouched for by a key that is not the one the
     // signer is registered under (another node's, or the signer's before

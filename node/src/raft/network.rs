@@ -368,8 +368,16 @@ impl RaftNetwork<TypeConfig> for QuicPeer {
         option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
         let entries = rpc.entries.len();
-        let bytes = codec::encode("raft rpc", &RaftRpc::AppendEntries(rpc))
-            .map_err(|e| self.rpc_error(CallError::Network(e.to_string())))?;
+        let bytes = match codec::encode("raft rpc", &RaftRpc::AppendEntries(rpc)) {
+            Ok(bytes) => bytes,
+            // Past the codec's own limit: half as many entries.
+            Err(_) if entries > 1 => {
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(u64::try_from(entries / 2).unwrap_or(1)),
+                ))
+            }
+            Err(e) => return Err(self.rpc_error(CallError::Network(e.to_string()))),
+        };
         if entries > 1 && bytes.len() > APPEND_FRAME_BYTES {
             // Every member takes frames of this size (its `max_frame_bytes`
             // is at least MIN_RAFT_FRAME_BYTES): ask openraft for fewer
