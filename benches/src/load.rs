@@ -18,6 +18,8 @@ pub struct Measured {
     pub seconds: f64,
     /// The first error seen, for the report.
     pub first_error: Option<String>,
+    /// Operations each successful call did (a batch's size); 0 counts as 1.
+    pub per_call: u64,
 }
 
 impl Measured {
@@ -51,11 +53,13 @@ impl Measured {
             let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
             f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
         };
+        let per_call = self.per_call.max(1);
+        let ops = sorted.len() as u64 * per_call;
         Figures {
-            ops: sorted.len() as u64,
+            ops,
             errors: self.errors,
             ops_per_s: if self.seconds > 0.0 {
-                sorted.len() as f64 / self.seconds
+                ops as f64 / self.seconds
             } else {
                 0.0
             },
@@ -69,13 +73,13 @@ impl Measured {
 /// Throughput and latency of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Figures {
-    /// Successful calls.
+    /// Successful operations (calls times their batch size).
     pub ops: u64,
     /// Failed calls.
     pub errors: u64,
-    /// Successful calls per second.
+    /// Successful operations per second.
     pub ops_per_s: f64,
-    /// Median latency, ms.
+    /// Median latency of a call, ms.
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,

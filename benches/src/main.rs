@@ -82,7 +82,8 @@ struct Common {
 struct RunArgs {
     #[command(flatten)]
     common: Common,
-    /// Operations, comma-separated, or `all`: sign-p256, sign-ed25519,
+    /// Operations, comma-separated, or `all`: sign-p256, sign-many-p256
+    /// (64 signatures per call, counted per signature), sign-ed25519,
     /// sign-rsa2048, verify-p256, aes-gcm-1k, hmac-sha256, random-32,
     /// keygen, login.
     #[arg(long, default_value = "all")]
@@ -222,14 +223,16 @@ async fn measure(
         t.client.clone()
     };
     let shared = Arc::new((client, keys.clone(), t.login.clone()));
-    Ok(drive(concurrency, warmup, duration, move || {
+    let mut m = drive(concurrency, warmup, duration, move || {
         let shared = shared.clone();
         async move {
             let (client, keys, login) = &*shared;
             ops::call(op, client, keys, login).await
         }
     })
-    .await)
+    .await;
+    m.per_call = op.per_call();
+    Ok(m)
 }
 
 async fn run(args: RunArgs, command: String) -> Result<()> {

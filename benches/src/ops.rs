@@ -22,6 +22,9 @@ pub enum Op {
     SignEd25519,
     /// RSA-2048 PKCS#1 v1.5 with SHA-256 over 32 bytes.
     SignRsa2048,
+    /// ECDSA P-256 with SHA-256 over 32 bytes, [`SIGN_MANY`] messages per
+    /// call (`sign_many`: one request); counted per signature.
+    SignManyP256,
     /// ECDSA P-256 verification.
     VerifyP256,
     /// AES-256-GCM encryption of 1 KiB.
@@ -39,8 +42,9 @@ pub enum Op {
 impl Op {
     /// Every operation, in the order measured: key generation last, as it
     /// grows the state (and the stores compact behind it).
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::SignP256,
+        Op::SignManyP256,
         Op::SignEd25519,
         Op::SignRsa2048,
         Op::VerifyP256,
@@ -55,6 +59,7 @@ impl Op {
     pub fn name(self) -> &'static str {
         match self {
             Op::SignP256 => "sign-p256",
+            Op::SignManyP256 => "sign-many-p256",
             Op::SignEd25519 => "sign-ed25519",
             Op::SignRsa2048 => "sign-rsa2048",
             Op::VerifyP256 => "verify-p256",
@@ -63,6 +68,14 @@ impl Op {
             Op::Random32 => "random-32",
             Op::Keygen => "keygen",
             Op::Login => "login",
+        }
+    }
+
+    /// Operations one call does.
+    pub fn per_call(self) -> u64 {
+        match self {
+            Op::SignManyP256 => SIGN_MANY as u64,
+            _ => 1,
         }
     }
 
@@ -96,6 +109,8 @@ pub struct Keys {
 }
 
 const MESSAGE: [u8; 32] = [0x5a; 32];
+/// Messages per `sign-many-p256` call.
+pub const SIGN_MANY: usize = 64;
 const HMAC_MESSAGE: [u8; 64] = [0x3c; 64];
 const PLAINTEXT: [u8; 1024] = [0x42; 1024];
 
@@ -178,6 +193,18 @@ pub async fn call(op: Op, client: &Client, keys: &Keys, login: &Login) -> Result
                 .sign(keys.p256, SignMechanism::EcdsaSha256, MESSAGE.to_vec())
                 .await?;
         }
+        Op::SignManyP256 => {
+            let results = client
+                .sign_many(
+                    keys.p256,
+                    SignMechanism::EcdsaSha256,
+                    vec![MESSAGE.to_vec(); SIGN_MANY],
+                )
+                .await;
+            for r in results {
+                r?;
+            }
+        }
         Op::SignEd25519 => {
             client
                 .sign(keys.ed25519, SignMechanism::Ed25519, MESSAGE.to_vec())
@@ -246,7 +273,7 @@ pub async fn call(op: Op, client: &Client, keys: &Keys, login: &Login) -> Result
 /// (a login is Argon2id and a write).
 pub fn limit(op: Op, threads: usize, duration: Duration) -> Option<Measured> {
     let spec = match op {
-        Op::SignP256 | Op::VerifyP256 => KeySpec::EcP256,
+        Op::SignP256 | Op::SignManyP256 | Op::VerifyP256 => KeySpec::EcP256,
         Op::SignEd25519 => KeySpec::Ed25519,
         Op::SignRsa2048 => KeySpec::Rsa { bits: 2048 },
         Op::AesGcm1k | Op::Keygen => KeySpec::Aes { bits: 256 },
@@ -258,7 +285,9 @@ pub fn limit(op: Op, threads: usize, duration: Duration) -> Option<Measured> {
     let signature = key.sign(SignMechanism::EcdsaSha256, &MESSAGE).ok();
     let once = |key: &LoadedKey| -> bool {
         match op {
-            Op::SignP256 => key.sign(SignMechanism::EcdsaSha256, &MESSAGE).is_ok(),
+            Op::SignP256 | Op::SignManyP256 => {
+                key.sign(SignMechanism::EcdsaSha256, &MESSAGE).is_ok()
+            }
             Op::SignEd25519 => key.sign(SignMechanism::Ed25519, &MESSAGE).is_ok(),
             Op::SignRsa2048 => key.sign(SignMechanism::RsaPkcs1v15Sha256, &MESSAGE).is_ok(),
             Op::VerifyP256 => signature.as_ref().is_some_and(|s| {

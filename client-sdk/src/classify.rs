@@ -40,6 +40,7 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::ListKeys { .. }
         | Operation::ExportPublicKey { .. }
         | Operation::Sign { .. }
+        | Operation::SignMany { .. }
         | Operation::Verify { .. }
         | Operation::Encrypt { .. }
         | Operation::Decrypt { .. }
@@ -76,6 +77,7 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::Backup(_) => "backup",
         Reply::Backups(_) => "backups",
         Reply::BackupVerified(_) => "backup-verified",
+        Reply::Signatures(_) => "signatures",
     }
 }
 

@@ -48,7 +48,7 @@
 //! let signature = client.sign(key.id, mechanism, b"hello".as_slice()).await?;
 //! assert!(client.verify(key.id, mechanism, b"hello".as_slice(), signature).await?);
 //!
-//! // Many signatures at once, within the in-flight bound.
+//! // Many signatures at once: 64 to a request, requests in parallel.
 //! let messages = (0..1000u32).map(|i| i.to_be_bytes().to_vec());
 //! for result in client.sign_many(key.id, mechanism, messages).await {
 //!     result?;
@@ -112,6 +112,7 @@ pub use client::{Client, Session};
 pub use config::{load_config, load_config_from_env, parse_config, validate_config, CONFIG_ENV};
 pub use error::{Error, Result};
 pub use frame::MAX_RESPONSE_BYTES;
+pub use ops::{SIGN_MANY_CHUNK, SIGN_MANY_CHUNK_BYTES};
 pub use options::ClientOptions;
 pub use tls::{key_pin_of_cert, server_name, ALPN, SERVER_NAME};
 

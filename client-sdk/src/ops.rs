@@ -1,7 +1,8 @@
 //! Typed methods, one per [`Operation`], and batches.
 
 use hsm_proto::client::{
-    ClusterStatus, ErrorKind, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo, MAX_PAGE,
+    ByteBuf, ClusterStatus, ErrorKind, KeyFilter, KeyInfo, Operation, Reply, Secret, UserInfo,
+    MAX_PAGE,
 };
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
@@ -718,26 +719,70 @@ impl Client {
             .collect()
     }
 
-    /// Signs many messages with one key concurrently (see
-    /// [`Client::call_many`]); one result per message, in order.
+    /// Signs many messages with one key; one result per message, in
+    /// order. Messages go [`SIGN_MANY_CHUNK`] at a time (fewer when large)
+    /// in one [`Operation::SignMany`] request each, the requests
+    /// concurrently (see [`Client::call_many`]): the key and the session
+    /// are checked once per request, and one round trip serves them all.
     pub async fn sign_many(
         &self,
         key: KeyId,
         mechanism: SignMechanism,
         messages: impl IntoIterator<Item = Vec<u8>>,
     ) -> Vec<Result<Vec<u8>>> {
-        let ops = messages.into_iter().map(|message| Operation::Sign {
+        let mut chunks: Vec<Vec<ByteBuf>> = Vec::new();
+        let mut bytes = 0usize;
+        for message in messages {
+            let fits = chunks.last().is_some_and(|c| {
+                c.len() < SIGN_MANY_CHUNK && bytes + message.len() <= SIGN_MANY_CHUNK_BYTES
+            });
+            if !fits {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += message.len();
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.push(ByteBuf::from(message));
+            }
+        }
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        let ops = chunks.into_iter().map(|messages| Operation::SignMany {
             key,
             mechanism,
-            message,
+            messages,
         });
-        self.call_many(ops)
-            .await
-            .into_iter()
-            .map(|r| expect_reply!(r?, "sign", "signature", Reply::Signature(s) => s))
-            .collect()
+        let replies = self.call_many(ops).await;
+        let mut out = Vec::new();
+        for (reply, size) in replies.into_iter().zip(sizes) {
+            match reply {
+                Ok(Reply::Signatures(signatures)) if signatures.len() == size => out.extend(
+                    signatures
+                        .into_iter()
+                        .map(|r| r.map(ByteBuf::into_vec).map_err(Error::Server)),
+                ),
+                Ok(other) => {
+                    let e = Error::Protocol(format!(
+                        "sign-many of {size} answered {} instead of {size} signatures",
+                        match &other {
+                            Reply::Signatures(s) => format!("{} signatures", s.len()),
+                            _ => crate::classify::reply_name(&other).to_string(),
+                        }
+                    ));
+                    out.extend(std::iter::repeat_n(Err(e), size));
+                }
+                Err(e) => out.extend(std::iter::repeat_n(Err(e), size)),
+            }
+        }
+        out
     }
 }
+
+/// Most messages [`Client::sign_many`] puts in one request.
+pub const SIGN_MANY_CHUNK: usize = 64;
+/// Most message bytes [`Client::sign_many`] puts in one request (a larger
+/// message goes alone), so that a request and its answer fit the smallest
+/// frame a node may be configured to take.
+pub const SIGN_MANY_CHUNK_BYTES: usize = 32 * 1024;
 
 type Done = (usize, Result<Reply>);
 

@@ -101,26 +101,45 @@ async fn sign_many_returns_one_result_per_message_in_order() {
         .await
         .expect("connect");
     client.login(alice(), PASSWORD).await.expect("login");
-    let messages: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    // 200 messages, one of them empty (which the fake node refuses alone).
+    let mut messages: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    messages[70] = Vec::new();
     let results = client
         .sign_many(KeyId(1), SignMechanism::Ed25519, messages.clone())
         .await;
     assert_eq!(results.len(), messages.len());
-    for (m, r) in messages.iter().zip(results) {
+    for (i, (m, r)) in messages.iter().zip(results).enumerate() {
+        if i == 70 {
+            assert!(
+                matches!(&r, Err(e) if e.kind() == Some(hsm_client::ErrorKind::InvalidInput)),
+                "{r:?}"
+            );
+            continue;
+        }
         let mut expected = m.clone();
         expected.reverse();
         assert_eq!(r.expect("signed"), expected);
     }
-    // Every request had its own id.
-    let mut ids: Vec<_> = nodes
+    // In requests of at most SIGN_MANY_CHUNK messages, each with its own id.
+    let requests: Vec<_> = nodes
         .iter()
         .flat_map(|n| n.seen())
-        .filter(|r| matches!(r.op, Operation::Sign { .. }))
-        .map(|r| r.request_id)
+        .filter_map(|r| match r.op {
+            Operation::SignMany { messages, .. } => Some((r.request_id, messages.len())),
+            _ => None,
+        })
         .collect();
+    assert_eq!(
+        requests.iter().map(|(_, n)| n).sum::<usize>(),
+        messages.len()
+    );
+    assert!(requests
+        .iter()
+        .all(|(_, n)| *n <= hsm_client::SIGN_MANY_CHUNK));
+    let mut ids: Vec<_> = requests.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), 200);
+    assert_eq!(ids.len(), 200usize.div_ceil(hsm_client::SIGN_MANY_CHUNK));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,6 +154,18 @@ fn requests() -> Vec<Vec<u8>> {
                 unique_label: false,
             },
         ),
+        request(
+            true,
+            Operation::SignMany {
+                key: KeyId(3),
+                mechanism: SignMechanism::EcdsaSha256,
+                messages: vec![
+                    b"one".to_vec().into(),
+                    Vec::new().into(),
+                    vec![7; 40].into(),
+                ],
+            },
+        ),
     ]
 }
 
@@ -167,6 +179,13 @@ fn responses() -> Vec<Vec<u8>> {
         }),
         Ok(Reply::Signature(vec![3; 64])),
         Ok(Reply::Done),
+        Ok(Reply::Signatures(vec![
+            Ok(vec![3; 64].into()),
+            Err(ClientError::new(
+                ErrorKind::InvalidInput,
+                "message too long",
+            )),
+        ])),
         Err(ClientError::new(
             ErrorKind::Conflict,
             "request id used already",

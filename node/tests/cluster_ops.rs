@@ -281,6 +281,57 @@ async fn activation_users_every_key_type_and_operation() {
         "mechanism that does not fit the key"
     );
 
+    // Many messages in one request, each with its own result: P-256
+    // signatures OpenSSL verifies, a prehashed message of the wrong
+    // length refused on its own, another user's key refused whole, and a
+    // request over the limit refused.
+    let p256 = key_of(KeySpec::EcP256);
+    let (_, p256_pem) = alice.export_public_key(p256).await.expect("export");
+    let many: Vec<Vec<u8>> = (0..150u32).map(|i| format!("m{i}").into_bytes()).collect();
+    let sigs = alice
+        .sign_many(p256, SignMechanism::EcdsaSha256, many.clone())
+        .await;
+    assert_eq!(sigs.len(), many.len());
+    for (m, sig) in many.iter().zip(&sigs) {
+        let sig = sig.as_ref().expect("signed");
+        assert!(openssl_verifies(
+            &p256_pem,
+            SignMechanism::EcdsaSha256,
+            m,
+            sig
+        ));
+    }
+    let mixed = alice
+        .sign_many(
+            p256,
+            SignMechanism::EcdsaPrehashed,
+            vec![vec![7; 32], vec![7; 5], vec![8; 32]],
+        )
+        .await;
+    assert!(mixed[0].is_ok() && mixed[2].is_ok(), "{mixed:?}");
+    assert_eq!(
+        mixed[1].as_ref().err().and_then(Error::kind),
+        Some(ErrorKind::InvalidInput),
+        "{mixed:?}"
+    );
+    let theirs = bob
+        .sign_many(p256, SignMechanism::EcdsaSha256, vec![b"x".to_vec(); 3])
+        .await;
+    assert!(
+        theirs
+            .iter()
+            .all(|r| r.as_ref().err().and_then(Error::kind) == Some(ErrorKind::NotFound)),
+        "{theirs:?}"
+    );
+    let over = alice
+        .call(hsm_proto::client::Operation::SignMany {
+            key: p256,
+            mechanism: SignMechanism::EcdsaSha256,
+            messages: vec![b"x".to_vec().into(); hsm_proto::client::MAX_SIGN_MANY + 1],
+        })
+        .await;
+    assert_eq!(kind(over), ErrorKind::InvalidInput);
+
     // Signatures over a hash the caller computed (PKCS#11's CKM_ECDSA,
     // CKM_RSA_PKCS with a DigestInfo, CKM_RSA_PKCS_PSS): OpenSSL verifies
     // each as a signature of the message itself.

@@ -137,10 +137,14 @@ fn failed_since(before: &[NodeStats], client: &Client) -> u64 {
 /// whether every attempt was answered (none failed and was retried).
 async fn sign_round(client: &Client, key: KeyId, calls: u64) -> (BTreeMap<u64, u64>, bool) {
     let before = client.stats();
-    let messages = (0..calls).map(|i| i.to_be_bytes().to_vec());
-    let results = client
-        .sign_many(key, SignMechanism::Ed25519, messages)
-        .await;
+    // One call per message (not `sign_many`, which batches them): the
+    // shares are of calls.
+    let ops = (0..calls).map(|i| Operation::Sign {
+        key,
+        mechanism: SignMechanism::Ed25519,
+        message: i.to_be_bytes().to_vec(),
+    });
+    let results = client.call_many(ops).await;
     let failed: Vec<String> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(Error::to_string))

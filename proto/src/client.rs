@@ -462,7 +462,25 @@ pub enum Operation {
         /// As for [`Operation::GenerateKey`].
         unique_label: bool,
     },
+    /// Sign many messages with one key in one request (at most
+    /// [`MAX_SIGN_MANY`]), each with its own result
+    /// ([`Reply::Signatures`]): the key, the caller and the session are
+    /// checked once, and one round trip serves them all.
+    SignMany {
+        /// The key (needs `sign`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: SignMechanism,
+        /// The messages, unhashed.
+        messages: Vec<ByteBuf>,
+    },
 }
+
+/// Bytes in a list ([`Operation::SignMany`], [`Reply::Signatures`]).
+pub use serde_bytes::ByteBuf;
+
+/// Most messages in one [`Operation::SignMany`].
+pub const MAX_SIGN_MANY: usize = 1024;
 
 impl Operation {
     /// Short name of the operation, for logs and errors.
@@ -505,6 +523,7 @@ impl Operation {
             Operation::KeepBackup { .. } => "keep-backup",
             Operation::Logout { .. } => "logout",
             Operation::ChangeOwnPassword { .. } => "change-own-password",
+            Operation::SignMany { .. } => "sign-many",
         }
     }
 }
@@ -680,6 +699,8 @@ pub enum Reply {
     Backups(BackupList),
     /// A backup passed every check.
     BackupVerified(BackupVerified),
+    /// One result per message of an [`Operation::SignMany`], in order.
+    Signatures(Vec<Result<ByteBuf, ClientError>>),
 }
 
 /// The class of a failure: what the caller should do about it.

@@ -381,6 +381,24 @@ fn answer(shared: &Shared, request: &Request) -> Result<Reply, ClientError> {
             }
             Ok(Reply::Signature(message.iter().rev().copied().collect()))
         }
+        // Each message reversed; an empty one refused on its own.
+        Operation::SignMany { messages, .. } => {
+            if request.session.is_none() {
+                return Err(ClientError::new(ErrorKind::Unauthenticated, "log in first"));
+            }
+            Ok(Reply::Signatures(
+                messages
+                    .iter()
+                    .map(|m| {
+                        if m.is_empty() {
+                            Err(ClientError::invalid("empty message"))
+                        } else {
+                            Ok(m.iter().rev().copied().collect::<Vec<u8>>().into())
+                        }
+                    })
+                    .collect(),
+            ))
+        }
         Operation::Random { len } => Ok(Reply::Random(vec![shared.id as u8; *len as usize])),
         Operation::CreateUser { .. } | Operation::DeleteKey { .. } | Operation::Logout { .. } => {
             Ok(Reply::Done)

@@ -2,7 +2,7 @@
 //! trip: sign, verify, encrypt, decrypt, digest, random.
 
 use hsm_crypto::{DigestAlgorithm, EncryptMechanism, SignMechanism, MAX_RANDOM_LEN};
-use hsm_proto::client::{ClientError, Reply, Secret};
+use hsm_proto::client::{ByteBuf, ClientError, Reply, Secret, MAX_SIGN_MANY};
 use hsm_proto::{KeyId, KeySpec};
 use hsm_state::policy::KeyUse;
 
@@ -12,6 +12,9 @@ use super::{blocking, Ctx, Outcome, Service};
 /// Inputs up to this size are processed on the async worker when the
 /// operation is quick (see [`quick`]).
 const INLINE_MAX_BYTES: usize = 16 * 1024;
+/// Most signatures of one `SignMany` made on the async worker
+/// (a few milliseconds at most); more go to the blocking pool.
+const INLINE_MAX_MESSAGES: usize = 16;
 
 /// Whether an operation with a key of `spec` over `len` bytes takes a few
 /// microseconds (EC, Ed25519, AES, HMAC on small inputs, and RSA public-key
@@ -24,7 +27,7 @@ fn quick(spec: KeySpec, private_rsa: bool, len: usize) -> bool {
 }
 
 /// Runs `f` inline when `inline`, else on the blocking pool.
-async fn run<T: Send + 'static>(
+pub(super) async fn run<T: Send + 'static>(
     inline: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ClientError> {
@@ -51,6 +54,42 @@ impl Service {
             .await?
             .map_err(crypto_error)?;
         Ok(Reply::Signature(sig))
+    }
+
+    /// [`Service::sign`] for many messages: the key is checked and loaded
+    /// once, and the signatures are made in one go (on the blocking pool
+    /// unless all are small and quick), each message with its own result.
+    pub(super) async fn sign_many(
+        &self,
+        ctx: &Ctx,
+        key: KeyId,
+        mechanism: SignMechanism,
+        messages: Vec<ByteBuf>,
+    ) -> Outcome {
+        if messages.len() > MAX_SIGN_MANY {
+            return Err(ClientError::invalid(format!(
+                "{} messages in one request; at most {MAX_SIGN_MANY}",
+                messages.len()
+            )));
+        }
+        let k = self.usable_key(&ctx.caller, key)?;
+        allow_use(&k, KeyUse::Sign)?;
+        let loaded = self.loaded(&k).await?;
+        let total: usize = messages.iter().map(|m| m.len()).sum();
+        let inline = quick(k.spec, true, total) && messages.len() <= INLINE_MAX_MESSAGES;
+        let signatures = run(inline, move || {
+            messages
+                .iter()
+                .map(|m| {
+                    loaded
+                        .sign(mechanism, m)
+                        .map(ByteBuf::from)
+                        .map_err(crypto_error)
+                })
+                .collect()
+        })
+        .await?;
+        Ok(Reply::Signatures(signatures))
     }
 
     pub(super) async fn verify(

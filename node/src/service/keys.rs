@@ -17,6 +17,7 @@ use hsm_state::authz;
 use hsm_state::policy::{self, KeyUse};
 use hsm_state::Key;
 
+use super::crypto_ops::run;
 use super::{blocking, Caller, Ctx, DeriveRequest, Outcome, Service, UnwrapRequest};
 use crate::secrets::DomainKey;
 
@@ -156,20 +157,25 @@ impl Service {
         let provenance = KeyProvenance::generated(&attributes);
         check_new_key(spec, &attributes, &provenance)?;
         let corrupt = self.corrupt_key_pairs;
-        let material =
-            match blocking(move || KeyMaterial::generate_corrupting(spec, corrupt)).await? {
-                Ok(material) => material,
-                Err(e @ hsm_crypto::CryptoError::PairwiseInconsistent(_)) => {
-                    // FIPS 140-3: a failed conditional self-test puts the
-                    // module in its error state.
-                    self.fail_crypto(e.to_string());
-                    return Err(ClientError::unavailable(format!(
-                        "node {} serves no cryptography: {e}; another node may",
-                        self.node
-                    )));
-                }
-                Err(e) => return Err(crypto_err(e)),
-            };
+        // Only RSA takes long enough to leave the async worker for.
+        let inline = !matches!(spec, KeySpec::Rsa { .. });
+        let material = match run(inline, move || {
+            KeyMaterial::generate_corrupting(spec, corrupt)
+        })
+        .await?
+        {
+            Ok(material) => material,
+            Err(e @ hsm_crypto::CryptoError::PairwiseInconsistent(_)) => {
+                // FIPS 140-3: a failed conditional self-test puts the
+                // module in its error state.
+                self.fail_crypto(e.to_string());
+                return Err(ClientError::unavailable(format!(
+                    "node {} serves no cryptography: {e}; another node may",
+                    self.node
+                )));
+            }
+            Err(e) => return Err(crypto_err(e)),
+        };
         self.create_key(ctx, material, attributes, provenance, unique_label)
             .await
     }

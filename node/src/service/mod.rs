@@ -494,6 +494,11 @@ impl Service {
                 mechanism,
                 message,
             } => self.sign(ctx, key, mechanism, message).await,
+            O::SignMany {
+                key,
+                mechanism,
+                messages,
+            } => self.sign_many(ctx, key, mechanism, messages).await,
             O::Verify {
                 key,
                 mechanism,
@@ -807,6 +812,7 @@ fn uses_cryptography(op: &Operation) -> bool {
             | O::DeriveKey { .. }
             | O::WrapKey { .. }
             | O::Sign { .. }
+            | O::SignMany { .. }
             | O::Verify { .. }
             | O::Encrypt { .. }
             | O::Decrypt { .. }
@@ -893,6 +899,7 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         | O::DeleteKey { .. } => Action::ManageKey,
         O::ExportPublicKey { .. }
         | O::Sign { .. }
+        | O::SignMany { .. }
         | O::Verify { .. }
         | O::Encrypt { .. }
         | O::Decrypt { .. } => Action::UseKey,
