@@ -235,6 +235,11 @@ async fn measure(
     Ok(m)
 }
 
+/// Signing callers of the mixed run.
+const MIXED_SIGNERS: usize = 8;
+/// Key generation callers of the mixed run.
+const MIXED_WRITERS: usize = 32;
+
 async fn run(args: RunArgs, command: String) -> Result<()> {
     let ops: Vec<Op> = if args.ops == "all" {
         Op::ALL.to_vec()
@@ -270,7 +275,10 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
     for &op in &ops {
         for &level in &levels {
             say(format!("{} with {level} callers", op.name()));
+            let pids = t.local.as_ref().map(LocalCluster::pids).unwrap_or_default();
+            let cpu = CpuWatch::start(&pids);
             let m = measure(&t, op, &keys, level, warmup, duration).await?;
+            let (node_cpu_us, client_cpu_us) = cpu.per_op(m.figures().ops_per_s);
             let threads = level.min(machine.cores);
             let limit = tokio::task::spawn_blocking(move || ops::limit(op, threads, duration))
                 .await
@@ -283,9 +291,30 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
                 limit: limit.map(|l| l.figures()),
                 limit_threads: threads,
                 peers: Vec::new(),
+                node_cpu_us,
+                client_cpu_us,
             });
         }
     }
+    let mixed = if ops.contains(&Op::SignP256) && ops.contains(&Op::Keygen) {
+        say(format!(
+            "sign-p256 at {MIXED_SIGNERS} callers, alone and while keygen runs at {MIXED_WRITERS}"
+        ));
+        let alone = measure(&t, Op::SignP256, &keys, MIXED_SIGNERS, warmup, duration).await?;
+        let (signs, writes) = tokio::join!(
+            measure(&t, Op::SignP256, &keys, MIXED_SIGNERS, warmup, duration),
+            measure(&t, Op::Keygen, &keys, MIXED_WRITERS, warmup, duration)
+        );
+        Some(report::Mixed {
+            sign_callers: MIXED_SIGNERS,
+            keygen_callers: MIXED_WRITERS,
+            alone: alone.figures(),
+            with_writes: signs?.figures(),
+            writes: writes?.figures(),
+        })
+    } else {
+        None
+    };
     let nodes = if t.local.is_some() { c.nodes } else { 0 };
     // The cluster stops before the peers run, so they have the machine.
     drop(t);
@@ -326,6 +355,7 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
         rows,
         skipped,
         scale: None,
+        mixed,
     };
     write_outputs(&report, &c.out, !args.no_images)
 }
@@ -348,6 +378,59 @@ fn write_outputs(report: &Report, out: &Path, images: bool) -> Result<()> {
     }
     say(format!("results in {}", out.display()));
     Ok(())
+}
+
+/// CPU seconds (user and system) processes have used so far, from
+/// /proc/<pid>/stat, in clock ticks of 1/100 s (Linux's USER_HZ).
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces), from the
+        // third: utime and stime are the 14th and 15th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU used by the nodes and by this process while an operation runs.
+struct CpuWatch {
+    pids: Vec<u32>,
+    nodes: Option<f64>,
+    client: Option<f64>,
+    wall: Instant,
+}
+
+impl CpuWatch {
+    fn start(pids: &[u32]) -> CpuWatch {
+        CpuWatch {
+            pids: pids.to_vec(),
+            nodes: if pids.is_empty() {
+                None
+            } else {
+                cpu_seconds(pids)
+            },
+            client: cpu_seconds(&[std::process::id()]),
+            wall: Instant::now(),
+        }
+    }
+
+    /// µs of CPU per operation at `ops_per_s` (the rate also held during
+    /// the warmup, which this watch includes), for the nodes and for this
+    /// process.
+    fn per_op(&self, ops_per_s: f64) -> (Option<f64>, Option<f64>) {
+        let ops = ops_per_s * self.wall.elapsed().as_secs_f64();
+        let per = |before: Option<f64>, now: Option<f64>| -> Option<f64> {
+            let used = now? - before?;
+            (ops > 0.0).then(|| used * 1e6 / ops)
+        };
+        (
+            per(self.nodes, cpu_seconds(&self.pids)),
+            per(self.client, cpu_seconds(&[std::process::id()])),
+        )
+    }
 }
 
 /// Resident memory of a process, MiB.
@@ -528,6 +611,7 @@ async fn scale(args: ScaleArgs, command: String) -> Result<()> {
             sign_at_scale: Some(sign_at_scale),
             sign_small: Some(sign_small),
         }),
+        mixed: None,
     };
     write_outputs(&report, &c.out, false)
 }

@@ -28,6 +28,14 @@ pub struct Row {
     pub limit_threads: usize,
     /// Peers' figures for the same operation and parallelism.
     pub peers: Vec<PeerFigure>,
+    /// CPU time the cluster's nodes spent per operation, µs (local
+    /// clusters only).
+    #[serde(default)]
+    pub node_cpu_us: Option<f64>,
+    /// CPU time the calling process (hsm-bench, the SDK) spent per
+    /// operation, µs.
+    #[serde(default)]
+    pub client_cpu_us: Option<f64>,
 }
 
 /// The scale run: the cluster with many keys.
@@ -75,6 +83,24 @@ pub struct Report {
     pub skipped: Vec<(String, String)>,
     /// The scale run, when asked for.
     pub scale: Option<ScaleReport>,
+    /// Signing while writes run, when both were measured.
+    #[serde(default)]
+    pub mixed: Option<Mixed>,
+}
+
+/// Signing alone and while key generation (replicated writes) runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mixed {
+    /// Signing callers.
+    pub sign_callers: usize,
+    /// Key generation callers, during the second run.
+    pub keygen_callers: usize,
+    /// sign-p256 alone.
+    pub alone: Figures,
+    /// sign-p256 while key generation runs.
+    pub with_writes: Figures,
+    /// Key generation meanwhile.
+    pub writes: Figures,
 }
 
 /// What the figures were measured on.
@@ -180,11 +206,11 @@ fn ratio(ours: f64, theirs: f64) -> String {
 fn rows_table(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
-        "| operation | callers | ops/s | p50 ms | p99 ms | p99.9 ms | errors | in-process limit ops/s (threads) | of limit | peer | peer ops/s | ours / peer |"
+        "| operation | callers | ops/s | p50 ms | p99 ms | p99.9 ms | errors | nodes CPU µs/op | client CPU µs/op | in-process limit ops/s (threads) | of limit | peer | peer ops/s | ours / peer |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     );
     for r in &report.rows {
         let (limit, of_limit) = match &r.limit {
@@ -198,7 +224,7 @@ fn rows_table(out: &mut String, report: &Report) {
         let first = peers.first();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.op.name(),
             r.concurrency,
             num(r.ours.ops_per_s),
@@ -206,6 +232,8 @@ fn rows_table(out: &mut String, report: &Report) {
             num(r.ours.p99_ms),
             num(r.ours.p999_ms),
             r.ours.errors,
+            r.node_cpu_us.map_or("—".to_owned(), num),
+            r.client_cpu_us.map_or("—".to_owned(), num),
             limit,
             of_limit,
             first.map_or("—".to_owned(), |p| peer_cell(p)),
@@ -215,7 +243,7 @@ fn rows_table(out: &mut String, report: &Report) {
         for p in peers.iter().skip(1) {
             let _ = writeln!(
                 out,
-                "| | | | | | | | | | {} | {} | {} |",
+                "| | | | | | | | | | | | {} | {} | {} |",
                 peer_cell(p),
                 num(p.ops_per_s),
                 ratio(r.ours.ops_per_s, p.ops_per_s)
@@ -275,6 +303,41 @@ pub fn markdown(report: &Report) -> String {
                 r.first_error.as_deref().unwrap_or("?")
             );
         }
+    }
+    if let Some(x) = &report.mixed {
+        let _ = writeln!(
+            out,
+            "\nSigning while writes run: sign-p256 at {} callers, alone and while keygen runs at {} callers\n",
+            x.sign_callers, x.keygen_callers
+        );
+        let _ = writeln!(
+            out,
+            "| run | sign ops/s | sign p50 ms | sign p99 ms | keygen ops/s |\n|---|---:|---:|---:|---:|"
+        );
+        let _ = writeln!(
+            out,
+            "| alone | {} | {} | {} | — |",
+            num(x.alone.ops_per_s),
+            num(x.alone.p50_ms),
+            num(x.alone.p99_ms)
+        );
+        let _ = writeln!(
+            out,
+            "| with keygen | {} | {} | {} | {} |",
+            num(x.with_writes.ops_per_s),
+            num(x.with_writes.p50_ms),
+            num(x.with_writes.p99_ms),
+            num(x.writes.ops_per_s)
+        );
+        let _ = writeln!(
+            out,
+            "\nsign p99 with writes / alone: {:.2}x",
+            if x.alone.p99_ms > 0.0 {
+                x.with_writes.p99_ms / x.alone.p99_ms
+            } else {
+                0.0
+            }
+        );
     }
     if let Some(s) = &report.scale {
         let _ = writeln!(out, "\nScale: {} keys\n", s.keys);
