@@ -23,7 +23,7 @@ use hsm_proto::{Actor, Event, EventBody, EventHash, NodeId, Rejection, RequestId
 use hsm_raft_store::{
     ApplyResponse, BatchApplied, EventBatch, LogStore, OwnEvents, StateMachineStore,
 };
-use hsm_state::{event_hash, event_hash_and_len, sign_event};
+use hsm_state::{event_hash, event_hash_and_len, seal_batch, sign_event};
 use openraft::storage::RaftLogStorage;
 use openraft::{EntryPayload, RaftLogReader};
 use tokio::sync::{oneshot, Mutex};
@@ -248,6 +248,7 @@ impl Proposer {
         }
         let mut head = chain.head;
         let mut events = Vec::new();
+        let mut hashes = Vec::new();
         let mut replies = Vec::new();
         let mut bytes = 0usize;
         while events.len() < MAX_BATCH_EVENTS {
@@ -283,13 +284,16 @@ impl Proposer {
                 .signed(hash, self.signing.verifying_key().to_bytes());
             head = hash;
             bytes += len;
+            hashes.push(hash);
             events.push(signed);
             replies.push(q.reply);
         }
         if events.is_empty() {
             return false;
         }
-        let receiver = match self.raft.client_write_ff(EventBatch { events }).await {
+        // More than one event: sealed, so members verify one signature.
+        let seal = (hashes.len() > 1).then(|| seal_batch(&hashes, self.node, &self.signing));
+        let receiver = match self.raft.client_write_ff(EventBatch { events, seal }).await {
             Ok(receiver) => receiver,
             Err(e) => {
                 for reply in replies {

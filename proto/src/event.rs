@@ -413,3 +413,14 @@ pub struct SignedEvent {
     /// Signature over `codec::encode(&event)`.
     pub signature: Signature,
 }
+
+/// A leader's signature over the chain hashes of the events of one log
+/// entry, in order: its word, checked once, for every event in the entry
+/// that it signed itself (each still carries its own signature).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSeal {
+    /// The node that sealed the entry.
+    pub signer: NodeId,
+    /// Signature over the batch statement (`hsm_state::seal_batch`).
+    pub signature: Signature,
+}

@@ -25,8 +25,8 @@ pub use backup::{
     BackupId, BackupInfo, BackupList, BackupVerified, ParseBackupIdError, UnreadableBackup,
 };
 pub use event::{
-    Actor, EndedSession, Event, EventBody, NodeRecord, RewrappedMaterial, SealedDomainKey,
-    SignedEvent,
+    Actor, BatchSeal, EndedSession, Event, EventBody, NodeRecord, RewrappedMaterial,
+    SealedDomainKey, SignedEvent,
 };
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
 pub use key::{

@@ -41,7 +41,7 @@ mod syncer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use hsm_proto::{NodeId, Rejection, SignedEvent};
+use hsm_proto::{BatchSeal, NodeId, Rejection, SignedEvent};
 use hsm_state::State;
 use openraft::{BasicNode, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,10 @@ openraft::declare_raft_types!(
 pub struct EventBatch {
     /// The events, the first chained on the event before the entry.
     pub events: Vec<SignedEvent>,
+    /// The leader's seal over the events' chain hashes, when it carries
+    /// more than one: members check it once instead of each event's
+    /// signature ([`hsm_state::State::vouch_for_batch`]).
+    pub seal: Option<BatchSeal>,
 }
 
 impl EventBatch {
@@ -80,6 +84,7 @@ impl EventBatch {
     pub fn one(signed: SignedEvent) -> EventBatch {
         EventBatch {
             events: vec![signed],
+            seal: None,
         }
     }
 }

@@ -421,8 +421,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 match entry.payload {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(batch) => {
+                        let sealed = batch
+                            .seal
+                            .as_ref()
+                            .and_then(|seal| applied.state.vouch_for_batch(&batch.events, seal));
+                        let vouch = (&*self.own_events, sealed);
                         for signed in &batch.events {
-                            let outcome = applied.state.apply_vouched(signed, &*self.own_events);
+                            let outcome = applied.state.apply_vouched(signed, &vouch);
                             if let Err(reason) = &outcome.result {
                                 tracing::info!(index, kind = signed.event.body.kind(), %reason, "event refused");
                             }

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    Actor, EventBody, KeyAttribute, KeyFlag, KeyId, KeyOrigin, NodeId, NodeRecord, Rejection,
-    RequestId, Role, SignedEvent, Username, MAX_KEY_BLOB_LEN,
+    Actor, BatchSeal, EventBody, EventHash, KeyAttribute, KeyFlag, KeyId, KeyOrigin, NodeId,
+    NodeRecord, Rejection, RequestId, Role, SignedEvent, Username, MAX_KEY_BLOB_LEN,
 };
 
 use crate::authz::{self, Action};
@@ -15,7 +15,7 @@ use crate::records::{
     login_outcome_id, ClusterInfo, DomainKeys, Key, LoginOutcome, LoginReservation, RequestRecord,
     User, MAX_FAILED_LOGINS,
 };
-use crate::sign::{event_hash, NoVouch, Vouch};
+use crate::sign::{event_hash, BatchVouch, NoVouch, Vouch};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
 
 /// The name of the first user of every cluster.
@@ -39,6 +39,32 @@ impl State {
     /// key rotation, is not remembered: see `domain::is_transient`).
     pub fn apply(&mut self, signed: &SignedEvent) -> Applied {
         self.apply_vouched(signed, &NoVouch)
+    }
+
+    /// What the seal of a log entry carrying `events` vouches for: when
+    /// `seal` is a member's valid signature over the events' chain hashes
+    /// (checked once, with the key that member is registered under now),
+    /// those events are taken as signed by it with that key
+    /// ([`State::apply_vouched`] still compares it with each event's
+    /// signer's key when that event applies). `None` when the seal does not
+    /// verify, or its signer is not a member.
+    pub fn vouch_for_batch(
+        &mut self,
+        events: &[SignedEvent],
+        seal: &BatchSeal,
+    ) -> Option<BatchVouch> {
+        let key = self.nodes.get(&seal.signer)?.signing_key;
+        let hashes: Vec<EventHash> = events.iter().map(event_hash).collect();
+        if !self.verifying_keys.verify_seal(&hashes, seal, &key) {
+            return None;
+        }
+        let own = events
+            .iter()
+            .zip(hashes)
+            .filter(|(e, _)| e.signer == seal.signer)
+            .map(|(_, h)| h)
+            .collect();
+        Some(BatchVouch::new(key, own))
     }
 
     /// [`State::apply`], except that an event `vouch` says it signed

@@ -36,5 +36,8 @@ pub use records::{
     MAX_ENDED_SESSIONS, MAX_FAILED_LOGINS,
 };
 pub use restore::{RestoreError, RestoreTarget};
-pub use sign::{event_hash, event_hash_and_len, sign_event, verify_signature, NoVouch, Vouch};
+pub use sign::{
+    event_hash, event_hash_and_len, seal_batch, sign_event, verify_signature, BatchVouch, NoVouch,
+    Vouch,
+};
 pub use state::{Applied, Page, State, StateDigest, MAX_NODES, MAX_REMEMBERED_REQUESTS};

@@ -1,7 +1,7 @@
 //! Event signing and the event chain hash.
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
-use hsm_proto::{codec, Event, EventHash, NodeId, Signature, SignedEvent};
+use hsm_proto::{codec, BatchSeal, Event, EventHash, NodeId, Signature, SignedEvent};
 
 /// Domain separation prefix for event signatures.
 const SIGNING_CONTEXT: &[u8] = b"hsm-cluster event v1\0";
@@ -44,6 +44,71 @@ pub trait Vouch {
     fn signed_with(&self, hash: &EventHash) -> Option<[u8; 32]>;
 }
 
+/// Domain separation prefix for batch seals.
+const BATCH_CONTEXT: &[u8] = b"hsm-cluster event batch v1\0";
+
+fn batch_message(hashes: &[EventHash]) -> Vec<u8> {
+    let mut msg = BATCH_CONTEXT.to_vec();
+    for h in hashes {
+        msg.extend_from_slice(&h.0);
+    }
+    msg
+}
+
+/// Seals the events of one log entry, given their chain hashes in order,
+/// as node `signer`.
+pub fn seal_batch(hashes: &[EventHash], signer: NodeId, key: &SigningKey) -> BatchSeal {
+    BatchSeal {
+        signer,
+        signature: Signature(key.sign(&batch_message(hashes)).to_bytes()),
+    }
+}
+
+/// The events of a sealed entry whose seal verified: each one that names
+/// the sealing node as its signer is vouched for with the key the seal
+/// verified under ([`crate::State::vouch_for_batch`]).
+#[derive(Debug, Clone)]
+pub struct BatchVouch {
+    key: [u8; 32],
+    hashes: std::collections::HashSet<EventHash>,
+}
+
+impl BatchVouch {
+    pub(crate) fn new(key: [u8; 32], hashes: Vec<EventHash>) -> BatchVouch {
+        BatchVouch {
+            key,
+            hashes: hashes.into_iter().collect(),
+        }
+    }
+}
+
+impl Vouch for BatchVouch {
+    fn signed_with(&self, hash: &EventHash) -> Option<[u8; 32]> {
+        self.hashes.contains(hash).then_some(self.key)
+    }
+}
+
+/// Either vouches: the first that does.
+impl<A: Vouch, B: Vouch> Vouch for (A, B) {
+    fn signed_with(&self, hash: &EventHash) -> Option<[u8; 32]> {
+        self.0
+            .signed_with(hash)
+            .or_else(|| self.1.signed_with(hash))
+    }
+}
+
+impl<V: Vouch> Vouch for Option<V> {
+    fn signed_with(&self, hash: &EventHash) -> Option<[u8; 32]> {
+        self.as_ref().and_then(|v| v.signed_with(hash))
+    }
+}
+
+impl<V: Vouch + ?Sized> Vouch for &V {
+    fn signed_with(&self, hash: &EventHash) -> Option<[u8; 32]> {
+        (**self).signed_with(hash)
+    }
+}
+
 /// Vouches for nothing: every signature is checked.
 pub struct NoVouch;
 
@@ -76,6 +141,30 @@ impl KeyMemo {
         }
         self.0.insert(*public_key, key);
         verify_with(signed, &key)
+    }
+}
+
+impl KeyMemo {
+    /// Whether `seal` is `public_key`'s signature over `hashes`.
+    pub(crate) fn verify_seal(
+        &mut self,
+        hashes: &[EventHash],
+        seal: &BatchSeal,
+        public_key: &[u8; 32],
+    ) -> bool {
+        if !self.0.contains_key(public_key) {
+            let Ok(key) = VerifyingKey::from_bytes(public_key) else {
+                return false;
+            };
+            if self.0.len() >= KEY_MEMO_MAX {
+                self.0.clear();
+            }
+            self.0.insert(*public_key, key);
+        }
+        let sig = ed25519_dalek::Signature::from_bytes(&seal.signature.0);
+        self.0
+            .get(public_key)
+            .is_some_and(|key| key.verify(&batch_message(hashes), &sig).is_ok())
     }
 }
 

@@ -2058,6 +2058,73 @@ fn a_vouch_with_the_signers_registered_key_is_taken_without_verifying() {
 }
 
 #[test]
+fn a_sealed_batch_vouches_for_the_events_its_sealer_signed() {
+    use hsm_state::Vouch;
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let first = c.event(as_user("bob"), aes_key(1, "a", false));
+    let first = c.sign(first);
+    let second = hsm_state::sign_event(
+        hsm_proto::Event {
+            prev_hash: hsm_state::event_hash(&first),
+            ..c.event(as_user("bob"), aes_key(2, "b", false))
+        },
+        FIRST,
+        &node_key(FIRST.0),
+    );
+    let mut forged = second.clone();
+    forged.signature.0[7] ^= 1;
+    // An event of another signer in the same entry.
+    let other = hsm_state::sign_event(
+        c.event(as_user("bob"), aes_key(3, "c", false)),
+        NodeId(7),
+        &node_key(7),
+    );
+    let events = [first.clone(), forged.clone(), other.clone()];
+    let hashes: Vec<EventHash> = events.iter().map(hsm_state::event_hash).collect();
+    let seal = hsm_state::seal_batch(&hashes, FIRST, &node_key(FIRST.0));
+    let vouch = c
+        .state
+        .vouch_for_batch(&events, &seal)
+        .expect("a member's valid seal");
+    let key = node_key(FIRST.0).verifying_key().to_bytes();
+    assert_eq!(vouch.signed_with(&hashes[0]), Some(key));
+    assert_eq!(vouch.signed_with(&hashes[1]), Some(key));
+    assert_eq!(
+        vouch.signed_with(&hashes[2]),
+        None,
+        "not the sealer's event"
+    );
+
+    // The seal is the sealer's word for what it sealed: the damaged
+    // signature is not checked again (as the leader's own are not).
+    let a = c.state.apply_vouched(&first, &vouch);
+    assert_eq!(a.result, Ok(()));
+    let a = c.state.apply_vouched(&forged, &vouch);
+    assert_eq!(a.result, Ok(()));
+}
+
+#[test]
+fn a_seal_that_does_not_verify_or_is_not_a_members_vouches_for_nothing() {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let events = [c.sign(ev)];
+    let hashes: Vec<EventHash> = events.iter().map(hsm_state::event_hash).collect();
+    // Signed with another key than the sealer is registered under.
+    let wrong_key = hsm_state::seal_batch(&hashes, FIRST, &node_key(7));
+    assert!(c.state.vouch_for_batch(&events, &wrong_key).is_none());
+    // Over other events.
+    let other = hsm_state::seal_batch(&[EventHash([3; 32])], FIRST, &node_key(FIRST.0));
+    assert!(c.state.vouch_for_batch(&events, &other).is_none());
+    // By a node that is not a member.
+    let stranger = hsm_state::seal_batch(&hashes, NodeId(7), &node_key(7));
+    assert!(c.state.vouch_for_batch(&events, &stranger).is_none());
+    // A damaged seal.
+    let mut damaged = hsm_state::seal_batch(&hashes, FIRST, &node_key(FIRST.0));
+    damaged.signature.0[0] ^= 1;
+    assert!(c.state.vouch_for_batch(&events, &damaged).is_none());
+}
+
+#[test]
 fn a_vouch_with_another_key_than_the_signers_is_no_vouch() {
     // A forged signature, vouched for by a key that is not the one the
     // signer is registered under (another node's, or the signer's before
