@@ -86,6 +86,17 @@ struct Queued {
     reply: Reply,
 }
 
+/// One of the [`MAX_IN_FLIGHT`] slots, taken in [`Proposer::start`]:
+/// dropping it, however its entry ends (answered, never submitted, or a
+/// panic), frees the slot and starts the next entry.
+struct Slot(Arc<Proposer>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.finished();
+    }
+}
+
 /// Writes waiting for an entry, and how many entries are on their way.
 #[derive(Default)]
 struct Pending {
@@ -194,15 +205,14 @@ impl Proposer {
             }
             pending.in_flight += 1;
         }
-        let this = self.clone();
+        let slot = Slot(self.clone());
         tokio::spawn(async move {
-            if !this.submit().await {
-                this.finished();
-            }
+            let this = slot.0.clone();
+            this.submit(slot).await;
         });
     }
 
-    /// An entry is done (answered, or never submitted): the next may start.
+    /// An entry is done (its [`Slot`] dropped): the next may start.
     fn finished(self: &Arc<Self>) {
         {
             let mut pending = self.pending();
@@ -216,9 +226,9 @@ impl Proposer {
     }
 
     /// Builds one entry of what is queued, submits it, and answers its
-    /// writes when Raft answers (then calls [`Proposer::finished`]).
-    /// Answers whether an entry went to Raft.
-    async fn submit(self: &Arc<Self>) -> bool {
+    /// writes when Raft answers; `slot` is freed when that is done, or
+    /// at once when no entry went to Raft.
+    async fn submit(self: &Arc<Self>, slot: Slot) {
         let mut chain = self.chain.lock().await;
         let (leader, term) = {
             let m = self.raft.metrics();
@@ -230,7 +240,7 @@ impl Proposer {
             for q in refused {
                 let _ = q.reply.send(Err(ProposeError::NotLeader { leader }));
             }
-            return false;
+            return;
         }
         if chain.term != Some(term) {
             match self.last_event_hash().await {
@@ -239,10 +249,15 @@ impl Proposer {
                     chain.term = Some(term);
                 }
                 Err(e) => {
-                    if let Some(q) = self.next_queued() {
-                        let _ = q.reply.send(Err(e));
+                    let reason = match e {
+                        ProposeError::Store(m) => m,
+                        other => other.to_string(),
+                    };
+                    let failed: Vec<Queued> = self.pending().queue.drain(..).collect();
+                    for q in failed {
+                        let _ = q.reply.send(Err(ProposeError::Store(reason.clone())));
                     }
-                    return false;
+                    return;
                 }
             }
         }
@@ -289,7 +304,7 @@ impl Proposer {
             replies.push(q.reply);
         }
         if events.is_empty() {
-            return false;
+            return;
         }
         // More than one event: sealed, so members verify one signature.
         let seal = (hashes.len() > 1).then(|| seal_batch(&hashes, self.node, &self.signing));
@@ -299,7 +314,7 @@ impl Proposer {
                 for reply in replies {
                     let _ = reply.send(Err(ProposeError::Raft(e.to_string())));
                 }
-                return false;
+                return;
             }
         };
         chain.head = head;
@@ -308,11 +323,10 @@ impl Proposer {
         tokio::spawn(async move {
             let answer = receiver.await;
             this.answer(term, replies, answer).await;
-            this.finished();
+            drop(slot);
         });
         // What did not fit may go in the next entry at once.
         self.start();
-        true
     }
 
     /// Gives each write of an entry its outcome.

@@ -331,6 +331,15 @@ async fn activation_users_every_key_type_and_operation() {
         })
         .await;
     assert_eq!(kind(over), ErrorKind::InvalidInput);
+    // With an RSA key (milliseconds per signature) at most 64 at once.
+    let rsa_over = alice
+        .call(hsm_proto::client::Operation::SignMany {
+            key: key_of(KeySpec::Rsa { bits: 2048 }),
+            mechanism: SignMechanism::RsaPssSha256,
+            messages: vec![b"x".to_vec().into(); hsm_proto::client::MAX_SIGN_MANY_RSA + 1],
+        })
+        .await;
+    assert_eq!(kind(rsa_over), ErrorKind::InvalidInput);
 
     // Signatures over a hash the caller computed (PKCS#11's CKM_ECDSA,
     // CKM_RSA_PKCS with a DigestInfo, CKM_RSA_PKCS_PSS): OpenSSL verifies

@@ -463,7 +463,8 @@ pub enum Operation {
         unique_label: bool,
     },
     /// Sign many messages with one key in one request (at most
-    /// [`MAX_SIGN_MANY`]), each with its own result
+    /// [`MAX_SIGN_MANY`], [`MAX_SIGN_MANY_RSA`] with an RSA key), each with
+    /// its own result
     /// ([`Reply::Signatures`]): the key, the caller and the session are
     /// checked once, and one round trip serves them all.
     SignMany {
@@ -481,6 +482,10 @@ pub use serde_bytes::ByteBuf;
 
 /// Most messages in one [`Operation::SignMany`].
 pub const MAX_SIGN_MANY: usize = 1024;
+/// Most messages in one [`Operation::SignMany`] with an RSA key: each is a
+/// private-key operation of milliseconds, and one request should not hold
+/// a core for long.
+pub const MAX_SIGN_MANY_RSA: usize = 64;
 
 impl Operation {
     /// Short name of the operation, for logs and errors.

@@ -1,8 +1,11 @@
 //! Crypto operations served from this node's replica with no Raft round
 //! trip: sign, verify, encrypt, decrypt, digest, random.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use hsm_crypto::{DigestAlgorithm, EncryptMechanism, SignMechanism, MAX_RANDOM_LEN};
-use hsm_proto::client::{ByteBuf, ClientError, Reply, Secret, MAX_SIGN_MANY};
+use hsm_proto::client::{ByteBuf, ClientError, Reply, Secret, MAX_SIGN_MANY, MAX_SIGN_MANY_RSA};
 use hsm_proto::{KeyId, KeySpec};
 use hsm_state::policy::KeyUse;
 
@@ -12,9 +15,19 @@ use super::{blocking, Ctx, Outcome, Service};
 /// Inputs up to this size are processed on the async worker when the
 /// operation is quick (see [`quick`]).
 const INLINE_MAX_BYTES: usize = 16 * 1024;
-/// Most signatures of one `SignMany` made on the async worker
-/// (a few milliseconds at most); more go to the blocking pool.
-const INLINE_MAX_MESSAGES: usize = 16;
+/// Most signatures of one `SignMany` made on the async worker (a
+/// millisecond or two at most); more go to the blocking pool.
+const INLINE_MAX_MESSAGES: usize = 4;
+
+/// Set when the request it belongs to is dropped (its client gone, its
+/// deadline passed), so work on the blocking pool stops early.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Whether an operation with a key of `spec` over `len` bytes takes a few
 /// microseconds (EC, Ed25519, AES, HMAC on small inputs, and RSA public-key
@@ -66,21 +79,31 @@ impl Service {
         mechanism: SignMechanism,
         messages: Vec<ByteBuf>,
     ) -> Outcome {
-        if messages.len() > MAX_SIGN_MANY {
+        let k = self.usable_key(&ctx.caller, key)?;
+        allow_use(&k, KeyUse::Sign)?;
+        let most = if matches!(k.spec, KeySpec::Rsa { .. }) {
+            MAX_SIGN_MANY_RSA
+        } else {
+            MAX_SIGN_MANY
+        };
+        if messages.len() > most {
             return Err(ClientError::invalid(format!(
-                "{} messages in one request; at most {MAX_SIGN_MANY}",
+                "{} messages in one request; at most {most} with this key",
                 messages.len()
             )));
         }
-        let k = self.usable_key(&ctx.caller, key)?;
-        allow_use(&k, KeyUse::Sign)?;
         let loaded = self.loaded(&k).await?;
         let total: usize = messages.iter().map(|m| m.len()).sum();
         let inline = quick(k.spec, true, total) && messages.len() <= INLINE_MAX_MESSAGES;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(cancelled.clone());
         let signatures = run(inline, move || {
             messages
                 .iter()
                 .map(|m| {
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Err(ClientError::unavailable("the request was dropped"));
+                    }
                     loaded
                         .sign(mechanism, m)
                         .map(ByteBuf::from)
