@@ -173,18 +173,9 @@ async fn killing_the_leader_loses_no_acknowledged_write_and_crypto_keeps_serving
         .collect();
     let index = alice.applied_index();
     for node in (1..=3).filter(|n| *n != leader) {
-        let c = cluster.client_of(node).await;
-        c.observe_index(index);
-        c.login(user("alice"), "alice-password-1")
-            .await
-            .expect("login");
-        let keys: std::collections::BTreeSet<KeyId> = c
-            .list_keys(KeyFilter::default())
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|k| k.id)
-            .collect();
+        let keys = cluster
+            .key_ids_on(node, "alice", "alice-password-1", index)
+            .await;
         let missing: Vec<&KeyId> = acked.iter().filter(|k| !keys.contains(k)).collect();
         assert!(
             missing.is_empty(),

@@ -6,12 +6,10 @@
 
 mod procs;
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hsm_proto::client::KeyFilter;
 use hsm_proto::{KeyAttributes, KeyId, KeySpec, Role};
 use procs::{user, Cluster};
 use rand::{Rng, SeedableRng};
@@ -114,18 +112,9 @@ async fn nodes_killed_at_random_moments_of_group_committed_writes_lose_no_acknow
     );
 
     for node in 1..=3 {
-        let c = cluster.client_of(node).await;
-        c.observe_index(last_index);
-        c.login(user("alice"), "alice-password-1")
-            .await
-            .expect("login");
-        let keys: BTreeSet<KeyId> = c
-            .list_keys(KeyFilter::default())
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|k| k.id)
-            .collect();
+        let keys = cluster
+            .key_ids_on(node, "alice", "alice-password-1", last_index)
+            .await;
         let missing = acked.iter().filter(|k| !keys.contains(k)).count();
         assert_eq!(
             missing,

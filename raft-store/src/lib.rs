@@ -14,12 +14,18 @@
 //!   from the node storage key, with column family and RocksDB key as
 //!   associated data. The storage key comes from the caller (an unseal
 //!   source) and is never stored in RocksDB.
-//! - Every write is one atomic batch, synced before it returns. A failed
+//! - Every write is one atomic batch. Log appends are reported flushed to
+//!   Raft only after a write-ahead log sync covering them (`syncer`);
+//!   the vote, truncation, purge, snapshots and the roster are synced
+//!   before they return; applies and the committed id are not (the log
+//!   holds what they came from, and a later sync makes them durable). A failed
 //!   write poisons the store: all later calls fail until a restart.
 //! - [`open`] opens and decodes every stored value. A value that fails is a
 //!   [`StoreError`] naming it, and the store does not open; nothing is
 //!   skipped.
-//! - The state machine only calls `State::apply`; rules live in `hsm-state`.
+//! - The state machine changes the state only through `State::apply_vouched`
+//!   (with `State::vouch_for_batch` for sealed entries); rules live in
+//!   `hsm-state`.
 //! - A store from [`create_restored`] reads as if a snapshot at the given
 //!   log id had been installed and the log purged up to it, with an
 //!   uncommitted vote at that log id's term: the first election uses a

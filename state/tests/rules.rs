@@ -2016,6 +2016,16 @@ fn a_tampered_signature_is_refused_and_only_the_chain_moves() {
     assert_only_chain_moved(&c, &before, &a);
 }
 
+/// A cluster with the crypto user bob, and bob's next key creation with
+/// its signature damaged after signing.
+fn bob_and_a_forged_key_event() -> (Cluster, hsm_proto::SignedEvent) {
+    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
+    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
+    let mut forged = c.sign(ev);
+    forged.signature.0[10] ^= 1;
+    (c, forged)
+}
+
 /// Vouches for one event hash with one key, as a leader does for the
 /// events it signed itself.
 struct VouchFor(EventHash, [u8; 32]);
@@ -2046,10 +2056,7 @@ fn a_vouched_event_applies_as_its_verified_copy_does() {
 fn a_vouch_with_the_signers_registered_key_is_taken_without_verifying() {
     // Which is why only the node's own signing may vouch (OwnEvents in
     // hsm-raft-store): a vouch is believed, not checked.
-    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
-    let mut forged = c.sign(ev);
-    forged.signature.0[10] ^= 1;
+    let (mut c, forged) = bob_and_a_forged_key_event();
     let key = node_key(FIRST.0).verifying_key().to_bytes();
     let a = c
         .state
@@ -2129,10 +2136,7 @@ fn a_vouch_with_another_key_than_the_signers_is_no_vouch() {
     // A forged signature, vouched for by a key that is not the one the
     // signer is registered under (another node's, or the signer's before
     // it was replaced): verified, and refused.
-    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
-    let mut forged = c.sign(ev);
-    forged.signature.0[10] ^= 1;
+    let (mut c, forged) = bob_and_a_forged_key_event();
     let other = node_key(7).verifying_key().to_bytes();
     let before = c.state.clone();
     let a = c
@@ -2142,10 +2146,7 @@ fn a_vouch_with_another_key_than_the_signers_is_no_vouch() {
     assert_only_chain_moved(&c, &before, &a);
 
     // And a vouch for another event vouches for nothing here.
-    let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
-    let ev = c.event(as_user("bob"), aes_key(1, "a", false));
-    let mut forged = c.sign(ev);
-    forged.signature.0[10] ^= 1;
+    let (mut c, forged) = bob_and_a_forged_key_event();
     let key = node_key(FIRST.0).verifying_key().to_bytes();
     let a = c
         .state

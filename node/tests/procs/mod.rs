@@ -369,6 +369,26 @@ impl Cluster {
         }
     }
 
+    /// The ids of the keys user `name` sees on node `i` once that node has
+    /// applied `index`.
+    pub async fn key_ids_on(
+        &self,
+        i: u64,
+        name: &str,
+        password: &str,
+        index: u64,
+    ) -> std::collections::BTreeSet<hsm_proto::KeyId> {
+        let c = self.client_of(i).await;
+        c.observe_index(index);
+        c.login(user(name), password).await.expect("login");
+        c.list_keys(hsm_proto::client::KeyFilter::default())
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|k| k.id)
+            .collect()
+    }
+
     /// The leader as node `i` sees it.
     pub async fn leader(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);

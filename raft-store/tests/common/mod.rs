@@ -22,6 +22,7 @@ pub const ADMIN_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YWRtaW5zYWx0$known-
 pub const ALICE_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YWxpY2VzYWx0$known-alice-hash-0002";
 
 /// Builds a chain of signed events from one node, as a leader would.
+#[derive(Clone)]
 pub struct Chain {
     key: SigningKey,
     head: EventHash,
@@ -56,6 +57,11 @@ impl Chain {
         );
         self.head = event_hash(&signed);
         signed
+    }
+
+    /// The node's signing key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
     }
 
     pub fn entry(&mut self, signed: SignedEvent) -> Entry<TypeConfig> {
