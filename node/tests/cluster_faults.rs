@@ -623,8 +623,8 @@ async fn leader_besides(cluster: &Cluster, running: &[u64], paused: u64) -> u64 
 /// Pauses whoever leads, in turn (among `running`), until node `target`
 /// wins an election. The tests call it where the members running besides
 /// a paused leader are just a quorum, so every one's vote is needed and a target whose elections were
-/// hastened (`Cluster::hasten_elections`) wins the first or second round:
-/// its term is the highest, and no one else can win without its vote.
+/// hastened (`Cluster::hasten_elections`) wins within a round or two: its
+/// term is the highest, and no one else can win without its vote.
 async fn make_leader(cluster: &Cluster, running: &[u64], target: u64) {
     let mut leaders = vec![cluster.leader().await];
     for _ in 0..10 {
