@@ -142,6 +142,14 @@ impl LocalCluster {
         }
     }
 
+    /// Kills node `i` (SIGKILL: no goodbye to the others).
+    pub fn kill_node(&mut self, i: u64) {
+        if let Some(Some(mut child)) = self.procs.get_mut((i - 1) as usize).map(Option::take) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts node `i` again.
     ///
     /// # Errors

@@ -28,7 +28,7 @@ use crate::cluster::{LocalCluster, BENCH_PASSWORD, BENCH_USER};
 use crate::load::{drive, Figures};
 use crate::ops::{Keys, Login, Op};
 use crate::peers::PeerResults;
-use crate::report::{Machine, Report, Row, ScaleReport};
+use crate::report::{ClusterFacts, Machine, Report, Row, ScaleReport};
 
 #[derive(Parser)]
 #[command(
@@ -61,7 +61,7 @@ enum Command {
 #[derive(Args, Clone)]
 struct Common {
     /// Nodes of the cluster the bench starts on loopback.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=28))]
     nodes: u64,
     /// An existing cluster's client config instead (log in as the crypto
     /// user HSM_USER with HSM_PASSWORD).
@@ -163,6 +163,8 @@ fn now_rfc3339() -> String {
 /// user.
 struct Target {
     local: Option<LocalCluster>,
+    /// How long a cluster the bench started took to form.
+    formed: Option<Duration>,
     config: ClientConfig,
     client: Client,
     login: Login,
@@ -178,6 +180,7 @@ async fn target(common: &Common, in_flight: usize, env: &[(&str, &str)]) -> Resu
         client.login(username.clone(), password.as_str()).await?;
         return Ok(Target {
             local: None,
+            formed: None,
             config,
             client,
             login: Login { username, password },
@@ -190,13 +193,19 @@ async fn target(common: &Common, in_flight: usize, env: &[(&str, &str)]) -> Resu
         bin.display()
     ));
     let local = LocalCluster::start(&bin, common.nodes, env)?;
+    let started = Instant::now();
     let config = cluster::read_config(&local.client_config())?;
-    if let Err(e) = cluster::wait_ready(&config, common.nodes, Duration::from_secs(60)).await {
+    // Many nodes on few cores take longer to start and elect.
+    let patience = Duration::from_secs(60 + 5 * common.nodes);
+    if let Err(e) = cluster::wait_ready(&config, common.nodes, patience).await {
         bail!("{e:#}\n{}", local.logs());
     }
+    let formed = started.elapsed();
+    say(format!("formed in {:.1} s", formed.as_secs_f64()));
     let client = cluster::set_up_user(&config, in_flight).await?;
     Ok(Target {
         local: Some(local),
+        formed: Some(formed),
         config,
         client,
         login: Login {
@@ -269,7 +278,7 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
     let warmup = (duration / 5).min(Duration::from_secs(1));
     let max_level = levels.iter().copied().max().unwrap_or(1);
 
-    let t = target(c, max_level, &[]).await?;
+    let mut t = target(c, max_level, &[]).await?;
     let keys = Keys::make(&t.client).await?;
     let mut rows = Vec::new();
     for &op in &ops {
@@ -316,6 +325,10 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
         None
     };
     let nodes = if t.local.is_some() { c.nodes } else { 0 };
+    let facts = match t.local {
+        Some(_) => Some(cluster_facts(&mut t, &keys).await),
+        None => None,
+    };
     // The cluster stops before the peers run, so they have the machine.
     drop(t);
 
@@ -356,8 +369,50 @@ async fn run(args: RunArgs, command: String) -> Result<()> {
         skipped,
         scale: None,
         mixed,
+        cluster: facts,
     };
     write_outputs(&report, &c.out, !args.no_images)
+}
+
+/// Memory of the bench's own cluster, then its leader's loss: the leader
+/// is killed and key generations are tried (each with the SDK's own
+/// retries) until one is acknowledged, for at most a minute.
+async fn cluster_facts(t: &mut Target, keys: &Keys) -> ClusterFacts {
+    let pids = t.local.as_ref().map(LocalCluster::pids).unwrap_or_default();
+    let nodes_rss_mib = pids.iter().filter_map(|p| rss_mib(*p)).sum();
+    let formed_s = t.formed.map_or(0.0, |d| d.as_secs_f64());
+    let leader = match t.client.cluster_info().await {
+        Ok(info) if info.members.len() > 1 => info.leader.map(|l| l.0),
+        _ => None,
+    };
+    let Some((leader, local)) = leader.zip(t.local.as_mut()) else {
+        return ClusterFacts {
+            formed_s,
+            nodes_rss_mib,
+            write_after_leader_loss_s: None,
+            killed_leader: None,
+        };
+    };
+    say(format!("killing the leader, node {leader}"));
+    local.kill_node(leader);
+    let killed = Instant::now();
+    let mut acknowledged = None;
+    while killed.elapsed() < Duration::from_secs(60) {
+        if ops::call(Op::Keygen, &t.client, keys, &t.login)
+            .await
+            .is_ok()
+        {
+            acknowledged = Some(killed.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ClusterFacts {
+        formed_s,
+        nodes_rss_mib,
+        write_after_leader_loss_s: acknowledged,
+        killed_leader: Some(leader),
+    }
 }
 
 fn write_outputs(report: &Report, out: &Path, images: bool) -> Result<()> {
@@ -612,6 +667,7 @@ async fn scale(args: ScaleArgs, command: String) -> Result<()> {
             sign_small: Some(sign_small),
         }),
         mixed: None,
+        cluster: None,
     };
     write_outputs(&report, &c.out, false)
 }

@@ -86,6 +86,26 @@ pub struct Report {
     /// Signing while writes run, when both were measured.
     #[serde(default)]
     pub mixed: Option<Mixed>,
+    /// The cluster the bench started: forming, memory, a leader's loss.
+    #[serde(default)]
+    pub cluster: Option<ClusterFacts>,
+}
+
+/// What a cluster the bench started (on this machine) did besides the
+/// operations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterFacts {
+    /// From starting the node processes (configured, their first member
+    /// created) until every member votes and one leads, s.
+    pub formed_s: f64,
+    /// Resident memory of all the nodes after the operations, MiB.
+    pub nodes_rss_mib: f64,
+    /// The leader killed (SIGKILL) after the operations: until a key
+    /// generation is acknowledged by the others, s; `None` for a one-node
+    /// cluster or when none was within a minute.
+    pub write_after_leader_loss_s: Option<f64>,
+    /// Which node led and was killed.
+    pub killed_leader: Option<u64>,
 }
 
 /// Signing alone and while key generation (replicated writes) runs.
@@ -303,6 +323,22 @@ pub fn markdown(report: &Report) -> String {
                 r.first_error.as_deref().unwrap_or("?")
             );
         }
+    }
+    if let Some(c) = &report.cluster {
+        let loss = match (c.killed_leader, c.write_after_leader_loss_s) {
+            (Some(id), Some(s)) => format!(
+                " Its leader (node {id}) killed with SIGKILL after the measurements: the next key generation was acknowledged {s:.1} s later."
+            ),
+            (Some(id), None) => format!(
+                " Its leader (node {id}) killed with SIGKILL after the measurements: no key generation was acknowledged within a minute."
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "\nThe {}-node cluster formed (every member voting, a leader) {:.1} s after its processes started; the nodes held {:.0} MiB resident in all after the measurements.{loss}",
+            report.nodes, c.formed_s, c.nodes_rss_mib
+        );
     }
     if let Some(x) = &report.mixed {
         let _ = writeln!(
