@@ -437,7 +437,7 @@ fn write_outputs(report: &Report, out: &Path, images: bool) -> Result<()> {
 
 /// CPU seconds (user and system) processes have used so far, from
 /// /proc/<pid>/stat, in clock ticks of 1/100 s (Linux's USER_HZ).
-fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+pub(crate) fn cpu_seconds(pids: &[u32]) -> Option<f64> {
     let mut ticks = 0u64;
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -28,6 +28,10 @@ pub struct PeerFigure {
     pub p50_ms: Option<f64>,
     /// 99th percentile latency, ms, when the peer reports it.
     pub p99_ms: Option<f64>,
+    /// CPU time the peer's servers spent per operation, µs (etcd: its
+    /// three members), beside our nodes' figure.
+    #[serde(default)]
+    pub server_cpu_us: Option<f64>,
 }
 
 /// What the peers gave, per (operation, parallelism), and which were
@@ -148,6 +152,7 @@ pub fn openssl(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &[
                                 ops_per_s: v,
                                 p50_ms: None,
                                 p99_ms: None,
+                                server_cpu_us: None,
                             },
                         );
                     }
@@ -196,6 +201,7 @@ pub fn openssl(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &[
                         ops_per_s: v,
                         p50_ms: None,
                         p99_ms: None,
+                        server_cpu_us: None,
                     },
                 ),
                 None if text.contains("hmac(md5)") => results.skip(
@@ -333,6 +339,7 @@ pub fn softhsm2(results: &mut PeerResults, parallel: usize, seconds: u64, ops: &
                     ops_per_s: v,
                     p50_ms: None,
                     p99_ms: None,
+                    server_cpu_us: None,
                 },
             ),
             Err(e) => results.skip("softhsm2", format!("{name}: {e:#}")),
@@ -373,6 +380,11 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
 }
 
 impl Etcd {
+    /// Process ids of the members.
+    fn pids(&self) -> Vec<u32> {
+        self.members.iter().map(std::process::Child::id).collect()
+    }
+
     fn start() -> Result<Etcd> {
         let dir = tempfile::tempdir().context("temporary directory")?;
         let ports = free_ports(6)?;
@@ -484,6 +496,8 @@ pub fn etcd(results: &mut PeerResults, clients: &[usize], seconds: u64) {
         }
     };
     for &c in clients {
+        let pids = cluster.pids();
+        let cpu_before = crate::cpu_seconds(&pids);
         let out = run(Command::new(&driver)
             .args(["--endpoint", &leader, "--clients", &c.to_string()])
             .args(["--seconds", &seconds.max(1).to_string()])
@@ -496,20 +510,30 @@ pub fn etcd(results: &mut PeerResults, clients: &[usize], seconds: u64) {
                 v["ops_per_s"].as_f64().context("no ops_per_s")?,
                 v["p50_ms"].as_f64(),
                 v["p99_ms"].as_f64(),
+                v["ops"].as_f64(),
             ))
         });
         match parsed {
-            Ok((ops, p50, p99)) => results.add(
-                Op::Keygen,
-                c,
-                PeerFigure {
-                    peer: "etcd".into(),
-                    what: format!("etcd 3 members, put 256 B, {c} clients"),
-                    ops_per_s: ops,
-                    p50_ms: p50,
-                    p99_ms: p99,
-                },
-            ),
+            Ok((ops, p50, p99, count)) => {
+                // The members' CPU over the driver's whole run (its
+                // connecting included, a sliver) per put it counted.
+                let server_cpu_us = cpu_before
+                    .zip(crate::cpu_seconds(&pids))
+                    .zip(count.filter(|n| *n > 0.0))
+                    .map(|((before, after), n)| (after - before) * 1e6 / n);
+                results.add(
+                    Op::Keygen,
+                    c,
+                    PeerFigure {
+                        peer: "etcd".into(),
+                        what: format!("etcd 3 members, put 256 B, {c} clients"),
+                        ops_per_s: ops,
+                        p50_ms: p50,
+                        p99_ms: p99,
+                        server_cpu_us,
+                    },
+                );
+            }
             Err(e) => results.skip("etcd", format!("{c} clients: {e:#}")),
         }
     }

@@ -209,9 +209,17 @@ fn num(v: f64) -> String {
 
 /// A peer's name, with its latency when it reports one.
 fn peer_cell(p: &PeerFigure) -> String {
-    match (p.p50_ms, p.p99_ms) {
-        (Some(p50), Some(p99)) => format!("{} (p50 {} ms, p99 {} ms)", p.peer, num(p50), num(p99)),
-        _ => p.peer.clone(),
+    let mut notes = Vec::new();
+    if let (Some(p50), Some(p99)) = (p.p50_ms, p.p99_ms) {
+        notes.push(format!("p50 {} ms, p99 {} ms", num(p50), num(p99)));
+    }
+    if let Some(cpu) = p.server_cpu_us {
+        notes.push(format!("servers' CPU {} µs/op", num(cpu)));
+    }
+    if notes.is_empty() {
+        p.peer.clone()
+    } else {
+        format!("{} ({})", p.peer, notes.join("; "))
     }
 }
 
