@@ -1,7 +1,7 @@
 //! How a member's Raft calls treat a peer that answers late and one that
 //! says nothing, over real QUIC on loopback.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::*;
@@ -56,7 +56,7 @@ fn pair(delay: Arc<AtomicU64>) -> (QuicNetwork, SocketAddr, [u8; 32]) {
 }
 
 #[tokio::test]
-async fn a_peer_that_answers_late_keeps_its_connection_and_is_not_backed_off_from() {
+async fn a_peer_that_answers_late_keeps_its_connection_until_it_is_late_too_often() {
     let delay = Arc::new(AtomicU64::new(0));
     let (network, addr, pin) = pair(delay.clone());
     let peer = network.peer(
@@ -65,39 +65,113 @@ async fn a_peer_that_answers_late_keeps_its_connection_and_is_not_backed_off_fro
         Expect::Pinned(pin),
         network.conns.clone(),
     );
-    // Soft deadline: 300 ms.
-    let option = RPCOption::new(Duration::from_millis(400));
-    let answer = peer.call_within(&RaftRpc::ReadIndex, &option).await;
+    // Connected without a deadline; then a soft deadline of 600 ms against
+    // answers 5 s late (the acknowledgement of each request comes within
+    // milliseconds).
+    let answer = peer.call(&RaftRpc::ReadIndex).await;
     assert!(
         matches!(answer, Ok(RaftReply::BadRequest(_))),
         "a prompt answer"
     );
     let connection = peer.cached().expect("the connection is cached").stable_id();
-
-    delay.store(1_000, Ordering::SeqCst);
+    let option = RPCOption::new(Duration::from_millis(800));
+    delay.store(5_000, Ordering::SeqCst);
+    for late in 1..=MAX_LATE_IN_A_ROW {
+        match peer.call_within(&RaftRpc::ReadIndex, &option).await {
+            // A network error, after which openraft sends again at once; an
+            // `Unreachable` would make it back off.
+            Err(CallError::Network(m)) => assert!(m.contains("alive"), "{m}"),
+            Err(CallError::Unreachable(m)) => panic!("late answer {late} taken for gone: {m}"),
+            Ok(_) => panic!("answered within the deadline"),
+        }
+        assert_eq!(
+            peer.cached().map(|c| c.stable_id()),
+            Some(connection),
+            "late answer {late} dropped the live connection"
+        );
+    }
+    // One more: a peer that keeps answering late is backed off from.
     match peer.call_within(&RaftRpc::ReadIndex, &option).await {
-        // A network error, after which openraft sends again at once; an
-        // `Unreachable` would make it back off.
-        Err(CallError::Network(m)) => assert!(m.contains("alive"), "{m}"),
-        Err(CallError::Unreachable(m)) => panic!("a live peer taken for gone: {m}"),
+        Err(CallError::Unreachable(m)) => assert!(m.contains("did not answer"), "{m}"),
+        Err(CallError::Network(m)) => panic!("late for good, still taken for alive: {m}"),
         Ok(_) => panic!("answered within the deadline"),
     }
-    assert_eq!(
-        peer.cached().map(|c| c.stable_id()),
-        Some(connection),
-        "the live connection was dropped"
-    );
+    assert!(peer.cached().is_none(), "the connection was kept");
 
+    // A prompt answer (on a new connection) clears the count.
     delay.store(0, Ordering::SeqCst);
-    let answer = peer.call_within(&RaftRpc::ReadIndex, &option).await;
+    let answer = peer.call(&RaftRpc::ReadIndex).await;
     assert!(
         matches!(answer, Ok(RaftReply::BadRequest(_))),
         "served again"
     );
+    assert_eq!(peer.late.load(Ordering::SeqCst), 0);
+}
+
+/// A relay between a client and `server` that forwards datagrams both ways
+/// until `cut` is set, then drops them all: a peer gone silent (a crash, a
+/// cut cable) behind a connection that worked. Returns its address.
+async fn relay(server: SocketAddr, cut: Arc<AtomicBool>) -> SocketAddr {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    back.connect(server).await.expect("connect");
+    let addr = front.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut client = None;
+        let (mut a, mut b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+        loop {
+            tokio::select! {
+                Ok((n, from)) = front.recv_from(&mut a) => {
+                    client = Some(from);
+                    if !cut.load(Ordering::SeqCst) {
+                        let _ = back.send(&a[..n]).await;
+                    }
+                }
+                Ok(n) = back.recv(&mut b) => {
+                    if let (Some(to), false) = (client, cut.load(Ordering::SeqCst)) {
+                        let _ = front.send_to(&b[..n], to).await;
+                    }
+                }
+            }
+        }
+    });
+    addr
 }
 
 #[tokio::test]
-async fn a_peer_that_says_nothing_is_unreachable_and_leaves_no_connection() {
+async fn a_peer_gone_silent_is_unreachable_and_its_connection_dropped() {
+    let (network, server, pin) = pair(Arc::new(AtomicU64::new(0)));
+    let cut = Arc::new(AtomicBool::new(false));
+    let addr = relay(server, cut.clone()).await;
+    let peer = network.peer(
+        NodeId(2),
+        &addr.to_string(),
+        Expect::Pinned(pin),
+        network.conns.clone(),
+    );
+    let answer = peer.call(&RaftRpc::ReadIndex).await;
+    assert!(
+        matches!(answer, Ok(RaftReply::BadRequest(_))),
+        "through the relay"
+    );
+    assert!(peer.cached().is_some());
+
+    cut.store(true, Ordering::SeqCst);
+    let option = RPCOption::new(Duration::from_millis(400));
+    match peer.call_within(&RaftRpc::ReadIndex, &option).await {
+        Err(CallError::Unreachable(m)) => assert!(m.contains("did not answer"), "{m}"),
+        Err(CallError::Network(m)) => panic!("a silent peer taken for alive: {m}"),
+        Ok(_) => panic!("a cut peer answered"),
+    }
+    assert!(peer.cached().is_none(), "the dead connection is kept");
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answered_is_unreachable_and_leaves_no_connection() {
     let (network, _, pin) = pair(Arc::new(AtomicU64::new(0)));
     // A socket that takes datagrams and never answers.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
