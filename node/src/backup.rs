@@ -158,6 +158,9 @@ pub struct Snapshotter {
     signer: SigningKey,
     /// One backup at a time on this node.
     running: tokio::sync::Mutex<()>,
+    /// When this node's last backup completed (ms since the epoch) and how
+    /// long it took, for the metrics endpoint.
+    last: std::sync::Mutex<Option<(u64, Duration)>>,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -199,6 +202,7 @@ impl Snapshotter {
             keyring,
             signer,
             running: tokio::sync::Mutex::new(()),
+            last: std::sync::Mutex::new(None),
         }))
     }
 
@@ -236,6 +240,7 @@ impl Snapshotter {
     /// the backup cannot be written ([`BackupError`] in the chain).
     pub async fn create(&self) -> Result<Manifest> {
         let _one = self.running.lock().await;
+        let started = std::time::Instant::now();
         let Some(cluster_id) = self.cluster_id() else {
             bail!("the cluster is not initialized yet; there is nothing to back up");
         };
@@ -286,8 +291,22 @@ impl Snapshotter {
             destination = %self.dest.url(),
             "backup written"
         );
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((manifest.created_at_ms, started.elapsed()));
         self.apply_retention().await;
         Ok(manifest)
+    }
+
+    /// When this node's last backup completed (ms since the epoch) and how
+    /// long it took; `None` if it took none since it started.
+    pub fn last_completed(&self) -> Option<(u64, Duration)> {
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Deletes what retention says among this cluster's backups, logging

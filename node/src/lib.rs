@@ -35,6 +35,7 @@ pub mod cluster_time;
 pub mod config;
 pub mod local;
 pub mod membership;
+pub mod metrics;
 pub mod operator;
 pub mod proposer;
 pub mod raft;

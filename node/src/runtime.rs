@@ -67,6 +67,8 @@ pub struct RunningNode {
     pub writer: Writer,
     /// The address it listens on.
     pub local_addr: std::net::SocketAddr,
+    /// The address of its metrics and health endpoint, when it has one.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     endpoint: quinn::Endpoint,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -513,6 +515,21 @@ impl RunningNode {
                 "no operator socket: `hsm-node unlock-user` cannot reach this node"
             ),
         }
+        let metrics_addr = match config.metrics.listen {
+            Some(addr) => {
+                let (bound, task) = crate::metrics::spawn(
+                    addr,
+                    raft.clone(),
+                    service.clone(),
+                    config.data_dir.clone(),
+                )
+                .await?;
+                tracing::info!(addr = %bound, "metrics and health endpoint serving");
+                tasks.push(task);
+                Some(bound)
+            }
+            None => None,
+        };
         if let Some(b) = backups {
             tracing::info!(destination = %b.destination(), interval_s = config.backup.interval_s, "backups enabled");
             tasks.push(crate::backup::spawn_scheduler(b, raft.clone(), id));
@@ -525,6 +542,7 @@ impl RunningNode {
             service,
             writer,
             local_addr,
+            metrics_addr,
             endpoint: server,
             tasks,
         })

@@ -177,6 +177,11 @@ pub(super) static VARS: &[Var] = &[
         set: |c, v| parsed(v).map(|n| c.limits.max_password_checks_per_address = n),
     },
     Var {
+        name: "HSM_NODE_METRICS_LISTEN",
+        expected: "a socket address such as 127.0.0.1:9464",
+        set: |c, v| parsed(v).map(|a| c.metrics.listen = Some(a)),
+    },
+    Var {
         name: "HSM_NODE_BACKUP_DESTINATION",
         expected: "a URL such as file:///var/backups/hsm or s3://bucket/prefix",
         set: |c, v| {

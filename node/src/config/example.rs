@@ -125,6 +125,12 @@ data_dir = {data_dir}
 # (0: no age limit). The newest and keep-forever backups are always kept.
 # keep_last = {keep_last}
 # max_age_s = {max_age_s}
+
+[metrics]
+# Plain-HTTP endpoint for Prometheus (/metrics) and health checks
+# (/health/live, /health/ready). Unset: none. Counts only, no secrets; use
+# a loopback or management address.
+# listen = "127.0.0.1:9464"
 "#,
             zone = quote(&config.zone),
             listen = quote(&listen.to_string()),

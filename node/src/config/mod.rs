@@ -99,6 +99,24 @@ pub struct NodeConfig {
     /// `[backup]`: where backups go, how often, and how long they are kept.
     #[serde(default)]
     pub backup: BackupSettings,
+    /// `[metrics]`: the Prometheus and health endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: the metrics and health endpoint (`crate::metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// TCP address of the plain-HTTP endpoint serving `/metrics`,
+    /// `/health/live` and `/health/ready`. `None` (the default): no
+    /// endpoint. It carries counts only, but give it a loopback or
+    /// management-network address.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_socket_addr"
+    )]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[unseal]`: the source of the node storage key.
@@ -310,6 +328,12 @@ fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
     })
 }
 
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(d).map(Some)
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT)
 }
@@ -331,6 +355,7 @@ impl NodeConfig {
             log: LogSettings::default(),
             limits: LimitSettings::default(),
             backup: BackupSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 

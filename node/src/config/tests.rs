@@ -48,6 +48,9 @@ recovery_keys = ["/etc/hsm/recovery-a.pub", "/etc/hsm/recovery-b.pub"]
 interval_s = 3600
 keep_last = 48
 max_age_s = 604800
+
+[metrics]
+listen = "127.0.0.1:9464"
 "#;
 
 pub(super) fn parse(text: &str) -> NodeConfig {
@@ -123,6 +126,9 @@ pub(super) fn full() -> NodeConfig {
             interval_s: 3600,
             keep_last: 48,
             max_age_s: 604_800,
+        },
+        metrics: MetricsSettings {
+            listen: Some(addr("127.0.0.1:9464")),
         },
     }
 }

@@ -168,6 +168,23 @@ pub struct Service {
     /// key pair generated fails its pairwise consistency test, so a test
     /// can show what that does.
     corrupt_key_pairs: bool,
+    /// Requests by operation and outcome, for the metrics endpoint.
+    metrics: Arc<crate::metrics::RequestMetrics>,
+}
+
+/// Counts from this node's replica, for the metrics endpoint: never names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StateCounts {
+    /// Users.
+    pub users: u64,
+    /// Users locked after too many failed logins.
+    pub locked_users: u64,
+    /// Users with failed logins since their last success.
+    pub users_with_failed_logins: u64,
+    /// Keys.
+    pub keys: u64,
+    /// Events applied since the cluster began.
+    pub events: u64,
 }
 
 impl std::fmt::Debug for Service {
@@ -216,7 +233,36 @@ impl Service {
                 .map(OnceLock::from)
                 .unwrap_or_default(),
             corrupt_key_pairs: corrupting("generated-key-pairs"),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The request counters this service keeps.
+    pub fn request_metrics(&self) -> Arc<crate::metrics::RequestMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Counts from this node's replica.
+    pub fn state_counts(&self) -> StateCounts {
+        self.state(|s| {
+            let mut counts = StateCounts {
+                keys: s.key_count() as u64,
+                events: s.events(),
+                ..StateCounts::default()
+            };
+            for u in s.users() {
+                counts.users += 1;
+                counts.locked_users += u64::from(u.is_locked());
+                counts.users_with_failed_logins += u64::from(u.failures > 0);
+            }
+            counts
+        })
+    }
+
+    /// When this node's last backup completed (ms since the epoch) and how
+    /// long it took.
+    pub fn last_backup(&self) -> Option<(u64, Duration)> {
+        self.backups.as_ref().and_then(|b| b.last_completed())
     }
 
     /// Puts the node in its error state: from now on it serves no
@@ -230,9 +276,15 @@ impl Service {
     /// server counts connections). Never panics on any input; every
     /// failure is a typed [`ClientError`] in the response.
     pub async fn handle(&self, request: Request, source: IpAddr) -> Response {
+        let started = std::time::Instant::now();
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let name = request.op.name();
         let result = self.serve(request, source, deadline).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind.as_str(),
+        };
+        self.metrics.observe(name, outcome, started.elapsed());
         if let Err(e) = &result {
             if e.kind == ErrorKind::Internal {
                 tracing::warn!(op = name, error = %e, "request failed");
@@ -611,7 +663,7 @@ impl Service {
     /// follower that has not heard from a leader, or a leader that has not
     /// heard from a quorum, within `stale_after`. The client retries on
     /// another node.
-    fn check_fresh(&self) -> Result<(), ClientError> {
+    pub(crate) fn check_fresh(&self) -> Result<(), ClientError> {
         let (leader_here, quorum_ack, voters) = {
             let m = self.raft.metrics();
             let m = m.borrow();

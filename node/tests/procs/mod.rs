@@ -27,6 +27,8 @@ pub struct Cluster {
     pub nodes: u64,
     procs: BTreeMap<u64, Child>,
     env: Vec<(String, String)>,
+    /// Environment for one node's process only, at every start.
+    node_env: BTreeMap<u64, Vec<(String, String)>>,
 }
 
 fn bin() -> &'static str {
@@ -54,6 +56,16 @@ impl Cluster {
     /// As [`Cluster::start`], with extra environment (such as `HSM_NODE_*`
     /// overrides) for every node process.
     pub fn start_with_env(n: u64, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with_node_env(n, env, |_| Vec::new())
+    }
+
+    /// As [`Cluster::start_with_env`], with `node_env(i)` added to node
+    /// `i`'s environment at every start (such as an address of its own).
+    pub fn start_with_node_env(
+        n: u64,
+        env: &[(&str, &str)],
+        node_env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_ports(n);
         let out = Command::new(bin())
@@ -84,6 +96,7 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            node_env: (1..=n).map(|i| (i, node_env(i))).collect(),
         };
         for i in 1..=n {
             c.start_node(i);
@@ -135,6 +148,13 @@ impl Cluster {
             .args(extra)
             .env("HSM_LOG", "info,openraft=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(
+                self.node_env
+                    .get(&i)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
@@ -540,6 +560,7 @@ impl Cluster {
             nodes: 1,
             procs: BTreeMap::new(),
             env: Vec::new(),
+            node_env: BTreeMap::new(),
         };
         c.start_node(id);
         (c, printed)

@@ -54,6 +54,8 @@ fn the_example_shows_the_true_defaults() {
     // Backups have no default destination: the example shows one.
     expected.backup.destination = Some("file:///var/backups/hsm".to_owned());
     expected.backup.recovery_keys = vec!["/etc/hsm/recovery.pub".into()];
+    // Nor the metrics endpoint an address.
+    expected.metrics.listen = Some(addr("127.0.0.1:9464"));
     assert_eq!(config, expected);
 }
 
