@@ -295,7 +295,7 @@ impl Snapshotter {
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((manifest.created_at_ms, started.elapsed()));
+            Some((crate::service::now_ms(), started.elapsed()));
         self.apply_retention().await;
         Ok(manifest)
     }

@@ -8,14 +8,19 @@
 //!   the last backup this node took. Counts only: no user names, key ids,
 //!   addresses or secrets ever become a label or a value.
 //! - `GET /health/live`: 200 while the process serves at all.
-//! - `GET /health/ready`: 200 when the node would serve a request now (it
-//!   is in touch with a quorum: the same rule that refuses requests from
-//!   a node out of touch) and has applied its log to within
-//!   [`READY_MAX_BEHIND`] entries; 503 with the reason otherwise. For load
-//!   balancers and systemd.
+//! - `GET /health/ready`: 200 when the node would serve a request now: it
+//!   is in touch with the cluster (the rule that refuses requests from a
+//!   node out of touch), its self-tests passed, and it has applied the
+//!   leader's commit index of a read-index round taken for the check, to
+//!   within [`READY_MAX_BEHIND`] entries; 503 with the reason otherwise.
+//!   For load balancers (systemd and liveness probes use `/health/live`:
+//!   a whole cluster restarting is not ready until a quorum is up).
 //!
-//! Request counters are updated by [`Service::handle`]; everything else is
-//! read when scraped.
+//! Requests are counted by `server::serve_client` for every stream a
+//! client opens (frames that never arrive whole or do not decode as
+//! `unsent` or `malformed`). Everything else is read when scraped, off the
+//! async workers, at most once a second however many scrape: a scrape
+//! within a second of the last gets the same text.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,17 +39,30 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::raft::Raft;
 use crate::service::Service;
 
-/// A node that has applied its log to within this many entries of its end
-/// is caught up, for readiness.
+/// A node that has applied the cluster's commit index to within this many
+/// entries is caught up, for readiness.
 pub const READY_MAX_BEHIND: u64 = 64;
 
 /// How long one HTTP connection may take to send its request.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one HTTP connection may last in all (one request: no
+/// keep-alive).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a scrape's figures, or a readiness answer, are served again.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// How long a readiness check waits for the leader.
+const READY_ROUND: Duration = Duration::from_secs(2);
 
 /// Connections served at once; more are closed at once (a scraper or a
 /// health check needs one or two).
@@ -80,9 +98,10 @@ impl Default for RequestMetrics {
     fn default() -> Self {
         RequestMetrics {
             requests: Family::default(),
-            // 100 µs to about 3.3 s, doubling.
+            // 100 µs to about 13 s (past the 10 s request deadline),
+            // doubling.
             latency: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+                Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
             }),
         }
     }
@@ -115,6 +134,7 @@ struct Gauges {
     quorum_ack_age: Gauge<f64, AtomicU64>,
     follower_lag: Family<MemberLabels, Gauge>,
     ready: Gauge,
+    crypto_failed: Gauge,
     users: Gauge,
     locked_users: Gauge,
     users_with_failed_logins: Gauge,
@@ -132,6 +152,11 @@ struct Endpoint {
     raft: Raft,
     service: Arc<Service>,
     data_dir: PathBuf,
+    /// The last scrape's text and when it was taken; held while one is
+    /// taken, so scrapes never run at once.
+    scraped: Mutex<Option<(Instant, String)>>,
+    /// The last readiness answer and when.
+    readiness: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl Endpoint {
@@ -149,7 +174,7 @@ impl Endpoint {
             "Time from a request's arrival to its answer, by operation",
             requests.latency.clone(),
         );
-        let gauges: [(&str, &str, &Gauge); 15] = [
+        let gauges: [(&str, &str, &Gauge); 16] = [
             ("raft_term", "Current Raft term", &g.term),
             (
                 "raft_leader",
@@ -187,6 +212,11 @@ impl Endpoint {
                 "1 if this node serves requests now (see /health/ready)",
                 &g.ready,
             ),
+            (
+                "crypto_failed",
+                "1 if a self-test failed: the node serves no cryptography until restarted",
+                &g.crypto_failed,
+            ),
             ("users", "Users in the state", &g.users),
             (
                 "locked_users",
@@ -215,7 +245,7 @@ impl Endpoint {
         }
         registry.register(
             "raft_quorum_ack_age_seconds",
-            "On the leader: time since a quorum last acknowledged it",
+            "On the leader: time since a quorum last acknowledged it (NaN elsewhere, or before any)",
             g.quorum_ack_age.clone(),
         );
         registry.register(
@@ -239,11 +269,53 @@ impl Endpoint {
             raft,
             service,
             data_dir,
+            scraped: Mutex::new(None),
+            readiness: Mutex::new(None),
         }
     }
 
+    /// The metrics text: the last scrape's if it is fresh, else a new one,
+    /// taken on the blocking pool (it walks the data directory and counts
+    /// users under the state lock).
+    async fn scrape(self: &Arc<Self>) -> Option<String> {
+        let mut last = self.scraped.lock().await;
+        if let Some((at, text)) = last.as_ref() {
+            if at.elapsed() < FRESH_FOR {
+                return Some(text.clone());
+            }
+        }
+        let ready = self.ready().await.is_ok();
+        let me = self.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            me.refresh(ready);
+            let mut body = String::new();
+            prometheus_client::encoding::text::encode(&mut body, &me.registry).ok()?;
+            Some(body)
+        })
+        .await
+        .ok()??;
+        *last = Some((Instant::now(), text.clone()));
+        Some(text)
+    }
+
+    /// Whether the node is ready, asked at most once a second.
+    async fn ready(&self) -> Result<(), String> {
+        let mut last = self.readiness.lock().await;
+        if let Some((at, answer)) = last.as_ref() {
+            if at.elapsed() < FRESH_FOR {
+                return answer.clone();
+            }
+        }
+        let answer = self
+            .service
+            .readiness(READY_MAX_BEHIND, Instant::now() + READY_ROUND)
+            .await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+
     /// Reads the node into the gauges.
-    fn refresh(&self) {
+    fn refresh(&self, ready: bool) {
         let g = &self.gauges;
         {
             let m = self.raft.metrics();
@@ -262,10 +334,11 @@ impl Endpoint {
             let learners = membership.learner_ids().count();
             g.voters.set(as_i64(voters as u64));
             g.learners.set(as_i64(learners as u64));
-            g.quorum_ack_age.set(
-                m.millis_since_quorum_ack
-                    .map_or(0.0, |ms| ms as f64 / 1000.0),
-            );
+            let leads = m.current_leader == Some(m.id);
+            g.quorum_ack_age.set(match m.millis_since_quorum_ack {
+                Some(ms) if leads => ms as f64 / 1000.0,
+                _ => f64::NAN,
+            });
             g.follower_lag.clear();
             if let Some(replication) = &m.replication {
                 // openraft lists the leader too; it lags nothing.
@@ -277,7 +350,9 @@ impl Endpoint {
                 }
             }
         }
-        g.ready.set(i64::from(self.readiness().is_ok()));
+        g.ready.set(i64::from(ready));
+        g.crypto_failed
+            .set(i64::from(self.service.crypto_failure().is_some()));
         let counts = self.service.state_counts();
         g.users.set(as_i64(counts.users));
         g.locked_users.set(as_i64(counts.locked_users));
@@ -292,49 +367,32 @@ impl Endpoint {
         }
     }
 
-    /// Whether the node serves now, or why not.
-    fn readiness(&self) -> Result<(), String> {
-        self.service.check_fresh().map_err(|e| e.message)?;
-        let m = self.raft.metrics();
-        let m = m.borrow();
-        let last = m.last_log_index.unwrap_or(0);
-        let applied = m.last_applied.map_or(0, |l| l.index);
-        if last.saturating_sub(applied) > READY_MAX_BEHIND {
-            return Err(format!(
-                "node {} has applied up to {applied} of {last} entries in its log",
-                m.id
-            ));
-        }
-        Ok(())
-    }
-
-    fn answer(&self, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(
+        self: &Arc<Self>,
+        req: Request<hyper::body::Incoming>,
+    ) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
         }
         match req.uri().path() {
-            "/metrics" => {
-                self.refresh();
-                let mut body = String::new();
-                match prometheus_client::encoding::text::encode(&mut body, &self.registry) {
-                    Ok(()) => {
-                        let mut r = text(StatusCode::OK, body);
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        r
-                    }
-                    Err(_) => text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "cannot encode the metrics\n".into(),
-                    ),
+            "/metrics" => match self.scrape().await {
+                Some(body) => {
+                    let mut r = text(StatusCode::OK, body);
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
+                    );
+                    r
                 }
-            }
+                None => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot read the metrics\n".into(),
+                ),
+            },
             "/health/live" => text(StatusCode::OK, "live\n".into()),
-            "/health/ready" => match self.readiness() {
+            "/health/ready" => match self.ready().await {
                 Ok(()) => text(StatusCode::OK, "ready\n".into()),
                 Err(why) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -379,24 +437,27 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Binds `addr` and serves the endpoint there until the task is aborted;
-/// returns the bound address (the port may have been 0).
+/// Binds the endpoint's address, before the node starts anything else, so
+/// a node whose address is taken refuses to start at once.
 ///
 /// # Errors
 /// If the address cannot be bound.
-pub async fn spawn(
-    addr: SocketAddr,
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the metrics address {addr}"))
+}
+
+/// Serves the endpoint on `listener` until the task is aborted.
+pub fn serve(
+    listener: TcpListener,
     raft: Raft,
     service: Arc<Service>,
     data_dir: PathBuf,
-) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind the metrics address {addr}"))?;
-    let bound = listener.local_addr()?;
+) -> JoinHandle<()> {
     let endpoint = Arc::new(Endpoint::new(raft, service, data_dir));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(s) => s,
@@ -414,18 +475,21 @@ pub async fn spawn(
             tokio::spawn(async move {
                 let _slot = slot;
                 let service = hyper::service::service_fn(move |req| {
-                    let answer = endpoint.answer(&req);
-                    async move { Ok::<_, Infallible>(answer) }
+                    let endpoint = endpoint.clone();
+                    async move { Ok::<_, Infallible>(endpoint.answer(req).await) }
                 });
                 let mut http = hyper::server::conn::http1::Builder::new();
                 http.timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false);
                 let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) = http.serve_connection(io, service).await {
+                let served =
+                    tokio::time::timeout(CONNECTION_TIMEOUT, http.serve_connection(io, service))
+                        .await;
+                if let Ok(Err(e)) = served {
                     tracing::debug!(error = %e, "metrics endpoint: connection ended");
                 }
             });
         }
-    });
-    Ok((bound, task))
+    })
 }

@@ -377,6 +377,12 @@ impl RunningNode {
     ) -> Result<RunningNode> {
         config.validate()?;
         let id = config.id();
+        // Bound first: a node whose metrics address is taken refuses to
+        // start before it starts anything.
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(crate::metrics::bind(addr).await?),
+            None => None,
+        };
         let storage = StorageKey::load_file(&config.storage_key_file())?;
         let files = file_key(&storage);
         let identity = NodeIdentity::load(&config.identity_file(), &files)?;
@@ -515,17 +521,16 @@ impl RunningNode {
                 "no operator socket: `hsm-node unlock-user` cannot reach this node"
             ),
         }
-        let metrics_addr = match config.metrics.listen {
-            Some(addr) => {
-                let (bound, task) = crate::metrics::spawn(
-                    addr,
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let bound = listener.local_addr()?;
+                tasks.push(crate::metrics::serve(
+                    listener,
                     raft.clone(),
                     service.clone(),
                     config.data_dir.clone(),
-                )
-                .await?;
+                ));
                 tracing::info!(addr = %bound, "metrics and health endpoint serving");
-                tasks.push(task);
                 Some(bound)
             }
             None => None,

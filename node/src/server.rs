@@ -258,22 +258,32 @@ async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame:
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
         let service = service.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let read =
                 tokio::time::timeout(CLIENT_READ_TIMEOUT, read_frame(&mut recv, max_frame)).await;
-            let response = match read {
-                Err(_) => refused(&service, "the request was not sent in time".into()),
-                Ok(Err(e)) => refused(&service, format!("malformed request frame: {e}")),
+            // What the metrics call the request: its operation, or what was
+            // wrong with the frame (fixed names: nothing the client sent
+            // becomes a label).
+            let (op, response) = match read {
+                Err(_) => (
+                    "unsent",
+                    refused(&service, "the request was not sent in time".into()),
+                ),
+                Ok(Err(e)) => (
+                    "malformed",
+                    refused(&service, format!("malformed request frame: {e}")),
+                ),
                 Ok(Ok(bytes)) => {
                     // The frame may hold a password, a token or plaintext.
                     let bytes = Zeroizing::new(bytes);
                     match codec::decode::<Request>("request", &bytes) {
-                        Err(e) => refused(&service, e.to_string()),
-                        Ok(request) => service.handle(request, source).await,
+                        Err(e) => ("malformed", refused(&service, e.to_string())),
+                        Ok(request) => (request.op.name(), service.handle(request, source).await),
                     }
                 }
             };
-            let bytes = match codec::encode("response", &response) {
-                Ok(b) => Zeroizing::new(b),
+            let (bytes, outcome) = match codec::encode("response", &response) {
+                Ok(b) => (Zeroizing::new(b), outcome_of(&response)),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot encode a response");
                     let fallback = Response {
@@ -282,18 +292,30 @@ async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame:
                             "the answer is too large to send; narrow the request",
                         )),
                     };
+                    let outcome = outcome_of(&fallback);
                     match codec::encode("response", &fallback) {
-                        Ok(b) => Zeroizing::new(b),
+                        Ok(b) => (Zeroizing::new(b), outcome),
                         Err(_) => return,
                     }
                 }
             };
+            service
+                .request_metrics()
+                .observe(op, outcome, started.elapsed());
             let written =
                 tokio::time::timeout(CLIENT_READ_TIMEOUT, write_frame(&mut send, &bytes)).await;
             if !matches!(written, Ok(Ok(()))) {
                 tracing::debug!("client did not take its answer");
             }
         });
+    }
+}
+
+/// `ok`, or the kind of error the response carries.
+fn outcome_of(response: &Response) -> &'static str {
+    match &response.result {
+        Ok(_) => "ok",
+        Err(e) => e.kind.as_str(),
     }
 }
 

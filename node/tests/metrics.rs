@@ -185,8 +185,19 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
     // Each node's own endpoint: ready, and counts without names or secrets.
     let mut signs_seen = 0.0;
     for (i, target) in targets.iter().enumerate() {
-        let (status, body) = get(*target, "/health/ready").expect("ready endpoint");
-        assert_eq!(status, 200, "node {}: {body}", i + 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = get(*target, "/health/ready").expect("ready endpoint");
+            if status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready: {body}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let (status, _) = get(*target, "/health/live").expect("live endpoint");
         assert_eq!(status, 200);
         let (status, body) = get(*target, "/metrics").expect("metrics endpoint");
@@ -196,6 +207,7 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
             "hsm_raft_applied_index",
             "hsm_users",
             "hsm_keys",
+            "hsm_crypto_failed 0",
         ] {
             assert!(body.contains(name), "node {} lacks {name}:\n{body}", i + 1);
         }
@@ -205,6 +217,7 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
             "admin-password-1",
             "not-alices-password",
             "counted",
+            "127.0.0.1",
             &key.id.to_string(),
         ];
         for secret in names_and_secrets {

@@ -265,6 +265,40 @@ impl Service {
         self.backups.as_ref().and_then(|b| b.last_completed())
     }
 
+    /// Why this node serves no cryptography (a failed self-test), if so.
+    pub fn crypto_failure(&self) -> Option<&str> {
+        self.crypto_failure.get().map(String::as_str)
+    }
+
+    /// Whether this node serves requests now, or why not: it is in touch
+    /// with the cluster (the rule that refuses requests otherwise), its
+    /// self-tests passed, and it has applied the leader's commit index of
+    /// a read-index round taken now, within `slack` entries. Asks the
+    /// leader (a round shared with requests), waiting until `deadline`.
+    pub async fn readiness(&self, slack: u64, deadline: Instant) -> Result<(), String> {
+        self.check_fresh().map_err(|e| e.message)?;
+        if let Some(why) = self.crypto_failure() {
+            return Err(format!("a self-test failed: {why}"));
+        }
+        match self.barrier.read_index(deadline).await {
+            Some(Ok(point)) => {
+                let applied = self.applied_index();
+                if applied.saturating_add(slack) < point.index {
+                    Err(format!(
+                        "node {} has applied up to {applied}; the cluster has committed {}",
+                        self.node, point.index
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Some(Err(e)) => Err(format!(
+                "cannot confirm it is up to date with the leader: {e}"
+            )),
+            None => Err("cannot confirm it is up to date with the leader in time".into()),
+        }
+    }
+
     /// Puts the node in its error state: from now on it serves no
     /// cryptography, and says `why`.
     pub(crate) fn fail_crypto(&self, why: String) {
@@ -276,15 +310,9 @@ impl Service {
     /// server counts connections). Never panics on any input; every
     /// failure is a typed [`ClientError`] in the response.
     pub async fn handle(&self, request: Request, source: IpAddr) -> Response {
-        let started = std::time::Instant::now();
         let deadline = Instant::now() + REQUEST_DEADLINE;
         let name = request.op.name();
         let result = self.serve(request, source, deadline).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind.as_str(),
-        };
-        self.metrics.observe(name, outcome, started.elapsed());
         if let Err(e) = &result {
             if e.kind == ErrorKind::Internal {
                 tracing::warn!(op = name, error = %e, "request failed");
