@@ -3,7 +3,7 @@
 //! machine. `docs/benchmarks.md` explains the method and holds a full run.
 //!
 //! ```text
-//! hsm-bench run   [--nodes 1|3|5 | --cluster client.toml] [--ops ...] [--concurrency 1,8,32]
+//! hsm-bench run   [--nodes 1..28 | --cluster client.toml] [--ops ...] [--concurrency 1,8,32]
 //!                 [--seconds 5] [--peers openssl,softhsm2,etcd|none] [--out DIR]
 //! hsm-bench scale [--keys 1000000] [--nodes 3] [--out DIR]
 //! ```

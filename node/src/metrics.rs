@@ -13,8 +13,8 @@
 //!   node out of touch), its self-tests passed, and it has applied the
 //!   leader's commit index of a read-index round taken for the check, to
 //!   within [`READY_MAX_BEHIND`] entries; 503 with the reason otherwise.
-//!   For load balancers (systemd and liveness probes use `/health/live`:
-//!   a whole cluster restarting is not ready until a quorum is up).
+//!   For load balancers; liveness probes use `/health/live` (a whole
+//!   cluster restarting is not ready until a quorum is up).
 //!
 //! Requests are counted by `server::serve_client` for every stream a
 //! client opens (frames that never arrive whole or do not decode as
