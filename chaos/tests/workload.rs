@@ -4,7 +4,6 @@
 //! operation the checkers look at, and the checkers find nothing in it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,15 +38,10 @@ fn hsm_node() -> PathBuf {
     bin
 }
 
-/// A base port with `n` free UDP ports after it.
+/// A base port with `n` free loopback ports after it
+/// ([`hsm_node::local::free_ports`]).
 fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base: u16 = 20_000 + rand::random::<u16>() % 30_000;
-        if (0..n).all(|i| UdpSocket::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} free UDP ports in a row on 127.0.0.1");
+    hsm_node::local::free_ports(n).expect("free ports")
 }
 
 fn unix_ms() -> u64 {

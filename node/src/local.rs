@@ -213,3 +213,74 @@ pub fn write_client_config(path: &Path, config: &ClientConfig) -> Result<()> {
     );
     write_public(path, text.as_bytes())
 }
+
+/// Loopback ports [`free_ports`] handed out in this process, never handed
+/// out twice: the tests of one binary run side by side and each starts
+/// nodes of its own.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The first port of `n` consecutive loopback ports free for both UDP
+/// (QUIC) and TCP (metrics), for a local cluster a test or benchmark
+/// starts.
+///
+/// They are taken below the kernel's ephemeral range, so no socket bound
+/// to port 0 (every QUIC client endpoint, the nodes' own included) can
+/// take one between this check and the node binding it; within this
+/// process none is handed out twice. Another program may still bind one
+/// in that moment: this is for tests and benchmarks on a machine of their
+/// own, not for production.
+///
+/// # Errors
+/// If no such block is found after many tries.
+pub fn free_ports(n: u16) -> std::io::Result<u16> {
+    use std::net::{TcpListener, UdpSocket};
+    let (low, high) = ports_below_ephemeral();
+    let span = high.saturating_sub(low).saturating_sub(n);
+    if n == 0 || span == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("no room for {n} ports between {low} and {high}"),
+        ));
+    }
+    for _ in 0..1000 {
+        let base = low + rand::random::<u16>() % span;
+        let ports = base..base + n;
+        let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        if ports.clone().any(|p| taken.contains(&p)) {
+            continue;
+        }
+        let free = ports.clone().all(|p| {
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok()
+                && TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()
+        });
+        if free {
+            taken.extend(ports);
+            return Ok(base);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no {n} free consecutive loopback ports between {low} and {high}"),
+    ))
+}
+
+/// Ports from 10000 up to the start of the kernel's ephemeral range
+/// (Linux: `/proc/sys/net/ipv4/ip_local_port_range`; elsewhere the IANA
+/// range from 49152 is assumed).
+fn ports_below_ephemeral() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(49_152);
+    if ephemeral_low > 11_000 {
+        (10_000, ephemeral_low)
+    } else {
+        // A machine whose ephemeral range starts low: above it instead.
+        let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(1)?.parse::<u16>().ok())
+            .unwrap_or(u16::MAX);
+        (high.saturating_add(1).max(1024), u16::MAX)
+    }
+}

@@ -80,12 +80,7 @@ async fn a_full_disk_stops_the_node_and_loses_no_acknowledged_key() {
     }
     let _unmount = Unmount(&mnt);
     let mut config = NodeConfig::new(1, mnt.join("data"));
-    config.listen = ([127, 0, 0, 1], 0).into();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = hsm_node::local::free_ports(1).expect("a free port");
     config.listen = ([127, 0, 0, 1], port).into();
     std::fs::write(
         dir.path().join("node.toml"),

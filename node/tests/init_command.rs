@@ -20,11 +20,7 @@ fn user(n: &str) -> Username {
 }
 
 fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    hsm_node::local::free_ports(1).expect("a free port")
 }
 
 fn write_config(dir: &Path) -> std::path::PathBuf {

@@ -5,7 +5,7 @@
 mod procs;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,13 +15,9 @@ use hsm_crypto::mechanism::SignMechanism;
 use procs::{user, Cluster};
 use tokio::time::Instant;
 
-/// A loopback TCP port that was free a moment ago.
+/// A free loopback port ([`hsm_node::local::free_ports`]).
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    hsm_node::local::free_ports(1).expect("a free port")
 }
 
 /// `GET path` over HTTP/1.0 (the connection closes after the answer):

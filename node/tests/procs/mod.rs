@@ -10,7 +10,6 @@
 pub mod cli;
 
 use std::collections::BTreeMap;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,16 +34,23 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_hsm-node")
 }
 
-/// A base port with `n` free UDP ports after it.
-fn free_ports(n: u64) -> u16 {
-    for _ in 0..200 {
-        let base: u16 = 20_000 + (rand::random::<u16>() % 30_000);
-        let ok = (0..n).all(|i| UdpSocket::bind(("127.0.0.1", base + i as u16)).is_ok());
-        if ok {
-            return base;
-        }
+/// Whether `child` has ended (a zombie not yet reaped, or gone), read
+/// from /proc so a shared borrow will do.
+fn has_exited(child: &Child) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", child.id())) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
     }
-    panic!("no free ports");
+}
+
+/// A base port with `n` free loopback ports after it
+/// ([`hsm_node::local::free_ports`]: below the ephemeral range, none
+/// handed out twice in this process).
+fn free_ports(n: u64) -> u16 {
+    hsm_node::local::free_ports(u16::try_from(n).expect("few ports")).expect("free ports")
 }
 
 impl Cluster {
@@ -380,8 +386,13 @@ impl Cluster {
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let mut ready = true;
-            for i in self.procs.keys() {
+            let mut unready = Vec::new();
+            for (i, child) in &self.procs {
+                assert!(
+                    !has_exited(child),
+                    "node {i} exited while the cluster formed:\n{}",
+                    self.log_tail(*i)
+                );
                 let info = match self.try_client_of(*i).await {
                     Ok(client) => client.cluster_info().await,
                     Err(e) => Err(e),
@@ -391,15 +402,19 @@ impl Cluster {
                         if s.leader.is_some()
                             && s.members.len() as u64 == self.nodes
                             && s.members.iter().all(|m| m.voter) => {}
-                    _ => ready = false,
+                    _ => unready.push(*i),
                 }
             }
-            if ready {
+            if unready.is_empty() {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "cluster not ready:\n{}",
+                "cluster not ready (nodes {unready:?} are not):\n{}{}",
+                unready
+                    .iter()
+                    .map(|i| self.log_tail(*i))
+                    .collect::<String>(),
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -464,14 +479,21 @@ impl Cluster {
             .collect();
         ids.sort_unstable();
         for i in ids {
-            if let Ok(text) = std::fs::read_to_string(self.log_file(i)) {
-                let tail: Vec<&str> = text.lines().rev().take(60).collect();
-                out.push_str(&format!("---- node {i} (last lines)\n"));
-                for line in tail.into_iter().rev() {
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
+            out.push_str(&self.log_tail(i));
+        }
+        out
+    }
+
+    /// The last lines of node `i`'s log, under a heading.
+    pub fn log_tail(&self, i: u64) -> String {
+        let Ok(text) = std::fs::read_to_string(self.log_file(i)) else {
+            return format!("---- node {i}: no log\n");
+        };
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        let mut out = format!("---- node {i} (last lines)\n");
+        for line in tail.into_iter().rev() {
+            out.push_str(line);
+            out.push('\n');
         }
         out
     }

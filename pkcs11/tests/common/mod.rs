@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -57,32 +56,16 @@ pub fn program(name: &str, package: &str) -> PathBuf {
     panic!("{name} is not installed: `./x test` installs it (Debian package {package})");
 }
 
-/// A base port with `n` free UDP ports after it.
+/// A base port with `n` free loopback ports after it
+/// ([`hsm_node::local::free_ports`]: below the ephemeral range, none
+/// handed out twice in this process).
 fn free_udp_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base: u16 =
-            20_000 + (std::process::id() as u16).wrapping_mul(7919) % 20_000 + rand_u16() % 10_000;
-        if (0..n).all(|i| UdpSocket::bind(("127.0.0.1", base.wrapping_add(i))).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} free UDP ports in a row on 127.0.0.1");
-}
-
-fn rand_u16() -> u16 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (t ^ (t >> 16)) as u16
+    hsm_node::local::free_ports(n).expect("free ports")
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free tcp port")
+    hsm_node::local::free_ports(1).expect("a free port")
 }
 
 /// Runs `cmd`, asserting it succeeds; its stdout and stderr together.
