@@ -12,31 +12,12 @@ use std::time::Duration;
 
 use hsm_client::{KeyAttributes, KeySpec, Role};
 use hsm_crypto::mechanism::SignMechanism;
-use procs::{user, Cluster};
+use procs::{http_get as get, user, Cluster};
 use tokio::time::Instant;
 
 /// A free loopback port ([`hsm_node::local::free_ports`]).
 fn free_tcp_port() -> u16 {
     hsm_node::local::free_ports(1).expect("a free port")
-}
-
-/// `GET path` over HTTP/1.0 (the connection closes after the answer):
-/// status code and body.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    Ok((status, body))
 }
 
 /// `s` percent-encoded for a URL's query.

@@ -92,18 +92,7 @@ fn openssl_makes_a_ca_and_signs_with_cluster_keys() {
         assert!(verified.contains(": OK"), "{verified}");
 
         // The public key as the token gives it, for dgst -verify.
-        c.pkcs11_tool(&[
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--id",
-            id,
-            "-o",
-            "pub.der",
-        ]);
-        run(c.command("openssl").args([
-            "pkey", "-pubin", "-inform", "DER", "-in", "pub.der", "-out", "pub.pem",
-        ]));
+        c.public_key_pem(id, "pub.pem");
         std::fs::write(c.path("data"), b"release 1.2.3\n").expect("write");
         let mut forms: Vec<Vec<&str>> = vec![vec!["-sha256"], vec!["-sha384"]];
         if label == "ca-rsa" {

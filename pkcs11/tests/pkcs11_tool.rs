@@ -93,18 +93,7 @@ fn pkcs11_tool_generates_lists_signs_and_passes_its_own_test() {
         ];
         args.extend_from_slice(extra);
         c.pkcs11_tool(&args);
-        c.pkcs11_tool(&[
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--id",
-            id,
-            "-o",
-            "pub.der",
-        ]);
-        run(c.command("openssl").args([
-            "pkey", "-pubin", "-inform", "DER", "-in", "pub.der", "-out", "pub.pem",
-        ]));
+        c.public_key_pem(id, "pub.pem");
         let mut verify = c.command("openssl");
         verify.args(["dgst", digest, "-verify", "pub.pem", "-signature", "sig"]);
         if mechanism.contains("PSS") {

@@ -34,6 +34,26 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_hsm-node")
 }
 
+/// `GET path` over HTTP/1.0 (the connection closes after the answer):
+/// status code and body. For a node's metrics and health endpoint.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((status, body))
+}
+
 /// Whether `child` has ended (a zombie not yet reaped, or gone), read
 /// from /proc so a shared borrow will do.
 fn has_exited(child: &Child) -> bool {
@@ -244,6 +264,28 @@ impl Cluster {
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Stops node `i` as an operator does (`systemctl stop`: SIGTERM) and
+    /// waits for its process to end; fails if it takes longer than 30 s.
+    pub fn stop(&mut self, i: u64) -> std::process::ExitStatus {
+        self.signal(i, "TERM");
+        let mut child = self.procs.remove(&i).expect("running node");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {i} did not stop within 30 s of SIGTERM:\n{}",
+                    self.log_tail(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills node `i` with SIGKILL, as a crash.

@@ -251,6 +251,34 @@ impl Cluster {
             .args(args))
     }
 
+    /// The public half of the key with PKCS#11 id `id` (hex), as the
+    /// token gives it, written as PEM to `out` in the test's directory:
+    /// read through the OpenSSL PKCS#11 engine.
+    ///
+    /// Not with `pkcs11-tool --read-object --type pubkey`: OpenSC 0.23
+    /// (Debian 12) frees the parameters of an EC key before it builds the
+    /// key from them, so it fails at random with "cannot create EVP_PKEY"
+    /// (every time under `MALLOC_PERTURB_=165`, against SoftHSM2 as
+    /// against this module), after the module answered correctly.
+    pub fn public_key_pem(&self, id: &str, out: &str) {
+        let id: String = id
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| format!("%{}", String::from_utf8_lossy(pair)))
+            .collect();
+        run(self
+            .openssl()
+            .args([
+                "pkey", "-engine", "pkcs11", "-inform", "engine", "-pubin", "-in",
+            ])
+            // The module shows a user's objects once logged in.
+            .arg(format!(
+                "pkcs11:id={id};type=public?pin-value={}",
+                PIN.replace(':', "%3A")
+            ))
+            .args(["-pubout", "-out", out]));
+    }
+
     /// An OpenSSL config that loads the module through the PKCS#11 engine
     /// (libengine-pkcs11-openssl), written in the test's directory.
     pub fn openssl_conf(&self) -> PathBuf {
