@@ -33,6 +33,7 @@
 pub mod backup;
 pub mod cluster_time;
 pub mod config;
+pub mod handoff;
 pub mod local;
 pub mod membership;
 pub mod metrics;

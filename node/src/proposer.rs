@@ -114,6 +114,10 @@ pub struct Proposer {
     own_events: Arc<OwnEvents>,
     chain: Mutex<Chain>,
     pending: std::sync::Mutex<Pending>,
+    /// Set while leadership is being handed to another member
+    /// (`crate::handoff`): new writes are refused as if this node did not
+    /// lead, so the successor's log can catch up with this one's.
+    stepping_aside: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Proposer {
@@ -145,7 +149,34 @@ impl Proposer {
                 head: EventHash::GENESIS,
             }),
             pending: std::sync::Mutex::default(),
+            stepping_aside: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// From now on, refuses new writes as [`ProposeError::NotLeader`] (with
+    /// no leader named) while the entries already on their way finish:
+    /// the leader hands over (`crate::handoff`). Callers retry elsewhere
+    /// with the same request id.
+    pub fn step_aside(&self) {
+        self.stepping_aside
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes writes again after a hand-over that did not happen.
+    pub fn resume(&self) {
+        self.stepping_aside
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether no write waits and no entry is on its way to Raft.
+    pub fn is_idle(&self) -> bool {
+        let pending = self.pending();
+        pending.queue.is_empty() && pending.in_flight == 0
+    }
+
+    fn is_stepping_aside(&self) -> bool {
+        self.stepping_aside
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Builds the event, submits it, and waits until it is committed and
@@ -168,6 +199,9 @@ impl Proposer {
         body: EventBody,
         now_ms: u64,
     ) -> Result<ApplyResponse, ProposeError> {
+        if self.is_stepping_aside() {
+            return Err(ProposeError::NotLeader { leader: None });
+        }
         let (reply, answer) = oneshot::channel();
         {
             let mut pending = self.pending();
@@ -235,7 +269,8 @@ impl Proposer {
             let m = m.borrow();
             (m.current_leader, m.current_term)
         };
-        if leader != Some(self.node) {
+        if leader != Some(self.node) || self.is_stepping_aside() {
+            let leader = leader.filter(|l| *l != self.node);
             let refused: Vec<Queued> = self.pending().queue.drain(..).collect();
             for q in refused {
                 let _ = q.reply.send(Err(ProposeError::NotLeader { leader }));
@@ -436,6 +471,20 @@ impl Proposer {
 
     /// The hash of the last event in the log, or, if the log holds none
     /// (empty, or purged past the last event), the applied state's head.
+    /// The index of the last entry in this node's log store (what Raft
+    /// appended, ahead of its metrics).
+    ///
+    /// # Errors
+    /// [`ProposeError::Store`] if the log cannot be read.
+    pub async fn last_log_index(&self) -> Result<u64, ProposeError> {
+        let mut log = self.log.clone();
+        let state = log
+            .get_log_state()
+            .await
+            .map_err(|e| ProposeError::Store(e.to_string()))?;
+        Ok(state.last_log_id.map_or(0, |l| l.index))
+    }
+
     async fn last_event_hash(&self) -> Result<EventHash, ProposeError> {
         let mut log = self.log.clone();
         let state = log

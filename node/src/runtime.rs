@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::backup::Snapshotter;
 use crate::config::NodeConfig;
+use crate::handoff::HandOff;
 use crate::proposer::Proposer;
 use crate::raft::{
     DomainSource, LeaderContact, LeaderReads, QuicNetwork, Raft, SnapshotInbox, SnapshotSigner,
@@ -70,6 +71,8 @@ pub struct RunningNode {
     /// The address of its metrics and health endpoint, when it has one.
     pub metrics_addr: Option<std::net::SocketAddr>,
     endpoint: quinn::Endpoint,
+    network: QuicNetwork,
+    proposer: Arc<Proposer>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -485,7 +488,7 @@ impl RunningNode {
             Handlers {
                 raft: raft.clone(),
                 reads,
-                proposer,
+                proposer: proposer.clone(),
                 domain: Some(DomainSource {
                     keyring: keyring.clone(),
                     sm: sm.clone(),
@@ -506,7 +509,7 @@ impl RunningNode {
         let rotation =
             crate::rotation::spawn(raft.clone(), sm.clone(), writer.clone(), keyring, id);
         let roster = crate::roster::spawn(
-            network,
+            network.clone(),
             sm.clone(),
             id,
             identity.verifying_key_bytes(),
@@ -549,6 +552,8 @@ impl RunningNode {
             local_addr,
             metrics_addr,
             endpoint: server,
+            network,
+            proposer,
             tasks,
         })
     }
@@ -575,8 +580,25 @@ impl RunningNode {
         }
     }
 
-    /// Stops serving and shuts Raft down.
+    /// Stops serving and shuts Raft down. A leader first hands leadership
+    /// to a caught-up voter (`crate::handoff`), so the others need not wait
+    /// out its lease and an election.
     pub async fn shutdown(self) {
+        match crate::handoff::hand_off(
+            self.id,
+            &self.raft,
+            &self.proposer,
+            &self.network,
+            HANDOFF_WITHIN,
+        )
+        .await
+        {
+            HandOff::NotLeading | HandOff::Alone => {}
+            HandOff::Done { to } => tracing::info!(%to, "handed leadership over before stopping"),
+            HandOff::Failed(why) => {
+                tracing::warn!(%why, "could not hand leadership over before stopping; the others will elect a leader");
+            }
+        }
         for t in &self.tasks {
             t.abort();
         }
@@ -589,6 +611,9 @@ impl RunningNode {
         }
     }
 }
+
+/// Longest a stopping leader tries to hand leadership over.
+const HANDOFF_WITHIN: Duration = Duration::from_secs(5);
 
 /// How often a joining node asks again while it waits for approval.
 const JOIN_RETRY: Duration = Duration::from_secs(1);

@@ -6,8 +6,8 @@
 //! followers first, the leader last. Many callers sign and generate keys
 //! through one SDK client all the while: not one call fails, and every
 //! key whose generation was acknowledged is on every node afterwards.
-//! The slowest call is printed (the leader's absence, until the others
-//! elect a new one, is what callers wait for).
+//! The leader hands leadership over before its process ends
+//! (`hsm_node::handoff`). The slowest call is printed.
 
 mod procs;
 
@@ -214,6 +214,21 @@ async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
             "node {i} did not stop cleanly on SIGTERM ({status}):\n{}",
             cluster.log_tail(i)
         );
+        if i == leader {
+            // It handed leadership over before it stopped: a new leader
+            // is known the moment its process is gone, not a lease and an
+            // election later.
+            let mut known = Vec::new();
+            for other in (1..=3).filter(|n| *n != i) {
+                let info = cluster.client_of(other).await.cluster_info().await;
+                known.push((other, info.ok().and_then(|s| s.leader).map(|l| l.0)));
+            }
+            assert!(
+                known.iter().any(|(_, l)| l.is_some_and(|l| l != i)),
+                "no member knew a new leader when the leader's process ended: {known:?}\n{}",
+                cluster.logs()
+            );
+        }
         // Down longer than an election takes (at most 900 ms here), as a
         // host being upgraded is: the leader's absence makes the others
         // elect a new one, and calls wait for that instead of failing.

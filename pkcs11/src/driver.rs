@@ -112,15 +112,22 @@ impl Driver {
 
     /// Runs `f` to completion on the calling thread, which drives the
     /// runtime meanwhile. A caller already inside a tokio runtime cannot
-    /// block there: its call is driven from a thread made for it, or,
-    /// when the module may not make threads, refused (`None`). Never
-    /// called from the module's own runtime.
+    /// block there, and neither can a thread being torn down whose tokio
+    /// context is gone already (an application that closes its sessions
+    /// from a thread-local destructor or at exit): such a call is driven
+    /// from a thread made for it, or, when the module may not make
+    /// threads, refused (`None`). Never called from the module's own
+    /// runtime.
     pub fn run<F>(&self, f: F) -> Option<F::Output>
     where
         F: Future + Send,
         F::Output: Send,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
+        let cannot_block_here = match tokio::runtime::Handle::try_current() {
+            Ok(_) => true,
+            Err(e) => e.is_thread_local_destroyed(),
+        };
+        if cannot_block_here {
             self.idle.as_ref()?;
             return std::thread::scope(|s| match s.spawn(|| self.run_here(f)).join() {
                 Ok(out) => Some(out),
@@ -179,6 +186,41 @@ impl Drop for Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Calls the driver from a thread-local destructor that runs after
+    /// tokio's own thread-local is gone, and sends what the call returned.
+    struct CallOnExit(Arc<Driver>, std::sync::mpsc::Sender<Option<u32>>);
+
+    impl Drop for CallOnExit {
+        fn drop(&mut self) {
+            let _ = self.1.send(self.0.run(async { 7 }));
+        }
+    }
+
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<Option<CallOnExit>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// libp11 and OpenSSL close sessions from thread and process exit
+    /// handlers: a call then must not panic across the C boundary (which
+    /// aborts the application) because tokio's context is gone.
+    #[test]
+    fn a_call_from_a_thread_being_torn_down_is_driven_elsewhere() {
+        let d = Arc::new(Driver::new(true).expect("driver"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let caller = std::thread::spawn({
+            let d = d.clone();
+            move || {
+                // Thread-local destructors run in the reverse order of
+                // first use: tokio's (used second) is gone when ours runs.
+                ON_EXIT.with(|c| *c.borrow_mut() = Some(CallOnExit(d, tx)));
+                let _ = tokio::runtime::Handle::try_current();
+            }
+        });
+        caller.join().expect("the thread ended without a panic");
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Some(7)));
+    }
 
     #[test]
     fn a_call_is_driven_by_its_own_thread() {

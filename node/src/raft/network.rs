@@ -116,6 +116,22 @@ impl QuicNetwork {
         }
     }
 
+    /// Asks the member `target` at `addr` to stand for election at once
+    /// ([`super::rpc::RaftRpc::TakeLeadership`]).
+    ///
+    /// # Errors
+    /// Why it could not be asked, or why it refused (a member of an
+    /// earlier build does not know the question).
+    pub async fn ask_to_take_leadership(&self, target: NodeId, addr: &str) -> Result<(), String> {
+        let peer = self.peer(target, addr, Expect::Member(target), self.conns.clone());
+        match peer.call(&RaftRpc::TakeLeadership).await {
+            Ok(RaftReply::TakeLeadership(r)) => r,
+            Ok(RaftReply::BadRequest(m)) => Err(format!("{target} refused the request: {m}")),
+            Ok(_) => Err(format!("{target} answered a different rpc")),
+            Err(CallError::Unreachable(m) | CallError::Network(m)) => Err(m),
+        }
+    }
+
     /// Asks the member at `addr`, which must hold the TLS key pinned by
     /// `pin`, for the domain key, sealed to this node's agreement key once
     /// a crypto officer approved it.

@@ -104,6 +104,11 @@ pub enum RaftRpc {
     /// The leader's read index and its clock, for a linearizable read on
     /// a follower judged on the cluster's time ([`ReadIndexAnswer`]).
     ReadIndexWithTime,
+    /// The leader, about to stop or asked to step aside, asks this member
+    /// to stand for election at once rather than after the leader's lease
+    /// and an election timeout (`crate::handoff`). Only the current
+    /// leader may ask.
+    TakeLeadership,
 }
 
 /// The leader's answer to [`RaftRpc::ReadIndexWithTime`].
@@ -156,6 +161,8 @@ pub enum RaftReply {
     BadRequest(String),
     /// Answer to [`RaftRpc::ReadIndexWithTime`].
     ReadIndexWithTime(Result<ReadIndexAnswer, ForwardRefused>),
+    /// Answer to [`RaftRpc::TakeLeadership`]: standing, or why not.
+    TakeLeadership(Result<(), String>),
 }
 
 /// Serves one RPC stream from an authenticated cluster member: reads one
@@ -250,6 +257,7 @@ pub async fn serve_raft_stream(
                     }
                 }))
             }
+            Ok(RaftRpc::TakeLeadership) => RaftReply::TakeLeadership(stand_for(raft, peer).await),
             Ok(RaftRpc::FetchDomainKey { node }) => RaftReply::DomainKey(match domain {
                 Some(d) => d.seal_for(node, &identity.key_pin),
                 None => Err("this node does not hand out the domain key".into()),
@@ -259,6 +267,39 @@ pub async fn serve_raft_stream(
     let bytes = codec::encode("raft reply", &reply)
         .map_err(|e| FrameError::Stream(format!("cannot encode reply: {e}")))?;
     write_frame(&mut send, &bytes).await
+}
+
+/// Stands for election at once, as the leader `peer` asked
+/// ([`RaftRpc::TakeLeadership`]): only if `peer` is the leader this node
+/// follows and this node is a voter. Whether it wins is the vote's
+/// business: the other members grant it only with a log as long as
+/// theirs, as in any election.
+async fn stand_for(raft: &super::Raft, peer: NodeId) -> Result<(), String> {
+    let (leader, voter) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        (
+            m.current_leader,
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == m.id),
+        )
+    };
+    if leader != Some(peer) {
+        return Err(format!(
+            "{peer} is not the leader this node follows ({})",
+            leader.map_or_else(|| "none".to_owned(), |l| l.to_string())
+        ));
+    }
+    if !voter {
+        return Err("this node is not a voter".into());
+    }
+    tracing::info!(leader = %peer, "the leader asked this node to take over; standing for election");
+    raft.trigger()
+        .elect()
+        .await
+        .map_err(|e| format!("cannot stand for election: {e}"))
 }
 
 /// Proposes a write the member `peer` forwarded, once this node leads and
@@ -354,6 +395,7 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
         RaftRpc::ReadIndex => "read-index",
         RaftRpc::FetchDomainKey { .. } => "fetch-domain-key",
         RaftRpc::ReadIndexWithTime => "read-index-with-time",
+        RaftRpc::TakeLeadership => "take-leadership",
     }
 }
 
@@ -411,9 +453,10 @@ fn peer_may_send(
         RaftRpc::AppendEntries(req) => member && speaks_for_itself(&req.vote),
         RaftRpc::InstallSnapshot { chunk, .. } => member && speaks_for_itself(&chunk.vote),
         RaftRpc::Vote(req) => member && speaks_for_itself(&req.vote),
-        RaftRpc::Forward(_) | RaftRpc::ReadIndex | RaftRpc::ReadIndexWithTime => {
-            standing == PeerStanding::Member
-        }
+        RaftRpc::Forward(_)
+        | RaftRpc::ReadIndex
+        | RaftRpc::ReadIndexWithTime
+        | RaftRpc::TakeLeadership => standing == PeerStanding::Member,
         RaftRpc::FetchDomainKey { node } => *node == peer.node,
     }
 }
