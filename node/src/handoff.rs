@@ -3,31 +3,37 @@
 //! A leader that simply stops leaves the others waiting out its lease and
 //! then an election timeout before one of them stands (3 to 4 s with the
 //! default timeouts), and every write and read waits that long. On
-//! SIGTERM the leader instead:
+//! SIGTERM the leader instead (its background tasks, which could append
+//! entries of their own, stopped first: `RunningNode::shutdown`):
 //!
 //! 1. stops taking new writes ([`Proposer::step_aside`]; callers retry
-//!    elsewhere under the same request id) while the entries already on
-//!    their way finish;
-//! 2. waits until those entries are in its log store and a voter has
-//!    every entry of it ([`successor`]);
-//! 3. asks that voter to stand for election at once
-//!    ([`RaftRpc::TakeLeadership`](crate::raft::RaftRpc::TakeLeadership)).
-//!    The old leader grants it its vote (its log is no longer than the
-//!    successor's), and steps down when it does; in a three-member
-//!    cluster that vote and the candidate's own are a majority, so the new
-//!    leader is elected within a round trip. With more members the others
-//!    still refuse votes until the old leader's lease ends, and the
-//!    successor wins at its next try (an election timeout). Should the
-//!    successor lose anyway and this node lead again, it asks again, until
-//!    its time is up.
+//!    elsewhere under the same request id) and waits for the entries
+//!    already on their way;
+//! 2. waits until a voter has every entry of its log store
+//!    ([`successor`]);
+//! 3. ends its read lease for this term ([`LeaderReads::end_lease`]): from
+//!    here on its reads take a quorum round, which fails once a successor
+//!    stands;
+//! 4. asks that voter to stand for election at once
+//!    ([`RaftRpc::TakeLeadership`](crate::raft::RaftRpc::TakeLeadership),
+//!    naming its term). The old leader grants it its vote (its log is no
+//!    longer than the successor's) and steps down as it does; in a
+//!    three-member cluster those two votes elect the successor within a
+//!    round trip. With more members the others refuse until their vote
+//!    lease from the old leader runs out, and the successor wins at a
+//!    later try. A voter that does not answer within [`ASK_WITHIN`] is
+//!    passed over for the next one; should the successor lose and this
+//!    node lead again, it asks again, until its time is up.
 //!
 //! This is Raft's own election with the timing moved forward, not a change
 //! of its rules: a vote is granted only to a log at least as long as the
-//! voter's, and the leader's read lease stays sound because the old leader
-//! stops leading (and serving reads under its lease) when it grants the
-//! vote. openraft 0.9 has no leader transfer of its own (docs/decisions.md).
+//! voter's. The read lease stays sound because it ends before anyone is
+//! asked to stand: the lease argument (docs/decisions.md, "Every request
+//! passes a read barrier") needs every member of the confirming quorum to
+//! wait out its election timer, which the successor no longer does.
+//! openraft 0.9 has no leader transfer of its own (docs/decisions.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +41,14 @@ use hsm_proto::NodeId;
 use tokio::time::Instant;
 
 use crate::proposer::Proposer;
-use crate::raft::{QuicNetwork, Raft};
+use crate::raft::{LeaderReads, QuicNetwork, Raft};
+
+/// Longest one voter may take to answer the request to stand before the
+/// next caught-up voter is asked.
+pub const ASK_WITHIN: Duration = Duration::from_millis(1_000);
+
+/// How often to look whether the entries on their way are in.
+const IDLE_POLL: Duration = Duration::from_millis(5);
 
 /// How a hand-over ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,27 +66,30 @@ pub enum HandOff {
     Failed(String),
 }
 
-/// The voter to hand leadership to: among the voters other than `me` whose
-/// matched log index (`matched`, from the leader's replication progress) is
-/// `last`, this leader's last log index, the lowest id. `None` while no
-/// voter has every entry.
+/// The voter to hand leadership to: among the voters other than `me` and
+/// those in `passed_over` whose matched log index (`matched`, from the
+/// leader's replication progress) is `last`, this leader's last log index,
+/// the lowest id. `None` while no such voter has every entry.
 pub fn successor(
     me: NodeId,
     voters: &[NodeId],
     matched: &BTreeMap<NodeId, Option<u64>>,
     last: u64,
+    passed_over: &BTreeSet<NodeId>,
 ) -> Option<NodeId> {
     voters
         .iter()
         .copied()
-        .filter(|v| *v != me)
+        .filter(|v| *v != me && !passed_over.contains(v))
         .filter(|v| matched.get(v).copied().flatten() == Some(last))
         .min()
 }
 
 /// What the leader's metrics say, read at once.
 struct Progress {
+    /// Leading, with Raft running.
     leading: bool,
+    term: u64,
     voters: Vec<NodeId>,
     matched: BTreeMap<NodeId, Option<u64>>,
     addresses: BTreeMap<NodeId, String>,
@@ -84,7 +100,8 @@ fn progress(raft: &Raft) -> Progress {
     let m = m.borrow();
     let membership = m.membership_config.membership();
     Progress {
-        leading: m.current_leader == Some(m.id),
+        leading: m.current_leader == Some(m.id) && m.running_state.is_ok(),
+        term: m.current_term,
         voters: membership.voter_ids().collect(),
         matched: m
             .replication
@@ -98,86 +115,120 @@ fn progress(raft: &Raft) -> Progress {
     }
 }
 
-/// Hands leadership from this node (`me`) to a caught-up voter within
-/// `within`, as the module describes. On anything but [`HandOff::Done`]
-/// (and [`HandOff::NotLeading`]) the proposer takes writes again.
-pub async fn hand_off(
-    me: NodeId,
-    raft: &Raft,
-    proposer: &Arc<Proposer>,
-    network: &QuicNetwork,
-    within: Duration,
-) -> HandOff {
+/// What this node needs to hand over.
+pub struct Parts<'a> {
+    /// This node.
+    pub me: NodeId,
+    /// Its Raft.
+    pub raft: &'a Raft,
+    /// Its proposer, which stops taking writes.
+    pub proposer: &'a Arc<Proposer>,
+    /// Its read lease, which ends.
+    pub reads: &'a LeaderReads,
+    /// Its network, to ask the successor.
+    pub network: &'a QuicNetwork,
+}
+
+/// Hands leadership from this node to a caught-up voter within `within`,
+/// as the module describes. Whatever the outcome, the proposer takes
+/// writes again afterwards (it refuses them anyway while another member
+/// leads); the lease stays ended for the terms it was ended in.
+pub async fn hand_off(parts: &Parts<'_>, within: Duration) -> HandOff {
     let deadline = Instant::now() + within;
-    let first = progress(raft);
+    let first = progress(parts.raft);
     if !first.leading {
         return HandOff::NotLeading;
     }
-    if !first.voters.iter().any(|v| *v != me) {
+    if !first.voters.iter().any(|v| *v != parts.me) {
         return HandOff::Alone;
     }
-    proposer.step_aside();
-    let outcome = hand_over(me, raft, proposer, network, deadline).await;
-    if !matches!(outcome, HandOff::Done { .. } | HandOff::NotLeading) {
-        proposer.resume();
-    }
+    parts.proposer.step_aside();
+    let outcome = hand_over(parts, deadline).await;
+    parts.proposer.resume();
     outcome
 }
 
-/// How long to wait for the proposer's last entries, and between looks.
-const IDLE_POLL: Duration = Duration::from_millis(5);
-
-async fn hand_over(
-    me: NodeId,
-    raft: &Raft,
-    proposer: &Proposer,
-    network: &QuicNetwork,
+/// Waits for the metrics to change, or fails at `deadline` or when Raft
+/// has stopped (its metrics channel closed).
+async fn changed(
+    metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,
     deadline: Instant,
-) -> HandOff {
+    waiting_for: impl FnOnce() -> String,
+) -> Result<(), HandOff> {
+    match tokio::time::timeout_at(deadline, metrics.changed()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(HandOff::Failed("raft stopped".into())),
+        Err(_) => Err(HandOff::Failed(waiting_for())),
+    }
+}
+
+async fn hand_over(parts: &Parts<'_>, deadline: Instant) -> HandOff {
+    let Parts {
+        me,
+        raft,
+        proposer,
+        reads,
+        network,
+    } = *parts;
     let mut metrics = raft.metrics();
+    let mut passed_over = BTreeSet::new();
     loop {
-        // The entries already on their way finish first: after them nothing
-        // enters this log (new writes are refused), so the index below is
-        // the one the successor must reach. A successor one entry short
-        // would be refused the vote, and this node would lead again.
+        // The entries already on their way finish first: after them only
+        // openraft's own entries could enter this log, and the index is
+        // read again whenever the metrics change.
         while !proposer.is_idle() {
             if Instant::now() >= deadline {
                 return HandOff::Failed("writes on their way did not finish in time".into());
             }
             tokio::time::sleep(IDLE_POLL).await;
         }
-        // The log store's last index: openraft's metrics can lag it.
-        let last = match proposer.last_log_index().await {
-            Ok(last) => last,
-            Err(e) => return HandOff::Failed(e.to_string()),
-        };
-        let (to, addr) = loop {
+        let (to, addr, term) = loop {
+            // The log store's last index: openraft's metrics can lag it.
+            let last = match proposer.last_log_index().await {
+                Ok(last) => last,
+                Err(e) => return HandOff::Failed(e.to_string()),
+            };
             let p = progress(raft);
             if !p.leading {
                 return HandOff::NotLeading;
             }
-            if let Some(to) = successor(me, &p.voters, &p.matched, last) {
+            if p.voters.iter().all(|v| *v == me || passed_over.contains(v)) {
+                return HandOff::Failed("every other voter was asked; none took over".into());
+            }
+            if let Some(to) = successor(me, &p.voters, &p.matched, last, &passed_over) {
                 match p.addresses.get(&to) {
-                    Some(addr) => break (to, addr.clone()),
+                    Some(addr) => break (to, addr.clone(), p.term),
                     None => return HandOff::Failed(format!("no address for {to}")),
                 }
             }
-            if tokio::time::timeout_at(deadline, metrics.changed())
-                .await
-                .is_err()
+            if let Err(failed) = changed(&mut metrics, deadline, || {
+                format!("no voter caught up with index {last} in time")
+            })
+            .await
             {
-                return HandOff::Failed(format!("no voter caught up with index {last} in time"));
+                return failed;
             }
         };
-        let term = metrics.borrow().current_term;
-        match tokio::time::timeout_at(deadline, network.ask_to_take_leadership(to, &addr)).await {
-            Err(_) => return HandOff::Failed(format!("{to} did not answer in time")),
-            Ok(Err(why)) => return HandOff::Failed(format!("{to} would not stand: {why}")),
+        // Before anyone stands: no more reads from the lease in this term.
+        reads.end_lease(term);
+        let ask_until = (Instant::now() + ASK_WITHIN).min(deadline);
+        match tokio::time::timeout_at(ask_until, network.ask_to_take_leadership(to, &addr, term))
+            .await
+        {
             Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                tracing::info!(%to, %why, "a voter would not take over; asking another");
+                passed_over.insert(to);
+                continue;
+            }
+            Err(_) => {
+                tracing::info!(%to, "a voter did not answer in time; asking another");
+                passed_over.insert(to);
+                continue;
+            }
         }
         // Another member leads: done. This node leads again in a later
-        // term (the successor lost its election, say to an entry this log
-        // had and its did not): try again.
+        // term (the successor lost its election): try again.
         loop {
             let (leader, now_term) = {
                 let m = metrics.borrow();
@@ -188,11 +239,12 @@ async fn hand_over(
                 Some(_) if now_term > term => break,
                 _ => {}
             }
-            if tokio::time::timeout_at(deadline, metrics.changed())
-                .await
-                .is_err()
+            if let Err(failed) = changed(&mut metrics, deadline, || {
+                format!("{to} stood but no new leader was known in time")
+            })
+            .await
             {
-                return HandOff::Failed(format!("{to} stood but no new leader was known in time"));
+                return failed;
             }
         }
         tracing::info!(%to, "the member asked to take over lost its election; asking again");
@@ -216,13 +268,28 @@ mod tests {
             (NodeId(3), Some(10)),
         ]
         .into();
-        assert_eq!(successor(NodeId(1), &voters, &matched, 10), Some(NodeId(3)));
+        assert_eq!(
+            successor(NodeId(1), &voters, &matched, 10, &BTreeSet::new()),
+            Some(NodeId(3))
+        );
         // Nobody else caught up: wait.
-        assert_eq!(successor(NodeId(3), &voters, &matched, 11), None);
+        assert_eq!(
+            successor(NodeId(3), &voters, &matched, 11, &BTreeSet::new()),
+            None
+        );
         // Lowest id among the caught-up.
         let all: BTreeMap<NodeId, Option<u64>> =
             [(NodeId(2), Some(10)), (NodeId(3), Some(10))].into();
-        assert_eq!(successor(NodeId(1), &voters, &all, 10), Some(NodeId(2)));
+        assert_eq!(
+            successor(NodeId(1), &voters, &all, 10, &BTreeSet::new()),
+            Some(NodeId(2))
+        );
+        // One that did not answer is passed over for the next.
+        let passed: BTreeSet<NodeId> = [NodeId(2)].into();
+        assert_eq!(
+            successor(NodeId(1), &voters, &all, 10, &passed),
+            Some(NodeId(3))
+        );
     }
 
     #[test]
@@ -232,8 +299,14 @@ mod tests {
         let voters = ids(&[1, 2]);
         let matched: BTreeMap<NodeId, Option<u64>> =
             [(NodeId(2), None), (NodeId(4), Some(7))].into();
-        assert_eq!(successor(NodeId(1), &voters, &matched, 7), None);
+        assert_eq!(
+            successor(NodeId(1), &voters, &matched, 7, &BTreeSet::new()),
+            None
+        );
         // A cluster of one has nobody to hand over to.
-        assert_eq!(successor(NodeId(1), &ids(&[1]), &BTreeMap::new(), 0), None);
+        assert_eq!(
+            successor(NodeId(1), &ids(&[1]), &BTreeMap::new(), 0, &BTreeSet::new()),
+            None
+        );
     }
 }

@@ -200,7 +200,11 @@ impl Proposer {
         now_ms: u64,
     ) -> Result<ApplyResponse, ProposeError> {
         if self.is_stepping_aside() {
-            return Err(ProposeError::NotLeader { leader: None });
+            // Once another member leads, name it, so the writer forwards.
+            let leader = self.raft.metrics().borrow().current_leader;
+            return Err(ProposeError::NotLeader {
+                leader: leader.filter(|l| *l != self.node),
+            });
         }
         let (reply, answer) = oneshot::channel();
         {

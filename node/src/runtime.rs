@@ -73,6 +73,8 @@ pub struct RunningNode {
     endpoint: quinn::Endpoint,
     network: QuicNetwork,
     proposer: Arc<Proposer>,
+    reads: LeaderReads,
+    /// The accept loop first, then background work.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -487,7 +489,7 @@ impl RunningNode {
             server.clone(),
             Handlers {
                 raft: raft.clone(),
-                reads,
+                reads: reads.clone(),
                 proposer: proposer.clone(),
                 domain: Some(DomainSource {
                     keyring: keyring.clone(),
@@ -554,6 +556,7 @@ impl RunningNode {
             endpoint: server,
             network,
             proposer,
+            reads,
             tasks,
         })
     }
@@ -584,15 +587,20 @@ impl RunningNode {
     /// to a caught-up voter (`crate::handoff`), so the others need not wait
     /// out its lease and an election.
     pub async fn shutdown(self) {
-        match crate::handoff::hand_off(
-            self.id,
-            &self.raft,
-            &self.proposer,
-            &self.network,
-            HANDOFF_WITHIN,
-        )
-        .await
-        {
+        // Background work first (membership changes, rotation, backups,
+        // metrics): nothing but the hand-over may append to the log now.
+        // The accept loop (tasks[0]) serves the successor's vote request.
+        for t in self.tasks.iter().skip(1) {
+            t.abort();
+        }
+        let parts = crate::handoff::Parts {
+            me: self.id,
+            raft: &self.raft,
+            proposer: &self.proposer,
+            reads: &self.reads,
+            network: &self.network,
+        };
+        match crate::handoff::hand_off(&parts, HANDOFF_WITHIN).await {
             HandOff::NotLeading | HandOff::Alone => {}
             HandOff::Done { to } => tracing::info!(%to, "handed leadership over before stopping"),
             HandOff::Failed(why) => {

@@ -1,17 +1,22 @@
-//! A rolling restart as an operator runs one (the operator guide's
-//! "Restarts and upgrades"): each node in turn is stopped with SIGTERM
-//! (`systemctl stop`), kept down longer than an election takes (as a host
-//! being upgraded is), started again, and waited for until its
-//! `/health/ready` says it is in touch with the leader and caught up;
-//! followers first, the leader last. Many callers sign and generate keys
-//! through one SDK client all the while: not one call fails, and every
-//! key whose generation was acknowledged is on every node afterwards.
-//! The leader hands leadership over before its process ends
-//! (`hsm_node::handoff`). The slowest call is printed.
+//! Rolling restarts and upgrades as an operator runs them (the operator
+//! guide's §6 "Restarts (rolling)" and "Upgrades"): each node in turn is
+//! stopped with SIGTERM (`systemctl stop`), kept down longer than an
+//! election takes (as a host being upgraded is), started again (on the new
+//! build, for an upgrade), and waited for until its `/health/ready` says it
+//! is in touch with the leader and caught up; followers first, the leader
+//! last. Many callers sign and generate keys through one SDK client all
+//! the while: not one call fails, and every key whose generation was
+//! acknowledged is on every node afterwards. A leader of this build hands
+//! leadership over before its process ends (`hsm_node::handoff`). The
+//! slowest call is printed.
+//!
+//! The upgrade test needs an earlier build and is run by
+//! `./x upgrade-test [--from REV]`, not by `cargo test`.
 
 mod procs;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 use hsm_client::Client;
 use hsm_proto::mechanism::SignMechanism;
 use hsm_proto::{KeyAttributes, KeyId, KeySpec, Role};
+use procs::cli::Hsm;
 use procs::{http_get, user, Cluster};
 
 const ADMIN_PASSWORD: &str = "admin-password-1";
@@ -166,8 +172,11 @@ async fn wait_for_progress(cluster: &Cluster, load: &Load, since: (u64, usize), 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
+/// A 3-node cluster of `node_bin`'s processes (this build's unless
+/// given), each with its health endpoint (returned, by node), activated,
+/// with alice, a crypto user, logged in through the returned client and
+/// owning one signing key.
+async fn cluster_with_alice(node_bin: &Path) -> (Cluster, Vec<SocketAddr>, Client, KeyId) {
     let health: Vec<SocketAddr> = (0..3)
         .map(|_| {
             (
@@ -177,7 +186,7 @@ async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
                 .into()
         })
         .collect();
-    let mut cluster = Cluster::start_with_node_env(3, &[], |i| {
+    let cluster = Cluster::start_built_by(node_bin, 3, &[], |i| {
         vec![(
             "HSM_NODE_METRICS_LISTEN".to_owned(),
             health[usize::try_from(i - 1).expect("small")].to_string(),
@@ -199,10 +208,21 @@ async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
         .await
         .expect("key")
         .id;
+    (cluster, health, alice, key)
+}
 
-    let load = Load::start(&alice, key, 6, 2);
-    wait_for_progress(&cluster, &load, (0, 0), "before the restarts").await;
-
+/// Restarts every node of `cluster` in turn, followers first and the
+/// leader last, as the module describes, while `load` runs; with
+/// `new_bin`, each node starts again on that build (an upgrade). When the
+/// stopping leader is expected to hand over (`hand_over`), a new leader
+/// must be known the moment its process is gone.
+async fn roll(
+    cluster: &mut Cluster,
+    health: &[SocketAddr],
+    load: &Load,
+    new_bin: Option<&Path>,
+    hand_over: bool,
+) {
     let leader = cluster.leader().await;
     let order: Vec<u64> = (1..=3).filter(|n| *n != leader).chain([leader]).collect();
     for i in order {
@@ -214,7 +234,7 @@ async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
             "node {i} did not stop cleanly on SIGTERM ({status}):\n{}",
             cluster.log_tail(i)
         );
-        if i == leader {
+        if i == leader && hand_over {
             // It handed leadership over before it stopped: a new leader
             // is known the moment its process is gone, not a lease and an
             // election later.
@@ -229,37 +249,42 @@ async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
                 cluster.logs()
             );
         }
-        // Down longer than an election takes (at most 900 ms here), as a
-        // host being upgraded is: the leader's absence makes the others
-        // elect a new one, and calls wait for that instead of failing.
+        // Down longer than an election takes (at most 2 s here), as a
+        // host being upgraded is: without a hand-over the others elect a
+        // new leader meanwhile, and calls wait for that instead of failing.
         tokio::time::sleep(DOWN_FOR).await;
         if i == leader {
             let new_leader = cluster.leader().await;
             assert_ne!(new_leader, leader, "no new leader while {leader} was down");
         }
+        if let Some(bin) = new_bin {
+            cluster.set_node_bin(i, bin);
+        }
         cluster.start_node(i);
         // As the operator guide says: the next node only once this one
         // is ready (in touch with the leader and caught up with it).
-        wait_healthy(&cluster, i, health[usize::try_from(i - 1).expect("small")]).await;
-        wait_for_progress(
-            &cluster,
-            &load,
-            before,
-            &format!("after node {i}'s restart"),
-        )
-        .await;
+        wait_healthy(cluster, i, health[usize::try_from(i - 1).expect("small")]).await;
+        wait_for_progress(cluster, load, before, &format!("after node {i}'s restart")).await;
         println!(
             "node {i} restarted (leader was {leader}, now {}) in {:?}",
             cluster.leader().await,
             at.elapsed()
         );
     }
+}
 
+/// Stops `load` and checks that no call failed and every key whose
+/// generation was acknowledged is on every node; returns (signatures,
+/// keys, slowest call in ms).
+async fn no_call_failed_and_no_key_lost(
+    cluster: &Cluster,
+    alice: &Client,
+    load: Load,
+) -> (u64, Vec<KeyId>, u64) {
     let (signed, generated, failures, slowest_ms) = load.stop().await;
     assert!(
         failures.is_empty(),
-        "{} calls failed during the rolling restart ({signed} signatures and {} keys \
-         acknowledged), the first: {:#?}\n{}",
+        "{} calls failed ({signed} signatures and {} keys acknowledged), the first: {:#?}\n{}",
         failures.len(),
         generated.len(),
         &failures[..failures.len().min(8)],
@@ -276,9 +301,102 @@ async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
             generated.len()
         );
     }
+    (signed, generated, slowest_ms)
+}
+
+fn this_build() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hsm-node"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_fails_no_call_and_loses_no_acknowledged_write() {
+    let (mut cluster, health, alice, key) = cluster_with_alice(&this_build()).await;
+    let load = Load::start(&alice, key, 6, 2);
+    wait_for_progress(&cluster, &load, (0, 0), "before the restarts").await;
+    roll(&mut cluster, &health, &load, None, true).await;
+    let (signed, generated, slowest_ms) =
+        no_call_failed_and_no_key_lost(&cluster, &alice, load).await;
     println!(
         "rolling restart: {signed} signatures and {} key generations, none failed; \
          slowest call {slowest_ms} ms",
+        generated.len()
+    );
+}
+
+/// A rolling upgrade from an earlier build (`./x upgrade-test` builds it
+/// and names its directory in `HSM_UPGRADE_FROM`): that build creates
+/// and runs the cluster, keys are made on it, then each node in turn
+/// starts again on this build, under the same load as above. The mixed
+/// cluster serves between the steps; not one call fails; every key is on
+/// every node; the key made before the upgrade still signs; and the
+/// earlier build's `hsm` still works against the upgraded cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs an earlier build: ./x upgrade-test"]
+async fn a_rolling_upgrade_from_an_earlier_build_fails_no_call() {
+    let from = PathBuf::from(
+        std::env::var_os("HSM_UPGRADE_FROM")
+            .expect("HSM_UPGRADE_FROM: the earlier build's directory (./x upgrade-test sets it)"),
+    );
+    let (old_node, old_hsm) = (from.join("hsm-node"), from.join("hsm"));
+    assert!(
+        old_node.is_file() && old_hsm.is_file(),
+        "no hsm-node and hsm in {}",
+        from.display()
+    );
+    let (mut cluster, health, alice, key) = cluster_with_alice(&old_node).await;
+    let before = alice
+        .sign(
+            key,
+            SignMechanism::Ed25519,
+            b"signed before the upgrade".to_vec(),
+        )
+        .await
+        .expect("sign on the earlier build");
+
+    let load = Load::start(&alice, key, 6, 2);
+    wait_for_progress(&cluster, &load, (0, 0), "before the upgrade").await;
+    // The leader, last, still runs the earlier build when it stops.
+    roll(&mut cluster, &health, &load, Some(&this_build()), false).await;
+    let (signed, generated, slowest_ms) =
+        no_call_failed_and_no_key_lost(&cluster, &alice, load).await;
+
+    // The key made on the earlier build signs alike on this one (Ed25519
+    // signatures are deterministic).
+    let after = alice
+        .sign(
+            key,
+            SignMechanism::Ed25519,
+            b"signed before the upgrade".to_vec(),
+        )
+        .await
+        .expect("sign after the upgrade");
+    assert_eq!(
+        before, after,
+        "the same key and message sign alike after the upgrade"
+    );
+    // The earlier `hsm` (an application not upgraded yet) against the
+    // upgraded cluster.
+    let hsm = Hsm {
+        config: cluster.client_config(),
+        dir: cluster.path().to_path_buf(),
+    };
+    let listed = hsm
+        .run_by(
+            &old_hsm,
+            Some(("alice", ALICE_PASSWORD)),
+            &["key", "list"],
+            &[],
+        )
+        .ok();
+    assert_eq!(
+        listed["total_key_count"].as_u64(),
+        Some(generated.len() as u64 + 1),
+        "{listed}"
+    );
+    println!(
+        "rolling upgrade from {}: {signed} signatures and {} key generations, none failed; \
+         slowest call {slowest_ms} ms",
+        from.display(),
         generated.len()
     );
 }

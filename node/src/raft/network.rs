@@ -116,15 +116,20 @@ impl QuicNetwork {
         }
     }
 
-    /// Asks the member `target` at `addr` to stand for election at once
-    /// ([`super::rpc::RaftRpc::TakeLeadership`]).
+    /// Asks the member `target` at `addr` to stand for election at once,
+    /// as the leader of `term` ([`super::rpc::RaftRpc::TakeLeadership`]).
     ///
     /// # Errors
     /// Why it could not be asked, or why it refused (a member of an
     /// earlier build does not know the question).
-    pub async fn ask_to_take_leadership(&self, target: NodeId, addr: &str) -> Result<(), String> {
+    pub async fn ask_to_take_leadership(
+        &self,
+        target: NodeId,
+        addr: &str,
+        term: u64,
+    ) -> Result<(), String> {
         let peer = self.peer(target, addr, Expect::Member(target), self.conns.clone());
-        match peer.call(&RaftRpc::TakeLeadership).await {
+        match peer.call(&RaftRpc::TakeLeadership { term }).await {
             Ok(RaftReply::TakeLeadership(r)) => r,
             Ok(RaftReply::BadRequest(m)) => Err(format!("{target} refused the request: {m}")),
             Ok(_) => Err(format!("{target} answered a different rpc")),

@@ -38,13 +38,29 @@ struct Confirmed {
     term: u64,
 }
 
+/// The lease, and the terms in which there is none.
+#[derive(Debug, Default)]
+struct Lease {
+    confirmed: Option<Confirmed>,
+    /// No lease in this term or any before: leadership is being handed
+    /// over (`crate::handoff`), and the successor, standing early, may be
+    /// elected by a member that was not in the quorum that confirmed it.
+    ended_through: Option<u64>,
+}
+
+impl Lease {
+    fn allowed(&self, term: u64) -> bool {
+        self.ended_through.is_none_or(|t| term > t)
+    }
+}
+
 /// This node's read index when it leads. Cheap to clone; clones share the
 /// lease.
 #[derive(Clone)]
 pub struct LeaderReads {
     raft: Raft,
     lease: Duration,
-    confirmed: Arc<Mutex<Option<Confirmed>>>,
+    state: Arc<Mutex<Lease>>,
 }
 
 impl std::fmt::Debug for LeaderReads {
@@ -63,8 +79,19 @@ impl LeaderReads {
         LeaderReads {
             raft,
             lease: election_timeout_min * 3 / 4,
-            confirmed: Arc::new(Mutex::new(None)),
+            state: Arc::new(Mutex::new(Lease::default())),
         }
+    }
+
+    /// Ends the lease for `term` and every term before: from now on a read
+    /// index in those terms takes a quorum round. Called before this
+    /// leader asks another member to stand (`crate::handoff`); a read
+    /// answered from the lease before this call came before that member
+    /// stood.
+    pub fn end_lease(&self, term: u64) {
+        let mut lease = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        lease.ended_through = Some(lease.ended_through.map_or(term, |t| t.max(term)));
+        lease.confirmed = None;
     }
 
     /// The read index for a read that arrived before this call: this
@@ -78,11 +105,12 @@ impl LeaderReads {
         let now = Instant::now();
         let state = self.leader_state().await?;
         if let Some((term, committed)) = state {
-            let lease = *self
-                .confirmed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if lease.is_some_and(|c| c.term == term && now < c.at + self.lease) {
+            let lease = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if lease.allowed(term)
+                && lease
+                    .confirmed
+                    .is_some_and(|c| c.term == term && now < c.at + self.lease)
+            {
                 return Ok(committed);
             }
         }
@@ -93,10 +121,10 @@ impl LeaderReads {
         // round then confirmed the leadership of that term.
         let after = self.leader_state().await?.map(|(term, _)| term);
         if let (Some(term), true) = (before, before == after) {
-            *self
-                .confirmed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(Confirmed { at, term });
+            let mut lease = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if lease.allowed(term) {
+                lease.confirmed = Some(Confirmed { at, term });
+            }
         }
         Ok(index)
     }
@@ -112,5 +140,20 @@ impl LeaderReads {
             })
             .await
             .map_err(|e| ForwardRefused::Failed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ended_lease_stays_ended_in_its_term_and_before() {
+        let mut lease = Lease::default();
+        assert!(lease.allowed(1));
+        lease.ended_through = Some(5);
+        assert!(!lease.allowed(4) && !lease.allowed(5));
+        // A later term was won by a new election: its lease is sound.
+        assert!(lease.allowed(6));
     }
 }

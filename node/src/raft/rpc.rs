@@ -106,9 +106,12 @@ pub enum RaftRpc {
     ReadIndexWithTime,
     /// The leader, about to stop or asked to step aside, asks this member
     /// to stand for election at once rather than after the leader's lease
-    /// and an election timeout (`crate::handoff`). Only the current
-    /// leader may ask.
-    TakeLeadership,
+    /// and an election timeout (`crate::handoff`). Only the leader this
+    /// member follows, in the term it follows it in, may ask.
+    TakeLeadership {
+        /// The term the asking leader leads.
+        term: u64,
+    },
 }
 
 /// The leader's answer to [`RaftRpc::ReadIndexWithTime`].
@@ -257,7 +260,9 @@ pub async fn serve_raft_stream(
                     }
                 }))
             }
-            Ok(RaftRpc::TakeLeadership) => RaftReply::TakeLeadership(stand_for(raft, peer).await),
+            Ok(RaftRpc::TakeLeadership { term }) => {
+                RaftReply::TakeLeadership(stand_for(raft, peer, term).await)
+            }
             Ok(RaftRpc::FetchDomainKey { node }) => RaftReply::DomainKey(match domain {
                 Some(d) => d.seal_for(node, &identity.key_pin),
                 None => Err("this node does not hand out the domain key".into()),
@@ -270,32 +275,40 @@ pub async fn serve_raft_stream(
 }
 
 /// Stands for election at once, as the leader `peer` asked
-/// ([`RaftRpc::TakeLeadership`]): only if `peer` is the leader this node
-/// follows and this node is a voter. Whether it wins is the vote's
+/// ([`RaftRpc::TakeLeadership`]): only if this node's own Raft state (not
+/// its metrics, which lag) holds `peer`'s committed vote for `term`, so a
+/// leader already deposed cannot start an election against its successor,
+/// and only if this node is a voter. Whether it wins is the vote's
 /// business: the other members grant it only with a log as long as
 /// theirs, as in any election.
-async fn stand_for(raft: &super::Raft, peer: NodeId) -> Result<(), String> {
-    let (leader, voter) = {
-        let m = raft.metrics();
-        let m = m.borrow();
-        (
-            m.current_leader,
-            m.membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == m.id),
-        )
-    };
-    if leader != Some(peer) {
+async fn stand_for(raft: &super::Raft, peer: NodeId, term: u64) -> Result<(), String> {
+    let follows = raft
+        .with_raft_state(move |st| {
+            let vote = st.vote_ref();
+            vote.is_committed()
+                && vote.leader_id().term == term
+                && vote.leader_id().voted_for() == Some(peer)
+                && st.server_state != openraft::ServerState::Leader
+        })
+        .await
+        .map_err(|e| format!("raft stopped: {e}"))?;
+    if !follows {
         return Err(format!(
-            "{peer} is not the leader this node follows ({})",
-            leader.map_or_else(|| "none".to_owned(), |l| l.to_string())
+            "{peer} is not the leader of term {term} this node follows"
         ));
     }
+    let voter = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == m.id)
+    };
     if !voter {
         return Err("this node is not a voter".into());
     }
-    tracing::info!(leader = %peer, "the leader asked this node to take over; standing for election");
+    tracing::info!(leader = %peer, term, "the leader asked this node to take over; standing for election");
     raft.trigger()
         .elect()
         .await
@@ -395,7 +408,7 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
         RaftRpc::ReadIndex => "read-index",
         RaftRpc::FetchDomainKey { .. } => "fetch-domain-key",
         RaftRpc::ReadIndexWithTime => "read-index-with-time",
-        RaftRpc::TakeLeadership => "take-leadership",
+        RaftRpc::TakeLeadership { .. } => "take-leadership",
     }
 }
 
@@ -456,7 +469,7 @@ fn peer_may_send(
         RaftRpc::Forward(_)
         | RaftRpc::ReadIndex
         | RaftRpc::ReadIndexWithTime
-        | RaftRpc::TakeLeadership => standing == PeerStanding::Member,
+        | RaftRpc::TakeLeadership { .. } => standing == PeerStanding::Member,
         RaftRpc::FetchDomainKey { node } => *node == peer.node,
     }
 }

@@ -114,7 +114,18 @@ pub struct Hsm {
 
 impl Hsm {
     pub fn run(&self, login: Option<(&str, &str)>, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(hsm_bin());
+        self.run_by(hsm_bin(), login, args, env)
+    }
+
+    /// [`Hsm::run`] with the `hsm` at `bin` (an earlier build's).
+    pub fn run_by(
+        &self,
+        bin: &Path,
+        login: Option<(&str, &str)>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .current_dir(&self.dir)
             .env("HSM_CLUSTER", &self.config)

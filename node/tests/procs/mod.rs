@@ -28,6 +28,9 @@ pub struct Cluster {
     env: Vec<(String, String)>,
     /// Environment for one node's process only, at every start.
     node_env: BTreeMap<u64, Vec<(String, String)>>,
+    /// The `hsm-node` binary each node runs when it starts: this build's
+    /// unless set otherwise (an earlier build, for upgrades).
+    node_bin: BTreeMap<u64, PathBuf>,
 }
 
 fn bin() -> &'static str {
@@ -92,9 +95,21 @@ impl Cluster {
         env: &[(&str, &str)],
         node_env: impl Fn(u64) -> Vec<(String, String)>,
     ) -> Cluster {
+        Cluster::start_built_by(Path::new(bin()), n, env, node_env)
+    }
+
+    /// As [`Cluster::start_with_node_env`], with `node_bin` (another build
+    /// of `hsm-node`, such as the one an upgrade starts from) creating the
+    /// cluster and running every node until [`Cluster::set_node_bin`].
+    pub fn start_built_by(
+        node_bin: &Path,
+        n: u64,
+        env: &[(&str, &str)],
+        node_env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_ports(n);
-        let out = Command::new(bin())
+        let out = Command::new(node_bin)
             .args([
                 "dev",
                 "--setup-only",
@@ -123,6 +138,7 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             node_env: (1..=n).map(|i| (i, node_env(i))).collect(),
+            node_bin: (1..=n).map(|i| (i, node_bin.to_path_buf())).collect(),
         };
         for i in 1..=n {
             c.start_node(i);
@@ -146,6 +162,12 @@ impl Cluster {
         self.path().join(format!("node{i}.log"))
     }
 
+    /// From its next start on, node `i` runs the `hsm-node` at `path`
+    /// (an upgrade or a downgrade).
+    pub fn set_node_bin(&mut self, i: u64, path: &Path) {
+        self.node_bin.insert(i, path.to_path_buf());
+    }
+
     /// Starts node `i` (again) as its own process.
     pub fn start_node(&mut self, i: u64) {
         self.start_node_with(i, &[]);
@@ -167,7 +189,12 @@ impl Cluster {
             .append(true)
             .open(self.log_file(i))
             .expect("log file");
-        let child = Command::new(bin())
+        let program = self
+            .node_bin
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(bin()));
+        let child = Command::new(program)
             .arg("start")
             .arg("--config")
             .arg(self.config_file(i))
@@ -625,6 +652,7 @@ impl Cluster {
             procs: BTreeMap::new(),
             env: Vec::new(),
             node_env: BTreeMap::new(),
+            node_bin: BTreeMap::new(),
         };
         c.start_node(id);
         (c, printed)
