@@ -6,9 +6,10 @@
 //! SIGTERM the leader instead (its background tasks, which could append
 //! entries of their own, stopped first: `RunningNode::shutdown`):
 //!
-//! 1. stops taking new writes ([`Proposer::step_aside`]; callers retry
-//!    elsewhere under the same request id) and waits for the entries
-//!    already on their way;
+//! 1. stops taking new writes ([`Proposer::step_aside`]; its writer
+//!    retries them and forwards them to the new leader once it is known,
+//!    under the same request id) and waits for the entries already on
+//!    their way;
 //! 2. waits until a voter has every entry of its log store
 //!    ([`successor`]);
 //! 3. ends its read lease for this term ([`LeaderReads::end_lease`]): from

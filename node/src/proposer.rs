@@ -153,10 +153,11 @@ impl Proposer {
         }
     }
 
-    /// From now on, refuses new writes as [`ProposeError::NotLeader`] (with
-    /// no leader named) while the entries already on their way finish:
-    /// the leader hands over (`crate::handoff`). Callers retry elsewhere
-    /// with the same request id.
+    /// From now on, refuses new writes as [`ProposeError::NotLeader`]
+    /// (naming the new leader once one is known) while the entries already
+    /// on their way finish: the leader hands over (`crate::handoff`). The
+    /// writer retries them, and forwards them to the new leader, under
+    /// the same request id.
     pub fn step_aside(&self) {
         self.stepping_aside
             .store(true, std::sync::atomic::Ordering::SeqCst);

@@ -222,8 +222,9 @@ pub struct QuicPeer {
     late: AtomicU32,
 }
 
-/// Late answers in a row after which a peer whose QUIC stack answers but
-/// whose Raft does not is taken for gone (backed off, reconnected).
+/// Late answers in a row that are taken for slowness: one more, and a
+/// peer whose QUIC stack answers but whose Raft does not is taken for gone
+/// (backed off, reconnected).
 const MAX_LATE_IN_A_ROW: u32 = 3;
 
 enum CallError {
@@ -317,8 +318,8 @@ impl QuicPeer {
     /// a plain network error, after which openraft sends again at once, and
     /// the connection stays. Backing off 500 ms from a member that merely
     /// answered late stalled commits (a 621 ms key generation p99 with 28
-    /// nodes on two cores). Gone: nothing came back, or it was late
-    /// `MAX_LATE_IN_A_ROW` times in a row (its QUIC runs but its Raft does
+    /// nodes on two cores). Gone: nothing came back, or it was late more
+    /// than `MAX_LATE_IN_A_ROW` times in a row (its QUIC runs but its Raft does
     /// not keep up): `Unreachable`, so openraft backs off, and the
     /// connection is dropped, so the next call reconnects (a restarted
     /// peer is reached at once instead of after the dead connection's idle

@@ -104,7 +104,7 @@ pub enum RaftRpc {
     /// The leader's read index and its clock, for a linearizable read on
     /// a follower judged on the cluster's time ([`ReadIndexAnswer`]).
     ReadIndexWithTime,
-    /// The leader, about to stop or asked to step aside, asks this member
+    /// The leader, about to stop, asks this member
     /// to stand for election at once rather than after the leader's lease
     /// and an election timeout (`crate::handoff`). Only the leader this
     /// member follows, in the term it follows it in, may ask.

@@ -264,34 +264,99 @@ def pkcs11_attr(name):
 
 
 def worker(op, seconds, barrier, q):
+    """One benchmark process: its own C_Initialize and session. Whatever
+    goes wrong is sent back, and breaks the barrier so no other worker
+    waits for this one forever."""
+    import traceback
+    try:
+        import pkcs11
+        lib = pkcs11.lib(MODULE)
+        with open_session(lib) as s:
+            f, check = operation(s, op)
+            check(f())
+            barrier.wait(timeout=START_WITHIN)
+            n = 0
+            cpu = time.process_time()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                f()
+                n += 1
+            # This process's CPU time over the loop, every thread of it (the
+            # module's included).
+            q.put(("ok", n, time.process_time() - cpu))
+    except BaseException:  # noqa: BLE001 - reported to the parent, then exit
+        barrier.abort()
+        q.put(("error", os.getpid(), traceback.format_exc()))
+
+
+def open_session(lib):
+    """A logged-in session on the token. SoftHSM2's file store, read by
+    several processes at once, now and then shows one of them no token or
+    fails its login while another opens it: asked again, it answers."""
     import pkcs11
-    lib = pkcs11.lib(MODULE)
-    with token(lib).open(user_pin=PIN, rw=True) as s:
-        f, check = operation(s, op)
-        check(f())
-        barrier.wait()
-        n = 0
-        cpu = time.process_time()
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            f()
-            n += 1
-        # This process's CPU time over the loop, every thread of it (the
-        # module's included).
-        q.put((n, time.process_time() - cpu))
+    for attempt in range(20):
+        try:
+            return token(lib).open(user_pin=PIN, rw=True)
+        except (pkcs11.exceptions.NoSuchToken, pkcs11.exceptions.GeneralError):
+            if attempt == 19:
+                raise
+            time.sleep(0.05)
+
+
+# Longest a worker waits for the others to be ready, and a run may take
+# beyond its seconds, before the run is given up.
+START_WITHIN = 60
+RUN_SLACK = 120
+# A run whose worker failed (SoftHSM2's file store refuses a process now
+# and then while another opens it) is made again, at most this often.
+ATTEMPTS = 3
+
+
+def bench_once(op, procs, seconds):
+    """(ops, cpu seconds) of one run, or the reason it failed."""
+    barrier = mp.Barrier(procs)
+    q = mp.Queue()
+    ps = [mp.Process(target=worker, args=(op, seconds, barrier, q), daemon=True)
+          for _ in range(procs)]
+    for p in ps:
+        p.start()
+    results, errors = [], []
+    deadline = time.monotonic() + seconds + RUN_SLACK
+    try:
+        while len(results) + len(errors) < procs:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                errors.append(f"no result within {seconds + RUN_SLACK} s")
+                break
+            try:
+                item = q.get(timeout=left)
+            except Exception:  # queue.Empty
+                continue
+            if item[0] == "ok":
+                results.append(item[1:])
+            else:
+                errors.append(f"worker {item[1]}:\n{item[2]}")
+    finally:
+        for p in ps:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+    if errors:
+        return None, "\n".join(errors)
+    return results, None
 
 
 def bench(op, procs, seconds):
-    barrier = mp.Barrier(procs)
-    q = mp.Queue()
-    ps = [mp.Process(target=worker, args=(op, seconds, barrier, q)) for _ in range(procs)]
-    for p in ps:
-        p.start()
-    counts = [q.get(timeout=seconds + 120) for _ in ps]
-    for p in ps:
-        p.join(timeout=30)
-    total = sum(n for n, _ in counts)
-    cpu = sum(c for _, c in counts)
+    for attempt in range(1, ATTEMPTS + 1):
+        results, error = bench_once(op, procs, seconds)
+        if results is not None:
+            break
+        print(f"attempt {attempt} of {op} failed: {error}", file=sys.stderr)
+    else:
+        raise SystemExit(f"{op}: every attempt failed; the last: {error.strip().splitlines()[-1]}")
+    total = sum(n for n, _ in results)
+    cpu = sum(c for _, c in results)
     print(json.dumps({"op": op, "procs": procs, "seconds": seconds, "ops": total,
                       "per_second": total / seconds, "client_cpu_seconds": cpu}))
 
