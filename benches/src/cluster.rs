@@ -2,7 +2,6 @@
 //! --setup-only`, then one `hsm-node start` process per node on loopback,
 //! as an operator would run them), or an existing one from a client config.
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,15 +53,10 @@ pub struct LocalCluster {
     procs: Vec<Option<Child>>,
 }
 
+/// `n` consecutive loopback ports below the ephemeral range
+/// ([`hsm_node::local::free_ports`]).
 fn free_base_port(n: u64) -> Result<u16> {
-    for _ in 0..200 {
-        let base: u16 = 20_000 + rand::random::<u16>() % 30_000;
-        let ok = (0..n).all(|i| UdpSocket::bind(("127.0.0.1", base + i as u16)).is_ok());
-        if ok {
-            return Ok(base);
-        }
-    }
-    bail!("no {n} free consecutive UDP ports on loopback")
+    Ok(hsm_node::local::free_ports(u16::try_from(n)?)?)
 }
 
 impl LocalCluster {
