@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hsm_client::{KeyAttributes, KeySpec, Role};
 use hsm_crypto::mechanism::SignMechanism;
 use procs::{http_get as get, user, Cluster};
 use tokio::time::Instant;
@@ -125,31 +124,12 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
     cluster.wait_ready().await;
 
     // Some traffic: a user, a key, signatures, and a wrong password.
-    let admin = cluster.activate("admin-password-1").await;
-    admin
-        .create_user(user("alice"), Role::Cu, "alice-password-1")
-        .await
-        .expect("create alice");
-    let alice = cluster.client().await;
-    alice
-        .login(user("alice"), "alice-password-1")
-        .await
-        .expect("login");
-    let key = alice
-        .generate_key(
-            KeySpec::Ed25519,
-            KeyAttributes {
-                label: "metrics".into(),
-                sign: true,
-                ..KeyAttributes::default()
-            },
-            false,
-        )
-        .await
-        .expect("key");
+    let (_admin, alice, key) = cluster
+        .with_alice("admin-password-1", "alice-password-1", "metrics")
+        .await;
     for _ in 0..20 {
         alice
-            .sign(key.id, SignMechanism::Ed25519, b"counted".to_vec())
+            .sign(key, SignMechanism::Ed25519, b"counted".to_vec())
             .await
             .expect("sign");
     }
@@ -195,7 +175,7 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
             "not-alices-password",
             "counted",
             "127.0.0.1",
-            &key.id.to_string(),
+            &key.to_string(),
         ];
         for secret in names_and_secrets {
             assert!(!body.contains(secret), "node {} shows {secret:?}", i + 1);

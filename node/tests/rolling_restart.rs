@@ -23,23 +23,14 @@ use std::time::{Duration, Instant};
 
 use hsm_client::Client;
 use hsm_proto::mechanism::SignMechanism;
-use hsm_proto::{KeyAttributes, KeyId, KeySpec, Role};
+use hsm_proto::{KeyId, KeySpec};
 use procs::cli::Hsm;
-use procs::{http_get, user, Cluster};
+use procs::{http_get, signing, Cluster};
 
 const ADMIN_PASSWORD: &str = "admin-password-1";
 const ALICE_PASSWORD: &str = "alice-password-1";
 /// How long each node stays stopped.
 const DOWN_FOR: Duration = Duration::from_millis(2_000);
-
-fn signing(label: &str) -> KeyAttributes {
-    KeyAttributes {
-        label: label.into(),
-        sign: true,
-        verify: true,
-        ..KeyAttributes::default()
-    }
-}
 
 /// Callers that sign and callers that generate keys, through one client,
 /// until stopped; every failure is kept, with when it happened.
@@ -193,21 +184,9 @@ async fn cluster_with_alice(node_bin: &Path) -> (Cluster, Vec<SocketAddr>, Clien
         )]
     });
     cluster.wait_ready().await;
-    let admin = cluster.activate(ADMIN_PASSWORD).await;
-    admin
-        .create_user(user("alice"), Role::Cu, ALICE_PASSWORD)
-        .await
-        .expect("create alice");
-    let alice = cluster.client().await;
-    alice
-        .login(user("alice"), ALICE_PASSWORD)
-        .await
-        .expect("login");
-    let key = alice
-        .generate_key(KeySpec::Ed25519, signing("load"), false)
-        .await
-        .expect("key")
-        .id;
+    let (_admin, alice, key) = cluster
+        .with_alice(ADMIN_PASSWORD, ALICE_PASSWORD, "load")
+        .await;
     (cluster, health, alice, key)
 }
 

@@ -18,39 +18,18 @@ use std::time::{Duration, Instant};
 use hsm_client::{Client, ClientOptions, Error, NodeStats};
 use hsm_proto::client::{ClientConfig, ErrorKind, KeyFilter, Operation, Reply};
 use hsm_proto::mechanism::SignMechanism;
-use hsm_proto::{KeyAttributes, KeyId, KeySpec, NodeId, RequestId, Role};
-use procs::{user, Cluster};
+use hsm_proto::{KeyId, KeySpec, NodeId, RequestId, Role};
+use procs::{signing, user, Cluster};
 
 const ADMIN_PASSWORD: &str = "admin-password-1";
 const ALICE_PASSWORD: &str = "alice-password-1";
 
-fn signing(label: &str) -> KeyAttributes {
-    KeyAttributes {
-        label: label.into(),
-        sign: true,
-        verify: true,
-        ..KeyAttributes::default()
-    }
-}
-
 /// Activates the cluster and creates alice, a crypto user with one Ed25519
 /// signing key; returns (admin, alice, key).
 async fn setup(cluster: &Cluster) -> (Client, Client, KeyId) {
-    let admin = cluster.activate(ADMIN_PASSWORD).await;
-    admin
-        .create_user(user("alice"), Role::Cu, ALICE_PASSWORD)
+    cluster
+        .with_alice(ADMIN_PASSWORD, ALICE_PASSWORD, "load")
         .await
-        .expect("create alice");
-    let alice = cluster.client().await;
-    alice
-        .login(user("alice"), ALICE_PASSWORD)
-        .await
-        .expect("login");
-    let key = alice
-        .generate_key(KeySpec::Ed25519, signing("load"), false)
-        .await
-        .expect("key");
-    (admin, alice, key.id)
 }
 
 /// `client` logged in as alice.

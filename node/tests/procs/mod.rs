@@ -37,6 +37,16 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_hsm-node")
 }
 
+/// Attributes of a key for signing and verifying, labelled `label`.
+pub fn signing(label: &str) -> hsm_proto::KeyAttributes {
+    hsm_proto::KeyAttributes {
+        label: label.into(),
+        sign: true,
+        verify: true,
+        ..hsm_proto::KeyAttributes::default()
+    }
+}
+
 /// `GET path` over HTTP/1.0 (the connection closes after the answer):
 /// status code and body. For a node's metrics and health endpoint.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
@@ -565,6 +575,33 @@ impl Cluster {
             out.push('\n');
         }
         out
+    }
+
+    /// Activates the cluster (admin sets `admin_password`), creates alice,
+    /// a crypto user with `alice_password`, and gives her one Ed25519 key
+    /// for signing, labelled `label`: (admin, alice, key), both clients
+    /// logged in.
+    pub async fn with_alice(
+        &self,
+        admin_password: &str,
+        alice_password: &str,
+        label: &str,
+    ) -> (Client, Client, hsm_proto::KeyId) {
+        let admin = self.activate(admin_password).await;
+        admin
+            .create_user(user("alice"), hsm_proto::Role::Cu, alice_password)
+            .await
+            .expect("create alice");
+        let alice = self.client().await;
+        alice
+            .login(user("alice"), alice_password)
+            .await
+            .expect("login as alice");
+        let key = alice
+            .generate_key(hsm_proto::KeySpec::Ed25519, signing(label), false)
+            .await
+            .expect("key");
+        (admin, alice, key.id)
     }
 
     /// Activates the cluster (admin sets `password`) and returns a client
