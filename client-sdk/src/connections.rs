@@ -201,7 +201,7 @@ impl Connections {
             .map_err(|e| format!("cannot connect: {e}"))?;
         let conn = connecting
             .await
-            .map_err(|e| format!("handshake failed: {e}"))?;
+            .map_err(|e| crate::tls::handshake_failure(&e))?;
         let presented = conn
             .peer_identity()
             .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok())

@@ -1,8 +1,9 @@
 //! Client SDK of the HSM cluster.
 //!
-//! A [`Client`] talks to every node of a cluster over QUIC (TLS 1.3, ALPN
-//! `hsm-client/1`, trusting only the cluster CA) with one request per
-//! stream, and offers a typed method for every operation of the client
+//! A [`Client`] talks to every node of a cluster over QUIC (TLS 1.3,
+//! offering ALPN `hsm-client/N` for each client protocol version it
+//! speaks, trusting only the cluster CA) with one request per stream, and
+//! offers a typed method for every operation of the client
 //! protocol ([`hsm_proto::client`]).
 //!
 //! - **Load balancing:** reads and crypto go to the less loaded of two
@@ -114,7 +115,7 @@ pub use error::{Error, Result};
 pub use frame::MAX_RESPONSE_BYTES;
 pub use ops::{SIGN_MANY_CHUNK, SIGN_MANY_CHUNK_BYTES};
 pub use options::ClientOptions;
-pub use tls::{key_pin_of_cert, server_name, ALPN, SERVER_NAME};
+pub use tls::{alpn_protocols, key_pin_of_cert, server_name, SERVER_NAME};
 
 pub use hsm_proto;
 pub use hsm_proto::client::{

@@ -1,5 +1,6 @@
 //! TLS 1.3 over QUIC to the nodes: trust only the cluster CA, present no
-//! certificate, speak [`ALPN`].
+//! certificate, offer every client protocol version this SDK speaks
+//! ([`alpn_protocols`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,11 +8,35 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::RootCertStore;
 
+use hsm_proto::protocol;
+
 use crate::config::ca_certificates;
 use crate::error::{Error, Result};
 
-/// ALPN of the client protocol.
-pub const ALPN: &[u8] = b"hsm-client/1";
+/// The ALPN names of the client protocol versions this SDK speaks
+/// (`hsm-client/N`, newest first): the node picks the newest it speaks too.
+pub fn alpn_protocols() -> Vec<Vec<u8>> {
+    protocol::alpn_names(protocol::CLIENT_ALPN_PREFIX, protocol::CLIENT)
+}
+
+/// What a failed handshake means, in words: a node that speaks none of
+/// this SDK's client protocol versions (TLS's `no_application_protocol`
+/// alert) is named as such.
+pub(crate) fn handshake_failure(e: &quinn::ConnectionError) -> String {
+    const NO_APPLICATION_PROTOCOL: u8 = 120;
+    match e {
+        quinn::ConnectionError::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL) =>
+        {
+            format!(
+                "the node speaks none of the client protocol versions this client speaks ({}): \
+                 upgrade the client or the node",
+                protocol::describe(&protocol::CLIENT)
+            )
+        }
+        other => format!("handshake failed: {other}"),
+    }
+}
 /// The DNS name every node certificate carries; node `n` also carries
 /// `n<n>.hsm-node` ([`server_name`]), which the client connects with.
 pub const SERVER_NAME: &str = "hsm-node";
@@ -56,7 +81,7 @@ pub(crate) fn client_config(ca_pem: &str) -> Result<quinn::ClientConfig> {
         .map_err(tls_err)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = alpn_protocols();
     let quic = QuicClientConfig::try_from(tls).map_err(tls_err)?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));

@@ -378,3 +378,44 @@ async fn a_cancelled_call_leaves_nothing_in_flight() {
     nodes[0].set(Behaviour::Serve);
     assert_eq!(client.random(1).await.expect("random"), vec![1]);
 }
+
+/// A node of a build that speaks only client protocol versions this SDK
+/// does not: the handshake fails and the SDK says why; calls go to the
+/// nodes it can speak with. A node that speaks a newer version too serves
+/// this SDK in the version they share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_speaks_no_client_protocol_version_of_this_sdk_is_named_as_such() {
+    let pki = Pki::new();
+    let view = common::view();
+    let newer_only =
+        FakeNode::start_speaking(&pki, 1, "a", &view, vec![b"hsm-client/999".to_vec()]);
+    let mut both = hsm_client::alpn_protocols();
+    both.insert(0, b"hsm-client/999".to_vec());
+    let newer_and_ours = FakeNode::start_speaking(&pki, 2, "b", &view, both);
+    view.lock().expect("lock").members = vec![newer_only.member(), newer_and_ours.member()];
+
+    let options = ClientOptions::default().deadline(Duration::from_secs(5));
+    let alone = config(&pki, &[newer_only.client_node()]);
+    let refused = Client::connect(alone, options.clone())
+        .await
+        .expect_err("no version in common");
+    assert!(
+        refused.to_string().contains(
+            "the node speaks none of the client protocol versions this client speaks (1): \
+             upgrade the client or the node"
+        ),
+        "{refused}"
+    );
+
+    let cfg = config(
+        &pki,
+        &[newer_only.client_node(), newer_and_ours.client_node()],
+    );
+    let client = Client::connect(cfg, options.zone("a"))
+        .await
+        .expect("connect");
+    for _ in 0..4 {
+        assert_eq!(client.random(4).await.expect("random"), vec![2; 4]);
+    }
+    assert_eq!(newer_only.accepted(), 0);
+}

@@ -19,6 +19,8 @@
 //!   (`hsm-node dev`).
 //! - [`membership`]: Raft membership follows the members the state
 //!   records (approved by a crypto officer).
+//! - [`upgrade`]: the leader raises the cluster's Raft protocol version
+//!   once every member speaks a newer one (rolling upgrades).
 //! - [`runtime`]: a running node assembled from its configuration, and
 //!   cluster creation.
 //! - [`service`]: the client protocol: sessions, the role table, users,
@@ -48,4 +50,5 @@ pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod transport;
+pub mod upgrade;
 pub mod writer;

@@ -141,6 +141,8 @@ struct Gauges {
     keys: Gauge,
     events: Gauge,
     store_bytes: Gauge,
+    raft_protocol: Gauge,
+    raft_protocol_spoken: Gauge,
     backup_last_success: Gauge<f64, AtomicU64>,
     backup_last_duration: Gauge<f64, AtomicU64>,
 }
@@ -174,7 +176,7 @@ impl Endpoint {
             "Time from a request's arrival to its answer, by operation",
             requests.latency.clone(),
         );
-        let gauges: [(&str, &str, &Gauge); 16] = [
+        let gauges: [(&str, &str, &Gauge); 18] = [
             ("raft_term", "Current Raft term", &g.term),
             (
                 "raft_leader",
@@ -238,6 +240,16 @@ impl Endpoint {
                 "store_bytes",
                 "Size of the node's data directory on disk",
                 &g.store_bytes,
+            ),
+            (
+                "raft_protocol",
+                "Raft protocol version the cluster runs (raised once every member speaks a newer one)",
+                &g.raft_protocol,
+            ),
+            (
+                "raft_protocol_spoken",
+                "Newest Raft protocol version this node's build speaks",
+                &g.raft_protocol_spoken,
             ),
         ];
         for (name, help, gauge) in gauges {
@@ -360,6 +372,9 @@ impl Endpoint {
             .set(as_i64(counts.users_with_failed_logins));
         g.keys.set(as_i64(counts.keys));
         g.events.set(as_i64(counts.events));
+        g.raft_protocol.set(as_i64(counts.protocol));
+        g.raft_protocol_spoken
+            .set(i64::from(*hsm_proto::protocol::RAFT.end()));
         g.store_bytes.set(as_i64(dir_bytes(&self.data_dir)));
         if let Some((at_ms, took)) = self.service.last_backup() {
             g.backup_last_success.set(at_ms as f64 / 1000.0);

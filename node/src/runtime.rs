@@ -517,7 +517,14 @@ impl RunningNode {
             identity.verifying_key_bytes(),
             strangers,
         );
-        let mut tasks = vec![acceptor, membership, rotation, roster];
+        let upgrade = crate::upgrade::spawn(
+            raft.clone(),
+            sm.clone(),
+            writer.clone(),
+            network.clone(),
+            id,
+        );
+        let mut tasks = vec![acceptor, membership, rotation, roster, upgrade];
         // Not fatal: a node that serves without it is better than none.
         match crate::operator::spawn(&config.data_dir, service.clone()) {
             Ok(task) => tasks.push(task),

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hsm_proto::client::{ClientError, Request, Response};
-use hsm_proto::codec;
+use hsm_proto::protocol::Version;
+use hsm_proto::{codec, NodeId};
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
@@ -16,12 +17,16 @@ use crate::raft::{
 };
 use crate::service::Service;
 use crate::transport::{
-    negotiated_alpn, peer_identity, peer_is_cluster_member, read_frame, write_frame, PeerIdentity,
-    ALPN_CLIENT,
+    negotiated, peer_identity, peer_is_cluster_member, read_frame, write_frame, PeerIdentity,
+    Speaks,
 };
 
 /// QUIC application close code: the peer is not a cluster member.
 pub const CLOSE_NOT_MEMBER: u32 = 1;
+
+/// QUIC application close code: the peer speaks no Raft protocol version
+/// the cluster runs (the reason says which); it must be upgraded.
+pub const CLOSE_OLD_PROTOCOL: u32 = 2;
 
 /// Longest a client may take to send its request once it opened a stream,
 /// and to take its answer.
@@ -196,8 +201,16 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
                         conn.close(CLOSE_NOT_MEMBER.into(), b"not the member's key");
                         return;
                     }
-                    serve_member(conn, peer, handlers).await;
-                } else if negotiated_alpn(&conn).as_deref() == Some(ALPN_CLIENT) {
+                    let Some(Speaks::Raft(version)) = negotiated(&conn) else {
+                        return;
+                    };
+                    if let Err(why) = speaks_cluster_protocol(&handlers, version) {
+                        tracing::warn!(peer = %conn.remote_address(), node = %peer.node, %why, "refused a member that does not speak the cluster's Raft protocol");
+                        conn.close(CLOSE_OLD_PROTOCOL.into(), why.as_bytes());
+                        return;
+                    }
+                    serve_member(conn, peer, version, handlers).await;
+                } else if matches!(negotiated(&conn), Some(Speaks::Client(_))) {
                     match handlers.service.clone() {
                         Some(service) => {
                             serve_client(conn, service, handlers.max_client_frame).await
@@ -240,14 +253,66 @@ fn is_member_address(handlers: &Handlers, address: IpAddr) -> bool {
     })
 }
 
-async fn serve_member(conn: quinn::Connection, peer: PeerIdentity, handlers: Handlers) {
+/// Whether a member connection that agreed on Raft protocol `version` may
+/// be served: not below the version the cluster runs (`version` is the
+/// newest both ends speak, so the peer speaks nothing newer). A node
+/// without a replica yet (joining) serves any.
+///
+/// # Errors
+/// Why not, in words for both ends' logs.
+pub fn speaks_cluster_protocol(handlers: &Handlers, version: Version) -> Result<(), String> {
+    let Some(cluster) = handlers
+        .domain
+        .as_ref()
+        .map(|d| d.sm.read(|a| a.state.protocol()))
+    else {
+        return Ok(());
+    };
+    too_old(version, cluster)
+}
+
+/// [`speaks_cluster_protocol`]'s rule, shared with outbound connections.
+///
+/// # Errors
+/// Why a peer that speaks up to `version` cannot take part in a cluster
+/// running `cluster`.
+pub fn too_old(version: Version, cluster: Version) -> Result<(), String> {
+    if version >= cluster {
+        Ok(())
+    } else {
+        Err(format!(
+            "the cluster runs Raft protocol {cluster} and the other node speaks at most {version}: upgrade that node to a build that speaks {cluster}"
+        ))
+    }
+}
+
+async fn serve_member(
+    conn: quinn::Connection,
+    peer: PeerIdentity,
+    version: Version,
+    handlers: Handlers,
+) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         let handlers = handlers.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_raft_stream(&handlers, peer, send, recv).await {
+            if let Err(e) = serve_raft_stream(&handlers, peer, version, send, recv).await {
                 tracing::debug!(error = %e, "raft stream failed");
             }
         });
+    }
+    log_protocol_refusal(&conn, peer.node);
+}
+
+/// Logs, as an error, a connection `node` closed because this node's
+/// build is too old for the cluster ([`CLOSE_OLD_PROTOCOL`]): the one
+/// place an operator who started an old build on a member's host sees
+/// why it cannot take part.
+pub fn log_protocol_refusal(conn: &quinn::Connection, node: NodeId) {
+    if let Some(quinn::ConnectionError::ApplicationClosed(close)) = conn.close_reason() {
+        if close.error_code == quinn::VarInt::from_u32(CLOSE_OLD_PROTOCOL) {
+            let why = String::from_utf8_lossy(&close.reason);
+            tracing::error!(peer = %node, %why, "a member refused this node: its build is too old for the cluster");
+        }
     }
 }
 

@@ -26,8 +26,8 @@ use std::time::Duration;
 use hsm_node::config::NodeConfig;
 use hsm_node::raft::{ForwardedWrite, RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
 use hsm_node::transport::{
-    client_endpoint, node_client_tls, read_frame, server_endpoint, server_tls, write_frame,
-    NodeCert, SERVER_NAME,
+    client_endpoint, node_client_tls, node_client_tls_offering, read_frame, server_endpoint,
+    server_tls, write_frame, NodeCert, SERVER_NAME,
 };
 use hsm_proto::{codec, Actor, EventBody, NodeId, RequestId, Role};
 use openraft::raft::AppendEntriesResponse;
@@ -779,4 +779,62 @@ async fn a_new_member_takes_no_snapshot_from_a_stranger_before_its_first_entries
         .create_user(user("carol"), Role::Cu, "carol-password-1")
         .await
         .expect("a write with four members");
+}
+
+/// Once every member speaks Raft protocol 2, the leader raises the cluster
+/// to it, and from then on a member's host running a build that speaks
+/// only protocol 1 (as builds before versioning do) is refused: it is the
+/// member, with the member's own certificate, but its connection is
+/// closed before any message is read, with the reason in the close frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_a_build_too_old_for_the_cluster_is_refused_and_told_why() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cluster.logs().contains("the cluster runs Raft protocol 2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader never raised the Raft protocol:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    let ca = ca_pem(&cluster);
+    // The follower's host reaches the leader, and the leader's host the
+    // follower: both directions refuse.
+    for (target, me) in [(leader, follower), (follower, leader)] {
+        let member = member_cert(&cluster, me);
+        let addr: std::net::SocketAddr = cluster.member_address(target).parse().expect("addr");
+        let old_build =
+            node_client_tls_offering(&ca, &member, vec![b"hsm-raft/1".to_vec()]).expect("tls");
+        let endpoint = client_endpoint(addr, old_build).expect("endpoint");
+        let conn = endpoint
+            .connect(addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("the handshake agrees on protocol 1");
+        let closed = conn.closed().await;
+        let quinn::ConnectionError::ApplicationClosed(close) = closed else {
+            panic!("node {target}: {closed}");
+        };
+        assert_eq!(
+            close.error_code,
+            quinn::VarInt::from_u32(2),
+            "node {target}"
+        );
+        let why = String::from_utf8_lossy(&close.reason).to_string();
+        assert!(
+            why.contains("the cluster runs Raft protocol 2 and the other node speaks at most 1: upgrade that node"),
+            "node {target}: {why}"
+        );
+        endpoint.close(0u32.into(), b"done");
+    }
+    // The members themselves, of this build, serve on: writes commit
+    // (activation changes admin's password, then logs in).
+    let _admin = cluster.activate(ADMIN).await;
+    assert!(cluster
+        .logs()
+        .contains("refused a member that does not speak the cluster's Raft protocol"));
 }

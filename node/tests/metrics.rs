@@ -238,6 +238,18 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
             d,
         )
         .await;
+    // Every member runs the Raft protocol its build speaks: the leader
+    // raised it once all three spoke it.
+    prometheus
+        .until(
+            "count(hsm_raft_protocol == hsm_raft_protocol_spoken)",
+            |v| v == 3.0,
+            d,
+        )
+        .await;
+    prometheus
+        .until("min(hsm_raft_protocol)", |v| v >= 2.0, d)
+        .await;
     // The leader reports each follower's lag.
     prometheus
         .until("count(hsm_raft_follower_lag_entries)", |v| v == 2.0, d)

@@ -145,6 +145,39 @@ async fn wait_healthy(cluster: &Cluster, i: u64, addr: SocketAddr) {
     }
 }
 
+/// The Raft protocol version node `i`'s metrics at `addr` say the cluster
+/// runs (`None` from a build without the metric, or without an answer).
+async fn raft_protocol(addr: SocketAddr) -> Option<u64> {
+    let (_, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .expect("join")
+        .ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("hsm_raft_protocol "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until every node's metrics say the cluster runs Raft protocol
+/// `version`; fails with the logs after 30 s.
+async fn wait_for_protocol(cluster: &Cluster, health: &[SocketAddr], version: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for addr in health {
+            seen.push(raft_protocol(*addr).await);
+        }
+        if seen.iter().all(|v| *v == Some(version)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never all ran Raft protocol {version}: {seen:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until the load made `more` signatures and key generations past
 /// `since`; fails with the nodes' logs after a minute.
 async fn wait_for_progress(cluster: &Cluster, load: &Load, since: (u64, usize), what: &str) {
@@ -244,6 +277,16 @@ async fn roll(
         // is ready (in touch with the leader and caught up with it).
         wait_healthy(cluster, i, health[usize::try_from(i - 1).expect("small")]).await;
         wait_for_progress(cluster, load, before, &format!("after node {i}'s restart")).await;
+        if new_bin.is_some() && i != leader {
+            // A member of the earlier build remains (the leader, last):
+            // the cluster keeps the rules that build follows.
+            let addr = health[usize::try_from(i - 1).expect("small")];
+            assert_eq!(
+                raft_protocol(addr).await,
+                Some(1),
+                "node {i}, upgraded while a member of the earlier build remains"
+            );
+        }
         println!(
             "node {i} restarted (leader was {leader}, now {}) in {:?}",
             cluster.leader().await,
@@ -353,6 +396,38 @@ async fn a_rolling_upgrade_from_an_earlier_build_fails_no_call() {
         before, after,
         "the same key and message sign alike after the upgrade"
     );
+    // Every member speaks this build's Raft protocol now: the leader
+    // raises the cluster's.
+    wait_for_protocol(&cluster, &health, 2).await;
+    // Going back to the earlier build on one member is refused: it cannot
+    // read a state recorded under protocol 2, and stops instead of
+    // serving; this build takes it back.
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    assert!(cluster.stop(follower).success());
+    cluster.set_node_bin(follower, &old_node);
+    cluster.start_node(follower);
+    let exited = cluster.wait_exit(follower, Duration::from_secs(30));
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "the earlier build ran on a store of Raft protocol 2 ({exited:?}):\n{}",
+        cluster.log_tail(follower)
+    );
+    // It cannot even read the record of the version (builds before
+    // versioning know no such record).
+    assert!(
+        cluster.log_tail(follower).contains("does not decode"),
+        "{}",
+        cluster.log_tail(follower)
+    );
+    cluster.set_node_bin(follower, &this_build());
+    cluster.start_node(follower);
+    wait_healthy(
+        &cluster,
+        follower,
+        health[usize::try_from(follower - 1).expect("small")],
+    )
+    .await;
     // The earlier `hsm` (an application not upgraded yet) against the
     // upgraded cluster.
     let hsm = Hsm {

@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 
 use hsm_node::transport::{
-    client_endpoint, client_tls, node_client_tls, peer_is_cluster_member, read_frame,
-    server_endpoint, server_tls, write_frame, ClusterCa, FrameError, NodeCert, ALPN_CLIENT,
-    SERVER_NAME,
+    client_endpoint, client_tls, negotiated, node_client_tls, peer_is_cluster_member, read_frame,
+    server_endpoint, server_tls, write_frame, ClusterCa, FrameError, NodeCert, Speaks, SERVER_NAME,
 };
 use hsm_proto::NodeId;
 
@@ -36,11 +35,7 @@ fn echo_server(ca: &ClusterCa, cert: &NodeCert) -> Server {
         while let Some(incoming) = endpoint.accept().await {
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
-                let alpn = conn
-                    .handshake_data()
-                    .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-                    .and_then(|d| d.protocol);
-                let is_client = alpn.as_deref() == Some(ALPN_CLIENT);
+                let is_client = matches!(negotiated(&conn), Some(Speaks::Client(_)));
                 if !is_client && !peer_is_cluster_member(&conn) {
                     conn.close(1u32.into(), b"not a cluster member");
                     return;

@@ -843,10 +843,14 @@ impl From<Rejection> for ClientError {
         use Rejection as R;
         let kind = match &r {
             R::RoleDenied { .. }
+            | R::Denied { .. }
             | R::NotOwner { .. }
+            | R::OwnerOnly { .. }
             | R::CannotDeleteSelf
             | R::CurrentPasswordNeeded => ErrorKind::PermissionDenied,
-            R::UnknownActor(_) => ErrorKind::Unauthenticated,
+            R::UnknownActor(_) | R::NoSuchActor(_) | R::OperatorOnlyUnlocks(_) => {
+                ErrorKind::Unauthenticated
+            }
             R::Locked(_) => ErrorKind::Locked,
             R::NotActivated => ErrorKind::NotActivated,
             R::UserNotFound(_) | R::KeyNotFound(_) | R::NodeNotFound(_) => ErrorKind::NotFound,
@@ -863,6 +867,9 @@ impl From<Rejection> for ClientError {
             | R::InvalidShare(..)
             | R::AttributeRatchet(_)
             | R::Membership(_)
+            | R::KeyInvalid(_)
+            | R::ShareRefused(..)
+            | R::MembershipRefused(_)
             | R::InvalidPasswordHash => ErrorKind::InvalidInput,
             R::KeyPolicy(p) => p.kind(),
             R::DomainKey(
@@ -874,7 +881,10 @@ impl From<Rejection> for ClientError {
             R::NotInitialized | R::ChainMismatch | R::LoginsInProgress(_) | R::LoginExpired(_) => {
                 ErrorKind::Unavailable
             }
-            R::BadSignature(_) | R::UnknownSigner(_) | R::AlreadyInitialized => ErrorKind::Internal,
+            R::BadSignature(_)
+            | R::UnknownSigner(_)
+            | R::AlreadyInitialized
+            | R::ProtocolNotRaised { .. } => ErrorKind::Internal,
         };
         ClientError::new(kind, r.to_string())
     }

@@ -283,6 +283,14 @@ pub enum EventBody {
         /// The reserved check of the current password.
         reservation: RequestId,
     },
+    /// The cluster runs Raft protocol `version` from this event on (the
+    /// leader raises it once every member speaks it). From Raft protocol
+    /// 2 on; a build that does not speak `version` stops before applying
+    /// it (`hsm_state::protocol`).
+    ProtocolRaised {
+        /// The new version.
+        version: crate::protocol::Version,
+    },
 }
 
 /// A session ended before its expiry (a logout), remembered until then.
@@ -320,6 +328,7 @@ impl EventBody {
             EventBody::DomainKeyRetired { .. } => "domain-key-retired",
             EventBody::SessionsEnded { .. } => "sessions-ended",
             EventBody::OwnPasswordChanged { .. } => "own-password-changed",
+            EventBody::ProtocolRaised { .. } => "protocol-raised",
         }
     }
 }
@@ -378,6 +387,7 @@ impl fmt::Debug for EventBody {
                 .field("generation", generation)
                 .field("keys", &keys.iter().map(|k| k.key).collect::<Vec<_>>()),
             EventBody::DomainKeyRetired { generation } => d.field("generation", generation),
+            EventBody::ProtocolRaised { version } => d.field("version", version),
             EventBody::SessionsEnded { username, token } => {
                 d.field("username", username).field("all", &token.is_none())
             }

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod action;
 mod backup;
 pub mod client;
 pub mod codec;
@@ -18,9 +19,11 @@ mod event;
 mod ids;
 mod key;
 pub mod mechanism;
+pub mod protocol;
 mod rejection;
 mod user;
 
+pub use action::{Action, Attempt, KeyChange};
 pub use backup::{
     BackupId, BackupInfo, BackupList, BackupVerified, ParseBackupIdError, UnreadableBackup,
 };
@@ -33,5 +36,7 @@ pub use key::{
     CarriedAttributes, KeyAttribute, KeyAttributes, KeyFlag, KeyOrigin, KeyProvenance, KeySpec,
     MAX_CERTIFICATE_LEN, MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN, MAX_LABEL_LEN,
 };
-pub use rejection::{DomainKeyError, KeyPolicyError, Rejection};
+pub use rejection::{
+    DomainKeyError, KeyDefect, KeyPolicyError, MembershipDefect, Rejection, ShareDefect,
+};
 pub use user::Role;

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{KeyFlag, KeyId, KeySpec, NodeId, Role, Username};
+use crate::protocol::Version;
+use crate::{Actor, Attempt, KeyChange, KeyFlag, KeyId, KeySpec, NodeId, Role, Username};
 
 /// The typed reason a state machine refused an event. A refused event changes
 /// nothing; every replica refuses it for the same reason.
@@ -127,6 +128,166 @@ pub enum Rejection {
     /// ([`EventBody::OwnPasswordChanged`](crate::EventBody::OwnPasswordChanged)).
     #[error("changing one's own password needs the current password (change-own-password)")]
     CurrentPasswordNeeded,
+    // Typed reasons, recorded from Raft protocol 2 on. The worded variants
+    // above (UnknownActor, RoleDenied, NotOwner, InvalidKey, InvalidShare,
+    // Membership) are what protocol 1 records, so they stay for records
+    // and backups of that version ([`Rejection::as_of`]).
+    /// The actor is not a user or member of this cluster, or may not act
+    /// as it does.
+    #[error("unknown actor {0}")]
+    NoSuchActor(Actor),
+    /// The operator of a member's host may only unlock users.
+    #[error("{} may only unlock users", Actor::Operator(*.0))]
+    OperatorOnlyUnlocks(NodeId),
+    /// The actor's role does not allow this.
+    #[error("role {role} may not {}", .attempt.as_str())]
+    Denied {
+        /// The actor's role.
+        role: Role,
+        /// What it tried.
+        attempt: Attempt,
+    },
+    /// Only the key's owner may do this.
+    #[error("only the owner of key {key} may {}", .change.as_str())]
+    OwnerOnly {
+        /// The key.
+        key: KeyId,
+        /// What was tried.
+        change: KeyChange,
+    },
+    /// The key's material, public key, label or certificate is wrong.
+    #[error("invalid key: {0}")]
+    KeyInvalid(KeyDefect),
+    /// Shares go to other crypto users, once.
+    #[error("cannot share a key with {0}: {1}")]
+    ShareRefused(Username, ShareDefect),
+    /// Cluster size, distinct member keys, removals.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(MembershipDefect),
+    /// A protocol raise must name a version above the cluster's.
+    #[error("the cluster runs Raft protocol {current}; it cannot be raised to {asked}")]
+    ProtocolNotRaised {
+        /// The version the cluster runs.
+        current: Version,
+        /// The version the event named.
+        asked: Version,
+    },
+}
+
+impl Rejection {
+    /// The rejection as Raft protocol `version` records it: from version 2
+    /// on, itself; in version 1, the typed reasons that version recorded
+    /// in words become those words (the same words, letter for letter, so
+    /// replicas of builds before and after typing agree on every record
+    /// and digest while the cluster runs version 1).
+    #[must_use]
+    pub fn as_of(self, version: Version) -> Rejection {
+        if version >= 2 {
+            return self;
+        }
+        match self {
+            Rejection::NoSuchActor(actor) => Rejection::UnknownActor(actor.to_string()),
+            Rejection::OperatorOnlyUnlocks(node) => {
+                Rejection::UnknownActor(format!("{} may only unlock users", Actor::Operator(node)))
+            }
+            Rejection::Denied { role, attempt } => Rejection::RoleDenied {
+                role,
+                action: attempt.as_str().into(),
+            },
+            Rejection::OwnerOnly { key, change } => Rejection::NotOwner {
+                key,
+                action: change.as_str().into(),
+            },
+            Rejection::KeyInvalid(d) => Rejection::InvalidKey(d.to_string()),
+            Rejection::ShareRefused(user, d) => Rejection::InvalidShare(user, d.to_string()),
+            Rejection::MembershipRefused(d) => Rejection::Membership(d.to_string()),
+            other => other,
+        }
+    }
+}
+
+/// What is wrong with a key an event records. The words are frozen:
+/// protocol 1 records carry them ([`Rejection::as_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum KeyDefect {
+    /// Re-wrapped material that is empty or too large.
+    #[error("key material size")]
+    MaterialSize,
+    /// New material larger than a key blob may be.
+    #[error("key material too large")]
+    MaterialTooLarge,
+    /// No material.
+    #[error("no key material")]
+    NoMaterial,
+    /// A pair without a public key, or a secret key with one.
+    #[error("a public key is required for key pairs and only for them")]
+    PublicKeyMismatch,
+    /// A label or id attribute over its limit.
+    #[error("label or id attribute too long")]
+    AttributeTooLong,
+    /// A certificate on a key that is not a pair.
+    #[error("only a key pair has a certificate")]
+    CertificateWithoutPair,
+    /// A certificate over its limit.
+    #[error("certificate too long")]
+    CertificateTooLong,
+}
+
+/// Why a key cannot be shared with, or unshared from, a user. The words
+/// are frozen: protocol 1 records carry them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ShareDefect {
+    /// Keys are shared with crypto users only.
+    #[error("not a crypto user")]
+    NotCryptoUser,
+    /// The user owns the key.
+    #[error("owner of the key")]
+    Owner,
+    /// Shared with the user already.
+    #[error("already shared")]
+    AlreadyShared,
+    /// Not shared with the user.
+    #[error("not shared")]
+    NotShared,
+}
+
+/// Why a membership change is refused. The words are frozen: protocol 1
+/// records carry them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MembershipDefect {
+    /// More founding members than a cluster may have.
+    #[error("a cluster has at most {max} members")]
+    TooManyFounders {
+        /// The most members a cluster may have.
+        max: usize,
+    },
+    /// Two founders share an id, a signing key or a TLS key.
+    #[error("founding members need distinct ids, signing keys and TLS keys")]
+    FoundersNotDistinct,
+    /// The id was a removed member's.
+    #[error("node id {0} belonged to a removed member; ids are never reused")]
+    IdReused(NodeId),
+    /// The cluster is full.
+    #[error("the cluster has {max} members already")]
+    Full {
+        /// The most members a cluster may have.
+        max: usize,
+    },
+    /// Another member has that signing key.
+    #[error("signing key already used by a member")]
+    SigningKeyInUse,
+    /// Another member has that TLS key.
+    #[error("TLS key already used by a member")]
+    TlsKeyInUse,
+    /// A member signing its own removal.
+    #[error("a node cannot sign its own removal; move leadership first")]
+    OwnRemoval,
+    /// The last member.
+    #[error("cannot remove the last member")]
+    LastMember,
+    /// An X25519 key nothing could be sealed to.
+    #[error("node {0}'s agreement key is a low-order point: nothing could be sealed to it")]
+    LowOrderAgreementKey(NodeId),
 }
 
 /// Why a domain key rotation step was refused. Typed, so every replica and
@@ -265,5 +426,187 @@ fn use_name(flag: KeyFlag) -> &'static str {
         KeyFlag::Derive => "key derivation",
         KeyFlag::Extractable => "export",
         KeyFlag::Sensitive | KeyFlag::Trusted | KeyFlag::WrapWithTrusted => flag.name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Action;
+
+    fn user(name: &str) -> Username {
+        Username::new(name).expect("valid name")
+    }
+
+    /// Every typed reason, as protocol 1 records it: the very words the
+    /// builds before typing wrote (copied from them). A replica of such a
+    /// build must compute the same records and digest, so none of these
+    /// may ever change.
+    #[test]
+    fn protocol_1_records_typed_reasons_in_the_words_it_always_did() {
+        let worded = |r: Rejection| r.as_of(1);
+        assert_eq!(
+            worded(Rejection::NoSuchActor(Actor::User(user("mallory")))),
+            Rejection::UnknownActor("user mallory".into())
+        );
+        assert_eq!(
+            worded(Rejection::NoSuchActor(Actor::Node(NodeId(4)))),
+            Rejection::UnknownActor("node n4".into())
+        );
+        assert_eq!(
+            worded(Rejection::OperatorOnlyUnlocks(NodeId(2))),
+            Rejection::UnknownActor("the operator of node n2 may only unlock users".into())
+        );
+        let denied = |attempt| match worded(Rejection::Denied {
+            role: Role::Cu,
+            attempt,
+        }) {
+            Rejection::RoleDenied {
+                role: Role::Cu,
+                action,
+            } => action,
+            other => panic!("{other:?}"),
+        };
+        let actions = [
+            (Action::ReadClusterInfo, "read cluster info"),
+            (Action::ChangeOwnPassword, "change its own password"),
+            (Action::EndOwnSessions, "end its own sessions"),
+            (Action::ListUsers, "list users"),
+            (Action::CreateUser, "create users"),
+            (Action::DeleteUser, "delete users"),
+            (Action::ChangeOtherPassword, "change other users' passwords"),
+            (Action::UnlockUser, "unlock users"),
+            (Action::SetTrusted, "set the trusted attribute"),
+            (Action::AddNode, "add nodes"),
+            (Action::RemoveNode, "remove nodes"),
+            (Action::RotateDomainKey, "rotate the domain key"),
+            (Action::CloneToNode, "clone to nodes"),
+            (Action::ListKeys, "list keys"),
+            (Action::CreateKey, "create keys"),
+            (Action::UseKey, "use keys"),
+            (Action::ManageKey, "manage keys"),
+            (Action::KeylessCrypto, "use crypto"),
+            (Action::ManageBackups, "manage backups"),
+        ];
+        assert_eq!(actions.len(), Action::ALL.len());
+        for (action, words) in actions {
+            assert_eq!(denied(Attempt::Action(action)), words);
+        }
+        assert_eq!(
+            denied(Attempt::EndOtherSessions),
+            "end another user's sessions"
+        );
+        assert_eq!(
+            denied(Attempt::ChangeOtherPasswordAsOwn),
+            "change another user's password as its own"
+        );
+        assert_eq!(denied(Attempt::UnlockSelf), "unlock itself");
+        for (change, words) in [
+            (KeyChange::Share, "share"),
+            (KeyChange::Unshare, "unshare"),
+            (KeyChange::Wrap, "wrap it"),
+            (KeyChange::Delete, "delete it"),
+            (KeyChange::SetAttributes, "set its attributes"),
+        ] {
+            assert_eq!(
+                worded(Rejection::OwnerOnly {
+                    key: KeyId(9),
+                    change
+                }),
+                Rejection::NotOwner {
+                    key: KeyId(9),
+                    action: words.into()
+                }
+            );
+        }
+        for (defect, words) in [
+            (KeyDefect::MaterialSize, "key material size"),
+            (KeyDefect::MaterialTooLarge, "key material too large"),
+            (KeyDefect::NoMaterial, "no key material"),
+            (
+                KeyDefect::PublicKeyMismatch,
+                "a public key is required for key pairs and only for them",
+            ),
+            (
+                KeyDefect::AttributeTooLong,
+                "label or id attribute too long",
+            ),
+            (
+                KeyDefect::CertificateWithoutPair,
+                "only a key pair has a certificate",
+            ),
+            (KeyDefect::CertificateTooLong, "certificate too long"),
+        ] {
+            assert_eq!(
+                worded(Rejection::KeyInvalid(defect)),
+                Rejection::InvalidKey(words.into())
+            );
+        }
+        for (defect, words) in [
+            (ShareDefect::NotCryptoUser, "not a crypto user"),
+            (ShareDefect::Owner, "owner of the key"),
+            (ShareDefect::AlreadyShared, "already shared"),
+            (ShareDefect::NotShared, "not shared"),
+        ] {
+            assert_eq!(
+                worded(Rejection::ShareRefused(user("bob"), defect)),
+                Rejection::InvalidShare(user("bob"), words.into())
+            );
+        }
+        for (defect, words) in [
+            (
+                MembershipDefect::TooManyFounders { max: 28 },
+                "a cluster has at most 28 members",
+            ),
+            (
+                MembershipDefect::FoundersNotDistinct,
+                "founding members need distinct ids, signing keys and TLS keys",
+            ),
+            (
+                MembershipDefect::IdReused(NodeId(3)),
+                "node id n3 belonged to a removed member; ids are never reused",
+            ),
+            (
+                MembershipDefect::Full { max: 28 },
+                "the cluster has 28 members already",
+            ),
+            (
+                MembershipDefect::SigningKeyInUse,
+                "signing key already used by a member",
+            ),
+            (
+                MembershipDefect::TlsKeyInUse,
+                "TLS key already used by a member",
+            ),
+            (
+                MembershipDefect::OwnRemoval,
+                "a node cannot sign its own removal; move leadership first",
+            ),
+            (
+                MembershipDefect::LastMember,
+                "cannot remove the last member",
+            ),
+            (
+                MembershipDefect::LowOrderAgreementKey(NodeId(5)),
+                "node n5's agreement key is a low-order point: nothing could be sealed to it",
+            ),
+        ] {
+            assert_eq!(
+                worded(Rejection::MembershipRefused(defect)),
+                Rejection::Membership(words.into())
+            );
+        }
+    }
+
+    #[test]
+    fn from_protocol_2_on_a_typed_reason_stays_typed_and_reads_the_same() {
+        let typed = Rejection::OwnerOnly {
+            key: KeyId(9),
+            change: KeyChange::Wrap,
+        };
+        assert_eq!(typed.clone().as_of(2), typed);
+        assert_eq!(typed.to_string(), typed.clone().as_of(1).to_string());
+        let other = Rejection::KeyNotFound(KeyId(1));
+        assert_eq!(other.clone().as_of(1), other);
     }
 }

@@ -68,6 +68,11 @@ pub enum StoreError {
     /// The thread that syncs the log could not be started.
     #[error("cannot start the log sync thread: {0}")]
     Thread(std::io::Error),
+    /// The cluster runs a Raft protocol version this build does not speak
+    /// (a store, snapshot or entry from a newer build): the node stops
+    /// rather than apply rules it does not know.
+    #[error(transparent)]
+    Unspoken(#[from] hsm_state::protocol::Unspoken),
     /// An earlier write failed; the store refuses all further work until the
     /// node restarts and re-verifies its data.
     #[error("store is poisoned by an earlier failed write; restart the node")]

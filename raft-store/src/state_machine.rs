@@ -127,6 +127,7 @@ impl StateMachineStore {
         })?;
         let state =
             State::from_entities(entities).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+        hsm_state::protocol::check_state(&state)?;
         let applied: Option<Option<LogId<NodeId>>> =
             db.get(cf::SM_META, APPLIED, || "applied".into())?;
         let membership: Option<Membership> =
@@ -409,6 +410,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // entry durably, and a state that lost its last applies to a crash
         // is behind the log, which Raft applies again at start
         // (`tests/durability.rs`).
+        // A raise to a Raft protocol version this build does not speak
+        // stops the node before anything of the batch applies: the members
+        // that speak it apply it, and this replica must not go on under
+        // rules it does not know.
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        for entry in &entries {
+            if let EntryPayload::Normal(batch) = &entry.payload {
+                for signed in &batch.events {
+                    hsm_state::protocol::check_event(&signed.event.body).map_err(|e| {
+                        StoreError::from(e).into_raft(ErrorSubject::StateMachine, ErrorVerb::Write)
+                    })?;
+                }
+            }
+        }
         let (index, responses) = {
             let mut guard = self.write_guard();
             let applied = &mut *guard;
@@ -475,6 +490,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         let data = snapshot.into_inner();
         let state = snapshot_format::decode(&data).map_err(fail)?;
+        hsm_state::protocol::check_state(&state).map_err(|e| fail(e.into()))?;
         let _snapshot_guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut guard = self.write_guard();
         let mut b = self.db.batch();

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 
 use hsm_proto::{
-    Actor, BatchSeal, EventBody, EventHash, KeyAttribute, KeyFlag, KeyId, KeyOrigin, NodeId,
-    NodeRecord, Rejection, RequestId, Role, SignedEvent, Username, MAX_KEY_BLOB_LEN,
+    Actor, Attempt, BatchSeal, EventBody, EventHash, KeyAttribute, KeyChange, KeyDefect, KeyFlag,
+    KeyId, KeyOrigin, MembershipDefect, NodeId, NodeRecord, Rejection, RequestId, Role,
+    ShareDefect, SignedEvent, Username, MAX_KEY_BLOB_LEN,
 };
 
 use crate::authz::{self, Action};
@@ -112,6 +113,8 @@ impl State {
             };
         }
 
+        // The rules of the version the cluster ran when the event came.
+        let protocol = self.protocol();
         let mut tx = Tx {
             state: self,
             changed: &mut changed,
@@ -119,7 +122,9 @@ impl State {
             signer: signed.signer,
             request_id,
         };
-        let result = tx.rules(&signed.event.actor, &signed.event.body);
+        let result = tx
+            .rules(&signed.event.actor, &signed.event.body)
+            .map_err(|r| r.as_of(protocol));
         if !result.as_ref().is_err_and(is_transient) {
             self.remember(request_id, fingerprint, result.clone(), &mut changed);
         }
@@ -313,15 +318,15 @@ impl Tx<'_> {
                     return Err(Rejection::AlreadyInitialized);
                 }
                 if *actor != Actor::Node(first_node.id) {
-                    return Err(Rejection::UnknownActor(actor.to_string()));
+                    return Err(Rejection::NoSuchActor(actor.clone()));
                 }
                 check_password_hash(admin_password_hash)?;
                 let founders: Vec<&NodeRecord> =
                     std::iter::once(first_node).chain(other_nodes).collect();
                 if founders.len() > MAX_NODES {
-                    return Err(Rejection::Membership(format!(
-                        "a cluster has at most {MAX_NODES} members"
-                    )));
+                    return Err(Rejection::MembershipRefused(
+                        MembershipDefect::TooManyFounders { max: MAX_NODES },
+                    ));
                 }
                 let ids: BTreeSet<NodeId> = founders.iter().map(|n| n.id).collect();
                 let keys: BTreeSet<[u8; 32]> = founders.iter().map(|n| n.signing_key).collect();
@@ -333,8 +338,8 @@ impl Tx<'_> {
                     || keys.len() != founders.len()
                     || pins.len() != founders.len()
                 {
-                    return Err(Rejection::Membership(
-                        "founding members need distinct ids, signing keys and TLS keys".into(),
+                    return Err(Rejection::MembershipRefused(
+                        MembershipDefect::FoundersNotDistinct,
                     ));
                 }
                 for node in other_nodes {
@@ -454,7 +459,7 @@ impl Tx<'_> {
                 for k in keys {
                     if k.wrapped_material.is_empty() || k.wrapped_material.len() > MAX_KEY_BLOB_LEN
                     {
-                        return Err(Rejection::InvalidKey("key material size".into()));
+                        return Err(Rejection::KeyInvalid(KeyDefect::MaterialSize));
                     }
                 }
                 // Keys deleted meanwhile, or already re-wrapped by an
@@ -483,6 +488,22 @@ impl Tx<'_> {
                 });
                 Ok(())
             }
+            EventBody::ProtocolRaised { version } => {
+                // The leader raises it once every member speaks `version`;
+                // a replica whose build does not stops before this event
+                // (`crate::protocol::check_event`).
+                self.node_actor(actor)?;
+                let current = self.state.protocol();
+                if *version <= current {
+                    return Err(Rejection::ProtocolNotRaised {
+                        current,
+                        asked: *version,
+                    });
+                }
+                self.state.protocol = Some(*version);
+                self.changed.insert(EntityKey::Protocol);
+                Ok(())
+            }
             _ => {
                 let (name, role) = self.user_actor(actor)?;
                 self.user_rules(&name, role, body)
@@ -499,13 +520,11 @@ impl Tx<'_> {
     fn operator_rules(&mut self, node: NodeId, body: &EventBody) -> Rule {
         let actor = Actor::Operator(node);
         if !self.state.nodes.contains_key(&node) {
-            return Err(Rejection::UnknownActor(actor.to_string()));
+            return Err(Rejection::NoSuchActor(actor.clone()));
         }
         match body {
             EventBody::UserUnlocked { username } => self.unlock(username),
-            _ => Err(Rejection::UnknownActor(format!(
-                "{actor} may only unlock users"
-            ))),
+            _ => Err(Rejection::OperatorOnlyUnlocks(node)),
         }
     }
 
@@ -569,9 +588,9 @@ impl Tx<'_> {
                 // Only one's own: an officer ends others' sessions by
                 // changing their password, or deleting or locking them.
                 if username != me {
-                    return Err(Rejection::RoleDenied {
+                    return Err(Rejection::Denied {
                         role,
-                        action: "end another user's sessions".into(),
+                        attempt: Attempt::EndOtherSessions,
                     });
                 }
                 allow(role, Action::EndOwnSessions)?;
@@ -647,9 +666,9 @@ impl Tx<'_> {
                 reservation,
             } => {
                 if username != me {
-                    return Err(Rejection::RoleDenied {
+                    return Err(Rejection::Denied {
                         role,
-                        action: "change another user's password as its own".into(),
+                        attempt: Attempt::ChangeOtherPasswordAsOwn,
                     });
                 }
                 allow(role, Action::ChangeOwnPassword)?;
@@ -686,15 +705,13 @@ impl Tx<'_> {
                 policy::check_new_key(*spec, attributes, provenance)?;
                 if wrapped_material.len() > MAX_KEY_BLOB_LEN || public_key.len() > MAX_KEY_BLOB_LEN
                 {
-                    return Err(Rejection::InvalidKey("key material too large".into()));
+                    return Err(Rejection::KeyInvalid(KeyDefect::MaterialTooLarge));
                 }
                 if wrapped_material.is_empty() {
-                    return Err(Rejection::InvalidKey("no key material".into()));
+                    return Err(Rejection::KeyInvalid(KeyDefect::NoMaterial));
                 }
                 if spec.is_asymmetric() == public_key.is_empty() {
-                    return Err(Rejection::InvalidKey(
-                        "a public key is required for key pairs and only for them".into(),
-                    ));
+                    return Err(Rejection::KeyInvalid(KeyDefect::PublicKeyMismatch));
                 }
                 if *unique_label
                     && self
@@ -725,30 +742,38 @@ impl Tx<'_> {
             EventBody::KeyShared { key, with } | EventBody::KeyUnshared { key, with } => {
                 let share = matches!(body, EventBody::KeyShared { .. });
                 allow(role, Action::ManageKey)?;
-                let k = self.managed_key(me, *key, if share { "share" } else { "unshare" })?;
+                let k = self.managed_key(
+                    me,
+                    *key,
+                    if share {
+                        KeyChange::Share
+                    } else {
+                        KeyChange::Unshare
+                    },
+                )?;
                 let is_shared = k.shared_with.contains(with);
                 if share {
                     let target = self.existing_user(with)?;
                     if target.role != Role::Cu {
-                        return Err(Rejection::InvalidShare(
+                        return Err(Rejection::ShareRefused(
                             with.clone(),
-                            "not a crypto user".into(),
+                            ShareDefect::NotCryptoUser,
                         ));
                     }
                     if with == me {
-                        return Err(Rejection::InvalidShare(
-                            with.clone(),
-                            "owner of the key".into(),
-                        ));
+                        return Err(Rejection::ShareRefused(with.clone(), ShareDefect::Owner));
                     }
                     if is_shared {
-                        return Err(Rejection::InvalidShare(
+                        return Err(Rejection::ShareRefused(
                             with.clone(),
-                            "already shared".into(),
+                            ShareDefect::AlreadyShared,
                         ));
                     }
                 } else if !is_shared {
-                    return Err(Rejection::InvalidShare(with.clone(), "not shared".into()));
+                    return Err(Rejection::ShareRefused(
+                        with.clone(),
+                        ShareDefect::NotShared,
+                    ));
                 }
                 self.update_key(*key, |k| {
                     if share {
@@ -764,7 +789,7 @@ impl Tx<'_> {
             }
             EventBody::KeyWrappedOut { key } => {
                 allow(role, Action::ManageKey)?;
-                self.managed_key(me, *key, "wrap it")?;
+                self.managed_key(me, *key, KeyChange::Wrap)?;
                 self.update_key(*key, |k| {
                     k.provenance.local = false;
                     k.provenance.always_sensitive = false;
@@ -773,7 +798,7 @@ impl Tx<'_> {
             }
             EventBody::KeyDeleted { key } => {
                 allow(role, Action::ManageKey)?;
-                let k = self.managed_key(me, *key, "delete it")?.clone();
+                let k = self.managed_key(me, *key, KeyChange::Delete)?.clone();
                 self.state.unindex_key(&k);
                 self.state.keys.remove(key);
                 self.changed.insert(EntityKey::Key(*key));
@@ -791,15 +816,14 @@ impl Tx<'_> {
                     .as_ref()
                     .is_some_and(|c| c.retired_nodes.contains(&node.id));
                 if retired {
-                    return Err(Rejection::Membership(format!(
-                        "node id {} belonged to a removed member; ids are never reused",
-                        node.id
+                    return Err(Rejection::MembershipRefused(MembershipDefect::IdReused(
+                        node.id,
                     )));
                 }
                 if self.state.nodes.len() >= MAX_NODES {
-                    return Err(Rejection::Membership(
-                        "the cluster has 28 members already".into(),
-                    ));
+                    return Err(Rejection::MembershipRefused(MembershipDefect::Full {
+                        max: MAX_NODES,
+                    }));
                 }
                 check_agreement_key(node)?;
                 if self
@@ -808,8 +832,8 @@ impl Tx<'_> {
                     .values()
                     .any(|n| n.signing_key == node.signing_key)
                 {
-                    return Err(Rejection::Membership(
-                        "signing key already used by a member".into(),
+                    return Err(Rejection::MembershipRefused(
+                        MembershipDefect::SigningKeyInUse,
                     ));
                 }
                 if self
@@ -818,9 +842,7 @@ impl Tx<'_> {
                     .values()
                     .any(|n| n.transport_key == node.transport_key)
                 {
-                    return Err(Rejection::Membership(
-                        "TLS key already used by a member".into(),
-                    ));
+                    return Err(Rejection::MembershipRefused(MembershipDefect::TlsKeyInUse));
                 }
                 self.put_node(node.clone());
                 Ok(())
@@ -833,14 +855,10 @@ impl Tx<'_> {
                 if *node == self.signer {
                     // Its own pipelined events after this one would no
                     // longer verify and would break the chain for good.
-                    return Err(Rejection::Membership(
-                        "a node cannot sign its own removal; move leadership first".into(),
-                    ));
+                    return Err(Rejection::MembershipRefused(MembershipDefect::OwnRemoval));
                 }
                 if self.state.nodes.len() == 1 {
-                    return Err(Rejection::Membership(
-                        "cannot remove the last member".into(),
-                    ));
+                    return Err(Rejection::MembershipRefused(MembershipDefect::LastMember));
                 }
                 let removed = self.state.nodes.remove(node);
                 self.changed.insert(EntityKey::Node(*node));
@@ -862,9 +880,11 @@ impl Tx<'_> {
             | EventBody::LoginSucceeded { .. }
             | EventBody::DomainKeyRotated { .. }
             | EventBody::KeyMaterialRewrapped { .. }
-            | EventBody::DomainKeyRetired { .. } => {
-                // Handled in `rules` before a user actor is resolved.
-                Err(Rejection::UnknownActor(me.to_string()))
+            | EventBody::DomainKeyRetired { .. }
+            | EventBody::ProtocolRaised { .. } => {
+                // Handled in `rules` before a user actor is resolved, so
+                // never reached (and never recorded).
+                Err(Rejection::NoSuchActor(Actor::User(me.clone())))
             }
         }
     }
@@ -884,7 +904,7 @@ impl Tx<'_> {
             return Ok(());
         }
         allow(role, Action::ManageKey)?;
-        let current = self.managed_key(me, key, "set its attributes")?;
+        let current = self.managed_key(me, key, KeyChange::SetAttributes)?;
         if let KeyAttribute::Certificate(certificate) = attr {
             policy::check_certificate(current, certificate)?;
             if current.certificate != *certificate {
@@ -929,19 +949,19 @@ impl Tx<'_> {
     fn node_actor(&self, actor: &Actor) -> Rule {
         match actor {
             Actor::Node(n) if self.state.nodes.contains_key(n) => Ok(()),
-            _ => Err(Rejection::UnknownActor(actor.to_string())),
+            _ => Err(Rejection::NoSuchActor(actor.clone())),
         }
     }
 
     fn user_actor(&self, actor: &Actor) -> Result<(Username, Role), Rejection> {
         let Actor::User(name) = actor else {
-            return Err(Rejection::UnknownActor(actor.to_string()));
+            return Err(Rejection::NoSuchActor(actor.clone()));
         };
         let user = self
             .state
             .users
             .get(name)
-            .ok_or_else(|| Rejection::UnknownActor(actor.to_string()))?;
+            .ok_or_else(|| Rejection::NoSuchActor(actor.clone()))?;
         if user.is_locked() {
             return Err(Rejection::Locked(name.clone()));
         }
@@ -970,20 +990,15 @@ impl Tx<'_> {
 
     /// The key if `me` owns it. A key `me` cannot even see is "not found",
     /// so refusals do not reveal other users' keys.
-    fn managed_key(
-        &self,
-        me: &Username,
-        id: KeyId,
-        action: &'static str,
-    ) -> Result<&Key, Rejection> {
+    fn managed_key(&self, me: &Username, id: KeyId, action: KeyChange) -> Result<&Key, Rejection> {
         let key = self.existing_key(id)?;
         if !authz::can_use_key(me, key) {
             return Err(Rejection::KeyNotFound(id));
         }
         if !authz::can_manage_key(me, key) {
-            return Err(Rejection::NotOwner {
+            return Err(Rejection::OwnerOnly {
                 key: id,
-                action: action.into(),
+                change: action,
             });
         }
         Ok(key)
@@ -1136,9 +1151,9 @@ fn allow(role: Role, action: Action) -> Rule {
     if authz::permits(role, action) {
         Ok(())
     } else {
-        Err(Rejection::RoleDenied {
+        Err(Rejection::Denied {
             role,
-            action: action.as_str().into(),
+            attempt: Attempt::Action(action),
         })
     }
 }
@@ -1154,10 +1169,9 @@ fn check_agreement_key(node: &NodeRecord) -> Rule {
     if domain::is_usable_agreement_key(&node.agreement_key) {
         Ok(())
     } else {
-        Err(Rejection::Membership(format!(
-            "node {}'s agreement key is a low-order point: nothing could be sealed to it",
-            node.id
-        )))
+        Err(Rejection::MembershipRefused(
+            MembershipDefect::LowOrderAgreementKey(node.id),
+        ))
     }
 }
 

@@ -4,105 +4,10 @@
 //! replica) and [`State::apply`](crate::State::apply) (re-checking every
 //! write on every replica) use these functions, so there is one table.
 
-use hsm_proto::{ClusterId, NodeId, Rejection, Role, Username};
+pub use hsm_proto::Action;
+use hsm_proto::{Attempt, ClusterId, NodeId, Rejection, Role, Username};
 
 use crate::records::Key;
-
-/// Everything a user can ask of the cluster, at the granularity the role
-/// table distinguishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Action {
-    /// Read members, leader, zones and health.
-    ReadClusterInfo,
-    /// Change one's own password.
-    ChangeOwnPassword,
-    /// End one's own sessions (log out).
-    EndOwnSessions,
-    /// List users.
-    ListUsers,
-    /// Create a user.
-    CreateUser,
-    /// Delete a user.
-    DeleteUser,
-    /// Change another user's password.
-    ChangeOtherPassword,
-    /// Unlock a locked user.
-    UnlockUser,
-    /// Set or clear the `trusted` attribute of any key.
-    SetTrusted,
-    /// Approve a new member node.
-    AddNode,
-    /// Remove a member node.
-    RemoveNode,
-    /// Replace the domain key with a new generation.
-    RotateDomainKey,
-    /// Clone or synchronise the domain key to an approved node.
-    CloneToNode,
-    /// List keys visible to the caller.
-    ListKeys,
-    /// Generate, import or unwrap a key.
-    CreateKey,
-    /// Use a key: encrypt, decrypt, sign, verify, derive, unwrap with it,
-    /// export its public half.
-    UseKey,
-    /// Owner-only key management: share, unshare, set attributes, wrap
-    /// (export), delete.
-    ManageKey,
-    /// Random bytes and digests, which touch no key.
-    KeylessCrypto,
-    /// Take, list, check, delete and mark backups.
-    ManageBackups,
-}
-
-impl Action {
-    /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 19] = [
-        Action::ReadClusterInfo,
-        Action::ChangeOwnPassword,
-        Action::EndOwnSessions,
-        Action::ListUsers,
-        Action::CreateUser,
-        Action::DeleteUser,
-        Action::ChangeOtherPassword,
-        Action::UnlockUser,
-        Action::SetTrusted,
-        Action::AddNode,
-        Action::RemoveNode,
-        Action::RotateDomainKey,
-        Action::CloneToNode,
-        Action::ListKeys,
-        Action::CreateKey,
-        Action::UseKey,
-        Action::ManageKey,
-        Action::KeylessCrypto,
-        Action::ManageBackups,
-    ];
-
-    /// Lowercase description, used in rejections.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::ReadClusterInfo => "read cluster info",
-            Action::ChangeOwnPassword => "change its own password",
-            Action::EndOwnSessions => "end its own sessions",
-            Action::ListUsers => "list users",
-            Action::CreateUser => "create users",
-            Action::DeleteUser => "delete users",
-            Action::ChangeOtherPassword => "change other users' passwords",
-            Action::UnlockUser => "unlock users",
-            Action::SetTrusted => "set the trusted attribute",
-            Action::AddNode => "add nodes",
-            Action::RemoveNode => "remove nodes",
-            Action::RotateDomainKey => "rotate the domain key",
-            Action::CloneToNode => "clone to nodes",
-            Action::ListKeys => "list keys",
-            Action::CreateKey => "create keys",
-            Action::UseKey => "use keys",
-            Action::ManageKey => "manage keys",
-            Action::KeylessCrypto => "use crypto",
-            Action::ManageBackups => "manage backups",
-        }
-    }
-}
 
 /// The role table. Every role may read cluster info, change its own
 /// password and log out. A precrypto officer may do only that;
@@ -171,12 +76,12 @@ pub fn check_password_reset(me: &Username, target: &Username) -> Result<(), Reje
 /// between guesses at its password, and guess without end.
 ///
 /// # Errors
-/// [`Rejection::RoleDenied`] for one's own name.
+/// [`Rejection::Denied`] for one's own name.
 pub fn check_unlock(me: &Username, role: Role, target: &Username) -> Result<(), Rejection> {
     if me == target {
-        Err(Rejection::RoleDenied {
+        Err(Rejection::Denied {
             role,
-            action: "unlock itself".into(),
+            attempt: Attempt::UnlockSelf,
         })
     } else {
         Ok(())

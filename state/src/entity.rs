@@ -5,6 +5,7 @@
 //! entities at open ([`State::from_entities`](crate::State::from_entities)).
 //! Snapshots are the same entities in key order.
 
+use hsm_proto::protocol::Version;
 use hsm_proto::{codec, KeyId, NodeId, NodeRecord, RequestId, Username};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,8 @@ pub enum EntityKey {
     Node(NodeId),
     /// A remembered write outcome.
     Request(RequestId),
+    /// The Raft protocol version the cluster runs (absent: 1).
+    Protocol,
 }
 
 impl EntityKey {
@@ -46,6 +49,9 @@ pub enum Entity {
     Node(NodeRecord),
     /// See [`RequestRecord`].
     Request(RequestRecord),
+    /// The Raft protocol version the cluster runs, once raised above 1
+    /// (`EventBody::ProtocolRaised`).
+    Protocol(Version),
 }
 
 impl Entity {
@@ -57,6 +63,7 @@ impl Entity {
             Entity::Key(k) => EntityKey::Key(k.id),
             Entity::Node(n) => EntityKey::Node(n.id),
             Entity::Request(r) => EntityKey::Request(r.request_id),
+            Entity::Protocol(_) => EntityKey::Protocol,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod authz;
 pub mod domain;
 mod entity;
 pub mod policy;
+pub mod protocol;
 mod records;
 mod restore;
 mod sign;

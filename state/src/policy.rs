@@ -37,7 +37,7 @@
 //!   came from this cluster: a symmetric wrapping key never known outside.
 
 use hsm_proto::{
-    CarriedAttributes, KeyAttribute, KeyAttributes, KeyFlag, KeyOrigin, KeyPolicyError,
+    CarriedAttributes, KeyAttribute, KeyAttributes, KeyDefect, KeyFlag, KeyOrigin, KeyPolicyError,
     KeyProvenance, KeySpec, Rejection, MAX_CERTIFICATE_LEN,
 };
 
@@ -212,9 +212,7 @@ pub fn check_new_key(
         return Err(Rejection::InvalidKeySpec);
     }
     if !attributes.is_within_limits() {
-        return Err(Rejection::InvalidKey(
-            "label or id attribute too long".into(),
-        ));
+        return Err(Rejection::KeyInvalid(KeyDefect::AttributeTooLong));
     }
     if attributes.trusted {
         return Err(Rejection::KeyPolicy(KeyPolicyError::CreatedTrusted));
@@ -261,12 +259,10 @@ pub fn check_certificate(key: &Key, certificate: &[u8]) -> Result<(), Rejection>
         )));
     }
     if !certificate.is_empty() && !key.spec.is_asymmetric() {
-        return Err(Rejection::InvalidKey(
-            "only a key pair has a certificate".into(),
-        ));
+        return Err(Rejection::KeyInvalid(KeyDefect::CertificateWithoutPair));
     }
     if certificate.len() > MAX_CERTIFICATE_LEN {
-        return Err(Rejection::InvalidKey("certificate too long".into()));
+        return Err(Rejection::KeyInvalid(KeyDefect::CertificateTooLong));
     }
     Ok(())
 }
@@ -306,9 +302,7 @@ pub fn changed_by_owner(key: &Key, change: &KeyAttribute) -> Result<KeyAttribute
         }
     }
     if !next.is_within_limits() {
-        return Err(Rejection::InvalidKey(
-            "label or id attribute too long".into(),
-        ));
+        return Err(Rejection::KeyInvalid(KeyDefect::AttributeTooLong));
     }
     check_public_only(key.spec, &next, &key.provenance).map_err(Rejection::KeyPolicy)?;
     check_conflicts(&next).map_err(Rejection::KeyPolicy)?;

@@ -132,6 +132,8 @@ impl State {
                 .collect(),
             keys,
             nodes: BTreeMap::from([(first, target.first_node)]),
+            // The rules the backed-up cluster ran, never older ones.
+            protocol: self.protocol,
             ..State::default()
         };
         restored.rebuild_indexes();

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
 
+use hsm_proto::protocol::Version;
 use hsm_proto::{EventHash, KeyId, NodeId, NodeRecord, Rejection, RequestId, Username};
 
 use crate::entity::{Entity, EntityKey, LoadError};
@@ -60,6 +61,8 @@ pub struct State {
     pub(crate) keys: BTreeMap<KeyId, Key>,
     pub(crate) nodes: BTreeMap<NodeId, NodeRecord>,
     pub(crate) requests: BTreeMap<RequestId, RequestRecord>,
+    /// Raised above 1 by `EventBody::ProtocolRaised`; `None` is 1.
+    pub(crate) protocol: Option<Version>,
     // Derived indexes, rebuilt on load; never stored or digested.
     pub(crate) request_order: BTreeMap<u64, RequestId>,
     pub(crate) owned: BTreeMap<Username, BTreeSet<KeyId>>,
@@ -163,8 +166,15 @@ impl State {
         State {
             meta: self.meta.clone(),
             nodes: self.nodes.clone(),
+            protocol: self.protocol,
             ..State::default()
         }
+    }
+
+    /// The Raft protocol version the cluster runs: the rules `apply`
+    /// follows and the oldest version a member must speak.
+    pub fn protocol(&self) -> Version {
+        self.protocol.unwrap_or(1)
     }
 
     /// A member by id.
@@ -190,6 +200,7 @@ impl State {
             EntityKey::Key(k) => self.keys.get(k).cloned().map(Entity::Key),
             EntityKey::Node(n) => self.nodes.get(n).cloned().map(Entity::Node),
             EntityKey::Request(r) => self.requests.get(r).cloned().map(Entity::Request),
+            EntityKey::Protocol => self.protocol.map(Entity::Protocol),
         }
     }
 
@@ -200,6 +211,7 @@ impl State {
             .chain(self.keys.values().cloned().map(Entity::Key))
             .chain(self.nodes.values().cloned().map(Entity::Node))
             .chain(self.requests.values().cloned().map(Entity::Request))
+            .chain(self.protocol.map(Entity::Protocol))
     }
 
     /// Number of entities [`State::entities`] yields.
@@ -227,6 +239,7 @@ impl State {
                 Entity::Key(k) => s.keys.insert(k.id, k).is_some(),
                 Entity::Node(n) => s.nodes.insert(n.id, n).is_some(),
                 Entity::Request(r) => s.requests.insert(r.request_id, r).is_some(),
+                Entity::Protocol(v) => s.protocol.replace(v).is_some(),
             };
             if dup {
                 return Err(LoadError::Duplicate(key));

@@ -1,5 +1,6 @@
 //! In-process fake nodes that speak the real client protocol: QUIC with TLS
-//! 1.3 under a CA generated here, ALPN `hsm-client/1`, one length-prefixed
+//! 1.3 under a CA generated here, the SDK's client protocol versions
+//! (ALPN `hsm-client/N`) unless told otherwise, one length-prefixed
 //! request and response per stream. Each node can be told to misbehave in
 //! the ways a real node or network does.
 
@@ -52,6 +53,15 @@ impl Pki {
     /// A server configuration for node `id` with SANs `hsm-node` and
     /// `n<id>.hsm-node`, and the pin of its key.
     pub fn server_config(&self, id: u64) -> (quinn::ServerConfig, [u8; 32]) {
+        self.server_config_speaking(id, hsm_client::alpn_protocols())
+    }
+
+    /// [`Pki::server_config`] offering the ALPN names `alpns` only.
+    pub fn server_config_speaking(
+        &self,
+        id: u64,
+        alpns: Vec<Vec<u8>>,
+    ) -> (quinn::ServerConfig, [u8; 32]) {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params
             .distinguished_name
@@ -82,7 +92,7 @@ impl Pki {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .expect("cert");
-        tls.alpn_protocols = vec![hsm_client::ALPN.to_vec()];
+        tls.alpn_protocols = alpns;
         let quic = QuicServerConfig::try_from(tls).expect("quic");
         (quinn::ServerConfig::with_crypto(Arc::new(quic)), pin)
     }
@@ -157,7 +167,19 @@ impl Drop for FakeNode {
 impl FakeNode {
     /// Starts node `id` in `zone` with a certificate from `pki`.
     pub fn start(pki: &Pki, id: u64, zone: &str, view: &SharedView) -> FakeNode {
-        let (server, pin) = pki.server_config(id);
+        FakeNode::start_speaking(pki, id, zone, view, hsm_client::alpn_protocols())
+    }
+
+    /// [`FakeNode::start`] for a node that offers the ALPN names `alpns`
+    /// only (another build's protocol versions).
+    pub fn start_speaking(
+        pki: &Pki,
+        id: u64,
+        zone: &str,
+        view: &SharedView,
+        alpns: Vec<Vec<u8>>,
+    ) -> FakeNode {
+        let (server, pin) = pki.server_config_speaking(id, alpns);
         let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().expect("addr"))
             .expect("endpoint");
         let addr = endpoint.local_addr().expect("local addr");

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use hsm_proto::protocol::Version;
 use hsm_proto::{codec, NodeId};
 use hsm_raft_store::TypeConfig;
 use hsm_state::authz::{self, PeerStanding};
@@ -25,7 +26,8 @@ use openraft::{BasicNode, Snapshot, Vote};
 
 use super::rpc::{RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
 use super::snapshot::SnapshotSigner;
-use crate::transport::{peer_identity, read_frame, write_frame, SERVER_NAME};
+use crate::server::{too_old, CLOSE_OLD_PROTOCOL};
+use crate::transport::{negotiated, peer_identity, read_frame, write_frame, Speaks, SERVER_NAME};
 
 /// Largest append-entries message sent with more than one entry: what
 /// every member accepts, less room for the rest of the frame.
@@ -67,6 +69,16 @@ impl QuicNetwork {
     /// every snapshot it sends carries `me`'s seal.
     pub fn act_as(&self, me: SnapshotSigner) {
         let _ = self.members.set(me);
+    }
+
+    /// The newest Raft protocol version this node and member `node` both
+    /// speak, as their live connection agreed on; `None` without one.
+    pub fn peer_protocol(&self, node: NodeId) -> Option<Version> {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        match negotiated(conns.get(&node).filter(|c| c.close_reason().is_none())?) {
+            Some(Speaks::Raft(version)) => Some(version),
+            _ => None,
+        }
     }
 
     fn peer(&self, target: NodeId, addr: &str, expect: Expect, conns: Conns) -> QuicPeer {
@@ -263,9 +275,27 @@ impl QuicPeer {
             conn.close(0u32.into(), b"not the expected member");
             return Err(CallError::Unreachable(format!("{}: {why}", self.addr)));
         }
+        if let Err(why) = self.check_protocol(&conn) {
+            tracing::warn!(target = %self.target, addr = %self.addr, %why, "refused to talk to a member that does not speak the cluster's Raft protocol");
+            conn.close(CLOSE_OLD_PROTOCOL.into(), why.as_bytes());
+            return Err(CallError::Unreachable(format!("{}: {why}", self.addr)));
+        }
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         conns.insert(self.target, conn.clone());
         Ok(conn)
+    }
+
+    /// Whether the server at the other end of `conn` speaks the Raft
+    /// protocol version the cluster runs (a node without a replica yet
+    /// takes any).
+    fn check_protocol(&self, conn: &quinn::Connection) -> Result<(), String> {
+        let Some(Speaks::Raft(version)) = negotiated(conn) else {
+            return Err("it agreed on no Raft protocol".into());
+        };
+        match self.members.get() {
+            Some(me) => too_old(version, me.sm.read(|a| a.state.protocol())),
+            None => Ok(()),
+        }
     }
 
     /// Whether the server at the other end of `conn` is the node this call

@@ -1,6 +1,7 @@
 //! Raft RPC messages and the server side of one RPC stream.
 
 use hsm_proto::client::Secret;
+use hsm_proto::protocol::Version;
 use hsm_proto::{codec, Actor, ClusterId, EventBody, NodeId, RequestId, SealedDomainKey};
 use hsm_raft_store::{ApplyResponse, StateMachineStore, TypeConfig};
 use hsm_state::authz::{self, PeerStanding};
@@ -177,6 +178,7 @@ pub enum RaftReply {
 pub async fn serve_raft_stream(
     handlers: &Handlers,
     identity: PeerIdentity,
+    version: Version,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), FrameError> {
@@ -269,9 +271,32 @@ pub async fn serve_raft_stream(
             }),
         },
     };
-    let bytes = codec::encode("raft reply", &reply)
+    let bytes = codec::encode("raft reply", &reply.as_of(version))
         .map_err(|e| FrameError::Stream(format!("cannot encode reply: {e}")))?;
     write_frame(&mut send, &bytes).await
+}
+
+impl RaftReply {
+    /// The reply as Raft protocol `version` words it: refusals in a
+    /// peer's version, so a member of an older build decodes them (during
+    /// a rolling upgrade, before the cluster's version is raised).
+    #[must_use]
+    pub fn as_of(self, version: Version) -> RaftReply {
+        let refused = |r: ForwardRefused| match r {
+            ForwardRefused::Refused(r) => ForwardRefused::Refused(r.as_of(version)),
+            other => other,
+        };
+        match self {
+            RaftReply::Forward(Ok(applied)) => RaftReply::Forward(Ok(ApplyResponse {
+                result: applied.result.map_err(|r| r.as_of(version)),
+                ..applied
+            })),
+            RaftReply::Forward(Err(r)) => RaftReply::Forward(Err(refused(r))),
+            RaftReply::ReadIndex(Err(r)) => RaftReply::ReadIndex(Err(refused(r))),
+            RaftReply::ReadIndexWithTime(Err(r)) => RaftReply::ReadIndexWithTime(Err(refused(r))),
+            other => other,
+        }
+    }
 }
 
 /// Stands for election at once, as the leader `peer` asked

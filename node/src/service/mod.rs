@@ -185,6 +185,8 @@ pub struct StateCounts {
     pub keys: u64,
     /// Events applied since the cluster began.
     pub events: u64,
+    /// The Raft protocol version the cluster runs.
+    pub protocol: u64,
 }
 
 impl std::fmt::Debug for Service {
@@ -248,6 +250,7 @@ impl Service {
             let mut counts = StateCounts {
                 keys: s.key_count() as u64,
                 events: s.events(),
+                protocol: u64::from(s.protocol()),
                 ..StateCounts::default()
             };
             for u in s.users() {

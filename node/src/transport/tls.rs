@@ -10,13 +10,32 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use hsm_proto::protocol::{self, Version};
+
 use super::pki::NodeCert;
 use super::TransportError;
 
-/// ALPN of node-to-node Raft traffic (mutual TLS).
-pub const ALPN_RAFT: &[u8] = b"hsm-raft/1";
-/// ALPN of client traffic (server-authenticated TLS).
-pub const ALPN_CLIENT: &[u8] = b"hsm-client/1";
+/// What an accepted or made connection speaks: the protocol its ALPN
+/// names, at the version both ends agreed on (`hsm_proto::protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// Node-to-node Raft traffic (mutual TLS), `hsm-raft/N`.
+    Raft(Version),
+    /// Client traffic (server-authenticated TLS), `hsm-client/N`.
+    Client(Version),
+}
+
+/// The ALPN names of every Raft protocol version this build speaks,
+/// newest first.
+pub fn raft_alpns() -> Vec<Vec<u8>> {
+    protocol::alpn_names(protocol::RAFT_ALPN_PREFIX, protocol::RAFT)
+}
+
+/// The ALPN names of every client protocol version this build speaks,
+/// newest first.
+pub fn client_alpns() -> Vec<Vec<u8>> {
+    protocol::alpn_names(protocol::CLIENT_ALPN_PREFIX, protocol::CLIENT)
+}
 /// The DNS name every node certificate carries; clients and nodes connect
 /// with it as the server name.
 pub const SERVER_NAME: &str = "hsm-node";
@@ -80,9 +99,10 @@ fn transport_with_streams(max_streams: Option<u32>) -> Arc<quinn::TransportConfi
     Arc::new(t)
 }
 
-/// Server side of a node: its certificate, both ALPNs, and client
-/// certificates verified against the cluster CA when presented (required
-/// for [`ALPN_RAFT`], which the accept loop enforces with
+/// Server side of a node: its certificate, every version of both
+/// protocols it speaks (the newest a peer also offers is chosen), and
+/// client certificates verified against the cluster CA when presented
+/// (required for Raft, which the accept loop enforces with
 /// [`peer_is_cluster_member`]).
 ///
 /// # Errors
@@ -99,7 +119,7 @@ pub fn server_tls(ca_pem: &str, node: &NodeCert) -> Result<quinn::ServerConfig, 
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(tls_err)?;
-    tls.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_CLIENT.to_vec()];
+    tls.alpn_protocols = raft_alpns().into_iter().chain(client_alpns()).collect();
     let quic = QuicServerConfig::try_from(tls).map_err(tls_err)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server.transport_config(transport());
@@ -123,6 +143,20 @@ pub fn node_client_tls(
     ca_pem: &str,
     node: &NodeCert,
 ) -> Result<quinn::ClientConfig, TransportError> {
+    node_client_tls_offering(ca_pem, node, raft_alpns())
+}
+
+/// [`node_client_tls`] offering the ALPN names `alpns` instead of this
+/// build's Raft protocol versions: how another build connects (tests of
+/// version negotiation).
+///
+/// # Errors
+/// If the CA or node certificate does not parse or fit.
+pub fn node_client_tls_offering(
+    ca_pem: &str,
+    node: &NodeCert,
+    alpns: Vec<Vec<u8>>,
+) -> Result<quinn::ClientConfig, TransportError> {
     let (chain, key) = chain_and_key(node)?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -130,7 +164,7 @@ pub fn node_client_tls(
         .with_root_certificates(roots(ca_pem)?)
         .with_client_auth_cert(chain, key)
         .map_err(tls_err)?;
-    tls.alpn_protocols = vec![ALPN_RAFT.to_vec()];
+    tls.alpn_protocols = alpns;
     client_from(tls)
 }
 
@@ -145,7 +179,7 @@ pub fn client_tls(ca_pem: &str) -> Result<quinn::ClientConfig, TransportError> {
         .map_err(tls_err)?
         .with_root_certificates(roots(ca_pem)?)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN_CLIENT.to_vec()];
+    tls.alpn_protocols = client_alpns();
     client_from(tls)
 }
 
@@ -192,17 +226,22 @@ pub fn client_endpoint(
     Ok(endpoint)
 }
 
-/// The ALPN protocol the connection negotiated, if any.
-pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
-    conn.handshake_data()
+/// What the connection speaks, by the ALPN name it agreed on; `None` for
+/// none or a name this build does not know.
+pub fn negotiated(conn: &quinn::Connection) -> Option<Speaks> {
+    let alpn = conn
+        .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|d| d.protocol)
+        .and_then(|d| d.protocol)?;
+    protocol::alpn_version(protocol::RAFT_ALPN_PREFIX, &alpn)
+        .map(Speaks::Raft)
+        .or_else(|| protocol::alpn_version(protocol::CLIENT_ALPN_PREFIX, &alpn).map(Speaks::Client))
 }
 
-/// Whether the peer of an accepted connection negotiated [`ALPN_RAFT`] and
-/// presented a certificate that the cluster CA verified.
+/// Whether the peer of an accepted connection agreed on a Raft protocol
+/// version and presented a certificate that the cluster CA verified.
 pub fn peer_is_cluster_member(conn: &quinn::Connection) -> bool {
-    let alpn_is_raft = negotiated_alpn(conn).is_some_and(|p| p == ALPN_RAFT);
+    let alpn_is_raft = matches!(negotiated(conn), Some(Speaks::Raft(_)));
     let has_cert = conn
         .peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())

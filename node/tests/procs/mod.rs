@@ -325,6 +325,24 @@ impl Cluster {
         }
     }
 
+    /// Waits up to `within` for node `i`'s process to end on its own
+    /// (a node that refuses to start); its exit status, or `None` if it
+    /// still runs (it is left running).
+    pub fn wait_exit(&mut self, i: u64, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.procs.get_mut(&i).expect("started node");
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.procs.remove(&i);
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills node `i` with SIGKILL, as a crash.
     pub fn kill(&mut self, i: u64) {
         if let Some(mut child) = self.procs.remove(&i) {
