@@ -314,7 +314,7 @@ impl Proposer {
                 // Its caller gave up before it was taken: leave it out.
                 continue;
             }
-            if let Err(e) = self.precheck(&q.body) {
+            if let Err(e) = self.precheck(&q.actor, &q.body) {
                 let _ = q.reply.send(Err(e));
                 continue;
             }
@@ -445,13 +445,17 @@ impl Proposer {
     /// keeps useless events out of the log and gives the caller a clear
     /// reason. (The applied state can lag the log; a refusal here is safe
     /// to retry.)
-    fn precheck(&self, body: &EventBody) -> Result<(), ProposeError> {
-        let (initialized, registered) = self.sm.read(|a| {
+    fn precheck(&self, actor: &Actor, body: &EventBody) -> Result<(), ProposeError> {
+        let (initialized, registered, raise) = self.sm.read(|a| {
             (
                 a.state.cluster().is_some(),
                 a.state.node(self.node).is_some(),
+                hsm_state::protocol::check_proposal(&a.state, self.node, actor, body),
             )
         });
+        // A raise only the leader's own, to a version it speaks: one in
+        // the log that a member cannot decode or apply would stop it.
+        raise.map_err(ProposeError::Refused)?;
         let refusal = match body {
             EventBody::ClusterInitialized { .. } if initialized => {
                 Some(Rejection::AlreadyInitialized)

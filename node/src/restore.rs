@@ -170,6 +170,8 @@ pub async fn restore_cluster(
     let (material, snapshot) = decode_payload(&restored.snapshot)?;
     let state = hsm_raft_store::decode_snapshot(snapshot)
         .with_context(|| format!("backup {id} holds a state that does not decode"))?;
+    hsm_state::protocol::check_state(&state)
+        .with_context(|| format!("backup {id} was taken by a newer build"))?;
     let backup_digest = state.digest();
     let Some(old) = state.cluster() else {
         bail!("backup {id} holds a state that was never initialized");

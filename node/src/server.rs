@@ -8,6 +8,7 @@ use std::time::Duration;
 use hsm_proto::client::{ClientError, Request, Response};
 use hsm_proto::protocol::Version;
 use hsm_proto::{codec, NodeId};
+use hsm_state::protocol::TooOld;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
@@ -202,13 +203,9 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
                         return;
                     }
                     let Some(Speaks::Raft(version)) = negotiated(&conn) else {
+                        conn.close(CLOSE_NOT_MEMBER.into(), b"no Raft protocol agreed on");
                         return;
                     };
-                    if let Err(why) = speaks_cluster_protocol(&handlers, version) {
-                        tracing::warn!(peer = %conn.remote_address(), node = %peer.node, %why, "refused a member that does not speak the cluster's Raft protocol");
-                        conn.close(CLOSE_OLD_PROTOCOL.into(), why.as_bytes());
-                        return;
-                    }
                     serve_member(conn, peer, version, handlers).await;
                 } else if matches!(negotiated(&conn), Some(Speaks::Client(_))) {
                     match handlers.service.clone() {
@@ -254,36 +251,28 @@ fn is_member_address(handlers: &Handlers, address: IpAddr) -> bool {
 }
 
 /// Whether a member connection that agreed on Raft protocol `version` may
-/// be served: not below the version the cluster runs (`version` is the
-/// newest both ends speak, so the peer speaks nothing newer). A node
-/// without a replica yet (joining) serves any.
+/// be served: not below the version the cluster runs
+/// ([`hsm_state::protocol::TooOld`]). A node without a replica yet
+/// (joining) serves any.
 ///
 /// # Errors
-/// Why not, in words for both ends' logs.
-pub fn speaks_cluster_protocol(handlers: &Handlers, version: Version) -> Result<(), String> {
-    let Some(cluster) = handlers
+/// Why not.
+pub fn speaks_cluster_protocol(handlers: &Handlers, version: Version) -> Result<(), TooOld> {
+    match handlers
         .domain
         .as_ref()
         .map(|d| d.sm.read(|a| a.state.protocol()))
-    else {
-        return Ok(());
-    };
-    too_old(version, cluster)
+    {
+        Some(cluster) => TooOld::check(version, cluster),
+        None => Ok(()),
+    }
 }
 
-/// [`speaks_cluster_protocol`]'s rule, shared with outbound connections.
-///
-/// # Errors
-/// Why a peer that speaks up to `version` cannot take part in a cluster
-/// running `cluster`.
-pub fn too_old(version: Version, cluster: Version) -> Result<(), String> {
-    if version >= cluster {
-        Ok(())
-    } else {
-        Err(format!(
-            "the cluster runs Raft protocol {cluster} and the other node speaks at most {version}: upgrade that node to a build that speaks {cluster}"
-        ))
-    }
+/// Closes `conn`, a member's that is too old for the cluster, saying why
+/// to both ends.
+pub fn refuse_too_old(conn: &quinn::Connection, peer: NodeId, why: &TooOld) {
+    tracing::warn!(peer = %peer, addr = %conn.remote_address(), why = %why.here(), "refused a member that does not speak the cluster's Raft protocol");
+    conn.close(CLOSE_OLD_PROTOCOL.into(), why.there().as_bytes());
 }
 
 async fn serve_member(
@@ -292,7 +281,17 @@ async fn serve_member(
     version: Version,
     handlers: Handlers,
 ) {
+    // Checked before anything is read, and again for every message: the
+    // cluster's version may be raised while the connection lasts.
+    if let Err(why) = speaks_cluster_protocol(&handlers, version) {
+        refuse_too_old(&conn, peer.node, &why);
+        return;
+    }
     while let Ok((send, recv)) = conn.accept_bi().await {
+        if let Err(why) = speaks_cluster_protocol(&handlers, version) {
+            refuse_too_old(&conn, peer.node, &why);
+            break;
+        }
         let handlers = handlers.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_raft_stream(&handlers, peer, version, send, recv).await {

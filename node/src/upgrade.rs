@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use hsm_proto::{Actor, EventBody, NodeId, RequestId};
+use hsm_proto::protocol::Version;
+use hsm_proto::{Actor, ClusterId, EventBody, NodeId, RequestId};
 use hsm_raft_store::StateMachineStore;
-use rand::RngCore;
 use tokio::task::JoinHandle;
 
 use crate::raft::{QuicNetwork, Raft};
@@ -38,21 +38,35 @@ pub fn spawn(
             if raft.metrics().borrow().current_leader != Some(me) {
                 continue;
             }
+            // Raft's members too: one approved but not yet in this
+            // replica's records, or removed but still voting, must speak it.
+            let in_raft: Vec<NodeId> = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect();
+            let speaks = |n: NodeId| network.peer_protocol(n);
             let target = sm.read(|a| {
-                hsm_state::protocol::raise_to(&a.state, me, |n| network.peer_protocol(n))
+                let version = hsm_state::protocol::raise_to(&a.state, me, speaks)?;
+                let all = in_raft
+                    .iter()
+                    .all(|n| *n == me || speaks(*n).is_some_and(|p| p >= version));
+                let cluster = a.state.cluster()?.cluster_id;
+                all.then_some((version, a.state.protocol(), cluster))
             });
-            let Some(version) = target else { continue };
-            let from = sm.read(|a| a.state.protocol());
+            let Some((version, from, cluster)) = target else {
+                continue;
+            };
             tracing::info!(
                 from,
                 to = version,
                 "every member speaks a newer Raft protocol: raising the cluster's"
             );
-            let mut request = [0u8; 16];
-            rand::rngs::OsRng.fill_bytes(&mut request);
             let written = writer
                 .write(
-                    RequestId(request),
+                    raise_id(cluster, version),
                     Actor::Node(me),
                     None,
                     EventBody::ProtocolRaised { version },
@@ -68,4 +82,16 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// The request id of the raise of `cluster` to `version`: the same for
+/// every try, so one that timed out but applied is answered as applied
+/// when tried again.
+fn raise_id(cluster: ClusterId, version: Version) -> RequestId {
+    let mut h = blake3::Hasher::new_derive_key("hsm-cluster protocol raise v1");
+    h.update(&cluster.0);
+    h.update(&version.to_be_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    RequestId(id)
 }

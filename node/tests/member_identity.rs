@@ -826,7 +826,7 @@ async fn a_member_of_a_build_too_old_for_the_cluster_is_refused_and_told_why() {
         );
         let why = String::from_utf8_lossy(&close.reason).to_string();
         assert!(
-            why.contains("the cluster runs Raft protocol 2 and the other node speaks at most 1: upgrade that node"),
+            why.contains("the cluster runs Raft protocol 2 and this node's build speaks at most 1: upgrade this node"),
             "node {target}: {why}"
         );
         endpoint.close(0u32.into(), b"done");
@@ -837,4 +837,47 @@ async fn a_member_of_a_build_too_old_for_the_cluster_is_refused_and_told_why() {
     assert!(cluster
         .logs()
         .contains("refused a member that does not speak the cluster's Raft protocol"));
+}
+
+/// A member's host (compromised, with the member's own certificate)
+/// forwards to the leader, as itself, a write that raises the cluster's
+/// Raft protocol past what any build speaks. Were it applied, every
+/// replica would stop before it, at every restart: the cluster gone for
+/// good. Only the leader raises the version, in an event it signs as
+/// itself, one step at a time; the forwarded raise is refused and the
+/// cluster serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_stop_the_cluster_by_raising_its_protocol() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let admin = cluster.activate(ADMIN).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    let member = member_cert(&cluster, follower);
+    let ca = ca_pem(&cluster);
+    for version in [u16::MAX, 3] {
+        let rpc = RaftRpc::Forward(ForwardedWrite {
+            request_id: RequestId(rand::random()),
+            actor: Actor::Node(NodeId(follower)),
+            session: None,
+            body: EventBody::ProtocolRaised { version },
+        });
+        match call_as(&ca, &member, &cluster.member_address(leader), &rpc).await {
+            Ok(RaftReply::Forward(Ok(applied))) if applied.result.is_err() => {}
+            Ok(RaftReply::Forward(Err(_))) => {}
+            other => panic!("a member's raise to {version} was answered: {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 1..=3 {
+        assert!(
+            cluster.wait_exit(i, Duration::from_millis(10)).is_none(),
+            "node {i} stopped:\n{}",
+            cluster.log_tail(i)
+        );
+    }
+    admin
+        .create_user(user("dave"), Role::Cu, "dave-password-1")
+        .await
+        .expect("the cluster takes writes");
 }

@@ -885,6 +885,7 @@ impl From<Rejection> for ClientError {
             | R::UnknownSigner(_)
             | R::AlreadyInitialized
             | R::ProtocolNotRaised { .. } => ErrorKind::Internal,
+            R::RaiseNotByLeader(_) => ErrorKind::PermissionDenied,
         };
         ClientError::new(kind, r.to_string())
     }

@@ -164,7 +164,11 @@ pub enum Rejection {
     /// Cluster size, distinct member keys, removals.
     #[error("membership change refused: {0}")]
     MembershipRefused(MembershipDefect),
-    /// A protocol raise must name a version above the cluster's.
+    /// Only the leader raises the Raft protocol, as itself, in an event it
+    /// signs.
+    #[error("{0} may not raise the Raft protocol: only the leader does, as itself")]
+    RaiseNotByLeader(Actor),
+    /// A protocol raise must name the version after the cluster's.
     #[error("the cluster runs Raft protocol {current}; it cannot be raised to {asked}")]
     ProtocolNotRaised {
         /// The version the cluster runs.

@@ -90,6 +90,20 @@ mod tests {
 
     use super::*;
 
+    /// A state whose cluster runs a raised Raft protocol travels whole:
+    /// the record of the version is counted and read back.
+    #[test]
+    fn a_raised_protocol_version_survives_a_snapshot() {
+        let raised = State::from_entities([
+            hsm_state::Entity::Meta(hsm_state::Meta::default()),
+            hsm_state::Entity::Protocol(2),
+        ])
+        .expect("state");
+        let back = decode(&encode(&raised).expect("encodes")).expect("decodes");
+        assert_eq!(back.protocol(), 2);
+        assert_eq!(back.digest(), raised.digest());
+    }
+
     /// Any bytes, and any single-byte change or cut of a real snapshot,
     /// decode to an error or a state whose digest matches: never a panic,
     /// never a silently different state.

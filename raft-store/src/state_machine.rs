@@ -418,7 +418,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in &entries {
             if let EntryPayload::Normal(batch) = &entry.payload {
                 for signed in &batch.events {
-                    hsm_state::protocol::check_event(&signed.event.body).map_err(|e| {
+                    hsm_state::protocol::check_event(signed).map_err(|e| {
                         StoreError::from(e).into_raft(ErrorSubject::StateMachine, ErrorVerb::Write)
                     })?;
                 }

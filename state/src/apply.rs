@@ -492,14 +492,7 @@ impl Tx<'_> {
                 // The leader raises it once every member speaks `version`;
                 // a replica whose build does not stops before this event
                 // (`crate::protocol::check_event`).
-                self.node_actor(actor)?;
-                let current = self.state.protocol();
-                if *version <= current {
-                    return Err(Rejection::ProtocolNotRaised {
-                        current,
-                        asked: *version,
-                    });
-                }
+                crate::protocol::check_raise(self.state, self.signer, actor, *version)?;
                 self.state.protocol = Some(*version);
                 self.changed.insert(EntityKey::Protocol);
                 Ok(())
@@ -883,8 +876,8 @@ impl Tx<'_> {
             | EventBody::DomainKeyRetired { .. }
             | EventBody::ProtocolRaised { .. } => {
                 // Handled in `rules` before a user actor is resolved, so
-                // never reached (and never recorded).
-                Err(Rejection::NoSuchActor(Actor::User(me.clone())))
+                // never reached (the words builds before versioning had).
+                Err(Rejection::UnknownActor(me.to_string()))
             }
         }
     }

@@ -99,6 +99,10 @@ pub enum LoadError {
         /// The missing owner.
         owner: Username,
     },
+    /// A recorded Raft protocol version below 2 (version 1 is recorded by
+    /// no record at all).
+    #[error("recorded Raft protocol version {0} was never raised to")]
+    UnraisedProtocol(Version),
     /// A key is shared with a user that does not exist.
     #[error("key {key} is shared with unknown user {user}")]
     DanglingShare {

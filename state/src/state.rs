@@ -216,7 +216,11 @@ impl State {
 
     /// Number of entities [`State::entities`] yields.
     pub fn entity_count(&self) -> usize {
-        1 + self.users.len() + self.keys.len() + self.nodes.len() + self.requests.len()
+        1 + self.users.len()
+            + self.keys.len()
+            + self.nodes.len()
+            + self.requests.len()
+            + usize::from(self.protocol.is_some())
     }
 
     /// Rebuilds a state from stored entities, in any order.
@@ -239,6 +243,9 @@ impl State {
                 Entity::Key(k) => s.keys.insert(k.id, k).is_some(),
                 Entity::Node(n) => s.nodes.insert(n.id, n).is_some(),
                 Entity::Request(r) => s.requests.insert(r.request_id, r).is_some(),
+                // Only a raise records it, and only above 1: anything
+                // else is not a state `apply` could have made.
+                Entity::Protocol(v) if v < 2 => return Err(LoadError::UnraisedProtocol(v)),
                 Entity::Protocol(v) => s.protocol.replace(v).is_some(),
             };
             if dup {

@@ -10,7 +10,7 @@ use common::*;
 use hsm_proto::{
     Action, Actor, Attempt, EventBody, KeyChange, NodeId, Rejection, Role, ShareDefect,
 };
-use hsm_state::protocol::{check_event, check_state, raise_to, Unspoken, SPOKEN};
+use hsm_state::protocol::{check_event, check_proposal, check_state, raise_to, Unspoken, SPOKEN};
 use hsm_state::{Entity, State};
 
 fn raise(version: u16) -> EventBody {
@@ -123,25 +123,38 @@ fn refusals_after_share(c: &mut Cluster) -> Vec<Rejection> {
 }
 
 #[test]
-fn only_members_raise_the_protocol_and_only_upwards() {
+fn only_the_leader_raises_the_protocol_as_itself_one_step_at_a_time() {
     let mut c = cluster();
+    c.by(
+        "admin",
+        EventBody::NodeAdded {
+            node: node_record(2),
+        },
+    )
+    .result
+    .unwrap();
     let by_user = c.by("admin", raise(2));
     assert_eq!(
         by_user.result,
-        Err(Rejection::UnknownActor("user admin".into()))
+        Err(Rejection::RaiseNotByLeader(Actor::User(user("admin"))))
     );
-    assert_eq!(c.state.protocol(), 1);
+    // A member, in its own name, in an event the leader (node 1) signs:
+    // what a member's forwarded write becomes.
+    let by_member = c.by_node(2, raise(2));
+    assert_eq!(
+        by_member.result,
+        Err(Rejection::RaiseNotByLeader(Actor::Node(NodeId(2))))
+    );
     let by_stranger = c.submit(Actor::Node(NodeId(9)), raise(2));
     assert!(by_stranger.result.is_err());
     assert_eq!(c.state.protocol(), 1);
 
-    assert_eq!(
-        c.by_node(FIRST.0, raise(1)).result,
-        Err(Rejection::ProtocolNotRaised {
-            current: 1,
-            asked: 1
-        })
-    );
+    for asked in [1, 3, u16::MAX] {
+        assert_eq!(
+            c.by_node(FIRST.0, raise(asked)).result,
+            Err(Rejection::ProtocolNotRaised { current: 1, asked })
+        );
+    }
     c.by_node(FIRST.0, raise(2)).result.unwrap();
     assert_eq!(
         c.by_node(FIRST.0, raise(2)).result,
@@ -150,37 +163,84 @@ fn only_members_raise_the_protocol_and_only_upwards() {
             asked: 2
         })
     );
-    // Typed from here on: a user raising it is refused in protocol 2's terms.
     assert_eq!(
         c.by("admin", raise(3)).result,
-        Err(Rejection::NoSuchActor(Actor::User(user("admin"))))
+        Err(Rejection::RaiseNotByLeader(Actor::User(user("admin"))))
     );
     assert_eq!(c.state.protocol(), 2);
+}
+
+/// The leader proposes only its own raise, to a version it speaks; a
+/// replica stops only before a raise the rules accept (its signer's own)
+/// to a version it does not speak: a raise in anyone else's name changes
+/// nothing and stops no one.
+#[test]
+fn a_leader_proposes_only_its_own_raise_and_replicas_stop_only_for_one() {
+    let mut c = cluster();
+    let next = *SPOKEN.end() + 1;
+    assert_eq!(
+        check_proposal(&c.state, FIRST, &Actor::Node(FIRST), &raise(2)),
+        Ok(())
+    );
+    assert_eq!(
+        check_proposal(&c.state, FIRST, &Actor::Node(NodeId(2)), &raise(2)),
+        Err(Rejection::RaiseNotByLeader(Actor::Node(NodeId(2))))
+    );
+    assert!(check_proposal(&c.state, FIRST, &Actor::Node(FIRST), &raise(next)).is_err());
+    assert_eq!(
+        check_proposal(
+            &c.state,
+            FIRST,
+            &Actor::Node(NodeId(2)),
+            &aes_key(5, "k", false)
+        ),
+        Ok(())
+    );
+    let own = c.event(Actor::Node(FIRST), raise(next));
+    assert_eq!(check_event(&c.sign(own)), Err(Unspoken { cluster: next }));
+    let forwarded = c.event(Actor::Node(NodeId(2)), raise(next));
+    assert_eq!(check_event(&c.sign(forwarded)), Ok(()));
 }
 
 #[test]
 fn the_version_survives_a_reload_with_the_same_digest_and_reaches_the_roster() {
     let mut c = cluster();
     c.by_node(FIRST.0, raise(2)).result.unwrap();
+    assert_eq!(c.state.entity_count(), c.state.entities().count());
     let reloaded = State::from_entities(c.state.entities()).unwrap();
     assert_eq!(reloaded.protocol(), 2);
     assert_eq!(reloaded.digest(), c.state.digest());
     assert_eq!(c.state.roster().protocol(), 2);
+    // Version 1 is never recorded: a record of it (or of 0) is no state
+    // apply could have made.
+    for v in [0, 1] {
+        let mut entities: Vec<Entity> = c
+            .state
+            .entities()
+            .filter(|e| !matches!(e, Entity::Protocol(_)))
+            .collect();
+        entities.push(Entity::Protocol(v));
+        assert!(State::from_entities(entities).is_err(), "version {v}");
+    }
 }
 
 #[test]
 fn a_build_stops_before_rules_it_does_not_speak() {
     let next = SPOKEN.end() + 1;
-    assert_eq!(check_event(&raise(next)), Err(Unspoken { cluster: next }));
-    assert_eq!(check_event(&raise(*SPOKEN.end())), Ok(()));
+    let mut c = cluster();
+    let past = c.event(Actor::Node(FIRST), raise(next));
+    assert_eq!(check_event(&c.sign(past)), Err(Unspoken { cluster: next }));
+    let spoken = c.event(Actor::Node(FIRST), raise(*SPOKEN.end()));
+    assert_eq!(check_event(&c.sign(spoken)), Ok(()));
     assert!(Unspoken { cluster: next }
         .to_string()
         .contains(&format!("run a build that speaks {next}")));
 
     // A state recorded under a version past this build's is refused as a
     // whole (a store, a snapshot or a backup from a newer build).
-    let mut c = cluster();
-    c.by_node(FIRST.0, raise(*SPOKEN.end())).result.unwrap();
+    for v in 2..=*SPOKEN.end() {
+        c.by_node(FIRST.0, raise(v)).result.unwrap();
+    }
     assert_eq!(check_state(&c.state), Ok(()));
     let mut entities: Vec<Entity> = c
         .state
@@ -193,12 +253,12 @@ fn a_build_stops_before_rules_it_does_not_speak() {
 }
 
 #[test]
-fn the_leader_raises_to_the_newest_version_every_member_speaks() {
+fn the_leader_raises_to_the_next_version_once_every_member_speaks_it() {
     let mut c = cluster();
     let newest = *SPOKEN.end();
     assert!(newest >= 2);
     // One member: no one to ask.
-    assert_eq!(raise_to(&c.state, FIRST, |_| None), Some(newest));
+    assert_eq!(raise_to(&c.state, FIRST, |_| None), Some(2));
     for id in [2, 3] {
         let node = node_record(id);
         c.by("admin", EventBody::NodeAdded { node }).result.unwrap();
@@ -217,15 +277,13 @@ fn the_leader_raises_to_the_newest_version_every_member_speaks() {
         })),
         None
     );
-    assert_eq!(raise_to(&c.state, FIRST, |_| Some(newest)), Some(newest));
-    // The leader's own build counts too: a member speaking more does not
-    // raise it past what the leader speaks.
-    assert_eq!(
-        raise_to(&c.state, FIRST, |_| Some(newest + 5)),
-        Some(newest)
-    );
-    c.by_node(FIRST.0, raise(newest)).result.unwrap();
-    assert_eq!(raise_to(&c.state, FIRST, |_| Some(newest)), None);
+    // One step at a time, and never past what the leader's own build
+    // speaks.
+    for v in 2..=newest {
+        assert_eq!(raise_to(&c.state, FIRST, |_| Some(newest + 5)), Some(v));
+        c.by_node(FIRST.0, raise(v)).result.unwrap();
+    }
+    assert_eq!(raise_to(&c.state, FIRST, |_| Some(newest + 5)), None);
     // Before init: nothing to raise.
     assert_eq!(raise_to(&State::new(), FIRST, |_| Some(newest)), None);
 }

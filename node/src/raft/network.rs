@@ -11,6 +11,7 @@ use hsm_proto::protocol::Version;
 use hsm_proto::{codec, NodeId};
 use hsm_raft_store::TypeConfig;
 use hsm_state::authz::{self, PeerStanding};
+use hsm_state::protocol::TooOld;
 use hsm_state::snapshot::SnapshotSeal;
 use openraft::error::{
     Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -26,7 +27,7 @@ use openraft::{BasicNode, Snapshot, Vote};
 
 use super::rpc::{RaftReply, RaftRpc, MAX_RAFT_FRAME_BYTES};
 use super::snapshot::SnapshotSigner;
-use crate::server::{too_old, CLOSE_OLD_PROTOCOL};
+use crate::server::CLOSE_OLD_PROTOCOL;
 use crate::transport::{negotiated, peer_identity, read_frame, write_frame, Speaks, SERVER_NAME};
 
 /// Largest append-entries message sent with more than one entry: what
@@ -257,7 +258,14 @@ impl QuicPeer {
 
     async fn connection(&self) -> Result<quinn::Connection, CallError> {
         if let Some(c) = self.cached() {
-            return Ok(c);
+            // The cluster's version may have been raised since it was made.
+            match self.check_protocol(&c) {
+                Ok(()) => return Ok(c),
+                Err(why) => {
+                    self.refuse(&c, &why);
+                    return Err(CallError::Unreachable(format!("{}: {why}", self.addr)));
+                }
+            }
         }
         let addr: SocketAddr = tokio::net::lookup_host(&self.addr)
             .await
@@ -276,8 +284,7 @@ impl QuicPeer {
             return Err(CallError::Unreachable(format!("{}: {why}", self.addr)));
         }
         if let Err(why) = self.check_protocol(&conn) {
-            tracing::warn!(target = %self.target, addr = %self.addr, %why, "refused to talk to a member that does not speak the cluster's Raft protocol");
-            conn.close(CLOSE_OLD_PROTOCOL.into(), why.as_bytes());
+            self.refuse(&conn, &why);
             return Err(CallError::Unreachable(format!("{}: {why}", self.addr)));
         }
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
@@ -293,9 +300,18 @@ impl QuicPeer {
             return Err("it agreed on no Raft protocol".into());
         };
         match self.members.get() {
-            Some(me) => too_old(version, me.sm.read(|a| a.state.protocol())),
+            Some(me) => TooOld::check(version, me.sm.read(|a| a.state.protocol())).map_err(|why| {
+                conn.close(CLOSE_OLD_PROTOCOL.into(), why.there().as_bytes());
+                why.here()
+            }),
             None => Ok(()),
         }
+    }
+
+    /// Drops `conn`, refused for `why`, from the cache, and logs it.
+    fn refuse(&self, conn: &quinn::Connection, why: &str) {
+        tracing::warn!(target = %self.target, addr = %self.addr, %why, "refused to talk to a member that does not speak the cluster's Raft protocol");
+        self.evict(conn);
     }
 
     /// Whether the server at the other end of `conn` is the node this call
