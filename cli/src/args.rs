@@ -687,11 +687,20 @@ pub enum NodeCommand {
         #[arg(long, value_name = "FILE")]
         request: PathBuf,
     },
-    /// Remove a member (crypto officer).
+    /// Remove a member (crypto officer). Removing the leader moves
+    /// leadership to another voter first.
     Remove {
         /// The member's node id.
         #[arg(long, value_name = "ID")]
         node_id: u64,
+    },
+    /// Move leadership to another voter without stopping the leader
+    /// (crypto officer): to --to, or to any voter that has every entry.
+    /// Writes wait a moment meanwhile; none fails.
+    TransferLeader {
+        /// The member to lead next.
+        #[arg(long, value_name = "ID")]
+        to: Option<u64>,
     },
 }
 

@@ -32,7 +32,9 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         // answer may take a second one, which is harmless.
         | Operation::CreateBackup
         // Ending a session twice ends it once.
-        | Operation::Logout { .. } => true,
+        | Operation::Logout { .. }
+        // Not a write, but served by the leader: routed the same way.
+        | Operation::TransferLeadership { .. } => true,
         Operation::ClusterInfo
         | Operation::ListUsers { .. }
         | Operation::WrapKey { .. }
@@ -78,6 +80,7 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::Backups(_) => "backups",
         Reply::BackupVerified(_) => "backup-verified",
         Reply::Signatures(_) => "signatures",
+        Reply::LeadershipMoved { .. } => "leadership-moved",
     }
 }
 

@@ -397,6 +397,7 @@ impl Client {
         self.maybe_refresh();
         let write = is_write(&op);
         let name = op.name();
+        let since = op.since();
         let session = match op {
             Operation::Login { .. } => None,
             _ => lock(&self.inner.session).clone(),
@@ -417,7 +418,7 @@ impl Client {
         );
         drop(request);
         let reply = self
-            .attempts(&bytes, write, deadline, request_id, name)
+            .attempts(&bytes, write, deadline, request_id, (name, since))
             .await?;
         if let Reply::ClusterInfo(status) = &reply {
             self.adopt(status)?;
@@ -432,7 +433,7 @@ impl Client {
         write: bool,
         deadline: Instant,
         request_id: RequestId,
-        op: &'static str,
+        (op, since): (&'static str, hsm_proto::protocol::Version),
     ) -> Result<Reply> {
         let inner = &*self.inner;
         let mut failures = Failures::default();
@@ -473,8 +474,11 @@ impl Client {
                 Some(t) => (now + t).min(deadline),
                 None => deadline,
             };
-            let result =
-                tokio::time::timeout_at(attempt_end.into(), self.attempt(&pick, request)).await;
+            let result = tokio::time::timeout_at(
+                attempt_end.into(),
+                self.attempt(&pick, request, op, since),
+            )
+            .await;
             let reason = match result {
                 Ok(Ok(Response {
                     applied_index,
@@ -526,16 +530,27 @@ impl Client {
         }
     }
 
+    /// One try at `pick`: only over a connection whose agreed client
+    /// protocol version has `op` (from version `since`); a node of an
+    /// older build is passed over, saying why.
     async fn attempt(
         &self,
         pick: &Pick,
         request: &[u8],
+        op: &'static str,
+        since: hsm_proto::protocol::Version,
     ) -> std::result::Result<Response, AttemptError> {
         let conn = self
             .inner
             .connections
             .connection(pick.id, &pick.address, self.inner.options.connect_timeout)
             .await?;
+        let agreed = crate::tls::agreed_version(&conn).unwrap_or(1);
+        if agreed < since {
+            return Err(AttemptError::Transport(format!(
+                "it speaks client protocol {agreed}, and {op} needs {since}: upgrade the node"
+            )));
+        }
         exchange(&conn, request).await
     }
 }

@@ -210,6 +210,20 @@ impl Client {
         self.done(Operation::RemoveNode { node }).await
     }
 
+    /// Moves leadership to member `to`, or to any voter with every entry
+    /// (crypto officer), without stopping the leader, and returns the
+    /// member that leads now. Writes wait a moment meanwhile; none fails.
+    /// Needs nodes that speak client protocol 2.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `InvalidInput` if `to` is not a voter;
+    /// `Unavailable` if leadership did not move in time.
+    pub async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<NodeId> {
+        let reply = self.call(Operation::TransferLeadership { to }).await?;
+        expect_reply!(reply, "transfer-leadership", "leadership-moved",
+            Reply::LeadershipMoved { leader } => leader)
+    }
+
     /// Replaces the domain key with a new generation sealed to the current
     /// members only (crypto officer), and returns the new generation. Every
     /// session ends (this one too: log in again); the leader then re-wraps

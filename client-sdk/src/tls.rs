@@ -19,6 +19,17 @@ pub fn alpn_protocols() -> Vec<Vec<u8>> {
     protocol::alpn_names(protocol::CLIENT_ALPN_PREFIX, protocol::CLIENT)
 }
 
+/// The client protocol version `conn` agreed on (`None` if it names
+/// none this SDK knows).
+pub(crate) fn agreed_version(conn: &quinn::Connection) -> Option<protocol::Version> {
+    let alpn = conn
+        .handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol?;
+    protocol::alpn_version(protocol::CLIENT_ALPN_PREFIX, &alpn)
+}
+
 /// What a failed handshake means, in words: a node that speaks none of
 /// this SDK's client protocol versions (TLS's `no_application_protocol`
 /// alert) is named as such.

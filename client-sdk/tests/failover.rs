@@ -401,7 +401,7 @@ async fn a_node_that_speaks_no_client_protocol_version_of_this_sdk_is_named_as_s
         .expect_err("no version in common");
     assert!(
         refused.to_string().contains(
-            "the node speaks none of the client protocol versions this client speaks (1): \
+            "the node speaks none of the client protocol versions this client speaks (1 to 2): \
              upgrade the client or the node"
         ),
         "{refused}"
@@ -418,4 +418,38 @@ async fn a_node_that_speaks_no_client_protocol_version_of_this_sdk_is_named_as_s
         assert_eq!(client.random(4).await.expect("random"), vec![2; 4]);
     }
     assert_eq!(newer_only.accepted(), 0);
+}
+
+/// An operation of a newer client protocol version (moving leadership, 2)
+/// is never sent to a node whose connection agreed on an older one (a
+/// node of an earlier build, which would not understand it): the SDK says
+/// why and sends it to a node that speaks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_goes_only_to_nodes_that_speak_its_version() {
+    let pki = Pki::new();
+    let view = common::view();
+    let old = FakeNode::start_speaking(&pki, 1, "a", &view, vec![b"hsm-client/1".to_vec()]);
+    view.lock().expect("lock").members = vec![old.member()];
+    let options = ClientOptions::default().deadline(Duration::from_secs(3));
+    let client = Client::connect(config(&pki, &[old.client_node()]), options.clone())
+        .await
+        .expect("connect");
+    // Version 1 operations are served.
+    assert_eq!(client.random(4).await.expect("random"), vec![1; 4]);
+    let refused = client
+        .transfer_leadership(None)
+        .await
+        .expect_err("node 1 speaks only version 1");
+    assert!(
+        refused.to_string().contains(
+            "it speaks client protocol 1, and transfer-leadership needs 2: upgrade the node"
+        ),
+        "{refused}"
+    );
+    assert!(
+        old.seen()
+            .iter()
+            .all(|r| !matches!(r.op, Operation::TransferLeadership { .. })),
+        "sent to a node that does not speak it"
+    );
 }

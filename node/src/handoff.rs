@@ -130,11 +130,13 @@ pub struct Parts<'a> {
     pub network: &'a QuicNetwork,
 }
 
-/// Hands leadership from this node to a caught-up voter within `within`,
-/// as the module describes. Whatever the outcome, the proposer takes
-/// writes again afterwards (it refuses them anyway while another member
-/// leads); the lease stays ended for the terms it was ended in.
-pub async fn hand_off(parts: &Parts<'_>, within: Duration) -> HandOff {
+/// Hands leadership from this node to a caught-up voter (`to`, or any)
+/// within `within`, as the module describes. Whatever the outcome, the
+/// proposer takes writes again afterwards (it refuses them anyway while
+/// another member leads); the lease stays ended for the terms it was
+/// ended in. Used on SIGTERM, on a crypto officer's request
+/// (`hsm node transfer-leader`) and before the leader is removed.
+pub async fn hand_off(parts: &Parts<'_>, to: Option<NodeId>, within: Duration) -> HandOff {
     let deadline = Instant::now() + within;
     let first = progress(parts.raft);
     if !first.leading {
@@ -144,7 +146,7 @@ pub async fn hand_off(parts: &Parts<'_>, within: Duration) -> HandOff {
         return HandOff::Alone;
     }
     parts.proposer.step_aside();
-    let outcome = hand_over(parts, deadline).await;
+    let outcome = hand_over(parts, to, deadline).await;
     parts.proposer.resume();
     outcome
 }
@@ -163,7 +165,7 @@ async fn changed(
     }
 }
 
-async fn hand_over(parts: &Parts<'_>, deadline: Instant) -> HandOff {
+async fn hand_over(parts: &Parts<'_>, to: Option<NodeId>, deadline: Instant) -> HandOff {
     let Parts {
         me,
         raft,
@@ -193,10 +195,24 @@ async fn hand_over(parts: &Parts<'_>, deadline: Instant) -> HandOff {
             if !p.leading {
                 return HandOff::NotLeading;
             }
-            if p.voters.iter().all(|v| *v == me || passed_over.contains(v)) {
-                return HandOff::Failed("every other voter was asked; none took over".into());
+            // The voters that may lead next: the one asked for, or any.
+            let candidates: Vec<NodeId> = p
+                .voters
+                .iter()
+                .copied()
+                .filter(|v| to.is_none_or(|t| *v == t))
+                .collect();
+            if candidates
+                .iter()
+                .all(|v| *v == me || passed_over.contains(v))
+            {
+                return HandOff::Failed(match to {
+                    Some(t) if !passed_over.contains(&t) => format!("{t} is not a voter"),
+                    Some(t) => format!("{t} would not take over"),
+                    None => "every other voter was asked; none took over".into(),
+                });
             }
-            if let Some(to) = successor(me, &p.voters, &p.matched, last, &passed_over) {
+            if let Some(to) = successor(me, &candidates, &p.matched, last, &passed_over) {
                 match p.addresses.get(&to) {
                     Some(addr) => break (to, addr.clone(), p.term),
                     None => return HandOff::Failed(format!("no address for {to}")),
@@ -210,6 +226,14 @@ async fn hand_over(parts: &Parts<'_>, deadline: Instant) -> HandOff {
                 return failed;
             }
         };
+        // The old leader's vote goes to the successor only once its own
+        // is older than the leader lease (openraft's rule: a leader just
+        // elected is not deposed at once): asking before would only make
+        // the successor lose. A leader that was elected a moment ago (by
+        // the last transfer) waits that long.
+        if let Err(failed) = lease_passed(raft, deadline).await {
+            return failed;
+        }
         // Before anyone stands: no more reads from the lease in this term.
         reads.end_lease(term);
         let ask_until = (Instant::now() + ASK_WITHIN).min(deadline);
@@ -250,6 +274,29 @@ async fn hand_over(parts: &Parts<'_>, deadline: Instant) -> HandOff {
         }
         tracing::info!(%to, "the member asked to take over lost its election; asking again");
     }
+}
+
+/// Waits until this node's vote is older than the leader lease
+/// (openraft's `leader_lease`, the upper election timeout), or fails at
+/// `deadline`.
+async fn lease_passed(raft: &Raft, deadline: Instant) -> Result<(), HandOff> {
+    let lease = Duration::from_millis(raft.config().election_timeout_max);
+    let age = raft
+        .with_raft_state(|st| st.vote_last_modified().map(|t| t.elapsed()))
+        .await
+        .map_err(|e| HandOff::Failed(format!("raft stopped: {e}")))?;
+    let Some(wait) = age.and_then(|age| lease.checked_sub(age)) else {
+        return Ok(());
+    };
+    // A little past the lease: openraft compares with `<=`.
+    let until = Instant::now() + wait + Duration::from_millis(20);
+    if until > deadline {
+        return Err(HandOff::Failed(
+            "this node became leader too recently to hand over in time".into(),
+        ));
+    }
+    tokio::time::sleep_until(until).await;
+    Ok(())
 }
 
 #[cfg(test)]

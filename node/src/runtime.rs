@@ -471,6 +471,7 @@ impl RunningNode {
         let service = Arc::new(Service::new(ServiceParts {
             node: id,
             raft: raft.clone(),
+            proposer: proposer.clone(),
             sm: sm.clone(),
             writer: writer.clone(),
             network: network.clone(),
@@ -607,7 +608,7 @@ impl RunningNode {
             reads: &self.reads,
             network: &self.network,
         };
-        match crate::handoff::hand_off(&parts, HANDOFF_WITHIN).await {
+        match crate::handoff::hand_off(&parts, None, HANDOFF_WITHIN).await {
             HandOff::NotLeading | HandOff::Alone => {}
             HandOff::Done { to } => tracing::info!(%to, "handed leadership over before stopping"),
             HandOff::Failed(why) => {

@@ -207,10 +207,10 @@ pub fn spawn_accept_loop(endpoint: quinn::Endpoint, handlers: Handlers) -> JoinH
                         return;
                     };
                     serve_member(conn, peer, version, handlers).await;
-                } else if matches!(negotiated(&conn), Some(Speaks::Client(_))) {
+                } else if let Some(Speaks::Client(version)) = negotiated(&conn) {
                     match handlers.service.clone() {
                         Some(service) => {
-                            serve_client(conn, service, handlers.max_client_frame).await
+                            serve_client(conn, service, handlers.max_client_frame, version).await
                         }
                         None => conn.close(CLOSE_NOT_MEMBER.into(), b"clients are not served"),
                     }
@@ -315,7 +315,12 @@ pub fn log_protocol_refusal(conn: &quinn::Connection, node: NodeId) {
     }
 }
 
-async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame: usize) {
+async fn serve_client(
+    conn: quinn::Connection,
+    service: Arc<Service>,
+    max_frame: usize,
+    version: Version,
+) {
     let source = source_of(conn.remote_address().ip());
     // Streams per connection are bounded by the endpoint's transport
     // configuration (`limits.max_in_flight_per_connection`).
@@ -342,6 +347,20 @@ async fn serve_client(conn: quinn::Connection, service: Arc<Service>, max_frame:
                     let bytes = Zeroizing::new(bytes);
                     match codec::decode::<Request>("request", &bytes) {
                         Err(e) => ("malformed", refused(&service, e.to_string())),
+                        // An operation newer than the version this
+                        // connection agreed on is not part of what the
+                        // client said it speaks.
+                        Ok(request) if request.op.since() > version => (
+                            request.op.name(),
+                            refused(
+                                &service,
+                                format!(
+                                    "{} needs client protocol {}; this connection agreed on {version}",
+                                    request.op.name(),
+                                    request.op.since()
+                                ),
+                            ),
+                        ),
                         Ok(request) => (request.op.name(), service.handle(request, source).await),
                     }
                 }

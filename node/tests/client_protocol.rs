@@ -6,7 +6,9 @@
 
 mod procs;
 
-use hsm_node::transport::{client_endpoint, client_tls, read_frame, write_frame, SERVER_NAME};
+use hsm_node::transport::{
+    client_endpoint, client_tls, client_tls_offering, read_frame, write_frame, SERVER_NAME,
+};
 use std::time::{Duration, Instant};
 
 use hsm_proto::client::{ClientConfig, ErrorKind, Operation, Request, Response, Secret};
@@ -698,5 +700,35 @@ async fn a_session_this_node_can_prove_false_is_refused_before_anything_waits() 
     assert!(
         slowest < Duration::from_secs(5),
         "a user's request took {slowest:?}"
+    );
+}
+
+/// A client of client protocol 1 (an SDK before versioning offers only
+/// `hsm-client/1`) is served in that version, and an operation of a newer
+/// one on its connection is refused as not part of what it agreed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_newer_than_the_agreed_client_protocol_is_refused() {
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    let text = std::fs::read_to_string(cluster.client_config()).expect("config");
+    let config: ClientConfig = toml::from_str(&text).expect("parse");
+    let addr: std::net::SocketAddr = config.nodes[0].address.parse().expect("addr");
+    let v1 = client_tls_offering(&config.ca_cert_pem, vec![b"hsm-client/1".to_vec()]).expect("tls");
+    let conn = client_endpoint(addr, v1)
+        .expect("endpoint")
+        .connect(addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake in version 1");
+    let (info, _) = timed(&conn, None, 0, Operation::ClusterInfo).await;
+    assert!(info.result.is_ok(), "{info:?}");
+    let (moved, _) = timed(&conn, None, 0, Operation::TransferLeadership { to: None }).await;
+    let refused = moved.result.expect_err("not in version 1");
+    assert_eq!(refused.kind, ErrorKind::InvalidInput);
+    assert!(
+        refused
+            .message
+            .contains("transfer-leadership needs client protocol 2; this connection agreed on 1"),
+        "{refused}"
     );
 }

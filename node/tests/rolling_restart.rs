@@ -10,6 +10,9 @@
 //! leadership over before its process ends (`hsm_node::handoff`). The
 //! slowest call is printed.
 //!
+//! Moving leadership on command (`hsm node transfer-leader`) and before
+//! removing the leader are tested under the same load.
+//!
 //! The upgrade test needs an earlier build and is run by
 //! `./x upgrade-test [--from REV]`, not by `cargo test`.
 
@@ -22,8 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hsm_client::Client;
+use hsm_proto::client::ErrorKind;
 use hsm_proto::mechanism::SignMechanism;
-use hsm_proto::{KeyId, KeySpec};
+use hsm_proto::{KeyId, KeySpec, NodeId};
 use procs::cli::Hsm;
 use procs::{http_get, signing, Cluster};
 
@@ -453,4 +457,112 @@ async fn a_rolling_upgrade_from_an_earlier_build_fails_no_call() {
         from.display(),
         generated.len()
     );
+}
+
+/// `hsm node transfer-leader` as an operator runs it, under the load
+/// above: leadership moves to the member named, then (none named) to
+/// another caught-up voter, while the former leader keeps running as a
+/// follower, and not one call fails. A crypto user may not move it, and a
+/// node that does not vote cannot lead. Removing the leader then moves
+/// leadership first, so the removal goes through (a member cannot sign
+/// its own removal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_moves_on_command_without_a_failed_call() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let (admin, alice, key) = cluster
+        .with_alice(ADMIN_PASSWORD, ALICE_PASSWORD, "transfer")
+        .await;
+    // `hsm` is built (if it is not yet) before the load starts.
+    let hsm = Hsm {
+        config: cluster.client_config(),
+        dir: cluster.path().to_path_buf(),
+    };
+    procs::cli::hsm_bin();
+    let load = Load::start(&alice, key, 6, 2);
+    wait_for_progress(&cluster, &load, (0, 0), "before the transfers").await;
+
+    // To a member named, through the CLI.
+    let first = cluster.leader().await;
+    let to = (1..=3).find(|i| *i != first).expect("a follower");
+    let moved = hsm
+        .run(
+            Some(("admin", ADMIN_PASSWORD)),
+            &["node", "transfer-leader", "--to", &to.to_string()],
+            &[],
+        )
+        .ok();
+    assert_eq!(moved["leader"].as_u64(), Some(to), "{moved}");
+    assert_eq!(cluster.leader().await, to);
+    let before = load.progress();
+    wait_for_progress(&cluster, &load, before, "after the first transfer").await;
+
+    // To any caught-up voter, through the SDK.
+    let next = admin.transfer_leadership(None).await.expect("transfer").0;
+    assert_ne!(next, to);
+    assert_eq!(cluster.leader().await, next);
+    let before = load.progress();
+    wait_for_progress(&cluster, &load, before, "after the second transfer").await;
+
+    let by_user = alice
+        .transfer_leadership(None)
+        .await
+        .expect_err("a crypto user may not move leadership");
+    assert_eq!(
+        by_user.kind(),
+        Some(ErrorKind::PermissionDenied),
+        "{by_user}"
+    );
+    let to_stranger = admin
+        .transfer_leadership(Some(NodeId(9)))
+        .await
+        .expect_err("node 9 is no voter");
+    assert_eq!(
+        to_stranger.kind(),
+        Some(ErrorKind::InvalidInput),
+        "{to_stranger}"
+    );
+
+    let (signed, generated, slowest_ms) =
+        no_call_failed_and_no_key_lost(&cluster, &alice, load).await;
+    println!(
+        "two leadership transfers: {signed} signatures and {} key generations, none failed; \
+         slowest call {slowest_ms} ms",
+        generated.len()
+    );
+
+    // Removing the leader: it hands leadership over, then its successor
+    // records the removal.
+    let leader = cluster.leader().await;
+    admin
+        .remove_node(NodeId(leader))
+        .await
+        .expect("the leader is removed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut views = Vec::new();
+        for i in (1..=3).filter(|i| *i != leader) {
+            let info = cluster.client_of(i).await.cluster_info().await;
+            views.push(info.ok().map(|s| {
+                (
+                    s.leader.map(|l| l.0),
+                    s.members.iter().map(|m| m.id.0).collect::<Vec<_>>(),
+                )
+            }));
+        }
+        let settled = views.iter().all(|v| {
+            v.as_ref().is_some_and(|(l, members)| {
+                l.is_some_and(|l| l != leader) && !members.contains(&leader)
+            })
+        });
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the others never settled without {leader}: {views:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

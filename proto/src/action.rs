@@ -49,11 +49,13 @@ pub enum Action {
     KeylessCrypto,
     /// Take, list, check, delete and mark backups.
     ManageBackups,
+    /// Move leadership to another member.
+    TransferLeadership,
 }
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::ReadClusterInfo,
         Action::ChangeOwnPassword,
         Action::EndOwnSessions,
@@ -73,6 +75,7 @@ impl Action {
         Action::ManageKey,
         Action::KeylessCrypto,
         Action::ManageBackups,
+        Action::TransferLeadership,
     ];
 
     /// Lowercase description, used in rejections. Frozen: protocol 1
@@ -98,6 +101,7 @@ impl Action {
             Action::ManageKey => "manage keys",
             Action::KeylessCrypto => "use crypto",
             Action::ManageBackups => "manage backups",
+            Action::TransferLeadership => "move leadership",
         }
     }
 }

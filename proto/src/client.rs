@@ -475,6 +475,15 @@ pub enum Operation {
         /// The messages, unhashed.
         messages: Vec<ByteBuf>,
     },
+    /// Move leadership to another voter without stopping the leader
+    /// (`hsm node transfer-leader`): to `to`, or to the lowest-numbered
+    /// voter that has every entry. Served by the leader (another node
+    /// answers `unavailable`, naming it); writes wait a moment meanwhile,
+    /// none fails. From client protocol 2 on. Crypto officers.
+    TransferLeadership {
+        /// The voter to lead next; `None`: any caught-up voter.
+        to: Option<NodeId>,
+    },
 }
 
 /// Bytes in a list ([`Operation::SignMany`], [`Reply::Signatures`]).
@@ -529,6 +538,17 @@ impl Operation {
             Operation::Logout { .. } => "logout",
             Operation::ChangeOwnPassword { .. } => "change-own-password",
             Operation::SignMany { .. } => "sign-many",
+            Operation::TransferLeadership { .. } => "transfer-leadership",
+        }
+    }
+
+    /// The client protocol version that brought this operation: a node
+    /// serves it only on a connection that agreed on that version or a
+    /// newer one (`crate::protocol`).
+    pub fn since(&self) -> crate::protocol::Version {
+        match self {
+            Operation::TransferLeadership { .. } => 2,
+            _ => 1,
         }
     }
 }
@@ -706,6 +726,11 @@ pub enum Reply {
     BackupVerified(BackupVerified),
     /// One result per message of an [`Operation::SignMany`], in order.
     Signatures(Vec<Result<ByteBuf, ClientError>>),
+    /// Leadership moved ([`Operation::TransferLeadership`]).
+    LeadershipMoved {
+        /// The member that leads now.
+        leader: NodeId,
+    },
 }
 
 /// The class of a failure: what the caller should do about it.

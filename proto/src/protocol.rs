@@ -27,7 +27,11 @@ pub type Version = u16;
 pub const RAFT: RangeInclusive<Version> = 1..=2;
 
 /// The client protocol versions this build speaks.
-pub const CLIENT: RangeInclusive<Version> = 1..=1;
+///
+/// 1: the first. 2: adds `Operation::TransferLeadership`. A node refuses
+/// an operation newer than the version its connection agreed on
+/// (`Operation::since`), and the SDK sends one only to nodes that speak it.
+pub const CLIENT: RangeInclusive<Version> = 1..=2;
 
 /// ALPN prefix of the Raft protocol: `hsm-raft/N`.
 pub const RAFT_ALPN_PREFIX: &str = "hsm-raft/";
@@ -89,6 +93,8 @@ mod tests {
         // Builds before versioning offered exactly these.
         assert!(alpn_names(RAFT_ALPN_PREFIX, RAFT.clone()).contains(&b"hsm-raft/1".to_vec()));
         assert!(alpn_names(CLIENT_ALPN_PREFIX, CLIENT.clone()).contains(&b"hsm-client/1".to_vec()));
+        assert_eq!(*RAFT.start(), 1);
+        assert_eq!(*CLIENT.start(), 1);
     }
 
     #[test]

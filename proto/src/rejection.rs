@@ -491,6 +491,7 @@ mod tests {
             (Action::ManageKey, "manage keys"),
             (Action::KeylessCrypto, "use crypto"),
             (Action::ManageBackups, "manage backups"),
+            (Action::TransferLeadership, "move leadership"),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (action, words) in actions {

@@ -37,6 +37,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::RotateDomainKey
                 | A::ListKeys
                 | A::ManageBackups
+                | A::TransferLeadership
         ),
         Role::Cu => matches!(
             action,

@@ -42,5 +42,14 @@ pub(super) async fn run(ctx: &Context, command: NodeCommand) -> Result<Outcome> 
                 .map_err(|e| me.explain(e))?;
             Ok(Outcome::new(json!({ "node-id": node_id, "removed": true })))
         }
+        NodeCommand::TransferLeader { to } => {
+            let me = ctx.login(None).await?;
+            let leader = me
+                .client
+                .transfer_leadership(to.map(NodeId))
+                .await
+                .map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({ "leader": leader.0 })))
+        }
     }
 }

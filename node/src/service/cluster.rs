@@ -1,9 +1,18 @@
 //! Cluster status and membership approvals.
 
-use hsm_proto::client::{ClientError, ClusterStatus, DomainKeyStatus, MemberInfo, Reply};
+use std::time::Duration;
+
+use hsm_proto::client::{
+    ClientError, ClusterStatus, DomainKeyStatus, ErrorKind, MemberInfo, Reply,
+};
 use hsm_proto::{Actor, EventBody, NodeId, NodeRecord};
 
 use super::{Ctx, Outcome, Service};
+use crate::handoff::{self, HandOff};
+
+/// Longest moving leadership may take: a successor to catch up, be asked,
+/// and win.
+const MOVE_WITHIN: Duration = Duration::from_secs(8);
 
 impl Service {
     /// Members (voters and learners, with the zones the state records),
@@ -81,10 +90,86 @@ impl Service {
 
     /// Records a crypto officer's removal of a member; the leader's
     /// membership task takes it out of Raft, and its domain key task
-    /// rotates the domain key.
+    /// rotates the domain key. A member cannot sign its own removal, so
+    /// the leader being removed hands leadership over first (as on
+    /// SIGTERM) and the write goes to its successor; another node asked to
+    /// remove the leader sends the caller there (`unavailable`: the SDK
+    /// retries at the leader with the same request id).
     pub(super) async fn remove_node(&self, ctx: &Ctx, node: NodeId) -> Outcome {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader == Some(node) && !self.remembered(ctx.request_id) {
+            if node != self.node {
+                return Err(ClientError::unavailable(format!(
+                    "{node} leads and is to be removed: it hands leadership over first, so ask it"
+                )));
+            }
+            self.move_leadership(None).await?;
+        }
         self.write(ctx, EventBody::NodeRemoved { node }).await?;
         Ok(Reply::Done)
+    }
+
+    /// Moves leadership to `to`, or to any voter with every entry, without
+    /// stopping this node ([`crate::handoff`]; it must lead). Writes wait
+    /// meanwhile and none fails.
+    pub(super) async fn transfer_leadership(&self, to: Option<NodeId>) -> Outcome {
+        let (leader, voters) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            (m.current_leader, voters)
+        };
+        if leader != Some(self.node) {
+            return Err(ClientError::unavailable(match leader {
+                Some(l) => format!("{} does not lead, {l} does", self.node),
+                None => format!("{} does not lead, and knows no leader", self.node),
+            }));
+        }
+        match to {
+            Some(to) if to == self.node => return Ok(Reply::LeadershipMoved { leader: to }),
+            Some(to) if !voters.contains(&to) => {
+                return Err(ClientError::invalid(format!(
+                    "{to} is not a voting member: only a voter can lead"
+                )))
+            }
+            _ => {}
+        }
+        let leader = self.move_leadership(to).await?;
+        Ok(Reply::LeadershipMoved { leader })
+    }
+
+    /// [`crate::handoff::hand_off`] from this node, one at a time; the new
+    /// leader.
+    async fn move_leadership(&self, to: Option<NodeId>) -> Result<NodeId, ClientError> {
+        let Ok(_one) = self.transfer.try_lock() else {
+            return Err(ClientError::new(
+                ErrorKind::Conflict,
+                "leadership is being moved already",
+            ));
+        };
+        let parts = handoff::Parts {
+            me: self.node,
+            raft: &self.raft,
+            proposer: &self.proposer,
+            reads: &self.reads,
+            network: &self.network,
+        };
+        match handoff::hand_off(&parts, to, MOVE_WITHIN).await {
+            HandOff::Done { to } => {
+                tracing::info!(%to, "moved leadership on a crypto officer's request");
+                Ok(to)
+            }
+            HandOff::NotLeading => Err(ClientError::unavailable(format!(
+                "{} no longer leads",
+                self.node
+            ))),
+            HandOff::Alone => Err(ClientError::invalid(
+                "no other voter could lead: the cluster has one voter",
+            )),
+            HandOff::Failed(why) => Err(ClientError::unavailable(format!(
+                "leadership did not move: {why}"
+            ))),
+        }
     }
 
     /// A crypto officer's rotation of the domain key: a new generation,

@@ -82,6 +82,8 @@ pub struct ServiceParts {
     pub node: NodeId,
     /// Its Raft handle.
     pub raft: Raft,
+    /// Its proposer, which steps aside while leadership moves.
+    pub proposer: Arc<crate::proposer::Proposer>,
     /// Its state machine.
     pub sm: StateMachineStore,
     /// Where writes go.
@@ -148,6 +150,12 @@ pub struct Service {
     sm: StateMachineStore,
     writer: Writer,
     barrier: barrier::ReadBarrier,
+    /// What moving leadership needs (`crate::handoff`), and a lock so one
+    /// transfer runs at a time.
+    proposer: Arc<crate::proposer::Proposer>,
+    reads: LeaderReads,
+    network: QuicNetwork,
+    transfer: tokio::sync::Mutex<()>,
     keyring: Arc<Keyring>,
     session_lifetime: Duration,
     cache: KeyCache,
@@ -211,14 +219,22 @@ pub(crate) type Outcome = Result<Reply, ClientError>;
 impl Service {
     /// A service over the given parts.
     pub fn new(parts: ServiceParts) -> Service {
-        let barrier =
-            barrier::ReadBarrier::start(parts.node, parts.raft.clone(), parts.reads, parts.network);
+        let barrier = barrier::ReadBarrier::start(
+            parts.node,
+            parts.raft.clone(),
+            parts.reads.clone(),
+            parts.network.clone(),
+        );
         Service {
             node: parts.node,
             raft: parts.raft,
             sm: parts.sm,
             writer: parts.writer,
             barrier,
+            proposer: parts.proposer,
+            reads: parts.reads,
+            network: parts.network,
+            transfer: tokio::sync::Mutex::new(()),
             keyring: parts.keyring,
             session_lifetime: parts.session_lifetime,
             cache: KeyCache::new(parts.key_cache_entries),
@@ -454,6 +470,7 @@ impl Service {
             O::AddNode { node } => self.add_node(ctx, node).await,
             O::RemoveNode { node } => self.remove_node(ctx, node).await,
             O::RotateDomainKey => self.rotate_domain_key(ctx).await,
+            O::TransferLeadership { to } => self.transfer_leadership(to).await,
             O::ChangePassword {
                 username,
                 new_password,
@@ -958,6 +975,7 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         O::AddNode { .. } => Action::AddNode,
         O::RemoveNode { .. } => Action::RemoveNode,
         O::RotateDomainKey => Action::RotateDomainKey,
+        O::TransferLeadership { .. } => Action::TransferLeadership,
         O::ChangeOwnPassword { .. } => Action::ChangeOwnPassword,
         O::ChangePassword { username: u, .. } if u == username => Action::ChangeOwnPassword,
         O::ChangePassword { .. } => Action::ChangeOtherPassword,

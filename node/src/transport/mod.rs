@@ -29,8 +29,8 @@ pub use error::{FrameError, TransportError};
 pub use frame::{read_frame, write_frame, FRAME_HEADER_BYTES};
 pub use pki::{ClusterCa, NodeCert};
 pub use tls::{
-    client_alpns, client_endpoint, client_tls, key_pin_of_cert, key_pin_of_pem, negotiated,
-    node_client_tls, node_client_tls_offering, node_id_of_cert, peer_identity,
-    peer_is_cluster_member, peer_node_id, raft_alpns, server_endpoint, server_tls,
+    client_alpns, client_endpoint, client_tls, client_tls_offering, key_pin_of_cert,
+    key_pin_of_pem, negotiated, node_client_tls, node_client_tls_offering, node_id_of_cert,
+    peer_identity, peer_is_cluster_member, peer_node_id, raft_alpns, server_endpoint, server_tls,
     with_stream_limit, PeerIdentity, Speaks, SERVER_NAME,
 };

@@ -174,12 +174,25 @@ pub fn node_client_tls_offering(
 /// # Errors
 /// If the CA certificate does not parse.
 pub fn client_tls(ca_pem: &str) -> Result<quinn::ClientConfig, TransportError> {
+    client_tls_offering(ca_pem, client_alpns())
+}
+
+/// [`client_tls`] offering the ALPN names `alpns` instead of this build's
+/// client protocol versions: how another build's client connects (tests
+/// of version negotiation).
+///
+/// # Errors
+/// If the CA certificate does not parse.
+pub fn client_tls_offering(
+    ca_pem: &str,
+    alpns: Vec<Vec<u8>>,
+) -> Result<quinn::ClientConfig, TransportError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
         .with_root_certificates(roots(ca_pem)?)
         .with_no_client_auth();
-    tls.alpn_protocols = client_alpns();
+    tls.alpn_protocols = alpns;
     client_from(tls)
 }
 
