@@ -109,7 +109,9 @@ pub enum ClusterCommand {
         new_password_env: Option<String>,
     },
     /// Members, leader, zones, each member's health and the domain key
-    /// generation; with a login (HSM_USER), also the key and user counts.
+    /// generation; with a login (HSM_USER), also the key and user counts
+    /// and the leader's view: each member's lag and Raft protocol version,
+    /// the cluster's version and the leader's last backup.
     Info,
     /// Replace the domain key with a new generation sealed to the current
     /// members only (crypto officer). Every session ends; the leader then

@@ -33,8 +33,9 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::CreateBackup
         // Ending a session twice ends it once.
         | Operation::Logout { .. }
-        // Not a write, but served by the leader: routed the same way.
-        | Operation::TransferLeadership { .. } => true,
+        // Not writes, but served by the leader: routed the same way.
+        | Operation::TransferLeadership { .. }
+        | Operation::MemberStatus => true,
         Operation::ClusterInfo
         | Operation::ListUsers { .. }
         | Operation::WrapKey { .. }
@@ -81,6 +82,7 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::BackupVerified(_) => "backup-verified",
         Reply::Signatures(_) => "signatures",
         Reply::LeadershipMoved { .. } => "leadership-moved",
+        Reply::Members(_) => "members",
     }
 }
 

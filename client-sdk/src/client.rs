@@ -262,6 +262,11 @@ impl Client {
         lock(&self.inner.balancer).leader()
     }
 
+    /// `leader` leads now (it said so): writes go to it first.
+    pub(crate) fn learned_leader(&self, leader: NodeId) {
+        lock(&self.inner.balancer).set_leader(Some(leader));
+    }
+
     /// Whether the client holds a session.
     pub fn is_logged_in(&self) -> bool {
         lock(&self.inner.session).is_some()
@@ -439,6 +444,8 @@ impl Client {
         let mut failures = Failures::default();
         let mut tried: Vec<NodeId> = Vec::new();
         let mut round: u32 = 0;
+        // Nodes of this round that do not speak the operation's version.
+        let mut unsupported = 0usize;
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -450,9 +457,12 @@ impl Client {
                 balancer.pick(now, &tried, prefer, &mut rand::thread_rng())
             };
             let Some(pick) = pick else {
-                if tried.is_empty() {
+                // No node speaks the operation's version: waiting helps
+                // only if one is upgraded meanwhile; say so at once.
+                if tried.is_empty() || unsupported == tried.len() {
                     return Err(failures.unavailable());
                 }
+                unsupported = 0;
                 // Every node failed once: pause, then try them all again.
                 round += 1;
                 let pause = (ROUND_PAUSE * (1 << round.min(5))).min(MAX_ROUND_PAUSE);
@@ -504,6 +514,12 @@ impl Client {
                     guard.finish(Outcome::Failed);
                     reason
                 }
+                Ok(Err(AttemptError::Unsupported(reason))) => {
+                    // Up, but of an earlier build: not failed.
+                    guard.finish(Outcome::Answered);
+                    unsupported += 1;
+                    reason
+                }
                 Ok(Err(AttemptError::Protocol(reason))) => {
                     guard.finish(Outcome::Answered);
                     return Err(Error::Protocol(format!(
@@ -547,7 +563,7 @@ impl Client {
             .await?;
         let agreed = crate::tls::agreed_version(&conn).unwrap_or(1);
         if agreed < since {
-            return Err(AttemptError::Transport(format!(
+            return Err(AttemptError::Unsupported(format!(
                 "it speaks client protocol {agreed}, and {op} needs {since}: upgrade the node"
             )));
         }

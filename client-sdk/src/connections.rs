@@ -21,6 +21,10 @@ pub(crate) enum AttemptError {
     Transport(String),
     /// The node answered bytes the protocol does not allow.
     Protocol(String),
+    /// The node is up but does not speak the client protocol version the
+    /// operation needs (an earlier build): try another, without counting
+    /// this one as failed.
+    Unsupported(String),
 }
 
 /// A node's cached connection.

@@ -120,7 +120,7 @@ pub use tls::{alpn_protocols, key_pin_of_cert, server_name, SERVER_NAME};
 pub use hsm_proto;
 pub use hsm_proto::client::{
     ClientConfig, ClientError, ClientNode, ClusterStatus, ErrorKind, KeyFilter, KeyInfo,
-    MemberInfo, Operation, Reply, Secret, UserInfo,
+    MemberInfo, MemberState, MembersReport, Operation, Reply, Secret, UserInfo,
 };
 pub use hsm_proto::mechanism;
 pub use hsm_proto::{

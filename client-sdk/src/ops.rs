@@ -220,8 +220,22 @@ impl Client {
     /// `Unavailable` if leadership did not move in time.
     pub async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<NodeId> {
         let reply = self.call(Operation::TransferLeadership { to }).await?;
-        expect_reply!(reply, "transfer-leadership", "leadership-moved",
-            Reply::LeadershipMoved { leader } => leader)
+        let leader = expect_reply!(reply, "transfer-leadership", "leadership-moved",
+            Reply::LeadershipMoved { leader } => leader)?;
+        self.learned_leader(leader);
+        Ok(leader)
+    }
+
+    /// Each member as the leader sees it (any signed-in user): how many
+    /// entries it lacks, which Raft protocol version it agreed on with the
+    /// leader, and the cluster's version and the leader's last backup.
+    /// Needs nodes that speak client protocol 2.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn member_status(&self) -> Result<hsm_proto::client::MembersReport> {
+        let reply = self.call(Operation::MemberStatus).await?;
+        expect_reply!(reply, "member-status", "members", Reply::Members(report) => report)
     }
 
     /// Replaces the domain key with a new generation sealed to the current

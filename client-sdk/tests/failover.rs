@@ -452,4 +452,29 @@ async fn an_operation_goes_only_to_nodes_that_speak_its_version() {
             .all(|r| !matches!(r.op, Operation::TransferLeadership { .. })),
         "sent to a node that does not speak it"
     );
+
+    // With a node that speaks it too, the operation goes there (and the
+    // version-1 node is not counted as down: it still serves reads).
+    let new = FakeNode::start(&pki, 2, "b", &view);
+    view.lock().expect("lock").members = vec![old.member(), new.member()];
+    let both = config(&pki, &[old.client_node(), new.client_node()]);
+    let client = Client::connect(both, options.zone("a"))
+        .await
+        .expect("connect");
+    assert_eq!(
+        client
+            .transfer_leadership(Some(NodeId(7)))
+            .await
+            .expect("moved"),
+        NodeId(7)
+    );
+    assert!(new
+        .seen()
+        .iter()
+        .any(|r| matches!(r.op, Operation::TransferLeadership { .. })));
+    assert!(old
+        .seen()
+        .iter()
+        .all(|r| !matches!(r.op, Operation::TransferLeadership { .. })));
+    assert_eq!(client.random(4).await.expect("random"), vec![1; 4]);
 }

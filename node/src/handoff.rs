@@ -6,6 +6,10 @@
 //! SIGTERM the leader instead (its background tasks, which could append
 //! entries of their own, stopped first: `RunningNode::shutdown`):
 //!
+//! 0. while it still takes writes, waits until it has led longer than the
+//!    leader lease (openraft gives its vote away only then) and a voter
+//!    is within 64 entries of its log, so writes wait only for the last
+//!    few (one hand-over at a time: [`Proposer::hand_over_lock`]);
 //! 1. stops taking new writes ([`Proposer::step_aside`]; its writer
 //!    retries them and forwards them to the new leader once it is known,
 //!    under the same request id) and waits for the entries already on
@@ -39,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hsm_proto::NodeId;
+use hsm_raft_store::StateMachineStore;
 use tokio::time::Instant;
 
 use crate::proposer::Proposer;
@@ -128,16 +133,25 @@ pub struct Parts<'a> {
     pub reads: &'a LeaderReads,
     /// Its network, to ask the successor.
     pub network: &'a QuicNetwork,
+    /// Its replica: who is a member.
+    pub sm: &'a StateMachineStore,
 }
 
 /// Hands leadership from this node to a caught-up voter (`to`, or any)
 /// within `within`, as the module describes. Whatever the outcome, the
 /// proposer takes writes again afterwards (it refuses them anyway while
 /// another member leads); the lease stays ended for the terms it was
-/// ended in. Used on SIGTERM, on a crypto officer's request
-/// (`hsm node transfer-leader`) and before the leader is removed.
+/// ended in (after a hand-over that failed, this leader's reads take a
+/// quorum round each until its next term). Used on SIGTERM, on a crypto
+/// officer's request (`hsm node transfer-leader`) and before the leader
+/// is removed.
 pub async fn hand_off(parts: &Parts<'_>, to: Option<NodeId>, within: Duration) -> HandOff {
     let deadline = Instant::now() + within;
+    // One at a time: SIGTERM's waits for a transfer's to end.
+    let Ok(_one) = tokio::time::timeout_at(deadline, parts.proposer.hand_over_lock().lock()).await
+    else {
+        return HandOff::Failed("another hand-over did not end in time".into());
+    };
     let first = progress(parts.raft);
     if !first.leading {
         return HandOff::NotLeading;
@@ -145,10 +159,73 @@ pub async fn hand_off(parts: &Parts<'_>, to: Option<NodeId>, within: Duration) -
     if !first.voters.iter().any(|v| *v != parts.me) {
         return HandOff::Alone;
     }
-    parts.proposer.step_aside();
-    let outcome = hand_over(parts, to, deadline).await;
-    parts.proposer.resume();
-    outcome
+    // While writes are still taken: this node's vote old enough to be
+    // given away, and a voter close behind. Writes wait only for the
+    // last few entries.
+    if let Err(failed) = lease_passed(parts.raft, deadline).await {
+        return failed;
+    }
+    if let Err(failed) = close_behind(parts, to, deadline).await {
+        return failed;
+    }
+    let _aside = parts.proposer.step_aside();
+    hand_over(parts, to, deadline).await
+}
+
+/// How far behind the leader's log a voter may be when writes stop for a
+/// hand-over: what it then catches up on while writes wait.
+const CLOSE_BEHIND: u64 = 64;
+
+/// The voters that may lead next: `to`, or any, other than this node and
+/// still members in its replica (one whose removal applied may still vote
+/// in Raft for a moment, but could not sign a write as leader).
+fn candidates(parts: &Parts<'_>, p: &Progress, to: Option<NodeId>) -> Vec<NodeId> {
+    parts.sm.read(|a| {
+        p.voters
+            .iter()
+            .copied()
+            .filter(|v| *v != parts.me && to.is_none_or(|t| *v == t))
+            .filter(|v| a.state.node(*v).is_some())
+            .collect()
+    })
+}
+
+/// Waits, while writes go on, until a candidate's log is within
+/// [`CLOSE_BEHIND`] entries of this leader's, or fails at `deadline`.
+async fn close_behind(
+    parts: &Parts<'_>,
+    to: Option<NodeId>,
+    deadline: Instant,
+) -> Result<(), HandOff> {
+    let mut metrics = parts.raft.metrics();
+    loop {
+        let p = progress(parts.raft);
+        if !p.leading {
+            return Err(HandOff::NotLeading);
+        }
+        let last = metrics.borrow().last_log_index.unwrap_or(0);
+        let candidates = candidates(parts, &p, to);
+        if candidates.is_empty() {
+            return Err(HandOff::Failed(match to {
+                Some(t) => format!("{t} is not a voting member"),
+                None => "no other voting member".into(),
+            }));
+        }
+        let close = candidates.iter().any(|c| {
+            p.matched
+                .get(c)
+                .copied()
+                .flatten()
+                .is_some_and(|m| m + CLOSE_BEHIND >= last)
+        });
+        if close {
+            return Ok(());
+        }
+        changed(&mut metrics, deadline, || {
+            format!("no voter came within {CLOSE_BEHIND} entries of index {last} in time")
+        })
+        .await?;
+    }
 }
 
 /// Waits for the metrics to change, or fails at `deadline` or when Raft
@@ -172,6 +249,7 @@ async fn hand_over(parts: &Parts<'_>, to: Option<NodeId>, deadline: Instant) -> 
         proposer,
         reads,
         network,
+        ..
     } = *parts;
     let mut metrics = raft.metrics();
     let mut passed_over = BTreeSet::new();
@@ -195,17 +273,8 @@ async fn hand_over(parts: &Parts<'_>, to: Option<NodeId>, deadline: Instant) -> 
             if !p.leading {
                 return HandOff::NotLeading;
             }
-            // The voters that may lead next: the one asked for, or any.
-            let candidates: Vec<NodeId> = p
-                .voters
-                .iter()
-                .copied()
-                .filter(|v| to.is_none_or(|t| *v == t))
-                .collect();
-            if candidates
-                .iter()
-                .all(|v| *v == me || passed_over.contains(v))
-            {
+            let candidates = candidates(parts, &p, to);
+            if candidates.iter().all(|v| passed_over.contains(v)) {
                 return HandOff::Failed(match to {
                     Some(t) if !passed_over.contains(&t) => format!("{t} is not a voter"),
                     Some(t) => format!("{t} would not take over"),

@@ -10,7 +10,8 @@ use hsm_backup::{Destination, RecoveryKey};
 use hsm_node::config::{LogFormat, NodeConfig};
 use hsm_node::restore::{choose_backup, restore_cluster};
 use hsm_node::runtime::{
-    init_cluster, prepare, read_private, write_private, write_public, JoinTarget, RunningNode,
+    init_cluster, prepare, read_private, renew_certificate, write_private, write_public,
+    JoinTarget, RunningNode,
 };
 use hsm_node::transport::ClusterCa;
 use hsm_node::{local, operator};
@@ -80,6 +81,22 @@ enum Command {
         #[arg(long)]
         ca_cert: PathBuf,
         /// The cluster CA private key (PEM).
+        #[arg(long)]
+        ca_key: PathBuf,
+    },
+    /// Give this node a new certificate from a (new) CA for the TLS key it
+    /// has, so its member record's pin stays valid: the step of a CA
+    /// rotation that moves each node to the new CA (operator guide,
+    /// "Rotating the CA"). The new CA must be in the node's CA file
+    /// already. Takes effect when the node starts again.
+    RenewCert {
+        /// The node's configuration file.
+        #[arg(long, env = "HSM_NODE_CONFIG")]
+        config: PathBuf,
+        /// The CA certificate to issue from (PEM).
+        #[arg(long)]
+        ca_cert: PathBuf,
+        /// Its private key (PEM).
         #[arg(long)]
         ca_key: PathBuf,
     },
@@ -288,6 +305,25 @@ async fn run(cli: Cli) -> Result<()> {
             println!(
                 "then: hsm-node start --config <this config> --join <address of a member> \
                  --join-pin <its transport-key from hsm cluster info>"
+            );
+            Ok(())
+        }
+        Command::RenewCert {
+            config,
+            ca_cert,
+            ca_key,
+        } => {
+            let config = NodeConfig::from_env_and_file(&config)?;
+            let ca_pem = std::fs::read_to_string(&ca_cert)
+                .with_context(|| format!("cannot read {}", ca_cert.display()))?;
+            let ca = ClusterCa::from_pem(&ca_pem, &read_private(&ca_key, "CA key")?)?;
+            let path = renew_certificate(&config, &ca)?;
+            println!(
+                "Node {} has a new certificate from {} in {} (the previous one is kept beside it); \
+                 it takes effect when the node starts again.",
+                config.id(),
+                ca_cert.display(),
+                path.display()
             );
             Ok(())
         }

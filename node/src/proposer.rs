@@ -118,6 +118,22 @@ pub struct Proposer {
     /// (`crate::handoff`): new writes are refused as if this node did not
     /// lead, so the successor's log can catch up with this one's.
     stepping_aside: std::sync::atomic::AtomicBool,
+    /// Held by the one hand-over in progress (`crate::handoff`: SIGTERM's,
+    /// a transfer's, a removal's).
+    hand_over: tokio::sync::Mutex<()>,
+}
+
+/// Writes refused while this lives ([`Proposer::step_aside`]); taken
+/// again when it is dropped, whatever ended the hand-over.
+#[derive(Debug)]
+pub struct SteppedAside<'a>(&'a Proposer);
+
+impl Drop for SteppedAside<'_> {
+    fn drop(&mut self) {
+        self.0
+            .stepping_aside
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Proposer {
@@ -150,6 +166,7 @@ impl Proposer {
             }),
             pending: std::sync::Mutex::default(),
             stepping_aside: std::sync::atomic::AtomicBool::new(false),
+            hand_over: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -157,16 +174,17 @@ impl Proposer {
     /// (naming the new leader once one is known) while the entries already
     /// on their way finish: the leader hands over (`crate::handoff`). The
     /// writer retries them, and forwards them to the new leader, under
-    /// the same request id.
-    pub fn step_aside(&self) {
+    /// the same request id. Writes are taken again when the guard is
+    /// dropped.
+    pub fn step_aside(&self) -> SteppedAside<'_> {
         self.stepping_aside
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        SteppedAside(self)
     }
 
-    /// Takes writes again after a hand-over that did not happen.
-    pub fn resume(&self) {
-        self.stepping_aside
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+    /// The lock the one hand-over in progress holds.
+    pub fn hand_over_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.hand_over
     }
 
     /// Whether no write waits and no entry is on its way to Raft.

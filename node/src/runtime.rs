@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,6 +146,61 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The host part of a `host:port` address (brackets of an IPv6 one
+/// dropped): what a node's certificate names besides its id.
+fn host_of(address: &str) -> String {
+    address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
+}
+
+/// Gives this node a new certificate from `ca` for the TLS key it has
+/// (`hsm-node renew-cert`), so the pin in its member record stays valid:
+/// the step of a CA rotation that moves each node to the new CA. The new
+/// CA must be in the node's CA file already (and in every member's and
+/// client's: the operator guide's order), else the node could not
+/// verify peers whose certificates it issues. The certificate file is
+/// replaced atomically; the previous one is kept beside it
+/// (`<file>.previous`). Takes effect when the node starts again.
+///
+/// # Errors
+/// If the files cannot be read or written, the new CA is not in the CA
+/// file, or the certificate would not carry the node's key.
+pub fn renew_certificate(config: &NodeConfig, ca: &ClusterCa) -> Result<PathBuf> {
+    config.validate()?;
+    let bundle = read_text(&config.ca_cert(), "CA file")?;
+    let new_ca = ca.cert_pem();
+    if !bundle.contains(new_ca.trim()) {
+        bail!(
+            "the new CA is not in {} yet: add it there (and to every member's CA file and every              client's ca_cert_pem), restart the members, then renew",
+            config.ca_cert().display()
+        );
+    }
+    let old_cert = read_text(&config.node_cert(), "node certificate")?;
+    let key = read_private(&config.node_key(), "node key")?;
+    let cert = ca.reissue_node(config.id(), &[host_of(&config.advertise_addr()?)], &key)?;
+    if key_pin_of_pem(&cert.cert_pem)? != key_pin_of_pem(&old_cert)? {
+        bail!(
+            "{} and {} do not hold the same key: the new certificate would not match the              member record",
+            config.node_cert().display(),
+            config.node_key().display()
+        );
+    }
+    let path = config.node_cert();
+    let previous = path.with_extension("pem.previous");
+    let fresh = path.with_extension("pem.new");
+    let _ = std::fs::remove_file(&fresh);
+    write_public(&fresh, cert.cert_pem.as_bytes())?;
+    let _ = std::fs::remove_file(&previous);
+    std::fs::copy(&path, &previous)
+        .with_context(|| format!("cannot keep {} as {}", path.display(), previous.display()))?;
+    std::fs::rename(&fresh, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(path)
+}
+
 /// What [`prepare`] made for a node that is to join (or found) a cluster.
 #[derive(Debug)]
 pub struct Prepared {
@@ -174,13 +229,7 @@ pub fn prepare(config: &NodeConfig, ca: &ClusterCa) -> Result<Prepared> {
     let storage = StorageKey::create_file(&config.storage_key_file())?;
     let identity = NodeIdentity::generate();
     identity.save(&config.identity_file(), &file_key(&storage))?;
-    let host = address
-        .rsplit_once(':')
-        .map_or(address.as_str(), |(h, _)| h)
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let cert = ca.issue_node(config.id(), &[host])?;
+    let cert = ca.issue_node(config.id(), &[host_of(&address)])?;
     write_public(&config.ca_cert(), ca.cert_pem().as_bytes())?;
     write_public(&config.node_cert(), cert.cert_pem.as_bytes())?;
     write_private(&config.node_key(), cert.key_pem.as_bytes())?;
@@ -607,6 +656,7 @@ impl RunningNode {
             proposer: &self.proposer,
             reads: &self.reads,
             network: &self.network,
+            sm: &self.sm,
         };
         match crate::handoff::hand_off(&parts, None, HANDOFF_WITHIN).await {
             HandOff::NotLeading | HandOff::Alone => {}

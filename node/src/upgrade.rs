@@ -66,7 +66,7 @@ pub fn spawn(
             );
             let written = writer
                 .write(
-                    raise_id(cluster, version),
+                    raise_id(cluster, me, version),
                     Actor::Node(me),
                     None,
                     EventBody::ProtocolRaised { version },
@@ -84,12 +84,14 @@ pub fn spawn(
     })
 }
 
-/// The request id of the raise of `cluster` to `version`: the same for
-/// every try, so one that timed out but applied is answered as applied
-/// when tried again.
-fn raise_id(cluster: ClusterId, version: Version) -> RequestId {
+/// The request id of leader `me`'s raise of `cluster` to `version`: the
+/// same for every try of this leader, so one that timed out but applied
+/// is answered as applied when tried again (another leader's raise is
+/// another request).
+fn raise_id(cluster: ClusterId, me: NodeId, version: Version) -> RequestId {
     let mut h = blake3::Hasher::new_derive_key("hsm-cluster protocol raise v1");
     h.update(&cluster.0);
+    h.update(&me.0.to_be_bytes());
     h.update(&version.to_be_bytes());
     let mut id = [0u8; 16];
     id.copy_from_slice(&h.finalize().as_bytes()[..16]);

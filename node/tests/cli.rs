@@ -199,6 +199,15 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
         (counted["keys"].as_u64(), counted["users"].as_u64()),
         (Some(4), Some(3))
     );
+    // Signed in, the leader's view too: each member's lag (none of them
+    // far behind on a calm cluster) and the Raft protocol version its
+    // connection agreed on, and the version the cluster runs.
+    assert_eq!(counted["raft-protocol"], 2, "{counted}");
+    assert_eq!(counted["leader-speaks-raft-protocol"], 2, "{counted}");
+    for m in counted["members"].as_array().expect("members") {
+        assert!(m["lag-entries"].as_u64().is_some_and(|l| l < 50), "{m}");
+        assert_eq!(m["raft-protocol"], 2, "{m}");
+    }
 
     // Sign in the HSM; OpenSSL verifies with the exported PEM.
     std::fs::write(hsm.file("message.txt"), b"release 1.2.3 of the firmware\n").expect("write");

@@ -484,6 +484,12 @@ pub enum Operation {
         /// The voter to lead next; `None`: any caught-up voter.
         to: Option<NodeId>,
     },
+    /// Each member as the leader sees it: how far behind it is, which Raft
+    /// protocol version its connection with the leader agreed on, and the
+    /// cluster's version and last backup ([`Reply::Members`]). Served by
+    /// the leader (another node answers `unavailable`, naming it). From
+    /// client protocol 2 on. Any signed-in user.
+    MemberStatus,
 }
 
 /// Bytes in a list ([`Operation::SignMany`], [`Reply::Signatures`]).
@@ -539,16 +545,55 @@ impl Operation {
             Operation::ChangeOwnPassword { .. } => "change-own-password",
             Operation::SignMany { .. } => "sign-many",
             Operation::TransferLeadership { .. } => "transfer-leadership",
+            Operation::MemberStatus => "member-status",
         }
     }
 
     /// The client protocol version that brought this operation: a node
     /// serves it only on a connection that agreed on that version or a
-    /// newer one (`crate::protocol`).
+    /// newer one (`crate::protocol`). Every variant is listed, so a new
+    /// operation does not compile until it names its version.
     pub fn since(&self) -> crate::protocol::Version {
         match self {
-            Operation::TransferLeadership { .. } => 2,
-            _ => 1,
+            Operation::TransferLeadership { .. } | Operation::MemberStatus => 2,
+            Operation::Login { .. }
+            | Operation::ClusterInfo
+            | Operation::AddNode { .. }
+            | Operation::RemoveNode { .. }
+            | Operation::RotateDomainKey
+            | Operation::ChangePassword { .. }
+            | Operation::CreateUser { .. }
+            | Operation::DeleteUser { .. }
+            | Operation::ListUsers { .. }
+            | Operation::UnlockUser { .. }
+            | Operation::GenerateKey { .. }
+            | Operation::ImportKey { .. }
+            | Operation::ImportPublicKey { .. }
+            | Operation::UnwrapKey { .. }
+            | Operation::WrapKey { .. }
+            | Operation::DeriveKey { .. }
+            | Operation::GetKey { .. }
+            | Operation::ListKeys { .. }
+            | Operation::ExportPublicKey { .. }
+            | Operation::ShareKey { .. }
+            | Operation::UnshareKey { .. }
+            | Operation::SetKeyAttribute { .. }
+            | Operation::DeleteKey { .. }
+            | Operation::Sign { .. }
+            | Operation::Verify { .. }
+            | Operation::Encrypt { .. }
+            | Operation::Decrypt { .. }
+            | Operation::Digest { .. }
+            | Operation::Random { .. }
+            | Operation::CreateBackup
+            | Operation::ListBackups
+            | Operation::DescribeBackup { .. }
+            | Operation::VerifyBackup { .. }
+            | Operation::DeleteBackup { .. }
+            | Operation::KeepBackup { .. }
+            | Operation::Logout { .. }
+            | Operation::ChangeOwnPassword { .. }
+            | Operation::SignMany { .. } => 1,
         }
     }
 }
@@ -731,6 +776,50 @@ pub enum Reply {
         /// The member that leads now.
         leader: NodeId,
     },
+    /// The members as the leader sees them ([`Operation::MemberStatus`]).
+    Members(MembersReport),
+}
+
+/// What [`Operation::MemberStatus`] returns: the leader's view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersReport {
+    /// The leader that answered.
+    pub leader: NodeId,
+    /// Its term.
+    pub term: u64,
+    /// The index of the last entry in its log.
+    pub last_log_index: u64,
+    /// The Raft protocol version the cluster runs.
+    pub raft_protocol: crate::protocol::Version,
+    /// The newest Raft protocol version the leader's build speaks.
+    pub leader_speaks: crate::protocol::Version,
+    /// When the leader last completed a backup, ms since the Unix epoch
+    /// (`None`: none since it started, or backups are off).
+    pub last_backup_ms: Option<u64>,
+    /// Members, voters and learners, in id order.
+    pub members: Vec<MemberState>,
+}
+
+/// One member in a [`MembersReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// Node id.
+    pub id: NodeId,
+    /// `host:port`.
+    pub address: String,
+    /// Zone label (empty if the state records none yet).
+    pub zone: String,
+    /// Whether it votes.
+    pub voter: bool,
+    /// The index of the last entry of the leader's log it has (the
+    /// leader's own for the leader); `None` while not known.
+    pub matched_index: Option<u64>,
+    /// Entries of the leader's log it still lacks; `None` while not known.
+    pub lag: Option<u64>,
+    /// The Raft protocol version its connection with the leader agreed on
+    /// (the newest both speak; the leader's own for the leader); `None`
+    /// without a live connection.
+    pub raft_protocol: Option<crate::protocol::Version>,
 }
 
 /// The class of a failure: what the caller should do about it.

@@ -28,7 +28,8 @@ pub const RAFT: RangeInclusive<Version> = 1..=2;
 
 /// The client protocol versions this build speaks.
 ///
-/// 1: the first. 2: adds `Operation::TransferLeadership`. A node refuses
+/// 1: the first. 2: adds `Operation::TransferLeadership` and
+/// `Operation::MemberStatus`. A node refuses
 /// an operation newer than the version its connection agreed on
 /// (`Operation::since`), and the SDK sends one only to nodes that speak it.
 pub const CLIENT: RangeInclusive<Version> = 1..=2;

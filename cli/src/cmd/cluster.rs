@@ -75,6 +75,13 @@ async fn info(ctx: &Context) -> Result<Outcome> {
         None => (Client::connect(config.clone(), ctx.options()).await?, false),
     };
     let status = client.cluster_info().await?;
+    // The leader's view (lag, protocol versions, last backup), for
+    // signed-in users, from nodes that speak client protocol 2.
+    let report = if signed_in {
+        Some(client.member_status().await.map_err(|e| e.to_string()))
+    } else {
+        None
+    };
     let mut checks = JoinSet::new();
     for (i, member) in status.members.iter().enumerate() {
         let mut member_config = config.clone();
@@ -110,6 +117,10 @@ async fn info(ctx: &Context) -> Result<Outcome> {
                 Some(Err(e)) => (format!("unreachable: {e}"), None, None),
                 None => ("unknown".to_string(), None, None),
             };
+            let seen = match &report {
+                Some(Ok(r)) => r.members.iter().find(|s| s.id == m.id),
+                _ => None,
+            };
             json!({
                 "node-id": m.id.0,
                 "address": m.address,
@@ -120,6 +131,8 @@ async fn info(ctx: &Context) -> Result<Outcome> {
                 "health": state,
                 "term": term,
                 "sees-leader": seen_leader.map(|l| l.0),
+                "lag-entries": seen.and_then(|s| s.lag),
+                "raft-protocol": seen.and_then(|s| s.raft_protocol),
             })
         })
         .collect();
@@ -141,6 +154,22 @@ async fn info(ctx: &Context) -> Result<Outcome> {
         })),
         "members": members,
     });
+    if let (Some(report), Some(map)) = (&report, data.as_object_mut()) {
+        match report {
+            Ok(r) => {
+                map.insert("raft-protocol".into(), json!(r.raft_protocol));
+                map.insert("leader-speaks-raft-protocol".into(), json!(r.leader_speaks));
+                map.insert("last-log-index".into(), json!(r.last_log_index));
+                map.insert("last-backup-ms".into(), json!(r.last_backup_ms));
+            }
+            Err(e) => {
+                map.insert(
+                    "member-status".into(),
+                    json!(format!("the leader's view is not available: {e}")),
+                );
+            }
+        }
+    }
     if let (false, Some(map)) = (signed_in, data.as_object_mut()) {
         map.insert(
             "note".into(),

@@ -425,6 +425,10 @@ fn answer(shared: &Shared, request: &Request) -> Result<Reply, ClientError> {
         Operation::CreateUser { .. } | Operation::DeleteKey { .. } | Operation::Logout { .. } => {
             Ok(Reply::Done)
         }
+        // As a leader that moved leadership to the lowest other member.
+        Operation::TransferLeadership { to } => Ok(Reply::LeadershipMoved {
+            leader: to.unwrap_or(NodeId(shared.id + 1)),
+        }),
         // Deliberately the wrong reply, as a node of another version might.
         Operation::Digest { .. } => Ok(Reply::Done),
         other => Err(ClientError::invalid(format!(

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use hsm_proto::client::{
-    ClientError, ClusterStatus, DomainKeyStatus, ErrorKind, MemberInfo, Reply,
+    ClientError, ClusterStatus, DomainKeyStatus, ErrorKind, MemberInfo, MemberState, MembersReport,
+    Reply,
 };
 use hsm_proto::{Actor, EventBody, NodeId, NodeRecord};
 
@@ -109,6 +110,66 @@ impl Service {
         Ok(Reply::Done)
     }
 
+    /// Each member as this node, the leader, sees it
+    /// ([`Operation::MemberStatus`](hsm_proto::client::Operation)).
+    pub(super) fn member_status(&self) -> Outcome {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow().clone();
+        if m.current_leader != Some(self.node) {
+            return Err(ClientError::unavailable(match m.current_leader {
+                Some(l) => format!("{} does not lead, {l} does: ask it", self.node),
+                None => format!("{} does not lead, and knows no leader", self.node),
+            }));
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched: std::collections::BTreeMap<NodeId, Option<u64>> = m
+            .replication
+            .as_ref()
+            .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+            .unwrap_or_default();
+        let spoken = *hsm_state::protocol::SPOKEN.end();
+        let (zones, raft_protocol) = self.state(|s| {
+            let zones: std::collections::BTreeMap<NodeId, String> =
+                s.nodes().map(|n| (n.id, n.zone.clone())).collect();
+            (zones, s.protocol())
+        });
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let me = *id == self.node;
+                let matched_index = if me {
+                    Some(last)
+                } else {
+                    matched.get(id).copied().flatten()
+                };
+                MemberState {
+                    id: *id,
+                    address: node.addr.clone(),
+                    zone: zones.get(id).cloned().unwrap_or_default(),
+                    voter: voters.contains(id),
+                    matched_index,
+                    lag: matched_index.map(|i| last.saturating_sub(i)),
+                    raft_protocol: if me {
+                        Some(spoken)
+                    } else {
+                        self.network.peer_protocol(*id)
+                    },
+                }
+            })
+            .collect();
+        Ok(Reply::Members(MembersReport {
+            leader: self.node,
+            term: m.current_term,
+            last_log_index: last,
+            raft_protocol,
+            leader_speaks: spoken,
+            last_backup_ms: self.last_backup().map(|(at_ms, _)| at_ms),
+            members,
+        }))
+    }
+
     /// Moves leadership to `to`, or to any voter with every entry, without
     /// stopping this node ([`crate::handoff`]; it must lead). Writes wait
     /// meanwhile and none fails.
@@ -127,7 +188,7 @@ impl Service {
         }
         match to {
             Some(to) if to == self.node => return Ok(Reply::LeadershipMoved { leader: to }),
-            Some(to) if !voters.contains(&to) => {
+            Some(to) if !voters.contains(&to) || self.state(|s| s.node(to).is_none()) => {
                 return Err(ClientError::invalid(format!(
                     "{to} is not a voting member: only a voter can lead"
                 )))
@@ -153,6 +214,7 @@ impl Service {
             proposer: &self.proposer,
             reads: &self.reads,
             network: &self.network,
+            sm: &self.sm,
         };
         match handoff::hand_off(&parts, to, MOVE_WITHIN).await {
             HandOff::Done { to } => {

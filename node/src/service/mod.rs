@@ -471,6 +471,7 @@ impl Service {
             O::RemoveNode { node } => self.remove_node(ctx, node).await,
             O::RotateDomainKey => self.rotate_domain_key(ctx).await,
             O::TransferLeadership { to } => self.transfer_leadership(to).await,
+            O::MemberStatus => self.member_status(),
             O::ChangePassword {
                 username,
                 new_password,
@@ -976,6 +977,7 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         O::RemoveNode { .. } => Action::RemoveNode,
         O::RotateDomainKey => Action::RotateDomainKey,
         O::TransferLeadership { .. } => Action::TransferLeadership,
+        O::MemberStatus => Action::ReadClusterInfo,
         O::ChangeOwnPassword { .. } => Action::ChangeOwnPassword,
         O::ChangePassword { username: u, .. } if u == username => Action::ChangeOwnPassword,
         O::ChangePassword { .. } => Action::ChangeOtherPassword,

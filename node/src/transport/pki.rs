@@ -112,6 +112,30 @@ impl ClusterCa {
     /// # Errors
     /// If a host name is invalid or signing fails.
     pub fn issue_node(&self, node: NodeId, hosts: &[String]) -> Result<NodeCert, TransportError> {
+        self.issue(node, hosts, KeyPair::generate().map_err(cert_err)?)
+    }
+
+    /// [`ClusterCa::issue_node`] for the key the node has (`key_pem`), so
+    /// the pin its member record holds stays the same: a new certificate
+    /// from this CA (a new CA's, during a CA rotation) for the same key.
+    ///
+    /// # Errors
+    /// If the key does not parse, a host name is invalid or signing fails.
+    pub fn reissue_node(
+        &self,
+        node: NodeId,
+        hosts: &[String],
+        key_pem: &str,
+    ) -> Result<NodeCert, TransportError> {
+        self.issue(node, hosts, KeyPair::from_pem(key_pem).map_err(cert_err)?)
+    }
+
+    fn issue(
+        &self,
+        node: NodeId,
+        hosts: &[String],
+        key: KeyPair,
+    ) -> Result<NodeCert, TransportError> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
         params
             .distinguished_name
@@ -137,7 +161,6 @@ impl ClusterCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().map_err(cert_err)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(cert_err)?;
         Ok(NodeCert {
             cert_pem: cert.pem(),
