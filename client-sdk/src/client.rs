@@ -267,6 +267,18 @@ impl Client {
         lock(&self.inner.balancer).set_leader(Some(leader));
     }
 
+    /// `node` was removed: it is the leader no more (if it was), and the
+    /// members are read again at the next call.
+    pub(crate) fn forget_member(&self, node: NodeId) {
+        {
+            let mut balancer = lock(&self.inner.balancer);
+            if balancer.leader() == Some(node) {
+                balancer.set_leader(None);
+            }
+        }
+        self.inner.refresh.stale.store(true, Ordering::Release);
+    }
+
     /// Whether the client holds a session.
     pub fn is_logged_in(&self) -> bool {
         lock(&self.inner.session).is_some()
@@ -451,10 +463,13 @@ impl Client {
             if now >= deadline {
                 return Err(failures.at_deadline());
             }
-            let pick = {
+            let (pick, prefer) = {
                 let mut balancer = lock(&inner.balancer);
                 let prefer = if write { balancer.leader() } else { None };
-                balancer.pick(now, &tried, prefer, &mut rand::thread_rng())
+                (
+                    balancer.pick(now, &tried, prefer, &mut rand::thread_rng()),
+                    prefer,
+                )
             };
             let Some(pick) = pick else {
                 // No node speaks the operation's version: waiting helps
@@ -542,6 +557,11 @@ impl Client {
                 "attempt failed; trying another node"
             );
             inner.refresh.stale.store(true, Ordering::Release);
+            if prefer == Some(pick.id) {
+                // The leader it knew of failed it: no longer taken for the
+                // leader until the members are read again.
+                lock(&inner.balancer).set_leader(None);
+            }
             failures.push(&pick.address, reason);
         }
     }

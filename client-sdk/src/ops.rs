@@ -207,7 +207,11 @@ impl Client {
     /// # Errors
     /// As [`Client::call`].
     pub async fn remove_node(&self, node: NodeId) -> Result<()> {
-        self.done(Operation::RemoveNode { node }).await
+        self.done(Operation::RemoveNode { node }).await?;
+        // It runs on, but is no member: no write goes to it first, and the
+        // members are read again soon.
+        self.forget_member(node);
+        Ok(())
     }
 
     /// Moves leadership to member `to`, or to any voter with every entry

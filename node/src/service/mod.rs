@@ -768,6 +768,18 @@ impl Service {
                 Some(Err(e)) => last = e,
                 None => {}
             }
+            // Not worth waiting for: a node removed from the cluster (it
+            // runs on, but no leader talks to it), or one that has not
+            // heard from the cluster for longer than it may serve: the
+            // caller is better served by another node now than at the
+            // deadline.
+            if self.state(|s| s.cluster().is_some() && s.node(self.node).is_none()) {
+                return Err(ClientError::unavailable(format!(
+                    "node {} is not a member in its replica (removed, or still joining); ask another node",
+                    self.node
+                )));
+            }
+            self.check_fresh()?;
             if Instant::now() + Duration::from_millis(50) >= deadline {
                 return Err(ClientError::unavailable(format!(
                     "node {} could not confirm it is up to date with the leader: {last}",
