@@ -166,6 +166,13 @@ fn requests() -> Vec<Vec<u8>> {
                 ],
             },
         ),
+        request(
+            true,
+            Operation::TransferLeadership {
+                to: Some(NodeId(2)),
+            },
+        ),
+        request(true, Operation::MemberStatus),
     ]
 }
 
@@ -186,6 +193,24 @@ fn responses() -> Vec<Vec<u8>> {
                 "message too long",
             )),
         ])),
+        Ok(Reply::LeadershipMoved { leader: NodeId(2) }),
+        Ok(Reply::Members(hsm_proto::client::MembersReport {
+            leader: NodeId(1),
+            term: 3,
+            last_log_index: 40,
+            raft_protocol: 2,
+            leader_speaks: 2,
+            last_backup_ms: Some(1_700_000_000_000),
+            members: vec![hsm_proto::client::MemberState {
+                id: NodeId(2),
+                address: "10.0.0.2:7400".into(),
+                zone: "b".into(),
+                voter: true,
+                matched_index: Some(38),
+                lag: Some(2),
+                raft_protocol: Some(2),
+            }],
+        })),
         Err(ClientError::new(
             ErrorKind::Conflict,
             "request id used already",
@@ -236,6 +261,10 @@ fn events() -> Vec<Vec<u8>> {
         (
             Actor::User(user("admin")),
             EventBody::KeyDeleted { key: KeyId(5) },
+        ),
+        (
+            Actor::Node(NodeId(1)),
+            EventBody::ProtocolRaised { version: 2 },
         ),
     ];
     bodies
