@@ -286,9 +286,7 @@ async fn run(cli: Cli) -> Result<()> {
             ca_key,
         } => {
             let config = NodeConfig::from_env_and_file(&config)?;
-            let ca_pem = std::fs::read_to_string(&ca_cert)
-                .with_context(|| format!("cannot read {}", ca_cert.display()))?;
-            let ca = ClusterCa::from_pem(&ca_pem, &read_private(&ca_key, "CA key")?)?;
+            let ca = load_ca(&ca_cert, &ca_key)?;
             let record = prepare(&config, &ca)?.record;
             let path = config.data_dir.join("join-request.toml");
             let text = toml::to_string(&record).context("cannot encode the join request")?;
@@ -314,9 +312,7 @@ async fn run(cli: Cli) -> Result<()> {
             ca_key,
         } => {
             let config = NodeConfig::from_env_and_file(&config)?;
-            let ca_pem = std::fs::read_to_string(&ca_cert)
-                .with_context(|| format!("cannot read {}", ca_cert.display()))?;
-            let ca = ClusterCa::from_pem(&ca_pem, &read_private(&ca_key, "CA key")?)?;
+            let ca = load_ca(&ca_cert, &ca_key)?;
             let path = renew_certificate(&config, &ca)?;
             println!(
                 "Node {} has a new certificate from {} in {} (the previous one is kept beside it); \
@@ -467,16 +463,20 @@ fn check_new_cluster(
 /// not yet written; see [`save_new_ca`]).
 fn cluster_ca(own_ca: Option<(PathBuf, PathBuf)>) -> Result<(ClusterCa, bool)> {
     Ok(match own_ca {
-        Some((cert, key)) => {
-            let cert_pem = std::fs::read_to_string(&cert)
-                .with_context(|| format!("cannot read {}", cert.display()))?;
-            (
-                ClusterCa::from_pem(&cert_pem, &read_private(&key, "CA key")?)?,
-                false,
-            )
-        }
+        Some((cert, key)) => (load_ca(&cert, &key)?, false),
         None => (ClusterCa::generate("hsm-cluster")?, true),
     })
+}
+
+/// The CA certificate at `cert` with its private key at `key` (readable
+/// by its owner only).
+fn load_ca(cert: &Path, key: &Path) -> Result<ClusterCa> {
+    let cert_pem =
+        std::fs::read_to_string(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+    Ok(ClusterCa::from_pem(
+        &cert_pem,
+        &read_private(key, "CA key")?,
+    )?)
 }
 
 /// Writes a new CA to `ca_dir`.

@@ -24,22 +24,11 @@ fn refused(e: DomainKeyError) -> Result<(), Rejection> {
     Err(Rejection::DomainKey(e))
 }
 
-fn add_member(c: &mut Cluster, id: u64) {
-    c.by(
-        "admin",
-        EventBody::NodeAdded {
-            node: node_record(id),
-        },
-    )
-    .result
-    .unwrap();
-}
-
 /// Members 1, 2 and 3; bob owns keys 10, 11 and 12 (generation 0).
 fn three_members_with_keys() -> Cluster {
     let mut c = Cluster::with_users(&[("bob", Role::Cu)]);
     for id in [2, 3] {
-        add_member(&mut c, id);
+        c.add_member(id);
     }
     for id in [10, 11, 12] {
         c.create_key("bob", id, &format!("k{id}"));
@@ -343,7 +332,7 @@ fn generations_in_use_are_bounded() {
     let mut members = vec![1, 2, 3];
     for id in 4..=40u64 {
         // Add and remove members to stack rotations without re-wrapping.
-        add_member(&mut c, id);
+        c.add_member(id);
         members.push(id);
         let gone = members.remove(1);
         c.by("admin", EventBody::NodeRemoved { node: NodeId(gone) })

@@ -25,14 +25,15 @@ fn cluster() -> Cluster {
     c
 }
 
-/// Three refusals of the kinds protocol 1 recorded in words: an officer
-/// creating keys, bob deleting alice's key (he cannot see it: not found,
-/// so share it first), alice sharing it with bob twice.
-fn refusals(c: &mut Cluster) -> Vec<Rejection> {
-    c.share("alice", 1, "bob");
+/// Three refusals of the kinds protocol 1 recorded in words, once alice's
+/// key 1 is shared with bob: an officer creating key `new_key`, bob
+/// deleting alice's key, alice sharing it with bob again.
+fn refusals(c: &mut Cluster, new_key: u64) -> Vec<Rejection> {
     let key = hsm_proto::KeyId(1);
     vec![
-        c.by("admin", aes_key(2, "k2", false)).result.unwrap_err(),
+        c.by("admin", aes_key(new_key, "k", false))
+            .result
+            .unwrap_err(),
         c.by("bob", EventBody::KeyDeleted { key })
             .result
             .unwrap_err(),
@@ -52,8 +53,9 @@ fn refusals(c: &mut Cluster) -> Vec<Rejection> {
 fn refusals_keep_protocol_1_words_until_the_cluster_is_raised_then_are_typed() {
     let mut c = cluster();
     assert_eq!(c.state.protocol(), 1);
+    c.share("alice", 1, "bob");
     let before = c.state.digest();
-    let v1 = refusals(&mut c);
+    let v1 = refusals(&mut c, 2);
     assert_eq!(
         v1,
         vec![
@@ -81,7 +83,7 @@ fn refusals_keep_protocol_1_words_until_the_cluster_is_raised_then_are_typed() {
     assert_eq!(c.state.protocol(), 2);
     assert!(c.state.entities().any(|e| e == Entity::Protocol(2)));
 
-    let v2 = refusals_after_share(&mut c);
+    let v2 = refusals(&mut c, 3);
     assert_eq!(
         v2,
         vec![
@@ -102,37 +104,10 @@ fn refusals_keep_protocol_1_words_until_the_cluster_is_raised_then_are_typed() {
     }
 }
 
-/// [`refusals`] once the key is shared already.
-fn refusals_after_share(c: &mut Cluster) -> Vec<Rejection> {
-    let key = hsm_proto::KeyId(1);
-    vec![
-        c.by("admin", aes_key(3, "k3", false)).result.unwrap_err(),
-        c.by("bob", EventBody::KeyDeleted { key })
-            .result
-            .unwrap_err(),
-        c.by(
-            "alice",
-            EventBody::KeyShared {
-                key,
-                with: user("bob"),
-            },
-        )
-        .result
-        .unwrap_err(),
-    ]
-}
-
 #[test]
 fn only_the_leader_raises_the_protocol_as_itself_one_step_at_a_time() {
     let mut c = cluster();
-    c.by(
-        "admin",
-        EventBody::NodeAdded {
-            node: node_record(2),
-        },
-    )
-    .result
-    .unwrap();
+    c.add_member(2);
     let by_user = c.by("admin", raise(2));
     assert_eq!(
         by_user.result,
@@ -260,8 +235,7 @@ fn the_leader_raises_to_the_next_version_once_every_member_speaks_it() {
     // One member: no one to ask.
     assert_eq!(raise_to(&c.state, FIRST, |_| None), Some(2));
     for id in [2, 3] {
-        let node = node_record(id);
-        c.by("admin", EventBody::NodeAdded { node }).result.unwrap();
+        c.add_member(id);
     }
     // A member not heard from yet holds it back; so does one that speaks
     // only protocol 1 (a build before versioning).

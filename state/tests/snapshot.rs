@@ -17,14 +17,7 @@ const POSITION: &[u8] = b"last log id 7-1-420, voters {1, 2}";
 /// Members 1 and 2; the snapshot being sent is of `c`'s own state.
 fn two_members() -> Cluster {
     let mut c = Cluster::with_users(&[("bob", hsm_proto::Role::Cu)]);
-    c.by(
-        "admin",
-        EventBody::NodeAdded {
-            node: node_record(2),
-        },
-    )
-    .result
-    .unwrap();
+    c.add_member(2);
     c
 }
 

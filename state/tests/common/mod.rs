@@ -330,6 +330,18 @@ impl Cluster {
         self.by(name, own_pw(name, hash, reservation))
     }
 
+    /// Admin approves member `id` ([`node_record`]; panics if refused).
+    pub fn add_member(&mut self, id: u64) {
+        self.by(
+            "admin",
+            EventBody::NodeAdded {
+                node: node_record(id),
+            },
+        )
+        .result
+        .unwrap();
+    }
+
     /// Admin creates a user (panics if refused).
     pub fn create_user(&mut self, name: &str, role: Role) {
         let a = self.by(
