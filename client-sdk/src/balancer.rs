@@ -60,6 +60,10 @@ pub(crate) enum Outcome {
     Failed,
     /// The attempt was cancelled before it ended (the caller dropped it).
     Abandoned,
+    /// A connection to the node was made for a call that went to another
+    /// node meanwhile (a hedged connect, [`crate::client`]): the node is
+    /// up, and answered nothing.
+    Reached,
 }
 
 /// The node chosen for an attempt.
@@ -257,7 +261,31 @@ impl Balancer {
         prefer: Option<NodeId>,
         rng: &mut R,
     ) -> Option<Pick> {
-        let index = self.choose(now, tried, prefer, rng)?;
+        self.pick_in(now, tried, prefer, true, rng)
+    }
+
+    /// As [`Balancer::pick`], from every zone alike: for a connect made
+    /// alongside a slow one, since a node of the caller's zone that is slow
+    /// to answer a handshake often means the whole zone is cut off.
+    pub(crate) fn pick_anywhere<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        tried: &[NodeId],
+        prefer: Option<NodeId>,
+        rng: &mut R,
+    ) -> Option<Pick> {
+        self.pick_in(now, tried, prefer, false, rng)
+    }
+
+    fn pick_in<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        tried: &[NodeId],
+        prefer: Option<NodeId>,
+        zone_first: bool,
+        rng: &mut R,
+    ) -> Option<Pick> {
+        let index = self.choose(now, tried, prefer, zone_first, rng)?;
         let node = self.nodes.get_mut(index)?;
         node.outstanding += 1;
         if let Health::Down { until, backoff } = node.health {
@@ -276,6 +304,7 @@ impl Balancer {
         now: Instant,
         tried: &[NodeId],
         prefer: Option<NodeId>,
+        zone_first: bool,
         rng: &mut R,
     ) -> Option<usize> {
         if let Some(p) = prefer {
@@ -290,7 +319,7 @@ impl Balancer {
         let eligible: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| Self::eligible(&self.nodes[i], now, tried))
             .collect();
-        let local: Vec<usize> = match &self.zone {
+        let local: Vec<usize> = match self.zone.as_ref().filter(|_| zone_first) {
             Some(zone) => eligible
                 .iter()
                 .copied()
@@ -330,6 +359,22 @@ impl Balancer {
             })
     }
 
+    /// Takes node `id`, which is up, for down for the first backoff: a
+    /// handshake with it has taken longer than another node's whole
+    /// handshake ([`crate::client`]'s hedged connect). Its handshake goes
+    /// on; when it ends, its attempt's [`Balancer::finish`] says whether
+    /// the node is up.
+    pub(crate) fn suspect(&mut self, id: NodeId, now: Instant) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) {
+            if node.health == Health::Up {
+                node.health = Health::Down {
+                    until: now + INITIAL_BACKOFF,
+                    backoff: INITIAL_BACKOFF,
+                };
+            }
+        }
+    }
+
     /// Ends an attempt on `id` that [`Balancer::pick`] started.
     pub(crate) fn finish(&mut self, id: NodeId, outcome: Outcome, now: Instant) {
         let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) else {
@@ -340,10 +385,10 @@ impl Balancer {
         match outcome {
             Outcome::Answered => node.completed = node.completed.saturating_add(1),
             Outcome::Failed => node.failed = node.failed.saturating_add(1),
-            Outcome::Abandoned => {}
+            Outcome::Abandoned | Outcome::Reached => {}
         }
         node.health = match (outcome, node.health) {
-            (Outcome::Answered, _) => Health::Up,
+            (Outcome::Answered | Outcome::Reached, _) => Health::Up,
             (Outcome::Failed, Health::Up) => Health::Down {
                 until: now + INITIAL_BACKOFF,
                 backoff: INITIAL_BACKOFF,
@@ -411,6 +456,49 @@ mod tests {
             assert!(id == NodeId(1) || id == NodeId(4), "picked {id}");
             b.finish(id, Outcome::Answered, now);
         }
+    }
+
+    #[test]
+    fn a_pick_anywhere_leaves_the_zone_and_a_suspect_waits_for_its_handshake() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let now = Instant::now();
+        let mut b = balancer(&["a", "b", "b", "a"], Some("b"));
+        let mut zones = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let id = b
+                .pick_anywhere(now, &[], None, &mut rng)
+                .expect("a node")
+                .id;
+            zones.insert(if id == NodeId(1) || id == NodeId(4) {
+                "a"
+            } else {
+                "b"
+            });
+            b.finish(id, Outcome::Abandoned, now);
+        }
+        assert_eq!(zones.len(), 2, "both zones are picked");
+        // Suspects are passed over until their backoff ends...
+        let _ = b.pick(now, &[], Some(NodeId(2)), &mut rng);
+        b.suspect(NodeId(2), now);
+        for _ in 0..50 {
+            assert_eq!(pick(&mut b, now, &[], &mut rng), NodeId(3));
+            b.finish(NodeId(3), Outcome::Answered, now);
+        }
+        // ...or their handshake ends well.
+        b.finish(NodeId(2), Outcome::Reached, now);
+        let seen: std::collections::BTreeSet<NodeId> = (0..50)
+            .map(|_| {
+                let id = pick(&mut b, now, &[], &mut rng);
+                b.finish(id, Outcome::Answered, now);
+                id
+            })
+            .collect();
+        assert!(seen.contains(&NodeId(2)), "{seen:?}");
+        // A node already down is not made to wait longer.
+        b.finish(NodeId(3), Outcome::Failed, now);
+        let before = b.snapshot(now);
+        b.suspect(NodeId(3), now + Duration::from_millis(500));
+        assert_eq!(b.snapshot(now), before);
     }
 
     #[test]

@@ -31,6 +31,10 @@ const MAX_ROUND_PAUSE: Duration = Duration::from_secs(1);
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
 /// Longest a background member refresh may take.
 const REFRESH_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a new connection may take before another node is connected
+/// to alongside it (a handshake takes one round trip: far less within a
+/// region).
+const HEDGE_AFTER: Duration = Duration::from_millis(250);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -116,26 +120,51 @@ enum Routing {
 
 /// One attempt counted as outstanding on a node until it ends; dropped
 /// unfinished (the call was cancelled), it ends as abandoned.
-struct InFlight<'a> {
-    balancer: &'a Mutex<Balancer>,
+struct InFlight {
+    inner: Arc<Inner>,
     id: NodeId,
     done: bool,
 }
 
-impl InFlight<'_> {
+impl InFlight {
+    fn new(inner: &Arc<Inner>, id: NodeId) -> InFlight {
+        InFlight {
+            inner: inner.clone(),
+            id,
+            done: false,
+        }
+    }
+
     fn finish(mut self, outcome: Outcome) {
         self.done = true;
-        lock(self.balancer).finish(self.id, outcome, Instant::now());
+        lock(&self.inner.balancer).finish(self.id, outcome, Instant::now());
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            lock(self.balancer).finish(self.id, Outcome::Abandoned, Instant::now());
+            lock(&self.inner.balancer).finish(self.id, Outcome::Abandoned, Instant::now());
         }
     }
 }
+
+/// How a hedged connect ended ([`Client::connect_hedged`]).
+enum Hedged {
+    /// Connected to this node, for the attempt.
+    Connected(Pick, InFlight, quinn::Connection),
+    /// Every node it tried failed, and none is left untried.
+    NoneLeft,
+    /// The call's deadline came first.
+    Deadline,
+}
+
+/// A connect attempt and what it came to.
+type Connecting = (
+    Pick,
+    InFlight,
+    std::result::Result<quinn::Connection, AttemptError>,
+);
 
 impl Client {
     /// A client for the cluster `config` describes. Makes no connection:
@@ -490,18 +519,27 @@ impl Client {
                 continue;
             };
             tried.push(pick.id);
-            let guard = InFlight {
-                balancer: &inner.balancer,
-                id: pick.id,
-                done: false,
+            let guard = InFlight::new(&self.inner, pick.id);
+            let connected = match inner.connections.cached(pick.id, &pick.address) {
+                Some(conn) => Hedged::Connected(pick, guard, conn),
+                None => {
+                    self.connect_hedged((pick, guard), &mut tried, prefer, deadline, &mut failures)
+                        .await
+                }
             };
+            let (pick, guard, conn) = match connected {
+                Hedged::Connected(pick, guard, conn) => (pick, guard, conn),
+                Hedged::NoneLeft => continue,
+                Hedged::Deadline => return Err(failures.at_deadline()),
+            };
+            let now = Instant::now();
             let attempt_end = match inner.options.attempt_timeout {
                 Some(t) => (now + t).min(deadline),
                 None => deadline,
             };
             let result = tokio::time::timeout_at(
                 attempt_end.into(),
-                self.attempt(&pick, request, op, since),
+                Self::attempt(&conn, request, op, since),
             )
             .await;
             let reason = match result {
@@ -552,42 +590,170 @@ impl Client {
                     format!("no answer within {:?}", attempt_end - now)
                 }
             };
-            tracing::debug!(
-                %request_id, op, node_id = %pick.id, address = %pick.address, %reason,
-                "attempt failed; trying another node"
-            );
-            inner.refresh.stale.store(true, Ordering::Release);
-            if prefer == Some(pick.id) {
-                // The leader it knew of failed it: no longer taken for the
-                // leader until the members are read again.
-                lock(&inner.balancer).set_leader(None);
-            }
-            failures.push(&pick.address, reason);
+            self.failed_on(&pick, prefer, &mut failures, reason);
         }
     }
 
-    /// One try at `pick`: only over a connection whose agreed client
-    /// protocol version has `op` (from version `since`); a node of an
-    /// older build is passed over, saying why.
-    async fn attempt(
+    /// Notes that an attempt on `pick` failed for `reason`: the members are
+    /// read again soon, and a leader that failed is no longer taken for it.
+    fn failed_on(
         &self,
         pick: &Pick,
+        prefer: Option<NodeId>,
+        failures: &mut Failures,
+        reason: String,
+    ) {
+        tracing::debug!(
+            node_id = %pick.id, address = %pick.address, %reason,
+            "attempt failed; trying another node"
+        );
+        self.inner.refresh.stale.store(true, Ordering::Release);
+        if prefer == Some(pick.id) {
+            // The leader it knew of failed it: no longer taken for the
+            // leader until the members are read again.
+            lock(&self.inner.balancer).set_leader(None);
+        }
+        failures.push(&pick.address, reason);
+    }
+
+    /// A connection for an attempt on `first`, which has none yet. A node
+    /// that does not answer its handshake would hold the call for the
+    /// whole connect timeout (a host down, a zone cut off: the balancer
+    /// cannot know before it tries), and a call that met several such
+    /// nodes in turn ran out of time before reaching one that answers. So
+    /// while no connection is made, one more node the balancer picks (from
+    /// any zone: when one node of the caller's zone is silent, often the
+    /// whole zone is) is connected to alongside every [`HEDGE_AFTER`], and
+    /// the attempt goes to whichever connects first; nodes still
+    /// connecting after a hedge step are passed over by later calls until
+    /// their handshake ends. The others go on connecting in the
+    /// background: their outcome still marks them up or down, and a
+    /// connection made is kept for later calls. Only connections are
+    /// raced; the request itself is sent once.
+    async fn connect_hedged(
+        &self,
+        first: (Pick, InFlight),
+        tried: &mut Vec<NodeId>,
+        prefer: Option<NodeId>,
+        deadline: Instant,
+        failures: &mut Failures,
+    ) -> Hedged {
+        let mut racing: tokio::task::JoinSet<Connecting> = tokio::task::JoinSet::new();
+        // Nodes being connected to, and since when.
+        let mut pending: Vec<(Pick, Instant)> = vec![(first.0.clone(), Instant::now())];
+        self.connect_one(&mut racing, first);
+        let mut next = Instant::now() + HEDGE_AFTER;
+        let mut more = true;
+        loop {
+            if racing.is_empty() && !more {
+                return Hedged::NoneLeft;
+            }
+            tokio::select! {
+                Some(joined) = racing.join_next() => {
+                    // A connect task cannot panic; a cancelled one left
+                    // its attempt abandoned.
+                    let Ok((pick, guard, result)) = joined else { continue };
+                    pending.retain(|(p, _)| p.id != pick.id);
+                    match result {
+                        Ok(conn) => {
+                            // Nodes that took longer than a hedge step while
+                            // this one connected are not chosen first again
+                            // until their handshake ends.
+                            let now = Instant::now();
+                            let mut balancer = lock(&self.inner.balancer);
+                            for (p, since) in pending {
+                                if now.duration_since(since) >= HEDGE_AFTER {
+                                    balancer.suspect(p.id, now);
+                                }
+                            }
+                            drop(balancer);
+                            Self::let_finish(racing);
+                            return Hedged::Connected(pick, guard, conn);
+                        }
+                        Err(e) => {
+                            guard.finish(Outcome::Failed);
+                            self.failed_on(&pick, prefer, failures, e.reason());
+                            if racing.is_empty() {
+                                next = Instant::now();
+                            }
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(next.into()), if more => {
+                    let now = Instant::now();
+                    let pick = lock(&self.inner.balancer).pick_anywhere(now, tried, prefer, &mut rand::thread_rng());
+                    match pick {
+                        Some(pick) => {
+                            tried.push(pick.id);
+                            pending.push((pick.clone(), now));
+                            let guard = InFlight::new(&self.inner, pick.id);
+                            self.connect_one(&mut racing, (pick, guard));
+                            next = now + HEDGE_AFTER;
+                        }
+                        None => more = false,
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    for (p, _) in &pending {
+                        failures.record(&p.address, "deadline exceeded while connecting".into());
+                    }
+                    Self::let_finish(racing);
+                    return Hedged::Deadline;
+                }
+            }
+        }
+    }
+
+    /// Connects to `pick` in a task of `racing`.
+    fn connect_one(
+        &self,
+        racing: &mut tokio::task::JoinSet<Connecting>,
+        (pick, guard): (Pick, InFlight),
+    ) {
+        let inner = self.inner.clone();
+        racing.spawn(async move {
+            let made = inner
+                .connections
+                .connection(pick.id, &pick.address, inner.options.connect_timeout)
+                .await;
+            (pick, guard, made)
+        });
+    }
+
+    /// Lets connects still under way finish in the background, each
+    /// marking its node up or down.
+    fn let_finish(mut racing: tokio::task::JoinSet<Connecting>) {
+        if racing.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            while let Some(joined) = racing.join_next().await {
+                if let Ok((_, guard, result)) = joined {
+                    guard.finish(match result {
+                        Ok(_) => Outcome::Reached,
+                        Err(_) => Outcome::Failed,
+                    });
+                }
+            }
+        });
+    }
+
+    /// One try over `conn`: only if its agreed client protocol version
+    /// has `op` (from version `since`); a node of an older build is passed
+    /// over, saying why.
+    async fn attempt(
+        conn: &quinn::Connection,
         request: &[u8],
         op: &'static str,
         since: hsm_proto::protocol::Version,
     ) -> std::result::Result<Response, AttemptError> {
-        let conn = self
-            .inner
-            .connections
-            .connection(pick.id, &pick.address, self.inner.options.connect_timeout)
-            .await?;
-        let agreed = crate::tls::agreed_version(&conn).unwrap_or(1);
+        let agreed = crate::tls::agreed_version(conn).unwrap_or(1);
         if agreed < since {
             return Err(AttemptError::Unsupported(format!(
                 "it speaks client protocol {agreed}, and {op} needs {since}: upgrade the node"
             )));
         }
-        exchange(&conn, request).await
+        exchange(conn, request).await
     }
 }
 

@@ -27,6 +27,17 @@ pub(crate) enum AttemptError {
     Unsupported(String),
 }
 
+impl AttemptError {
+    /// What went wrong, in words.
+    pub(crate) fn reason(self) -> String {
+        match self {
+            AttemptError::Transport(r)
+            | AttemptError::Protocol(r)
+            | AttemptError::Unsupported(r) => r,
+        }
+    }
+}
+
 /// A node's cached connection.
 #[derive(Debug)]
 struct NodeConn {
@@ -147,6 +158,18 @@ impl Connections {
         endpoint.set_default_client_config(self.config.clone());
         *slot = Some(endpoint.clone());
         Ok(endpoint)
+    }
+
+    /// The live connection to node `id` at `address` if one is cached
+    /// (under the key pinned for it now).
+    pub(crate) fn cached(&self, id: NodeId, address: &str) -> Option<quinn::Connection> {
+        let pin = lock(&self.pins).get(&id).copied()?;
+        let nodes = lock(&self.nodes);
+        let node = nodes.get(&id)?;
+        if node.address != address || node.pin != pin {
+            return None;
+        }
+        node.live()
     }
 
     /// A live connection to node `id` at `address`: the cached one, or a

@@ -12,7 +12,11 @@
 //! - **Failover:** a node that fails at the transport level, or answers
 //!   `unavailable`, is set aside for a backoff and the call moves to
 //!   another node within its deadline; writes keep their request id, so a
-//!   retried write applies once.
+//!   retried write applies once. A node that has not answered a new
+//!   connection's handshake within 250 ms gets another node (of any zone)
+//!   connected to alongside, and the attempt goes to whichever connects
+//!   first, so silent nodes (a zone cut off) cost a call a fraction of the
+//!   connect timeout each, not all of it.
 //! - **Read your writes:** the client sends the highest log index it has
 //!   seen with every request, so any node answers only once it is at least
 //!   that far along.
