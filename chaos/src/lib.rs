@@ -12,10 +12,13 @@
 //! [`run`] the runner (`hsm-chaos run`): hosts in network namespaces, the
 //! cluster and clients inside them, the seeded faults, and the verdict.
 //! docs/chaos.md says what a run does and what is not there yet.
+//! [`deploy`] (`hsm-chaos deploy`) is the operator guide's deployment on
+//! such hosts across zones, with its checks.
 
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod deploy;
 pub mod history;
 pub mod run;
 pub mod timeline;

@@ -3,6 +3,9 @@
 //! - `hsm-chaos run --seed N --duration 60s ... --out DIR`: a cluster on
 //!   hosts of its own under the seed's faults, clients recording a history,
 //!   and the checkers' verdict (`hsm_chaos::run`); needs root.
+//! - `hsm-chaos deploy --nodes N --zones Z --out DIR`: the operator
+//!   guide's deployment on hosts of its own across zones, and its checks
+//!   (`hsm_chaos::deploy`); needs root.
 //! - `hsm-chaos check DIR`: runs every checker on a recorded history
 //!   (`DIR/history.jsonl`, and `DIR/nodes.json` when present), and draws
 //!   the run's timeline in `DIR/timeline.svg` (`hsm_chaos::timeline`).
@@ -115,6 +118,26 @@ enum Command {
         #[command(subcommand)]
         probe: hsm_chaos::run::probe::Probe,
     },
+    /// Deploys a cluster as docs/operator-guide.md says, on hosts of its
+    /// own in several zones (network namespaces; needs root), and checks
+    /// it: formed, zone-aware routing, a zone cut off, the leader lost.
+    Deploy {
+        /// Nodes (1 to 28).
+        #[arg(long, default_value_t = 5)]
+        nodes: u64,
+        /// Zones the nodes are spread over, in turn (2 to 26).
+        #[arg(long, default_value_t = 3)]
+        zones: u64,
+        /// The output directory (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The hsm-node binary (default: next to this one).
+        #[arg(long)]
+        hsm_node: Option<PathBuf>,
+        /// The hsm binary (default: next to this one).
+        #[arg(long)]
+        hsm: Option<PathBuf>,
+    },
     /// Runs every checker on the history in DIR; exit 0 only when valid.
     Check {
         /// The run's output directory.
@@ -205,6 +228,31 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(command: Command) -> Result<bool> {
     match command {
         Command::Check { dir } => check_dir(&dir),
+        Command::Deploy {
+            nodes,
+            zones,
+            out,
+            hsm_node,
+            hsm,
+        } => {
+            let opts = hsm_chaos::deploy::DeployOptions {
+                nodes,
+                zones,
+                out: out.clone(),
+                hsm_node: match hsm_node {
+                    Some(p) => p,
+                    None => sibling("hsm-node")?,
+                },
+                hsm: match hsm {
+                    Some(p) => p,
+                    None => sibling("hsm")?,
+                },
+            };
+            let report = hsm_chaos::deploy::deploy(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("deployment: {}", out.display());
+            Ok(true)
+        }
         Command::Run {
             seed,
             duration,

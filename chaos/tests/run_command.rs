@@ -6,33 +6,9 @@
 //!
 //! Without root, `run` must refuse clearly instead.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
-
-fn hsm_node() -> PathBuf {
-    let chaos = PathBuf::from(env!("CARGO_BIN_EXE_hsm-chaos"));
-    let node = chaos.with_file_name("hsm-node");
-    assert!(
-        node.exists(),
-        "{} not found: `cargo test --workspace` builds it (or cargo build -p hsm-node)",
-        node.display()
-    );
-    node
-}
-
-/// Namespaces a run of this process id would own.
-fn namespaces_of(pid: u32) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("hsmc{pid}-")))
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Runs `hsm-chaos run` with `args` into a new directory; checks that it
 /// ended valid with its files and left nothing behind. Returns the summary
@@ -46,7 +22,7 @@ fn smoke(args: &[&str]) -> Option<(serde_json::Value, tempfile::TempDir)> {
         .arg("--out")
         .arg(&dir)
         .arg("--hsm-node")
-        .arg(hsm_node())
+        .arg(common::sibling("hsm-node"))
         .spawn()
         .expect("run hsm-chaos");
     let pid = child.id();
@@ -89,17 +65,8 @@ fn smoke(args: &[&str]) -> Option<(serde_json::Value, tempfile::TempDir)> {
     }
     // The run's own namespaces are gone, and so are its node processes
     // and the nodes' disks (the data copied back).
-    assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
     let config = dir.join("cluster");
-    let ps = Command::new("pgrep")
-        .args(["-f", &config.display().to_string()])
-        .output()
-        .expect("pgrep");
-    assert!(
-        ps.stdout.is_empty(),
-        "node processes left: {}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
+    common::assert_nothing_left(pid, &config);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     assert!(
         !mounts.contains(&config.display().to_string()),

@@ -126,14 +126,8 @@ pub async fn run(opts: &RunOptions) -> Result<Summary> {
     if unmounted > 0 {
         eprintln!("unmounted {unmounted} node disks left by earlier runs");
     }
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create {}", opts.out.display()))?;
-    if std::fs::read_dir(&opts.out)?.next().is_some() {
-        bail!("{} is not empty", opts.out.display());
-    }
-    let out = opts.out.canonicalize()?;
+    let out = output_dir(&opts.out)?;
     let logs = out.join("logs");
-    std::fs::create_dir_all(&logs)?;
 
     let mut names: Vec<String> = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
     names.extend((1..=opts.clients).map(|j| format!("c{j}")));
@@ -693,6 +687,21 @@ fn node_final(cluster_dir: &Path, i: u64) -> Result<NodeFinal> {
         digest: hex::encode(a.state.digest().0),
         head: hex::encode(a.state.head().0),
     }))
+}
+
+/// Creates `out` (which must be new or empty) with a `logs` directory in
+/// it; returns its absolute path.
+///
+/// # Errors
+/// If it holds anything or cannot be made.
+pub fn output_dir(out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    if std::fs::read_dir(out)?.next().is_some() {
+        bail!("{} is not empty", out.display());
+    }
+    let out = out.canonicalize()?;
+    std::fs::create_dir_all(out.join("logs"))?;
+    Ok(out)
 }
 
 /// `hsm-chaos setup`: creates the run's cluster in `dir` (run inside the
