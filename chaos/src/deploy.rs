@@ -26,7 +26,8 @@
 //! (signatures and a key generation) are served by the other zones; after
 //! healing, the leader is killed (SIGKILL) and every zone's client signs
 //! and generates a key again, under a new leader; the old leader comes
-//! back. Last, no file of the run (logs, transcript, data directories)
+//! back; a member is replaced on its host (stopped, removed, wiped, added
+//! again under a new id) and its zone's client is served. Last, no file of the run (logs, transcript, data directories)
 //! holds a password, raw, hex or base64.
 //!
 //! `transcript.txt` lists every command in order with the host it ran on
@@ -96,6 +97,11 @@ pub struct Report {
     pub new_leader: u64,
     /// From the kill to the first key generated afterwards.
     pub leader_loss_write_ms: u64,
+    /// The member replaced on its host, and its successor's id.
+    pub replaced: (u64, u64),
+    /// From stopping the member to its successor voting and its zone's
+    /// client served.
+    pub replace_ms: u64,
     /// The whole run.
     pub total_ms: u64,
 }
@@ -129,6 +135,9 @@ struct Step {
     args: Vec<String>,
     env: Vec<(&'static str, String)>,
     cwd: Option<PathBuf>,
+    /// What it prints is secret (`hsm-node init`'s one-time password):
+    /// kept out of errors.
+    secret_output: bool,
 }
 
 impl Step {
@@ -139,7 +148,13 @@ impl Step {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             env: Vec::new(),
             cwd: None,
+            secret_output: false,
         }
+    }
+
+    fn secret_output(mut self) -> Step {
+        self.secret_output = true;
+        self
     }
 
     fn env(mut self, name: &'static str, value: &str) -> Step {
@@ -160,6 +175,9 @@ struct Deployment {
     net: Net,
     /// Node processes, by id.
     nodes: BTreeMap<u64, Child>,
+    /// The host each member runs on, by id (a replaced member's successor
+    /// runs on its host under a new id).
+    host_of: BTreeMap<u64, String>,
     transcript: String,
     started: Instant,
     /// Every password of the run, the one-time one too: no file may hold
@@ -169,7 +187,11 @@ struct Deployment {
 
 impl Deployment {
     fn node_host(&self, id: u64) -> Result<&Host> {
-        self.net.host(&format!("n{id}"))
+        let name = self
+            .host_of
+            .get(&id)
+            .with_context(|| format!("node {id} runs on no host"))?;
+        self.net.host(name)
     }
 
     fn client_host(&self, zone: &str) -> Result<&Host> {
@@ -181,8 +203,15 @@ impl Deployment {
         Ok(self.node_host(id)?.ip)
     }
 
+    /// Node `id`'s zone: its host's (hosts `n<i>` are in the zones in
+    /// turn).
     fn node_zone(&self, id: u64) -> String {
-        zone_name(id, self.opts.zones)
+        let slot = self
+            .host_of
+            .get(&id)
+            .and_then(|h| h.strip_prefix('n')?.parse().ok())
+            .unwrap_or(id);
+        zone_name(slot, self.opts.zones)
     }
 
     /// Runs a step to its end (at most [`COMMAND_LIMIT`]) and returns what
@@ -224,6 +253,11 @@ impl Deployment {
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let _ = writeln!(self.transcript, "  -> {}", output.status);
         if !output.status.success() {
+            let stdout = if step.secret_output {
+                String::new()
+            } else {
+                stdout
+            };
             bail!(
                 "{} on {} failed ({}): {}{}",
                 shown(&step),
@@ -260,10 +294,10 @@ impl Deployment {
 
     /// Starts node `id`'s `hsm-node start` with `extra` arguments.
     fn start_node(&mut self, id: u64, extra: &[String]) -> Result<()> {
-        let config = root(&self.out, &format!("n{id}")).join("etc/hsm/node.toml");
+        let host = self.node_host(id)?.clone();
+        let config = root(&self.out, &host.name).join("etc/hsm/node.toml");
         let mut args = vec!["start".to_owned(), "--config".to_owned(), path(&config)];
         args.extend(extra.iter().cloned());
-        let host = self.node_host(id)?.clone();
         let hsm_node = self.opts.hsm_node.clone();
         let _ = writeln!(
             self.transcript,
@@ -286,6 +320,110 @@ impl Deployment {
             .context("cannot start hsm-node")?;
         self.nodes.insert(id, child);
         Ok(())
+    }
+
+    /// §4 of the guide on host `host_name`: node `id`'s `node.toml`,
+    /// `hsm-node prepare` with the CA in `ca` (its key deleted after),
+    /// `openssl verify`, `hsm node add --request` by the second officer
+    /// from zone a's client, and `hsm-node start --join` with the member
+    /// and its pin in `join`.
+    fn add_node(&mut self, id: u64, host_name: &str, ca: &Path, join: (&str, &str)) -> Result<()> {
+        self.host_of.insert(id, host_name.to_owned());
+        let host = self.node_host(id)?.clone();
+        let admin = self.client_host("zone-a")?.clone();
+        let hsm_node = self.opts.hsm_node.clone();
+        let hr = root(&self.out, &host.name);
+        let ca_here = hr.join("root/ca");
+        std::fs::create_dir_all(&ca_here)?;
+        std::fs::copy(ca.join("ca.pem"), ca_here.join("ca.pem"))?;
+        std::fs::copy(ca.join("ca.key"), ca_here.join("ca.key"))?;
+        let config = hr.join("etc/hsm/node.toml");
+        let data = hr.join("var/lib/hsm");
+        std::fs::write(
+            &config,
+            node_config(id, &self.node_zone(id), host.ip, &data),
+        )?;
+        self.run(Step::new(
+            &host,
+            &hsm_node,
+            &[
+                "prepare",
+                "--config",
+                &path(&config),
+                "--ca-cert",
+                &path(&ca_here.join("ca.pem")),
+                "--ca-key",
+                &path(&ca_here.join("ca.key")),
+            ],
+        ))?;
+        std::fs::remove_file(ca_here.join("ca.key"))?;
+        let said = self.run(Step::new(
+            &host,
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                &path(&data.join("tls/ca.pem")),
+                &path(&data.join("tls/node.pem")),
+            ],
+        ))?;
+        ensure!(
+            said.trim_end().ends_with("OK"),
+            "openssl verify said {said}"
+        );
+        let request = data.join("join-request.toml");
+        let step = self.hsm(
+            &admin,
+            Some(("officer2", OFFICER_PASSWORD)),
+            &["node", "add", "--request", &path(&request)],
+        );
+        self.run(step)?;
+        let (address, pin) = join;
+        self.start_node(
+            id,
+            &[
+                "--join".into(),
+                address.into(),
+                "--join-pin".into(),
+                pin.into(),
+            ],
+        )
+    }
+
+    /// §5 of the guide, "Replacing a node" on the same host: stop member
+    /// `old`, remove it, wipe its data directory, and add the host again
+    /// under id `new`.
+    fn replace_node(&mut self, old: u64, new: u64, ca: &Path, join: (&str, &str)) -> Result<()> {
+        let host = self.node_host(old)?.clone();
+        let admin = self.client_host("zone-a")?.clone();
+        let _ = writeln!(self.transcript, "# {}: systemctl stop hsm-node", host.name);
+        if let Some(mut child) = self.nodes.remove(&old) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let due = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < due {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let step = self.hsm(
+            &admin,
+            Some(("officer2", OFFICER_PASSWORD)),
+            &["node", "remove", "--node-id", &old.to_string()],
+        );
+        self.run(step)?;
+        let data = root(&self.out, &host.name).join("var/lib/hsm");
+        let _ = writeln!(
+            self.transcript,
+            "# {}: rm -rf {}",
+            host.name,
+            data.display()
+        );
+        std::fs::remove_dir_all(&data)?;
+        self.host_of.remove(&old);
+        self.add_node(new, &host.name, ca, join)
     }
 
     /// `hsm` on `host` with `HSM_CLUSTER` set to that host's client config,
@@ -320,6 +458,7 @@ impl Deployment {
     ) -> Result<u64> {
         let due = Instant::now() + within;
         loop {
+            self.check_nodes_run()?;
             let last = match self.cluster_info(host) {
                 Ok(info) => {
                     let members = info["members"].as_array().cloned().unwrap_or_default();
@@ -351,27 +490,49 @@ impl Deployment {
         }
     }
 
+    /// Fails if a node process of the run ended, with the end of its log.
+    fn check_nodes_run(&mut self) -> Result<()> {
+        for (id, child) in &mut self.nodes {
+            if let Some(status) = child.try_wait()? {
+                let host = self.host_of.get(id).cloned().unwrap_or_default();
+                let log = std::fs::read_to_string(self.out.join("logs").join(format!("n{id}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                bail!(
+                    "node {id} on {host} exited ({status}); the end of its log:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Signatures made so far by each node (`hsm_requests_total` of
     /// `sign` with outcome `ok`), read from `from`'s host; nodes it cannot
     /// reach are left out.
     fn signatures_by_node(&mut self, from: &Host, ids: &[u64]) -> Result<BTreeMap<u64, u64>> {
-        // A node answers scrapes from a copy up to 1 s old.
-        std::thread::sleep(Duration::from_millis(1100));
+        // A node answers scrapes from a copy of its figures up to this old.
+        std::thread::sleep(hsm_node::metrics::FRESH_FOR + Duration::from_millis(100));
         let mut counts = BTreeMap::new();
         for &id in ids {
             let url = format!("http://{}:{METRICS_PORT}/metrics", self.node_ip(id)?);
             // Not in the transcript: an operator's monitoring, not a step.
-            let out = Net::command(from, Path::new("curl"))
-                .args(["-sf", "--max-time", "5", &url])
-                .stdin(Stdio::null())
-                .output()
-                .context("cannot run curl")?;
-            ensure!(
-                out.status.success(),
-                "cannot read node {id}'s metrics from {}",
-                from.name
-            );
-            counts.insert(id, sign_count(&String::from_utf8_lossy(&out.stdout)));
+            // A scrape may wait on a readiness check: three tries.
+            let mut text = None;
+            for _ in 0..3 {
+                let out = Net::command(from, Path::new("curl"))
+                    .args(["-sf", "--max-time", "5", &url])
+                    .stdin(Stdio::null())
+                    .output()
+                    .context("cannot run curl")?;
+                if out.status.success() {
+                    text = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+                    break;
+                }
+            }
+            let text = text
+                .with_context(|| format!("cannot read node {id}'s metrics from {}", from.name))?;
+            counts.insert(id, sign_count(&text));
         }
         Ok(counts)
     }
@@ -429,10 +590,18 @@ impl Deployment {
 
     /// The client of `zone` generates a key (a replicated write).
     fn generate_from(&mut self, zone: &str, label: &str) -> Result<Duration> {
-        let host = self.client_host(zone)?.clone();
         let began = Instant::now();
-        let step = self.hsm(
-            &host,
+        let step = self.generate_step(zone, label)?;
+        self.run(step)?;
+        Ok(began.elapsed())
+    }
+
+    /// `hsm key generate-asymmetric-pair` of a P-256 key labelled `label`
+    /// by the crypto user, on the client of `zone`.
+    fn generate_step(&self, zone: &str, label: &str) -> Result<Step> {
+        let host = self.client_host(zone)?;
+        Ok(self.hsm(
+            host,
             Some(("app", APP_PASSWORD)),
             &[
                 "key",
@@ -443,9 +612,7 @@ impl Deployment {
                 "--label",
                 label,
             ],
-        );
-        self.run(step)?;
-        Ok(began.elapsed())
+        ))
     }
 
     /// Signatures made meanwhile, by the zone of the node, from counts
@@ -554,11 +721,17 @@ pub fn deploy(opts: &DeployOptions) -> Result<Report> {
     if !net::can_make_namespaces() {
         bail!("hsm-chaos deploy makes network namespaces and needs root; run it as root (CI does)");
     }
-    if !(1..=28).contains(&opts.nodes) || !(2..=26).contains(&opts.zones) {
-        bail!("--nodes must be 1 to 28 (the most a cluster has), --zones 2 to 26");
+    if !(3..=28).contains(&opts.nodes) || !(2..=26).contains(&opts.zones) {
+        bail!("--nodes must be 3 to 28 (the most a cluster has), --zones 2 to 26");
     }
     if opts.nodes < opts.zones {
         bail!("--nodes must be at least --zones (a node in every zone)");
+    }
+    let in_zone_b = (1..=opts.nodes)
+        .filter(|&i| zone_name(i, opts.zones) == "zone-b")
+        .count();
+    if in_zone_b * 2 >= usize::try_from(opts.nodes)? {
+        bail!("zone b (cut off during the run) must hold a minority of the nodes: use more zones");
     }
     let removed = net::remove_leftovers()?;
     if removed > 0 {
@@ -581,6 +754,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<Report> {
         out: out.clone(),
         net,
         nodes: BTreeMap::new(),
+        host_of: BTreeMap::new(),
         transcript: String::new(),
         started: Instant::now(),
         secrets: [ADMIN_PASSWORD, OFFICER_PASSWORD, APP_PASSWORD]
@@ -592,8 +766,10 @@ pub fn deploy(opts: &DeployOptions) -> Result<Report> {
     let _ = std::fs::write(out.join("transcript.txt"), &d.transcript);
     let secrets = std::mem::take(&mut d.secrets);
     drop(d);
+    // Scanned whatever happened: a failed run's files are kept too.
+    let leaked = leaked_secrets(&out, &secrets);
     let report = report?;
-    leaked_secrets(&out, &secrets)?;
+    leaked?;
     std::fs::write(
         out.join("deploy.json"),
         serde_json::to_string_pretty(&report)?,
@@ -606,6 +782,7 @@ impl Deployment {
         let began = Instant::now();
         let n = self.opts.nodes;
         // 1. The first host: node.toml, init, start.
+        self.host_of.insert(1, "n1".into());
         let h1 = root(&self.out, "n1");
         let init_dir = h1.join("root/hsm-init");
         std::fs::create_dir_all(&init_dir)?;
@@ -623,7 +800,8 @@ impl Deployment {
         let hsm_node = self.opts.hsm_node.clone();
         let printed = self.run(
             Step::new(&host1, &hsm_node, &["init", "--config", &path(&config1)])
-                .cwd(init_dir.clone()),
+                .cwd(init_dir.clone())
+                .secret_output(),
         )?;
         let otp = printed
             .lines()
@@ -690,62 +868,7 @@ impl Deployment {
         let ca = init_dir.join("cluster-ca");
         let join = format!("{}:{NODE_PORT}", self.node_ip(1)?);
         for id in 2..=n {
-            let host = self.node_host(id)?.clone();
-            let hr = root(&self.out, &host.name);
-            let ca_here = hr.join("root/ca");
-            std::fs::create_dir_all(&ca_here)?;
-            std::fs::copy(ca.join("ca.pem"), ca_here.join("ca.pem"))?;
-            std::fs::copy(ca.join("ca.key"), ca_here.join("ca.key"))?;
-            let config = hr.join("etc/hsm/node.toml");
-            let data = hr.join("var/lib/hsm");
-            std::fs::write(
-                &config,
-                node_config(id, &self.node_zone(id), host.ip, &data),
-            )?;
-            self.run(Step::new(
-                &host,
-                &hsm_node,
-                &[
-                    "prepare",
-                    "--config",
-                    &path(&config),
-                    "--ca-cert",
-                    &path(&ca_here.join("ca.pem")),
-                    "--ca-key",
-                    &path(&ca_here.join("ca.key")),
-                ],
-            ))?;
-            std::fs::remove_file(ca_here.join("ca.key"))?;
-            let said = self.run(Step::new(
-                &host,
-                "openssl",
-                &[
-                    "verify",
-                    "-CAfile",
-                    &path(&data.join("tls/ca.pem")),
-                    &path(&data.join("tls/node.pem")),
-                ],
-            ))?;
-            ensure!(
-                said.trim_end().ends_with("OK"),
-                "openssl verify said {said}"
-            );
-            let request = data.join("join-request.toml");
-            let step = self.hsm(
-                &admin,
-                Some(("officer2", OFFICER_PASSWORD)),
-                &["node", "add", "--request", &path(&request)],
-            );
-            self.run(step)?;
-            self.start_node(
-                id,
-                &[
-                    "--join".into(),
-                    join.clone(),
-                    "--join-pin".into(),
-                    pin1.clone(),
-                ],
-            )?;
+            self.add_node(id, &format!("n{id}"), &ca, (&join, &pin1))?;
         }
         let per_node = Duration::from_secs(5);
         let within = Duration::from_secs(60) + per_node * u32::try_from(n)?;
@@ -835,9 +958,7 @@ impl Deployment {
             .map(|h| h.name.clone())
             .filter(|h| !in_zone.contains(h))
             .collect();
-        let outside: Vec<u64> = (1..=n).filter(|&i| self.node_zone(i) != cut_zone).collect();
-        let cut_client = self.client_host(&cut_zone)?.clone();
-        let before = self.signatures_by_node(&cut_client, &outside)?;
+        let before = self.signatures_by_node(&admin, &ids)?;
         self.net.partition(&in_zone, &others)?;
         eprintln!("{cut_zone} cut off ({})", in_zone.join(" "));
         let _ = writeln!(
@@ -846,32 +967,40 @@ impl Deployment {
         );
         let mut slowest = self.sign_from(&cut_zone)?;
         slowest = slowest.max(self.generate_from(&cut_zone, "made-while-cut")?);
-        let after = self.signatures_by_node(&cut_client, &outside)?;
+        self.net.heal()?;
+        let _ = writeln!(self.transcript, "# healed");
+        self.wait_formed(&admin, usize::try_from(n)?, None, Duration::from_secs(60))?;
+        // Read from zone a's host once every node is reachable again: the
+        // cut-off zone made none of them.
+        let after = self.signatures_by_node(&admin, &ids)?;
         let by_zone = self.by_zone(&before, &after);
         ensure!(
-            by_zone.values().sum::<u64>() == u64::from(SIGNATURES),
+            by_zone.get(&cut_zone).copied() == Some(0)
+                && by_zone.values().sum::<u64>() == u64::from(SIGNATURES),
             "with {cut_zone} cut off, its client's signatures should be made elsewhere: {by_zone:?}"
         );
         let zone_cut = Routing {
             client_zone: cut_zone.clone(),
             by_zone,
         };
-        self.net.heal()?;
-        let _ = writeln!(self.transcript, "# healed");
-        self.wait_formed(&admin, usize::try_from(n)?, None, Duration::from_secs(60))?;
 
         // 7. The leader's host fails: every zone goes on under a new leader.
         let leader = self.cluster_info(&admin)?["leader"]
             .as_u64()
             .context("no leader")?;
         let killed = Instant::now();
-        if let Some(child) = self.nodes.get_mut(&leader) {
-            child.kill().context("cannot kill the leader")?;
-            child.wait()?;
-        }
+        let mut child = self
+            .nodes
+            .remove(&leader)
+            .with_context(|| format!("the leader n{leader} is no process of this run"))?;
+        child.kill().context("cannot kill the leader")?;
+        child.wait()?;
         eprintln!("killed the leader n{leader}");
         let _ = writeln!(self.transcript, "# the leader n{leader} killed (SIGKILL)");
-        self.generate_from(&zones[0], "after-leader-loss")?;
+        // The first write: a new `hsm` process right after the loss, again
+        // (each within its own 10 s deadline) until one succeeds.
+        let step = self.generate_step(&zones[0], "after-leader-loss")?;
+        self.run_until(Duration::from_secs(30), &step)?;
         let leader_loss_write_ms = ms(killed.elapsed());
         for z in zones {
             self.sign_from(z)?;
@@ -884,6 +1013,34 @@ impl Deployment {
             Some(leader),
             Duration::from_secs(60) + per_node * u32::try_from(n)?,
         )?;
+        // 8. A node replaced on its host, wiped, under a new id (ids are
+        // never reused): the cluster is whole again, and the client of
+        // that host's zone is served.
+        let old = n;
+        let new = n + 1;
+        let replaced_zone = self.node_zone(old);
+        let began_replace = Instant::now();
+        let pin = self.cluster_info(&admin)?["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["node-id"] == 1))
+            .and_then(|m| m["transport-key"].as_str())
+            .context("node 1's pin")?
+            .to_owned();
+        self.replace_node(old, new, &init_dir.join("cluster-ca"), (&join, &pin))?;
+        self.wait_formed(&admin, usize::try_from(n)?, None, Duration::from_secs(90))?;
+        let info = self.cluster_info(&admin)?;
+        let members: Vec<u64> = info["members"]
+            .as_array()
+            .map(|ms| ms.iter().filter_map(|m| m["node-id"].as_u64()).collect())
+            .unwrap_or_default();
+        ensure!(
+            members.contains(&new) && !members.contains(&old),
+            "members after replacing {old} by {new}: {members:?}"
+        );
+        self.sign_from(&replaced_zone)?;
+        let replace_ms = ms(began_replace.elapsed());
+        eprintln!("node {old} replaced by {new} in {replace_ms} ms");
+
         let step = self.hsm(&admin, Some(("app", APP_PASSWORD)), &["key", "list"]);
         let listed = self.run(step)?;
         let listed: Value = serde_json::from_str(&listed)?;
@@ -901,6 +1058,8 @@ impl Deployment {
             killed_leader: leader,
             new_leader,
             leader_loss_write_ms,
+            replaced: (old, new),
+            replace_ms,
             total_ms: ms(began.elapsed()),
         })
     }

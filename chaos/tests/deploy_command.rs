@@ -56,15 +56,15 @@ fn twenty_eight_nodes_deployed_by_the_guide_across_three_zones() {
         assert_eq!(routed["client_zone"], *zone, "{report}");
         assert_eq!(routed["by_zone"][zone], 3, "{report}");
     }
-    // With zone b cut off, its client was served by the other zones.
+    // With zone b cut off, its client was served by the other zones: its
+    // nodes' counters, read after healing, made none of the signatures.
     let cut = &report["zone_cut"]["by_zone"];
-    assert_eq!(cut["zone-b"], serde_json::Value::Null, "{report}");
+    assert_eq!(cut["zone-b"], 0, "{report}");
     assert_eq!(
         cut["zone-a"].as_u64().unwrap_or(0) + cut["zone-c"].as_u64().unwrap_or(0),
         3,
         "{report}"
     );
-    assert_ne!(report["killed_leader"], report["new_leader"], "{report}");
     // The transcript follows the guide's commands.
     let transcript = std::fs::read_to_string(dir.join("transcript.txt")).expect("transcript");
     for step in [
@@ -78,7 +78,10 @@ fn twenty_eight_nodes_deployed_by_the_guide_across_three_zones() {
     ] {
         assert!(transcript.contains(step), "no `{step}` in the transcript");
     }
-    assert_eq!(transcript.matches("hsm node add --request").count(), 27);
+    // 27 nodes joined, then node 28 replaced on its host by node 29.
+    assert_eq!(transcript.matches("hsm node add --request").count(), 28);
+    assert!(transcript.contains("hsm node remove --node-id 28"));
+    assert_eq!(report["replaced"], serde_json::json!([28, 29]), "{report}");
     // Nothing is left: no namespace of the run, no node process.
     common::assert_nothing_left(pid, &dir);
 }

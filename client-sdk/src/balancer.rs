@@ -7,11 +7,14 @@
 //!
 //! - Reads and crypto: power of two choices on outstanding requests among
 //!   the nodes that are up, restricted to the caller's zone when any node
-//!   there is up.
+//!   there is up ([`Balancer::pick_anywhere`], for connects made alongside
+//!   a slow one, is not).
 //! - Writes: the leader when it is up, else the same choice as a read.
 //! - A node that failed is down for a backoff (1 s, doubling to 10 s while
 //!   it keeps failing). When the backoff has passed, one attempt at a time
 //!   may go to it (it is *probing*); its outcome brings it up or down again.
+//! - A node slower to answer a handshake than another node's whole
+//!   handshake is *suspect*: passed over until that handshake ends.
 //! - When no node that is up remains untried, a down node is tried anyway
 //!   (the one whose backoff ends first): a call never gives up on a node it
 //!   has not tried.
@@ -36,6 +39,10 @@ enum Health {
     Down { until: Instant, backoff: Duration },
     /// Backoff over; one attempt is finding out whether it is back.
     Probing { backoff: Duration },
+    /// Up, but slower to answer a handshake than another node's whole
+    /// handshake (a hedged connect): passed over until that handshake
+    /// ends, which brings it up or down.
+    Suspect,
 }
 
 #[derive(Debug, Clone)]
@@ -241,7 +248,7 @@ impl Balancer {
         match health {
             Health::Up => true,
             Health::Down { until, .. } => now >= until,
-            Health::Probing { .. } => false,
+            Health::Probing { .. } | Health::Suspect => false,
         }
     }
 
@@ -355,22 +362,19 @@ impl Balancer {
             .filter(|&i| !tried.contains(&self.nodes[i].id))
             .min_by_key(|&i| match self.nodes[i].health {
                 Health::Down { until, .. } => until,
-                Health::Up | Health::Probing { .. } => now,
+                Health::Up | Health::Probing { .. } | Health::Suspect => now,
             })
     }
 
-    /// Takes node `id`, which is up, for down for the first backoff: a
-    /// handshake with it has taken longer than another node's whole
-    /// handshake ([`crate::client`]'s hedged connect). Its handshake goes
-    /// on; when it ends, its attempt's [`Balancer::finish`] says whether
-    /// the node is up.
-    pub(crate) fn suspect(&mut self, id: NodeId, now: Instant) {
+    /// Passes over node `id`, which is up, until the handshake with it
+    /// under way ends: it has taken longer than another node's whole
+    /// handshake ([`crate::client`]'s hedged connect). That handshake's
+    /// attempt then ends with [`Outcome::Reached`] (up again),
+    /// [`Outcome::Failed`] (down) or [`Outcome::Abandoned`] (probed next).
+    pub(crate) fn suspect(&mut self, id: NodeId) {
         if let Some(node) = self.nodes.iter_mut().find(|n| n.id == id) {
             if node.health == Health::Up {
-                node.health = Health::Down {
-                    until: now + INITIAL_BACKOFF,
-                    backoff: INITIAL_BACKOFF,
-                };
+                node.health = Health::Suspect;
             }
         }
     }
@@ -388,8 +392,16 @@ impl Balancer {
             Outcome::Abandoned | Outcome::Reached => {}
         }
         node.health = match (outcome, node.health) {
-            (Outcome::Answered | Outcome::Reached, _) => Health::Up,
-            (Outcome::Failed, Health::Up) => Health::Down {
+            (Outcome::Answered, _) | (Outcome::Reached, Health::Suspect) => Health::Up,
+            // A handshake proves the node reachable, not serving: it
+            // overrides no failure another attempt saw, and a probe it
+            // ended lets the next attempt probe.
+            (Outcome::Reached, Health::Probing { backoff }) => Health::Down {
+                until: now,
+                backoff,
+            },
+            (Outcome::Reached, h) => h,
+            (Outcome::Failed, Health::Up | Health::Suspect) => Health::Down {
                 until: now + INITIAL_BACKOFF,
                 backoff: INITIAL_BACKOFF,
             },
@@ -407,6 +419,10 @@ impl Balancer {
             (Outcome::Abandoned, Health::Probing { backoff }) => Health::Down {
                 until: now,
                 backoff,
+            },
+            (Outcome::Abandoned, Health::Suspect) => Health::Down {
+                until: now,
+                backoff: INITIAL_BACKOFF,
             },
             (Outcome::Abandoned, h) => h,
         };
@@ -477,14 +493,16 @@ mod tests {
             b.finish(id, Outcome::Abandoned, now);
         }
         assert_eq!(zones.len(), 2, "both zones are picked");
-        // Suspects are passed over until their backoff ends...
+        // Suspects are passed over until their handshake ends, however
+        // long it takes...
         let _ = b.pick(now, &[], Some(NodeId(2)), &mut rng);
-        b.suspect(NodeId(2), now);
-        for _ in 0..50 {
-            assert_eq!(pick(&mut b, now, &[], &mut rng), NodeId(3));
-            b.finish(NodeId(3), Outcome::Answered, now);
+        b.suspect(NodeId(2));
+        for s in 0..50 {
+            let later = now + Duration::from_secs(s);
+            assert_eq!(pick(&mut b, later, &[], &mut rng), NodeId(3));
+            b.finish(NodeId(3), Outcome::Answered, later);
         }
-        // ...or their handshake ends well.
+        // ...and it ends well.
         b.finish(NodeId(2), Outcome::Reached, now);
         let seen: std::collections::BTreeSet<NodeId> = (0..50)
             .map(|_| {
@@ -494,11 +512,31 @@ mod tests {
             })
             .collect();
         assert!(seen.contains(&NodeId(2)), "{seen:?}");
-        // A node already down is not made to wait longer.
+        // A node already down is not made a suspect, and a handshake
+        // overrides no failure another attempt saw.
+        let three_up = |b: &Balancer| {
+            b.snapshot(now)
+                .into_iter()
+                .find(|n| n.id == NodeId(3))
+                .map(|n| n.up)
+        };
+        let _ = b.pick(now, &[], Some(NodeId(3)), &mut rng);
+        let _ = b.pick(now, &[], Some(NodeId(3)), &mut rng);
         b.finish(NodeId(3), Outcome::Failed, now);
-        let before = b.snapshot(now);
-        b.suspect(NodeId(3), now + Duration::from_millis(500));
-        assert_eq!(b.snapshot(now), before);
+        assert_eq!(three_up(&b), Some(false));
+        b.suspect(NodeId(3));
+        b.finish(NodeId(3), Outcome::Reached, now);
+        assert_eq!(three_up(&b), Some(false));
+        // A suspect whose handshake was cancelled is probed next.
+        let _ = b.pick(now, &[], Some(NodeId(2)), &mut rng);
+        b.suspect(NodeId(2));
+        b.finish(NodeId(2), Outcome::Abandoned, now);
+        let two = b
+            .snapshot(now)
+            .into_iter()
+            .find(|n| n.id == NodeId(2))
+            .expect("node 2");
+        assert!(two.up, "{two:?}");
     }
 
     #[test]

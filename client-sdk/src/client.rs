@@ -35,6 +35,9 @@ const REFRESH_DEADLINE: Duration = Duration::from_secs(5);
 /// to alongside it (a handshake takes one round trip: far less within a
 /// region).
 const HEDGE_AFTER: Duration = Duration::from_millis(250);
+/// Connects made alongside a slow one that keep to the caller's zone;
+/// later ones go to any zone.
+const LOCAL_HEDGES: usize = 2;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -155,8 +158,9 @@ enum Hedged {
     Connected(Pick, InFlight, quinn::Connection),
     /// Every node it tried failed, and none is left untried.
     NoneLeft,
-    /// The call's deadline came first.
-    Deadline,
+    /// The attempt's time (the call's deadline, or its attempt timeout)
+    /// ran out first.
+    TimedOut,
 }
 
 /// A connect attempt and what it came to.
@@ -520,22 +524,27 @@ impl Client {
             };
             tried.push(pick.id);
             let guard = InFlight::new(&self.inner, pick.id);
+            let attempt_end = match inner.options.attempt_timeout {
+                Some(t) => (now + t).min(deadline),
+                None => deadline,
+            };
             let connected = match inner.connections.cached(pick.id, &pick.address) {
                 Some(conn) => Hedged::Connected(pick, guard, conn),
                 None => {
-                    self.connect_hedged((pick, guard), &mut tried, prefer, deadline, &mut failures)
-                        .await
+                    self.connect_hedged(
+                        (pick, guard),
+                        &mut tried,
+                        prefer,
+                        (attempt_end, deadline),
+                        &mut failures,
+                    )
+                    .await
                 }
             };
             let (pick, guard, conn) = match connected {
                 Hedged::Connected(pick, guard, conn) => (pick, guard, conn),
-                Hedged::NoneLeft => continue,
-                Hedged::Deadline => return Err(failures.at_deadline()),
-            };
-            let now = Instant::now();
-            let attempt_end = match inner.options.attempt_timeout {
-                Some(t) => (now + t).min(deadline),
-                None => deadline,
+                Hedged::TimedOut if attempt_end >= deadline => return Err(failures.at_deadline()),
+                Hedged::NoneLeft | Hedged::TimedOut => continue,
             };
             let result = tokio::time::timeout_at(
                 attempt_end.into(),
@@ -616,18 +625,21 @@ impl Client {
         failures.push(&pick.address, reason);
     }
 
-    /// A connection for an attempt on `first`, which has none yet. A node
-    /// that does not answer its handshake would hold the call for the
-    /// whole connect timeout (a host down, a zone cut off: the balancer
-    /// cannot know before it tries), and a call that met several such
-    /// nodes in turn ran out of time before reaching one that answers. So
-    /// while no connection is made, one more node the balancer picks (from
-    /// any zone: when one node of the caller's zone is silent, often the
-    /// whole zone is) is connected to alongside every [`HEDGE_AFTER`], and
-    /// the attempt goes to whichever connects first; nodes still
-    /// connecting after a hedge step are passed over by later calls until
-    /// their handshake ends. The others go on connecting in the
-    /// background: their outcome still marks them up or down, and a
+    /// A connection for an attempt on `first`, which has none yet, made
+    /// by `until` (the attempt's end, at most the call's `deadline`). A node that does not answer its
+    /// handshake would hold the call for the whole connect timeout (a host
+    /// down, a zone cut off: the balancer cannot know before it tries), and
+    /// a call that met several such nodes in turn ran out of time before
+    /// reaching one that answers. So while no connection is made, one more
+    /// node the balancer picks is connected to alongside every
+    /// [`HEDGE_AFTER`] (and at once when a connect fails): the first
+    /// [`LOCAL_HEDGES`] from the caller's zone as usual, the next from any
+    /// zone (when several nodes of the caller's zone are silent, often the
+    /// whole zone is). The attempt goes to whichever connects first; nodes
+    /// still connecting after a hedge step are suspects, passed over by
+    /// later calls until their handshake ends, and the others are not
+    /// counted as tried by this call. The other connects go on in the
+    /// background: their outcome marks their nodes up or down, and a
     /// connection made is kept for later calls. Only connections are
     /// raced; the request itself is sent once.
     async fn connect_hedged(
@@ -635,89 +647,106 @@ impl Client {
         first: (Pick, InFlight),
         tried: &mut Vec<NodeId>,
         prefer: Option<NodeId>,
-        deadline: Instant,
+        (until, deadline): (Instant, Instant),
         failures: &mut Failures,
     ) -> Hedged {
         let mut racing: tokio::task::JoinSet<Connecting> = tokio::task::JoinSet::new();
-        // Nodes being connected to, and since when.
-        let mut pending: Vec<(Pick, Instant)> = vec![(first.0.clone(), Instant::now())];
-        self.connect_one(&mut racing, first);
+        // Connects under way: their task, node, and start.
+        let mut pending: Vec<(tokio::task::Id, Pick, Instant)> = Vec::new();
+        self.connect_one(&mut racing, &mut pending, first);
         let mut next = Instant::now() + HEDGE_AFTER;
+        let mut hedges = 0usize;
         let mut more = true;
         loop {
             if racing.is_empty() && !more {
                 return Hedged::NoneLeft;
             }
             tokio::select! {
-                Some(joined) = racing.join_next() => {
-                    // A connect task cannot panic; a cancelled one left
-                    // its attempt abandoned.
-                    let Ok((pick, guard, result)) = joined else { continue };
-                    pending.retain(|(p, _)| p.id != pick.id);
+                Some(joined) = racing.join_next_with_id() => {
+                    let id = match &joined {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    pending.retain(|(task, _, _)| *task != id);
+                    // A connect task does not panic; one aborted left its
+                    // attempt abandoned (its guard was dropped).
+                    let Ok((_, (pick, guard, result))) = joined else { continue };
                     match result {
                         Ok(conn) => {
-                            // Nodes that took longer than a hedge step while
-                            // this one connected are not chosen first again
-                            // until their handshake ends.
                             let now = Instant::now();
                             let mut balancer = lock(&self.inner.balancer);
-                            for (p, since) in pending {
-                                if now.duration_since(since) >= HEDGE_AFTER {
-                                    balancer.suspect(p.id, now);
+                            for (_, p, since) in &pending {
+                                if now.duration_since(*since) >= HEDGE_AFTER {
+                                    balancer.suspect(p.id);
                                 }
                             }
                             drop(balancer);
+                            tried.retain(|t| !pending.iter().any(|(_, p, _)| p.id == *t));
                             Self::let_finish(racing);
                             return Hedged::Connected(pick, guard, conn);
                         }
                         Err(e) => {
                             guard.finish(Outcome::Failed);
                             self.failed_on(&pick, prefer, failures, e.reason());
-                            if racing.is_empty() {
-                                next = Instant::now();
-                            }
+                            next = Instant::now();
                         }
                     }
                 }
                 () = tokio::time::sleep_until(next.into()), if more => {
                     let now = Instant::now();
-                    let pick = lock(&self.inner.balancer).pick_anywhere(now, tried, prefer, &mut rand::thread_rng());
+                    let pick = {
+                        let mut balancer = lock(&self.inner.balancer);
+                        let rng = &mut rand::thread_rng();
+                        if hedges < LOCAL_HEDGES {
+                            balancer.pick(now, tried, prefer, rng)
+                        } else {
+                            balancer.pick_anywhere(now, tried, prefer, rng)
+                        }
+                    };
                     match pick {
                         Some(pick) => {
+                            hedges += 1;
                             tried.push(pick.id);
-                            pending.push((pick.clone(), now));
                             let guard = InFlight::new(&self.inner, pick.id);
-                            self.connect_one(&mut racing, (pick, guard));
+                            self.connect_one(&mut racing, &mut pending, (pick, guard));
                             next = now + HEDGE_AFTER;
                         }
                         None => more = false,
                     }
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    for (p, _) in &pending {
-                        failures.record(&p.address, "deadline exceeded while connecting".into());
+                () = tokio::time::sleep_until(until.into()) => {
+                    for (_, p, _) in &pending {
+                        if until >= deadline {
+                            // The call's own time ran out, not the node's.
+                            failures.record(&p.address, "deadline exceeded while connecting".into());
+                        } else {
+                            failures.push(&p.address, "no connection within the attempt timeout".into());
+                        }
                     }
                     Self::let_finish(racing);
-                    return Hedged::Deadline;
+                    return Hedged::TimedOut;
                 }
             }
         }
     }
 
-    /// Connects to `pick` in a task of `racing`.
+    /// Connects to `pick` in a task of `racing`, noted in `pending`.
     fn connect_one(
         &self,
         racing: &mut tokio::task::JoinSet<Connecting>,
+        pending: &mut Vec<(tokio::task::Id, Pick, Instant)>,
         (pick, guard): (Pick, InFlight),
     ) {
         let inner = self.inner.clone();
-        racing.spawn(async move {
+        let noted = pick.clone();
+        let task = racing.spawn(async move {
             let made = inner
                 .connections
                 .connection(pick.id, &pick.address, inner.options.connect_timeout)
                 .await;
             (pick, guard, made)
         });
+        pending.push((task.id(), noted, Instant::now()));
     }
 
     /// Lets connects still under way finish in the background, each

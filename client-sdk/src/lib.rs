@@ -13,10 +13,12 @@
 //!   `unavailable`, is set aside for a backoff and the call moves to
 //!   another node within its deadline; writes keep their request id, so a
 //!   retried write applies once. A node that has not answered a new
-//!   connection's handshake within 250 ms gets another node (of any zone)
-//!   connected to alongside, and the attempt goes to whichever connects
-//!   first, so silent nodes (a zone cut off) cost a call a fraction of the
-//!   connect timeout each, not all of it.
+//!   connection's handshake within 250 ms gets another node connected to
+//!   alongside (the first two of the caller's zone, later ones of any
+//!   zone), and the attempt goes to whichever connects first; the slow
+//!   ones are passed over until their handshake ends. So silent nodes (a
+//!   zone cut off) cost a call 250 ms each up to three, not the whole
+//!   connect timeout each.
 //! - **Read your writes:** the client sends the highest log index it has
 //!   seen with every request, so any node answers only once it is at least
 //!   that far along.

@@ -26,13 +26,18 @@ pub struct ClientOptions {
     /// wait for a slot. Default 1024.
     pub max_in_flight: usize,
     /// The caller's zone: reads and crypto go to nodes in it while any is
-    /// up. Default: the config file's `zone`, if any.
+    /// up (a call whose new connection in the zone is slow, over 250 ms
+    /// for two more of its nodes, is served by the first node of any zone
+    /// that connects). Default: the config file's `zone`, if any.
     pub zone: Option<String>,
-    /// Time to set up a QUIC connection to a node before trying another.
-    /// Default 2 s.
+    /// Time a QUIC connection to a node may take before the node is
+    /// counted as failed. Other nodes are connected to alongside one that
+    /// has not connected within 250 ms, so a call does not wait this long
+    /// while others answer. Default 2 s.
     pub connect_timeout: Duration,
-    /// Time one attempt on one node may take before the call moves on to
-    /// another node; `None` (default): the rest of the call's deadline.
+    /// Time one attempt may take (connecting, then the request and its
+    /// answer) before the call moves on to another node; `None` (default):
+    /// the rest of the call's deadline.
     pub attempt_timeout: Option<Duration>,
     /// How often the member list and leader are refreshed from the cluster
     /// while calls are made. Failures also trigger a refresh. Default 30 s.

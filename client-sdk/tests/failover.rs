@@ -179,6 +179,40 @@ async fn a_node_that_never_answers_the_handshake_is_skipped() {
     assert_eq!(silent_up(), Some(false));
 }
 
+/// `n` members of `zone` (ids 10 on) that never answer a handshake:
+/// sockets that swallow every packet, as a zone cut off. Returns the
+/// sockets (keep them) and the members as a config lists them.
+fn silent_zone(
+    view: &common::SharedView,
+    n: usize,
+    zone: &str,
+) -> (Vec<std::net::UdpSocket>, Vec<hsm_client::ClientNode>) {
+    let sockets: Vec<std::net::UdpSocket> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let mut listed = Vec::new();
+    for (i, socket) in sockets.iter().enumerate() {
+        let node = hsm_client::ClientNode {
+            id: 10 + i as u64,
+            address: socket.local_addr().expect("addr").to_string(),
+            zone: zone.into(),
+            transport_key: [9; 32],
+        };
+        view.lock()
+            .expect("lock")
+            .members
+            .push(hsm_client::MemberInfo {
+                id: NodeId(node.id),
+                address: node.address.clone(),
+                zone: zone.into(),
+                voter: true,
+                transport_key: [9; 32],
+            });
+        listed.push(node);
+    }
+    (sockets, listed)
+}
+
 /// A zone cut off from the client (its nodes never answer a handshake)
 /// with more nodes in it than the deadline has connect timeouts: the
 /// client, in that zone and knowing none of them is down, still reaches
@@ -190,30 +224,7 @@ async fn a_node_that_never_answers_the_handshake_is_skipped() {
 async fn a_cut_off_zone_does_not_hold_a_call_for_a_connect_timeout_per_node() {
     let pki = Pki::new();
     let (nodes, view) = cluster(&pki, &["b"]);
-    // Sockets that swallow every packet: the zone's nodes, cut off.
-    let silent: Vec<std::net::UdpSocket> = (0..6)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let mut listed = Vec::new();
-    for (i, socket) in silent.iter().enumerate() {
-        let node = hsm_client::ClientNode {
-            id: 10 + i as u64,
-            address: socket.local_addr().expect("addr").to_string(),
-            zone: "a".into(),
-            transport_key: [9; 32],
-        };
-        view.lock()
-            .expect("lock")
-            .members
-            .push(hsm_client::MemberInfo {
-                id: NodeId(node.id),
-                address: node.address.clone(),
-                zone: "a".into(),
-                voter: true,
-                transport_key: [9; 32],
-            });
-        listed.push(node);
-    }
+    let (_silent, mut listed) = silent_zone(&view, 6, "a");
     listed.push(nodes[0].client_node());
     let cfg = config(&pki, &listed);
     // Six silent nodes at 2 s each would take 12 s.
@@ -226,6 +237,44 @@ async fn a_cut_off_zone_does_not_hold_a_call_for_a_connect_timeout_per_node() {
         let client = Client::new(cfg.clone(), options.clone()).expect("client");
         assert_eq!(client.random(1).await.expect("random"), vec![1]);
     }
+}
+
+/// Calls cancelled while their connects race, and calls that win a race,
+/// leave nothing counted in flight once the losing handshakes end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedged_connects_leave_nothing_in_flight() {
+    let pki = Pki::new();
+    let (nodes, view) = cluster(&pki, &["b"]);
+    let (_silent, mut listed) = silent_zone(&view, 3, "a");
+    listed.push(nodes[0].client_node());
+    let options = ClientOptions::default()
+        .zone("a")
+        .connect_timeout(Duration::from_millis(800))
+        .deadline(Duration::from_secs(5));
+    // Cancelled while the first connects race.
+    let client = Client::new(config(&pki, &listed), options.clone()).expect("client");
+    let cut = tokio::time::timeout(Duration::from_millis(300), client.random(1)).await;
+    assert!(cut.is_err(), "the call should still be connecting: {cut:?}");
+    // Won by node 1 while silent nodes were still being connected to.
+    let client2 = Client::new(config(&pki, &listed), options).expect("client");
+    assert_eq!(client2.random(1).await.expect("random"), vec![1]);
+    // Once every handshake has run out, nothing is in flight, and each
+    // silent node's handshake counted as its failure.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for c in [&client, &client2] {
+        let stats = c.stats();
+        assert!(stats.iter().all(|s| s.in_flight == 0), "{stats:?}");
+    }
+    let stats = client2.stats();
+    let silent_failed: Vec<u64> = stats
+        .iter()
+        .filter(|s| s.id.0 >= 10)
+        .map(|s| s.failed)
+        .collect();
+    assert!(
+        silent_failed.len() == 3 && silent_failed.iter().all(|&f| f >= 1),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,7 +59,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a scrape's figures, or a readiness answer, are served again.
-const FRESH_FOR: Duration = Duration::from_secs(1);
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// How long a readiness check waits for the leader.
 const READY_ROUND: Duration = Duration::from_secs(2);
@@ -84,6 +84,14 @@ struct OpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MemberLabels {
     member: u64,
+}
+
+/// What build a node runs: its version and the protocol versions it speaks.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    raft_protocols: String,
+    client_protocols: String,
 }
 
 /// What requests did on this node; shared by the service, which counts,
@@ -117,6 +125,80 @@ impl RequestMetrics {
         self.latency
             .get_or_create(&OpLabels { op })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// How long the replicated store's work takes on this node: writes from
+/// proposal to outcome (where they are proposed: the leader), applies of
+/// committed entries, and snapshots built and installed. Shared by the
+/// proposer and the state machine, which observe, and the endpoint.
+#[derive(Debug)]
+pub struct RaftTimings {
+    proposal: Histogram,
+    apply: Histogram,
+    snapshot_build: Histogram,
+    snapshot_install: Histogram,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        // 10 µs to about 42 s, quadrupling: an apply of one event takes
+        // tens of µs, a snapshot of a million keys many seconds.
+        let buckets = || Histogram::new(exponential_buckets(0.000_01, 4.0, 13));
+        RaftTimings {
+            proposal: buckets(),
+            apply: buckets(),
+            snapshot_build: buckets(),
+            snapshot_install: buckets(),
+        }
+    }
+}
+
+impl RaftTimings {
+    /// A write proposed on this node had its outcome after `elapsed`.
+    pub fn proposed(&self, elapsed: Duration) {
+        self.proposal.observe(elapsed.as_secs_f64());
+    }
+
+    /// What the state machine reports its work to
+    /// ([`hsm_raft_store::StateMachineStore::observe_timings`]).
+    pub fn observer(self: &Arc<Self>) -> hsm_raft_store::TimingObserver {
+        let me = self.clone();
+        Arc::new(move |what, elapsed: Duration| {
+            let histogram = match what {
+                hsm_raft_store::Timed::Apply => &me.apply,
+                hsm_raft_store::Timed::SnapshotBuild => &me.snapshot_build,
+                hsm_raft_store::Timed::SnapshotInstall => &me.snapshot_install,
+            };
+            histogram.observe(elapsed.as_secs_f64());
+        })
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        for (name, help, histogram) in [
+            (
+                "raft_proposal_duration_seconds",
+                "Writes proposed on this node (the leader), from proposal to outcome",
+                &self.proposal,
+            ),
+            (
+                "raft_apply_duration_seconds",
+                "Batches of committed entries applied to this node's state machine",
+                &self.apply,
+            ),
+            (
+                "raft_snapshot_build_duration_seconds",
+                "Snapshots this node built (copy, encode, store)",
+                &self.snapshot_build,
+            ),
+            (
+                "raft_snapshot_install_duration_seconds",
+                "Snapshots from the leader installed on this node",
+                &self.snapshot_install,
+            ),
+        ] {
+            registry.register(name, help, histogram.clone());
+        }
     }
 }
 
@@ -162,8 +244,14 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(raft: Raft, service: Arc<Service>, data_dir: PathBuf) -> Endpoint {
+    fn new(
+        raft: Raft,
+        service: Arc<Service>,
+        data_dir: PathBuf,
+        timings: &RaftTimings,
+    ) -> Endpoint {
         let mut registry = Registry::with_prefix("hsm");
+        timings.register(&mut registry);
         let g = Gauges::default();
         let requests = service.request_metrics();
         registry.register(
@@ -255,6 +343,19 @@ impl Endpoint {
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());
         }
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                raft_protocols: hsm_proto::protocol::describe(&hsm_proto::protocol::RAFT),
+                client_protocols: hsm_proto::protocol::describe(&hsm_proto::protocol::CLIENT),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; its labels say which build this node runs (for rolling upgrades)",
+            build,
+        );
         registry.register(
             "raft_quorum_ack_age_seconds",
             "On the leader: time since a quorum last acknowledged it (NaN elsewhere, or before any)",
@@ -469,8 +570,9 @@ pub fn serve(
     raft: Raft,
     service: Arc<Service>,
     data_dir: PathBuf,
+    timings: &RaftTimings,
 ) -> JoinHandle<()> {
-    let endpoint = Arc::new(Endpoint::new(raft, service, data_dir));
+    let endpoint = Arc::new(Endpoint::new(raft, service, data_dir, timings));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {

@@ -121,6 +121,7 @@ pub struct Proposer {
     /// Held by the one hand-over in progress (`crate::handoff`: SIGTERM's,
     /// a transfer's, a removal's).
     hand_over: tokio::sync::Mutex<()>,
+    timings: Arc<crate::metrics::RaftTimings>,
 }
 
 /// Writes refused while this lives ([`Proposer::step_aside`]); taken
@@ -152,6 +153,7 @@ impl Proposer {
         sm: StateMachineStore,
         node: NodeId,
         signing: SigningKey,
+        timings: Arc<crate::metrics::RaftTimings>,
     ) -> Proposer {
         Proposer {
             raft,
@@ -167,6 +169,7 @@ impl Proposer {
             pending: std::sync::Mutex::default(),
             stepping_aside: std::sync::atomic::AtomicBool::new(false),
             hand_over: tokio::sync::Mutex::new(()),
+            timings,
         }
     }
 
@@ -225,6 +228,7 @@ impl Proposer {
                 leader: leader.filter(|l| *l != self.node),
             });
         }
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         {
             let mut pending = self.pending();
@@ -240,9 +244,13 @@ impl Proposer {
             });
         }
         self.start();
-        answer
+        let outcome = answer
             .await
-            .unwrap_or_else(|_| Err(ProposeError::Raft("the write was dropped".into())))
+            .unwrap_or_else(|_| Err(ProposeError::Raft("the write was dropped".into())));
+        if outcome.is_ok() {
+            self.timings.proposed(started.elapsed());
+        }
+        outcome
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {

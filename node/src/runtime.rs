@@ -496,12 +496,15 @@ impl RunningNode {
         )
         .await
         .map_err(|e| anyhow!("cannot start raft: {e}"))?;
+        let timings = Arc::new(crate::metrics::RaftTimings::default());
+        sm.observe_timings(timings.observer());
         let proposer = Arc::new(Proposer::new(
             raft.clone(),
             log,
             sm.clone(),
             id,
             identity.signing_key().clone(),
+            timings.clone(),
         ));
         let writer = Writer::new(raft.clone(), proposer.clone(), network.clone());
         let contact = LeaderContact::default();
@@ -591,6 +594,7 @@ impl RunningNode {
                     raft.clone(),
                     service.clone(),
                     config.data_dir.clone(),
+                    &timings,
                 ));
                 tracing::info!(addr = %bound, "metrics and health endpoint serving");
                 Some(bound)

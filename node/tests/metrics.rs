@@ -74,8 +74,8 @@ impl Prometheus {
         Prometheus { child, addr }
     }
 
-    /// The value of an instant query that returns one sample, if it does.
-    fn query(&self, promql: &str) -> Option<f64> {
+    /// Prometheus's answer to an instant query, if it took the query.
+    fn answer(&self, promql: &str) -> Option<serde_json::Value> {
         let (status, body) = get(
             self.addr,
             &format!("/api/v1/query?query={}", encoded(promql)),
@@ -85,11 +85,24 @@ impl Prometheus {
             return None;
         }
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (v["status"] == "success").then_some(v)
+    }
+
+    /// The value of an instant query that returns one sample, if it does.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let v = self.answer(promql)?;
         let result = v["data"]["result"].as_array()?;
         let [one] = result.as_slice() else {
             return None;
         };
         one["value"][1].as_str()?.parse().ok()
+    }
+
+    /// How many series an instant query returns (`None` if Prometheus
+    /// refuses it: bad PromQL).
+    fn series(&self, promql: &str) -> Option<usize> {
+        let v = self.answer(promql)?;
+        Some(v["data"]["result"].as_array().map_or(0, Vec::len))
     }
 
     /// Waits (at most 60 s) until `promql` gives `want`.
@@ -115,12 +128,15 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
         .iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
         .collect();
-    let cluster = Cluster::start_with_node_env(3, &[], |i| {
-        vec![(
-            "HSM_NODE_METRICS_LISTEN".to_owned(),
-            targets[usize::try_from(i - 1).expect("small")].to_string(),
-        )]
-    });
+    // Snapshots every few entries, so building (and, for a member that
+    // falls behind, installing) them is timed too.
+    let cluster =
+        Cluster::start_with_node_env(3, &[("HSM_NODE_RAFT_SNAPSHOT_EVERY_LOGS", "5")], |i| {
+            vec![(
+                "HSM_NODE_METRICS_LISTEN".to_owned(),
+                targets[usize::try_from(i - 1).expect("small")].to_string(),
+            )]
+        });
     cluster.wait_ready().await;
 
     // Some traffic: a user, a key, signatures, and a wrong password.
@@ -250,10 +266,96 @@ async fn prometheus_scrapes_every_node_and_answers_about_the_cluster() {
     prometheus
         .until("min(hsm_raft_protocol)", |v| v >= 2.0, d)
         .await;
+    // Each node says which build it runs.
+    prometheus
+        .until("count(hsm_build_info == 1)", |v| v == 3.0, d)
+        .await;
     // The leader reports each follower's lag.
     prometheus
         .until("count(hsm_raft_follower_lag_entries)", |v| v == 2.0, d)
         .await;
+    // Writes are timed from proposal to outcome where they were proposed
+    // (the leader), applies and snapshot builds on every member.
+    prometheus
+        .until(
+            "sum(hsm_raft_proposal_duration_seconds_count)",
+            |v| v >= 3.0,
+            d,
+        )
+        .await;
+    prometheus
+        .until(
+            "count(hsm_raft_apply_duration_seconds_count > 0)",
+            |v| v == 3.0,
+            d,
+        )
+        .await;
+    prometheus
+        .until(
+            "count(hsm_raft_snapshot_build_duration_seconds_count > 0)",
+            |v| v == 3.0,
+            d,
+        )
+        .await;
+    prometheus
+        .until(
+            "count(hsm_raft_snapshot_install_duration_seconds_count)",
+            |v| v == 3.0,
+            d,
+        )
+        .await;
+
+    // The Grafana dashboard the repository ships asks only what the nodes
+    // export, in PromQL that Prometheus takes, and every panel shows data
+    // (the backup's age once a backup was taken: this cluster takes none).
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/grafana/hsm-cluster.json"),
+        )
+        .expect("deploy/grafana/hsm-cluster.json"),
+    )
+    .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in &exprs {
+        let promql = expr
+            .replace("$job", "hsm")
+            .replace("$__rate_interval", "30s");
+        let names: Vec<&str> = promql
+            .match_indices("hsm_")
+            .map(|(i, _)| {
+                let rest = &promql[i..];
+                &rest[..rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                    .unwrap_or(rest.len())]
+            })
+            .collect();
+        for name in names {
+            prometheus
+                .until(&format!("count({{__name__=\"{name}\"}})"), |v| v >= 1.0, d)
+                .await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = prometheus.series(&promql);
+            assert!(got.is_some(), "Prometheus refuses the dashboard's {promql}");
+            if got > Some(0) || promql.contains("hsm_backup_last_success") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the dashboard's {promql} shows nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 
     // A node cut off from the others is not ready, and says why.
     cluster.signal(1, "STOP");

@@ -56,7 +56,7 @@ pub use error::StoreError;
 pub use log_store::LogStore;
 pub use own_events::OwnEvents;
 pub use seal::StorageKey;
-pub use state_machine::{Applied, Export, StateMachineStore};
+pub use state_machine::{Applied, Export, StateMachineStore, Timed, TimingObserver};
 pub use syncer::SyncStats;
 
 openraft::declare_raft_types!(

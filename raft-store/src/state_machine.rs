@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use hsm_proto::NodeId;
 use hsm_state::{Entity, EntityKey, State, StateDigest};
@@ -85,6 +86,22 @@ struct StoredSnapshotMeta {
     data_hash: [u8; 32],
 }
 
+/// Work the state machine times for the node's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timed {
+    /// Applying one batch of committed entries: the state's change and
+    /// its (unsynced) write.
+    Apply,
+    /// Building a snapshot: copying the state, encoding and storing it.
+    SnapshotBuild,
+    /// Installing a snapshot sent by the leader.
+    SnapshotInstall,
+}
+
+/// Told each piece of [`Timed`] work and how long it took
+/// ([`StateMachineStore::observe_timings`]).
+pub type TimingObserver = Arc<dyn Fn(Timed, Duration) + Send + Sync>;
+
 /// The state machine store. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -98,6 +115,7 @@ pub struct StateMachineStore {
     snapshot_lock: Arc<Mutex<()>>,
     applied_tx: Arc<watch::Sender<u64>>,
     own_events: Arc<OwnEvents>,
+    observer: Arc<OnceLock<TimingObserver>>,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -151,10 +169,24 @@ impl StateMachineStore {
             snapshot_lock: Arc::new(Mutex::new(())),
             applied_tx: Arc::new(watch::Sender::new(applied.map_or(0, |l| l.index))),
             own_events: Arc::default(),
+            observer: Arc::default(),
         };
         // Open the stored snapshot too, so damage there is found now.
         sm.read_snapshot()?;
         Ok(sm)
+    }
+
+    /// Tells `observer` how long each applied batch, snapshot build and
+    /// snapshot install takes, from now on (the node's metrics). Set once;
+    /// later calls change nothing.
+    pub fn observe_timings(&self, observer: TimingObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn timed(&self, what: Timed, started: Instant) {
+        if let Some(observe) = self.observer.get() {
+            observe(what, started.elapsed());
+        }
     }
 
     fn read_guard(&self) -> RwLockReadGuard<'_, Applied> {
@@ -414,6 +446,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // stops the node before anything of the batch applies: the members
         // that speak it apply it, and this replica must not go on under
         // rules it does not know.
+        let started = Instant::now();
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         for entry in &entries {
             if let EntryPayload::Normal(batch) = &entry.payload {
@@ -466,6 +499,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             (applied.applied.map_or(0, |l| l.index), responses)
         };
         self.applied_tx.send_replace(index);
+        self.timed(Timed::Apply, started);
         Ok(responses)
     }
 
@@ -488,6 +522,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 ErrorVerb::Write,
             )
         };
+        let started = Instant::now();
         let data = snapshot.into_inner();
         let state = snapshot_format::decode(&data).map_err(fail)?;
         hsm_state::protocol::check_state(&state).map_err(|e| fail(e.into()))?;
@@ -507,6 +542,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.applied_tx
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        self.timed(Timed::SnapshotInstall, started);
         Ok(())
     }
 
@@ -519,6 +555,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
         let fail = |e: StoreError| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Write);
+        let started = Instant::now();
         // Copy the state under the lock and encode it outside: encoding
         // (and the digest it carries) takes far longer than the copy, and
         // apply waits for the lock.
@@ -550,6 +587,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             Self::stage_snapshot(&mut b, &meta, &data).map_err(fail)?;
             self.db.write(b).map_err(fail)?;
         }
+        self.timed(Timed::SnapshotBuild, started);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -135,6 +135,7 @@ pub async fn start(id: u64, ca: &ClusterCa) -> Member {
         sm.clone(),
         NodeId(id),
         signing.clone(),
+        Arc::default(),
     ));
     let acceptor = spawn_accept_loop(
         server.clone(),
