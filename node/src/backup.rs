@@ -161,6 +161,10 @@ pub struct Snapshotter {
     /// When this node's last backup completed (ms since the epoch) and how
     /// long it took, for the metrics endpoint.
     last: std::sync::Mutex<Option<(u64, Duration)>>,
+    /// When the newest backup of this cluster this node knows of was
+    /// taken, by any member (ms since the epoch; 0: none known): seen when
+    /// it listed the destination to schedule one, or taken itself.
+    newest_known: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -203,6 +207,7 @@ impl Snapshotter {
             signer,
             running: tokio::sync::Mutex::new(()),
             last: std::sync::Mutex::new(None),
+            newest_known: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -296,6 +301,8 @@ impl Snapshotter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((crate::service::now_ms(), started.elapsed()));
+        self.newest_known
+            .fetch_max(meta.created_at_ms, std::sync::atomic::Ordering::Relaxed);
         self.apply_retention().await;
         Ok(manifest)
     }
@@ -372,7 +379,23 @@ impl Snapshotter {
             }
             newest = newest.max(Some(d.created_at_ms));
         }
+        if let Some(ms) = newest {
+            self.newest_known
+                .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(newest)
+    }
+
+    /// When the newest backup of this cluster this node knows of was taken
+    /// (ms since the epoch), by any member: the newest it saw at the
+    /// destination when it last listed it to schedule a backup (the
+    /// leader does within a quarter of `interval_s`, at most a minute, of
+    /// taking the lead) or took itself since it started. `None` if none.
+    pub fn newest_known(&self) -> Option<u64> {
+        match self.newest_known.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
     }
 
     /// A backup as clients see it.

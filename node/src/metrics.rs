@@ -209,6 +209,7 @@ struct Gauges {
     leader: Gauge,
     is_leader: Gauge,
     last_log_index: Gauge,
+    commit_index: Gauge,
     applied_index: Gauge,
     snapshot_index: Gauge,
     voters: Gauge,
@@ -227,6 +228,7 @@ struct Gauges {
     raft_protocol_spoken: Gauge,
     backup_last_success: Gauge<f64, AtomicU64>,
     backup_last_duration: Gauge<f64, AtomicU64>,
+    backup_newest: Gauge<f64, AtomicU64>,
 }
 
 /// The endpoint's view of the node.
@@ -234,6 +236,7 @@ struct Endpoint {
     registry: Registry,
     gauges: Gauges,
     raft: Raft,
+    log: hsm_raft_store::LogStore,
     service: Arc<Service>,
     data_dir: PathBuf,
     /// The last scrape's text and when it was taken; held while one is
@@ -245,7 +248,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn new(
-        raft: Raft,
+        (raft, log): (Raft, hsm_raft_store::LogStore),
         service: Arc<Service>,
         data_dir: PathBuf,
         timings: &RaftTimings,
@@ -264,7 +267,7 @@ impl Endpoint {
             "Time from a request's arrival to its answer, by operation",
             requests.latency.clone(),
         );
-        let gauges: [(&str, &str, &Gauge); 18] = [
+        let gauges: [(&str, &str, &Gauge); 19] = [
             ("raft_term", "Current Raft term", &g.term),
             (
                 "raft_leader",
@@ -276,6 +279,11 @@ impl Endpoint {
                 "raft_last_log_index",
                 "Index of the last entry in this node's log",
                 &g.last_log_index,
+            ),
+            (
+                "raft_commit_index",
+                "Index of the last entry this node knows is committed (on a majority)",
+                &g.commit_index,
             ),
             (
                 "raft_applied_index",
@@ -372,6 +380,11 @@ impl Endpoint {
             g.backup_last_success.clone(),
         );
         registry.register(
+            "backup_newest_timestamp_seconds",
+            "When the newest backup of this cluster this node knows of was taken, by any member (Unix time; 0: none known): on the leader, what it saw at the destination",
+            g.backup_newest.clone(),
+        );
+        registry.register(
             "backup_last_duration_seconds",
             "How long this node's last completed backup took",
             g.backup_last_duration.clone(),
@@ -380,6 +393,7 @@ impl Endpoint {
             registry,
             gauges: g,
             raft,
+            log,
             service,
             data_dir,
             scraped: Mutex::new(None),
@@ -438,6 +452,7 @@ impl Endpoint {
             g.is_leader.set(i64::from(m.current_leader == Some(m.id)));
             let last = m.last_log_index.unwrap_or(0);
             g.last_log_index.set(as_i64(last));
+            g.commit_index.set(as_i64(self.log.committed_index()));
             g.applied_index
                 .set(as_i64(m.last_applied.map_or(0, |l| l.index)));
             g.snapshot_index
@@ -480,6 +495,9 @@ impl Endpoint {
         if let Some((at_ms, took)) = self.service.last_backup() {
             g.backup_last_success.set(at_ms as f64 / 1000.0);
             g.backup_last_duration.set(took.as_secs_f64());
+        }
+        if let Some(at_ms) = self.service.newest_backup() {
+            g.backup_newest.set(at_ms as f64 / 1000.0);
         }
     }
 
@@ -567,7 +585,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 /// Serves the endpoint on `listener` until the task is aborted.
 pub fn serve(
     listener: TcpListener,
-    raft: Raft,
+    raft: (Raft, hsm_raft_store::LogStore),
     service: Arc<Service>,
     data_dir: PathBuf,
     timings: &RaftTimings,

@@ -456,6 +456,7 @@ impl RunningNode {
         let client = client_endpoint(local_addr, node_client_tls(&ca_pem, &cert)?)?;
         let network = QuicNetwork::new(client);
         let (log, sm) = open_or_create_store(config, &storage)?;
+        let log_for_metrics = log.clone();
         let domain_file = config.domain_key_file();
         let domain = if domain_file.exists() {
             DomainKey::load(&domain_file, &files)?
@@ -591,7 +592,7 @@ impl RunningNode {
                 let bound = listener.local_addr()?;
                 tasks.push(crate::metrics::serve(
                     listener,
-                    raft.clone(),
+                    (raft.clone(), log_for_metrics.clone()),
                     service.clone(),
                     config.data_dir.clone(),
                     &timings,

@@ -793,8 +793,9 @@ pub struct MembersReport {
     pub raft_protocol: crate::protocol::Version,
     /// The newest Raft protocol version the leader's build speaks.
     pub leader_speaks: crate::protocol::Version,
-    /// When the leader last completed a backup, ms since the Unix epoch
-    /// (`None`: none since it started, or backups are off).
+    /// When the newest backup of the cluster the leader knows of was taken
+    /// (by any member), ms since the Unix epoch (`None`: none known, or
+    /// backups are off).
     pub last_backup_ms: Option<u64>,
     /// Members, voters and learners, in id order.
     pub members: Vec<MemberState>,

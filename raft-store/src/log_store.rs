@@ -34,6 +34,8 @@ fn index_of(key: &[u8]) -> Result<u64, StoreError> {
 pub struct LogStore {
     db: Arc<Db>,
     syncer: Arc<Syncer>,
+    /// The index of the last committed id saved, for the metrics (0: none).
+    committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
@@ -49,7 +51,14 @@ impl LogStore {
         Ok(LogStore {
             db,
             syncer: Arc::new(Syncer::start().map_err(StoreError::Thread)?),
+            committed: Arc::default(),
         })
+    }
+
+    /// The index of the last entry Raft told this store is committed
+    /// (known committed on a majority), since it opened; 0 before any.
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many write-ahead log syncs this store's appends took, and how
@@ -195,7 +204,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         b.put(cf::META, COMMITTED, &committed);
         self.db
             .write_unsynced(b)
-            .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))
+            .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
+        if let Some(c) = committed {
+            self.committed
+                .fetch_max(c.index, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> SResult<Option<LogId<NodeId>>> {

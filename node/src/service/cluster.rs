@@ -165,7 +165,7 @@ impl Service {
             last_log_index: last,
             raft_protocol,
             leader_speaks: spoken,
-            last_backup_ms: self.last_backup().map(|(at_ms, _)| at_ms),
+            last_backup_ms: self.newest_backup(),
             members,
         }))
     }

@@ -284,6 +284,12 @@ impl Service {
         self.backups.as_ref().and_then(|b| b.last_completed())
     }
 
+    /// When the newest backup of this cluster this node knows of was taken
+    /// ([`crate::backup::Snapshotter::newest_known`]).
+    pub fn newest_backup(&self) -> Option<u64> {
+        self.backups.as_ref().and_then(|b| b.newest_known())
+    }
+
     /// Why this node serves no cryptography (a failed self-test), if so.
     pub fn crypto_failure(&self) -> Option<&str> {
         self.crypto_failure.get().map(String::as_str)
