@@ -397,17 +397,7 @@ impl Deployment {
         let host = self.node_host(old)?.clone();
         let admin = self.client_host("zone-a")?.clone();
         let _ = writeln!(self.transcript, "# {}: systemctl stop hsm-node", host.name);
-        if let Some(mut child) = self.nodes.remove(&old) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let due = Instant::now() + Duration::from_secs(20);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < due {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(self.nodes.remove(&old));
         let step = self.hsm(
             &admin,
             Some(("officer2", OFFICER_PASSWORD)),
@@ -632,20 +622,26 @@ impl Deployment {
 
     /// Stops every node (SIGTERM, then SIGKILL after 20 s).
     fn stop_nodes(&mut self) {
-        for child in self.nodes.values() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+        stop(std::mem::take(&mut self.nodes).into_values());
+    }
+}
+
+/// Stops node processes as systemd does: SIGTERM to each, then SIGKILL to
+/// any still running after 20 s.
+fn stop(children: impl IntoIterator<Item = Child>) {
+    let mut children: Vec<Child> = children.into_iter().collect();
+    for child in &children {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let due = Instant::now() + Duration::from_secs(20);
+    for child in &mut children {
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < due {
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let due = Instant::now() + Duration::from_secs(20);
-        for child in self.nodes.values_mut() {
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < due {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.nodes.clear();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
