@@ -54,6 +54,12 @@ pub struct Cli {
     /// comes from HSM_PASSWORD, or a prompt in a terminal.
     #[arg(long, env = "HSM_USER", value_name = "NAME")]
     pub username: Option<String>,
+    /// The user's second factor: its Ed25519 private key file (PKCS#8,
+    /// `openssl genpkey -algorithm ed25519`), which signs the cluster's
+    /// login challenge here; the key never leaves this machine. Needed by
+    /// users that set one (`hsm user change-mfa`).
+    #[arg(long, global = true, env = "HSM_MFA_KEY", value_name = "FILE")]
+    pub mfa_key: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -86,6 +92,182 @@ pub enum Command {
     /// Take, list, check and delete sealed backups (crypto officers).
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Quorum (M of N) approvals of officer operations: tokens, approvals
+    /// and quorum values (crypto officers).
+    #[command(subcommand)]
+    Quorum(QuorumCommand),
+}
+
+/// `quorum ...`.
+#[derive(Debug, Subcommand)]
+pub enum QuorumCommand {
+    /// Tokens: generate one for an operation, sign it as an approver, hand
+    /// the approvals in, list and delete.
+    #[command(subcommand)]
+    TokenSign(TokenSignCommand),
+    /// Set a service's quorum value: how many officers must approve its
+    /// operations (1: the officer alone). Itself under the quorum service's
+    /// value.
+    SetValue {
+        /// The service: user, cluster or quorum.
+        #[arg(long, value_enum)]
+        service: ServiceArg,
+        /// Approvals needed, 1 to 16; at most the officers with approval
+        /// keys.
+        #[arg(long, value_name = "M")]
+        value: u8,
+    },
+    /// Quorum values, officers with approval keys, users with a second
+    /// factor, and live tokens.
+    Show,
+}
+
+/// A quorum service as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceArg {
+    /// User management: create, delete, other users' passwords, unlock,
+    /// approval keys, second-factor resets.
+    User,
+    /// Members, the domain key's rotation, trusted keys.
+    Cluster,
+    /// Quorum values.
+    Quorum,
+}
+
+/// `quorum token-sign ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenSignCommand {
+    /// Ask the cluster for a token for one operation, written to --out
+    /// with the statement approvers sign. Then approvers sign it (`hsm
+    /// quorum token-sign sign`, or openssl), someone hands the signatures
+    /// in (`approve`), and you run the operation as usual within 30
+    /// minutes: the cluster finds your approved token for it.
+    Generate {
+        /// The token file to write (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The operation.
+        #[command(subcommand)]
+        operation: IntentCommand,
+    },
+    /// Sign a token file as an approver, offline: with your Ed25519
+    /// private key, or add a signature made elsewhere (`openssl pkeyutl
+    /// -sign -rawin -inkey key.pem -in statement.bin -out sig.bin`, the
+    /// statement being the token file's `statement`, base64).
+    Sign {
+        /// The token file (changed in place).
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+        /// The approving officer.
+        #[arg(long, value_name = "NAME")]
+        approver: String,
+        /// Your Ed25519 private key file.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "signature",
+            required_unless_present = "signature"
+        )]
+        private_key: Option<PathBuf>,
+        /// A raw 64-byte Ed25519 signature file instead.
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+    },
+    /// Hand in every signature of a token file (any crypto officer): the
+    /// cluster checks each against its approver's registered key.
+    Approve {
+        /// The token file.
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+    },
+    /// The cluster's tokens and their approvals.
+    List,
+    /// Delete one of your tokens.
+    Delete {
+        /// The token id (32 hex digits).
+        #[arg(long, value_name = "ID")]
+        token: String,
+    },
+}
+
+/// The operation a token is for: the command it approves, and its target.
+#[derive(Debug, Subcommand)]
+pub enum IntentCommand {
+    /// `user create --username NAME --role ROLE`.
+    UserCreate {
+        /// The new user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Its role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// `user delete --username NAME`.
+    UserDelete {
+        /// The user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// `user change-password --username NAME` (another user's).
+    UserChangePassword {
+        /// The user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// `user unlock --username NAME`.
+    UserUnlock {
+        /// The user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// `user change-mfa --username NAME --disable` (another user's).
+    UserResetMfa {
+        /// The user.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// `user change-quorum token-sign register|unregister --username
+    /// NAME` (any change but an officer's first own key).
+    UserChangeQuorum {
+        /// The officer.
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// The new Ed25519 public key file; without it, clearing the key.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// `node add --request FILE`.
+    NodeAdd {
+        /// The join request file.
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+    },
+    /// `node remove --node-id ID`.
+    NodeRemove {
+        /// The member's node id.
+        #[arg(long, value_name = "ID")]
+        node_id: u64,
+    },
+    /// `cluster rotate-domain-key`.
+    RotateDomainKey,
+    /// `key set-attribute --attribute trusted --value BOOL` on one key.
+    KeySetTrusted {
+        /// The key (`key-reference` from `hsm key list`, 0x...).
+        #[arg(long, value_name = "REF")]
+        key_reference: String,
+        /// The new value.
+        #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
+        value: bool,
+    },
+    /// `quorum set-value --service S --value M`.
+    SetValue {
+        /// The service.
+        #[arg(long, value_enum)]
+        service: ServiceArg,
+        /// The new value.
+        #[arg(long, value_name = "M")]
+        value: u8,
+    },
 }
 
 /// `login`.
@@ -128,8 +310,6 @@ pub enum RoleArg {
     Admin,
     /// A crypto user: creates, manages and uses keys.
     CryptoUser,
-    /// An appliance user: cloning and synchronisation only.
-    ApplianceUser,
 }
 
 /// `user ...`.
@@ -172,6 +352,61 @@ pub enum UserCommand {
         /// The user.
         #[arg(long, value_name = "NAME")]
         username: String,
+    },
+    /// Set, change or clear your second factor, an Ed25519 key whose
+    /// private half signs every login (`--mfa-key`); the password you log
+    /// in with is checked as the current one. A crypto officer may clear
+    /// another user's (`--username NAME --disable`; under the user
+    /// service's quorum).
+    ChangeMfa {
+        /// Whose (default: your own).
+        #[arg(long, value_name = "NAME")]
+        username: Option<String>,
+        /// The Ed25519 public key file (`openssl pkey -pubout`).
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "disable",
+            required_unless_present = "disable"
+        )]
+        public_key: Option<PathBuf>,
+        /// Clear it instead.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Your quorum approval key (crypto officers).
+    #[command(subcommand)]
+    ChangeQuorum(ChangeQuorumCommand),
+}
+
+/// `user change-quorum ...`.
+#[derive(Debug, Subcommand)]
+pub enum ChangeQuorumCommand {
+    /// Token-signing approval keys.
+    #[command(subcommand)]
+    TokenSign(ApprovalKeyCommand),
+}
+
+/// `user change-quorum token-sign ...`.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalKeyCommand {
+    /// Register an Ed25519 public key that your approvals are signed
+    /// with: your first one freely, a change (or another officer's) under
+    /// the user service's quorum.
+    Register {
+        /// The Ed25519 public key file (`openssl pkey -pubout`).
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// Whose (default: your own).
+        #[arg(long, value_name = "NAME")]
+        username: Option<String>,
+    },
+    /// Clear an approval key (under the user service's quorum; refused
+    /// while it would leave fewer approvers than a quorum value needs).
+    Unregister {
+        /// Whose (default: your own).
+        #[arg(long, value_name = "NAME")]
+        username: Option<String>,
     },
 }
 

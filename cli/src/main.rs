@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+mod approval;
 mod args;
 mod cmd;
 mod error;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         cluster: cli.cluster.clone(),
         timeout: Duration::from_secs(cli.timeout_secs),
         username: cli.username.clone(),
+        mfa_key: cli.mfa_key.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -26,6 +26,8 @@ pub struct Context {
     pub timeout: Duration,
     /// `--username` / `HSM_USER`.
     pub username: Option<String>,
+    /// `--mfa-key` / `HSM_MFA_KEY`.
+    pub mfa_key: Option<PathBuf>,
 }
 
 /// A client with a session, and who it is.
@@ -117,7 +119,12 @@ impl Context {
         let user = self.login_user(explicit)?;
         let client = self.connect().await?;
         let password = password_for(&user)?;
-        let session = login(&client, &user, &password).await?;
+        let second_factor = self
+            .mfa_key
+            .as_deref()
+            .map(crate::approval::KeyFile::open)
+            .transpose()?;
+        let session = login(&client, &user, &password, second_factor.as_ref()).await?;
         Ok((LoggedIn { client, session }, password))
     }
 }
@@ -134,21 +141,31 @@ pub fn username(name: &str) -> Result<Username> {
 ///
 /// # Errors
 /// The login's refusal, explained.
-pub async fn login(client: &Client, user: &Username, password: &str) -> Result<Session> {
-    client
-        .login(user.clone(), password)
-        .await
-        .map_err(|e| match e.kind() {
-            Some(ErrorKind::LoginFailed) => {
-                CliError::from(e).context(format!("cannot log in as {user}"))
-            }
-            Some(ErrorKind::Locked) => CliError::from(e).hint(format!(
-                "after too many failed logins; a crypto officer can unlock it with \
+pub async fn login(
+    client: &Client,
+    user: &Username,
+    password: &str,
+    second_factor: Option<&crate::approval::KeyFile>,
+) -> Result<Session> {
+    let logged_in = match second_factor {
+        Some(key) => {
+            client
+                .login_mfa(user.clone(), password, |s| key.sign(s))
+                .await
+        }
+        None => client.login(user.clone(), password).await,
+    };
+    logged_in.map_err(|e| match e.kind() {
+        Some(ErrorKind::LoginFailed) => {
+            CliError::from(e).context(format!("cannot log in as {user}"))
+        }
+        Some(ErrorKind::Locked) => CliError::from(e).hint(format!(
+            "after too many failed logins; a crypto officer can unlock it with \
                  `hsm user unlock --username {user}`; with no officer left, an operator on a \
                  member's host can: `hsm-node unlock-user --config node.toml --username {user}`"
-            )),
-            _ => CliError::from(e).context(format!("cannot log in as {user}")),
-        })
+        )),
+        _ => CliError::from(e).context(format!("cannot log in as {user}")),
+    })
 }
 
 /// The CLI name of a role.

@@ -35,7 +35,16 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::Logout { .. }
         // Not writes, but served by the leader: routed the same way.
         | Operation::TransferLeadership { .. }
-        | Operation::MemberStatus => true,
+        | Operation::MemberStatus
+        | Operation::LoginChallenge { .. }
+        | Operation::LoginMfa { .. }
+        | Operation::SetOwnMfa { .. }
+        | Operation::ResetMfa { .. }
+        | Operation::SetApprovalKey { .. }
+        | Operation::GenerateQuorumToken { .. }
+        | Operation::ApproveQuorumToken { .. }
+        | Operation::DeleteQuorumToken { .. }
+        | Operation::SetQuorumValue { .. } => true,
         Operation::ClusterInfo
         | Operation::ListUsers { .. }
         | Operation::WrapKey { .. }
@@ -50,6 +59,7 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::Digest { .. }
         | Operation::Random { .. }
         | Operation::ListBackups
+        | Operation::QuorumStatus
         | Operation::DescribeBackup { .. }
         | Operation::VerifyBackup { .. }
         // Not replicated state: each member deletes or marks at the shared
@@ -83,6 +93,9 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::Signatures(_) => "signatures",
         Reply::LeadershipMoved { .. } => "leadership-moved",
         Reply::Members(_) => "members",
+        Reply::LoginChallenge { .. } => "login-challenge",
+        Reply::QuorumToken { .. } => "quorum-token",
+        Reply::Quorum(_) => "quorum",
     }
 }
 

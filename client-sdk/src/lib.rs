@@ -111,6 +111,7 @@ pub mod offload;
 mod ops;
 mod options;
 mod progress;
+mod quorum;
 mod tls;
 
 pub use balancer::{KnownNode, NodeStats};

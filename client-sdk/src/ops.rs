@@ -37,10 +37,10 @@ macro_rules! expect_reply {
 
 /// How many times [`Client::login`] logs in, each under a new request id,
 /// while nodes answer that its attempt was answered already.
-const LOGIN_TRIES: u32 = 3;
+pub(crate) const LOGIN_TRIES: u32 = 3;
 
 impl Client {
-    async fn done(&self, op: Operation) -> Result<()> {
+    pub(crate) async fn done(&self, op: Operation) -> Result<()> {
         let name = op.name();
         match self.call(op).await? {
             Reply::Done => Ok(()),

@@ -479,8 +479,9 @@ impl Proposer {
                 hsm_state::protocol::check_proposal(&a.state, self.node, actor, body),
             )
         });
-        // A raise only the leader's own, to a version it speaks: one in
-        // the log that a member cannot decode or apply would stop it.
+        // No event the cluster's version does not have, and a raise only
+        // the leader's own, to a version it speaks: one in the log that a
+        // member cannot decode or apply would stop it.
         raise.map_err(ProposeError::Refused)?;
         let refusal = match body {
             EventBody::ClusterInitialized { .. } if initialized => {

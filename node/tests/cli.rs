@@ -202,11 +202,12 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
     // Signed in, the leader's view too: each member's lag (none of them
     // far behind on a calm cluster) and the Raft protocol version its
     // connection agreed on, and the version the cluster runs.
-    assert_eq!(counted["raft-protocol"], 2, "{counted}");
-    assert_eq!(counted["leader-speaks-raft-protocol"], 2, "{counted}");
+    let newest = *hsm_proto::protocol::RAFT.end();
+    assert_eq!(counted["raft-protocol"], newest, "{counted}");
+    assert_eq!(counted["leader-speaks-raft-protocol"], newest, "{counted}");
     for m in counted["members"].as_array().expect("members") {
         assert!(m["lag-entries"].as_u64().is_some_and(|l| l < 50), "{m}");
-        assert_eq!(m["raft-protocol"], 2, "{m}");
+        assert_eq!(m["raft-protocol"], newest, "{m}");
     }
 
     // Sign in the HSM; OpenSSL verifies with the exported PEM.

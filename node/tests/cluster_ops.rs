@@ -126,7 +126,7 @@ async fn activation_users_every_key_type_and_operation() {
         ("alice", Role::Cu),
         ("bob", Role::Cu),
         ("carl", Role::Co),
-        ("audrey", Role::Au),
+        ("audrey", Role::Cu),
     ] {
         admin
             .create_user(user(name), role, format!("{name}-password-1"))

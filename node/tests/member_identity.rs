@@ -781,8 +781,9 @@ async fn a_new_member_takes_no_snapshot_from_a_stranger_before_its_first_entries
         .expect("a write with four members");
 }
 
-/// Once every member speaks Raft protocol 2, the leader raises the cluster
-/// to it, and from then on a member's host running a build that speaks
+/// Once every member speaks a newer Raft protocol, the leader raises the
+/// cluster to it (one version at a time, to this build's newest), and from
+/// then on a member's host running a build that speaks
 /// only protocol 1 (as builds before versioning do) is refused: it is the
 /// member, with the member's own certificate, but its connection is
 /// closed before any message is read, with the reason in the close frame.
@@ -791,7 +792,9 @@ async fn a_member_of_a_build_too_old_for_the_cluster_is_refused_and_told_why() {
     let cluster = Cluster::start(3);
     cluster.wait_ready().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !cluster.logs().contains("the cluster runs Raft protocol 2") {
+    let newest = *hsm_proto::protocol::RAFT.end();
+    let raised = format!("the cluster runs Raft protocol {newest}");
+    while !cluster.logs().contains(&raised) {
         assert!(
             std::time::Instant::now() < deadline,
             "the leader never raised the Raft protocol:\n{}",
@@ -826,7 +829,9 @@ async fn a_member_of_a_build_too_old_for_the_cluster_is_refused_and_told_why() {
         );
         let why = String::from_utf8_lossy(&close.reason).to_string();
         assert!(
-            why.contains("the cluster runs Raft protocol 2 and this node's build speaks at most 1: upgrade this node"),
+            why.contains(&format!(
+                "the cluster runs Raft protocol {newest} and this node's build speaks at most 1: upgrade this node"
+            )),
             "node {target}: {why}"
         );
         endpoint.close(0u32.into(), b"done");

@@ -401,10 +401,11 @@ async fn a_rolling_upgrade_from_an_earlier_build_fails_no_call() {
         "the same key and message sign alike after the upgrade"
     );
     // Every member speaks this build's Raft protocol now: the leader
-    // raises the cluster's.
-    wait_for_protocol(&cluster, &health, 2).await;
+    // raises the cluster's, one version at a time, to the newest.
+    let newest = u64::from(*hsm_proto::protocol::RAFT.end());
+    wait_for_protocol(&cluster, &health, newest).await;
     // Going back to the earlier build on one member is refused: it cannot
-    // read a state recorded under protocol 2, and stops instead of
+    // read a state recorded under a newer protocol, and stops instead of
     // serving; this build takes it back.
     let leader = cluster.leader().await;
     let follower = (1..=3).find(|i| *i != leader).expect("a follower");
@@ -414,7 +415,7 @@ async fn a_rolling_upgrade_from_an_earlier_build_fails_no_call() {
     let exited = cluster.wait_exit(follower, Duration::from_secs(30));
     assert!(
         exited.is_some_and(|s| !s.success()),
-        "the earlier build ran on a store of Raft protocol 2 ({exited:?}):\n{}",
+        "the earlier build ran on a store of Raft protocol {newest} ({exited:?}):\n{}",
         cluster.log_tail(follower)
     );
     // It cannot even read the record of the version (builds before

@@ -33,7 +33,10 @@ pub enum Action {
     RemoveNode,
     /// Replace the domain key with a new generation.
     RotateDomainKey,
-    /// Clone or synchronise the domain key to an approved node.
+    /// Clone or synchronise the domain key to an approved node. Never
+    /// granted, never checked: members join with their own identities and
+    /// receive the domain key sealed to them (docs/decisions.md,
+    /// "No appliance user"). Kept for the encoding.
     CloneToNode,
     /// List keys visible to the caller.
     ListKeys,
@@ -51,11 +54,15 @@ pub enum Action {
     ManageBackups,
     /// Move leadership to another member.
     TransferLeadership,
+    /// Quorum tokens, approvals, approval keys and quorum values.
+    ManageQuorum,
+    /// Set, change or clear one's own second factor.
+    ChangeOwnMfa,
 }
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 22] = [
         Action::ReadClusterInfo,
         Action::ChangeOwnPassword,
         Action::EndOwnSessions,
@@ -76,6 +83,8 @@ impl Action {
         Action::KeylessCrypto,
         Action::ManageBackups,
         Action::TransferLeadership,
+        Action::ManageQuorum,
+        Action::ChangeOwnMfa,
     ];
 
     /// Lowercase description, used in rejections. Frozen: protocol 1
@@ -102,6 +111,8 @@ impl Action {
             Action::KeylessCrypto => "use crypto",
             Action::ManageBackups => "manage backups",
             Action::TransferLeadership => "move leadership",
+            Action::ManageQuorum => "manage quorum approvals",
+            Action::ChangeOwnMfa => "change its own second factor",
         }
     }
 }
@@ -119,6 +130,13 @@ pub enum Attempt {
     ChangeOtherPasswordAsOwn,
     /// Unlocking oneself.
     UnlockSelf,
+    /// Setting another user's second factor (an officer may only clear
+    /// one).
+    SetOtherMfa,
+    /// Using or deleting another officer's quorum token.
+    UseOtherToken,
+    /// Creating an appliance user (the role has no meaning any more).
+    CreateApplianceUser,
 }
 
 impl Attempt {
@@ -130,6 +148,11 @@ impl Attempt {
             Attempt::EndOtherSessions => "end another user's sessions",
             Attempt::ChangeOtherPasswordAsOwn => "change another user's password as its own",
             Attempt::UnlockSelf => "unlock itself",
+            Attempt::SetOtherMfa => "set another user's second factor",
+            Attempt::UseOtherToken => "use or delete another officer's quorum token",
+            Attempt::CreateApplianceUser => {
+                "create appliance users (the role does nothing; see docs/decisions.md)"
+            }
         }
     }
 }

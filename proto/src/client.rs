@@ -490,6 +490,84 @@ pub enum Operation {
     /// the leader (another node answers `unavailable`, naming it). From
     /// client protocol 2 on. Any signed-in user.
     MemberStatus,
+    // From client protocol 3 on.
+    /// Start a login with a second factor: the node reserves the attempt
+    /// (counted as a failure until its outcome) under this request's id
+    /// and answers it ([`Reply::LoginChallenge`]); the user signs
+    /// `quorum::login_statement` for it and sends [`Operation::LoginMfa`]
+    /// while the reservation lives (30 s).
+    LoginChallenge {
+        /// User name.
+        username: Username,
+    },
+    /// Log in with a password and a second factor: the Ed25519 signature,
+    /// with the user's registered key, over the login statement of the
+    /// challenge `reservation`. A wrong signature is a failed login, as a
+    /// wrong password is. A user without a second factor may log in this
+    /// way too (the signature is then not looked at).
+    LoginMfa {
+        /// User name.
+        username: Username,
+        /// Password.
+        password: Secret,
+        /// The challenge ([`Reply::LoginChallenge`]).
+        reservation: RequestId,
+        /// The signature.
+        signature: crate::Signature,
+    },
+    /// Set, change (`Some`) or clear (`None`) one's own second factor,
+    /// proving the current password (counted as a login attempt).
+    SetOwnMfa {
+        /// The password now.
+        current_password: Secret,
+        /// The Ed25519 public key (raw 32 bytes), or `None`.
+        key: Option<[u8; 32]>,
+    },
+    /// Clear another user's second factor (crypto officer; under the user
+    /// service's quorum).
+    ResetMfa {
+        /// The user.
+        username: Username,
+    },
+    /// Set or clear an officer's approval key (one's own first one
+    /// freely; anything else under the user service's quorum).
+    SetApprovalKey {
+        /// The officer.
+        username: Username,
+        /// The Ed25519 public key (raw 32 bytes), or `None`.
+        key: Option<[u8; 32]>,
+    },
+    /// Ask for a quorum token for an operation (crypto officer); its id
+    /// is this request's id ([`Reply::QuorumToken`]).
+    GenerateQuorumToken {
+        /// The operation.
+        intent: crate::quorum::Intent,
+    },
+    /// Record an officer's approval of a token: its signature over the
+    /// token's statement (any crypto officer may hand it in).
+    ApproveQuorumToken {
+        /// The token.
+        token: crate::TokenId,
+        /// The approving officer.
+        approver: Username,
+        /// Its signature.
+        signature: crate::Signature,
+    },
+    /// Delete one's own token.
+    DeleteQuorumToken {
+        /// The token.
+        token: crate::TokenId,
+    },
+    /// Set a service's quorum value (under the quorum service's quorum).
+    SetQuorumValue {
+        /// The service.
+        service: crate::quorum::Service,
+        /// The new value, 1 to [`crate::quorum::MAX_QUORUM`].
+        value: u8,
+    },
+    /// Quorum values, approvers and live tokens ([`Reply::Quorum`]);
+    /// crypto officers.
+    QuorumStatus,
 }
 
 /// Bytes in a list ([`Operation::SignMany`], [`Reply::Signatures`]).
@@ -546,6 +624,16 @@ impl Operation {
             Operation::SignMany { .. } => "sign-many",
             Operation::TransferLeadership { .. } => "transfer-leadership",
             Operation::MemberStatus => "member-status",
+            Operation::LoginChallenge { .. } => "login-challenge",
+            Operation::LoginMfa { .. } => "login-mfa",
+            Operation::SetOwnMfa { .. } => "set-own-mfa",
+            Operation::ResetMfa { .. } => "reset-mfa",
+            Operation::SetApprovalKey { .. } => "set-approval-key",
+            Operation::GenerateQuorumToken { .. } => "generate-quorum-token",
+            Operation::ApproveQuorumToken { .. } => "approve-quorum-token",
+            Operation::DeleteQuorumToken { .. } => "delete-quorum-token",
+            Operation::SetQuorumValue { .. } => "set-quorum-value",
+            Operation::QuorumStatus => "quorum-status",
         }
     }
 
@@ -555,6 +643,16 @@ impl Operation {
     /// operation does not compile until it names its version.
     pub fn since(&self) -> crate::protocol::Version {
         match self {
+            Operation::LoginChallenge { .. }
+            | Operation::LoginMfa { .. }
+            | Operation::SetOwnMfa { .. }
+            | Operation::ResetMfa { .. }
+            | Operation::SetApprovalKey { .. }
+            | Operation::GenerateQuorumToken { .. }
+            | Operation::ApproveQuorumToken { .. }
+            | Operation::DeleteQuorumToken { .. }
+            | Operation::SetQuorumValue { .. }
+            | Operation::QuorumStatus => 3,
             Operation::TransferLeadership { .. } | Operation::MemberStatus => 2,
             Operation::Login { .. }
             | Operation::ClusterInfo
@@ -778,6 +876,39 @@ pub enum Reply {
     },
     /// The members as the leader sees them ([`Operation::MemberStatus`]).
     Members(MembersReport),
+    /// A login attempt reserved ([`Operation::LoginChallenge`]).
+    LoginChallenge {
+        /// The cluster (the statement names it).
+        cluster_id: ClusterId,
+        /// The attempt: sign `quorum::login_statement` for it.
+        reservation: RequestId,
+    },
+    /// A quorum token and the bytes its approvers sign.
+    QuorumToken {
+        /// The token.
+        token: crate::quorum::Token,
+        /// `Token::statement` for this cluster.
+        #[serde(with = "serde_bytes")]
+        statement: Vec<u8>,
+    },
+    /// Quorum values, approvers and tokens ([`Operation::QuorumStatus`]).
+    Quorum(QuorumReport),
+}
+
+/// What [`Operation::QuorumStatus`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumReport {
+    /// The cluster (approval statements name it).
+    pub cluster_id: ClusterId,
+    /// Each service's quorum value.
+    pub values: Vec<(crate::quorum::Service, u8)>,
+    /// Crypto officers with an approval key, and the key.
+    pub approvers: Vec<(Username, [u8; 32])>,
+    /// Users with a second factor.
+    pub mfa_users: Vec<Username>,
+    /// Tokens not yet used or deleted (expired ones too, until they are
+    /// pruned), in id order.
+    pub tokens: Vec<crate::quorum::Token>,
 }
 
 /// What [`Operation::MemberStatus`] returns: the leader's view.
@@ -1001,6 +1132,13 @@ impl From<Rejection> for ClientError {
             | R::AlreadyInitialized
             | R::ProtocolNotRaised { .. } => ErrorKind::Internal,
             R::RaiseNotByLeader(_) => ErrorKind::PermissionDenied,
+            R::NeedsProtocol { .. } => ErrorKind::Unavailable,
+            R::QuorumNeeded { .. } | R::ApprovalRefused(..) => ErrorKind::PermissionDenied,
+            R::TokenNotFound(_) => ErrorKind::NotFound,
+            R::TokenExpired(_)
+            | R::QuorumRefused(_)
+            | R::TooManyTokens { .. }
+            | R::WeakPublicKey(_) => ErrorKind::InvalidInput,
         };
         ClientError::new(kind, r.to_string())
     }

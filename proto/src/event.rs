@@ -4,9 +4,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::quorum::{Intent, Service};
 use crate::{
     ClusterId, EventHash, KeyAttribute, KeyAttributes, KeyId, KeyProvenance, KeySpec, NodeId,
-    RequestId, Role, Signature, Username,
+    RequestId, Role, Signature, TokenId, Username,
 };
 
 /// A domain key generation sealed to one member's X25519 agreement key
@@ -291,6 +292,58 @@ pub enum EventBody {
         /// The new version.
         version: crate::protocol::Version,
     },
+    // From Raft protocol 3 on (`EventBody::since`).
+    /// An officer's approval key set or cleared: by the officer itself
+    /// for its first one, otherwise as [`Intent::SetApprovalKey`] under
+    /// the user service's quorum.
+    ApprovalKeySet {
+        /// The officer.
+        username: Username,
+        /// Ed25519 public key; `None` clears it.
+        key: Option<[u8; 32]>,
+    },
+    /// A user's second factor set, changed or cleared: by the user, its
+    /// current password checked under `reservation` (as
+    /// [`EventBody::OwnPasswordChanged`]); or cleared by an officer
+    /// (`reservation` `None`, [`Intent::ResetMfa`] under the user
+    /// service's quorum).
+    MfaKeySet {
+        /// The user.
+        username: Username,
+        /// Ed25519 public key; `None` clears it.
+        key: Option<[u8; 32]>,
+        /// The reserved check of the user's current password, when the
+        /// user sets its own.
+        reservation: Option<RequestId>,
+    },
+    /// An officer asked for a quorum token: the token's id is this
+    /// event's request id.
+    QuorumTokenIssued {
+        /// What the token approves.
+        intent: Intent,
+    },
+    /// An officer approved a token: its signature over the token's
+    /// statement, made with its registered approval key.
+    QuorumApproved {
+        /// The token.
+        token: TokenId,
+        /// The approving officer.
+        approver: Username,
+        /// Ed25519 signature over `Token::statement`.
+        signature: Signature,
+    },
+    /// Its initiator deleted a token.
+    QuorumTokenDeleted {
+        /// The token.
+        token: TokenId,
+    },
+    /// A service's quorum value changed ([`Intent::SetQuorum`]).
+    QuorumValueSet {
+        /// The service.
+        service: Service,
+        /// Approvals its operations need from now on (1: the officer alone).
+        value: u8,
+    },
 }
 
 /// A session ended before its expiry (a logout), remembered until then.
@@ -329,6 +382,52 @@ impl EventBody {
             EventBody::SessionsEnded { .. } => "sessions-ended",
             EventBody::OwnPasswordChanged { .. } => "own-password-changed",
             EventBody::ProtocolRaised { .. } => "protocol-raised",
+            EventBody::ApprovalKeySet { .. } => "approval-key-set",
+            EventBody::MfaKeySet { .. } => "mfa-key-set",
+            EventBody::QuorumTokenIssued { .. } => "quorum-token-issued",
+            EventBody::QuorumApproved { .. } => "quorum-approved",
+            EventBody::QuorumTokenDeleted { .. } => "quorum-token-deleted",
+            EventBody::QuorumValueSet { .. } => "quorum-value-set",
+        }
+    }
+
+    /// The Raft protocol version that brought this kind of event: a leader
+    /// proposes it, and `apply` accepts it, only in a cluster that runs
+    /// that version or a newer one (a replica of an older build could not
+    /// even decode it). Every variant is listed.
+    pub fn since(&self) -> crate::protocol::Version {
+        match self {
+            EventBody::ApprovalKeySet { .. }
+            | EventBody::MfaKeySet { .. }
+            | EventBody::QuorumTokenIssued { .. }
+            | EventBody::QuorumApproved { .. }
+            | EventBody::QuorumTokenDeleted { .. }
+            | EventBody::QuorumValueSet { .. } => 3,
+            // Raft protocol 2 brought it, and it is what moves a cluster
+            // of any version to the next (its own rule:
+            // `hsm_state::protocol::check_raise`).
+            EventBody::ProtocolRaised { .. }
+            | EventBody::ClusterInitialized { .. }
+            | EventBody::UserCreated { .. }
+            | EventBody::UserDeleted { .. }
+            | EventBody::PasswordChanged { .. }
+            | EventBody::LoginFailed { .. }
+            | EventBody::LoginRejected { .. }
+            | EventBody::LoginSucceeded { .. }
+            | EventBody::UserUnlocked { .. }
+            | EventBody::KeyCreated { .. }
+            | EventBody::KeyShared { .. }
+            | EventBody::KeyUnshared { .. }
+            | EventBody::KeyAttributeSet { .. }
+            | EventBody::KeyDeleted { .. }
+            | EventBody::KeyWrappedOut { .. }
+            | EventBody::NodeAdded { .. }
+            | EventBody::NodeRemoved { .. }
+            | EventBody::DomainKeyRotated { .. }
+            | EventBody::KeyMaterialRewrapped { .. }
+            | EventBody::DomainKeyRetired { .. }
+            | EventBody::SessionsEnded { .. }
+            | EventBody::OwnPasswordChanged { .. } => 1,
         }
     }
 }
@@ -390,6 +489,18 @@ impl fmt::Debug for EventBody {
             EventBody::ProtocolRaised { version } => d.field("version", version),
             EventBody::SessionsEnded { username, token } => {
                 d.field("username", username).field("all", &token.is_none())
+            }
+            EventBody::ApprovalKeySet { username, key }
+            | EventBody::MfaKeySet { username, key, .. } => {
+                d.field("username", username).field("set", &key.is_some())
+            }
+            EventBody::QuorumTokenIssued { intent } => d.field("intent", intent),
+            EventBody::QuorumApproved {
+                token, approver, ..
+            } => d.field("token", token).field("approver", approver),
+            EventBody::QuorumTokenDeleted { token } => d.field("token", token),
+            EventBody::QuorumValueSet { service, value } => {
+                d.field("service", service).field("value", value)
             }
         };
         d.finish_non_exhaustive()

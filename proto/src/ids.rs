@@ -131,6 +131,21 @@ byte_id!(
     64
 );
 
+byte_id!(
+    /// A quorum token: an officer's operation waiting for approvals.
+    TokenId,
+    16
+);
+
+impl std::str::FromStr for TokenId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TokenId, String> {
+        let wrong = || format!("a token id is 32 hex digits, not {s:?}");
+        let bytes = hex::decode(s.trim()).map_err(|_| wrong())?;
+        bytes.try_into().map(TokenId).map_err(|_| wrong())
+    }
+}
+
 impl EventHash {
     /// The hash that the first event of a cluster points back to.
     pub const GENESIS: EventHash = EventHash([0; 32]);

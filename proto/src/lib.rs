@@ -20,6 +20,7 @@ mod ids;
 mod key;
 pub mod mechanism;
 pub mod protocol;
+pub mod quorum;
 mod rejection;
 mod user;
 
@@ -31,12 +32,13 @@ pub use event::{
     Actor, BatchSeal, EndedSession, Event, EventBody, NodeRecord, RewrappedMaterial,
     SealedDomainKey, SignedEvent,
 };
-pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, Username};
+pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, TokenId, Username};
 pub use key::{
     CarriedAttributes, KeyAttribute, KeyAttributes, KeyFlag, KeyOrigin, KeyProvenance, KeySpec,
     MAX_CERTIFICATE_LEN, MAX_KEY_ATTR_ID_LEN, MAX_KEY_BLOB_LEN, MAX_LABEL_LEN,
 };
 pub use rejection::{
-    DomainKeyError, KeyDefect, KeyPolicyError, MembershipDefect, Rejection, ShareDefect,
+    ApprovalDefect, DomainKeyError, KeyDefect, KeyPolicyError, MembershipDefect, QuorumDefect,
+    Rejection, ShareDefect,
 };
 pub use user::Role;

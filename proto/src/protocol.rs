@@ -23,16 +23,19 @@ pub type Version = u16;
 ///
 /// 1: the first (no version recorded in the state; refusal reasons of a
 /// few kinds recorded in words). 2: refusal reasons typed; the version
-/// recorded in the replicated state (`EventBody::ProtocolRaised`).
-pub const RAFT: RangeInclusive<Version> = 1..=2;
+/// recorded in the replicated state (`EventBody::ProtocolRaised`). 3:
+/// quorum approvals, approval keys and second factors
+/// (`EventBody::since`); no new appliance users.
+pub const RAFT: RangeInclusive<Version> = 1..=3;
 
 /// The client protocol versions this build speaks.
 ///
 /// 1: the first. 2: adds `Operation::TransferLeadership` and
-/// `Operation::MemberStatus`. A node refuses
+/// `Operation::MemberStatus`. 3: quorum tokens and approvals, second
+/// factors (`Operation::LoginChallenge` and the rest). A node refuses
 /// an operation newer than the version its connection agreed on
 /// (`Operation::since`), and the SDK sends one only to nodes that speak it.
-pub const CLIENT: RangeInclusive<Version> = 1..=2;
+pub const CLIENT: RangeInclusive<Version> = 1..=3;
 
 /// ALPN prefix of the Raft protocol: `hsm-raft/N`.
 pub const RAFT_ALPN_PREFIX: &str = "hsm-raft/";

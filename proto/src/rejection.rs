@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::Version;
-use crate::{Actor, Attempt, KeyChange, KeyFlag, KeyId, KeySpec, NodeId, Role, Username};
+use crate::quorum::Intent;
+use crate::{Actor, Attempt, KeyChange, KeyFlag, KeyId, KeySpec, NodeId, Role, TokenId, Username};
 
 /// The typed reason a state machine refused an event. A refused event changes
 /// nothing; every replica refuses it for the same reason.
@@ -175,6 +176,90 @@ pub enum Rejection {
         current: Version,
         /// The version the event named.
         asked: Version,
+    },
+    // From Raft protocol 3 on.
+    /// The event is of a kind the cluster's Raft protocol does not have.
+    #[error("this needs Raft protocol {needs} and the cluster runs {cluster}: upgrade every member to a build that speaks {needs}")]
+    NeedsProtocol {
+        /// The version that brought the event.
+        needs: Version,
+        /// The version the cluster runs.
+        cluster: Version,
+    },
+    /// An officer operation under a quorum value above 1 came without a
+    /// live token of its initiator for exactly it, approved often enough.
+    #[error("to {intent} needs the approval of {needed} crypto officers (the quorum of service {}); your best live token for it has {approved}: get one with `hsm quorum token-sign generate` and have it approved", .intent.service())]
+    QuorumNeeded {
+        /// The operation.
+        intent: Box<Intent>,
+        /// Approvals it needs.
+        needed: u8,
+        /// Valid approvals the best matching token has.
+        approved: u8,
+    },
+    /// No such quorum token.
+    #[error("no quorum token {0}")]
+    TokenNotFound(TokenId),
+    /// The token expired.
+    #[error("quorum token {0} expired; generate a new one")]
+    TokenExpired(TokenId),
+    /// An approval is refused.
+    #[error("approval by {0} refused: {1}")]
+    ApprovalRefused(Username, ApprovalDefect),
+    /// A quorum value is refused.
+    #[error("quorum value refused: {0}")]
+    QuorumRefused(QuorumDefect),
+    /// Not an Ed25519 public key anyone could sign with (a small-order or
+    /// non-canonical point).
+    #[error("the key given for {0} is not a usable Ed25519 public key")]
+    WeakPublicKey(Username),
+    /// An officer holds as many live tokens as it may.
+    #[error("you hold {max} live quorum tokens already; delete one or let one expire")]
+    TooManyTokens {
+        /// The most an officer may hold.
+        max: usize,
+    },
+}
+
+/// Why an approval, or an approval key, is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApprovalDefect {
+    /// Only crypto officers approve and hold approval keys.
+    #[error("not a crypto officer")]
+    NotOfficer,
+    /// The approver has no approval key registered.
+    #[error("no approval key registered (hsm user change-quorum token-sign register)")]
+    NoApprovalKey,
+    /// The signature does not verify under the approver's key.
+    #[error("the signature does not verify with the approver's registered key over this token")]
+    BadSignature,
+    /// The approver approved this token already.
+    #[error("already approved this token")]
+    AlreadyApproved,
+    /// Another officer's approval key: one person would count twice.
+    #[error("the key is another officer's approval key")]
+    KeyInUse,
+}
+
+/// Why a quorum value is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum QuorumDefect {
+    /// Outside 1 to the maximum.
+    #[error("a quorum value is 1 to {max}, not {value}")]
+    OutOfRange {
+        /// The value asked for.
+        value: u8,
+        /// The largest allowed.
+        max: u8,
+    },
+    /// More approvals than there are officers with approval keys: the
+    /// cluster would lock itself out.
+    #[error("{value} approvals needed but only {approvers} crypto officers have approval keys")]
+    TooFewApprovers {
+        /// The value asked for, or the largest in force.
+        value: u8,
+        /// Officers with approval keys after the change.
+        approvers: usize,
     },
 }
 
@@ -493,7 +578,10 @@ mod tests {
             (Action::ManageBackups, "manage backups"),
             (Action::TransferLeadership, "move leadership"),
         ];
-        assert_eq!(actions.len(), Action::ALL.len());
+        // Every action but the two protocol 3 brought, which no protocol 1
+        // record can name.
+        let protocol_3 = [Action::ManageQuorum, Action::ChangeOwnMfa];
+        assert_eq!(actions.len(), Action::ALL.len() - protocol_3.len());
         for (action, words) in actions {
             assert_eq!(denied(Attempt::Action(action)), words);
         }

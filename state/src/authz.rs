@@ -11,9 +11,10 @@ use crate::records::Key;
 
 /// The role table. Every role may read cluster info, change its own
 /// password and log out. A precrypto officer may do only that;
-/// a crypto officer manages users, membership and backups but never uses
-/// keys; a
-/// crypto user manages and uses keys; an appliance user only clones.
+/// a crypto officer manages users, membership, backups and quorum
+/// approvals but never uses keys; a crypto user manages and uses keys;
+/// both may set their own second factor. An appliance user (a role no
+/// longer given, docs/decisions.md) may do only what every role may.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action as A;
     match role {
@@ -38,6 +39,8 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::ListKeys
                 | A::ManageBackups
                 | A::TransferLeadership
+                | A::ManageQuorum
+                | A::ChangeOwnMfa
         ),
         Role::Cu => matches!(
             action,
@@ -49,10 +52,13 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::UseKey
                 | A::ManageKey
                 | A::KeylessCrypto
+                | A::ChangeOwnMfa
         ),
+        // `CloneToNode` was never checked by anything: members join with
+        // their own identities and the domain key sealed to them.
         Role::Au => matches!(
             action,
-            A::ReadClusterInfo | A::ChangeOwnPassword | A::EndOwnSessions | A::CloneToNode
+            A::ReadClusterInfo | A::ChangeOwnPassword | A::EndOwnSessions
         ),
     }
 }

@@ -6,9 +6,11 @@
 //! Snapshots are the same entities in key order.
 
 use hsm_proto::protocol::Version;
-use hsm_proto::{codec, KeyId, NodeId, NodeRecord, RequestId, Username};
+use hsm_proto::quorum::{Service, Token};
+use hsm_proto::{codec, KeyId, NodeId, NodeRecord, RequestId, TokenId, Username};
 use serde::{Deserialize, Serialize};
 
+use crate::quorum::Credentials;
 use crate::records::{Key, Meta, RequestRecord, User};
 
 /// Where an entity lives.
@@ -26,6 +28,12 @@ pub enum EntityKey {
     Request(RequestId),
     /// The Raft protocol version the cluster runs (absent: 1).
     Protocol,
+    /// The quorum values (absent: every service's is 1).
+    Quorum,
+    /// A user's registered keys.
+    Credentials(Username),
+    /// A quorum token.
+    Token(TokenId),
 }
 
 impl EntityKey {
@@ -52,6 +60,12 @@ pub enum Entity {
     /// The Raft protocol version the cluster runs, once raised above 1
     /// (`EventBody::ProtocolRaised`).
     Protocol(Version),
+    /// The quorum values set above 1, by service.
+    Quorum(std::collections::BTreeMap<Service, u8>),
+    /// See [`Credentials`].
+    Credentials(Credentials),
+    /// See [`Token`].
+    Token(Token),
 }
 
 impl Entity {
@@ -64,6 +78,9 @@ impl Entity {
             Entity::Node(n) => EntityKey::Node(n.id),
             Entity::Request(r) => EntityKey::Request(r.request_id),
             Entity::Protocol(_) => EntityKey::Protocol,
+            Entity::Quorum(_) => EntityKey::Quorum,
+            Entity::Credentials(c) => EntityKey::Credentials(c.username.clone()),
+            Entity::Token(t) => EntityKey::Token(t.id),
         }
     }
 
@@ -103,6 +120,10 @@ pub enum LoadError {
     /// no record at all).
     #[error("recorded Raft protocol version {0} was never raised to")]
     UnraisedProtocol(Version),
+    /// Credentials or a token of a user that does not exist, or a quorum
+    /// value out of range.
+    #[error("inconsistent quorum records: {0}")]
+    Quorum(String),
     /// A key is shared with a user that does not exist.
     #[error("key {key} is shared with unknown user {user}")]
     DanglingShare {

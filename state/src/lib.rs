@@ -24,6 +24,7 @@ pub mod domain;
 mod entity;
 pub mod policy;
 pub mod protocol;
+pub mod quorum;
 mod records;
 mod restore;
 mod sign;

@@ -61,8 +61,9 @@ pub fn check_raise(
     Ok(())
 }
 
-/// What a leader `me` proposes: a raise only its own ([`check_raise`]),
-/// to a version it speaks. Any other write passes here (the rules apply
+/// What a leader `me` proposes: no event the cluster's version does not
+/// have ([`EventBody::since`]); a raise only its own ([`check_raise`]),
+/// to a version it speaks. Anything else passes here (the rules apply
 /// when it does).
 ///
 /// # Errors
@@ -74,6 +75,11 @@ pub fn check_proposal(
     actor: &Actor,
     body: &EventBody,
 ) -> Result<(), Rejection> {
+    let (needs, cluster) = (body.since(), state.protocol());
+    if needs > cluster {
+        // Replicas of older builds could not even decode it.
+        return Err(Rejection::NeedsProtocol { needs, cluster });
+    }
     let EventBody::ProtocolRaised { version } = body else {
         return Ok(());
     };

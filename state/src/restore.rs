@@ -134,6 +134,10 @@ impl State {
             nodes: BTreeMap::from([(first, target.first_node)]),
             // The rules the backed-up cluster ran, never older ones.
             protocol: self.protocol,
+            // Quorum values and registered keys carry over; tokens do not
+            // (their approvals name the old cluster).
+            quorum: self.quorum.clone(),
+            credentials: self.credentials.clone(),
             ..State::default()
         };
         restored.rebuild_indexes();

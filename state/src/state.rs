@@ -5,9 +5,11 @@ use std::fmt;
 use std::ops::Bound;
 
 use hsm_proto::protocol::Version;
-use hsm_proto::{EventHash, KeyId, NodeId, NodeRecord, Rejection, RequestId, Username};
+use hsm_proto::quorum::{Service, Token};
+use hsm_proto::{EventHash, KeyId, NodeId, NodeRecord, Rejection, RequestId, TokenId, Username};
 
 use crate::entity::{Entity, EntityKey, LoadError};
+use crate::quorum::Credentials;
 use crate::records::{ClusterInfo, Key, Meta, RequestRecord, User};
 
 /// Most members a cluster may have.
@@ -63,6 +65,10 @@ pub struct State {
     pub(crate) requests: BTreeMap<RequestId, RequestRecord>,
     /// Raised above 1 by `EventBody::ProtocolRaised`; `None` is 1.
     pub(crate) protocol: Option<Version>,
+    /// Quorum values above 1 (`EventBody::QuorumValueSet`).
+    pub(crate) quorum: BTreeMap<Service, u8>,
+    pub(crate) credentials: BTreeMap<Username, Credentials>,
+    pub(crate) tokens: BTreeMap<TokenId, Token>,
     // Derived indexes, rebuilt on load; never stored or digested.
     pub(crate) request_order: BTreeMap<u64, RequestId>,
     pub(crate) owned: BTreeMap<Username, BTreeSet<KeyId>>,
@@ -201,6 +207,11 @@ impl State {
             EntityKey::Node(n) => self.nodes.get(n).cloned().map(Entity::Node),
             EntityKey::Request(r) => self.requests.get(r).cloned().map(Entity::Request),
             EntityKey::Protocol => self.protocol.map(Entity::Protocol),
+            EntityKey::Quorum => {
+                (!self.quorum.is_empty()).then(|| Entity::Quorum(self.quorum.clone()))
+            }
+            EntityKey::Credentials(u) => self.credentials.get(u).cloned().map(Entity::Credentials),
+            EntityKey::Token(t) => self.tokens.get(t).cloned().map(Entity::Token),
         }
     }
 
@@ -212,6 +223,9 @@ impl State {
             .chain(self.nodes.values().cloned().map(Entity::Node))
             .chain(self.requests.values().cloned().map(Entity::Request))
             .chain(self.protocol.map(Entity::Protocol))
+            .chain((!self.quorum.is_empty()).then(|| Entity::Quorum(self.quorum.clone())))
+            .chain(self.credentials.values().cloned().map(Entity::Credentials))
+            .chain(self.tokens.values().cloned().map(Entity::Token))
     }
 
     /// Number of entities [`State::entities`] yields.
@@ -221,6 +235,9 @@ impl State {
             + self.nodes.len()
             + self.requests.len()
             + usize::from(self.protocol.is_some())
+            + usize::from(!self.quorum.is_empty())
+            + self.credentials.len()
+            + self.tokens.len()
     }
 
     /// Rebuilds a state from stored entities, in any order.
@@ -247,6 +264,13 @@ impl State {
                 // else is not a state `apply` could have made.
                 Entity::Protocol(v) if v < 2 => return Err(LoadError::UnraisedProtocol(v)),
                 Entity::Protocol(v) => s.protocol.replace(v).is_some(),
+                Entity::Quorum(values) => {
+                    let dup = !s.quorum.is_empty();
+                    s.quorum = values;
+                    dup
+                }
+                Entity::Credentials(c) => s.credentials.insert(c.username.clone(), c).is_some(),
+                Entity::Token(t) => s.tokens.insert(t.id, t).is_some(),
             };
             if dup {
                 return Err(LoadError::Duplicate(key));
@@ -266,8 +290,40 @@ impl State {
                 });
             }
         }
+        s.check_quorum_records()?;
         s.rebuild_indexes();
         Ok(s)
+    }
+
+    /// Records `apply` could have made: credentials and tokens of existing
+    /// users, quorum values in range.
+    fn check_quorum_records(&self) -> Result<(), LoadError> {
+        let max = hsm_proto::quorum::MAX_QUORUM;
+        if let Some((service, value)) = self.quorum.iter().find(|(_, v)| **v < 2 || **v > max) {
+            return Err(LoadError::Quorum(format!(
+                "service {service} has quorum value {value}"
+            )));
+        }
+        if let Some(c) = self
+            .credentials
+            .keys()
+            .find(|u| !self.users.contains_key(*u))
+        {
+            return Err(LoadError::Quorum(format!(
+                "credentials of unknown user {c}"
+            )));
+        }
+        if let Some(t) = self
+            .tokens
+            .values()
+            .find(|t| !self.users.contains_key(&t.initiator))
+        {
+            return Err(LoadError::Quorum(format!(
+                "token {} of unknown user {}",
+                t.id, t.initiator
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn rebuild_indexes(&mut self) {

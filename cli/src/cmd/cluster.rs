@@ -54,7 +54,7 @@ async fn activate(ctx: &Context, new_password_env: Option<&str>) -> Result<Outco
     let admin = username("admin")?;
     let one_time = password_prompted(&admin, "One-time password of admin: ")?;
     let new = new_password(new_password_env, "--new-password-env", "admin")?;
-    login(&client, &admin, &one_time).await?;
+    login(&client, &admin, &one_time, None).await?;
     client
         .change_own_password(one_time.as_str(), new.as_str())
         .await?;

@@ -6,6 +6,7 @@ mod cluster;
 mod crypto;
 mod key;
 mod node;
+mod quorum;
 mod user;
 
 use serde_json::json;
@@ -29,6 +30,7 @@ pub async fn run(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Crypto(c) => crypto::run(ctx, c).await,
         Command::Node(c) => node::run(ctx, c).await,
         Command::Backup(c) => backup::run(ctx, c).await,
+        Command::Quorum(c) => quorum::run(ctx, c).await,
     }
 }
 

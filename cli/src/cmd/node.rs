@@ -8,17 +8,25 @@ use crate::error::{CliError, Result};
 use crate::output::Outcome;
 use crate::session::Context;
 
+/// The member record in a join request file, as `hsm-node prepare`
+/// writes it.
+///
+/// # Errors
+/// `invalid-input` for anything else.
+pub(super) fn join_request(request: &std::path::Path) -> Result<NodeRecord> {
+    let text = std::fs::read_to_string(request).map_err(|e| CliError::io(request, "read", &e))?;
+    toml::from_str(&text).map_err(|e| {
+        CliError::invalid(format!(
+            "{} is not a join request as `hsm-node prepare` writes it: {e}",
+            request.display()
+        ))
+    })
+}
+
 pub(super) async fn run(ctx: &Context, command: NodeCommand) -> Result<Outcome> {
     match command {
         NodeCommand::Add { request } => {
-            let text = std::fs::read_to_string(&request)
-                .map_err(|e| CliError::io(&request, "read", &e))?;
-            let record: NodeRecord = toml::from_str(&text).map_err(|e| {
-                CliError::invalid(format!(
-                    "{} is not a join request as `hsm-node prepare` writes it: {e}",
-                    request.display()
-                ))
-            })?;
+            let record = join_request(&request)?;
             let me = ctx.login(None).await?;
             let (id, address, zone) = (record.id, record.address.clone(), record.zone.clone());
             me.client

@@ -3,16 +3,16 @@
 use hsm_client::Role;
 use serde_json::{json, Value};
 
-use crate::args::{RoleArg, UserCommand};
-use crate::error::Result;
+use crate::approval::public_key_file;
+use crate::args::{ApprovalKeyCommand, ChangeQuorumCommand, RoleArg, UserCommand};
+use crate::error::{CliError, Result};
 use crate::output::{table, Outcome};
 use crate::session::{new_password, role_name, username, Context};
 
-fn role(arg: RoleArg) -> Role {
+pub(super) fn role(arg: RoleArg) -> Role {
     match arg {
         RoleArg::Admin => Role::Co,
         RoleArg::CryptoUser => Role::Cu,
-        RoleArg::ApplianceUser => Role::Au,
     }
 }
 
@@ -102,6 +102,63 @@ pub(super) async fn run(ctx: &Context, command: UserCommand) -> Result<Outcome> 
             Ok(Outcome::new(json!({
                 "username": target.as_str(),
                 "message": format!("password of {target} changed; its open sessions have ended"),
+            })))
+        }
+        UserCommand::ChangeMfa {
+            username: name,
+            public_key,
+            disable,
+        } => {
+            let key = match (&public_key, disable) {
+                (Some(path), false) => Some(public_key_file(path)?),
+                _ => None,
+            };
+            let (me, current) = ctx.login_with_password(None).await?;
+            let target = match &name {
+                Some(n) => username(n)?,
+                None => me.session.username.clone(),
+            };
+            let changed = if target == me.session.username {
+                me.client.set_own_mfa(current.as_str(), key).await
+            } else if key.is_some() {
+                return Err(CliError::invalid(
+                    "a crypto officer may only clear another user's second factor (--disable); \
+                     the user sets its own",
+                ));
+            } else {
+                me.client.reset_mfa(target.clone()).await
+            };
+            changed.map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({
+                "username": target.as_str(),
+                "mfa": key.is_some(),
+                "message": if key.is_some() {
+                    format!("{target} now logs in with its second factor (--mfa-key)")
+                } else {
+                    format!("{target} logs in with its password alone")
+                },
+            })))
+        }
+        UserCommand::ChangeQuorum(ChangeQuorumCommand::TokenSign(c)) => {
+            let (name, key) = match &c {
+                ApprovalKeyCommand::Register {
+                    public_key,
+                    username,
+                } => (username.clone(), Some(public_key_file(public_key)?)),
+                ApprovalKeyCommand::Unregister { username } => (username.clone(), None),
+            };
+            let me = ctx.login(None).await?;
+            let target = match &name {
+                Some(n) => username(n)?,
+                None => me.session.username.clone(),
+            };
+            me.client
+                .set_approval_key(target.clone(), key)
+                .await
+                .map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({
+                "username": target.as_str(),
+                "approval-key": key.map(hex::encode),
             })))
         }
         UserCommand::Unlock { username: name } => {

@@ -30,6 +30,7 @@ mod barrier;
 mod cluster;
 mod crypto_ops;
 mod keys;
+mod quorum;
 mod shares;
 mod users;
 
@@ -400,8 +401,38 @@ impl Service {
             let _share = self.shares.take(source)?;
             self.check_fresh()?;
             let time = self.linearize(min_index, deadline).await?;
+            let attempt = Attempt {
+                reservation: request_id,
+                second_factor: None,
+            };
             return self
-                .login(request_id, username, password, time, deadline)
+                .login(attempt, username, password, time, deadline)
+                .await;
+        }
+        if let Operation::LoginMfa {
+            username,
+            password,
+            reservation,
+            signature,
+        } = op
+        {
+            let _share = self.shares.take(source)?;
+            self.check_fresh()?;
+            let time = self.linearize(min_index, deadline).await?;
+            let attempt = Attempt {
+                reservation,
+                second_factor: Some(signature),
+            };
+            return self
+                .login(attempt, username, password, time, deadline)
+                .await;
+        }
+        if let Operation::LoginChallenge { username } = op {
+            let _share = self.shares.take(source)?;
+            self.check_fresh()?;
+            let time = self.linearize(min_index, deadline).await?;
+            return self
+                .login_challenge(request_id, username, time, deadline)
                 .await;
         }
         // The session is judged as far as this replica can before anything
@@ -472,7 +503,29 @@ impl Service {
             }
         }
         match op {
-            O::Login { .. } | O::ClusterInfo => Err(ClientError::internal("dispatched twice")),
+            O::Login { .. } | O::LoginMfa { .. } | O::LoginChallenge { .. } | O::ClusterInfo => {
+                Err(ClientError::internal("dispatched twice"))
+            }
+            O::SetOwnMfa {
+                current_password,
+                key,
+            } => self.set_own_mfa(ctx, current_password, key).await,
+            O::ResetMfa { username } => self.reset_mfa(ctx, username).await,
+            O::SetApprovalKey { username, key } => self.set_approval_key(ctx, username, key).await,
+            O::GenerateQuorumToken { intent } => self.generate_quorum_token(ctx, intent).await,
+            O::ApproveQuorumToken {
+                token,
+                approver,
+                signature,
+            } => {
+                self.approve_quorum_token(ctx, token, approver, signature)
+                    .await
+            }
+            O::DeleteQuorumToken { token } => self.delete_quorum_token(ctx, token).await,
+            O::SetQuorumValue { service, value } => {
+                self.set_quorum_value(ctx, service, value).await
+            }
+            O::QuorumStatus => self.quorum_status(),
             O::AddNode { node } => self.add_node(ctx, node).await,
             O::RemoveNode { node } => self.remove_node(ctx, node).await,
             O::RotateDomainKey => self.rotate_domain_key(ctx).await,
@@ -912,6 +965,9 @@ fn does_password_work(op: &Operation) -> bool {
     matches!(
         op,
         Operation::Login { .. }
+            | Operation::LoginMfa { .. }
+            | Operation::LoginChallenge { .. }
+            | Operation::SetOwnMfa { .. }
             | Operation::ChangeOwnPassword { .. }
             | Operation::ChangePassword { .. }
             | Operation::CreateUser { .. }
@@ -961,6 +1017,14 @@ pub(crate) struct DeriveRequest {
     pub(crate) unique_label: bool,
 }
 
+/// A login attempt: its reservation (the request's id, or the challenge
+/// a login with a second factor answers), and the second factor's
+/// signature, if one came.
+pub(crate) struct Attempt {
+    pub(crate) reservation: RequestId,
+    pub(crate) second_factor: Option<hsm_proto::Signature>,
+}
+
 /// One authenticated request being served.
 pub(crate) struct Ctx {
     pub(crate) caller: Caller,
@@ -989,7 +1053,17 @@ fn unproven(e: session::Unproven) -> ClientError {
 pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
     use Operation as O;
     Some(match op {
-        O::Login { .. } | O::ClusterInfo => return None,
+        O::Login { .. } | O::LoginChallenge { .. } | O::LoginMfa { .. } | O::ClusterInfo => {
+            return None
+        }
+        O::SetOwnMfa { .. } => Action::ChangeOwnMfa,
+        O::ResetMfa { .. }
+        | O::SetApprovalKey { .. }
+        | O::GenerateQuorumToken { .. }
+        | O::ApproveQuorumToken { .. }
+        | O::DeleteQuorumToken { .. }
+        | O::SetQuorumValue { .. }
+        | O::QuorumStatus => Action::ManageQuorum,
         O::Logout { .. } => Action::EndOwnSessions,
         O::AddNode { .. } => Action::AddNode,
         O::RemoveNode { .. } => Action::RemoveNode,

@@ -6,7 +6,7 @@ use hsm_proto::client::{ClientError, ErrorKind, Reply, Secret, UserInfo, MAX_PAG
 use hsm_proto::{Actor, EventBody, Rejection, RequestId, Role, Username};
 use tokio::time::Instant;
 
-use super::{Ctx, Outcome, Service, LOGIN_OUTCOME_DEADLINE};
+use super::{Attempt, Ctx, Outcome, Service, LOGIN_OUTCOME_DEADLINE};
 use hsm_state::{LoginOutcome, User};
 
 use crate::cluster_time::ClusterTime;
@@ -159,14 +159,33 @@ impl Service {
     /// ([`hsm_state::LOGIN_RESERVATION_TTL_MS`]) instead of holding the
     /// user back for good. The token is issued for the account exactly as
     /// it was checked, at the cluster's time `time` (the leader's clock).
+    ///
+    /// A user with a second factor logs in only with it
+    /// ([`Operation::LoginMfa`](hsm_proto::client::Operation::LoginMfa)):
+    /// a plain login is refused before anything is reserved or checked,
+    /// and a wrong signature is a wrong answer like a wrong password
+    /// (`hsm_state`'s `State::second_factor_passes` decides).
     pub(super) async fn login(
         &self,
-        request_id: RequestId,
+        attempt: Attempt,
         username: Username,
         password: Secret,
         time: ClusterTime,
         deadline: Instant,
     ) -> Outcome {
+        let Attempt {
+            reservation: request_id,
+            second_factor,
+        } = attempt;
+        if second_factor.is_none() && self.state(|s| s.needs_second_factor(&username)) {
+            return Err(ClientError::new(
+                ErrorKind::LoginFailed,
+                format!(
+                    "user {username} logs in with a second factor: `hsm login --mfa-key FILE` \
+                     (client protocol 3)"
+                ),
+            ));
+        }
         let Some(user) = self
             .reserve_check(&username, &password, request_id, time.now_ms(), deadline)
             .await?
@@ -179,7 +198,10 @@ impl Service {
         // outcome, whatever password it carries.
         let (right, recorded_here) = match self.state(|s| s.login_outcome(request_id, &user)) {
             None => {
-                let right = self.password_is(&user, password, deadline).await?;
+                let right = self.password_is(&user, password, deadline).await?
+                    && self.state(|s| {
+                        s.second_factor_passes(&username, request_id, second_factor.as_ref())
+                    });
                 let check = PasswordCheck {
                     reservation: request_id,
                     user: user.clone(),
@@ -261,6 +283,24 @@ impl Service {
         }))
     }
 
+    /// [`Service::check_password`] of the caller's own password, which it
+    /// proves to change its own credentials.
+    async fn check_own_password(
+        &self,
+        ctx: &Ctx,
+        current: Secret,
+    ) -> Result<PasswordCheck, ClientError> {
+        let username = &ctx.caller.username;
+        self.check_password(username, current, ctx.time, ctx.deadline)
+            .await?
+            .ok_or_else(|| {
+                ClientError::new(
+                    ErrorKind::Unauthenticated,
+                    format!("user {username} no longer exists"),
+                )
+            })
+    }
+
     /// Reserves a check of `username`'s password through Raft, as
     /// `reservation` (so at most five wrong answers between resets,
     /// whatever arrives where; a reservation made already is the same
@@ -271,6 +311,30 @@ impl Service {
         &self,
         username: &Username,
         password: &Secret,
+        reservation: RequestId,
+        now_ms: u64,
+        deadline: Instant,
+    ) -> Result<Option<User>, ClientError> {
+        let reserved = self
+            .reserve_attempt(username, reservation, now_ms, deadline)
+            .await?;
+        if reserved.is_none() {
+            let password = password.clone();
+            let _ = self
+                .argon2(deadline, move || {
+                    verify_password(password.expose_str().unwrap_or(""), decoy_hash())
+                })
+                .await?;
+        }
+        Ok(reserved)
+    }
+
+    /// Reserves a login attempt of `username` through Raft, as
+    /// `reservation`, and returns the account as it is once reserved;
+    /// `None` for a user that does not exist (nothing is reserved).
+    async fn reserve_attempt(
+        &self,
+        username: &Username,
         reservation: RequestId,
         now_ms: u64,
         deadline: Instant,
@@ -303,12 +367,6 @@ impl Service {
             None => {}
         }
         if !known {
-            let password = password.clone();
-            let _ = self
-                .argon2(deadline, move || {
-                    verify_password(password.expose_str().unwrap_or(""), decoy_hash())
-                })
-                .await?;
             return Ok(None);
         }
         let reserved = self
@@ -396,6 +454,76 @@ impl Service {
         }
     }
 
+    /// Starts a login with a second factor: reserves the attempt under
+    /// `request_id` (counted as a failure until its outcome, as any
+    /// login's) and answers it as the challenge the user signs. A user
+    /// that does not exist gets a challenge too, and nothing is reserved
+    /// (its login then fails as a wrong password does).
+    pub(super) async fn login_challenge(
+        &self,
+        request_id: RequestId,
+        username: Username,
+        time: ClusterTime,
+        deadline: Instant,
+    ) -> Outcome {
+        let cluster_id = self
+            .state(|s| s.cluster().map(|c| c.cluster_id))
+            .ok_or_else(|| ClientError::unavailable("the cluster is not initialized"))?;
+        let _user = self
+            .reserve_attempt(&username, request_id, time.now_ms(), deadline)
+            .await?;
+        Ok(Reply::LoginChallenge {
+            cluster_id,
+            reservation: request_id,
+        })
+    }
+
+    /// Sets, changes or clears the caller's own second factor, its
+    /// current password checked and counted as a login attempt, as
+    /// [`Service::change_own_password`] does.
+    pub(super) async fn set_own_mfa(
+        &self,
+        ctx: &Ctx,
+        current: Secret,
+        key: Option<[u8; 32]>,
+    ) -> Outcome {
+        let username = ctx.caller.username.clone();
+        if key.is_some_and(|k| !hsm_state::quorum::is_usable_key(&k)) {
+            // Refused before the password is checked: the change would be.
+            return Err(Rejection::WeakPublicKey(username).into());
+        }
+        let change = |reservation| EventBody::MfaKeySet {
+            username: username.clone(),
+            key,
+            reservation: Some(reservation),
+        };
+        if self.remembered(ctx.request_id) {
+            return self.write_done(ctx, change(RequestId([0; 16]))).await;
+        }
+        let check = self.check_own_password(ctx, current).await?;
+        if !check.right {
+            let _recorded = self.record_check(&username, &check).await?;
+            return Err(self.wrong_password(&username, "wrong current password"));
+        }
+        self.write_as(
+            ctx.request_id,
+            Actor::User(username.clone()),
+            Some(&ctx.session),
+            change(check.reservation),
+            Instant::now() + LOGIN_OUTCOME_DEADLINE,
+        )
+        .await
+        .map_err(|e| {
+            tracing::debug!(user = %username, error = %e, "second factor change not applied");
+            if e.kind == ErrorKind::Unavailable {
+                not_recorded(&username)
+            } else {
+                e
+            }
+        })?;
+        Ok(Reply::Done)
+    }
+
     /// Changes the caller's own password, its current one checked and
     /// counted as a login attempt ([`Service::check_password`]): a wrong
     /// current password is a failed login (the fifth locks the user), a
@@ -426,15 +554,7 @@ impl Service {
                 .await;
         }
         let password_hash = self.new_password_hash(ctx, &username, new_password).await?;
-        let Some(check) = self
-            .check_password(&username, current, ctx.time, ctx.deadline)
-            .await?
-        else {
-            return Err(ClientError::new(
-                ErrorKind::Unauthenticated,
-                format!("user {username} no longer exists"),
-            ));
-        };
+        let check = self.check_own_password(ctx, current).await?;
         if !check.right {
             // A reservation of its own: recorded by this write.
             let _recorded = self.record_check(&username, &check).await?;

@@ -133,6 +133,7 @@ impl Hsm {
             .env_remove("HSM_PASSWORD")
             .env_remove("HSM_OUTPUT")
             .env_remove("HSM_TIMEOUT_SECS")
+            .env_remove("HSM_MFA_KEY")
             .envs(env.iter().copied());
         if let Some((user, password)) = login {
             cmd.env("HSM_USER", user).env("HSM_PASSWORD", password);
