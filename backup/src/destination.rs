@@ -182,6 +182,25 @@ impl Destination {
         Ok(self)
     }
 
+    /// The folder `name` under this destination, as a destination of its
+    /// own (same store and options).
+    ///
+    /// # Errors
+    /// [`BackupError::InvalidUrl`] if `name` is not a valid path part.
+    pub fn child(&self, name: &str) -> Result<Destination, BackupError> {
+        let part =
+            object_store::path::PathPart::parse(name).map_err(|e| BackupError::InvalidUrl {
+                url: format!("{}/{name}", self.url()),
+                reason: e.to_string(),
+            })?;
+        Ok(Destination {
+            store: self.store.clone(),
+            prefix: self.prefix.clone().join(part),
+            base_url: self.base_url.clone(),
+            options: self.options.clone(),
+        })
+    }
+
     /// The write options in use.
     pub fn options(&self) -> &WriteOptions {
         &self.options

@@ -29,6 +29,7 @@
 //! [`BackupDomainKey`], [`RecoveryKey`], [`RecoveryPublicKey`], [`Opener`];
 //! progress through [`Progress`].
 
+pub mod audit;
 mod catalog;
 mod crypto;
 mod destination;

@@ -84,6 +84,34 @@ pub async fn write_backup<R: AsyncRead + Unpin + Send>(
     keys: &BackupKeys<'_>,
     progress: &dyn Progress,
 ) -> Result<Manifest, BackupError> {
+    let id = new_backup_id();
+    tracing::info!(
+        backup_id = %id,
+        destination = %dest.url(),
+        applied_index = meta.applied_index,
+        term = meta.term,
+        snapshot_bytes = snapshot.len,
+        "backup started"
+    );
+    let manifest = write_backup_as(dest, id, meta, snapshot, keys, progress).await?;
+    tracing::info!(
+        backup_id = %id,
+        applied_index = manifest.applied_index,
+        stored_bytes = manifest.stored_bytes(),
+        "backup written"
+    );
+    Ok(manifest)
+}
+
+/// [`write_backup`] under the id `id` (an audit segment's names its range).
+pub(crate) async fn write_backup_as<R: AsyncRead + Unpin + Send>(
+    dest: &Destination,
+    id: BackupId,
+    meta: &BackupMeta,
+    snapshot: SnapshotSource<R>,
+    keys: &BackupKeys<'_>,
+    progress: &dyn Progress,
+) -> Result<Manifest, BackupError> {
     let chunk_bytes = dest.options().chunk_bytes;
     let count = Manifest::chunk_count(snapshot.len, chunk_bytes);
     if count > MAX_CHUNKS {
@@ -94,15 +122,13 @@ pub async fn write_backup<R: AsyncRead + Unpin + Send>(
             max: MAX_CHUNKS,
         });
     }
-    let id = new_backup_id();
     let span = tracing::info_span!("backup", backup_id = %id, destination = %dest.url());
     async move {
-        tracing::info!(
+        tracing::debug!(
             applied_index = meta.applied_index,
-            term = meta.term,
             snapshot_bytes = snapshot.len,
             chunks = count,
-            "backup started"
+            "writing objects"
         );
         let mut uploads = JoinSet::new();
         let result = write_objects(dest, id, meta, snapshot, keys, progress, &mut uploads).await;
@@ -112,15 +138,11 @@ pub async fn write_backup<R: AsyncRead + Unpin + Send>(
         }
         match result {
             Ok(manifest) => {
-                tracing::info!(
-                    applied_index = manifest.applied_index,
-                    stored_bytes = manifest.stored_bytes(),
-                    "backup written"
-                );
+                tracing::debug!(stored_bytes = manifest.stored_bytes(), "objects written");
                 Ok(manifest)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "backup failed; removing its objects");
+                tracing::warn!(error = %e, "writing failed; removing its objects");
                 remove_partial(dest, id).await;
                 Err(e)
             }

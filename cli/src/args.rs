@@ -96,6 +96,60 @@ pub enum Command {
     /// and quorum values (crypto officers).
     #[command(subcommand)]
     Quorum(QuorumCommand),
+    /// The audit trail in the archive beside the backups, read and checked
+    /// offline with a recovery key (no cluster needed).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where an audit archive is and what opens it.
+#[derive(Debug, Clone, Args)]
+pub struct ArchiveArgs {
+    /// The backup destination (`file:///dir` or `s3://bucket/prefix`); the
+    /// archive is its `audit/` folder.
+    #[arg(long = "from", value_name = "URL")]
+    pub from: String,
+    /// A recovery private key file of the cluster (`hsm-node
+    /// recovery-key`), which opens the sealed segments.
+    #[arg(long, value_name = "FILE")]
+    pub recovery_key: PathBuf,
+}
+
+/// `audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole trail: every segment whole and authentic, event
+    /// numbers without gaps, each event linked to the one before it, each
+    /// signed by a member as the trail itself says who the members were.
+    /// Exit code 4 names every gap, changed, forged or moved event.
+    Verify {
+        /// The archive.
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        /// The signing key (hex) of the cluster's first member, which the
+        /// trail starts from: the anchor of trust. Without it the verdict
+        /// names the key the trail starts from, to compare.
+        #[arg(long, value_name = "HEX")]
+        anchor: Option<String>,
+    },
+    /// Who did what and when: the events of the trail, oldest first.
+    List {
+        /// The archive.
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        /// Only events at or after this time (ms since the Unix epoch).
+        #[arg(long, value_name = "MS")]
+        since: Option<u64>,
+        /// Only events before this time (ms since the Unix epoch).
+        #[arg(long, value_name = "MS")]
+        until: Option<u64>,
+        /// Only events by this user, or naming it.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Only events naming this key (`key-reference`, 0x...).
+        #[arg(long, value_name = "REF")]
+        key: Option<String>,
+    },
 }
 
 /// `quorum ...`.

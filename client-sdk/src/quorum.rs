@@ -33,14 +33,15 @@ impl Client {
             let challenge = Operation::LoginChallenge {
                 username: username.clone(),
             };
-            let (cluster_id, reservation) = match self.call(challenge).await? {
+            let (cluster_id, reservation, at_ms) = match self.call(challenge).await? {
                 Reply::LoginChallenge {
                     cluster_id,
                     reservation,
-                } => (cluster_id, reservation),
+                    reserved_at_ms,
+                } => (cluster_id, reservation, reserved_at_ms),
                 other => return Err(unexpected("login-challenge", "login-challenge", &other)),
             };
-            let signature = sign(&login_statement(cluster_id, &username, reservation));
+            let signature = sign(&login_statement(cluster_id, &username, reservation, at_ms));
             let op = Operation::LoginMfa {
                 username: username.clone(),
                 password: password.clone(),
@@ -96,27 +97,52 @@ impl Client {
         self.done(Operation::ResetMfa { username }).await
     }
 
-    /// Sets (`Some`, a raw Ed25519 public key) or clears an officer's
-    /// approval key: one's own first one freely, anything else under the
-    /// user service's quorum.
+    /// Sets (`Some`, a raw Ed25519 public key) or clears the logged-in
+    /// officer's own approval key, proving its current password (counted
+    /// as a login attempt); the first one needs nothing more, a change the
+    /// approvals of the largest quorum value.
+    ///
+    /// # Errors
+    /// As [`Client::change_own_password`].
+    pub async fn set_own_approval_key(
+        &self,
+        username: Username,
+        current_password: impl Into<Secret>,
+        key: Option<[u8; 32]>,
+    ) -> Result<()> {
+        self.done(Operation::SetApprovalKey {
+            username,
+            key,
+            current_password: Some(current_password.into()),
+        })
+        .await
+    }
+
+    /// Sets or clears another officer's approval key (under the largest
+    /// quorum value).
     ///
     /// # Errors
     /// As [`Client::call`].
     pub async fn set_approval_key(&self, username: Username, key: Option<[u8; 32]>) -> Result<()> {
-        self.done(Operation::SetApprovalKey { username, key }).await
+        self.done(Operation::SetApprovalKey {
+            username,
+            key,
+            current_password: None,
+        })
+        .await
     }
 
-    /// Asks for a quorum token for `intent` (crypto officer): the token and
-    /// the bytes its approvers sign.
+    /// Asks for a quorum token for `intent` (crypto officer): the token,
+    /// the bytes its approvers sign, and how many approvals it needs.
     ///
     /// # Errors
     /// As [`Client::call`].
-    pub async fn generate_quorum_token(&self, intent: Intent) -> Result<(Token, Vec<u8>)> {
+    pub async fn generate_quorum_token(&self, intent: Intent) -> Result<(Token, Vec<u8>, u8)> {
         self.token(Operation::GenerateQuorumToken { intent }).await
     }
 
     /// Hands in `approver`'s signature over a token's statement; returns
-    /// the token with its approvals.
+    /// the token with its approvals (and its statement and need).
     ///
     /// # Errors
     /// As [`Client::call`]; `PermissionDenied` for an approval that does
@@ -126,7 +152,7 @@ impl Client {
         token: TokenId,
         approver: Username,
         signature: Signature,
-    ) -> Result<(Token, Vec<u8>)> {
+    ) -> Result<(Token, Vec<u8>, u8)> {
         self.token(Operation::ApproveQuorumToken {
             token,
             approver,
@@ -163,10 +189,14 @@ impl Client {
         }
     }
 
-    async fn token(&self, op: Operation) -> Result<(Token, Vec<u8>)> {
+    async fn token(&self, op: Operation) -> Result<(Token, Vec<u8>, u8)> {
         let name = op.name();
         match self.call(op).await? {
-            Reply::QuorumToken { token, statement } => Ok((token, statement)),
+            Reply::QuorumToken {
+                token,
+                statement,
+                needed,
+            } => Ok((token, statement, needed)),
             other => Err(unexpected(name, "quorum-token", &other)),
         }
     }

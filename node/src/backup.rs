@@ -153,6 +153,7 @@ pub struct Snapshotter {
     interval: Duration,
     keep_last: usize,
     max_age: Option<Duration>,
+    audit_every: Duration,
     sm: StateMachineStore,
     keyring: Arc<Keyring>,
     signer: SigningKey,
@@ -202,6 +203,7 @@ impl Snapshotter {
             interval: Duration::from_secs(settings.interval_s),
             keep_last: usize::try_from(settings.keep_last).unwrap_or(usize::MAX),
             max_age: (settings.max_age_s > 0).then(|| Duration::from_secs(settings.max_age_s)),
+            audit_every: Duration::from_secs(settings.audit_interval_s),
             sm,
             keyring,
             signer,
@@ -437,6 +439,129 @@ impl Snapshotter {
         let d = hsm_backup::describe_backup(&self.dest, id).await?;
         Ok(self.info(&d.manifest, d.keep_forever))
     }
+}
+
+/// Most events in one audit segment.
+pub const AUDIT_SEGMENT_EVENTS: usize = 5000;
+
+impl Snapshotter {
+    /// The audit archive beside this node's backups.
+    ///
+    /// # Errors
+    /// If the destination cannot take the archive's folder.
+    pub fn audit_dest(&self) -> Result<Destination, BackupError> {
+        hsm_backup::audit::audit_destination(&self.dest)
+    }
+
+    /// Copies the events of this replica's trail after `tail` (the last
+    /// event archived, as known) into the archive, a segment at a time (at
+    /// most `segments`), and returns the new tail. Events this replica no
+    /// longer holds (it installed a snapshot past them, or kept too few)
+    /// leave a gap, which is logged and which `hsm audit verify` reports.
+    ///
+    /// # Errors
+    /// If the trail cannot be read or a segment cannot be written (the
+    /// tail stays where the last written segment ends).
+    pub async fn archive_trail(&self, mut tail: u64, segments: usize) -> Result<u64> {
+        let Some(cluster_id) = self.cluster_id() else {
+            return Ok(tail);
+        };
+        let audit = self.audit_dest()?;
+        for _ in 0..segments {
+            let sm = self.sm.clone();
+            let events = tokio::task::spawn_blocking(move || {
+                sm.audit_events(tail + 1, AUDIT_SEGMENT_EVENTS)
+            })
+            .await
+            .map_err(|_| anyhow!("the audit read task failed"))??;
+            let Some(&(first, _)) = events.first() else {
+                break;
+            };
+            if first != tail + 1 {
+                tracing::warn!(
+                    archived_to = tail,
+                    held_from = first,
+                    "events missing from this replica's trail are not archived: the archive has a gap"
+                );
+            }
+            // Only a run without holes goes in one segment.
+            let run: Vec<_> = events
+                .iter()
+                .enumerate()
+                .take_while(|(i, (seq, _))| *seq == first + *i as u64)
+                .map(|(_, (_, e))| e.clone())
+                .collect();
+            let segment = hsm_proto::AuditSegment {
+                cluster_id,
+                first_seq: first,
+                events: run,
+            };
+            let current = self
+                .sm
+                .read(|a| self.keyring.for_new_secrets(&a.state))
+                .map_err(|e| anyhow!("no domain key for the archive now: {e}"))?;
+            let domain = BackupDomainKey::new(current.backup_wrap_key());
+            let keys = BackupKeys {
+                domain_key: &domain,
+                recovery_keys: &self.recovery,
+                signer: &self.signer,
+            };
+            hsm_backup::audit::write_segment(
+                &audit,
+                &segment,
+                self.node,
+                crate::service::now_ms(),
+                &keys,
+            )
+            .await?;
+            tail = segment.last_seq();
+            tracing::debug!(first, last = tail, "audit segment archived");
+        }
+        Ok(tail)
+    }
+
+    /// The last event in the archive, as its listing says (0: none).
+    ///
+    /// # Errors
+    /// If the archive cannot be listed.
+    pub async fn archived_tail(&self) -> Result<u64> {
+        let segments = hsm_backup::audit::list_segments(&self.audit_dest()?).await?;
+        Ok(segments.last().map_or(0, |(_, last)| *last))
+    }
+}
+
+/// Runs the audit archiver: while this node leads, copies the event trail
+/// into the archive beside the backups every `backup.audit_interval_s`;
+/// the tail is read from the archive when it takes the lead, and again
+/// after a failure.
+pub fn spawn_archiver(snapshotter: Arc<Snapshotter>, raft: Raft, me: NodeId) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tail: Option<u64> = None;
+        loop {
+            tokio::time::sleep(snapshotter.audit_every).await;
+            if raft.metrics().borrow().current_leader != Some(me) {
+                tail = None;
+                continue;
+            }
+            let known = match tail {
+                Some(t) => t,
+                None => match snapshotter.archived_tail().await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list the audit archive; retrying");
+                        continue;
+                    }
+                },
+            };
+            match snapshotter.archive_trail(known, 20).await {
+                Ok(t) => tail = Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "archiving the audit trail failed; retrying");
+                    tail = None;
+                }
+            }
+        }
+    })
 }
 
 /// Runs the backup schedule: while this node leads, takes a backup when the

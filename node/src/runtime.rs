@@ -604,7 +604,8 @@ impl RunningNode {
         };
         if let Some(b) = backups {
             tracing::info!(destination = %b.destination(), interval_s = config.backup.interval_s, "backups enabled");
-            tasks.push(crate::backup::spawn_scheduler(b, raft.clone(), id));
+            tasks.push(crate::backup::spawn_scheduler(b.clone(), raft.clone(), id));
+            tasks.push(crate::backup::spawn_archiver(b, raft.clone(), id));
         }
         tracing::info!(node = %id, addr = %local_addr, "node started");
         Ok(RunningNode {

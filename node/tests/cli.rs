@@ -194,7 +194,17 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
         ec_only["matched_keys"][0]["attributes"]["curve"],
         "prime256v1"
     );
-    let counted = hsm.run(alice, &["cluster", "info"], &[]).ok();
+    // The leader raises a new cluster's Raft protocol one version a
+    // second, to the newest every member speaks.
+    let newest = *hsm_proto::protocol::RAFT.end();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let counted = loop {
+        let info = hsm.run(alice, &["cluster", "info"], &[]).ok();
+        if info["raft-protocol"] == newest || std::time::Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert_eq!(
         (counted["keys"].as_u64(), counted["users"].as_u64()),
         (Some(4), Some(3))
@@ -202,7 +212,6 @@ async fn a_new_user_goes_from_activation_to_signatures_openssl_verifies() {
     // Signed in, the leader's view too: each member's lag (none of them
     // far behind on a calm cluster) and the Raft protocol version its
     // connection agreed on, and the version the cluster runs.
-    let newest = *hsm_proto::protocol::RAFT.end();
     assert_eq!(counted["raft-protocol"], newest, "{counted}");
     assert_eq!(counted["leader-speaks-raft-protocol"], newest, "{counted}");
     for m in counted["members"].as_array().expect("members") {

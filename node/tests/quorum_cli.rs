@@ -21,6 +21,10 @@ const CAROL: &str = "carol-password-quorum";
 const DAVE: &str = "dave-password-quorum";
 const BOB: &str = "bob-password-quorum";
 
+/// One test at a time: each runs a cluster, and three at once on a small
+/// machine slow every login past its deadlines.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Where Debian's `faketime` package puts the library (`./x` installs it).
 const LIBFAKETIME: [&str; 2] = [
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
@@ -210,6 +214,7 @@ fn approve(hsm: &Hsm, file: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_operation_under_quorum_2_needs_two_officers_and_a_token_serves_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(3);
     cluster.wait_ready().await;
     let work = tempfile::tempdir().expect("tempdir");
@@ -238,6 +243,44 @@ async fn an_officer_operation_under_quorum_2_needs_two_officers_and_a_token_serv
             .is_some_and(|o| o.contains("create user bob")),
         "{token}"
     );
+
+    // An approver signs what the statement says, not what the file's
+    // words say: a friendly "create user bob" over the statement of a
+    // token to remove a member is refused before anything is signed.
+    generate(&hsm, "other.json", &["node-remove", "--node-id", "2"]);
+    let other: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hsm.file("other.json")).expect("read"))
+            .expect("json");
+    let mut lying: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hsm.file("bob.json")).expect("read"))
+            .expect("json");
+    lying["statement"] = other["statement"].clone();
+    std::fs::write(hsm.file("lying.json"), lying.to_string()).expect("write");
+    let refused = hsm
+        .run(
+            None,
+            &[
+                "quorum",
+                "token-sign",
+                "sign",
+                "--token",
+                "lying.json",
+                "--approver",
+                "carol",
+                "--private-key",
+                "carol.pem",
+            ],
+            &[],
+        )
+        .fails(4, "invalid-input");
+    assert!(message(&refused).contains("not signed"), "{refused}");
+    let other_token = other["token"].as_str().expect("token").to_owned();
+    hsm.run(
+        Some(("admin", ADMIN)),
+        &["quorum", "token-sign", "delete", "--token", &other_token],
+        &[],
+    )
+    .ok();
 
     // One approval (carol, signed by hsm): still refused.
     sign_with_hsm(&hsm, "bob.json", "carol");
@@ -324,6 +367,7 @@ async fn an_officer_operation_under_quorum_2_needs_two_officers_and_a_token_serv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_factor_is_needed_at_login_and_a_wrong_one_is_a_failed_login() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(1);
     cluster.wait_ready().await;
     let work = tempfile::tempdir().expect("tempdir");
@@ -354,9 +398,13 @@ async fn a_second_factor_is_needed_at_login_and_a_wrong_one_is_a_failed_login() 
         .run(carol, &["--mfa-key", "phone.pem", "login"], &[])
         .ok();
     assert_eq!(with["role"], "admin");
-    // With another key: a failed login, counted.
-    hsm.run(carol, &["--mfa-key", "other.pem", "login"], &[])
-        .fails(3, "login-failed");
+    // With another key: failed logins, counted toward the lockout as wrong
+    // passwords are: five lock the user, whose right key then no longer
+    // helps.
+    for _ in 0..5 {
+        let wrong = hsm.run(carol, &["--mfa-key", "other.pem", "login"], &[]);
+        assert_eq!(wrong.code, 3, "{}", wrong.stdout);
+    }
     let users = hsm.run(Some(("admin", ADMIN)), &["user", "list"], &[]).ok();
     let row = users["users"]
         .as_array()
@@ -365,8 +413,15 @@ async fn a_second_factor_is_needed_at_login_and_a_wrong_one_is_a_failed_login() 
         .find(|u| u["username"] == "carol")
         .cloned()
         .expect("carol");
-    assert_eq!(row["login-failure-count"], 1, "{users}");
-    // The right password with the right key still works, and resets it.
+    assert_eq!(row["locked"], true, "{users}");
+    hsm.run(carol, &["--mfa-key", "phone.pem", "login"], &[])
+        .fails(3, "locked");
+    hsm.run(
+        Some(("admin", ADMIN)),
+        &["user", "unlock", "--username", "carol"],
+        &[],
+    )
+    .ok();
     hsm.run(carol, &["--mfa-key", "phone.pem", "login"], &[])
         .ok();
     // The key file through the environment, as a service would pass it.
@@ -385,6 +440,7 @@ async fn a_second_factor_is_needed_at_login_and_a_wrong_one_is_a_failed_login() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(libfaketime) = LIBFAKETIME.into_iter().find(|p| Path::new(p).exists()) else {
         eprintln!(
             "skipped: libfaketime is not installed at any of {LIBFAKETIME:?} \

@@ -118,6 +118,54 @@ pub struct BackupVerified {
     pub bytes_checked: u64,
 }
 
+/// One segment of a cluster's audit archive: consecutive events of its
+/// trail (each that extended the event chain, refused or not), the first
+/// numbered `first_seq` (`hsm_state::State::events` after it applied).
+/// Stored sealed beside the backups (`hsm-backup`'s `audit` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSegment {
+    /// The cluster.
+    pub cluster_id: ClusterId,
+    /// The first event's sequence number.
+    pub first_seq: u64,
+    /// The events, in order.
+    pub events: Vec<crate::SignedEvent>,
+}
+
+/// The first bytes of an encoded [`AuditSegment`].
+const AUDIT_SEGMENT_MAGIC: &[u8; 8] = b"HSMAUDS1";
+
+impl AuditSegment {
+    /// The last event's sequence number (`first_seq - 1` when empty).
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64 - 1
+    }
+
+    /// The segment's bytes: a magic, then its canonical encoding.
+    ///
+    /// # Errors
+    /// Only past the codec's size limit.
+    pub fn encode(&self) -> Result<Vec<u8>, crate::codec::CodecError> {
+        let mut out = AUDIT_SEGMENT_MAGIC.to_vec();
+        out.extend(crate::codec::encode("audit segment", self)?);
+        Ok(out)
+    }
+
+    /// Reads [`AuditSegment::encode`]'s bytes.
+    ///
+    /// # Errors
+    /// When they are not a segment.
+    pub fn decode(bytes: &[u8]) -> Result<AuditSegment, crate::codec::CodecError> {
+        let body = bytes
+            .strip_prefix(AUDIT_SEGMENT_MAGIC.as_slice())
+            .ok_or_else(|| crate::codec::CodecError::Decode {
+                what: "audit segment",
+                reason: "it does not start with the segment magic".into(),
+            })?;
+        crate::codec::decode("audit segment", body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -529,13 +529,16 @@ pub enum Operation {
         /// The user.
         username: Username,
     },
-    /// Set or clear an officer's approval key (one's own first one
-    /// freely; anything else under the user service's quorum).
+    /// Set or clear an officer's approval key: one's own with the current
+    /// password (counted as a login attempt; the first one needs nothing
+    /// more), anything else under the largest quorum value.
     SetApprovalKey {
         /// The officer.
         username: Username,
         /// The Ed25519 public key (raw 32 bytes), or `None`.
         key: Option<[u8; 32]>,
+        /// The caller's current password, for its own key.
+        current_password: Option<Secret>,
     },
     /// Ask for a quorum token for an operation (crypto officer); its id
     /// is this request's id ([`Reply::QuorumToken`]).
@@ -882,11 +885,16 @@ pub enum Reply {
         cluster_id: ClusterId,
         /// The attempt: sign `quorum::login_statement` for it.
         reservation: RequestId,
+        /// The leader time the attempt was reserved at (the statement
+        /// names it).
+        reserved_at_ms: u64,
     },
     /// A quorum token and the bytes its approvers sign.
     QuorumToken {
         /// The token.
         token: crate::quorum::Token,
+        /// Approvals its operation needs now.
+        needed: u8,
         /// `Token::statement` for this cluster.
         #[serde(with = "serde_bytes")]
         statement: Vec<u8>,

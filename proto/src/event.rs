@@ -294,13 +294,16 @@ pub enum EventBody {
     },
     // From Raft protocol 3 on (`EventBody::since`).
     /// An officer's approval key set or cleared: by the officer itself
-    /// for its first one, otherwise as [`Intent::SetApprovalKey`] under
-    /// the user service's quorum.
+    /// for its first one, its password checked; otherwise as
+    /// [`Intent::SetApprovalKey`] under the largest quorum value.
     ApprovalKeySet {
         /// The officer.
         username: Username,
         /// Ed25519 public key; `None` clears it.
         key: Option<[u8; 32]>,
+        /// The reserved check of the officer's current password, when it
+        /// sets its own (as [`EventBody::OwnPasswordChanged`]).
+        reservation: Option<RequestId>,
     },
     /// A user's second factor set, changed or cleared: by the user, its
     /// current password checked under `reservation` (as
@@ -490,7 +493,7 @@ impl fmt::Debug for EventBody {
             EventBody::SessionsEnded { username, token } => {
                 d.field("username", username).field("all", &token.is_none())
             }
-            EventBody::ApprovalKeySet { username, key }
+            EventBody::ApprovalKeySet { username, key, .. }
             | EventBody::MfaKeySet { username, key, .. } => {
                 d.field("username", username).field("set", &key.is_some())
             }

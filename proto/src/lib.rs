@@ -26,7 +26,8 @@ mod user;
 
 pub use action::{Action, Attempt, KeyChange};
 pub use backup::{
-    BackupId, BackupInfo, BackupList, BackupVerified, ParseBackupIdError, UnreadableBackup,
+    AuditSegment, BackupId, BackupInfo, BackupList, BackupVerified, ParseBackupIdError,
+    UnreadableBackup,
 };
 pub use event::{
     Actor, BatchSeal, EndedSession, Event, EventBody, NodeRecord, RewrappedMaterial,

@@ -93,7 +93,8 @@ pub enum Intent {
         username: Username,
     },
     /// Set (`Some`) or clear `username`'s approval key, when that is not
-    /// an officer registering its first one.
+    /// an officer registering its first one (under the largest quorum
+    /// value: it makes or changes an approver).
     SetApprovalKey {
         /// The officer.
         username: Username,
@@ -265,13 +266,31 @@ pub fn approval_statement(
 }
 
 /// The bytes a user with a second factor signs to log in to `cluster` as
-/// `username` under the login attempt `reservation` (the challenge the
-/// cluster gave): valid for that one attempt only.
-pub fn login_statement(cluster: ClusterId, username: &Username, reservation: RequestId) -> Vec<u8> {
+/// `username` under the login attempt `reservation`, which the cluster
+/// reserved at leader time `reserved_at_ms` (the challenge it gave): valid
+/// for that one reservation only, even should the same id be reserved
+/// again once the first is long forgotten.
+pub fn login_statement(
+    cluster: ClusterId,
+    username: &Username,
+    reservation: RequestId,
+    reserved_at_ms: u64,
+) -> Vec<u8> {
     let mut out = LOGIN_CONTEXT.to_vec();
-    let body = codec::encode("login", &(cluster, username, reservation)).unwrap_or_default();
+    let body = codec::encode("login", &(cluster, username, reservation, reserved_at_ms))
+        .unwrap_or_default();
     out.extend_from_slice(&body);
     out
+}
+
+/// What an approval statement says: the cluster, the token, its
+/// initiator, the operation and the expiry; `None` for bytes that are not
+/// one. What an approver reads before it signs.
+pub fn parse_approval_statement(
+    statement: &[u8],
+) -> Option<(ClusterId, TokenId, Username, Intent, u64)> {
+    let body = statement.strip_prefix(APPROVAL_CONTEXT)?;
+    codec::decode("approval", body).ok()
 }
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
@@ -328,7 +347,13 @@ mod tests {
             )
         );
         assert_ne!(base, approval_statement(c1, t, &alice(), &intent, 6));
-        let login = login_statement(c1, &alice(), RequestId([9; 16]));
+        let login = login_statement(c1, &alice(), RequestId([9; 16]), 5);
+        assert_ne!(login, login_statement(c1, &alice(), RequestId([9; 16]), 6));
+        assert_eq!(
+            parse_approval_statement(&base),
+            Some((c1, t, alice(), intent.clone(), 5))
+        );
+        assert_eq!(parse_approval_statement(&login), None);
         assert!(login.starts_with(LOGIN_CONTEXT));
         assert!(!login.starts_with(APPROVAL_CONTEXT));
     }

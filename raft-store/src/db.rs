@@ -23,7 +23,10 @@ pub(crate) mod cf {
     pub const META: &str = "meta";
     /// State machine records by keyed hash of their entity key.
     pub const SM: &str = "sm";
-    /// Applied log id and membership of the state machine.
+    /// Applied log id and membership of the state machine, and the audit
+    /// trail (applied events under `audit\0` and their big-endian
+    /// sequence number: in a family every build opens, so a store this
+    /// build wrote still opens with an earlier one).
     pub const SM_META: &str = "sm_meta";
     /// The current snapshot: its meta and data chunks.
     pub const SNAPSHOT: &str = "snapshot";

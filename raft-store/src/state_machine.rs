@@ -44,6 +44,21 @@ const SNAP_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Reads of the current snapshot made without the snapshot lock before one
 /// under it, when each found the snapshot replaced while it read.
 const SNAPSHOT_READ_TRIES: usize = 3;
+/// Events of the audit trail a replica keeps, the newest: the archive
+/// (beside the backups) holds them for good; this is the margin it has to
+/// take them before they are gone here.
+pub const AUDIT_KEEP: u64 = 20_000;
+/// The trail is trimmed each time this many more events were applied.
+const AUDIT_TRIM_EVERY: u64 = 1024;
+/// What the trail's keys in `sm_meta` start with.
+const AUDIT_PREFIX: &[u8] = b"audit\0";
+
+/// The key of the trail's event `seq`.
+fn audit_key(seq: u64) -> Vec<u8> {
+    let mut key = AUDIT_PREFIX.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, BasicNode>;
@@ -228,6 +243,42 @@ impl StateMachineStore {
         f(&self.read_guard())
     }
 
+    /// The audit trail as this replica holds it: up to `max` events from
+    /// sequence number `from` on, in order, each with its number. It holds
+    /// the newest [`AUDIT_KEEP`] events it applied (none from before a
+    /// snapshot it installed).
+    ///
+    /// # Errors
+    /// If the store fails or a record does not open.
+    pub fn audit_events(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, hsm_proto::SignedEvent)>, StoreError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        self.db.scan(cf::SM_META, &audit_key(from), |key, sealed| {
+            let Some(number) = key.strip_prefix(AUDIT_PREFIX) else {
+                return Ok(false);
+            };
+            let seq = <[u8; 8]>::try_from(number)
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    StoreError::Inconsistent(
+                        "an audit trail key is not 8 bytes after its prefix".into(),
+                    )
+                })?;
+            let signed = self
+                .db
+                .open_value(cf::SM_META, key, sealed, || format!("audit event {seq}"))?;
+            out.push((seq, signed));
+            Ok(out.len() < max)
+        })?;
+        Ok(out)
+    }
+
     /// Where this node's proposer records the events it signs, so that
     /// applying them here does not verify those signatures again.
     pub fn own_events(&self) -> Arc<OwnEvents> {
@@ -285,13 +336,24 @@ impl StateMachineStore {
 
     /// A batch that writes the records `changed` names, as they are in
     /// `applied`, and its applied log id and membership.
-    fn stage_records(&self, applied: &Applied, changed: &BTreeSet<EntityKey>) -> Batch<'_> {
+    fn stage_records(
+        &self,
+        applied: &Applied,
+        changed: &BTreeSet<EntityKey>,
+        trail: &[(u64, hsm_proto::SignedEvent)],
+    ) -> Batch<'_> {
         let mut b = self.db.batch();
         for k in changed {
             let id = record_id(&self.record_key, k);
             match applied.state.entity(k) {
                 Some(e) => b.put(cf::SM, &id, &e),
                 None => b.delete(cf::SM, &id),
+            }
+        }
+        for (seq, signed) in trail {
+            b.put(cf::SM_META, &audit_key(*seq), signed);
+            if seq % AUDIT_TRIM_EVERY == 0 && *seq > AUDIT_KEEP {
+                b.delete_range(cf::SM_META, &audit_key(0), &audit_key(seq - AUDIT_KEEP));
             }
         }
         b.put(cf::SM_META, APPLIED, &applied.applied);
@@ -461,6 +523,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut guard = self.write_guard();
             let applied = &mut *guard;
             let mut changed = BTreeSet::new();
+            let mut trail = Vec::new();
             let mut responses = Vec::new();
             for entry in entries {
                 applied.applied = Some(entry.log_id);
@@ -475,7 +538,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             .and_then(|seal| applied.state.vouch_for_batch(&batch.events, seal));
                         let vouch = (&*self.own_events, sealed);
                         for signed in &batch.events {
+                            let before = applied.state.events();
                             let outcome = applied.state.apply_vouched(signed, &vouch);
+                            // Every event that extended the chain, refused
+                            // or not, is the trail's next.
+                            if applied.state.events() > before {
+                                trail.push((applied.state.events(), signed.clone()));
+                            }
                             if let Err(reason) = &outcome.result {
                                 tracing::info!(index, kind = signed.event.body.kind(), %reason, "event refused");
                             }
@@ -494,7 +563,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 responses.push(BatchApplied { index, events });
             }
             self.db
-                .write_unsynced(self.stage_records(applied, &changed))
+                .write_unsynced(self.stage_records(applied, &changed, &trail))
                 .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Write))?;
             (applied.applied.map_or(0, |l| l.index), responses)
         };

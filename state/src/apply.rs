@@ -1114,6 +1114,10 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
         EventBody::MfaKeySet {
             reservation: Some(reservation),
             ..
+        }
+        | EventBody::ApprovalKeySet {
+            reservation: Some(reservation),
+            ..
         } => {
             // The check of the current password is the node's own draw.
             *reservation = RequestId([0; 16]);

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+pub mod audit;
 pub mod authz;
 pub mod domain;
 mod entity;

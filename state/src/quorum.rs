@@ -48,7 +48,7 @@ pub fn intent_of(body: &EventBody, me: &Username) -> Option<Intent> {
         EventBody::UserUnlocked { username } => Intent::UnlockUser {
             username: username.clone(),
         },
-        EventBody::ApprovalKeySet { username, key } => Intent::SetApprovalKey {
+        EventBody::ApprovalKeySet { username, key, .. } => Intent::SetApprovalKey {
             username: username.clone(),
             key: *key,
         },
@@ -134,8 +134,35 @@ impl State {
         self.tokens.values()
     }
 
-    /// The approvals of `token` that count now: each by a crypto officer
-    /// whose registered approval key is still the one it signed with.
+    /// Approvals `intent` needs now. An operation that makes, changes or
+    /// removes an approver, or a quorum value, needs the largest value in
+    /// force, whatever its service's: so no one lowers a value, or makes
+    /// itself another approval, with fewer approvals than some value asks
+    /// for. Anything else needs its service's value.
+    pub fn approvals_needed(&self, intent: &Intent) -> u8 {
+        let is_officer = |u: &Username| self.users.get(u).is_some_and(|u| u.role == Role::Co);
+        let touches_approvers = match intent {
+            Intent::SetQuorum { .. } | Intent::SetApprovalKey { .. } => true,
+            Intent::CreateUser { role, .. } => *role == Role::Co,
+            Intent::DeleteUser { username }
+            | Intent::ChangePassword { username }
+            | Intent::UnlockUser { username }
+            | Intent::ResetMfa { username } => is_officer(username),
+            Intent::AddNode { .. }
+            | Intent::RemoveNode { .. }
+            | Intent::RotateDomainKey
+            | Intent::SetTrusted { .. } => false,
+        };
+        if touches_approvers {
+            self.largest_quorum_value()
+        } else {
+            self.quorum_value(intent.service())
+        }
+    }
+
+    /// The approvals of `token` that count now: each by a crypto officer,
+    /// not locked, whose registered approval key is still the one it
+    /// signed with.
     pub fn valid_approvals(&self, token: &Token) -> u8 {
         let n = token
             .approvals
@@ -143,7 +170,7 @@ impl State {
             .filter(|a| {
                 self.users
                     .get(&a.approver)
-                    .is_some_and(|u| u.role == Role::Co)
+                    .is_some_and(|u| u.role == Role::Co && !u.is_locked())
                     && self
                         .credentials
                         .get(&a.approver)
@@ -163,7 +190,9 @@ impl State {
 
     /// Whether a login of `username` under the attempt `reservation`
     /// passes its second factor: the user has none, or `signature` is its
-    /// key's over the login statement of this cluster and attempt.
+    /// key's over the login statement of this cluster and of that
+    /// reservation as the user's record holds it now (its id and leader
+    /// time: an id reserved again later is another reservation).
     pub fn second_factor_passes(
         &self,
         username: &Username,
@@ -173,11 +202,21 @@ impl State {
         let Some(key) = self.credentials.get(username).and_then(|c| c.mfa_key) else {
             return true;
         };
-        let (Some(cluster), Some(signature)) = (self.cluster(), signature) else {
+        let reserved = self
+            .users
+            .get(username)
+            .and_then(|u| u.reservations.iter().find(|r| r.id == reservation));
+        let (Some(cluster), Some(signature), Some(reserved)) =
+            (self.cluster(), signature, reserved)
+        else {
             return false;
         };
-        let statement =
-            hsm_proto::quorum::login_statement(cluster.cluster_id, username, reservation);
+        let statement = hsm_proto::quorum::login_statement(
+            cluster.cluster_id,
+            username,
+            reservation,
+            reserved.at_ms,
+        );
         verifies(&key, &statement, signature)
     }
 }

@@ -264,6 +264,11 @@ impl State {
                 // else is not a state `apply` could have made.
                 Entity::Protocol(v) if v < 2 => return Err(LoadError::UnraisedProtocol(v)),
                 Entity::Protocol(v) => s.protocol.replace(v).is_some(),
+                // Only values above 1 are recorded, and only while there
+                // are some: anything else is not a state `apply` made.
+                Entity::Quorum(values) if values.is_empty() => {
+                    return Err(LoadError::Quorum("an empty quorum record".into()))
+                }
                 Entity::Quorum(values) => {
                     let dup = !s.quorum.is_empty();
                     s.quorum = values;

@@ -32,12 +32,16 @@ fn raise_to_3(c: &mut Cluster) {
     }
 }
 
+/// `name` registers its own approval key, its current password checked
+/// (a login reservation taken by the change).
 fn register(c: &mut Cluster, name: &str) -> hsm_state::Applied {
+    let reservation = c.reserve_login(FIRST.0, name);
     c.by(
         name,
         EventBody::ApprovalKeySet {
             username: user(name),
             key: Some(approval_key(name).verifying_key().to_bytes()),
+            reservation: Some(reservation),
         },
     )
 }
@@ -287,6 +291,7 @@ fn an_expired_token_is_refused_and_a_replaced_key_voids_its_approvals() {
         EventBody::ApprovalKeySet {
             username: user("dave"),
             key: Some(new_key),
+            reservation: None,
         },
     )
     .result
@@ -315,47 +320,59 @@ fn the_cluster_cannot_lock_itself_out_of_a_quorum() {
         ));
     }
     register(&mut c, "carol").result.unwrap();
-    set_value(&mut c, Service::Cluster, 2).result.unwrap();
-    // Now deleting carol, or clearing her key, would leave one approver.
-    // (admin needs approvals for either: the user service is at 1, so no.)
-    assert!(matches!(
-        c.by(
-            "admin",
-            EventBody::UserDeleted {
-                username: user("carol")
-            }
-        )
-        .result
-        .unwrap_err(),
-        Rejection::QuorumRefused(QuorumDefect::TooFewApprovers { .. })
-    ));
-    assert!(matches!(
-        c.by(
-            "admin",
-            EventBody::ApprovalKeySet {
-                username: user("carol"),
-                key: None
-            }
-        )
-        .result
-        .unwrap_err(),
-        Rejection::QuorumRefused(QuorumDefect::TooFewApprovers { .. })
-    ));
     // One person, two officer accounts, one key: counted once.
     c.create_user("mallory", Role::Co);
     let carols = approval_key("carol").verifying_key().to_bytes();
+    let reservation = c.reserve_login(FIRST.0, "mallory");
     assert_eq!(
         c.by(
             "mallory",
             EventBody::ApprovalKeySet {
                 username: user("mallory"),
-                key: Some(carols)
+                key: Some(carols),
+                reservation: Some(reservation),
             }
         )
         .result
         .unwrap_err(),
         Rejection::ApprovalRefused(user("mallory"), ApprovalDefect::KeyInUse)
     );
+    set_value(&mut c, Service::Cluster, 2).result.unwrap();
+    // Now deleting carol, or clearing her key, would leave one approver:
+    // refused even with the two approvals such a change needs.
+    for (body, intent) in [
+        (
+            EventBody::UserDeleted {
+                username: user("carol"),
+            },
+            Intent::DeleteUser {
+                username: user("carol"),
+            },
+        ),
+        (
+            EventBody::ApprovalKeySet {
+                username: user("carol"),
+                key: None,
+                reservation: None,
+            },
+            Intent::SetApprovalKey {
+                username: user("carol"),
+                key: None,
+            },
+        ),
+    ] {
+        let token = issue(&mut c, "admin", intent);
+        approve(&mut c, &token, "admin").result.unwrap();
+        approve(&mut c, &token, "carol").result.unwrap();
+        assert!(matches!(
+            c.by("admin", body).result.unwrap_err(),
+            Rejection::QuorumRefused(QuorumDefect::TooFewApprovers { .. })
+        ));
+        assert!(
+            c.state.token(token.id).is_some(),
+            "a refused change uses no token"
+        );
+    }
 }
 
 #[test]
@@ -491,8 +508,16 @@ fn a_second_factor_is_set_with_the_current_password_and_checked_at_login() {
     .unwrap();
     assert!(c.state.needs_second_factor(&user("carol")));
 
-    let attempt = RequestId([5; 16]);
-    let statement = hsm_proto::quorum::login_statement(CLUSTER, &user("carol"), attempt);
+    let attempt = c.reserve_login(FIRST.0, "carol");
+    let at_ms = c
+        .state
+        .user(&user("carol"))
+        .unwrap()
+        .reservations
+        .last()
+        .unwrap()
+        .at_ms;
+    let statement = hsm_proto::quorum::login_statement(CLUSTER, &user("carol"), attempt, at_ms);
     let right = Signature(key.sign(&statement).to_bytes());
     assert!(c
         .state
@@ -502,6 +527,7 @@ fn a_second_factor_is_set_with_the_current_password_and_checked_at_login() {
     assert!(!c
         .state
         .second_factor_passes(&user("carol"), RequestId([6; 16]), Some(&right)));
+    let _ = at_ms;
     let other = Signature(approval_key("carol").sign(&statement).to_bytes());
     assert!(!c
         .state
@@ -559,4 +585,182 @@ fn quorum_records_survive_a_reload_and_a_deleted_officer_leaves_none() {
     assert!(c.state.token(token.id).is_none());
     let tokens: Vec<TokenId> = c.state.tokens().map(|t| t.id).collect();
     assert!(tokens.is_empty(), "{tokens:?}");
+}
+
+#[test]
+fn a_quorum_value_is_lowered_only_with_the_approvals_it_asks_for() {
+    // Review H1 (a): one officer set the user service back to 1 alone.
+    let mut c = officers();
+    set_value(&mut c, Service::User, 2).result.unwrap();
+    let r = set_value(&mut c, Service::User, 1).result.unwrap_err();
+    assert!(quorum_needed(0)(&r), "{r}");
+    assert_eq!(c.state.quorum_value(Service::User), 2);
+}
+
+#[test]
+fn approvers_are_made_and_changed_only_under_the_largest_quorum_value() {
+    // Review H1 (b): with only the cluster service at 2, one officer gave
+    // itself a second approval by setting carol's approval key to one it
+    // holds, or by creating an officer of its own.
+    let mut c = officers();
+    set_value(&mut c, Service::Cluster, 2).result.unwrap();
+    let mine = approval_key("admin-spare").verifying_key().to_bytes();
+    let r = c
+        .by(
+            "admin",
+            EventBody::ApprovalKeySet {
+                username: user("carol"),
+                key: Some(mine),
+                reservation: None,
+            },
+        )
+        .result
+        .unwrap_err();
+    assert!(quorum_needed(0)(&r), "{r}");
+    let r = c.by("admin", create_bob(Role::Co)).result.unwrap_err();
+    assert!(quorum_needed(0)(&r), "{r}");
+    for body in [
+        EventBody::PasswordChanged {
+            username: user("carol"),
+            password_hash: HASH2.into(),
+        },
+        EventBody::MfaKeySet {
+            username: user("carol"),
+            key: None,
+            reservation: None,
+        },
+        EventBody::UserDeleted {
+            username: user("dave"),
+        },
+    ] {
+        let r = c.by("admin", body).result.unwrap_err();
+        assert!(quorum_needed(0)(&r), "{r}");
+    }
+    // A crypto user is the user service's business, at 1: alone.
+    c.by("admin", create_bob(Role::Cu)).result.unwrap();
+}
+
+#[test]
+fn an_officer_registers_its_first_approval_key_only_with_its_password() {
+    // Review M2: a stolen session registered a key of the thief's choosing.
+    let mut c = officers();
+    c.create_user("erin", Role::Co);
+    let r = c
+        .by(
+            "erin",
+            EventBody::ApprovalKeySet {
+                username: user("erin"),
+                key: Some(approval_key("thief").verifying_key().to_bytes()),
+                reservation: None,
+            },
+        )
+        .result
+        .unwrap_err();
+    assert_eq!(r, Rejection::CurrentPasswordNeeded);
+    register(&mut c, "erin").result.unwrap();
+}
+
+#[test]
+fn a_login_signature_is_bound_to_the_reservation_the_cluster_made() {
+    // Review M1: the statement named only the request id, which the client
+    // chooses: once forgotten, the same id reserved again took the old
+    // signature. Now it names the reservation's leader time too.
+    let mut c = officers();
+    let key = approval_key("phone");
+    let reservation = c.reserve_login(FIRST.0, "carol");
+    c.by(
+        "carol",
+        EventBody::MfaKeySet {
+            username: user("carol"),
+            key: Some(key.verifying_key().to_bytes()),
+            reservation: Some(reservation),
+        },
+    )
+    .result
+    .unwrap();
+    let attempt = c.reserve_login(FIRST.0, "carol");
+    let at_ms = c
+        .state
+        .user(&user("carol"))
+        .unwrap()
+        .reservations
+        .iter()
+        .find(|r| r.id == attempt)
+        .unwrap()
+        .at_ms;
+    let statement = hsm_proto::quorum::login_statement(CLUSTER, &user("carol"), attempt, at_ms);
+    let signature = Signature(key.sign(&statement).to_bytes());
+    assert!(c
+        .state
+        .second_factor_passes(&user("carol"), attempt, Some(&signature)));
+    // The same id reserved again later (its first outcome forgotten): the
+    // old signature no longer passes.
+    c.by_node(FIRST.0, login_rejected("carol", attempt))
+        .result
+        .unwrap();
+    let event = c.event_with_id(
+        attempt,
+        hsm_proto::Actor::Node(FIRST),
+        login_attempt("carol"),
+    );
+    let _ = c.apply(&c.sign(event));
+    assert!(!c
+        .state
+        .second_factor_passes(&user("carol"), attempt, Some(&signature)));
+}
+
+#[test]
+fn setting_or_clearing_a_second_factor_ends_the_users_sessions() {
+    let mut c = officers();
+    let before = c.state.user(&user("carol")).unwrap().session_epoch;
+    let reservation = c.reserve_login(FIRST.0, "carol");
+    c.by(
+        "carol",
+        EventBody::MfaKeySet {
+            username: user("carol"),
+            key: Some(approval_key("phone").verifying_key().to_bytes()),
+            reservation: Some(reservation),
+        },
+    )
+    .result
+    .unwrap();
+    let after = c.state.user(&user("carol")).unwrap().session_epoch;
+    assert!(after > before);
+}
+
+#[test]
+fn locked_officers_approve_nothing_and_unchanged_records_are_not_rewritten() {
+    let mut c = officers();
+    set_value(&mut c, Service::User, 2).result.unwrap();
+    let token = issue(&mut c, "admin", bob_intent(Role::Cu));
+    approve(&mut c, &token, "carol").result.unwrap();
+    approve(&mut c, &token, "dave").result.unwrap();
+    c.fail_logins("dave", 5);
+    let _ = c.try_reserve_login(FIRST.0, "dave");
+    assert!(c.state.user(&user("dave")).unwrap().is_locked());
+    let r = c.by("admin", create_bob(Role::Cu)).result.unwrap_err();
+    assert!(quorum_needed(1)(&r), "{r}");
+
+    // Setting a value it already has changes no record.
+    let mut c = officers();
+    let applied = set_value(&mut c, Service::Cluster, 1);
+    applied.result.unwrap();
+    assert!(!applied.changed.contains(&hsm_state::EntityKey::Quorum));
+    // Nor does clearing a second factor nobody set.
+    let applied = c.by(
+        "admin",
+        EventBody::MfaKeySet {
+            username: user("cu"),
+            key: None,
+            reservation: None,
+        },
+    );
+    applied.result.unwrap();
+    assert!(!applied
+        .changed
+        .contains(&hsm_state::EntityKey::Credentials(user("cu"))));
+    // An empty quorum record is not one apply could have made.
+    let mut entities: Vec<Entity> = c.state.entities().collect();
+    entities.push(Entity::Quorum(Default::default()));
+    assert!(State::from_entities(entities).is_err());
 }

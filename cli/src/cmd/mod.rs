@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into an
 //! [`Outcome`] or a [`CliError`].
 
+mod audit;
 mod backup;
 mod cluster;
 mod crypto;
@@ -31,6 +32,7 @@ pub async fn run(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Node(c) => node::run(ctx, c).await,
         Command::Backup(c) => backup::run(ctx, c).await,
         Command::Quorum(c) => quorum::run(ctx, c).await,
+        Command::Audit(c) => audit::run(c).await,
     }
 }
 

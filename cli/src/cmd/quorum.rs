@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use hsm_client::hsm_proto::quorum::{Intent, Service, Token};
+use hsm_client::hsm_proto::quorum::{parse_approval_statement, Intent, Service, Token};
 use hsm_client::hsm_proto::{NodeId, Signature, TokenId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -176,7 +176,7 @@ async fn token_sign(ctx: &Context, command: TokenSignCommand) -> Result<Outcome>
         TokenSignCommand::Generate { out, operation } => {
             let intent = intent(operation)?;
             let me = ctx.login(None).await?;
-            let (token, statement) = me
+            let (token, statement, needed) = me
                 .client
                 .generate_quorum_token(intent)
                 .await
@@ -197,11 +197,7 @@ async fn token_sign(ctx: &Context, command: TokenSignCommand) -> Result<Outcome>
                 "operation": file.operation,
                 "expires-ms": file.expires_ms,
                 "path": out.display().to_string(),
-                "needs": report
-                    .values
-                    .iter()
-                    .find(|(s, _)| *s == token.intent.service())
-                    .map_or(1, |(_, v)| *v),
+                "needs": needed,
             })))
         }
         TokenSignCommand::Sign {
@@ -213,6 +209,46 @@ async fn token_sign(ctx: &Context, command: TokenSignCommand) -> Result<Outcome>
             let mut file = read_token_file(&token)?;
             let approver_name = username(&approver)?;
             let statement = from_b64(&file.statement, "the token file's statement")?;
+            // What is signed is the statement, not the file's words: read
+            // the operation from the statement itself, and refuse a file
+            // whose words say anything else.
+            let (cluster, id, initiator, intent, expires_ms) = parse_approval_statement(&statement)
+                .ok_or_else(|| {
+                    CliError::invalid(format!(
+                        "{}: its statement is not a quorum approval statement",
+                        token.display()
+                    ))
+                })?;
+            let said = (
+                file.token.as_str(),
+                file.cluster_id.as_str(),
+                file.initiator.as_str(),
+                file.operation.as_str(),
+                file.expires_ms,
+            );
+            let (id_text, cluster_text, operation) =
+                (id.to_string(), cluster.to_string(), intent.to_string());
+            let signed = (
+                id_text.as_str(),
+                cluster_text.as_str(),
+                initiator.as_str(),
+                operation.as_str(),
+                expires_ms,
+            );
+            if said != signed {
+                return Err(CliError::invalid(format!(
+                    "{}: the file says token {} by {} to {:?}, but its statement is token {} by {} to \
+                     {:?} (cluster {}): not signed",
+                    token.display(),
+                    file.token,
+                    file.initiator,
+                    file.operation,
+                    id_text,
+                    initiator,
+                    operation,
+                    cluster_text
+                )));
+            }
             let signature = match (private_key, signature) {
                 (Some(key), _) => KeyFile::open(&key)?.sign(&statement),
                 (None, Some(sig)) => {
@@ -276,7 +312,7 @@ async fn token_sign(ctx: &Context, command: TokenSignCommand) -> Result<Outcome>
                         entry.approver
                     ))
                 })?;
-                let (token, _) = me
+                let (token, _, _) = me
                     .client
                     .approve_quorum_token(id, username(&entry.approver)?, Signature(raw))
                     .await

@@ -147,15 +147,21 @@ pub(super) async fn run(ctx: &Context, command: UserCommand) -> Result<Outcome> 
                 } => (username.clone(), Some(public_key_file(public_key)?)),
                 ApprovalKeyCommand::Unregister { username } => (username.clone(), None),
             };
-            let me = ctx.login(None).await?;
+            // One's own proves the current password: the one just logged
+            // in with.
+            let (me, current) = ctx.login_with_password(None).await?;
             let target = match &name {
                 Some(n) => username(n)?,
                 None => me.session.username.clone(),
             };
-            me.client
-                .set_approval_key(target.clone(), key)
-                .await
-                .map_err(|e| me.explain(e))?;
+            let set = if target == me.session.username {
+                me.client
+                    .set_own_approval_key(target.clone(), current.as_str(), key)
+                    .await
+            } else {
+                me.client.set_approval_key(target.clone(), key).await
+            };
+            set.map_err(|e| me.explain(e))?;
             Ok(Outcome::new(json!({
                 "username": target.as_str(),
                 "approval-key": key.map(hex::encode),

@@ -217,6 +217,11 @@ pub(super) static VARS: &[Var] = &[
         expected: INTEGER,
         set: |c, v| parsed(v).map(|n| c.backup.max_age_s = n),
     },
+    Var {
+        name: "HSM_NODE_BACKUP_AUDIT_INTERVAL_S",
+        expected: INTEGER,
+        set: |c, v| parsed(v).map(|n| c.backup.audit_interval_s = n),
+    },
 ];
 
 fn parsed<T: FromStr>(value: &str) -> Option<T> {

@@ -125,6 +125,9 @@ data_dir = {data_dir}
 # (0: no age limit). The newest and keep-forever backups are always kept.
 # keep_last = {keep_last}
 # max_age_s = {max_age_s}
+# Seconds between the leader's copies of new events into the audit archive
+# beside the backups (the trail outlives the Raft log there; hsm audit).
+# audit_interval_s = {audit_interval_s}
 
 [metrics]
 # Plain-HTTP endpoint for Prometheus (/metrics) and health checks
@@ -156,6 +159,7 @@ data_dir = {data_dir}
             interval_s = config.backup.interval_s,
             keep_last = config.backup.keep_last,
             max_age_s = config.backup.max_age_s,
+            audit_interval_s = config.backup.audit_interval_s,
         ))
     }
 }

@@ -300,6 +300,9 @@ pub struct BackupSettings {
     /// Retention: delete backups older than this many seconds (the newest
     /// is always kept); 0 keeps them regardless of age. Default 0.
     pub max_age_s: u64,
+    /// Seconds between the leader's copies of new events into the audit
+    /// archive beside the backups (1 to 3600). Default 10.
+    pub audit_interval_s: u64,
 }
 
 impl Default for BackupSettings {
@@ -310,6 +313,7 @@ impl Default for BackupSettings {
             interval_s: 86_400,
             keep_last: 30,
             max_age_s: 0,
+            audit_interval_s: 10,
         }
     }
 }

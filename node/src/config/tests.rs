@@ -48,6 +48,7 @@ recovery_keys = ["/etc/hsm/recovery-a.pub", "/etc/hsm/recovery-b.pub"]
 interval_s = 3600
 keep_last = 48
 max_age_s = 604800
+audit_interval_s = 30
 
 [metrics]
 listen = "127.0.0.1:9464"
@@ -126,6 +127,7 @@ pub(super) fn full() -> NodeConfig {
             interval_s: 3600,
             keep_last: 48,
             max_age_s: 604_800,
+            audit_interval_s: 30,
         },
         metrics: MetricsSettings {
             listen: Some(addr("127.0.0.1:9464")),

@@ -511,7 +511,14 @@ impl Service {
                 key,
             } => self.set_own_mfa(ctx, current_password, key).await,
             O::ResetMfa { username } => self.reset_mfa(ctx, username).await,
-            O::SetApprovalKey { username, key } => self.set_approval_key(ctx, username, key).await,
+            O::SetApprovalKey {
+                username,
+                key,
+                current_password,
+            } => {
+                self.set_approval_key(ctx, username, key, current_password)
+                    .await
+            }
             O::GenerateQuorumToken { intent } => self.generate_quorum_token(ctx, intent).await,
             O::ApproveQuorumToken {
                 token,

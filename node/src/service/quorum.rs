@@ -1,7 +1,7 @@
 //! Quorum tokens, approvals, approval keys and quorum values: thin
 //! writes; every rule is `hsm_state`'s (`quorum` and its apply).
 
-use hsm_proto::client::{ClientError, QuorumReport, Reply};
+use hsm_proto::client::{ClientError, QuorumReport, Reply, Secret};
 use hsm_proto::quorum::{Intent, Service as QuorumService};
 use hsm_proto::{EventBody, Signature, TokenId, Username};
 
@@ -36,14 +36,37 @@ impl Service {
         self.token_reply(token)
     }
 
+    /// Sets or clears an approval key: another officer's as one write
+    /// (under the largest quorum value), one's own with the current
+    /// password checked first, counted as a login attempt.
     pub(super) async fn set_approval_key(
         &self,
         ctx: &Ctx,
         username: Username,
         key: Option<[u8; 32]>,
+        current_password: Option<Secret>,
     ) -> Outcome {
-        self.write_done(ctx, EventBody::ApprovalKeySet { username, key })
-            .await
+        if username != ctx.caller.username {
+            if current_password.is_some() {
+                return Err(ClientError::invalid(
+                    "a password is given only for one's own approval key",
+                ));
+            }
+            let body = EventBody::ApprovalKeySet {
+                username,
+                key,
+                reservation: None,
+            };
+            return self.write_done(ctx, body).await;
+        }
+        let current = current_password
+            .ok_or_else(|| ClientError::from(hsm_proto::Rejection::CurrentPasswordNeeded))?;
+        self.with_own_password(ctx, current, |reservation| EventBody::ApprovalKeySet {
+            username: username.clone(),
+            key,
+            reservation: Some(reservation),
+        })
+        .await
     }
 
     pub(super) async fn set_quorum_value(
@@ -97,6 +120,7 @@ impl Service {
             match (s.token(id), cluster) {
                 (Some(token), Some(cluster)) => Ok(Reply::QuorumToken {
                     statement: token.statement(cluster),
+                    needed: s.approvals_needed(&token.intent),
                     token: token.clone(),
                 }),
                 _ => Err(ClientError::not_found(format!(

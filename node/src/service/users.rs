@@ -469,12 +469,21 @@ impl Service {
         let cluster_id = self
             .state(|s| s.cluster().map(|c| c.cluster_id))
             .ok_or_else(|| ClientError::unavailable("the cluster is not initialized"))?;
-        let _user = self
+        let user = self
             .reserve_attempt(&username, request_id, time.now_ms(), deadline)
             .await?;
+        let reserved_at_ms = user
+            .and_then(|u| {
+                u.reservations
+                    .iter()
+                    .find(|r| r.id == request_id)
+                    .map(|r| r.at_ms)
+            })
+            .unwrap_or_else(|| time.now_ms());
         Ok(Reply::LoginChallenge {
             cluster_id,
             reservation: request_id,
+            reserved_at_ms,
         })
     }
 
@@ -492,13 +501,40 @@ impl Service {
             // Refused before the password is checked: the change would be.
             return Err(Rejection::WeakPublicKey(username).into());
         }
-        let change = |reservation| EventBody::MfaKeySet {
+        self.with_own_password(ctx, current, |reservation| EventBody::MfaKeySet {
             username: username.clone(),
             key,
             reservation: Some(reservation),
-        };
+        })
+        .await
+    }
+
+    /// Writes the change `change(reservation)` of the caller's own
+    /// credentials once its current password is checked under
+    /// `reservation` (counted as a login attempt: a wrong one is a failed
+    /// login, and the change then takes nothing). A retry of a decided
+    /// request gets its first outcome.
+    pub(super) async fn with_own_password(
+        &self,
+        ctx: &Ctx,
+        current: Secret,
+        change: impl Fn(RequestId) -> EventBody,
+    ) -> Outcome {
+        let username = ctx.caller.username.clone();
         if self.remembered(ctx.request_id) {
             return self.write_done(ctx, change(RequestId([0; 16]))).await;
+        }
+        // A change the cluster cannot take yet (its Raft protocol is older
+        // than the change's) is refused before the password is checked: a
+        // check whose change is then refused stays counted as a failure
+        // until its reservation expires, and the client's retries would
+        // pile those up and lock the user out of logging in meanwhile.
+        let (needs, cluster) = (
+            change(RequestId([0; 16])).since(),
+            self.state(hsm_state::State::protocol),
+        );
+        if needs > cluster {
+            return Err(Rejection::NeedsProtocol { needs, cluster }.into());
         }
         let check = self.check_own_password(ctx, current).await?;
         if !check.right {
@@ -514,7 +550,7 @@ impl Service {
         )
         .await
         .map_err(|e| {
-            tracing::debug!(user = %username, error = %e, "second factor change not applied");
+            tracing::debug!(user = %username, error = %e, "own credentials change not applied");
             if e.kind == ErrorKind::Unavailable {
                 not_recorded(&username)
             } else {

@@ -43,7 +43,7 @@ impl Tx<'_> {
         if self.is_first_own_approval_key(me, &intent) {
             return Ok(None);
         }
-        let needed = self.state.quorum_value(intent.service());
+        let needed = self.state.approvals_needed(&intent);
         if needed <= 1 {
             return Ok(None);
         }
@@ -76,11 +76,28 @@ impl Tx<'_> {
     }
 
     /// An officer registering its first approval key: needs no approval
-    /// (it could not approve anything before).
+    /// (it could not approve anything before); its password is checked by
+    /// the event's own rule.
     fn is_first_own_approval_key(&self, me: &Username, intent: &Intent) -> bool {
         matches!(intent, Intent::SetApprovalKey { username, key: Some(_) }
             if username == me
                 && self.state.credentials.get(me).and_then(|c| c.approval_key).is_none())
+    }
+
+    /// `username`'s record once the check of its current password,
+    /// reserved as a login attempt under `reservation`, is recorded as a
+    /// right answer (as a `LoginSucceeded` would): the reservation taken,
+    /// the failures cleared. An expired or unknown reservation refuses the
+    /// change.
+    fn password_checked(
+        &self,
+        username: &Username,
+        reservation: hsm_proto::RequestId,
+    ) -> Result<crate::records::User, Rejection> {
+        let mut user = self.current_user(username)?;
+        take_reservation(&mut user, reservation)?;
+        user.failures = 0;
+        Ok(user)
     }
 
     /// Uses up the token that approved an applied event.
@@ -99,9 +116,11 @@ impl Tx<'_> {
         body: &EventBody,
     ) -> Option<Rule> {
         Some(match body {
-            EventBody::ApprovalKeySet { username, key } => {
-                self.set_approval_key(role, username, *key)
-            }
+            EventBody::ApprovalKeySet {
+                username,
+                key,
+                reservation,
+            } => self.set_approval_key(me, role, username, *key, *reservation),
             EventBody::MfaKeySet {
                 username,
                 key,
@@ -121,8 +140,28 @@ impl Tx<'_> {
         })
     }
 
-    fn set_approval_key(&mut self, role: Role, username: &Username, key: Option<[u8; 32]>) -> Rule {
+    fn set_approval_key(
+        &mut self,
+        me: &Username,
+        role: Role,
+        username: &Username,
+        key: Option<[u8; 32]>,
+        reservation: Option<hsm_proto::RequestId>,
+    ) -> Rule {
         allow(role, Action::ManageQuorum)?;
+        // One's own only with the current password checked, so a stolen
+        // session cannot make its thief an approver; another's never with
+        // a check (there is none to take).
+        match (username == me, reservation) {
+            (true, None) => return Err(Rejection::CurrentPasswordNeeded),
+            (false, Some(_)) => {
+                return Err(Rejection::Denied {
+                    role,
+                    attempt: Attempt::ChangeOtherPasswordAsOwn,
+                })
+            }
+            _ => {}
+        }
         let target = self.existing_user(username)?;
         if target.role != Role::Co {
             return Err(Rejection::ApprovalRefused(
@@ -148,6 +187,10 @@ impl Tx<'_> {
         } else {
             self.check_approvers_left(username)?;
         }
+        if let Some(reservation) = reservation {
+            let user = self.password_checked(username, reservation)?;
+            self.put_user(user);
+        }
         self.update_credentials(username, |c| c.approval_key = key);
         Ok(())
     }
@@ -168,12 +211,10 @@ impl Tx<'_> {
             if key.is_some_and(|k| !is_usable_key(&k)) {
                 return Err(Rejection::WeakPublicKey(username.clone()));
             }
-            // The check of the current password was reserved as a login
-            // attempt; its success is recorded here, as a LoginSucceeded
-            // would.
-            let mut user = self.current_user(username)?;
-            take_reservation(&mut user, reservation)?;
-            user.failures = 0;
+            let mut user = self.password_checked(username, reservation)?;
+            // Sessions opened without the new factor (or with the old
+            // one) end.
+            user.end_sessions(None, self.now_ms);
             self.put_user(user);
         } else {
             // An officer may only clear another's (a lost device), under
@@ -184,7 +225,11 @@ impl Tx<'_> {
                     attempt: Attempt::SetOtherMfa,
                 });
             }
-            self.existing_user(username)?;
+            let mut user = self.current_user(username)?;
+            if self.state.needs_second_factor(username) {
+                user.end_sessions(None, self.now_ms);
+                self.put_user(user);
+            }
         }
         self.update_credentials(username, |c| c.mfa_key = key);
         Ok(())
@@ -309,6 +354,9 @@ impl Tx<'_> {
                 approvers,
             }));
         }
+        if self.state.quorum_value(service) == value {
+            return Ok(());
+        }
         if value == 1 {
             self.state.quorum.remove(&service);
         } else {
@@ -380,18 +428,15 @@ impl Tx<'_> {
     }
 
     fn update_credentials(&mut self, user: &Username, f: impl FnOnce(&mut Credentials)) {
-        let mut c = self
-            .state
-            .credentials
-            .get(user)
-            .cloned()
-            .unwrap_or_else(|| Credentials {
-                username: user.clone(),
-                approval_key: None,
-                mfa_key: None,
-            });
+        let before = self.state.credentials.get(user).cloned();
+        let mut c = before.clone().unwrap_or_else(|| Credentials {
+            username: user.clone(),
+            approval_key: None,
+            mfa_key: None,
+        });
         f(&mut c);
-        if self.state.credentials.get(user) == Some(&c) {
+        let empty = c.approval_key.is_none() && c.mfa_key.is_none();
+        if before.as_ref() == Some(&c) || (before.is_none() && empty) {
             return;
         }
         self.changed.insert(EntityKey::Credentials(user.clone()));
