@@ -469,15 +469,15 @@ impl Snapshotter {
         let audit = self.audit_dest()?;
         for _ in 0..segments {
             let sm = self.sm.clone();
-            let events = tokio::task::spawn_blocking(move || {
-                sm.audit_events(tail + 1, AUDIT_SEGMENT_EVENTS)
-            })
-            .await
-            .map_err(|_| anyhow!("the audit read task failed"))??;
+            let from = tail.saturating_add(1);
+            let events =
+                tokio::task::spawn_blocking(move || sm.audit_events(from, AUDIT_SEGMENT_EVENTS))
+                    .await
+                    .map_err(|_| anyhow!("the audit read task failed"))??;
             let Some(&(first, _)) = events.first() else {
                 break;
             };
-            if first != tail + 1 {
+            if first != from {
                 tracing::warn!(
                     archived_to = tail,
                     held_from = first,
@@ -488,7 +488,7 @@ impl Snapshotter {
             let run: Vec<_> = events
                 .iter()
                 .enumerate()
-                .take_while(|(i, (seq, _))| *seq == first + *i as u64)
+                .take_while(|(i, (seq, _))| Some(*seq) == first.checked_add(*i as u64))
                 .map(|(_, (_, e))| e.clone())
                 .collect();
             let segment = hsm_proto::AuditSegment {
@@ -524,9 +524,27 @@ impl Snapshotter {
     ///
     /// # Errors
     /// If the archive cannot be listed.
+    /// Segments named past this replica's own trail (anyone who can
+    /// write to the bucket can name a folder; a restore into the same
+    /// destination starts a new history) are passed over, with a warning:
+    /// trusting them would stop the archive for good.
     pub async fn archived_tail(&self) -> Result<u64> {
         let segments = hsm_backup::audit::list_segments(&self.audit_dest()?).await?;
-        Ok(segments.last().map_or(0, |(_, last)| *last))
+        let applied = self.sm.read(|a| a.state.events());
+        let ahead = segments.iter().filter(|(_, last)| *last > applied).count();
+        if ahead > 0 {
+            tracing::warn!(
+                segments = ahead,
+                applied,
+                "the audit archive names segments past this cluster's trail (another history, or objects someone else put there); they are passed over"
+            );
+        }
+        Ok(segments
+            .iter()
+            .map(|(_, last)| *last)
+            .filter(|last| *last <= applied)
+            .max()
+            .unwrap_or(0))
     }
 }
 

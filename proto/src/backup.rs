@@ -136,9 +136,12 @@ pub struct AuditSegment {
 const AUDIT_SEGMENT_MAGIC: &[u8; 8] = b"HSMAUDS1";
 
 impl AuditSegment {
-    /// The last event's sequence number (`first_seq - 1` when empty).
+    /// The last event's sequence number (`first_seq - 1` when empty;
+    /// saturating, for bytes from outside).
     pub fn last_seq(&self) -> u64 {
-        self.first_seq + self.events.len() as u64 - 1
+        self.first_seq
+            .saturating_add(self.events.len() as u64)
+            .saturating_sub(1)
     }
 
     /// The segment's bytes: a magic, then its canonical encoding.

@@ -129,6 +129,11 @@ impl Verifier {
         s.events += 1;
         s.range = Some(s.range.map_or((seq, seq), |(first, _)| (first, seq)));
         match self.last {
+            // No event is numbered 0: a trail from outside may say so.
+            _ if seq == 0 => {
+                s.findings.push(Finding::OutOfOrder { seq, after: 0 });
+                self.replay = None;
+            }
             None if seq != 1 => {
                 s.findings.push(Finding::Gap {
                     from: 1,
@@ -141,9 +146,9 @@ impl Verifier {
                 s.findings.push(Finding::OutOfOrder { seq, after: last });
                 self.replay = None;
             }
-            Some((last, _)) if seq > last + 1 => {
+            Some((last, _)) if seq > last.saturating_add(1) => {
                 s.findings.push(Finding::Gap {
-                    from: last + 1,
+                    from: last.saturating_add(1),
                     to: seq - 1,
                 });
                 self.replay = None;

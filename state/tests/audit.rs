@@ -191,3 +191,26 @@ fn an_event_forged_by_a_stranger_is_found_even_when_linked() {
         }]
     );
 }
+
+#[test]
+fn numbers_from_outside_never_panic_the_check() {
+    // A segment anyone can seal may number its events 0 or near the end of
+    // the range (review finding): reported, never a panic.
+    let (_, events) = trail();
+    let e = &events[1].1;
+    let summary = check(&[(0, e.clone())]);
+    assert!(matches!(
+        summary.findings[0],
+        Finding::OutOfOrder { seq: 0, .. }
+    ));
+    let summary = check(&[(u64::MAX, e.clone()), (u64::MAX, e.clone()), (3, e.clone())]);
+    assert!(!summary.is_intact());
+    let segment = hsm_proto::AuditSegment {
+        cluster_id: hsm_proto::ClusterId([7; 16]),
+        first_seq: u64::MAX,
+        events: vec![e.clone(), e.clone()],
+    };
+    // Saturates instead of overflowing; such a segment then holds another
+    // range than its name says and is refused as damaged.
+    assert!(segment.last_seq() >= u64::MAX - 1);
+}
