@@ -213,8 +213,11 @@ impl Tx<'_> {
             }
             let mut user = self.password_checked(username, reservation)?;
             // Sessions opened without the new factor (or with the old
-            // one) end.
-            user.end_sessions(None, self.now_ms);
+            // one) end, when it changes.
+            let current = self.state.credentials.get(username).and_then(|c| c.mfa_key);
+            if current != key {
+                user.end_sessions(None, self.now_ms);
+            }
             self.put_user(user);
         } else {
             // An officer may only clear another's (a lost device), under
