@@ -445,8 +445,8 @@ pub enum ChangeQuorumCommand {
 #[derive(Debug, Subcommand)]
 pub enum ApprovalKeyCommand {
     /// Register an Ed25519 public key that your approvals are signed
-    /// with: your first one freely, a change (or another officer's) under
-    /// the user service's quorum.
+    /// with: your first one with your password (the one you log in with),
+    /// a change (or another officer's) under the largest quorum value.
     Register {
         /// The Ed25519 public key file (`openssl pkey -pubout`).
         #[arg(long, value_name = "FILE")]
@@ -455,7 +455,7 @@ pub enum ApprovalKeyCommand {
         #[arg(long, value_name = "NAME")]
         username: Option<String>,
     },
-    /// Clear an approval key (under the user service's quorum; refused
+    /// Clear an approval key (under the largest quorum value; refused
     /// while it would leave fewer approvers than a quorum value needs).
     Unregister {
         /// Whose (default: your own).
