@@ -788,6 +788,42 @@ pub enum KeyCommand {
         #[command(flatten)]
         key: NewKeyArgs,
     },
+    /// Give a key you own a new version: new material, generated in the
+    /// HSM, signs and encrypts from now on; older versions still decrypt
+    /// and verify (what they made says its version) down to the minimum
+    /// decryption version. A key pair's certificate is cleared.
+    Rotate {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+    },
+    /// Show a key's versions: the latest, the minimum decryption version
+    /// and the versions kept.
+    Versions {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+    },
+    /// Set the oldest version of a key you own that may still decrypt and
+    /// verify.
+    SetMinDecryptionVersion {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The version, from the oldest kept to the latest.
+        #[arg(long, value_name = "N")]
+        version: u32,
+    },
+    /// Delete the versions of a key you own older than --below, for good
+    /// (--below may not be above the minimum decryption version).
+    TrimVersions {
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The oldest version to keep.
+        #[arg(long, value_name = "N")]
+        below: u32,
+    },
     /// Write the public half of a key pair to a file.
     GenerateFile {
         /// PEM (`-----BEGIN PUBLIC KEY-----`) or DER SubjectPublicKeyInfo.
@@ -866,8 +902,10 @@ pub struct SignatureArgs {
     /// Read the signature (raw bytes) from this file.
     #[arg(long, value_name = "FILE")]
     pub signature_path: Option<PathBuf>,
-    /// The signature, base64.
-    #[arg(long, value_name = "BASE64")]
+    /// The signature: `hsm:v<N>:...` as `crypto sign` gives it
+    /// (`versioned-signature`), or base64 (checked with the key's latest
+    /// version).
+    #[arg(long, value_name = "SIGNATURE")]
     pub signature: Option<String>,
 }
 
@@ -957,6 +995,61 @@ pub enum CryptoCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// A new AES data key for envelope encryption, encrypted in the HSM
+    /// under an AES key (AES-GCM, its latest version): the encrypted form
+    /// (`hsm:v<N>:...`, for `crypto decrypt aes-gcm`) and, unless
+    /// --wrapped-only, the data key itself.
+    GenerateDataKey {
+        /// The AES key that encrypts the data key (needs encrypt).
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The data key's size.
+        #[arg(long, value_name = "BITS", default_value_t = 256)]
+        bits: u16,
+        /// Associated data bound into its encryption, as text.
+        #[arg(long, value_name = "TEXT")]
+        aad: Option<String>,
+        /// Return only the encrypted data key.
+        #[arg(long)]
+        wrapped_only: bool,
+        /// Write the data key itself to this file (mode 0600) instead of
+        /// base64 in the output.
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+    },
+    /// Encrypt, decrypt, sign or verify many items with one key in one
+    /// request, each item with its own result (a JSON array in, one out).
+    #[command(subcommand)]
+    Batch(BatchCommand),
+    /// Agree a secret with a peer's public key (ECDH with an X25519, P-256
+    /// or P-384 key that has derive) and keep a new AES key or generic
+    /// secret derived from it in the HSM.
+    Derive {
+        /// The key derivation: ecdh-hkdf-sha256, ecdh-blake3,
+        /// ecdh-x963-sha256 or ecdh-raw.
+        #[arg(value_name = "MECHANISM")]
+        mechanism: String,
+        /// Our private key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The peer's public key (PEM `PUBLIC KEY` or DER
+        /// SubjectPublicKeyInfo).
+        #[arg(long, value_name = "FILE")]
+        peer_public_key: PathBuf,
+        /// Context for the key derivation (HKDF info, X9.63 SharedInfo),
+        /// as text.
+        #[arg(long, value_name = "TEXT")]
+        context: Option<String>,
+        /// The new key's type: aes or generic-secret.
+        #[arg(long, value_enum)]
+        key_type: SymmetricType,
+        /// The new key's size in bytes.
+        #[arg(long, value_name = "BYTES")]
+        key_length_bytes: u16,
+        /// Attributes of the new key.
+        #[command(flatten)]
+        new_key: NewKeyArgs,
+    },
     /// Random bytes from the HSM's generator.
     Random {
         /// How many bytes, 1 to 65536.
@@ -965,6 +1058,72 @@ pub enum CryptoCommand {
         /// Write them to this file instead of base64 in the output.
         #[arg(long, value_name = "FILE")]
         path: Option<PathBuf>,
+    },
+}
+
+/// `crypto batch ...`: the input is a JSON array (`--input FILE`, `-`:
+/// standard input), the output one result per item, in order, each
+/// either the item's result or its `error`.
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Items `{"data": TEXT}` or `{"data-base64": B64}`, with `"aad":
+    /// TEXT` if wanted; results `{"ciphertext": "hsm:v<N>:..."}`.
+    Encrypt {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: EncryptMech,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The items.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+    },
+    /// Items `{"ciphertext": "hsm:v<N>:..." or base64 (the latest
+    /// version)}`, with `"aad"`; results `{"plaintext-base64": B64}`.
+    Decrypt {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: EncryptMech,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The items.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+    },
+    /// Items `{"data": TEXT}` or `{"data-base64": B64}`; results
+    /// `{"signature": B64, "versioned-signature": "hsm:v<N>:..."}`.
+    Sign {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: SignMech,
+        /// The hash function (not for ed25519).
+        #[arg(long, value_enum)]
+        hash_function: Option<HashFunction>,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The items.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+    },
+    /// Items `{"data": TEXT or "data-base64": B64, "signature":
+    /// "hsm:v<N>:..." or base64 (the latest version)}`; results
+    /// `{"verified": true|false}`.
+    Verify {
+        /// The mechanism.
+        #[arg(value_enum)]
+        mechanism: SignMech,
+        /// The hash function (not for ed25519).
+        #[arg(long, value_enum)]
+        hash_function: Option<HashFunction>,
+        /// The key.
+        #[command(flatten)]
+        key: KeyFilterArgs,
+        /// The items.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
     },
 }
 

@@ -44,7 +44,10 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::GenerateQuorumToken { .. }
         | Operation::ApproveQuorumToken { .. }
         | Operation::DeleteQuorumToken { .. }
-        | Operation::SetQuorumValue { .. } => true,
+        | Operation::SetQuorumValue { .. }
+        | Operation::RotateKey { .. }
+        | Operation::SetMinDecryptionVersion { .. }
+        | Operation::TrimKeyVersions { .. } => true,
         Operation::ClusterInfo
         | Operation::ListUsers { .. }
         | Operation::WrapKey { .. }
@@ -65,7 +68,13 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         // Not replicated state: each member deletes or marks at the shared
         // destination, and doing either twice is harmless.
         | Operation::DeleteBackup { .. }
-        | Operation::KeepBackup { .. } => false,
+        | Operation::KeepBackup { .. }
+        | Operation::KeyVersions { .. }
+        | Operation::EncryptBatch { .. }
+        | Operation::DecryptBatch { .. }
+        | Operation::SignBatch { .. }
+        | Operation::VerifyBatch { .. }
+        | Operation::GenerateDataKey { .. } => false,
     }
 }
 
@@ -96,6 +105,12 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::LoginChallenge { .. } => "login-challenge",
         Reply::QuorumToken { .. } => "quorum-token",
         Reply::Quorum(_) => "quorum",
+        Reply::KeyVersions(_) => "key-versions",
+        Reply::Encrypted { .. } => "encrypted",
+        Reply::Decrypted(_) => "decrypted",
+        Reply::Signed { .. } => "signed",
+        Reply::Verifications(_) => "verifications",
+        Reply::DataKey { .. } => "data-key",
     }
 }
 

@@ -113,6 +113,7 @@ mod options;
 mod progress;
 mod quorum;
 mod tls;
+mod versions;
 
 pub use balancer::{KnownNode, NodeStats};
 pub use blocking::{BlockingSigner, RemoteKeyError};
@@ -123,13 +124,16 @@ pub use frame::MAX_RESPONSE_BYTES;
 pub use ops::{SIGN_MANY_CHUNK, SIGN_MANY_CHUNK_BYTES};
 pub use options::ClientOptions;
 pub use tls::{alpn_protocols, key_pin_of_cert, server_name, SERVER_NAME};
+pub use versions::DataKey;
 
 pub use hsm_proto;
 pub use hsm_proto::client::{
-    ClientConfig, ClientError, ClientNode, ClusterStatus, ErrorKind, KeyFilter, KeyInfo,
-    MemberInfo, MemberState, MembersReport, Operation, Reply, Secret, UserInfo,
+    ClientConfig, ClientError, ClientNode, ClusterStatus, DecryptItem, ErrorKind, KeyFilter,
+    KeyInfo, KeyVersionsInfo, MemberInfo, MemberState, MembersReport, Operation, Reply, Secret,
+    UserInfo, VerifyItem, MAX_BATCH,
 };
 pub use hsm_proto::mechanism;
+pub use hsm_proto::versioned::Versioned;
 pub use hsm_proto::{
     BackupId, BackupInfo, BackupList, BackupVerified, KeyAttribute, KeyAttributes, KeyFlag, KeyId,
     KeyOrigin, KeyProvenance, KeySpec, NodeId, NodeRecord, RequestId, Role, Username,

@@ -192,18 +192,29 @@ pub async fn restore_cluster(
     }
 
     let domain = DomainKey::generate(0);
-    let mut rewrapped: BTreeMap<KeyId, Vec<u8>> = BTreeMap::new();
-    for key in state.keys() {
-        let opener = material.get(&key.domain_generation).with_context(|| {
+    // Every key's material, its latest version and the older ones it
+    // keeps, by key and the material as the backup holds it.
+    let mut rewrapped: Rewrapped = BTreeMap::new();
+    let older = state.keys().flat_map(|key| {
+        state
+            .key_versions(key.id)
+            .into_iter()
+            .flat_map(|v| v.older.values())
+            .map(|o| (key.id, o.domain_generation, &o.wrapped_material))
+    });
+    let latest = state
+        .keys()
+        .map(|key| (key.id, key.domain_generation, &key.wrapped_material));
+    for (key, generation, wrapped) in latest.chain(older) {
+        let opener = material.get(&generation).with_context(|| {
             format!(
-                "backup {id}: key {} is wrapped under domain key generation {}, which the backup does not carry",
-                key.id, key.domain_generation
+                "backup {id}: key {key} is wrapped under domain key generation {generation}, which the backup does not carry"
             )
         })?;
         let plain = opener
-            .unwrap_material(key.id, &key.wrapped_material)
-            .with_context(|| format!("backup {id}: key {} does not open", key.id))?;
-        rewrapped.insert(key.id, domain.wrap_material(key.id, &plain)?);
+            .unwrap_material(key, wrapped)
+            .with_context(|| format!("backup {id}: key {key} does not open"))?;
+        rewrapped.insert((key, wrapped.clone()), domain.wrap_material(key, &plain)?);
     }
     drop(material);
 
@@ -212,7 +223,7 @@ pub async fn restore_cluster(
     let files = node_files(config);
     let existed: Vec<bool> = files.iter().map(|f| f.exists()).collect();
     let data_dir_existed = config.data_dir.exists();
-    let written = write_node(config, ca, &state, &domain, &mut rewrapped, manifest);
+    let written = write_node(config, ca, &state, &domain, &rewrapped, manifest);
     let (record, cluster_id, new_state) = match written {
         Ok(w) => w,
         Err(e) => {
@@ -252,12 +263,17 @@ pub async fn restore_cluster(
 }
 
 /// Prepares the node and writes its domain key and store.
+/// Key material re-wrapped under the new cluster's domain key, by key and
+/// the material as the backup holds it (a key's versions each have their
+/// own).
+type Rewrapped = BTreeMap<(KeyId, Vec<u8>), Vec<u8>>;
+
 fn write_node(
     config: &NodeConfig,
     ca: &ClusterCa,
     state: &hsm_state::State,
     domain: &DomainKey,
-    rewrapped: &mut BTreeMap<KeyId, Vec<u8>>,
+    rewrapped: &Rewrapped,
     manifest: &hsm_backup::Manifest,
 ) -> Result<(NodeRecord, ClusterId, hsm_state::State)> {
     let me = config.id();
@@ -271,9 +287,10 @@ fn write_node(
             first_node: record.clone(),
             domain_check: domain.check(),
         },
-        |key, _generation, _old| {
+        |key, _generation, old| {
             rewrapped
-                .remove(&key)
+                .get(&(key, old.to_vec()))
+                .cloned()
                 .ok_or_else(|| format!("key {key} was not re-wrapped"))
         },
     )?;

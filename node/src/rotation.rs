@@ -15,7 +15,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hsm_proto::{Actor, EventBody, KeyId, NodeId, RequestId, RewrappedMaterial, SealedDomainKey};
+use hsm_proto::{
+    Actor, EventBody, KeyId, NodeId, RequestId, RewrappedMaterial, RewrappedVersion,
+    SealedDomainKey,
+};
 use hsm_raft_store::StateMachineStore;
 use hsm_state::domain::DomainWork;
 use hsm_state::State;
@@ -125,6 +128,9 @@ async fn step(
                 Some(EventBody::DomainKeyRetired { generation })
             }
             Some(DomainWork::Rewrap(ids)) => Some(rewrap(state, keyring, &ids, &mut skip)?),
+            Some(DomainWork::RewrapVersions(versions)) => {
+                Some(rewrap_versions(state, keyring, &versions, &mut skip)?)
+            }
         })
     })?;
     let Some(body) = body else {
@@ -188,5 +194,55 @@ fn rewrap(
     Ok(EventBody::KeyMaterialRewrapped {
         generation: current.generation(),
         keys,
+    })
+}
+
+/// The material of keys' older versions `versions` wrapped again under
+/// the current generation. A key any of whose versions does not open is
+/// logged and added to `skip`.
+fn rewrap_versions(
+    state: &State,
+    keyring: &Keyring,
+    versions: &[(KeyId, u32)],
+    skip: &mut BTreeSet<KeyId>,
+) -> Result<EventBody, String> {
+    let current = keyring.current(state).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(versions.len());
+    for (id, version) in versions {
+        let Some(older) = state.key_versions(*id).and_then(|v| v.older.get(version)) else {
+            continue;
+        };
+        let opened = keyring
+            .get(state, older.domain_generation)
+            .map_err(|e| e.to_string())
+            .and_then(|old| {
+                old.unwrap_material(*id, &older.wrapped_material)
+                    .map_err(|e| e.to_string())
+            });
+        let plain = match opened {
+            Ok(plain) => plain,
+            Err(e) => {
+                tracing::error!(key = %id, version, error = %e, "cannot re-wrap an older key version's material; leaving the key under its old domain key generation");
+                skip.insert(*id);
+                continue;
+            }
+        };
+        let wrapped_material = current
+            .wrap_material(*id, &plain)
+            .map_err(|e| e.to_string())?;
+        out.push(RewrappedVersion {
+            key: *id,
+            version: *version,
+            wrapped_material,
+        });
+    }
+    tracing::info!(
+        generation = current.generation(),
+        versions = out.len(),
+        "re-wrapping older key versions' material under the current domain key"
+    );
+    Ok(EventBody::KeyVersionsRewrapped {
+        generation: current.generation(),
+        versions: out,
     })
 }

@@ -6,7 +6,7 @@
 mod procs;
 
 use hsm_client::Client;
-use hsm_proto::client::{ErrorKind, KeyFilter, Operation, Secret};
+use hsm_proto::client::{ByteBuf, ErrorKind, KeyFilter, Operation, Secret};
 use hsm_proto::mechanism::{
     DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism, WrapMechanism,
 };
@@ -67,6 +67,15 @@ const TABLE: &[(&str, [bool; 4])] = &[
     ("quorum-status", [false, false, true, false]),
     ("generate-quorum-token", [false, false, true, false]),
     ("set-own-mfa", [false, false, true, true]),
+    ("key-versions", [false, false, false, true]),
+    ("encrypt-batch", [false, false, false, true]),
+    ("decrypt-batch", [false, false, false, true]),
+    ("sign-batch", [false, false, false, true]),
+    ("verify-batch", [false, false, false, true]),
+    ("generate-data-key", [false, false, false, true]),
+    ("rotate-key", [false, false, false, true]),
+    ("set-min-decryption-version", [false, false, false, true]),
+    ("trim-key-versions", [false, false, false, true]),
 ];
 
 fn allowed(op: &str, who: Who) -> bool {
@@ -297,6 +306,75 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
             },
         ),
         ("random", Operation::Random { len: 16 }),
+        ("key-versions", Operation::KeyVersions { key: keys.aes }),
+        (
+            "encrypt-batch",
+            Operation::EncryptBatch {
+                key: keys.aes,
+                mechanism: EncryptMechanism::AesGcm,
+                items: vec![hsm_proto::client::EncryptItem {
+                    plaintext: Secret::from("p"),
+                    aad: ByteBuf::new(),
+                }],
+            },
+        ),
+        (
+            "decrypt-batch",
+            Operation::DecryptBatch {
+                key: keys.aes,
+                mechanism: EncryptMechanism::AesGcm,
+                items: vec![hsm_proto::client::DecryptItem {
+                    version: Some(1),
+                    ciphertext: ByteBuf::from(keys.ciphertext.clone()),
+                    aad: ByteBuf::new(),
+                }],
+            },
+        ),
+        (
+            "sign-batch",
+            Operation::SignBatch {
+                key: keys.ec,
+                mechanism: SignMechanism::EcdsaSha256,
+                messages: vec![ByteBuf::from(b"m".to_vec())],
+            },
+        ),
+        (
+            "verify-batch",
+            Operation::VerifyBatch {
+                key: keys.ec,
+                mechanism: SignMechanism::EcdsaSha256,
+                items: vec![hsm_proto::client::VerifyItem {
+                    version: None,
+                    message: ByteBuf::from(b"m".to_vec()),
+                    signature: ByteBuf::from(keys.signature.clone()),
+                }],
+            },
+        ),
+        (
+            "generate-data-key",
+            Operation::GenerateDataKey {
+                key: keys.aes,
+                bits: 256,
+                aad: ByteBuf::new(),
+                plaintext: true,
+            },
+        ),
+        // Rotates a key no other operation here depends on.
+        ("rotate-key", Operation::RotateKey { key: keys.x25519 }),
+        (
+            "set-min-decryption-version",
+            Operation::SetMinDecryptionVersion {
+                key: keys.x25519,
+                version: 1,
+            },
+        ),
+        (
+            "trim-key-versions",
+            Operation::TrimKeyVersions {
+                key: keys.x25519,
+                below: 1,
+            },
+        ),
         ("delete-key", Operation::DeleteKey { key: keys.doomed }),
         ("create-backup", Operation::CreateBackup),
         ("list-backups", Operation::ListBackups),

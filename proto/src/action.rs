@@ -170,6 +170,8 @@ pub enum KeyChange {
     Delete,
     /// Change its attributes.
     SetAttributes,
+    /// Rotate it, or set or trim its versions (from Raft protocol 4 on).
+    Versions,
 }
 
 impl KeyChange {
@@ -182,6 +184,7 @@ impl KeyChange {
             KeyChange::Wrap => "wrap it",
             KeyChange::Delete => "delete it",
             KeyChange::SetAttributes => "set its attributes",
+            KeyChange::Versions => "manage its versions",
         }
     }
 }

@@ -571,6 +571,92 @@ pub enum Operation {
     /// Quorum values, approvers and live tokens ([`Reply::Quorum`]);
     /// crypto officers.
     QuorumStatus,
+    // From client protocol 4 on.
+    /// A key's versions ([`Reply::KeyVersions`]).
+    KeyVersions {
+        /// The key.
+        key: KeyId,
+    },
+    /// Give a key a new version (owner): new material generated inside
+    /// the cluster signs and encrypts from now on; the older versions
+    /// decrypt and verify while they are at or above the minimum
+    /// decryption version ([`Reply::KeyVersions`]). A pair's certificate
+    /// is cleared (it certified the old public key).
+    RotateKey {
+        /// The key.
+        key: KeyId,
+    },
+    /// Set the oldest version that may still decrypt and verify (owner).
+    SetMinDecryptionVersion {
+        /// The key.
+        key: KeyId,
+        /// The version, from the oldest kept to the latest.
+        version: u32,
+    },
+    /// Delete a key's versions older than `below` for good (owner);
+    /// `below` may not be above the minimum decryption version.
+    TrimKeyVersions {
+        /// The key.
+        key: KeyId,
+        /// The oldest version to keep.
+        below: u32,
+    },
+    /// Encrypt many items with one key's latest version, each with its
+    /// own result ([`Reply::Encrypted`]).
+    EncryptBatch {
+        /// The key (needs `encrypt`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: EncryptMechanism,
+        /// The items, at most [`MAX_BATCH`].
+        items: Vec<EncryptItem>,
+    },
+    /// Decrypt many items, each with the version it names
+    /// ([`Reply::Decrypted`]).
+    DecryptBatch {
+        /// The key (needs `decrypt`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: EncryptMechanism,
+        /// The items, at most [`MAX_BATCH`] ([`MAX_SIGN_MANY_RSA`] with an
+        /// RSA key).
+        items: Vec<DecryptItem>,
+    },
+    /// Sign many messages with one key's latest version, each with its
+    /// own result ([`Reply::Signed`]).
+    SignBatch {
+        /// The key (needs `sign`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: SignMechanism,
+        /// The messages, unhashed, at most [`MAX_BATCH`]
+        /// ([`MAX_SIGN_MANY_RSA`] with an RSA key).
+        messages: Vec<ByteBuf>,
+    },
+    /// Verify many signatures, each with the version it names
+    /// ([`Reply::Verifications`]).
+    VerifyBatch {
+        /// The key (needs `verify`).
+        key: KeyId,
+        /// Mechanism.
+        mechanism: SignMechanism,
+        /// The items, at most [`MAX_BATCH`].
+        items: Vec<VerifyItem>,
+    },
+    /// A new AES data key for envelope encryption, encrypted with AES-GCM
+    /// under the key's latest version ([`Reply::DataKey`]); the key needs
+    /// `encrypt` and is an AES key.
+    GenerateDataKey {
+        /// The key that encrypts the data key.
+        key: KeyId,
+        /// The data key's size: 128, 192 or 256 bits.
+        bits: u16,
+        /// Associated data bound into its encryption.
+        aad: ByteBuf,
+        /// Also return the data key itself (else only its encrypted form,
+        /// for a holder to decrypt later).
+        plaintext: bool,
+    },
 }
 
 /// Bytes in a list ([`Operation::SignMany`], [`Reply::Signatures`]).
@@ -637,6 +723,15 @@ impl Operation {
             Operation::DeleteQuorumToken { .. } => "delete-quorum-token",
             Operation::SetQuorumValue { .. } => "set-quorum-value",
             Operation::QuorumStatus => "quorum-status",
+            Operation::KeyVersions { .. } => "key-versions",
+            Operation::RotateKey { .. } => "rotate-key",
+            Operation::SetMinDecryptionVersion { .. } => "set-min-decryption-version",
+            Operation::TrimKeyVersions { .. } => "trim-key-versions",
+            Operation::EncryptBatch { .. } => "encrypt-batch",
+            Operation::DecryptBatch { .. } => "decrypt-batch",
+            Operation::SignBatch { .. } => "sign-batch",
+            Operation::VerifyBatch { .. } => "verify-batch",
+            Operation::GenerateDataKey { .. } => "generate-data-key",
         }
     }
 
@@ -646,6 +741,15 @@ impl Operation {
     /// operation does not compile until it names its version.
     pub fn since(&self) -> crate::protocol::Version {
         match self {
+            Operation::KeyVersions { .. }
+            | Operation::RotateKey { .. }
+            | Operation::SetMinDecryptionVersion { .. }
+            | Operation::TrimKeyVersions { .. }
+            | Operation::EncryptBatch { .. }
+            | Operation::DecryptBatch { .. }
+            | Operation::SignBatch { .. }
+            | Operation::VerifyBatch { .. }
+            | Operation::GenerateDataKey { .. } => 4,
             Operation::LoginChallenge { .. }
             | Operation::LoginMfa { .. }
             | Operation::SetOwnMfa { .. }
@@ -901,7 +1005,93 @@ pub enum Reply {
     },
     /// Quorum values, approvers and tokens ([`Operation::QuorumStatus`]).
     Quorum(QuorumReport),
+    /// A key's versions ([`Operation::KeyVersions`] and the changes to
+    /// them).
+    KeyVersions(KeyVersionsInfo),
+    /// One result per item of an [`Operation::EncryptBatch`], in order,
+    /// all made with the key's `version`.
+    Encrypted {
+        /// The key version that encrypted them (the latest).
+        version: u32,
+        /// The ciphertexts, as [`Operation::Encrypt`] makes them.
+        results: Vec<Result<ByteBuf, ClientError>>,
+    },
+    /// One result per item of an [`Operation::DecryptBatch`], in order.
+    Decrypted(Vec<Result<Secret, ClientError>>),
+    /// One result per message of an [`Operation::SignBatch`], in order,
+    /// all made with the key's `version`.
+    Signed {
+        /// The key version that signed them (the latest).
+        version: u32,
+        /// The signatures.
+        results: Vec<Result<ByteBuf, ClientError>>,
+    },
+    /// One result per item of an [`Operation::VerifyBatch`], in order:
+    /// whether its signature verified.
+    Verifications(Vec<Result<bool, ClientError>>),
+    /// A new data key ([`Operation::GenerateDataKey`]).
+    DataKey {
+        /// The key version that encrypted it (the latest).
+        version: u32,
+        /// The data key encrypted with AES-GCM under that version, as
+        /// [`Operation::Encrypt`] makes it: decrypt it with
+        /// [`Operation::DecryptBatch`] naming `version`.
+        wrapped: ByteBuf,
+        /// The data key itself, when asked for.
+        plaintext: Option<Secret>,
+    },
 }
+
+/// A key's versions ([`Reply::KeyVersions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyVersionsInfo {
+    /// The key.
+    pub key: KeyId,
+    /// The version that signs and encrypts. A key never rotated is at 1.
+    pub latest: u32,
+    /// The oldest version that may still decrypt and verify.
+    pub min_decryption: u32,
+    /// The versions kept, oldest first, each with when it was made (ms
+    /// since the Unix epoch).
+    pub versions: Vec<(u32, u64)>,
+}
+
+/// One item of an [`Operation::EncryptBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptItem {
+    /// The data.
+    pub plaintext: Secret,
+    /// Associated data (AES-GCM) or OAEP label (RSA).
+    pub aad: ByteBuf,
+}
+
+/// One item of an [`Operation::DecryptBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecryptItem {
+    /// The key version that encrypted it (a versioned ciphertext says
+    /// which: [`crate::versioned`]); `None`: the latest.
+    pub version: Option<u32>,
+    /// The ciphertext.
+    pub ciphertext: ByteBuf,
+    /// The same associated data or label as for encryption.
+    pub aad: ByteBuf,
+}
+
+/// One item of an [`Operation::VerifyBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyItem {
+    /// The key version that signed it; `None`: the latest.
+    pub version: Option<u32>,
+    /// The message, unhashed.
+    pub message: ByteBuf,
+    /// The signature.
+    pub signature: ByteBuf,
+}
+
+/// Most items in one batch ([`Operation::EncryptBatch`] and the rest):
+/// as [`MAX_SIGN_MANY`], and [`MAX_SIGN_MANY_RSA`] for RSA private-key
+/// work (signing and decrypting).
+pub const MAX_BATCH: usize = MAX_SIGN_MANY;
 
 /// What [`Operation::QuorumStatus`] returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1147,6 +1337,9 @@ impl From<Rejection> for ClientError {
             | R::QuorumRefused(_)
             | R::TooManyTokens { .. }
             | R::WeakPublicKey(_) => ErrorKind::InvalidInput,
+            R::KeyVersionRefused(_, crate::VersionDefect::NotKept { .. }) => ErrorKind::NotFound,
+            R::KeyVersionRefused(_, crate::VersionDefect::NotNext { .. }) => ErrorKind::Conflict,
+            R::KeyVersionRefused(_, _) => ErrorKind::InvalidInput,
         };
         ClientError::new(kind, r.to_string())
     }

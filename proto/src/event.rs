@@ -347,6 +347,63 @@ pub enum EventBody {
         /// Approvals its operations need from now on (1: the officer alone).
         value: u8,
     },
+    // From Raft protocol 4 on (`EventBody::since`).
+    /// The owner rotated a key: new material, generated inside the
+    /// cluster, becomes its latest version (the one that signs and
+    /// encrypts); the versions before it stay for decryption and
+    /// verification at or above the key's minimum decryption version.
+    KeyRotated {
+        /// The key.
+        key: KeyId,
+        /// The new version: the latest one plus one.
+        version: u32,
+        /// The domain key generation the new material is wrapped under.
+        domain_generation: u32,
+        /// The new material sealed under the cluster domain key.
+        #[serde(with = "serde_bytes")]
+        wrapped_material: Vec<u8>,
+        /// The new public half of a pair, DER; empty for secret keys.
+        #[serde(with = "serde_bytes")]
+        public_key: Vec<u8>,
+    },
+    /// The owner set the oldest version of a key that may still decrypt
+    /// and verify.
+    KeyMinDecryptionSet {
+        /// The key.
+        key: KeyId,
+        /// The version.
+        version: u32,
+    },
+    /// The owner deleted a key's versions older than `below` (at most its
+    /// minimum decryption version): their material is gone for good.
+    KeyVersionsTrimmed {
+        /// The key.
+        key: KeyId,
+        /// The oldest version kept.
+        below: u32,
+    },
+    /// The leader wrapped the material of some keys' older versions again
+    /// under the current generation (as [`EventBody::KeyMaterialRewrapped`]
+    /// does for their latest versions).
+    KeyVersionsRewrapped {
+        /// The current generation.
+        generation: u32,
+        /// The versions and their material under it.
+        versions: Vec<RewrappedVersion>,
+    },
+}
+
+/// One older key version's material wrapped again under the current domain
+/// key generation ([`EventBody::KeyVersionsRewrapped`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrappedVersion {
+    /// The key.
+    pub key: KeyId,
+    /// The version.
+    pub version: u32,
+    /// Its material wrapped under the generation the event names.
+    #[serde(with = "serde_bytes")]
+    pub wrapped_material: Vec<u8>,
 }
 
 /// A session ended before its expiry (a logout), remembered until then.
@@ -391,6 +448,10 @@ impl EventBody {
             EventBody::QuorumApproved { .. } => "quorum-approved",
             EventBody::QuorumTokenDeleted { .. } => "quorum-token-deleted",
             EventBody::QuorumValueSet { .. } => "quorum-value-set",
+            EventBody::KeyRotated { .. } => "key-rotated",
+            EventBody::KeyMinDecryptionSet { .. } => "key-min-decryption-set",
+            EventBody::KeyVersionsTrimmed { .. } => "key-versions-trimmed",
+            EventBody::KeyVersionsRewrapped { .. } => "key-versions-rewrapped",
         }
     }
 
@@ -400,6 +461,10 @@ impl EventBody {
     /// even decode it). Every variant is listed.
     pub fn since(&self) -> crate::protocol::Version {
         match self {
+            EventBody::KeyRotated { .. }
+            | EventBody::KeyMinDecryptionSet { .. }
+            | EventBody::KeyVersionsTrimmed { .. }
+            | EventBody::KeyVersionsRewrapped { .. } => 4,
             EventBody::ApprovalKeySet { .. }
             | EventBody::MfaKeySet { .. }
             | EventBody::QuorumTokenIssued { .. }
@@ -505,6 +570,23 @@ impl fmt::Debug for EventBody {
             EventBody::QuorumValueSet { service, value } => {
                 d.field("service", service).field("value", value)
             }
+            EventBody::KeyRotated { key, version, .. }
+            | EventBody::KeyMinDecryptionSet { key, version } => {
+                d.field("key", key).field("version", version)
+            }
+            EventBody::KeyVersionsTrimmed { key, below } => {
+                d.field("key", key).field("below", below)
+            }
+            EventBody::KeyVersionsRewrapped {
+                generation,
+                versions,
+            } => d.field("generation", generation).field(
+                "versions",
+                &versions
+                    .iter()
+                    .map(|v| (v.key, v.version))
+                    .collect::<Vec<_>>(),
+            ),
         };
         d.finish_non_exhaustive()
     }

@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod quorum;
 mod rejection;
 mod user;
+pub mod versioned;
 
 pub use action::{Action, Attempt, KeyChange};
 pub use backup::{
@@ -31,7 +32,7 @@ pub use backup::{
 };
 pub use event::{
     Actor, BatchSeal, EndedSession, Event, EventBody, NodeRecord, RewrappedMaterial,
-    SealedDomainKey, SignedEvent,
+    RewrappedVersion, SealedDomainKey, SignedEvent,
 };
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, TokenId, Username};
 pub use key::{
@@ -40,6 +41,6 @@ pub use key::{
 };
 pub use rejection::{
     ApprovalDefect, DomainKeyError, KeyDefect, KeyPolicyError, MembershipDefect, QuorumDefect,
-    Rejection, ShareDefect,
+    Rejection, ShareDefect, VersionDefect,
 };
 pub use user::Role;

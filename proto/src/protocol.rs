@@ -25,17 +25,20 @@ pub type Version = u16;
 /// few kinds recorded in words). 2: refusal reasons typed; the version
 /// recorded in the replicated state (`EventBody::ProtocolRaised`). 3:
 /// quorum approvals, approval keys and second factors
-/// (`EventBody::since`); no new appliance users.
-pub const RAFT: RangeInclusive<Version> = 1..=3;
+/// (`EventBody::since`); no new appliance users. 4: key versions
+/// (`EventBody::KeyRotated` and the rest).
+pub const RAFT: RangeInclusive<Version> = 1..=4;
 
 /// The client protocol versions this build speaks.
 ///
 /// 1: the first. 2: adds `Operation::TransferLeadership` and
 /// `Operation::MemberStatus`. 3: quorum tokens and approvals, second
-/// factors (`Operation::LoginChallenge` and the rest). A node refuses
+/// factors (`Operation::LoginChallenge` and the rest). 4: key versions,
+/// batches of encryptions, decryptions, signatures and verifications,
+/// data keys (`Operation::RotateKey` and the rest). A node refuses
 /// an operation newer than the version its connection agreed on
 /// (`Operation::since`), and the SDK sends one only to nodes that speak it.
-pub const CLIENT: RangeInclusive<Version> = 1..=3;
+pub const CLIENT: RangeInclusive<Version> = 1..=4;
 
 /// ALPN prefix of the Raft protocol: `hsm-raft/N`.
 pub const RAFT_ALPN_PREFIX: &str = "hsm-raft/";

@@ -219,6 +219,56 @@ pub enum Rejection {
         /// The most an officer may hold.
         max: usize,
     },
+    // From Raft protocol 4 on.
+    /// A key version change is refused.
+    #[error("key {0}: {1}")]
+    KeyVersionRefused(KeyId, VersionDefect),
+}
+
+/// Why a key version change, or the use of a version, is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum VersionDefect {
+    /// A rotation must name the version after the latest.
+    #[error("the latest version is {latest}; a rotation makes version {}", .latest.saturating_add(1))]
+    NotNext {
+        /// The key's latest version.
+        latest: u32,
+    },
+    /// A public key alone has no material of the cluster's to renew.
+    #[error("a public key alone cannot be rotated; import the new one as a new key")]
+    PublicOnly,
+    /// As many versions are kept as a key may keep.
+    #[error("it keeps {max} versions already; trim the old ones first (hsm key trim-versions)")]
+    TooMany {
+        /// The most a key keeps.
+        max: u32,
+    },
+    /// The version is not one the key keeps.
+    #[error("version {version} is not kept: versions {oldest} to {latest} are")]
+    NotKept {
+        /// The version asked for.
+        version: u32,
+        /// The oldest version kept.
+        oldest: u32,
+        /// The latest version.
+        latest: u32,
+    },
+    /// The version is older than the key's minimum decryption version.
+    #[error("version {version} is below the minimum decryption version {min}")]
+    BelowMinimum {
+        /// The version asked for.
+        version: u32,
+        /// The minimum decryption version.
+        min: u32,
+    },
+    /// Trimming may not delete versions that may still decrypt.
+    #[error("versions below {below} cannot be trimmed while the minimum decryption version is {min}: raise it first")]
+    TrimAboveMinimum {
+        /// The oldest version to keep.
+        below: u32,
+        /// The minimum decryption version.
+        min: u32,
+    },
 }
 
 /// Why an approval, or an approval key, is refused.

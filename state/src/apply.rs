@@ -20,6 +20,7 @@ use crate::sign::{event_hash, BatchVouch, NoVouch, Vouch};
 use crate::state::{Applied, State, MAX_NODES, MAX_REMEMBERED_REQUESTS};
 
 mod quorum;
+mod versions;
 
 /// The name of the first user of every cluster.
 pub const ADMIN: &str = "admin";
@@ -200,9 +201,24 @@ impl State {
                 domain_generation,
                 wrapped_material,
                 ..
-            } if provenance.origin != KeyOrigin::Generated => self.keys.get(key).is_none_or(|k| {
-                k.domain_generation == *domain_generation && k.wrapped_material == *wrapped_material
-            }),
+            } if provenance.origin != KeyOrigin::Generated => {
+                // The material the key was created with: its first
+                // version, beside it once the key was rotated (nothing to
+                // compare once that version is trimmed).
+                let first = match self.versions.get(key) {
+                    Some(v) => v
+                        .older
+                        .get(&1)
+                        .map(|o| (o.domain_generation, &o.wrapped_material)),
+                    None => self
+                        .keys
+                        .get(key)
+                        .map(|k| (k.domain_generation, &k.wrapped_material)),
+                };
+                first.is_none_or(|(generation, material)| {
+                    generation == *domain_generation && material == wrapped_material
+                })
+            }
             _ => true,
         }
     }
@@ -473,7 +489,7 @@ impl Tx<'_> {
             }
             EventBody::KeyMaterialRewrapped { generation, keys } => {
                 self.node_actor(actor)?;
-                domain::check_rewrap(self.domain()?, *generation, keys)?;
+                domain::check_rewrap(self.domain()?, *generation, keys.iter().map(|k| k.key))?;
                 for k in keys {
                     if k.wrapped_material.is_empty() || k.wrapped_material.len() > MAX_KEY_BLOB_LEN
                     {
@@ -492,14 +508,16 @@ impl Tx<'_> {
                 }
                 Ok(())
             }
+            EventBody::KeyVersionsRewrapped {
+                generation,
+                versions,
+            } => {
+                self.node_actor(actor)?;
+                self.rewrap_versions(*generation, versions)
+            }
             EventBody::DomainKeyRetired { generation } => {
                 self.node_actor(actor)?;
-                let keys = self
-                    .state
-                    .keys
-                    .values()
-                    .filter(|k| k.domain_generation == *generation)
-                    .count();
+                let keys = self.state.materials_under(*generation);
                 domain::check_retire(self.domain()?, *generation, keys)?;
                 self.update_domain(|d| {
                     d.generations.remove(generation);
@@ -595,6 +613,9 @@ impl Tx<'_> {
             self.activated()?;
         }
         if let Some(rule) = self.quorum_rules(me, role, body) {
+            return rule;
+        }
+        if let Some(rule) = self.version_rules(me, role, body) {
             return rule;
         }
         match body {
@@ -826,6 +847,7 @@ impl Tx<'_> {
                 self.state.unindex_key(&k);
                 self.state.keys.remove(key);
                 self.changed.insert(EntityKey::Key(*key));
+                self.forget_versions(*key);
                 Ok(())
             }
             EventBody::NodeAdded { node } => {
@@ -911,7 +933,11 @@ impl Tx<'_> {
             | EventBody::QuorumTokenIssued { .. }
             | EventBody::QuorumApproved { .. }
             | EventBody::QuorumTokenDeleted { .. }
-            | EventBody::QuorumValueSet { .. } => {
+            | EventBody::QuorumValueSet { .. }
+            | EventBody::KeyRotated { .. }
+            | EventBody::KeyMinDecryptionSet { .. }
+            | EventBody::KeyVersionsTrimmed { .. }
+            | EventBody::KeyVersionsRewrapped { .. } => {
                 // Handled in `rules` (or `quorum_rules`) before a user actor is resolved, so
                 // never reached (the words builds before versioning had).
                 Err(Rejection::UnknownActor(me.to_string()))
@@ -1157,6 +1183,25 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
                 k.wrapped_material.clear();
             }
         }
+        EventBody::KeyVersionsRewrapped { versions, .. } => {
+            for v in versions {
+                v.wrapped_material.clear();
+            }
+        }
+        EventBody::KeyRotated {
+            version,
+            domain_generation,
+            wrapped_material,
+            public_key,
+            ..
+        } => {
+            // New material is the node's own draw, and the version it
+            // names is the latest it saw plus one: "rotate this key".
+            *version = 0;
+            *domain_generation = 0;
+            wrapped_material.clear();
+            public_key.clear();
+        }
         _ => {}
     }
     // Encoding in-memory event parts cannot fail (they are far below the
@@ -1170,7 +1215,14 @@ fn request_fingerprint(actor: &Actor, body: &EventBody) -> [u8; 32] {
 /// under way, or logins of the user being checked (a retried login is
 /// reserved once they are answered).
 fn is_transient(rejection: &Rejection) -> bool {
-    domain::is_transient(rejection) || matches!(rejection, Rejection::LoginsInProgress(_))
+    domain::is_transient(rejection)
+        || matches!(
+            rejection,
+            Rejection::LoginsInProgress(_)
+                // Another rotation of the key came first: a retry names
+                // the version after it.
+                | Rejection::KeyVersionRefused(_, hsm_proto::VersionDefect::NotNext { .. })
+        )
 }
 
 /// Removes the reservation `id` from `user` (already rid of expired ones):

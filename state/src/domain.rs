@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hsm_proto::{DomainKeyError, KeyId, NodeId, Rejection, RewrappedMaterial, SealedDomainKey};
+use hsm_proto::{DomainKeyError, KeyId, NodeId, Rejection, SealedDomainKey};
 
 use crate::records::DomainKeys;
 use crate::state::State;
@@ -49,6 +49,9 @@ const SEALED_CIPHERTEXT_LEN: usize = 48;
 pub enum DomainWork {
     /// Re-wrap these keys' material under the current generation.
     Rewrap(Vec<KeyId>),
+    /// Re-wrap these older key versions' material under the current
+    /// generation (once every key's latest version is done).
+    RewrapVersions(Vec<(KeyId, u32)>),
     /// Retire this generation: no key uses it any more.
     Retire(u32),
     /// Make a new generation: a member was removed.
@@ -103,22 +106,24 @@ pub fn check_rotation(
     Ok(())
 }
 
-/// Checks a re-wrap under `generation` of `keys`.
+/// Checks a re-wrap under `generation` of the material `slots` name (keys,
+/// or key versions).
 ///
 /// # Errors
 /// [`DomainKeyError::NotCurrent`] unless `generation` is current;
-/// [`DomainKeyError::TooManyKeys`] for more than [`MAX_REWRAP_KEYS`] keys or
-/// a key named twice.
-pub fn check_rewrap(
+/// [`DomainKeyError::TooManyKeys`] for more than [`MAX_REWRAP_KEYS`] slots
+/// or one named twice.
+pub fn check_rewrap<T: Ord>(
     domain: &DomainKeys,
     generation: u32,
-    keys: &[RewrappedMaterial],
+    slots: impl ExactSizeIterator<Item = T>,
 ) -> Result<(), Rejection> {
     if generation != domain.current {
         return Err(refuse(DomainKeyError::NotCurrent(domain.current)));
     }
-    let distinct: BTreeSet<KeyId> = keys.iter().map(|k| k.key).collect();
-    if keys.len() > MAX_REWRAP_KEYS || distinct.len() != keys.len() {
+    let count = slots.len();
+    let distinct: BTreeSet<T> = slots.collect();
+    if count > MAX_REWRAP_KEYS || distinct.len() != count {
         return Err(refuse(DomainKeyError::TooManyKeys {
             max: MAX_REWRAP_KEYS,
         }));
@@ -222,7 +227,16 @@ impl State {
         if !stale.is_empty() {
             return Some(DomainWork::Rewrap(stale));
         }
-        let used: BTreeSet<u32> = self.keys.values().map(|k| k.domain_generation).collect();
+        let stale_versions: Vec<(KeyId, u32)> = self
+            .older_versions()
+            .filter(|(k, _, o)| o.domain_generation != domain.current && !skip.contains(k))
+            .map(|(k, v, _)| (k, v))
+            .take(batch.clamp(1, MAX_REWRAP_KEYS))
+            .collect();
+        if !stale_versions.is_empty() {
+            return Some(DomainWork::RewrapVersions(stale_versions));
+        }
+        let used = self.generations_used();
         domain
             .generations
             .keys()
@@ -230,8 +244,9 @@ impl State {
             .map(|g| DomainWork::Retire(*g))
     }
 
-    /// How many keys' material is wrapped under a generation other than the
-    /// current one (0 when no rotation is in progress).
+    /// How many keys' material (latest or older versions) is wrapped
+    /// under a generation other than the current one (0 when no rotation
+    /// is in progress).
     pub fn keys_to_rewrap(&self) -> usize {
         let Some(current) = self.meta.cluster.as_ref().map(|c| c.domain.current) else {
             return 0;
@@ -240,5 +255,32 @@ impl State {
             .values()
             .filter(|k| k.domain_generation != current)
             .count()
+            + self
+                .older_versions()
+                .filter(|(_, _, o)| o.domain_generation != current)
+                .count()
+    }
+
+    /// Materials (latest and older key versions) wrapped under
+    /// `generation`.
+    pub(crate) fn materials_under(&self, generation: u32) -> usize {
+        self.keys
+            .values()
+            .filter(|k| k.domain_generation == generation)
+            .count()
+            + self
+                .older_versions()
+                .filter(|(_, _, o)| o.domain_generation == generation)
+                .count()
+    }
+
+    /// The generations some key material (latest or older version) is
+    /// wrapped under.
+    fn generations_used(&self) -> BTreeSet<u32> {
+        self.keys
+            .values()
+            .map(|k| k.domain_generation)
+            .chain(self.older_versions().map(|(_, _, o)| o.domain_generation))
+            .collect()
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::quorum::Credentials;
 use crate::records::{Key, Meta, RequestRecord, User};
+use crate::versions::KeyVersions;
 
 /// Where an entity lives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,6 +35,8 @@ pub enum EntityKey {
     Credentials(Username),
     /// A quorum token.
     Token(TokenId),
+    /// A rotated key's versions.
+    Versions(KeyId),
 }
 
 impl EntityKey {
@@ -66,6 +69,8 @@ pub enum Entity {
     Credentials(Credentials),
     /// See [`Token`].
     Token(Token),
+    /// See [`KeyVersions`].
+    Versions(KeyVersions),
 }
 
 impl Entity {
@@ -81,6 +86,7 @@ impl Entity {
             Entity::Quorum(_) => EntityKey::Quorum,
             Entity::Credentials(c) => EntityKey::Credentials(c.username.clone()),
             Entity::Token(t) => EntityKey::Token(t.id),
+            Entity::Versions(v) => EntityKey::Versions(v.key),
         }
     }
 
@@ -124,6 +130,10 @@ pub enum LoadError {
     /// value out of range.
     #[error("inconsistent quorum records: {0}")]
     Quorum(String),
+    /// A versions record of a key that does not exist, or one `apply`
+    /// could not have made.
+    #[error("key {0} has an inconsistent versions record")]
+    Versions(KeyId),
     /// A key is shared with a user that does not exist.
     #[error("key {key} is shared with unknown user {user}")]
     DanglingShare {

@@ -31,6 +31,7 @@ mod restore;
 mod sign;
 pub mod snapshot;
 mod state;
+pub mod versions;
 
 pub use entity::{Entity, EntityKey, LoadError};
 pub use records::{

@@ -79,10 +79,9 @@ impl State {
         }
 
         let mut keys = BTreeMap::new();
-        for (&id, key) in &self.keys {
+        let mut rewrapped = |id: KeyId, generation: u32, wrapped: &[u8]| {
             let fail = |reason: String| RestoreError::Rewrap { key: id, reason };
-            let material = rewrap(id, key.domain_generation, &key.wrapped_material)
-                .map_err(|e| fail(e.to_string()))?;
+            let material = rewrap(id, generation, wrapped).map_err(|e| fail(e.to_string()))?;
             if material.is_empty() {
                 return Err(fail("the re-wrapped material is empty".into()));
             }
@@ -92,6 +91,10 @@ impl State {
                     material.len()
                 )));
             }
+            Ok(material)
+        };
+        for (&id, key) in &self.keys {
+            let material = rewrapped(id, key.domain_generation, &key.wrapped_material)?;
             keys.insert(
                 id,
                 Key {
@@ -100,6 +103,18 @@ impl State {
                     ..key.clone()
                 },
             );
+        }
+
+        // A rotated key's older versions come along, re-wrapped as well.
+        let mut versions = BTreeMap::new();
+        for (&id, record) in &self.versions {
+            let mut record = record.clone();
+            for older in record.older.values_mut() {
+                older.wrapped_material =
+                    rewrapped(id, older.domain_generation, &older.wrapped_material)?;
+                older.domain_generation = 0;
+            }
+            versions.insert(id, record);
         }
 
         let mut retired_nodes = old.retired_nodes.clone();
@@ -138,6 +153,7 @@ impl State {
             // (their approvals name the old cluster).
             quorum: self.quorum.clone(),
             credentials: self.credentials.clone(),
+            versions,
             ..State::default()
         };
         restored.rebuild_indexes();

@@ -11,6 +11,7 @@ use hsm_proto::{EventHash, KeyId, NodeId, NodeRecord, Rejection, RequestId, Toke
 use crate::entity::{Entity, EntityKey, LoadError};
 use crate::quorum::Credentials;
 use crate::records::{ClusterInfo, Key, Meta, RequestRecord, User};
+use crate::versions::KeyVersions;
 
 /// Most members a cluster may have.
 pub const MAX_NODES: usize = 28;
@@ -69,6 +70,8 @@ pub struct State {
     pub(crate) quorum: BTreeMap<Service, u8>,
     pub(crate) credentials: BTreeMap<Username, Credentials>,
     pub(crate) tokens: BTreeMap<TokenId, Token>,
+    /// Rotated keys' versions (`crate::versions`).
+    pub(crate) versions: BTreeMap<KeyId, KeyVersions>,
     // Derived indexes, rebuilt on load; never stored or digested.
     pub(crate) request_order: BTreeMap<u64, RequestId>,
     pub(crate) owned: BTreeMap<Username, BTreeSet<KeyId>>,
@@ -212,6 +215,7 @@ impl State {
             }
             EntityKey::Credentials(u) => self.credentials.get(u).cloned().map(Entity::Credentials),
             EntityKey::Token(t) => self.tokens.get(t).cloned().map(Entity::Token),
+            EntityKey::Versions(k) => self.versions.get(k).cloned().map(Entity::Versions),
         }
     }
 
@@ -226,6 +230,7 @@ impl State {
             .chain((!self.quorum.is_empty()).then(|| Entity::Quorum(self.quorum.clone())))
             .chain(self.credentials.values().cloned().map(Entity::Credentials))
             .chain(self.tokens.values().cloned().map(Entity::Token))
+            .chain(self.versions.values().cloned().map(Entity::Versions))
     }
 
     /// Number of entities [`State::entities`] yields.
@@ -238,6 +243,7 @@ impl State {
             + usize::from(!self.quorum.is_empty())
             + self.credentials.len()
             + self.tokens.len()
+            + self.versions.len()
     }
 
     /// Rebuilds a state from stored entities, in any order.
@@ -276,6 +282,7 @@ impl State {
                 }
                 Entity::Credentials(c) => s.credentials.insert(c.username.clone(), c).is_some(),
                 Entity::Token(t) => s.tokens.insert(t.id, t).is_some(),
+                Entity::Versions(v) => s.versions.insert(v.key, v).is_some(),
             };
             if dup {
                 return Err(LoadError::Duplicate(key));
@@ -294,6 +301,13 @@ impl State {
                     user: user.clone(),
                 });
             }
+        }
+        if let Some(v) = s
+            .versions
+            .values()
+            .find(|v| !s.keys.contains_key(&v.key) || !v.is_consistent())
+        {
+            return Err(LoadError::Versions(v.key));
         }
         s.check_quorum_records()?;
         s.rebuild_indexes();

@@ -148,8 +148,12 @@ fn names_key(body: &EventBody, key: KeyId) -> bool {
         | EventBody::KeyUnshared { key: k, .. }
         | EventBody::KeyAttributeSet { key: k, .. }
         | EventBody::KeyDeleted { key: k }
-        | EventBody::KeyWrappedOut { key: k } => *k == key,
+        | EventBody::KeyWrappedOut { key: k }
+        | EventBody::KeyRotated { key: k, .. }
+        | EventBody::KeyMinDecryptionSet { key: k, .. }
+        | EventBody::KeyVersionsTrimmed { key: k, .. } => *k == key,
         EventBody::KeyMaterialRewrapped { keys, .. } => keys.iter().any(|k| k.key == key),
+        EventBody::KeyVersionsRewrapped { versions, .. } => versions.iter().any(|v| v.key == key),
         _ => false,
     }
 }

@@ -1,10 +1,15 @@
 //! `crypto sign|verify|encrypt|decrypt|digest|random`.
 
-use hsm_client::mechanism::{DigestAlgorithm, EncryptMechanism, SignMechanism};
+use hsm_client::hsm_proto::client::ByteBuf;
+use hsm_client::mechanism::{DeriveMechanism, DigestAlgorithm, EncryptMechanism, SignMechanism};
+use hsm_client::{DecryptItem, Secret, VerifyItem, Versioned};
 use serde_json::json;
 
 use super::key::insert_binary;
-use crate::args::{CryptoCommand, DigestArg, EncryptMech, HashFunction, SignMech, SignatureArgs};
+use crate::args::{
+    BinaryDataArgs, CryptoCommand, DigestArg, EncryptMech, HashFunction, KeyFilterArgs, NewKeyArgs,
+    SignMech, SignatureArgs, SymmetricType,
+};
 use crate::error::{Class, CliError, Result};
 use crate::filter::Filter;
 use crate::io::{b64, data, from_b64, read_file, write_file};
@@ -25,18 +30,22 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
             let message = data(&input)?;
             let me = ctx.login(None).await?;
             let key = filter.one(&me.client, "--key-filter").await?;
-            let signature = me
+            let signed = me
                 .client
-                .sign(key.id, mechanism, message.to_vec())
+                .sign_batch(key.id, mechanism, vec![message.to_vec()])
                 .await
+                .and_then(one)
                 .map_err(|e| me.explain(e))?;
+            let signature = &signed.bytes;
             let mut out = json!({
                 "key-reference": key.id.to_string(),
                 "mechanism": mechanism.name(),
-                "signature": b64(&signature),
+                "key-version": signed.version,
+                "signature": b64(signature),
+                "versioned-signature": signed.to_text(),
             });
             if let (Some(path), Some(map)) = (&signature_path, out.as_object_mut()) {
-                write_file(path, &signature, false)?;
+                write_file(path, signature, false)?;
                 map.insert("signature-path".into(), json!(path.display().to_string()));
             }
             Ok(Outcome::new(out))
@@ -51,13 +60,19 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
             let mechanism = sign_mechanism(mechanism, hash_function)?;
             let filter = Filter::parse(&key.key_filter)?;
             let message = data(&input)?;
-            let signature = signature_bytes(&signature)?;
+            let (version, signature) = signature_bytes(&signature)?;
             let me = ctx.login(None).await?;
             let key = filter.one(&me.client, "--key-filter").await?;
+            let item = VerifyItem {
+                version,
+                message: ByteBuf::from(message.to_vec()),
+                signature: ByteBuf::from(signature),
+            };
             let verified = me
                 .client
-                .verify(key.id, mechanism, message.to_vec(), signature)
+                .verify_batch(key.id, mechanism, vec![item])
                 .await
+                .and_then(one)
                 .map_err(|e| me.explain(e))?;
             if !verified {
                 return Err(CliError::new(
@@ -88,21 +103,29 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
             let plaintext = data(&input)?;
             let me = ctx.login(None).await?;
             let key = filter.one(&me.client, "--key-filter").await?;
+            let item = (
+                Secret::new(plaintext.to_vec()),
+                aad.unwrap_or_default().into_bytes(),
+            );
             let ciphertext = me
                 .client
-                .encrypt(
-                    key.id,
-                    mechanism,
-                    plaintext.to_vec(),
-                    aad.unwrap_or_default().into_bytes(),
-                )
+                .encrypt_batch(key.id, mechanism, vec![item])
                 .await
+                .and_then(one)
                 .map_err(|e| me.explain(e))?;
+            let text = ciphertext.to_text();
             let mut out = json!({
                 "key-reference": key.id.to_string(),
                 "mechanism": mechanism.name(),
+                "key-version": ciphertext.version,
             });
-            insert_binary(&mut out, "ciphertext", &ciphertext, path.as_deref(), false)?;
+            if let (Some(path), Some(map)) = (&path, out.as_object_mut()) {
+                write_file(path, text.as_bytes(), false)?;
+                map.insert("path".into(), json!(path.display().to_string()));
+                map.insert("bytes".into(), json!(ciphertext.bytes.len()));
+            } else if let Some(map) = out.as_object_mut() {
+                map.insert("ciphertext".into(), json!(text));
+            }
             Ok(Outcome::new(out))
         }
         CryptoCommand::Decrypt {
@@ -114,18 +137,19 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
         } => {
             let mechanism = encrypt_mechanism(mechanism);
             let filter = Filter::parse(&key.key_filter)?;
-            let ciphertext = crate::io::binary_data(&input)?;
+            let (version, ciphertext) = ciphertext_input(&input)?;
             let me = ctx.login(None).await?;
             let key = filter.one(&me.client, "--key-filter").await?;
+            let item = DecryptItem {
+                version,
+                ciphertext: ByteBuf::from(ciphertext),
+                aad: ByteBuf::from(aad.unwrap_or_default().into_bytes()),
+            };
             let plaintext = me
                 .client
-                .decrypt(
-                    key.id,
-                    mechanism,
-                    ciphertext.to_vec(),
-                    aad.unwrap_or_default().into_bytes(),
-                )
+                .decrypt_batch(key.id, mechanism, vec![item])
                 .await
+                .and_then(one)
                 .map_err(|e| me.explain(e))?;
             let mut out = json!({
                 "key-reference": key.id.to_string(),
@@ -158,6 +182,64 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
                 "digest-hex": hex::encode(&digest),
             })))
         }
+        CryptoCommand::GenerateDataKey {
+            key,
+            bits,
+            aad,
+            wrapped_only,
+            path,
+        } => {
+            let filter = Filter::parse(&key.key_filter)?;
+            let me = ctx.login(None).await?;
+            let key = filter.one(&me.client, "--key-filter").await?;
+            let data_key = me
+                .client
+                .generate_data_key(
+                    key.id,
+                    bits,
+                    aad.unwrap_or_default().into_bytes(),
+                    !wrapped_only,
+                )
+                .await
+                .map_err(|e| me.explain(e))?;
+            let mut out = json!({
+                "key-reference": key.id.to_string(),
+                "key-version": data_key.wrapped.version,
+                "bits": bits,
+                "wrapped": data_key.wrapped.to_text(),
+            });
+            if let Some(plaintext) = &data_key.plaintext {
+                insert_binary(
+                    &mut out,
+                    "plaintext",
+                    plaintext.expose(),
+                    path.as_deref(),
+                    true,
+                )?;
+            }
+            Ok(Outcome::new(out))
+        }
+        CryptoCommand::Batch(batch) => super::batch::run(ctx, batch).await,
+        CryptoCommand::Derive {
+            mechanism,
+            key,
+            peer_public_key,
+            context,
+            key_type,
+            key_length_bytes,
+            new_key,
+        } => {
+            derive(
+                ctx,
+                &mechanism,
+                &key,
+                &peer_public_key,
+                context,
+                (key_type, key_length_bytes),
+                &new_key,
+            )
+            .await
+        }
         CryptoCommand::Random { length, path } => {
             let me = ctx.login(None).await?;
             let bytes = me.client.random(length).await.map_err(|e| me.explain(e))?;
@@ -168,14 +250,100 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
     }
 }
 
-fn signature_bytes(args: &SignatureArgs) -> Result<Vec<u8>> {
+/// The signature given, and the key version it names (`None`: a plain
+/// signature, checked with the latest version).
+fn signature_bytes(args: &SignatureArgs) -> Result<(Option<u32>, Vec<u8>)> {
     match (&args.signature_path, &args.signature) {
-        (Some(path), _) => Ok(read_file(path)?.to_vec()),
-        (None, Some(text)) => from_b64(text, "--signature"),
+        (Some(path), _) => maybe_versioned(&read_file(path)?, "--signature-path"),
+        (None, Some(text)) => versioned_or_b64(text, "--signature"),
         (None, None) => Err(CliError::usage(
-            "give --signature-path FILE or --signature BASE64",
+            "give --signature-path FILE or --signature SIGNATURE",
         )),
     }
+}
+
+/// The ciphertext given (`hsm:v<N>:...` as `crypto encrypt` writes it, or
+/// plain bytes for the latest version) and the version it names.
+fn ciphertext_input(args: &BinaryDataArgs) -> Result<(Option<u32>, Vec<u8>)> {
+    match (&args.data_path, &args.data) {
+        (Some(path), _) => maybe_versioned(&read_file(path)?, "--data-path"),
+        (None, Some(text)) => versioned_or_b64(text, "--data"),
+        (None, None) => Err(CliError::usage("give --data-path FILE or --data TEXT")),
+    }
+}
+
+/// A versioned value if `bytes` are one (its text), else the bytes
+/// themselves.
+pub(super) fn maybe_versioned(bytes: &[u8], what: &str) -> Result<(Option<u32>, Vec<u8>)> {
+    match std::str::from_utf8(bytes).ok().and_then(Versioned::parse) {
+        Some(parsed) => versioned(parsed, what),
+        None => Ok((None, bytes.to_vec())),
+    }
+}
+
+/// A versioned value if `text` is one, else base64.
+pub(super) fn versioned_or_b64(text: &str, what: &str) -> Result<(Option<u32>, Vec<u8>)> {
+    match Versioned::parse(text) {
+        Some(parsed) => versioned(parsed, what),
+        None => Ok((None, from_b64(text, what)?)),
+    }
+}
+
+fn versioned(
+    parsed: std::result::Result<Versioned, hsm_client::hsm_proto::versioned::VersionedError>,
+    what: &str,
+) -> Result<(Option<u32>, Vec<u8>)> {
+    let v = parsed.map_err(|e| CliError::invalid(format!("{what}: {e}")))?;
+    Ok((Some(v.version), v.bytes))
+}
+
+/// The one result of a batch of one.
+pub(super) fn one<T>(results: Vec<hsm_client::Result<T>>) -> hsm_client::Result<T> {
+    results.into_iter().next().unwrap_or_else(|| {
+        Err(hsm_client::Error::Protocol(
+            "a batch of one answered nothing".into(),
+        ))
+    })
+}
+
+async fn derive(
+    ctx: &Context,
+    mechanism: &str,
+    key: &KeyFilterArgs,
+    peer: &std::path::Path,
+    context: Option<String>,
+    (key_type, len): (SymmetricType, u16),
+    new_key: &NewKeyArgs,
+) -> Result<Outcome> {
+    let mechanism = DeriveMechanism::from_name(mechanism).ok_or_else(|| {
+        CliError::usage(format!(
+            "unknown key derivation {mechanism:?}: ecdh-hkdf-sha256, ecdh-blake3, \
+             ecdh-x963-sha256 or ecdh-raw"
+        ))
+    })?;
+    let spec = match key_type {
+        SymmetricType::Aes => crate::keys::aes_spec(len)?,
+        SymmetricType::GenericSecret => crate::keys::generic_secret_spec(len)?,
+    };
+    let peer = hsm_cli::pem::spki_der(&read_file(peer)?).map_err(CliError::invalid)?;
+    let attributes = crate::keys::new_attributes(new_key, crate::keys::NewKey::Generate(spec))?;
+    let filter = Filter::parse(&key.key_filter)?;
+    let me = ctx.login(None).await?;
+    let ours = filter.one(&me.client, "--key-filter").await?;
+    let derived = me
+        .client
+        .derive_key(
+            ours.id,
+            mechanism,
+            peer,
+            context.unwrap_or_default().into_bytes(),
+            spec,
+            attributes,
+            new_key.unique_label,
+        )
+        .await
+        .map_err(|e| me.explain(e))?;
+    Ok(super::key::key_outcome(&derived))
 }
 
 /// The mechanism for a family and hash function, or why the pair is
@@ -224,7 +392,7 @@ pub(crate) fn sign_mechanism(
     }
 }
 
-fn encrypt_mechanism(m: EncryptMech) -> EncryptMechanism {
+pub(super) fn encrypt_mechanism(m: EncryptMech) -> EncryptMechanism {
     match m {
         EncryptMech::AesGcm => EncryptMechanism::AesGcm,
         EncryptMech::RsaOaep => EncryptMechanism::RsaOaepSha256,

@@ -8,8 +8,8 @@ use hsm_client::{KeyAttribute, KeyInfo, KeySpec, Secret};
 use serde_json::{json, Value};
 
 use crate::args::{
-    BinaryDataArgs, Encoding, KeyCommand, KeyType, KeyTypeArgs, NewKeyArgs, PairCommand,
-    SymmetricType, WrapMech,
+    BinaryDataArgs, Encoding, KeyCommand, KeyFilterArgs, KeyType, KeyTypeArgs, NewKeyArgs,
+    PairCommand, SymmetricType, WrapMech,
 };
 use crate::error::{CliError, Result};
 use crate::filter::Filter;
@@ -96,6 +96,12 @@ pub(super) async fn run(ctx: &Context, command: KeyCommand) -> Result<Outcome> {
             key,
         } => import(ctx, &key_type, &path, &key).await,
         KeyCommand::ImportPublic { path, key } => import_public(ctx, &path, &key).await,
+        KeyCommand::Rotate { key } => versions(ctx, &key, Versions::Rotate).await,
+        KeyCommand::Versions { key } => versions(ctx, &key, Versions::Show).await,
+        KeyCommand::SetMinDecryptionVersion { key, version } => {
+            versions(ctx, &key, Versions::MinDecryption(version)).await
+        }
+        KeyCommand::TrimVersions { key, below } => versions(ctx, &key, Versions::Trim(below)).await,
         KeyCommand::GenerateFile {
             encoding,
             path,
@@ -130,7 +136,7 @@ pub(super) async fn run(ctx: &Context, command: KeyCommand) -> Result<Outcome> {
     }
 }
 
-fn key_outcome(key: &KeyInfo) -> Outcome {
+pub(super) fn key_outcome(key: &KeyInfo) -> Outcome {
     Outcome::new(json!({ "key": key_json(key) })).with_table(key_table(key))
 }
 
@@ -388,6 +394,39 @@ async fn import_public(ctx: &Context, path: &Path, args: &NewKeyArgs) -> Result<
         .await
         .map_err(|e| me.explain(e))?;
     Ok(key_outcome(&key))
+}
+
+/// What `key rotate|versions|set-min-decryption-version|trim-versions`
+/// does.
+enum Versions {
+    Rotate,
+    Show,
+    MinDecryption(u32),
+    Trim(u32),
+}
+
+async fn versions(ctx: &Context, key: &KeyFilterArgs, what: Versions) -> Result<Outcome> {
+    let filter = Filter::parse(&key.key_filter)?;
+    let me = ctx.login(None).await?;
+    let key = filter.one(&me.client, "--key-filter").await?;
+    let client = &me.client;
+    let info = match what {
+        Versions::Rotate => client.rotate_key(key.id).await,
+        Versions::Show => client.key_versions(key.id).await,
+        Versions::MinDecryption(v) => client.set_min_decryption_version(key.id, v).await,
+        Versions::Trim(below) => client.trim_key_versions(key.id, below).await,
+    }
+    .map_err(|e| me.explain(e))?;
+    Ok(Outcome::new(json!({
+        "key-reference": key.id.to_string(),
+        "latest-version": info.latest,
+        "min-decryption-version": info.min_decryption,
+        "versions": info
+            .versions
+            .iter()
+            .map(|(v, at)| json!({ "version": v, "created-ms": at }))
+            .collect::<Vec<_>>(),
+    })))
 }
 
 fn symmetric_len(spec: KeySpec) -> usize {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod batch;
 mod cluster;
 mod crypto;
 mod key;

@@ -17,7 +17,7 @@ use super::{blocking, Ctx, Outcome, Service};
 const INLINE_MAX_BYTES: usize = 16 * 1024;
 /// Most signatures of one `SignMany` made on the async worker (a
 /// millisecond or two at most); more go to the blocking pool.
-const INLINE_MAX_MESSAGES: usize = 4;
+pub(super) const INLINE_MAX_MESSAGES: usize = 4;
 
 /// Set when the request it belongs to is dropped (its client gone, its
 /// deadline passed), so work on the blocking pool stops early.
@@ -35,7 +35,7 @@ impl Drop for CancelOnDrop {
 /// the blocking pool (a thread switch each way) would cost more than the
 /// operation. RSA private-key operations (about 0.2 to 5 ms) and large
 /// inputs go to the blocking pool, so they never stall other requests.
-fn quick(spec: KeySpec, private_rsa: bool, len: usize) -> bool {
+pub(super) fn quick(spec: KeySpec, private_rsa: bool, len: usize) -> bool {
     len <= INLINE_MAX_BYTES && !(private_rsa && matches!(spec, KeySpec::Rsa { .. }))
 }
 
@@ -49,6 +49,30 @@ pub(super) async fn run<T: Send + 'static>(
     } else {
         blocking(f).await
     }
+}
+
+/// Runs `f` over every item of a batch (on the blocking pool unless
+/// `inline`), each with its own result, stopping early if the request is
+/// dropped.
+pub(super) async fn each<I: Send + 'static, T: Send + 'static>(
+    inline: bool,
+    items: Vec<I>,
+    f: impl Fn(I) -> Result<T, ClientError> + Send + 'static,
+) -> Result<Vec<Result<T, ClientError>>, ClientError> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _cancel = CancelOnDrop(cancelled.clone());
+    run(inline, move || {
+        items
+            .into_iter()
+            .map(|item| {
+                if cancelled.load(Ordering::Relaxed) {
+                    return Err(ClientError::unavailable("the request was dropped"));
+                }
+                f(item)
+            })
+            .collect()
+    })
+    .await
 }
 
 impl Service {
@@ -95,21 +119,11 @@ impl Service {
         let loaded = self.loaded(&k).await?;
         let total: usize = messages.iter().map(|m| m.len()).sum();
         let inline = quick(k.spec, true, total) && messages.len() <= INLINE_MAX_MESSAGES;
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let _cancel = CancelOnDrop(cancelled.clone());
-        let signatures = run(inline, move || {
-            messages
-                .iter()
-                .map(|m| {
-                    if cancelled.load(Ordering::Relaxed) {
-                        return Err(ClientError::unavailable("the request was dropped"));
-                    }
-                    loaded
-                        .sign(mechanism, m)
-                        .map(ByteBuf::from)
-                        .map_err(crypto_error)
-                })
-                .collect()
+        let signatures = each(inline, messages, move |m| {
+            loaded
+                .sign(mechanism, &m)
+                .map(ByteBuf::from)
+                .map_err(crypto_error)
         })
         .await?;
         Ok(Reply::Signatures(signatures))

@@ -124,7 +124,7 @@ pub(crate) fn key_info(caller: &Caller, key: &Key) -> KeyInfo {
     }
 }
 
-fn crypto_err(e: hsm_crypto::CryptoError) -> ClientError {
+pub(crate) fn crypto_err(e: hsm_crypto::CryptoError) -> ClientError {
     use hsm_crypto::CryptoError as C;
     match e {
         C::Internal(_) => ClientError::internal(e.to_string()),
@@ -156,28 +156,37 @@ impl Service {
     ) -> Outcome {
         let provenance = KeyProvenance::generated(&attributes);
         check_new_key(spec, &attributes, &provenance)?;
+        let material = self.generate_material(spec).await?;
+        self.create_key(ctx, material, attributes, provenance, unique_label)
+            .await
+    }
+
+    /// New material of `spec`, pairs checked pairwise (a failure puts the
+    /// node's cryptography out of service).
+    pub(super) async fn generate_material(
+        &self,
+        spec: KeySpec,
+    ) -> Result<KeyMaterial, ClientError> {
         let corrupt = self.corrupt_key_pairs;
         // Only RSA takes long enough to leave the async worker for.
         let inline = !matches!(spec, KeySpec::Rsa { .. });
-        let material = match run(inline, move || {
+        match run(inline, move || {
             KeyMaterial::generate_corrupting(spec, corrupt)
         })
         .await?
         {
-            Ok(material) => material,
+            Ok(material) => Ok(material),
             Err(e @ hsm_crypto::CryptoError::PairwiseInconsistent(_)) => {
                 // FIPS 140-3: a failed conditional self-test puts the
                 // module in its error state.
                 self.fail_crypto(e.to_string());
-                return Err(ClientError::unavailable(format!(
+                Err(ClientError::unavailable(format!(
                     "node {} serves no cryptography: {e}; another node may",
                     self.node
-                )));
+                )))
             }
-            Err(e) => return Err(crypto_err(e)),
-        };
-        self.create_key(ctx, material, attributes, provenance, unique_label)
-            .await
+            Err(e) => Err(crypto_err(e)),
+        }
     }
 
     /// Plaintext material the caller has: the key is marked as known
@@ -415,7 +424,7 @@ impl Service {
 
     /// A key the caller owns. Keys it may only use are "not the owner";
     /// keys it cannot see are "not found".
-    fn owned_key(&self, caller: &Caller, id: KeyId) -> Result<Key, ClientError> {
+    pub(super) fn owned_key(&self, caller: &Caller, id: KeyId) -> Result<Key, ClientError> {
         let key = self.usable_key(caller, id)?;
         if authz::can_manage_key(&caller.username, &key) {
             Ok(key)
@@ -483,15 +492,22 @@ impl Service {
         if let Some(hit) = self.cache.get(key) {
             return Ok(hit);
         }
+        let loaded = self.opened(key).await?;
+        self.cache.put(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The key unwrapped from the domain key and parsed, not cached: for
+    /// a key's older versions (`hsm_state::versions`), which would
+    /// otherwise push its latest version out of the cache.
+    pub(crate) async fn opened(&self, key: &Key) -> Result<Arc<LoadedKey>, ClientError> {
         if key.provenance.public_only() {
             // No private half: the record's public key is the whole key.
             let loaded = LoadedKey::parse_public(&key.public_key)
                 .ok()
                 .filter(|l| l.spec() == key.spec)
                 .ok_or_else(|| ClientError::internal(format!("key {} is damaged", key.id)))?;
-            let loaded = Arc::new(loaded);
-            self.cache.put(key, loaded.clone());
-            return Ok(loaded);
+            return Ok(Arc::new(loaded));
         }
         let domain: Arc<DomainKey> = self.domain_key(Some(key.domain_generation))?;
         let (id, spec, wrapped) = (key.id, key.spec, key.wrapped_material.clone());
@@ -503,9 +519,7 @@ impl Service {
                 .map_err(|e| ClientError::internal(format!("key {id} is damaged: {e}")))
         })
         .await??;
-        let loaded = Arc::new(loaded);
-        self.cache.put(key, loaded.clone());
-        Ok(loaded)
+        Ok(Arc::new(loaded))
     }
 }
 

@@ -33,6 +33,7 @@ mod keys;
 mod quorum;
 mod shares;
 mod users;
+mod versions;
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -685,6 +686,38 @@ impl Service {
                 aad,
             } => self.decrypt(ctx, key, mechanism, ciphertext, aad).await,
             O::Digest { algorithm, data } => Service::digest(algorithm, data).await,
+            O::KeyVersions { key } => self.key_versions(ctx, key),
+            O::RotateKey { key } => self.rotate_key(ctx, key).await,
+            O::SetMinDecryptionVersion { key, version } => {
+                self.set_min_decryption_version(ctx, key, version).await
+            }
+            O::TrimKeyVersions { key, below } => self.trim_key_versions(ctx, key, below).await,
+            O::EncryptBatch {
+                key,
+                mechanism,
+                items,
+            } => self.encrypt_batch(ctx, key, mechanism, items).await,
+            O::DecryptBatch {
+                key,
+                mechanism,
+                items,
+            } => self.decrypt_batch(ctx, key, mechanism, items).await,
+            O::SignBatch {
+                key,
+                mechanism,
+                messages,
+            } => self.sign_batch(ctx, key, mechanism, messages).await,
+            O::VerifyBatch {
+                key,
+                mechanism,
+                items,
+            } => self.verify_batch(ctx, key, mechanism, items).await,
+            O::GenerateDataKey {
+                key,
+                bits,
+                aad,
+                plaintext,
+            } => self.generate_data_key(ctx, key, bits, aad, plaintext).await,
             O::Random { len } => Service::random(len),
         }
     }
@@ -1000,6 +1033,12 @@ fn uses_cryptography(op: &Operation) -> bool {
             | O::Decrypt { .. }
             | O::Digest { .. }
             | O::Random { .. }
+            | O::RotateKey { .. }
+            | O::EncryptBatch { .. }
+            | O::DecryptBatch { .. }
+            | O::SignBatch { .. }
+            | O::VerifyBatch { .. }
+            | O::GenerateDataKey { .. }
     )
 }
 
@@ -1098,13 +1137,22 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         | O::ShareKey { .. }
         | O::UnshareKey { .. }
         | O::SetKeyAttribute { .. }
-        | O::DeleteKey { .. } => Action::ManageKey,
+        | O::DeleteKey { .. }
+        | O::RotateKey { .. }
+        | O::SetMinDecryptionVersion { .. }
+        | O::TrimKeyVersions { .. } => Action::ManageKey,
         O::ExportPublicKey { .. }
         | O::Sign { .. }
         | O::SignMany { .. }
         | O::Verify { .. }
         | O::Encrypt { .. }
-        | O::Decrypt { .. } => Action::UseKey,
+        | O::Decrypt { .. }
+        | O::KeyVersions { .. }
+        | O::EncryptBatch { .. }
+        | O::DecryptBatch { .. }
+        | O::SignBatch { .. }
+        | O::VerifyBatch { .. }
+        | O::GenerateDataKey { .. } => Action::UseKey,
         O::Digest { .. } | O::Random { .. } => Action::KeylessCrypto,
         O::CreateBackup
         | O::ListBackups
