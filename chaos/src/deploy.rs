@@ -674,13 +674,15 @@ fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// `hsm_requests_total{op="sign",outcome="ok"}` in a metrics text.
+/// The signing requests served, `hsm_requests_total{op="sign",outcome="ok"}`
+/// and `op="sign-batch"` (what `hsm crypto sign` sends), in a metrics
+/// text.
 fn sign_count(metrics: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| {
             l.starts_with("hsm_requests_total{")
-                && l.contains("op=\"sign\"")
+                && (l.contains("op=\"sign\"") || l.contains("op=\"sign-batch\""))
                 && l.contains("outcome=\"ok\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -1096,8 +1098,10 @@ mod tests {
         let text = "# HELP hsm_requests Client requests\n\
                     hsm_requests_total{op=\"sign\",outcome=\"ok\"} 7\n\
                     hsm_requests_total{op=\"sign\",outcome=\"invalid\"} 2\n\
+                    hsm_requests_total{op=\"sign-batch\",outcome=\"ok\"} 3\n\
+                    hsm_requests_total{op=\"sign-many\",outcome=\"ok\"} 5\n\
                     hsm_requests_total{op=\"login\",outcome=\"ok\"} 4\n";
-        assert_eq!(sign_count(text), 7);
+        assert_eq!(sign_count(text), 10);
         assert_eq!(sign_count(""), 0);
     }
 

@@ -97,7 +97,8 @@ pub enum Command {
     #[command(subcommand)]
     Quorum(QuorumCommand),
     /// The audit trail in the archive beside the backups, read and checked
-    /// offline with a recovery key (no cluster needed).
+    /// offline with a recovery key (no cluster needed), and the cluster's
+    /// chain head to check it against.
     #[command(subcommand)]
     Audit(AuditCommand),
 }
@@ -131,7 +132,16 @@ pub enum AuditCommand {
         /// names the key the trail starts from, to compare.
         #[arg(long, value_name = "HEX")]
         anchor: Option<String>,
+        /// `N:HEX` as `hsm audit head` printed it (`events:head`): the
+        /// trail must hold event N with that hash, so its end was not cut
+        /// off before it.
+        #[arg(long, value_name = "N:HEX")]
+        cluster_head: Option<String>,
     },
+    /// The cluster's event chain head now (crypto officers): the number
+    /// of the last event and its hash, as `events:head` for `verify
+    /// --cluster-head`. Keep it apart from the archive.
+    Head,
     /// Who did what and when: the events of the trail, oldest first.
     List {
         /// The archive.

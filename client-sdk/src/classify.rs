@@ -74,7 +74,8 @@ pub(crate) fn is_write(op: &Operation) -> bool {
         | Operation::DecryptBatch { .. }
         | Operation::SignBatch { .. }
         | Operation::VerifyBatch { .. }
-        | Operation::GenerateDataKey { .. } => false,
+        | Operation::GenerateDataKey { .. }
+        | Operation::AuditHead => false,
     }
 }
 
@@ -111,6 +112,7 @@ pub(crate) fn reply_name(reply: &Reply) -> &'static str {
         Reply::Signed { .. } => "signed",
         Reply::Verifications(_) => "verifications",
         Reply::DataKey { .. } => "data-key",
+        Reply::AuditHead { .. } => "audit-head",
     }
 }
 

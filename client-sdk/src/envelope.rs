@@ -6,27 +6,35 @@
 //!   `encrypt` and `decrypt` attributes (sensitive, not extractable). It
 //!   never leaves the HSM.
 //! - A **data key** (DEK) is 32 random bytes from the HSM's generator. The
-//!   HSM encrypts it under the master key with AES-GCM
-//!   ([`wrap_data_key`]); only that *sealed data key* is stored, next to
-//!   the data. To use the data, the HSM decrypts the sealed data key
-//!   ([`unwrap_data_key`]) and the plaintext data key lives in the
-//!   application's memory (zeroized when dropped) while the database is
-//!   open.
+//!   HSM encrypts it under the master key's latest version with AES-GCM
+//!   ([`EnvelopeBox::create`] asks for both in one call;
+//!   [`wrap_data_key`] seals a key you have); only that *sealed data key*
+//!   is stored, next to the data, and it names the master key version
+//!   that sealed it. To use the data, the HSM decrypts the sealed data key
+//!   with that version ([`unwrap_data_key`]) and the plaintext data key
+//!   lives in the application's memory (zeroized when dropped) while the
+//!   database is open.
 //! - **Data** (pages, blobs) is encrypted locally with the data key and
 //!   AES-256-GCM-SIV ([`EnvelopeBox`]), so bulk encryption costs no round
 //!   trip. Rotating the master key re-wraps the data keys
-//!   ([`rewrap_data_key`]) without touching the data.
+//!   ([`rewrap_data_key`]) without touching the data: to another master
+//!   key, or to the same master key's latest version after
+//!   `Client::rotate_key` (sealed data keys of older versions keep
+//!   opening until the master key's minimum decryption version passes
+//!   them).
 //!
 //! # Formats
 //!
 //! All integers are big-endian.
 //!
-//! **Sealed data key** (60 bytes): what the HSM's AES-GCM encryption
-//! returns, `iv (12) || encrypted data key (32) || tag (16)`, with the
-//! associated data `"hsm-client envelope v1 data key\0" || master key id
-//! (u64) || context`. The context is the caller's name for the key's
-//! purpose (`"db=orders"`): a sealed data key opens only under the master
-//! key and context it was sealed for.
+//! **Sealed data key** (65 bytes): `0x02 || master key version (u32) ||`
+//! what the HSM's AES-GCM encryption returns, `iv (12) || encrypted data
+//! key (32) || tag (16)`, with the associated data `"hsm-client envelope
+//! v1 data key\0" || master key id (u64) || context`. The context is the
+//! caller's name for the key's purpose (`"db=orders"`): a sealed data key
+//! opens only under the master key and context it was sealed for. The
+//! first format (60 bytes, no version: the HSM's output alone) is still
+//! read, as made by version 1 of the master key, which it was.
 //!
 //! **Sealed blob** ([`EnvelopeBox::encrypt`]): `version (1) = 0x01 ||
 //! nonce (12) || ciphertext || tag (16)`, AES-256-GCM-SIV under the data
@@ -79,6 +87,7 @@ use std::fmt;
 
 use hsm_proto::client::Secret;
 use hsm_proto::mechanism::EncryptMechanism;
+use hsm_proto::versioned::Versioned;
 use hsm_proto::KeyId;
 use hsm_seal::{OpenError, SealKey};
 
@@ -87,8 +96,14 @@ use crate::error::Error;
 
 /// Length of a data key: AES-256.
 pub const DATA_KEY_LEN: usize = 32;
-/// Length of a sealed data key: IV, encrypted key and tag.
-pub const SEALED_DATA_KEY_LEN: usize = 12 + DATA_KEY_LEN + 16;
+/// Length of a sealed data key: format, master key version, IV, encrypted
+/// key and tag.
+pub const SEALED_DATA_KEY_LEN: usize = 1 + 4 + SEALED_DATA_KEY_V1_LEN;
+/// Length of a sealed data key of the first format: IV, encrypted key and
+/// tag, made under the master key's version 1 (still read).
+pub const SEALED_DATA_KEY_V1_LEN: usize = 12 + DATA_KEY_LEN + 16;
+/// First byte of a sealed data key that names its master key version.
+const SEALED_DATA_KEY_FORMAT: u8 = 2;
 /// Format version of sealed blobs and envelopes.
 pub const VERSION: u8 = 1;
 /// First bytes of an envelope.
@@ -108,7 +123,10 @@ const BLOB_AAD: &[u8] = b"hsm-client envelope v1 blob\0";
 pub enum EnvelopeError {
     /// The HSM call failed. A sealed data key that was changed, or sealed
     /// for another master key or context, is refused by the HSM as
-    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput).
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput); one
+    /// naming a master key version the key does not keep as
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), or below its
+    /// minimum decryption version as `InvalidInput`.
     #[error("hsm call failed: {0}")]
     Client(#[from] Error),
     /// The bytes are not in the format this module writes.
@@ -167,9 +185,9 @@ pub async fn generate_data_key(client: &Client) -> Result<Secret, EnvelopeError>
     Ok(bytes)
 }
 
-/// Seals `data_key` under the master key in the HSM (AES-GCM, with
-/// associated data naming the master key and `context`); returns the
-/// [`SEALED_DATA_KEY_LEN`]-byte sealed data key to store.
+/// Seals `data_key` under the master key's latest version in the HSM
+/// (AES-GCM, with associated data naming the master key and `context`);
+/// returns the [`SEALED_DATA_KEY_LEN`]-byte sealed data key to store.
 ///
 /// # Errors
 /// [`EnvelopeError::DataKeyLength`] for a key that is not
@@ -185,51 +203,83 @@ pub async fn wrap_data_key(
     if data_key.len() != DATA_KEY_LEN {
         return Err(EnvelopeError::DataKeyLength(data_key.len()));
     }
+    let item = (data_key.clone(), data_key_aad(master, context));
     let sealed = client
-        .encrypt(
-            master,
-            EncryptMechanism::AesGcm,
-            data_key.clone(),
-            data_key_aad(master, context),
-        )
-        .await?;
-    if sealed.len() != SEALED_DATA_KEY_LEN {
+        .encrypt_batch(master, EncryptMechanism::AesGcm, vec![item])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| malformed("sealed data key", "the hsm answered nothing"))??;
+    sealed_data_key(&sealed)
+}
+
+/// The stored form of a data key the HSM sealed.
+fn sealed_data_key(sealed: &Versioned) -> Result<Vec<u8>, EnvelopeError> {
+    if sealed.bytes.len() != SEALED_DATA_KEY_V1_LEN {
         return Err(malformed(
             "sealed data key",
             format!(
-                "expected {SEALED_DATA_KEY_LEN} bytes from the hsm, got {}",
-                sealed.len()
+                "expected {SEALED_DATA_KEY_V1_LEN} bytes from the hsm, got {}",
+                sealed.bytes.len()
             ),
         ));
     }
-    Ok(sealed)
+    let mut out = Vec::with_capacity(SEALED_DATA_KEY_LEN);
+    out.push(SEALED_DATA_KEY_FORMAT);
+    out.extend_from_slice(&sealed.version.to_be_bytes());
+    out.extend_from_slice(&sealed.bytes);
+    Ok(out)
 }
 
-/// Opens a sealed data key with the master key in the HSM.
+/// The master key version and the HSM's output a stored sealed data key
+/// holds.
+fn parse_sealed_data_key(sealed: &[u8]) -> Result<Versioned, EnvelopeError> {
+    let what = "sealed data key";
+    match sealed.len() {
+        SEALED_DATA_KEY_V1_LEN => Ok(Versioned {
+            version: 1,
+            bytes: sealed.to_vec(),
+        }),
+        SEALED_DATA_KEY_LEN if sealed.first() == Some(&SEALED_DATA_KEY_FORMAT) => {
+            let version: [u8; 4] = sealed
+                .get(1..5)
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| malformed(what, "short version"))?;
+            Ok(Versioned {
+                version: u32::from_be_bytes(version),
+                bytes: sealed[5..].to_vec(),
+            })
+        }
+        SEALED_DATA_KEY_LEN => Err(malformed(what, "unknown format")),
+        n => Err(malformed(
+            what,
+            format!("expected {SEALED_DATA_KEY_LEN} (or {SEALED_DATA_KEY_V1_LEN}) bytes, got {n}"),
+        )),
+    }
+}
+
+/// Opens a sealed data key with the master key version that sealed it,
+/// in the HSM.
 ///
 /// # Errors
-/// [`EnvelopeError::Malformed`] if `sealed` is not
-/// [`SEALED_DATA_KEY_LEN`] bytes; [`EnvelopeError::Client`] if the HSM
-/// refuses (changed bytes, another master key or context, or a master key
-/// without the `decrypt` attribute); [`EnvelopeError::DataKeyLength`] if
-/// what it opens is not a data key.
+/// [`EnvelopeError::Malformed`] if `sealed` is not a sealed data key;
+/// [`EnvelopeError::Client`] if the HSM refuses (changed bytes, another
+/// master key or context, a master key without the `decrypt` attribute,
+/// or a version it no longer keeps or that is below its minimum
+/// decryption version); [`EnvelopeError::DataKeyLength`] if what it opens
+/// is not a data key.
 pub async fn unwrap_data_key(
     client: &Client,
     master: KeyId,
     context: &[u8],
     sealed: &[u8],
 ) -> Result<Secret, EnvelopeError> {
-    if sealed.len() != SEALED_DATA_KEY_LEN {
-        return Err(malformed(
-            "sealed data key",
-            format!("expected {SEALED_DATA_KEY_LEN} bytes, got {}", sealed.len()),
-        ));
-    }
+    let sealed = parse_sealed_data_key(sealed)?;
     let key = client
-        .decrypt(
+        .decrypt_versioned(
             master,
             EncryptMechanism::AesGcm,
-            sealed.to_vec(),
+            &sealed,
             data_key_aad(master, context),
         )
         .await?;
@@ -239,9 +289,11 @@ pub async fn unwrap_data_key(
     Ok(key)
 }
 
-/// Re-seals a sealed data key under another master key (rotation): the HSM
-/// opens it under `old_master` and seals it under `new_master`, with the
-/// same `context`. The data encrypted with the data key stays as it is.
+/// Re-seals a sealed data key under another master key, or under the same
+/// master key's latest version after it was rotated (pass it as both):
+/// the HSM opens it under `old_master` and seals it under `new_master`'s
+/// latest version, with the same `context`. The data encrypted with the
+/// data key stays as it is.
 ///
 /// # Errors
 /// As [`unwrap_data_key`] and [`wrap_data_key`].
@@ -278,18 +330,29 @@ impl fmt::Debug for EnvelopeBox {
 }
 
 impl EnvelopeBox {
-    /// A new data key from the HSM, sealed under `master` for `context`.
-    /// Store [`EnvelopeBox::sealed_data_key`] with the data.
+    /// A new data key made by the HSM and sealed there under `master`'s
+    /// latest version for `context`, in one call
+    /// (`Client::generate_data_key`). Store
+    /// [`EnvelopeBox::sealed_data_key`] with the data.
     ///
     /// # Errors
-    /// As [`generate_data_key`] and [`wrap_data_key`].
+    /// [`EnvelopeError::Client`] if the HSM refuses (the master key must
+    /// be an AES key with the `encrypt` attribute);
+    /// [`EnvelopeError::DataKeyLength`] or [`EnvelopeError::Malformed`] if
+    /// its answer has the wrong lengths.
     pub async fn create(
         client: &Client,
         master: KeyId,
         context: &[u8],
     ) -> Result<EnvelopeBox, EnvelopeError> {
-        let key = generate_data_key(client).await?;
-        let sealed = wrap_data_key(client, master, context, &key).await?;
+        // DATA_KEY_LEN is 32: 256 bits.
+        let made = client
+            .generate_data_key(master, 256, data_key_aad(master, context), true)
+            .await?;
+        let key = made
+            .plaintext
+            .ok_or_else(|| malformed("data key", "the hsm returned no plaintext"))?;
+        let sealed = sealed_data_key(&made.wrapped)?;
         EnvelopeBox::from_parts(master, context, sealed, &key)
     }
 
@@ -383,8 +446,8 @@ impl EnvelopeBox {
 
 /// Encrypts `plaintext` into a self-contained envelope: a fresh data key
 /// from the HSM, sealed under `master` for `context`, and the data sealed
-/// with it (with `context` as the blob's associated data too). Costs two
-/// HSM calls; for many blobs under one key, use an [`EnvelopeBox`].
+/// with it (with `context` as the blob's associated data too). Costs one
+/// HSM call; for many blobs under one key, use an [`EnvelopeBox`].
 ///
 /// # Errors
 /// As [`EnvelopeBox::create`] and [`EnvelopeBox::encrypt`].
@@ -511,6 +574,46 @@ mod tests {
             &Secret::new(key.to_vec()),
         )
         .expect("box")
+    }
+
+    #[test]
+    fn a_sealed_data_key_names_its_master_key_version_and_the_first_format_is_version_1() {
+        let hsm_output = vec![0xAB; SEALED_DATA_KEY_V1_LEN];
+        let stored = sealed_data_key(&Versioned {
+            version: 7,
+            bytes: hsm_output.clone(),
+        })
+        .expect("sealed");
+        assert_eq!(stored.len(), SEALED_DATA_KEY_LEN);
+        assert_eq!(
+            parse_sealed_data_key(&stored).expect("parsed"),
+            Versioned {
+                version: 7,
+                bytes: hsm_output.clone()
+            }
+        );
+        assert_eq!(
+            parse_sealed_data_key(&hsm_output).expect("first format"),
+            Versioned {
+                version: 1,
+                bytes: hsm_output.clone()
+            }
+        );
+        let mut unknown = stored.clone();
+        unknown[0] = 3;
+        assert!(matches!(
+            parse_sealed_data_key(&unknown),
+            Err(EnvelopeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_sealed_data_key(&stored[..40]),
+            Err(EnvelopeError::Malformed { .. })
+        ));
+        assert!(sealed_data_key(&Versioned {
+            version: 1,
+            bytes: vec![0; 12]
+        })
+        .is_err());
     }
 
     #[test]

@@ -288,6 +288,21 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The event chain's head as the answering node has it: the number of
+    /// the last event and its hash (crypto officers). Kept apart from the
+    /// audit archive, it shows later that the archive still reaches it.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn audit_head(&self) -> Result<(u64, hsm_proto::EventHash)> {
+        match self.call(Operation::AuditHead).await? {
+            Reply::AuditHead { events, head } => Ok((events, head)),
+            other => Err(unexpected("audit-head", "audit-head", &other)),
+        }
+    }
+}
+
 fn versioned(
     version: u32,
     result: std::result::Result<ByteBuf, hsm_proto::client::ClientError>,

@@ -443,6 +443,33 @@ impl Snapshotter {
 
 /// Most events in one audit segment.
 pub const AUDIT_SEGMENT_EVENTS: usize = 5000;
+/// Most encoded event bytes in one audit segment (its events are cut
+/// there, so a segment stays well inside what a reader decodes,
+/// `hsm_proto::codec::MAX_DECODE_BYTES`, whatever the events carry; an
+/// event larger than this, which no Raft frame carries, goes alone).
+pub const AUDIT_SEGMENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The events of `events` that go in one segment starting at `first`: a
+/// run of consecutive numbers, at most [`AUDIT_SEGMENT_BYTES`] encoded
+/// (at least one event).
+fn segment_run(
+    events: &[(u64, hsm_proto::SignedEvent)],
+    first: u64,
+    max_bytes: usize,
+) -> Vec<hsm_proto::SignedEvent> {
+    let mut bytes = 0usize;
+    events
+        .iter()
+        .enumerate()
+        .take_while(|(i, (seq, e))| {
+            let next = Some(*seq) == first.checked_add(*i as u64);
+            let len = hsm_proto::codec::encode("event", e).map_or(usize::MAX, |b| b.len());
+            bytes = bytes.saturating_add(len);
+            next && (*i == 0 || bytes <= max_bytes)
+        })
+        .map(|(_, (_, e))| e.clone())
+        .collect()
+}
 
 impl Snapshotter {
     /// The audit archive beside this node's backups.
@@ -484,13 +511,9 @@ impl Snapshotter {
                     "events missing from this replica's trail are not archived: the archive has a gap"
                 );
             }
-            // Only a run without holes goes in one segment.
-            let run: Vec<_> = events
-                .iter()
-                .enumerate()
-                .take_while(|(i, (seq, _))| Some(*seq) == first.checked_add(*i as u64))
-                .map(|(_, (_, e))| e.clone())
-                .collect();
+            // Only a run without holes goes in one segment, and no more
+            // than a reader decodes.
+            let run = segment_run(&events, first, AUDIT_SEGMENT_BYTES);
             let segment = hsm_proto::AuditSegment {
                 cluster_id,
                 first_seq: first,
@@ -661,6 +684,49 @@ pub fn spawn_scheduler(snapshotter: Arc<Snapshotter>, raft: Raft, me: NodeId) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(seq: u64, material: usize) -> (u64, hsm_proto::SignedEvent) {
+        use hsm_proto::{Actor, Event, EventBody, EventHash, NodeId, RequestId, Signature};
+        let body = EventBody::KeyMaterialRewrapped {
+            generation: 1,
+            keys: vec![hsm_proto::RewrappedMaterial {
+                key: hsm_proto::KeyId(seq),
+                wrapped_material: vec![7; material],
+            }],
+        };
+        let event = Event {
+            request_id: RequestId([0; 16]),
+            timestamp_ms: seq,
+            actor: Actor::Node(NodeId(1)),
+            prev_hash: EventHash([0; 32]),
+            body,
+        };
+        let signed = hsm_proto::SignedEvent {
+            event,
+            signer: NodeId(1),
+            signature: Signature([0; 64]),
+        };
+        (seq, signed)
+    }
+
+    #[test]
+    fn a_segment_is_a_run_without_holes_cut_by_its_encoded_size() {
+        let events: Vec<_> = [(5, 100), (6, 100), (7, 100), (9, 100)]
+            .iter()
+            .map(|(s, n)| event(*s, *n))
+            .collect();
+        let seqs = |run: &[hsm_proto::SignedEvent]| {
+            run.iter().map(|e| e.event.timestamp_ms).collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(&segment_run(&events, 5, usize::MAX)), vec![5, 6, 7]);
+        let one = hsm_proto::codec::encode("event", &events[0].1)
+            .expect("encodes")
+            .len();
+        assert_eq!(seqs(&segment_run(&events, 5, 2 * one)), vec![5, 6]);
+        // An event larger than the cap still goes, alone.
+        assert_eq!(seqs(&segment_run(&events, 5, 1)), vec![5]);
+        assert!(segment_run(&events, 4, usize::MAX).is_empty());
+    }
 
     #[test]
     fn the_payload_round_trips_and_refuses_other_bytes() {

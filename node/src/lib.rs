@@ -36,6 +36,7 @@ pub mod backup;
 pub mod cluster_time;
 pub mod config;
 pub mod handoff;
+pub mod key_uses;
 pub mod local;
 pub mod membership;
 pub mod metrics;

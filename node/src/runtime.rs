@@ -578,7 +578,14 @@ impl RunningNode {
             network.clone(),
             id,
         );
-        let mut tasks = vec![acceptor, membership, rotation, roster, upgrade];
+        let key_uses = crate::key_uses::spawn(
+            service.key_uses(),
+            sm.clone(),
+            writer.clone(),
+            id,
+            Duration::from_secs(config.backup.key_use_interval_s),
+        );
+        let mut tasks = vec![acceptor, membership, rotation, roster, upgrade, key_uses];
         // Not fatal: a node that serves without it is better than none.
         match crate::operator::spawn(&config.data_dir, service.clone()) {
             Ok(task) => tasks.push(task),

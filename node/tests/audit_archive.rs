@@ -50,14 +50,32 @@ fn segment_dirs(backups: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_archived_trail_checks_out_offline_and_every_tampering_is_reported() {
-    // The leader archives every second here (10 s by default).
-    let cluster = Cluster::start_with_env(3, &[("HSM_NODE_BACKUP_AUDIT_INTERVAL_S", "1")]);
+    // The leader archives every second here (10 s by default), and every
+    // node writes its key use counts every second (60 s by default).
+    let cluster = Cluster::start_with_env(
+        3,
+        &[
+            ("HSM_NODE_BACKUP_AUDIT_INTERVAL_S", "1"),
+            ("HSM_NODE_BACKUP_KEY_USE_INTERVAL_S", "1"),
+        ],
+    );
     cluster.wait_ready().await;
     let (admin, alice, key) = cluster.with_alice(ADMIN, ALICE, "audited").await;
     alice
         .sign(key, SignMechanism::Ed25519, b"audited message".to_vec())
         .await
         .expect("sign");
+    // Three more in one request: each counts.
+    for signed in alice
+        .sign_many(
+            key,
+            SignMechanism::Ed25519,
+            [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()],
+        )
+        .await
+    {
+        signed.expect("sign");
+    }
     // A wrong password: a failed login in the trail.
     let stranger = cluster.client().await;
     assert!(stranger
@@ -114,6 +132,68 @@ async fn the_archived_trail_checks_out_offline_and_every_tampering_is_reported()
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+
+    // Crypto use is in the trail, counted by key, user and operation (by
+    // whichever nodes served it), never the data: alice signed 4 times.
+    let audited = format!("0x{:016x}", key.0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut args = audit_args("list", &url, &recovery);
+        args.extend(["--key", &audited, "--user", "alice"]);
+        let listed = hsm.run(None, &args, &[]).ok();
+        let signs: u64 = listed["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["kind"] == "key-uses-counted")
+            .flat_map(|e| e["uses"].as_array().cloned().unwrap_or_default())
+            .filter(|u| u["operation"] == "sign" && u["user"] == "alice")
+            .map(|u| u["count"].as_u64().unwrap_or(0))
+            .sum();
+        if signs == 4 {
+            assert!(!listed.to_string().contains("audited message"), "{listed}");
+            break;
+        }
+        assert!(signs < 4, "counted more than alice signed: {listed}");
+        assert!(
+            Instant::now() < deadline,
+            "the archive never got alice's 4 signatures: {listed}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // The cluster's head, kept apart by an officer: the archive reaches it
+    // (once caught up); a head it does not hold, or another hash, is a
+    // trail cut short or rewritten.
+    let head = hsm
+        .run(Some(("admin", ADMIN)), &["audit", "head"], &[])
+        .ok();
+    let cluster_head = head["cluster-head"].as_str().expect("head").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut args = audit_args("verify", &url, &recovery);
+        args.extend(["--cluster-head", &cluster_head]);
+        if hsm.run(None, &args, &[]).code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive never reached the head {cluster_head}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let events = head["events"].as_u64().expect("events");
+    for wrong in [
+        format!("{}:{}", events + 1_000_000, head["head"].as_str().expect("hash")),
+        format!("{events}:{}", "00".repeat(32)),
+    ] {
+        let mut args = audit_args("verify", &url, &recovery);
+        args.extend(["--cluster-head", &wrong]);
+        hsm.run(None, &args, &[]).fails(4, "damaged");
+    }
+    // Officers only.
+    hsm.run(Some(("alice", ALICE)), &["audit", "head"], &[])
+        .fails(3, "permission-denied");
 
     // Intact: every event from the cluster's first, anchored at node 1.
     let verified = hsm

@@ -76,6 +76,7 @@ const TABLE: &[(&str, [bool; 4])] = &[
     ("rotate-key", [false, false, false, true]),
     ("set-min-decryption-version", [false, false, false, true]),
     ("trim-key-versions", [false, false, false, true]),
+    ("audit-head", [false, false, true, false]),
 ];
 
 fn allowed(op: &str, who: Who) -> bool {
@@ -392,6 +393,7 @@ fn operations(me: &str, keys: &Keys, round: u32) -> Vec<(&'static str, Operation
         ),
         ("delete-backup", Operation::DeleteBackup { id: keys.backup }),
         ("quorum-status", Operation::QuorumStatus),
+        ("audit-head", Operation::AuditHead),
         (
             "generate-quorum-token",
             Operation::GenerateQuorumToken {

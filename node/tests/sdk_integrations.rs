@@ -701,15 +701,25 @@ async fn tde_envelopes_open_only_untampered_and_never_hold_the_data_key() {
         assert!(!contains(stored, b"alice,100"), "page stored in clear");
     }
 
-    // Every changed byte of the sealed data key is refused by the HSM; so
-    // are another context and another master key.
+    // Every changed byte of the sealed data key is refused: its format
+    // byte here, a version the master key does not have by the HSM, every
+    // other byte by the HSM's authentication; so are another context and
+    // another master key.
     for i in 0..stored_key.len() {
         let mut changed = stored_key.clone();
         changed[i] ^= 0x01;
-        assert!(
-            refused_by_hsm(EnvelopeBox::load(&app, master, context, &changed).await),
-            "byte {i}"
-        );
+        let loaded = EnvelopeBox::load(&app, master, context, &changed).await;
+        match i {
+            0 => assert!(
+                matches!(loaded, Err(EnvelopeError::Malformed { .. })),
+                "byte {i}"
+            ),
+            1..=4 => assert!(
+                matches!(&loaded, Err(EnvelopeError::Client(e)) if e.kind() == Some(ErrorKind::NotFound)),
+                "byte {i}: {loaded:?}"
+            ),
+            _ => assert!(refused_by_hsm(loaded), "byte {i}"),
+        }
     }
     assert!(refused_by_hsm(
         EnvelopeBox::load(&app, master, b"db=payments", &stored_key).await
@@ -740,6 +750,34 @@ async fn tde_envelopes_open_only_untampered_and_never_hold_the_data_key() {
     assert_eq!(
         db.decrypt(&7u64.to_be_bytes(), &sealed_page)
             .expect("old page under the rotated key")
+            .expose(),
+        page.as_slice()
+    );
+
+    // Rotating the master key in place: the stored data key (version 1)
+    // still opens; re-sealed, it names version 2; once the minimum
+    // decryption version passes version 1, only the re-sealed one opens.
+    let versions = app.rotate_key(master).await.expect("rotate the master");
+    assert_eq!(versions.latest, 2);
+    EnvelopeBox::load(&app, master, context, &stored_key)
+        .await
+        .expect("version 1 still opens");
+    let resealed = rewrap_data_key(&app, master, master, context, &stored_key)
+        .await
+        .expect("re-seal under version 2");
+    assert_eq!(&resealed[1..5], &2u32.to_be_bytes());
+    app.set_min_decryption_version(master, 2)
+        .await
+        .expect("minimum 2");
+    assert!(EnvelopeBox::load(&app, master, context, &stored_key)
+        .await
+        .is_err());
+    let db = EnvelopeBox::load(&app, master, context, &resealed)
+        .await
+        .expect("the re-sealed data key opens");
+    assert_eq!(
+        db.decrypt(&7u64.to_be_bytes(), &sealed_page)
+            .expect("the page still opens")
             .expose(),
         page.as_slice()
     );

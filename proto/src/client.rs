@@ -657,6 +657,11 @@ pub enum Operation {
         /// for a holder to decrypt later).
         plaintext: bool,
     },
+    /// The event chain's head as this node's replica has it
+    /// ([`Reply::AuditHead`]; crypto officers): keep it apart from the
+    /// archive, and `hsm audit verify --cluster-head` shows the archive
+    /// still holds that event, so its end was not cut off.
+    AuditHead,
 }
 
 /// Bytes in a list ([`Operation::SignMany`], [`Reply::Signatures`]).
@@ -732,6 +737,7 @@ impl Operation {
             Operation::SignBatch { .. } => "sign-batch",
             Operation::VerifyBatch { .. } => "verify-batch",
             Operation::GenerateDataKey { .. } => "generate-data-key",
+            Operation::AuditHead => "audit-head",
         }
     }
 
@@ -749,7 +755,8 @@ impl Operation {
             | Operation::DecryptBatch { .. }
             | Operation::SignBatch { .. }
             | Operation::VerifyBatch { .. }
-            | Operation::GenerateDataKey { .. } => 4,
+            | Operation::GenerateDataKey { .. }
+            | Operation::AuditHead => 4,
             Operation::LoginChallenge { .. }
             | Operation::LoginMfa { .. }
             | Operation::SetOwnMfa { .. }
@@ -1039,6 +1046,13 @@ pub enum Reply {
         wrapped: ByteBuf,
         /// The data key itself, when asked for.
         plaintext: Option<Secret>,
+    },
+    /// The event chain's head ([`Operation::AuditHead`]).
+    AuditHead {
+        /// Events in the chain: the number of the last one.
+        events: u64,
+        /// The last event's hash.
+        head: crate::EventHash,
     },
 }
 
@@ -1340,6 +1354,7 @@ impl From<Rejection> for ClientError {
             R::KeyVersionRefused(_, crate::VersionDefect::NotKept { .. }) => ErrorKind::NotFound,
             R::KeyVersionRefused(_, crate::VersionDefect::NotNext { .. }) => ErrorKind::Conflict,
             R::KeyVersionRefused(_, _) => ErrorKind::InvalidInput,
+            R::KeyUsesMalformed { .. } => ErrorKind::Internal,
         };
         ClientError::new(kind, r.to_string())
     }

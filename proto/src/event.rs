@@ -391,6 +391,73 @@ pub enum EventBody {
         /// The versions and their material under it.
         versions: Vec<RewrappedVersion>,
     },
+    /// A member's count of what users did with keys through it since its
+    /// last count (the member is the actor): operations by key, user and
+    /// kind, never the data. Each member that served any writes one every
+    /// `backup.key_use_interval_s`, so the audit trail shows who used
+    /// which key how often. Changes no state.
+    KeyUsesCounted {
+        /// The counts, in (key, user, kind) order, each from 1, at most
+        /// [`MAX_KEY_USES`].
+        uses: Vec<KeyUses>,
+    },
+}
+
+/// Most counts one [`EventBody::KeyUsesCounted`] carries (a member with
+/// more writes several).
+pub const MAX_KEY_USES: usize = 512;
+
+/// How many operations of one kind a user did with one key through one
+/// member ([`EventBody::KeyUsesCounted`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyUses {
+    /// The key.
+    pub key: KeyId,
+    /// The user.
+    pub user: Username,
+    /// What it did.
+    pub kind: KeyUseKind,
+    /// How many times (items of a batch each count).
+    pub count: u64,
+}
+
+/// What a user did with a key ([`KeyUses`]). Counts are ordered by it
+/// (`hsm_state::versions::check_key_uses`): new kinds go at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum KeyUseKind {
+    /// Signed (or computed a MAC).
+    Sign,
+    /// Verified a signature (or a MAC).
+    Verify,
+    /// Encrypted.
+    Encrypt,
+    /// Decrypted.
+    Decrypt,
+    /// Wrapped another key with it.
+    Wrap,
+    /// Unwrapped a key with it.
+    Unwrap,
+    /// Derived a key by agreement with it.
+    Derive,
+    /// Encrypted a new data key with it.
+    DataKey,
+}
+
+impl KeyUseKind {
+    /// The name people use: `sign`, `verify`, `encrypt`, `decrypt`,
+    /// `wrap`, `unwrap`, `derive`, `data-key`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyUseKind::Sign => "sign",
+            KeyUseKind::Verify => "verify",
+            KeyUseKind::Encrypt => "encrypt",
+            KeyUseKind::Decrypt => "decrypt",
+            KeyUseKind::Wrap => "wrap",
+            KeyUseKind::Unwrap => "unwrap",
+            KeyUseKind::Derive => "derive",
+            KeyUseKind::DataKey => "data-key",
+        }
+    }
 }
 
 /// One older key version's material wrapped again under the current domain
@@ -452,6 +519,7 @@ impl EventBody {
             EventBody::KeyMinDecryptionSet { .. } => "key-min-decryption-set",
             EventBody::KeyVersionsTrimmed { .. } => "key-versions-trimmed",
             EventBody::KeyVersionsRewrapped { .. } => "key-versions-rewrapped",
+            EventBody::KeyUsesCounted { .. } => "key-uses-counted",
         }
     }
 
@@ -464,7 +532,8 @@ impl EventBody {
             EventBody::KeyRotated { .. }
             | EventBody::KeyMinDecryptionSet { .. }
             | EventBody::KeyVersionsTrimmed { .. }
-            | EventBody::KeyVersionsRewrapped { .. } => 4,
+            | EventBody::KeyVersionsRewrapped { .. }
+            | EventBody::KeyUsesCounted { .. } => 4,
             EventBody::ApprovalKeySet { .. }
             | EventBody::MfaKeySet { .. }
             | EventBody::QuorumTokenIssued { .. }
@@ -585,6 +654,13 @@ impl fmt::Debug for EventBody {
                 &versions
                     .iter()
                     .map(|v| (v.key, v.version))
+                    .collect::<Vec<_>>(),
+            ),
+            EventBody::KeyUsesCounted { uses } => d.field(
+                "uses",
+                &uses
+                    .iter()
+                    .map(|u| (u.key, &u.user, u.kind, u.count))
                     .collect::<Vec<_>>(),
             ),
         };

@@ -31,8 +31,8 @@ pub use backup::{
     UnreadableBackup,
 };
 pub use event::{
-    Actor, BatchSeal, EndedSession, Event, EventBody, NodeRecord, RewrappedMaterial,
-    RewrappedVersion, SealedDomainKey, SignedEvent,
+    Actor, BatchSeal, EndedSession, Event, EventBody, KeyUseKind, KeyUses, NodeRecord,
+    RewrappedMaterial, RewrappedVersion, SealedDomainKey, SignedEvent, MAX_KEY_USES,
 };
 pub use ids::{ClusterId, EventHash, KeyId, NodeId, RequestId, Signature, TokenId, Username};
 pub use key::{

@@ -223,6 +223,13 @@ pub enum Rejection {
     /// A key version change is refused.
     #[error("key {0}: {1}")]
     KeyVersionRefused(KeyId, VersionDefect),
+    /// Key use counts that are not in order, not distinct, zero, or too
+    /// many for one event.
+    #[error("malformed key use counts: in (key, user, kind) order, distinct, each from 1, at most {max}")]
+    KeyUsesMalformed {
+        /// The most one event carries.
+        max: usize,
+    },
 }
 
 /// Why a key version change, or the use of a version, is refused.

@@ -515,6 +515,11 @@ impl Tx<'_> {
                 self.node_actor(actor)?;
                 self.rewrap_versions(*generation, versions)
             }
+            EventBody::KeyUsesCounted { uses } => {
+                // A member's own count, for the trail; nothing changes.
+                self.node_actor(actor)?;
+                crate::versions::check_key_uses(uses)
+            }
             EventBody::DomainKeyRetired { generation } => {
                 self.node_actor(actor)?;
                 let keys = self.state.materials_under(*generation);
@@ -937,7 +942,8 @@ impl Tx<'_> {
             | EventBody::KeyRotated { .. }
             | EventBody::KeyMinDecryptionSet { .. }
             | EventBody::KeyVersionsTrimmed { .. }
-            | EventBody::KeyVersionsRewrapped { .. } => {
+            | EventBody::KeyVersionsRewrapped { .. }
+            | EventBody::KeyUsesCounted { .. } => {
                 // Handled in `rules` (or `quorum_rules`) before a user actor is resolved, so
                 // never reached (the words builds before versioning had).
                 Err(Rejection::UnknownActor(me.to_string()))

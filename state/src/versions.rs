@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hsm_proto::client::KeyVersionsInfo;
-use hsm_proto::{KeyId, Rejection, VersionDefect};
+use hsm_proto::{KeyId, KeyUses, Rejection, VersionDefect, MAX_KEY_USES};
 use serde::{Deserialize, Serialize};
 
 use crate::records::Key;
@@ -216,4 +216,21 @@ impl State {
             .values()
             .flat_map(|v| v.older.iter().map(move |(n, o)| (v.key, *n, o)))
     }
+}
+
+/// Checks a member's key use counts (`EventBody::KeyUsesCounted`): at most
+/// [`MAX_KEY_USES`], each from 1, in strictly increasing (key, user, kind)
+/// order (so each is counted once, and two replicas read one order).
+///
+/// # Errors
+/// [`Rejection::KeyUsesMalformed`] otherwise.
+pub fn check_key_uses(uses: &[KeyUses]) -> Result<(), Rejection> {
+    let ordered = uses
+        .windows(2)
+        .all(|w| (&w[0].key, &w[0].user, w[0].kind) < (&w[1].key, &w[1].user, w[1].kind));
+    if uses.is_empty() || uses.len() > MAX_KEY_USES || !ordered || uses.iter().any(|u| u.count == 0)
+    {
+        return Err(Rejection::KeyUsesMalformed { max: MAX_KEY_USES });
+    }
+    Ok(())
 }

@@ -535,3 +535,62 @@ fn an_import_retried_after_its_key_was_rotated_is_still_the_same_request() {
     let again = c.apply(&signed);
     assert_eq!((again.result, again.replayed), (Ok(()), true));
 }
+
+#[test]
+fn key_use_counts_come_from_members_well_formed_and_change_nothing() {
+    use hsm_proto::{KeyUseKind, KeyUses, MAX_KEY_USES};
+    let mut c = owned();
+    let uses = |entries: &[(u64, &str, KeyUseKind, u64)]| EventBody::KeyUsesCounted {
+        uses: entries
+            .iter()
+            .map(|(k, u, kind, count)| KeyUses {
+                key: KeyId(*k),
+                user: user(u),
+                kind: *kind,
+                count: *count,
+            })
+            .collect(),
+    };
+    let good = uses(&[
+        (KEY, "bob", KeyUseKind::Sign, 3),
+        (KEY, "carol", KeyUseKind::Decrypt, 1),
+        (KEY, "carol", KeyUseKind::DataKey, 2),
+    ]);
+    let before = c.state.digest();
+    let a = c.by_node(1, good.clone());
+    assert_eq!(a.result, Ok(()));
+    // Only the chain head and the remembered outcome move.
+    assert!(a
+        .changed
+        .iter()
+        .all(|k| matches!(k, EntityKey::Meta | EntityKey::Request(_))));
+    assert_ne!(c.state.digest(), before);
+    // Not from a user, not from a stranger node.
+    assert!(matches!(
+        c.by("bob", good.clone()).result,
+        Err(Rejection::NoSuchActor(_))
+    ));
+    assert!(matches!(
+        c.by_node(9, good).result,
+        Err(Rejection::NoSuchActor(_))
+    ));
+    let malformed = Err(Rejection::KeyUsesMalformed { max: MAX_KEY_USES });
+    for bad in [
+        uses(&[]),
+        uses(&[(KEY, "bob", KeyUseKind::Sign, 0)]),
+        uses(&[
+            (KEY, "carol", KeyUseKind::Decrypt, 1),
+            (KEY, "bob", KeyUseKind::Sign, 1),
+        ]),
+        uses(&[
+            (KEY, "bob", KeyUseKind::Sign, 1),
+            (KEY, "bob", KeyUseKind::Sign, 1),
+        ]),
+    ] {
+        assert_eq!(c.by_node(1, bad).result, malformed);
+    }
+    let too_many: Vec<(u64, &str, KeyUseKind, u64)> = (0..=MAX_KEY_USES as u64)
+        .map(|k| (k, "bob", KeyUseKind::Verify, 1))
+        .collect();
+    assert_eq!(c.by_node(1, uses(&too_many)).result, malformed);
+}

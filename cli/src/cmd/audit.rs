@@ -5,7 +5,7 @@
 
 use hsm_backup::audit::{audit_destination, list_segments, read_segment};
 use hsm_backup::{Destination, Opener, RecoveryKey};
-use hsm_client::hsm_proto::{Actor, EventBody, KeyId, SignedEvent, Username};
+use hsm_client::hsm_proto::{Actor, EventBody, EventHash, KeyId, SignedEvent, Username};
 use hsm_state::audit::Verifier;
 use hsm_state::{event_hash, State};
 use serde_json::{json, Value};
@@ -14,7 +14,7 @@ use crate::args::{ArchiveArgs, AuditCommand};
 use crate::error::{Class, CliError, Result};
 use crate::keys::parse_key_reference;
 use crate::output::{table, Outcome};
-use crate::session::username;
+use crate::session::{username, Context};
 
 /// The archive's events, oldest first, each with its number; segments
 /// that did not read, with why; and events repeated by overlapping
@@ -62,9 +62,25 @@ async fn read_trail(args: &ArchiveArgs) -> Result<Trail> {
     Ok(Trail { events, unreadable })
 }
 
-pub(super) async fn run(command: AuditCommand) -> Result<Outcome> {
+pub(super) async fn run(ctx: &Context, command: AuditCommand) -> Result<Outcome> {
     match command {
-        AuditCommand::Verify { archive, anchor } => verify(&archive, anchor.as_deref()).await,
+        AuditCommand::Verify {
+            archive,
+            anchor,
+            cluster_head,
+        } => {
+            let head = cluster_head.as_deref().map(parse_head).transpose()?;
+            verify(&archive, anchor.as_deref(), head).await
+        }
+        AuditCommand::Head => {
+            let me = ctx.login(None).await?;
+            let (events, head) = me.client.audit_head().await.map_err(|e| me.explain(e))?;
+            Ok(Outcome::new(json!({
+                "events": events,
+                "head": head.to_string(),
+                "cluster-head": format!("{events}:{head}"),
+            })))
+        }
         AuditCommand::List {
             archive,
             since,
@@ -79,7 +95,27 @@ pub(super) async fn run(command: AuditCommand) -> Result<Outcome> {
     }
 }
 
-async fn verify(archive: &ArchiveArgs, anchor: Option<&str>) -> Result<Outcome> {
+/// `N:HEX` as `hsm audit head` prints it.
+fn parse_head(text: &str) -> Result<(u64, EventHash)> {
+    let wrong = || {
+        CliError::usage(format!(
+            "--cluster-head is N:HEX as `hsm audit head` prints it, not {text:?}"
+        ))
+    };
+    let (n, hex_hash) = text.trim().split_once(':').ok_or_else(wrong)?;
+    let n: u64 = n.parse().map_err(|_| wrong())?;
+    let bytes: [u8; 32] = hex::decode(hex_hash)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(wrong)?;
+    Ok((n, EventHash(bytes)))
+}
+
+async fn verify(
+    archive: &ArchiveArgs,
+    anchor: Option<&str>,
+    cluster_head: Option<(u64, EventHash)>,
+) -> Result<Outcome> {
     let trail = read_trail(archive).await?;
     let mut verifier = Verifier::new();
     for (seq, event) in &trail.events {
@@ -105,6 +141,17 @@ async fn verify(archive: &ArchiveArgs, anchor: Option<&str>) -> Result<Outcome> 
     }
     if summary.events == 0 {
         problems.push("the archive holds no events".into());
+    }
+    if let Some((n, expected)) = cluster_head {
+        match trail.events.iter().find(|(seq, _)| *seq == n) {
+            None => problems.push(format!(
+                "the trail does not hold event {n}, which the cluster had: its end was cut off, or the archive has not caught up yet"
+            )),
+            Some((_, event)) if event_hash(event) != expected => problems.push(
+                format!("event {n} is not the one the cluster had (another hash)"),
+            ),
+            Some(_) => {}
+        }
     }
     let report = json!({
         "intact": problems.is_empty(),
@@ -154,6 +201,7 @@ fn names_key(body: &EventBody, key: KeyId) -> bool {
         | EventBody::KeyVersionsTrimmed { key: k, .. } => *k == key,
         EventBody::KeyMaterialRewrapped { keys, .. } => keys.iter().any(|k| k.key == key),
         EventBody::KeyVersionsRewrapped { versions, .. } => versions.iter().any(|v| v.key == key),
+        EventBody::KeyUsesCounted { uses } => uses.iter().any(|u| u.key == key),
         _ => false,
     }
 }
@@ -178,7 +226,10 @@ async fn list(
     for (seq, event) in &trail.events {
         let outcome = match replay.as_mut() {
             Some(state) if event.event.prev_hash == state.head() => {
-                match state.apply(event).result {
+                let applied = state.apply(event);
+                match applied.result {
+                    // A copy of a request applied before: nothing new.
+                    Ok(()) if applied.replayed => "replayed".to_string(),
                     Ok(()) => "applied".to_string(),
                     Err(r) => format!("refused: {r}"),
                 }
@@ -205,7 +256,7 @@ async fn list(
             e.body.kind().to_string(),
             outcome.clone(),
         ]);
-        listed.push(json!({
+        let mut entry = json!({
             "seq": seq,
             "time-ms": e.timestamp_ms,
             "actor": e.actor.to_string(),
@@ -213,7 +264,27 @@ async fn list(
             "event": what,
             "outcome": outcome,
             "signer": event.signer.0,
-        }));
+        });
+        let counted = outcome == "applied" || outcome == "unknown";
+        if let (EventBody::KeyUsesCounted { uses }, Some(map), true) =
+            (&e.body, entry.as_object_mut(), counted)
+        {
+            // The counts the filters ask about, one by one.
+            let uses: Vec<Value> = uses
+                .iter()
+                .filter(|u| key.is_none_or(|k| u.key == k) && user.is_none_or(|n| u.user == *n))
+                .map(|u| {
+                    json!({
+                        "key-reference": u.key.to_string(),
+                        "user": u.user.as_str(),
+                        "operation": u.kind.name(),
+                        "count": u.count,
+                    })
+                })
+                .collect();
+            map.insert("uses".into(), json!(uses));
+        }
+        listed.push(entry);
     }
     let header: Vec<String> = ["seq", "time-ms", "actor", "kind", "outcome"]
         .iter()

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Node(c) => node::run(ctx, c).await,
         Command::Backup(c) => backup::run(ctx, c).await,
         Command::Quorum(c) => quorum::run(ctx, c).await,
-        Command::Audit(c) => audit::run(c).await,
+        Command::Audit(c) => audit::run(ctx, c).await,
     }
 }
 

@@ -222,6 +222,11 @@ pub(super) static VARS: &[Var] = &[
         expected: INTEGER,
         set: |c, v| parsed(v).map(|n| c.backup.audit_interval_s = n),
     },
+    Var {
+        name: "HSM_NODE_BACKUP_KEY_USE_INTERVAL_S",
+        expected: INTEGER,
+        set: |c, v| parsed(v).map(|n| c.backup.key_use_interval_s = n),
+    },
 ];
 
 fn parsed<T: FromStr>(value: &str) -> Option<T> {

@@ -128,6 +128,9 @@ data_dir = {data_dir}
 # Seconds between the leader's copies of new events into the audit archive
 # beside the backups (the trail outlives the Raft log there; hsm audit).
 # audit_interval_s = {audit_interval_s}
+# Seconds between each node's writes of its key use counts (who used which
+# key how, how often; never the data) into the event trail.
+# key_use_interval_s = {key_use_interval_s}
 
 [metrics]
 # Plain-HTTP endpoint for Prometheus (/metrics) and health checks
@@ -160,6 +163,7 @@ data_dir = {data_dir}
             keep_last = config.backup.keep_last,
             max_age_s = config.backup.max_age_s,
             audit_interval_s = config.backup.audit_interval_s,
+            key_use_interval_s = config.backup.key_use_interval_s,
         ))
     }
 }

@@ -303,6 +303,10 @@ pub struct BackupSettings {
     /// Seconds between the leader's copies of new events into the audit
     /// archive beside the backups (1 to 3600). Default 10.
     pub audit_interval_s: u64,
+    /// Seconds between each node's writes of its key use counts (what
+    /// users did with which key, how often) into the event trail (1 to
+    /// 3600). Default 60. Kept with or without a destination.
+    pub key_use_interval_s: u64,
 }
 
 impl Default for BackupSettings {
@@ -314,6 +318,7 @@ impl Default for BackupSettings {
             keep_last: 30,
             max_age_s: 0,
             audit_interval_s: 10,
+            key_use_interval_s: 60,
         }
     }
 }

@@ -49,6 +49,7 @@ interval_s = 3600
 keep_last = 48
 max_age_s = 604800
 audit_interval_s = 30
+key_use_interval_s = 120
 
 [metrics]
 listen = "127.0.0.1:9464"
@@ -128,6 +129,7 @@ pub(super) fn full() -> NodeConfig {
             keep_last: 48,
             max_age_s: 604_800,
             audit_interval_s: 30,
+            key_use_interval_s: 120,
         },
         metrics: MetricsSettings {
             listen: Some(addr("127.0.0.1:9464")),

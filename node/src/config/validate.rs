@@ -100,6 +100,7 @@ impl NodeConfig {
         range("backup.keep_last", u64::from(b.keep_last), 1, MAX_KEEP_LAST)?;
         range("backup.interval_s", b.interval_s, 0, MAX_BACKUP_INTERVAL_S)?;
         range("backup.audit_interval_s", b.audit_interval_s, 1, 3600)?;
+        range("backup.key_use_interval_s", b.key_use_interval_s, 1, 3600)?;
         for path in &b.recovery_keys {
             non_empty_path("backup.recovery_keys", path)?;
         }

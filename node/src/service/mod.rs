@@ -180,6 +180,8 @@ pub struct Service {
     corrupt_key_pairs: bool,
     /// Requests by operation and outcome, for the metrics endpoint.
     metrics: Arc<crate::metrics::RequestMetrics>,
+    /// What users did with keys through this node, for the audit trail.
+    key_uses: Arc<crate::key_uses::KeyUseCounter>,
 }
 
 /// Counts from this node's replica, for the metrics endpoint: never names.
@@ -254,7 +256,14 @@ impl Service {
                 .unwrap_or_default(),
             corrupt_key_pairs: corrupting("generated-key-pairs"),
             metrics: Arc::default(),
+            key_uses: Arc::default(),
         }
+    }
+
+    /// The key use counts this service keeps (written to the trail by
+    /// `crate::key_uses::spawn`).
+    pub fn key_uses(&self) -> Arc<crate::key_uses::KeyUseCounter> {
+        self.key_uses.clone()
     }
 
     /// The request counters this service keeps.
@@ -490,7 +499,13 @@ impl Service {
             deadline,
             time,
         };
-        self.dispatch(&ctx, op).await
+        let used = crate::key_uses::key_use(&op);
+        let outcome = self.dispatch(&ctx, op).await;
+        if let (Ok(reply), Some((key, kind))) = (&outcome, used) {
+            let n = crate::key_uses::uses_in(reply);
+            self.key_uses.add(key, &ctx.caller.username, kind, n);
+        }
+        outcome
     }
 
     async fn dispatch(&self, ctx: &Ctx, op: Operation) -> Outcome {
@@ -534,6 +549,10 @@ impl Service {
                 self.set_quorum_value(ctx, service, value).await
             }
             O::QuorumStatus => self.quorum_status(),
+            O::AuditHead => Ok(self.state(|s| Reply::AuditHead {
+                events: s.events(),
+                head: s.head(),
+            })),
             O::AddNode { node } => self.add_node(ctx, node).await,
             O::RemoveNode { node } => self.remove_node(ctx, node).await,
             O::RotateDomainKey => self.rotate_domain_key(ctx).await,
@@ -1159,7 +1178,8 @@ pub fn action_for(username: &Username, op: &Operation) -> Option<Action> {
         | O::DescribeBackup { .. }
         | O::VerifyBackup { .. }
         | O::DeleteBackup { .. }
-        | O::KeepBackup { .. } => Action::ManageBackups,
+        | O::KeepBackup { .. }
+        | O::AuditHead => Action::ManageBackups,
     })
 }
 

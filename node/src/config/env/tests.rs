@@ -41,6 +41,7 @@ fn every_setting_can_be_overridden_from_the_environment() {
             ("HSM_NODE_BACKUP_KEEP_LAST", "48"),
             ("HSM_NODE_BACKUP_MAX_AGE_S", "604800"),
             ("HSM_NODE_BACKUP_AUDIT_INTERVAL_S", "30"),
+            ("HSM_NODE_BACKUP_KEY_USE_INTERVAL_S", "120"),
             ("HSM_NODE_METRICS_LISTEN", "127.0.0.1:9464"),
         ]))
         .expect("applies");
