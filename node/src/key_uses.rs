@@ -300,7 +300,13 @@ mod tests {
             }),
             2
         );
-        assert_eq!(uses_in(&Reply::Verifications(vec![Ok(false), Err(ClientError::invalid("x"))])), 1);
+        assert_eq!(
+            uses_in(&Reply::Verifications(vec![
+                Ok(false),
+                Err(ClientError::invalid("x"))
+            ])),
+            1
+        );
         assert_eq!(uses_in(&Reply::Signature(vec![1])), 1);
     }
 }

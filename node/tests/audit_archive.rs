@@ -184,7 +184,11 @@ async fn the_archived_trail_checks_out_offline_and_every_tampering_is_reported()
     }
     let events = head["events"].as_u64().expect("events");
     for wrong in [
-        format!("{}:{}", events + 1_000_000, head["head"].as_str().expect("hash")),
+        format!(
+            "{}:{}",
+            events + 1_000_000,
+            head["head"].as_str().expect("hash")
+        ),
         format!("{events}:{}", "00".repeat(32)),
     ] {
         let mut args = audit_args("verify", &url, &recovery);
