@@ -634,7 +634,8 @@ pub struct BinaryDataArgs {
     /// Read the data from this file (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     pub data_path: Option<PathBuf>,
-    /// The data, base64 (as the JSON output of hsm gives it).
+    /// The data, base64 (as the JSON output of hsm gives it); for `crypto
+    /// decrypt` also `hsm:v<N>:...` as `crypto encrypt` gives it.
     #[arg(long, value_name = "BASE64")]
     pub data: Option<String>,
 }
@@ -909,7 +910,8 @@ pub enum DigestArg {
 #[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
 pub struct SignatureArgs {
-    /// Read the signature (raw bytes) from this file.
+    /// Read the signature from this file: raw bytes (checked with the
+    /// key's latest version) or `hsm:v<N>:...` text.
     #[arg(long, value_name = "FILE")]
     pub signature_path: Option<PathBuf>,
     /// The signature: `hsm:v<N>:...` as `crypto sign` gives it
@@ -972,8 +974,8 @@ pub enum CryptoCommand {
         /// Associated data (AES-GCM) or OAEP label (RSA), as text.
         #[arg(long, value_name = "TEXT")]
         aad: Option<String>,
-        /// Write the ciphertext to this file instead of base64 in the
-        /// output.
+        /// Write the ciphertext, as `hsm:v<N>:...` text, to this file
+        /// instead of into the output.
         #[arg(long, value_name = "FILE")]
         path: Option<PathBuf>,
     },
@@ -1024,7 +1026,7 @@ pub enum CryptoCommand {
         wrapped_only: bool,
         /// Write the data key itself to this file (mode 0600) instead of
         /// base64 in the output.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "wrapped_only")]
         path: Option<PathBuf>,
     },
     /// Encrypt, decrypt, sign or verify many items with one key in one
@@ -1072,8 +1074,11 @@ pub enum CryptoCommand {
 }
 
 /// `crypto batch ...`: the input is a JSON array (`--input FILE`, `-`:
-/// standard input), the output one result per item, in order, each
-/// either the item's result or its `error`.
+/// standard input) of up to 1024 items (64 for RSA signing and
+/// decryption); the output `{items, failed, results}`, one result per
+/// item in order, each the item's result or its `error` (`failed` counts
+/// those; a signature that does not verify is a result, `"verified":
+/// false`). The command fails only when the request as a whole does.
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
     /// Items `{"data": TEXT}` or `{"data-base64": B64}`, with `"aad":

@@ -610,6 +610,8 @@ impl Client {
     }
 
     /// Signs a message (or computes an HMAC); the message is unhashed.
+    /// Uses the key's latest version and does not say which: once keys
+    /// are rotated, [`Client::sign_batch`] returns the version too.
     ///
     /// # Errors
     /// As [`Client::call`].
@@ -629,8 +631,9 @@ impl Client {
         expect_reply!(reply, "sign", "signature", Reply::Signature(s) => s)
     }
 
-    /// Verifies a signature (or an HMAC). A signature that does not verify
-    /// is `Ok(false)`.
+    /// Verifies a signature (or an HMAC) with the key's latest version
+    /// ([`Client::verify_batch`] takes the version that signed). A
+    /// signature that does not verify is `Ok(false)`.
     ///
     /// # Errors
     /// As [`Client::call`].
@@ -652,8 +655,10 @@ impl Client {
         expect_reply!(reply, "verify", "verified", Reply::Verified(v) => v)
     }
 
-    /// Encrypts. `aad` is the associated data (AES-GCM) or OAEP label
-    /// (RSA). For AES-GCM the output is `iv || ciphertext || tag`.
+    /// Encrypts with the key's latest version, without saying which
+    /// ([`Client::encrypt_batch`] does). `aad` is the associated data
+    /// (AES-GCM) or OAEP label (RSA). For AES-GCM the output is `iv ||
+    /// ciphertext || tag`.
     ///
     /// # Errors
     /// As [`Client::call`].
@@ -675,7 +680,9 @@ impl Client {
         expect_reply!(reply, "encrypt", "ciphertext", Reply::Ciphertext(c) => c)
     }
 
-    /// Decrypts what [`Client::encrypt`] produced, with the same `aad`.
+    /// Decrypts what [`Client::encrypt`] produced, with the same `aad`, with
+    /// the key's latest version ([`Client::decrypt_versioned`] takes the
+    /// version that encrypted).
     ///
     /// # Errors
     /// As [`Client::call`].

@@ -15,13 +15,23 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::ops::unexpected;
 
-/// A data key from [`Client::generate_data_key`].
+/// A data key from [`Client::generate_data_key`]. `Debug` shows neither
+/// key.
 pub struct DataKey {
     /// The data key encrypted under the key's latest version (AES-GCM):
     /// store it beside the data; [`Client::decrypt_versioned`] opens it.
     pub wrapped: Versioned,
     /// The data key itself, when asked for (zeroized when dropped).
     pub plaintext: Option<Secret>,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("version", &self.wrapped.version)
+            .field("plaintext", &self.plaintext.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One result per item, checked to be as many as were sent.
@@ -36,10 +46,11 @@ fn per_item<T>(op: &str, sent: usize, results: Vec<T>) -> Result<Vec<T>> {
     }
 }
 
+/// Refuses, before sending, a batch no node takes.
 fn check_len(op: &str, len: usize) -> Result<()> {
     if len > MAX_BATCH {
-        return Err(Error::Protocol(format!(
-            "{op}: {len} items, more than one request carries ({MAX_BATCH}); split them"
+        return Err(Error::Server(hsm_proto::client::ClientError::invalid(
+            format!("{op}: {len} items, more than one request carries ({MAX_BATCH}); split them"),
         )));
     }
     Ok(())

@@ -446,7 +446,7 @@ pub const AUDIT_SEGMENT_EVENTS: usize = 5000;
 /// Most encoded event bytes in one audit segment (its events are cut
 /// there, so a segment stays well inside what a reader decodes,
 /// `hsm_proto::codec::MAX_DECODE_BYTES`, whatever the events carry; an
-/// event larger than this, which no Raft frame carries, goes alone).
+/// event larger than this goes alone).
 pub const AUDIT_SEGMENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// The events of `events` that go in one segment starting at `first`: a

@@ -262,12 +262,12 @@ pub async fn restore_cluster(
     })
 }
 
-/// Prepares the node and writes its domain key and store.
 /// Key material re-wrapped under the new cluster's domain key, by key and
 /// the material as the backup holds it (a key's versions each have their
 /// own).
 type Rewrapped = BTreeMap<(KeyId, Vec<u8>), Vec<u8>>;
 
+/// Prepares the node and writes its domain key and store.
 fn write_node(
     config: &NodeConfig,
     ca: &ClusterCa,

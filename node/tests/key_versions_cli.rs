@@ -121,7 +121,8 @@ async fn keys_rotate_and_every_kept_version_opens_what_it_made() {
         opened(decrypt(alice, &v2_plain)),
         b"written under version 2"
     );
-    decrypt(alice, &v1_plain).fails(4, "invalid-input");
+    let e = decrypt(alice, &v1_plain).fails(4, "invalid-input");
+    assert!(message(&e).contains("hsm:v1:"), "a hint names the way: {e}");
     // A version the key never had.
     let v7 = v2.replacen("hsm:v2:", "hsm:v7:", 1);
     let e = decrypt(alice, &v7).fails(4, "not-found");

@@ -76,7 +76,12 @@ pub fn parse(text: &str) -> Option<Result<(u32, Vec<u8>), VersionedError>> {
 
 fn parse_rest(rest: &str) -> Result<(u32, Vec<u8>), VersionedError> {
     let (digits, body) = rest.split_once(':').ok_or(VersionedError::Malformed)?;
-    if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // One way to write each version: no sign, no leading zero.
+    if digits.is_empty()
+        || digits.len() > 10
+        || digits.starts_with('0')
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(VersionedError::Malformed);
     }
     let version: u32 = digits.parse().map_err(|_| VersionedError::Malformed)?;
@@ -115,6 +120,7 @@ mod tests {
         assert_eq!(parse("hsm:v0:AAEC"), Some(Err(VersionedError::Malformed)));
         assert_eq!(parse("hsm:v1"), Some(Err(VersionedError::Malformed)));
         assert_eq!(parse("hsm:v-1:AAEC"), Some(Err(VersionedError::Malformed)));
+        assert_eq!(parse("hsm:v07:AAEC"), Some(Err(VersionedError::Malformed)));
         assert_eq!(
             parse("hsm:v99999999999:AAEC"),
             Some(Err(VersionedError::Malformed))

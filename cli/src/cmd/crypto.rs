@@ -75,7 +75,7 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
                 .and_then(one)
                 .map_err(|e| me.explain(e))?;
             if !verified {
-                return Err(CliError::new(
+                let err = CliError::new(
                     Class::Input,
                     "verification-failed",
                     format!(
@@ -83,7 +83,8 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
                         key.id,
                         mechanism.name()
                     ),
-                ));
+                );
+                return Err(plain_input_hint(&me.client, key.id, version, err).await);
             }
             Ok(Outcome::new(json!({
                 "key-reference": key.id.to_string(),
@@ -145,12 +146,18 @@ pub(super) async fn run(ctx: &Context, command: CryptoCommand) -> Result<Outcome
                 ciphertext: ByteBuf::from(ciphertext),
                 aad: ByteBuf::from(aad.unwrap_or_default().into_bytes()),
             };
-            let plaintext = me
+            let plaintext = match me
                 .client
                 .decrypt_batch(key.id, mechanism, vec![item])
                 .await
                 .and_then(one)
-                .map_err(|e| me.explain(e))?;
+            {
+                Ok(plaintext) => plaintext,
+                Err(e) => {
+                    let err = me.explain(e);
+                    return Err(plain_input_hint(&me.client, key.id, version, err).await);
+                }
+            };
             let mut out = json!({
                 "key-reference": key.id.to_string(),
                 "mechanism": mechanism.name(),
@@ -295,6 +302,27 @@ fn versioned(
 ) -> Result<(Option<u32>, Vec<u8>)> {
     let v = parsed.map_err(|e| CliError::invalid(format!("{what}: {e}")))?;
     Ok((Some(v.version), v.bytes))
+}
+
+/// `err` with a hint when plain input (no version named) failed on a
+/// rotated key: it was checked with the latest version only.
+async fn plain_input_hint(
+    client: &hsm_client::Client,
+    key: hsm_client::KeyId,
+    version: Option<u32>,
+    err: CliError,
+) -> CliError {
+    if version.is_some() {
+        return err;
+    }
+    match client.key_versions(key).await {
+        Ok(info) if info.latest > 1 => err.hint(format!(
+            "plain input is checked with the key's latest version, {}; give what an earlier \
+             version made as hsm:v<N>:<base64> (before the key's first rotation: hsm:v1:...)",
+            info.latest
+        )),
+        _ => err,
+    }
 }
 
 /// The one result of a batch of one.

@@ -22,8 +22,6 @@ use super::crypto_ops::{each, quick, INLINE_MAX_MESSAGES};
 use super::keys::{allow_use, crypto_err, crypto_error};
 use super::{Caller, Ctx, Outcome, Service};
 
-/// Refuses a batch larger than a request may carry: [`MAX_BATCH`] items,
-/// [`MAX_SIGN_MANY_RSA`] for RSA private-key work.
 /// The event that rotates `key` (also, with zeroes, what a retry of one
 /// is recognised by: the state's fingerprint leaves the rest out).
 fn rotation(
@@ -42,6 +40,8 @@ fn rotation(
     }
 }
 
+/// Refuses a batch larger than a request may carry: [`MAX_BATCH`] items,
+/// [`MAX_SIGN_MANY_RSA`] for RSA private-key work.
 fn check_batch(len: usize, spec: KeySpec, private: bool) -> Result<(), ClientError> {
     let most = if private && matches!(spec, KeySpec::Rsa { .. }) {
         MAX_SIGN_MANY_RSA
