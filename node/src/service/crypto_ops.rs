@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hsm_crypto::{DigestAlgorithm, EncryptMechanism, SignMechanism, MAX_RANDOM_LEN};
-use hsm_proto::client::{ByteBuf, ClientError, Reply, Secret, MAX_SIGN_MANY, MAX_SIGN_MANY_RSA};
+use hsm_proto::client::{ByteBuf, ClientError, Reply, Secret};
 use hsm_proto::{KeyId, KeySpec};
 use hsm_state::policy::KeyUse;
 
@@ -93,9 +93,8 @@ impl Service {
         Ok(Reply::Signature(sig))
     }
 
-    /// [`Service::sign`] for many messages: the key is checked and loaded
-    /// once, and the signatures are made in one go (on the blocking pool
-    /// unless all are small and quick), each message with its own result.
+    /// [`Service::sign`] for many messages (client protocol 1): what
+    /// [`Service::sign_batch`] does, answered without the version.
     pub(super) async fn sign_many(
         &self,
         ctx: &Ctx,
@@ -103,30 +102,10 @@ impl Service {
         mechanism: SignMechanism,
         messages: Vec<ByteBuf>,
     ) -> Outcome {
-        let k = self.usable_key(&ctx.caller, key)?;
-        allow_use(&k, KeyUse::Sign)?;
-        let most = if matches!(k.spec, KeySpec::Rsa { .. }) {
-            MAX_SIGN_MANY_RSA
-        } else {
-            MAX_SIGN_MANY
-        };
-        if messages.len() > most {
-            return Err(ClientError::invalid(format!(
-                "{} messages in one request; at most {most} with this key",
-                messages.len()
-            )));
+        match self.sign_batch(ctx, key, mechanism, messages).await? {
+            Reply::Signed { results, .. } => Ok(Reply::Signatures(results)),
+            _ => Err(ClientError::internal("sign-batch answered another reply")),
         }
-        let loaded = self.loaded(&k).await?;
-        let total: usize = messages.iter().map(|m| m.len()).sum();
-        let inline = quick(k.spec, true, total) && messages.len() <= INLINE_MAX_MESSAGES;
-        let signatures = each(inline, messages, move |m| {
-            loaded
-                .sign(mechanism, &m)
-                .map(ByteBuf::from)
-                .map_err(crypto_error)
-        })
-        .await?;
-        Ok(Reply::Signatures(signatures))
     }
 
     pub(super) async fn verify(
