@@ -15,22 +15,10 @@ use hsm_backup::audit::{audit_destination, list_segments, read_segment, write_se
 use hsm_backup::{BackupDomainKey, BackupKeys, Destination, Opener, RecoveryKey};
 use hsm_proto::mechanism::SignMechanism;
 use procs::cli::{message, Hsm};
-use procs::{signing, user, Cluster};
+use procs::{copy_tree, signing, user, Cluster};
 
 const ADMIN: &str = "audit-admin-password";
 const ALICE: &str = "audit-alice-password";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
 
 fn audit_args<'a>(command: &'a str, url: &'a str, key: &'a str) -> Vec<&'a str> {
     vec!["audit", command, "--from", url, "--recovery-key", key]

@@ -18,7 +18,7 @@ use hsm_client::{BackupInfo, Client, ClientOptions, ErrorKind, KeyInfo};
 use hsm_proto::client::{KeyFilter, Secret};
 use hsm_proto::mechanism::{EncryptMechanism, SignMechanism};
 use hsm_proto::{KeyAttributes, KeyId, KeySpec, Role};
-use procs::{openssl, restore_command, user, Cluster};
+use procs::{copy_tree, openssl, restore_command, user, Cluster};
 
 const ADMIN_NEW: &str = "backup-admin-pw-1";
 const CAROL_PW: &str = "carol-backup-pw-1";
@@ -46,18 +46,6 @@ fn sign_attrs(label: &str) -> KeyAttributes {
 
 /// Copies a directory tree (the backup destination, which outlives the
 /// cluster, as object storage does).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 /// The line `hsm-node restore` printed after `label`.
 fn printed(output: &str, label: &str) -> String {
     output

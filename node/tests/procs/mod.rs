@@ -731,6 +731,19 @@ pub fn user(name: &str) -> Username {
     Username::new(name).expect("user name")
 }
 
+/// Copies a directory tree (a backup destination, say) to `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
 /// Runs the OpenSSL command line in `dir` (`./x` installs it): whether it
 /// succeeded, and what it printed.
 pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
